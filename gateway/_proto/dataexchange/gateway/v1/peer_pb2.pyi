@@ -1,0 +1,84 @@
+from gateway._proto.dataexchange.gateway.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SignedEnvelope(_message.Message):
+    __slots__ = ("payload_type", "payload", "signature", "signer")
+    PAYLOAD_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
+    payload_type: str
+    payload: bytes
+    signature: bytes
+    signer: str
+    def __init__(self, payload_type: _Optional[str] = ..., payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., signer: _Optional[str] = ...) -> None: ...
+
+class PeerHeader(_message.Message):
+    __slots__ = ("sender", "recipient", "request_id", "timestamp_ms", "request_digest", "bundle_version")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    recipient: str
+    request_id: str
+    timestamp_ms: int
+    request_digest: bytes
+    bundle_version: int
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., request_digest: _Optional[bytes] = ..., bundle_version: _Optional[int] = ...) -> None: ...
+
+class PeerRecordRequest(_message.Message):
+    __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "subject_count", "sealed_query", "client_reference")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_QUERY_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    service_system: str
+    dataset: str
+    purpose: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    subject_count: int
+    sealed_query: bytes
+    client_reference: str
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., subject_count: _Optional[int] = ..., sealed_query: _Optional[bytes] = ..., client_reference: _Optional[str] = ...) -> None: ...
+
+class RecordQuery(_message.Message):
+    __slots__ = ("subject_ids",)
+    SUBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    subject_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PeerRecordResponse(_message.Message):
+    __slots__ = ("header", "decision", "record_count", "sealed_records", "payload_digest", "error_code")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    decision: _common_pb2.PolicyDecision
+    record_count: int
+    sealed_records: bytes
+    payload_digest: bytes
+    error_code: str
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., record_count: _Optional[int] = ..., sealed_records: _Optional[bytes] = ..., payload_digest: _Optional[bytes] = ..., error_code: _Optional[str] = ...) -> None: ...
+
+class RecordBatch(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[_common_pb2.Record]
+    def __init__(self, records: _Optional[_Iterable[_Union[_common_pb2.Record, _Mapping]]] = ...) -> None: ...

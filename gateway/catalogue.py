@@ -1,0 +1,169 @@
+"""The dataset catalogue: what a holder's datasets contain, as declared by the bureau.
+
+Owns: the frozen, validated description of each dataset a gateway holds
+(columns, types, which columns are personal data and of what kind, the data
+subject column, sharing class, data grade, statistics metadata such as public
+group keys, bounds and the privacy unit), and loading it from
+``<policies dir>/catalogue.yaml`` (``kind: dataset-catalogue``).
+
+Does not own: where rows come from (``gateway.sources``), who may see what
+(``gateway.policy``), or how statistics are computed (``gateway.stats``).
+
+Statistics metadata is declared here, never inferred from data: bounds and
+group-key domains derived from the data would themselves leak.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.errors import NotFound
+from gateway.yamlfile import load_model
+
+CODE_RE = r"^[a-z][a-z0-9_]{0,63}$"
+JURISDICTION_RE = r"^[1-9][0-9]{5}$"
+_JURISDICTION = re.compile(JURISDICTION_RE)
+
+
+def is_jurisdiction_code(text: str) -> bool:
+    return bool(_JURISDICTION.fullmatch(text))
+
+
+class SharingClass(str, Enum):
+    """National practice: 无条件共享 / 有条件共享 / 不予共享."""
+
+    UNCONDITIONAL = "unconditional"
+    CONDITIONAL = "conditional"
+    NOT_SHARED = "not_shared"
+
+
+class DataGrade(str, Enum):
+    """Data Security Law grades: 一般 / 重要 / 核心."""
+
+    GENERAL = "general"
+    IMPORTANT = "important"
+    CORE = "core"
+
+
+class PiiKind(str, Enum):
+    NONE = "none"
+    ID_NUMBER = "id_number"  # 居民身份证号 / 统一社会信用代码
+    NAME = "name"
+    PHONE = "phone"
+    ADDRESS = "address"
+    BIRTH_DATE = "birth_date"
+    OTHER = "other"
+
+
+ColumnType = Literal["string", "integer", "float", "date"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Column(_Frozen):
+    name: Annotated[str, Field(pattern=CODE_RE)]
+    type: ColumnType
+    title: str = ""
+    pii: PiiKind = PiiKind.NONE
+    # Statistics: the public domain of a group-by key (e.g. district codes,
+    # age bands, months). Only columns with a declared domain can be grouped on
+    # or filtered by equality.
+    public_keys: tuple[str, ...] | None = None
+    # Statistics: clamping bounds for sums/means/quantiles on numeric columns.
+    bounds: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Column:
+        if self.bounds is not None:
+            lo, hi = self.bounds
+            if not lo < hi:
+                raise ValueError(f"bounds must be [lower, upper] with lower < upper, got {self.bounds}")
+            if self.type not in ("integer", "float"):
+                raise ValueError(f"bounds need a numeric column, {self.name} is {self.type}")
+        if self.public_keys is not None and len(set(self.public_keys)) != len(self.public_keys):
+            raise ValueError(f"public_keys of {self.name} repeat a value")
+        return self
+
+
+class PrivacyUnit(_Frozen):
+    """How many rows one person may contribute (statistics)."""
+
+    # Column identifying the person (rows are truncated per person).
+    column: Annotated[str, Field(pattern=CODE_RE)]
+    # At most this many rows per person enter a statistic.
+    max_rows: Annotated[int, Field(ge=1, le=10_000)] = 1
+
+
+class Dataset(_Frozen):
+    code: Annotated[str, Field(pattern=CODE_RE)]
+    title: str
+    sharing_class: SharingClass
+    grade: DataGrade
+    # Column naming the data subject (what GetRecordsRequest.subject_ids match).
+    subject_column: Annotated[str, Field(pattern=CODE_RE)]
+    columns: Annotated[tuple[Column, ...], Field(min_length=1)]
+    privacy_unit: PrivacyUnit | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Dataset:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"dataset {self.code}: column names repeat")
+        if self.subject_column not in names:
+            raise ValueError(
+                f"dataset {self.code}: subject_column {self.subject_column!r} is not a column"
+            )
+        if self.privacy_unit and self.privacy_unit.column not in names:
+            raise ValueError(
+                f"dataset {self.code}: privacy_unit.column {self.privacy_unit.column!r} is not a column"
+            )
+        return self
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise NotFound(f"dataset {self.code} has no column {name!r}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+class Catalogue(_Frozen):
+    kind: Literal["dataset-catalogue"]
+    holder: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    datasets: tuple[Dataset, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> Catalogue:
+        codes = [d.code for d in self.datasets]
+        if len(set(codes)) != len(codes):
+            raise ValueError("dataset codes repeat")
+        return self
+
+    def dataset(self, code: str) -> Dataset:
+        for d in self.datasets:
+            if d.code == code:
+                return d
+        raise NotFound(f"jurisdiction {self.holder} holds no dataset {code!r}")
+
+
+CATALOGUE_FILE = "catalogue.yaml"
+
+
+def load_catalogue(path: Path) -> Catalogue:
+    """Load and validate a catalogue file (or ``<dir>/catalogue.yaml``).
+
+    Raises PolicyFileError naming the file, line and field on any problem.
+    """
+    if path.is_dir():
+        path = path / CATALOGUE_FILE
+    return load_model(path, Catalogue)

@@ -1,0 +1,56 @@
+"""The ``gateway`` command. Each subcommand group lives in its own module.
+
+Owns: argument parsing and turning GatewayError into a one-line message and
+exit status 2 (1 for verification failures, so scripts can tell them apart).
+Does not own: any behaviour; every command calls into the core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from gateway.errors import GatewayError, VerificationFailed
+
+# Subcommand modules, each with ``register(subparsers) -> None``. A command's
+# handler is stored as ``func`` and returns an exit status.
+_MODULES = (
+    "gateway.cli.keys",
+    "gateway.cli.federation",
+    "gateway.cli.serve",
+    "gateway.cli.demo",
+    "gateway.cli.policy",
+    "gateway.cli.ledger",
+    "gateway.cli.audit",
+    "gateway.cli.stats",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="Cross-jurisdiction data-exchange gateway: signed, encrypted, "
+        "policy-checked, differentially private, verifiably ledgered.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except VerificationFailed as exc:
+        print(f"gateway: verification FAILED: {exc}", file=sys.stderr)
+        return 1
+    except GatewayError as exc:
+        print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,44 @@
+"""Domain-separation tags: every signature, seal and keyed hash names its purpose.
+
+Owns: the constant tags (and nothing else). Every tag is unique, ASCII and
+versioned; ``tests/test_domains.py`` checks uniqueness. A signature made for one
+purpose can never verify for another because the tag is inside the signed
+pre-authentication encoding (see ``gateway.crypto.pae``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Peer envelope payload types (signed with PAE, DSSE-style).
+PEER_RECORD_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerRecordRequest"
+PEER_RECORD_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerRecordResponse"
+PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
+PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
+PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
+PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
+PEER_ERROR: Final = "cn.dataexchange.gateway.v1.PeerError"
+
+# Federation trust bundle, signed by the federation authority.
+TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
+
+# Sealing (authenticated encryption to a recipient's X25519 key).
+SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
+SEAL_STATS_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.StatsPayload"
+
+# Keyed hashes.
+PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
+
+ALL_TAGS: Final = (
+    PEER_RECORD_REQUEST,
+    PEER_RECORD_RESPONSE,
+    PEER_STATS_REQUEST,
+    PEER_STATS_RESPONSE,
+    PEER_WITNESS_REQUEST,
+    PEER_WITNESS_RESPONSE,
+    PEER_ERROR,
+    TRUST_BUNDLE,
+    SEAL_RECORD_PAYLOAD,
+    SEAL_STATS_PAYLOAD,
+    PSEUDONYM,
+)

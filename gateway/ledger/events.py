@@ -1,0 +1,62 @@
+"""What the rest of the gateway hands the ledger: one event to record.
+
+Owns: the ``LedgerEvent`` value and the ``LedgerWriter`` protocol the exchange
+and statistics paths append through. Does not own: how events are encoded,
+chained, stored or proven (the rest of ``gateway.ledger``).
+
+Events hold metadata and digests only, never personal data: no subject ids,
+no record values. ``details`` carries kind-specific metadata (e.g. epsilon and
+delta for a statistics release) as sorted (key, value) string pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal"]
+Role = Literal["holder", "requester"]
+
+
+@dataclass(frozen=True)
+class LedgerEvent:
+    kind: EventKind
+    role: Role
+    request_id: str
+    timestamp_ms: int
+    # This gateway's jurisdiction and the other side's.
+    local: str
+    counterparty: str
+    # The requesting service system (at the requester's side).
+    service_system: str
+    dataset: str
+    purpose: str
+    # "allow" or "deny", and the human-readable reason / agreement.
+    decision: Literal["allow", "deny"]
+    reason: str
+    record_count: int = 0
+    agreement_id: str = ""
+    agreement_digest: str = ""
+    policy_set_digest: str = ""
+    # Hex SHA-256 of the released plaintext payload ("" if nothing released).
+    payload_digest: str = ""
+    # Hex SHA-256 of the request envelope's PAE bytes.
+    request_digest: str = ""
+    # Base64 Ed25519 signatures: requester's over the request envelope,
+    # holder's over the response envelope ("" where none exists, e.g. the
+    # holder never answered).
+    requester_signature: str = ""
+    holder_signature: str = ""
+    details: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class AppendReceipt:
+    index: int
+    entry_hash: str  # hex
+
+
+class LedgerWriter(Protocol):
+    def append(self, event: LedgerEvent) -> AppendReceipt:
+        """Durably append one event, atomically; raise StorageFailure on failure."""
+        ...

@@ -1,0 +1,61 @@
+"""The seam between the exchange path and the policy engine.
+
+Owns: the request the exchange path asks about (``AccessRequest``), the answer
+(``Decision``) and the ``PolicyGate`` protocol. Does not own: agreement files,
+evaluation or transforms (the rest of ``gateway.policy``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    requester: str  # requesting jurisdiction code
+    service_system: str  # requesting service system id
+    holder: str  # holding jurisdiction code (this gateway)
+    dataset: str
+    purpose: str
+    fields: tuple[str, ...]  # requested fields; () means all allowed
+    subject_count: int  # 0 means a bulk request
+    request_id: str
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    name: str
+    transform: str  # "pass" | "mask" | "pseudonymise" | "generalise"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    # gRPC status name to surface on refusal ("PERMISSION_DENIED", "NOT_FOUND",
+    # "RESOURCE_EXHAUSTED"); "" when allowed.
+    error_code: str
+    agreement_id: str
+    agreement_digest: str
+    policy_set_digest: str
+    fields: tuple[FieldRule, ...]  # released fields, in order
+    max_records: int
+
+
+class PolicyGate(Protocol):
+    def decide(self, request: AccessRequest) -> Decision:
+        """Evaluate; deny by default. Pure apart from reading quota usage."""
+        ...
+
+    def release(
+        self, decision: Decision, request: AccessRequest, rows: Sequence[Mapping[str, object]]
+    ) -> list[dict[str, str]]:
+        """Apply the decision's transforms to rows, keep only its fields, and
+        record quota usage. Raises QuotaExceeded if the rows would exceed it."""
+        ...
+
+    @property
+    def policy_set_digest(self) -> str: ...

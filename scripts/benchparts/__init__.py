@@ -1,0 +1,1 @@
+"""Benchmark parts for scripts/bench.py; one module per part."""
