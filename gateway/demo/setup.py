@@ -1,0 +1,167 @@
+"""Lay out a working multi-jurisdiction federation in one folder.
+
+Owns: the demo cluster's layout (federation authority, one folder per gateway
+with keys, config, seeded data source, service-system tokens), produced with
+the same operator commands a bureau runs (``gateway keygen``,
+``gateway federation init`` / ``add-member``). The demo and the end-to-end
+tests both use it.
+
+Does not own: running gateways (``gateway.server.app``), the demo's story
+(``gateway.demo.run``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway import crypto
+from gateway.catalogue import load_catalogue
+from gateway.demo.seed import seed_database
+
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+FEDERATION_NAME = "京津冀数据共享联盟"
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    code: str
+    name: str
+    service_systems: tuple[str, ...]
+
+
+CLUSTER: tuple[MemberSpec, ...] = (
+    MemberSpec("110000", "北京市大数据中心", ("beijing-housing-fund", "beijing-procurement", "beijing-planning")),
+    MemberSpec("120000", "天津市数据局", ("tianjin-procurement", "tianjin-planning")),
+    MemberSpec("130000", "河北省数据和政务服务局", ("hebei-housing-fund", "hebei-planning")),
+)
+
+
+@dataclass(frozen=True)
+class GatewaySite:
+    code: str
+    name: str
+    root: Path
+    config: Path
+    peer_port: int
+    service_port: int
+    tokens: dict[str, str]  # service system id -> bearer token (demo clients only)
+    data_source: Path
+
+    @property
+    def service_address(self) -> str:
+        return f"127.0.0.1:{self.service_port}"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.root / "keys" / "tls.crt"
+
+
+@dataclass(frozen=True)
+class Federation:
+    root: Path
+    authority_key: Path
+    authority_pub: Path
+    bundle: Path
+    sites: dict[str, GatewaySite]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str) -> None:
+    from gateway.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(list(args))
+    if status != 0:
+        raise RuntimeError(f"gateway {' '.join(args[:2])} failed ({status}): {out.getvalue()}")
+
+
+def build_federation(
+    root: Path,
+    *,
+    rows: int = 2000,
+    ports: dict[str, tuple[int, int]] | None = None,
+    policies: Path = REPO_POLICIES,
+    members: tuple[MemberSpec, ...] = CLUSTER,
+    seed: int = 20260101,
+) -> Federation:
+    """Create keys, the signed bundle, configs and data under ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    fed = root / "federation"
+    _cli("federation", "init", "--out", str(fed), "--name", FEDERATION_NAME, "--validity-days", "365")
+    sites: dict[str, GatewaySite] = {}
+    for i, spec in enumerate(members):
+        site = root / spec.code
+        keys = site / "keys"
+        _cli("keygen", "--jurisdiction", spec.code, "--name", spec.name, "--out", str(keys), "--host", "localhost")
+        peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
+        catalogue = load_catalogue(policies / spec.code)
+        data = site / "data"
+        counts = seed_database(data / "source.sqlite", catalogue, rows=rows, seed=seed + i)
+        _cli(
+            "federation", "add-member",
+            "--bundle", str(fed / "bundle.json"),
+            "--authority-key", str(fed / "authority.key"),
+            "--public", str(keys / "public.json"),
+            "--endpoint", f"127.0.0.1:{peer_port}",
+            "--datasets", ",".join(d.code for d in catalogue.datasets if d.code in counts),
+        )  # fmt: skip
+        tokens = {sid: "svc_" + secrets.token_urlsafe(24) for sid in spec.service_systems}
+        token_file = site / "service-tokens.json"
+        token_file.write_text(json.dumps(tokens, indent=2))
+        os.chmod(token_file, 0o600)
+        config = site / "gateway.toml"
+        config.write_text(
+            _config_text(spec, peer_port, service_port, policies / spec.code, fed, tokens)
+        )
+        sites[spec.code] = GatewaySite(
+            spec.code, spec.name, site, config, peer_port, service_port, tokens, data / "source.sqlite"
+        )
+    return Federation(root, fed / "authority.key", fed / "authority.pub", fed / "bundle.json", sites)
+
+
+def _config_text(
+    spec: MemberSpec,
+    peer_port: int,
+    service_port: int,
+    policies: Path,
+    fed: Path,
+    tokens: dict[str, str],
+) -> str:
+    services = "\n".join(
+        f'[[service_systems]]\nid = "{sid}"\ntoken_sha256 = "{crypto.sha256_hex(tok.encode())}"\n'
+        for sid, tok in tokens.items()
+    )
+    return f"""# Gateway of {spec.name} ({spec.code}). Paths are relative to this file.
+jurisdiction = "{spec.code}"
+name = "{spec.name}"
+key_dir = "keys"
+data_dir = "data"
+data_source = "data/source.sqlite"
+policies = "{policies.resolve()}"
+trust_bundle = "{(fed / 'bundle.json').resolve()}"
+authority_key = "{(fed / 'authority.pub').resolve()}"
+
+[listen]
+peer = "127.0.0.1:{peer_port}"
+service = "127.0.0.1:{service_port}"
+
+[ledger]
+checkpoint_every_entries = 16
+checkpoint_every_seconds = 5
+witness_every_seconds = 5
+
+{services}"""

@@ -1,0 +1,166 @@
+"""Signed peer envelopes: build, open and check headers. Pure functions.
+
+Owns: turning a payload message into a ``SignedEnvelope`` (sign the exact
+serialized bytes once, with the payload type as the PAE domain tag), opening an
+envelope (payload type expected, signer a federation member, signer equal to
+the mutual-TLS identity, signature valid over the bytes as carried), and the
+header checks (sender, recipient, request id, timestamp window, request digest
+binding of responses).
+
+Does not own: transport (``gateway.server``), replay memory
+(``gateway.replay``), or what the payloads mean (``gateway.exchange``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from google.protobuf.message import DecodeError, Message
+
+from gateway import crypto
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2
+from gateway.errors import (
+    CryptoFailure,
+    InvalidArgument,
+    NotFound,
+    ReplayRejected,
+    Unauthenticated,
+)
+from gateway.trust import TrustBundle
+
+M = TypeVar("M", bound=Message)
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+class _HasHeader(Protocol):
+    @property
+    def header(self) -> peer_pb2.PeerHeader: ...
+
+
+@dataclass(frozen=True)
+class OpenedEnvelope:
+    """An envelope whose signature verified against a federation member's key."""
+
+    payload_type: str
+    payload: bytes
+    signature: bytes
+    signer: str
+    # SHA-256 of PAE(payload_type, payload): what a response binds to.
+    pae_digest: bytes
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def sign_envelope(
+    key: crypto.SigningKey, signer: str, payload_type: str, payload: bytes
+) -> peer_pb2.SignedEnvelope:
+    """Sign ``payload`` (already serialized, exactly as it will travel)."""
+    return peer_pb2.SignedEnvelope(
+        payload_type=payload_type,
+        payload=payload,
+        signature=key.sign(payload_type, payload),
+        signer=signer,
+    )
+
+
+def envelope_digest(env: peer_pb2.SignedEnvelope) -> bytes:
+    return crypto.sha256(crypto.pae(env.payload_type, env.payload))
+
+
+def open_envelope(
+    env: peer_pb2.SignedEnvelope,
+    expected_type: str,
+    bundle: TrustBundle,
+    tls_identity: str | None,
+    max_bytes: int,
+) -> OpenedEnvelope:
+    """Verify an envelope as carried. Raises InvalidArgument / Unauthenticated /
+    CryptoFailure; never parses the payload before the signature verifies."""
+    if env.payload_type != expected_type:
+        raise InvalidArgument.expected("envelope payload_type", expected_type, env.payload_type)
+    if len(env.payload) > max_bytes:
+        raise InvalidArgument.expected("envelope payload size", f"<= {max_bytes} bytes", len(env.payload))
+    try:
+        member = bundle.member(env.signer)
+    except NotFound as exc:
+        raise Unauthenticated(f"envelope signer {env.signer!r} is not a federation member") from exc
+    if tls_identity is not None and tls_identity != env.signer:
+        raise Unauthenticated(
+            f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
+        )
+    member.signing_key.verify(env.payload_type, env.payload, env.signature)
+    return OpenedEnvelope(
+        payload_type=env.payload_type,
+        payload=env.payload,
+        signature=env.signature,
+        signer=env.signer,
+        pae_digest=envelope_digest(env),
+    )
+
+
+def parse_payload(opened: OpenedEnvelope, message_type: type[M]) -> M:
+    msg = message_type()
+    try:
+        msg.ParseFromString(opened.payload)
+    except DecodeError as exc:
+        raise InvalidArgument(f"{message_type.__name__}: payload is not a valid message") from exc
+    return msg
+
+
+def make_header(
+    sender: str,
+    recipient: str,
+    request_id: str,
+    now_ms: int,
+    bundle_version: int,
+    request_digest: bytes = b"",
+) -> peer_pb2.PeerHeader:
+    return peer_pb2.PeerHeader(
+        sender=sender,
+        recipient=recipient,
+        request_id=request_id,
+        timestamp_ms=now_ms,
+        request_digest=request_digest,
+        bundle_version=bundle_version,
+    )
+
+
+def check_header(
+    header: peer_pb2.PeerHeader,
+    *,
+    signer: str,
+    me: str,
+    now_ms: int,
+    window_ms: int,
+    request_id: str | None = None,
+    request_digest: bytes | None = None,
+) -> None:
+    """Check what a signed header binds. Order: identity, addressing, freshness, binding."""
+    if header.sender != signer:
+        raise Unauthenticated(f"header sender {header.sender!r} differs from envelope signer {signer!r}")
+    if header.recipient != me:
+        raise Unauthenticated(
+            f"message is addressed to {header.recipient!r}, this gateway is {me}; refusing a misdirected message"
+        )
+    if not _UUID_RE.fullmatch(header.request_id):
+        raise InvalidArgument.expected("header.request_id", "a lowercase UUIDv4", header.request_id)
+    if request_id is not None and header.request_id != request_id:
+        raise CryptoFailure("response does not answer this request")
+    skew = header.timestamp_ms - now_ms
+    if abs(skew) > window_ms:
+        raise ReplayRejected(
+            f"message timestamp is {skew / 1000:+.1f} s from this gateway's clock; "
+            f"allowed window is ±{window_ms / 1000:.0f} s (check both clocks)"
+        )
+    if request_digest is not None and not crypto.digest_equal(header.request_digest, request_digest):
+        raise CryptoFailure("response does not answer this request")
+
+
+def header_of(msg: _HasHeader) -> peer_pb2.PeerHeader:
+    return msg.header

@@ -1,0 +1,270 @@
+"""Assemble one gateway from its config and run its two gRPC servers.
+
+Owns: wiring (keys, trust bundle, policy store, data source, ledger, replay
+store, statistics, transport) and the lifecycle of the peer server (mutual
+TLS, members only) and the service server (TLS, registered service systems),
+both serving the standard gRPC health service. Reloads the trust bundle and
+policies on file change or SIGHUP.
+
+Does not own: any decision; everything here is plumbing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gateway import crypto
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2_grpc, service_pb2_grpc
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import TrustBundleRejected
+from gateway.exchange.peer import PeerCaller, PeerResponder
+from gateway.exchange.records import RecordHolder, RecordRequester
+from gateway.identity import GatewayKeys, load_keys
+from gateway.policy.engine import PolicyEngine
+from gateway.policy.quota import SqliteQuotaStore
+from gateway.policy.store import PolicyStore, PolicyWatcher
+from gateway.replay import SqliteReplayStore
+from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
+from gateway.server.interceptor import GatewayInterceptor
+from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
+from gateway.server.transport import GrpcPeerTransport, channel_options
+from gateway.sources import SqliteSource
+from gateway.trust import FileVersionStore, TrustBundle, load_bundle, read_authority_key
+
+log = logging.getLogger("gateway")
+
+
+def system_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class BoundPorts:
+    peer: int
+    service: int
+
+
+class Gateway:
+    """One jurisdiction's gateway. ``start()`` binds both ports; ``stop()`` ends."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock_ms: Callable[[], int] = system_clock_ms,
+        rng: crypto.Rng | None = None,
+        max_workers: int = 32,
+    ) -> None:
+        self.config = config
+        self.me = config.jurisdiction
+        limits = config.limits
+        self._clock = clock_ms
+        self._max_workers = max_workers
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.keys: GatewayKeys = load_keys(config.key_dir)
+        if self.keys.jurisdiction != self.me:
+            raise TrustBundleRejected(
+                f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
+            )
+        self._authority = read_authority_key(config.authority_key)
+        self._versions = FileVersionStore(config.data_dir / "bundle-version")
+        self._bundle_lock = threading.Lock()
+        self._bundle = self._load_bundle()
+
+        self.policy_store = PolicyStore(config.policies, limits=limits)
+        if self.policy_store.current.catalogue.holder != self.me:
+            raise TrustBundleRejected(
+                f"policies in {config.policies} are for holder "
+                f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
+            )
+        self.quota = SqliteQuotaStore(config.data_dir / "quota.sqlite")
+        self.policy = PolicyEngine(
+            self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
+        )
+        self.source = SqliteSource(config.data_source)
+        self.ledger = open_ledger(config, self.keys, clock_ms)
+        self.replay = SqliteReplayStore(
+            config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
+        )
+        self.transport = GrpcPeerTransport(self.keys.tls, limits)
+        self.caller = PeerCaller(self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits)
+        self.responder = PeerResponder(
+            self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
+        )
+        extra = {"rng": rng} if rng else {}
+        self.requester = RecordRequester(
+            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, **extra
+        )
+        self.holder = RecordHolder(
+            self.responder,
+            self.bundle,
+            lambda: self.policy_store.current.catalogue,
+            self.served_datasets,
+            self.policy,
+            self.source,
+            self.ledger,
+            self.keys.seal,
+            clock_ms,
+            limits,
+            **extra,
+        )
+        self._peer_server: grpc.Server | None = None
+        self._service_server: grpc.Server | None = None
+        self._health = health.HealthServicer()
+        self._watcher: PolicyWatcher | None = None
+        self.ports: BoundPorts | None = None
+        self._extra_services: list[Callable[[grpc.Server, grpc.Server], None]] = []
+
+    # ------------------------------------------------------------------
+    # Trust bundle
+    # ------------------------------------------------------------------
+
+    def bundle(self) -> TrustBundle:
+        return self._bundle
+
+    def _load_bundle(self) -> TrustBundle:
+        now = dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+        bundle = load_bundle(
+            self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
+        )
+        me = bundle.member(self.me)
+        if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
+            raise TrustBundleRejected(
+                f"the trust bundle's signing key for {self.me} is not this gateway's key"
+            )
+        if me.tls_fingerprint != crypto.cert_fingerprint(self.keys.tls.cert_pem):
+            raise TrustBundleRejected(
+                f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
+            )
+        self._versions.record(bundle.version)
+        return bundle
+
+    def reload_bundle(self) -> bool:
+        """Load a newer bundle if one is there; keep the current one on any problem."""
+        with self._bundle_lock:
+            try:
+                new = self._load_bundle()
+            except Exception as exc:  # keep serving with the bundle in force
+                log.warning("trust bundle reload refused; keeping version %s: %s", self._bundle.version, exc)
+                return False
+            changed = new.digest != self._bundle.digest
+            self._bundle = new
+            return changed
+
+    def served_datasets(self) -> tuple[str, ...]:
+        codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
+        if self.config.datasets is None:
+            return codes
+        return tuple(c for c in self.config.datasets if c in codes)
+
+    # ------------------------------------------------------------------
+    # Servers
+    # ------------------------------------------------------------------
+
+    def add_services(self, register: Callable[[grpc.Server, grpc.Server], None]) -> None:
+        """Register extra servicers on (peer server, service server) before start()."""
+        self._extra_services.append(register)
+
+    def _peer_credentials(self) -> grpc.ServerCredentials:
+        state = {"digest": self._bundle.digest}
+
+        def config_for(bundle: TrustBundle) -> grpc.ServerCertificateConfiguration:
+            return grpc.ssl_server_certificate_configuration(
+                [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
+                root_certificates=bundle.root_certificates_pem(),
+            )
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            bundle = self._bundle
+            if bundle.digest == state["digest"]:
+                return None
+            state["digest"] = bundle.digest
+            return config_for(bundle)
+
+        return grpc.dynamic_ssl_server_credentials(
+            config_for(self._bundle), fetch, require_client_authentication=True
+        )
+
+    def _service_credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
+            root_certificates=None,
+            require_client_auth=False,
+        )
+
+    def start(self) -> BoundPorts:
+        opts = channel_options(self.config.limits)
+        peer = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"),
+            interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle))],
+            options=opts,
+        )
+        service = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"),
+            interceptors=[GatewayInterceptor(ServiceAuthenticator(self.config.service_systems))],
+            options=opts,
+        )
+        peer_pb2_grpc.add_PeerExchangeServicer_to_server(
+            PeerExchangeServicer(self.holder, **self._peer_handlers()), peer
+        )
+        service_pb2_grpc.add_RecordExchangeServicer_to_server(
+            RecordExchangeServicer(self.requester, self.bundle), service
+        )
+        for register in self._extra_services:
+            register(peer, service)
+        for srv in (peer, service):
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
+        peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
+        service_port = service.add_secure_port(self.config.listen.service, self._service_credentials())
+        peer.start()
+        service.start()
+        self._peer_server, self._service_server = peer, service
+        self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self._health.set("dataexchange.gateway.v1.RecordExchange", health_pb2.HealthCheckResponse.SERVING)
+        self._health.set("dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING)
+        self._watcher = PolicyWatcher(self.policy_store).start()
+        self.ports = BoundPorts(peer_port, service_port)
+        log.info("gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port)
+        return self.ports
+
+    def _peer_handlers(self) -> dict[str, Callable[..., object]]:
+        return {}
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._health.enter_graceful_shutdown()
+        if self._watcher:
+            self._watcher.stop()
+        events = [s.stop(grace) for s in (self._peer_server, self._service_server) if s]
+        for e in events:
+            e.wait()
+        self.transport.close()
+        self.replay.close()
+        self.quota.close()
+        close = getattr(self.ledger, "close", None)
+        if close:
+            close()
+
+    def wait(self) -> None:
+        if self._service_server:
+            self._service_server.wait_for_termination()
+
+
+def open_ledger(config: GatewayConfig, keys: GatewayKeys, clock_ms: Callable[[], int]):  # type: ignore[no-untyped-def]
+    """The gateway's ledger (SQLite file in its data dir)."""
+    from gateway.ledger.store import SqliteLedger  # noqa: PLC0415
+
+    return SqliteLedger(config.data_dir / "ledger.sqlite")
+
+
+def from_config_file(path: Path) -> Gateway:
+    return Gateway(load_config(path))

@@ -1,0 +1,95 @@
+"""The one interceptor: authenticate the caller, then map errors to gRPC status.
+
+Owns: for every unary RPC, (1) running the server's authenticator (service
+systems on the service port, federation members on the peer port) unless the
+method is public (health), making the caller's identity available through
+``caller()``; (2) turning ``GatewayError`` into its ``grpc_code`` with its
+message, and any other exception into INTERNAL with an opaque reference (the
+traceback goes to the log, never to the caller); (3) exposing the caller's
+deadline (``deadline_remaining()``) so outbound peer calls never outlive it.
+
+Does not own: what is authenticated against (``gateway.server.auth``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from gateway.errors import GatewayError
+
+log = logging.getLogger("gateway.rpc")
+
+Authenticator = Callable[[grpc.ServicerContext], str]
+
+_CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+def caller() -> str:
+    """The authenticated caller of the current RPC (service system id or jurisdiction)."""
+    ident = _CALLER.get()
+    if ident is None:  # pragma: no cover - would be a wiring bug
+        raise RuntimeError("no authenticated caller in this context")
+    return ident
+
+
+def caller_from_context(_context: grpc.ServicerContext) -> str:
+    return caller()
+
+
+def deadline_remaining() -> float | None:
+    d = _DEADLINE.get()
+    return None if d is None else d - time.monotonic()
+
+
+class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    def __init__(self, authenticate: Authenticator | None) -> None:
+        self._authenticate = authenticate
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = details.method
+        public = method.startswith(PUBLIC_PREFIXES)
+        inner = handler.unary_unary
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            code: grpc.StatusCode | None = None
+            message = ""
+            tokens = []
+            try:
+                remaining = context.time_remaining()
+                if remaining is not None:
+                    tokens.append((_DEADLINE, _DEADLINE.set(time.monotonic() + remaining)))
+                if self._authenticate is not None and not public:
+                    tokens.append((_CALLER, _CALLER.set(self._authenticate(context))))
+                return inner(request, context)
+            except GatewayError as exc:
+                code, message = exc.grpc_code, exc.message
+                log.info("%s -> %s: %s", method, code.name, message)
+            except Exception:
+                ref = uuid.uuid4().hex[:12]
+                log.exception("%s failed (reference %s)", method, ref)
+                code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
+            finally:
+                for var, tok in reversed(tokens):
+                    var.reset(tok)
+            context.abort(code, message)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,102 @@
+"""gRPC servicers: convert protobuf <-> domain values and call the core. Nothing else.
+
+Owns: ``RecordExchangeServicer`` (service-system API) and
+``PeerExchangeServicer`` (gateway-to-gateway API). Authentication and error
+mapping happen in ``gateway.server.interceptor``; the caller's identity comes
+from ``caller()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import grpc
+
+from gateway._proto.dataexchange.gateway.v1 import (
+    common_pb2,
+    peer_pb2,
+    peer_pb2_grpc,
+    service_pb2,
+    service_pb2_grpc,
+)
+from gateway.errors import NotFound
+from gateway.exchange.records import RecordHolder, RecordRequester, RecordsQuery
+from gateway.server.interceptor import caller
+from gateway.trust import TrustBundle
+
+PeerHandler = Callable[[peer_pb2.SignedEnvelope, str], peer_pb2.SignedEnvelope]
+
+
+class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):  # type: ignore[misc]
+    def __init__(self, requester: RecordRequester, bundle: Callable[[], TrustBundle]) -> None:
+        self._requester = requester
+        self._bundle = bundle
+
+    def GetRecords(
+        self, request: service_pb2.GetRecordsRequest, context: grpc.ServicerContext
+    ) -> service_pb2.GetRecordsResponse:
+        query = RecordsQuery(
+            holder=request.holder_jurisdiction,
+            dataset=request.dataset,
+            purpose=request.purpose,
+            subject_ids=tuple(request.subject_ids),
+            fields=tuple(request.fields),
+            client_reference=request.client_reference,
+        )
+        result = self._requester.get_records(caller(), query)
+        return service_pb2.GetRecordsResponse(
+            request_id=result.request_id,
+            holder_jurisdiction=result.holder,
+            dataset=result.dataset,
+            records=[common_pb2.Record(fields=r) for r in result.records],
+            decision=result.decision,
+            receipt=common_pb2.LedgerReceipt(
+                jurisdiction=result.local,
+                index=result.receipt.index,
+                entry_hash=result.receipt.entry_hash,
+            ),
+        )
+
+    def ListDatasets(
+        self, request: service_pb2.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> service_pb2.ListDatasetsResponse:
+        bundle = self._bundle()
+        return service_pb2.ListDatasetsResponse(
+            members=[
+                service_pb2.MemberDatasets(
+                    jurisdiction=m.jurisdiction, name=m.name, datasets=list(m.datasets)
+                )
+                for m in bundle.members
+            ]
+        )
+
+
+class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        holder: RecordHolder,
+        statistics: PeerHandler | None = None,
+        witness: PeerHandler | None = None,
+    ) -> None:
+        self._holder = holder
+        self._statistics = statistics
+        self._witness = witness
+
+    def FetchRecords(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> peer_pb2.SignedEnvelope:
+        return self._holder.fetch_records(request, caller())
+
+    def ComputeStatistic(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> peer_pb2.SignedEnvelope:
+        if self._statistics is None:
+            raise NotFound("this gateway does not answer statistics queries")
+        return self._statistics(request, caller())
+
+    def Witness(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> peer_pb2.SignedEnvelope:
+        if self._witness is None:
+            raise NotFound("this gateway does not witness checkpoints")
+        return self._witness(request, caller())

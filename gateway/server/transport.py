@@ -1,0 +1,110 @@
+"""Outbound peer calls over mutual TLS (implements ``PeerTransport``).
+
+Owns: one channel per member (its pinned certificate is the only trusted root,
+our certificate is the client certificate), deadlines bounded by the incoming
+caller's deadline, and turning gRPC failures into GatewayError
+(UNAVAILABLE -> PeerUnavailable, DEADLINE_EXCEEDED -> PeerTimeout, a peer's
+refusal -> the same status class with the peer's message).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
+from gateway.crypto import TlsIdentity
+from gateway.errors import (
+    CryptoFailure,
+    EnvironmentFailure,
+    GatewayError,
+    InvalidArgument,
+    NotFound,
+    PeerTimeout,
+    PeerUnavailable,
+    PolicyDenied,
+    QuotaExceeded,
+    ReplayRejected,
+    TrustBundleRejected,
+    Unauthenticated,
+    VerificationFailed,
+)
+from gateway.identity import tls_server_name
+from gateway.limits import Limits
+from gateway.server.interceptor import deadline_remaining
+from gateway.trust import Member
+
+_BY_CODE: dict[grpc.StatusCode, type[GatewayError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PolicyDenied,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaExceeded,
+    grpc.StatusCode.FAILED_PRECONDITION: TrustBundleRejected,
+    grpc.StatusCode.DATA_LOSS: VerificationFailed,
+}
+
+
+def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
+    return [
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+    ]
+
+
+class GrpcPeerTransport:
+    def __init__(self, tls: TlsIdentity, limits: Limits) -> None:
+        self._tls = tls
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._channels: dict[tuple[str, str, str], grpc.Channel] = {}
+
+    def _stub(self, member: Member) -> peer_pb2_grpc.PeerExchangeStub:
+        key = (member.jurisdiction, member.endpoint, member.tls_fingerprint)
+        with self._lock:
+            ch = self._channels.get(key)
+            if ch is None:
+                creds = grpc.ssl_channel_credentials(
+                    root_certificates=member.tls_cert_pem,
+                    private_key=self._tls.key_pem,
+                    certificate_chain=self._tls.cert_pem,
+                )
+                opts = [
+                    *channel_options(self._limits),
+                    ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
+                ]
+                ch = grpc.secure_channel(member.endpoint, creds, options=opts)
+                self._channels[key] = ch
+        return peer_pb2_grpc.PeerExchangeStub(ch)
+
+    def call(
+        self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
+    ) -> peer_pb2.SignedEnvelope:
+        remaining = deadline_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(0.0, remaining - 0.05))
+        fn = getattr(self._stub(member), method)
+        try:
+            reply: peer_pb2.SignedEnvelope = fn(envelope, timeout=timeout)
+            return reply
+        except grpc.RpcError as exc:
+            code = exc.code()
+            details = exc.details() or ""
+            who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise PeerTimeout(f"{who} did not answer within {timeout:.1f} s") from exc
+            if code == grpc.StatusCode.UNAUTHENTICATED and "replay" in details:
+                raise ReplayRejected(f"{who} refused: {details}") from exc
+            if code == grpc.StatusCode.UNAUTHENTICATED and "authentication failed" in details:
+                raise CryptoFailure(f"{who} refused: {details}") from exc
+            cls = _BY_CODE.get(code, EnvironmentFailure)
+            raise cls(f"{who} refused ({code.name}): {details}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            for ch in self._channels.values():
+                ch.close()
+            self._channels.clear()
