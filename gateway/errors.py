@@ -159,3 +159,28 @@ class PeerTimeout(EnvironmentFailure):
     """A peer gateway did not answer within the deadline."""
 
     grpc_code = StatusCode.DEADLINE_EXCEEDED
+
+
+# Error classes that may cross the wire by name (trailing metadata
+# ``gateway-error``), so a peer's refusal keeps its kind. Only refusals and
+# environment failures: a name never selects arbitrary code.
+WIRE_NAMES: dict[str, type[GatewayError]] = {
+    cls.__name__: cls
+    for cls in (
+        InvalidArgument,
+        Unauthenticated,
+        CryptoFailure,
+        ReplayRejected,
+        PolicyDenied,
+        NotFound,
+        BudgetExhausted,
+        QuotaExceeded,
+        TrustBundleRejected,
+        PolicyFileError,
+        VerificationFailed,
+        StorageFailure,
+        PeerUnavailable,
+        PeerTimeout,
+    )
+}
+WIRE_METADATA_KEY = "gateway-error"

@@ -1,11 +1,23 @@
-"""`gateway demo ...` commands (placeholder until implemented)."""
+"""``gateway demo``: the three-jurisdiction demo on loopback."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("demo", help="(not yet implemented)")
-    p.set_defaults(func=lambda _args: 2)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "demo", help="run the Beijing–Tianjin–Hebei demo on loopback (three real gateways)"
+    )
+    p.add_argument("--dir", type=Path, default=Path("demo-run"), help="working folder (recreated)")
+    p.add_argument("--rows", type=int, default=2000, help="synthetic rows per dataset")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import gateway.demo.chapters  # noqa: F401  (registers statistics and ledger chapters)
+    from gateway.demo.run import run_demo
+
+    return run_demo(args.dir.resolve(), rows=args.rows)

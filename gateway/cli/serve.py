@@ -1,11 +1,50 @@
-"""`gateway serve ...` commands (placeholder until implemented)."""
+"""``gateway serve --config gateway.toml``: run one gateway until SIGTERM/SIGINT.
+
+SIGHUP reloads the policy set and the trust bundle (a bad set or an older,
+expired or unsigned bundle is refused and the one in force is kept).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("serve", help="(not yet implemented)")
-    p.set_defaults(func=lambda _args: 2)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="run a gateway (peer port: mutual TLS; service port: TLS + credentials)"
+    )
+    p.add_argument("--config", type=Path, required=True, help="path to gateway.toml")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.server.app import Gateway
+
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    gw = Gateway(load_config(args.config))
+    ports = gw.start()
+    print(f"gateway {gw.me} ({gw.config.name}) serving: peer :{ports.peer} service :{ports.service}", flush=True)
+    done = threading.Event()
+
+    def stop(_sig: int, _frame: FrameType | None) -> None:
+        done.set()
+
+    def reload(_sig: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=gw.reload_all, name="sighup-reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
+    done.wait()
+    gw.stop(grace=2.0)
+    return 0

@@ -30,6 +30,7 @@ from gateway.errors import TrustBundleRejected
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.records import RecordHolder, RecordRequester
 from gateway.identity import GatewayKeys, load_keys
+from gateway.ledger.ledger import SqliteLedger
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
@@ -92,7 +93,7 @@ class Gateway:
             self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
         )
         self.source = SqliteSource(config.data_source)
-        self.ledger = open_ledger(config, self.keys, clock_ms)
+        self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
@@ -160,6 +161,13 @@ class Gateway:
             changed = new.digest != self._bundle.digest
             self._bundle = new
             return changed
+
+    def reload_all(self) -> None:
+        """SIGHUP: reload policies and the trust bundle, keeping what is in force on error."""
+        result = self.policy_store.reload("SIGHUP")
+        if not result.ok:
+            log.warning("policy reload refused: %s", result.error)
+        self.reload_bundle()
 
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
@@ -259,11 +267,19 @@ class Gateway:
             self._service_server.wait_for_termination()
 
 
-def open_ledger(config: GatewayConfig, keys: GatewayKeys, clock_ms: Callable[[], int]):  # type: ignore[no-untyped-def]
-    """The gateway's ledger (SQLite file in its data dir)."""
-    from gateway.ledger.store import SqliteLedger  # noqa: PLC0415
-
-    return SqliteLedger(config.data_dir / "ledger.sqlite")
+def open_ledger(
+    config: GatewayConfig, keys: GatewayKeys, origin: str, clock_ms: Callable[[], int]
+) -> SqliteLedger:
+    """The gateway's ledger (SQLite file in its data dir), signing with its ledger key."""
+    return SqliteLedger(
+        config.data_dir / "ledger.sqlite",
+        keys.ledger,
+        origin,
+        checkpoint_every=config.ledger.checkpoint_every_entries,
+        checkpoint_interval=config.ledger.checkpoint_every_seconds,
+        clock=lambda: clock_ms() / 1000.0,
+        limits=config.limits,
+    )
 
 
 def from_config_file(path: Path) -> Gateway:

@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 
-from gateway.errors import GatewayError
+from gateway.errors import WIRE_METADATA_KEY, WIRE_NAMES, GatewayError
 
 log = logging.getLogger("gateway.rpc")
 
@@ -68,6 +68,7 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
             code: grpc.StatusCode | None = None
             message = ""
+            kind = ""
             tokens = []
             try:
                 remaining = context.time_remaining()
@@ -78,6 +79,7 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 return inner(request, context)
             except GatewayError as exc:
                 code, message = exc.grpc_code, exc.message
+                kind = type(exc).__name__ if type(exc).__name__ in WIRE_NAMES else ""
                 log.info("%s -> %s: %s", method, code.name, message)
             except Exception:
                 ref = uuid.uuid4().hex[:12]
@@ -86,6 +88,8 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             finally:
                 for var, tok in reversed(tokens):
                     var.reset(tok)
+            if kind:
+                context.set_trailing_metadata(((WIRE_METADATA_KEY, kind),))
             context.abort(code, message)
 
         return grpc.unary_unary_rpc_method_handler(

@@ -16,7 +16,8 @@ import grpc
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
 from gateway.errors import (
-    CryptoFailure,
+    WIRE_METADATA_KEY,
+    WIRE_NAMES,
     EnvironmentFailure,
     GatewayError,
     InvalidArgument,
@@ -25,7 +26,6 @@ from gateway.errors import (
     PeerUnavailable,
     PolicyDenied,
     QuotaExceeded,
-    ReplayRejected,
     TrustBundleRejected,
     Unauthenticated,
     VerificationFailed,
@@ -96,11 +96,10 @@ class GrpcPeerTransport:
                 raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise PeerTimeout(f"{who} did not answer within {timeout:.1f} s") from exc
-            if code == grpc.StatusCode.UNAUTHENTICATED and "replay" in details:
-                raise ReplayRejected(f"{who} refused: {details}") from exc
-            if code == grpc.StatusCode.UNAUTHENTICATED and "authentication failed" in details:
-                raise CryptoFailure(f"{who} refused: {details}") from exc
-            cls = _BY_CODE.get(code, EnvironmentFailure)
+            kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
+            cls = WIRE_NAMES.get(str(kind)) or _BY_CODE.get(code, EnvironmentFailure)
+            if cls.grpc_code != code:  # a name that disagrees with the status is ignored
+                cls = _BY_CODE.get(code, EnvironmentFailure)
             raise cls(f"{who} refused ({code.name}): {details}") from exc
 
     def close(self) -> None:

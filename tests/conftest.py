@@ -1,0 +1,67 @@
+"""Shared fixtures: a real three-gateway federation on loopback.
+
+The federation is laid out once per session (keys, signed bundle, seeded
+SQLite sources) and its gateways run in-process on real sockets with real
+TLS. Tests that stop or reconfigure gateways build their own.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.client import ServiceClient
+from gateway.config import load_config
+from gateway.demo.setup import Federation, GatewaySite, build_federation
+from gateway.server.app import Gateway
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@dataclass
+class RunningFederation:
+    fed: Federation
+    gateways: dict[str, Gateway]
+
+    def site(self, code: str) -> GatewaySite:
+        return self.fed.sites[code]
+
+    def client(self, code: str, service: str, token: str | None = None) -> ServiceClient:
+        site = self.fed.sites[code]
+        return ServiceClient(
+            site.service_address, site.tls_cert, code, token if token is not None else site.tokens[service]
+        )
+
+    def subject(self, code: str, sql: str) -> str:
+        with sqlite3.connect(f"file:{self.fed.sites[code].data_source}?mode=ro", uri=True) as c:
+            return str(c.execute(sql).fetchone()[0])
+
+    def commuter(self) -> str:
+        return self.subject(
+            "110000",
+            "SELECT person_id FROM si_contributions WHERE residence_jurisdiction='130000' LIMIT 1",
+        )
+
+
+def start_federation(root: Path, rows: int = 300) -> RunningFederation:
+    fed = build_federation(root, rows=rows)
+    gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
+    for gw in gws.values():
+        gw.start()
+    return RunningFederation(fed, gws)
+
+
+def stop_federation(rf: RunningFederation) -> None:
+    for gw in rf.gateways.values():
+        gw.stop(grace=0.2)
+
+
+@pytest.fixture(scope="session")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
+    rf = start_federation(tmp_path_factory.mktemp("federation"))
+    yield rf
+    stop_federation(rf)

@@ -1,0 +1,130 @@
+"""Gateway lifecycle failures: peer down, slow peer, bad trust bundles at start and reload."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway import crypto
+from gateway.config import load_config
+from gateway.errors import TrustBundleRejected
+from gateway.server.app import Gateway
+from gateway.trust import load_bundle, read_authority_key, read_bundle_for_reissue, sign_bundle
+from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.helpers import ledger_events
+
+
+@pytest.fixture()
+def own_federation(tmp_path: Path):  # type: ignore[no-untyped-def]
+    rf = start_federation(tmp_path, rows=60)
+    yield rf
+    stop_federation(rf)
+
+
+def test_peer_down_gives_unavailable_and_requester_ledgers_the_failed_attempt(
+    own_federation: RunningFederation,
+) -> None:
+    own_federation.gateways["110000"].stop(grace=0)
+    hb = own_federation.gateways["130000"]
+    before = len(ledger_events(hb))
+    with own_federation.client("130000", "hebei-housing-fund") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            c.get_records(
+                holder_jurisdiction="110000", dataset="si_contributions",
+                purpose="housing_fund_transfer", subject_ids=[own_federation.commuter()],
+            )  # fmt: skip
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "110000" in (err.value.details() or "")
+    new = ledger_events(hb)[before:]
+    assert [(e.kind, e.decision) for e in new] == [("refusal", "deny")]
+    assert "unavailable" in new[0].reason
+
+
+def test_slow_holder_gives_deadline_exceeded(own_federation: RunningFederation) -> None:
+    bj = own_federation.gateways["110000"]
+    real_fetch = bj.source.fetch
+
+    def slow_fetch(*a, **k):  # type: ignore[no-untyped-def]
+        time.sleep(1.5)
+        return real_fetch(*a, **k)
+
+    bj.source.fetch = slow_fetch  # type: ignore[method-assign]
+    with own_federation.client("130000", "hebei-housing-fund") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            c.get_records(
+                timeout=0.7, holder_jurisdiction="110000", dataset="si_contributions",
+                purpose="housing_fund_transfer", subject_ids=[own_federation.commuter()],
+            )  # fmt: skip
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def _rewrite_bundle(rf: RunningFederation, *, version_delta: int = 1, expires_in: dt.timedelta | None = None) -> bytes:
+    fed = rf.fed
+    authority = read_authority_key(fed.authority_pub)
+    current = read_bundle_for_reissue(fed.bundle, authority)
+    now = dt.datetime.now(dt.UTC)
+    from gateway.trust import read_authority_signing_key
+
+    return sign_bundle(
+        current.federation,
+        current.version + version_delta,
+        now - dt.timedelta(days=2),
+        now + (expires_in if expires_in is not None else dt.timedelta(days=30)),
+        current.members,
+        read_authority_signing_key(fed.authority_key),
+    )
+
+
+def test_gateway_refuses_to_start_with_expired_bundle(own_federation: RunningFederation) -> None:
+    own_federation.fed.bundle.write_bytes(_rewrite_bundle(own_federation, expires_in=-dt.timedelta(days=1)))
+    site = own_federation.site("120000")
+    with pytest.raises(TrustBundleRejected) as err:
+        Gateway(load_config(site.config))
+    assert "expired" in str(err.value)
+
+
+def test_gateway_refuses_to_start_with_unsigned_bundle(own_federation: RunningFederation) -> None:
+    doc = json.loads(own_federation.fed.bundle.read_bytes())
+    doc["signatures"] = []
+    own_federation.fed.bundle.write_text(json.dumps(doc))
+    with pytest.raises(TrustBundleRejected):
+        Gateway(load_config(own_federation.site("120000").config))
+
+
+def test_gateway_refuses_bundle_signed_by_another_authority(own_federation: RunningFederation) -> None:
+    fed = own_federation.fed
+    current = read_bundle_for_reissue(fed.bundle, read_authority_key(fed.authority_pub))
+    now = dt.datetime.now(dt.UTC)
+    forged = sign_bundle(
+        current.federation, current.version + 5, now, now + dt.timedelta(days=9),
+        current.members, crypto.SigningKey.generate(),
+    )  # fmt: skip
+    fed.bundle.write_bytes(forged)
+    with pytest.raises(TrustBundleRejected):
+        Gateway(load_config(own_federation.site("120000").config))
+
+
+def test_running_gateway_keeps_current_bundle_when_offered_an_older_version(
+    own_federation: RunningFederation,
+) -> None:
+    gw = own_federation.gateways["120000"]
+    fed = own_federation.fed
+    original = fed.bundle.read_bytes()
+    newer = _rewrite_bundle(own_federation, version_delta=1)
+    fed.bundle.write_bytes(newer)
+    assert gw.reload_bundle() is True
+    accepted = gw.bundle().version
+    fed.bundle.write_bytes(original)  # roll back to the older version
+    assert gw.reload_bundle() is False
+    assert gw.bundle().version == accepted
+    # ...and after a restart the older bundle is still refused.
+    gw.stop(grace=0)
+    with pytest.raises(TrustBundleRejected) as err:
+        Gateway(load_config(own_federation.site("120000").config))
+    assert "older" in str(err.value) or "version" in str(err.value)
+    assert load_bundle(fed.bundle, read_authority_key(fed.authority_pub)).version < accepted
