@@ -197,12 +197,13 @@ class SealPublicKey:
 class SealPrivateKey:
     """An X25519 private key. Never printed, never logged."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_public", "_raw")
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) != X25519_KEY_LEN:
             raise InvalidArgument.expected("X25519 private key length", 32, len(raw))
         self._raw = raw
+        self._public: SealPublicKey | None = None
 
     @classmethod
     def generate(cls, rng: Rng = os.urandom) -> SealPrivateKey:
@@ -213,7 +214,9 @@ class SealPrivateKey:
 
     @property
     def public_key(self) -> SealPublicKey:
-        return SealPublicKey(nacl.bindings.crypto_scalarmult_base(self._raw))
+        if self._public is None:
+            self._public = SealPublicKey(nacl.bindings.crypto_scalarmult_base(self._raw))
+        return self._public
 
     def __repr__(self) -> str:
         return "SealPrivateKey(<redacted>)"

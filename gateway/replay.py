@@ -29,6 +29,10 @@ class SqliteReplayStore:
         try:
             self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: survives a gateway crash; on power loss the last ids
+            # may be forgotten, but every served request is also in the
+            # (synchronous=FULL) ledger, which is the record of truth.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS seen_requests ("
                 " sender TEXT NOT NULL, request_id TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,"

@@ -40,7 +40,13 @@ from gateway.server.interceptor import GatewayInterceptor
 from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.sources import SqliteSource
-from gateway.trust import FileVersionStore, TrustBundle, load_bundle, read_authority_key
+from gateway.trust import (
+    FileVersionStore,
+    TrustBundle,
+    accept_bundle,
+    load_bundle,
+    read_authority_key,
+)
 
 log = logging.getLogger("gateway")
 
@@ -78,7 +84,7 @@ class Gateway:
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
         self._authority = read_authority_key(config.authority_key)
-        self._versions = FileVersionStore(config.data_dir / "bundle-version")
+        self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
 
@@ -147,7 +153,7 @@ class Gateway:
             raise TrustBundleRejected(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
-        self._versions.record(bundle.version)
+        accept_bundle(bundle, self._versions)
         return bundle
 
     def reload_bundle(self) -> bool:

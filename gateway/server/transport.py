@@ -59,9 +59,13 @@ class GrpcPeerTransport:
         self._limits = limits
         self._lock = threading.Lock()
         self._channels: dict[tuple[str, str, str], grpc.Channel] = {}
+        self._stubs: dict[tuple[str, str, str], peer_pb2_grpc.PeerExchangeStub] = {}
 
     def _stub(self, member: Member) -> peer_pb2_grpc.PeerExchangeStub:
         key = (member.jurisdiction, member.endpoint, member.tls_fingerprint)
+        stub = self._stubs.get(key)
+        if stub is not None:
+            return stub
         with self._lock:
             ch = self._channels.get(key)
             if ch is None:
@@ -76,7 +80,9 @@ class GrpcPeerTransport:
                 ]
                 ch = grpc.secure_channel(member.endpoint, creds, options=opts)
                 self._channels[key] = ch
-        return peer_pb2_grpc.PeerExchangeStub(ch)
+            stub = peer_pb2_grpc.PeerExchangeStub(ch)
+            self._stubs[key] = stub
+        return stub
 
     def call(
         self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
@@ -107,3 +113,4 @@ class GrpcPeerTransport:
             for ch in self._channels.values():
                 ch.close()
             self._channels.clear()
+            self._stubs.clear()
