@@ -16,8 +16,9 @@ Example::
     authority_key = "../federation/authority.pub"
 
     [listen]
-    peer = "127.0.0.1:7101"      # mutual TLS, federation members only
-    service = "127.0.0.1:7201"   # TLS, registered service systems only
+    peer = "127.0.0.1:7101"          # mutual TLS, federation members only
+    service = "127.0.0.1:7201"       # TLS + bearer token of a registered service system
+    service_mtls = "127.0.0.1:7301"  # optional: TLS + client certificate issued by this gateway
 
     [[service_systems]]
     id = "beijing-housing-fund"
@@ -54,8 +55,13 @@ class _Model(BaseModel):
 
 
 class Listen(_Model):
+    # Peer port: mutual TLS, federation members only.
     peer: Annotated[str, Field(pattern=_HOSTPORT)]
+    # Service port: TLS; callers present a registered bearer token.
     service: Annotated[str, Field(pattern=_HOSTPORT)]
+    # Optional service port requiring a client certificate issued by this
+    # gateway (`gateway service-system add --cert-out`); same API.
+    service_mtls: Annotated[str, Field(pattern=_HOSTPORT)] | None = None
 
 
 class ServiceSystem(_Model):

@@ -343,6 +343,45 @@ def make_tls_identity(
     return TlsIdentity(key_pem=key_pem, cert_pem=cert.public_bytes(serialization.Encoding.PEM))
 
 
+def issue_client_certificate(
+    issuer: TlsIdentity,
+    common_name: str,
+    now: _dt.datetime | None = None,
+    days: int = 397,
+) -> TlsIdentity:
+    """A client certificate for a local service system, signed by the gateway's
+    own (self-signed, CA:true, path length 0) TLS key. The gateway's service
+    port trusts only its own certificate as a client root."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    ca_cert = x509.load_pem_x509_certificate(issuer.cert_pem)
+    ca_key = serialization.load_pem_private_key(issuer.key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise InvalidArgument("issuer TLS key: expected an ECDSA key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return TlsIdentity(
+        key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+    )
+
+
 def cert_fingerprint(cert_pem: bytes) -> str:
     """SHA-256 over the certificate's DER encoding, lowercase hex."""
     try:

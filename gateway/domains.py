@@ -28,6 +28,8 @@ SEAL_STATS_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.StatsPayload"
 
 # Keyed hashes.
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
+# Derives each requester's pseudonym key from the gateway's pseudonym secret.
+PSEUDONYM_REQUESTER_KEY: Final = "cn.dataexchange.gateway.v1.pseudonym.requester-key"
 
 ALL_TAGS: Final = (
     PEER_RECORD_REQUEST,
@@ -41,4 +43,5 @@ ALL_TAGS: Final = (
     SEAL_RECORD_PAYLOAD,
     SEAL_STATS_PAYLOAD,
     PSEUDONYM,
+    PSEUDONYM_REQUESTER_KEY,
 )

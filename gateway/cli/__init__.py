@@ -19,6 +19,7 @@ _MODULES = (
     "gateway.cli.keys",
     "gateway.cli.federation",
     "gateway.cli.serve",
+    "gateway.cli.services",
     "gateway.cli.demo",
     "gateway.cli.policy",
     "gateway.cli.ledger",

@@ -1,11 +1,161 @@
-"""`gateway federation ...` commands (placeholder until implemented)."""
+"""`gateway federation ...`: the federation authority's trust bundle commands.
+
+Owns: the command line only (init, add-member, remove-member, renew, show);
+signing, verification and file formats are ``gateway.trust``. Every change
+verifies the current bundle with the authority's key first and writes a new
+signed bundle with version + 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
+from pathlib import Path
 from typing import Any
+
+from gateway.crypto import SigningKey
+from gateway.identity import key_id, load_public_descriptor
+from gateway.trust import (
+    AUTHORITY_PUB_FILE,
+    Member,
+    TrustBundle,
+    authority_key_id,
+    init_federation,
+    load_bundle,
+    read_authority_key,
+    read_authority_signing_key,
+    read_bundle_for_reissue,
+    reissue_bundle_file,
+    with_member,
+    without_member,
+)
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("federation", help="(not yet implemented)")
-    p.set_defaults(func=lambda _args: 2)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "federation", help="manage the federation trust bundle (authority side)"
+    )
+    fsub = p.add_subparsers(dest="federation_command", metavar="SUBCOMMAND", required=True)
+
+    init = fsub.add_parser(
+        "init", help="create the authority key and an empty signed bundle (version 1)"
+    )
+    init.add_argument("--out", required=True, type=Path, help="folder for authority.* and bundle")
+    init.add_argument("--name", required=True, help="federation name, e.g. 京津冀数据共享联盟")
+    init.add_argument("--validity-days", type=int, default=365)
+    init.add_argument("--force", action="store_true", help="overwrite an existing federation")
+    init.set_defaults(func=_init)
+
+    add = fsub.add_parser("add-member", help="add a member; writes a new signed bundle")
+    _bundle_args(add)
+    add.add_argument(
+        "--public", required=True, type=Path, help="the member's public.json (or its key dir)"
+    )
+    add.add_argument("--endpoint", required=True, help="HOST:PORT of the member's peer port")
+    add.add_argument("--datasets", default="", help="comma-separated dataset codes offered")
+    add.add_argument("--origin", default=None, help="ledger checkpoint origin (default derived)")
+    add.add_argument("--replace", action="store_true", help="replace an existing member")
+    add.set_defaults(func=_add_member)
+
+    rm = fsub.add_parser("remove-member", help="remove a member; writes a new signed bundle")
+    _bundle_args(rm)
+    rm.add_argument("--jurisdiction", required=True)
+    rm.set_defaults(func=_remove_member)
+
+    renew = fsub.add_parser("renew", help="re-sign the same members with a new expiry")
+    _bundle_args(renew)
+    renew.set_defaults(func=_renew)
+
+    show = fsub.add_parser("show", help="verify a bundle and print it")
+    show.add_argument("--bundle", required=True, type=Path)
+    show.add_argument(
+        "--authority",
+        type=Path,
+        default=None,
+        help=f"authority public key file (default: {AUTHORITY_PUB_FILE} next to the bundle)",
+    )
+    show.set_defaults(func=_show)
+
+
+def _bundle_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bundle", required=True, type=Path, help="bundle.json to update in place")
+    p.add_argument("--authority-key", required=True, type=Path, help="authority.key")
+    p.add_argument("--validity-days", type=int, default=365)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _init(args: argparse.Namespace) -> int:
+    pub, path = init_federation(
+        args.out, args.name, validity_days=args.validity_days, force=args.force
+    )
+    print(f"created federation {args.name}: authority key id {authority_key_id(pub)}")
+    print(f"  bundle version 1 (no members): {path}")
+    print(
+        f"  distribute {Path(args.out) / AUTHORITY_PUB_FILE} to every gateway; "
+        "keep authority.key offline"
+    )
+    return 0
+
+
+def _current(args: argparse.Namespace) -> tuple[SigningKey, TrustBundle]:
+    authority = read_authority_signing_key(args.authority_key)
+    return authority, read_bundle_for_reissue(args.bundle, authority.verify_key)
+
+
+def _add_member(args: argparse.Namespace) -> int:
+    public_path: Path = args.public
+    desc = load_public_descriptor(public_path)
+    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    member = Member.from_descriptor(
+        desc, args.endpoint, datasets, origin=args.origin, source=str(public_path)
+    )
+    authority, current = _current(args)
+    members = with_member(current, member, replace=args.replace)
+    new = reissue_bundle_file(args.bundle, authority, members, args.validity_days, _now())
+    print(
+        f"added {member.jurisdiction} {member.name} at {member.endpoint}; "
+        f"bundle version {new.version}, {len(new.members)} members"
+    )
+    return 0
+
+
+def _remove_member(args: argparse.Namespace) -> int:
+    authority, current = _current(args)
+    members = without_member(current, args.jurisdiction)
+    new = reissue_bundle_file(args.bundle, authority, members, args.validity_days, _now())
+    print(f"removed {args.jurisdiction}; bundle version {new.version}, {len(new.members)} members")
+    return 0
+
+
+def _renew(args: argparse.Namespace) -> int:
+    authority, _current_bundle = _current(args)
+    new = reissue_bundle_file(args.bundle, authority, None, args.validity_days, _now())
+    print(f"renewed; bundle version {new.version}, expires {new.expires_at.isoformat()}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    authority_path = args.authority or args.bundle.parent / AUTHORITY_PUB_FILE
+    authority = read_authority_key(authority_path)
+    b = load_bundle(args.bundle, authority, now=_now())
+    print(f"federation {b.federation}")
+    print(f"  version     {b.version}")
+    print(f"  issued at   {b.issued_at.isoformat()}")
+    print(f"  expires at  {b.expires_at.isoformat()}")
+    print(f"  authority   key id {authority_key_id(authority)} (signature verified)")
+    print(f"  digest      {b.digest}")
+    print(f"  members     {len(b.members)}")
+    for m in b.members:
+        print(f"  - {m.jurisdiction} {m.name}")
+        print(f"      endpoint  {m.endpoint}")
+        print(f"      datasets  {', '.join(m.datasets) or '(none)'}")
+        print(f"      origin    {m.origin}")
+        print(
+            f"      signing   id {key_id(m.signing_key)}  ledger id {key_id(m.ledger_key)}  "
+            f"seal id {key_id(m.seal_key)}"
+        )
+        print(f"      TLS       sha256 {m.tls_fingerprint}")
+    return 0

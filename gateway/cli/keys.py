@@ -1,11 +1,51 @@
-"""`gateway keys ...` commands (placeholder until implemented)."""
+"""`gateway keygen`: make a gateway's signing, ledger, sealing, pseudonym and TLS keys.
+
+Owns: the command line only; key generation and file layout are
+``gateway.identity``. Prints public fingerprints, never private material.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from gateway.identity import PUBLIC_FILE, generate_keys, key_id, tls_server_name
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("keys", help="(not yet implemented)")
-    p.set_defaults(func=lambda _args: 2)
+    p: argparse.ArgumentParser = sub.add_parser(
+        "keygen",
+        help="make a gateway's Ed25519, X25519 and TLS keys",
+        description="Write signing.key, ledger.key, seal.key, pseudonym.key, tls.key (all 0600), "
+        "tls.crt and public.json (the member descriptor for the federation authority) to --out.",
+    )
+    p.add_argument("--jurisdiction", required=True, help="six-digit code, e.g. 110000")
+    p.add_argument("--name", required=True, help="gateway name, e.g. 北京市大数据中心")
+    p.add_argument("--out", required=True, type=Path, help="key directory to create")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        metavar="H",
+        help="extra DNS name for the TLS certificate (repeatable; default localhost)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing keys")
+    p.set_defaults(func=_keygen)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    hosts = tuple(args.host) if args.host else ("localhost",)
+    keys = generate_keys(args.out, args.jurisdiction, args.name, hostnames=hosts, force=args.force)
+    rows = [
+        ("signing key (Ed25519)", keys.signing.verify_key.b64(), key_id(keys.signing.verify_key)),
+        ("ledger key (Ed25519)", keys.ledger.verify_key.b64(), key_id(keys.ledger.verify_key)),
+        ("seal key (X25519)", keys.seal.public_key.b64(), key_id(keys.seal.public_key)),
+    ]
+    print(f"wrote keys for {keys.jurisdiction} {keys.name} to {args.out}")
+    for label, value, kid in rows:
+        print(f"  {label:<24} {value}  id {kid}")
+    print(f"  {'TLS certificate SHA-256':<24} {keys.tls_fingerprint}")
+    print(f"  {'TLS server name':<24} {tls_server_name(keys.jurisdiction)}")
+    print(f"  {'public descriptor':<24} {Path(args.out) / PUBLIC_FILE}")
+    return 0

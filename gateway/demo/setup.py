@@ -52,6 +52,7 @@ class GatewaySite:
     config: Path
     peer_port: int
     service_port: int
+    service_mtls_port: int
     tokens: dict[str, str]  # service system id -> bearer token (demo clients only)
     data_source: Path
 
@@ -108,6 +109,7 @@ def build_federation(
         keys = site / "keys"
         _cli("keygen", "--jurisdiction", spec.code, "--name", spec.name, "--out", str(keys), "--host", "localhost")
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
+        mtls_port = free_port()
         catalogue = load_catalogue(policies / spec.code)
         data = site / "data"
         counts = seed_database(data / "source.sqlite", catalogue, rows=rows, seed=seed + i)
@@ -125,10 +127,11 @@ def build_federation(
         os.chmod(token_file, 0o600)
         config = site / "gateway.toml"
         config.write_text(
-            _config_text(spec, peer_port, service_port, policies / spec.code, fed, tokens)
+            _config_text(spec, peer_port, service_port, mtls_port, policies / spec.code, fed, tokens)
         )
         sites[spec.code] = GatewaySite(
-            spec.code, spec.name, site, config, peer_port, service_port, tokens, data / "source.sqlite"
+            spec.code, spec.name, site, config, peer_port, service_port, mtls_port, tokens,
+            data / "source.sqlite",
         )
     return Federation(root, fed / "authority.key", fed / "authority.pub", fed / "bundle.json", sites)
 
@@ -137,6 +140,7 @@ def _config_text(
     spec: MemberSpec,
     peer_port: int,
     service_port: int,
+    mtls_port: int,
     policies: Path,
     fed: Path,
     tokens: dict[str, str],
@@ -158,6 +162,7 @@ authority_key = "{(fed / 'authority.pub').resolve()}"
 [listen]
 peer = "127.0.0.1:{peer_port}"
 service = "127.0.0.1:{service_port}"
+service_mtls = "127.0.0.1:{mtls_port}"
 
 [ledger]
 checkpoint_every_entries = 16

@@ -59,6 +59,7 @@ def system_clock_ms() -> int:
 class BoundPorts:
     peer: int
     service: int
+    service_mtls: int = 0
 
 
 class Gateway:
@@ -125,6 +126,8 @@ class Gateway:
             limits,
             **extra,
         )
+        self.service_auth = ServiceAuthenticator(config.service_systems)
+        self._config_path: Path | None = None
         self._peer_server: grpc.Server | None = None
         self._service_server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -174,6 +177,19 @@ class Gateway:
         if not result.ok:
             log.warning("policy reload refused: %s", result.error)
         self.reload_bundle()
+        self.reload_service_systems()
+
+    def reload_service_systems(self) -> None:
+        """Re-read the registered service systems from the config file."""
+        if self._config_path is None:
+            return
+        try:
+            fresh = load_config(self._config_path)
+        except Exception as exc:
+            log.warning("config reload refused; keeping registered service systems: %s", exc)
+            return
+        self.service_auth.replace(fresh.service_systems)
+        log.info("service systems reloaded: %d registered", len(fresh.service_systems))
 
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
@@ -209,11 +225,13 @@ class Gateway:
             config_for(self._bundle), fetch, require_client_authentication=True
         )
 
-    def _service_credentials(self) -> grpc.ServerCredentials:
+    def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:
+        # Token port: TLS only. Certificate port: the client certificate must be
+        # issued by this gateway (`gateway service-system add --cert-out`).
         return grpc.ssl_server_credentials(
             [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-            root_certificates=None,
-            require_client_auth=False,
+            root_certificates=self.keys.tls.cert_pem if client_certificates else None,
+            require_client_auth=client_certificates,
         )
 
     def start(self) -> BoundPorts:
@@ -225,7 +243,7 @@ class Gateway:
         )
         service = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"),
-            interceptors=[GatewayInterceptor(ServiceAuthenticator(self.config.service_systems))],
+            interceptors=[GatewayInterceptor(self.service_auth)],
             options=opts,
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
@@ -239,7 +257,14 @@ class Gateway:
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
-        service_port = service.add_secure_port(self.config.listen.service, self._service_credentials())
+        service_port = service.add_secure_port(
+            self.config.listen.service, self._service_credentials(client_certificates=False)
+        )
+        mtls_port = 0
+        if self.config.listen.service_mtls:
+            mtls_port = service.add_secure_port(
+                self.config.listen.service_mtls, self._service_credentials(client_certificates=True)
+            )
         peer.start()
         service.start()
         self._peer_server, self._service_server = peer, service
@@ -247,7 +272,7 @@ class Gateway:
         self._health.set("dataexchange.gateway.v1.RecordExchange", health_pb2.HealthCheckResponse.SERVING)
         self._health.set("dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING)
         self._watcher = PolicyWatcher(self.policy_store).start()
-        self.ports = BoundPorts(peer_port, service_port)
+        self.ports = BoundPorts(peer_port, service_port, mtls_port)
         log.info("gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port)
         return self.ports
 
@@ -288,5 +313,7 @@ def open_ledger(
     )
 
 
-def from_config_file(path: Path) -> Gateway:
-    return Gateway(load_config(path))
+def from_config_file(path: Path, **kwargs: object) -> Gateway:
+    gw = Gateway(load_config(path), **kwargs)  # type: ignore[arg-type]
+    gw._config_path = path
+    return gw

@@ -31,7 +31,11 @@ class ServiceAuthenticator:
     def __init__(self, systems: Sequence[ServiceSystem]) -> None:
         self._systems = tuple(systems)
 
+    def replace(self, systems: Sequence[ServiceSystem]) -> None:
+        self._systems = tuple(systems)  # one reference swap: atomic for readers
+
     def __call__(self, context: grpc.ServicerContext) -> str:
+        systems = self._systems
         token = None
         for key, value in context.invocation_metadata():
             if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
@@ -39,7 +43,7 @@ class ServiceAuthenticator:
         if token:
             h = crypto.sha256_hex(token.encode())
             match = None
-            for s in self._systems:  # no early exit: same work whatever matches
+            for s in systems:  # no early exit: same work whatever matches
                 if s.token_sha256 and crypto.digest_equal(h, s.token_sha256):
                     match = s.id
             if match:
@@ -47,7 +51,7 @@ class ServiceAuthenticator:
             raise Unauthenticated("unknown caller: the bearer token is not registered with this gateway")
         fp = _peer_cert_fingerprint(context)
         if fp:
-            for s in self._systems:
+            for s in systems:
                 if s.cert_fingerprint and crypto.digest_equal(fp, s.cert_fingerprint):
                     return s.id
         raise Unauthenticated(

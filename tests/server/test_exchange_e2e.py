@@ -300,3 +300,47 @@ def test_tampered_response_is_rejected_and_ledgered_as_refusal_by_requester(
         )
     new = ledger_events(gw)[before:]
     assert [(e.kind, e.decision) for e in new] == [("refusal", "deny")]
+
+
+def test_service_system_with_gateway_issued_client_certificate_is_authenticated(
+    federation: RunningFederation, tmp_path
+) -> None:
+    import grpc as _grpc
+
+    from gateway._proto.dataexchange.gateway.v1 import service_pb2, service_pb2_grpc
+    from gateway.cli import main
+    from gateway.config import load_config
+    from gateway.identity import tls_server_name
+
+    site = federation.site("130000")
+    gw = federation.gateways["130000"]
+    assert main(["service-system", "add", "--config", str(site.config), "--id", "hebei-cert-client",
+                 "--cert-out", str(tmp_path / "cc")]) == 0  # fmt: skip
+    gw.service_auth.replace(load_config(site.config).service_systems)  # what SIGHUP does
+
+    def call(key: bytes | None, cert: bytes | None) -> service_pb2.ListDatasetsResponse:
+        creds = _grpc.ssl_channel_credentials(site.tls_cert.read_bytes(), key, cert)
+        ch = _grpc.secure_channel(
+            f"127.0.0.1:{site.service_mtls_port}", creds, options=[("grpc.ssl_target_name_override", tls_server_name("130000"))]
+        )
+        try:
+            return service_pb2_grpc.RecordExchangeStub(ch).ListDatasets(service_pb2.ListDatasetsRequest(), timeout=5)
+        finally:
+            ch.close()
+
+    key, cert = (tmp_path / "cc" / "client.key").read_bytes(), (tmp_path / "cc" / "client.crt").read_bytes()
+    assert {m.jurisdiction for m in call(key, cert).members} == {"110000", "120000", "130000"}
+    # No client certificate at all: the handshake fails.
+    with pytest.raises(_grpc.RpcError) as err:
+        call(None, None)
+    assert err.value.code() == _grpc.StatusCode.UNAVAILABLE
+    # A certificate issued by the gateway but not registered: UNAUTHENTICATED.
+    stray = crypto.issue_client_certificate(gw.keys.tls, "stray")
+    with pytest.raises(_grpc.RpcError) as err:
+        call(stray.key_pem, stray.cert_pem)
+    assert err.value.code() == _grpc.StatusCode.UNAUTHENTICATED
+    # A self-made certificate the gateway did not issue cannot even connect.
+    own = crypto.make_tls_identity("forged", ["forged"])
+    with pytest.raises(_grpc.RpcError) as err:
+        call(own.key_pem, own.cert_pem)
+    assert err.value.code() == _grpc.StatusCode.UNAVAILABLE

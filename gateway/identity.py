@@ -1,0 +1,375 @@
+"""A gateway's own key material on disk.
+
+Owns: generating a gateway's keys (``gateway keygen``), writing them to a key
+directory with owner-only permissions, loading them back with errors that name
+the missing or bad file, and the public member descriptor (``public.json``)
+that the federation authority puts into the trust bundle.
+
+Does not own: any cryptography (every key and certificate comes from the
+recipes in ``gateway.crypto``), the trust bundle (``gateway.trust``), or
+deciding which peers to trust.
+
+Key directory layout::
+
+    signing.key     Ed25519 seed, base64 (0600)  signs peer envelopes
+    ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints, cosignatures
+    seal.key        X25519 private key, base64 (0600)  payloads are sealed to it
+    pseudonym.key   32 random bytes, base64 (0600)  per-gateway pseudonymisation secret
+    tls.key         PEM private key (0600)
+    tls.crt         PEM self-signed certificate (pinned in the trust bundle)
+    public.json     the public descriptor (no endpoint, no datasets)
+
+The two Ed25519 keys are separate on purpose: a compromised or misused peer
+signing key must not be able to forge ledger checkpoints, and vice versa.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import stat
+import tempfile
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.catalogue import JURISDICTION_RE, is_jurisdiction_code
+from gateway.crypto import (
+    Rng,
+    SealPrivateKey,
+    SealPublicKey,
+    SigningKey,
+    TlsIdentity,
+    VerifyKey,
+    b64,
+    cert_fingerprint,
+    digest_equal,
+    make_tls_identity,
+    sha256_hex,
+    unb64,
+)
+from gateway.errors import InvalidArgument, StorageFailure
+
+SIGNING_FILE: Final = "signing.key"
+LEDGER_FILE: Final = "ledger.key"
+SEAL_FILE: Final = "seal.key"
+PSEUDONYM_FILE: Final = "pseudonym.key"
+TLS_KEY_FILE: Final = "tls.key"
+TLS_CERT_FILE: Final = "tls.crt"
+PUBLIC_FILE: Final = "public.json"
+
+PRIVATE_FILES: Final = (SIGNING_FILE, LEDGER_FILE, SEAL_FILE, PSEUDONYM_FILE, TLS_KEY_FILE)
+ALL_FILES: Final = (*PRIVATE_FILES, TLS_CERT_FILE, PUBLIC_FILE)
+
+MAX_NAME_LEN: Final = 128
+_MAX_KEY_FILE_BYTES: Final = 64 * 1024
+PSEUDONYM_KEY_LEN: Final = 32
+_DNS_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME: Final = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
+# Control, format (bidi overrides, zero-width), line/paragraph separators,
+# unassigned, private use, surrogates: never in a display name.
+_FORBIDDEN_CATEGORIES: Final = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zl", "Zp"})
+
+
+def tls_server_name(jurisdiction: str) -> str:
+    """The TLS name every gateway certificate carries (ssl_target_name_override)."""
+    return f"gw-{jurisdiction}"
+
+
+def key_id(key: VerifyKey | SealPublicKey) -> str:
+    """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)."""
+    return sha256_hex(key.raw)[:16]
+
+
+def check_jurisdiction(code: str) -> str:
+    if not isinstance(code, str) or not is_jurisdiction_code(code):
+        raise InvalidArgument.expected("jurisdiction code", "six digits (e.g. 110000)", code)
+    return code
+
+
+def check_name(name: str) -> str:
+    """A display name (gateway or federation): non-empty, bounded, no invisible tricks."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidArgument.expected("name", "a non-empty name", name)
+    if len(name) > MAX_NAME_LEN:
+        raise InvalidArgument.expected("name length", f"<= {MAX_NAME_LEN}", len(name))
+    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in name):
+        raise InvalidArgument(
+            "name: contains control, format (e.g. bidi override) or line-separator characters"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class GatewayKeys:
+    """All of one gateway's key material. ``repr`` never shows private keys."""
+
+    jurisdiction: str
+    name: str
+    signing: SigningKey  # Ed25519, signs peer envelopes
+    ledger: SigningKey  # Ed25519, signs ledger checkpoints and witness cosignatures
+    seal: SealPrivateKey  # X25519, payloads are sealed to its public key
+    tls: TlsIdentity  # key_pem, cert_pem
+    pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
+
+    def __post_init__(self) -> None:
+        check_jurisdiction(self.jurisdiction)
+        check_name(self.name)
+        if len(self.pseudonym_key) != PSEUDONYM_KEY_LEN:
+            raise InvalidArgument.expected(
+                "pseudonym key length", PSEUDONYM_KEY_LEN, len(self.pseudonym_key)
+            )
+        cert_fingerprint(self.tls.cert_pem)  # must parse
+
+    def __repr__(self) -> str:
+        return f"GatewayKeys(jurisdiction={self.jurisdiction!r}, name={self.name!r}, <redacted>)"
+
+    @property
+    def tls_fingerprint(self) -> str:
+        return cert_fingerprint(self.tls.cert_pem)
+
+    def public_descriptor(self) -> dict[str, str]:
+        """The member descriptor without endpoint and datasets (``public.json``)."""
+        return {
+            "jurisdiction": self.jurisdiction,
+            "name": self.name,
+            "signing_key": self.signing.verify_key.b64(),
+            "ledger_key": self.ledger.verify_key.b64(),
+            "seal_key": self.seal.public_key.b64(),
+            "tls_cert_pem": self.tls.cert_pem.decode("ascii"),
+            "tls_fingerprint": self.tls_fingerprint,
+        }
+
+
+class PublicDescriptor(BaseModel):
+    """Schema of ``public.json``; also read by ``gateway federation add-member``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
+    signing_key: str
+    ledger_key: str
+    seal_key: str
+    tls_cert_pem: Annotated[str, Field(max_length=64 * 1024)]
+    tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+    def keys(self, source: str) -> tuple[VerifyKey, VerifyKey, SealPublicKey]:
+        """Decode and length-check the three public keys."""
+        try:
+            return (
+                VerifyKey(unb64(self.signing_key, "signing_key")),
+                VerifyKey(unb64(self.ledger_key, "ledger_key")),
+                SealPublicKey(unb64(self.seal_key, "seal_key")),
+            )
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{source}: {exc}") from exc
+
+
+def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
+    """Parse and check a ``public.json`` (keys decode, fingerprint matches cert)."""
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidArgument(f"{source}: not a UTF-8 JSON document") from exc
+    try:
+        desc = PublicDescriptor.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise InvalidArgument(f"{source}: field {field}: {first['msg']}") from exc
+    check_name(desc.name)
+    desc.keys(source)
+    try:
+        actual = cert_fingerprint(desc.tls_cert_pem.encode("ascii"))
+    except (UnicodeEncodeError, InvalidArgument) as exc:
+        raise InvalidArgument(f"{source}: tls_cert_pem: not a PEM X.509 certificate") from exc
+    if not digest_equal(actual, desc.tls_fingerprint):
+        raise InvalidArgument.expected(
+            f"{source}: tls_fingerprint",
+            f"SHA-256 of tls_cert_pem ({actual})",
+            desc.tls_fingerprint,
+        )
+    return desc
+
+
+# --------------------------------------------------------------------------
+# File I/O (the edge)
+# --------------------------------------------------------------------------
+
+
+def load_public_descriptor(path: Path) -> PublicDescriptor:
+    """Read and check a ``public.json`` (or ``<dir>/public.json``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PUBLIC_FILE
+    return parse_public_descriptor(_read(path, private=False, strict_permissions=False), str(path))
+
+
+def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder,
+    created with ``mode`` from the start (no window where a secret is readable),
+    fsynced, then renamed into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def generate_keys(
+    out_dir: Path,
+    jurisdiction: str,
+    name: str,
+    hostnames: Sequence[str] = ("localhost",),
+    rng: Rng = os.urandom,
+    now: _dt.datetime | None = None,
+    force: bool = False,
+) -> GatewayKeys:
+    """Make a gateway's keys and write them to ``out_dir`` (created 0700 if absent).
+
+    Refuses (InvalidArgument) if any key file already exists, unless ``force``.
+    The TLS certificate names ``gw-<jurisdiction>`` plus ``hostnames`` as DNS
+    SANs and 127.0.0.1 / ::1 as IP SANs.
+    """
+    check_jurisdiction(jurisdiction)
+    check_name(name)
+    for host in hostnames:
+        if not isinstance(host, str) or len(host) > 253 or not _DNS_NAME.fullmatch(host):
+            raise InvalidArgument.expected("TLS hostname", "an ASCII DNS name", host)
+    out_dir = Path(out_dir)
+    if not force:
+        existing = [f for f in ALL_FILES if (out_dir / f).exists()]
+        if existing:
+            raise InvalidArgument(
+                f"{out_dir}: refusing to overwrite existing key files ({', '.join(existing)}); "
+                "pass --force to replace them"
+            )
+    server_name = tls_server_name(jurisdiction)
+    dns = [server_name, *(h for h in hostnames if h != server_name)]
+    keys = GatewayKeys(
+        jurisdiction=jurisdiction,
+        name=name,
+        signing=SigningKey.generate(rng),
+        ledger=SigningKey.generate(rng),
+        seal=SealPrivateKey.generate(rng),
+        tls=make_tls_identity(server_name, dns, now=now),
+        pseudonym_key=rng(PSEUDONYM_KEY_LEN),
+    )
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret = 0o600
+        write_file_atomic(out_dir / SIGNING_FILE, _b64_line(keys.signing.seed()), secret)
+        write_file_atomic(out_dir / LEDGER_FILE, _b64_line(keys.ledger.seed()), secret)
+        write_file_atomic(out_dir / SEAL_FILE, _b64_line(keys.seal.raw()), secret)
+        write_file_atomic(out_dir / PSEUDONYM_FILE, _b64_line(keys.pseudonym_key), secret)
+        write_file_atomic(out_dir / TLS_KEY_FILE, keys.tls.key_pem, secret)
+        write_file_atomic(out_dir / TLS_CERT_FILE, keys.tls.cert_pem, 0o644)
+        public = json.dumps(keys.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
+        write_file_atomic(out_dir / PUBLIC_FILE, public.encode("utf-8"), 0o644)
+    except OSError as exc:
+        raise StorageFailure(f"{out_dir}: cannot write key files: {exc.strerror}") from exc
+    return keys
+
+
+def _b64_line(raw: bytes) -> bytes:
+    return (b64(raw) + "\n").encode("ascii")
+
+
+def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidArgument(f"{path}: not a regular file")
+        if private and strict_permissions and st.st_mode & 0o077:
+            raise InvalidArgument(
+                f"{path}: private key file is accessible by group or others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 on it"
+            )
+        if st.st_size > _MAX_KEY_FILE_BYTES:
+            raise InvalidArgument.expected(
+                f"{path}: size", f"<= {_MAX_KEY_FILE_BYTES} bytes", st.st_size
+            )
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise StorageFailure(f"{path}: key file is missing (run `gateway keygen`)") from exc
+    except OSError as exc:
+        raise StorageFailure(f"{path}: cannot read key file: {exc.strerror}") from exc
+
+
+def _read_raw32(path: Path, strict_permissions: bool) -> bytes:
+    data = _read(path, private=True, strict_permissions=strict_permissions)
+    try:
+        text = data.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"{path}: expected one line of base64, found other bytes") from exc
+    raw = unb64(text, str(path))
+    if len(raw) != 32:
+        raise InvalidArgument.expected(f"{path}: decoded key length", 32, len(raw))
+    return raw
+
+
+def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
+    """Load a key directory written by :func:`generate_keys`.
+
+    Checks that ``public.json`` matches the private keys and the certificate,
+    and (with ``strict_permissions``, the default) that private key files are
+    not readable by group or others. Raises StorageFailure for a missing or
+    unreadable file and InvalidArgument for a bad one, naming the file.
+    """
+    key_dir = Path(key_dir)
+    signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions))
+    ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions))
+    seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions))
+    pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions)
+    tls_key = _read(key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions)
+    if b"PRIVATE KEY-----" not in tls_key:
+        raise InvalidArgument(f"{key_dir / TLS_KEY_FILE}: expected a PEM private key")
+    cert_path = key_dir / TLS_CERT_FILE
+    cert = _read(cert_path, private=False, strict_permissions=False)
+    try:
+        fingerprint = cert_fingerprint(cert)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{cert_path}: {exc}") from exc
+    public_path = key_dir / PUBLIC_FILE
+    desc = parse_public_descriptor(
+        _read(public_path, private=False, strict_permissions=False), str(public_path)
+    )
+    sign_pub, ledger_pub, seal_pub = desc.keys(str(public_path))
+    mismatches: list[tuple[str, Any, Any]] = [
+        ("signing_key", sign_pub, signing.verify_key),
+        ("ledger_key", ledger_pub, ledger.verify_key),
+        ("seal_key", seal_pub, seal.public_key),
+    ]
+    for field, listed, derived in mismatches:
+        if not digest_equal(listed.raw, derived.raw):
+            raise InvalidArgument(
+                f"{public_path}: {field} does not match the private key in {key_dir}"
+            )
+    if not digest_equal(desc.tls_fingerprint, fingerprint):
+        raise InvalidArgument.expected(
+            f"{public_path}: tls_fingerprint",
+            f"fingerprint of {TLS_CERT_FILE} ({fingerprint})",
+            desc.tls_fingerprint,
+        )
+    return GatewayKeys(
+        jurisdiction=desc.jurisdiction,
+        name=desc.name,
+        signing=signing,
+        ledger=ledger,
+        seal=seal,
+        tls=TlsIdentity(key_pem=tls_key, cert_pem=cert),
+        pseudonym_key=pseudonym,
+    )

@@ -1,0 +1,147 @@
+"""Field transforms applied to released values: pass, mask, pseudonymise, generalise.
+
+Owns: turning one cell value into the string that may leave the gateway,
+and the per-requester pseudonym keys. Does not own: which transform applies
+to which field (agreements; ``gateway.policy.engine``) or where the gateway's
+pseudonym secret is stored (the lead's key directory).
+
+Rules that matter for privacy:
+
+* Values that cannot be transformed as declared (an unparseable date, an
+  address without a county-level unit) become ``""``: a transform never
+  falls back to releasing the raw value.
+* Masking never reveals the whole value: when a value is not longer than
+  ``keep_first + keep_last`` every character is masked.
+* Pseudonyms are HMAC-SHA256 under a key derived from the gateway secret and
+  the requester (jurisdiction and service system), so two requesters cannot
+  join their tokens, and nobody without the secret can confirm a guess by
+  enumerating ID numbers.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import threading
+from typing import Final
+
+from gateway import crypto, domains
+from gateway.catalogue import PiiKind
+from gateway.errors import InvalidArgument
+from gateway.policy.model import Generalisation
+
+MASK_CHAR: Final = "*"
+PSEUDONYM_PREFIX: Final = "pn_"
+PSEUDONYM_SECRET_LEN: Final = 32
+_TOKEN_BYTES: Final = 20  # 160 bits -> 32 base32 characters
+
+
+def render(value: object) -> str:
+    """The release form of a raw value: str; dates ISO; None -> ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):  # before int: bool is an int subclass
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, int | float):
+        return str(value)
+    raise InvalidArgument.expected(
+        "cell value", "str, int, float, date or None", type(value).__name__
+    )
+
+
+def mask(text: str, keep_first: int, keep_last: int) -> str:
+    """Replace every character except the first ``keep_first`` and last
+    ``keep_last`` with ``*`` (characters, not bytes: 张三丰 -> 张**)."""
+    n = len(text)
+    if n == 0:
+        return ""
+    if n <= keep_first + keep_last:
+        return MASK_CHAR * n
+    tail = text[n - keep_last :] if keep_last else ""
+    return text[:keep_first] + MASK_CHAR * (n - keep_first - keep_last) + tail
+
+
+_DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
+
+# Province-level, then optional prefecture-level, then the county-level unit
+# (区/县/旗 or a county-level 市). Everything after it (street, number) is cut.
+_ADDRESS_RE = re.compile(
+    r"^(?P<prov>[^省市区县旗]+?(?:省|自治区|特别行政区)|北京市|天津市|上海市|重庆市)?"
+    r"(?P<pref>[^省市区县旗]+?(?:自治州|地区|盟|市))?"
+    r"(?P<county>[^省市区县旗]+?(?:区|县|旗|市))"
+)
+
+
+def generalise(value: object, to: Generalisation) -> str:
+    """Coarsen a value: a date to its year or month, an address to its district."""
+    if value is None:
+        return ""
+    if to in (Generalisation.YEAR, Generalisation.MONTH):
+        if isinstance(value, dt.date):
+            y, m = value.year, value.month
+        else:
+            match = _DATE_RE.match(render(value).strip())
+            if match is None:
+                return ""
+            y, m = int(match.group(1)), int(match.group(2))
+            if not 1 <= m <= 12:
+                return ""
+        return f"{y:04d}" if to is Generalisation.YEAR else f"{y:04d}-{m:02d}"
+    # DISTRICT
+    match = _ADDRESS_RE.match(render(value).strip())
+    if match is None:
+        return ""
+    return match.group(0)
+
+
+def _normalise(text: str, pii: PiiKind) -> str:
+    text = text.strip()
+    if pii is PiiKind.ID_NUMBER:
+        text = text.upper()  # 身份证 check character x/X is one value
+    return text
+
+
+class Pseudonymiser:
+    """Keyed, per-requester pseudonyms: ``pn_`` + base32(HMAC)[:160 bits].
+
+    The requester key is ``keyed_hash(secret, PSEUDONYM_REQUESTER_KEY,
+    "<jurisdiction>/<service system>")``; a token is ``keyed_hash(requester
+    key, PSEUDONYM, normalised value)``. The secret never leaves this object.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) != PSEUDONYM_SECRET_LEN:
+            raise InvalidArgument.expected(
+                "pseudonym secret length", f"{PSEUDONYM_SECRET_LEN} bytes", len(secret)
+            )
+        self._secret = secret
+        self._keys: dict[tuple[str, str], bytes] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "Pseudonymiser(<secret>)"
+
+    def requester_key(self, jurisdiction: str, service_system: str) -> bytes:
+        ident = (jurisdiction, service_system)
+        key = self._keys.get(ident)
+        if key is None:
+            label = f"{jurisdiction}/{service_system}".encode()
+            key = crypto.keyed_hash(self._secret, domains.PSEUDONYM_REQUESTER_KEY, label)
+            with self._lock:
+                if len(self._keys) > 100_000:  # bounded: requesters come from agreements
+                    self._keys.clear()
+                self._keys[ident] = key
+        return key
+
+    def token(self, value: object, jurisdiction: str, service_system: str, pii: PiiKind) -> str:
+        text = _normalise(render(value), pii)
+        if not text:
+            return ""
+        key = self.requester_key(jurisdiction, service_system)
+        mac = crypto.keyed_hash(key, domains.PSEUDONYM, text.encode("utf-8"))
+        return PSEUDONYM_PREFIX + base64.b32encode(mac[:_TOKEN_BYTES]).decode("ascii").lower()
