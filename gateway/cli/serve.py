@@ -25,13 +25,12 @@ def register(sub: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.config import load_config
-    from gateway.server.app import Gateway
+    from gateway.server.app import from_config_file
 
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    gw = Gateway(load_config(args.config))
+    gw = from_config_file(args.config)
     ports = gw.start()
     print(f"gateway {gw.me} ({gw.config.name}) serving: peer :{ports.peer} service :{ports.service}", flush=True)
     done = threading.Event()

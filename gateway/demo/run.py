@@ -116,7 +116,8 @@ def _record_exchanges(fed: Federation) -> list[Outcome]:
                 title,
                 f"{site.code}/{service}",
                 "OK",
-                f"{len(resp.records)} record(s) under {resp.decision.agreement_id}; "
+                f"{len(resp.records)} record(s){' (capped by the agreement)' if resp.truncated else ''} "
+                f"under {resp.decision.agreement_id}; "
                 f"ledger #{resp.receipt.index}; first: {shown}",
             )
         )

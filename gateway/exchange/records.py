@@ -110,6 +110,7 @@ class RecordsResult:
     decision: common_pb2.PolicyDecision
     receipt: AppendReceipt
     local: str
+    truncated: bool = False
 
 
 def _aad(sender: str, recipient: str, request_id: str) -> bytes:
@@ -247,7 +248,7 @@ class RecordRequester:
             d.reason,
             record_count=resp.record_count,
             payload_digest=resp.payload_digest.hex(),
-            details=details,
+            details=details + ((("truncated", "true"),) if resp.truncated else ()),
         )
         return RecordsResult(
             request_id=request_id,
@@ -257,6 +258,7 @@ class RecordRequester:
             decision=d,
             receipt=receipt,
             local=me,
+            truncated=resp.truncated,
         )
 
     def _append(
@@ -365,7 +367,14 @@ class RecordHolder:
                 request_digest=request.digest_hex,
                 requester_signature=request.signature_b64,
                 holder_signature=crypto.b64(out.signature),
-                details=(("client_reference", msg.client_reference),) if msg.client_reference else (),
+                details=tuple(
+                    kv
+                    for kv in (
+                        ("client_reference", msg.client_reference),
+                        ("truncated", "true" if response.truncated else ""),
+                    )
+                    if kv[1]
+                ),
             )
         )
         return out
@@ -421,6 +430,9 @@ class RecordHolder:
             rows = self._source.fetch(dataset, ids, columns, limit)
         else:
             rows = self._source.scan(dataset, columns, limit)
+        if len(rows) > limit and not ids:
+            rows = rows[:limit]
+            response.truncated = True
         if len(rows) > limit:
             raise PolicyDenied(
                 f"the request matches more than {limit} records, the agreement's maximum per request; "

@@ -55,6 +55,7 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):  # type: 
                 index=result.receipt.index,
                 entry_hash=result.receipt.entry_hash,
             ),
+            truncated=result.truncated,
         )
 
     def ListDatasets(

@@ -344,3 +344,16 @@ def test_service_system_with_gateway_issued_client_certificate_is_authenticated(
     with pytest.raises(_grpc.RpcError) as err:
         call(own.key_pem, own.cert_pem)
     assert err.value.code() == _grpc.StatusCode.UNAVAILABLE
+
+
+def test_bulk_request_is_capped_at_the_agreements_maximum_and_pseudonymised(
+    federation: RunningFederation,
+) -> None:
+    with federation.client("120000", "tianjin-planning") as c:
+        resp = c.get_records(
+            holder_jurisdiction="110000", dataset="si_contributions", purpose="commuter_planning"
+        )
+    assert resp.truncated and len(resp.records) == 100  # the agreement allows 100 per request
+    ids = [r.fields["person_id"] for r in resp.records]
+    assert all(i.startswith("pn_") for i in ids) and len(set(ids)) == len(ids)
+    assert {"person_id", "age_band", "district_code", "residence_jurisdiction"} >= set(resp.records[0].fields)
