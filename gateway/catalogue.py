@@ -16,7 +16,7 @@ group-key domains derived from the data would themselves leak.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -34,7 +34,7 @@ def is_jurisdiction_code(text: str) -> bool:
     return bool(_JURISDICTION.fullmatch(text))
 
 
-class SharingClass(str, Enum):
+class SharingClass(StrEnum):
     """National practice: 无条件共享 / 有条件共享 / 不予共享."""
 
     UNCONDITIONAL = "unconditional"
@@ -42,7 +42,7 @@ class SharingClass(str, Enum):
     NOT_SHARED = "not_shared"
 
 
-class DataGrade(str, Enum):
+class DataGrade(StrEnum):
     """Data Security Law grades: 一般 / 重要 / 核心."""
 
     GENERAL = "general"
@@ -50,7 +50,7 @@ class DataGrade(str, Enum):
     CORE = "core"
 
 
-class PiiKind(str, Enum):
+class PiiKind(StrEnum):
     NONE = "none"
     ID_NUMBER = "id_number"  # 居民身份证号 / 统一社会信用代码
     NAME = "name"
@@ -84,7 +84,9 @@ class Column(_Frozen):
         if self.bounds is not None:
             lo, hi = self.bounds
             if not lo < hi:
-                raise ValueError(f"bounds must be [lower, upper] with lower < upper, got {self.bounds}")
+                raise ValueError(
+                    f"bounds must be [lower, upper] with lower < upper, got {self.bounds}"
+                )
             if self.type not in ("integer", "float"):
                 raise ValueError(f"bounds need a numeric column, {self.name} is {self.type}")
         if self.public_keys is not None and len(set(self.public_keys)) != len(self.public_keys):

@@ -41,7 +41,9 @@ def service_channel(
 class ServiceClient:
     """``ServiceClient(addr, cert, "130000", token).records.GetRecords(...)``."""
 
-    def __init__(self, address: str, gateway_cert: Path | bytes, jurisdiction: str, token: str | None) -> None:
+    def __init__(
+        self, address: str, gateway_cert: Path | bytes, jurisdiction: str, token: str | None
+    ) -> None:
         pem = gateway_cert.read_bytes() if isinstance(gateway_cert, Path) else gateway_cert
         self.channel = service_channel(address, pem, jurisdiction, token)
         self.records = service_pb2_grpc.RecordExchangeStub(self.channel)

@@ -104,9 +104,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     (type, payload) pairs encode to the same bytes.
     """
     t = payload_type.encode("utf-8")
-    return b" ".join(
-        [PAE_PREFIX, str(len(t)).encode(), t, str(len(payload)).encode(), payload]
-    )
+    return b" ".join([PAE_PREFIX, str(len(t)).encode(), t, str(len(payload)).encode(), payload])
 
 
 # --------------------------------------------------------------------------
@@ -253,9 +251,7 @@ def seal(
     return SEAL_VERSION + eph_pub + nonce + ct
 
 
-def open_sealed(
-    private: SealPrivateKey, domain: str, blob: bytes, associated_data: bytes
-) -> bytes:
+def open_sealed(private: SealPrivateKey, domain: str, blob: bytes, associated_data: bytes) -> bytes:
     """Open a sealed blob; raises opaque CryptoFailure on any problem."""
     if len(blob) < SEAL_OVERHEAD or blob[:1] != SEAL_VERSION:
         raise CryptoFailure()

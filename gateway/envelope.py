@@ -85,7 +85,9 @@ def open_envelope(
     if env.payload_type != expected_type:
         raise InvalidArgument.expected("envelope payload_type", expected_type, env.payload_type)
     if len(env.payload) > max_bytes:
-        raise InvalidArgument.expected("envelope payload size", f"<= {max_bytes} bytes", len(env.payload))
+        raise InvalidArgument.expected(
+            "envelope payload size", f"<= {max_bytes} bytes", len(env.payload)
+        )
     try:
         member = bundle.member(env.signer)
     except NotFound as exc:
@@ -143,7 +145,9 @@ def check_header(
 ) -> None:
     """Check what a signed header binds. Order: identity, addressing, freshness, binding."""
     if header.sender != signer:
-        raise Unauthenticated(f"header sender {header.sender!r} differs from envelope signer {signer!r}")
+        raise Unauthenticated(
+            f"header sender {header.sender!r} differs from envelope signer {signer!r}"
+        )
     if header.recipient != me:
         raise Unauthenticated(
             f"message is addressed to {header.recipient!r}, this gateway is {me}; refusing a misdirected message"
@@ -158,7 +162,9 @@ def check_header(
             f"message timestamp is {skew / 1000:+.1f} s from this gateway's clock; "
             f"allowed window is ±{window_ms / 1000:.0f} s (check both clocks)"
         )
-    if request_digest is not None and not crypto.digest_equal(header.request_digest, request_digest):
+    if request_digest is not None and not crypto.digest_equal(
+        header.request_digest, request_digest
+    ):
         raise CryptoFailure("response does not answer this request")
 
 

@@ -17,7 +17,9 @@ from gateway.errors import ReplayRejected, StorageFailure
 
 
 class ReplayStore(Protocol):
-    def check_and_record(self, sender: str, request_id: str, timestamp_ms: int, now_ms: int) -> None:
+    def check_and_record(
+        self, sender: str, request_id: str, timestamp_ms: int, now_ms: int
+    ) -> None:
         """Raise ReplayRejected if (sender, request_id) was seen; else remember it."""
         ...
 
@@ -42,7 +44,9 @@ class SqliteReplayStore:
             raise StorageFailure(f"replay store {path}: {exc}") from exc
         self._inserts = 0
 
-    def check_and_record(self, sender: str, request_id: str, timestamp_ms: int, now_ms: int) -> None:
+    def check_and_record(
+        self, sender: str, request_id: str, timestamp_ms: int, now_ms: int
+    ) -> None:
         with self._lock:
             try:
                 self._conn.execute(
@@ -58,7 +62,8 @@ class SqliteReplayStore:
             self._inserts += 1
             if self._inserts % 1000 == 0:
                 self._conn.execute(
-                    "DELETE FROM seen_requests WHERE timestamp_ms < ?", (now_ms - 2 * self._window_ms,)
+                    "DELETE FROM seen_requests WHERE timestamp_ms < ?",
+                    (now_ms - 2 * self._window_ms,),
                 )
 
     def close(self) -> None:

@@ -90,7 +90,9 @@ class SqliteSource:
             return [dict(r) for r in cur.fetchall()]
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
-                raise NotFound(f"dataset is declared but has no table in {self._path.name}") from exc
+                raise NotFound(
+                    f"dataset is declared but has no table in {self._path.name}"
+                ) from exc
             raise StorageFailure(f"data source query failed: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageFailure(f"data source query failed: {exc}") from exc
@@ -108,8 +110,7 @@ class SqliteSource:
             chunk = ids[i : i + _IN_CHUNK]
             marks = ", ".join("?" for _ in chunk)
             rows += self._query(
-                f"SELECT {select} FROM {table} WHERE {subject} IN ({marks}) "  # noqa: S608
-                f"ORDER BY rowid LIMIT ?",
+                f"SELECT {select} FROM {table} WHERE {subject} IN ({marks}) ORDER BY rowid LIMIT ?",
                 [*chunk, limit - len(rows) + 1],
             )
             if len(rows) > limit:
@@ -120,7 +121,7 @@ class SqliteSource:
         cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
         return self._query(
-            f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ?",  # noqa: S608
+            f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ?",
             [limit + 1],
         )
 
@@ -130,7 +131,7 @@ class SqliteSource:
         cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
         try:
-            cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")  # noqa: S608
+            cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")
             cur.row_factory = None
             rows = cur.fetchall()
         except sqlite3.Error as exc:
@@ -138,5 +139,7 @@ class SqliteSource:
         schema: dict[str, pl.DataType] = {}
         for c in cols:
             t = dataset.column(c).type
-            schema[c] = pl.Int64() if t == "integer" else pl.Float64() if t == "float" else pl.String()
+            schema[c] = (
+                pl.Int64() if t == "integer" else pl.Float64() if t == "float" else pl.String()
+            )
         return pl.DataFrame(rows, schema=schema, orient="row").lazy()

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchparts.common import Report  # noqa: E402
+from benchparts.common import Report
 
 PARTS = ("exchange", "policy", "ledger", "stats")
 
@@ -30,7 +30,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("part", choices=(*PARTS, "all"))
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)")
+    ap.add_argument(
+        "--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)"
+    )
     ns = ap.parse_args()
     parts = PARTS if ns.part == "all" else (ns.part,)
     reports: dict[str, Report] = {}
@@ -41,7 +43,11 @@ def main() -> int:
             reports[part].print()
     if ns.json:
         obj = {p: r.to_json() for p, r in reports.items()}
-        print(json.dumps(obj if len(obj) > 1 else next(iter(obj.values())), indent=2, ensure_ascii=False))
+        print(
+            json.dumps(
+                obj if len(obj) > 1 else next(iter(obj.values())), indent=2, ensure_ascii=False
+            )
+        )
     return 0
 
 

@@ -44,7 +44,9 @@ def generate(out: Path) -> None:
         raise SystemExit("protoc failed")
     for path in sorted(out.rglob("*.py*")):
         text = path.read_text()
-        text = _IMPORT.sub(lambda m: f"from gateway._proto.dataexchange{m.group(1) or ''} import", text)
+        text = _IMPORT.sub(
+            lambda m: f"from gateway._proto.dataexchange{m.group(1) or ''} import", text
+        )
         path.write_text(HEADER + text if path.suffix == ".py" else text)
     for d in [out, *[p for p in out.rglob("*") if p.is_dir()]]:
         (d / "__init__.py").write_text(HEADER)
@@ -68,7 +70,9 @@ def main() -> int:
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     generate(OUT)
-    print(f"generated {sum(1 for _ in OUT.rglob('*_pb2*.py'))} modules into {OUT.relative_to(ROOT)}")
+    print(
+        f"generated {sum(1 for _ in OUT.rglob('*_pb2*.py'))} modules into {OUT.relative_to(ROOT)}"
+    )
     return 0
 
 

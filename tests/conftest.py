@@ -33,7 +33,10 @@ class RunningFederation:
     def client(self, code: str, service: str, token: str | None = None) -> ServiceClient:
         site = self.fed.sites[code]
         return ServiceClient(
-            site.service_address, site.tls_cert, code, token if token is not None else site.tokens[service]
+            site.service_address,
+            site.tls_cert,
+            code,
+            token if token is not None else site.tokens[service],
         )
 
     def subject(self, code: str, sql: str) -> str:

@@ -32,7 +32,10 @@ def _serve(args: argparse.Namespace) -> int:
     )
     gw = from_config_file(args.config)
     ports = gw.start()
-    print(f"gateway {gw.me} ({gw.config.name}) serving: peer :{ports.peer} service :{ports.service}", flush=True)
+    print(
+        f"gateway {gw.me} ({gw.config.name}) serving: peer :{ports.peer} service :{ports.service}",
+        flush=True,
+    )
     done = threading.Event()
 
     def stop(_sig: int, _frame: FrameType | None) -> None:

@@ -31,7 +31,9 @@ def register(sub: Any) -> None:
     add.add_argument("--id", required=True, help="service system id, e.g. hebei-housing-fund")
     kind = add.add_mutually_exclusive_group(required=True)
     kind.add_argument("--token", action="store_true", help="issue a bearer token (printed once)")
-    kind.add_argument("--cert-out", type=Path, help="issue a TLS client certificate into this folder")
+    kind.add_argument(
+        "--cert-out", type=Path, help="issue a TLS client certificate into this folder"
+    )
     add.set_defaults(func=_add)
     ls = s.add_parser("list", help="list registered service systems")
     ls.add_argument("--config", type=Path, required=True)
@@ -47,7 +49,9 @@ def _add(args: argparse.Namespace) -> int:
     if args.token:
         token = "svc_" + secrets.token_urlsafe(32)
         line = f'token_sha256 = "{crypto.sha256_hex(token.encode())}"'
-        shown = f"bearer token (shown once, store it in the service system's secret store):\n{token}"
+        shown = (
+            f"bearer token (shown once, store it in the service system's secret store):\n{token}"
+        )
     else:
         keys = load_keys(config.key_dir)
         ident = crypto.issue_client_certificate(keys.tls, f"{args.id}@{config.jurisdiction}")
@@ -57,7 +61,9 @@ def _add(args: argparse.Namespace) -> int:
         write_file_atomic(out / "client.crt", ident.cert_pem, 0o644)
         write_file_atomic(out / "gateway-ca.crt", keys.tls.cert_pem, 0o644)
         line = f'cert_fingerprint = "{crypto.cert_fingerprint(ident.cert_pem)}"'
-        shown = f"client certificate written to {out}/client.crt (key client.key, trust gateway-ca.crt)"
+        shown = (
+            f"client certificate written to {out}/client.crt (key client.key, trust gateway-ca.crt)"
+        )
     with args.config.open("a", encoding="utf-8") as f:
         f.write(f'\n[[service_systems]]\nid = "{args.id}"\n{line}\n')
     os.utime(args.config)
@@ -70,6 +76,8 @@ def _add(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     for s in config.service_systems:
-        kinds = [k for k, v in (("token", s.token_sha256), ("client-cert", s.cert_fingerprint)) if v]
+        kinds = [
+            k for k, v in (("token", s.token_sha256), ("client-cert", s.cert_fingerprint)) if v
+        ]
         print(f"{s.id}\t{', '.join(kinds)}")
     return 0

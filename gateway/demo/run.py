@@ -47,7 +47,9 @@ def _wait_healthy(site: GatewaySite, proc: subprocess.Popen[bytes], timeout: flo
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"gateway {site.code} exited with {proc.returncode}; see {site.root}/gateway.log")
+                raise RuntimeError(
+                    f"gateway {site.code} exited with {proc.returncode}; see {site.root}/gateway.log"
+                )
             try:
                 if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
                     return
@@ -101,13 +103,17 @@ def _record_exchanges(fed: Federation) -> list[Outcome]:
     core_person = _subject(bj, "SELECT person_id FROM population_core LIMIT 1")
     outcomes: list[Outcome] = []
 
-    def attempt(title: str, site: GatewaySite, service: str, token: str | None = None, **req: object) -> None:
+    def attempt(
+        title: str, site: GatewaySite, service: str, token: str | None = None, **req: object
+    ) -> None:
         tok = token if token is not None else site.tokens[service]
         with ServiceClient(site.service_address, site.tls_cert, site.code, tok) as client:
             try:
                 resp = client.get_records(**req)
             except grpc.RpcError as exc:
-                outcomes.append(Outcome(title, f"{site.code}/{service}", exc.code().name, exc.details() or ""))
+                outcomes.append(
+                    Outcome(title, f"{site.code}/{service}", exc.code().name, exc.details() or "")
+                )
                 return
         rec = dict(resp.records[0].fields) if resp.records else {}
         shown = ", ".join(f"{k}={v}" for k, v in sorted(rec.items()))
@@ -147,7 +153,7 @@ def _record_exchanges(fed: Federation) -> list[Outcome]:
             hb, "hebei-housing-fund", holder_jurisdiction="110000", dataset="si_contributions",
             purpose="housing_fund_transfer")  # fmt: skip
     attempt("REFUSED: a caller with an unregistered token",
-            hb, "hebei-housing-fund", token="svc_not-a-registered-token",
+            hb, "hebei-housing-fund", token="svc_not-a-registered-token",  # noqa: S106 - deliberately wrong
             holder_jurisdiction="110000", dataset="si_contributions",
             purpose="housing_fund_transfer", subject_ids=[commuter])  # fmt: skip
     attempt("REFUSED: a jurisdiction outside the federation (Shanghai 310000)",
@@ -179,7 +185,9 @@ def run_demo(root: Path, rows: int = 2000, keep: bool = True) -> int:
     if root.exists():
         shutil.rmtree(root)
     console.rule("[bold]Cross-jurisdiction data-exchange gateway: Beijing–Tianjin–Hebei demo")
-    console.print(f"Setting up the federation in {root} (keys, signed trust bundle, configs, synthetic data)...")
+    console.print(
+        f"Setting up the federation in {root} (keys, signed trust bundle, configs, synthetic data)..."
+    )
     fed = build_federation(root, rows=rows)
     for site in fed.sites.values():
         console.print(
@@ -209,7 +217,11 @@ def run_demo(root: Path, rows: int = 2000, keep: bool = True) -> int:
         ok = check() and ok
     for after in AFTER_STOP:
         ok = after(fed) and ok
-    console.rule("[bold green]demo finished: all checks passed" if ok else "[bold red]demo finished with failures")
+    console.rule(
+        "[bold green]demo finished: all checks passed"
+        if ok
+        else "[bold red]demo finished with failures"
+    )
     if not keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1

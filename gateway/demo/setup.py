@@ -38,7 +38,11 @@ class MemberSpec:
 
 
 CLUSTER: tuple[MemberSpec, ...] = (
-    MemberSpec("110000", "北京市大数据中心", ("beijing-housing-fund", "beijing-procurement", "beijing-planning")),
+    MemberSpec(
+        "110000",
+        "北京市大数据中心",
+        ("beijing-housing-fund", "beijing-procurement", "beijing-planning"),
+    ),
     MemberSpec("120000", "天津市数据局", ("tianjin-procurement", "tianjin-planning")),
     MemberSpec("130000", "河北省数据和政务服务局", ("hebei-housing-fund", "hebei-planning")),
 )
@@ -102,12 +106,24 @@ def build_federation(
     """Create keys, the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
-    _cli("federation", "init", "--out", str(fed), "--name", FEDERATION_NAME, "--validity-days", "365")
+    _cli(
+        "federation", "init", "--out", str(fed), "--name", FEDERATION_NAME, "--validity-days", "365"
+    )
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code
         keys = site / "keys"
-        _cli("keygen", "--jurisdiction", spec.code, "--name", spec.name, "--out", str(keys), "--host", "localhost")
+        _cli(
+            "keygen",
+            "--jurisdiction",
+            spec.code,
+            "--name",
+            spec.name,
+            "--out",
+            str(keys),
+            "--host",
+            "localhost",
+        )
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
         mtls_port = free_port()
         catalogue = load_catalogue(policies / spec.code)
@@ -127,13 +143,24 @@ def build_federation(
         os.chmod(token_file, 0o600)
         config = site / "gateway.toml"
         config.write_text(
-            _config_text(spec, peer_port, service_port, mtls_port, policies / spec.code, fed, tokens)
+            _config_text(
+                spec, peer_port, service_port, mtls_port, policies / spec.code, fed, tokens
+            )
         )
         sites[spec.code] = GatewaySite(
-            spec.code, spec.name, site, config, peer_port, service_port, mtls_port, tokens,
+            spec.code,
+            spec.name,
+            site,
+            config,
+            peer_port,
+            service_port,
+            mtls_port,
+            tokens,
             data / "source.sqlite",
         )
-    return Federation(root, fed / "authority.key", fed / "authority.pub", fed / "bundle.json", sites)
+    return Federation(
+        root, fed / "authority.key", fed / "authority.pub", fed / "bundle.json", sites
+    )
 
 
 def _config_text(
@@ -156,8 +183,8 @@ key_dir = "keys"
 data_dir = "data"
 data_source = "data/source.sqlite"
 policies = "{policies.resolve()}"
-trust_bundle = "{(fed / 'bundle.json').resolve()}"
-authority_key = "{(fed / 'authority.pub').resolve()}"
+trust_bundle = "{(fed / "bundle.json").resolve()}"
+authority_key = "{(fed / "authority.pub").resolve()}"
 
 [listen]
 peer = "127.0.0.1:{peer_port}"

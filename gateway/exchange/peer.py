@@ -103,7 +103,9 @@ class PeerCaller:
     def me(self) -> str:
         return self._me
 
-    def prepare(self, recipient: str, message: Message, payload_type: str, request_id: str = "") -> peer_pb2.SignedEnvelope:
+    def prepare(
+        self, recipient: str, message: Message, payload_type: str, request_id: str = ""
+    ) -> peer_pb2.SignedEnvelope:
         """Fill ``message.header`` and sign the serialized bytes."""
         bundle = self._bundle()
         header = make_header(
@@ -126,7 +128,9 @@ class PeerCaller:
         member = bundle.member(recipient)
         reply = self._transport.call(member, method, envelope, self._limits.peer_deadline_seconds)
         # The channel authenticated the server as `recipient` (its pinned cert).
-        opened = open_envelope(reply, response_type, bundle, recipient, self._limits.max_message_bytes)
+        opened = open_envelope(
+            reply, response_type, bundle, recipient, self._limits.max_message_bytes
+        )
         response = parse_payload(opened, response_cls)
         check_header(
             response.header,  # type: ignore[attr-defined]

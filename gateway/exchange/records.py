@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import CODE_RE, Catalogue, is_jurisdiction_code
+from gateway.envelope import new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
@@ -35,7 +36,6 @@ from gateway.errors import (
     QuotaExceeded,
     Rejected,
 )
-from gateway.envelope import new_request_id
 from gateway.exchange.peer import PeerCaller, PeerRequest, PeerResponder
 from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
 from gateway.limits import Limits
@@ -73,23 +73,35 @@ class RecordsQuery:
         """Structural checks; each failure says expected vs actual."""
         if not is_jurisdiction_code(self.holder):
             raise InvalidArgument.expected(
-                "holder_jurisdiction", "a six-digit administrative division code like 110000", self.holder
+                "holder_jurisdiction",
+                "a six-digit administrative division code like 110000",
+                self.holder,
             )
         if not _CODE.fullmatch(self.dataset):
-            raise InvalidArgument.expected("dataset", "a catalogue code like si_contributions", self.dataset)
+            raise InvalidArgument.expected(
+                "dataset", "a catalogue code like si_contributions", self.dataset
+            )
         if not _PURPOSE.fullmatch(self.purpose):
-            raise InvalidArgument.expected("purpose", "a purpose code like housing_fund_transfer", self.purpose)
+            raise InvalidArgument.expected(
+                "purpose", "a purpose code like housing_fund_transfer", self.purpose
+            )
         if len(self.subject_ids) > limits.max_subject_ids:
             raise InvalidArgument.expected(
-                "subject_ids", f"at most {limits.max_subject_ids} ids", f"{len(self.subject_ids)} ids"
+                "subject_ids",
+                f"at most {limits.max_subject_ids} ids",
+                f"{len(self.subject_ids)} ids",
             )
         for sid in self.subject_ids:
             if not _SUBJECT.fullmatch(sid):
-                raise InvalidArgument("subject_ids: each id must be 1-64 letters or digits (e.g. an 18-character ID number)")
+                raise InvalidArgument(
+                    "subject_ids: each id must be 1-64 letters or digits (e.g. an 18-character ID number)"
+                )
         if len(set(self.subject_ids)) != len(self.subject_ids):
             raise InvalidArgument("subject_ids: an id is repeated")
         if len(self.fields) > limits.max_fields:
-            raise InvalidArgument.expected("fields", f"at most {limits.max_fields}", len(self.fields))
+            raise InvalidArgument.expected(
+                "fields", f"at most {limits.max_fields}", len(self.fields)
+            )
         for f in self.fields:
             if not _CODE.fullmatch(f):
                 raise InvalidArgument.expected("fields", "column names like months_contributed", f)
@@ -97,7 +109,9 @@ class RecordsQuery:
             raise InvalidArgument("fields: a field is repeated")
         if not _CLIENT_REF.fullmatch(self.client_reference):
             raise InvalidArgument.expected(
-                "client_reference", "at most 64 characters of [A-Za-z0-9._:-]", self.client_reference
+                "client_reference",
+                "at most 64 characters of [A-Za-z0-9._:-]",
+                self.client_reference,
             )
 
 
@@ -192,7 +206,9 @@ class RecordRequester:
             "service_system": service_system,
             "dataset": query.dataset,
             "purpose": query.purpose,
-            "request_digest": crypto.sha256_hex(crypto.pae(envelope.payload_type, envelope.payload)),
+            "request_digest": crypto.sha256_hex(
+                crypto.pae(envelope.payload_type, envelope.payload)
+            ),
             "requester_signature": crypto.b64(envelope.signature),
         }
         details = (("client_reference", query.client_reference),) if query.client_reference else ()
@@ -392,8 +408,12 @@ class RecordHolder:
                 max_records=0,
             )
         if len(access.fields) > self._limits.max_fields:
-            return _refusal_for(self._policy.policy_set_digest, InvalidArgument.expected(
-                "fields", f"at most {self._limits.max_fields}", len(access.fields)))
+            return _refusal_for(
+                self._policy.policy_set_digest,
+                InvalidArgument.expected(
+                    "fields", f"at most {self._limits.max_fields}", len(access.fields)
+                ),
+            )
         return self._policy.decide(access)
 
     def _serve(
@@ -420,7 +440,9 @@ class RecordHolder:
         if len(ids) != msg.subject_count:
             raise InvalidArgument.expected("subject_count", len(ids), msg.subject_count)
         if len(ids) > self._limits.max_subject_ids:
-            raise InvalidArgument.expected("subject ids", f"<= {self._limits.max_subject_ids}", len(ids))
+            raise InvalidArgument.expected(
+                "subject ids", f"<= {self._limits.max_subject_ids}", len(ids)
+            )
         dataset = self._catalogue().dataset(msg.dataset)
         limit = min(decision.max_records, self._limits.max_records_per_response)
         columns = [f.name for f in decision.fields]

@@ -105,7 +105,9 @@ class Gateway:
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
-        self.caller = PeerCaller(self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits)
+        self.caller = PeerCaller(
+            self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits
+        )
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
@@ -165,7 +167,9 @@ class Gateway:
             try:
                 new = self._load_bundle()
             except Exception as exc:  # keep serving with the bundle in force
-                log.warning("trust bundle reload refused; keeping version %s: %s", self._bundle.version, exc)
+                log.warning(
+                    "trust bundle reload refused; keeping version %s: %s", self._bundle.version, exc
+                )
                 return False
             changed = new.digest != self._bundle.digest
             self._bundle = new
@@ -237,12 +241,16 @@ class Gateway:
     def start(self) -> BoundPorts:
         opts = channel_options(self.config.limits)
         peer = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"),
+            futures.ThreadPoolExecutor(
+                max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"
+            ),
             interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle))],
             options=opts,
         )
         service = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"),
+            futures.ThreadPoolExecutor(
+                max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"
+            ),
             interceptors=[GatewayInterceptor(self.service_auth)],
             options=opts,
         )
@@ -269,11 +277,17 @@ class Gateway:
         service.start()
         self._peer_server, self._service_server = peer, service
         self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        self._health.set("dataexchange.gateway.v1.RecordExchange", health_pb2.HealthCheckResponse.SERVING)
-        self._health.set("dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING)
+        self._health.set(
+            "dataexchange.gateway.v1.RecordExchange", health_pb2.HealthCheckResponse.SERVING
+        )
+        self._health.set(
+            "dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING
+        )
         self._watcher = PolicyWatcher(self.policy_store).start()
         self.ports = BoundPorts(peer_port, service_port, mtls_port)
-        log.info("gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port)
+        log.info(
+            "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
+        )
         return self.ports
 
     def _peer_handlers(self) -> dict[str, Callable[..., object]]:

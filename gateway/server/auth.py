@@ -48,7 +48,9 @@ class ServiceAuthenticator:
                     match = s.id
             if match:
                 return match
-            raise Unauthenticated("unknown caller: the bearer token is not registered with this gateway")
+            raise Unauthenticated(
+                "unknown caller: the bearer token is not registered with this gateway"
+            )
         fp = _peer_cert_fingerprint(context)
         if fp:
             for s in systems:

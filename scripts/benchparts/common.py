@@ -58,8 +58,12 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "title": self.title,
-            "rows": {label: dict(zip(self.columns, values, strict=False)) for label, values in self.rows},
-            "ratios": {r.name: {"value": r.value, "target": r.target, "met": r.met} for r in self.ratios},
+            "rows": {
+                label: dict(zip(self.columns, values, strict=False)) for label, values in self.rows
+            },
+            "ratios": {
+                r.name: {"value": r.value, "target": r.target, "met": r.met} for r in self.ratios
+            },
             "notes": self.notes,
         }
 

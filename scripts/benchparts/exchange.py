@@ -43,7 +43,9 @@ def _bench_policies(dst: Path) -> Path:
     return dst
 
 
-def _drive(call: Callable[[], object], concurrency: int, per_worker: int) -> tuple[list[float], float]:
+def _drive(
+    call: Callable[[], object], concurrency: int, per_worker: int
+) -> tuple[list[float], float]:
     latencies: list[float] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
@@ -79,12 +81,16 @@ def run(quick: bool = False) -> Report:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
-        fed = build_federation(tmp / "fed", rows=500, policies=_bench_policies(tmp / "policies"), members=members)
+        fed = build_federation(
+            tmp / "fed", rows=500, policies=_bench_policies(tmp / "policies"), members=members
+        )
         procs = start_gateways(fed)
         hb = fed.sites["130000"]
         with sqlite3.connect(fed.sites["110000"].data_source) as conn:
             subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
-        client = ServiceClient(hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"])
+        client = ServiceClient(
+            hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
+        )
         req = dict(
             holder_jurisdiction="110000", dataset="si_contributions",
             purpose="housing_fund_transfer", subject_ids=[subject],
@@ -95,12 +101,18 @@ def run(quick: bool = False) -> Report:
         p_far, p_near = free_port(), free_port()
         for args in (["--port", str(p_far), "--reply-bytes", str(reply_size)],
                      ["--port", str(p_near), "--upstream", f"127.0.0.1:{p_far}"]):  # fmt: skip
-            relays.append(subprocess.Popen([sys.executable, str(HERE / "relay.py"), *args], stdout=subprocess.PIPE))  # noqa: S603
+            relays.append(
+                subprocess.Popen(
+                    [sys.executable, str(HERE / "relay.py"), *args], stdout=subprocess.PIPE
+                )
+            )
             assert relays[-1].stdout is not None
             relays[-1].stdout.readline()
         ident = lambda b: b  # noqa: E731
         channel = grpc.insecure_channel(f"127.0.0.1:{p_near}")
-        relay_call = channel.unary_unary("/bench.Relay/Call", request_serializer=ident, response_deserializer=ident)
+        relay_call = channel.unary_unary(
+            "/bench.Relay/Call", request_serializer=ident, response_deserializer=ident
+        )
         request_bytes = b"q" * 120
 
         def baseline() -> object:

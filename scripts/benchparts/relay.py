@@ -36,7 +36,11 @@ def main() -> None:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
     handler = grpc.method_handlers_generic_handler(
         "bench.Relay",
-        {"Call": grpc.unary_unary_rpc_method_handler(handle, request_deserializer=ident, response_serializer=ident)},
+        {
+            "Call": grpc.unary_unary_rpc_method_handler(
+                handle, request_deserializer=ident, response_serializer=ident
+            )
+        },
     )
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{ns.port}")

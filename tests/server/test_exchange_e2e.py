@@ -92,7 +92,9 @@ def test_policy_denial_returns_permission_denied_with_reason_and_is_ledgered_on_
     assert h[0].holder_signature == r[0].holder_signature != ""  # refusals are signed too
 
 
-def test_field_outside_agreement_is_refused_not_silently_dropped(federation: RunningFederation) -> None:
+def test_field_outside_agreement_is_refused_not_silently_dropped(
+    federation: RunningFederation,
+) -> None:
     with federation.client("130000", "hebei-housing-fund") as c:
         with pytest.raises(grpc.RpcError) as err:
             c.get_records(**_request(federation, fields=["name", "phone"]))
@@ -162,7 +164,9 @@ def test_health_service_is_served_without_credentials(federation: RunningFederat
 # --------------------------------------------------------------------------
 
 
-def _hebei_request(federation: RunningFederation, recipient: str = "110000") -> tuple[PeerCaller, peer_pb2.SignedEnvelope, str]:
+def _hebei_request(
+    federation: RunningFederation, recipient: str = "110000"
+) -> tuple[PeerCaller, peer_pb2.SignedEnvelope, str]:
     gw = federation.gateways["130000"]
     bj = gw.bundle().member("110000")
     msg = peer_pb2.PeerRecordRequest(
@@ -176,7 +180,9 @@ def _hebei_request(federation: RunningFederation, recipient: str = "110000") -> 
     return gw.caller, env, msg.header.request_id
 
 
-def _send(federation: RunningFederation, env: peer_pb2.SignedEnvelope, to: str = "110000") -> peer_pb2.SignedEnvelope:
+def _send(
+    federation: RunningFederation, env: peer_pb2.SignedEnvelope, to: str = "110000"
+) -> peer_pb2.SignedEnvelope:
     gw = federation.gateways["130000"]
     return gw.transport.call(gw.bundle().member(to), "FetchRecords", env, 5.0)
 
@@ -267,7 +273,9 @@ def test_unknown_peer_cannot_complete_mutual_tls(federation: RunningFederation, 
     transport = GrpcPeerTransport(outsider.tls, federation.gateways["130000"].config.limits)
     _, env, _ = _hebei_request(federation)
     with pytest.raises(PeerUnavailable):
-        transport.call(federation.gateways["130000"].bundle().member("110000"), "FetchRecords", env, 5.0)
+        transport.call(
+            federation.gateways["130000"].bundle().member("110000"), "FetchRecords", env, 5.0
+        )
     transport.close()
 
 
@@ -290,13 +298,19 @@ def test_tampered_response_is_rejected_and_ledgered_as_refusal_by_requester(
     from gateway.exchange.peer import PeerCaller as Caller
     from gateway.exchange.records import RecordRequester, RecordsQuery
 
-    caller = Caller("130000", gw.keys.signing, gw.bundle, FlipResponse(), gw._clock, gw.config.limits)
-    requester = RecordRequester(caller, gw.bundle, gw.ledger, gw.keys.seal, gw._clock, gw.config.limits)
+    caller = Caller(
+        "130000", gw.keys.signing, gw.bundle, FlipResponse(), gw._clock, gw.config.limits
+    )
+    requester = RecordRequester(
+        caller, gw.bundle, gw.ledger, gw.keys.seal, gw._clock, gw.config.limits
+    )
     before = len(ledger_events(gw))
     with pytest.raises(CryptoFailure):
         requester.get_records(
             "hebei-housing-fund",
-            RecordsQuery("110000", "si_contributions", "housing_fund_transfer", (federation.commuter(),), ()),
+            RecordsQuery(
+                "110000", "si_contributions", "housing_fund_transfer", (federation.commuter(),), ()
+            ),
         )
     new = ledger_events(gw)[before:]
     assert [(e.kind, e.decision) for e in new] == [("refusal", "deny")]
@@ -321,14 +335,21 @@ def test_service_system_with_gateway_issued_client_certificate_is_authenticated(
     def call(key: bytes | None, cert: bytes | None) -> service_pb2.ListDatasetsResponse:
         creds = _grpc.ssl_channel_credentials(site.tls_cert.read_bytes(), key, cert)
         ch = _grpc.secure_channel(
-            f"127.0.0.1:{site.service_mtls_port}", creds, options=[("grpc.ssl_target_name_override", tls_server_name("130000"))]
+            f"127.0.0.1:{site.service_mtls_port}",
+            creds,
+            options=[("grpc.ssl_target_name_override", tls_server_name("130000"))],
         )
         try:
-            return service_pb2_grpc.RecordExchangeStub(ch).ListDatasets(service_pb2.ListDatasetsRequest(), timeout=5)
+            return service_pb2_grpc.RecordExchangeStub(ch).ListDatasets(
+                service_pb2.ListDatasetsRequest(), timeout=5
+            )
         finally:
             ch.close()
 
-    key, cert = (tmp_path / "cc" / "client.key").read_bytes(), (tmp_path / "cc" / "client.crt").read_bytes()
+    key, cert = (
+        (tmp_path / "cc" / "client.key").read_bytes(),
+        (tmp_path / "cc" / "client.crt").read_bytes(),
+    )
     assert {m.jurisdiction for m in call(key, cert).members} == {"110000", "120000", "130000"}
     # No client certificate at all: the handshake fails.
     with pytest.raises(_grpc.RpcError) as err:
@@ -356,4 +377,6 @@ def test_bulk_request_is_capped_at_the_agreements_maximum_and_pseudonymised(
     assert resp.truncated and len(resp.records) == 100  # the agreement allows 100 per request
     ids = [r.fields["person_id"] for r in resp.records]
     assert all(i.startswith("pn_") for i in ids) and len(set(ids)) == len(ids)
-    assert {"person_id", "age_band", "district_code", "residence_jurisdiction"} >= set(resp.records[0].fields)
+    assert {"person_id", "age_band", "district_code", "residence_jurisdiction"} >= set(
+        resp.records[0].fields
+    )

@@ -63,7 +63,9 @@ def test_slow_holder_gives_deadline_exceeded(own_federation: RunningFederation) 
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-def _rewrite_bundle(rf: RunningFederation, *, version_delta: int = 1, expires_in: dt.timedelta | None = None) -> bytes:
+def _rewrite_bundle(
+    rf: RunningFederation, *, version_delta: int = 1, expires_in: dt.timedelta | None = None
+) -> bytes:
     fed = rf.fed
     authority = read_authority_key(fed.authority_pub)
     current = read_bundle_for_reissue(fed.bundle, authority)
@@ -81,7 +83,9 @@ def _rewrite_bundle(rf: RunningFederation, *, version_delta: int = 1, expires_in
 
 
 def test_gateway_refuses_to_start_with_expired_bundle(own_federation: RunningFederation) -> None:
-    own_federation.fed.bundle.write_bytes(_rewrite_bundle(own_federation, expires_in=-dt.timedelta(days=1)))
+    own_federation.fed.bundle.write_bytes(
+        _rewrite_bundle(own_federation, expires_in=-dt.timedelta(days=1))
+    )
     site = own_federation.site("120000")
     with pytest.raises(TrustBundleRejected) as err:
         Gateway(load_config(site.config))
@@ -96,7 +100,9 @@ def test_gateway_refuses_to_start_with_unsigned_bundle(own_federation: RunningFe
         Gateway(load_config(own_federation.site("120000").config))
 
 
-def test_gateway_refuses_bundle_signed_by_another_authority(own_federation: RunningFederation) -> None:
+def test_gateway_refuses_bundle_signed_by_another_authority(
+    own_federation: RunningFederation,
+) -> None:
     fed = own_federation.fed
     current = read_bundle_for_reissue(fed.bundle, read_authority_key(fed.authority_pub))
     now = dt.datetime.now(dt.UTC)
