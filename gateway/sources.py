@@ -59,6 +59,9 @@ class SqliteSource:
             raise StorageFailure(f"data source {path} does not exist")
         self._path = path
         self._local = threading.local()
+        # Statistics frames, reused while the file is unchanged (mtime, size).
+        self._frames: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, int], pl.DataFrame]] = {}
+        self._frames_lock = threading.Lock()
 
     @property
     def path(self) -> Path:
@@ -126,9 +129,22 @@ class SqliteSource:
         )
 
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
+        cols = self._columns(dataset, columns)
+        st = self._path.stat()
+        version = (st.st_mtime_ns, st.st_size)
+        key = (dataset.code, tuple(cols))
+        with self._frames_lock:
+            cached = self._frames.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1].lazy()
+        df = self._load_frame(dataset, cols)
+        with self._frames_lock:
+            self._frames[key] = (version, df)
+        return df.lazy()
+
+    def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:
         import polars as pl
 
-        cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
         try:
             cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")
@@ -142,4 +158,4 @@ class SqliteSource:
             schema[c] = (
                 pl.Int64() if t == "integer" else pl.Float64() if t == "float" else pl.String()
             )
-        return pl.DataFrame(rows, schema=schema, orient="row").lazy()
+        return pl.DataFrame(rows, schema=schema, orient="row")

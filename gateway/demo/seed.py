@@ -74,7 +74,11 @@ class _Synth:
         }
 
     def si_contributions(self, n: int) -> Iterator[dict[str, object]]:
-        others = [j for j in ("110000", "120000", "130000") if j != self.holder]
+        # Most cross-boundary commuters live in Hebei (e.g. 燕郊/三河 to Beijing).
+        others = sorted(
+            (j for j in ("110000", "120000", "130000") if j != self.holder),
+            key=lambda j: j != "130000",
+        )
         for _ in range(n):
             district = self.rng.choice(self.districts)
             p = self.person(district)

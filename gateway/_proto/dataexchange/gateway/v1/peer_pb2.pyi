@@ -62,20 +62,22 @@ class RecordQuery(_message.Message):
     def __init__(self, subject_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PeerRecordResponse(_message.Message):
-    __slots__ = ("header", "decision", "record_count", "sealed_records", "payload_digest", "error_code")
+    __slots__ = ("header", "decision", "record_count", "sealed_records", "payload_digest", "error_code", "truncated")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RECORD_COUNT_FIELD_NUMBER: _ClassVar[int]
     SEALED_RECORDS_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_DIGEST_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     header: PeerHeader
     decision: _common_pb2.PolicyDecision
     record_count: int
     sealed_records: bytes
     payload_digest: bytes
     error_code: str
-    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., record_count: _Optional[int] = ..., sealed_records: _Optional[bytes] = ..., payload_digest: _Optional[bytes] = ..., error_code: _Optional[str] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., record_count: _Optional[int] = ..., sealed_records: _Optional[bytes] = ..., payload_digest: _Optional[bytes] = ..., error_code: _Optional[str] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class RecordBatch(_message.Message):
     __slots__ = ("records",)

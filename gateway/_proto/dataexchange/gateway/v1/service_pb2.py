@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from gateway._proto.dataexchange.gateway.v1 import common_pb2 as dataexchange_dot_gateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dataexchange/gateway/v1/service.proto\x12\x17\x64\x61taexchange.gateway.v1\x1a$dataexchange/gateway/v1/common.proto\"\x91\x01\n\x11GetRecordsRequest\x12\x1b\n\x13holder_jurisdiction\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0bsubject_ids\x18\x04 \x03(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x18\n\x10\x63lient_reference\x18\x06 \x01(\t\"\xfc\x01\n\x12GetRecordsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1b\n\x13holder_jurisdiction\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x30\n\x07records\x18\x04 \x03(\x0b\x32\x1f.dataexchange.gateway.v1.Record\x12\x39\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\'.dataexchange.gateway.v1.PolicyDecision\x12\x37\n\x07receipt\x18\x06 \x01(\x0b\x32&.dataexchange.gateway.v1.LedgerReceipt\"\x15\n\x13ListDatasetsRequest\"P\n\x14ListDatasetsResponse\x12\x38\n\x07members\x18\x01 \x03(\x0b\x32\'.dataexchange.gateway.v1.MemberDatasets\"F\n\x0eMemberDatasets\x12\x14\n\x0cjurisdiction\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x03 \x03(\t2\xe4\x01\n\x0eRecordExchange\x12\x65\n\nGetRecords\x12*.dataexchange.gateway.v1.GetRecordsRequest\x1a+.dataexchange.gateway.v1.GetRecordsResponse\x12k\n\x0cListDatasets\x12,.dataexchange.gateway.v1.ListDatasetsRequest\x1a-.dataexchange.gateway.v1.ListDatasetsResponseBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%dataexchange/gateway/v1/service.proto\x12\x17\x64\x61taexchange.gateway.v1\x1a$dataexchange/gateway/v1/common.proto\"\x91\x01\n\x11GetRecordsRequest\x12\x1b\n\x13holder_jurisdiction\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x13\n\x0bsubject_ids\x18\x04 \x03(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x18\n\x10\x63lient_reference\x18\x06 \x01(\t\"\x8f\x02\n\x12GetRecordsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1b\n\x13holder_jurisdiction\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x30\n\x07records\x18\x04 \x03(\x0b\x32\x1f.dataexchange.gateway.v1.Record\x12\x39\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\'.dataexchange.gateway.v1.PolicyDecision\x12\x37\n\x07receipt\x18\x06 \x01(\x0b\x32&.dataexchange.gateway.v1.LedgerReceipt\x12\x11\n\ttruncated\x18\x07 \x01(\x08\"\x15\n\x13ListDatasetsRequest\"P\n\x14ListDatasetsResponse\x12\x38\n\x07members\x18\x01 \x03(\x0b\x32\'.dataexchange.gateway.v1.MemberDatasets\"F\n\x0eMemberDatasets\x12\x14\n\x0cjurisdiction\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x64\x61tasets\x18\x03 \x03(\t2\xe4\x01\n\x0eRecordExchange\x12\x65\n\nGetRecords\x12*.dataexchange.gateway.v1.GetRecordsRequest\x1a+.dataexchange.gateway.v1.GetRecordsResponse\x12k\n\x0cListDatasets\x12,.dataexchange.gateway.v1.ListDatasetsRequest\x1a-.dataexchange.gateway.v1.ListDatasetsResponseBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETRECORDSREQUEST']._serialized_start=105
   _globals['_GETRECORDSREQUEST']._serialized_end=250
   _globals['_GETRECORDSRESPONSE']._serialized_start=253
-  _globals['_GETRECORDSRESPONSE']._serialized_end=505
-  _globals['_LISTDATASETSREQUEST']._serialized_start=507
-  _globals['_LISTDATASETSREQUEST']._serialized_end=528
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=530
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=610
-  _globals['_MEMBERDATASETS']._serialized_start=612
-  _globals['_MEMBERDATASETS']._serialized_end=682
-  _globals['_RECORDEXCHANGE']._serialized_start=685
-  _globals['_RECORDEXCHANGE']._serialized_end=913
+  _globals['_GETRECORDSRESPONSE']._serialized_end=524
+  _globals['_LISTDATASETSREQUEST']._serialized_start=526
+  _globals['_LISTDATASETSREQUEST']._serialized_end=547
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=549
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=629
+  _globals['_MEMBERDATASETS']._serialized_start=631
+  _globals['_MEMBERDATASETS']._serialized_end=701
+  _globals['_RECORDEXCHANGE']._serialized_start=704
+  _globals['_RECORDEXCHANGE']._serialized_end=932
 # @@protoc_insertion_point(module_scope)

@@ -24,20 +24,22 @@ class GetRecordsRequest(_message.Message):
     def __init__(self, holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., subject_ids: _Optional[_Iterable[str]] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ...) -> None: ...
 
 class GetRecordsResponse(_message.Message):
-    __slots__ = ("request_id", "holder_jurisdiction", "dataset", "records", "decision", "receipt")
+    __slots__ = ("request_id", "holder_jurisdiction", "dataset", "records", "decision", "receipt", "truncated")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     HOLDER_JURISDICTION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     holder_jurisdiction: str
     dataset: str
     records: _containers.RepeatedCompositeFieldContainer[_common_pb2.Record]
     decision: _common_pb2.PolicyDecision
     receipt: _common_pb2.LedgerReceipt
-    def __init__(self, request_id: _Optional[str] = ..., holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_common_pb2.Record, _Mapping]]] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.LedgerReceipt, _Mapping]] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, request_id: _Optional[str] = ..., holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., records: _Optional[_Iterable[_Union[_common_pb2.Record, _Mapping]]] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.LedgerReceipt, _Mapping]] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ()

@@ -1,0 +1,330 @@
+"""Privacy budgets: how much epsilon (and delta) each requester has spent per dataset.
+
+Owns: the pure budget arithmetic (``check_charge``: exact integer units, never
+overspend), the ``BudgetStore`` protocol and its SQLite implementation
+(``SqliteBudgetStore``): an append-only spend table, totals are sums of its
+rows, and every reservation runs in one ``BEGIN IMMEDIATE`` transaction so
+concurrent queries (threads or processes) can never overspend. Budgets survive
+restarts because they are nothing but the rows of a real file.
+
+Does not own: the caps (declared in ``policies/<code>/statistics.yaml``) or
+computing releases.
+
+Accounting rules (conservative by design):
+
+* Amounts are stored as integers: epsilon in units of 1e-9 (a charge is
+  rounded UP, a cap DOWN), delta in units of 1e-18. No float drift.
+* Reserve-then-compute: a spend row (status ``reserved``) is committed BEFORE
+  the data is touched; afterwards it is marked ``released`` or ``failed``.
+  A failed computation is NOT refunded: we cannot prove nothing was
+  observable. Rows are never deleted or changed except ``status`` moving from
+  ``reserved`` (SQLite triggers enforce both).
+* A reservation whose request id was already used is refused (replay).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from gateway.errors import BudgetExhausted, InvalidArgument, ReplayRejected, StorageFailure
+
+EPS_UNIT = 10**9  # epsilon units per 1.0
+DELTA_UNIT = 10**18  # delta units per 1.0
+
+
+def eps_charge_units(epsilon: float) -> int:
+    """Epsilon to charge, in integer units, rounded up."""
+    if not math.isfinite(epsilon) or epsilon <= 0:
+        raise InvalidArgument.expected("epsilon", "a finite number > 0", epsilon)
+    return math.ceil(round(epsilon * EPS_UNIT, 3))
+
+
+def eps_cap_units(epsilon: float) -> int:
+    return math.floor(round(epsilon * EPS_UNIT, 3))
+
+
+def delta_charge_units(delta: float) -> int:
+    if not math.isfinite(delta) or not 0 <= delta < 1:
+        raise InvalidArgument.expected("delta", "a number in [0, 1)", delta)
+    return math.ceil(delta * DELTA_UNIT)
+
+
+def delta_cap_units(delta: float) -> int:
+    return math.floor(delta * DELTA_UNIT)
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Budget caps for one dataset (from the statistics agreement)."""
+
+    epsilon_per_requester: float
+    epsilon_total: float
+    delta_per_requester: float = 0.0
+    delta_total: float = 0.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Spent units for one requester on one dataset, and for the whole dataset."""
+
+    requester_eps: int
+    total_eps: int
+    requester_delta: int
+    total_delta: int
+
+    def remaining(self, caps: Caps) -> tuple[float, float]:
+        """(requester epsilon remaining, dataset epsilon remaining), never below 0."""
+        req = max(0, eps_cap_units(caps.epsilon_per_requester) - self.requester_eps)
+        tot = max(0, eps_cap_units(caps.epsilon_total) - self.total_eps)
+        return req / EPS_UNIT, tot / EPS_UNIT
+
+
+def check_charge(usage: Usage, eps_units: int, delta_units: int, caps: Caps, what: str) -> None:
+    """Raise BudgetExhausted if charging would exceed any cap (pure)."""
+    req_left = eps_cap_units(caps.epsilon_per_requester) - usage.requester_eps
+    tot_left = eps_cap_units(caps.epsilon_total) - usage.total_eps
+    if eps_units > req_left or eps_units > tot_left:
+        r_req, r_tot = usage.remaining(caps)
+        raise BudgetExhausted(
+            f"privacy budget exhausted for {what}: query needs epsilon "
+            f"{eps_units / EPS_UNIT:g}, remaining epsilon {min(r_req, r_tot):g} "
+            f"(requester {r_req:g} of {caps.epsilon_per_requester:g}, "
+            f"dataset {r_tot:g} of {caps.epsilon_total:g})"
+        )
+    dreq_left = delta_cap_units(caps.delta_per_requester) - usage.requester_delta
+    dtot_left = delta_cap_units(caps.delta_total) - usage.total_delta
+    if delta_units > dreq_left or delta_units > dtot_left:
+        raise BudgetExhausted(
+            f"privacy budget exhausted for {what}: query needs delta "
+            f"{delta_units / DELTA_UNIT:g}, remaining delta "
+            f"{max(0, min(dreq_left, dtot_left)) / DELTA_UNIT:g}"
+        )
+
+
+@dataclass(frozen=True)
+class Spend:
+    dataset: str
+    requester: str  # "<jurisdiction>/<service system>"
+    epsilon: float
+    delta: float
+    request_id: str
+    query_digest: str
+    at_ms: int
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    dataset: str
+    requester: str
+    epsilon: float
+    delta: float
+    request_id: str
+    query_digest: str
+    at_ms: int
+    status: str
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    dataset: str
+    requester: str
+    epsilon: float
+    delta: float
+    releases: int
+
+
+Status = Literal["released", "failed"]
+
+
+class BudgetStore(Protocol):
+    def reserve(self, spend: Spend, caps: Caps) -> Usage:
+        """Atomically check the caps and record the spend; return usage AFTER it.
+
+        Raises BudgetExhausted (nothing recorded) or ReplayRejected."""
+        ...
+
+    def settle(self, request_id: str, status: Status) -> None:
+        """Mark a reservation released or failed (it stays counted either way)."""
+        ...
+
+    def usage(self, dataset: str, requester: str) -> Usage: ...
+
+    def totals(self) -> list[UsageRow]:
+        """Spent per (dataset, requester), for operators."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spends (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    dataset TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    epsilon_units INTEGER NOT NULL CHECK (epsilon_units > 0),
+    delta_units INTEGER NOT NULL CHECK (delta_units >= 0),
+    request_id TEXT NOT NULL UNIQUE,
+    query_digest TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('reserved', 'released', 'failed'))
+);
+CREATE INDEX IF NOT EXISTS spends_by_requester ON spends (dataset, requester);
+CREATE TRIGGER IF NOT EXISTS spends_no_delete BEFORE DELETE ON spends
+BEGIN SELECT RAISE(ABORT, 'spends are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS spends_only_settle BEFORE UPDATE ON spends
+WHEN OLD.status != 'reserved' OR NEW.status = 'reserved'
+  OR NEW.epsilon_units != OLD.epsilon_units OR NEW.delta_units != OLD.delta_units
+  OR NEW.dataset != OLD.dataset OR NEW.requester != OLD.requester
+  OR NEW.request_id != OLD.request_id OR NEW.query_digest != OLD.query_digest
+  OR NEW.at_ms != OLD.at_ms
+BEGIN SELECT RAISE(ABORT, 'only a reservation may be settled'); END;
+"""
+
+
+class SqliteBudgetStore:
+    """Budget store in a real SQLite file (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path, timeout_seconds: float = 30.0) -> None:
+        self._path = path
+        self._timeout = timeout_seconds
+        # Serialises this process's writers; BEGIN IMMEDIATE serialises processes.
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageFailure(f"cannot open budget store {path}: {exc}") from exc
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self._path, timeout=self._timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            yield conn
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _usage(conn: sqlite3.Connection, dataset: str, requester: str) -> Usage:
+        req = conn.execute(
+            "SELECT COALESCE(SUM(epsilon_units), 0), COALESCE(SUM(delta_units), 0) "
+            "FROM spends WHERE dataset = ? AND requester = ?",
+            (dataset, requester),
+        ).fetchone()
+        tot = conn.execute(
+            "SELECT COALESCE(SUM(epsilon_units), 0), COALESCE(SUM(delta_units), 0) "
+            "FROM spends WHERE dataset = ?",
+            (dataset,),
+        ).fetchone()
+        return Usage(int(req[0]), int(tot[0]), int(req[1]), int(tot[1]))
+
+    def reserve(self, spend: Spend, caps: Caps) -> Usage:
+        e = eps_charge_units(spend.epsilon)
+        d = delta_charge_units(spend.delta)
+        with self._lock:
+            try:
+                with self._connect() as conn:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        usage = self._usage(conn, spend.dataset, spend.requester)
+                        check_charge(usage, e, d, caps, f"{spend.requester} on {spend.dataset}")
+                        conn.execute(
+                            "INSERT INTO spends (dataset, requester, epsilon_units, delta_units, "
+                            "request_id, query_digest, at_ms, status) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, 'reserved')",
+                            (
+                                spend.dataset,
+                                spend.requester,
+                                e,
+                                d,
+                                spend.request_id,
+                                spend.query_digest,
+                                spend.at_ms,
+                            ),
+                        )
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc):
+                    raise ReplayRejected(
+                        f"request id {spend.request_id} already spent budget"
+                    ) from exc
+                raise StorageFailure(f"budget store refused the spend: {exc}") from exc
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"budget store failed: {exc}") from exc
+        return Usage(
+            usage.requester_eps + e,
+            usage.total_eps + e,
+            usage.requester_delta + d,
+            usage.total_delta + d,
+        )
+
+    def settle(self, request_id: str, status: Status) -> None:
+        if status not in ("released", "failed"):
+            raise InvalidArgument.expected("status", "released or failed", status)
+        try:
+            with self._lock, self._connect() as conn:
+                cur = conn.execute(
+                    "UPDATE spends SET status = ? WHERE request_id = ? AND status = 'reserved'",
+                    (status, request_id),
+                )
+                if cur.rowcount != 1:
+                    raise StorageFailure(f"no open reservation for request {request_id}")
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store failed: {exc}") from exc
+
+    def usage(self, dataset: str, requester: str) -> Usage:
+        try:
+            with self._connect() as conn:
+                return self._usage(conn, dataset, requester)
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store failed: {exc}") from exc
+
+    def totals(self) -> list[UsageRow]:
+        try:
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT dataset, requester, SUM(epsilon_units), SUM(delta_units), COUNT(*) "
+                    "FROM spends GROUP BY dataset, requester ORDER BY dataset, requester"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store failed: {exc}") from exc
+        return [
+            UsageRow(ds, rq, int(e) / EPS_UNIT, int(d) / DELTA_UNIT, int(n))
+            for ds, rq, e, d, n in rows
+        ]
+
+    def spends(self, limit: int = 1000) -> list[SpendRow]:
+        """The most recent spend rows (operators, tests)."""
+        try:
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT dataset, requester, epsilon_units, delta_units, request_id, "
+                    "query_digest, at_ms, status FROM spends ORDER BY seq DESC LIMIT ?",
+                    (limit,),
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store failed: {exc}") from exc
+        return [
+            SpendRow(
+                r[0], r[1], int(r[2]) / EPS_UNIT, int(r[3]) / DELTA_UNIT, r[4], r[5], r[6], r[7]
+            )
+            for r in rows
+        ]
+
+
+def requester_key(jurisdiction: str, service_system: str) -> str:
+    return f"{jurisdiction}/{service_system}"

@@ -1,0 +1,304 @@
+"""Holder side of statistics: answer one (peer or local) request under policy and budget.
+
+Owns: the order of operations at a holder gateway for one statistics request:
+
+1. authorise against the statistics agreement, check the query against the
+   catalogue, build and calibrate the OpenDP measurement (all data
+   independent; a refusal here spends nothing);
+2. dry run: stop here and report cost, expected accuracy and remaining budget
+   (nothing spent, nothing released, nothing ledgered);
+3. reserve the budget atomically (``BudgetStore.reserve``);
+4. read the data and release once (``engine.execute``);
+5. append the ``stats_release`` ledger event, then settle the reservation.
+
+Refusals are RAISED as GatewayError subclasses (PolicyDenied, NotFound,
+InvalidArgument, BudgetExhausted, ...), after appending a ``stats_refusal``
+event to the holder's ledger (so the transport must not ledger them again);
+the lead's transport turns them into signed refusals / gRPC statuses. If the
+computation or the ledger append fails after the reservation, the spend stays
+charged (marked ``failed``) and nothing is returned.
+
+Does not own: envelopes, headers, signatures, replay protection (the peer
+transport), combining jurisdictions (``gateway.stats.coordinator``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from gateway._proto.dataexchange.gateway.v1 import stats_pb2
+from gateway.errors import GatewayError, InvalidArgument, StorageFailure
+from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.stats import engine
+from gateway.stats.agreements import Authorised, StatisticsPolicy
+from gateway.stats.budget import BudgetStore, Caps, Spend, requester_key
+from gateway.stats.convert import holder_answer_to_proto, query_from_proto, release_digest
+from gateway.stats.model import (
+    HolderAnswer,
+    Release,
+    Remaining,
+    StatsQuery,
+    check_jurisdiction,
+    check_service_system,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import polars as pl
+
+    from gateway.catalogue import Dataset
+
+log = logging.getLogger(__name__)
+
+
+class FrameSource(Protocol):
+    def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame: ...
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who asks, as authenticated by the transport (never from the query body)."""
+
+    requester: str  # requesting jurisdiction code
+    service_system: str
+    request_id: str
+    now_ms: int
+    requester_signature: str = ""  # base64, as carried by the envelope
+    request_digest: str = ""  # hex SHA-256 of the request envelope's PAE bytes
+    federated_query_id: str = ""
+
+    def __post_init__(self) -> None:
+        check_jurisdiction("requester", self.requester)
+        check_service_system(self.service_system)
+        if not self.request_id or len(self.request_id) > 128:
+            raise InvalidArgument.expected("request_id", "1..128 characters", self.request_id)
+
+
+def caps_of(auth: Authorised) -> Caps:
+    b = auth.terms.budget
+    return Caps(b.epsilon_per_requester, b.epsilon_total, b.delta_per_requester, b.delta_total)
+
+
+class StatsHolder:
+    """Answers statistics requests for the datasets this gateway holds."""
+
+    def __init__(
+        self,
+        *,
+        policy: StatisticsPolicy,
+        source: FrameSource,
+        budget: BudgetStore,
+        ledger: LedgerWriter,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self._policy = policy
+        self._source = source
+        self._budget = budget
+        self._ledger = ledger
+        self._limits = limits
+
+    @property
+    def jurisdiction(self) -> str:
+        return self._policy.holder
+
+    def replace_policy(self, policy: StatisticsPolicy) -> None:
+        """Swap in a reloaded statistics agreement (one reference assignment)."""
+        if policy.holder != self._policy.holder:
+            raise InvalidArgument.expected("statistics agreement holder", self._policy.holder, policy.holder)
+        self._policy = policy
+
+    # -- peer seam -----------------------------------------------------------
+
+    def handle_peer(
+        self,
+        request: stats_pb2.PeerStatsRequest,
+        *,
+        requester: str,
+        request_id: str,
+        now_ms: int,
+        requester_signature_b64: str = "",
+        request_digest_hex: str = "",
+    ) -> stats_pb2.PeerStatsResponse:
+        """Answer a verified peer request. ``requester`` and ``request_id`` come
+        from the verified envelope header; the response ``header`` is left for
+        the transport to fill and sign. Raises GatewayError on refusal."""
+        ctx = RequestContext(
+            requester=requester,
+            service_system=request.service_system,
+            request_id=request_id,
+            now_ms=now_ms,
+            requester_signature=requester_signature_b64,
+            request_digest=request_digest_hex,
+            federated_query_id=request.federated_query_id[:128],
+        )
+        if not request.HasField("query"):
+            raise InvalidArgument.expected("query", "a StatsQuery", None)
+        query = query_from_proto(request.query)
+        answer = self.answer(query, ctx, dry_run=request.dry_run)
+        return holder_answer_to_proto(answer)
+
+    # -- core ----------------------------------------------------------------
+
+    def answer(
+        self, query: StatsQuery, ctx: RequestContext, *, dry_run: bool = False
+    ) -> HolderAnswer:
+        auth: Authorised | None = None
+        try:
+            auth = self._policy.authorise(query.dataset, ctx.requester, ctx.service_system)
+            plan = engine.plan_query(
+                query, auth.dataset, auth.terms, self.jurisdiction, self._limits
+            )
+            cal = engine.calibrate(plan)
+        except GatewayError as exc:
+            if not dry_run:
+                self._refusal(query, ctx, auth, exc, charged=False)
+            raise
+        caps = caps_of(auth)
+        key = requester_key(ctx.requester, ctx.service_system)
+        if dry_run:
+            usage = self._budget.usage(query.dataset, key)
+            req_left, tot_left = usage.remaining(caps)
+            return HolderAnswer(
+                release=engine.dry_run_release(cal),
+                remaining=Remaining(self.jurisdiction, req_left, tot_left),
+                agreement_id=auth.agreement_id,
+                agreement_digest=auth.agreement_digest,
+                dry_run=True,
+            )
+        spend = Spend(
+            dataset=query.dataset,
+            requester=key,
+            epsilon=cal.epsilon,
+            delta=cal.delta,
+            request_id=ctx.request_id,
+            query_digest=query.digest,
+            at_ms=ctx.now_ms,
+        )
+        try:
+            usage = self._budget.reserve(spend, caps)
+        except GatewayError as exc:
+            self._refusal(query, ctx, auth, exc, charged=False)
+            raise
+        # From here on the budget is spent whatever happens.
+        try:
+            frame = self._source.frame(auth.dataset, engine.source_columns(plan))
+            release = engine.execute(cal, frame)
+            receipt = self._append_release(query, ctx, auth, release, usage.remaining(caps))
+        except BaseException as exc:
+            self._budget.settle(ctx.request_id, "failed")
+            if isinstance(exc, GatewayError) and not isinstance(exc, StorageFailure):
+                self._refusal(query, ctx, auth, exc, charged=True)
+            raise
+        self._budget.settle(ctx.request_id, "released")
+        req_left, tot_left = usage.remaining(caps)
+        return HolderAnswer(
+            release=release,
+            remaining=Remaining(self.jurisdiction, req_left, tot_left),
+            agreement_id=auth.agreement_id,
+            agreement_digest=auth.agreement_digest,
+            dry_run=False,
+            receipt_index=receipt.index,
+            receipt_hash=receipt.entry_hash,
+        )
+
+    # -- ledger --------------------------------------------------------------
+
+    def _details(
+        self, query: StatsQuery, ctx: RequestContext, extra: dict[str, str]
+    ) -> tuple[tuple[str, str], ...]:
+        d = {
+            "query_digest": query.digest,
+            "statistic": query.statistic.value,
+            "column": query.column,
+            "group_by": ",".join(query.group_by),
+            "filters": ",".join(sorted(f.column for f in query.filters)),
+            "epsilon_requested": repr(query.epsilon),
+            "confidence": repr(query.confidence),
+            "federated_query_id": ctx.federated_query_id,
+            **extra,
+        }
+        return tuple(sorted(d.items()))
+
+    def _append_release(
+        self,
+        query: StatsQuery,
+        ctx: RequestContext,
+        auth: Authorised,
+        release: Release,
+        remaining: tuple[float, float],
+    ) -> AppendReceipt:
+        extra = {
+            "epsilon": repr(release.epsilon),
+            "delta": repr(release.delta),
+            "cells": str(len(release.cells)),
+            "mechanisms": ",".join(c.mechanism for c in release.components),
+            "scales": ",".join(repr(c.scale) for c in release.components),
+            "remaining_epsilon_requester": repr(remaining[0]),
+            "remaining_epsilon_dataset": repr(remaining[1]),
+        }
+        return self._ledger.append(
+            LedgerEvent(
+                kind="stats_release",
+                role="holder",
+                request_id=ctx.request_id,
+                timestamp_ms=ctx.now_ms,
+                local=self.jurisdiction,
+                counterparty=ctx.requester,
+                service_system=ctx.service_system,
+                dataset=query.dataset,
+                purpose=query.purpose,
+                decision="allow",
+                reason=f"statistics agreement {auth.agreement_id}",
+                agreement_id=auth.agreement_id,
+                agreement_digest=auth.agreement_digest,
+                payload_digest=release_digest(release),
+                request_digest=ctx.request_digest,
+                requester_signature=ctx.requester_signature,
+                details=self._details(query, ctx, extra),
+            )
+        )
+
+    def _refusal(
+        self,
+        query: StatsQuery,
+        ctx: RequestContext,
+        auth: Authorised | None,
+        exc: GatewayError,
+        *,
+        charged: bool,
+    ) -> None:
+        extra = {
+            "error_code": exc.grpc_code.name,
+            "epsilon": repr(query.epsilon) if charged else "0",
+            "delta": "0",
+            "charged": "true" if charged else "false",
+        }
+        try:
+            self._ledger.append(
+                LedgerEvent(
+                    kind="stats_refusal",
+                    role="holder",
+                    request_id=ctx.request_id,
+                    timestamp_ms=ctx.now_ms,
+                    local=self.jurisdiction,
+                    counterparty=ctx.requester,
+                    service_system=ctx.service_system,
+                    dataset=query.dataset,
+                    purpose=query.purpose,
+                    decision="deny",
+                    reason=exc.message[:512],
+                    agreement_id=auth.agreement_id if auth else "",
+                    agreement_digest=auth.agreement_digest if auth else "",
+                    request_digest=ctx.request_digest,
+                    requester_signature=ctx.requester_signature,
+                    details=self._details(query, ctx, extra),
+                )
+            )
+        except GatewayError:
+            # The refusal itself still stands; the ledger failure is logged
+            # (no personal data: codes and ids only).
+            log.error("could not ledger statistics refusal for request %s", ctx.request_id)

@@ -1,0 +1,98 @@
+"""Federated differentially private statistics through three real gateways (mTLS, signed)."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
+from gateway.client import service_channel
+from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.helpers import ledger_events
+
+
+def _stub(fed: RunningFederation, code: str, service: str) -> tuple[grpc.Channel, stats_pb2_grpc.StatisticsStub]:
+    site = fed.site(code)
+    ch = service_channel(site.service_address, site.tls_cert.read_bytes(), code, site.tokens[service])
+    return ch, stats_pb2_grpc.StatisticsStub(ch)
+
+
+def _count_by_age(jurisdictions: list[str], epsilon: float = 1.0) -> stats_pb2.StatsQueryRequest:
+    return stats_pb2.StatsQueryRequest(
+        jurisdictions=jurisdictions,
+        query=stats_pb2.StatsQuery(
+            dataset="si_contributions",
+            purpose="commuter_planning",
+            statistic=stats_pb2.STATISTIC_KIND_COUNT,
+            group_by=["age_band"],
+            filters=[stats_pb2.StatsFilter(column="residence_jurisdiction", values=["130000"])],
+            epsilon=epsilon,
+            confidence=0.95,
+        ),
+    )
+
+
+@pytest.fixture()
+def own_federation(tmp_path):  # type: ignore[no-untyped-def]
+    rf = start_federation(tmp_path, rows=200)
+    yield rf
+    stop_federation(rf)
+
+
+def test_federated_count_combines_three_noisy_releases_and_ledgers_each_release(
+    own_federation: RunningFederation,
+) -> None:
+    fed = own_federation
+    ch, stub = _stub(fed, "120000", "tianjin-planning")
+    before = {c: len(ledger_events(g)) for c, g in fed.gateways.items()}
+    resp = stub.Query(_count_by_age(["110000", "120000", "130000"]), timeout=30)
+    ch.close()
+    assert resp.complete and resp.has_combined and not resp.missing
+    assert {p.jurisdictions[0] for p in resp.parts} == {"110000", "120000", "130000"}
+    for cell in resp.combined.cells:
+        assert cell.has_interval and cell.lower <= cell.value <= cell.upper
+    assert {tuple(c.key) for c in resp.combined.cells} == {
+        ("16-24",), ("25-34",), ("35-44",), ("45-54",), ("55-64",), ("65+",)
+    }
+    # Each holder ledgered its release (with epsilon), the requester each part.
+    for code in ("110000", "130000"):
+        new = [e for e in ledger_events(fed.gateways[code])[before[code]:] if e.kind == "stats_release"]
+        assert len(new) == 1 and new[0].role == "holder"
+        assert dict(new[0].details)["epsilon"] in ("1.0", "1")
+    tj_new = ledger_events(fed.gateways["120000"])[before["120000"]:]
+    assert sum(e.role == "requester" and e.kind == "stats_release" for e in tj_new) == 3
+
+
+def test_budget_exhaustion_is_resource_exhausted_with_remaining_budget(
+    own_federation: RunningFederation,
+) -> None:
+    ch, stub = _stub(own_federation, "130000", "hebei-planning")
+    for _ in range(3):  # epsilon 3.0 per requester at 1.0 per query
+        stub.Query(_count_by_age(["110000"]), timeout=30)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(_count_by_age(["110000"]), timeout=30)
+    ch.close()
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "remaining" in (err.value.details() or "")
+
+
+def test_holder_down_is_reported_as_missing_part_not_silently_combined(
+    own_federation: RunningFederation,
+) -> None:
+    own_federation.gateways["130000"].stop(grace=0)
+    ch, stub = _stub(own_federation, "110000", "beijing-planning")
+    resp = stub.Query(_count_by_age(["110000", "120000", "130000"]), timeout=30)
+    ch.close()
+    assert not resp.complete
+    assert [(m.jurisdiction, m.code) for m in resp.missing] == [("130000", "UNAVAILABLE")]
+
+
+def test_undeclared_group_key_is_refused(own_federation: RunningFederation) -> None:
+    ch, stub = _stub(own_federation, "120000", "tianjin-planning")
+    req = _count_by_age(["110000"])
+    del req.query.group_by[:]
+    req.query.group_by.append("employer")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(req, timeout=30)
+    ch.close()
+    assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)

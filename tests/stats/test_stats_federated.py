@@ -1,0 +1,329 @@
+"""Federated statistics: fan-out, combination, coverage, missing parts, gRPC servicer."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
+from gateway.errors import BudgetExhausted, GatewayError, PeerUnavailable
+from gateway.stats.convert import federated_to_proto, query_to_proto
+from gateway.stats.coordinator import StatsCoordinator, combine
+from gateway.stats.holder import StatsHolder
+from gateway.stats.model import FederatedQuery, Statistic, StatsQuery
+from gateway.stats.servicer import StatisticsServicer
+
+CODES = ("110000", "120000", "130000")
+SI = "si_contributions"
+
+
+def q(statistic: Statistic = Statistic.COUNT, **kw: Any) -> StatsQuery:
+    kw.setdefault("epsilon", 1.0)
+    kw.setdefault("confidence", 0.9)
+    return StatsQuery(dataset=SI, purpose="planning", statistic=statistic, **kw)
+
+
+class Federation:
+    """Three in-process holders behind a fan_out that mimics the transport."""
+
+    def __init__(self, holders: dict[str, StatsHolder], local: str, ledger: Any) -> None:
+        self.holders = holders
+        self.down: set[str] = set()
+        self.requests: list[stats_pb2.PeerStatsRequest] = []
+        self.coordinator = StatsCoordinator(
+            local_jurisdiction=local,
+            fan_out=self.fan_out,
+            ledger=ledger,
+            clock_ms=lambda: int(time.time() * 1000),
+        )
+        self.local = local
+
+    def fan_out(self, j: str, req: stats_pb2.PeerStatsRequest) -> stats_pb2.PeerStatsResponse:
+        self.requests.append(req)
+        if j in self.down:
+            raise PeerUnavailable(f"gateway {j} unreachable")
+        # What the transport does: serialise, verify, hand the holder the authenticated sender.
+        wire = stats_pb2.PeerStatsRequest.FromString(req.SerializeToString())
+        rid = str(uuid.uuid4())
+        resp = self.holders[j].handle_peer(wire, requester=self.local, request_id=rid, now_ms=0)
+        resp.header.request_id = rid
+        return stats_pb2.PeerStatsResponse.FromString(resp.SerializeToString())
+
+
+@pytest.fixture
+def federation(make_holder: Callable[..., Any], ledger_cls: type) -> Iterator[Federation]:
+    holders = {
+        c: make_holder(c, budget={"epsilon_per_requester": 100.0, "epsilon_total": 100.0})[0]
+        for c in CODES
+    }
+    fed = Federation(holders, "120000", ledger_cls())
+    yield fed
+    fed.coordinator.close()
+
+
+def exact_sums(sources: dict[str, Path]) -> dict[str, float]:
+    """Exact per-age-band sum of months_contributed over the three jurisdictions."""
+    out: dict[str, float] = {}
+    for c in CODES:
+        with sqlite3.connect(sources[c]) as conn:
+            seen: set[str] = set()
+            for pid, band, months in conn.execute(
+                f"SELECT person_id, age_band, months_contributed FROM {SI} ORDER BY rowid"
+            ):
+                if pid in seen:  # truncation: first row per person
+                    continue
+                seen.add(pid)
+                out[band] = out.get(band, 0.0) + min(600, max(0, months))
+    return out
+
+
+def test_federated_count_combines_three_jurisdictions_with_intervals(
+    federation: Federation,
+) -> None:
+    ans = federation.coordinator.query(
+        FederatedQuery(CODES, q(group_by=("age_band",))), "tianjin-planning"
+    )
+    assert ans.complete and [p.jurisdictions for p in ans.parts] == [(c,) for c in CODES]
+    comb = ans.combined
+    assert comb is not None and comb.jurisdictions == CODES and len(comb.cells) == 6
+    for i, cell in enumerate(comb.cells):
+        assert cell.value == sum(p.cells[i].value for p in ans.parts)
+        assert cell.interval is not None
+        # Wider than any single part (union bound over 3 parts), centred on the value.
+        part_half = ans.parts[0].components[0].accuracy
+        assert cell.interval[1] - cell.value > part_half
+    assert {r.jurisdiction for r in ans.remaining} == set(CODES)
+    # Requester ledger: one release per part, all with the same query digest.
+    events = federation.coordinator._ledger.events
+    assert [e.counterparty for e in events] == list(CODES)
+    assert all(e.kind == "stats_release" and e.role == "requester" for e in events)
+    assert {dict(e.details)["query_digest"] for e in events} == {q(group_by=("age_band",)).digest}
+    # Every holder ledgered its own release.
+    for h in federation.holders.values():
+        assert [e.kind for e in h._ledger.events] == ["stats_release"]
+
+
+def test_federated_sum_lies_within_its_interval_at_the_stated_rate(
+    federation: Federation, sources: dict[str, Path]
+) -> None:
+    exact = exact_sums(sources)
+    query = q(Statistic.SUM, column="months_contributed", group_by=("age_band",), epsilon=1.0)
+    misses = checks = 0
+    for _ in range(40):
+        ans = federation.coordinator.query(FederatedQuery(CODES, query), "tianjin-planning")
+        assert ans.combined is not None
+        for cell in ans.combined.cells:
+            assert cell.interval is not None
+            checks += 1
+            misses += not cell.interval[0] <= exact.get(cell.key[0], 0.0) <= cell.interval[1]
+    # Stated level 0.9: misses ~ Binomial(240, <= 0.1); mean <= 24, sd <= 4.7.
+    # 24 + 6.4 sd = 54: exceeded with probability < 1e-9 if the intervals are right.
+    assert checks == 240
+    assert misses <= 54
+
+
+def test_federated_mean_interval_contains_combined_estimate(federation: Federation) -> None:
+    query = q(Statistic.MEAN, column="monthly_base", group_by=("gender",))
+    ans = federation.coordinator.query(FederatedQuery(CODES, query), "tianjin-planning")
+    assert ans.combined is not None
+    for cell in ans.combined.cells:
+        s, n = cell.components
+        assert cell.value == pytest.approx(min(40000, max(0, s / n)))
+        assert (
+            cell.interval is not None
+            and 0 <= cell.interval[0] <= cell.value <= cell.interval[1] <= 40000
+        )
+
+
+def test_quantiles_are_returned_per_part_and_not_combined(federation: Federation) -> None:
+    ans = federation.coordinator.query(
+        FederatedQuery(CODES, q(Statistic.MEDIAN, column="monthly_base")), "tianjin-planning"
+    )
+    assert len(ans.parts) == 3 and ans.combined is None
+
+
+def test_down_holder_is_reported_missing_not_silently_dropped(federation: Federation) -> None:
+    federation.down.add("130000")
+    ans = federation.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
+    assert not ans.complete
+    (missing,) = ans.missing
+    assert missing.jurisdiction == "130000" and missing.code == "UNAVAILABLE"
+    assert ans.combined is not None and ans.combined.jurisdictions == ("110000", "120000")
+    kinds = [(e.counterparty, e.kind) for e in federation.coordinator._ledger.events]
+    assert ("130000", "stats_refusal") in kinds
+
+
+def test_refusing_holder_is_reported_with_its_reason(
+    make_holder: Callable[..., Any], ledger_cls: type
+) -> None:
+    holders = {c: make_holder(c, shipped=True)[0] for c in CODES}
+    holders["110000"] = make_holder(
+        "110000", requesters=[{"jurisdiction": "130000", "service_systems": ["hebei-planning"]}]
+    )[0]
+    fed = Federation(holders, "120000", ledger_cls())
+    ans = fed.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
+    (missing,) = ans.missing
+    assert missing.jurisdiction == "110000" and missing.code == "PERMISSION_DENIED"
+    assert "does not allow" in missing.reason
+    fed.coordinator.close()
+
+
+def test_exhausted_everywhere_raises_budget_exhausted(
+    make_holder: Callable[..., Any], ledger_cls: type
+) -> None:
+    holders = {c: make_holder(c, shipped=True)[0] for c in CODES}
+    fed = Federation(holders, "120000", ledger_cls())
+    for _ in range(3):
+        assert fed.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning").complete
+    with pytest.raises(BudgetExhausted, match="remaining epsilon 0"):
+        fed.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
+    fed.coordinator.close()
+
+
+def test_dry_run_spends_nothing_anywhere(federation: Federation) -> None:
+    ans = federation.coordinator.query(
+        FederatedQuery(CODES, q(group_by=("age_band",))), "tianjin-planning", dry_run=True
+    )
+    assert ans.dry_run and ans.combined is None and all(p.cells == () for p in ans.parts)
+    assert all(r.requester_epsilon == 100.0 for r in ans.remaining)
+    assert federation.coordinator._ledger.events == []
+    for h in federation.holders.values():
+        assert h._budget.spends() == []
+
+
+def test_tampered_release_from_a_peer_is_rejected(federation: Federation) -> None:
+    real = federation.fan_out
+
+    def liar(j: str, req: stats_pb2.PeerStatsRequest) -> stats_pb2.PeerStatsResponse:
+        resp = real(j, req)
+        if j == "110000":
+            resp.release.epsilon = 0.001  # claims a different query
+        return resp
+
+    federation.coordinator._fan_out = liar
+    ans = federation.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
+    (missing,) = ans.missing
+    assert missing.jurisdiction == "110000" and missing.code == "DATA_LOSS"
+
+
+def test_combine_refuses_nothing_and_is_pure() -> None:
+    assert combine([], q()) is None
+
+
+# ---------------------------------------------------------------------------
+# gRPC servicer over a real loopback server
+# ---------------------------------------------------------------------------
+
+
+class _ErrorInterceptor(grpc.ServerInterceptor):
+    """Test stand-in for the gateway's interceptor: GatewayError -> status code."""
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return inner(request, context)
+            except GatewayError as exc:
+                context.abort(exc.grpc_code, exc.message)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@pytest.fixture
+def stub(
+    make_holder: Callable[..., Any], ledger_cls: type
+) -> Iterator[stats_pb2_grpc.StatisticsStub]:
+    holders = {c: make_holder(c, shipped=True)[0] for c in CODES}
+    fed = Federation(holders, "120000", ledger_cls())
+
+    def identify(context: grpc.ServicerContext) -> str:
+        return dict(context.invocation_metadata()).get("x-test-service-system", "")
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[_ErrorInterceptor()]
+    )
+    stats_pb2_grpc.add_StatisticsServicer_to_server(
+        StatisticsServicer(fed.coordinator, identify), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield stats_pb2_grpc.StatisticsStub(channel)
+    finally:
+        channel.close()
+        server.stop(None)
+        fed.coordinator.close()
+
+
+MD = (("x-test-service-system", "tianjin-planning"),)
+
+
+def test_grpc_query_dry_run_and_exhaustion(stub: stats_pb2_grpc.StatisticsStub) -> None:
+    req = federated_to_proto(FederatedQuery(CODES, q(group_by=("age_band",))))
+    dry = stub.DryRun(req, metadata=MD, timeout=30)
+    assert dry.dry_run and not dry.has_combined and len(dry.parts) == 3
+    assert dry.parts[0].components[0].mechanism == "integer_laplace"
+    for i in range(3):
+        resp = stub.Query(req, metadata=MD, timeout=30)
+        assert resp.complete and resp.has_combined and len(resp.combined.cells) == 6
+        assert all(c.has_interval and c.lower <= c.value <= c.upper for c in resp.combined.cells)
+        assert [r.requester_epsilon for r in resp.remaining] == [2.0 - i] * 3
+        assert len(resp.receipts) == 3
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(req, metadata=MD, timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "remaining epsilon 0" in err.value.details()
+
+
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        (q(group_by=("employer",)), grpc.StatusCode.INVALID_ARGUMENT),
+        (q(group_by=("name",)), grpc.StatusCode.INVALID_ARGUMENT),
+        (q(Statistic.SUM, column="gender"), grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_grpc_undeclared_columns_are_invalid_argument(
+    stub: stats_pb2_grpc.StatisticsStub, query: StatsQuery, code: grpc.StatusCode
+) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(federated_to_proto(FederatedQuery(CODES, query)), metadata=MD, timeout=30)
+    assert err.value.code() == code
+
+
+def test_grpc_malformed_request_is_invalid_argument(stub: stats_pb2_grpc.StatisticsStub) -> None:
+    bad = stats_pb2.StatsQueryRequest(jurisdictions=["110000", "110000"], query=query_to_proto(q()))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(bad, metadata=MD, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    no_kind = stats_pb2.StatsQueryRequest(
+        jurisdictions=["110000"],
+        query=stats_pb2.StatsQuery(dataset=SI, purpose="p", epsilon=1.0, confidence=0.9),
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(no_kind, metadata=MD, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_grpc_unknown_caller_is_refused(stub: stats_pb2_grpc.StatisticsStub) -> None:
+    req = federated_to_proto(FederatedQuery(CODES, q()))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Query(req, metadata=(("x-test-service-system", "intruder"),), timeout=30)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

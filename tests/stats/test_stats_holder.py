@@ -1,0 +1,388 @@
+"""Holder: real OpenDP releases over real SQLite sources, policy refusals, budgets, ledger."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import opendp.prelude as dp
+import polars as pl
+import pytest
+from opendp.mod import GLOBAL_FEATURES
+
+from gateway._proto.dataexchange.gateway.v1 import stats_pb2
+from gateway.errors import (
+    BudgetExhausted,
+    EnvironmentFailure,
+    InvalidArgument,
+    NotFound,
+    PolicyDenied,
+)
+from gateway.stats import engine
+from gateway.stats.convert import query_to_proto
+from gateway.stats.model import Statistic, StatsFilter, StatsQuery
+
+SI = "si_contributions"
+
+
+def q(statistic: Statistic = Statistic.COUNT, **kw: Any) -> StatsQuery:
+    kw.setdefault("epsilon", 0.5)
+    kw.setdefault("confidence", 0.95)
+    return StatsQuery(dataset=SI, purpose="planning", statistic=statistic, **kw)
+
+
+def truth(path: Path, by: list[str], measure: str | None = None) -> dict[tuple[str, ...], float]:
+    """Exact per-group counts (or clamped sums) after one-row-per-person truncation."""
+    df = _read(path)
+    df = df.filter(pl.int_range(pl.len()).over("person_id") < 1)
+    agg = pl.len() if measure is None else pl.col(measure).clip(0, 600).sum()
+    out = df.group_by(by).agg(agg.alias("v"))
+    return {tuple(r[:-1]): float(r[-1]) for r in out.iter_rows()}
+
+
+def _read(path: Path) -> pl.DataFrame:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        cur = conn.execute(f"SELECT * FROM {SI}")
+        names = [d[0] for d in cur.description]
+        return pl.DataFrame(cur.fetchall(), schema=names, orient="row")
+
+
+def test_noise_is_added_and_its_spread_matches_the_stated_scale(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], sources: dict[str, Path]
+) -> None:
+    holder, _, _ = make_holder("120000", max_epsilon_per_query=1.0)
+    by = ("age_band", "gender", "status")
+    query = q(group_by=by, epsilon=0.05)  # count, sensitivity 1 -> scale 20
+    exact = truth(sources["120000"], list(by))
+    noise: list[float] = []
+    releases = []
+    for _ in range(60):
+        rel = holder.answer(query, new_ctx()).release
+        releases.append(tuple(c.value for c in rel.cells))
+        (comp,) = rel.components
+        assert comp.mechanism == "integer_laplace"
+        assert math.isclose(comp.scale, 20.0, rel_tol=1e-6)
+        noise += [c.value - exact.get(c.key, 0.0) for c in rel.cells]
+    assert len(set(releases)) == len(releases)  # repeated releases differ
+    # Discrete Laplace with scale t: P(k) ~ exp(-|k|/t). Its mean absolute value:
+    t = 20.0
+    r = math.exp(-1 / t)
+    mean_abs = 2 * r / ((1 - r) * (1 + r))
+    observed = sum(abs(x) for x in noise) / len(noise)
+    # n = 2160 draws; sd(|X|) ~ t, so the relative standard error is ~2.2 %: 15 % is ~7 SE.
+    assert abs(observed / mean_abs - 1) < 0.15
+    # Mean of 2160 draws has sd ~0.61: 4 is > 6.5 sd.
+    assert abs(sum(noise) / len(noise)) < 0.2 * t  # centred
+
+
+def test_interval_half_width_matches_opendp_accuracy(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, _, _ = make_holder()
+    rel = holder.answer(q(group_by=("age_band",), confidence=0.9), new_ctx()).release
+    comp = rel.components[0]
+    expected = dp.discrete_laplacian_scale_to_accuracy(comp.scale, 0.1)
+    assert comp.accuracy == pytest.approx(expected)
+    for cell in rel.cells:
+        assert cell.interval == pytest.approx((cell.value - expected, cell.value + expected))
+
+
+@pytest.mark.parametrize(
+    ("statistic", "column", "extra", "mechanisms"),
+    [
+        (Statistic.SUM, "months_contributed", {}, ("integer_laplace",)),
+        (Statistic.SUM, "monthly_base", {}, ("float_laplace",)),
+        (Statistic.MEAN, "monthly_base", {}, ("float_laplace", "integer_laplace")),
+        (Statistic.MEDIAN, "months_contributed", {}, ("exponential_min",)),
+        (Statistic.QUANTILE, "monthly_base", {"quantile": 0.25}, ("exponential_min",)),
+        (Statistic.HISTOGRAM, "status", {}, ("integer_laplace",)),
+        (
+            Statistic.HISTOGRAM,
+            "monthly_base",
+            {"bin_edges": (0.0, 8000.0, 40000.0)},
+            ("integer_laplace",),
+        ),
+    ],
+)
+def test_every_statistic_releases_all_declared_cells(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    statistic: Statistic,
+    column: str,
+    extra: dict[str, Any],
+    mechanisms: tuple[str, ...],
+) -> None:
+    holder, ledger, _ = make_holder()
+    query = q(statistic, column=column, group_by=("gender",), **extra)
+    ans = holder.answer(query, new_ctx())
+    rel = ans.release
+    assert tuple(c.mechanism for c in rel.components) == mechanisms
+    assert rel.epsilon == 0.5 and rel.delta == 0.0
+    n_bins = (
+        {"status": 3, "monthly_base": 2}.get(column, 1) if statistic is Statistic.HISTOGRAM else 1
+    )
+    assert len(rel.cells) == 2 * n_bins  # every declared key, also empty ones
+    if statistic in (Statistic.MEDIAN, Statistic.QUANTILE):
+        assert all(c.interval is None for c in rel.cells)
+        assert all(0 <= c.value <= 40000 for c in rel.cells)
+    else:
+        assert all(
+            c.interval is not None and c.interval[0] <= c.value <= c.interval[1] for c in rel.cells
+        )
+    (event,) = ledger.events
+    details = dict(event.details)
+    assert event.kind == "stats_release" and event.role == "holder" and event.decision == "allow"
+    assert details["epsilon"] == "0.5" and details["delta"] == "0.0"
+    assert details["query_digest"] == query.digest and len(query.digest) == 64
+    assert event.counterparty == "110000" and event.service_system == "beijing-planning"
+
+
+def test_filters_restrict_rows(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, _, _ = make_holder()
+    everyone = q(epsilon=1.0)
+    commuters = q(
+        epsilon=1.0, filters=(StatsFilter("residence_jurisdiction", ("110000", "130000")),)
+    )
+    total = holder.answer(everyone, new_ctx()).release.cells[0].value
+    part = holder.answer(commuters, new_ctx()).release.cells[0].value
+    assert part < total * 0.5  # ~25 % of the seeded rows live elsewhere
+
+
+@pytest.mark.parametrize(
+    ("query", "error", "message"),
+    [
+        (q(group_by=("employer",)), InvalidArgument, "no declared public domain"),
+        (q(group_by=("no_such",)), InvalidArgument, "no column"),
+        (
+            q(filters=(StatsFilter("name", ("张三",)),)),
+            InvalidArgument,
+            "no declared public domain",
+        ),
+        (q(filters=(StatsFilter("status", ("unknown",)),)), InvalidArgument, "declared domain"),
+        (q(Statistic.SUM, column="age_band"), InvalidArgument, "no declared bounds"),
+        (q(Statistic.SUM, column="person_id"), InvalidArgument, "no declared bounds"),
+        (q(Statistic.HISTOGRAM, column="monthly_base"), InvalidArgument, "bin_edges"),
+        (
+            q(Statistic.HISTOGRAM, column="monthly_base", bin_edges=(0.0, 1e9)),
+            InvalidArgument,
+            "bounds",
+        ),
+        (
+            q(Statistic.MEDIAN, column="monthly_base", candidates=(-5.0, 1.0)),
+            InvalidArgument,
+            "bounds",
+        ),
+        (q(confidence=0.5), InvalidArgument, "confidence"),
+        (q(epsilon=5.0), PolicyDenied, "per-query cap"),
+    ],
+)
+def test_undeclared_columns_filters_keys_and_values_are_refused(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    query: StatsQuery,
+    error: type[Exception],
+    message: str,
+) -> None:
+    holder, ledger, budget = make_holder()
+    with pytest.raises(error, match=message):
+        holder.answer(query, new_ctx())
+    assert budget.spends() == []  # nothing spent
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and event.decision == "deny"
+
+
+def test_agreement_narrower_than_catalogue_is_enforced(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, _, _ = make_holder(
+        group_by=["age_band"],
+        filters=["status"],
+        measures=["months_contributed"],
+        statistics=["count", "sum"],
+    )
+    for query, message in [
+        (q(group_by=("district_code",)), "grouping on 'district_code'"),
+        (q(filters=(StatsFilter("gender", ("男",)),)), "filtering on 'gender'"),
+        (q(Statistic.SUM, column="monthly_base"), "measuring 'monthly_base'"),
+        (q(Statistic.MEAN, column="months_contributed"), "does not allow mean"),
+    ]:
+        with pytest.raises(PolicyDenied, match=message):
+            holder.answer(query, new_ctx())
+
+
+def test_unlisted_requester_and_unknown_dataset_are_refused(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, _, _ = make_holder()
+    with pytest.raises(PolicyDenied, match="does not allow"):
+        holder.answer(q(), new_ctx("110000", "some-other-system"))
+    with pytest.raises(PolicyDenied, match="no statistics agreement"):
+        holder.answer(
+            StatsQuery(
+                dataset="hf_accounts",
+                purpose="p",
+                statistic=Statistic.COUNT,
+                epsilon=0.5,
+                confidence=0.95,
+            ),
+            new_ctx(),
+        )
+    with pytest.raises(NotFound):
+        holder.answer(
+            StatsQuery(
+                dataset="nope", purpose="p", statistic=Statistic.COUNT, epsilon=0.5, confidence=0.95
+            ),
+            new_ctx(),
+        )
+
+
+def test_shipped_agreement_refuses_the_fourth_query_at_epsilon_one(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, ledger, _ = make_holder("130000", shipped=True)
+    for i in range(3):
+        ans = holder.answer(q(epsilon=1.0), new_ctx("120000"))
+        assert ans.remaining.requester_epsilon == pytest.approx(2.0 - i)
+    with pytest.raises(BudgetExhausted, match="remaining epsilon 0"):
+        holder.answer(q(epsilon=1.0), new_ctx("120000"))
+    # Another requester still has its own budget.
+    holder.answer(q(epsilon=1.0), new_ctx("110000"))
+    kinds = [e.kind for e in ledger.events]
+    assert kinds == ["stats_release"] * 3 + ["stats_refusal", "stats_release"]
+    assert dict(ledger.events[3].details)["error_code"] == "RESOURCE_EXHAUSTED"
+
+
+def test_dry_run_reports_cost_and_accuracy_without_spending(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, ledger, budget = make_holder(shipped=True)
+    ans = holder.answer(
+        q(Statistic.SUM, column="months_contributed", epsilon=1.0), new_ctx(), dry_run=True
+    )
+    assert ans.dry_run and ans.release.cells == ()
+    assert ans.release.epsilon == 1.0
+    (comp,) = ans.release.components
+    assert comp.scale == pytest.approx(600.0) and comp.accuracy is not None
+    assert ans.remaining.requester_epsilon == 3.0
+    assert budget.spends() == [] and ledger.events == []
+
+
+def test_100_concurrent_queries_never_overspend(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, ledger, budget = make_holder(
+        budget={"epsilon_per_requester": 3.0, "epsilon_total": 10.0}
+    )
+    results: list[str] = []
+    barrier = threading.Barrier(100)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            holder.answer(q(epsilon=0.1), new_ctx())
+            outcome = "ok"
+        except BudgetExhausted:
+            outcome = "refused"
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("ok") == 30 and results.count("refused") == 70
+    rows = budget.spends()
+    assert len(rows) == 30 and all(r.status == "released" for r in rows)
+    assert sum(r.epsilon for r in rows) == pytest.approx(3.0)
+    assert len(ledger.of_kind("stats_release")) == 30
+    assert len(ledger.of_kind("stats_refusal")) == 70
+
+
+def test_budget_survives_holder_restart(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], tmp_path: Path
+) -> None:
+    path = tmp_path / "persist.db"
+    first, _, _ = make_holder(shipped=True, budget_path=path)
+    first.answer(q(epsilon=1.0), new_ctx())
+    first.answer(q(epsilon=1.0), new_ctx())
+    restarted, _, _ = make_holder(shipped=True, budget_path=path)
+    assert restarted.answer(q(epsilon=1.0), new_ctx()).remaining.requester_epsilon == 0.0
+    with pytest.raises(BudgetExhausted):
+        restarted.answer(q(epsilon=0.5), new_ctx())
+
+
+def test_failure_after_reservation_keeps_the_spend(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder, ledger, budget = make_holder()
+
+    def boom(*_: object) -> None:
+        raise EnvironmentFailure("source went away")
+
+    monkeypatch.setattr(holder._source, "frame", boom)
+    with pytest.raises(EnvironmentFailure):
+        holder.answer(q(epsilon=0.5), new_ctx())
+    (row,) = budget.spends()
+    assert row.status == "failed" and row.epsilon == 0.5
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
+
+
+def test_release_refused_if_honest_but_curious_is_enabled(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, _, budget = make_holder()
+    dp.enable_features("honest-but-curious")
+    try:
+        with pytest.raises(EnvironmentFailure, match="honest-but-curious"):
+            holder.answer(q(), new_ctx())
+    finally:
+        dp.disable_features("honest-but-curious")
+    assert "honest-but-curious" not in GLOBAL_FEATURES
+    assert [r.status for r in budget.spends()] == ["failed"]
+
+
+def test_identifier_truncation_bounds_one_persons_rows(make_holder: Callable[..., Any]) -> None:
+    holder, _, _ = make_holder()
+    auth = holder._policy.authorise(SI, "110000", "beijing-planning")
+    plan = engine.plan_query(q(epsilon=1.0), auth.dataset, auth.terms, "120000")
+    cal = engine.calibrate(plan)
+    # One person with 50 rows moves the count by at most max_rows = 1 before noise.
+    rows = pl.LazyFrame({"person_id": ["p"] * 50 + [f"q{i}" for i in range(10)]})
+    (cell,) = engine.execute(cal, rows).cells
+    # Scale 1: |noise| >= 25 has probability ~1e-11; untruncated (60) would fail.
+    assert abs(cell.value - 11) < 25
+
+
+def test_peer_seam_round_trips_protobuf(
+    make_holder: Callable[..., Any],
+) -> None:
+    holder, ledger, _ = make_holder()
+    req = stats_pb2.PeerStatsRequest(
+        service_system="hebei-planning",
+        query=query_to_proto(q(group_by=("age_band",))),
+        federated_query_id="fq-1",
+    )
+    resp = holder.handle_peer(
+        req,
+        requester="130000",
+        request_id="r-1",
+        now_ms=5,
+        requester_signature_b64="c2ln",
+        request_digest_hex="aa" * 32,
+    )
+    assert not resp.HasField("header")  # the transport fills and signs it
+    assert list(resp.release.jurisdictions) == ["120000"] and len(resp.release.cells) == 6
+    assert resp.receipt.index == 0 and resp.agreement_id == "stats-120000-2026"
+    (event,) = ledger.events
+    assert event.requester_signature == "c2ln" and event.request_digest == "aa" * 32
+    assert dict(event.details)["federated_query_id"] == "fq-1"
