@@ -1,11 +1,91 @@
-"""`gateway audit ...` commands (placeholder until implemented)."""
+"""`gateway audit reconcile A B`: compare two gateways' ledgers transfer by transfer.
+
+Owns: reading each side (a ledger SQLite file, or ``host:port`` of a Ledger
+API paged through GetEntries) and printing the reconciliation. Does not own
+the comparison (``gateway.ledger.reconcile``).
+
+Exit status: 0 when every transfer pairs up identically, 1 when some are
+missing or differ.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 from typing import Any
+
+from gateway.errors import PeerUnavailable, VerificationFailed
+from gateway.ledger.entry import decode_entry
+from gateway.ledger.events import LedgerEvent
+from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.reconcile import reconcile
+
+_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")
 
 
 def register(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("audit", help="(not yet implemented)")
-    p.set_defaults(func=lambda _args: 2)
+    p: argparse.ArgumentParser = sub.add_parser("audit", help="cross-ledger audits")
+    asub = p.add_subparsers(dest="audit_command", metavar="SUBCOMMAND", required=True)
+    r = asub.add_parser(
+        "reconcile", help="report transfers missing on one side or differing between two ledgers"
+    )
+    r.add_argument("a", help="ledger SQLite file, or host:port of a Ledger API (plaintext)")
+    r.add_argument("b", help="ledger SQLite file, or host:port of a Ledger API (plaintext)")
+    r.set_defaults(func=cmd_reconcile)
+
+
+def read_side(spec: str) -> list[tuple[int, LedgerEvent]]:
+    path = Path(spec)
+    if path.exists() or not _ADDRESS.match(spec):
+        ledger = SqliteLedger.open_readonly(path)
+        try:
+            out: list[tuple[int, LedgerEvent]] = []
+            for row in ledger.store.iter_entries():
+                out.append((row.index, decode_entry(row.entry).event))
+            return out
+        finally:
+            ledger.close()
+    return _read_api(spec)
+
+
+def _read_api(address: str) -> list[tuple[int, LedgerEvent]]:
+    import grpc
+
+    from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+
+    out: list[tuple[int, LedgerEvent]] = []
+    with grpc.insecure_channel(address) as channel:
+        stub = ledger_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+        start = 0
+        try:
+            while True:
+                page = stub.GetEntries(ledger_pb2.GetEntriesRequest(start=start), timeout=30)
+                if not page.entries:
+                    return out
+                for e in page.entries:
+                    out.append((e.index, decode_entry(e.entry).event))
+                start = page.entries[-1].index + 1
+        except grpc.RpcError as exc:
+            raise PeerUnavailable(f"ledger API {address}: {exc.code().name}") from exc
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    report = reconcile(read_side(args.a), read_side(args.b))
+    ja, jb = report.jurisdiction_a or "A", report.jurisdiction_b or "B"
+    print(f"reconcile {ja} <-> {jb}: {report.matched} transfers match")
+    for rid, idx in report.missing_in_b:
+        print(f"  missing in {jb}: request {rid} (entry {idx} in {ja})")
+    for rid, idx in report.missing_in_a:
+        print(f"  missing in {ja}: request {rid} (entry {idx} in {jb})")
+    for d in report.differing:
+        print(
+            f"  differs: request {d.request_id} ({ja} entry {d.index_a}, {jb} entry "
+            f"{d.index_b}): {', '.join(d.fields)}"
+        )
+    if not report.ok:
+        raise VerificationFailed(
+            f"{len(report.missing_in_a) + len(report.missing_in_b)} missing, "
+            f"{len(report.differing)} differing"
+        )
+    return 0

@@ -1,0 +1,352 @@
+"""The gateway's append-only ledger: hash chain + RFC 9162 tree + signed checkpoints.
+
+Owns: appending events (single and batched) atomically and durably, the
+checkpoint cadence (every N entries or T seconds), proofs served from stored
+nodes in O(log n) reads, lookups, and merging witness cosignatures into stored
+checkpoints. ``SqliteLedger`` is the ``LedgerWriter`` the exchange path uses.
+
+Does not own: encoding (``entry``), hashing and proof maths (``merkle``),
+note formats (``note``), storage (``storage``), offline verification
+(``verify``) or the network (``service``, and the lead's peer wiring).
+
+Thread safety: appends are serialised by a lock; the store re-checks the size
+inside its write transaction, so a second process or replica appending to the
+same store cannot fork the log (the loser reloads and retries). In-memory
+state changes only after the store committed, so a failed append leaves
+neither a half-written row nor a stale cache.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from gateway.crypto import SigningKey, VerifyKey
+from gateway.errors import InvalidArgument, NotFound, StorageFailure
+from gateway.ledger.entry import GENESIS_PREV, decode_entry, encode_entry
+from gateway.ledger.events import AppendReceipt, LedgerEvent
+from gateway.ledger.merkle import (
+    Frontier,
+    build_proof,
+    consistency_plan,
+    fold,
+    inclusion_plan,
+    leaf_hash,
+    prefix_nodes,
+)
+from gateway.ledger.note import Checkpoint, parse_note, sign_checkpoint, vkey
+from gateway.ledger.storage import (
+    CheckpointRow,
+    EntryRow,
+    LedgerStore,
+    SizeConflict,
+    SqliteLedgerStore,
+)
+from gateway.limits import DEFAULT_LIMITS, Limits
+
+FORMAT: Final = "jgw-ledger-v1"
+Clock = Callable[[], float]
+
+
+def default_origin(jurisdiction: str) -> str:
+    return f"{jurisdiction}.gateway.dataexchange.cn/ledger"
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    seq: int
+    checkpoint: Checkpoint
+    note: str  # the signed note (log signature and any cosignatures)
+    issued_ms: int
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    index: int
+    entry: bytes
+    entry_hash: bytes
+    event: LedgerEvent
+
+
+def _signed(row: CheckpointRow) -> SignedCheckpoint:
+    text, _ = parse_note(row.note)
+    return SignedCheckpoint(row.seq, Checkpoint.parse(text), row.note, row.issued_ms)
+
+
+class Ledger:
+    """Ledger logic over any ``LedgerStore``. ``signer`` None opens read-only."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        signer: SigningKey | None,
+        origin: str,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+        clock: Clock = time.time,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        if checkpoint_every < 1 or checkpoint_interval <= 0:
+            raise InvalidArgument.expected(
+                "checkpoint cadence",
+                "every >= 1 entries and interval > 0 s",
+                (checkpoint_every, checkpoint_interval),
+            )
+        Checkpoint(origin, 0, bytes(32))  # validates the origin line
+        self.store = store
+        self.origin = origin
+        self._signer = signer
+        self._every = checkpoint_every
+        self._interval = checkpoint_interval
+        self._clock = clock
+        self._limits = limits
+        self._lock = threading.RLock()
+        stored_origin = store.get_meta("origin")
+        if stored_origin is not None and stored_origin != origin:
+            raise InvalidArgument.expected("ledger origin", stored_origin, origin)
+        if signer is not None:
+            if stored_origin is None:
+                store.set_meta("format", FORMAT)
+                store.set_meta("origin", origin)
+            key = vkey(origin, signer.verify_key)
+            if store.get_meta("vkey") != key:
+                # Self-description only: verifiers take keys from the trust bundle.
+                store.set_meta("vkey", key)
+        self._load_tail()
+
+    # -- state ---------------------------------------------------------------
+
+    def _load_tail(self) -> None:
+        size = self.store.size()
+        nodes = self.store.nodes(prefix_nodes(size))
+        self._frontier = Frontier(size, nodes)
+        self._prev = self.store.nodes([(0, size - 1)])[0] if size else GENESIS_PREV
+        latest = self.store.latest_checkpoint()
+        if latest is None:
+            self._cp_size, self._cp_time = -1, self._clock()
+        else:
+            self._cp_size, self._cp_time = latest.size, latest.issued_ms / 1000.0
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size
+
+    @property
+    def public_key(self) -> VerifyKey | None:
+        return self._signer.verify_key if self._signer else None
+
+    # -- appends -------------------------------------------------------------
+
+    def append(self, event: LedgerEvent) -> AppendReceipt:
+        return self.append_many([event])[0]
+
+    def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
+        batch = list(events)
+        if not batch:
+            return []
+        if self._signer is None:
+            raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
+        with self._lock:
+            for attempt in range(3):
+                try:
+                    return self._append_locked(batch)
+                except SizeConflict:
+                    if attempt == 2:
+                        raise
+                    self._load_tail()
+                except StorageFailure:
+                    self._load_tail()
+                    raise
+        raise StorageFailure("ledger append failed")  # pragma: no cover
+
+    def _append_locked(self, batch: Sequence[LedgerEvent]) -> list[AppendReceipt]:
+        assert self._signer is not None
+        frontier = self._frontier.copy()
+        prev = self._prev
+        start = frontier.size
+        now = self._clock()
+        now_ms = int(now * 1000)
+        cp_size, cp_time = self._cp_size, self._cp_time
+        rows: list[EntryRow] = []
+        nodes: list[tuple[int, int, bytes]] = []
+        cps: list[tuple[int, str, int]] = []
+        receipts: list[AppendReceipt] = []
+        for event in batch:
+            idx = frontier.size
+            data = encode_entry(idx, prev, event, self._limits)
+            h = leaf_hash(data)
+            rows.append(EntryRow(idx, data, h, event.request_id, event.timestamp_ms))
+            nodes.extend(frontier.push(h))
+            receipts.append(AppendReceipt(idx, h.hex()))
+            prev = h
+            if frontier.size - max(cp_size, 0) >= self._every:
+                cps.append(self._sign(frontier, now_ms))
+                cp_size, cp_time = frontier.size, now
+        if frontier.size > cp_size and now - cp_time >= self._interval:
+            cps.append(self._sign(frontier, now_ms))
+            cp_size, cp_time = frontier.size, now
+        self.store.append(start, rows, nodes, cps)
+        self._frontier, self._prev = frontier, prev
+        self._cp_size, self._cp_time = cp_size, cp_time
+        return receipts
+
+    def _sign(self, frontier: Frontier, now_ms: int) -> tuple[int, str, int]:
+        assert self._signer is not None
+        cp = Checkpoint(self.origin, frontier.size, frontier.root())
+        return (frontier.size, sign_checkpoint(cp, self._signer), now_ms)
+
+    def tick(self) -> SignedCheckpoint | None:
+        """Issue a checkpoint if T seconds passed with entries uncovered (call from a timer)."""
+        with self._lock:
+            if self.size > self._cp_size and self._clock() - self._cp_time >= self._interval:
+                return self._checkpoint_locked()
+        return None
+
+    def checkpoint_now(self) -> SignedCheckpoint:
+        """Issue a checkpoint for the current size unless the latest already covers it."""
+        with self._lock:
+            if self.size == self._cp_size:
+                latest = self.latest_checkpoint()
+                assert latest is not None
+                return latest
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> SignedCheckpoint:
+        if self._signer is None:
+            raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
+        now = self._clock()
+        cp = self._sign(self._frontier, int(now * 1000))
+        try:
+            self.store.append(self.size, [], [], [cp])
+        except SizeConflict:
+            self._load_tail()
+            raise
+        self._cp_size, self._cp_time = self.size, now
+        latest = self.latest_checkpoint()
+        assert latest is not None
+        return latest
+
+    # -- checkpoints ---------------------------------------------------------
+
+    def latest_checkpoint(self) -> SignedCheckpoint | None:
+        row = self.store.latest_checkpoint()
+        return _signed(row) if row else None
+
+    def checkpoints(self) -> list[SignedCheckpoint]:
+        return [_signed(r) for r in self.store.checkpoints()]
+
+    def checkpoint_covering(self, size: int) -> SignedCheckpoint | None:
+        row = self.store.checkpoint_covering(size)
+        return _signed(row) if row else None
+
+    def add_cosignature_lines(self, seq: int, lines: Sequence[str]) -> SignedCheckpoint:
+        """Merge already-verified cosignature lines into checkpoint ``seq``'s note."""
+        with self._lock:
+            rows = [r for r in self.store.checkpoints() if r.seq == seq]
+            if not rows:
+                raise NotFound(f"checkpoint #{seq} not found")
+            _text, sigs = parse_note(rows[0].note)
+            existing = {s.line() for s in sigs}
+            new = [ln if ln.endswith("\n") else ln + "\n" for ln in lines]
+            merged = rows[0].note + "".join(ln for ln in new if ln not in existing)
+            parse_note(merged)
+            self.store.replace_checkpoint_note(seq, merged)
+            return _signed(CheckpointRow(seq, rows[0].size, merged, rows[0].issued_ms))
+
+    # -- proofs --------------------------------------------------------------
+
+    def root_at(self, size: int) -> bytes:
+        self._check_size(size)
+        return fold(self.store.nodes(prefix_nodes(size)))
+
+    def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
+        self._check_size(tree_size)
+        if not 0 <= index < tree_size:
+            raise InvalidArgument.expected("leaf index", f"0 <= index < {tree_size}", index)
+        return build_proof(inclusion_plan(index, tree_size), self.store.nodes)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        self._check_size(size2)
+        if not 0 < size1 <= size2:
+            raise InvalidArgument.expected("consistency sizes", f"0 < size1 <= {size2}", size1)
+        return build_proof(consistency_plan(size1, size2), self.store.nodes)
+
+    def _check_size(self, size: int) -> None:
+        current = self.store.size()
+        if not 0 <= size <= current:
+            raise InvalidArgument.expected("tree size", f"0..{current}", size)
+
+    # -- lookups -------------------------------------------------------------
+
+    def _record(self, row: EntryRow) -> LedgerRecord:
+        return LedgerRecord(row.index, row.entry, row.entry_hash, decode_entry(row.entry).event)
+
+    def entry(self, index: int) -> LedgerRecord:
+        rows = self.store.entries(index, index + 1)
+        if not rows:
+            raise NotFound(f"ledger entry {index} not found")
+        return self._record(rows[0])
+
+    def entries(self, start: int, limit: int) -> list[LedgerRecord]:
+        if start < 0 or limit < 0:
+            raise InvalidArgument.expected(
+                "entries range", "start >= 0, limit >= 0", (start, limit)
+            )
+        limit = min(limit, self._limits.max_export_entries)
+        return [self._record(r) for r in self.store.entries(start, start + limit)]
+
+    def find(self, request_id: str) -> list[LedgerRecord]:
+        return [self._record(r) for r in self.store.find_request(request_id)]
+
+    def between(self, since_ms: int, until_ms: int) -> list[LedgerRecord]:
+        rows = self.store.entries_between(since_ms, until_ms, self._limits.max_export_entries + 1)
+        if len(rows) > self._limits.max_export_entries:
+            raise InvalidArgument.expected(
+                "entries in range", f"<= {self._limits.max_export_entries}", "more"
+            )
+        return [self._record(r) for r in rows]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class SqliteLedger(Ledger):
+    """The default ledger: one SQLite file. Implements ``LedgerWriter``."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        signer: SigningKey | None,
+        origin: str,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+        clock: Clock = time.time,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        super().__init__(
+            SqliteLedgerStore(path, readonly=signer is None),
+            signer,
+            origin,
+            checkpoint_every=checkpoint_every,
+            checkpoint_interval=checkpoint_interval,
+            clock=clock,
+            limits=limits,
+        )
+
+    @classmethod
+    def open_readonly(cls, path: str | Path, origin: str | None = None) -> SqliteLedger:
+        """Open an existing ledger file for reading; the origin defaults to the stored one."""
+        if origin is None:
+            probe = SqliteLedgerStore(path, readonly=True)
+            try:
+                origin = probe.get_meta("origin")
+            finally:
+                probe.close()
+            if origin is None:
+                raise NotFound(f"{path}: not a ledger file (no origin)")
+        return cls(path, None, origin)

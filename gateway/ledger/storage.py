@@ -1,0 +1,342 @@
+"""Ledger storage: a small Protocol and its SQLite implementation.
+
+Owns: the tables (entries, interior Merkle nodes, signed checkpoints, witness
+cosignatures, metadata), atomic batched appends with an optimistic size check,
+and O(log n) node reads. Does not own: hashing, encoding, signing or
+verification (``gateway.ledger.ledger`` and ``gateway.ledger.verify``).
+
+Portability: the DML is plain SQL with ``?`` placeholders and no SQLite-only
+functions, so a PostgreSQL backend (shared by several replicas) implements the
+same Protocol with its own DDL (BYTEA for BLOB, BIGINT keys) and ``%s``
+placeholders. The optimistic ``expected_size`` check inside the write
+transaction is what keeps concurrent writers (threads here, replicas there)
+from forking the log: a writer that lost the race gets ``SizeConflict`` and
+reloads the tail.
+
+Node ids: interior node (level, index), level >= 1, is stored under the single
+integer key ``level << 56 | index`` (portable BIGINT, one B-tree, fast bulk
+inserts). Level 0 nodes are the entries' own hashes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.errors import NotFound, StorageFailure
+
+NODE_SHIFT = 56
+
+
+def node_key(level: int, index: int) -> int:
+    return (level << NODE_SHIFT) | index
+
+
+@dataclass(frozen=True)
+class EntryRow:
+    index: int
+    entry: bytes
+    entry_hash: bytes
+    request_id: str
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class CheckpointRow:
+    seq: int  # issue order, from 0
+    size: int
+    note: str  # full signed note (log signature, plus cosignatures merged in)
+    issued_ms: int
+
+
+class SizeConflict(StorageFailure):
+    """Another writer appended first; reload the tail and retry."""
+
+
+class LedgerStore(Protocol):
+    def size(self) -> int: ...
+
+    def append(
+        self,
+        expected_size: int,
+        entries: Sequence[EntryRow],
+        nodes: Sequence[tuple[int, int, bytes]],
+        checkpoints: Sequence[tuple[int, str, int]],
+    ) -> None:
+        """Atomically add entries, nodes and (size, note, issued_ms) checkpoints;
+        raise SizeConflict if the stored size is not expected_size."""
+        ...
+
+    def nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]: ...
+
+    def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]: ...
+
+    def entries(self, start: int, stop: int) -> list[EntryRow]: ...
+
+    def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]: ...
+
+    def find_request(self, request_id: str) -> list[EntryRow]: ...
+
+    def entries_between(self, since_ms: int, until_ms: int, limit: int) -> list[EntryRow]: ...
+
+    def checkpoints(self) -> list[CheckpointRow]: ...
+
+    def latest_checkpoint(self) -> CheckpointRow | None: ...
+
+    def checkpoint_covering(self, size: int) -> CheckpointRow | None: ...
+
+    def replace_checkpoint_note(self, seq: int, note: str) -> None: ...
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS ledger_meta (
+        k TEXT PRIMARY KEY, v TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ledger_entries (
+        idx INTEGER PRIMARY KEY,
+        entry BLOB NOT NULL,
+        entry_hash BLOB NOT NULL,
+        request_id TEXT NOT NULL,
+        timestamp_ms INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS ledger_entries_request ON ledger_entries (request_id)",
+    """CREATE TABLE IF NOT EXISTS ledger_nodes (
+        id INTEGER PRIMARY KEY, hash BLOB NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS ledger_checkpoints (
+        seq INTEGER PRIMARY KEY,
+        size INTEGER NOT NULL,
+        note TEXT NOT NULL,
+        issued_ms INTEGER NOT NULL)""",
+)
+
+_ENTRY_COLS = "idx, entry, entry_hash, request_id, timestamp_ms"
+
+
+def _row(r: tuple[int, bytes, bytes, str, int]) -> EntryRow:
+    return EntryRow(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
+
+
+class SqliteLedgerStore:
+    """One SQLite file (WAL, synchronous=FULL: durable when ``append`` returns)."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise NotFound(f"ledger file not found: {self.path}")
+                uri = f"file:{self.path.resolve()}?mode=ro"
+                self._db = sqlite3.connect(
+                    uri, uri=True, check_same_thread=False, isolation_level=None
+                )
+            else:
+                self._db = sqlite3.connect(
+                    str(self.path), check_same_thread=False, isolation_level=None, timeout=30
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                for stmt in _DDL:
+                    self._db.execute(stmt)
+            self._db.execute("SELECT count(*) FROM ledger_entries").fetchone()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"cannot open ledger {self.path}: {exc}") from exc
+
+    # -- writes ------------------------------------------------------------
+
+    def append(
+        self,
+        expected_size: int,
+        entries: Sequence[EntryRow],
+        nodes: Sequence[tuple[int, int, bytes]],
+        checkpoints: Sequence[tuple[int, str, int]],
+    ) -> None:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    (size,) = db.execute(
+                        "SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries"
+                    ).fetchone()
+                    if size != expected_size:
+                        raise SizeConflict(f"ledger size changed: {expected_size} -> {size}")
+                    db.executemany(
+                        "INSERT INTO ledger_entries (idx, entry, entry_hash, request_id, "
+                        "timestamp_ms) VALUES (?, ?, ?, ?, ?)",
+                        [
+                            (e.index, e.entry, e.entry_hash, e.request_id, e.timestamp_ms)
+                            for e in entries
+                        ],
+                    )
+                    db.executemany(
+                        "INSERT INTO ledger_nodes (id, hash) VALUES (?, ?)",
+                        [(node_key(lv, ix), h) for lv, ix, h in nodes],
+                    )
+                    for size_cp, note, issued_ms in checkpoints:
+                        db.execute(
+                            "INSERT INTO ledger_checkpoints (seq, size, note, issued_ms) "
+                            "VALUES ((SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_checkpoints),"
+                            " ?, ?, ?)",
+                            (size_cp, note, issued_ms),
+                        )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"ledger append failed: {exc}") from exc
+
+    def replace_checkpoint_note(self, seq: int, note: str) -> None:
+        self._write("UPDATE ledger_checkpoints SET note = ? WHERE seq = ?", (note, seq))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write(
+            "INSERT INTO ledger_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = ?",
+            (key, value, value),
+        )
+
+    def _write(self, sql: str, params: tuple[object, ...]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(sql, params)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"ledger write failed: {exc}") from exc
+
+    # -- reads -------------------------------------------------------------
+
+    def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"ledger read failed: {exc}") from exc
+
+    def size(self) -> int:
+        return int(self._all("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")[0][0])
+
+    def nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        out: list[bytes] = []
+        with self._lock:
+            try:
+                for level, index in ids:
+                    if level == 0:
+                        row = self._db.execute(
+                            "SELECT entry_hash FROM ledger_entries WHERE idx = ?", (index,)
+                        ).fetchone()
+                    else:
+                        row = self._db.execute(
+                            "SELECT hash FROM ledger_nodes WHERE id = ?", (node_key(level, index),)
+                        ).fetchone()
+                    if row is None:
+                        raise StorageFailure(f"ledger node ({level}, {index}) missing")
+                    out.append(bytes(row[0]))
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"ledger read failed: {exc}") from exc
+        return out
+
+    def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]:
+        rows = self._all(
+            "SELECT hash FROM ledger_nodes WHERE id >= ? AND id < ? ORDER BY id",
+            (node_key(level, start), node_key(level, stop)),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def entries(self, start: int, stop: int) -> list[EntryRow]:
+        rows = self._all(
+            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, stop),
+        )
+        return [_row(r) for r in rows]
+
+    def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]:
+        """Every stored row in index order, in pages (gaps are visible to the caller)."""
+        last = -1
+        while True:
+            rows = self._all(
+                f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE idx > ? ORDER BY idx LIMIT ?",
+                (last, batch),
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield _row(r)
+            last = int(rows[-1][0])
+
+    def iter_raw(self, batch: int = 50_000) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        """Pages of (index, entry, entry_hash) for the fast verifier."""
+        last = -1
+        while True:
+            rows = self._all(
+                "SELECT idx, entry, entry_hash FROM ledger_entries WHERE idx > ? "
+                "ORDER BY idx LIMIT ?",
+                (last, batch),
+            )
+            if not rows:
+                return
+            yield rows
+            last = int(rows[-1][0])
+
+    def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]:
+        """(index, entry, entry_hash) rows with start <= index < stop, in order."""
+        return self._all(
+            "SELECT idx, entry, entry_hash FROM ledger_entries WHERE idx >= ? AND idx < ? "
+            "ORDER BY idx",
+            (start, stop),
+        )
+
+    def find_request(self, request_id: str) -> list[EntryRow]:
+        rows = self._all(
+            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE request_id = ? ORDER BY idx",
+            (request_id,),
+        )
+        return [_row(r) for r in rows]
+
+    def entries_between(self, since_ms: int, until_ms: int, limit: int) -> list[EntryRow]:
+        rows = self._all(
+            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE timestamp_ms >= ? AND "
+            "timestamp_ms < ? ORDER BY idx LIMIT ?",
+            (since_ms, until_ms, limit),
+        )
+        return [_row(r) for r in rows]
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        rows = self._all("SELECT seq, size, note, issued_ms FROM ledger_checkpoints ORDER BY seq")
+        return [CheckpointRow(int(a), int(b), str(c), int(d)) for a, b, c, d in rows]
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        rows = self._all(
+            "SELECT seq, size, note, issued_ms FROM ledger_checkpoints ORDER BY seq DESC LIMIT 1"
+        )
+        return CheckpointRow(*rows[0]) if rows else None
+
+    def checkpoint_covering(self, size: int) -> CheckpointRow | None:
+        """The earliest checkpoint whose tree has at least ``size`` entries."""
+        rows = self._all(
+            "SELECT seq, size, note, issued_ms FROM ledger_checkpoints WHERE size >= ? "
+            "ORDER BY seq LIMIT 1",
+            (size,),
+        )
+        return CheckpointRow(*rows[0]) if rows else None
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._all("SELECT v FROM ledger_meta WHERE k = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

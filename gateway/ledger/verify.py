@@ -1,0 +1,481 @@
+"""Offline verification of a whole ledger: chain, tree, stored nodes, checkpoints.
+
+Owns: recomputing every entry hash (one SHA-256 per entry serves chain and
+tree), the chain links and indexes, every stored interior node, the root at
+every signed checkpoint, the checkpoints' signatures and order (a replayed
+older checkpoint is named), truncation against the newest checkpoint or a
+checkpoint the caller trusts, and naming the first bad entry and why.
+
+Does not own: where keys come from (callers pass the log's VerifyKey, e.g.
+from the trust bundle), the progress bar (callers pass ``progress``), or
+evidence bundles (``gateway.ledger.bundle``).
+
+Memory stays O(chunk + log n): leaves are processed in aligned chunks of
+2**14, each chunk's subtree is hashed level by level, and only nodes at or
+above the chunk level are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Final
+
+from gateway.crypto import VerifyKey
+from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
+from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
+from gateway.ledger.merkle import EMPTY_ROOT, fold, node_hash, prefix_nodes
+from gateway.ledger.note import Checkpoint, open_checkpoint
+from gateway.ledger.storage import CheckpointRow, SqliteLedgerStore
+
+LOG_CHUNK: Final = 14
+CHUNK: Final = 1 << LOG_CHUNK
+_HEAD = struct.Struct(">BQ")
+
+Progress = Callable[[int, int], None]  # (entries done, total)
+RawPage = Sequence[tuple[int, bytes, bytes]]  # (index, entry bytes, stored hash)
+NodeRange = Callable[[int, int, int], list[bytes]]  # (level, start, stop) -> stored hashes
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The first thing found wrong. ``kind`` names the failure for machines."""
+
+    kind: str
+    detail: str
+    index: int | None = None  # the first bad entry, where one can be named
+
+    def __str__(self) -> str:
+        where = f"entry {self.index}: " if self.index is not None else ""
+        return f"{self.kind}: {where}{self.detail}"
+
+
+@dataclass(frozen=True)
+class LedgerReport:
+    entries: int
+    checkpoints: int
+    root: bytes
+    checkpoint_size: int  # size of the newest valid checkpoint (0 if none)
+    problem: Problem | None = None
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def uncovered(self) -> int:
+        return max(0, self.entries - self.checkpoint_size)
+
+    def raise_for_problem(self) -> None:
+        if self.problem is not None:
+            raise VerificationFailed(str(self.problem))
+
+
+class _Stop(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class _Required:
+    size: int
+    root: bytes
+    label: str  # "checkpoint #3" or "trusted checkpoint"
+
+
+def check_checkpoints(
+    rows: Sequence[CheckpointRow], origin: str, key: VerifyKey
+) -> list[_Required]:
+    """Signatures, origin and strictly increasing sizes in issue order."""
+    out: list[_Required] = []
+    last_size, last_ms = -1, -1
+    for n, row in enumerate(rows):
+        label = f"checkpoint #{row.seq}"
+        if row.seq != n:
+            raise _Stop(Problem("checkpoint-missing", f"{label}: expected sequence number {n}"))
+        try:
+            cp = open_checkpoint(row.note, origin, key)
+        except GatewayError as exc:
+            raise _Stop(Problem("checkpoint-signature", f"{label}: {exc}")) from exc
+        if cp.size != row.size:
+            raise _Stop(
+                Problem("checkpoint-substituted", f"{label}: signed size {cp.size}, row {row.size}")
+            )
+        if cp.size <= last_size:
+            raise _Stop(
+                Problem(
+                    "checkpoint-replayed",
+                    f"{label} (size {cp.size}) is not newer than the one before it "
+                    f"(size {last_size}): an old checkpoint was replayed",
+                )
+            )
+        if row.issued_ms < last_ms:
+            raise _Stop(Problem("checkpoint-replayed", f"{label}: issued before its predecessor"))
+        last_size, last_ms = cp.size, row.issued_ms
+        out.append(_Required(cp.size, cp.root, label))
+    return out
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """What one worker learned about entries ``[lo, lo + count)``."""
+
+    lo: int
+    count: int
+    first_prev: bytes  # previous-hash field of entry lo (checked by the caller)
+    last_hash: bytes
+    chunk_roots: tuple[bytes, ...]  # roots of the complete 2**LOG_CHUNK chunks, in order
+    low_nodes: dict[int, list[bytes]]  # size -> its prefix nodes below the chunk level
+    tail: tuple[bytes, ...]  # leaf hashes of a final partial chunk
+    problem: Problem | None
+
+
+def _first_diff(a: Sequence[object], b: Sequence[object]) -> int:
+    return next(
+        (j for j, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
+
+
+def verify_range(
+    rows_pages: Iterable[RawPage],
+    lo: int,
+    sizes: Sequence[int],
+    stored_nodes: NodeRange | None = None,
+    decode: bool = False,
+) -> RangeResult:
+    """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
+
+    Each page must hold whole chunks except the last. Per page, the work is
+    done in list comprehensions (one SHA-256 per entry), not per-entry Python.
+    """
+    sha = hashlib.sha256
+    i = lo
+    prev: bytes | None = None
+    first_prev = b""
+    roots: list[bytes] = []
+    low: dict[int, list[bytes]] = {}
+    tail: tuple[bytes, ...] = ()
+    want = sorted(sizes)
+
+    def result(problem: Problem | None) -> RangeResult:
+        return RangeResult(lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem)
+
+    for page in rows_pages:
+        if not page:
+            continue
+        m = len(page)
+        idxs, entries, stored = zip(*page, strict=True)
+        if idxs != tuple(range(i, i + m)):
+            j = _first_diff(idxs, range(i, i + m))
+            return _bump(
+                result,
+                i,
+                j,
+                Problem(
+                    "entry-missing",
+                    f"no entry stored at this index (next stored index is {idxs[j]}): an entry "
+                    "was deleted",
+                    i + j,
+                ),
+            )
+        hashes = [sha(b"\x00" + e).digest() for e in entries]
+        if stored_nodes is not None and hashes != list(stored):
+            j = _first_diff(hashes, stored)
+            return _bump(
+                result,
+                i,
+                j,
+                Problem(
+                    "entry-hash-mismatch",
+                    "entry bytes do not match the recorded entry hash: the entry (or its recorded "
+                    "hash) was altered",
+                    i + j,
+                ),
+            )
+        heads = b"".join([e[:9] for e in entries])
+        expect = b"".join([_HEAD.pack(ENTRY_VERSION, k) for k in range(i, i + m)])
+        links = [e[9:HEADER_LEN] for e in entries]
+        if heads != expect or links[1:] != hashes[:-1] or (prev is not None and links[0] != prev):
+            j = next(
+                j
+                for j in range(m)
+                if heads[9 * j : 9 * j + 9] != expect[9 * j : 9 * j + 9]
+                or (j > 0 and links[j] != hashes[j - 1])
+                or (j == 0 and prev is not None and links[0] != prev)
+            )
+            return _bump(result, i, j, _header_problem(entries[j], i + j))
+        if decode:
+            for j, e in enumerate(entries):
+                try:
+                    decode_entry(e)
+                except InvalidArgument as exc:
+                    return _bump(result, i, j, Problem("entry-malformed", str(exc), i + j))
+        if prev is None:
+            first_prev = links[0]
+        for c in range(0, m, CHUNK):
+            leaves = hashes[c : c + CHUNK]
+            base = i + c
+            levels = _levels(leaves)
+            if stored_nodes is not None:
+                for level in range(1, len(levels)):
+                    start = base >> level
+                    got = stored_nodes(level, start, start + len(levels[level]))
+                    if got != levels[level]:
+                        j = _first_diff(got, levels[level])
+                        i += c
+                        prev = hashes[c - 1] if c else prev
+                        return result(
+                            Problem(
+                                "node-mismatch",
+                                f"stored Merkle node (level {level}, index {start + j}) is wrong "
+                                "or missing: proofs served from it would not verify",
+                            )
+                        )
+            for size in want:
+                if base < size <= base + len(leaves) and size % CHUNK:
+                    low[size] = [
+                        levels[lv][ix - (base >> lv)]
+                        for lv, ix in prefix_nodes(size)
+                        if lv < LOG_CHUNK
+                    ]
+            if len(leaves) == CHUNK:
+                roots.append(levels[LOG_CHUNK][0])
+            else:
+                tail = tuple(leaves)
+        prev = hashes[-1]
+        i += m
+    return result(None)
+
+
+def _bump(
+    result: Callable[[Problem | None], RangeResult], i: int, j: int, problem: Problem
+) -> RangeResult:
+    return result(problem)
+
+
+def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+    sha = hashlib.sha256
+    levels = [leaves]
+    cur = leaves
+    while len(cur) > 1:
+        cur = [sha(b"\x01" + cur[j] + cur[j + 1]).digest() for j in range(0, len(cur) - 1, 2)]
+        levels.append(cur)
+    return levels
+
+
+def _range_worker(
+    path: str, lo: int, hi: int, sizes: tuple[int, ...], check_nodes: bool, decode: bool
+) -> RangeResult:
+    store = SqliteLedgerStore(path, readonly=True)
+    try:
+        pages = (store.raw_range(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
+        return verify_range(pages, lo, sizes, store.nodes_range if check_nodes else None, decode)
+    finally:
+        store.close()
+
+
+def combine(
+    results: Sequence[RangeResult],
+    required: Sequence[_Required],
+    total: int,
+    stored_nodes: NodeRange | None,
+) -> tuple[int, bytes, Problem | None]:
+    """Join range results in order: links between ranges, upper tree, checkpoint roots."""
+    prev = GENESIS_PREV
+    count = 0
+    roots: list[bytes] = []
+    low: dict[int, list[bytes]] = {}
+    tail: tuple[bytes, ...] = ()
+    for r in results:
+        if r.count and r.first_prev != prev and not (r.problem and r.problem.index == r.lo):
+            return (
+                count,
+                EMPTY_ROOT,
+                Problem(
+                    "chain-broken",
+                    f"previous-hash link does not match entry {r.lo - 1}'s hash: entry {r.lo - 1} "
+                    f"was altered or entry {r.lo}'s link was rewritten",
+                    max(r.lo - 1, 0),
+                ),
+            )
+        if r.problem is not None:
+            return r.lo + r.count, EMPTY_ROOT, r.problem
+        count += r.count
+        prev = r.last_hash
+        roots.extend(r.chunk_roots)
+        low.update(r.low_nodes)
+        tail = r.tail or tail
+    upper: dict[tuple[int, int], bytes] = {}
+    stack: list[tuple[int, int]] = []
+    created: list[tuple[int, int]] = []
+    for c, h in enumerate(roots):
+        upper[(LOG_CHUNK, c)] = h
+        stack.append((LOG_CHUNK, c))
+        while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
+            right, left = stack.pop(), stack.pop()
+            parent = (left[0] + 1, left[1] >> 1)
+            upper[parent] = node_hash(upper[left], upper[right])
+            stack.append(parent)
+            created.append(parent)
+    if stored_nodes is not None:
+        for level, idx in created:
+            if stored_nodes(level, idx, idx + 1) != [upper[(level, idx)]]:
+                return (
+                    count,
+                    EMPTY_ROOT,
+                    Problem(
+                        "node-mismatch",
+                        f"stored Merkle node (level {level}, index {idx}) is wrong or missing",
+                    ),
+                )
+    if tail and count % CHUNK:
+        levels = _levels(list(tail))
+        base = count - len(tail)
+        low[count] = [
+            levels[lv][ix - (base >> lv)] for lv, ix in prefix_nodes(count) if lv < LOG_CHUNK
+        ]
+
+    def root_at(size: int) -> bytes:
+        nodes = prefix_nodes(size)
+        lows = iter(low.get(size, []))
+        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes])
+
+    for req in sorted(required, key=lambda r: r.size):
+        if req.size > count:
+            break
+        if root_at(req.size) != req.root:
+            return (
+                count,
+                EMPTY_ROOT,
+                Problem(
+                    "checkpoint-root-mismatch",
+                    f"{req.label} (size {req.size}) does not match entries "
+                    f"{_first_possible(required, req.size)}..{req.size - 1}: an entry in that range "
+                    "was altered, inserted or removed, or the checkpoint was substituted",
+                ),
+            )
+    return count, root_at(count) if count else EMPTY_ROOT, None
+
+
+def _first_possible(required: Sequence[_Required], size: int) -> int:
+    below = [r.size for r in required if r.size < size]
+    return max(below) if below else 0
+
+
+def _header_problem(e: bytes, i: int) -> Problem:
+    if len(e) < HEADER_LEN or e[0] != ENTRY_VERSION:
+        return Problem("entry-malformed", "not a version-1 ledger entry", i)
+    (recorded,) = struct.unpack_from(">Q", e, 1)
+    if recorded != i:
+        return Problem(
+            "entry-out-of-place",
+            f"entry records index {recorded}: entries were inserted, deleted or reordered",
+            i,
+        )
+    return Problem(
+        "chain-broken",
+        f"previous-hash link does not match entry {i - 1}'s hash: entry {i - 1} was altered "
+        f"or entry {i}'s link was rewritten",
+        i - 1 if i else 0,
+    )
+
+
+def verify_store(
+    store: SqliteLedgerStore,
+    origin: str,
+    key: VerifyKey,
+    *,
+    trusted: Sequence[str] = (),
+    progress: Progress | None = None,
+    check_nodes: bool = True,
+    decode: bool = False,
+    workers: int | None = None,
+) -> LedgerReport:
+    """Verify everything in one ledger store; never raises for a bad ledger.
+
+    ``check_nodes`` also checks the stored caches proofs are served from (each
+    entry's recorded hash and every interior node). ``workers`` > 1 verifies
+    ranges in parallel processes (default: one per CPU for large ledgers).
+    """
+    rows = store.checkpoints()
+    try:
+        required = check_checkpoints(rows, origin, key)
+    except _Stop as stop:
+        return LedgerReport(0, len(rows), EMPTY_ROOT, 0, stop.problem)
+    newest = required[-1].size if required else 0
+    for n, note in enumerate(trusted):
+        try:
+            cp = open_checkpoint(note, origin, key)
+        except GatewayError as exc:
+            bad = Problem("trusted-checkpoint-invalid", f"trusted checkpoint {n}: {exc}")
+            return LedgerReport(0, len(rows), EMPTY_ROOT, newest, bad)
+        required.append(_Required(cp.size, cp.root, f"trusted checkpoint {n}"))
+    total = store.size()
+    sizes = tuple(sorted({r.size for r in required if 0 < r.size <= total}))
+    span = CHUNK * 8
+    bounds = [(a, min(a + span, total)) for a in range(0, total, span)]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 4) if total >= 4 * span else 1
+    results: list[RangeResult] = []
+    path = str(store.path)
+    if workers > 1 and len(bounds) > 1:
+        # fork is only safe while this process runs a single thread (CLI, bench);
+        # inside a threaded server fall back to spawn.
+        method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+        ctx = multiprocessing.get_context(method)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [
+                pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode)
+                for a, b in bounds
+            ]
+            for fut in futures:
+                results.append(fut.result())
+                if progress is not None:
+                    progress(sum(r.count for r in results), total)
+                if results[-1].problem is not None:
+                    for f in futures:
+                        f.cancel()
+                    break
+    else:
+        for a, b in bounds:
+            pages = (store.raw_range(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
+            results.append(
+                verify_range(pages, a, sizes, store.nodes_range if check_nodes else None, decode)
+            )
+            if progress is not None:
+                progress(sum(r.count for r in results), total)
+            if results[-1].problem is not None:
+                break
+    count, root, problem = combine(
+        results, required, total, store.nodes_range if check_nodes else None
+    )
+    warnings: list[str] = []
+    final: Problem | None = problem
+    if final is None:
+        biggest = max(required, key=lambda r: r.size, default=None)
+        if biggest is not None and biggest.size > count:
+            final = Problem(
+                "truncated",
+                f"{biggest.label} covers {biggest.size} entries but the ledger holds only "
+                f"{count}: entries were removed from the end",
+                count,
+            )
+        elif count > newest:
+            warnings.append(
+                f"{count - newest} newest entries are not yet covered by a signed checkpoint"
+            )
+        if not required:
+            warnings.append("no signed checkpoint: only the internal chain was checked")
+    return LedgerReport(count, len(rows), root, newest, final, tuple(warnings))
+
+
+def checkpoint_of(note: str, origin: str, key: VerifyKey) -> Checkpoint:
+    return open_checkpoint(note, origin, key)

@@ -1,0 +1,356 @@
+"""Peer witnessing: each gateway cosigns its peers' checkpoints (c2sp.org/tlog-witness).
+
+Owns: building a witness request (newest checkpoint + consistency proof from
+the size the peer last cosigned), the witness's decision (verify the log's
+signature, the old size, the consistency proof; cosign and remember the newest
+size atomically; on a fork or rollback keep BOTH signed checkpoints as
+evidence and refuse), and storing the returned cosignature with the
+checkpoint. ``WitnessStore`` is a small Protocol; ``SqliteWitnessStore`` is
+the default.
+
+Does not own: the network and the signed peer envelope (the lead wires
+``PeerExchange.Witness``), or which peers to contact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
+from gateway.crypto import SigningKey, VerifyKey, digest_equal
+from gateway.errors import GatewayError, StorageFailure, VerificationFailed
+from gateway.ledger.ledger import Ledger, default_origin
+from gateway.ledger.merkle import MAX_PROOF_HASHES, verify_consistency
+from gateway.ledger.note import (
+    Checkpoint,
+    NoteVerifier,
+    cosign,
+    open_checkpoint,
+    parse_note,
+    verify_cosignature,
+)
+
+S = ledger_pb2.WitnessStatus
+
+
+@dataclass(frozen=True)
+class WitnessState:
+    origin: str
+    size: int
+    root: bytes
+    note: str  # the newest signed checkpoint cosigned for this origin
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class Evidence:
+    origin: str
+    kind: str  # "fork" | "rollback" | "inconsistent"
+    held_note: str  # the checkpoint the witness had cosigned before
+    shown_note: str  # the conflicting signed checkpoint
+    detail: str
+    recorded_ms: int
+
+
+class WitnessConflict(StorageFailure):
+    """The stored state moved between read and write (retry)."""
+
+
+class WitnessStore(Protocol):
+    def latest(self, origin: str) -> WitnessState | None: ...
+
+    def advance(self, expected_size: int | None, state: WitnessState) -> None:
+        """Atomically replace the state if its size is still ``expected_size``
+        (None: no state yet); else raise WitnessConflict."""
+        ...
+
+    def record_evidence(self, evidence: Evidence) -> None: ...
+
+    def evidence(self, origin: str | None = None) -> list[Evidence]: ...
+
+
+class SqliteWitnessStore:
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
+                "size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL, "
+                "updated_ms INTEGER NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS witness_evidence (id INTEGER PRIMARY KEY, "
+                "origin TEXT NOT NULL, kind TEXT NOT NULL, held_note TEXT NOT NULL, "
+                "shown_note TEXT NOT NULL, detail TEXT NOT NULL, recorded_ms INTEGER NOT NULL)"
+            )
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"cannot open witness store: {exc}") from exc
+
+    def latest(self, origin: str) -> WitnessState | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT origin, size, root, note, updated_ms FROM witness_state WHERE origin = ?",
+                (origin,),
+            ).fetchone()
+        return (
+            WitnessState(row[0], int(row[1]), bytes(row[2]), row[3], int(row[4])) if row else None
+        )
+
+    def advance(self, expected_size: int | None, state: WitnessState) -> None:
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = db.execute(
+                        "SELECT size FROM witness_state WHERE origin = ?", (state.origin,)
+                    ).fetchone()
+                    current = None if row is None else int(row[0])
+                    if current != expected_size:
+                        raise WitnessConflict("witness state changed concurrently")
+                    db.execute("DELETE FROM witness_state WHERE origin = ?", (state.origin,))
+                    db.execute(
+                        "INSERT INTO witness_state (origin, size, root, note, updated_ms) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (state.origin, state.size, state.root, state.note, state.updated_ms),
+                    )
+                    db.execute("COMMIT")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"witness store write failed: {exc}") from exc
+
+    def record_evidence(self, evidence: Evidence) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO witness_evidence (origin, kind, held_note, shown_note, detail, "
+                    "recorded_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        evidence.origin,
+                        evidence.kind,
+                        evidence.held_note,
+                        evidence.shown_note,
+                        evidence.detail,
+                        evidence.recorded_ms,
+                    ),
+                )
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"witness store write failed: {exc}") from exc
+
+    def evidence(self, origin: str | None = None) -> list[Evidence]:
+        sql = (
+            "SELECT origin, kind, held_note, shown_note, detail, recorded_ms FROM witness_evidence"
+        )
+        params: tuple[str, ...] = ()
+        if origin is not None:
+            sql += " WHERE origin = ?"
+            params = (origin,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
+        return [Evidence(*r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+# --------------------------------------------------------------------------
+# Sender side
+# --------------------------------------------------------------------------
+
+_SEEN_PREFIX = "witness_seen:"
+
+
+def make_witness_request(
+    ledger: Ledger, header: peer_pb2.PeerHeader, peer_seen_size: int | None = None
+) -> ledger_pb2.PeerWitnessRequest:
+    """Newest checkpoint plus a consistency proof from the size the peer last cosigned.
+
+    ``peer_seen_size`` None reads what this ledger remembered for the
+    recipient (``header.recipient``) from its last successful response.
+    """
+    cp = ledger.latest_checkpoint()
+    if cp is None:
+        cp = ledger.checkpoint_now()
+    size = cp.checkpoint.size
+    if peer_seen_size is None:
+        peer_seen_size = witnessed_size(ledger, header.recipient)
+    old = min(peer_seen_size, size)
+    proof = ledger.consistency_proof(old, size) if 0 < old < size else []
+    return ledger_pb2.PeerWitnessRequest(
+        header=header, old_size=old, consistency_proof=proof, checkpoint=cp.note
+    )
+
+
+def witnessed_size(ledger: Ledger, peer: str) -> int:
+    value = ledger.store.get_meta(_SEEN_PREFIX + peer)
+    return int(value) if value else 0
+
+
+def apply_witness_response(
+    ledger: Ledger,
+    request: ledger_pb2.PeerWitnessRequest,
+    response: ledger_pb2.PeerWitnessResponse,
+    peer: str,
+    witness_name: str,
+    witness_key: VerifyKey,
+) -> int:
+    """Verify and store the cosignature; remember the peer's size. Returns that size.
+
+    On CONFLICT the peer's known size is remembered (so the next request
+    carries the right proof) and VerificationFailed is raised with the status.
+    """
+    status = response.status
+    if status == S.WITNESS_STATUS_CONFLICT:
+        ledger.store.set_meta(_SEEN_PREFIX + peer, str(response.known_size))
+        raise VerificationFailed(
+            f"witness {witness_name}: old size conflict, peer holds size {response.known_size}"
+        )
+    if status != S.WITNESS_STATUS_COSIGNED:
+        name = ledger_pb2.WitnessStatus.Name(status)
+        raise VerificationFailed(f"witness {witness_name} refused: {name}: {response.detail}")
+    text, _ = parse_note(request.checkpoint)
+    cp = Checkpoint.parse(text)
+    sig_line = response.cosignature
+    _, sigs = parse_note(text + "\n" + sig_line)
+    if len(sigs) != 1:
+        raise VerificationFailed("witness response: expected exactly one cosignature line")
+    verify_cosignature(text, sigs[0], NoteVerifier(witness_name, witness_key, 0x04))
+    mine = [c for c in ledger.checkpoints() if c.checkpoint == cp]
+    if not mine:
+        raise VerificationFailed("witness response: checkpoint is not one of ours")
+    ledger.add_cosignature_lines(mine[-1].seq, [sigs[0].line()])
+    ledger.store.set_meta(_SEEN_PREFIX + peer, str(cp.size))
+    return cp.size
+
+
+# --------------------------------------------------------------------------
+# Witness side
+# --------------------------------------------------------------------------
+
+
+def _reply(
+    req: ledger_pb2.PeerWitnessRequest,
+    status: Any,
+    detail: str,
+    known: int = 0,
+    cosignature: str = "",
+) -> ledger_pb2.PeerWitnessResponse:
+    header = peer_pb2.PeerHeader(
+        sender=req.header.recipient,
+        recipient=req.header.sender,
+        request_id=req.header.request_id,
+        timestamp_ms=req.header.timestamp_ms,
+        bundle_version=req.header.bundle_version,
+    )
+    return ledger_pb2.PeerWitnessResponse(
+        header=header, status=status, cosignature=cosignature, known_size=known, detail=detail
+    )
+
+
+def handle_witness_request(
+    req: ledger_pb2.PeerWitnessRequest,
+    sender_jurisdiction: str,
+    sender_ledger_key: VerifyKey,
+    witness_signing_key: SigningKey,
+    witness_name: str,
+    store: WitnessStore,
+    now: float,
+    sender_origin: str | None = None,
+) -> ledger_pb2.PeerWitnessResponse:
+    """Decide on one witness request. ``now`` is POSIX seconds (cosignature time).
+
+    The response header's timestamp and request digest are left for the
+    envelope layer to set.
+    """
+    origin = sender_origin or default_origin(sender_jurisdiction)
+    now_ms = int(now * 1000)
+    if req.header.sender != sender_jurisdiction:
+        return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "header sender is not the signer")
+    if len(req.consistency_proof) > MAX_PROOF_HASHES:
+        return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "consistency proof too long")
+    try:
+        text, _ = parse_note(req.checkpoint)
+        claimed = Checkpoint.parse(text)
+    except GatewayError as exc:
+        return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, f"malformed checkpoint: {exc}")
+    if claimed.origin != origin:
+        return _reply(
+            req, S.WITNESS_STATUS_UNKNOWN_LOG, "checkpoint origin is not the sender's log"
+        )
+    try:
+        cp = open_checkpoint(req.checkpoint, origin, sender_ledger_key)
+    except GatewayError:
+        return _reply(req, S.WITNESS_STATUS_BAD_SIGNATURE, "checkpoint signature does not verify")
+    state = store.latest(origin)
+    known = state.size if state else 0
+    if state is not None:
+        if cp.size < state.size:
+            store.record_evidence(
+                Evidence(
+                    origin,
+                    "rollback",
+                    state.note,
+                    req.checkpoint,
+                    f"shown size {cp.size} < cosigned size {state.size}",
+                    now_ms,
+                )
+            )
+            return _reply(
+                req, S.WITNESS_STATUS_ROLLBACK, f"rollback: size {cp.size} < {state.size}", known
+            )
+        if cp.size == state.size and not digest_equal(cp.root, state.root):
+            store.record_evidence(
+                Evidence(
+                    origin,
+                    "fork",
+                    state.note,
+                    req.checkpoint,
+                    f"two different roots at size {cp.size}",
+                    now_ms,
+                )
+            )
+            return _reply(req, S.WITNESS_STATUS_FORK, f"fork at size {cp.size}", known)
+    if req.old_size > cp.size:
+        return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "old size beyond checkpoint size", known)
+    if req.old_size != known:
+        return _reply(req, S.WITNESS_STATUS_CONFLICT, "old size does not match", known)
+    if state is not None and cp.size > state.size:
+        try:
+            verify_consistency(
+                state.size, cp.size, list(req.consistency_proof), state.root, cp.root
+            )
+        except VerificationFailed as exc:
+            store.record_evidence(
+                Evidence(origin, "inconsistent", state.note, req.checkpoint, str(exc), now_ms)
+            )
+            return _reply(req, S.WITNESS_STATUS_INCONSISTENT, str(exc), known)
+    elif req.consistency_proof:
+        return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "proof must be empty", known)
+    if state is None or cp.size > state.size:
+        try:
+            store.advance(
+                None if state is None else state.size,
+                WitnessState(origin, cp.size, cp.root, req.checkpoint, now_ms),
+            )
+        except WitnessConflict:
+            latest = store.latest(origin)
+            return _reply(
+                req,
+                S.WITNESS_STATUS_CONFLICT,
+                "concurrent update, retry",
+                latest.size if latest else 0,
+            )
+    line = cosign(text, witness_name, witness_signing_key, int(now)).line()
+    return _reply(req, S.WITNESS_STATUS_COSIGNED, "cosigned", cp.size, line)

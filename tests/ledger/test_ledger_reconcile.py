@@ -1,0 +1,79 @@
+"""Cross-ledger reconciliation finds missing and differing transfers (core and CLI)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import make_event
+
+from gateway.cli import main
+from gateway.crypto import SigningKey
+from gateway.ledger.ledger import SqliteLedger
+
+NewLedger = Callable[..., SqliteLedger]
+BJ = "110000.gateway.dataexchange.cn/ledger"
+TJ = "120000.gateway.dataexchange.cn/ledger"
+
+
+def requester_view(i: int, **kw):  # type: ignore[no-untyped-def]
+    return make_event(i, role="requester", local="120000", counterparty="110000", **kw)
+
+
+@pytest.fixture
+def pair(new_ledger: NewLedger, tmp_path: Path) -> tuple[Path, Path]:
+    holder = new_ledger(name="bj.db", origin=BJ)
+    requester = new_ledger(name="tj.db", origin=TJ, signer=SigningKey(bytes([3]) * 32))
+    holder.append_many(make_event(i) for i in range(6))
+    requester.append_many(requester_view(i, timestamp_ms=1_800_000_000_000 + i) for i in range(6))
+    # Holder recorded a transfer the requester never did, and vice versa.
+    holder.append(make_event(100))
+    requester.append(requester_view(200))
+    # Same request, different payload digest on the requester's side.
+    holder.append(make_event(300))
+    requester.append(requester_view(300, payload_digest="e" * 64))
+    holder.close()
+    requester.close()
+    return tmp_path / "bj.db", tmp_path / "tj.db"
+
+
+def test_reconcile_reports_missing_and_different(pair: tuple[Path, Path]) -> None:
+    from gateway.cli.audit import read_side
+    from gateway.ledger.reconcile import reconcile
+
+    r = reconcile(read_side(str(pair[0])), read_side(str(pair[1])))
+    assert (r.jurisdiction_a, r.jurisdiction_b) == ("110000", "120000")
+    assert r.matched == 6
+    assert [rid for rid, _ in r.missing_in_b] == ["req-000100"]
+    assert [rid for rid, _ in r.missing_in_a] == ["req-000200"]
+    assert [(d.request_id, d.fields) for d in r.differing] == [("req-000300", ("payload_digest",))]
+
+
+def test_reconcile_cli_exits_1_and_names_transfers(
+    pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "reconcile", str(pair[0]), str(pair[1])]) == 1
+    out = capsys.readouterr().out
+    assert "missing in 120000: request req-000100" in out
+    assert "missing in 110000: request req-000200" in out
+    assert "differs: request req-000300" in out and "payload_digest" in out
+
+
+def test_matching_ledgers_reconcile_cleanly(new_ledger: NewLedger, tmp_path: Path) -> None:
+    a = new_ledger(name="a.db", origin=BJ)
+    b = new_ledger(name="b.db", origin=TJ)
+    a.append_many(make_event(i) for i in range(3))
+    b.append_many(requester_view(i) for i in range(3))
+    a.close()
+    b.close()
+    assert main(["audit", "reconcile", str(tmp_path / "a.db"), str(tmp_path / "b.db")]) == 0
+
+
+def test_same_role_on_both_sides_is_a_difference(new_ledger: NewLedger, tmp_path: Path) -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    a = [(0, make_event(1))]
+    b = [(0, make_event(1, local="120000", counterparty="110000"))]  # both claim "holder"
+    r = reconcile(a, b)
+    assert r.differing and "role" in r.differing[0].fields

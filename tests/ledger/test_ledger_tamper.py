@@ -1,0 +1,212 @@
+"""Tampering with a ledger file is detected and named (issue item 8), also via the CLI."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import ORIGIN
+
+from gateway.cli import main
+from gateway.crypto import SigningKey
+from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.note import Checkpoint, sign_checkpoint, vkey
+from gateway.ledger.storage import SqliteLedgerStore, node_key
+from gateway.ledger.verify import LedgerReport, verify_store
+
+N = 40
+NewLedger = Callable[..., SqliteLedger]
+
+
+@pytest.fixture
+def path(new_ledger: NewLedger, tmp_path: Path) -> Path:
+    new_ledger(n=N, every=8).close()
+    return tmp_path / "ledger.db"
+
+
+def run_verify(path: Path, key: SigningKey, trusted: tuple[str, ...] = ()) -> LedgerReport:
+    store = SqliteLedgerStore(path, readonly=True)
+    try:
+        return verify_store(store, ORIGIN, key.verify_key, trusted=trusted)
+    finally:
+        store.close()
+
+
+def sql(path: Path, *stmts: tuple[str, tuple[object, ...]]) -> None:
+    db = sqlite3.connect(path)
+    for s, p in stmts:
+        db.execute(s, p)
+    db.commit()
+    db.close()
+
+
+def entry(path: Path, i: int) -> tuple[bytes, bytes]:
+    db = sqlite3.connect(path)
+    row = db.execute("SELECT entry, entry_hash FROM ledger_entries WHERE idx = ?", (i,)).fetchone()
+    db.close()
+    return bytes(row[0]), bytes(row[1])
+
+
+def test_untouched_ledger_verifies(path: Path, log_key: SigningKey) -> None:
+    r = run_verify(path, log_key)
+    assert r.ok and r.entries == N and r.checkpoints == N // 8
+
+
+@pytest.mark.parametrize("i", [0, 13, N - 1])
+@pytest.mark.parametrize("offset", [0, 5, 20, 60, -1])
+def test_flipped_byte_in_an_entry_is_detected_at_that_entry(
+    path: Path, log_key: SigningKey, i: int, offset: int
+) -> None:
+    data, _ = entry(path, i)
+    b = bytearray(data)
+    b[offset] ^= 0x01
+    sql(path, ("UPDATE ledger_entries SET entry = ? WHERE idx = ?", (bytes(b), i)))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.index == i
+    assert r.problem.kind in (
+        "entry-hash-mismatch",
+        "entry-malformed",
+        "entry-out-of-place",
+        "chain-broken",
+    )
+
+
+def test_flipped_byte_with_recomputed_hash_is_blamed_on_that_entry(
+    path: Path, log_key: SigningKey
+) -> None:
+    import hashlib
+
+    data, _ = entry(path, 10)
+    b = bytearray(data)
+    b[-2] ^= 0x20
+    h = hashlib.sha256(b"\x00" + bytes(b)).digest()
+    sql(path, ("UPDATE ledger_entries SET entry = ?, entry_hash = ? WHERE idx = 10", (bytes(b), h)))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "chain-broken" and r.problem.index == 10
+
+
+def test_deleted_entry_is_named(path: Path, log_key: SigningKey) -> None:
+    sql(path, ("DELETE FROM ledger_entries WHERE idx = 17", ()))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "entry-missing" and r.problem.index == 17
+
+
+def test_deleted_entry_with_renumbering_is_named(path: Path, log_key: SigningKey) -> None:
+    sql(
+        path,
+        ("DELETE FROM ledger_entries WHERE idx = 17", ()),
+        ("UPDATE ledger_entries SET idx = idx - 1 WHERE idx > 17", ()),
+    )
+    r = run_verify(path, log_key)
+    assert (
+        r.problem is not None and r.problem.kind == "entry-out-of-place" and r.problem.index == 17
+    )
+
+
+def test_inserted_entry_is_named(path: Path, log_key: SigningKey) -> None:
+    data, h = entry(path, 5)
+    sql(
+        path,
+        ("UPDATE ledger_entries SET idx = idx + 1000 WHERE idx >= 6", ()),
+        ("UPDATE ledger_entries SET idx = idx - 999 WHERE idx >= 1006", ()),
+        ("INSERT INTO ledger_entries VALUES (6, ?, ?, 'forged', 0)", (data, h)),
+    )
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "entry-out-of-place" and r.problem.index == 6
+
+
+def test_reordered_entries_are_named(path: Path, log_key: SigningKey) -> None:
+    sql(
+        path,
+        ("UPDATE ledger_entries SET idx = -1 WHERE idx = 20", ()),
+        ("UPDATE ledger_entries SET idx = 20 WHERE idx = 21", ()),
+        ("UPDATE ledger_entries SET idx = 21 WHERE idx = -1", ()),
+    )
+    r = run_verify(path, log_key)
+    assert (
+        r.problem is not None and r.problem.kind == "entry-out-of-place" and r.problem.index == 20
+    )
+
+
+def test_truncation_is_detected_against_the_newest_checkpoint(
+    path: Path, log_key: SigningKey
+) -> None:
+    sql(path, ("DELETE FROM ledger_entries WHERE idx >= 30", ()))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "truncated" and r.problem.index == 30
+
+
+def test_truncation_with_checkpoints_removed_is_caught_by_a_trusted_checkpoint(
+    path: Path, log_key: SigningKey
+) -> None:
+    store = SqliteLedgerStore(path, readonly=True)
+    newest = store.latest_checkpoint()
+    store.close()
+    assert newest is not None
+    sql(
+        path,
+        ("DELETE FROM ledger_entries WHERE idx >= 30", ()),
+        ("DELETE FROM ledger_checkpoints WHERE size > 30", ()),
+    )
+    assert run_verify(path, log_key).ok  # invisible from the file alone...
+    r = run_verify(path, log_key, trusted=(newest.note,))  # ...but not to a witness's copy
+    assert r.problem is not None and r.problem.kind == "truncated"
+
+
+def test_substituted_checkpoint_is_detected(path: Path, log_key: SigningKey) -> None:
+    forged = sign_checkpoint(Checkpoint(ORIGIN, 16, bytes(32)), log_key)  # right key, wrong root
+    sql(path, ("UPDATE ledger_checkpoints SET note = ? WHERE size = 16", (forged,)))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "checkpoint-root-mismatch"
+
+
+def test_checkpoint_signed_by_another_key_is_detected(path: Path, log_key: SigningKey) -> None:
+    store = SqliteLedgerStore(path, readonly=True)
+    real = next(c for c in store.checkpoints() if c.size == 16)
+    store.close()
+    body = real.note.split("\n\n")[0] + "\n"
+    other = sign_checkpoint(Checkpoint.parse(body), SigningKey(bytes(32)))
+    sql(path, ("UPDATE ledger_checkpoints SET note = ? WHERE size = 16", (other,)))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "checkpoint-signature"
+
+
+def test_replayed_old_checkpoint_is_detected(path: Path, log_key: SigningKey) -> None:
+    store = SqliteLedgerStore(path, readonly=True)
+    old = store.checkpoints()[1]
+    store.close()
+    sql(
+        path,
+        (
+            "INSERT INTO ledger_checkpoints VALUES (?, ?, ?, ?)",
+            (N // 8, old.size, old.note, old.issued_ms + 10**6),
+        ),
+    )
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "checkpoint-replayed"
+
+
+def test_tampered_merkle_node_is_detected(path: Path, log_key: SigningKey) -> None:
+    sql(path, ("UPDATE ledger_nodes SET hash = ? WHERE id = ?", (bytes(32), node_key(2, 3))))
+    r = run_verify(path, log_key)
+    assert r.problem is not None and r.problem.kind == "node-mismatch"
+
+
+def test_cli_verify_names_first_bad_entry_and_exits_1(
+    path: Path, log_key: SigningKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = vkey(ORIGIN, log_key.verify_key)
+    assert main(["ledger", "verify", str(path), "--key", key]) == 0
+    data, _ = entry(path, 22)
+    sql(path, ("UPDATE ledger_entries SET entry = ? WHERE idx = 22", (data[:-1] + b"X",)))
+    assert main(["ledger", "verify", str(path), "--key", key]) == 1
+    out = capsys.readouterr()
+    assert "first bad entry: 22" in out.out and "entry-hash-mismatch" in out.out
+    assert "verification FAILED" in out.err
+
+
+def test_cli_verify_with_wrong_key_fails(path: Path) -> None:
+    other = vkey(ORIGIN, SigningKey(bytes(32)).verify_key)
+    assert main(["ledger", "verify", str(path), "--key", other]) == 1

@@ -1,0 +1,153 @@
+"""Peer witnessing: cosign, remember the newest size, catch forks and rollbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import ORIGIN, make_event
+
+from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
+from gateway.crypto import SigningKey
+from gateway.errors import VerificationFailed
+from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.note import NoteVerifier, cosignatures_in, open_note
+from gateway.ledger.witness import (
+    SqliteWitnessStore,
+    apply_witness_response,
+    handle_witness_request,
+    make_witness_request,
+)
+
+S = ledger_pb2.WitnessStatus
+WITNESS = "120000.gateway.dataexchange.cn/witness"
+NewLedger = Callable[..., SqliteLedger]
+
+
+def header() -> peer_pb2.PeerHeader:
+    return peer_pb2.PeerHeader(sender="110000", recipient="120000", request_id="w-1")
+
+
+@pytest.fixture
+def wkey() -> SigningKey:
+    return SigningKey(bytes([9]) * 32)
+
+
+@pytest.fixture
+def wstore(tmp_path: Path) -> SqliteWitnessStore:
+    return SqliteWitnessStore(tmp_path / "witness.db")
+
+
+def witness(req, log_key: SigningKey, wkey: SigningKey, wstore) -> ledger_pb2.PeerWitnessResponse:  # type: ignore[no-untyped-def]
+    return handle_witness_request(
+        req, "110000", log_key.verify_key, wkey, WITNESS, wstore, 1_700_000_100.0
+    )
+
+
+def round_trip(ledger: SqliteLedger, log_key: SigningKey, wkey: SigningKey, wstore) -> int:  # type: ignore[no-untyped-def]
+    req = make_witness_request(ledger, header())
+    resp = witness(req, log_key, wkey, wstore)
+    return apply_witness_response(ledger, req, resp, "120000", WITNESS, wkey.verify_key)
+
+
+def test_cosign_then_extend_with_consistency_proof(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    ledger = new_ledger(n=8, every=8)
+    assert round_trip(ledger, log_key, wkey, wstore) == 8
+    ledger.append_many(make_event(i) for i in range(8, 21))
+    ledger.checkpoint_now()
+    req = make_witness_request(ledger, header())
+    assert req.old_size == 8 and len(req.consistency_proof) > 0
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_COSIGNED
+    apply_witness_response(ledger, req, resp, "120000", WITNESS, wkey.verify_key)
+    assert wstore.latest(ORIGIN).size == 21  # type: ignore[union-attr]
+    note = ledger.latest_checkpoint().note  # type: ignore[union-attr]
+    assert cosignatures_in(note, {WITNESS: wkey.verify_key}) == {WITNESS: 1_700_000_100}
+    # The cosigned checkpoint still opens with a standard verifier holding only the log key.
+    open_note(note, [NoteVerifier(ORIGIN, log_key.verify_key)])
+
+
+def test_wrong_old_size_gets_conflict_and_sender_learns(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    ledger = new_ledger(n=8, every=8)
+    round_trip(ledger, log_key, wkey, wstore)
+    ledger.append_many(make_event(i) for i in range(8, 16))
+    req = make_witness_request(ledger, header(), peer_seen_size=0)
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_CONFLICT and resp.known_size == 8
+    with pytest.raises(VerificationFailed, match="conflict"):
+        apply_witness_response(ledger, req, resp, "120000", WITNESS, wkey.verify_key)
+    assert round_trip(ledger, log_key, wkey, wstore) == 16
+
+
+def test_fork_same_size_different_root_is_kept_as_evidence(
+    new_ledger: NewLedger,
+    log_key,
+    wkey,
+    wstore,  # type: ignore[no-untyped-def]
+) -> None:
+    honest = new_ledger(name="a.db", n=8, every=8)
+    round_trip(honest, log_key, wkey, wstore)
+    forked = new_ledger(name="b.db", every=8)
+    forked.append_many(make_event(i, reason="rewritten history") for i in range(8))
+    req = make_witness_request(forked, header(), peer_seen_size=8)
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_FORK
+    ev = wstore.evidence(ORIGIN)
+    assert [e.kind for e in ev] == ["fork"]
+    assert honest.latest_checkpoint().note.startswith(ev[0].held_note)  # type: ignore[union-attr]
+    assert ev[0].shown_note == forked.latest_checkpoint().note  # type: ignore[union-attr]
+    assert wstore.latest(ORIGIN).size == 8  # type: ignore[union-attr]
+
+
+def test_fork_at_larger_size_fails_consistency_and_is_kept(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    honest = new_ledger(name="a.db", n=8, every=8)
+    round_trip(honest, log_key, wkey, wstore)
+    forked = new_ledger(name="b.db", every=16)
+    forked.append_many(make_event(i, reason="rewritten") for i in range(16))
+    req = make_witness_request(forked, header(), peer_seen_size=8)
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_INCONSISTENT
+    assert [e.kind for e in wstore.evidence()] == ["inconsistent"]
+
+
+def test_rollback_to_smaller_tree_is_detected(new_ledger: NewLedger, log_key, wkey, wstore) -> None:  # type: ignore[no-untyped-def]
+    ledger = new_ledger(n=16, every=8)
+    first = ledger.checkpoints()[0]
+    round_trip(ledger, log_key, wkey, wstore)
+    replay = ledger_pb2.PeerWitnessRequest(header=header(), old_size=16, checkpoint=first.note)
+    resp = witness(replay, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_ROLLBACK and resp.known_size == 16
+    (ev,) = wstore.evidence(ORIGIN)
+    assert ev.kind == "rollback" and ev.shown_note == first.note
+
+
+def test_checkpoint_not_signed_by_sender_is_refused(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    impostor = new_ledger(n=4, every=4, signer=SigningKey(bytes(32)))
+    req = make_witness_request(impostor, header())
+    assert witness(req, log_key, wkey, wstore).status == S.WITNESS_STATUS_BAD_SIGNATURE
+    assert wstore.latest(ORIGIN) is None
+
+
+def test_other_logs_origin_is_refused(new_ledger: NewLedger, log_key, wkey, wstore) -> None:  # type: ignore[no-untyped-def]
+    other = new_ledger(n=4, every=4, origin="130000.gateway.dataexchange.cn/ledger")
+    req = make_witness_request(other, header())
+    assert witness(req, log_key, wkey, wstore).status == S.WITNESS_STATUS_UNKNOWN_LOG
+
+
+def test_tampered_cosignature_is_not_stored(new_ledger: NewLedger, log_key, wkey, wstore) -> None:  # type: ignore[no-untyped-def]
+    ledger = new_ledger(n=4, every=4)
+    req = make_witness_request(ledger, header())
+    resp = witness(req, log_key, wkey, wstore)
+    resp.cosignature = resp.cosignature[:-6] + "AAAA=\n"
+    with pytest.raises(VerificationFailed):
+        apply_witness_response(ledger, req, resp, "120000", WITNESS, wkey.verify_key)
+    assert ledger.latest_checkpoint().note.count("\u2014") == 1  # type: ignore[union-attr]
