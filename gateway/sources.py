@@ -100,6 +100,20 @@ class SqliteSource:
         except sqlite3.Error as exc:
             raise StorageFailure(f"data source query failed: {exc}") from exc
 
+    def guarantees_unique(self, dataset: Dataset, column: str) -> bool:
+        """True if the table has a UNIQUE index (or primary key) on exactly ``column``."""
+        conn = self._conn()
+        try:
+            for idx in conn.execute(f"PRAGMA index_list({_quote(dataset.code)})").fetchall():
+                if not idx["unique"]:
+                    continue
+                cols = [r["name"] for r in conn.execute(f"PRAGMA index_info({_quote(idx['name'])})")]
+                if cols == [column]:
+                    return True
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"data source {self._path}: {exc}") from exc
+        return False
+
     def fetch(
         self, dataset: Dataset, subject_ids: Sequence[str], columns: Sequence[str], limit: int
     ) -> list[Row]:

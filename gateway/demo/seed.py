@@ -182,7 +182,10 @@ def seed_database(
                 f'INSERT INTO "{ds.code}" ({", ".join(cols)}) VALUES ({marks})',
                 ([r[c] for c in cols] for r in makers[ds.code](n)),
             )
-            conn.execute(f'CREATE INDEX "{ds.code}_subject" ON "{ds.code}" ({ds.subject_column})')
+            # One row per subject: the database enforces the catalogue's privacy unit.
+            conn.execute(
+                f'CREATE UNIQUE INDEX "{ds.code}_subject" ON "{ds.code}" ({ds.subject_column})'
+            )
             counts[ds.code] = n
     return counts
 

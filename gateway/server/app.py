@@ -33,7 +33,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
 )
 from gateway.config import GatewayConfig, load_config
 from gateway.envelope import make_header, new_request_id
-from gateway.errors import GatewayError, NotFound, TrustBundleRejected
+from gateway.errors import GatewayError, NotFound, PolicyFileError, TrustBundleRejected
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.records import RecordHolder, RecordRequester
 from gateway.identity import GatewayKeys, load_keys
@@ -159,8 +159,10 @@ class Gateway:
         self.budget = SqliteBudgetStore(config.data_dir / "budget.sqlite")
         self.stats_holder: StatsHolder | None = None
         if (config.policies / STATISTICS_FILE).is_file():
+            policy = StatisticsPolicy.from_dir(config.policies, self.policy_store.current.catalogue)
+            self._check_declared_privacy_units(policy)
             self.stats_holder = StatsHolder(
-                policy=StatisticsPolicy.from_dir(config.policies, self.policy_store.current.catalogue),
+                policy=policy,
                 source=self.source,
                 budget=self.budget,
                 ledger=self.ledger,
@@ -175,11 +177,29 @@ class Gateway:
             clock_ms=clock_ms,
         )
 
+    def _check_declared_privacy_units(self, policy: StatisticsPolicy) -> None:
+        """``truncate_by_identifier: false`` trusts the source to hold at most one
+        row per person; refuse it unless the source enforces that (UNIQUE index)."""
+        catalogue = self.policy_store.current.catalogue
+        for terms in policy.agreement.datasets:
+            if terms.truncate_by_identifier:
+                continue
+            dataset = catalogue.dataset(terms.dataset)
+            unit = dataset.privacy_unit
+            if unit is None or unit.max_rows != 1 or not self.source.guarantees_unique(dataset, unit.column):
+                raise PolicyFileError(
+                    f"{self.config.policies / STATISTICS_FILE}: dataset {terms.dataset} sets "
+                    "truncate_by_identifier: false, but the data source does not guarantee one row "
+                    f"per {unit.column if unit else 'person'} (needs privacy_unit.max_rows: 1 and a "
+                    "UNIQUE index on that column); set truncate_by_identifier: true"
+                )
+
     def _reload_statistics_policy(self, result: ReloadResult) -> None:
         if self.stats_holder is None or not result.ok:
             return
         try:
             fresh = StatisticsPolicy.from_dir(self.config.policies, self.policy_store.current.catalogue)
+            self._check_declared_privacy_units(fresh)
         except GatewayError as exc:
             log.warning("statistics agreement reload refused; keeping the one in force: %s", exc)
             return

@@ -77,6 +77,7 @@ dp.enable_features("contrib")
 
 # Output/helper column names: catalogue names match ^[a-z]..., these cannot collide.
 _PERSON = "__person"
+_ROW = "__row"
 _VALUE = "__value"
 _SUM = "__sum"
 _COUNT = "__count"
@@ -286,6 +287,8 @@ def source_columns(plan: Plan) -> tuple[str, ...]:
     if plan.terms.truncate_by_identifier:
         assert plan.dataset.privacy_unit is not None
         cols.append(plan.dataset.privacy_unit.column)
+    if not cols:  # an ungrouped, unfiltered count still needs the rows
+        cols.append(plan.dataset.subject_column)
     return tuple(dict.fromkeys(cols))
 
 
@@ -333,6 +336,10 @@ def prepare_frame(plan: Plan, frame: pl.LazyFrame) -> pl.LazyFrame:
     if plan.terms.truncate_by_identifier:
         assert plan.dataset.privacy_unit is not None
         exprs.append(pl.col(plan.dataset.privacy_unit.column).cast(pl.String).alias(_PERSON))
+    if not exprs:
+        # A frame with no columns has no rows: keep one constant column so an
+        # ungrouped, unfiltered count still counts rows.
+        exprs.append(pl.col(plan.dataset.subject_column).is_null().cast(pl.Int64).alias(_ROW))
     return frame.select(exprs)
 
 
@@ -347,6 +354,8 @@ def _schema(plan: Plan) -> dict[str, pl.DataType]:
         schema[m.name] = pl.Int64() if m.type == "integer" else pl.Float64()
     if plan.terms.truncate_by_identifier:
         schema[_PERSON] = pl.String()
+    if not schema:
+        schema[_ROW] = pl.Int64()
     return schema
 
 

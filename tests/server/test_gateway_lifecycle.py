@@ -134,3 +134,19 @@ def test_running_gateway_keeps_current_bundle_when_offered_an_older_version(
         Gateway(load_config(own_federation.site("120000").config))
     assert "older" in str(err.value) or "version" in str(err.value)
     assert load_bundle(fed.bundle, read_authority_key(fed.authority_pub)).version < accepted
+
+
+def test_gateway_refuses_declared_privacy_unit_the_source_does_not_enforce(
+    own_federation: RunningFederation,
+) -> None:
+    import sqlite3
+
+    from gateway.errors import PolicyFileError
+
+    site = own_federation.site("120000")
+    own_federation.gateways["120000"].stop(grace=0)
+    with sqlite3.connect(site.data_source) as conn:
+        conn.execute('DROP INDEX "si_contributions_subject"')
+    with pytest.raises(PolicyFileError) as err:
+        Gateway(load_config(site.config))
+    assert "truncate_by_identifier" in str(err.value) and "UNIQUE" in str(err.value)

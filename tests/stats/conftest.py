@@ -89,6 +89,8 @@ def make_holder(
             agreement = POLICIES / code / "statistics.yaml"
         else:
             terms.setdefault("budget", BIG_BUDGET)
+            # The general path by default; tests of the declared unit pass False.
+            terms.setdefault("truncate_by_identifier", True)
             agreement = write_agreement(
                 tmp_path / f"agreements-{uuid.uuid4()}/{code}.yaml", code, **terms
             )

@@ -386,3 +386,14 @@ def test_peer_seam_round_trips_protobuf(
     (event,) = ledger.events
     assert event.requester_signature == "c2ln" and event.request_digest == "aa" * 32
     assert dict(event.details)["federated_query_id"] == "fq-1"
+
+
+def test_declared_privacy_unit_ungrouped_unfiltered_count_counts_every_row(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], sources: dict[str, Path]
+) -> None:
+    # Regression: with no truncation and no columns needed, the prepared frame
+    # once had zero columns (and so zero rows), and every count came out ~0.
+    holder, _, _ = make_holder(truncate_by_identifier=False)
+    value = holder.answer(q(epsilon=1.0), new_ctx()).release.cells[0].value
+    rows = sum(truth(sources["120000"], ["age_band"]).values())
+    assert abs(value - rows) < 25  # Laplace scale 1: |noise| >= 25 has probability ~1e-11
