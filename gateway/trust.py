@@ -167,6 +167,12 @@ class Member:
                 "origin", "1-255 printable ASCII characters without spaces", self.origin
             )
 
+    @property
+    def witness_name(self) -> str:
+        """Key name this member cosigns peers' checkpoints under (C2SP
+        tlog-cosignature), verified with its ``ledger_key``."""
+        return f"{self.jurisdiction}.gateway.dataexchange.cn/witness"
+
     @classmethod
     def from_descriptor(
         cls,

@@ -106,6 +106,17 @@ def trusted_keys(bundle_path: Path) -> tuple[dict[str, VerifyKey], list[MemberKe
     return {m.origin: m.ledger_key for m in members}, members
 
 
+def trusted_witness_keys(bundle_path: Path, exclude_origin: str = "") -> dict[str, VerifyKey]:
+    """witness name -> key for every member (their ledger keys cosign)."""
+    from gateway.trust import load_bundle
+
+    return {
+        m.witness_name: m.ledger_key
+        for m in load_bundle(bundle_path).members
+        if (m.origin or default_origin(m.jurisdiction)) != exclude_origin
+    }
+
+
 def _open(path: Path) -> SqliteLedger:
     return SqliteLedger.open_readonly(path)
 
@@ -143,10 +154,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise NotFound(f"{path}: no such file")
     if _is_bundle(path):
         pinned = trusted_keys(args.bundle)[0] if args.bundle else None
+        witnesses = trusted_witness_keys(args.bundle) if args.bundle else None
         if args.key:
             v = parse_vkey(args.key)
             pinned = {v.name: v.key}
-        breport = verify_bundle_bytes(path.read_bytes(), pinned)
+        breport = verify_bundle_bytes(path.read_bytes(), pinned, witnesses)
         print(
             f"evidence bundle OK: {breport.entries} entries of {breport.origin} proven in tree "
             f"of size {breport.tree_size}"
@@ -250,6 +262,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             until_ms=_parse_time(args.until, "--until") if args.until else None,
             members=members,
             log_key=log_key,
+            witness_keys=(
+                trusted_witness_keys(args.bundle, ledger.origin) if args.bundle is not None else None
+            ),
         )
     finally:
         ledger.close()

@@ -1,7 +1,9 @@
 """``gateway serve --config gateway.toml``: run one gateway until SIGTERM/SIGINT.
 
-SIGHUP reloads the policy set and the trust bundle (a bad set or an older,
-expired or unsigned bundle is refused and the one in force is kept).
+SIGHUP reloads the policy set, the trust bundle and the registered service
+systems (a bad set or an older, expired or unsigned bundle is refused and the
+one in force is kept). SIGUSR1 issues a ledger checkpoint now and has every
+peer cosign it.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    def witness(_sig: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=gw.checkpoint_and_witness, name="sigusr1-witness", daemon=True).start()
+
     signal.signal(signal.SIGHUP, reload)
+    signal.signal(signal.SIGUSR1, witness)
     done.wait()
     gw.stop(grace=2.0)
     return 0

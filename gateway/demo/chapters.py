@@ -6,13 +6,19 @@ gateways are up; ``AFTER_STOP`` run offline on the files they left).
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
+
 import grpc
 from rich.table import Table
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
 from gateway.client import service_channel
-from gateway.demo.run import AFTER_STOP, CHAPTERS, console
+from gateway.demo.run import AFTER_STOP, BEFORE_STOP, CHAPTERS, Outcome, console
 from gateway.demo.setup import Federation
+from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.note import parse_note
 
 ALL = ["110000", "120000", "130000"]
 
@@ -95,8 +101,69 @@ def _accuracy(resp: stats_pb2.StatsQueryResponse) -> float:
 CHAPTERS.append(lambda fed: statistics_chapter(fed))
 
 
-def _unused(_: Federation) -> bool:  # placeholder removed once the ledger chapter lands
-    return True
+def witness_before_stop(fed: Federation, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Ask every gateway for a checkpoint cosigned by its peers (SIGUSR1), and wait."""
+    console.rule("Ledger checkpoints and peer witnessing")
+    for p in procs.values():
+        p.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 30
+    pending = set(fed.sites)
+    while pending and time.monotonic() < deadline:
+        for code in list(pending):
+            ledger = SqliteLedger.open_readonly(fed.sites[code].root / "data" / "ledger.sqlite")
+            try:
+                cp = ledger.latest_checkpoint()
+                sigs = parse_note(cp.note)[1] if cp else []
+                if cp and cp.checkpoint.size == ledger.size and len(sigs) == len(fed.sites):
+                    names = ", ".join(s.name for s in sigs[1:])
+                    console.print(f"  {code}: checkpoint of size {cp.checkpoint.size} cosigned by {names}")
+                    pending.discard(code)
+            finally:
+                ledger.close()
+        time.sleep(0.3)
+    for code in pending:
+        console.print(f"  [red]{code}: checkpoint not cosigned by every peer in time[/red]")
 
 
-AFTER_STOP.append(_unused)
+def _cli(title: str, *args: str, expect: int = 0) -> bool:
+    from gateway.cli import main
+
+    console.print(f"\n[bold]$ gateway {' '.join(args)}[/bold]   [dim]# {title}[/dim]")
+    status = main(list(args))
+    good = status == expect
+    if not good:
+        console.print(f"[red]expected exit {expect}, got {status}[/red]")
+    return good
+
+
+def compliance_after_stop(fed: Federation, outcomes: list[Outcome]) -> bool:
+    bundle = str(fed.bundle)
+    ok = True
+    for code, site in fed.sites.items():
+        ok = _cli(f"{site.name}'s whole ledger", "ledger", "verify",
+                  str(site.root / "data" / "ledger.sqlite"), "--bundle", bundle) and ok  # fmt: skip
+    codes = sorted(fed.sites)
+    for i, a in enumerate(codes):
+        for b in codes[i + 1 :]:
+            ok = _cli(f"every transfer between {a} and {b} is on both sides and matches", "audit",
+                      "reconcile", str(fed.sites[a].root / "data" / "ledger.sqlite"),
+                      str(fed.sites[b].root / "data" / "ledger.sqlite")) and ok  # fmt: skip
+    transfer = next(o for o in outcomes if o.status == "OK" and o.request_id)
+    evidence = fed.root / "evidence.json"
+    holder_ledger = fed.sites[transfer.holder].root / "data" / "ledger.sqlite"
+    ok = _cli("export the evidence of one transfer", "ledger", "export", "--ledger", str(holder_ledger),
+              "--request-id", transfer.request_id, "--bundle", bundle, "-o", str(evidence)) and ok  # fmt: skip
+    ok = _cli("verify it offline", "ledger", "verify", str(evidence), "--bundle", bundle) and ok
+    tampered = fed.root / "evidence-tampered.json"
+    data = bytearray(evidence.read_bytes())
+    pos = data.find(b'"record_count"')
+    pos = pos if pos >= 0 else len(data) // 2
+    data[pos + 1] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    ok = _cli("one byte changed: must FAIL", "ledger", "verify", str(tampered), "--bundle", bundle,
+              expect=1) and ok  # fmt: skip
+    return ok
+
+
+BEFORE_STOP.append(witness_before_stop)
+AFTER_STOP.append(compliance_after_stop)

@@ -38,6 +38,8 @@ class Outcome:
     caller: str
     status: str
     detail: str
+    request_id: str = ""
+    holder: str = ""
 
 
 def _wait_healthy(site: GatewaySite, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -125,6 +127,8 @@ def _record_exchanges(fed: Federation) -> list[Outcome]:
                 f"{len(resp.records)} record(s){' (capped by the agreement)' if resp.truncated else ''} "
                 f"under {resp.decision.agreement_id}; "
                 f"ledger #{resp.receipt.index}; first: {shown}",
+                resp.request_id,
+                str(req["holder_jurisdiction"]),
             )
         )
 
@@ -178,7 +182,8 @@ def _print(title: str, outcomes: list[Outcome]) -> None:
 # federation while the gateways run, and may return a check to run after stop.
 Chapter = Callable[[Federation], Callable[[], bool] | None]
 CHAPTERS: list[Chapter] = []
-AFTER_STOP: list[Callable[[Federation], bool]] = []
+AFTER_STOP: list[Callable[[Federation, list[Outcome]], bool]] = []
+BEFORE_STOP: list[Callable[[Federation, dict[str, subprocess.Popen[bytes]]], None]] = []
 
 
 def run_demo(root: Path, rows: int = 2000, keep: bool = True) -> int:
@@ -198,6 +203,7 @@ def run_demo(root: Path, rows: int = 2000, keep: bool = True) -> int:
     console.print("Three gateways are up (each a `gateway serve` process).\n")
     ok = True
     later: list[Callable[[], bool]] = []
+    outcomes: list[Outcome] = []
     try:
         outcomes = _record_exchanges(fed)
         _print("Record exchanges", outcomes)
@@ -210,13 +216,15 @@ def run_demo(root: Path, rows: int = 2000, keep: bool = True) -> int:
             check = chapter(fed)
             if check is not None:
                 later.append(check)
+        for before in BEFORE_STOP:
+            before(fed, procs)
     finally:
         stop_gateways(procs)
     console.print("\nGateways stopped. Compliance checks, offline, from the ledger files alone:")
     for check in later:
         ok = check() and ok
     for after in AFTER_STOP:
-        ok = after(fed) and ok
+        ok = after(fed, outcomes) and ok
     console.rule(
         "[bold green]demo finished: all checks passed"
         if ok

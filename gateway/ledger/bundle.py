@@ -159,9 +159,12 @@ def _best_checkpoint(ledger: Ledger, need: int) -> SignedCheckpoint:
 
 
 def verify_bundle_bytes(
-    data: bytes, trusted: Mapping[str, VerifyKey] | None = None
+    data: bytes,
+    trusted: Mapping[str, VerifyKey] | None = None,
+    trusted_witnesses: Mapping[str, VerifyKey] | None = None,
 ) -> BundleReport:
-    """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key."""
+    """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key;
+    ``trusted_witnesses`` (witness name -> key) pins every embedded witness key."""
     if len(data) > MAX_BUNDLE_BYTES:
         raise VerificationFailed("evidence bundle: too large")
     try:
@@ -239,6 +242,12 @@ def verify_bundle_bytes(
             raise VerificationFailed(f"evidence bundle: witness key: {exc}") from exc
         if w.sig_type != SIG_COSIGNATURE_V1:
             raise VerificationFailed("evidence bundle: witness key is not a cosignature key")
+        if trusted_witnesses is not None:
+            pinned_w = trusted_witnesses.get(w.name)
+            if pinned_w is None or pinned_w.raw != w.key.raw:
+                raise VerificationFailed(
+                    f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
+                )
         witnesses[w.name] = w.key
     cosigners = cosignatures_in(str(content["checkpoint"]), witnesses)
     missing = sorted(set(witnesses) - set(cosigners))

@@ -38,6 +38,8 @@ from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.records import RecordHolder, RecordRequester
 from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.service import add_to_server as add_ledger_service
+from gateway.ledger.witness import SqliteWitnessStore
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.limits import Limits
@@ -47,6 +49,7 @@ from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
 from gateway.server.interceptor import GatewayInterceptor, caller_from_context
 from gateway.server.servicers import PeerExchangeServicer, PeerHandler, RecordExchangeServicer
 from gateway.server.transport import GrpcPeerTransport, channel_options
+from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import SqliteSource
 from gateway.stats.agreements import STATISTICS_FILE, StatisticsPolicy
 from gateway.stats.budget import SqliteBudgetStore
@@ -143,6 +146,18 @@ class Gateway:
         )
         self.service_auth = ServiceAuthenticator(config.service_systems)
         self._config_path: Path | None = None
+        self.witness_store = SqliteWitnessStore(config.data_dir / "witness.sqlite")
+        self.witnessing = Witnessing(
+            self.me,
+            self.keys,
+            self.bundle,
+            self.ledger,
+            self.caller,
+            self.responder,
+            self.witness_store,
+            clock_ms,
+        )
+        self._timer: LedgerTimer | None = None
         self._init_statistics(config, clock_ms, limits)
         self._peer_server: grpc.Server | None = None
         self._service_server: grpc.Server | None = None
@@ -300,6 +315,10 @@ class Gateway:
         self.service_auth.replace(fresh.service_systems)
         log.info("service systems reloaded: %d registered", len(fresh.service_systems))
 
+    def checkpoint_and_witness(self) -> dict[str, str]:
+        """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
+        return self.witnessing.round(force=True)
+
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
         if self.config.datasets is None:
@@ -368,6 +387,9 @@ class Gateway:
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.stats, caller_from_context), service
         )
+        # The ledger API: members (peer port) and local auditors (service port).
+        add_ledger_service(peer, self.ledger, self.config.limits)
+        add_ledger_service(service, self.ledger, self.config.limits)
         for register in self._extra_services:
             register(peer, service)
         for srv in (peer, service):
@@ -392,6 +414,9 @@ class Gateway:
             "dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING
         )
         self._watcher = PolicyWatcher(self.policy_store).start()
+        self._timer = LedgerTimer(
+            self.ledger, self.witnessing, self.config.ledger.witness_every_seconds
+        ).start()
         self.ports = BoundPorts(peer_port, service_port, mtls_port)
         log.info(
             "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
@@ -399,16 +424,19 @@ class Gateway:
         return self.ports
 
     def _peer_handlers(self) -> dict[str, PeerHandler]:
-        return {"statistics": self._peer_statistics}
+        return {"statistics": self._peer_statistics, "witness": self.witnessing.handle}
 
     def stop(self, grace: float = 1.0) -> None:
         self._health.enter_graceful_shutdown()
         if self._watcher:
             self._watcher.stop()
+        if self._timer:
+            self._timer.stop()
         events = [s.stop(grace) for s in (self._peer_server, self._service_server) if s]
         for e in events:
             e.wait()
         self.stats.close()
+        self.witness_store.close()
         self.transport.close()
         self.replay.close()
         self.quota.close()

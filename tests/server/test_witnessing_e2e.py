@@ -1,0 +1,132 @@
+"""Peer witnessing over real mTLS: cosigned checkpoints, fork and rollback detection."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gateway import domains
+from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
+from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.note import parse_note
+from gateway.ledger.witness import make_witness_request
+from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.helpers import ledger_events
+
+
+@pytest.fixture()
+def own_federation(tmp_path):  # type: ignore[no-untyped-def]
+    rf = start_federation(tmp_path, rows=60)
+    yield rf
+    stop_federation(rf)
+
+
+def _exchange(fed: RunningFederation) -> None:
+    with fed.client("130000", "hebei-housing-fund") as c:
+        c.get_records(
+            holder_jurisdiction="110000", dataset="si_contributions",
+            purpose="housing_fund_transfer", subject_ids=[fed.commuter()],
+        )  # fmt: skip
+
+
+def test_checkpoints_are_cosigned_by_every_peer(own_federation: RunningFederation) -> None:
+    _exchange(own_federation)
+    bj = own_federation.gateways["110000"]
+    outcomes = bj.checkpoint_and_witness()
+    assert all(o.startswith("cosigned") for o in outcomes.values()), outcomes
+    _, sigs = parse_note(bj.ledger.latest_checkpoint().note)
+    names = {s.name for s in sigs}
+    assert names == {
+        bj.ledger.origin,
+        "120000.gateway.dataexchange.cn/witness",
+        "130000.gateway.dataexchange.cn/witness",
+    }
+
+
+def _send_forged(fed: RunningFederation, forged: SqliteLedger, seen: int) -> ledger_pb2.PeerWitnessResponse:
+    bj = fed.gateways["110000"]
+    req = make_witness_request(forged, peer_pb2.PeerHeader(recipient="120000"), peer_seen_size=seen)
+    reply = bj.caller.call(
+        "120000", "Witness", req, domains.PEER_WITNESS_REQUEST,
+        domains.PEER_WITNESS_RESPONSE, ledger_pb2.PeerWitnessResponse,
+    )  # fmt: skip
+    return reply.response
+
+
+def test_forked_ledger_is_detected_by_the_witness_and_evidence_kept(
+    own_federation: RunningFederation, tmp_path
+) -> None:
+    fed = own_federation
+    _exchange(fed)
+    bj = fed.gateways["110000"]
+    bj.checkpoint_and_witness()
+    seen = bj.ledger.latest_checkpoint().checkpoint.size
+    # Beijing rewrites its history: same key and origin, different entries.
+    forged = SqliteLedger(tmp_path / "forged.sqlite", bj.keys.ledger, bj.ledger.origin)
+    events = ledger_events(bj)
+    forged.append_many([dataclasses.replace(e, reason="rewritten") for e in events])
+    forged.append_many([dataclasses.replace(events[0], request_id=events[0].request_id)])
+    forged.checkpoint_now()
+    resp = _send_forged(fed, forged, seen)
+    assert resp.status in (ledger_pb2.WITNESS_STATUS_INCONSISTENT, ledger_pb2.WITNESS_STATUS_FORK)
+    assert fed.gateways["120000"].witness_store.evidence(), "both checkpoints must be kept"
+    forged.close()
+
+
+def test_rolled_back_ledger_is_detected(own_federation: RunningFederation, tmp_path) -> None:
+    fed = own_federation
+    _exchange(fed)
+    _exchange(fed)
+    bj = fed.gateways["110000"]
+    bj.checkpoint_and_witness()
+    assert bj.ledger.latest_checkpoint().checkpoint.size == 2
+    # Beijing shows a smaller tree than the witness already cosigned.
+    truncated = SqliteLedger(tmp_path / "short.sqlite", bj.keys.ledger, bj.ledger.origin)
+    truncated.append_many(ledger_events(bj)[:1])
+    truncated.checkpoint_now()
+    resp = _send_forged(fed, truncated, 0)
+    assert resp.status != ledger_pb2.WITNESS_STATUS_COSIGNED
+    assert fed.gateways["120000"].witness_store.evidence()
+    truncated.close()
+
+
+def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_key(
+    own_federation: RunningFederation, tmp_path
+) -> None:
+    import hashlib
+    import json
+
+    from gateway import crypto
+    from gateway.cli import main
+    from gateway.errors import VerificationFailed
+    from gateway.ledger.bundle import canonical, verify_bundle_bytes
+    from gateway.ledger.note import SIG_COSIGNATURE_V1, vkey
+
+    fed = own_federation
+    _exchange(fed)
+    bj = fed.gateways["110000"]
+    bj.checkpoint_and_witness()
+    rid = ledger_events(bj)[-1].request_id
+    out = tmp_path / "evidence.json"
+    bundle = str(fed.fed.bundle)
+    ledger_path = str(fed.site("110000").root / "data" / "ledger.sqlite")
+    assert main(["ledger", "export", "--ledger", ledger_path, "--request-id", rid,
+                 "--bundle", bundle, "-o", str(out)]) == 0  # fmt: skip
+    assert main(["ledger", "verify", str(out), "--bundle", bundle]) == 0
+    report = verify_bundle_bytes(out.read_bytes())
+    assert len(report.cosigners) == 2
+    # Swap one witness key for the attacker's and re-seal the bundle's digest.
+    doc = json.loads(out.read_bytes())
+    name = report.cosigners[0]
+    doc["content"]["witness_keys"] = [
+        vkey(name, crypto.SigningKey.generate().verify_key, SIG_COSIGNATURE_V1)
+        if k.startswith(name + "+") else k
+        for k in doc["content"]["witness_keys"]
+    ]  # fmt: skip
+    doc["content_sha256"] = hashlib.sha256(canonical(doc["content"])).hexdigest()
+    forged = tmp_path / "forged.json"
+    forged.write_bytes(canonical(doc))
+    assert main(["ledger", "verify", str(forged), "--bundle", bundle]) == 1
+    with pytest.raises(VerificationFailed):
+        verify_bundle_bytes(forged.read_bytes())  # even unpinned: the cosignature fails
