@@ -291,6 +291,8 @@ def test_100_concurrent_queries_never_overspend(
             outcome = "ok"
         except BudgetExhausted:
             outcome = "refused"
+        except Exception as exc:  # surfaced by the assertion below
+            outcome = f"unexpected {exc!r}"
         with lock:
             results.append(outcome)
 
@@ -299,6 +301,8 @@ def test_100_concurrent_queries_never_overspend(
         t.start()
     for t in threads:
         t.join()
+    unexpected = [r for r in results if r.startswith("unexpected")]
+    assert not unexpected, unexpected[:3]
     assert results.count("ok") == 30 and results.count("refused") == 70
     rows = budget.spends()
     assert len(rows) == 30 and all(r.status == "released" for r in rows)
