@@ -64,6 +64,15 @@ def register(sub: Any) -> None:
     e.add_argument("-o", "--output", type=Path, required=True, help="bundle file to write")
     e.set_defaults(func=cmd_export)
 
+    w = lsub.add_parser(
+        "witnessed",
+        help="what this gateway, as witness, last cosigned for each peer log, and any fork evidence",
+    )
+    w.add_argument("db", type=Path, help="a gateway's data/witness.sqlite")
+    w.add_argument("--origin", help="only this log (e.g. 110000.gateway.dataexchange.cn/ledger)")
+    w.add_argument("--note-out", type=Path, help="write that log's last cosigned checkpoint note here")
+    w.set_defaults(func=cmd_witnessed)
+
     c = lsub.add_parser("checkpoint", help="print the newest signed checkpoint")
     c.add_argument("path", type=Path)
     c.set_defaults(func=cmd_checkpoint)
@@ -146,6 +155,34 @@ def _log_key(ledger: SqliteLedger, bundle: Path | None, key: str | None) -> tupl
 def _is_bundle(path: Path) -> bool:
     with path.open("rb") as f:
         return f.read(1) == b"{"
+
+
+def cmd_witnessed(args: argparse.Namespace) -> int:
+    """Print witnessed sizes and evidence; exit 1 if any fork/rollback evidence is held."""
+    from gateway.ledger.witness import SqliteWitnessStore
+
+    if not args.db.is_file():
+        raise NotFound(f"{args.db}: no such witness database")
+    store = SqliteWitnessStore(args.db)
+    try:
+        origins = [args.origin] if args.origin else store.origins()
+        for origin in origins:
+            state = store.latest(origin)
+            if state is None:
+                print(f"{origin}: never witnessed")
+                continue
+            print(f"{origin}: last cosigned size {state.size}")
+            if args.note_out:
+                args.note_out.write_text(state.note, encoding="utf-8")
+                print(f"  checkpoint note written to {args.note_out}")
+        evidence = store.evidence(args.origin)
+        for ev in evidence:
+            print(f"EVIDENCE {ev.origin}: {ev.kind}: {ev.detail}")
+            print("  checkpoint cosigned before:\n    " + ev.held_note.replace("\n", "\n    "))
+            print("  conflicting checkpoint shown:\n    " + ev.shown_note.replace("\n", "\n    "))
+        return 1 if evidence else 0
+    finally:
+        store.close()
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

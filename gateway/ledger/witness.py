@@ -95,6 +95,12 @@ class SqliteWitnessStore:
         except sqlite3.Error as exc:
             raise StorageFailure(f"cannot open witness store: {exc}") from exc
 
+    def origins(self) -> list[str]:
+        """Every log this witness has cosigned, sorted."""
+        with self._lock:
+            rows = self._db.execute("SELECT origin FROM witness_state ORDER BY origin").fetchall()
+        return [str(r[0]) for r in rows]
+
     def latest(self, origin: str) -> WitnessState | None:
         with self._lock:
             row = self._db.execute(

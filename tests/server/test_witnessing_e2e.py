@@ -30,7 +30,7 @@ def _exchange(fed: RunningFederation) -> None:
         )  # fmt: skip
 
 
-def test_checkpoints_are_cosigned_by_every_peer(own_federation: RunningFederation) -> None:
+def test_checkpoints_are_cosigned_by_every_peer(own_federation: RunningFederation, tmp_path) -> None:
     _exchange(own_federation)
     bj = own_federation.gateways["110000"]
     outcomes = bj.checkpoint_and_witness()
@@ -42,6 +42,15 @@ def test_checkpoints_are_cosigned_by_every_peer(own_federation: RunningFederatio
         "120000.gateway.dataexchange.cn/witness",
         "130000.gateway.dataexchange.cn/witness",
     }
+    # A witness's copy proves the ledger file was not truncated afterwards.
+    from gateway.cli import main
+
+    note = tmp_path / "seen-by-120000.note"
+    db = own_federation.site("120000").root / "data" / "witness.sqlite"
+    assert main(["ledger", "witnessed", str(db), "--origin", bj.ledger.origin, "--note-out", str(note)]) == 0
+    ledger_file = str(own_federation.site("110000").root / "data" / "ledger.sqlite")
+    bundle = str(own_federation.fed.bundle)
+    assert main(["ledger", "verify", ledger_file, "--bundle", bundle, "--checkpoint", str(note)]) == 0
 
 
 def _send_forged(fed: RunningFederation, forged: SqliteLedger, seen: int) -> ledger_pb2.PeerWitnessResponse:
@@ -72,6 +81,11 @@ def test_forked_ledger_is_detected_by_the_witness_and_evidence_kept(
     assert resp.status in (ledger_pb2.WITNESS_STATUS_INCONSISTENT, ledger_pb2.WITNESS_STATUS_FORK)
     assert fed.gateways["120000"].witness_store.evidence(), "both checkpoints must be kept"
     forged.close()
+    # The compliance officer's view of the witness: the evidence is reported (exit 1).
+    from gateway.cli import main
+
+    db = fed.site("120000").root / "data" / "witness.sqlite"
+    assert main(["ledger", "witnessed", str(db)]) == 1
 
 
 def test_rolled_back_ledger_is_detected(own_federation: RunningFederation, tmp_path) -> None:
