@@ -164,8 +164,9 @@ def run(quick: bool) -> Report:
                 report.ratio(f"dp/plain {stat} ({mode} privacy unit)", ratio, "<= 10")
                 report.ratio(f"dp p50 seconds {stat} ({mode} privacy unit)", p50, "<= 1")
     report.notes.append(
-        "declared: catalogue's rows-per-person bound trusted (agreement truncate_by_identifier: "
-        "false); truncate: OpenDP keeps <= max_rows rows per person_id (for sources that may hold several rows per person)"
+        "declared: one row per person, enforced by the source's UNIQUE index (the shipped "
+        "agreements: truncate_by_identifier: false); truncate: OpenDP keeps <= max_rows rows "
+        "per person_id (for sources that may hold several rows per person)"
     )
     report.notes.append(
         "both sides scan the same Arrow IPC file; an in-memory frame costs the DP side an extra "
