@@ -107,7 +107,9 @@ class SqliteSource:
             for idx in conn.execute(f"PRAGMA index_list({_quote(dataset.code)})").fetchall():
                 if not idx["unique"]:
                     continue
-                cols = [r["name"] for r in conn.execute(f"PRAGMA index_info({_quote(idx['name'])})")]
+                cols = [
+                    r["name"] for r in conn.execute(f"PRAGMA index_info({_quote(idx['name'])})")
+                ]
                 if cols == [column]:
                     return True
         except sqlite3.Error as exc:

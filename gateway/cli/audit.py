@@ -56,7 +56,7 @@ def _read_api(address: str) -> list[tuple[int, LedgerEvent]]:
 
     out: list[tuple[int, LedgerEvent]] = []
     with grpc.insecure_channel(address) as channel:
-        stub = ledger_pb2_grpc.LedgerStub(channel)  # type: ignore[no-untyped-call]
+        stub = ledger_pb2_grpc.LedgerStub(channel)
         start = 0
         try:
             while True:

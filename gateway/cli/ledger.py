@@ -70,7 +70,9 @@ def register(sub: Any) -> None:
     )
     w.add_argument("db", type=Path, help="a gateway's data/witness.sqlite")
     w.add_argument("--origin", help="only this log (e.g. 110000.gateway.dataexchange.cn/ledger)")
-    w.add_argument("--note-out", type=Path, help="write that log's last cosigned checkpoint note here")
+    w.add_argument(
+        "--note-out", type=Path, help="write that log's last cosigned checkpoint note here"
+    )
     w.set_defaults(func=cmd_witnessed)
 
     c = lsub.add_parser("checkpoint", help="print the newest signed checkpoint")
@@ -300,7 +302,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             members=members,
             log_key=log_key,
             witness_keys=(
-                trusted_witness_keys(args.bundle, ledger.origin) if args.bundle is not None else None
+                trusted_witness_keys(args.bundle, ledger.origin)
+                if args.bundle is not None
+                else None
             ),
         )
     finally:

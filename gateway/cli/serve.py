@@ -48,8 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
     def witness(_sig: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=gw.checkpoint_and_witness, name="sigusr1-witness", daemon=True).start()
+        threading.Thread(
+            target=gw.checkpoint_and_witness, name="sigusr1-witness", daemon=True
+        ).start()
 
     signal.signal(signal.SIGHUP, reload)
     signal.signal(signal.SIGUSR1, witness)

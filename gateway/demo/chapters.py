@@ -23,9 +23,13 @@ from gateway.ledger.note import parse_note
 ALL = ["110000", "120000", "130000"]
 
 
-def _stats_stub(fed: Federation, code: str, service: str) -> tuple[grpc.Channel, stats_pb2_grpc.StatisticsStub]:
+def _stats_stub(
+    fed: Federation, code: str, service: str
+) -> tuple[grpc.Channel, stats_pb2_grpc.StatisticsStub]:
     site = fed.sites[code]
-    ch = service_channel(site.service_address, site.tls_cert.read_bytes(), code, site.tokens[service])
+    ch = service_channel(
+        site.service_address, site.tls_cert.read_bytes(), code, site.tokens[service]
+    )
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
@@ -55,7 +59,9 @@ def statistics_chapter(fed: Federation) -> None:
     try:
         dry = stub.DryRun(_commuters_by_age(ALL, 1.0), timeout=30)
         cost = ", ".join(f"{p.jurisdictions[0]} ε={p.epsilon:g}" for p in dry.parts)
-        console.print(f"Dry run (nothing spent): cost {cost}; expected ±{_accuracy(dry):.1f} per cell at 95%.")
+        console.print(
+            f"Dry run (nothing spent): cost {cost}; expected ±{_accuracy(dry):.1f} per cell at 95%."
+        )
         resp = stub.Query(_commuters_by_age(ALL, 1.0), timeout=30)
     finally:
         ch.close()
@@ -74,13 +80,17 @@ def statistics_chapter(fed: Federation) -> None:
     missing = ", ".join(f"{m.jurisdiction}: {m.code}" for m in resp.missing) or "none"
     console.print(f"complete={resp.complete}; missing parts: {missing}")
 
-    console.print("\nHebei's planning office asks Beijing the same question until its budget is spent:")
+    console.print(
+        "\nHebei's planning office asks Beijing the same question until its budget is spent:"
+    )
     ch, stub = _stats_stub(fed, "130000", "hebei-planning")
     try:
         for i in range(1, 6):
             try:
                 r = stub.Query(_commuters_by_age(["110000"], 1.0), timeout=30)
-                left = ", ".join(f"{b.jurisdiction}: ε {b.requester_epsilon:g} left" for b in r.remaining)
+                left = ", ".join(
+                    f"{b.jurisdiction}: ε {b.requester_epsilon:g} left" for b in r.remaining
+                )
                 console.print(f"  query {i}: released ({left})")
             except grpc.RpcError as exc:
                 console.print(f"  query {i}: [yellow]{exc.code().name}[/yellow]: {exc.details()}")
@@ -116,7 +126,9 @@ def witness_before_stop(fed: Federation, procs: dict[str, subprocess.Popen[bytes
                 sigs = parse_note(cp.note)[1] if cp else []
                 if cp and cp.checkpoint.size == ledger.size and len(sigs) == len(fed.sites):
                     names = ", ".join(s.name for s in sigs[1:])
-                    console.print(f"  {code}: checkpoint of size {cp.checkpoint.size} cosigned by {names}")
+                    console.print(
+                        f"  {code}: checkpoint of size {cp.checkpoint.size} cosigned by {names}"
+                    )
                     pending.discard(code)
             finally:
                 ledger.close()
@@ -139,7 +151,7 @@ def _cli(title: str, *args: str, expect: int = 0) -> bool:
 def compliance_after_stop(fed: Federation, outcomes: list[Outcome]) -> bool:
     bundle = str(fed.bundle)
     ok = True
-    for code, site in fed.sites.items():
+    for site in fed.sites.values():
         ok = _cli(f"{site.name}'s whole ledger", "ledger", "verify",
                   str(site.root / "data" / "ledger.sqlite"), "--bundle", bundle) and ok  # fmt: skip
     codes = sorted(fed.sites)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -106,7 +107,7 @@ def _record_exchanges(fed: Federation) -> list[Outcome]:
     outcomes: list[Outcome] = []
 
     def attempt(
-        title: str, site: GatewaySite, service: str, token: str | None = None, **req: object
+        title: str, site: GatewaySite, service: str, token: str | None = None, **req: Any
     ) -> None:
         tok = token if token is not None else site.tokens[service]
         with ServiceClient(site.service_address, site.tls_cert, site.code, tok) as client:

@@ -61,7 +61,7 @@ class _Synth:
 
     def person(self, district: str, min_age: int = 18, max_age: int = 70) -> dict[str, object]:
         f = self.fake
-        pid = f.ssn(min_age=min_age, max_age=max_age, area_code=district)
+        pid = f.ssn(min_age=min_age, max_age=max_age, area_code=district)  # type: ignore[call-arg]  # zh_CN provider
         birth = birth_from_id(pid)
         return {
             "person_id": pid,

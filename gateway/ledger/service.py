@@ -124,6 +124,4 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
 
 
 def add_to_server(server: grpc.Server, ledger: Ledger, limits: Limits = DEFAULT_LIMITS) -> None:
-    ledger_pb2_grpc.add_LedgerServicer_to_server(  # type: ignore[no-untyped-call]
-        LedgerServicer(ledger, limits), server
-    )
+    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerServicer(ledger, limits), server)

@@ -40,9 +40,9 @@ from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
+from gateway.limits import Limits
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
-from gateway.limits import Limits
 from gateway.policy.store import PolicyStore, PolicyWatcher, ReloadResult
 from gateway.replay import SqliteReplayStore
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
@@ -170,7 +170,9 @@ class Gateway:
     # Statistics
     # ------------------------------------------------------------------
 
-    def _init_statistics(self, config: GatewayConfig, clock_ms: Callable[[], int], limits: Limits) -> None:
+    def _init_statistics(
+        self, config: GatewayConfig, clock_ms: Callable[[], int], limits: Limits
+    ) -> None:
         self.budget = SqliteBudgetStore(config.data_dir / "budget.sqlite")
         self.stats_holder: StatsHolder | None = None
         if (config.policies / STATISTICS_FILE).is_file():
@@ -201,7 +203,11 @@ class Gateway:
                 continue
             dataset = catalogue.dataset(terms.dataset)
             unit = dataset.privacy_unit
-            if unit is None or unit.max_rows != 1 or not self.source.guarantees_unique(dataset, unit.column):
+            if (
+                unit is None
+                or unit.max_rows != 1
+                or not self.source.guarantees_unique(dataset, unit.column)
+            ):
                 raise PolicyFileError(
                     f"{self.config.policies / STATISTICS_FILE}: dataset {terms.dataset} sets "
                     "truncate_by_identifier: false, but the data source does not guarantee one row "
@@ -213,14 +219,18 @@ class Gateway:
         if self.stats_holder is None or not result.ok:
             return
         try:
-            fresh = StatisticsPolicy.from_dir(self.config.policies, self.policy_store.current.catalogue)
+            fresh = StatisticsPolicy.from_dir(
+                self.config.policies, self.policy_store.current.catalogue
+            )
             self._check_declared_privacy_units(fresh)
         except GatewayError as exc:
             log.warning("statistics agreement reload refused; keeping the one in force: %s", exc)
             return
         self.stats_holder.replace_policy(fresh)
 
-    def _stats_fan_out(self, holder: str, request: stats_pb2.PeerStatsRequest) -> stats_pb2.PeerStatsResponse:
+    def _stats_fan_out(
+        self, holder: str, request: stats_pb2.PeerStatsRequest
+    ) -> stats_pb2.PeerStatsResponse:
         """One holder's part of a federated statistic (local or over mTLS)."""
         msg = stats_pb2.PeerStatsRequest()
         msg.CopyFrom(request)  # shared across holders; each call writes its own header
@@ -228,8 +238,12 @@ class Gateway:
             if self.stats_holder is None:
                 raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
             rid = new_request_id()
-            resp = self.stats_holder.handle_peer(msg, requester=self.me, request_id=rid, now_ms=self._clock())
-            resp.header.CopyFrom(make_header(self.me, self.me, rid, self._clock(), self._bundle.version))
+            resp = self.stats_holder.handle_peer(
+                msg, requester=self.me, request_id=rid, now_ms=self._clock()
+            )
+            resp.header.CopyFrom(
+                make_header(self.me, self.me, rid, self._clock(), self._bundle.version)
+            )
             return resp
         reply = self.caller.call(
             holder,
@@ -241,7 +255,9 @@ class Gateway:
         )
         return reply.response
 
-    def _peer_statistics(self, envelope: peer_pb2.SignedEnvelope, tls_identity: str) -> peer_pb2.SignedEnvelope:
+    def _peer_statistics(
+        self, envelope: peer_pb2.SignedEnvelope, tls_identity: str
+    ) -> peer_pb2.SignedEnvelope:
         if self.stats_holder is None:
             raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
         request = self.responder.open(

@@ -69,13 +69,14 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             code: grpc.StatusCode | None = None
             message = ""
             kind = ""
-            tokens = []
+            deadline_token: contextvars.Token[float | None] | None = None
+            caller_token: contextvars.Token[str | None] | None = None
             try:
                 remaining = context.time_remaining()
                 if remaining is not None:
-                    tokens.append((_DEADLINE, _DEADLINE.set(time.monotonic() + remaining)))
+                    deadline_token = _DEADLINE.set(time.monotonic() + remaining)
                 if self._authenticate is not None and not public:
-                    tokens.append((_CALLER, _CALLER.set(self._authenticate(context))))
+                    caller_token = _CALLER.set(self._authenticate(context))
                 return inner(request, context)
             except GatewayError as exc:
                 code, message = exc.grpc_code, exc.message
@@ -86,8 +87,10 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 log.exception("%s failed (reference %s)", method, ref)
                 code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
             finally:
-                for var, tok in reversed(tokens):
-                    var.reset(tok)
+                if caller_token is not None:
+                    _CALLER.reset(caller_token)
+                if deadline_token is not None:
+                    _DEADLINE.reset(deadline_token)
             if kind:
                 context.set_trailing_metadata(((WIRE_METADATA_KEY, kind),))
             context.abort(code, message)

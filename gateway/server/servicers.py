@@ -27,7 +27,7 @@ from gateway.trust import TrustBundle
 PeerHandler = Callable[[peer_pb2.SignedEnvelope, str], peer_pb2.SignedEnvelope]
 
 
-class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):  # type: ignore[misc]
+class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
     def __init__(self, requester: RecordRequester, bundle: Callable[[], TrustBundle]) -> None:
         self._requester = requester
         self._bundle = bundle
@@ -72,7 +72,7 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):  # type: 
         )
 
 
-class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):  # type: ignore[misc]
+class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
     def __init__(
         self,
         holder: RecordHolder,

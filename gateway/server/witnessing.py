@@ -116,7 +116,10 @@ class Witnessing:
             sender_origin=member.origin,
         )
         status = ledger_pb2.WitnessStatus.Name(response.status)
-        if response.status in (ledger_pb2.WITNESS_STATUS_FORK, ledger_pb2.WITNESS_STATUS_INCONSISTENT):
+        if response.status in (
+            ledger_pb2.WITNESS_STATUS_FORK,
+            ledger_pb2.WITNESS_STATUS_INCONSISTENT,
+        ):
             log.error(
                 "LEDGER OF %s IS NOT CONSISTENT WITH WHAT IT SHOWED BEFORE (%s): %s; "
                 "both signed checkpoints are kept as evidence in the witness store",

@@ -108,7 +108,9 @@ class StatsHolder:
     def replace_policy(self, policy: StatisticsPolicy) -> None:
         """Swap in a reloaded statistics agreement (one reference assignment)."""
         if policy.holder != self._policy.holder:
-            raise InvalidArgument.expected("statistics agreement holder", self._policy.holder, policy.holder)
+            raise InvalidArgument.expected(
+                "statistics agreement holder", self._policy.holder, policy.holder
+            )
         self._policy = policy
 
     # -- peer seam -----------------------------------------------------------

@@ -30,12 +30,18 @@ text = st.text(max_size=40)
 codes = st.sampled_from(["110000", "120000", "130000", "310000", "", "1100000", "11000x"])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     holder=codes,
-    dataset=st.one_of(st.sampled_from(["si_contributions", "hf_accounts", "population_core"]), text),
+    dataset=st.one_of(
+        st.sampled_from(["si_contributions", "hf_accounts", "population_core"]), text
+    ),
     purpose=st.one_of(st.sampled_from(["housing_fund_transfer", "commuter_planning"]), text),
-    subject_ids=st.lists(st.one_of(text, st.from_regex(r"[0-9]{17}[0-9X]", fullmatch=True)), max_size=4),
+    subject_ids=st.lists(
+        st.one_of(text, st.from_regex(r"[0-9]{17}[0-9X]", fullmatch=True)), max_size=4
+    ),
     fields=st.lists(st.one_of(st.sampled_from(["name", "phone", "person_id"]), text), max_size=4),
     ref=text,
 )
@@ -61,8 +67,13 @@ def test_random_service_requests_get_clean_statuses(
             assert exc.code() in CLEAN, (exc.code(), exc.details())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=st.binary(max_size=300), kind=st.sampled_from(["FetchRecords", "ComputeStatistic", "Witness"]))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    payload=st.binary(max_size=300),
+    kind=st.sampled_from(["FetchRecords", "ComputeStatistic", "Witness"]),
+)
 def test_random_signed_peer_payloads_get_clean_errors_and_ledgers_stay_valid(
     federation: RunningFederation, payload: bytes, kind: str
 ) -> None:

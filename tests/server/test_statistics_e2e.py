@@ -11,9 +11,13 @@ from tests.conftest import RunningFederation, start_federation, stop_federation
 from tests.helpers import ledger_events
 
 
-def _stub(fed: RunningFederation, code: str, service: str) -> tuple[grpc.Channel, stats_pb2_grpc.StatisticsStub]:
+def _stub(
+    fed: RunningFederation, code: str, service: str
+) -> tuple[grpc.Channel, stats_pb2_grpc.StatisticsStub]:
     site = fed.site(code)
-    ch = service_channel(site.service_address, site.tls_cert.read_bytes(), code, site.tokens[service])
+    ch = service_channel(
+        site.service_address, site.tls_cert.read_bytes(), code, site.tokens[service]
+    )
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
@@ -52,14 +56,23 @@ def test_federated_count_combines_three_noisy_releases_and_ledgers_each_release(
     for cell in resp.combined.cells:
         assert cell.has_interval and cell.lower <= cell.value <= cell.upper
     assert {tuple(c.key) for c in resp.combined.cells} == {
-        ("16-24",), ("25-34",), ("35-44",), ("45-54",), ("55-64",), ("65+",)
+        ("16-24",),
+        ("25-34",),
+        ("35-44",),
+        ("45-54",),
+        ("55-64",),
+        ("65+",),
     }
     # Each holder ledgered its release (with epsilon), the requester each part.
     for code in ("110000", "130000"):
-        new = [e for e in ledger_events(fed.gateways[code])[before[code]:] if e.kind == "stats_release"]
+        new = [
+            e
+            for e in ledger_events(fed.gateways[code])[before[code] :]
+            if e.kind == "stats_release"
+        ]
         assert len(new) == 1 and new[0].role == "holder"
         assert dict(new[0].details)["epsilon"] in ("1.0", "1")
-    tj_new = ledger_events(fed.gateways["120000"])[before["120000"]:]
+    tj_new = ledger_events(fed.gateways["120000"])[before["120000"] :]
     assert sum(e.role == "requester" and e.kind == "stats_release" for e in tj_new) == 3
 
 

@@ -30,7 +30,9 @@ def _exchange(fed: RunningFederation) -> None:
         )  # fmt: skip
 
 
-def test_checkpoints_are_cosigned_by_every_peer(own_federation: RunningFederation, tmp_path) -> None:
+def test_checkpoints_are_cosigned_by_every_peer(
+    own_federation: RunningFederation, tmp_path
+) -> None:
     _exchange(own_federation)
     bj = own_federation.gateways["110000"]
     outcomes = bj.checkpoint_and_witness()
@@ -47,13 +49,22 @@ def test_checkpoints_are_cosigned_by_every_peer(own_federation: RunningFederatio
 
     note = tmp_path / "seen-by-120000.note"
     db = own_federation.site("120000").root / "data" / "witness.sqlite"
-    assert main(["ledger", "witnessed", str(db), "--origin", bj.ledger.origin, "--note-out", str(note)]) == 0
+    assert (
+        main(
+            ["ledger", "witnessed", str(db), "--origin", bj.ledger.origin, "--note-out", str(note)]
+        )
+        == 0
+    )
     ledger_file = str(own_federation.site("110000").root / "data" / "ledger.sqlite")
     bundle = str(own_federation.fed.bundle)
-    assert main(["ledger", "verify", ledger_file, "--bundle", bundle, "--checkpoint", str(note)]) == 0
+    assert (
+        main(["ledger", "verify", ledger_file, "--bundle", bundle, "--checkpoint", str(note)]) == 0
+    )
 
 
-def _send_forged(fed: RunningFederation, forged: SqliteLedger, seen: int) -> ledger_pb2.PeerWitnessResponse:
+def _send_forged(
+    fed: RunningFederation, forged: SqliteLedger, seen: int
+) -> ledger_pb2.PeerWitnessResponse:
     bj = fed.gateways["110000"]
     req = make_witness_request(forged, peer_pb2.PeerHeader(recipient="120000"), peer_seen_size=seen)
     reply = bj.caller.call(
