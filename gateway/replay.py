@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.errors import ReplayRejected, StorageFailure
+from gateway.sqlitedb import open_store
 
 
 class ReplayStore(Protocol):
@@ -28,20 +29,18 @@ class SqliteReplayStore:
     def __init__(self, path: Path, window_ms: int) -> None:
         self._window_ms = window_ms
         self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # WAL + NORMAL: survives a gateway crash; on power loss the last ids
-            # may be forgotten, but every served request is also in the
-            # (synchronous=FULL) ledger, which is the record of truth.
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(
+        # NORMAL: survives a gateway crash; on power loss the last ids may be
+        # forgotten, but every served request is also in the (FULL) ledger.
+        self._conn = open_store(
+            path,
+            what="replay store",
+            synchronous="NORMAL",
+            schema=[
                 "CREATE TABLE IF NOT EXISTS seen_requests ("
                 " sender TEXT NOT NULL, request_id TEXT NOT NULL, timestamp_ms INTEGER NOT NULL,"
                 " PRIMARY KEY (sender, request_id))"
-            )
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"replay store {path}: {exc}") from exc
+            ],
+        )
         self._inserts = 0
 
     def check_and_record(

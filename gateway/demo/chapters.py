@@ -33,7 +33,7 @@ def _stats_stub(
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
-def _commuters_by_age(jurisdictions: list[str], epsilon: float) -> stats_pb2.StatsQueryRequest:
+def commuters_by_age(jurisdictions: list[str], epsilon: float) -> stats_pb2.StatsQueryRequest:
     return stats_pb2.StatsQueryRequest(
         jurisdictions=jurisdictions,
         query=stats_pb2.StatsQuery(
@@ -57,12 +57,12 @@ def statistics_chapter(fed: Federation) -> None:
     )
     ch, stub = _stats_stub(fed, "120000", "tianjin-planning")
     try:
-        dry = stub.DryRun(_commuters_by_age(ALL, 1.0), timeout=30)
+        dry = stub.DryRun(commuters_by_age(ALL, 1.0), timeout=30)
         cost = ", ".join(f"{p.jurisdictions[0]} ε={p.epsilon:g}" for p in dry.parts)
         console.print(
             f"Dry run (nothing spent): cost {cost}; expected ±{_accuracy(dry):.1f} per cell at 95%."
         )
-        resp = stub.Query(_commuters_by_age(ALL, 1.0), timeout=30)
+        resp = stub.Query(commuters_by_age(ALL, 1.0), timeout=30)
     finally:
         ch.close()
     table = Table(title="People insured in 京津冀 who live in Hebei, by age band (ε=1 per holder)",
@@ -87,7 +87,7 @@ def statistics_chapter(fed: Federation) -> None:
     try:
         for i in range(1, 6):
             try:
-                r = stub.Query(_commuters_by_age(["110000"], 1.0), timeout=30)
+                r = stub.Query(commuters_by_age(["110000"], 1.0), timeout=30)
                 left = ", ".join(
                     f"{b.jurisdiction}: ε {b.requester_epsilon:g} left" for b in r.remaining
                 )

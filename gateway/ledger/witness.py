@@ -33,6 +33,7 @@ from gateway.ledger.note import (
     parse_note,
     verify_cosignature,
 )
+from gateway.sqlitedb import open_store
 
 S = ledger_pb2.WitnessStatus
 
@@ -76,24 +77,19 @@ class WitnessStore(Protocol):
 class SqliteWitnessStore:
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                str(path), check_same_thread=False, isolation_level=None, timeout=30
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(
+        self._db = open_store(
+            path,
+            what="witness store",
+            synchronous="FULL",
+            schema=[
                 "CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
                 "size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL, "
-                "updated_ms INTEGER NOT NULL)"
-            )
-            self._db.execute(
+                "updated_ms INTEGER NOT NULL)",
                 "CREATE TABLE IF NOT EXISTS witness_evidence (id INTEGER PRIMARY KEY, "
                 "origin TEXT NOT NULL, kind TEXT NOT NULL, held_note TEXT NOT NULL, "
-                "shown_note TEXT NOT NULL, detail TEXT NOT NULL, recorded_ms INTEGER NOT NULL)"
-            )
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"cannot open witness store: {exc}") from exc
+                "shown_note TEXT NOT NULL, detail TEXT NOT NULL, recorded_ms INTEGER NOT NULL)",
+            ],
+        )
 
     def origins(self) -> list[str]:
         """Every log this witness has cosigned, sorted."""

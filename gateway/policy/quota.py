@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gateway.errors import InvalidArgument, QuotaExceeded, StorageFailure
+from gateway.sqlitedb import open_store
 
 _MS_PER_DAY = 86_400_000
 
@@ -68,15 +69,9 @@ class SqliteQuotaStore:
     def __init__(self, path: Path | str) -> None:
         self._path = str(path)
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                self._path, isolation_level=None, check_same_thread=False, timeout=10.0
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"quota store {self._path}: {exc}") from exc
+        self._db = open_store(
+            self._path, what="quota store", synchronous="NORMAL", schema=[_SCHEMA], timeout=10.0
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
+from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc
 from gateway.client import service_channel
+from gateway.demo.chapters import commuters_by_age
 from tests.conftest import RunningFederation, start_federation, stop_federation
 from tests.helpers import ledger_events
 
@@ -19,21 +20,6 @@ def _stub(
         site.service_address, site.tls_cert.read_bytes(), code, site.tokens[service]
     )
     return ch, stats_pb2_grpc.StatisticsStub(ch)
-
-
-def _count_by_age(jurisdictions: list[str], epsilon: float = 1.0) -> stats_pb2.StatsQueryRequest:
-    return stats_pb2.StatsQueryRequest(
-        jurisdictions=jurisdictions,
-        query=stats_pb2.StatsQuery(
-            dataset="si_contributions",
-            purpose="commuter_planning",
-            statistic=stats_pb2.STATISTIC_KIND_COUNT,
-            group_by=["age_band"],
-            filters=[stats_pb2.StatsFilter(column="residence_jurisdiction", values=["130000"])],
-            epsilon=epsilon,
-            confidence=0.95,
-        ),
-    )
 
 
 @pytest.fixture()
@@ -49,7 +35,7 @@ def test_federated_count_combines_three_noisy_releases_and_ledgers_each_release(
     fed = own_federation
     ch, stub = _stub(fed, "120000", "tianjin-planning")
     before = {c: len(ledger_events(g)) for c, g in fed.gateways.items()}
-    resp = stub.Query(_count_by_age(["110000", "120000", "130000"]), timeout=30)
+    resp = stub.Query(commuters_by_age(["110000", "120000", "130000"], 1.0), timeout=30)
     ch.close()
     assert resp.complete and resp.has_combined and not resp.missing
     assert {p.jurisdictions[0] for p in resp.parts} == {"110000", "120000", "130000"}
@@ -81,9 +67,9 @@ def test_budget_exhaustion_is_resource_exhausted_with_remaining_budget(
 ) -> None:
     ch, stub = _stub(own_federation, "130000", "hebei-planning")
     for _ in range(3):  # epsilon 3.0 per requester at 1.0 per query
-        stub.Query(_count_by_age(["110000"]), timeout=30)
+        stub.Query(commuters_by_age(["110000"], 1.0), timeout=30)
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(_count_by_age(["110000"]), timeout=30)
+        stub.Query(commuters_by_age(["110000"], 1.0), timeout=30)
     ch.close()
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "remaining" in (err.value.details() or "")
@@ -94,7 +80,7 @@ def test_holder_down_is_reported_as_missing_part_not_silently_combined(
 ) -> None:
     own_federation.gateways["130000"].stop(grace=0)
     ch, stub = _stub(own_federation, "110000", "beijing-planning")
-    resp = stub.Query(_count_by_age(["110000", "120000", "130000"]), timeout=30)
+    resp = stub.Query(commuters_by_age(["110000", "120000", "130000"], 1.0), timeout=30)
     ch.close()
     assert not resp.complete
     assert [(m.jurisdiction, m.code) for m in resp.missing] == [("130000", "UNAVAILABLE")]
@@ -102,7 +88,7 @@ def test_holder_down_is_reported_as_missing_part_not_silently_combined(
 
 def test_undeclared_group_key_is_refused(own_federation: RunningFederation) -> None:
     ch, stub = _stub(own_federation, "120000", "tianjin-planning")
-    req = _count_by_age(["110000"])
+    req = commuters_by_age(["110000"], 1.0)
     del req.query.group_by[:]
     req.query.group_by.append("employer")
     with pytest.raises(grpc.RpcError) as err:
