@@ -1,7 +1,8 @@
 """`gateway audit reconcile A B`: compare two gateways' ledgers transfer by transfer.
 
-Owns: reading each side (a ledger SQLite file, or ``host:port`` of a Ledger
-API paged through GetEntries) and printing the reconciliation. Does not own
+Owns: reading each side (a ledger SQLite file, or ``JURISDICTION@host:port``
+of a gateway's Ledger API over TLS with a service-system token, paged through
+GetEntries) and printing the reconciliation. Does not own
 the comparison (``gateway.ledger.reconcile``).
 
 Exit status: 0 when every transfer pairs up identically, 1 when some are
@@ -15,13 +16,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import PeerUnavailable, VerificationFailed
+from gateway.errors import InvalidArgument, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.reconcile import reconcile
 
-_ADDRESS = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$")
+_ADDRESS = re.compile(r"^(?:(?P<j>[1-9][0-9]{5})@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
 
 
 def register(sub: Any) -> None:
@@ -30,14 +31,25 @@ def register(sub: Any) -> None:
     r = asub.add_parser(
         "reconcile", help="report transfers missing on one side or differing between two ledgers"
     )
-    r.add_argument("a", help="ledger SQLite file, or host:port of a Ledger API (plaintext)")
-    r.add_argument("b", help="ledger SQLite file, or host:port of a Ledger API (plaintext)")
+    side = "ledger SQLite file, or JURISDICTION@host:port of a gateway's Ledger API (service port)"
+    r.add_argument("a", help=side)
+    r.add_argument("b", help=side)
+    for x in ("a", "b"):
+        r.add_argument(
+            f"--cert-{x}", type=Path, help=f"side {x}: the gateway's TLS certificate (tls.crt)"
+        )
+        r.add_argument(
+            f"--token-file-{x}", type=Path, help=f"side {x}: file holding a service-system token"
+        )
     r.set_defaults(func=cmd_reconcile)
 
 
-def read_side(spec: str) -> list[tuple[int, LedgerEvent]]:
+def read_side(
+    spec: str, cert: Path | None = None, token_file: Path | None = None
+) -> list[tuple[int, LedgerEvent]]:
     path = Path(spec)
-    if path.exists() or not _ADDRESS.match(spec):
+    m = _ADDRESS.match(spec)
+    if path.exists() or not m:
         ledger = SqliteLedger.open_readonly(path)
         try:
             out: list[tuple[int, LedgerEvent]] = []
@@ -46,16 +58,27 @@ def read_side(spec: str) -> list[tuple[int, LedgerEvent]]:
             return out
         finally:
             ledger.close()
-    return _read_api(spec)
+    return _read_api(m.group("addr"), m.group("j"), cert, token_file)
 
 
-def _read_api(address: str) -> list[tuple[int, LedgerEvent]]:
+def _read_api(
+    address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
+) -> list[tuple[int, LedgerEvent]]:
     import grpc
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+    from gateway.client import service_channel
+    from gateway.server.transport import error_for_status
 
+    if cert is None:  # plaintext: only for a local test server
+        channel = grpc.insecure_channel(address)
+    else:
+        if jurisdiction is None:
+            raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
+        token = token_file.read_text(encoding="utf-8").strip() if token_file else None
+        channel = service_channel(address, cert.read_bytes(), jurisdiction, token)
     out: list[tuple[int, LedgerEvent]] = []
-    with grpc.insecure_channel(address) as channel:
+    with channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)
         start = 0
         try:
@@ -67,11 +90,16 @@ def _read_api(address: str) -> list[tuple[int, LedgerEvent]]:
                     out.append((e.index, decode_entry(e.entry).event))
                 start = page.entries[-1].index + 1
         except grpc.RpcError as exc:
-            raise PeerUnavailable(f"ledger API {address}: {exc.code().name}") from exc
+            raise error_for_status(
+                exc.code(), f"ledger API {address}: {exc.code().name}: {exc.details() or ''}"
+            ) from exc
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    report = reconcile(read_side(args.a), read_side(args.b))
+    report = reconcile(
+        read_side(args.a, args.cert_a, args.token_file_a),
+        read_side(args.b, args.cert_b, args.token_file_b),
+    )
     ja, jb = report.jurisdiction_a or "A", report.jurisdiction_b or "B"
     print(f"reconcile {ja} <-> {jb}: {report.matched} transfers match")
     for rid, idx in report.missing_in_b:

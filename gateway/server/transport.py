@@ -46,6 +46,15 @@ _BY_CODE: dict[grpc.StatusCode, type[GatewayError]] = {
 }
 
 
+def error_for_status(code: grpc.StatusCode, message: str) -> GatewayError:
+    """The GatewayError for a gRPC status received from another gateway."""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return PeerUnavailable(message)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerTimeout(message)
+    return _BY_CODE.get(code, EnvironmentFailure)(message)
+
+
 def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
     return [
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -102,11 +111,12 @@ class GrpcPeerTransport:
                 raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise PeerTimeout(f"{who} did not answer within {timeout:.1f} s") from exc
+            message = f"{who} refused ({code.name}): {details}"
             kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
-            cls = WIRE_NAMES.get(str(kind)) or _BY_CODE.get(code, EnvironmentFailure)
-            if cls.grpc_code != code:  # a name that disagrees with the status is ignored
-                cls = _BY_CODE.get(code, EnvironmentFailure)
-            raise cls(f"{who} refused ({code.name}): {details}") from exc
+            cls = WIRE_NAMES.get(str(kind))
+            if cls is not None and cls.grpc_code == code:  # a name must agree with the status
+                raise cls(message) from exc
+            raise error_for_status(code, message) from exc
 
     def close(self) -> None:
         with self._lock:

@@ -155,3 +155,34 @@ def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_
     assert main(["ledger", "verify", str(forged), "--bundle", bundle]) == 1
     with pytest.raises(VerificationFailed):
         verify_bundle_bytes(forged.read_bytes())  # even unpinned: the cosignature fails
+
+
+def test_reconcile_over_the_gateways_ledger_apis_with_tls_and_tokens(
+    own_federation: RunningFederation, tmp_path
+) -> None:
+    from gateway.cli import main
+
+    fed = own_federation
+    _exchange(fed)
+    args = ["audit", "reconcile"]
+    for code, service in (("110000", "beijing-planning"), ("130000", "hebei-planning")):
+        site = fed.site(code)
+        token = tmp_path / f"{code}.token"
+        token.write_text(site.tokens[service])
+        args.append(f"{code}@{site.service_address}")
+    for x, code in (("a", "110000"), ("b", "130000")):
+        args += [
+            f"--cert-{x}",
+            str(fed.site(code).tls_cert),
+            f"--token-file-{x}",
+            str(tmp_path / f"{code}.token"),
+        ]
+    assert main(args) == 0
+    # Without a token the gateway refuses the auditor.
+    bad = [a for a in args if not a.startswith("--token-file") and not a.endswith(".token")]
+    from gateway.cli.audit import read_side
+    from gateway.errors import Unauthenticated
+
+    assert main(bad) == 2
+    with pytest.raises(Unauthenticated):
+        read_side(args[2], fed.site("110000").tls_cert, None)
