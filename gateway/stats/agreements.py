@@ -91,6 +91,8 @@ Code = Annotated[str, Field(pattern=CODE_RE)]
 
 class DatasetTerms(_Frozen):
     dataset: Code
+    # Declared purpose codes; a query for any other purpose is refused.
+    purposes: Annotated[tuple[Code, ...], Field(min_length=1)]
     statistics: Annotated[
         tuple[Literal["count", "sum", "mean", "quantile", "median", "histogram"], ...],
         Field(min_length=1),
@@ -265,11 +267,14 @@ class StatisticsPolicy:
     def digest(self) -> str:
         return self._loaded.digest
 
-    def authorise(self, dataset: str, jurisdiction: str, service_system: str) -> Authorised:
-        """Terms allowing ``service_system`` at ``jurisdiction`` to query ``dataset``.
+    def authorise(
+        self, dataset: str, jurisdiction: str, service_system: str, purpose: str
+    ) -> Authorised:
+        """Terms allowing ``service_system`` at ``jurisdiction`` to query ``dataset``
+        for ``purpose``.
 
         Raises NotFound for an unknown dataset, PolicyDenied when no agreement
-        entry names this requester for this dataset.
+        entry names this requester, or this purpose, for this dataset.
         """
         ds = self._catalogue.dataset(dataset)
         terms = self._loaded.agreement.terms(dataset)
@@ -279,5 +284,10 @@ class StatisticsPolicy:
             raise PolicyDenied(
                 f"statistics agreement {self._loaded.agreement.id} does not allow "
                 f"{service_system} at {jurisdiction} to query {dataset}"
+            )
+        if purpose not in terms.purposes:
+            raise PolicyDenied(
+                f"statistics agreement {self._loaded.agreement.id} does not allow purpose "
+                f"{purpose!r} for {dataset}; declared purposes: {', '.join(terms.purposes)}"
             )
         return Authorised(terms, ds, self._loaded.agreement.id, self._loaded.digest)

@@ -150,7 +150,9 @@ class StatsHolder:
     ) -> HolderAnswer:
         auth: Authorised | None = None
         try:
-            auth = self._policy.authorise(query.dataset, ctx.requester, ctx.service_system)
+            auth = self._policy.authorise(
+                query.dataset, ctx.requester, ctx.service_system, query.purpose
+            )
             plan = engine.plan_query(
                 query, auth.dataset, auth.terms, self.jurisdiction, self._limits
             )

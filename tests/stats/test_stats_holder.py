@@ -357,7 +357,7 @@ def test_release_refused_if_honest_but_curious_is_enabled(
 
 def test_identifier_truncation_bounds_one_persons_rows(make_holder: Callable[..., Any]) -> None:
     holder, _, _ = make_holder()
-    auth = holder._policy.authorise(SI, "110000", "beijing-planning")
+    auth = holder._policy.authorise(SI, "110000", "beijing-planning", "planning")
     plan = engine.plan_query(q(epsilon=1.0), auth.dataset, auth.terms, "120000")
     cal = engine.calibrate(plan)
     # One person with 50 rows moves the count by at most max_rows = 1 before noise.
@@ -401,3 +401,16 @@ def test_declared_privacy_unit_ungrouped_unfiltered_count_counts_every_row(
     value = holder.answer(q(epsilon=1.0), new_ctx()).release.cells[0].value
     rows = sum(truth(sources["120000"], ["age_band"]).values())
     assert abs(value - rows) < 25  # Laplace scale 1: |noise| >= 25 has probability ~1e-11
+
+
+def test_undeclared_purpose_is_refused(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, ledger, budget = make_holder()
+    query = StatsQuery(
+        dataset=SI, purpose="marketing", statistic=Statistic.COUNT, epsilon=0.5, confidence=0.95
+    )
+    with pytest.raises(PolicyDenied, match="marketing"):
+        holder.answer(query, new_ctx())
+    assert budget.spends() == []  # nothing spent on a refusal
+    assert len(ledger.of_kind("stats_refusal")) == 1
