@@ -291,6 +291,15 @@ class SqliteLedgerStore:
             yield rows
             last = int(rows[-1][0])
 
+    def entry_range(self, start: int, stop: int) -> list[bytes]:
+        """Entry bytes with start <= index < stop, in order (each entry's header
+        carries its own index, so the verifier needs nothing else)."""
+        rows = self._all(
+            "SELECT entry FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, stop),
+        )
+        return [r[0] for r in rows]
+
     def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]:
         """(index, entry, entry_hash) rows with start <= index < stop, in order."""
         return self._all(

@@ -145,7 +145,7 @@ def _first_diff(a: Sequence[object], b: Sequence[object]) -> int:
 
 
 def verify_range(
-    rows_pages: Iterable[RawPage],
+    rows_pages: Iterable[RawPage] | Iterable[Sequence[bytes]],
     lo: int,
     sizes: Sequence[int],
     stored_nodes: NodeRange | None = None,
@@ -155,6 +155,10 @@ def verify_range(
 
     Each page must hold whole chunks except the last. Per page, the work is
     done in list comprehensions (one SHA-256 per entry), not per-entry Python.
+    With ``stored_nodes`` the pages are (index, entry, stored hash) rows and
+    the stored caches are checked too; without, pages are bare entry bytes
+    (each header's index and predecessor hash are checked, so a deleted,
+    inserted or reordered entry is still found).
     """
     sha = hashlib.sha256
     i = lo
@@ -172,7 +176,11 @@ def verify_range(
         if not page:
             continue
         m = len(page)
-        idxs, entries, stored = zip(*page, strict=True)
+        if stored_nodes is None:
+            entries = tuple(page)  # type: ignore[arg-type]
+            idxs, stored = tuple(range(i, i + m)), ()
+        else:
+            idxs, entries, stored = zip(*page, strict=True)  # type: ignore[misc]
         if idxs != tuple(range(i, i + m)):
             j = _first_diff(idxs, range(i, i + m))
             return _bump(
@@ -200,10 +208,20 @@ def verify_range(
                     i + j,
                 ),
             )
-        heads = b"".join([e[:9] for e in entries])
-        expect = b"".join([_HEAD.pack(ENTRY_VERSION, k) for k in range(i, i + m)])
-        links = [e[9:HEADER_LEN] for e in entries]
-        if heads != expect or links[1:] != hashes[:-1] or (prev is not None and links[0] != prev):
+        # One comparison covers every header: version, own index, predecessor hash.
+        got = b"".join([e[:HEADER_LEN] for e in entries])
+        first = prev if prev is not None else entries[0][9:HEADER_LEN]
+        pack = _HEAD.pack
+        want_headers = b"".join(
+            [
+                pack(ENTRY_VERSION, k) + h
+                for k, h in zip(range(i, i + m), [first, *hashes[:-1]], strict=True)
+            ]
+        )
+        if got != want_headers:
+            links = [e[9:HEADER_LEN] for e in entries]
+            heads = b"".join([e[:9] for e in entries])
+            expect = b"".join([pack(ENTRY_VERSION, k) for k in range(i, i + m)])
             j = next(
                 j
                 for j in range(m)
@@ -219,7 +237,7 @@ def verify_range(
                 except InvalidArgument as exc:
                     return _bump(result, i, j, Problem("entry-malformed", str(exc), i + j))
         if prev is None:
-            first_prev = links[0]
+            first_prev = entries[0][9:HEADER_LEN]
         for c in range(0, m, CHUNK):
             leaves = hashes[c : c + CHUNK]
             base = i + c
@@ -266,7 +284,7 @@ def _levels(leaves: list[bytes]) -> list[list[bytes]]:
     levels = [leaves]
     cur = leaves
     while len(cur) > 1:
-        cur = [sha(b"\x01" + cur[j] + cur[j + 1]).digest() for j in range(0, len(cur) - 1, 2)]
+        cur = [sha(b"\x01" + a + b).digest() for a, b in zip(cur[0::2], cur[1::2], strict=False)]
         levels.append(cur)
     return levels
 
@@ -276,7 +294,8 @@ def _range_worker(
 ) -> RangeResult:
     store = SqliteLedgerStore(path, readonly=True)
     try:
-        pages = (store.raw_range(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
+        read = store.raw_range if check_nodes else store.entry_range
+        pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
         return verify_range(pages, lo, sizes, store.nodes_range if check_nodes else None, decode)
     finally:
         store.close()
@@ -420,7 +439,7 @@ def verify_store(
         required.append(_Required(cp.size, cp.root, f"trusted checkpoint {n}"))
     total = store.size()
     sizes = tuple(sorted({r.size for r in required if 0 < r.size <= total}))
-    span = CHUNK * 8
+    span = CHUNK * 2  # small tasks keep both workers busy to the end
     bounds = [(a, min(a + span, total)) for a in range(0, total, span)]
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 4 * span else 1
@@ -445,8 +464,9 @@ def verify_store(
                         f.cancel()
                     break
     else:
+        read = store.raw_range if check_nodes else store.entry_range
         for a, b in bounds:
-            pages = (store.raw_range(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
+            pages = (read(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
             results.append(
                 verify_range(pages, a, sizes, store.nodes_range if check_nodes else None, decode)
             )
