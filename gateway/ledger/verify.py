@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 from gateway.crypto import VerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
@@ -40,6 +40,7 @@ _HEAD = struct.Struct(">BQ")
 
 Progress = Callable[[int, int], None]  # (entries done, total)
 RawPage = Sequence[tuple[int, bytes, bytes]]  # (index, entry bytes, stored hash)
+EntryPage = Sequence[bytes]  # entry bytes only (each header carries its index)
 NodeRange = Callable[[int, int, int], list[bytes]]  # (level, start, stop) -> stored hashes
 
 
@@ -145,7 +146,7 @@ def _first_diff(a: Sequence[object], b: Sequence[object]) -> int:
 
 
 def verify_range(
-    rows_pages: Iterable[RawPage] | Iterable[Sequence[bytes]],
+    rows_pages: Iterable[RawPage | EntryPage],
     lo: int,
     sizes: Sequence[int],
     stored_nodes: NodeRange | None = None,
@@ -176,12 +177,18 @@ def verify_range(
         if not page:
             continue
         m = len(page)
+        entries: Sequence[bytes]
+        stored: Sequence[bytes]
+        idxs: Sequence[int]
         if stored_nodes is None:
-            entries = tuple(page)  # type: ignore[arg-type]
-            idxs, stored = tuple(range(i, i + m)), ()
+            entries = cast(EntryPage, page)
+            idxs, stored = range(i, i + m), ()
         else:
-            idxs, entries, stored = zip(*page, strict=True)  # type: ignore[misc]
-        if idxs != tuple(range(i, i + m)):
+            rows = cast(RawPage, page)
+            idxs = [r[0] for r in rows]
+            entries = [r[1] for r in rows]
+            stored = [r[2] for r in rows]
+        if stored_nodes is not None and list(idxs) != list(range(i, i + m)):
             j = _first_diff(idxs, range(i, i + m))
             return _bump(
                 result,
@@ -209,7 +216,7 @@ def verify_range(
                 ),
             )
         # One comparison covers every header: version, own index, predecessor hash.
-        got = b"".join([e[:HEADER_LEN] for e in entries])
+        got_headers = b"".join([e[:HEADER_LEN] for e in entries])
         first = prev if prev is not None else entries[0][9:HEADER_LEN]
         pack = _HEAD.pack
         want_headers = b"".join(
@@ -218,7 +225,7 @@ def verify_range(
                 for k, h in zip(range(i, i + m), [first, *hashes[:-1]], strict=True)
             ]
         )
-        if got != want_headers:
+        if got_headers != want_headers:
             links = [e[9:HEADER_LEN] for e in entries]
             heads = b"".join([e[:9] for e in entries])
             expect = b"".join([pack(ENTRY_VERSION, k) for k in range(i, i + m)])
