@@ -27,7 +27,7 @@ from typing import Final
 
 from gateway.crypto import SigningKey, VerifyKey
 from gateway.errors import InvalidArgument, NotFound, StorageFailure
-from gateway.ledger.entry import GENESIS_PREV, decode_entry, encode_entry
+from gateway.ledger.entry import GENESIS_PREV, decode_entry, encode_entry, validate_event
 from gateway.ledger.events import AppendReceipt, LedgerEvent
 from gateway.ledger.merkle import (
     Frontier,
@@ -54,6 +54,24 @@ Clock = Callable[[], float]
 
 def default_origin(jurisdiction: str) -> str:
     return f"{jurisdiction}.gateway.dataexchange.cn/ledger"
+
+
+class _Waiter:
+    """One caller's event in the group-commit queue."""
+
+    __slots__ = ("done", "error", "event", "receipt")
+
+    def __init__(self, event: LedgerEvent) -> None:
+        self.event = event
+        self.receipt: AppendReceipt | None = None
+        self.error: Exception | None = None
+        self.done = False
+
+
+def _fail(batch: Sequence[_Waiter], exc: Exception) -> None:
+    for w in batch:
+        w.error = exc
+        w.done = True
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,10 @@ class Ledger:
         self._clock = clock
         self._limits = limits
         self._lock = threading.RLock()
+        # Group commit: concurrent appends share one transaction and one fsync.
+        self._commit = threading.Condition(threading.Lock())
+        self._pending: list[_Waiter] = []
+        self._flushing = False
         stored_origin = store.get_meta("origin")
         if stored_origin is not None and stored_origin != origin:
             raise InvalidArgument.expected("ledger origin", stored_origin, origin)
@@ -143,7 +165,57 @@ class Ledger:
     # -- appends -------------------------------------------------------------
 
     def append(self, event: LedgerEvent) -> AppendReceipt:
-        return self.append_many([event])[0]
+        """Durably append one event; returns once it is committed.
+
+        Concurrent callers are group-committed: whoever finds no commit in
+        progress writes every queued event in one transaction (one fsync) and
+        wakes the others. The event is validated first, so a malformed event
+        is refused on its own and can never fail another caller's batch.
+        """
+        validate_event(event, self._limits)
+        if self._signer is None:
+            raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
+        me = _Waiter(event)
+        with self._commit:
+            self._pending.append(me)
+            while not me.done:
+                if self._flushing:
+                    self._commit.wait()
+                    continue
+                batch, self._pending = self._pending, []
+                self._flushing = True
+                self._commit.release()
+                try:
+                    self._flush(batch)
+                finally:
+                    self._commit.acquire()
+                    self._flushing = False
+                    self._commit.notify_all()
+        if me.error is not None:
+            raise me.error
+        assert me.receipt is not None
+        return me.receipt
+
+    def _flush(self, batch: list[_Waiter]) -> None:
+        """Commit ``batch`` in one transaction; every waiter ends done."""
+        try:
+            receipts = self.append_many([w.event for w in batch])
+        except InvalidArgument as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:  # isolate the offender; the others still commit
+                for w in batch:
+                    self._flush([w])
+            return
+        except Exception as exc:  # nothing in the batch was committed
+            _fail(batch, exc)
+            return
+        except BaseException:
+            _fail(batch, StorageFailure("ledger append interrupted"))
+            raise
+        for w, r in zip(batch, receipts, strict=True):
+            w.receipt = r
+            w.done = True
 
     def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
         batch = list(events)
