@@ -50,8 +50,10 @@ class RunningFederation:
         )
 
 
-def start_federation(root: Path, rows: int = 300) -> RunningFederation:
-    fed = build_federation(root, rows=rows)
+def start_federation(
+    root: Path, rows: int = 300, policies: Path | None = None
+) -> RunningFederation:
+    fed = build_federation(root, rows=rows, **({"policies": policies} if policies else {}))
     gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
     for gw in gws.values():
         gw.start()

@@ -78,7 +78,8 @@ class PolicyStore:
 
     def fingerprint(self) -> Fingerprint:
         """Cheap change detector: (name, mtime_ns, size) of the policy files."""
-        paths = [self._root / CATALOGUE_FILE]
+        # statistics.yaml is watched too: its reload listener (gateway.stats) re-reads it.
+        paths = [self._root / CATALOGUE_FILE, self._root / "statistics.yaml"]
         folder = self._root / AGREEMENTS_DIR
         try:
             if folder.is_dir():

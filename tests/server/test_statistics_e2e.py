@@ -95,3 +95,38 @@ def test_undeclared_group_key_is_refused(own_federation: RunningFederation) -> N
         stub.Query(req, timeout=30)
     ch.close()
     assert err.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.PERMISSION_DENIED)
+
+
+def test_editing_statistics_agreement_takes_effect_without_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import time
+
+    from gateway.demo.setup import REPO_POLICIES
+
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO_POLICIES, policies)
+    rf = start_federation(tmp_path / "fed", rows=60, policies=policies)
+    try:
+        ch, stub = _stub(rf, "120000", "tianjin-planning")
+        req = commuters_by_age(["120000"], 0.5)
+        req.query.purpose = "planning"
+        stub.Query(req, timeout=30)
+        f = policies / "120000" / "statistics.yaml"
+        f.write_text(
+            f.read_text().replace(
+                "purposes: [commuter_planning, planning]", "purposes: [commuter_planning]"
+            )
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                stub.Query(req, timeout=30)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "planning" in (exc.details() or "")
+                break
+            assert time.monotonic() < deadline, "the edited agreement was never picked up"
+            time.sleep(0.3)
+        ch.close()
+    finally:
+        stop_federation(rf)
