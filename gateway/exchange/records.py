@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import CODE_RE, Catalogue, is_jurisdiction_code
+from gateway.config import SERVICE_ID_RE
 from gateway.envelope import new_request_id
 from gateway.errors import (
     CryptoFailure,
@@ -127,6 +128,25 @@ class RecordsResult:
     truncated: bool = False
 
 
+_SERVICE_ID = re.compile(SERVICE_ID_RE)
+_HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
+_AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+MAX_REASON = 1000
+INVALID = "(invalid)"
+
+
+def clean_reason(text: str) -> str:
+    """Text from a peer, made safe for a ledger entry: no control characters, bounded."""
+    text = _CONTROL.sub(" ", text)
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+def _safe(value: str, pattern: re.Pattern[str]) -> str:
+    """An identifier from a peer, or a placeholder when it is not one."""
+    return value if pattern.fullmatch(value) else INVALID
+
+
 def _aad(sender: str, recipient: str, request_id: str) -> bytes:
     """Associated data binding a sealed blob to who sent it, to whom, for which request."""
     return f"{sender}\n{recipient}\n{request_id}".encode()
@@ -222,11 +242,23 @@ class RecordRequester:
                 peer_pb2.PeerRecordResponse,
             )
         except GatewayError as exc:
-            self._append(base, "refusal", "deny", f"exchange failed: {exc}", details=details)
+            self._append(
+                base, "refusal", "deny", clean_reason(f"exchange failed: {exc}"), details=details
+            )
             raise
         resp = reply.response
         holder_sig = crypto.b64(reply.response_envelope.signature)
         d = resp.decision
+        if not (
+            _AGREEMENT_ID.fullmatch(d.agreement_id)
+            and _HEX64_OR_EMPTY.fullmatch(d.agreement_digest)
+            and _HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
+        ):
+            reason = "holder's signed answer is malformed (agreement id or digests)"
+            self._append(
+                base | {"holder_signature": holder_sig}, "refusal", "deny", reason, details=details
+            )
+            raise CryptoFailure("holder's answer failed verification")
         decided = {
             "agreement_id": d.agreement_id,
             "agreement_digest": d.agreement_digest,
@@ -234,7 +266,7 @@ class RecordRequester:
             "holder_signature": holder_sig,
         }
         if not d.allowed:
-            self._append(base | decided, "refusal", "deny", d.reason, details=details)
+            self._append(base | decided, "refusal", "deny", clean_reason(d.reason), details=details)
             cls = _ERROR_CLASSES.get(resp.error_code, PolicyDenied)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
@@ -254,14 +286,14 @@ class RecordRequester:
             ):
                 raise CryptoFailure("holder's records do not match its signed decision")
         except (GatewayError, ValueError) as exc:
-            reason = f"holder's answer failed verification: {exc}"
+            reason = clean_reason(f"holder's answer failed verification: {exc}")
             self._append(base | decided, "refusal", "deny", reason, details=details)
             raise CryptoFailure("holder's answer failed verification") from exc
         receipt = self._append(
             base | decided,
             "transfer",
             "allow",
-            d.reason,
+            clean_reason(d.reason),
             record_count=resp.record_count,
             payload_digest=resp.payload_digest.hex(),
             details=details + ((("truncated", "true"),) if resp.truncated else ()),
@@ -350,7 +382,12 @@ class RecordHolder:
             timestamp_ms=msg.header.timestamp_ms,
         )
         response = peer_pb2.PeerRecordResponse()
-        decision = self._decide(access)
+        problem = self._check_request(msg)
+        decision = (
+            _refusal_for(self._policy.policy_set_digest, problem)
+            if problem
+            else self._decide(access)
+        )
         if decision.allowed:
             try:
                 self._serve(request, access, decision, response)
@@ -370,11 +407,11 @@ class RecordHolder:
                 timestamp_ms=self._clock(),
                 local=self._responder.me,
                 counterparty=request.sender,
-                service_system=msg.service_system,
-                dataset=msg.dataset,
-                purpose=msg.purpose,
+                service_system=_safe(msg.service_system, _SERVICE_ID),
+                dataset=_safe(msg.dataset, _CODE),
+                purpose=_safe(msg.purpose, _PURPOSE),
                 decision="allow" if decision.allowed else "deny",
-                reason=decision.reason,
+                reason=clean_reason(decision.reason),
                 record_count=response.record_count,
                 agreement_id=decision.agreement_id,
                 agreement_digest=decision.agreement_digest,
@@ -386,7 +423,7 @@ class RecordHolder:
                 details=tuple(
                     kv
                     for kv in (
-                        ("client_reference", msg.client_reference),
+                        ("client_reference", _safe(msg.client_reference, _CLIENT_REF)),
                         ("truncated", "true" if response.truncated else ""),
                     )
                     if kv[1]
@@ -394,6 +431,27 @@ class RecordHolder:
             )
         )
         return out
+
+    def _check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
+        """Structural checks of an authenticated request (the peer may be buggy)."""
+        if not _SERVICE_ID.fullmatch(msg.service_system):
+            return InvalidArgument.expected(
+                "service_system",
+                "an id like hebei-housing-fund",
+                _safe(msg.service_system, _SERVICE_ID),
+            )
+        try:
+            RecordsQuery(
+                self._responder.me,
+                msg.dataset,
+                msg.purpose,
+                (),
+                tuple(msg.fields),
+                msg.client_reference,
+            ).validate(self._limits)
+        except InvalidArgument as exc:
+            return exc
+        return None
 
     def _decide(self, access: AccessRequest) -> Decision:
         if access.dataset not in self._served():

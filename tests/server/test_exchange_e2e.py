@@ -380,3 +380,48 @@ def test_bulk_request_is_capped_at_the_agreements_maximum_and_pseudonymised(
     assert {"person_id", "age_band", "district_code", "residence_jurisdiction"} >= set(
         resp.records[0].fields
     )
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"service_system": "evil\nsystem"},
+        {"dataset": "x" * 500},
+        {"purpose": "purpose\x00"},
+        {"client_reference": "\u2028" * 10},
+        {"fields": ["name\x1b[31m"]},
+    ],
+)
+def test_authenticated_request_with_hostile_identifiers_is_refused_signed_and_ledgered_safely(
+    federation: RunningFederation, override: dict[str, object]
+) -> None:
+    from gateway.ledger.verify import verify_store
+
+    hb = federation.gateways["130000"]
+    bj = federation.gateways["110000"]
+    member = hb.bundle().member("110000")
+    fields: dict[str, object] = dict(
+        service_system="hebei-housing-fund", dataset="si_contributions",
+        purpose="housing_fund_transfer",
+        sealed_query=crypto.seal(member.seal_key, domains.SEAL_RECORD_PAYLOAD, b"", b"x"),
+    )  # fmt: skip
+    fields.update(override)
+    msg = peer_pb2.PeerRecordRequest(**fields)  # type: ignore[arg-type]
+    before = len(ledger_events(bj))
+    reply = hb.caller.call(
+        "110000", "FetchRecords", msg, domains.PEER_RECORD_REQUEST,
+        domains.PEER_RECORD_RESPONSE, peer_pb2.PeerRecordResponse,
+    )  # fmt: skip
+    assert not reply.response.decision.allowed
+    assert reply.response.error_code == "INVALID_ARGUMENT"
+    new = ledger_events(bj)[before:]
+    assert [(e.kind, e.decision) for e in new] == [("refusal", "deny")]
+    assert verify_store(bj.ledger.store, bj.ledger.origin, bj.keys.ledger.verify_key).ok
+
+
+def test_refusal_reason_with_control_characters_from_a_peer_is_ledgered_cleaned() -> None:
+    from gateway.exchange.records import MAX_REASON, clean_reason
+
+    cleaned = clean_reason("line one\nline two\x00\u2028" + "x" * 5000)
+    assert "\n" not in cleaned and "\x00" not in cleaned and "\u2028" not in cleaned
+    assert len(cleaned) == MAX_REASON
