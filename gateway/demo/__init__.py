@@ -1,0 +1,1 @@
+"""The demo cluster: layout, synthetic data, and the demo story."""

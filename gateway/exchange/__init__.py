@@ -1,0 +1,1 @@
+"""Record exchange between gateways: the signed peer protocol, requester and holder."""

@@ -23,38 +23,32 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gateway import crypto, domains
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import (
-    peer_pb2,
     peer_pb2_grpc,
     service_pb2_grpc,
-    stats_pb2,
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.envelope import make_header, new_request_id
-from gateway.errors import GatewayError, NotFound, PolicyFileError, TrustBundleRejected
+from gateway.errors import TrustBundleRejected
+from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
-from gateway.exchange.records import RecordHolder, RecordRequester
+from gateway.exchange.requester import RecordRequester
 from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
-from gateway.limits import Limits
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
-from gateway.policy.store import PolicyStore, PolicyWatcher, ReloadResult
+from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
 from gateway.server.interceptor import GatewayInterceptor, caller_from_context
 from gateway.server.servicers import PeerExchangeServicer, PeerHandler, RecordExchangeServicer
+from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import SqliteSource
-from gateway.stats.agreements import STATISTICS_FILE, StatisticsPolicy
-from gateway.stats.budget import SqliteBudgetStore
-from gateway.stats.coordinator import StatsCoordinator
-from gateway.stats.holder import StatsHolder
 from gateway.stats.servicer import StatisticsServicer
 from gateway.trust import (
     FileVersionStore,
@@ -158,120 +152,25 @@ class Gateway:
             clock_ms,
         )
         self._timer: LedgerTimer | None = None
-        self._init_statistics(config, clock_ms, limits)
+        self.statistics = StatisticsWiring(
+            self.me,
+            config.policies,
+            config.data_dir / "budget.sqlite",
+            self.policy_store,
+            self.source,
+            self.ledger,
+            self.caller,
+            self.responder,
+            self.bundle,
+            clock_ms,
+            limits,
+        )
         self._peer_server: grpc.Server | None = None
         self._service_server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self._watcher: PolicyWatcher | None = None
         self.ports: BoundPorts | None = None
         self._extra_services: list[Callable[[grpc.Server, grpc.Server], None]] = []
-
-    # ------------------------------------------------------------------
-    # Statistics
-    # ------------------------------------------------------------------
-
-    def _init_statistics(
-        self, config: GatewayConfig, clock_ms: Callable[[], int], limits: Limits
-    ) -> None:
-        self.budget = SqliteBudgetStore(config.data_dir / "budget.sqlite")
-        self.stats_holder: StatsHolder | None = None
-        if (config.policies / STATISTICS_FILE).is_file():
-            policy = StatisticsPolicy.from_dir(config.policies, self.policy_store.current.catalogue)
-            self._check_declared_privacy_units(policy)
-            self.stats_holder = StatsHolder(
-                policy=policy,
-                source=self.source,
-                budget=self.budget,
-                ledger=self.ledger,
-                limits=limits,
-            )
-            self.policy_store.subscribe(self._reload_statistics_policy)
-        self.stats = StatsCoordinator(
-            local_jurisdiction=self.me,
-            fan_out=self._stats_fan_out,
-            ledger=self.ledger,
-            limits=limits,
-            clock_ms=clock_ms,
-        )
-
-    def _check_declared_privacy_units(self, policy: StatisticsPolicy) -> None:
-        """``truncate_by_identifier: false`` trusts the source to hold at most one
-        row per person; refuse it unless the source enforces that (UNIQUE index)."""
-        catalogue = self.policy_store.current.catalogue
-        for terms in policy.agreement.datasets:
-            if terms.truncate_by_identifier:
-                continue
-            dataset = catalogue.dataset(terms.dataset)
-            unit = dataset.privacy_unit
-            if (
-                unit is None
-                or unit.max_rows != 1
-                or not self.source.guarantees_unique(dataset, unit.column)
-            ):
-                raise PolicyFileError(
-                    f"{self.config.policies / STATISTICS_FILE}: dataset {terms.dataset} sets "
-                    "truncate_by_identifier: false, but the data source does not guarantee one row "
-                    f"per {unit.column if unit else 'person'} (needs privacy_unit.max_rows: 1 and a "
-                    "UNIQUE index on that column); set truncate_by_identifier: true"
-                )
-
-    def _reload_statistics_policy(self, result: ReloadResult) -> None:
-        if self.stats_holder is None or not result.ok:
-            return
-        try:
-            fresh = StatisticsPolicy.from_dir(
-                self.config.policies, self.policy_store.current.catalogue
-            )
-            self._check_declared_privacy_units(fresh)
-        except GatewayError as exc:
-            log.warning("statistics agreement reload refused; keeping the one in force: %s", exc)
-            return
-        self.stats_holder.replace_policy(fresh)
-
-    def _stats_fan_out(
-        self, holder: str, request: stats_pb2.PeerStatsRequest
-    ) -> stats_pb2.PeerStatsResponse:
-        """One holder's part of a federated statistic (local or over mTLS)."""
-        msg = stats_pb2.PeerStatsRequest()
-        msg.CopyFrom(request)  # shared across holders; each call writes its own header
-        if holder == self.me:
-            if self.stats_holder is None:
-                raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
-            rid = new_request_id()
-            resp = self.stats_holder.handle_peer(
-                msg, requester=self.me, request_id=rid, now_ms=self._clock()
-            )
-            resp.header.CopyFrom(
-                make_header(self.me, self.me, rid, self._clock(), self._bundle.version)
-            )
-            return resp
-        reply = self.caller.call(
-            holder,
-            "ComputeStatistic",
-            msg,
-            domains.PEER_STATS_REQUEST,
-            domains.PEER_STATS_RESPONSE,
-            stats_pb2.PeerStatsResponse,
-        )
-        return reply.response
-
-    def _peer_statistics(
-        self, envelope: peer_pb2.SignedEnvelope, tls_identity: str
-    ) -> peer_pb2.SignedEnvelope:
-        if self.stats_holder is None:
-            raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
-        request = self.responder.open(
-            envelope, domains.PEER_STATS_REQUEST, stats_pb2.PeerStatsRequest, tls_identity
-        )
-        response = self.stats_holder.handle_peer(
-            request.message,
-            requester=request.sender,
-            request_id=request.request_id,
-            now_ms=self._clock(),
-            requester_signature_b64=request.signature_b64,
-            request_digest_hex=request.digest_hex,
-        )
-        return self.responder.respond(request, response, domains.PEER_STATS_RESPONSE)
 
     # ------------------------------------------------------------------
     # Trust bundle
@@ -401,7 +300,7 @@ class Gateway:
             RecordExchangeServicer(self.requester, self.bundle), service
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
-            StatisticsServicer(self.stats, caller_from_context), service
+            StatisticsServicer(self.statistics.coordinator, caller_from_context), service
         )
         # The ledger API: members (peer port) and local auditors (service port).
         add_ledger_service(peer, self.ledger, self.config.limits)
@@ -440,7 +339,7 @@ class Gateway:
         return self.ports
 
     def _peer_handlers(self) -> dict[str, PeerHandler]:
-        return {"statistics": self._peer_statistics, "witness": self.witnessing.handle}
+        return {"statistics": self.statistics.handle_peer, "witness": self.witnessing.handle}
 
     def stop(self, grace: float = 1.0) -> None:
         self._health.enter_graceful_shutdown()
@@ -451,7 +350,7 @@ class Gateway:
         events = [s.stop(grace) for s in (self._peer_server, self._service_server) if s]
         for e in events:
             e.wait()
-        self.stats.close()
+        self.statistics.close()
         self.witness_store.close()
         self.transport.close()
         self.replay.close()

@@ -20,7 +20,9 @@ from gateway._proto.dataexchange.gateway.v1 import (
     service_pb2_grpc,
 )
 from gateway.errors import NotFound
-from gateway.exchange.records import RecordHolder, RecordRequester, RecordsQuery
+from gateway.exchange.holder import RecordHolder
+from gateway.exchange.records import RecordsQuery
+from gateway.exchange.requester import RecordRequester
 from gateway.server.interceptor import caller
 from gateway.trust import TrustBundle
 

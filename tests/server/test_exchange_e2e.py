@@ -296,7 +296,8 @@ def test_tampered_response_is_rejected_and_ledgered_as_refusal_by_requester(
             return bad
 
     from gateway.exchange.peer import PeerCaller as Caller
-    from gateway.exchange.records import RecordRequester, RecordsQuery
+    from gateway.exchange.records import RecordsQuery
+    from gateway.exchange.requester import RecordRequester
 
     caller = Caller(
         "130000", gw.keys.signing, gw.bundle, FlipResponse(), gw._clock, gw.config.limits

@@ -1,0 +1,243 @@
+"""The holding gateway's side of a record exchange.
+
+Owns: authenticating the peer request (``PeerResponder``), checking its
+identifiers, asking the policy gate, reading the local source, applying the
+agreement's transforms, sealing the records to the requester, ledgering (before
+anything leaves) and signing the answer. Every authenticated request ends in
+exactly one ledger entry, and a refusal is signed like a transfer.
+
+Does not own: the requester's side (``gateway.exchange.requester``), policy
+evaluation, storage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from gateway import crypto, domains
+from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
+from gateway.catalogue import Catalogue
+from gateway.errors import (
+    CryptoFailure,
+    InvalidArgument,
+    PolicyDenied,
+    Rejected,
+)
+from gateway.exchange.peer import PeerRequest, PeerResponder
+from gateway.exchange.records import (
+    CLIENT_REF,
+    CODE,
+    PURPOSE,
+    SERVICE_ID,
+    RecordsQuery,
+    clean_reason,
+    decision_to_proto,
+    refusal,
+    refusal_from,
+    safe_identifier,
+    seal_context,
+)
+from gateway.ledger.events import LedgerEvent, LedgerWriter
+from gateway.limits import Limits
+from gateway.policy.api import AccessRequest, Decision, PolicyGate
+from gateway.sources import DataSource
+from gateway.trust import TrustBundle
+
+
+class RecordHolder:
+    """Holding gateway's side of a record exchange."""
+
+    def __init__(
+        self,
+        responder: PeerResponder,
+        bundle: Callable[[], TrustBundle],
+        catalogue: Callable[[], Catalogue],
+        served: Callable[[], Sequence[str]],
+        policy: PolicyGate,
+        source: DataSource,
+        ledger: LedgerWriter,
+        seal_key: crypto.SealPrivateKey,
+        clock_ms: Callable[[], int],
+        limits: Limits,
+        rng: crypto.Rng = os.urandom,
+    ) -> None:
+        self._responder = responder
+        self._bundle = bundle
+        self._catalogue = catalogue
+        self._served = served
+        self._policy = policy
+        self._source = source
+        self._ledger = ledger
+        self._seal_key = seal_key
+        self._clock = clock_ms
+        self._limits = limits
+        self._rng = rng
+
+    def fetch_records(
+        self, envelope: peer_pb2.SignedEnvelope, tls_identity: str | None
+    ) -> peer_pb2.SignedEnvelope:
+        # Unauthenticated input: errors propagate as gRPC statuses, nothing is ledgered.
+        request = self._responder.open(
+            envelope, domains.PEER_RECORD_REQUEST, peer_pb2.PeerRecordRequest, tls_identity
+        )
+        # From here the request is authenticated: every outcome is signed and ledgered.
+        msg = request.message
+        access = AccessRequest(
+            requester=request.sender,
+            service_system=msg.service_system,
+            holder=self._responder.me,
+            dataset=msg.dataset,
+            purpose=msg.purpose,
+            fields=tuple(msg.fields),
+            subject_count=msg.subject_count,
+            request_id=request.request_id,
+            timestamp_ms=msg.header.timestamp_ms,
+        )
+        response = peer_pb2.PeerRecordResponse()
+        problem = self._check_request(msg)
+        decision = (
+            refusal(self._policy.policy_set_digest, problem) if problem else self._decide(access)
+        )
+        if decision.allowed:
+            try:
+                self._serve(request, access, decision, response)
+            except Rejected as exc:
+                decision = refusal_from(decision, exc)
+                response.Clear()
+        response.decision.CopyFrom(decision_to_proto(decision))
+        if not decision.allowed:
+            response.error_code = decision.error_code or "PERMISSION_DENIED"
+        out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
+        # Ledger before release: if this fails the records never leave.
+        self._ledger.append(
+            LedgerEvent(
+                kind="transfer" if decision.allowed else "refusal",
+                role="holder",
+                request_id=request.request_id,
+                timestamp_ms=self._clock(),
+                local=self._responder.me,
+                counterparty=request.sender,
+                service_system=safe_identifier(msg.service_system, SERVICE_ID),
+                dataset=safe_identifier(msg.dataset, CODE),
+                purpose=safe_identifier(msg.purpose, PURPOSE),
+                decision="allow" if decision.allowed else "deny",
+                reason=clean_reason(decision.reason),
+                record_count=response.record_count,
+                agreement_id=decision.agreement_id,
+                agreement_digest=decision.agreement_digest,
+                policy_set_digest=decision.policy_set_digest,
+                payload_digest=response.payload_digest.hex(),
+                request_digest=request.digest_hex,
+                requester_signature=request.signature_b64,
+                holder_signature=crypto.b64(out.signature),
+                details=tuple(
+                    kv
+                    for kv in (
+                        ("client_reference", safe_identifier(msg.client_reference, CLIENT_REF)),
+                        ("truncated", "true" if response.truncated else ""),
+                    )
+                    if kv[1]
+                ),
+            )
+        )
+        return out
+
+    def _check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
+        """Structural checks of an authenticated request (the peer may be buggy)."""
+        if not SERVICE_ID.fullmatch(msg.service_system):
+            return InvalidArgument.expected(
+                "service_system",
+                "an id like hebei-housing-fund",
+                safe_identifier(msg.service_system, SERVICE_ID),
+            )
+        try:
+            RecordsQuery(
+                self._responder.me,
+                msg.dataset,
+                msg.purpose,
+                (),
+                tuple(msg.fields),
+                msg.client_reference,
+            ).validate(self._limits)
+        except InvalidArgument as exc:
+            return exc
+        return None
+
+    def _decide(self, access: AccessRequest) -> Decision:
+        if access.dataset not in self._served():
+            return Decision(
+                allowed=False,
+                reason=f"jurisdiction {access.holder} serves no dataset {access.dataset!r}",
+                error_code="NOT_FOUND",
+                agreement_id="",
+                agreement_digest="",
+                policy_set_digest=self._policy.policy_set_digest,
+                fields=(),
+                max_records=0,
+            )
+        if len(access.fields) > self._limits.max_fields:
+            return refusal(
+                self._policy.policy_set_digest,
+                InvalidArgument.expected(
+                    "fields", f"at most {self._limits.max_fields}", len(access.fields)
+                ),
+            )
+        return self._policy.decide(access)
+
+    def _serve(
+        self,
+        request: PeerRequest[peer_pb2.PeerRecordRequest],
+        access: AccessRequest,
+        decision: Decision,
+        response: peer_pb2.PeerRecordResponse,
+    ) -> None:
+        msg = request.message
+        me, requester = self._responder.me, request.sender
+        try:
+            query_bytes = crypto.open_sealed(
+                self._seal_key,
+                domains.SEAL_RECORD_PAYLOAD,
+                msg.sealed_query,
+                seal_context(requester, me, request.request_id),
+            )
+            query = peer_pb2.RecordQuery()
+            query.ParseFromString(query_bytes)
+        except (CryptoFailure, ValueError) as exc:
+            raise InvalidArgument("sealed_query could not be opened") from exc
+        ids = tuple(query.subject_ids)
+        if len(ids) != msg.subject_count:
+            raise InvalidArgument.expected("subject_count", len(ids), msg.subject_count)
+        if len(ids) > self._limits.max_subject_ids:
+            raise InvalidArgument.expected(
+                "subject ids", f"<= {self._limits.max_subject_ids}", len(ids)
+            )
+        dataset = self._catalogue().dataset(msg.dataset)
+        limit = min(decision.max_records, self._limits.max_records_per_response)
+        columns = [f.name for f in decision.fields]
+        if dataset.subject_column not in columns:
+            columns.append(dataset.subject_column)
+        if ids:
+            rows = self._source.fetch(dataset, ids, columns, limit)
+        else:
+            rows = self._source.scan(dataset, columns, limit)
+        if len(rows) > limit and not ids:
+            rows = rows[:limit]
+            response.truncated = True
+        if len(rows) > limit:
+            raise PolicyDenied(
+                f"the request matches more than {limit} records, the agreement's maximum per request; "
+                "narrow it"
+            )
+        released = self._policy.release(decision, access, rows)
+        batch = peer_pb2.RecordBatch(records=[common_pb2.Record(fields=r) for r in released])
+        plaintext = batch.SerializeToString(deterministic=True)
+        response.record_count = len(released)
+        response.payload_digest = crypto.sha256(plaintext)
+        response.sealed_records = crypto.seal(
+            self._bundle().member(requester).seal_key,
+            domains.SEAL_RECORD_PAYLOAD,
+            plaintext,
+            seal_context(me, requester, request.request_id),
+            self._rng,
+        )

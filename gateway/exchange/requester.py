@@ -1,0 +1,208 @@
+"""The requesting gateway's side of a record exchange.
+
+Owns: validating a service system's request, sealing the subject ids to the
+holder, calling it through ``PeerCaller``, verifying and opening the answer
+(signed by the holder, bound to this request, records matching the signed
+decision), and ledgering the outcome, whether transfer or refusal. Ledger
+entries carry digests and signatures, never records or subject ids.
+
+Does not own: the holder's side (``gateway.exchange.holder``), transport, TLS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from gateway import crypto, domains
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2
+from gateway.envelope import new_request_id
+from gateway.errors import (
+    CryptoFailure,
+    GatewayError,
+    InvalidArgument,
+    NotFound,
+    PolicyDenied,
+)
+from gateway.exchange.peer import PeerCaller
+from gateway.exchange.records import (
+    AGREEMENT_ID,
+    ERROR_CLASSES,
+    HEX64_OR_EMPTY,
+    RecordsQuery,
+    RecordsResult,
+    clean_reason,
+    seal_context,
+)
+from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.limits import Limits
+from gateway.trust import TrustBundle
+
+
+class RecordRequester:
+    """Requesting gateway's side of a record exchange."""
+
+    def __init__(
+        self,
+        caller: PeerCaller,
+        bundle: Callable[[], TrustBundle],
+        ledger: LedgerWriter,
+        seal_key: crypto.SealPrivateKey,
+        clock_ms: Callable[[], int],
+        limits: Limits,
+        rng: crypto.Rng = os.urandom,
+    ) -> None:
+        self._caller = caller
+        self._seal_key = seal_key
+        self._bundle = bundle
+        self._ledger = ledger
+        self._clock = clock_ms
+        self._limits = limits
+        self._rng = rng
+
+    def get_records(self, service_system: str, query: RecordsQuery) -> RecordsResult:
+        query.validate(self._limits)
+        me = self._caller.me
+        if query.holder == me:
+            raise InvalidArgument(
+                f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
+                "the gateway exchanges data across boundaries only"
+            )
+        bundle = self._bundle()
+        member = bundle.member(query.holder)
+        if query.dataset not in member.datasets:
+            raise NotFound(
+                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
+                f"it offers: {', '.join(member.datasets) or 'none'}"
+            )
+        request_id = new_request_id()
+        msg = peer_pb2.PeerRecordRequest(
+            service_system=service_system,
+            dataset=query.dataset,
+            purpose=query.purpose,
+            fields=query.fields,
+            subject_count=len(query.subject_ids),
+            client_reference=query.client_reference,
+            sealed_query=crypto.seal(
+                member.seal_key,
+                domains.SEAL_RECORD_PAYLOAD,
+                peer_pb2.RecordQuery(subject_ids=query.subject_ids).SerializeToString(
+                    deterministic=True
+                ),
+                seal_context(me, query.holder, request_id),
+                self._rng,
+            ),
+        )
+        envelope = self._caller.prepare(query.holder, msg, domains.PEER_RECORD_REQUEST, request_id)
+        base = {
+            "role": "requester",
+            "request_id": request_id,
+            "local": me,
+            "counterparty": query.holder,
+            "service_system": service_system,
+            "dataset": query.dataset,
+            "purpose": query.purpose,
+            "request_digest": crypto.sha256_hex(
+                crypto.pae(envelope.payload_type, envelope.payload)
+            ),
+            "requester_signature": crypto.b64(envelope.signature),
+        }
+        details = (("client_reference", query.client_reference),) if query.client_reference else ()
+        try:
+            reply = self._caller.send(
+                query.holder,
+                "FetchRecords",
+                envelope,
+                request_id,
+                domains.PEER_RECORD_RESPONSE,
+                peer_pb2.PeerRecordResponse,
+            )
+        except GatewayError as exc:
+            self._append(
+                base, "refusal", "deny", clean_reason(f"exchange failed: {exc}"), details=details
+            )
+            raise
+        resp = reply.response
+        holder_sig = crypto.b64(reply.response_envelope.signature)
+        d = resp.decision
+        if not (
+            AGREEMENT_ID.fullmatch(d.agreement_id)
+            and HEX64_OR_EMPTY.fullmatch(d.agreement_digest)
+            and HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
+        ):
+            reason = "holder's signed answer is malformed (agreement id or digests)"
+            self._append(
+                base | {"holder_signature": holder_sig}, "refusal", "deny", reason, details=details
+            )
+            raise CryptoFailure("holder's answer failed verification")
+        decided = {
+            "agreement_id": d.agreement_id,
+            "agreement_digest": d.agreement_digest,
+            "policy_set_digest": d.policy_set_digest,
+            "holder_signature": holder_sig,
+        }
+        if not d.allowed:
+            self._append(base | decided, "refusal", "deny", clean_reason(d.reason), details=details)
+            cls = ERROR_CLASSES.get(resp.error_code, PolicyDenied)
+            raise cls(f"holder {query.holder} refused: {d.reason}")
+        try:
+            plaintext = crypto.open_sealed(
+                self._seal_key,
+                domains.SEAL_RECORD_PAYLOAD,
+                resp.sealed_records,
+                seal_context(query.holder, me, request_id),
+            )
+            if not crypto.digest_equal(crypto.sha256(plaintext), resp.payload_digest):
+                raise CryptoFailure()
+            batch = peer_pb2.RecordBatch()
+            batch.ParseFromString(plaintext)
+            allowed = {f.name for f in d.fields}
+            if len(batch.records) != resp.record_count or any(
+                set(r.fields) - allowed for r in batch.records
+            ):
+                raise CryptoFailure("holder's records do not match its signed decision")
+        except (GatewayError, ValueError) as exc:
+            reason = clean_reason(f"holder's answer failed verification: {exc}")
+            self._append(base | decided, "refusal", "deny", reason, details=details)
+            raise CryptoFailure("holder's answer failed verification") from exc
+        receipt = self._append(
+            base | decided,
+            "transfer",
+            "allow",
+            clean_reason(d.reason),
+            record_count=resp.record_count,
+            payload_digest=resp.payload_digest.hex(),
+            details=details + ((("truncated", "true"),) if resp.truncated else ()),
+        )
+        return RecordsResult(
+            request_id=request_id,
+            holder=query.holder,
+            dataset=query.dataset,
+            records=tuple(dict(r.fields) for r in batch.records),
+            decision=d,
+            receipt=receipt,
+            local=me,
+            truncated=resp.truncated,
+        )
+
+    def _append(
+        self,
+        base: dict[str, str],
+        kind: str,
+        decision: str,
+        reason: str,
+        record_count: int = 0,
+        payload_digest: str = "",
+        details: tuple[tuple[str, str], ...] = (),
+    ) -> AppendReceipt:
+        event = LedgerEvent(
+            kind=kind,  # type: ignore[arg-type]
+            decision=decision,  # type: ignore[arg-type]
+            reason=reason,
+            timestamp_ms=self._clock(),
+            record_count=record_count,
+            payload_digest=payload_digest,
+            details=details,
+            **base,  # type: ignore[arg-type]
+        )
+        return self._ledger.append(event)

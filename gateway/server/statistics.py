@@ -1,0 +1,155 @@
+"""Statistics wiring of one gateway: holder, coordinator, peer handler, reloads.
+
+Owns: building the statistics holder from ``statistics.yaml`` (refusing a
+declared privacy unit the source does not enforce), keeping it in step with
+policy reloads, the coordinator's fan-out (this gateway's own part is answered
+locally, others over the signed peer protocol) and the peer handler for
+``PeerExchange.ComputeStatistic``.
+
+Does not own: any statistics (``gateway.stats``), envelopes
+(``gateway.exchange.peer``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway import domains
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2, stats_pb2
+from gateway.envelope import make_header, new_request_id
+from gateway.errors import GatewayError, NotFound, PolicyFileError
+from gateway.exchange.peer import PeerCaller, PeerResponder
+from gateway.ledger.events import LedgerWriter
+from gateway.limits import Limits
+from gateway.policy.store import PolicyStore, ReloadResult
+from gateway.sources import SqliteSource
+from gateway.stats.agreements import STATISTICS_FILE, StatisticsPolicy
+from gateway.stats.budget import SqliteBudgetStore
+from gateway.stats.coordinator import StatsCoordinator
+from gateway.stats.holder import StatsHolder
+from gateway.trust import TrustBundle
+
+log = logging.getLogger("gateway.stats")
+
+
+class StatisticsWiring:
+    def __init__(
+        self,
+        me: str,
+        policies: Path,
+        budget_path: Path,
+        policy_store: PolicyStore,
+        source: SqliteSource,
+        ledger: LedgerWriter,
+        caller: PeerCaller,
+        responder: PeerResponder,
+        bundle: Callable[[], TrustBundle],
+        clock_ms: Callable[[], int],
+        limits: Limits,
+    ) -> None:
+        self.me = me
+        self._policies = policies
+        self._policy_store = policy_store
+        self._source = source
+        self._caller = caller
+        self._responder = responder
+        self._bundle = bundle
+        self._clock = clock_ms
+        self.budget = SqliteBudgetStore(budget_path)
+        self.holder: StatsHolder | None = None
+        if (policies / STATISTICS_FILE).is_file():
+            policy = StatisticsPolicy.from_dir(policies, policy_store.current.catalogue)
+            self._check_declared_privacy_units(policy)
+            self.holder = StatsHolder(
+                policy=policy, source=source, budget=self.budget, ledger=ledger, limits=limits
+            )
+            policy_store.subscribe(self._reload)
+        self.coordinator = StatsCoordinator(
+            local_jurisdiction=me,
+            fan_out=self.fan_out,
+            ledger=ledger,
+            limits=limits,
+            clock_ms=clock_ms,
+        )
+
+    def _check_declared_privacy_units(self, policy: StatisticsPolicy) -> None:
+        """``truncate_by_identifier: false`` trusts the source to hold at most one
+        row per person; refuse it unless the source enforces that (UNIQUE index)."""
+        catalogue = self._policy_store.current.catalogue
+        for terms in policy.agreement.datasets:
+            if terms.truncate_by_identifier:
+                continue
+            dataset = catalogue.dataset(terms.dataset)
+            unit = dataset.privacy_unit
+            if (
+                unit is None
+                or unit.max_rows != 1
+                or not self._source.guarantees_unique(dataset, unit.column)
+            ):
+                raise PolicyFileError(
+                    f"{self._policies / STATISTICS_FILE}: dataset {terms.dataset} sets "
+                    "truncate_by_identifier: false, but the data source does not guarantee one row "
+                    f"per {unit.column if unit else 'person'} (needs privacy_unit.max_rows: 1 and a "
+                    "UNIQUE index on that column); set truncate_by_identifier: true"
+                )
+
+    def _reload(self, result: ReloadResult) -> None:
+        if self.holder is None or not result.ok:
+            return
+        try:
+            fresh = StatisticsPolicy.from_dir(self._policies, self._policy_store.current.catalogue)
+            self._check_declared_privacy_units(fresh)
+        except GatewayError as exc:
+            log.warning("statistics agreement reload refused; keeping the one in force: %s", exc)
+            return
+        self.holder.replace_policy(fresh)
+
+    def fan_out(
+        self, holder: str, request: stats_pb2.PeerStatsRequest
+    ) -> stats_pb2.PeerStatsResponse:
+        """One holder's part of a federated statistic (local or over mTLS)."""
+        msg = stats_pb2.PeerStatsRequest()
+        msg.CopyFrom(request)  # shared across holders; each call writes its own header
+        if holder == self.me:
+            if self.holder is None:
+                raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
+            rid = new_request_id()
+            resp = self.holder.handle_peer(
+                msg, requester=self.me, request_id=rid, now_ms=self._clock()
+            )
+            resp.header.CopyFrom(
+                make_header(self.me, self.me, rid, self._clock(), self._bundle().version)
+            )
+            return resp
+        reply = self._caller.call(
+            holder,
+            "ComputeStatistic",
+            msg,
+            domains.PEER_STATS_REQUEST,
+            domains.PEER_STATS_RESPONSE,
+            stats_pb2.PeerStatsResponse,
+        )
+        return reply.response
+
+    def handle_peer(
+        self, envelope: peer_pb2.SignedEnvelope, tls_identity: str
+    ) -> peer_pb2.SignedEnvelope:
+        if self.holder is None:
+            raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
+        request = self._responder.open(
+            envelope, domains.PEER_STATS_REQUEST, stats_pb2.PeerStatsRequest, tls_identity
+        )
+        response = self.holder.handle_peer(
+            request.message,
+            requester=request.sender,
+            request_id=request.request_id,
+            now_ms=self._clock(),
+            requester_signature_b64=request.signature_b64,
+            request_digest_hex=request.digest_hex,
+        )
+        return self._responder.respond(request, response, domains.PEER_STATS_RESPONSE)
+
+    def close(self) -> None:
+        self.coordinator.close()
