@@ -165,6 +165,7 @@ class Gateway:
             clock_ms,
             limits,
         )
+        self._stopping = threading.Event()
         self._peer_server: grpc.Server | None = None
         self._service_server: grpc.Server | None = None
         self._health = health.HealthServicer()
@@ -195,6 +196,23 @@ class Gateway:
             )
         accept_bundle(bundle, self._versions)
         return bundle
+
+    def _bundle_stamp(self) -> tuple[int, int]:
+        try:
+            st = self.config.trust_bundle.stat()
+        except OSError:
+            return (-1, -1)
+        return (st.st_mtime_ns, st.st_size)
+
+    def _watch_bundle(self) -> None:
+        """Pick up a newly distributed trust bundle (members joining or leaving)."""
+        stamp = self._bundle_stamp()
+        while not self._stopping.wait(1.0):
+            now = self._bundle_stamp()
+            if now != stamp:
+                stamp = now
+                if self.reload_bundle():
+                    log.info("trust bundle version %s now in force", self._bundle.version)
 
     def reload_bundle(self) -> bool:
         """Load a newer bundle if one is there; keep the current one on any problem."""
@@ -332,6 +350,10 @@ class Gateway:
         self._timer = LedgerTimer(
             self.ledger, self.witnessing, self.config.ledger.witness_every_seconds
         ).start()
+        self._bundle_watcher = threading.Thread(
+            target=self._watch_bundle, name="bundle-watcher", daemon=True
+        )
+        self._bundle_watcher.start()
         self.ports = BoundPorts(peer_port, service_port, mtls_port)
         log.info(
             "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
@@ -342,6 +364,7 @@ class Gateway:
         return {"statistics": self.statistics.handle_peer, "witness": self.witnessing.handle}
 
     def stop(self, grace: float = 1.0) -> None:
+        self._stopping.set()
         self._health.enter_graceful_shutdown()
         if self._watcher:
             self._watcher.stop()

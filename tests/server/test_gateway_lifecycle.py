@@ -150,3 +150,45 @@ def test_gateway_refuses_declared_privacy_unit_the_source_does_not_enforce(
     with pytest.raises(PolicyFileError) as err:
         Gateway(load_config(site.config))
     assert "truncate_by_identifier" in str(err.value) and "UNIQUE" in str(err.value)
+
+
+def test_running_gateway_picks_up_a_newly_distributed_bundle_without_restart(
+    own_federation: RunningFederation,
+) -> None:
+    gw = own_federation.gateways["130000"]
+    before = gw.bundle().version
+    own_federation.fed.bundle.write_bytes(_rewrite_bundle(own_federation, version_delta=1))
+    deadline = time.monotonic() + 10
+    while gw.bundle().version == before:
+        assert time.monotonic() < deadline, "the new bundle was never picked up"
+        time.sleep(0.2)
+    assert gw.bundle().version == before + 1
+
+
+def test_member_removed_from_the_bundle_is_refused_by_the_others(
+    own_federation: RunningFederation,
+) -> None:
+    from gateway.cli import main
+
+    fed = own_federation.fed
+    with own_federation.client("120000", "tianjin-planning") as c:
+        c.get_records(
+            holder_jurisdiction="110000", dataset="si_contributions", purpose="commuter_planning"
+        )
+    bj = own_federation.gateways["110000"]
+    before = bj.bundle().version
+    assert main(["federation", "remove-member", "--bundle", str(fed.bundle),
+                 "--authority-key", str(fed.authority_key), "--jurisdiction", "120000"]) == 0  # fmt: skip
+    deadline = time.monotonic() + 10
+    while bj.bundle().version == before:
+        assert time.monotonic() < deadline, "Beijing never picked up the new bundle"
+        time.sleep(0.2)
+    # Tianjin still holds its old bundle and an open connection, but Beijing refuses it.
+    with own_federation.client("120000", "tianjin-planning") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            c.get_records(
+                holder_jurisdiction="110000",
+                dataset="si_contributions",
+                purpose="commuter_planning",
+            )
+    assert err.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
