@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
 from gateway.server.interceptor import GatewayInterceptor, caller_from_context
-from gateway.server.servicers import PeerExchangeServicer, PeerHandler, RecordExchangeServicer
+from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
@@ -80,7 +81,7 @@ class Gateway:
         config: GatewayConfig,
         *,
         clock_ms: Callable[[], int] = system_clock_ms,
-        rng: crypto.Rng | None = None,
+        rng: crypto.Rng = os.urandom,
         max_workers: int = 32,
     ) -> None:
         self.config = config
@@ -121,9 +122,8 @@ class Gateway:
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
-        extra = {"rng": rng} if rng else {}
         self.requester = RecordRequester(
-            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, **extra
+            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, rng
         )
         self.holder = RecordHolder(
             self.responder,
@@ -136,7 +136,7 @@ class Gateway:
             self.keys.seal,
             clock_ms,
             limits,
-            **extra,
+            rng,
         )
         self.service_auth = ServiceAuthenticator(config.service_systems)
         self._config_path: Path | None = None
@@ -171,7 +171,6 @@ class Gateway:
         self._health = health.HealthServicer()
         self._watcher: PolicyWatcher | None = None
         self.ports: BoundPorts | None = None
-        self._extra_services: list[Callable[[grpc.Server, grpc.Server], None]] = []
 
     # ------------------------------------------------------------------
     # Trust bundle
@@ -262,10 +261,6 @@ class Gateway:
     # Servers
     # ------------------------------------------------------------------
 
-    def add_services(self, register: Callable[[grpc.Server, grpc.Server], None]) -> None:
-        """Register extra servicers on (peer server, service server) before start()."""
-        self._extra_services.append(register)
-
     def _peer_credentials(self) -> grpc.ServerCredentials:
         state = {"digest": self._bundle.digest}
 
@@ -312,7 +307,10 @@ class Gateway:
             options=opts,
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
-            PeerExchangeServicer(self.holder, **self._peer_handlers()), peer
+            PeerExchangeServicer(
+                self.holder, statistics=self.statistics.handle_peer, witness=self.witnessing.handle
+            ),
+            peer,
         )
         service_pb2_grpc.add_RecordExchangeServicer_to_server(
             RecordExchangeServicer(self.requester, self.bundle), service
@@ -323,8 +321,6 @@ class Gateway:
         # The ledger API: members (peer port) and local auditors (service port).
         add_ledger_service(peer, self.ledger, self.config.limits)
         add_ledger_service(service, self.ledger, self.config.limits)
-        for register in self._extra_services:
-            register(peer, service)
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
@@ -359,9 +355,6 @@ class Gateway:
             "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
         )
         return self.ports
-
-    def _peer_handlers(self) -> dict[str, PeerHandler]:
-        return {"statistics": self.statistics.handle_peer, "witness": self.witnessing.handle}
 
     def stop(self, grace: float = 1.0) -> None:
         self._stopping.set()
