@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -462,17 +463,30 @@ def _input(plan: Plan) -> tuple[Any, Any, int]:
     return domain, dp.symmetric_distance(), pu.max_rows
 
 
+# OpenDP's Python bindings are not safe to enter from many threads at once (seen
+# here: ctypes ``ArgumentError: 'AnyObjectPtr' object is not callable`` under 100
+# concurrent queries). Every call into OpenDP goes through this lock; budgets are
+# reserved before it, so serialising releases never risks overspending.
+_OPENDP = threading.RLock()
+
+
 def accuracy(mechanism: str, scale: float, alpha: float) -> float | None:
     """Half-width a such that |noise| <= a with probability >= 1 - alpha (None if unknown)."""
-    if mechanism == "integer_laplace":
-        return float(discrete_laplacian_scale_to_accuracy(scale, alpha))
-    if mechanism == "float_laplace":
-        return float(laplacian_scale_to_accuracy(scale, alpha))
+    with _OPENDP:
+        if mechanism == "integer_laplace":
+            return float(discrete_laplacian_scale_to_accuracy(scale, alpha))
+        if mechanism == "float_laplace":
+            return float(laplacian_scale_to_accuracy(scale, alpha))
     return None
 
 
 def calibrate(plan: Plan) -> Calibrated:
     """Build the measurement spending exactly ``plan.query.epsilon`` (data independent)."""
+    with _OPENDP:
+        return _calibrate(plan)
+
+
+def _calibrate(plan: Plan) -> Calibrated:
     domain, metric, d_in = _input(plan)
     eps = plan.query.epsilon
 
@@ -584,7 +598,8 @@ def execute(cal: Calibrated, frame: pl.LazyFrame) -> Release:
     plan = cal.plan
     prepared = prepare_frame(plan, frame)
     try:
-        df = cal.measurement(prepared).collect()
+        with _OPENDP:
+            df = cal.measurement(prepared).collect()
     except OpenDPException as exc:
         raise EnvironmentFailure(f"OpenDP failed to release: {exc.message or exc}") from exc
     rows: dict[tuple[str, ...], tuple[float, ...]] = {}
