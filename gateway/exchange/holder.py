@@ -31,14 +31,12 @@ from gateway.exchange.records import (
     PURPOSE,
     SERVICE_ID,
     RecordsQuery,
-    clean_reason,
     decision_to_proto,
     refusal,
     refusal_from,
-    safe_identifier,
     seal_context,
 )
-from gateway.ledger.events import LedgerEvent, LedgerWriter
+from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
 from gateway.sources import DataSource

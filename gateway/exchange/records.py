@@ -119,20 +119,6 @@ class RecordsResult:
 SERVICE_ID = re.compile(SERVICE_ID_RE)
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
 AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-MAX_REASON = 1000
-INVALID = "(invalid)"
-
-
-def clean_reason(text: str) -> str:
-    """Text from a peer, made safe for a ledger entry: no control characters, bounded."""
-    text = _CONTROL.sub(" ", text)
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
-
-
-def safe_identifier(value: str, pattern: re.Pattern[str]) -> str:
-    """An identifier from a peer, or a placeholder when it is not one."""
-    return value if pattern.fullmatch(value) else INVALID
 
 
 def seal_context(sender: str, recipient: str, request_id: str) -> bytes:

@@ -31,10 +31,14 @@ from gateway.exchange.records import (
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
-    clean_reason,
     seal_context,
 )
-from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.ledger.events import (
+    AppendReceipt,
+    LedgerEvent,
+    LedgerWriter,
+    clean_reason,
+)
 from gateway.limits import Limits
 from gateway.trust import TrustBundle
 

@@ -11,6 +11,7 @@ delta for a statistics release) as sorted (key, value) string pairs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -60,3 +61,24 @@ class LedgerWriter(Protocol):
     def append(self, event: LedgerEvent) -> AppendReceipt:
         """Durably append one event, atomically; raise StorageFailure on failure."""
         ...
+
+
+# --------------------------------------------------------------------------
+# Making text from a peer safe to record (entries refuse control characters
+# and over-long strings; a refusal must still be recordable).
+# --------------------------------------------------------------------------
+
+MAX_REASON = 1000
+INVALID = "(invalid)"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def clean_reason(text: str) -> str:
+    """Free text for ``LedgerEvent.reason``: no control characters, bounded."""
+    text = _CONTROL.sub(" ", text)
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
+def safe_identifier(value: str, pattern: re.Pattern[str]) -> str:
+    """An identifier from a peer, or ``(invalid)`` when it does not match ``pattern``."""
+    return value if pattern.fullmatch(value) else INVALID

@@ -25,12 +25,21 @@ transport), combining jurisdictions (``gateway.stats.coordinator``).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
+from gateway.catalogue import CODE_RE
+from gateway.config import SERVICE_ID_RE
 from gateway.errors import GatewayError, InvalidArgument, StorageFailure
-from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.ledger.events import (
+    AppendReceipt,
+    LedgerEvent,
+    LedgerWriter,
+    clean_reason,
+    safe_identifier,
+)
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats import engine
 from gateway.stats.agreements import Authorised, StatisticsPolicy
@@ -57,6 +66,10 @@ log = logging.getLogger(__name__)
 
 class FrameSource(Protocol):
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame: ...
+
+
+_SERVICE_ID = re.compile(SERVICE_ID_RE)
+_CODE = re.compile(CODE_RE)
 
 
 @dataclass(frozen=True)
@@ -128,18 +141,41 @@ class StatsHolder:
         """Answer a verified peer request. ``requester`` and ``request_id`` come
         from the verified envelope header; the response ``header`` is left for
         the transport to fill and sign. Raises GatewayError on refusal."""
-        ctx = RequestContext(
-            requester=requester,
-            service_system=request.service_system,
-            request_id=request_id,
-            now_ms=now_ms,
-            requester_signature=requester_signature_b64,
-            request_digest=request_digest_hex,
-            federated_query_id=request.federated_query_id[:128],
-        )
-        if not request.HasField("query"):
-            raise InvalidArgument.expected("query", "a StatsQuery", None)
-        query = query_from_proto(request.query)
+        try:
+            ctx = RequestContext(
+                requester=requester,
+                service_system=request.service_system,
+                request_id=request_id,
+                now_ms=now_ms,
+                requester_signature=requester_signature_b64,
+                request_digest=request_digest_hex,
+                federated_query_id=request.federated_query_id[:128],
+            )
+            if not request.HasField("query"):
+                raise InvalidArgument.expected("query", "a StatsQuery", None)
+            query = query_from_proto(request.query)
+        except InvalidArgument as exc:
+            # An authenticated but malformed request: refused, and recorded with
+            # placeholders for whatever cannot be recorded as sent.
+            if not request.dry_run:
+                self._ledger.append(
+                    LedgerEvent(
+                        kind="stats_refusal",
+                        role="holder",
+                        request_id=request_id,
+                        timestamp_ms=now_ms,
+                        local=self.jurisdiction,
+                        counterparty=requester,
+                        service_system=safe_identifier(request.service_system, _SERVICE_ID),
+                        dataset=safe_identifier(request.query.dataset, _CODE),
+                        purpose=safe_identifier(request.query.purpose, _CODE),
+                        decision="deny",
+                        reason=clean_reason(f"malformed statistics request: {exc}"),
+                        request_digest=request_digest_hex,
+                        requester_signature=requester_signature_b64,
+                    )
+                )
+            raise
         answer = self.answer(query, ctx, dry_run=request.dry_run)
         return holder_answer_to_proto(answer)
 

@@ -130,3 +130,26 @@ def test_editing_statistics_agreement_takes_effect_without_restart(tmp_path) -> 
         ch.close()
     finally:
         stop_federation(rf)
+
+
+def test_malformed_peer_statistics_request_is_refused_and_ledgered_with_placeholders(
+    own_federation: RunningFederation,
+) -> None:
+    from gateway import domains
+    from gateway._proto.dataexchange.gateway.v1 import stats_pb2 as spb
+    from gateway.errors import InvalidArgument
+    from gateway.ledger.verify import verify_store
+
+    hb, bj = own_federation.gateways["130000"], own_federation.gateways["110000"]
+    before = len(ledger_events(bj))
+    req = spb.PeerStatsRequest(
+        service_system="evil\nsystem", query=commuters_by_age(["110000"], 1.0).query
+    )
+    with pytest.raises(InvalidArgument):
+        hb.caller.call(
+            "110000", "ComputeStatistic", req, domains.PEER_STATS_REQUEST,
+            domains.PEER_STATS_RESPONSE, spb.PeerStatsResponse,
+        )  # fmt: skip
+    new = ledger_events(bj)[before:]
+    assert [(e.kind, e.service_system) for e in new] == [("stats_refusal", "(invalid)")]
+    assert verify_store(bj.ledger.store, bj.ledger.origin, bj.keys.ledger.verify_key).ok
