@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import domains
+from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, stats_pb2
-from gateway.envelope import make_header, new_request_id
+from gateway.envelope import envelope_digest, make_header, new_request_id
 from gateway.errors import GatewayError, NotFound, PolicyFileError
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.ledger.events import LedgerWriter
@@ -27,7 +27,7 @@ from gateway.policy.store import PolicyStore, ReloadResult
 from gateway.sources import SqliteSource
 from gateway.stats.agreements import STATISTICS_FILE, StatisticsPolicy
 from gateway.stats.budget import SqliteBudgetStore
-from gateway.stats.coordinator import StatsCoordinator
+from gateway.stats.coordinator import HolderReply, StatsCoordinator
 from gateway.stats.holder import StatsHolder
 from gateway.trust import TrustBundle
 
@@ -108,7 +108,7 @@ class StatisticsWiring:
 
     def fan_out(
         self, holder: str, request: stats_pb2.PeerStatsRequest
-    ) -> stats_pb2.PeerStatsResponse:
+    ) -> stats_pb2.PeerStatsResponse | HolderReply:
         """One holder's part of a federated statistic (local or over mTLS)."""
         msg = stats_pb2.PeerStatsRequest()
         msg.CopyFrom(request)  # shared across holders; each call writes its own header
@@ -131,7 +131,12 @@ class StatisticsWiring:
             domains.PEER_STATS_RESPONSE,
             stats_pb2.PeerStatsResponse,
         )
-        return reply.response
+        return HolderReply(
+            reply.response,
+            requester_signature=crypto.b64(reply.request_envelope.signature),
+            holder_signature=crypto.b64(reply.response_envelope.signature),
+            request_digest=envelope_digest(reply.request_envelope).hex(),
+        )
 
     def handle_peer(
         self, envelope: peer_pb2.SignedEnvelope, tls_identity: str

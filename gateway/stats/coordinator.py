@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import EnvironmentFailure, GatewayError, PeerTimeout, VerificationFailed
-from gateway.ledger.events import LedgerEvent, LedgerWriter
+from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
     query_to_proto,
@@ -62,7 +62,18 @@ from gateway.stats.model import (
 
 log = logging.getLogger(__name__)
 
-FanOut = Callable[[str, stats_pb2.PeerStatsRequest], stats_pb2.PeerStatsResponse]
+
+@dataclass(frozen=True)
+class HolderReply:
+    """A holder's answer with what the requester's ledger records about the exchange."""
+
+    response: stats_pb2.PeerStatsResponse
+    requester_signature: str = ""  # base64 Ed25519 over the request envelope
+    holder_signature: str = ""  # base64 Ed25519 over the response envelope
+    request_digest: str = ""  # hex SHA-256 of the request envelope's PAE bytes
+
+
+FanOut = Callable[[str, stats_pb2.PeerStatsRequest], stats_pb2.PeerStatsResponse | HolderReply]
 
 
 def expected_components(s: Statistic) -> tuple[str, ...]:
@@ -194,6 +205,7 @@ class _Outcome:
     holder_receipt: str = ""  # "jurisdiction:index:hash" of the holder's ledger entry
     request_id: str = ""
     error: GatewayError | None = None  # the holder's/transport's error, re-raised if none answered
+    signatures: HolderReply | None = None
 
 
 class StatsCoordinator:
@@ -284,7 +296,9 @@ class StatsCoordinator:
         self, j: str, req: stats_pb2.PeerStatsRequest, query: StatsQuery, dry_run: bool
     ) -> _Outcome:
         try:
-            resp = self._fan_out(j, req)
+            out = self._fan_out(j, req)
+            reply = out if isinstance(out, HolderReply) else HolderReply(out)
+            resp = reply.response
             release = release_from_proto(resp.release, self._limits)
             check_part(release, query, j, dry_run)
             if resp.dry_run != dry_run:
@@ -296,7 +310,7 @@ class StatsCoordinator:
                 else ""
             )
             rid = resp.header.request_id if resp.HasField("header") else ""
-            return _Outcome(j, release, remaining, None, receipt, rid)
+            return _Outcome(j, release, remaining, None, receipt, rid, signatures=reply)
         except GatewayError as exc:
             missing = Missing(j, exc.grpc_code.name, exc.message[:512])
             return _Outcome(j, None, None, missing, error=exc)
@@ -345,9 +359,12 @@ class StatsCoordinator:
             reason=(
                 "released by holder"
                 if o.release is not None
-                else (o.missing.reason if o.missing else "")
+                else clean_reason(o.missing.reason if o.missing else "")
             ),
             payload_digest=release_digest(o.release) if o.release is not None else "",
+            requester_signature=o.signatures.requester_signature if o.signatures else "",
+            holder_signature=o.signatures.holder_signature if o.signatures else "",
+            request_digest=o.signatures.request_digest if o.signatures else "",
             details=tuple(sorted(details.items())),
         )
         r = self._ledger.append(event)
