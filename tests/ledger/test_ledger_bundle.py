@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ORIGIN, make_event
 
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.cli import main
@@ -21,6 +20,7 @@ from gateway.ledger.witness import (
     handle_witness_request,
     make_witness_request,
 )
+from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 NewLedger = Callable[..., SqliteLedger]
 WITNESS = "120000.gateway.dataexchange.cn/witness"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_event
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidArgument
 from gateway.ledger.entry import GENESIS_PREV, decode_entry, encode_entry, header_of
+from tests.ledger.ledger_testkit import make_event
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs")), max_size=40)
 

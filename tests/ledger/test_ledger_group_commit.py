@@ -7,13 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import make_event
 
 from gateway.crypto import SigningKey
 from gateway.errors import InvalidArgument
 from gateway.ledger.events import AppendReceipt
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.verify import verify_store
+from tests.ledger.ledger_testkit import make_event
 
 ORIGIN = "110000.gateway.dataexchange.cn/ledger"
 

@@ -7,7 +7,6 @@ from concurrent import futures
 
 import grpc
 import pytest
-from conftest import ORIGIN, make_event
 
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2 as pb
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2_grpc
@@ -16,6 +15,7 @@ from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.ledger.note import open_checkpoint
 from gateway.ledger.service import add_to_server
+from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 NewLedger = Callable[..., SqliteLedger]
 

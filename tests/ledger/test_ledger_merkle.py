@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
-from conftest import make_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,7 @@ from gateway.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.ledger.ledger_testkit import make_event
 
 # -- naive reference implementation, straight from RFC 9162 section 2.1 ------
 

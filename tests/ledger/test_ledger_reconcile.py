@@ -6,11 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_event
 
 from gateway.cli import main
 from gateway.crypto import SigningKey
 from gateway.ledger.ledger import SqliteLedger
+from tests.ledger.ledger_testkit import make_event
 
 NewLedger = Callable[..., SqliteLedger]
 BJ = "110000.gateway.dataexchange.cn/ledger"

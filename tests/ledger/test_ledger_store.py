@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ORIGIN, FakeClock, make_event
 
 from gateway.errors import InvalidArgument, StorageFailure
 from gateway.ledger.entry import decode_entry, entry_hash
@@ -16,6 +15,7 @@ from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import verify_inclusion
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.verify import verify_store
+from tests.ledger.ledger_testkit import ORIGIN, FakeClock, make_event
 
 NewLedger = Callable[..., SqliteLedger]
 

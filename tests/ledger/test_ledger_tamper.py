@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ORIGIN
 
 from gateway.cli import main
 from gateway.crypto import SigningKey
@@ -15,6 +14,7 @@ from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import Checkpoint, sign_checkpoint, vkey
 from gateway.ledger.storage import SqliteLedgerStore, node_key
 from gateway.ledger.verify import LedgerReport, verify_store
+from tests.ledger.ledger_testkit import ORIGIN
 
 N = 40
 NewLedger = Callable[..., SqliteLedger]

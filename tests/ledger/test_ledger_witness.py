@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import ORIGIN, make_event
 
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
 from gateway.crypto import SigningKey
@@ -19,6 +18,7 @@ from gateway.ledger.witness import (
     handle_witness_request,
     make_witness_request,
 )
+from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 S = ledger_pb2.WitnessStatus
 WITNESS = "120000.gateway.dataexchange.cn/witness"

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from policy_testkit import HolderDir
+
+from tests.policy.policy_testkit import HolderDir
 
 
 @pytest.fixture

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from policy_testkit import NOW_MS, POLICIES, SECRET, HolderDir, base_agreement
 
 from gateway.errors import PolicyDenied, QuotaExceeded
 from gateway.policy import AccessRequest, Decision, FieldRule, PolicyEngine, SqliteQuotaStore
 from gateway.policy.loader import load_policy_set
 from gateway.policy.model import valid_from_ms, valid_until_ms
 from gateway.policy.quota import QuotaKey, utc_day
+from tests.policy.policy_testkit import NOW_MS, POLICIES, SECRET, HolderDir, base_agreement
 
 DAY_MS = 86_400_000
 

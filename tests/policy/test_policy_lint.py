@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from policy_testkit import NOW_MS, POLICIES, HolderDir, base_agreement, dump
 
 from gateway.cli import main as cli_main
 from gateway.errors import PolicyFileError
 from gateway.policy.lint import check_path
 from gateway.policy.loader import load_policy_set, policy_set_digest
+from tests.policy.policy_testkit import NOW_MS, POLICIES, HolderDir, base_agreement, dump
 
 
 def findings(root: Path) -> list[str]:

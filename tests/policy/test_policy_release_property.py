@@ -9,13 +9,13 @@ import datetime as dt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policy_testkit import NOW_MS, POLICIES, SECRET
 
 from gateway.policy import AccessRequest, PolicyEngine
 from gateway.policy.loader import load_policy_set
 from gateway.policy.model import Transform
 from gateway.policy.quota import QuotaKey
 from gateway.policy.transforms import Pseudonymiser, generalise, mask, render
+from tests.policy.policy_testkit import NOW_MS, POLICIES, SECRET
 
 CASES = {
     "hebei-housing": (

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from policy_testkit import NOW_MS, SECRET, HolderDir, base_agreement
 
 from gateway.errors import PolicyDenied, PolicyFileError
 from gateway.policy import (
@@ -22,6 +21,7 @@ from gateway.policy import (
     SqliteQuotaStore,
     install_sighup_handler,
 )
+from tests.policy.policy_testkit import NOW_MS, SECRET, HolderDir, base_agreement
 
 
 def request(purpose: str = "housing_fund_transfer") -> AccessRequest:
