@@ -378,6 +378,20 @@ def issue_client_certificate(
     )
 
 
+def tls_key_matches_cert(key_pem: bytes, cert_pem: bytes) -> bool:
+    """True if ``key_pem`` is the private key of the certificate ``cert_pem``."""
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument("TLS key or certificate: not valid PEM") from exc
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.DER
+    return digest_equal(
+        key.public_key().public_bytes(enc, fmt), cert.public_key().public_bytes(enc, fmt)
+    )
+
+
 def cert_fingerprint(cert_pem: bytes) -> str:
     """SHA-256 over the certificate's DER encoding, lowercase hex."""
     try:

@@ -52,6 +52,7 @@ from gateway.crypto import (
     digest_equal,
     make_tls_identity,
     sha256_hex,
+    tls_key_matches_cert,
     unb64,
 )
 from gateway.errors import InvalidArgument, StorageFailure
@@ -343,6 +344,11 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
         fingerprint = cert_fingerprint(cert)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{cert_path}: {exc}") from exc
+    if not tls_key_matches_cert(tls_key, cert):
+        raise InvalidArgument(
+            f"{key_dir / TLS_KEY_FILE} is not the private key of {cert_path}; "
+            "regenerate both with `gateway keygen --force`"
+        )
     public_path = key_dir / PUBLIC_FILE
     desc = parse_public_descriptor(
         _read(public_path, private=False, strict_permissions=False), str(public_path)

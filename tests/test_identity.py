@@ -180,7 +180,7 @@ def test_swapped_tls_certificate_refused(tmp_path: Path) -> None:
     generate_keys(tmp_path, "110000", "gw", now=NOW)
     other = make_tls_identity("gw-110000", ["gw-110000"], now=NOW)
     (tmp_path / "tls.crt").write_bytes(other.cert_pem)
-    with pytest.raises(InvalidArgument, match="tls_fingerprint"):
+    with pytest.raises(InvalidArgument, match="tls_fingerprint|not the private key"):
         load_keys(tmp_path)
 
 
@@ -198,3 +198,18 @@ def test_bad_tls_hostname_refused(tmp_path: Path, host: str) -> None:
     with pytest.raises(InvalidArgument, match="TLS hostname"):
         generate_keys(tmp_path / "k", "110000", "gw", hostnames=(host,), now=NOW)
     assert not (tmp_path / "k").exists()
+
+
+def test_tls_key_that_does_not_match_the_certificate_is_refused_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest as _pytest
+
+    from gateway.crypto import make_tls_identity
+    from gateway.errors import InvalidArgument as _InvalidArgument
+    from gateway.identity import generate_keys, load_keys
+
+    d = tmp_path / "keys"
+    generate_keys(d, "110000", "北京市大数据中心")
+    other = make_tls_identity("gw-110000", ["gw-110000"])
+    (d / "tls.key").write_bytes(other.key_pem)
+    with _pytest.raises(_InvalidArgument, match="not the private key"):
+        load_keys(d)
