@@ -180,7 +180,7 @@ def test_swapped_tls_certificate_refused(tmp_path: Path) -> None:
     generate_keys(tmp_path, "110000", "gw", now=NOW)
     other = make_tls_identity("gw-110000", ["gw-110000"], now=NOW)
     (tmp_path / "tls.crt").write_bytes(other.cert_pem)
-    with pytest.raises(InvalidArgument, match="tls_fingerprint|not the private key"):
+    with pytest.raises(InvalidArgument, match=r"tls_fingerprint|not the private key"):
         load_keys(tmp_path)
 
 

@@ -66,8 +66,13 @@ def _index(
 ) -> dict[str, list[tuple[int, LedgerEvent]]]:
     out: dict[str, list[tuple[int, LedgerEvent]]] = {}
     for i, ev in records:
-        if ev.counterparty == other and ev.kind in ("transfer", "refusal"):
-            out.setdefault(ev.request_id, []).append((i, ev))
+        if ev.counterparty != other or ev.kind not in ("transfer", "refusal"):
+            continue
+        if ev.role == "requester" and not ev.holder_signature:
+            # The holder never answered (down, timed out, refused before
+            # authenticating): by construction there is nothing to pair with.
+            continue
+        out.setdefault(ev.request_id, []).append((i, ev))
     return out
 
 

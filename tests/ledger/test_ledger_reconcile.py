@@ -77,3 +77,21 @@ def test_same_role_on_both_sides_is_a_difference(new_ledger: NewLedger, tmp_path
     b = [(0, make_event(1, local="120000", counterparty="110000"))]  # both claim "holder"
     r = reconcile(a, b)
     assert r.differing and "role" in r.differing[0].fields
+
+
+def test_attempt_the_holder_never_answered_is_not_reported_missing(
+    new_ledger: NewLedger, tmp_path: Path
+) -> None:
+    a = new_ledger(name="a.db", origin=BJ)
+    b = new_ledger(name="b.db", origin=TJ)
+    a.append_many(make_event(i) for i in range(2))
+    b.append_many(requester_view(i) for i in range(2))
+    # Holder down: the requester records its failed attempt, unsigned by the holder.
+    b.append(
+        requester_view(
+            9, kind="refusal", decision="deny", holder_signature="", reason="exchange failed: down"
+        )
+    )
+    a.close()
+    b.close()
+    assert main(["audit", "reconcile", str(tmp_path / "a.db"), str(tmp_path / "b.db")]) == 0
