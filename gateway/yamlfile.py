@@ -14,10 +14,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gateway.errors import PolicyFileError
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_FILE_BYTES = 1024 * 1024
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -92,14 +92,16 @@ def validate_doc(doc: Any, model: type[M], source: str) -> M:
         raise PolicyFileError(f"{where}: field {field}: {first['msg']}{more}") from exc
 
 
-def load_model(path: Path, model: type[M]) -> M:
-    """Read ``path`` (size-limited) and validate it as ``model``."""
+def load_model(path: Path, model: type[M], limits: Limits = DEFAULT_LIMITS) -> M:
+    """Read ``path`` (at most ``limits.max_policy_file_bytes``) and validate it as ``model``."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise PolicyFileError(f"{path}: cannot read: {exc.strerror}") from exc
-    if len(raw) > MAX_FILE_BYTES:
-        raise PolicyFileError(f"{path}: file is {len(raw)} bytes, limit {MAX_FILE_BYTES}")
+    if len(raw) > limits.max_policy_file_bytes:
+        raise PolicyFileError(
+            f"{path}: file is {len(raw)} bytes, limit {limits.max_policy_file_bytes}"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
