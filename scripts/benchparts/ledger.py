@@ -16,39 +16,14 @@ import time
 from pathlib import Path
 
 from benchparts.common import Report, median, percentile, time_calls
-from gateway.crypto import SigningKey, b64
-from gateway.ledger.events import LedgerEvent
+from gateway.crypto import SigningKey
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.verify import verify_store
+from tests.ledger.ledger_testkit import make_event
 
 ORIGIN = "110000.gateway.dataexchange.cn/ledger"
 BATCH = 10_000
-
-
-def _event(i: int) -> LedgerEvent:
-    return LedgerEvent(
-        kind="transfer",
-        role="holder",
-        request_id=f"8f0c6a1e-{i:012d}",
-        timestamp_ms=1_700_000_000_000 + i,
-        local="110000",
-        counterparty="120000",
-        service_system="tj-social-security",
-        dataset="household_register",
-        purpose="benefit_eligibility",
-        decision="allow",
-        reason="agreement bj-tj-2024-007 allows fields name, birth_date",
-        record_count=i % 50,
-        agreement_id="bj-tj-2024-007",
-        agreement_digest="a" * 64,
-        policy_set_digest="b" * 64,
-        payload_digest=hashlib.sha256(i.to_bytes(8, "big")).hexdigest(),
-        request_digest="d" * 64,
-        requester_signature=b64(bytes([i % 251]) * 64),
-        holder_signature=b64(bytes([i % 241]) * 64),
-        details=(("fields", "name,birth_date"),),
-    )
 
 
 def run(quick: bool) -> Report:
@@ -61,7 +36,7 @@ def run(quick: bool) -> Report:
         single = SqliteLedger(Path(tmp) / "single.db", key, ORIGIN, checkpoint_every=1000)
         t0 = time.perf_counter()
         for i in range(singles):
-            single.append(_event(i))
+            single.append(make_event(i))
         dt_single = time.perf_counter() - t0
         single.close()
         rep.row("durable single appends", singles / dt_single, "entries/s")
@@ -71,7 +46,7 @@ def run(quick: bool) -> Report:
         ledger = SqliteLedger(path, key, ORIGIN, checkpoint_every=1000)
         build = 0.0
         for start in range(0, n, BATCH):
-            events = [_event(i) for i in range(start, min(n, start + BATCH))]
+            events = [make_event(i) for i in range(start, min(n, start + BATCH))]
             t0 = time.perf_counter()
             ledger.append_many(events)
             build += time.perf_counter() - t0
