@@ -19,7 +19,6 @@ from gateway.limits import DEFAULT_LIMITS, Limits
 M = TypeVar("M", bound=BaseModel)
 
 
-
 class _LineLoader(yaml.SafeLoader):
     """SafeLoader that records each mapping key's line and refuses duplicate keys."""
 

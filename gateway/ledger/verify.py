@@ -27,10 +27,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final, cast
 
+import numpy as np
+
 from gateway.crypto import VerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
-from gateway.ledger.merkle import EMPTY_ROOT, fold, node_hash, prefix_nodes
+from gateway.ledger.merkle import EMPTY_ROOT, HASH_LEN, fold, node_hash, prefix_nodes
 from gateway.ledger.note import Checkpoint, open_checkpoint
 from gateway.ledger.storage import CheckpointRow, SqliteLedgerStore
 
@@ -161,7 +163,6 @@ def verify_range(
     (each header's index and predecessor hash are checked, so a deleted,
     inserted or reordered entry is still found).
     """
-    sha = hashlib.sha256
     i = lo
     prev: bytes | None = None
     first_prev = b""
@@ -201,7 +202,7 @@ def verify_range(
                     i + j,
                 ),
             )
-        hashes = [sha(b"\x00" + e).digest() for e in entries]
+        hashes = _leaf_hashes(entries)
         if stored_nodes is not None and hashes != list(stored):
             j = _first_diff(hashes, stored)
             return _bump(
@@ -216,16 +217,9 @@ def verify_range(
                 ),
             )
         # One comparison covers every header: version, own index, predecessor hash.
-        got_headers = b"".join([e[:HEADER_LEN] for e in entries])
         first = prev if prev is not None else entries[0][9:HEADER_LEN]
         pack = _HEAD.pack
-        want_headers = b"".join(
-            [
-                pack(ENTRY_VERSION, k) + h
-                for k, h in zip(range(i, i + m), [first, *hashes[:-1]], strict=True)
-            ]
-        )
-        if got_headers != want_headers:
+        if not _headers_ok(entries, i, first, hashes):
             links = [e[9:HEADER_LEN] for e in entries]
             heads = b"".join([e[:9] for e in entries])
             expect = b"".join([pack(ENTRY_VERSION, k) for k in range(i, i + m)])
@@ -280,18 +274,58 @@ def verify_range(
     return result(None)
 
 
+_LEAF = hashlib.sha256(b"\x00")  # RFC 9162 leaf prefix, copied per entry
+
+
+def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
+    """SHA-256(0x00 || entry) for each entry, without copying the entries."""
+    out: list[bytes] = []
+    append, leaf = out.append, _LEAF
+    for e in entries:
+        h = leaf.copy()
+        h.update(e)
+        append(h.digest())
+    return out
+
+
+def _headers_ok(entries: Sequence[bytes], i: int, first: bytes, hashes: Sequence[bytes]) -> bool:
+    """Every header: version, own index i.., predecessor hash (vectorised)."""
+    m = len(entries)
+    got = b"".join([e[:HEADER_LEN] for e in entries])
+    if len(got) != m * HEADER_LEN:
+        return False  # a short entry; the slow path names it
+    rows = np.frombuffer(got, dtype=np.uint8).reshape(m, HEADER_LEN)
+    if not (rows[:, 0] == ENTRY_VERSION).all():
+        return False
+    index = np.ascontiguousarray(rows[:, 1:9]).view(">u8").ravel()
+    if not np.array_equal(index, np.arange(i, i + m, dtype=np.uint64)):
+        return False
+    links = np.frombuffer(first + b"".join(hashes[:-1]), dtype=np.uint8).reshape(m, HASH_LEN)
+    return bool(np.array_equal(rows[:, 9:HEADER_LEN], links))
+
+
 def _bump(
     result: Callable[[Problem | None], RangeResult], i: int, j: int, problem: Problem
 ) -> RangeResult:
     return result(problem)
 
 
+_NODE = hashlib.sha256(b"\x01")  # RFC 9162 interior-node prefix, copied per node
+
+
 def _levels(leaves: list[bytes]) -> list[list[bytes]]:
-    sha = hashlib.sha256
     levels = [leaves]
     cur = leaves
+    node = _NODE
     while len(cur) > 1:
-        cur = [sha(b"\x01" + a + b).digest() for a, b in zip(cur[0::2], cur[1::2], strict=False)]
+        nxt: list[bytes] = []
+        append = nxt.append
+        for a, b in zip(cur[0::2], cur[1::2], strict=False):
+            h = node.copy()
+            h.update(a)
+            h.update(b)
+            append(h.digest())
+        cur = nxt
         levels.append(cur)
     return levels
 
@@ -432,26 +466,33 @@ def verify_store(
     ranges in parallel processes (default: one per CPU for large ledgers).
     """
     rows = store.checkpoints()
-    try:
-        required = check_checkpoints(rows, origin, key)
-    except _Stop as stop:
-        return LedgerReport(0, len(rows), EMPTY_ROOT, 0, stop.problem)
-    newest = required[-1].size if required else 0
+    trusted_required: list[_Required] = []
     for n, note in enumerate(trusted):
         try:
             cp = open_checkpoint(note, origin, key)
         except GatewayError as exc:
             bad = Problem("trusted-checkpoint-invalid", f"trusted checkpoint {n}: {exc}")
-            return LedgerReport(0, len(rows), EMPTY_ROOT, newest, bad)
-        required.append(_Required(cp.size, cp.root, f"trusted checkpoint {n}"))
+            return LedgerReport(0, len(rows), EMPTY_ROOT, 0, bad)
+        trusted_required.append(_Required(cp.size, cp.root, f"trusted checkpoint {n}"))
     total = store.size()
-    sizes = tuple(sorted({r.size for r in required if 0 < r.size <= total}))
+    # Workers need only the sizes to compute roots at; the rows' signatures are
+    # checked meanwhile (a signed size differing from its row is reported then).
+    sizes = tuple(
+        sorted(
+            {r.size for r in rows if 0 < r.size <= total}
+            | {r.size for r in trusted_required if 0 < r.size <= total}
+        )
+    )
     span = CHUNK * 2  # small tasks keep both workers busy to the end
     bounds = [(a, min(a + span, total)) for a in range(0, total, span)]
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 4 * span else 1
     results: list[RangeResult] = []
     path = str(store.path)
+
+    def checked() -> list[_Required]:
+        return [*check_checkpoints(rows, origin, key), *trusted_required]
+
     if workers > 1 and len(bounds) > 1:
         # fork is only safe while this process runs a single thread (CLI, bench);
         # inside a threaded server fall back to spawn.
@@ -462,6 +503,12 @@ def verify_store(
                 pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode)
                 for a, b in bounds
             ]
+            try:
+                required = checked()  # overlaps with the workers
+            except _Stop as stop:
+                for f in futures:
+                    f.cancel()
+                return LedgerReport(0, len(rows), EMPTY_ROOT, 0, stop.problem)
             for fut in futures:
                 results.append(fut.result())
                 if progress is not None:
@@ -471,6 +518,10 @@ def verify_store(
                         f.cancel()
                     break
     else:
+        try:
+            required = checked()
+        except _Stop as stop:
+            return LedgerReport(0, len(rows), EMPTY_ROOT, 0, stop.problem)
         read = store.raw_range if check_nodes else store.entry_range
         for a, b in bounds:
             pages = (read(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
@@ -481,6 +532,7 @@ def verify_store(
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:
                 break
+    newest = max((r.size for r in required if not r.label.startswith("trusted")), default=0)
     count, root, problem = combine(
         results, required, total, store.nodes_range if check_nodes else None
     )
