@@ -49,7 +49,7 @@ from gateway.server.servicers import PeerExchangeServicer, RecordExchangeService
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
-from gateway.sources import SqliteSource
+from gateway.sources import Sources
 from gateway.stats.servicer import StatisticsServicer
 from gateway.trust import (
     FileVersionStore,
@@ -110,7 +110,7 @@ class Gateway:
         self.policy = PolicyEngine(
             self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
         )
-        self.source = SqliteSource(config.data_source)
+        self.source = Sources(config.data_source, self.policy_store.current.catalogue, limits)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
@@ -371,6 +371,7 @@ class Gateway:
         self.transport.close()
         self.replay.close()
         self.quota.close()
+        self.source.close()
         close = getattr(self.ledger, "close", None)
         if close:
             close()

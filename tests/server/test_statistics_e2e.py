@@ -8,7 +8,13 @@ import pytest
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc
 from gateway.client import service_channel
 from gateway.demo.chapters import commuters_by_age
-from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.conftest import (
+    RunningFederation,
+    engine_federation,
+    start_federation,
+    stop_federation,
+)
+from tests.dbs import ENGINES
 from tests.helpers import ledger_events
 
 
@@ -22,11 +28,11 @@ def _stub(
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
-@pytest.fixture()
-def own_federation(tmp_path):  # type: ignore[no-untyped-def]
-    rf = start_federation(tmp_path, rows=200)
-    yield rf
-    stop_federation(rf)
+@pytest.fixture(params=ENGINES)
+def own_federation(request, tmp_path):  # type: ignore[no-untyped-def]
+    """The same statistics tests with the registers in SQLite, PostgreSQL, MariaDB."""
+    with engine_federation(request.param, tmp_path, rows=200) as rf:
+        yield rf
 
 
 def test_federated_count_combines_three_noisy_releases_and_ledgers_each_release(
