@@ -169,3 +169,38 @@ def test_mapping_naming_an_unknown_catalogue_column_is_refused() -> None:
     bad = {"url": "sqlite://", "table": "t", "columns": {"wage": "gz"}}
     with pytest.raises(ValueError, match=r"source\.columns names wage"):
         Dataset.model_validate({**ds.model_dump(), "source": bad})
+
+
+def test_statistics_read_only_the_needed_columns_in_batches(seeded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Personal-data columns a statistic does not use never leave the database,
+    and the frame arrives in batches (one batch of Python rows alive at a time)."""
+    import gateway.sources.sql as sql_module
+
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
+    statements: list[str] = []
+    sa.event.listen(
+        db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2]).lower())
+    )
+    parts: list[int] = []
+    original = sql_module.frame_from_batches
+
+    def counting(dataset, cols, batches):  # type: ignore[no-untyped-def]
+        def each():  # type: ignore[no-untyped-def]
+            for b in batches:
+                parts.append(len(b))
+                yield b
+
+        return original(dataset, cols, each())
+
+    monkeypatch.setattr(sql_module, "frame_from_batches", counting)
+    try:
+        df = db.frame(ds, ["age_band", "monthly_base"]).collect()
+    finally:
+        db.close()
+    assert df.height == ROWS and df.columns == ["age_band", "monthly_base"]
+    selects = [s for s in statements if "si_contributions" in s and "select" in s]
+    assert selects and all("sfzh" not in s and "xm" not in s and "phone" not in s for s in selects)
+    assert len(parts) == -(-ROWS // LIMITS.source_batch_rows)
+    assert max(parts) <= LIMITS.source_batch_rows
