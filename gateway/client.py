@@ -8,6 +8,7 @@ the gateway's certificate and a token (see README "Calling from Java, Go or Node
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,37 @@ class ServiceClient:
             service_pb2.GetRecordsRequest(**fields), timeout=timeout
         )
         return reply
+
+    def stream_records(
+        self,
+        holder_jurisdiction: str,
+        dataset: str,
+        purpose: str,
+        fields: tuple[str, ...] = (),
+        *,
+        cursor: str = "",
+        client_reference: str = "",
+        timeout: float | None = None,
+    ) -> Iterator[service_pb2.StreamRecordsResponse]:
+        """A streamed bulk transfer: ``started``, then ``chunk`` messages, then
+        ``completed`` (only once the holder's commitment verified). Pass the last
+        chunk's ``cursor`` to resume an interrupted transfer. Closing the iterator
+        cancels the transfer."""
+        call = self.records.StreamRecords(
+            service_pb2.StreamRecordsRequest(
+                holder_jurisdiction=holder_jurisdiction,
+                dataset=dataset,
+                purpose=purpose,
+                fields=fields,
+                cursor=cursor,
+                client_reference=client_reference,
+            ),
+            timeout=timeout,
+        )
+        try:
+            yield from call
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         self.channel.close()

@@ -48,6 +48,7 @@ class Limits:
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000
     max_concurrent_streams: int = 8
+    stream_deadline_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

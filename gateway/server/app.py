@@ -32,6 +32,8 @@ from gateway._proto.dataexchange.gateway.v1 import (
 )
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import TrustBundleRejected
+from gateway.exchange.bulk_holder import BulkHolder
+from gateway.exchange.bulk_requester import BulkRequester
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
@@ -134,6 +136,21 @@ class Gateway:
             self.source,
             self.ledger,
             self.keys.seal,
+            clock_ms,
+            limits,
+            rng,
+        )
+        self.bulk_requester = BulkRequester(
+            self.caller, self.transport, self.bundle, self.ledger, self.keys.seal, clock_ms, limits
+        )
+        self.bulk_holder = BulkHolder(
+            self.holder,
+            self.responder,
+            self.bundle,
+            lambda: self.policy_store.current.catalogue,
+            self.policy,
+            self.source,
+            self.ledger,
             clock_ms,
             limits,
             rng,
@@ -308,12 +325,15 @@ class Gateway:
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
-                self.holder, statistics=self.statistics.handle_peer, witness=self.witnessing.handle
+                self.holder,
+                statistics=self.statistics.handle_peer,
+                witness=self.witnessing.handle,
+                bulk=self.bulk_holder,
             ),
             peer,
         )
         service_pb2_grpc.add_RecordExchangeServicer_to_server(
-            RecordExchangeServicer(self.requester, self.bundle), service
+            RecordExchangeServicer(self.requester, self.bundle, self.bulk_requester), service
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service

@@ -13,6 +13,7 @@ Does not own: what is authenticated against (``gateway.server.auth``).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
@@ -59,6 +60,8 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
     ) -> Any:
         handler = continuation(details)
+        if handler is not None and handler.unary_stream is not None:
+            return self._server_streaming(handler, details.method)
         if handler is None or handler.unary_unary is None:
             return handler
         method: str = details.method
@@ -96,6 +99,53 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             context.abort(code, message)
 
         return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    # ------------------------------------------------------------------
+    # Server streaming (bulk transfers): the same authentication and error
+    # mapping, applied when the stream starts and to every message it yields.
+    # ------------------------------------------------------------------
+
+    def _server_streaming(self, handler: Any, method: str) -> Any:
+        public = method.startswith(PUBLIC_PREFIXES)
+        inner = handler.unary_stream
+
+        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+            code: grpc.StatusCode | None = None
+            message = ""
+            kind = ""
+            deadline_token: contextvars.Token[float | None] | None = None
+            caller_token: contextvars.Token[str | None] | None = None
+            try:
+                remaining = context.time_remaining()
+                if remaining is not None:
+                    deadline_token = _DEADLINE.set(time.monotonic() + remaining)
+                if self._authenticate is not None and not public:
+                    caller_token = _CALLER.set(self._authenticate(context))
+                yield from inner(request, context)
+                return
+            except GatewayError as exc:
+                code, message = exc.grpc_code, exc.message
+                kind = type(exc).__name__ if type(exc).__name__ in WIRE_NAMES else ""
+                log.info("%s -> %s: %s", method, code.name, message)
+            except Exception:
+                ref = uuid.uuid4().hex[:12]
+                log.exception("%s failed (reference %s)", method, ref)
+                code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
+            finally:
+                with contextlib.suppress(ValueError):  # reset from another context on GC
+                    if caller_token is not None:
+                        _CALLER.reset(caller_token)
+                    if deadline_token is not None:
+                        _DEADLINE.reset(deadline_token)
+            if kind:
+                context.set_trailing_metadata(((WIRE_METADATA_KEY, kind),))
+            context.abort(code, message)
+
+        return grpc.unary_stream_rpc_method_handler(
             wrapped,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,

@@ -8,7 +8,7 @@ from ``caller()``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -20,6 +20,9 @@ from gateway._proto.dataexchange.gateway.v1 import (
     service_pb2_grpc,
 )
 from gateway.errors import NotFound
+from gateway.exchange.bulk import BulkQuery
+from gateway.exchange.bulk_holder import BulkHolder
+from gateway.exchange.bulk_requester import BulkChunk, BulkCompleted, BulkRequester, BulkStarted
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.records import RecordsQuery
 from gateway.exchange.requester import RecordRequester
@@ -30,9 +33,15 @@ PeerHandler = Callable[[peer_pb2.SignedEnvelope, str], peer_pb2.SignedEnvelope]
 
 
 class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
-    def __init__(self, requester: RecordRequester, bundle: Callable[[], TrustBundle]) -> None:
+    def __init__(
+        self,
+        requester: RecordRequester,
+        bundle: Callable[[], TrustBundle],
+        bulk: BulkRequester | None = None,
+    ) -> None:
         self._requester = requester
         self._bundle = bundle
+        self._bulk = bulk
 
     def GetRecords(
         self, request: service_pb2.GetRecordsRequest, context: grpc.ServicerContext
@@ -60,6 +69,54 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
             truncated=result.truncated,
         )
 
+    def StreamRecords(
+        self, request: service_pb2.StreamRecordsRequest, context: grpc.ServicerContext
+    ) -> Iterator[service_pb2.StreamRecordsResponse]:
+        if self._bulk is None:
+            raise NotFound("this gateway does not stream bulk transfers")
+        query = BulkQuery(
+            holder=request.holder_jurisdiction,
+            dataset=request.dataset,
+            purpose=request.purpose,
+            fields=tuple(request.fields),
+            client_reference=request.client_reference,
+            cursor=request.cursor,
+        )
+        for event in self._bulk.stream_records(caller(), query):
+            if isinstance(event, BulkChunk):
+                chunk = service_pb2.RecordChunk(
+                    index=event.index, first_row=event.first_row, cursor=event.cursor
+                )
+                chunk.records.extend(event.records)
+                yield service_pb2.StreamRecordsResponse(chunk=chunk)
+            elif isinstance(event, BulkStarted):
+                yield service_pb2.StreamRecordsResponse(
+                    started=service_pb2.StreamStarted(
+                        request_id=event.request_id,
+                        holder_jurisdiction=event.holder,
+                        dataset=event.dataset,
+                        decision=event.decision,
+                        start_row=event.start_row,
+                        max_rows=event.max_rows,
+                    )
+                )
+            elif isinstance(event, BulkCompleted):
+                yield service_pb2.StreamRecordsResponse(
+                    completed=service_pb2.StreamCompleted(
+                        row_count=event.row_count,
+                        chunk_count=event.chunk_count,
+                        commitment=event.commitment,
+                        truncated=event.truncated,
+                        truncated_reason=event.truncated_reason,
+                        cursor=event.cursor,
+                        receipt=common_pb2.LedgerReceipt(
+                            jurisdiction=event.local,
+                            index=event.receipt.index,
+                            entry_hash=event.receipt.entry_hash,
+                        ),
+                    )
+                )
+
     def ListDatasets(
         self, request: service_pb2.ListDatasetsRequest, context: grpc.ServicerContext
     ) -> service_pb2.ListDatasetsResponse:
@@ -80,8 +137,10 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         holder: RecordHolder,
         statistics: PeerHandler | None = None,
         witness: PeerHandler | None = None,
+        bulk: BulkHolder | None = None,
     ) -> None:
         self._holder = holder
+        self._bulk = bulk
         self._statistics = statistics
         self._witness = witness
 
@@ -103,3 +162,10 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         if self._witness is None:
             raise NotFound("this gateway does not witness checkpoints")
         return self._witness(request, caller())
+
+    def StreamRecords(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> Iterator[peer_pb2.PeerStreamMessage]:
+        if self._bulk is None:
+            raise NotFound("this gateway does not stream bulk transfers")
+        yield from self._bulk.stream_records(request, caller())

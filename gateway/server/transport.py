@@ -10,6 +10,7 @@ refusal -> the same status class with the peer's message).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import grpc
 
@@ -104,19 +105,22 @@ class GrpcPeerTransport:
             reply: peer_pb2.SignedEnvelope = fn(envelope, timeout=timeout)
             return reply
         except grpc.RpcError as exc:
-            code = exc.code()
-            details = exc.details() or ""
-            who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PeerTimeout(f"{who} did not answer within {timeout:.1f} s") from exc
-            message = f"{who} refused ({code.name}): {details}"
-            kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
-            cls = WIRE_NAMES.get(str(kind))
-            if cls is not None and cls.grpc_code == code:  # a name must agree with the status
-                raise cls(message) from exc
-            raise error_for_status(code, message) from exc
+            raise _peer_error(exc, member, timeout) from exc
+
+    def stream(
+        self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
+    ) -> Iterator[peer_pb2.PeerStreamMessage]:
+        """A server-streaming call; closing the iterator cancels the call."""
+        remaining = deadline_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(0.0, remaining - 0.05))
+        call = getattr(self._stub(member), method)(envelope, timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            raise _peer_error(exc, member, timeout) from exc
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         with self._lock:
@@ -124,3 +128,19 @@ class GrpcPeerTransport:
                 ch.close()
             self._channels.clear()
             self._stubs.clear()
+
+
+def _peer_error(exc: grpc.RpcError, member: Member, timeout: float) -> GatewayError:
+    code = exc.code()
+    details = exc.details() or ""
+    who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return PeerUnavailable(f"{who} is unavailable: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerTimeout(f"{who} did not answer within {timeout:.1f} s")
+    message = f"{who} refused ({code.name}): {details}"
+    kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
+    cls = WIRE_NAMES.get(str(kind))
+    if cls is not None and cls.grpc_code == code:  # a name must agree with the status
+        return cls(message)
+    return error_for_status(code, message)
