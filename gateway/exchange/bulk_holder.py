@@ -168,9 +168,12 @@ class BulkHolder:
             yield peer_pb2.PeerStreamMessage(start=signed_start)
             for batch in batches:
                 room = cap - chain.rows
+                left = self._policy.quota_left(decision, access)
+                if left < min(room, len(batch)):
+                    room, truncated_reason = left, "the agreement's daily quota"
                 rows = batch[:room]
                 if not rows:
-                    truncated_reason = f"the agreement's cap of {cap} rows per transfer"
+                    truncated_reason = truncated_reason or f"the agreement's cap of {cap} rows per transfer"
                     break
                 try:
                     released = self._policy.release(decision, access, rows)
@@ -196,7 +199,9 @@ class BulkHolder:
                     )
                 )
                 if len(batch) > len(rows):
-                    truncated_reason = f"the agreement's cap of {cap} rows per transfer"
+                    truncated_reason = (
+                        truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    )
                     break
             _close(batches)
             end = peer_pb2.PeerStreamEnd(

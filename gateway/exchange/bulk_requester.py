@@ -212,7 +212,7 @@ class _Run:
         reason = ""
         try:
             yield from self._receive(stream)
-        except VerificationFailed as exc:
+        except (VerificationFailed, CryptoFailure) as exc:
             reason = f"holder's stream failed verification: {exc}"
             self._ledger("refusal", "deny", reason)
             raise

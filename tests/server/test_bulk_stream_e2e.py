@@ -1,0 +1,291 @@
+"""Streamed bulk transfers end to end: two real gateways, real gRPC over (m)TLS.
+
+Each test names the failure or attack it covers. Attacks on the stream sit
+between the gateways (a wrapping transport at the requester) and re-seal what
+they change to the requester's public key, as anyone holding the trust bundle
+could: only the holder's signed commitment can catch them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway import crypto, domains
+from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, service_pb2
+from gateway.config import load_config
+from gateway.demo.setup import REPO_POLICIES, build_federation
+from gateway.exchange.bulk import chunk_context
+from gateway.server.app import Gateway
+from tests.conftest import RunningFederation, stop_federation
+from tests.dbs import scratch_schema
+from tests.helpers import ledger_events
+
+ROWS = 300
+CHUNK = 40
+AGREEMENT = "agreements/si-contributions-to-tianjin-planning.yaml"
+ARGS = ("110000", "si_contributions", "commuter_planning")
+Messages = list[service_pb2.StreamRecordsResponse]
+
+
+def _federation(
+    root: Path,
+    per_request: int = 1000,
+    per_day: int = 100_000,
+    source: tuple[str, str] | None = None,
+) -> RunningFederation:
+    policies = root / "policies"
+    shutil.copytree(REPO_POLICIES, policies)
+    agreement = policies / "110000" / AGREEMENT
+    agreement.write_text(
+        agreement.read_text(encoding="utf-8")
+        .replace("max_records_per_request: 100", f"max_records_per_request: {per_request}")
+        .replace("quota_per_day: 500", f"quota_per_day: {per_day}"),
+        encoding="utf-8",
+    )
+    extra = {"source_url": source[0], "source_schema": source[1]} if source else {}
+    fed = build_federation(root / "fed", rows=ROWS, policies=policies, **extra)  # type: ignore[arg-type]
+    for site in fed.sites.values():
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[limits]\nstream_chunk_rows = {CHUNK}\n")
+    gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
+    for gw in gws.values():
+        gw.start()
+    return RunningFederation(fed, gws)
+
+
+@pytest.fixture()
+def fed(tmp_path: Path) -> Iterator[RunningFederation]:
+    rf = _federation(tmp_path)
+    yield rf
+    stop_federation(rf)
+
+
+def _stream(rf: RunningFederation, cursor: str = "", service: str = "tianjin-planning") -> Messages:
+    with rf.client("120000", service) as c:
+        return list(c.stream_records(*ARGS, cursor=cursor, timeout=30))
+
+
+def _rows(msgs: Messages) -> list[dict[str, str]]:
+    return [dict(r.fields) for m in msgs if m.HasField("chunk") for r in m.chunk.records]
+
+
+def _wait_for(pred: Callable[[], bool], seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        time.sleep(0.05)
+
+
+def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_records_the_commitment(
+    fed: RunningFederation,
+) -> None:
+    bj0, tj0 = len(ledger_events(fed.gateways["110000"])), len(ledger_events(fed.gateways["120000"]))
+    msgs = _stream(fed)
+    kinds = [m.WhichOneof("kind") for m in msgs]
+    assert kinds[0] == "started" and kinds[-1] == "completed"
+    assert kinds[1:-1] == ["chunk"] * -(-ROWS // CHUNK)
+    rows = _rows(msgs)
+    assert len(rows) == ROWS
+    assert [m.chunk.first_row for m in msgs[1:-1]] == list(range(0, ROWS, CHUNK))
+    # Pseudonymised: no resident ID number leaves, and no row twice.
+    assert all(len(r["person_id"]) != 18 for r in rows)
+    assert len({r["person_id"] for r in rows}) == ROWS
+    done = msgs[-1].completed
+    assert (done.row_count, done.truncated) == (ROWS, False)
+    holder = ledger_events(fed.gateways["110000"])[bj0:]
+    requester = ledger_events(fed.gateways["120000"])[tj0:]
+    assert [e.kind for e in holder] == ["transfer"] == [e.kind for e in requester]
+    h, r = holder[0], requester[0]
+    assert h.request_id == r.request_id == msgs[0].started.request_id
+    assert h.record_count == r.record_count == ROWS
+    assert h.payload_digest == r.payload_digest == done.commitment
+    assert h.holder_signature == r.holder_signature != ""
+    assert ("complete", "true") in h.details and ("complete", "true") in r.details
+    subject = fed.subject("110000", "SELECT person_id FROM si_contributions LIMIT 1")
+    assert subject not in repr(h) + repr(r)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
+    tmp_path: Path, engine: str
+) -> None:
+    with scratch_schema(engine) as source:
+        rf = _federation(tmp_path, source=source)
+        try:
+            assert rf.gateways["110000"].policy_store.current.catalogue.dataset(
+                "si_contributions"
+            ).source
+            whole = _stream(rf)
+            assert whole[-1].completed.row_count == ROWS and len(_rows(whole)) == ROWS
+            rest = _stream(rf, cursor=whole[3].chunk.cursor)
+            assert _rows(whole)[3 * CHUNK :] == _rows(rest)
+        finally:
+            stop_federation(rf)
+
+
+def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
+    fed: RunningFederation,
+) -> None:
+    whole = _rows(_stream(fed))
+    bj = fed.gateways["110000"]
+    before = len(ledger_events(bj))
+    got: Messages = []
+    with fed.client("120000", "tianjin-planning") as c:
+        it = c.stream_records(*ARGS, timeout=30)
+        for m in it:
+            got.append(m)
+            if len(got) == 4:  # started + 3 chunks, then the caller goes away
+                break
+        it.close()  # type: ignore[attr-defined]
+    # The holder records the interrupted transfer: rows that left, complete=false.
+    _wait_for(lambda: len(ledger_events(bj)) > before)
+    cut = ledger_events(bj)[before]
+    assert ("complete", "false") in cut.details and 0 < cut.record_count <= ROWS
+    rest = _stream(fed, cursor=got[-1].chunk.cursor)
+    assert rest[0].started.start_row == 3 * CHUNK
+    assert _rows(got) + _rows(rest) == whole
+    resumed = ledger_events(bj)[-1]
+    assert ("resume_of", got[0].started.request_id) in resumed.details
+
+
+def test_per_request_cap_truncates_with_a_cursor_that_continues(tmp_path: Path) -> None:
+    rf = _federation(tmp_path, per_request=100)
+    try:
+        first = _stream(rf)
+        done = first[-1].completed
+        assert done.truncated and "cap of 100" in done.truncated_reason
+        assert done.row_count == 100
+        second = _stream(rf, cursor=done.cursor)
+        assert second[0].started.start_row == 100
+        assert len(_rows(first)) + len(_rows(second)) == 200
+    finally:
+        stop_federation(rf)
+
+
+def test_daily_quota_stops_the_stream_and_the_next_one_is_refused(tmp_path: Path) -> None:
+    rf = _federation(tmp_path, per_day=100)
+    try:
+        first = _stream(rf)
+        done = first[-1].completed
+        assert done.truncated and "daily quota" in done.truncated_reason
+        assert done.row_count <= 100
+        with pytest.raises(grpc.RpcError) as err:
+            _stream(rf, cursor=done.cursor)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        stop_federation(rf)
+
+
+def test_named_only_agreement_refuses_a_bulk_stream_and_both_sides_ledger_it(
+    fed: RunningFederation,
+) -> None:
+    bj0 = len(ledger_events(fed.gateways["110000"]))
+    with fed.client("130000", "hebei-housing-fund") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            list(c.stream_records("110000", "si_contributions", "housing_fund_transfer"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "bulk request refused" in (err.value.details() or "")
+    assert [e.kind for e in ledger_events(fed.gateways["110000"])[bj0:]] == ["refusal"]
+    assert ledger_events(fed.gateways["130000"])[-1].kind == "refusal"
+
+
+def test_unknown_caller_cannot_open_a_stream(fed: RunningFederation) -> None:
+    with fed.client("120000", "tianjin-planning", token="svc_wrong") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            list(c.stream_records(*ARGS))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_malformed_cursor_is_invalid_argument(fed: RunningFederation) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        _stream(fed, cursor="v1:not-a-request:12")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cursor" in (err.value.details() or "")
+
+
+# --------------------------------------------------------------------------
+# Attacks on the stream between the gateways.
+# --------------------------------------------------------------------------
+
+Mutation = Callable[[list[peer_pb2.PeerStreamMessage], RunningFederation], list[peer_pb2.PeerStreamMessage]]
+
+
+class _Tampering:
+    def __init__(self, real: object, rf: RunningFederation, mutate: Mutation) -> None:
+        self._real, self._rf, self._mutate = real, rf, mutate
+
+    def stream(self, member, method, envelope, timeout):  # type: ignore[no-untyped-def]
+        msgs = list(self._real.stream(member, method, envelope, timeout))  # type: ignore[attr-defined]
+        return iter(self._mutate(msgs, self._rf))
+
+
+def _request_id(msgs: list[peer_pb2.PeerStreamMessage]) -> str:
+    start = peer_pb2.PeerStreamStart()
+    start.ParseFromString(msgs[0].start.payload)
+    return start.header.request_id
+
+
+def _resealed_substitute(
+    msgs: list[peer_pb2.PeerStreamMessage], rf: RunningFederation
+) -> list[peer_pb2.PeerStreamMessage]:
+    """Replace chunk 1's rows with forged ones, sealed correctly to the requester."""
+    c = msgs[2].chunk
+    forged = peer_pb2.RecordBatch(
+        records=[common_pb2.Record(fields={"person_id": "forged", "age_band": "25-34"})]
+        * c.row_count
+    ).SerializeToString(deterministic=True)
+    requester_key = rf.gateways["120000"].bundle().member("120000").seal_key
+    c.sealed_rows = crypto.seal(
+        requester_key,
+        domains.SEAL_RECORD_CHUNK,
+        forged,
+        chunk_context("110000", "120000", _request_id(msgs), c.index, c.first_row, c.row_count),
+    )
+    return msgs
+
+
+def _tampered_commitment(
+    msgs: list[peer_pb2.PeerStreamMessage], rf: RunningFederation
+) -> list[peer_pb2.PeerStreamMessage]:
+    end = peer_pb2.PeerStreamEnd()
+    end.ParseFromString(msgs[-1].end.payload)
+    end.commitment = bytes(32)
+    msgs[-1].end.payload = end.SerializeToString(deterministic=True)
+    return msgs
+
+
+MUTATIONS: dict[str, tuple[Mutation, grpc.StatusCode]] = {
+    "dropped_chunk": (lambda m, _: m[:2] + m[3:], grpc.StatusCode.DATA_LOSS),
+    "reordered_chunks": (lambda m, _: [m[0], m[2], m[1], *m[3:]], grpc.StatusCode.DATA_LOSS),
+    "replayed_chunk": (lambda m, _: [m[0], m[1], m[1], *m[2:]], grpc.StatusCode.DATA_LOSS),
+    "truncated_without_end": (lambda m, _: m[:-1], grpc.StatusCode.DATA_LOSS),
+    "truncated_end_claims_fewer_chunks": (lambda m, _: [*m[:-2], m[-1]], grpc.StatusCode.DATA_LOSS),
+    "resealed_substituted_chunk": (_resealed_substitute, grpc.StatusCode.DATA_LOSS),
+    "tampered_commitment": (_tampered_commitment, grpc.StatusCode.UNAUTHENTICATED),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(MUTATIONS))
+def test_tampered_stream_fails_verification_and_is_never_reported_complete(
+    fed: RunningFederation, attack: str
+) -> None:
+    mutate, code = MUTATIONS[attack]
+    tj = fed.gateways["120000"]
+    tj.bulk_requester._transport = _Tampering(tj.transport, fed, mutate)  # type: ignore[assignment]
+    got: Messages = []
+    with fed.client("120000", "tianjin-planning") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            for m in c.stream_records(*ARGS, timeout=30):
+                got.append(m)
+    assert err.value.code() == code
+    assert not any(m.HasField("completed") for m in got)
+    entry = ledger_events(tj)[-1]
+    assert entry.role == "requester" and entry.kind == "refusal"
+    assert ("complete", "true") not in entry.details
