@@ -13,6 +13,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--dir", type=Path, default=Path("demo-run"), help="working folder (recreated)")
     p.add_argument("--rows", type=int, default=2000, help="synthetic rows per dataset")
+    p.add_argument(
+        "--source-url",
+        help="keep the holders' registers in this database (a SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test or "
+        "mysql+pymysql://root@127.0.0.1:3306/test); one schema per jurisdiction, "
+        "gateway_demo_<code>, replaced",
+    )
     p.set_defaults(func=_demo)
 
 
@@ -20,4 +27,4 @@ def _demo(args: argparse.Namespace) -> int:
     import gateway.demo.chapters  # noqa: F401  (registers statistics and ledger chapters)
     from gateway.demo.run import run_demo
 
-    return run_demo(args.dir.resolve(), rows=args.rows)
+    return run_demo(args.dir.resolve(), rows=args.rows, source_url=args.source_url)

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from gateway import crypto, domains
-from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.catalogue import Catalogue
 from gateway.errors import InvalidArgument, QuotaExceeded
 from gateway.exchange.bulk import REQUEST_ID, ChunkChain, chunk_context
@@ -180,9 +180,11 @@ class BulkHolder:
                 except QuotaExceeded as exc:
                     truncated_reason = f"the agreement's daily quota ({exc})"
                     break
-                plaintext = peer_pb2.RecordBatch(
-                    records=[common_pb2.Record(fields=r) for r in released]
-                ).SerializeToString(deterministic=True)
+                out = peer_pb2.RecordBatch()
+                add = out.records.add
+                for r in released:
+                    add().fields.update(r)  # half the cost of Record(fields=r) per row
+                plaintext = out.SerializeToString(deterministic=True)
                 index, n = chain.next_index, len(released)
                 sealed = crypto.seal(
                     recipient_key,
