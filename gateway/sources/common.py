@@ -73,13 +73,21 @@ def frame_from_batches(
 
     Each batch becomes a columnar (Arrow-backed) chunk at once, converted to the
     catalogue's types with vectorised casts, so only one batch of Python objects
-    is alive at a time; the chunks are concatenated at the end."""
+    is alive at a time; the chunks are concatenated at the end, without a copy."""
     import polars as pl
 
     schema = polars_schema(dataset, cols)
     parts: list[pl.DataFrame] = []
     for batch in batches:
-        raw = pl.DataFrame(batch, schema=list(cols), orient="row", infer_schema_length=None)
+        # Column by column (half the time and memory of building from row tuples).
+        columns = list(zip(*batch, strict=True)) if batch else [() for _ in cols]
+        try:
+            raw = pl.DataFrame([pl.Series(c, v) for c, v in zip(cols, columns, strict=True)])
+        except (pl.exceptions.PolarsError, TypeError, OverflowError) as exc:
+            raise StorageFailure(
+                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
+                f"column types ({type(exc).__name__})"
+            ) from exc
         exprs = []
         for c in cols:
             e = pl.col(c)
@@ -95,4 +103,5 @@ def frame_from_batches(
             ) from exc
     if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.concat(parts, rechunk=True)
+    # No rechunk: a copy of the whole frame for nothing (Polars reads chunked columns).
+    return pl.concat(parts, rechunk=False)
