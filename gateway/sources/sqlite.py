@@ -10,6 +10,7 @@ read-only: a gateway never writes to its source.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -66,10 +67,10 @@ class SqliteSource:
     def _columns(self, dataset: Dataset, columns: Sequence[str]) -> list[str]:
         return checked_columns(dataset, columns)
 
-    def _query(self, sql: str, params: Sequence[object]) -> list[Row]:
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
         try:
-            cur = self._conn().execute(sql, params)
-            return [dict(r) for r in cur.fetchall()]
+            yield
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise NotFound(
@@ -78,6 +79,11 @@ class SqliteSource:
             raise StorageFailure(f"data source query failed: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageFailure(f"data source query failed: {exc}") from exc
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[Row]:
+        with self._errors():
+            cur = self._conn().execute(sql, params)
+            return [dict(r) for r in cur.fetchall()]
 
     def guarantees_unique(self, dataset: Dataset, column: str) -> bool:
         """True if the table has a UNIQUE index (or primary key) on exactly ``column``."""
@@ -134,23 +140,13 @@ class SqliteSource:
         except sqlite3.Error as exc:
             raise StorageFailure(f"cannot open data source {self._path}: {exc}") from exc
         try:
-            cur = conn.execute(
-                f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ? OFFSET ?",
-                [limit, start],
-            )
-            while True:
-                batch = cur.fetchmany(batch_rows)
-                if not batch:
-                    return
-                yield [dict(zip(cols, r, strict=True)) for r in batch]
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                raise NotFound(
-                    f"dataset is declared but has no table in {self._path.name}"
-                ) from exc
-            raise StorageFailure(f"data source query failed: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"data source query failed: {exc}") from exc
+            with self._errors():
+                cur = conn.execute(
+                    f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ? OFFSET ?",
+                    [limit, start],
+                )
+                while batch := cur.fetchmany(batch_rows):
+                    yield [dict(zip(cols, r, strict=True)) for r in batch]
         finally:
             conn.close()
 
@@ -170,7 +166,7 @@ class SqliteSource:
 
     def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:
         select = ", ".join(_quote(c) for c in cols)
-        try:
+        with self._errors():
             cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")
             cur.row_factory = None
 
@@ -179,5 +175,3 @@ class SqliteSource:
                     yield batch
 
             return frame_from_batches(dataset, cols, batches())
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"data source query failed: {exc}") from exc
