@@ -47,6 +47,7 @@ class Limits:
     # Streaming bulk transfers
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000
+    max_stream_start_row: int = 10**12
     max_concurrent_streams: int = 8
     stream_deadline_seconds: float = 3600.0
 

@@ -103,6 +103,10 @@ class BulkHolder:
                 client_reference=msg.client_reference,
             )
         )
+        if problem is None and msg.start_row > self._limits.max_stream_start_row:
+            problem = InvalidArgument.expected(
+                "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
+            )
         if problem is None and msg.resume_of and not REQUEST_ID.fullmatch(msg.resume_of):
             problem = InvalidArgument(
                 "resume_of: expected the request id (UUID) of the interrupted transfer"

@@ -289,3 +289,37 @@ def test_tampered_stream_fails_verification_and_is_never_reported_complete(
     entry = ledger_events(tj)[-1]
     assert entry.role == "requester" and entry.kind == "refusal"
     assert ("complete", "true") not in entry.details
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("start_row", 2**64 - 1, "start_row"),
+        ("resume_of", "../../etc/passwd", "resume_of"),
+        ("service_system", "Robert'); DROP TABLE--", "service_system"),
+    ],
+)
+def test_member_sending_a_hostile_stream_request_gets_a_signed_ledgered_refusal(
+    fed: RunningFederation, field: str, value: object, says: str
+) -> None:
+    """A federation member (authenticated) speaking the peer protocol directly."""
+    tj = fed.gateways["120000"]
+    msg = peer_pb2.PeerStreamRequest(
+        service_system="tianjin-planning", dataset="si_contributions", purpose="commuter_planning"
+    )
+    setattr(msg, field, value)
+    env = tj.caller.prepare("110000", msg, domains.PEER_STREAM_REQUEST)
+    bj0 = len(ledger_events(fed.gateways["110000"]))
+    member = tj.bundle().member("110000")
+    replies = list(tj.transport.stream(member, "StreamRecords", env, 10))
+    assert [r.WhichOneof("kind") for r in replies] == ["start"]
+    start = tj.caller.verify(
+        "110000", env, msg.header.request_id, replies[0].start, domains.PEER_STREAM_START,
+        peer_pb2.PeerStreamStart,
+    )  # fmt: skip
+    assert not start.decision.allowed and start.error_code == "INVALID_ARGUMENT"
+    assert says in start.decision.reason
+    entry = ledger_events(fed.gateways["110000"])[bj0]
+    assert entry.kind == "refusal"
+    if isinstance(value, str):  # hostile text never reaches the ledger as sent
+        assert value not in repr(entry)
