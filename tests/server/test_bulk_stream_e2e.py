@@ -323,3 +323,43 @@ def test_member_sending_a_hostile_stream_request_gets_a_signed_ledgered_refusal(
     assert entry.kind == "refusal"
     if isinstance(value, str):  # hostile text never reaches the ledger as sent
         assert value not in repr(entry)
+
+
+class _CutAfter:
+    """The link between the gateways fails after ``n`` messages (holder crashed, network)."""
+
+    def __init__(self, real: object, n: int) -> None:
+        self._real, self._n = real, n
+
+    def stream(self, member, method, envelope, timeout):  # type: ignore[no-untyped-def]
+        from gateway.errors import PeerUnavailable
+
+        it = self._real.stream(member, method, envelope, timeout)  # type: ignore[attr-defined]
+        for i, m in enumerate(it):
+            if i == self._n:
+                it.close()
+                raise PeerUnavailable("peer gateway 110000 is unavailable: connection reset")
+            yield m
+
+
+def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes(
+    fed: RunningFederation,
+) -> None:
+    whole = _rows(_stream(fed))
+    tj = fed.gateways["120000"]
+    real = tj.transport
+    tj.bulk_requester._transport = _CutAfter(real, 4)  # type: ignore[assignment]
+    got: Messages = []
+    with fed.client("120000", "tianjin-planning") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            for m in c.stream_records(*ARGS, timeout=30):
+                got.append(m)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert not any(m.HasField("completed") for m in got)
+    entry = ledger_events(tj)[-1]
+    assert (entry.kind, entry.record_count) == ("transfer", 3 * CHUNK)
+    assert ("complete", "false") in entry.details
+    tj.bulk_requester._transport = real  # type: ignore[assignment]
+    rest = _stream(fed, cursor=got[-1].chunk.cursor)
+    assert _rows(got) + _rows(rest) == whole
+    assert rest[-1].completed.row_count == ROWS - 3 * CHUNK
