@@ -39,7 +39,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.catalogue import JURISDICTION_RE, is_jurisdiction_code
+from gateway import identifiers
 from gateway.crypto import (
     Rng,
     SealPrivateKey,
@@ -56,6 +56,7 @@ from gateway.crypto import (
     unb64,
 )
 from gateway.errors import InvalidArgument, StorageFailure
+from gateway.identifiers import JurisdictionCode
 
 SIGNING_FILE: Final = "signing.key"
 LEDGER_FILE: Final = "ledger.key"
@@ -88,12 +89,6 @@ def key_id(key: VerifyKey | SealPublicKey) -> str:
     return sha256_hex(key.raw)[:16]
 
 
-def check_jurisdiction(code: str) -> str:
-    if not isinstance(code, str) or not is_jurisdiction_code(code):
-        raise InvalidArgument.expected("jurisdiction code", "six digits (e.g. 110000)", code)
-    return code
-
-
 def check_name(name: str) -> str:
     """A display name (gateway or federation): non-empty, bounded, no invisible tricks."""
     if not isinstance(name, str) or not name.strip():
@@ -120,7 +115,7 @@ class GatewayKeys:
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
 
     def __post_init__(self) -> None:
-        check_jurisdiction(self.jurisdiction)
+        identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
         check_name(self.name)
         if len(self.pseudonym_key) != PSEUDONYM_KEY_LEN:
             raise InvalidArgument.expected(
@@ -153,7 +148,7 @@ class PublicDescriptor(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    jurisdiction: JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     signing_key: str
     ledger_key: str
@@ -245,7 +240,7 @@ def generate_keys(
     The TLS certificate names ``gw-<jurisdiction>`` plus ``hostnames`` as DNS
     SANs and 127.0.0.1 / ::1 as IP SANs.
     """
-    check_jurisdiction(jurisdiction)
+    identifiers.jurisdiction(jurisdiction, "jurisdiction code")
     check_name(name)
     for host in hostnames:
         if not isinstance(host, str) or len(host) > 253 or not _DNS_NAME.fullmatch(host):

@@ -37,7 +37,7 @@ from typing import Annotated, Any, Final, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.catalogue import CODE_RE, JURISDICTION_RE
+from gateway import identifiers
 from gateway.crypto import (
     Rng,
     SealPublicKey,
@@ -60,7 +60,6 @@ from gateway.errors import (
 from gateway.identity import (
     MAX_NAME_LEN,
     PublicDescriptor,
-    check_jurisdiction,
     check_name,
     key_id,
     write_file_atomic,
@@ -85,7 +84,6 @@ _ENDPOINT = re.compile(
     r"):([0-9]{1,5})$"
 )
 _ORIGIN = re.compile(r"^[\x21-\x7e]{1,255}$")
-_DATASET = re.compile(CODE_RE)
 _FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
 _KEYID = re.compile(r"^[0-9a-f]{16}$")
 _TIMESTAMP_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
@@ -122,7 +120,7 @@ class Member:
     origin: str = ""  # ledger checkpoint origin; "" means default_origin(jurisdiction)
 
     def __post_init__(self) -> None:
-        check_jurisdiction(self.jurisdiction)
+        identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
         check_name(self.name)
         m = _ENDPOINT.fullmatch(self.endpoint) if isinstance(self.endpoint, str) else None
         if m is None or not 1 <= int(m.group(1)) <= 65535:
@@ -156,8 +154,7 @@ class Member:
                 "datasets count", f"<= {MAX_DATASETS_PER_MEMBER}", len(self.datasets)
             )
         for code in self.datasets:
-            if not isinstance(code, str) or not _DATASET.fullmatch(code):
-                raise InvalidArgument.expected("dataset code", CODE_RE, code)
+            identifiers.code(code, "dataset code")
         if len(set(self.datasets)) != len(self.datasets):
             raise InvalidArgument(f"datasets of {self.jurisdiction} repeat a code")
         if self.origin == "":
@@ -348,7 +345,7 @@ class _EnvelopeModel(_Strict):
 
 
 class _MemberModel(_Strict):
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    jurisdiction: identifiers.JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     endpoint: Annotated[str, Field(min_length=3, max_length=300)]
     signing_key: Annotated[str, Field(max_length=64)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import Catalogue
 from gateway.errors import (
@@ -26,10 +26,6 @@ from gateway.errors import (
 )
 from gateway.exchange.peer import PeerRequest, PeerResponder
 from gateway.exchange.records import (
-    CLIENT_REF,
-    CODE,
-    PURPOSE,
-    SERVICE_ID,
     RecordsQuery,
     decision_to_proto,
     refusal,
@@ -116,9 +112,9 @@ class RecordHolder:
                 timestamp_ms=self._clock(),
                 local=self._responder.me,
                 counterparty=request.sender,
-                service_system=safe_identifier(msg.service_system, SERVICE_ID),
-                dataset=safe_identifier(msg.dataset, CODE),
-                purpose=safe_identifier(msg.purpose, PURPOSE),
+                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+                dataset=safe_identifier(msg.dataset, identifiers.is_code),
+                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
                 decision="allow" if decision.allowed else "deny",
                 reason=clean_reason(decision.reason),
                 record_count=response.record_count,
@@ -132,7 +128,7 @@ class RecordHolder:
                 details=tuple(
                     kv
                     for kv in (
-                        ("client_reference", safe_identifier(msg.client_reference, CLIENT_REF)),
+                        ("client_reference", safe_identifier(msg.client_reference, identifiers.is_client_reference)),
                         ("truncated", "true" if response.truncated else ""),
                     )
                     if kv[1]
@@ -143,11 +139,11 @@ class RecordHolder:
 
     def _check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
         """Structural checks of an authenticated request (the peer may be buggy)."""
-        if not SERVICE_ID.fullmatch(msg.service_system):
+        if not identifiers.is_service_system(msg.service_system):
             return InvalidArgument.expected(
                 "service_system",
                 "an id like hebei-housing-fund",
-                safe_identifier(msg.service_system, SERVICE_ID),
+                safe_identifier(msg.service_system, identifiers.is_service_system),
             )
         try:
             RecordsQuery(

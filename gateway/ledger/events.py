@@ -12,6 +12,7 @@ delta for a statistics release) as sorted (key, value) string pairs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -79,6 +80,7 @@ def clean_reason(text: str) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
-def safe_identifier(value: str, pattern: re.Pattern[str]) -> str:
-    """An identifier from a peer, or ``(invalid)`` when it does not match ``pattern``."""
-    return value if pattern.fullmatch(value) else INVALID
+def safe_identifier(value: str, valid: Callable[[object], bool]) -> str:
+    """An identifier from a peer, or ``(invalid)`` when ``valid`` (an ``is_*``
+    predicate of ``gateway.identifiers``) refuses it."""
+    return value if valid(value) else INVALID
