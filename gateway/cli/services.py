@@ -51,7 +51,7 @@ def _add(args: argparse.Namespace) -> int:
             f"bearer token (shown once, store it in the service system's secret store):\n{token}"
         )
     else:
-        keys = load_keys(config.key_dir)
+        keys = load_keys(config.key_dir, limits=config.limits)
         ident = crypto.issue_client_certificate(keys.tls, f"{args.id}@{config.jurisdiction}")
         out: Path = args.cert_out
         out.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ class RecordHolder:
                 dataset=safe_identifier(msg.dataset, identifiers.is_code),
                 purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
                 decision="allow" if decision.allowed else "deny",
-                reason=clean_reason(decision.reason),
+                reason=clean_reason(decision.reason, self._limits),
                 record_count=response.record_count,
                 agreement_id=decision.agreement_id,
                 agreement_digest=decision.agreement_digest,
@@ -128,7 +128,10 @@ class RecordHolder:
                 details=tuple(
                     kv
                     for kv in (
-                        ("client_reference", safe_identifier(msg.client_reference, identifiers.is_client_reference)),
+                        (
+                            "client_reference",
+                            safe_identifier(msg.client_reference, identifiers.is_client_reference),
+                        ),
                         ("truncated", "true" if response.truncated else ""),
                     )
                     if kv[1]

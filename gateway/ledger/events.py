@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from gateway.limits import Limits
+
 EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal"]
 Role = Literal["holder", "requester"]
 
@@ -69,15 +71,16 @@ class LedgerWriter(Protocol):
 # and over-long strings; a refusal must still be recordable).
 # --------------------------------------------------------------------------
 
-MAX_REASON = 1000
 INVALID = "(invalid)"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def clean_reason(text: str) -> str:
-    """Free text for ``LedgerEvent.reason``: no control characters, bounded."""
+def clean_reason(text: str, limits: Limits) -> str:
+    """Free text for ``LedgerEvent.reason``: no control characters, at most
+    ``limits.max_reason_chars`` characters."""
     text = _CONTROL.sub(" ", text)
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+    cap = limits.max_reason_chars
+    return text if len(text) <= cap else text[: cap - 1] + "…"
 
 
 def safe_identifier(value: str, valid: Callable[[object], bool]) -> str:

@@ -18,8 +18,6 @@ from gateway.errors import GatewayError, InvalidArgument, NotFound
 from gateway.ledger.ledger import Ledger
 from gateway.limits import DEFAULT_LIMITS, Limits
 
-MAX_PAGE = 1000
-
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def __init__(self, ledger: Ledger, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -108,7 +106,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         self, request: ledger_pb2.GetEntriesRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetEntriesResponse:
         try:
-            cap = min(MAX_PAGE, self._limits.max_proof_entries)
+            cap = min(self._limits.max_page_entries, self._limits.max_proof_entries)
             limit = min(request.limit or cap, cap)
             size = self._ledger.store.size()
             rows = self._ledger.store.entries(request.start, min(request.start + limit, size))

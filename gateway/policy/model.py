@@ -104,9 +104,7 @@ class FieldSpec(_Frozen):
 
 class Requester(_Frozen):
     jurisdiction: JurisdictionCode
-    service_systems: Annotated[
-        tuple[ServiceSystemId, ...], Field(min_length=1)
-    ]
+    service_systems: Annotated[tuple[ServiceSystemId, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _unique(self) -> Requester:

@@ -90,7 +90,7 @@ class Gateway:
         self._clock = clock_ms
         self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.keys: GatewayKeys = load_keys(config.key_dir)
+        self.keys: GatewayKeys = load_keys(config.key_dir, limits=limits)
         if self.keys.jurisdiction != self.me:
             raise TrustBundleRejected(
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
@@ -150,6 +150,7 @@ class Gateway:
             self.responder,
             self.witness_store,
             clock_ms,
+            limits,
         )
         self._timer: LedgerTimer | None = None
         self.statistics = StatisticsWiring(

@@ -57,6 +57,8 @@ from gateway.stats.model import Statistic
 from gateway.yamlfile import load_model
 
 STATISTICS_FILE = "statistics.yaml"
+# A rule for agreement files, not a deployment limit (so not in ``Limits``):
+# an epsilon above 100 offers no meaningful privacy, so such a file is a mistake.
 MAX_EPSILON = 100.0
 
 
@@ -66,9 +68,7 @@ class _Frozen(BaseModel):
 
 class Requester(_Frozen):
     jurisdiction: JurisdictionCode
-    service_systems: Annotated[
-        tuple[ServiceSystemId, ...], Field(min_length=1)
-    ]
+    service_systems: Annotated[tuple[ServiceSystemId, ...], Field(min_length=1)]
 
 
 class Budget(_Frozen):

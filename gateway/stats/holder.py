@@ -145,7 +145,7 @@ class StatsHolder:
             )
             if not request.HasField("query"):
                 raise InvalidArgument.expected("query", "a StatsQuery", None)
-            query = query_from_proto(request.query)
+            query = query_from_proto(request.query, self._limits)
         except InvalidArgument as exc:
             # An authenticated but malformed request: refused, and recorded with
             # placeholders for whatever cannot be recorded as sent.
@@ -158,11 +158,13 @@ class StatsHolder:
                         timestamp_ms=now_ms,
                         local=self.jurisdiction,
                         counterparty=requester,
-                        service_system=safe_identifier(request.service_system, identifiers.is_service_system),
+                        service_system=safe_identifier(
+                            request.service_system, identifiers.is_service_system
+                        ),
                         dataset=safe_identifier(request.query.dataset, identifiers.is_code),
                         purpose=safe_identifier(request.query.purpose, identifiers.is_purpose),
                         decision="deny",
-                        reason=clean_reason(f"malformed statistics request: {exc}"),
+                        reason=clean_reason(f"malformed statistics request: {exc}", self._limits),
                         request_digest=request_digest_hex,
                         requester_signature=requester_signature_b64,
                     )

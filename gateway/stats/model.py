@@ -26,9 +26,6 @@ from gateway.crypto import sha256_hex
 from gateway.errors import InvalidArgument
 from gateway.limits import DEFAULT_LIMITS, Limits
 
-MAX_CANDIDATES = 1000
-MAX_BIN_EDGES = 1001
-MAX_FILTER_VALUES = 1000
 DEFAULT_CANDIDATES = 101
 CANONICAL_PREFIX = b"jgw-stats-query-v1\n"
 
@@ -68,19 +65,22 @@ def _increasing(what: str, values: tuple[float, ...]) -> None:
 class StatsFilter:
     column: str
     values: tuple[str, ...]
+    limits: Limits = field(default=DEFAULT_LIMITS, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         identifiers.code(self.column, "filter column")
         if not self.values:
             raise InvalidArgument.expected(f"filter {self.column} values", "at least one", [])
-        if len(self.values) > MAX_FILTER_VALUES:
+        if len(self.values) > self.limits.max_stats_filter_values:
             raise InvalidArgument.expected(
-                f"filter {self.column} values", f"at most {MAX_FILTER_VALUES}", len(self.values)
+                f"filter {self.column} values",
+                f"at most {self.limits.max_stats_filter_values}",
+                len(self.values),
             )
         if len(set(self.values)) != len(self.values):
             raise InvalidArgument(f"filter {self.column}: values repeat")
         for v in self.values:
-            if not isinstance(v, str) or len(v) > DEFAULT_LIMITS.max_value_len:
+            if not isinstance(v, str) or len(v) > self.limits.max_value_len:
                 raise InvalidArgument.expected(f"filter {self.column} value", "short text", v)
 
 
@@ -99,6 +99,7 @@ class StatsQuery:
     quantile: float = 0.0
     candidates: tuple[float, ...] = ()
     bin_edges: tuple[float, ...] = ()
+    limits: Limits = field(default=DEFAULT_LIMITS, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         identifiers.code(self.dataset, "dataset")
@@ -137,17 +138,21 @@ class StatsQuery:
         if self.candidates:
             if s not in (Statistic.QUANTILE, Statistic.MEDIAN):
                 raise InvalidArgument("candidates are only for quantile and median")
-            if len(self.candidates) > MAX_CANDIDATES:
+            if len(self.candidates) > self.limits.max_stats_candidates:
                 raise InvalidArgument.expected(
-                    "candidates", f"at most {MAX_CANDIDATES}", len(self.candidates)
+                    "candidates",
+                    f"at most {self.limits.max_stats_candidates}",
+                    len(self.candidates),
                 )
             _increasing("candidates", self.candidates)
         if self.bin_edges:
             if s is not Statistic.HISTOGRAM:
                 raise InvalidArgument("bin_edges are only for histograms")
-            if not 2 <= len(self.bin_edges) <= MAX_BIN_EDGES:
+            if not 2 <= len(self.bin_edges) <= self.limits.max_stats_bin_edges:
                 raise InvalidArgument.expected(
-                    "bin_edges", f"between 2 and {MAX_BIN_EDGES} edges", len(self.bin_edges)
+                    "bin_edges",
+                    f"between 2 and {self.limits.max_stats_bin_edges} edges",
+                    len(self.bin_edges),
                 )
             _increasing("bin_edges", self.bin_edges)
 
