@@ -37,6 +37,8 @@ CLIENT_REFERENCE_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,64}$"
 
 _QUOTE: Final = 40
 """At most this many characters of a rejected value are quoted back."""
+_MAX_WHAT: Final = 80
+"""A field name in a message is cut to this many characters."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class _Rule:
 
     def parse(self, value: object, what: str) -> str:
         if not self.matches(value):
-            raise InvalidArgument(f"{what}: expected {self.expected}, got {_quote(value)}")
+            raise InvalidArgument(
+                f"{what[:_MAX_WHAT]}: expected {self.expected}, got {_quote(value)}"
+            )
         assert isinstance(value, str)
         return value
 
@@ -87,14 +91,15 @@ _CLIENT_REFERENCE = _Rule(
 )
 
 MAX_MESSAGE_CHARS: Final = (
-    80
+    _MAX_WHAT
+    + len(": expected , got ")
     + max(
         len(r.expected)
         for r in (_JURISDICTION, _SERVICE_SYSTEM, _CODE, _PURPOSE, _REQUEST_ID, _CLIENT_REFERENCE)
     )
     + _QUOTE
 )
-"""Upper bound on a parser's error message for a field name of up to 80 characters."""
+"""Upper bound on a parser's error message (field names are cut to 80 characters)."""
 
 
 def jurisdiction(value: object, what: str = "jurisdiction") -> str:

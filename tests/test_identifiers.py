@@ -111,10 +111,29 @@ def test_near_miss_identifier_refused(parse: Parser, value: str) -> None:
 
 def test_overlong_garbage_is_quoted_truncated_not_echoed_whole() -> None:
     secret_like = "x" * 10_000 + "TAIL"
-    with pytest.raises(InvalidArgument) as exc:
-        identifiers.purpose(secret_like)
-    assert "TAIL" not in str(exc.value)
-    assert len(str(exc.value)) <= identifiers.MAX_MESSAGE_CHARS
+    for parse in (identifiers.purpose, identifiers.service_system, identifiers.request_id):
+        with pytest.raises(InvalidArgument) as exc:
+            parse(secret_like, "w" * 500)
+        assert "TAIL" not in str(exc.value)
+        assert len(str(exc.value)) <= identifiers.MAX_MESSAGE_CHARS
+
+
+def test_purpose_rule_is_the_same_for_records_statistics_and_agreements() -> None:
+    """One rule: what a records query refuses, a statistics query and an agreement refuse."""
+    from gateway.exchange.records import RecordsQuery
+    from gateway.limits import DEFAULT_LIMITS
+    from gateway.stats.agreements import DatasetTerms
+    from gateway.stats.model import Statistic, StatsQuery
+
+    agreement_purposes = TypeAdapter(DatasetTerms.model_fields["purposes"].annotation)
+    assert agreement_purposes.validate_python(["planning"]) == ("planning",)
+    for bad in ("planning.v2", "Planning", "a-b", "x" * 65):
+        with pytest.raises(InvalidArgument, match="purpose: expected"):
+            RecordsQuery("110000", "si_contributions", bad, (), ()).validate(DEFAULT_LIMITS)
+        with pytest.raises(InvalidArgument, match="purpose: expected"):
+            StatsQuery("commuters", bad, Statistic.COUNT, 1.0, 0.95)
+        with pytest.raises(ValidationError):
+            agreement_purposes.validate_python([bad])
 
 
 def test_client_reference_may_be_empty_but_not_spaced() -> None:

@@ -118,3 +118,17 @@ def test_limits_table_refuses_unknown_and_non_positive_entries(tmp_path: Path) -
         _limits(tmp_path, "max_pages = 3")
     with pytest.raises(InvalidArgument, match=r"limits\.max_page_entries"):
         _limits(tmp_path, "max_page_entries = 0")
+
+
+def test_gateway_refuses_a_bundle_over_its_configured_member_limit(tmp_path: Path) -> None:
+    from gateway.demo.setup import build_federation
+    from gateway.errors import TrustBundleRejected
+    from gateway.server.app import Gateway
+
+    fed = build_federation(tmp_path, rows=20)
+    site = fed.sites["110000"]
+    config = site.config.read_text(encoding="utf-8")
+    assert "[limits]" not in config
+    site.config.write_text(config + "\n[limits]\nmax_bundle_members = 2\n", encoding="utf-8")
+    with pytest.raises(TrustBundleRejected, match="3 members, limit 2"):
+        Gateway(load_config(site.config))

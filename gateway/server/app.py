@@ -95,7 +95,7 @@ class Gateway:
             raise TrustBundleRejected(
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
-        self._authority = read_authority_key(config.authority_key)
+        self._authority = read_authority_key(config.authority_key, limits)
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
@@ -183,7 +183,11 @@ class Gateway:
     def _load_bundle(self) -> TrustBundle:
         now = dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
         bundle = load_bundle(
-            self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
+            self.config.trust_bundle,
+            self._authority,
+            now=now,
+            min_version=self._versions.highest(),
+            limits=self.config.limits,
         )
         me = bundle.member(self.me)
         if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
