@@ -12,10 +12,11 @@ from gateway.crypto import SigningKey
 from gateway.errors import InvalidArgument, PolicyFileError, VerificationFailed
 from gateway.ledger.bundle import verify_bundle_bytes
 from gateway.ledger.entry import decode_entry, encode_entry
-from gateway.ledger.events import LedgerEvent, clean_reason
+from gateway.ledger.events import clean_reason
 from gateway.ledger.note import parse_note, sign_note
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import federated_from_proto, query_from_proto
+from tests.ledger.ledger_testkit import make_event
 
 _CONFIG = """
 jurisdiction = "110000"
@@ -81,20 +82,7 @@ def test_configured_reason_length_bounds_what_is_ledgered(tmp_path: Path) -> Non
 
 def test_configured_entry_details_limit_refuses_more_details(tmp_path: Path) -> None:
     limits = _limits(tmp_path, "max_entry_details = 1")
-    event = LedgerEvent(
-        kind="transfer",
-        role="holder",
-        request_id="r",
-        timestamp_ms=1,
-        local="110000",
-        counterparty="120000",
-        service_system="svc",
-        dataset="d",
-        purpose="p",
-        decision="allow",
-        reason="",
-        details=(("a", "1"), ("b", "2")),
-    )
+    event = make_event(0, details=(("a", "1"), ("b", "2")))
     data = encode_entry(0, b"\x00" * 32, event, DEFAULT_LIMITS)
     assert decode_entry(data, DEFAULT_LIMITS).event == event
     with pytest.raises(InvalidArgument, match="<= 1"):
