@@ -603,3 +603,27 @@ def test_rollback_and_fork_refused_with_any_version_store() -> None:
         accept_bundle(verify(signed(version=3)), store)
     with pytest.raises(TrustBundleRejected, match="differs from the version 4"):
         accept_bundle(verify(signed((member("110000"),), version=4)), store)
+
+
+def test_bundle_verification_is_pure_no_file_or_network_io() -> None:
+    """The verifier and the values import nothing that reaches files, sockets or databases."""
+    import ast
+
+    import gateway.trust.model
+    import gateway.trust.verify
+
+    io_modules = {"os", "io", "pathlib", "socket", "sqlite3", "grpc", "shutil", "tempfile"}
+    for module in (gateway.trust.verify, gateway.trust.model):
+        assert module.__file__ is not None
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]}
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "open", f"{module.__name__} opens a file"
+                continue
+            else:
+                continue
+            assert not names & io_modules, f"{module.__name__} imports {names & io_modules}"
