@@ -82,7 +82,10 @@ def run(quick: bool = False) -> Report:
     try:
         members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
         fed = build_federation(
-            tmp / "fed", rows=100 if quick else 500, policies=_bench_policies(tmp / "policies"), members=members
+            tmp / "fed",
+            rows=100 if quick else 500,
+            policies=_bench_policies(tmp / "policies"),
+            members=members,
         )
         procs = start_gateways(fed)
         hb = fed.sites["130000"]
