@@ -21,10 +21,10 @@ Shape (status in brackets):
     │   ├── BudgetExhausted      privacy budget would be overspent [RESOURCE_EXHAUSTED]
     │   ├── QuotaExceeded        per-requester quota would be exceeded [RESOURCE_EXHAUSTED]
     │   ├── TrustBundleRejected  unsigned, expired, older-version or malformed bundle [FAILED_PRECONDITION]
-    │   ├── PolicyFileError      an agreement/catalogue file fails validation [FAILED_PRECONDITION]
     │   └── VerificationFailed   ledger/proof/checkpoint/answer fails verification [DATA_LOSS]
     └── EnvironmentFailure       our environment failed (not the caller's fault) [INTERNAL]
         ├── ConfigurationError   our own files disagree (keys, bundle, policies) [FAILED_PRECONDITION]
+        │   └── PolicyFileError  a policy, catalogue, agreement or config file fails validation
         ├── StorageFailure       SQLite etc. [UNAVAILABLE]
         ├── PeerUnavailable      a peer gateway cannot be reached [UNAVAILABLE]
         └── PeerTimeout          a peer did not answer in time [DEADLINE_EXCEEDED]
@@ -107,10 +107,6 @@ class TrustBundleRejected(Rejected):
     """A federation trust bundle is unsigned, expired, older or malformed."""
 
 
-class PolicyFileError(Rejected):
-    """A policy, catalogue or agreement file fails validation."""
-
-
 class VerificationFailed(Rejected):
     """A ledger, proof, checkpoint, evidence bundle or peer's signed answer does not verify."""
 
@@ -130,6 +126,10 @@ class ConfigurationError(EnvironmentFailure):
     The operator's fault, not a caller's: e.g. keys made for another
     jurisdiction, a trust bundle that pins another key for this gateway.
     """
+
+
+class PolicyFileError(ConfigurationError):
+    """A policy, catalogue, agreement or gateway config file fails validation."""
 
 
 class StorageFailure(EnvironmentFailure):
@@ -154,7 +154,7 @@ STATUS_TABLE: tuple[tuple[StatusCode, tuple[type[GatewayError], ...]], ...] = (
     (StatusCode.PERMISSION_DENIED, (PolicyDenied,)),
     (StatusCode.NOT_FOUND, (NotFound,)),
     (StatusCode.RESOURCE_EXHAUSTED, (QuotaExceeded, BudgetExhausted)),
-    (StatusCode.FAILED_PRECONDITION, (TrustBundleRejected, PolicyFileError, ConfigurationError)),
+    (StatusCode.FAILED_PRECONDITION, (TrustBundleRejected, ConfigurationError, PolicyFileError)),
     (StatusCode.DATA_LOSS, (VerificationFailed,)),
     (StatusCode.UNAVAILABLE, (PeerUnavailable, StorageFailure)),
     (StatusCode.DEADLINE_EXCEEDED, (PeerTimeout,)),

@@ -30,7 +30,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import TrustBundleRejected
+from gateway.errors import ConfigurationError
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
@@ -93,7 +93,7 @@ class Gateway:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.keys: GatewayKeys = load_keys(config.key_dir)
         if self.keys.jurisdiction != self.me:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
         self._authority = read_authority_key(config.authority_key)
@@ -103,7 +103,7 @@ class Gateway:
 
         self.policy_store = PolicyStore(config.policies, limits=limits)
         if self.policy_store.current.catalogue.holder != self.me:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"policies in {config.policies} are for holder "
                 f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
             )
@@ -187,11 +187,11 @@ class Gateway:
         )
         me = bundle.member(self.me)
         if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"the trust bundle's signing key for {self.me} is not this gateway's key"
             )
         if me.tls_fingerprint != crypto.cert_fingerprint(self.keys.tls.cert_pem):
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
         accept_bundle(bundle, self._versions)
