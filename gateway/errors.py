@@ -82,6 +82,9 @@ class CryptoFailure(Rejected):
     def __init__(self) -> None:
         super().__init__("message authentication failed")
 
+    def __reduce__(self) -> tuple[type[CryptoFailure], tuple[()]]:
+        return (CryptoFailure, ())  # crosses process pools (ledger verification) intact
+
 
 class ReplayRejected(Rejected):
     """The request id was seen before, or the timestamp is outside the window."""

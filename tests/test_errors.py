@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import pickle
 
 import grpc
 import pytest
@@ -81,6 +82,12 @@ def test_crypto_failure_from_a_peer_stays_opaque() -> None:
     assert type(err) is CryptoFailure and str(err) == "message authentication failed"
     with pytest.raises(TypeError):
         CryptoFailure("signature byte 3 differs")  # type: ignore[call-arg]
+
+
+def test_crypto_failure_survives_a_process_boundary_still_opaque() -> None:
+    err = pickle.loads(pickle.dumps(CryptoFailure()))
+    assert type(err) is CryptoFailure and str(err) == "message authentication failed"
+    assert str(pickle.loads(pickle.dumps(NotFound("no entry")))) == "no entry"
 
 
 def test_instance_status_reads_the_table() -> None:
