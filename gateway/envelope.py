@@ -155,7 +155,7 @@ def check_header(
     if not _UUID_RE.fullmatch(header.request_id):
         raise InvalidArgument.expected("header.request_id", "a lowercase UUIDv4", header.request_id)
     if request_id is not None and header.request_id != request_id:
-        raise CryptoFailure("response does not answer this request")
+        raise CryptoFailure()
     skew = header.timestamp_ms - now_ms
     if abs(skew) > window_ms:
         raise ReplayRejected(
@@ -165,7 +165,7 @@ def check_header(
     if request_digest is not None and not crypto.digest_equal(
         header.request_digest, request_digest
     ):
-        raise CryptoFailure("response does not answer this request")
+        raise CryptoFailure()
 
 
 def header_of(msg: _HasHeader) -> peer_pb2.PeerHeader:

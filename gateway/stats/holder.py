@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.catalogue import CODE_RE
 from gateway.config import SERVICE_ID_RE
-from gateway.errors import GatewayError, InvalidArgument, StorageFailure
+from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
 from gateway.ledger.events import (
     AppendReceipt,
     LedgerEvent,
@@ -312,7 +312,7 @@ class StatsHolder:
         charged: bool,
     ) -> None:
         extra = {
-            "error_code": exc.grpc_code.name,
+            "error_code": status_name(exc),
             "epsilon": repr(query.epsilon) if charged else "0",
             "delta": "0",
             "charged": "true" if charged else "false",
