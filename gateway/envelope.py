@@ -146,7 +146,7 @@ def check_header(
         )
     identifiers.request_id(header.request_id, "header.request_id")
     if request_id is not None and header.request_id != request_id:
-        raise CryptoFailure("response does not answer this request")
+        raise CryptoFailure()
     skew = header.timestamp_ms - now_ms
     if abs(skew) > window_ms:
         raise ReplayRejected(
@@ -156,4 +156,4 @@ def check_header(
     if request_digest is not None and not crypto.digest_equal(
         header.request_digest, request_digest
     ):
-        raise CryptoFailure("response does not answer this request")
+        raise CryptoFailure()

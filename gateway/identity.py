@@ -55,7 +55,7 @@ from gateway.crypto import (
     tls_key_matches_cert,
     unb64,
 )
-from gateway.errors import InvalidArgument, StorageFailure
+from gateway.errors import ConfigurationError, InvalidArgument, StorageFailure
 from gateway.identifiers import JurisdictionCode
 from gateway.limits import DEFAULT_LIMITS, Limits
 
@@ -329,9 +329,17 @@ def load_keys(
     Checks that ``public.json`` matches the private keys and the certificate,
     and (with ``strict_permissions``, the default) that private key files are
     not readable by group or others. Raises StorageFailure for a missing or
-    unreadable file and InvalidArgument for a bad one, naming the file.
+    unreadable file and ConfigurationError for a bad one or for files that do
+    not match each other, naming the file: the gateway's own keys are its
+    operator's configuration, never a caller's input.
     """
-    key_dir = Path(key_dir)
+    try:
+        return _load_keys(Path(key_dir), strict_permissions, limits)
+    except InvalidArgument as exc:
+        raise ConfigurationError(exc.message) from exc
+
+
+def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> GatewayKeys:
     signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions, limits))
     ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions, limits))
     seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions, limits))

@@ -71,7 +71,7 @@ def _read_api(
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
     from gateway.client import service_channel
-    from gateway.server.transport import error_for_status
+    from gateway.errors import error_for_status
 
     if cert is None:  # plaintext: only for a local test server
         channel = grpc.insecure_channel(address)

@@ -21,8 +21,10 @@ from gateway.catalogue import Catalogue
 from gateway.errors import (
     CryptoFailure,
     InvalidArgument,
+    NotFound,
     PolicyDenied,
     Rejected,
+    status_name,
 )
 from gateway.exchange.peer import PeerRequest, PeerResponder
 from gateway.exchange.records import (
@@ -101,7 +103,7 @@ class RecordHolder:
                 response.Clear()
         response.decision.CopyFrom(decision_to_proto(decision))
         if not decision.allowed:
-            response.error_code = decision.error_code or "PERMISSION_DENIED"
+            response.error_code = decision.error_code or status_name(PolicyDenied)
         out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
         # Ledger before release: if this fails the records never leave.
         self._ledger.append(
@@ -166,7 +168,7 @@ class RecordHolder:
             return Decision(
                 allowed=False,
                 reason=f"jurisdiction {access.holder} serves no dataset {access.dataset!r}",
-                error_code="NOT_FOUND",
+                error_code=status_name(NotFound),
                 agreement_id="",
                 agreement_digest="",
                 policy_set_digest=self._policy.policy_set_digest,

@@ -26,6 +26,8 @@ from gateway.errors import (
     PolicyDenied,
     QuotaExceeded,
     Rejected,
+    class_for_status_name,
+    status_name,
 )
 from gateway.ledger.events import AppendReceipt
 from gateway.limits import Limits
@@ -35,12 +37,23 @@ log = logging.getLogger(__name__)
 
 _SUBJECT = re.compile(r"^[0-9A-Za-z]{1,64}$")
 
-ERROR_CLASSES: dict[str, type[Rejected]] = {
-    "PERMISSION_DENIED": PolicyDenied,
-    "NOT_FOUND": NotFound,
-    "RESOURCE_EXHAUSTED": QuotaExceeded,
-    "INVALID_ARGUMENT": InvalidArgument,
-}
+# What a holder's signed refusal may be at the requester; any other
+# ``error_code`` is a policy refusal.
+HOLDER_REFUSALS: tuple[type[Rejected], ...] = (
+    PolicyDenied,
+    NotFound,
+    QuotaExceeded,
+    InvalidArgument,
+)
+
+
+def refusal_class(error_code: str) -> type[Rejected]:
+    """The error a holder's signed refusal (its status name) raises at the requester."""
+    cls = class_for_status_name(error_code)
+    for allowed in HOLDER_REFUSALS:
+        if cls is allowed:
+            return allowed
+    return PolicyDenied
 
 
 @dataclass(frozen=True)
@@ -115,15 +128,11 @@ def decision_to_proto(d: Decision) -> common_pb2.PolicyDecision:
     )
 
 
-def _error_code(exc: Rejected) -> str:
-    return str(exc.grpc_code.name)
-
-
 def refusal_from(decision: Decision, exc: Rejected) -> Decision:
     return Decision(
         allowed=False,
         reason=str(exc),
-        error_code=_error_code(exc),
+        error_code=status_name(exc),
         agreement_id=decision.agreement_id,
         agreement_digest=decision.agreement_digest,
         policy_set_digest=decision.policy_set_digest,
@@ -136,7 +145,7 @@ def refusal(policy_set_digest: str, exc: Rejected) -> Decision:
     return Decision(
         allowed=False,
         reason=str(exc),
-        error_code=_error_code(exc),
+        error_code=status_name(exc),
         agreement_id="",
         agreement_digest="",
         policy_set_digest=policy_set_digest,

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from gateway import crypto, identifiers
 from gateway.catalogue import DataGrade, SharingClass
-from gateway.errors import InvalidArgument, PolicyDenied
+from gateway.errors import InvalidArgument, NotFound, PolicyDenied, QuotaExceeded, status_name
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.api import AccessRequest, Decision, FieldRule
 from gateway.policy.loader import CompiledAgreement, CompiledField, PolicySet
@@ -56,10 +56,11 @@ class StaticPolicy:
     current: PolicySet
 
 
-PERMISSION_DENIED = "PERMISSION_DENIED"
-NOT_FOUND = "NOT_FOUND"
-RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-INVALID_ARGUMENT = "INVALID_ARGUMENT"
+# Refusal codes (``Decision.error_code``), read from the one error-to-status table.
+PERMISSION_DENIED = status_name(PolicyDenied)
+NOT_FOUND = status_name(NotFound)
+RESOURCE_EXHAUSTED = status_name(QuotaExceeded)
+INVALID_ARGUMENT = status_name(InvalidArgument)
 
 # Stages reached by a candidate agreement (higher = got further).
 _S_VALIDITY, _S_APPROVAL, _S_FIELDS, _S_SCOPE, _S_RECORDS, _S_QUOTA = range(6)

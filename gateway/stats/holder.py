@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
-from gateway.errors import GatewayError, InvalidArgument, StorageFailure
+from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
 from gateway.ledger.events import (
     AppendReceipt,
     LedgerEvent,
@@ -306,7 +306,7 @@ class StatsHolder:
         charged: bool,
     ) -> None:
         extra = {
-            "error_code": exc.grpc_code.name,
+            "error_code": status_name(exc),
             "epsilon": repr(query.epsilon) if charged else "0",
             "delta": "0",
             "charged": "true" if charged else "false",

@@ -4,9 +4,8 @@ Owns: converting protobuf requests into domain values and answers back, and
 asking ``identify`` who the caller is (the authenticated service-system id;
 never taken from the request body). Does not own: authentication, TLS or
 mapping errors to status codes: GatewayError propagates and the gateway's
-single interceptor maps it (BudgetExhausted -> RESOURCE_EXHAUSTED,
-InvalidArgument -> INVALID_ARGUMENT, PolicyDenied -> PERMISSION_DENIED,
-NotFound -> NOT_FOUND).
+single interceptor maps it (``gateway.errors.STATUS_TABLE``), nor any
+statistics (``gateway.stats``).
 """
 
 from __future__ import annotations
