@@ -17,7 +17,6 @@ PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
 PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
-PEER_ERROR: Final = "cn.dataexchange.gateway.v1.PeerError"
 PEER_STREAM_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStreamRequest"
 PEER_STREAM_START: Final = "cn.dataexchange.gateway.v1.PeerStreamStart"
 PEER_STREAM_END: Final = "cn.dataexchange.gateway.v1.PeerStreamEnd"
@@ -27,7 +26,6 @@ TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
 
 # Sealing (authenticated encryption to a recipient's X25519 key).
 SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
-SEAL_STATS_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.StatsPayload"
 SEAL_RECORD_CHUNK: Final = "cn.dataexchange.gateway.v1.seal.RecordChunk"
 
 # Hash chain over the chunks of a streamed bulk transfer (its first link).
@@ -45,13 +43,11 @@ ALL_TAGS: Final = (
     PEER_STATS_RESPONSE,
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
-    PEER_ERROR,
     PEER_STREAM_REQUEST,
     PEER_STREAM_START,
     PEER_STREAM_END,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
-    SEAL_STATS_PAYLOAD,
     SEAL_RECORD_CHUNK,
     STREAM_COMMITMENT,
     PSEUDONYM,

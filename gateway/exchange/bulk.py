@@ -21,12 +21,11 @@ import re
 import struct
 from dataclasses import dataclass
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway.errors import InvalidArgument
 from gateway.exchange.records import RecordsQuery
 from gateway.limits import Limits
 
-REQUEST_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _CURSOR = re.compile(r"^v1:([0-9a-f-]{36}):([0-9]{1,12})$")
 COMMITMENT_LEN = 32
 
@@ -44,7 +43,7 @@ class Cursor:
     @classmethod
     def parse(cls, text: str) -> Cursor:
         m = _CURSOR.fullmatch(text)
-        if m is None or not REQUEST_ID.fullmatch(m.group(1)):
+        if m is None or not identifiers.is_request_id(m.group(1)):
             raise InvalidArgument.expected(
                 "cursor", "the cursor of a chunk received (v1:<request id>:<row>)", text[:80]
             )

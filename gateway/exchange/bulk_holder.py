@@ -22,22 +22,14 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.catalogue import Catalogue
 from gateway.errors import InvalidArgument, QuotaExceeded
-from gateway.exchange.bulk import REQUEST_ID, ChunkChain, chunk_context
+from gateway.exchange.bulk import ChunkChain, chunk_context
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerRequest, PeerResponder
-from gateway.exchange.records import (
-    CLIENT_REF,
-    CODE,
-    PURPOSE,
-    SERVICE_ID,
-    decision_to_proto,
-    refusal,
-    refusal_from,
-)
+from gateway.exchange.records import decision_to_proto, refusal, refusal_from
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
@@ -107,7 +99,7 @@ class BulkHolder:
             problem = InvalidArgument.expected(
                 "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
             )
-        if problem is None and msg.resume_of and not REQUEST_ID.fullmatch(msg.resume_of):
+        if problem is None and msg.resume_of and not identifiers.is_request_id(msg.resume_of):
             problem = InvalidArgument(
                 "resume_of: expected the request id (UUID) of the interrupted transfer"
             )
@@ -260,10 +252,13 @@ class BulkHolder:
     ) -> None:
         msg = request.message
         details = (
-            ("client_reference", safe_identifier(msg.client_reference, CLIENT_REF)),
+            ("client_reference", safe_identifier(msg.client_reference, identifiers.is_client_reference)),
             ("stream", "true"),
             ("start_row", str(msg.start_row) if msg.start_row else ""),
-            ("resume_of", safe_identifier(msg.resume_of, REQUEST_ID) if msg.resume_of else ""),
+            (
+                "resume_of",
+                safe_identifier(msg.resume_of, identifiers.is_request_id) if msg.resume_of else "",
+            ),
             ("chunks", str(chain.chunks) if chain else ""),
             *extra,
         )
@@ -275,11 +270,11 @@ class BulkHolder:
                 timestamp_ms=self._clock(),
                 local=self._responder.me,
                 counterparty=request.sender,
-                service_system=safe_identifier(msg.service_system, SERVICE_ID),
-                dataset=safe_identifier(msg.dataset, CODE),
-                purpose=safe_identifier(msg.purpose, PURPOSE),
+                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+                dataset=safe_identifier(msg.dataset, identifiers.is_code),
+                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
                 decision="allow" if decision.allowed else "deny",
-                reason=clean_reason(decision.reason),
+                reason=clean_reason(decision.reason, self._limits),
                 record_count=rows,
                 agreement_id=decision.agreement_id,
                 agreement_digest=decision.agreement_digest,

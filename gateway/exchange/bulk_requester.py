@@ -27,12 +27,11 @@ from gateway.errors import (
     GatewayError,
     InvalidArgument,
     NotFound,
-    PolicyDenied,
     VerificationFailed,
 )
 from gateway.exchange.bulk import BulkQuery, ChunkChain, Cursor, chunk_context
 from gateway.exchange.peer import PeerCaller
-from gateway.exchange.records import AGREEMENT_ID, ERROR_CLASSES, HEX64_OR_EMPTY
+from gateway.exchange.records import AGREEMENT_ID, HEX64_OR_EMPTY, refusal_class
 from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import Limits
 from gateway.trust import Member, TrustBundle
@@ -195,7 +194,7 @@ class _Run:
             LedgerEvent(
                 kind=kind,  # type: ignore[arg-type]
                 decision=decision,  # type: ignore[arg-type]
-                reason=clean_reason(reason),
+                reason=clean_reason(reason, self._o._limits),
                 timestamp_ms=self._o._clock(),
                 record_count=self._chain.rows,
                 payload_digest=self._chain.head.hex() if moved else "",
@@ -260,8 +259,7 @@ class _Run:
         holder_sig = crypto.b64(first.start.signature)
         if not d.allowed:
             self._ledger("refusal", "deny", d.reason, holder_signature=holder_sig)
-            cls = ERROR_CLASSES.get(start.error_code, PolicyDenied)
-            raise cls(f"holder {holder} refused: {d.reason}")
+            raise refusal_class(start.error_code)(f"holder {holder} refused: {d.reason}")
         if start.start_row != self._msg.start_row:
             raise VerificationFailed(
                 f"holder starts at row {start.start_row}, row {self._msg.start_row} was asked for"
@@ -304,7 +302,7 @@ class _Run:
                 )
                 yield BulkCompleted(
                     chain.rows, chain.chunks, chain.head.hex(), end.truncated,
-                    clean_reason(end.truncated_reason), cursor, receipt, me,
+                    clean_reason(end.truncated_reason, o._limits), cursor, receipt, me,
                 )  # fmt: skip
                 if next(stream, None) is not None:
                     raise VerificationFailed("the holder sent more after its signed end")

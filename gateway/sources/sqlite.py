@@ -3,7 +3,7 @@
 Owns: reading the gateway's SQLite file, one table per dataset named by the
 dataset code, columns as in the catalogue. Bulk order is ``rowid``.
 
-Identifiers reaching SQL come from the validated catalogue (``CODE_RE``), never
+Identifiers reaching SQL come from the validated catalogue (``gateway.identifiers.Code``), never
 from a request; values are always bound parameters. The SQLite file is opened
 read-only: a gateway never writes to its source.
 """
@@ -30,7 +30,7 @@ _IN_CHUNK = 500
 
 
 def _quote(identifier: str) -> str:
-    # Catalogue identifiers match ^[a-z][a-z0-9_]*$; quote anyway.
+    # Catalogue identifiers pass gateway.identifiers.code; quote anyway.
     return '"' + identifier.replace('"', '""') + '"'
 
 
