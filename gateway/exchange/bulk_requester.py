@@ -25,13 +25,11 @@ from gateway.envelope import new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
-    InvalidArgument,
-    NotFound,
     VerificationFailed,
 )
 from gateway.exchange.bulk import BulkQuery, ChunkChain, Cursor, chunk_context
 from gateway.exchange.peer import PeerCaller
-from gateway.exchange.records import AGREEMENT_ID, HEX64_OR_EMPTY, refusal_class
+from gateway.exchange.records import AGREEMENT_ID, HEX64_OR_EMPTY, offering_member, refusal_class
 from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import Limits
 from gateway.trust import Member, TrustBundle
@@ -102,17 +100,7 @@ class BulkRequester:
     def stream_records(self, service_system: str, query: BulkQuery) -> Iterator[BulkEvent]:
         cursor = query.validate(self._limits)
         me = self._caller.me
-        if query.holder == me:
-            raise InvalidArgument(
-                f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
-                "the gateway exchanges data across boundaries only"
-            )
-        member = self._bundle().member(query.holder)
-        if query.dataset not in member.datasets:
-            raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
-                f"it offers: {', '.join(member.datasets) or 'none'}"
-            )
+        member = offering_member(self._bundle(), me, query.holder, query.dataset)
         request_id = new_request_id()
         msg = peer_pb2.PeerStreamRequest(
             service_system=service_system,

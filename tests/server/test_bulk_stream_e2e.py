@@ -9,8 +9,8 @@ could: only the holder's signed commitment can catch them.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -59,11 +59,24 @@ def _federation(
     return RunningFederation(fed, gws)
 
 
-@pytest.fixture()
-def fed(tmp_path: Path) -> Iterator[RunningFederation]:
-    rf = _federation(tmp_path)
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
+    """One cluster for the module; tests that change a gateway put it back."""
+    rf = _federation(tmp_path_factory.mktemp("bulk"))
     yield rf
     stop_federation(rf)
+
+
+@contextmanager
+def _transport(rf: RunningFederation, replacement: object) -> Iterator[None]:
+    """Route Tianjin's bulk streams through ``replacement`` for the block."""
+    bulk = rf.gateways["120000"].bulk_requester
+    real = bulk._transport
+    bulk._transport = replacement  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        bulk._transport = real
 
 
 def _stream(rf: RunningFederation, cursor: str = "", service: str = "tianjin-planning") -> Messages:
@@ -73,14 +86,6 @@ def _stream(rf: RunningFederation, cursor: str = "", service: str = "tianjin-pla
 
 def _rows(msgs: Messages) -> list[dict[str, str]]:
     return [dict(r.fields) for m in msgs if m.HasField("chunk") for r in m.chunk.records]
-
-
-def _wait_for(pred: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.05)
 
 
 def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_records_the_commitment(
@@ -134,8 +139,6 @@ def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
     fed: RunningFederation,
 ) -> None:
     whole = _rows(_stream(fed))
-    bj = fed.gateways["110000"]
-    before = len(ledger_events(bj))
     got: Messages = []
     with fed.client("120000", "tianjin-planning") as c:
         it = c.stream_records(*ARGS, timeout=30)
@@ -144,15 +147,50 @@ def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
             if len(got) == 4:  # started + 3 chunks, then the caller goes away
                 break
         it.close()  # type: ignore[attr-defined]
-    # The holder records the interrupted transfer: rows that left, complete=false.
-    _wait_for(lambda: len(ledger_events(bj)) > before)
-    cut = ledger_events(bj)[before]
-    assert ("complete", "false") in cut.details and 0 < cut.record_count <= ROWS
     rest = _stream(fed, cursor=got[-1].chunk.cursor)
     assert rest[0].started.start_row == 3 * CHUNK
     assert _rows(got) + _rows(rest) == whole
-    resumed = ledger_events(bj)[-1]
+    resumed = ledger_events(fed.gateways["110000"])[-1]
     assert ("resume_of", got[0].started.request_id) in resumed.details
+    assert ("start_row", str(3 * CHUNK)) in resumed.details
+
+
+def test_holder_ledgers_an_interrupted_transfer_with_the_rows_that_left(
+    fed: RunningFederation,
+) -> None:
+    """The requester goes away after two chunks (the server closes the stream)."""
+    tj, bj = fed.gateways["120000"], fed.gateways["110000"]
+    msg = peer_pb2.PeerStreamRequest(
+        service_system="tianjin-planning", dataset="si_contributions", purpose="commuter_planning"
+    )
+    env = tj.caller.prepare("110000", msg, domains.PEER_STREAM_REQUEST)
+    before = len(ledger_events(bj))
+    stream = bj.bulk_holder.stream_records(env, "120000")
+    kinds = [next(stream).WhichOneof("kind") for _ in range(3)]
+    assert kinds == ["start", "chunk", "chunk"] and len(ledger_events(bj)) == before
+    stream.close()  # type: ignore[attr-defined]
+    [entry] = ledger_events(bj)[before:]
+    assert (entry.kind, entry.record_count) == ("transfer", 2 * CHUNK)
+    assert ("complete", "false") in entry.details and ("chunks", "2") in entry.details
+    assert entry.payload_digest  # the chain head over the chunks that left
+
+
+def test_requester_ledgers_a_transfer_its_service_system_abandoned(
+    fed: RunningFederation,
+) -> None:
+    from gateway.exchange.bulk import BulkQuery
+
+    tj = fed.gateways["120000"]
+    before = len(ledger_events(tj))
+    events = tj.bulk_requester.stream_records(
+        "tianjin-planning", BulkQuery("110000", "si_contributions", "commuter_planning", ())
+    )
+    for _ in range(3):  # started + 2 chunks
+        next(events)
+    events.close()  # type: ignore[attr-defined]
+    [entry] = ledger_events(tj)[before:]
+    assert (entry.kind, entry.role, entry.record_count) == ("transfer", "requester", 2 * CHUNK)
+    assert ("complete", "false") in entry.details
 
 
 def test_per_request_cap_truncates_with_a_cursor_that_continues(tmp_path: Path) -> None:
@@ -278,9 +316,10 @@ def test_tampered_stream_fails_verification_and_is_never_reported_complete(
 ) -> None:
     mutate, code = MUTATIONS[attack]
     tj = fed.gateways["120000"]
-    tj.bulk_requester._transport = _Tampering(tj.transport, fed, mutate)  # type: ignore[assignment]
     got: Messages = []
-    with fed.client("120000", "tianjin-planning") as c:
+    with _transport(fed, _Tampering(tj.transport, fed, mutate)), fed.client(
+        "120000", "tianjin-planning"
+    ) as c:
         with pytest.raises(grpc.RpcError) as err:
             for m in c.stream_records(*ARGS, timeout=30):
                 got.append(m)
@@ -347,10 +386,10 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
 ) -> None:
     whole = _rows(_stream(fed))
     tj = fed.gateways["120000"]
-    real = tj.transport
-    tj.bulk_requester._transport = _CutAfter(real, 4)  # type: ignore[assignment]
     got: Messages = []
-    with fed.client("120000", "tianjin-planning") as c:
+    with _transport(fed, _CutAfter(tj.transport, 4)), fed.client(
+        "120000", "tianjin-planning"
+    ) as c:
         with pytest.raises(grpc.RpcError) as err:
             for m in c.stream_records(*ARGS, timeout=30):
                 got.append(m)
@@ -359,7 +398,6 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
     entry = ledger_events(tj)[-1]
     assert (entry.kind, entry.record_count) == ("transfer", 3 * CHUNK)
     assert ("complete", "false") in entry.details
-    tj.bulk_requester._transport = real  # type: ignore[assignment]
     rest = _stream(fed, cursor=got[-1].chunk.cursor)
     assert _rows(got) + _rows(rest) == whole
     assert rest[-1].completed.row_count == ROWS - 3 * CHUNK
