@@ -207,9 +207,11 @@ class SqlSource:
     def _failure(self, dataset: Dataset, exc: sa_exc.SQLAlchemyError) -> StorageFailure:
         kind = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
         log.warning("data source %s failed for %s: %s", self.name, dataset.code, kind)
+        # The database's name goes to our log only: callers (other jurisdictions
+        # among them) learn which dataset is affected, not the bureau's hosts.
         if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
             return StorageFailure(
-                f"the data source of dataset {dataset.code} ({self.name}) is unavailable ({kind})"
+                f"the data source of dataset {dataset.code} is unavailable ({kind}); retry later"
             )
         return StorageFailure(f"the data source query for dataset {dataset.code} failed ({kind})")
 
