@@ -73,11 +73,21 @@ def run(quick: bool = False) -> Report:
     import sqlalchemy as sa
 
     n = 20_000 if quick else 1_000_000
-    df = _rows(n)
     report = Report(
         f"sources: statistics frame of {n:,} rows ({', '.join(COLUMNS)}) from PostgreSQL vs SQLite",
         ["seconds", "rows", "RSS growth MB", "frame MB"],
     )
+    probe = sa.create_engine(URL, connect_args={"connect_timeout": 5})
+    try:
+        with probe.connect():
+            pass
+    except sa.exc.SQLAlchemyError:
+        shown = sa.make_url(URL).render_as_string(hide_password=True)
+        report.notes.append(f"skipped: PostgreSQL not reachable at {shown}; set GATEWAY_TEST_POSTGRES_URL")
+        return report
+    finally:
+        probe.dispose()
+    df = _rows(n)
     with tempfile.TemporaryDirectory(prefix="bench-sources-") as tmp:
         path = Path(tmp) / "source.sqlite"
         with sqlite3.connect(path) as conn:
