@@ -21,7 +21,7 @@ from typing import Protocol
 
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
-from gateway.envelope import new_request_id
+from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
@@ -139,7 +139,8 @@ class _Run:
         self._envelope = envelope
         self._request_id = request_id
         self._member = member
-        self._chain = ChunkChain(crypto.sha256(crypto.pae(envelope.payload_type, envelope.payload)))
+        digest = envelope_digest(envelope)
+        self._chain = ChunkChain(digest)
         self._decided: dict[str, str] = {}
         self._ledgered = False
         self._base = {
@@ -150,7 +151,7 @@ class _Run:
             "service_system": service_system,
             "dataset": query.dataset,
             "purpose": query.purpose,
-            "request_digest": self._chain_digest_hex(),
+            "request_digest": digest.hex(),
             "requester_signature": crypto.b64(envelope.signature),
         }
         self._details: list[tuple[str, str]] = [("stream", "true")]
@@ -160,9 +161,6 @@ class _Run:
             self._details.append(("start_row", str(msg.start_row)))
         if msg.resume_of:
             self._details.append(("resume_of", msg.resume_of))
-
-    def _chain_digest_hex(self) -> str:
-        return crypto.sha256_hex(crypto.pae(self._envelope.payload_type, self._envelope.payload))
 
     def _ledger(
         self,
@@ -196,12 +194,11 @@ class _Run:
         stream = o._transport.stream(
             self._member, "StreamRecords", self._envelope, o._limits.stream_deadline_seconds
         )
-        reason = ""
         try:
             yield from self._receive(stream)
         except (VerificationFailed, CryptoFailure) as exc:
-            reason = f"holder's stream failed verification: {exc}"
-            self._ledger("refusal", "deny", reason)
+            if not self._ledgered:
+                self._ledger("refusal", "deny", f"holder's stream failed verification: {exc}")
             raise
         except GatewayError as exc:
             reason = f"transfer interrupted after {self._chain.rows} rows: {exc}"
@@ -280,8 +277,9 @@ class _Run:
                         f"{end.row_count} rows, not the {chain.chunks} chunks and {chain.rows} "
                         "rows received"
                     )
+                if next(stream, None) is not None:
+                    raise VerificationFailed("the holder sent more after its signed end")
                 self._decided["holder_signature"] = crypto.b64(message.end.signature)
-                cursor = Cursor(rid, next_row).encode()
                 receipt = self._ledger(
                     "transfer",
                     "allow",
@@ -290,10 +288,9 @@ class _Run:
                 )
                 yield BulkCompleted(
                     chain.rows, chain.chunks, chain.head.hex(), end.truncated,
-                    clean_reason(end.truncated_reason, o._limits), cursor, receipt, me,
+                    clean_reason(end.truncated_reason, o._limits), Cursor(rid, next_row).encode(),
+                    receipt, me,
                 )  # fmt: skip
-                if next(stream, None) is not None:
-                    raise VerificationFailed("the holder sent more after its signed end")
                 return
             if kind != "chunk":
                 raise VerificationFailed("a second start in the holder's stream")

@@ -307,6 +307,7 @@ MUTATIONS: dict[str, tuple[Mutation, grpc.StatusCode]] = {
     "truncated_end_claims_fewer_chunks": (lambda m, _: [*m[:-2], m[-1]], grpc.StatusCode.DATA_LOSS),
     "resealed_substituted_chunk": (_resealed_substitute, grpc.StatusCode.DATA_LOSS),
     "tampered_commitment": (_tampered_commitment, grpc.StatusCode.UNAUTHENTICATED),
+    "chunk_smuggled_after_end": (lambda m, _: [*m, m[1]], grpc.StatusCode.DATA_LOSS),
 }
 
 
@@ -316,6 +317,7 @@ def test_tampered_stream_fails_verification_and_is_never_reported_complete(
 ) -> None:
     mutate, code = MUTATIONS[attack]
     tj = fed.gateways["120000"]
+    before = len(ledger_events(tj))
     got: Messages = []
     with _transport(fed, _Tampering(tj.transport, fed, mutate)), fed.client(
         "120000", "tianjin-planning"
@@ -325,7 +327,7 @@ def test_tampered_stream_fails_verification_and_is_never_reported_complete(
                 got.append(m)
     assert err.value.code() == code
     assert not any(m.HasField("completed") for m in got)
-    entry = ledger_events(tj)[-1]
+    [entry] = ledger_events(tj)[before:]  # one entry for the transfer, a refusal
     assert entry.role == "requester" and entry.kind == "refusal"
     assert ("complete", "true") not in entry.details
 
