@@ -86,6 +86,7 @@ class BulkHolder:
             request_id=request.request_id,
             timestamp_ms=msg.header.timestamp_ms,
         )
+        # The same identifier checks as a record request (its fields, no subjects).
         problem = self._records.check_request(
             peer_pb2.PeerRecordRequest(
                 service_system=msg.service_system,

@@ -72,13 +72,10 @@ class Sources:
     """
 
     def __init__(self, default_path: Path, catalogue: Catalogue, limits: Limits) -> None:
-        from gateway.sources.sql import SqlSource
-
         self._limits = limits
         self._default_path = default_path
         self._default: SqliteSource | None = None
         self._sql: dict[str, SqlSource] = {}
-        self._sql_cls = SqlSource
         if any(d.source is None for d in catalogue.datasets):
             self._default = SqliteSource(default_path, limits)
         self.check(catalogue)
@@ -95,7 +92,11 @@ class Sources:
     def _sql_for(self, url: str) -> SqlSource:
         src = self._sql.get(url)
         if src is None:
-            src = self._sql[url] = self._sql_cls(url, self._limits)
+            # Imported on first use: a gateway without database sources never loads
+            # SQLAlchemy (about 11 MB resident).
+            from gateway.sources.sql import SqlSource
+
+            src = self._sql[url] = SqlSource(url, self._limits)
         return src
 
     def _for(self, dataset: Dataset) -> DataSource:
