@@ -14,6 +14,7 @@ Shape:
     │   ├── CryptoFailure        opaque: bad signature / undecryptable / wrong key
     │   ├── ReplayRejected       request id seen before, or timestamp outside window
     │   ├── PolicyDenied         sharing agreement refuses (carries the reason)
+    │   ├── PermissionDenied     the caller lacks the role a method needs (names it)
     │   ├── NotFound             unknown dataset, jurisdiction, entry
     │   ├── BudgetExhausted      privacy budget would be overspent
     │   ├── QuotaExceeded        per-requester quota would be exceeded
@@ -33,6 +34,18 @@ expected and what was found.
 from __future__ import annotations
 
 from grpc import StatusCode
+
+# Attacker-supplied text is echoed (in a status, a log line, a ledger reason)
+# only cut to a short bound; a whole status message never exceeds its bound.
+MAX_ECHO_CHARS = 64
+MAX_STATUS_CHARS = 1024
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text)} chars)"
 
 
 class GatewayError(Exception):
@@ -66,7 +79,7 @@ class InvalidArgument(Rejected):
 
     @classmethod
     def expected(cls, what: str, expected: object, actual: object) -> InvalidArgument:
-        return cls(f"{what}: expected {expected}, got {actual!r}")
+        return cls(f"{what}: expected {expected}, got {clip(repr(actual))}")
 
 
 class Unauthenticated(Rejected):
@@ -92,6 +105,12 @@ class ReplayRejected(Rejected):
 
 class PolicyDenied(Rejected):
     """A sharing agreement (or its absence) refuses the request."""
+
+    grpc_code = StatusCode.PERMISSION_DENIED
+
+
+class PermissionDenied(Rejected):
+    """The caller is authenticated but lacks the role (or membership) a method needs."""
 
     grpc_code = StatusCode.PERMISSION_DENIED
 
@@ -172,6 +191,7 @@ WIRE_NAMES: dict[str, type[GatewayError]] = {
         CryptoFailure,
         ReplayRejected,
         PolicyDenied,
+        PermissionDenied,
         NotFound,
         BudgetExhausted,
         QuotaExceeded,

@@ -16,7 +16,10 @@ Key directory layout::
     seal.key        X25519 private key, base64 (0600)  payloads are sealed to it
     pseudonym.key   32 random bytes, base64 (0600)  per-gateway pseudonymisation secret
     tls.key         PEM private key (0600)
-    tls.crt         PEM self-signed certificate (pinned in the trust bundle)
+    tls.crt         PEM self-signed leaf certificate, CA:false (pinned in the trust bundle)
+    service-ca.key  PEM private key (0600) of the local service-system CA
+    service-ca.crt  PEM CA certificate: issues service systems' client certificates;
+                    trusted by the service port only, never by the peer port
     public.json     the public descriptor (no endpoint, no datasets)
 
 The two Ed25519 keys are separate on purpose: a compromised or misused peer
@@ -50,6 +53,7 @@ from gateway.crypto import (
     b64,
     cert_fingerprint,
     digest_equal,
+    make_ca_identity,
     make_tls_identity,
     sha256_hex,
     tls_key_matches_cert,
@@ -64,9 +68,17 @@ PSEUDONYM_FILE: Final = "pseudonym.key"
 TLS_KEY_FILE: Final = "tls.key"
 TLS_CERT_FILE: Final = "tls.crt"
 PUBLIC_FILE: Final = "public.json"
+SERVICE_CA_KEY_FILE: Final = "service-ca.key"
+SERVICE_CA_CERT_FILE: Final = "service-ca.crt"
 
 PRIVATE_FILES: Final = (SIGNING_FILE, LEDGER_FILE, SEAL_FILE, PSEUDONYM_FILE, TLS_KEY_FILE)
-ALL_FILES: Final = (*PRIVATE_FILES, TLS_CERT_FILE, PUBLIC_FILE)
+ALL_FILES: Final = (
+    *PRIVATE_FILES,
+    TLS_CERT_FILE,
+    PUBLIC_FILE,
+    SERVICE_CA_KEY_FILE,
+    SERVICE_CA_CERT_FILE,
+)
 
 MAX_NAME_LEN: Final = 128
 _MAX_KEY_FILE_BYTES: Final = 64 * 1024
@@ -280,9 +292,41 @@ def generate_keys(
         write_file_atomic(out_dir / TLS_CERT_FILE, keys.tls.cert_pem, 0o644)
         public = json.dumps(keys.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
         write_file_atomic(out_dir / PUBLIC_FILE, public.encode("utf-8"), 0o644)
+        _write_service_ca(out_dir, jurisdiction, now)
     except OSError as exc:
         raise StorageFailure(f"{out_dir}: cannot write key files: {exc.strerror}") from exc
     return keys
+
+
+def _write_service_ca(out_dir: Path, jurisdiction: str, now: _dt.datetime | None) -> TlsIdentity:
+    ca = make_ca_identity(f"service systems of gw-{jurisdiction}", now=now)
+    write_file_atomic(out_dir / SERVICE_CA_KEY_FILE, ca.key_pem, 0o600)
+    write_file_atomic(out_dir / SERVICE_CA_CERT_FILE, ca.cert_pem, 0o644)
+    return ca
+
+
+def service_ca_cert(key_dir: Path) -> bytes:
+    """The service-system CA certificate (the service port's only client root)."""
+    return _read(Path(key_dir) / SERVICE_CA_CERT_FILE, private=False, strict_permissions=False)
+
+
+def load_service_ca(key_dir: Path, jurisdiction: str, create: bool = False) -> TlsIdentity:
+    """The service-system CA (key and certificate); with ``create``, make one
+    in a key directory written before there was a separate CA."""
+    key_dir = Path(key_dir)
+    if create and not (key_dir / SERVICE_CA_CERT_FILE).exists():
+        try:
+            return _write_service_ca(key_dir, jurisdiction, None)
+        except OSError as exc:
+            raise StorageFailure(f"{key_dir}: cannot write the service CA: {exc.strerror}") from exc
+    key = _read(key_dir / SERVICE_CA_KEY_FILE, private=True, strict_permissions=True)
+    cert = service_ca_cert(key_dir)
+    if not tls_key_matches_cert(key, cert):
+        raise InvalidArgument(
+            f"{key_dir / SERVICE_CA_KEY_FILE} is not the private key of "
+            f"{key_dir / SERVICE_CA_CERT_FILE}"
+        )
+    return TlsIdentity(key_pem=key, cert_pem=cert)
 
 
 def _b64_line(raw: bytes) -> bytes:

@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal"]
+# audit_read: a local auditor read the ledger through the Ledger API
+# (service_system = the auditor, purpose = the method, reason = what was read).
+EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "audit_read"]
 Role = Literal["holder", "requester"]
 
 

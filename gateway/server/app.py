@@ -35,16 +35,18 @@ from gateway.errors import TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
-from gateway.identity import GatewayKeys, load_keys
+from gateway.identity import GatewayKeys, load_keys, service_ca_cert
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.service import AuditScope, MemberScope
 from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
-from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
-from gateway.server.interceptor import GatewayInterceptor, caller_from_context
+from gateway.server.access import ServiceRegistry, authorize_peer
+from gateway.server.auth import PeerAuthenticator
+from gateway.server.interceptor import GatewayInterceptor, caller, caller_from_context
 from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
@@ -138,8 +140,9 @@ class Gateway:
             limits,
             rng,
         )
-        self.service_auth = ServiceAuthenticator(config.service_systems)
-        self._config_path: Path | None = None
+        self.service_auth = ServiceRegistry(
+            config.service_systems, config.config_path, clock_ms=clock_ms
+        )
         self.witness_store = SqliteWitnessStore(config.data_dir / "witness.sqlite")
         self.witnessing = Witnessing(
             self.me,
@@ -236,16 +239,9 @@ class Gateway:
         self.reload_service_systems()
 
     def reload_service_systems(self) -> None:
-        """Re-read the registered service systems from the config file."""
-        if self._config_path is None:
-            return
-        try:
-            fresh = load_config(self._config_path)
-        except Exception as exc:
-            log.warning("config reload refused; keeping registered service systems: %s", exc)
-            return
-        self.service_auth.replace(fresh.service_systems)
-        log.info("service systems reloaded: %d registered", len(fresh.service_systems))
+        """Re-read the registered service systems from the config file (also
+        done on the first call after the file changes)."""
+        self.service_auth.reload()
 
     def checkpoint_and_witness(self) -> dict[str, str]:
         """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
@@ -283,10 +279,13 @@ class Gateway:
 
     def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:
         # Token port: TLS only. Certificate port: the client certificate must be
-        # issued by this gateway (`gateway service-system add --cert-out`).
+        # issued by this gateway's service-system CA (`gateway service-system
+        # add --cert-out`), a root the peer port never trusts.
         return grpc.ssl_server_credentials(
             [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-            root_certificates=self.keys.tls.cert_pem if client_certificates else None,
+            root_certificates=service_ca_cert(self.config.key_dir)
+            if client_certificates
+            else None,
             require_client_auth=client_certificates,
         )
 
@@ -296,14 +295,16 @@ class Gateway:
             futures.ThreadPoolExecutor(
                 max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"
             ),
-            interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle))],
+            interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle), authorize_peer)],
             options=opts,
         )
         service = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"
             ),
-            interceptors=[GatewayInterceptor(self.service_auth)],
+            interceptors=[
+                GatewayInterceptor(self.service_auth, self.service_auth.authorize)
+            ],
             options=opts,
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
@@ -318,9 +319,15 @@ class Gateway:
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service
         )
-        # The ledger API: members (peer port) and local auditors (service port).
-        add_ledger_service(peer, self.ledger, self.config.limits)
-        add_ledger_service(service, self.ledger, self.config.limits)
+        # The ledger API: members (peer port: checkpoints, proofs, their own
+        # exchanges' entries) and local auditors (service port, role audit;
+        # every read is itself ledgered).
+        limits = self.config.limits
+        add_ledger_service(peer, self.ledger, limits, scope=MemberScope(), who=caller)
+        add_ledger_service(
+            service, self.ledger, limits, scope=AuditScope(self.me, self.ledger, self._clock),
+            who=caller,
+        )  # fmt: skip
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
@@ -396,6 +403,4 @@ def open_ledger(
 
 
 def from_config_file(path: Path, **kwargs: object) -> Gateway:
-    gw = Gateway(load_config(path), **kwargs)  # type: ignore[arg-type]
-    gw._config_path = path
-    return gw
+    return Gateway(load_config(path), **kwargs)  # type: ignore[arg-type]

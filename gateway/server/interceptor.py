@@ -3,10 +3,14 @@
 Owns: for every unary RPC, (1) running the server's authenticator (service
 systems on the service port, federation members on the peer port) unless the
 method is public (health), making the caller's identity available through
-``caller()``; (2) turning ``GatewayError`` into its ``grpc_code`` with its
-message, and any other exception into INTERNAL with an opaque reference (the
-traceback goes to the log, never to the caller); (3) exposing the caller's
-deadline (``deadline_remaining()``) so outbound peer calls never outlive it.
+``caller()``, then its authorizer (may this caller call this method);
+(2) decoding the request only after that, an undecodable body being
+INVALID_ARGUMENT; (3) turning ``GatewayError`` into its ``grpc_code`` with its
+message cut to ``MAX_STATUS_CHARS``, and any other exception into INTERNAL
+with an opaque reference (the traceback goes to the log, never to the
+caller); refusals are logged rate-limited per source (``ratelog``);
+(4) exposing the caller's deadline (``deadline_remaining()``) so outbound peer
+calls never outlive it.
 
 Does not own: what is authenticated against (``gateway.server.auth``).
 """
@@ -22,11 +26,21 @@ from typing import Any
 
 import grpc
 
-from gateway.errors import WIRE_METADATA_KEY, WIRE_NAMES, GatewayError
+from gateway.errors import (
+    MAX_STATUS_CHARS,
+    WIRE_METADATA_KEY,
+    WIRE_NAMES,
+    GatewayError,
+    InvalidArgument,
+    clip,
+)
+from gateway.server.ratelog import RateLimitedLog, source_of
 
 log = logging.getLogger("gateway.rpc")
 
 Authenticator = Callable[[grpc.ServicerContext], str]
+# (method, authenticated caller) -> None, or raise PermissionDenied.
+Authorizer = Callable[[str, str], None]
 
 _CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
@@ -52,8 +66,12 @@ def deadline_remaining() -> float | None:
 
 
 class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    def __init__(self, authenticate: Authenticator | None) -> None:
+    def __init__(
+        self, authenticate: Authenticator | None, authorize: Authorizer | None = None
+    ) -> None:
         self._authenticate = authenticate
+        self._authorize = authorize
+        self._ratelog = RateLimitedLog(log)
 
     def intercept_service(
         self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
@@ -64,8 +82,9 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         method: str = details.method
         public = method.startswith(PUBLIC_PREFIXES)
         inner = handler.unary_unary
+        decode = handler.request_deserializer
 
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+        def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
             code: grpc.StatusCode | None = None
             message = ""
             kind = ""
@@ -76,15 +95,37 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 if remaining is not None:
                     deadline_token = _DEADLINE.set(time.monotonic() + remaining)
                 if self._authenticate is not None and not public:
-                    caller_token = _CALLER.set(self._authenticate(context))
+                    who = self._authenticate(context)
+                    caller_token = _CALLER.set(who)
+                    if self._authorize is not None:
+                        self._authorize(method, who)
+                # Decoded here, after authentication, so an undecodable body is
+                # the caller's INVALID_ARGUMENT, not grpc's INTERNAL + traceback.
+                request = _decode(decode, raw)
                 return inner(request, context)
             except GatewayError as exc:
-                code, message = exc.grpc_code, exc.message
+                code, message = exc.grpc_code, clip(exc.message, MAX_STATUS_CHARS)
                 kind = type(exc).__name__ if type(exc).__name__ in WIRE_NAMES else ""
-                log.info("%s -> %s: %s", method, code.name, message)
+                self._ratelog.log(
+                    logging.INFO,
+                    source_of(context.peer()),
+                    code.name,
+                    "%s -> %s: %s",
+                    method,
+                    code.name,
+                    message,
+                )
             except Exception:
                 ref = uuid.uuid4().hex[:12]
-                log.exception("%s failed (reference %s)", method, ref)
+                self._ratelog.log(
+                    logging.ERROR,
+                    source_of(context.peer()),
+                    "INTERNAL",
+                    "%s failed (reference %s)",
+                    method,
+                    ref,
+                    exc_info=True,
+                )
                 code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
             finally:
                 if caller_token is not None:
@@ -97,6 +138,18 @@ class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=None,  # raw bytes: decoded inside ``wrapped``
             response_serializer=handler.response_serializer,
         )
+
+
+def _decode(decode: Callable[[bytes], Any] | None, raw: bytes) -> Any:
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except Exception as exc:  # protobuf's DecodeError, or a bad UTF-8 string field
+        raise InvalidArgument(
+            "request body is not a valid protobuf message for this method "
+            "(check the stubs were generated from this gateway's protos/)"
+        ) from exc

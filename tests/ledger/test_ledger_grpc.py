@@ -14,7 +14,7 @@ from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.ledger.note import open_checkpoint
-from gateway.ledger.service import add_to_server
+from gateway.ledger.service import UnrestrictedScope, add_to_server
 from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 NewLedger = Callable[..., SqliteLedger]
@@ -24,7 +24,7 @@ NewLedger = Callable[..., SqliteLedger]
 def served(new_ledger: NewLedger) -> Iterator[tuple[ledger_pb2_grpc.LedgerStub, SqliteLedger]]:
     ledger = new_ledger(n=23, every=10)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    add_to_server(server, ledger)
+    add_to_server(server, ledger, scope=UnrestrictedScope())
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -101,7 +101,7 @@ def test_reconcile_reads_a_ledger_api(served, new_ledger) -> None:  # type: igno
     _stub, ledger = served
     # find the port from the channel target is not exposed; re-serve quickly instead
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    add_to_server(server, ledger)
+    add_to_server(server, ledger, scope=UnrestrictedScope())
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
