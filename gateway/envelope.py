@@ -28,6 +28,7 @@ from gateway.errors import (
     NotFound,
     ReplayRejected,
     Unauthenticated,
+    clip,
 )
 from gateway.trust import TrustBundle
 
@@ -91,7 +92,9 @@ def open_envelope(
     try:
         member = bundle.member(env.signer)
     except NotFound as exc:
-        raise Unauthenticated(f"envelope signer {env.signer!r} is not a federation member") from exc
+        raise Unauthenticated(
+            f"envelope signer {clip(repr(env.signer))} is not a federation member"
+        ) from exc
     if tls_identity is not None and tls_identity != env.signer:
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
@@ -146,11 +149,11 @@ def check_header(
     """Check what a signed header binds. Order: identity, addressing, freshness, binding."""
     if header.sender != signer:
         raise Unauthenticated(
-            f"header sender {header.sender!r} differs from envelope signer {signer!r}"
+            f"header sender {clip(repr(header.sender))} differs from envelope signer {clip(repr(signer))}"
         )
     if header.recipient != me:
         raise Unauthenticated(
-            f"message is addressed to {header.recipient!r}, this gateway is {me}; refusing a misdirected message"
+            f"message is addressed to {clip(repr(header.recipient))}, this gateway is {me}; refusing a misdirected message"
         )
     if not _UUID_RE.fullmatch(header.request_id):
         raise InvalidArgument.expected("header.request_id", "a lowercase UUIDv4", header.request_id)

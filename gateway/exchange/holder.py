@@ -23,6 +23,7 @@ from gateway.errors import (
     InvalidArgument,
     PolicyDenied,
     Rejected,
+    clip,
 )
 from gateway.exchange.peer import PeerRequest, PeerResponder
 from gateway.exchange.records import (
@@ -166,7 +167,7 @@ class RecordHolder:
         if access.dataset not in self._served():
             return Decision(
                 allowed=False,
-                reason=f"jurisdiction {access.holder} serves no dataset {access.dataset!r}",
+                reason=f"jurisdiction {access.holder} serves no dataset {clip(repr(access.dataset))}",
                 error_code="NOT_FOUND",
                 agreement_id="",
                 agreement_digest="",

@@ -23,6 +23,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     PolicyDenied,
+    clip,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
@@ -76,7 +77,7 @@ class RecordRequester:
         member = bundle.member(query.holder)
         if query.dataset not in member.datasets:
             raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
+                f"jurisdiction {query.holder} ({member.name}) offers no dataset {clip(repr(query.dataset))}; "
                 f"it offers: {', '.join(member.datasets) or 'none'}"
             )
         request_id = new_request_id()

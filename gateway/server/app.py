@@ -283,9 +283,7 @@ class Gateway:
         # add --cert-out`), a root the peer port never trusts.
         return grpc.ssl_server_credentials(
             [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-            root_certificates=service_ca_cert(self.config.key_dir)
-            if client_certificates
-            else None,
+            root_certificates=service_ca_cert(self.config.key_dir) if client_certificates else None,
             require_client_auth=client_certificates,
         )
 
@@ -302,9 +300,7 @@ class Gateway:
             futures.ThreadPoolExecutor(
                 max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"
             ),
-            interceptors=[
-                GatewayInterceptor(self.service_auth, self.service_auth.authorize)
-            ],
+            interceptors=[GatewayInterceptor(self.service_auth, self.service_auth.authorize)],
             options=opts,
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(

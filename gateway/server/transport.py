@@ -16,6 +16,7 @@ import grpc
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
 from gateway.errors import (
+    MAX_STATUS_CHARS,
     WIRE_METADATA_KEY,
     WIRE_NAMES,
     EnvironmentFailure,
@@ -29,6 +30,7 @@ from gateway.errors import (
     TrustBundleRejected,
     Unauthenticated,
     VerificationFailed,
+    clip,
 )
 from gateway.identity import tls_server_name
 from gateway.limits import Limits
@@ -105,7 +107,7 @@ class GrpcPeerTransport:
             return reply
         except grpc.RpcError as exc:
             code = exc.code()
-            details = exc.details() or ""
+            details = clip(exc.details() or "", MAX_STATUS_CHARS)  # a peer's text, bounded
             who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
