@@ -1,6 +1,7 @@
 """gRPC ``Ledger`` servicer: checkpoints, proofs and entry pages over the wire.
 
-Owns: translating Ledger API requests into calls on a ``Ledger``, range checks
+Owns: translating Ledger API requests into calls on a ``Ledger`` (errors are
+raised as GatewayError for the interceptor to map to a status), range checks
 on every integer field, the bounds on what one call may return (``Limits``),
 and the *scope* of what a caller may read:
 
@@ -22,12 +23,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Final, NoReturn, Protocol
+from typing import Final, Protocol
 
 import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
-from gateway.errors import GatewayError, InvalidArgument, NotFound, PermissionDenied
+from gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent, clean_reason
 from gateway.ledger.ledger import Ledger
@@ -118,10 +119,6 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         self._limits = limits
         self._who = who
 
-    def _abort(self, context: grpc.ServicerContext, exc: GatewayError) -> NoReturn:
-        context.abort(exc.grpc_code, str(exc))
-        raise AssertionError("context.abort returned")  # pragma: no cover
-
     def _latest_size(self, need: int = 0) -> int:
         cp = self._ledger.latest_checkpoint()
         have = cp.checkpoint.size if cp else 0
@@ -134,112 +131,98 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def GetCheckpoint(
         self, request: ledger_pb2.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetCheckpointResponse:
-        try:
-            who = self._who()
-            cp = self._ledger.latest_checkpoint()
-            if cp is None:
-                raise NotFound("no checkpoint issued yet")
-            self._scope.record_read(
-                who, "GetCheckpoint", f"checkpoint of size {cp.checkpoint.size}"
-            )
-            return ledger_pb2.GetCheckpointResponse(
-                checkpoint=cp.note,
-                tree_size=cp.checkpoint.size,
-                root_hash=cp.checkpoint.root,
-                origin=cp.checkpoint.origin,
-            )
-        except GatewayError as exc:
-            self._abort(context, exc)
+        who = self._who()
+        cp = self._ledger.latest_checkpoint()
+        if cp is None:
+            raise NotFound("no checkpoint issued yet")
+        self._scope.record_read(who, "GetCheckpoint", f"checkpoint of size {cp.checkpoint.size}")
+        return ledger_pb2.GetCheckpointResponse(
+            checkpoint=cp.note,
+            tree_size=cp.checkpoint.size,
+            root_hash=cp.checkpoint.root,
+            origin=cp.checkpoint.origin,
+        )
 
     def GetInclusionProof(
         self, request: ledger_pb2.GetInclusionProofRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetInclusionProofResponse:
-        try:
-            who = self._who()
-            which = request.WhichOneof("leaf")
-            _u63("tree_size", request.tree_size)
-            if which == "request_id":
-                if len(request.request_id) > self._limits.max_identifier_len:
-                    raise InvalidArgument.expected(
-                        "request_id length",
-                        f"<= {self._limits.max_identifier_len}",
-                        len(request.request_id),
-                    )
-                found = [
-                    r
-                    for r in self._ledger.store.find_request(request.request_id)
-                    if self._scope.visible(r, who)
-                ]
-                if not found:
-                    raise NotFound("no ledger entry for that request id")
-                index = found[0].index
-            elif which == "index":
-                index = _u63("index", request.index)
-            else:
-                raise InvalidArgument.expected("leaf", "index or request_id", "neither")
-            size = request.tree_size or self._latest_size(index + 1)
-            if index >= size:
-                raise InvalidArgument.expected("index", f"< tree size {size}", index)
-            proof = self._ledger.inclusion_proof(index, size)
-            record = self._ledger.store.entries(index, index + 1)[0]
-            if not self._scope.visible(record, who):
-                raise PermissionDenied(
-                    f"entry {index} does not record an exchange with {who}; members see "
-                    "only entries of their own exchanges"
+        who = self._who()
+        which = request.WhichOneof("leaf")
+        _u63("tree_size", request.tree_size)
+        if which == "request_id":
+            if len(request.request_id) > self._limits.max_identifier_len:
+                raise InvalidArgument.expected(
+                    "request_id length",
+                    f"<= {self._limits.max_identifier_len}",
+                    len(request.request_id),
                 )
-            cps = [c for c in self._ledger.checkpoints() if c.checkpoint.size == size]
-            self._scope.record_read(who, "GetInclusionProof", f"entry {index} at size {size}")
-            return ledger_pb2.GetInclusionProofResponse(
-                index=index,
-                tree_size=size,
-                leaf_hash=record.entry_hash,
-                proof=proof,
-                entry=record.entry,
-                checkpoint=cps[-1].note if cps else "",
+            found = [
+                r
+                for r in self._ledger.store.find_request(request.request_id)
+                if self._scope.visible(r, who)
+            ]
+            if not found:
+                raise NotFound("no ledger entry for that request id")
+            index = found[0].index
+        elif which == "index":
+            index = _u63("index", request.index)
+        else:
+            raise InvalidArgument.expected("leaf", "index or request_id", "neither")
+        size = request.tree_size or self._latest_size(index + 1)
+        if index >= size:
+            raise InvalidArgument.expected("index", f"< tree size {size}", index)
+        proof = self._ledger.inclusion_proof(index, size)
+        record = self._ledger.store.entries(index, index + 1)[0]
+        if not self._scope.visible(record, who):
+            raise PermissionDenied(
+                f"entry {index} does not record an exchange with {who}; members see "
+                "only entries of their own exchanges"
             )
-        except GatewayError as exc:
-            self._abort(context, exc)
+        cps = [c for c in self._ledger.checkpoints() if c.checkpoint.size == size]
+        self._scope.record_read(who, "GetInclusionProof", f"entry {index} at size {size}")
+        return ledger_pb2.GetInclusionProofResponse(
+            index=index,
+            tree_size=size,
+            leaf_hash=record.entry_hash,
+            proof=proof,
+            entry=record.entry,
+            checkpoint=cps[-1].note if cps else "",
+        )
 
     def GetConsistencyProof(
         self, request: ledger_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetConsistencyProofResponse:
-        try:
-            who = self._who()
-            first = _u63("first_size", request.first_size)
-            second = _u63("second_size", request.second_size) or self._latest_size()
-            proof = self._ledger.consistency_proof(first, second)
-            self._scope.record_read(who, "GetConsistencyProof", f"sizes {first} to {second}")
-            return ledger_pb2.GetConsistencyProofResponse(
-                first_size=first, second_size=second, proof=proof
-            )
-        except GatewayError as exc:
-            self._abort(context, exc)
+        who = self._who()
+        first = _u63("first_size", request.first_size)
+        second = _u63("second_size", request.second_size) or self._latest_size()
+        proof = self._ledger.consistency_proof(first, second)
+        self._scope.record_read(who, "GetConsistencyProof", f"sizes {first} to {second}")
+        return ledger_pb2.GetConsistencyProofResponse(
+            first_size=first, second_size=second, proof=proof
+        )
 
     def GetEntries(
         self, request: ledger_pb2.GetEntriesRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetEntriesResponse:
-        try:
-            who = self._who()
-            start = _u63("start", request.start)
-            cap = min(MAX_PAGE, self._limits.max_proof_entries)
-            limit = min(request.limit or cap, cap)
-            size = self._ledger.store.size()
-            stop = min(start + limit, size)
-            rows = self._ledger.store.entries(start, stop) if start < size else []
-            shown = [r for r in rows if self._scope.visible(r, who)]
-            self._scope.record_read(
-                who, "GetEntries", f"entries [{start}, {max(start, stop)}): {len(shown)} returned"
-            )
-            return ledger_pb2.GetEntriesResponse(
-                entries=[
-                    ledger_pb2.LedgerEntry(index=r.index, entry=r.entry, entry_hash=r.entry_hash)
-                    for r in shown
-                ],
-                tree_size=size,
-                next_start=max(start, stop),
-            )
-        except GatewayError as exc:
-            self._abort(context, exc)
+        who = self._who()
+        start = _u63("start", request.start)
+        cap = min(MAX_PAGE, self._limits.max_proof_entries)
+        limit = min(request.limit or cap, cap)
+        size = self._ledger.store.size()
+        stop = min(start + limit, size)
+        rows = self._ledger.store.entries(start, stop) if start < size else []
+        shown = [r for r in rows if self._scope.visible(r, who)]
+        self._scope.record_read(
+            who, "GetEntries", f"entries [{start}, {max(start, stop)}): {len(shown)} returned"
+        )
+        return ledger_pb2.GetEntriesResponse(
+            entries=[
+                ledger_pb2.LedgerEntry(index=r.index, entry=r.entry, entry_hash=r.entry_hash)
+                for r in shown
+            ],
+            tree_size=size,
+            next_start=max(start, stop),
+        )
 
 
 def add_to_server(

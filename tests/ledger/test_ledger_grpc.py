@@ -15,6 +15,7 @@ from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.ledger.note import open_checkpoint
 from gateway.ledger.service import UnrestrictedScope, add_to_server
+from gateway.server.interceptor import GatewayInterceptor
 from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 NewLedger = Callable[..., SqliteLedger]
@@ -23,7 +24,9 @@ NewLedger = Callable[..., SqliteLedger]
 @pytest.fixture
 def served(new_ledger: NewLedger) -> Iterator[tuple[ledger_pb2_grpc.LedgerStub, SqliteLedger]]:
     ledger = new_ledger(n=23, every=10)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=4), interceptors=[GatewayInterceptor(None)]
+    )
     add_to_server(server, ledger, scope=UnrestrictedScope())
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
