@@ -368,6 +368,16 @@ def make_ca_identity(
     return _pem_identity(key, cert)
 
 
+def cert_dns_names(cert_pem: bytes) -> list[str]:
+    """The DNS subject alternative names of a PEM certificate."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise InvalidArgument("certificate: no DNS names") from exc
+    return list(san.get_values_for_type(x509.DNSName))
+
+
 def cert_not_after(cert_pem: bytes) -> _dt.datetime:
     """The end of a PEM certificate's validity (UTC)."""
     try:

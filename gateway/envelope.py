@@ -14,6 +14,7 @@ Does not own: transport (``gateway.server``), replay memory
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -80,6 +81,7 @@ def open_envelope(
     bundle: TrustBundle,
     tls_identity: str | None,
     max_bytes: int,
+    now_ms: int | None = None,
 ) -> OpenedEnvelope:
     """Verify an envelope as carried. Raises InvalidArgument / Unauthenticated /
     CryptoFailure; never parses the payload before the signature verifies."""
@@ -99,7 +101,18 @@ def open_envelope(
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
         )
-    member.signing_key.verify(env.payload_type, env.payload, env.signature)
+    # The member's envelope keys valid now: its current one, and during a key
+    # rotation's overlap window its retired one.
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    verified = False
+    for key in member.ring("envelope").at(now_ms):
+        try:
+            key.verify(env.payload_type, env.payload, env.signature)
+            verified = True
+        except CryptoFailure:
+            continue
+    if not verified:
+        raise CryptoFailure()
     return OpenedEnvelope(
         payload_type=env.payload_type,
         payload=env.payload,

@@ -12,7 +12,8 @@ deciding which peers to trust.
 Key directory layout::
 
     signing.key     Ed25519 seed, base64 (0600)  signs peer envelopes
-    ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints, cosignatures
+    ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints
+    witness.key     Ed25519 seed, base64 (0600)  cosigns peers' checkpoints (witnessing)
     seal.key        X25519 private key, base64 (0600)  payloads are sealed to it
     pseudonym.key   32 random bytes, base64 (0600)  per-gateway pseudonymisation secret
     tls.key         PEM private key (0600)
@@ -22,8 +23,11 @@ Key directory layout::
                     trusted by the service port only, never by the peer port
     public.json     the public descriptor (no endpoint, no datasets)
 
-The two Ed25519 keys are separate on purpose: a compromised or misused peer
-signing key must not be able to forge ledger checkpoints, and vice versa.
+The Ed25519 keys are separate on purpose: a compromised or misused peer
+signing key must not be able to forge ledger checkpoints, and vice versa; the
+witness key only cosigns others' checkpoints (C2SP asks for a distinct
+cosigner key). ``rotate_keys`` replaces any of them, keeping the old private
+files as ``<file>.retired-<UTC time>`` for the overlap window.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from gateway.crypto import (
     TlsIdentity,
     VerifyKey,
     b64,
+    cert_dns_names,
     cert_fingerprint,
     digest_equal,
     make_ca_identity,
@@ -63,6 +68,7 @@ from gateway.errors import InvalidArgument, StorageFailure
 
 SIGNING_FILE: Final = "signing.key"
 LEDGER_FILE: Final = "ledger.key"
+WITNESS_FILE: Final = "witness.key"
 SEAL_FILE: Final = "seal.key"
 PSEUDONYM_FILE: Final = "pseudonym.key"
 TLS_KEY_FILE: Final = "tls.key"
@@ -71,7 +77,14 @@ PUBLIC_FILE: Final = "public.json"
 SERVICE_CA_KEY_FILE: Final = "service-ca.key"
 SERVICE_CA_CERT_FILE: Final = "service-ca.crt"
 
-PRIVATE_FILES: Final = (SIGNING_FILE, LEDGER_FILE, SEAL_FILE, PSEUDONYM_FILE, TLS_KEY_FILE)
+PRIVATE_FILES: Final = (
+    SIGNING_FILE,
+    LEDGER_FILE,
+    WITNESS_FILE,
+    SEAL_FILE,
+    PSEUDONYM_FILE,
+    TLS_KEY_FILE,
+)
 ALL_FILES: Final = (
     *PRIVATE_FILES,
     TLS_CERT_FILE,
@@ -130,6 +143,9 @@ class GatewayKeys:
     seal: SealPrivateKey  # X25519, payloads are sealed to its public key
     tls: TlsIdentity  # key_pem, cert_pem
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
+    # Ed25519, cosigns peers' checkpoints; None for a key directory made
+    # before there was one (the ledger key cosigns then).
+    witness: SigningKey | None = None
 
     def __post_init__(self) -> None:
         check_jurisdiction(self.jurisdiction)
@@ -147,6 +163,11 @@ class GatewayKeys:
     def tls_fingerprint(self) -> str:
         return cert_fingerprint(self.tls.cert_pem)
 
+    @property
+    def cosigner(self) -> SigningKey:
+        """The key this gateway cosigns peers' checkpoints with."""
+        return self.witness or self.ledger
+
     def public_descriptor(self) -> dict[str, str]:
         """The member descriptor without endpoint and datasets (``public.json``)."""
         return {
@@ -154,6 +175,7 @@ class GatewayKeys:
             "name": self.name,
             "signing_key": self.signing.verify_key.b64(),
             "ledger_key": self.ledger.verify_key.b64(),
+            **({"witness_key": self.witness.verify_key.b64()} if self.witness else {}),
             "seal_key": self.seal.public_key.b64(),
             "tls_cert_pem": self.tls.cert_pem.decode("ascii"),
             "tls_fingerprint": self.tls_fingerprint,
@@ -172,6 +194,16 @@ class PublicDescriptor(BaseModel):
     seal_key: str
     tls_cert_pem: Annotated[str, Field(max_length=64 * 1024)]
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    witness_key: str | None = None
+
+    def witness(self, source: str) -> VerifyKey | None:
+        """The witness (cosigner) public key, if the descriptor has one."""
+        if self.witness_key is None:
+            return None
+        try:
+            return VerifyKey(unb64(self.witness_key, "witness_key"))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{source}: {exc}") from exc
 
     def keys(self, source: str) -> tuple[VerifyKey, VerifyKey, SealPublicKey]:
         """Decode and length-check the three public keys."""
@@ -199,6 +231,7 @@ def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
         raise InvalidArgument(f"{source}: field {field}: {first['msg']}") from exc
     check_name(desc.name)
     desc.keys(source)
+    desc.witness(source)
     try:
         actual = cert_fingerprint(desc.tls_cert_pem.encode("ascii"))
     except (UnicodeEncodeError, InvalidArgument) as exc:
@@ -280,12 +313,15 @@ def generate_keys(
         seal=SealPrivateKey.generate(rng),
         tls=make_tls_identity(server_name, dns, now=now),
         pseudonym_key=rng(PSEUDONYM_KEY_LEN),
+        witness=SigningKey.generate(rng),
     )
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = 0o600
         write_file_atomic(out_dir / SIGNING_FILE, _b64_line(keys.signing.seed()), secret)
         write_file_atomic(out_dir / LEDGER_FILE, _b64_line(keys.ledger.seed()), secret)
+        assert keys.witness is not None
+        write_file_atomic(out_dir / WITNESS_FILE, _b64_line(keys.witness.seed()), secret)
         write_file_atomic(out_dir / SEAL_FILE, _b64_line(keys.seal.raw()), secret)
         write_file_atomic(out_dir / PSEUDONYM_FILE, _b64_line(keys.pseudonym_key), secret)
         write_file_atomic(out_dir / TLS_KEY_FILE, keys.tls.key_pem, secret)
@@ -377,6 +413,11 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
     key_dir = Path(key_dir)
     signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions))
     ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions))
+    witness = (
+        SigningKey(_read_raw32(key_dir / WITNESS_FILE, strict_permissions))
+        if (key_dir / WITNESS_FILE).exists()
+        else None
+    )
     seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions))
     pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions)
     tls_key = _read(key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions)
@@ -403,6 +444,13 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
         ("ledger_key", ledger_pub, ledger.verify_key),
         ("seal_key", seal_pub, seal.public_key),
     ]
+    listed_witness = desc.witness(str(public_path))
+    if (listed_witness is None) != (witness is None):
+        raise InvalidArgument(
+            f"{public_path}: witness_key and {WITNESS_FILE} must both be present or both absent"
+        )
+    if listed_witness is not None and witness is not None:
+        mismatches.append(("witness_key", listed_witness, witness.verify_key))
     for field, listed, derived in mismatches:
         if not digest_equal(listed.raw, derived.raw):
             raise InvalidArgument(
@@ -422,4 +470,79 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
         seal=seal,
         tls=TlsIdentity(key_pem=tls_key, cert_pem=cert),
         pseudonym_key=pseudonym,
+        witness=witness,
     )
+
+
+# Key kinds (``gateway.keyring``) -> the files holding the private half.
+ROTATABLE: Final[dict[str, tuple[str, ...]]] = {
+    "envelope": (SIGNING_FILE,),
+    "ledger": (LEDGER_FILE,),
+    "witness": (WITNESS_FILE,),
+    "sealing": (SEAL_FILE,),
+    "tls": (TLS_KEY_FILE, TLS_CERT_FILE),
+}
+
+
+def rotate_keys(
+    key_dir: Path,
+    kinds: Sequence[str],
+    rng: Rng = os.urandom,
+    now: _dt.datetime | None = None,
+) -> GatewayKeys:
+    """Replace the keys of ``kinds`` in ``key_dir`` with new ones.
+
+    The old private files are kept next to the new ones as
+    ``<file>.retired-<UTC time>`` (same mode), ``public.json`` is rewritten,
+    and everything else (pseudonym key, service-system CA) is unchanged. A new
+    TLS certificate carries the old one's DNS names. The federation authority
+    then runs ``gateway federation rotate-keys`` with the new ``public.json``.
+    """
+    unknown = [k for k in kinds if k not in ROTATABLE]
+    if unknown or not kinds:
+        raise InvalidArgument.expected("key kinds", " | ".join(ROTATABLE), ",".join(kinds))
+    key_dir = Path(key_dir)
+    old = load_keys(key_dir)
+    now = now or _dt.datetime.now(_dt.UTC)
+    new = GatewayKeys(
+        jurisdiction=old.jurisdiction,
+        name=old.name,
+        signing=SigningKey.generate(rng) if "envelope" in kinds else old.signing,
+        ledger=SigningKey.generate(rng) if "ledger" in kinds else old.ledger,
+        seal=SealPrivateKey.generate(rng) if "sealing" in kinds else old.seal,
+        tls=(
+            make_tls_identity(
+                tls_server_name(old.jurisdiction), cert_dns_names(old.tls.cert_pem), now=now
+            )
+            if "tls" in kinds
+            else old.tls
+        ),
+        pseudonym_key=old.pseudonym_key,
+        witness=SigningKey.generate(rng)
+        if "witness" in kinds or old.witness is None
+        else old.witness,
+    )
+    stamp = now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    secret = 0o600
+    try:
+        for kind in kinds:
+            for name in ROTATABLE[kind]:
+                if (key_dir / name).exists():
+                    os.replace(key_dir / name, key_dir / f"{name}.retired-{stamp}")
+        writes: list[tuple[str, bytes, int]] = [
+            (SIGNING_FILE, _b64_line(new.signing.seed()), secret),
+            (LEDGER_FILE, _b64_line(new.ledger.seed()), secret),
+            (SEAL_FILE, _b64_line(new.seal.raw()), secret),
+            (TLS_KEY_FILE, new.tls.key_pem, secret),
+            (TLS_CERT_FILE, new.tls.cert_pem, 0o644),
+        ]
+        if new.witness is not None:
+            writes.append((WITNESS_FILE, _b64_line(new.witness.seed()), secret))
+        for name, data, mode in writes:
+            if not (key_dir / name).exists():
+                write_file_atomic(key_dir / name, data, mode)
+        public = json.dumps(new.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
+        write_file_atomic(key_dir / PUBLIC_FILE, public.encode("utf-8"), 0o644)
+    except OSError as exc:
+        raise StorageFailure(f"{key_dir}: cannot rotate key files: {exc.strerror}") from exc
+    return load_keys(key_dir)

@@ -65,6 +65,14 @@ from gateway.identity import (
     key_id,
     write_file_atomic,
 )
+from gateway.keyring import (
+    MAX_RETIRED_KEYS,
+    KeyKind,
+    KeyRing,
+    RetiredKey,
+    check_retired,
+    ring_from,
+)
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 BUNDLE_FILE: Final = "bundle.json"
@@ -120,6 +128,13 @@ class Member:
     tls_fingerprint: str  # hex SHA-256 of the certificate's DER; must match the cert
     datasets: tuple[str, ...]
     origin: str = ""  # ledger checkpoint origin; "" means default_origin(jurisdiction)
+    # Key that cosigns peers' checkpoints (C2SP asks for a distinct cosigner
+    # key); None in bundles made before it existed: the ledger key cosigns.
+    witness_key: VerifyKey | None = None
+    # Keys this member used before a rotation, each with its validity
+    # interval (``gateway.keyring``): old checkpoints, evidence and, during a
+    # rotation's overlap, old envelopes and TLS handshakes still verify.
+    retired: tuple[RetiredKey, ...] = ()
 
     def __post_init__(self) -> None:
         check_jurisdiction(self.jurisdiction)
@@ -135,6 +150,25 @@ class Member:
             raise InvalidArgument("seal_key must be an X25519 public key")
         if digest_equal(self.signing_key.raw, self.ledger_key.raw):
             raise InvalidArgument("signing_key and ledger_key must be different keys")
+        if self.witness_key is not None:
+            if not isinstance(self.witness_key, VerifyKey):
+                raise InvalidArgument("witness_key must be an Ed25519 public key")
+            if digest_equal(self.witness_key.raw, self.ledger_key.raw) or digest_equal(
+                self.witness_key.raw, self.signing_key.raw
+            ):
+                raise InvalidArgument("witness_key must differ from signing_key and ledger_key")
+        object.__setattr__(self, "retired", tuple(self.retired))
+        try:
+            check_retired(self.retired)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        for r in self.retired:
+            if r.kind == "tls":
+                _check_single_cert_pem(r.value.encode("ascii", "replace"))
+            else:
+                raw = unb64(r.value, f"retired {r.kind} key")
+                if len(raw) != 32:
+                    raise InvalidArgument.expected(f"retired {r.kind} key length", 32, len(raw))
         _check_single_cert_pem(self.tls_cert_pem)
         if not isinstance(self.tls_fingerprint, str) or not _FINGERPRINT.fullmatch(
             self.tls_fingerprint
@@ -170,8 +204,35 @@ class Member:
     @property
     def witness_name(self) -> str:
         """Key name this member cosigns peers' checkpoints under (C2SP
-        tlog-cosignature), verified with its ``ledger_key``."""
+        tlog-cosignature), verified with its witness key."""
         return f"{self.jurisdiction}.gateway.dataexchange.cn/witness"
+
+    @property
+    def cosigner_key(self) -> VerifyKey:
+        """The current key of this member's witness cosignatures."""
+        return self.witness_key or self.ledger_key
+
+    def ring(self, kind: KeyKind) -> KeyRing:
+        """This member's Ed25519 keys of ``kind`` (envelope, ledger, witness) over
+        time: ``ring.at(t)`` is the one lookup for "keys of kind K valid at T"."""
+        current = {
+            "envelope": self.signing_key,
+            "ledger": self.ledger_key,
+            "witness": self.cosigner_key,
+        }.get(kind)
+        if current is None:
+            raise InvalidArgument.expected("key kind", "envelope | ledger | witness", kind)
+        return ring_from(kind, current, self.retired, VerifyKey)
+
+    def tls_certs_at(self, when: _dt.datetime) -> tuple[tuple[bytes, str], ...]:
+        """(PEM, fingerprint) of the TLS certificates valid at ``when``: the
+        current one and any retired one still inside its overlap window."""
+        out = [(self.tls_cert_pem, self.tls_fingerprint)]
+        for r in self.retired:
+            if r.kind == "tls" and r.valid_at(when):
+                pem = r.value.encode("ascii")
+                out.append((pem, cert_fingerprint(pem)))
+        return tuple(out)
 
     @classmethod
     def from_descriptor(
@@ -195,6 +256,7 @@ class Member:
             tls_fingerprint=desc.tls_fingerprint,
             datasets=tuple(datasets),
             origin=origin or default_origin(desc.jurisdiction),
+            witness_key=desc.witness(source),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -209,7 +271,17 @@ class Member:
             "tls_fingerprint": self.tls_fingerprint,
             "datasets": list(self.datasets),
             "origin": self.origin,
+            # Only when present, so bundles without them keep their bytes.
+            **({"witness_key": self.witness_key.b64()} if self.witness_key else {}),
+            **({"retired_keys": [_retired_json(r) for r in self.retired]} if self.retired else {}),
         }
+
+
+def _retired_json(r: RetiredKey) -> dict[str, str]:
+    out = {"kind": r.kind, "key": r.value, "not_after": _fmt_time(r.not_after)}
+    if r.not_before is not None:
+        out["not_before"] = _fmt_time(r.not_before)
+    return out
 
 
 _PEM_BEGIN: Final = b"-----BEGIN CERTIFICATE-----"
@@ -252,6 +324,7 @@ def _check_members(members: Sequence[Member]) -> None:
             ("public key", m.signing_key.raw),
             ("public key", m.ledger_key.raw),
             ("public key", m.seal_key.raw),
+            *((("public key", m.witness_key.raw),) if m.witness_key else ()),
         ]
         for what, value in attrs:
             table = seen[what]
@@ -308,20 +381,31 @@ class TrustBundle:
             f"jurisdiction {jurisdiction} is not a member of federation {self.federation}"
         )
 
-    def member_by_fingerprint(self, fp: str) -> Member | None:
-        """The member whose pinned TLS certificate has SHA-256 fingerprint ``fp``."""
+    def member_by_fingerprint(self, fp: str, now: _dt.datetime | None = None) -> Member | None:
+        """The member whose pinned TLS certificate (current, or retired and
+        still in its overlap window at ``now``) has SHA-256 fingerprint ``fp``."""
         fp = fp.lower().replace(":", "")
+        now = now or _dt.datetime.now(_dt.UTC)
         for m in self.members:
-            if digest_equal(m.tls_fingerprint, fp):
-                return m
+            for _, known in m.tls_certs_at(now):
+                if digest_equal(known, fp):
+                    return m
         return None
 
-    def root_certificates_pem(self) -> bytes:
-        """All members' pinned TLS certificates, concatenated (gRPC root certificates)."""
-        return b"".join(
-            m.tls_cert_pem if m.tls_cert_pem.endswith(b"\n") else m.tls_cert_pem + b"\n"
-            for m in self.members
-        )
+    def root_certificates_pem(self, now: _dt.datetime | None = None) -> bytes:
+        """All members' pinned TLS certificates valid at ``now`` (current ones,
+        and retired ones inside their overlap window), concatenated (gRPC roots)."""
+        now = now or _dt.datetime.now(_dt.UTC)
+        pems = [pem for m in self.members for pem, _ in m.tls_certs_at(now)]
+        return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in pems)
+
+    def keys_valid_at(
+        self, jurisdiction: str, kind: KeyKind, when: _dt.datetime | int | None
+    ) -> tuple[VerifyKey, ...]:
+        """The one lookup verifiers use: ``jurisdiction``'s keys of ``kind``
+        (envelope, ledger, witness) valid at ``when`` (UTC datetime or Unix ms;
+        None: every key it ever held), current first."""
+        return self.member(jurisdiction).ring(kind).at(when)
 
     def jurisdictions(self) -> tuple[str, ...]:
         return tuple(m.jurisdiction for m in self.members)
@@ -347,6 +431,13 @@ class _EnvelopeModel(_Strict):
     signatures: Annotated[list[_SignatureModel], Field(max_length=MAX_SIGNATURES)]
 
 
+class _RetiredModel(_Strict):
+    kind: KeyKind
+    key: Annotated[str, Field(min_length=1, max_length=MAX_CERT_PEM_BYTES)]
+    not_before: Annotated[str, Field(pattern=_TIMESTAMP_RE)] | None = None
+    not_after: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
+
+
 class _MemberModel(_Strict):
     jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
@@ -358,6 +449,8 @@ class _MemberModel(_Strict):
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     datasets: Annotated[list[str], Field(max_length=MAX_DATASETS_PER_MEMBER)]
     origin: Annotated[str, Field(min_length=1, max_length=255)]
+    witness_key: Annotated[str, Field(max_length=64)] | None = None
+    retired_keys: Annotated[list[_RetiredModel], Field(max_length=MAX_RETIRED_KEYS)] = []
 
 
 class _BundleModel(_Strict):
@@ -440,6 +533,22 @@ def _parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     tls_fingerprint=mm.tls_fingerprint,
                     datasets=tuple(mm.datasets),
                     origin=mm.origin,
+                    witness_key=(
+                        VerifyKey(unb64(mm.witness_key, "witness_key")) if mm.witness_key else None
+                    ),
+                    retired=tuple(
+                        RetiredKey(
+                            kind=r.kind,
+                            value=r.key,
+                            not_after=_parse_time(r.not_after, "retired key not_after"),
+                            not_before=(
+                                _parse_time(r.not_before, "retired key not_before")
+                                if r.not_before
+                                else None
+                            ),
+                        )
+                        for r in mm.retired_keys
+                    ),
                 )
             )
         except InvalidArgument as exc:
@@ -870,3 +979,63 @@ def without_member(bundle: TrustBundle, jurisdiction: str) -> tuple[Member, ...]
     """Members of ``bundle`` minus ``jurisdiction``; NotFound if it is not a member."""
     bundle.member(jurisdiction)
     return tuple(m for m in bundle.members if m.jurisdiction != jurisdiction)
+
+
+def rotated_member(
+    current: Member,
+    desc: PublicDescriptor,
+    now: _dt.datetime,
+    overlap: _dt.timedelta,
+    source: str = "public.json",
+) -> tuple[Member, tuple[KeyKind, ...]]:
+    """``current`` with the keys of ``desc`` (a bureau's new ``public.json``).
+
+    Every key that changed is kept as a retired key valid until
+    ``now + overlap``: checkpoints, cosignatures and evidence it signed keep
+    verifying for good, and during the overlap peers still accept it for new
+    envelopes and TLS handshakes. Returns the member and the kinds rotated.
+    """
+    if desc.jurisdiction != current.jurisdiction:
+        raise InvalidArgument.expected(
+            f"{source}: jurisdiction", current.jurisdiction, desc.jurisdiction
+        )
+    if overlap < _dt.timedelta(0):
+        raise InvalidArgument.expected("overlap", ">= 0", overlap)
+    until = _utc(now, "now") + overlap
+    fresh = Member.from_descriptor(
+        desc, current.endpoint, current.datasets, origin=current.origin, source=source
+    )
+    retired = list(current.retired)
+    changed: list[KeyKind] = []
+    pairs: list[tuple[KeyKind, str, str]] = [
+        ("envelope", current.signing_key.b64(), fresh.signing_key.b64()),
+        ("ledger", current.ledger_key.b64(), fresh.ledger_key.b64()),
+        ("witness", current.cosigner_key.b64(), fresh.cosigner_key.b64()),
+        ("sealing", current.seal_key.b64(), fresh.seal_key.b64()),
+        ("tls", current.tls_cert_pem.decode("ascii"), fresh.tls_cert_pem.decode("ascii")),
+    ]
+    for kind, old, new in pairs:
+        if old != new:
+            retired.append(RetiredKey(kind=kind, value=old, not_after=until))
+            changed.append(kind)
+    if not changed:
+        raise InvalidArgument(
+            f"{source}: no key differs from the bundle's keys for {desc.jurisdiction}"
+        )
+    return (
+        Member(
+            jurisdiction=fresh.jurisdiction,
+            name=fresh.name,
+            endpoint=fresh.endpoint,
+            signing_key=fresh.signing_key,
+            ledger_key=fresh.ledger_key,
+            seal_key=fresh.seal_key,
+            tls_cert_pem=fresh.tls_cert_pem,
+            tls_fingerprint=fresh.tls_fingerprint,
+            datasets=fresh.datasets,
+            origin=fresh.origin,
+            witness_key=fresh.witness_key,
+            retired=tuple(retired),
+        ),
+        tuple(changed),
+    )

@@ -31,12 +31,13 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import TrustBundleRejected
+from gateway.errors import GatewayError, TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
 from gateway.identity import GatewayKeys, load_keys, service_ca_cert
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.note import open_checkpoint
 from gateway.ledger.service import AuditScope, MemberScope
 from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
@@ -114,6 +115,7 @@ class Gateway:
         )
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
+        self._check_ledger_signer()
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
@@ -188,16 +190,42 @@ class Gateway:
             self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
         )
         me = bundle.member(self.me)
-        if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
-            raise TrustBundleRejected(
-                f"the trust bundle's signing key for {self.me} is not this gateway's key"
-            )
-        if me.tls_fingerprint != crypto.cert_fingerprint(self.keys.tls.cert_pem):
+        # Each of our keys must be one the bundle lists for us as valid now
+        # (the current one, or during a rotation's overlap the retired one).
+        for kind, key in (
+            ("envelope", self.keys.signing.verify_key),
+            ("ledger", self.keys.ledger.verify_key),
+            ("witness", self.keys.cosigner.verify_key),
+        ):
+            if not me.ring(kind).contains(key, now):  # type: ignore[arg-type]
+                raise TrustBundleRejected(
+                    f"the trust bundle lists no {kind} key of {self.me} valid now that is this "
+                    "gateway's key (rotated keys? ask the authority for `federation rotate-keys`)"
+                )
+        mine = crypto.cert_fingerprint(self.keys.tls.cert_pem)
+        if not any(crypto.digest_equal(fp, mine) for _, fp in me.tls_certs_at(now)):
             raise TrustBundleRejected(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
         accept_bundle(bundle, self._versions)
         return bundle
+
+    def _check_ledger_signer(self) -> None:
+        """Refuse to start on a ledger whose last checkpoint was signed by a key
+        the trust bundle does not list for us at the time it was issued."""
+        latest = self.ledger.store.latest_checkpoint()
+        if latest is None:
+            return
+        keys = self._bundle.keys_valid_at(self.me, "ledger", latest.issued_ms)
+        try:
+            open_checkpoint(latest.note, self.ledger.origin, keys)
+        except GatewayError as exc:
+            raise TrustBundleRejected(
+                f"{self.config.data_dir / 'ledger.sqlite'}: the last checkpoint (#{latest.seq}, "
+                f"size {latest.size}) was signed by a ledger key the trust bundle does not list "
+                f"for {self.me} at the time it was issued ({exc}); after rotating the ledger "
+                "key, the authority must list the old one (`gateway federation rotate-keys`)"
+            ) from exc
 
     def _bundle_stamp(self) -> tuple[int, int]:
         try:
@@ -263,7 +291,9 @@ class Gateway:
         def config_for(bundle: TrustBundle) -> grpc.ServerCertificateConfiguration:
             return grpc.ssl_server_certificate_configuration(
                 [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-                root_certificates=bundle.root_certificates_pem(),
+                root_certificates=bundle.root_certificates_pem(
+                    dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+                ),
             )
 
         def fetch() -> grpc.ServerCertificateConfiguration | None:
