@@ -60,11 +60,12 @@ from gateway.crypto import (
     digest_equal,
     make_ca_identity,
     make_tls_identity,
+    open_sealed,
     sha256_hex,
     tls_key_matches_cert,
     unb64,
 )
-from gateway.errors import InvalidArgument, StorageFailure
+from gateway.errors import CryptoFailure, InvalidArgument, StorageFailure
 
 SIGNING_FILE: Final = "signing.key"
 LEDGER_FILE: Final = "ledger.key"
@@ -546,3 +547,61 @@ def rotate_keys(
     except OSError as exc:
         raise StorageFailure(f"{key_dir}: cannot rotate key files: {exc.strerror}") from exc
     return load_keys(key_dir)
+
+
+def load_retired_seal_keys(key_dir: Path, strict_permissions: bool = True) -> list[SealPrivateKey]:
+    """This gateway's sealing keys retired by ``rotate_keys`` (newest first)."""
+    paths = sorted(Path(key_dir).glob(f"{SEAL_FILE}.retired-*"), reverse=True)
+    return [SealPrivateKey(_read_raw32(p, strict_permissions)) for p in paths]
+
+
+class SealKeys:
+    """This gateway's X25519 private keys for opening what peers sealed to it.
+
+    The current key first, then keys retired by a rotation (a peer still on
+    the previous trust bundle seals to the old key during the overlap). When
+    nothing opens and a key directory is known, the keys are re-read from it
+    once: the bureau may have rotated the keys on disk while this process runs,
+    and peers already on the new bundle seal to the new key.
+    """
+
+    def __init__(
+        self,
+        current: SealPrivateKey,
+        retired: Sequence[SealPrivateKey] = (),
+        key_dir: Path | None = None,
+    ) -> None:
+        self._current = current
+        self._keys = (current, *retired)
+        self._dir = key_dir
+
+    @property
+    def current(self) -> SealPrivateKey:
+        """The key peers are told to seal replies to (``reply_seal_key``)."""
+        return self._current
+
+    def open(self, domain: str, blob: bytes, associated_data: bytes) -> bytes:
+        keys = self._keys
+        for k in keys:
+            try:
+                return open_sealed(k, domain, blob, associated_data)
+            except CryptoFailure:
+                continue
+        if self._dir is not None:
+            try:
+                on_disk = [
+                    SealPrivateKey(_read_raw32(self._dir / SEAL_FILE, True)),
+                    *load_retired_seal_keys(self._dir),
+                ]
+            except (InvalidArgument, StorageFailure):
+                on_disk = []
+            known = {k.public_key.raw for k in keys}
+            fresh = [k for k in on_disk if k.public_key.raw not in known]
+            if fresh:
+                self._keys = (*keys, *fresh)
+                for k in fresh:
+                    try:
+                        return open_sealed(k, domain, blob, associated_data)
+                    except CryptoFailure:
+                        continue
+        raise CryptoFailure()

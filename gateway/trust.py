@@ -224,6 +224,15 @@ class Member:
             raise InvalidArgument.expected("key kind", "envelope | ledger | witness", kind)
         return ring_from(kind, current, self.retired, VerifyKey)
 
+    def seal_keys_at(self, when: _dt.datetime) -> tuple[SealPublicKey, ...]:
+        """The X25519 keys of this member valid at ``when`` (current first)."""
+        old = [
+            SealPublicKey(unb64(r.value, "retired sealing key"))
+            for r in self.retired
+            if r.kind == "sealing" and r.valid_at(when)
+        ]
+        return (self.seal_key, *old)
+
     def tls_certs_at(self, when: _dt.datetime) -> tuple[tuple[bytes, str], ...]:
         """(PEM, fingerprint) of the TLS certificates valid at ``when``: the
         current one and any retired one still inside its overlap window."""

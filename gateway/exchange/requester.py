@@ -34,6 +34,7 @@ from gateway.exchange.records import (
     RecordsResult,
     seal_context,
 )
+from gateway.identity import SealKeys
 from gateway.ledger.events import (
     AppendReceipt,
     LedgerEvent,
@@ -52,13 +53,13 @@ class RecordRequester:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.SealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
     ) -> None:
         self._caller = caller
-        self._seal_key = seal_key
+        self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._bundle = bundle
         self._ledger = ledger
         self._clock = clock_ms
@@ -88,6 +89,7 @@ class RecordRequester:
             fields=query.fields,
             subject_count=len(query.subject_ids),
             client_reference=query.client_reference,
+            reply_seal_key=self._seal_keys.current.public_key.raw,
             sealed_query=crypto.seal(
                 member.seal_key,
                 domains.SEAL_RECORD_PAYLOAD,
@@ -151,8 +153,7 @@ class RecordRequester:
             cls = ERROR_CLASSES.get(resp.error_code, PolicyDenied)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
-            plaintext = crypto.open_sealed(
-                self._seal_key,
+            plaintext = self._seal_keys.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 resp.sealed_records,
                 seal_context(query.holder, me, request_id),

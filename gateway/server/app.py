@@ -35,7 +35,13 @@ from gateway.errors import GatewayError, TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
-from gateway.identity import GatewayKeys, load_keys, service_ca_cert
+from gateway.identity import (
+    GatewayKeys,
+    SealKeys,
+    load_keys,
+    load_retired_seal_keys,
+    service_ca_cert,
+)
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import open_checkpoint
 from gateway.ledger.service import AuditScope, MemberScope
@@ -120,6 +126,9 @@ class Gateway:
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
+        self.seal_keys = SealKeys(
+            self.keys.seal, load_retired_seal_keys(config.key_dir), config.key_dir
+        )
         self.caller = PeerCaller(
             self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits
         )
@@ -127,7 +136,7 @@ class Gateway:
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
         self.requester = RecordRequester(
-            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, rng
+            self.caller, self.bundle, self.ledger, self.seal_keys, clock_ms, limits, rng
         )
         self.holder = RecordHolder(
             self.responder,
@@ -137,7 +146,7 @@ class Gateway:
             self.policy,
             self.source,
             self.ledger,
-            self.keys.seal,
+            self.seal_keys,
             clock_ms,
             limits,
             rng,

@@ -9,6 +9,7 @@ refusal -> the same status class with the peer's message).
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import grpc
@@ -80,8 +81,16 @@ class GrpcPeerTransport:
         with self._lock:
             ch = self._channels.get(key)
             if ch is None:
+                # The member's certificates valid now: its current one and,
+                # during a key rotation's overlap, the retired one it may
+                # still serve until it restarts.
+                now = dt.datetime.now(dt.UTC)
+                roots = b"".join(
+                    pem if pem.endswith(b"\n") else pem + b"\n"
+                    for pem, _ in member.tls_certs_at(now)
+                )
                 creds = grpc.ssl_channel_credentials(
-                    root_certificates=member.tls_cert_pem,
+                    root_certificates=roots,
                     private_key=self._tls.key_pem,
                     certificate_chain=self._tls.cert_pem,
                 )
