@@ -424,3 +424,49 @@ def test_any_request_to_any_peer_port_method_gets_a_clean_bounded_status(
 
         run()
     _assert_logs_bounded(rpc_log)
+
+
+_SIGNED_KINDS = {
+    "FetchRecords": (domains.PEER_RECORD_REQUEST, peer_pb2.PeerRecordRequest.DESCRIPTOR),
+    "ComputeStatistic": (domains.PEER_STATS_REQUEST, stats_pb2.PeerStatsRequest.DESCRIPTOR),
+    "Witness": (domains.PEER_WITNESS_REQUEST, ledger_pb2.PeerWitnessRequest.DESCRIPTOR),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_SIGNED_KINDS))
+def test_validly_signed_peer_payloads_with_any_field_values_get_clean_statuses(
+    fed: RunningFederation, rpc_log: _Lines, kind: str
+) -> None:
+    """A member signs whatever it likes: fresh, correctly addressed headers and
+    arbitrary values in every other field (integers at their extremes, 100 kB
+    strings) still get clean statuses, and the holder's ledger stays valid."""
+    import time
+
+    from gateway.envelope import new_request_id, sign_envelope
+    from gateway.ledger.verify import verify_store
+
+    payload_type, desc = _SIGNED_KINDS[kind]
+    hb, bj = fed.gateways["130000"], fed.gateways["110000"]
+    with peer_channel(fed, "130000", "110000") as ch:
+
+        @_PROPERTY
+        @given(message=_message(desc))
+        def run(message: Any) -> None:
+            message.header.CopyFrom(
+                peer_pb2.PeerHeader(
+                    sender="130000", recipient="110000", request_id=new_request_id(),
+                    timestamp_ms=time.time_ns() // 1_000_000,
+                    bundle_version=bj.bundle().version,
+                )
+            )  # fmt: skip
+            env = sign_envelope(
+                hb.keys.signing, "130000", payload_type, message.SerializeToString()
+            )
+            path = f"/dataexchange.gateway.v1.PeerExchange/{kind}"
+            code, details = _status(lambda: raw_call(ch, path, env.SerializeToString()))
+            _assert_clean(code, details)
+
+        run()
+    _assert_logs_bounded(rpc_log)
+    report = verify_store(bj.ledger.store, bj.ledger.origin, bj.keys.ledger.verify_key)
+    assert report.problem is None, report.problem
