@@ -202,5 +202,9 @@ def _show(args: argparse.Namespace) -> int:
             f"      signing   id {key_id(m.signing_key)}  ledger id {key_id(m.ledger_key)}  "
             f"seal id {key_id(m.seal_key)}"
         )
+        print(f"      witness   id {key_id(m.cosigner_key)}")
         print(f"      TLS       sha256 {m.tls_fingerprint}")
+        for r in m.retired:
+            since = f"from {r.not_before.isoformat()} " if r.not_before else ""
+            print(f"      retired   {r.kind:<8} {since}until {r.not_after.isoformat()}")
     return 0
