@@ -305,6 +305,21 @@ def _pem_identity(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> Tl
     return TlsIdentity(key_pem=key_pem, cert_pem=cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey, common_name: str, now: _dt.datetime, days: int
+) -> x509.CertificateBuilder:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=days))
+    )
+
+
 def make_tls_identity(
     common_name: str,
     dns_names: Sequence[str],
@@ -317,17 +332,10 @@ def make_tls_identity(
     bundle. It can issue nothing, so pinning it trusts exactly this one key."""
     now = now or _dt.datetime.now(_dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=days))
+        _self_signed(key, common_name, now, days)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(sign=True), critical=True)
@@ -351,15 +359,8 @@ def make_ca_identity(
     gateway's service port trusts it; its peer port never does."""
     now = now or _dt.datetime.now(_dt.UTC)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=days))
+        _self_signed(key, common_name, now, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -4,6 +4,8 @@ method."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from typing import Any
 
@@ -50,6 +52,16 @@ def raw_call(
     md = (("authorization", f"Bearer {token}"),) if token else None
     out: Any = fn(body, timeout=timeout, metadata=md)
     return bytes(out)
+
+
+def cli(*args: str) -> str:
+    """Run a ``gateway`` command in-process; its stdout (it must succeed)."""
+    from gateway.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(list(args)) == 0, out.getvalue()
+    return out.getvalue()
 
 
 def token_from_output(text: str) -> str:

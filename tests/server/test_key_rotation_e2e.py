@@ -10,8 +10,6 @@ refuse to start on its old ledger.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from gateway.ledger.note import SIG_COSIGNATURE_V1, key_id, parse_note
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, start_federation, stop_federation
 from tests.helpers import ledger_events
+from tests.server.access_testkit import cli as _cli
 
 
 @pytest.fixture
@@ -32,13 +31,6 @@ def fed(tmp_path: Path) -> Iterator[RunningFederation]:
     rf = start_federation(tmp_path / "fed", rows=60)
     yield rf
     stop_federation(rf)
-
-
-def _cli(*args: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(list(args)) == 0, out.getvalue()
-    return out.getvalue()
 
 
 def _exchange(fed: RunningFederation, hebei_cert: bytes | None = None) -> str:

@@ -7,8 +7,6 @@ Every test attacks real gateways over loopback with real TLS.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,12 +22,12 @@ from gateway._proto.dataexchange.gateway.v1 import (
     service_pb2,
     service_pb2_grpc,
 )
-from gateway.cli import main
 from gateway.config import load_config
 from gateway.identity import load_service_ca
 from gateway.ledger.entry import decode_entry
 from tests.conftest import RunningFederation, start_federation, stop_federation
 from tests.helpers import ledger_events
+from tests.server.access_testkit import cli as _cli
 from tests.server.access_testkit import (
     mtls_service_channel,
     peer_channel,
@@ -51,13 +49,6 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]
     rf.gateways["110000"].ledger.checkpoint_now()
     yield rf
     stop_federation(rf)
-
-
-def _cli(*args: str) -> str:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert main(list(args)) == 0, out.getvalue()
-    return out.getvalue()
 
 
 def _ledger_stub(fed: RunningFederation, code: str, service: str) -> tuple[grpc.Channel, object]:
@@ -284,6 +275,11 @@ def test_revoked_token_is_refused_at_once_on_a_running_gateway(fed: RunningFeder
     assert "revoked" in err.value.details()
 
 
+def _rotate_token(cfg: str, sid: str, overlap_hours: int) -> str:
+    args = ["--config", cfg, "--id", sid, "--token", "--overlap-hours", str(overlap_hours)]
+    return token_from_output(_cli("service-system", "rotate", *args))
+
+
 def test_rotated_token_old_and_new_valid_during_overlap_then_old_refused(
     fed: RunningFederation,
 ) -> None:
@@ -291,34 +287,10 @@ def test_rotated_token_old_and_new_valid_during_overlap_then_old_refused(
     old = token_from_output(
         _cli("service-system", "add", "--config", cfg, "--id", "tj-rotated", "--token")
     )
-    new = token_from_output(
-        _cli(
-            "service-system",
-            "rotate",
-            "--config",
-            cfg,
-            "--id",
-            "tj-rotated",
-            "--token",
-            "--overlap-hours",
-            "2",
-        )
-    )
+    new = _rotate_token(cfg, "tj-rotated", overlap_hours=2)
     assert _list_datasets(fed, "120000", old) == grpc.StatusCode.OK
     assert _list_datasets(fed, "120000", new) == grpc.StatusCode.OK
-    newest = token_from_output(
-        _cli(
-            "service-system",
-            "rotate",
-            "--config",
-            cfg,
-            "--id",
-            "tj-rotated",
-            "--token",
-            "--overlap-hours",
-            "0",
-        )
-    )
+    newest = _rotate_token(cfg, "tj-rotated", overlap_hours=0)
     assert _list_datasets(fed, "120000", old) == grpc.StatusCode.UNAUTHENTICATED
     assert _list_datasets(fed, "120000", new) == grpc.StatusCode.UNAUTHENTICATED
     assert _list_datasets(fed, "120000", newest) == grpc.StatusCode.OK
