@@ -46,13 +46,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.catalogue import CODE_RE, JURISDICTION_RE
 from gateway.errors import PolicyFileError
+from gateway.identifiers import Code, JurisdictionCode, ServiceSystemId
 from gateway.limits import Limits
 
 _HOSTPORT = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"
 _HEX64 = r"^[0-9a-f]{64}$"
-SERVICE_ID_RE = r"^[a-z][a-z0-9-]{1,63}$"
 
 
 class _Model(BaseModel):
@@ -114,7 +113,7 @@ class Credential(_Model):
 
 
 class ServiceSystem(_Model):
-    id: Annotated[str, Field(pattern=SERVICE_ID_RE)]
+    id: ServiceSystemId
     roles: tuple[ServiceRole, ...] = DEFAULT_SERVICE_ROLES
     # Shorthand for one credential that never expires (older configs).
     token_sha256: Annotated[str, Field(pattern=_HEX64)] | None = None
@@ -147,7 +146,7 @@ class LedgerSettings(_Model):
 
 
 class GatewayConfig(_Model):
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    jurisdiction: JurisdictionCode
     name: str
     key_dir: Path
     data_dir: Path
@@ -160,7 +159,7 @@ class GatewayConfig(_Model):
     ledger: LedgerSettings = LedgerSettings()
     limits: Limits = Limits()
     # Datasets this gateway serves; default: every dataset in its catalogue.
-    datasets: tuple[Annotated[str, Field(pattern=CODE_RE)], ...] | None = None
+    datasets: tuple[Code, ...] | None = None
     # The file this was read from (set by load_config, never by the file): a
     # running gateway re-reads its service systems from it when it changes.
     config_path: Path | None = None

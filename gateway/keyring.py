@@ -29,7 +29,6 @@ from gateway.crypto import VerifyKey, digest_equal
 
 KeyKind = Literal["envelope", "sealing", "ledger", "witness", "tls"]
 KEY_KINDS: Final[tuple[KeyKind, ...]] = ("envelope", "sealing", "ledger", "witness", "tls")
-MAX_RETIRED_KEYS: Final = 64
 
 
 def utc_from_ms(ms: int) -> _dt.datetime:
@@ -75,11 +74,7 @@ class KeyRing:
             return self.all()
         if isinstance(when, int):
             when = utc_from_ms(when)
-        old = [
-            k
-            for k, nb, na in self.retired
-            if (nb is None or when >= nb) and when < na
-        ]
+        old = [k for k, nb, na in self.retired if (nb is None or when >= nb) and when < na]
         return (self.current, *old)
 
     def all(self) -> tuple[VerifyKey, ...]:
@@ -108,9 +103,8 @@ def ring_from(
 
 
 def check_retired(retired: Sequence[RetiredKey]) -> None:
-    """Bounded, well-formed intervals (raises ValueError)."""
-    if len(retired) > MAX_RETIRED_KEYS:
-        raise ValueError(f"at most {MAX_RETIRED_KEYS} retired keys per member")
+    """Known kinds and well-formed intervals (raises ValueError); how many
+    there may be is ``Limits.max_retired_keys``, checked where bytes are parsed."""
     for r in retired:
         if r.kind not in KEY_KINDS:
             raise ValueError(f"retired key kind {r.kind[:20]!r} is not one of {KEY_KINDS}")

@@ -23,10 +23,9 @@ from typing import Any
 import tomlkit
 from tomlkit.items import AoT, Table
 
-from gateway import crypto
+from gateway import crypto, identifiers
 from gateway.config import (
     DEFAULT_SERVICE_ROLES,
-    SERVICE_ID_RE,
     SERVICE_ROLES,
     GatewayConfig,
     load_config,
@@ -125,8 +124,7 @@ def _parse_roles(text: str) -> list[str]:
 
 
 def _check_id(sid: str) -> None:
-    if not re.fullmatch(SERVICE_ID_RE, sid):
-        raise InvalidArgument.expected("--id", "lowercase letters, digits and '-' (2-64)", sid)
+    identifiers.service_system(sid, "--id")
 
 
 class _ConfigFile:

@@ -41,9 +41,9 @@ from gateway.ledger.note import (
     parse_vkey,
     vkey,
 )
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 BUNDLE_FORMAT: Final = "jgw-ledger-evidence-v1"
-MAX_BUNDLE_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,7 @@ def export_bundle(
         "checkpoint": cp.note,
         "selection": selection,
         "entries": entries,
-        "witness_keys": sorted(
-            vkey(n, k, SIG_COSIGNATURE_V1) for n, k in chosen.items()
-        ),
+        "witness_keys": sorted(vkey(n, k, SIG_COSIGNATURE_V1) for n, k in chosen.items()),
         "members": [
             {
                 "jurisdiction": m.jurisdiction,
@@ -186,13 +184,14 @@ def verify_bundle_bytes(
     data: bytes,
     trusted: Mapping[str, VerifyKey | KeyRing] | None = None,
     trusted_witnesses: Mapping[str, VerifyKey | KeyRing] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> BundleReport:
     """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key
     (or the trust bundle's ring of the log's ledger keys over time, so evidence
     exported before a key rotation still verifies after it);
     ``trusted_witnesses`` (witness name -> key or ring) pins every embedded
     witness key."""
-    if len(data) > MAX_BUNDLE_BYTES:
+    if len(data) > limits.max_ledger_bundle_bytes:
         raise VerificationFailed("evidence bundle: too large")
     try:
         doc = json.loads(data.decode("ascii"))
@@ -260,7 +259,7 @@ def verify_bundle_bytes(
         ):
             raise VerificationFailed(f"evidence bundle: member {m['jurisdiction']} key mismatch")
     try:
-        cp = open_checkpoint(str(content["checkpoint"]), origin, key)
+        cp = open_checkpoint(str(content["checkpoint"]), origin, key, limits)
     except GatewayError as exc:
         raise VerificationFailed(f"evidence bundle: checkpoint: {exc}") from exc
     witnesses: dict[str, VerifyKey] = {}
@@ -280,11 +279,11 @@ def verify_bundle_bytes(
                     f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
                 )
         witnesses[w.name] = w.key
-    cosigners = cosignatures_in(str(content["checkpoint"]), witnesses)
+    cosigners = cosignatures_in(str(content["checkpoint"]), witnesses, limits)
     missing = sorted(set(witnesses) - set(cosigners))
     if missing:
         raise VerificationFailed(f"evidence bundle: no valid cosignature from {missing}")
-    _verify_entries(content, cp)
+    _verify_entries(content, cp, limits)
     return BundleReport(origin, cp.size, len(content["entries"]), tuple(sorted(cosigners)), source)
 
 
@@ -295,7 +294,7 @@ def pinned_has(pinned: VerifyKey | KeyRing, key: VerifyKey) -> bool:
     return pinned.contains(key)
 
 
-def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
+def _verify_entries(content: dict[str, Any], cp: Checkpoint, limits: Limits) -> None:
     selection = content["selection"]
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
@@ -319,7 +318,7 @@ def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
         except VerificationFailed as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         try:
-            decoded = decode_entry(raw)
+            decoded = decode_entry(raw, limits)
         except InvalidArgument as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         if decoded.index != index:

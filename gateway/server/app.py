@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import GatewayError, TrustBundleRejected
+from gateway.errors import ConfigurationError, GatewayError
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
@@ -44,22 +43,24 @@ from gateway.identity import (
 )
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import open_checkpoint
-from gateway.ledger.service import AuditScope, MemberScope
-from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
+from gateway.limits import Limits
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
 from gateway.server.access import ServiceRegistry, authorize_peer
 from gateway.server.auth import PeerAuthenticator
-from gateway.server.interceptor import GatewayInterceptor, caller, caller_from_context
-from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
+from gateway.server.interceptor import GatewayServer, caller, caller_from_context
+from gateway.server.servicers.ledger import AuditScope, MemberScope
+from gateway.server.servicers.ledger import add_to_server as add_ledger_service
+from gateway.server.servicers.peer import PeerExchangeServicer
+from gateway.server.servicers.records import RecordExchangeServicer
+from gateway.server.servicers.statistics import StatisticsServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import SqliteSource
-from gateway.stats.servicer import StatisticsServicer
 from gateway.trust import (
     FileVersionStore,
     TrustBundle,
@@ -99,19 +100,19 @@ class Gateway:
         self._clock = clock_ms
         self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.keys: GatewayKeys = load_keys(config.key_dir)
+        self.keys: GatewayKeys = load_keys(config.key_dir, limits=limits)
         if self.keys.jurisdiction != self.me:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
-        self._authority = read_authority_key(config.authority_key)
+        self._authority = read_authority_key(config.authority_key, limits)
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
 
         self.policy_store = PolicyStore(config.policies, limits=limits)
         if self.policy_store.current.catalogue.holder != self.me:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"policies in {config.policies} are for holder "
                 f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
             )
@@ -164,6 +165,7 @@ class Gateway:
             self.responder,
             self.witness_store,
             clock_ms,
+            limits,
         )
         self._timer: LedgerTimer | None = None
         self.statistics = StatisticsWiring(
@@ -196,7 +198,11 @@ class Gateway:
     def _load_bundle(self) -> TrustBundle:
         now = dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
         bundle = load_bundle(
-            self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
+            self.config.trust_bundle,
+            self._authority,
+            now=now,
+            min_version=self._versions.highest(),
+            limits=self.config.limits,
         )
         me = bundle.member(self.me)
         # Each of our keys must be one the bundle lists for us as valid now
@@ -207,13 +213,13 @@ class Gateway:
             ("witness", self.keys.cosigner.verify_key),
         ):
             if not me.ring(kind).contains(key, now):  # type: ignore[arg-type]
-                raise TrustBundleRejected(
+                raise ConfigurationError(
                     f"the trust bundle lists no {kind} key of {self.me} valid now that is this "
                     "gateway's key (rotated keys? ask the authority for `federation rotate-keys`)"
                 )
         mine = crypto.cert_fingerprint(self.keys.tls.cert_pem)
         if not any(crypto.digest_equal(fp, mine) for _, fp in me.tls_certs_at(now)):
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
         accept_bundle(bundle, self._versions)
@@ -229,7 +235,7 @@ class Gateway:
         try:
             open_checkpoint(latest.note, self.ledger.origin, keys)
         except GatewayError as exc:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"{self.config.data_dir / 'ledger.sqlite'}: the last checkpoint (#{latest.seq}, "
                 f"size {latest.size}) was signed by a ledger key the trust bundle does not list "
                 f"for {self.me} at the time it was issued ({exc}); after rotating the ledger "
@@ -317,30 +323,26 @@ class Gateway:
         )
 
     def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:
-        # Token port: TLS only. Certificate port: the client certificate must be
-        # issued by this gateway's service-system CA (`gateway service-system
-        # add --cert-out`), a root the peer port never trusts.
-        return grpc.ssl_server_credentials(
-            [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-            root_certificates=service_ca_cert(self.config.key_dir) if client_certificates else None,
-            require_client_auth=client_certificates,
+        return service_credentials(
+            self.keys.tls,
+            client_certificates,
+            client_ca=service_ca_cert(self.config.key_dir) if client_certificates else None,
         )
 
     def start(self) -> BoundPorts:
         opts = channel_options(self.config.limits)
-        peer = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"
-            ),
-            interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle), authorize_peer)],
+        peer = GatewayServer(
+            PeerAuthenticator(self.bundle),
+            max_workers=self._max_workers,
+            name=f"peer-{self.me}",
             options=opts,
+            authorize=authorize_peer,
         )
-        service = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"
-            ),
-            interceptors=[GatewayInterceptor(self.service_auth, self.service_auth.authorize)],
-            options=opts,
+        service = service_server(
+            self.service_auth,
+            self.config.limits,
+            max_workers=self._max_workers,
+            name=f"svc-{self.me}",
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
@@ -360,7 +362,7 @@ class Gateway:
         limits = self.config.limits
         add_ledger_service(peer, self.ledger, limits, scope=MemberScope(), who=caller)
         add_ledger_service(
-            service, self.ledger, limits, scope=AuditScope(self.me, self.ledger, self._clock),
+            service, self.ledger, limits, scope=AuditScope(self.me, self.ledger, self._clock, limits),
             who=caller,
         )  # fmt: skip
         for srv in (peer, service):
@@ -420,6 +422,36 @@ class Gateway:
     def wait(self) -> None:
         if self._service_server:
             self._service_server.wait_for_termination()
+
+
+def service_credentials(
+    tls: crypto.TlsIdentity, client_certificates: bool, client_ca: bytes | None = None
+) -> grpc.ServerCredentials:
+    """TLS of the service port. Token port: TLS only. Certificate port: the client
+    certificate must be issued by ``client_ca``, this gateway's service-system CA
+    (`gateway service-system add --cert-out`), a root the peer port never trusts."""
+    if client_certificates and client_ca is None:
+        raise ConfigurationError("the client-certificate service port needs the service CA")
+    return grpc.ssl_server_credentials(
+        [(tls.key_pem, tls.cert_pem)],
+        root_certificates=client_ca if client_certificates else None,
+        require_client_auth=client_certificates,
+    )
+
+
+def service_server(
+    registry: ServiceRegistry, limits: Limits, *, max_workers: int, name: str
+) -> GatewayServer:
+    """The service port's server (service systems and local auditors), nothing
+    mounted yet: callers authenticated, and each method refused unless the
+    caller's roles allow it."""
+    return GatewayServer(
+        registry,
+        max_workers=max_workers,
+        name=name,
+        options=channel_options(limits),
+        authorize=registry.authorize,
+    )
 
 
 def open_ledger(

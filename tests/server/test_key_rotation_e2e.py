@@ -18,7 +18,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.errors import TrustBundleRejected
+from gateway.errors import ConfigurationError
 from gateway.ledger.note import SIG_COSIGNATURE_V1, key_id, parse_note
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, start_federation, stop_federation
@@ -140,7 +140,7 @@ def test_gateway_refuses_to_start_when_the_bundle_does_not_list_the_key_of_its_l
          "--authority-key", str(fed.fed.authority_key), "--public", str(keys / "public.json"),
          "--endpoint", f"127.0.0.1:{fed.site('110000').peer_port}",
          "--datasets", ",".join(fed.gateways["120000"].bundle().member("110000").datasets))  # fmt: skip
-    with pytest.raises(TrustBundleRejected) as err:
+    with pytest.raises(ConfigurationError) as err:
         Gateway(load_config(fed.site("110000").config))
     assert "last checkpoint" in str(err.value) and "does not list" in str(err.value)
     # ...and offline verification with that bundle names the unverifiable checkpoint.

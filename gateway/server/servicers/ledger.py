@@ -1,4 +1,4 @@
-"""gRPC ``Ledger`` servicer: checkpoints, proofs and entry pages over the wire.
+"""gRPC servicer of the ``Ledger`` API (ledger.proto): checkpoints, proofs, entry pages.
 
 Owns: translating Ledger API requests into calls on a ``Ledger`` (errors are
 raised as GatewayError for the interceptor to map to a status), range checks
@@ -14,9 +14,10 @@ and the *scope* of what a caller may read:
 - ``UnrestrictedScope``: every entry, nothing recorded; only for a server whose
   sole caller is the operator (tests, local tools).
 
-Does not own: server construction, TLS, authentication or roles (the
-interceptor checks the caller may call the Ledger API at all), or any ledger
-logic.
+Does not own: server construction, TLS, authentication or roles
+(``gateway.server.app`` mounts ``LedgerServicer`` on both of the gateway's
+servers; the interceptor checks the caller may call the Ledger API at all), or
+any ledger logic (``gateway.ledger``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from gateway.ledger.ledger import Ledger
 from gateway.ledger.storage import EntryRow
 from gateway.limits import DEFAULT_LIMITS, Limits
 
-MAX_PAGE = 1000
 MAX_INDEX: Final = 2**63 - 1
 
 
@@ -62,12 +62,19 @@ class MemberScope:
 class AuditScope:
     """Service port, role ``audit``: everything; every read is ledgered first."""
 
-    def __init__(self, me: str, ledger: Ledger, clock_ms: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        me: str,
+        ledger: Ledger,
+        clock_ms: Callable[[], int] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         import time
 
         self._me = me
         self._ledger = ledger
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._limits = limits
 
     def visible(self, row: EntryRow, who: str) -> bool:
         return True
@@ -85,7 +92,7 @@ class AuditScope:
                 dataset="ledger",
                 purpose=method,
                 decision="allow",
-                reason=clean_reason(detail),
+                reason=clean_reason(detail, self._limits),
             )
         )
 
@@ -206,7 +213,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     ) -> ledger_pb2.GetEntriesResponse:
         who = self._who()
         start = _u63("start", request.start)
-        cap = min(MAX_PAGE, self._limits.max_proof_entries)
+        cap = min(self._limits.max_page_entries, self._limits.max_proof_entries)
         limit = min(request.limit or cap, cap)
         size = self._ledger.store.size()
         stop = min(start + limit, size)
