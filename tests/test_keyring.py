@@ -20,9 +20,9 @@ from gateway.domains import TRUST_BUNDLE
 from gateway.errors import InvalidArgument, TrustBundleRejected
 from gateway.identity import generate_keys, load_public_descriptor, rotate_keys
 from gateway.keyring import KeyRing, RetiredKey
-from gateway.limits import Limits
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.verify import verify_store
+from gateway.limits import Limits
 from gateway.trust import canonical_json, rotated_member, verify_bundle
 from tests.ledger.ledger_testkit import make_event
 from tests.test_trust import AUTHORITY, NOW, member, signed
