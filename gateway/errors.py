@@ -39,14 +39,15 @@ from __future__ import annotations
 
 from grpc import StatusCode
 
-# Attacker-supplied text is echoed (in a status, a log line, a ledger reason)
-# only cut to a short bound; a whole status message never exceeds its bound.
-MAX_ECHO_CHARS = 64
-MAX_STATUS_CHARS = 1024
 
+def clip(text: str, limit: int | None = None) -> str:
+    """``text`` cut to ``limit`` characters (default ``Limits.max_echo_chars``),
+    saying how long it was: attacker-supplied text is echoed (in a status, a
+    log line, a ledger reason) only cut short."""
+    if limit is None:
+        from gateway.limits import DEFAULT_LIMITS  # limits imports this module
 
-def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
-    """``text`` cut to ``limit`` characters, saying how long it was."""
+        limit = DEFAULT_LIMITS.max_echo_chars
     if len(text) <= limit:
         return text
     return f"{text[:limit]}…({len(text)} chars)"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from gateway.crypto import VerifyKey, digest_equal
+from gateway.errors import clip
 
 KeyKind = Literal["envelope", "sealing", "ledger", "witness", "tls"]
 KEY_KINDS: Final[tuple[KeyKind, ...]] = ("envelope", "sealing", "ledger", "witness", "tls")
@@ -107,6 +108,6 @@ def check_retired(retired: Sequence[RetiredKey]) -> None:
     there may be is ``Limits.max_retired_keys``, checked where bytes are parsed."""
     for r in retired:
         if r.kind not in KEY_KINDS:
-            raise ValueError(f"retired key kind {r.kind[:20]!r} is not one of {KEY_KINDS}")
+            raise ValueError(f"retired key kind {clip(repr(r.kind))} is not one of {KEY_KINDS}")
         if r.not_before is not None and r.not_before >= r.not_after:
             raise ValueError(f"retired {r.kind} key: not_before must be before not_after")

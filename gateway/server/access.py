@@ -25,7 +25,7 @@ import grpc
 
 from gateway import crypto
 from gateway.config import Credential, ServiceRole, ServiceSystem, load_config
-from gateway.errors import PermissionDenied, Unauthenticated
+from gateway.errors import PermissionDenied, Unauthenticated, clip
 from gateway.server.auth import peer_cert_fingerprint
 from gateway.server.interceptor import PUBLIC_PREFIXES
 
@@ -62,7 +62,7 @@ def roles_for(method: str) -> tuple[ServiceRole, ...]:
 
 def authorize_peer(method: str, _caller: str) -> None:
     if not method.startswith((*PEER_SERVICES, *PUBLIC_PREFIXES)):
-        raise PermissionDenied(f"{method[:80]} is not served to federation members")
+        raise PermissionDenied(f"{clip(method)} is not served to federation members")
 
 
 def _utcnow_from(clock_ms: Callable[[], int]) -> dt.datetime:
@@ -189,10 +189,10 @@ class ServiceRegistry:
             return
         needed = roles_for(method)
         if not needed:
-            raise PermissionDenied(f"{method[:80]} is not served to service systems")
+            raise PermissionDenied(f"{clip(method)} is not served to service systems")
         have = self.roles_of(sid)
         if not any(r in have for r in needed):
             raise PermissionDenied(
                 f"service system {sid} lacks the role {' or '.join(needed)} needed for "
-                f"{method.rsplit('/', 1)[-1][:64]}; its roles: {', '.join(have) or 'none'}"
+                f"{clip(method.rsplit('/', 1)[-1])}; its roles: {', '.join(have) or 'none'}"
             )

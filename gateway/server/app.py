@@ -337,6 +337,7 @@ class Gateway:
             name=f"peer-{self.me}",
             options=opts,
             authorize=authorize_peer,
+            limits=self.config.limits,
         )
         service = service_server(
             self.service_auth,
@@ -451,6 +452,7 @@ def service_server(
         name=name,
         options=channel_options(limits),
         authorize=registry.authorize,
+        limits=limits,
     )
 
 

@@ -7,7 +7,7 @@ caller's identity available through ``caller()``, then its authorizer (may
 this caller call this method; ``gateway.server.access``), and only then
 decoding the request (an undecodable body is INVALID_ARGUMENT, never grpc's
 INTERNAL with a traceback); (2) turning ``GatewayError`` into its status
-(``gateway.errors.status_of``) with its message cut to ``MAX_STATUS_CHARS``
+(``gateway.errors.status_of``) with its message cut to ``Limits.max_status_chars``
 and its ``gateway-error`` name, and any other exception into INTERNAL with an
 opaque reference (the traceback goes to the log, never to the caller);
 refusals are logged rate-limited per source (``gateway.server.ratelog``); (3) exposing
@@ -39,7 +39,6 @@ from typing import Any
 import grpc
 
 from gateway.errors import (
-    MAX_STATUS_CHARS,
     WIRE_METADATA_KEY,
     GatewayError,
     InvalidArgument,
@@ -47,6 +46,7 @@ from gateway.errors import (
     status_of,
     wire_name,
 )
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.server.ratelog import RateLimitedLog, source_of
 
 log = logging.getLogger("gateway.rpc")
@@ -127,11 +127,20 @@ _WRAPPERS: dict[str, Wrapper] = {"unary_unary": _wrap_unary_unary}
 
 class GatewayInterceptor:
     def __init__(
-        self, authenticate: Authenticator | None, authorize: Authorizer | None = None
+        self,
+        authenticate: Authenticator | None,
+        authorize: Authorizer | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._authenticate = authenticate
         self._authorize = authorize
-        self._ratelog = RateLimitedLog(log)
+        self._limits = limits
+        self._ratelog = RateLimitedLog(
+            log,
+            burst=limits.refusal_log_burst,
+            window_seconds=limits.refusal_log_window_seconds,
+            max_keys=limits.refusal_log_sources,
+        )
 
     def wrap(self, method: str, handler: Any) -> Any:
         """The handler that authenticates, then maps errors; refuses unknown kinds."""
@@ -167,7 +176,7 @@ class GatewayInterceptor:
             yield
         except GatewayError as exc:
             code, kind = status_of(exc), wire_name(exc)
-            message = clip(exc.message, MAX_STATUS_CHARS)
+            message = clip(exc.message, self._limits.max_status_chars)
             self._ratelog.log(
                 logging.INFO,
                 source_of(context.peer()),
@@ -218,8 +227,9 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
         name: str,
         options: Sequence[tuple[str, int | str]] = (),
         authorize: Authorizer | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self._interceptor = GatewayInterceptor(authenticate, authorize)
+        self._interceptor = GatewayInterceptor(authenticate, authorize, limits)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
             options=list(options),

@@ -19,7 +19,6 @@ import grpc
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
 from gateway.errors import (
-    MAX_STATUS_CHARS,
     WIRE_METADATA_KEY,
     PeerTimeout,
     PeerUnavailable,
@@ -90,7 +89,9 @@ class GrpcPeerTransport:
             return reply
         except grpc.RpcError as exc:
             code = exc.code()
-            details = clip(exc.details() or "", MAX_STATUS_CHARS)  # a peer's text, bounded
+            details = clip(
+                exc.details() or "", self._limits.max_status_chars
+            )  # a peer's text, bounded
             who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise PeerUnavailable(f"{who} is unavailable: {details}") from exc

@@ -31,15 +31,15 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2,
 )
 from gateway.cli import main
-from gateway.errors import MAX_STATUS_CHARS
+from gateway.limits import DEFAULT_LIMITS
 from gateway.server.ratelog import RateLimitedLog, source_of
 from tests.conftest import RunningFederation, start_federation, stop_federation
 from tests.server.access_testkit import peer_channel, raw_call, token_from_output
 
 BAD = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 # A clipped status: the bound plus the "…(N chars)" suffix.
-STATUS_BOUND = MAX_STATUS_CHARS + 32
-LOG_BOUND = 2 * MAX_STATUS_CHARS
+STATUS_BOUND = DEFAULT_LIMITS.max_status_chars + 32
+LOG_BOUND = 2 * DEFAULT_LIMITS.max_status_chars
 
 
 def _methods(*services: _d.ServiceDescriptor) -> list[tuple[str, _d.Descriptor]]:
