@@ -90,6 +90,11 @@ def test_after_rotating_every_key_the_whole_ledger_and_old_evidence_verify(
     evidence = tmp_path / "before-rotation.json"
     _cli("ledger", "export", "--ledger", bj_ledger, "--request-id", old_rid,
          "--bundle", bundle, "-o", str(evidence))  # fmt: skip
+    # Hebei's evidence carries Beijing's old witness key (its cosignature).
+    hb_ledger = str(fed.site("130000").root / "data" / "ledger.sqlite")
+    hb_evidence = tmp_path / "hebei-before-rotation.json"
+    _cli("ledger", "export", "--ledger", hb_ledger, "--request-id", old_rid,
+         "--bundle", bundle, "-o", str(hb_evidence))  # fmt: skip
     old_keys = fed.gateways["110000"].keys
 
     _rotate_all(fed, "110000")
@@ -98,6 +103,9 @@ def test_after_rotating_every_key_the_whole_ledger_and_old_evidence_verify(
     _wait_for_bundle(fed, version)
     assert bj.keys.ledger.verify_key.raw != old_keys.ledger.verify_key.raw
     assert bj.keys.tls.cert_pem != old_keys.tls.cert_pem
+    shown = _cli("federation", "show", "--bundle", bundle)
+    for kind in ("envelope", "sealing", "ledger", "witness", "tls"):
+        assert f"retired   {kind:<8} until" in shown, shown
 
     # Peers exchange with the rotated gateway (new TLS cert, envelope and sealing keys).
     new_rid = _exchange(fed)
@@ -118,9 +126,9 @@ def test_after_rotating_every_key_the_whole_ledger_and_old_evidence_verify(
     # Offline, with the new bundle only: both ledgers (checkpoints and
     # cosignatures under old and new keys) and the old evidence verify.
     assert main(["ledger", "verify", bj_ledger, "--bundle", bundle]) == 0
-    hb_ledger = str(fed.site("130000").root / "data" / "ledger.sqlite")
     assert main(["ledger", "verify", hb_ledger, "--bundle", bundle]) == 0
     assert main(["ledger", "verify", str(evidence), "--bundle", bundle]) == 0
+    assert main(["ledger", "verify", str(hb_evidence), "--bundle", bundle]) == 0
     after = tmp_path / "after-rotation.json"
     _cli("ledger", "export", "--ledger", bj_ledger, "--request-id", old_rid,
          "--bundle", bundle, "-o", str(after))  # fmt: skip
