@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
@@ -90,8 +91,6 @@ class ServiceRegistry:
         config_path: Path | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        import time
-
         self._systems = tuple(systems)
         self._path = config_path
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)

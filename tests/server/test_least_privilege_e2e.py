@@ -181,11 +181,36 @@ def test_every_audit_read_is_itself_ledgered(fed: RunningFederation) -> None:
 def test_federation_member_cannot_call_methods_not_served_on_the_peer_port(
     fed: RunningFederation,
 ) -> None:
+    from gateway.errors import PermissionDenied
+    from gateway.server.access import authorize_peer
     from tests.server.access_testkit import raw_call
 
     with peer_channel(fed, "130000", "110000") as ch, pytest.raises(grpc.RpcError) as err:
         raw_call(ch, "/dataexchange.gateway.v1.RecordExchange/ListDatasets", b"")
-    assert err.value.code() in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED  # not even mounted there
+    # ...and were it mounted, the peer port's table would refuse it.
+    with pytest.raises(PermissionDenied, match="not served to federation members"):
+        authorize_peer("/dataexchange.gateway.v1.RecordExchange/ListDatasets", "130000")
+    authorize_peer("/dataexchange.gateway.v1.Ledger/GetEntries", "130000")
+
+
+def test_every_service_port_method_names_the_roles_that_may_call_it() -> None:
+    from gateway._proto.dataexchange.gateway.v1 import stats_pb2
+    from gateway.server.access import roles_for
+
+    services = [
+        service_pb2.DESCRIPTOR.services_by_name["RecordExchange"],
+        stats_pb2.DESCRIPTOR.services_by_name["Statistics"],
+        ledger_pb2.DESCRIPTOR.services_by_name["Ledger"],
+    ]
+    table = {
+        f"/{s.full_name}/{m.name}": roles_for(f"/{s.full_name}/{m.name}")
+        for s in services
+        for m in s.methods
+    }
+    assert all(table.values()), table
+    assert table["/dataexchange.gateway.v1.Ledger/GetEntries"] == ("audit",)
+    assert roles_for("/dataexchange.gateway.v1.PeerExchange/FetchRecords") == ()  # peers only
 
 
 # --------------------------------------------------------------------------

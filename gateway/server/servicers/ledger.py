@@ -22,6 +22,7 @@ any ledger logic (``gateway.ledger``).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -69,8 +70,6 @@ class AuditScope:
         clock_ms: Callable[[], int] | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        import time
-
         self._me = me
         self._ledger = ledger
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
