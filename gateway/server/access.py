@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -77,6 +78,21 @@ def _bearer_token(context: grpc.ServicerContext) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class _State:
+    systems: tuple[ServiceSystem, ...]
+    credentials: tuple[tuple[str, Credential], ...]
+    roles: Mapping[str, tuple[ServiceRole, ...]]
+
+    @classmethod
+    def of(cls, systems: Sequence[ServiceSystem]) -> _State:
+        return cls(
+            tuple(systems),
+            tuple((s.id, c) for s in systems for c in s.all_credentials()),
+            {s.id: s.roles for s in systems},
+        )
+
+
 class ServiceRegistry:
     """The registered service systems: authenticate a call, authorize a method.
 
@@ -91,7 +107,7 @@ class ServiceRegistry:
         config_path: Path | None = None,
         clock_ms: Callable[[], int] | None = None,
     ) -> None:
-        self._systems = tuple(systems)
+        self._state = _State.of(systems)
         self._path = config_path
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._lock = threading.Lock()
@@ -100,12 +116,12 @@ class ServiceRegistry:
     # -- registry ---------------------------------------------------------
 
     def replace(self, systems: Sequence[ServiceSystem]) -> None:
-        self._systems = tuple(systems)  # one reference swap: atomic for readers
+        self._state = _State.of(systems)  # one reference swap: atomic for readers
 
     @property
     def systems(self) -> tuple[ServiceSystem, ...]:
         self._refresh()
-        return self._systems
+        return self._state.systems
 
     def _file_stamp(self) -> tuple[int, int, int]:
         if self._path is None:
@@ -144,27 +160,29 @@ class ServiceRegistry:
 
     def __call__(self, context: grpc.ServicerContext) -> str:
         """Authenticate: the service system id of a valid credential."""
-        systems = self.systems
+        self._refresh()
+        creds = self._state.credentials
         now = _utcnow_from(self._clock)
         token = _bearer_token(context)
         if token:
-            return self._match(systems, "token", crypto.sha256_hex(token.encode()), now)
+            return self._match(creds, "token", crypto.sha256_hex(token.encode()), now)
         fp = peer_cert_fingerprint(context)
         if fp:
-            return self._match(systems, "cert", fp, now)
+            return self._match(creds, "cert", fp, now)
         raise Unauthenticated(
             "unknown caller: present a registered TLS client certificate or the metadata "
             "'authorization: Bearer <token>' issued by this gateway's bureau"
         )
 
     @staticmethod
-    def _match(systems: Sequence[ServiceSystem], kind: str, digest: str, now: dt.datetime) -> str:
+    def _match(
+        creds: Sequence[tuple[str, Credential]], kind: str, digest: str, now: dt.datetime
+    ) -> str:
         found: tuple[str, Credential] | None = None
-        for s in systems:  # no early exit: same work whatever matches
-            for c in s.all_credentials():
-                if c.kind == kind and crypto.digest_equal(digest, c.sha256):
-                    if found is None or c.valid_at(now):
-                        found = (s.id, c)
+        for sid, c in creds:  # no early exit: same work whatever matches
+            if c.kind == kind and crypto.digest_equal(digest, c.sha256):
+                if found is None or c.valid_at(now):
+                    found = (sid, c)
         what = "bearer token" if kind == "token" else "client certificate"
         if found is None:
             raise Unauthenticated(f"unknown caller: the {what} is not registered with this gateway")
@@ -177,10 +195,7 @@ class ServiceRegistry:
         return sid
 
     def roles_of(self, sid: str) -> tuple[ServiceRole, ...]:
-        for s in self._systems:
-            if s.id == sid:
-                return s.roles
-        return ()
+        return self._state.roles.get(sid, ())
 
     def authorize(self, method: str, sid: str) -> None:
         """Refuse (PERMISSION_DENIED, naming the role) unless ``sid`` may call ``method``."""
