@@ -30,7 +30,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigurationError, GatewayError
+from gateway.errors import ConfigurationError, GatewayError, StorageFailure
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
@@ -323,11 +323,17 @@ class Gateway:
         )
 
     def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:
-        return service_credentials(
-            self.keys.tls,
-            client_certificates,
-            client_ca=service_ca_cert(self.config.key_dir) if client_certificates else None,
-        )
+        client_ca = None
+        if client_certificates:
+            try:
+                client_ca = service_ca_cert(self.config.key_dir)
+            except StorageFailure as exc:
+                raise ConfigurationError(
+                    f"listen.service_mtls needs the service-system CA in {self.config.key_dir} "
+                    "(made by `gateway keygen`, or by the first `gateway service-system add "
+                    f"--cert-out`): {exc}"
+                ) from exc
+        return service_credentials(self.keys.tls, client_certificates, client_ca=client_ca)
 
     def start(self) -> BoundPorts:
         opts = channel_options(self.config.limits)
