@@ -43,25 +43,23 @@ class GrpcPeerTransport:
         self._tls = tls
         self._limits = limits
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, str, str], grpc.Channel] = {}
-        self._stubs: dict[tuple[str, str, str], peer_pb2_grpc.PeerExchangeStub] = {}
+        self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
+        self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
 
     def _stub(self, member: Member) -> peer_pb2_grpc.PeerExchangeStub:
-        key = (member.jurisdiction, member.endpoint, member.tls_fingerprint)
+        # The member's certificates valid now: its current one and, during a
+        # key rotation's overlap, the retired one it may still serve until it
+        # restarts. A channel is kept per set, so one trusting a retired
+        # certificate is not used once its overlap ends.
+        certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
+        key = (member.jurisdiction, member.endpoint, tuple(fp for _, fp in certs))
         stub = self._stubs.get(key)
         if stub is not None:
             return stub
         with self._lock:
             ch = self._channels.get(key)
             if ch is None:
-                # The member's certificates valid now: its current one and,
-                # during a key rotation's overlap, the retired one it may
-                # still serve until it restarts.
-                now = dt.datetime.now(dt.UTC)
-                roots = b"".join(
-                    pem if pem.endswith(b"\n") else pem + b"\n"
-                    for pem, _ in member.tls_certs_at(now)
-                )
+                roots = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem, _ in certs)
                 creds = grpc.ssl_channel_credentials(
                     root_certificates=roots,
                     private_key=self._tls.key_pem,
