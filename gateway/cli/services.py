@@ -166,7 +166,8 @@ class _ConfigFile:
         return t
 
     def save(self) -> None:
-        text = tomlkit.dumps(self.doc)
+        # A blank line before each service-system table (tomlkit appends them tight).
+        text = re.sub(r"(?<=[^\n])\n(?=\[\[service_systems)", "\n\n", tomlkit.dumps(self.doc))
         try:
             write_file_atomic(self.path, text.encode("utf-8"), self.path.stat().st_mode & 0o777)
         except OSError as exc:
