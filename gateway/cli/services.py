@@ -226,9 +226,10 @@ def _issue(args: argparse.Namespace, config: GatewayConfig, sid: str) -> tuple[T
     return cred, shown
 
 
-def _done(args: argparse.Namespace, what: str) -> int:
-    print(f"{what} in {args.config}")
-    print("a running gateway applies this at its next call")
+def _done(args: argparse.Namespace, what: str, issued: str = "") -> int:
+    print(f"{what} in {args.config}; a running gateway applies this at its next call")
+    if issued:
+        print(issued)
     return 0
 
 
@@ -247,7 +248,7 @@ def _add(args: argparse.Namespace) -> int:
     t.append("credentials", creds)
     f.systems().append(t)
     f.save()
-    return _done(args, f"registered {args.id} with roles {', '.join(roles)}; {shown}\n")
+    return _done(args, f"registered {args.id} with roles {', '.join(roles)}", shown)
 
 
 def _rotate(args: argparse.Namespace) -> int:
@@ -271,8 +272,8 @@ def _rotate(args: argparse.Namespace) -> int:
     f.save()
     return _done(
         args,
-        f"rotated {args.id}: {kept} earlier credential(s) valid until "
-        f"{ends.isoformat()}; new {shown}\n",
+        f"rotated {args.id}: {kept} earlier credential(s) valid until {ends.isoformat()}",
+        f"new {shown}",
     )
 
 
