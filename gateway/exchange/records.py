@@ -27,6 +27,7 @@ from gateway.errors import (
     QuotaExceeded,
     Rejected,
     class_for_status_name,
+    clip,
     status_name,
 )
 from gateway.ledger.events import AppendReceipt
@@ -124,7 +125,7 @@ def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> 
     member = bundle.member(holder)
     if dataset not in member.datasets:
         raise NotFound(
-            f"jurisdiction {holder} ({member.name}) offers no dataset {dataset!r}; "
+            f"jurisdiction {holder} ({member.name}) offers no dataset {clip(repr(dataset))}; "
             f"it offers: {', '.join(member.datasets) or 'none'}"
         )
     return member
