@@ -50,12 +50,14 @@ def test_server_stream_authenticates_before_its_first_message_and_maps_errors_mi
         raise NotFound("the register went away")
 
     def mount(server: grpc.Server) -> None:
+        # Under a service the role table serves (deny by default elsewhere).
         server.add_registered_method_handlers(
-            "test.Bulk", {"Transfer": grpc.unary_stream_rpc_method_handler(transfer)}
+            "dataexchange.gateway.v1.RecordExchange",
+            {"Transfer": grpc.unary_stream_rpc_method_handler(transfer)},
         )
 
     with service_port(mount, ["tianjin-planning"]) as svc, svc.channel() as channel:
-        stream = channel.unary_stream("/test.Bulk/Transfer")
+        stream = channel.unary_stream("/dataexchange.gateway.v1.RecordExchange/Transfer")
         with pytest.raises(grpc.RpcError) as err:
             list(stream(b"x", timeout=10))
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and not sent
