@@ -69,6 +69,10 @@ class InvalidArgument(Rejected):
         return cls(f"{what}: expected {expected}, got {actual!r}")
 
 
+class SuiteMismatch(InvalidArgument):
+    """A key, bundle or message belongs to the other cipher suite (gm vs intl)."""
+
+
 class Unauthenticated(Rejected):
     """The caller or peer is not who it must be (unknown, bad credential)."""
 
