@@ -58,7 +58,7 @@ def new_request_id() -> str:
 
 
 def sign_envelope(
-    key: crypto.SigningKey, signer: str, payload_type: str, payload: bytes
+    key: crypto.AnySigningKey, signer: str, payload_type: str, payload: bytes
 ) -> peer_pb2.SignedEnvelope:
     """Sign ``payload`` (already serialized, exactly as it will travel)."""
     return peer_pb2.SignedEnvelope(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.bundle import MemberKeys, export_bundle, verify_bundle_bytes
 from gateway.ledger.ledger import SqliteLedger, default_origin
@@ -100,7 +100,7 @@ def register(sub: Any) -> None:
 # --------------------------------------------------------------------------
 
 
-def trusted_keys(bundle_path: Path) -> tuple[dict[str, VerifyKey], list[MemberKeys]]:
+def trusted_keys(bundle_path: Path) -> tuple[dict[str, AnyVerifyKey], list[MemberKeys]]:
     """origin -> ledger key, and member keys, from a verified trust bundle."""
     from gateway.trust import load_bundle
 
@@ -117,7 +117,7 @@ def trusted_keys(bundle_path: Path) -> tuple[dict[str, VerifyKey], list[MemberKe
     return {m.origin: m.ledger_key for m in members}, members
 
 
-def trusted_witness_keys(bundle_path: Path, exclude_origin: str = "") -> dict[str, VerifyKey]:
+def trusted_witness_keys(bundle_path: Path, exclude_origin: str = "") -> dict[str, AnyVerifyKey]:
     """witness name -> key for every member (their ledger keys cosign)."""
     from gateway.trust import load_bundle
 
@@ -132,7 +132,9 @@ def _open(path: Path) -> SqliteLedger:
     return SqliteLedger.open_readonly(path)
 
 
-def _log_key(ledger: SqliteLedger, bundle: Path | None, key: str | None) -> tuple[VerifyKey, str]:
+def _log_key(
+    ledger: SqliteLedger, bundle: Path | None, key: str | None
+) -> tuple[AnyVerifyKey, str]:
     if bundle is not None:
         keys, _ = trusted_keys(bundle)
         if ledger.origin not in keys:

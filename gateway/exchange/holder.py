@@ -55,7 +55,7 @@ class RecordHolder:
         policy: PolicyGate,
         source: DataSource,
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.AnySealPrivateKey,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,

@@ -86,7 +86,7 @@ class PeerCaller:
     def __init__(
         self,
         me: str,
-        signing_key: crypto.SigningKey,
+        signing_key: crypto.AnySigningKey,
         bundle: Callable[[], TrustBundle],
         transport: PeerTransport,
         clock_ms: Clock,
@@ -163,7 +163,7 @@ class PeerResponder:
     def __init__(
         self,
         me: str,
-        signing_key: crypto.SigningKey,
+        signing_key: crypto.AnySigningKey,
         bundle: Callable[[], TrustBundle],
         replay: ReplayStore,
         clock_ms: Clock,

@@ -27,11 +27,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.crypto import VerifyKey
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
-from gateway.ledger.merkle import leaf_hash, verify_inclusion
+from gateway.ledger.merkle import TreeHasher, verify_inclusion
 from gateway.ledger.note import (
     SIG_COSIGNATURE_V1,
     Checkpoint,
@@ -49,8 +50,8 @@ MAX_BUNDLE_BYTES: Final = 64 * 1024 * 1024
 class MemberKeys:
     jurisdiction: str
     origin: str
-    ledger_key: VerifyKey
-    signing_key: VerifyKey | None = None
+    ledger_key: AnyVerifyKey
+    signing_key: AnyVerifyKey | None = None
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ def export_bundle(
     since_ms: int | None = None,
     until_ms: int | None = None,
     members: Sequence[MemberKeys] = (),
-    witness_keys: Mapping[str, VerifyKey] | None = None,
-    log_key: VerifyKey | None = None,
+    witness_keys: Mapping[str, AnyVerifyKey] | None = None,
+    log_key: AnyVerifyKey | None = None,
 ) -> bytes:
     """Bundle bytes for one request id or the half-open range [since_ms, until_ms)."""
     if (request_id is None) == (since_ms is None or until_ms is None):
@@ -130,8 +131,8 @@ def export_bundle(
             {
                 "jurisdiction": m.jurisdiction,
                 "origin": m.origin,
-                "ledger_key": _b64(m.ledger_key.raw),
-                "signing_key": _b64(m.signing_key.raw) if m.signing_key else "",
+                "ledger_key": m.ledger_key.encode(),
+                "signing_key": m.signing_key.encode() if m.signing_key else "",
             }
             for m in sorted(members, key=lambda m: m.jurisdiction)
         ],
@@ -140,7 +141,7 @@ def export_bundle(
     return canonical({"content": content, "content_sha256": digest})
 
 
-def _stored_key(ledger: Ledger) -> VerifyKey:
+def _stored_key(ledger: Ledger) -> AnyVerifyKey:
     text = ledger.store.get_meta("vkey")
     if not text:
         raise NotFound("no ledger key known: pass the trust bundle")
@@ -160,8 +161,8 @@ def _best_checkpoint(ledger: Ledger, need: int) -> SignedCheckpoint:
 
 def verify_bundle_bytes(
     data: bytes,
-    trusted: Mapping[str, VerifyKey] | None = None,
-    trusted_witnesses: Mapping[str, VerifyKey] | None = None,
+    trusted: Mapping[str, AnyVerifyKey] | None = None,
+    trusted_witnesses: Mapping[str, AnyVerifyKey] | None = None,
 ) -> BundleReport:
     """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key;
     ``trusted_witnesses`` (witness name -> key) pins every embedded witness key."""
@@ -204,6 +205,7 @@ def verify_bundle_bytes(
     if embedded.name != origin:
         raise VerificationFailed("evidence bundle: log key name is not the origin")
     key = embedded.key
+    suite = crypto.suite_of(key)
     source = "embedded (not independently trusted)"
     if trusted is not None:
         pinned = trusted.get(origin)
@@ -223,16 +225,19 @@ def verify_bundle_bytes(
             "signing_key",
         }:
             raise VerificationFailed("evidence bundle: malformed member")
-        lk = _unb64(m["ledger_key"], "member ledger key")
-        if len(lk) != 32 or (m["signing_key"] and len(_unb64(m["signing_key"], "key")) != 32):
-            raise VerificationFailed("evidence bundle: member key length")
+        try:  # suite-tagged text, of the log key's suite
+            lk = suite.decode_verify_key(str(m["ledger_key"]), "member ledger key").raw
+            if m["signing_key"]:
+                suite.decode_verify_key(str(m["signing_key"]), "member signing key")
+        except GatewayError as exc:
+            raise VerificationFailed(f"evidence bundle: {exc}") from exc
         if trusted is not None and m["origin"] in trusted and trusted[m["origin"]].raw != lk:
             raise VerificationFailed(f"evidence bundle: member {m['jurisdiction']} key mismatch")
     try:
         cp = open_checkpoint(str(content["checkpoint"]), origin, key)
     except GatewayError as exc:
         raise VerificationFailed(f"evidence bundle: checkpoint: {exc}") from exc
-    witnesses: dict[str, VerifyKey] = {}
+    witnesses: dict[str, AnyVerifyKey] = {}
     if not isinstance(content["witness_keys"], list):
         raise VerificationFailed("evidence bundle: witness_keys is not a list")
     for text in content["witness_keys"]:
@@ -253,11 +258,11 @@ def verify_bundle_bytes(
     missing = sorted(set(witnesses) - set(cosigners))
     if missing:
         raise VerificationFailed(f"evidence bundle: no valid cosignature from {missing}")
-    _verify_entries(content, cp)
+    _verify_entries(content, cp, TreeHasher.for_suite(suite))
     return BundleReport(origin, cp.size, len(content["entries"]), tuple(sorted(cosigners)), source)
 
 
-def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
+def _verify_entries(content: dict[str, Any], cp: Checkpoint, th: TreeHasher) -> None:
     selection = content["selection"]
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
@@ -277,7 +282,7 @@ def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
             raise VerificationFailed(f"evidence bundle: entry {index}: proof is not a list")
         proof = [_unb64(p, f"entry {index} proof") for p in item["proof"]]
         try:
-            verify_inclusion(index, cp.size, leaf_hash(raw), proof, cp.root)
+            verify_inclusion(index, cp.size, th.leaf(raw), proof, cp.root, th)
         except VerificationFailed as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         try:

@@ -6,7 +6,7 @@ every signed checkpoint, the checkpoints' signatures and order (a replayed
 older checkpoint is named), truncation against the newest checkpoint or a
 checkpoint the caller trusts, and naming the first bad entry and why.
 
-Does not own: where keys come from (callers pass the log's VerifyKey, e.g.
+Does not own: where keys come from (callers pass the log's AnyVerifyKey, e.g.
 from the trust bundle), the progress bar (callers pass ``progress``), or
 evidence bundles (``gateway.ledger.bundle``).
 
@@ -17,7 +17,6 @@ above the chunk level are kept.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import struct
@@ -29,10 +28,11 @@ from typing import Final, cast
 
 import numpy as np
 
-from gateway.crypto import VerifyKey
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey, HashObject
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
-from gateway.ledger.merkle import EMPTY_ROOT, HASH_LEN, fold, node_hash, prefix_nodes
+from gateway.ledger.merkle import HASH_LEN, SHA256_TREE, TreeHasher, fold, prefix_nodes
 from gateway.ledger.note import Checkpoint, open_checkpoint
 from gateway.ledger.storage import CheckpointRow, SqliteLedgerStore
 
@@ -95,7 +95,7 @@ class _Required:
 
 
 def check_checkpoints(
-    rows: Sequence[CheckpointRow], origin: str, key: VerifyKey
+    rows: Sequence[CheckpointRow], origin: str, key: AnyVerifyKey
 ) -> list[_Required]:
     """Signatures, origin and strictly increasing sizes in issue order."""
     out: list[_Required] = []
@@ -153,6 +153,7 @@ def verify_range(
     sizes: Sequence[int],
     stored_nodes: NodeRange | None = None,
     decode: bool = False,
+    suite: str = "intl",
 ) -> RangeResult:
     """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
 
@@ -170,6 +171,7 @@ def verify_range(
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     want = sorted(sizes)
+    leaf_prefix, node_prefix = _prefixed(suite)
 
     def result(problem: Problem | None) -> RangeResult:
         return RangeResult(lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem)
@@ -202,7 +204,7 @@ def verify_range(
                     i + j,
                 ),
             )
-        hashes = _leaf_hashes(entries)
+        hashes = _leaf_hashes(entries, leaf_prefix)
         if stored_nodes is not None and hashes != list(stored):
             j = _first_diff(hashes, stored)
             return _bump(
@@ -242,7 +244,7 @@ def verify_range(
         for c in range(0, m, CHUNK):
             leaves = hashes[c : c + CHUNK]
             base = i + c
-            levels = _levels(leaves)
+            levels = _levels(leaves, node_prefix)
             if stored_nodes is not None:
                 for level in range(1, len(levels)):
                     start = base >> level
@@ -274,13 +276,16 @@ def verify_range(
     return result(None)
 
 
-_LEAF = hashlib.sha256(b"\x00")  # RFC 9162 leaf prefix, copied per entry
+def _prefixed(suite: str) -> tuple[HashObject, HashObject]:
+    """The suite's hash pre-fed with the RFC 9162 leaf and node prefixes, copied per use."""
+    s = crypto.suite(suite)
+    return s.hasher(b"\x00"), s.hasher(b"\x01")
 
 
-def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
-    """SHA-256(0x00 || entry) for each entry, without copying the entries."""
+def _leaf_hashes(entries: Sequence[bytes], leaf: HashObject) -> list[bytes]:
+    """H(0x00 || entry) for each entry, without copying the entries."""
     out: list[bytes] = []
-    append, leaf = out.append, _LEAF
+    append = out.append
     for e in entries:
         h = leaf.copy()
         h.update(e)
@@ -310,13 +315,9 @@ def _bump(
     return result(problem)
 
 
-_NODE = hashlib.sha256(b"\x01")  # RFC 9162 interior-node prefix, copied per node
-
-
-def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+def _levels(leaves: list[bytes], node: HashObject) -> list[list[bytes]]:
     levels = [leaves]
     cur = leaves
-    node = _NODE
     while len(cur) > 1:
         nxt: list[bytes] = []
         append = nxt.append
@@ -331,13 +332,20 @@ def _levels(leaves: list[bytes]) -> list[list[bytes]]:
 
 
 def _range_worker(
-    path: str, lo: int, hi: int, sizes: tuple[int, ...], check_nodes: bool, decode: bool
+    path: str,
+    lo: int,
+    hi: int,
+    sizes: tuple[int, ...],
+    check_nodes: bool,
+    decode: bool,
+    suite: str = "intl",
 ) -> RangeResult:
     store = SqliteLedgerStore(path, readonly=True)
     try:
         read = store.raw_range if check_nodes else store.entry_range
         pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
-        return verify_range(pages, lo, sizes, store.nodes_range if check_nodes else None, decode)
+        nodes = store.nodes_range if check_nodes else None
+        return verify_range(pages, lo, sizes, nodes, decode, suite)
     finally:
         store.close()
 
@@ -347,8 +355,10 @@ def combine(
     required: Sequence[_Required],
     total: int,
     stored_nodes: NodeRange | None,
+    th: TreeHasher = SHA256_TREE,
 ) -> tuple[int, bytes, Problem | None]:
     """Join range results in order: links between ranges, upper tree, checkpoint roots."""
+    EMPTY_ROOT, node_hash = th.empty_root, th.node
     prev = GENESIS_PREV
     count = 0
     roots: list[bytes] = []
@@ -397,7 +407,7 @@ def combine(
                     ),
                 )
     if tail and count % CHUNK:
-        levels = _levels(list(tail))
+        levels = _levels(list(tail), _prefixed(th.suite)[1])
         base = count - len(tail)
         low[count] = [
             levels[lv][ix - (base >> lv)] for lv, ix in prefix_nodes(count) if lv < LOG_CHUNK
@@ -406,7 +416,7 @@ def combine(
     def root_at(size: int) -> bytes:
         nodes = prefix_nodes(size)
         lows = iter(low.get(size, []))
-        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes])
+        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes], th)
 
     for req in sorted(required, key=lambda r: r.size):
         if req.size > count:
@@ -451,7 +461,7 @@ def _header_problem(e: bytes, i: int) -> Problem:
 def verify_store(
     store: SqliteLedgerStore,
     origin: str,
-    key: VerifyKey,
+    key: AnyVerifyKey,
     *,
     trusted: Sequence[str] = (),
     progress: Progress | None = None,
@@ -465,6 +475,8 @@ def verify_store(
     entry's recorded hash and every interior node). ``workers`` > 1 verifies
     ranges in parallel processes (default: one per CPU for large ledgers).
     """
+    th = TreeHasher.for_suite(crypto.suite_of(key))  # the trusted key fixes the suite
+    EMPTY_ROOT = th.empty_root
     rows = store.checkpoints()
     trusted_required: list[_Required] = []
     for n, note in enumerate(trusted):
@@ -500,7 +512,7 @@ def verify_store(
         ctx = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
-                pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode)
+                pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode, th.suite)
                 for a, b in bounds
             ]
             try:
@@ -525,16 +537,15 @@ def verify_store(
         read = store.raw_range if check_nodes else store.entry_range
         for a, b in bounds:
             pages = (read(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
-            results.append(
-                verify_range(pages, a, sizes, store.nodes_range if check_nodes else None, decode)
-            )
+            nodes = store.nodes_range if check_nodes else None
+            results.append(verify_range(pages, a, sizes, nodes, decode, th.suite))
             if progress is not None:
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:
                 break
     newest = max((r.size for r in required if not r.label.startswith("trusted")), default=0)
     count, root, problem = combine(
-        results, required, total, store.nodes_range if check_nodes else None
+        results, required, total, store.nodes_range if check_nodes else None, th
     )
     warnings: list[str] = []
     final: Problem | None = problem
@@ -556,5 +567,5 @@ def verify_store(
     return LedgerReport(count, len(rows), root, newest, final, tuple(warnings))
 
 
-def checkpoint_of(note: str, origin: str, key: VerifyKey) -> Checkpoint:
+def checkpoint_of(note: str, origin: str, key: AnyVerifyKey) -> Checkpoint:
     return open_checkpoint(note, origin, key)

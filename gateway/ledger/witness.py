@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
-from gateway.crypto import SigningKey, VerifyKey, digest_equal
+from gateway.crypto import AnySigningKey, AnyVerifyKey, digest_equal
 from gateway.errors import GatewayError, StorageFailure, VerificationFailed
 from gateway.ledger.ledger import Ledger, default_origin
-from gateway.ledger.merkle import MAX_PROOF_HASHES, verify_consistency
+from gateway.ledger.merkle import MAX_PROOF_HASHES, TreeHasher, verify_consistency
 from gateway.ledger.note import (
     Checkpoint,
     NoteVerifier,
@@ -206,7 +207,7 @@ def apply_witness_response(
     response: ledger_pb2.PeerWitnessResponse,
     peer: str,
     witness_name: str,
-    witness_key: VerifyKey,
+    witness_key: AnyVerifyKey,
 ) -> int:
     """Verify and store the cosignature; remember the peer's size. Returns that size.
 
@@ -264,8 +265,8 @@ def _reply(
 def handle_witness_request(
     req: ledger_pb2.PeerWitnessRequest,
     sender_jurisdiction: str,
-    sender_ledger_key: VerifyKey,
-    witness_signing_key: SigningKey,
+    sender_ledger_key: AnyVerifyKey,
+    witness_signing_key: AnySigningKey,
     witness_name: str,
     store: WitnessStore,
     now: float,
@@ -330,8 +331,9 @@ def handle_witness_request(
         return _reply(req, S.WITNESS_STATUS_CONFLICT, "old size does not match", known)
     if state is not None and cp.size > state.size:
         try:
+            th = TreeHasher.for_suite(crypto.suite_of(sender_ledger_key))
             verify_consistency(
-                state.size, cp.size, list(req.consistency_proof), state.root, cp.root
+                state.size, cp.size, list(req.consistency_proof), state.root, cp.root, th
             )
         except VerificationFailed as exc:
             store.record_evidence(
