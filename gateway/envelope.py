@@ -49,7 +49,8 @@ class OpenedEnvelope:
     payload: bytes
     signature: bytes
     signer: str
-    # SHA-256 of PAE(payload_type, payload): what a response binds to.
+    # The suite's hash (SHA-256 or SM3) of PAE(payload_type, payload): what a
+    # response binds to.
     pae_digest: bytes
 
 
@@ -69,8 +70,9 @@ def sign_envelope(
     )
 
 
-def envelope_digest(env: peer_pb2.SignedEnvelope) -> bytes:
-    return crypto.sha256(crypto.pae(env.payload_type, env.payload))
+def envelope_digest(env: peer_pb2.SignedEnvelope, suite: crypto.Suite = crypto.INTL) -> bytes:
+    """The request digest: the federation suite's hash of PAE(type, payload)."""
+    return suite.digest(crypto.pae(env.payload_type, env.payload))
 
 
 def open_envelope(
@@ -102,7 +104,7 @@ def open_envelope(
         payload=env.payload,
         signature=env.signature,
         signer=env.signer,
-        pae_digest=envelope_digest(env),
+        pae_digest=envelope_digest(env, crypto.suite_of(member.signing_key)),
     )
 
 

@@ -231,7 +231,7 @@ class RecordHolder:
         batch = peer_pb2.RecordBatch(records=[common_pb2.Record(fields=r) for r in released])
         plaintext = batch.SerializeToString(deterministic=True)
         response.record_count = len(released)
-        response.payload_digest = crypto.sha256(plaintext)
+        response.payload_digest = crypto.suite_of(self._seal_key).digest(plaintext)
         response.sealed_records = crypto.seal(
             self._bundle().member(requester).seal_key,
             domains.SEAL_RECORD_PAYLOAD,

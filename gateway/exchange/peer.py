@@ -103,6 +103,10 @@ class PeerCaller:
     def me(self) -> str:
         return self._me
 
+    @property
+    def suite(self) -> crypto.Suite:
+        return crypto.suite_of(self._key)
+
     def prepare(
         self, recipient: str, message: Message, payload_type: str, request_id: str = ""
     ) -> peer_pb2.SignedEnvelope:
@@ -139,7 +143,7 @@ class PeerCaller:
             now_ms=self._clock(),
             window_ms=self._limits.replay_window_seconds * 1000,
             request_id=request_id,
-            request_digest=envelope_digest(envelope),
+            request_digest=envelope_digest(envelope, self.suite),
         )
         return PeerReply(response, request_id, envelope, reply)
 

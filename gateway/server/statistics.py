@@ -135,7 +135,7 @@ class StatisticsWiring:
             reply.response,
             requester_signature=crypto.b64(reply.request_envelope.signature),
             holder_signature=crypto.b64(reply.response_envelope.signature),
-            request_digest=envelope_digest(reply.request_envelope).hex(),
+            request_digest=envelope_digest(reply.request_envelope, self._caller.suite).hex(),
         )
 
     def handle_peer(
