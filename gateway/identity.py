@@ -9,7 +9,8 @@ Does not own: any cryptography (every key and certificate comes from the
 recipes in ``gateway.crypto``), the trust bundle (``gateway.trust``), or
 deciding which peers to trust.
 
-Key directory layout::
+Key directory layout (intl suite; ``gateway keygen --suite gm`` writes SM2 keys
+as ``sm2:`` + base64(d || 04 || x || y) instead, see ``gateway.crypto.gm``)::
 
     signing.key     Ed25519 seed, base64 (0600)  signs peer envelopes
     ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints, cosignatures
@@ -19,7 +20,7 @@ Key directory layout::
     tls.crt         PEM self-signed certificate (pinned in the trust bundle)
     public.json     the public descriptor (no endpoint, no datasets)
 
-The two Ed25519 keys are separate on purpose: a compromised or misused peer
+All three keys are of one suite (the federation's). The two signing keys are separate on purpose: a compromised or misused peer
 signing key must not be able to forge ledger checkpoints, and vice versa.
 """
 
@@ -39,14 +40,15 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway import crypto
 from gateway.catalogue import JURISDICTION_RE, is_jurisdiction_code
 from gateway.crypto import (
+    AnySealPrivateKey,
+    AnySealPublicKey,
+    AnySigningKey,
+    AnyVerifyKey,
     Rng,
-    SealPrivateKey,
-    SealPublicKey,
-    SigningKey,
     TlsIdentity,
-    VerifyKey,
     b64,
     cert_fingerprint,
     digest_equal,
@@ -83,8 +85,9 @@ def tls_server_name(jurisdiction: str) -> str:
     return f"gw-{jurisdiction}"
 
 
-def key_id(key: VerifyKey | SealPublicKey) -> str:
-    """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)."""
+def key_id(key: AnyVerifyKey | AnySealPublicKey) -> str:
+    """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)
+    (an identifier in both suites)."""
     return sha256_hex(key.raw)[:16]
 
 
@@ -113,9 +116,9 @@ class GatewayKeys:
 
     jurisdiction: str
     name: str
-    signing: SigningKey  # Ed25519, signs peer envelopes
-    ledger: SigningKey  # Ed25519, signs ledger checkpoints and witness cosignatures
-    seal: SealPrivateKey  # X25519, payloads are sealed to its public key
+    signing: AnySigningKey  # Ed25519 or SM2, signs peer envelopes
+    ledger: AnySigningKey  # signs ledger checkpoints and witness cosignatures
+    seal: AnySealPrivateKey  # X25519 or SM2, payloads are sealed to its public key
     tls: TlsIdentity  # key_pem, cert_pem
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
 
@@ -127,6 +130,15 @@ class GatewayKeys:
                 "pseudonym key length", PSEUDONYM_KEY_LEN, len(self.pseudonym_key)
             )
         cert_fingerprint(self.tls.cert_pem)  # must parse
+        if not self.signing.suite == self.ledger.suite == self.seal.suite:
+            raise InvalidArgument(
+                "gateway keys: signing, ledger and seal keys are of different suites"
+            )
+
+    @property
+    def suite(self) -> crypto.Suite:
+        """The cipher suite of every key here (the federation's)."""
+        return crypto.suite_of(self.signing)
 
     def __repr__(self) -> str:
         return f"GatewayKeys(jurisdiction={self.jurisdiction!r}, name={self.name!r}, <redacted>)"
@@ -140,9 +152,9 @@ class GatewayKeys:
         return {
             "jurisdiction": self.jurisdiction,
             "name": self.name,
-            "signing_key": self.signing.verify_key.b64(),
-            "ledger_key": self.ledger.verify_key.b64(),
-            "seal_key": self.seal.public_key.b64(),
+            "signing_key": self.signing.verify_key.encode(),
+            "ledger_key": self.ledger.verify_key.encode(),
+            "seal_key": self.seal.public_key.encode(),
             "tls_cert_pem": self.tls.cert_pem.decode("ascii"),
             "tls_fingerprint": self.tls_fingerprint,
         }
@@ -161,16 +173,22 @@ class PublicDescriptor(BaseModel):
     tls_cert_pem: Annotated[str, Field(max_length=64 * 1024)]
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
-    def keys(self, source: str) -> tuple[VerifyKey, VerifyKey, SealPublicKey]:
-        """Decode and length-check the three public keys."""
+    @property
+    def suite(self) -> crypto.Suite:
+        """The suite the signing key names (gm keys are ``sm2:``-tagged)."""
+        return crypto.suite(crypto.suite_of_text(self.signing_key))
+
+    def keys(self, source: str) -> tuple[AnyVerifyKey, AnyVerifyKey, AnySealPublicKey]:
+        """Decode and check the three public keys, all of the signing key's suite."""
+        suite = self.suite
         try:
             return (
-                VerifyKey(unb64(self.signing_key, "signing_key")),
-                VerifyKey(unb64(self.ledger_key, "ledger_key")),
-                SealPublicKey(unb64(self.seal_key, "seal_key")),
+                suite.decode_verify_key(self.signing_key, "signing_key"),
+                suite.decode_verify_key(self.ledger_key, "ledger_key"),
+                suite.decode_seal_public_key(self.seal_key, "seal_key"),
             )
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{source}: {exc}") from exc
+            raise type(exc)(f"{source}: {exc}") from exc
 
 
 def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
@@ -238,8 +256,9 @@ def generate_keys(
     rng: Rng = os.urandom,
     now: _dt.datetime | None = None,
     force: bool = False,
+    suite: str = crypto.DEFAULT_SUITE,
 ) -> GatewayKeys:
-    """Make a gateway's keys and write them to ``out_dir`` (created 0700 if absent).
+    """Make a gateway's keys of ``suite`` and write them to ``out_dir`` (created 0700 if absent).
 
     Refuses (InvalidArgument) if any key file already exists, unless ``force``.
     The TLS certificate names ``gw-<jurisdiction>`` plus ``hostnames`` as DNS
@@ -247,6 +266,7 @@ def generate_keys(
     """
     check_jurisdiction(jurisdiction)
     check_name(name)
+    cs = crypto.suite(suite)
     for host in hostnames:
         if not isinstance(host, str) or len(host) > 253 or not _DNS_NAME.fullmatch(host):
             raise InvalidArgument.expected("TLS hostname", "an ASCII DNS name", host)
@@ -263,18 +283,18 @@ def generate_keys(
     keys = GatewayKeys(
         jurisdiction=jurisdiction,
         name=name,
-        signing=SigningKey.generate(rng),
-        ledger=SigningKey.generate(rng),
-        seal=SealPrivateKey.generate(rng),
+        signing=cs.generate_signing_key(rng),
+        ledger=cs.generate_signing_key(rng),
+        seal=cs.generate_seal_key(rng),
         tls=make_tls_identity(server_name, dns, now=now),
         pseudonym_key=rng(PSEUDONYM_KEY_LEN),
     )
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = 0o600
-        write_file_atomic(out_dir / SIGNING_FILE, _b64_line(keys.signing.seed()), secret)
-        write_file_atomic(out_dir / LEDGER_FILE, _b64_line(keys.ledger.seed()), secret)
-        write_file_atomic(out_dir / SEAL_FILE, _b64_line(keys.seal.raw()), secret)
+        for file, key in ((SIGNING_FILE, keys.signing), (LEDGER_FILE, keys.ledger)):
+            write_file_atomic(out_dir / file, _key_line(cs, key.secret()), secret)
+        write_file_atomic(out_dir / SEAL_FILE, _key_line(cs, keys.seal.secret()), secret)
         write_file_atomic(out_dir / PSEUDONYM_FILE, _b64_line(keys.pseudonym_key), secret)
         write_file_atomic(out_dir / TLS_KEY_FILE, keys.tls.key_pem, secret)
         write_file_atomic(out_dir / TLS_CERT_FILE, keys.tls.cert_pem, 0o644)
@@ -287,6 +307,10 @@ def generate_keys(
 
 def _b64_line(raw: bytes) -> bytes:
     return (b64(raw) + "\n").encode("ascii")
+
+
+def _key_line(suite: crypto.Suite, secret: bytes) -> bytes:
+    return (suite.encode_secret(secret) + "\n").encode("ascii")
 
 
 def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
@@ -310,13 +334,20 @@ def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
         raise StorageFailure(f"{path}: cannot read key file: {exc.strerror}") from exc
 
 
-def _read_raw32(path: Path, strict_permissions: bool) -> bytes:
+def _read_line(path: Path, strict_permissions: bool) -> str:
     data = _read(path, private=True, strict_permissions=strict_permissions)
     try:
-        text = data.decode("ascii").strip()
+        return data.decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{path}: expected one line of base64, found other bytes") from exc
-    raw = unb64(text, str(path))
+
+
+def _read_secret(path: Path, suite: crypto.Suite, strict_permissions: bool) -> bytes:
+    return suite.decode_secret(_read_line(path, strict_permissions), str(path))
+
+
+def _read_raw32(path: Path, strict_permissions: bool) -> bytes:
+    raw = unb64(_read_line(path, strict_permissions), str(path))
     if len(raw) != 32:
         raise InvalidArgument.expected(f"{path}: decoded key length", 32, len(raw))
     return raw
@@ -331,9 +362,11 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
     unreadable file and InvalidArgument for a bad one, naming the file.
     """
     key_dir = Path(key_dir)
-    signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions))
-    ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions))
-    seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions))
+    # The signing key's own line names the suite; the other keys must agree.
+    cs = crypto.suite(crypto.suite_of_text(_read_line(key_dir / SIGNING_FILE, strict_permissions)))
+    signing = cs.signing_key(_read_secret(key_dir / SIGNING_FILE, cs, strict_permissions))
+    ledger = cs.signing_key(_read_secret(key_dir / LEDGER_FILE, cs, strict_permissions))
+    seal = cs.seal_private_key(_read_secret(key_dir / SEAL_FILE, cs, strict_permissions))
     pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions)
     tls_key = _read(key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions)
     if b"PRIVATE KEY-----" not in tls_key:

@@ -21,6 +21,11 @@ File format (``bundle.json``)::
 
 Canonical JSON: ``sort_keys``, separators ``(",", ":")``, ``ensure_ascii=False``,
 UTF-8. Timestamps are RFC 3339 UTC with second precision (``2025-01-01T00:00:00Z``).
+
+Cipher suite: the payload's ``suite`` (``intl``, the default when absent, or
+``gm``) is chosen at ``gateway federation init --suite``; the authority key and
+every member key are of that suite (gm keys are ``sm2:``-tagged), and a key or
+bundle of the other suite is refused with a ``SuiteMismatch`` saying so.
 """
 
 from __future__ import annotations
@@ -33,20 +38,20 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final, Protocol, runtime_checkable
+from typing import Annotated, Any, Final, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway import crypto
 from gateway.catalogue import CODE_RE, JURISDICTION_RE
 from gateway.crypto import (
+    AnySealPublicKey,
+    AnySigningKey,
+    AnyVerifyKey,
     Rng,
-    SealPublicKey,
-    SigningKey,
-    VerifyKey,
     b64,
     cert_fingerprint,
     digest_equal,
-    sha256_hex,
     unb64,
 )
 from gateway.domains import TRUST_BUNDLE
@@ -55,6 +60,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     StorageFailure,
+    SuiteMismatch,
     TrustBundleRejected,
 )
 from gateway.identity import (
@@ -96,7 +102,7 @@ def default_origin(jurisdiction: str) -> str:
     return f"{jurisdiction}.gateway.dataexchange.cn/ledger"
 
 
-def authority_key_id(key: VerifyKey) -> str:
+def authority_key_id(key: AnyVerifyKey) -> str:
     """The DSSE ``keyid`` of the authority: first 16 hex digits of SHA-256(public key)."""
     return key_id(key)
 
@@ -113,9 +119,9 @@ class Member:
     jurisdiction: str  # six-digit code
     name: str
     endpoint: str  # "host:port" of its PEER port
-    signing_key: VerifyKey
-    ledger_key: VerifyKey
-    seal_key: SealPublicKey
+    signing_key: AnyVerifyKey
+    ledger_key: AnyVerifyKey
+    seal_key: AnySealPublicKey
     tls_cert_pem: bytes
     tls_fingerprint: str  # hex SHA-256 of the certificate's DER; must match the cert
     datasets: tuple[str, ...]
@@ -127,12 +133,12 @@ class Member:
         m = _ENDPOINT.fullmatch(self.endpoint) if isinstance(self.endpoint, str) else None
         if m is None or not 1 <= int(m.group(1)) <= 65535:
             raise InvalidArgument.expected("endpoint", "host:port with port 1-65535", self.endpoint)
-        if not isinstance(self.signing_key, VerifyKey) or not isinstance(
-            self.ledger_key, VerifyKey
-        ):
-            raise InvalidArgument("signing_key and ledger_key must be Ed25519 public keys")
-        if not isinstance(self.seal_key, SealPublicKey):
-            raise InvalidArgument("seal_key must be an X25519 public key")
+        keys = (self.signing_key, self.ledger_key, self.seal_key)
+        suites = {getattr(k, "suite", None) for k in keys}
+        if len(suites) != 1 or not suites <= set(crypto.SUITE_NAMES):
+            raise InvalidArgument(
+                "signing_key, ledger_key and seal_key must be public keys of one cipher suite"
+            )
         if digest_equal(self.signing_key.raw, self.ledger_key.raw):
             raise InvalidArgument("signing_key and ledger_key must be different keys")
         _check_single_cert_pem(self.tls_cert_pem)
@@ -166,6 +172,10 @@ class Member:
             raise InvalidArgument.expected(
                 "origin", "1-255 printable ASCII characters without spaces", self.origin
             )
+
+    @property
+    def suite(self) -> str:
+        return self.signing_key.suite
 
     @property
     def witness_name(self) -> str:
@@ -202,9 +212,9 @@ class Member:
             "jurisdiction": self.jurisdiction,
             "name": self.name,
             "endpoint": self.endpoint,
-            "signing_key": self.signing_key.b64(),
-            "ledger_key": self.ledger_key.b64(),
-            "seal_key": self.seal_key.b64(),
+            "signing_key": self.signing_key.encode(),
+            "ledger_key": self.ledger_key.encode(),
+            "seal_key": self.seal_key.encode(),
             "tls_cert_pem": self.tls_cert_pem.decode("ascii"),
             "tls_fingerprint": self.tls_fingerprint,
             "datasets": list(self.datasets),
@@ -283,10 +293,14 @@ class TrustBundle:
     issued_at: _dt.datetime  # UTC
     expires_at: _dt.datetime  # UTC
     members: tuple[Member, ...]
-    digest: str  # hex SHA-256 of the signed payload bytes
+    digest: str  # hex digest (the suite's hash) of the signed payload bytes
+    suite: str = crypto.DEFAULT_SUITE  # "intl" or "gm": every key is of this suite
 
     def __post_init__(self) -> None:
         check_name(self.federation)
+        crypto.check_suite_name(self.suite)
+        for m in self.members:
+            crypto.require_suite(f"member {m.jurisdiction}'s keys", m.suite, self.suite)
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
             raise InvalidArgument.expected("bundle version", "an integer >= 1", self.version)
         object.__setattr__(self, "issued_at", _utc(self.issued_at, "issued_at"))
@@ -351,9 +365,9 @@ class _MemberModel(_Strict):
     jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     endpoint: Annotated[str, Field(min_length=3, max_length=300)]
-    signing_key: Annotated[str, Field(max_length=64)]
-    ledger_key: Annotated[str, Field(max_length=64)]
-    seal_key: Annotated[str, Field(max_length=64)]
+    signing_key: Annotated[str, Field(max_length=128)]
+    ledger_key: Annotated[str, Field(max_length=128)]
+    seal_key: Annotated[str, Field(max_length=128)]
     tls_cert_pem: Annotated[str, Field(max_length=MAX_CERT_PEM_BYTES)]
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     datasets: Annotated[list[str], Field(max_length=MAX_DATASETS_PER_MEMBER)]
@@ -366,6 +380,7 @@ class _BundleModel(_Strict):
     issued_at: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
     expires_at: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
     members: list[_MemberModel]
+    suite: Literal["intl", "gm"] = "intl"  # absent in bundles from before suites
 
 
 def _malformed(exc: ValidationError, what: str) -> TrustBundleRejected:
@@ -426,6 +441,7 @@ def _parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
             f"limit {limits.max_bundle_members}"
         )
     members: list[Member] = []
+    suite = crypto.suite(model.suite)
     for i, mm in enumerate(model.members):
         try:
             members.append(
@@ -433,9 +449,9 @@ def _parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     jurisdiction=mm.jurisdiction,
                     name=mm.name,
                     endpoint=mm.endpoint,
-                    signing_key=VerifyKey(unb64(mm.signing_key, "signing_key")),
-                    ledger_key=VerifyKey(unb64(mm.ledger_key, "ledger_key")),
-                    seal_key=SealPublicKey(unb64(mm.seal_key, "seal_key")),
+                    signing_key=suite.decode_verify_key(mm.signing_key, "signing_key"),
+                    ledger_key=suite.decode_verify_key(mm.ledger_key, "ledger_key"),
+                    seal_key=suite.decode_seal_public_key(mm.seal_key, "seal_key"),
                     tls_cert_pem=mm.tls_cert_pem.encode("utf-8"),
                     tls_fingerprint=mm.tls_fingerprint,
                     datasets=tuple(mm.datasets),
@@ -457,7 +473,8 @@ def _parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
             issued_at=_parse_time(model.issued_at, "issued_at"),
             expires_at=_parse_time(model.expires_at, "expires_at"),
             members=tuple(members),
-            digest=sha256_hex(payload),
+            digest=suite.digest(payload).hex(),
+            suite=suite.name,
         )
     except InvalidArgument as exc:
         raise TrustBundleRejected(f"trust bundle malformed: {exc}") from exc
@@ -474,11 +491,13 @@ def bundle_payload(
     issued_at: _dt.datetime,
     expires_at: _dt.datetime,
     members: Iterable[Member],
+    suite: str = crypto.DEFAULT_SUITE,
 ) -> bytes:
     """Canonical JSON payload bytes (times truncated to whole seconds, UTC)."""
     ms = sorted(members, key=lambda m: m.jurisdiction)
     return canonical_json(
         {
+            "suite": crypto.check_suite_name(suite),
             "federation": federation,
             "version": version,
             "issued_at": _fmt_time(_utc(issued_at, "issued_at")),
@@ -494,16 +513,20 @@ def sign_bundle(
     issued_at: _dt.datetime,
     expires_at: _dt.datetime,
     members: Iterable[Member],
-    authority: SigningKey,
+    authority: AnySigningKey,
     limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Produce the signed bundle file bytes.
 
     The payload is parsed back with the verifier's own rules before signing, so
     the authority never signs a bundle a gateway would reject as malformed.
-    Members are listed sorted by jurisdiction.
+    Members are listed sorted by jurisdiction. The bundle's suite is the
+    authority key's; a member of another suite is refused.
     """
-    payload = bundle_payload(federation, version, issued_at, expires_at, members)
+    members = tuple(members)
+    for m in members:
+        crypto.require_suite(f"member {m.jurisdiction}'s keys", m.suite, authority.suite)
+    payload = bundle_payload(federation, version, issued_at, expires_at, members, authority.suite)
     if len(payload) > limits.max_bundle_bytes:
         raise TrustBundleRejected(
             f"trust bundle too large: {len(payload)} bytes, limit {limits.max_bundle_bytes}"
@@ -522,7 +545,17 @@ def sign_bundle(
     return json.dumps(envelope, indent=2).encode("ascii") + b"\n"
 
 
-def _verified_payload(data: bytes, authority_key: VerifyKey, limits: Limits) -> bytes:
+def _claimed_suite(payload: bytes) -> str:
+    """The suite an (unverified) payload names, only to word a refusal clearly."""
+    try:
+        doc = json.loads(payload.decode("utf-8"))
+        suite = doc.get("suite", "intl") if isinstance(doc, dict) else "intl"
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "intl"
+    return suite if suite in crypto.SUITE_NAMES else "intl"
+
+
+def _verified_payload(data: bytes, authority_key: AnyVerifyKey, limits: Limits) -> bytes:
     """Check the envelope and signature; return the exact signed payload bytes."""
     if len(data) > limits.max_bundle_bytes:
         raise TrustBundleRejected(
@@ -545,6 +578,13 @@ def _verified_payload(data: bytes, authority_key: VerifyKey, limits: Limits) -> 
     present = [s for s in env.signatures if s.sig]
     if not present:
         raise TrustBundleRejected("trust bundle is unsigned (no signatures)")
+    claimed = _claimed_suite(payload)
+    if claimed != authority_key.suite:
+        raise TrustBundleRejected(
+            f"trust bundle is a suite {claimed} bundle, but this federation's authority key "
+            f"is suite {authority_key.suite}; a gateway accepts bundles of its federation's "
+            "suite only"
+        )
     expected_id = authority_key_id(authority_key)
     candidates = [s for s in present if s.keyid == expected_id]
     if not candidates:
@@ -568,7 +608,7 @@ def _verified_payload(data: bytes, authority_key: VerifyKey, limits: Limits) -> 
 
 def verify_bundle(
     data: bytes,
-    authority_key: VerifyKey,
+    authority_key: AnyVerifyKey,
     now: _dt.datetime,
     min_version: int = 0,
     limits: Limits = DEFAULT_LIMITS,
@@ -600,7 +640,7 @@ def verify_bundle(
 
 
 def verify_bundle_for_reissue(
-    data: bytes, authority_key: VerifyKey, limits: Limits = DEFAULT_LIMITS
+    data: bytes, authority_key: AnyVerifyKey, limits: Limits = DEFAULT_LIMITS
 ) -> TrustBundle:
     """Verify signature and structure but NOT expiry. For the authority's own
     tooling only (renewing or editing an expired bundle); gateways use
@@ -735,30 +775,33 @@ def _read_limited(path: Path, limit: int, what: str) -> bytes:
     return data
 
 
-def _read_b64_key(path: Path, what: str) -> bytes:
+def _read_key_line(path: Path, what: str) -> tuple[crypto.Suite, str]:
     data = _read_limited(path, 4096, what)
     try:
-        raw = unb64(data.decode("ascii").strip(), str(path))
+        text = data.decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{path}: {what}: expected one line of base64") from exc
-    if len(raw) != 32:
-        raise InvalidArgument.expected(f"{path}: {what} length", 32, len(raw))
-    return raw
+    return crypto.suite(crypto.suite_of_text(text)), text
 
 
-def read_authority_key(path: Path) -> VerifyKey:
-    """Read the federation authority's public key (``authority.pub``: base64 line)."""
-    return VerifyKey(_read_b64_key(Path(path), "authority public key"))
+def read_authority_key(path: Path) -> AnyVerifyKey:
+    """Read the federation authority's public key (``authority.pub``: one line,
+    base64 for intl, ``sm2:`` + base64 for gm)."""
+    path = Path(path)
+    suite, text = _read_key_line(path, "authority public key")
+    return suite.decode_verify_key(text, f"{path}: authority public key")
 
 
-def read_authority_signing_key(path: Path) -> SigningKey:
-    """Read the federation authority's private key (``authority.key``: base64 seed)."""
-    return SigningKey(_read_b64_key(Path(path), "authority private key"))
+def read_authority_signing_key(path: Path) -> AnySigningKey:
+    """Read the federation authority's private key (``authority.key``: one line)."""
+    path = Path(path)
+    suite, text = _read_key_line(path, "authority private key")
+    return suite.signing_key(suite.decode_secret(text, f"{path}: authority private key"))
 
 
 def load_bundle(
     path: Path,
-    authority_key: VerifyKey | None = None,
+    authority_key: AnyVerifyKey | None = None,
     now: _dt.datetime | None = None,
     min_version: int = 0,
     limits: Limits = DEFAULT_LIMITS,
@@ -783,9 +826,12 @@ def init_federation(
     now: _dt.datetime | None = None,
     rng: Rng = os.urandom,
     force: bool = False,
-) -> tuple[VerifyKey, Path]:
+    suite: str = crypto.DEFAULT_SUITE,
+) -> tuple[AnyVerifyKey, Path]:
     """Create ``authority.key`` (0600), ``authority.pub`` and a version-1 bundle
-    with no members in ``out_dir``. Refuses to overwrite unless ``force``."""
+    with no members in ``out_dir``, all of cipher suite ``suite`` (``intl`` or
+    ``gm``, fixed for the federation's life). Refuses to overwrite unless ``force``."""
+    cs = crypto.suite(suite)
     out_dir = Path(out_dir)
     check_name(name)
     if validity_days < 1:
@@ -798,15 +844,17 @@ def init_federation(
             "pass --force to replace them"
         )
     now = now or _dt.datetime.now(_dt.UTC)
-    authority = SigningKey.generate(rng)
+    authority = cs.generate_signing_key(rng)
     data = sign_bundle(name, 1, now, now + _dt.timedelta(days=validity_days), (), authority)
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(
-            out_dir / AUTHORITY_KEY_FILE, (b64(authority.seed()) + "\n").encode(), 0o600
+            out_dir / AUTHORITY_KEY_FILE,
+            (cs.encode_secret(authority.secret()) + "\n").encode(),
+            0o600,
         )
         write_file_atomic(
-            out_dir / AUTHORITY_PUB_FILE, (authority.verify_key.b64() + "\n").encode(), 0o644
+            out_dir / AUTHORITY_PUB_FILE, (authority.verify_key.encode() + "\n").encode(), 0o644
         )
         write_file_atomic(out_dir / BUNDLE_FILE, data, 0o644)
     except OSError as exc:
@@ -816,7 +864,7 @@ def init_federation(
 
 def reissue_bundle_file(
     bundle_path: Path,
-    authority: SigningKey,
+    authority: AnySigningKey,
     members: Sequence[Member] | None = None,
     validity_days: int = 365,
     now: _dt.datetime | None = None,
@@ -845,7 +893,7 @@ def reissue_bundle_file(
     return verify_bundle(data, authority.verify_key, now)
 
 
-def read_bundle_for_reissue(path: Path, authority_key: VerifyKey) -> TrustBundle:
+def read_bundle_for_reissue(path: Path, authority_key: AnyVerifyKey) -> TrustBundle:
     """Read a bundle file and verify it with :func:`verify_bundle_for_reissue`
     (signature and structure, not expiry). Authority tooling only."""
     return verify_bundle_for_reissue(
@@ -856,7 +904,14 @@ def read_bundle_for_reissue(path: Path, authority_key: VerifyKey) -> TrustBundle
 def with_member(bundle: TrustBundle, member: Member, replace: bool = False) -> tuple[Member, ...]:
     """Members of ``bundle`` plus ``member``.
 
-    Refuses a duplicate jurisdiction unless ``replace``."""
+    Refuses a duplicate jurisdiction unless ``replace``, and a member whose keys
+    are of another cipher suite than the federation's."""
+    if member.suite != bundle.suite:
+        raise SuiteMismatch(
+            f"{member.jurisdiction}'s keys are suite {member.suite}, but federation "
+            f"{bundle.federation} uses suite {bundle.suite}; run `gateway keygen --suite "
+            f"{bundle.suite}` and send the new public.json"
+        )
     others = tuple(m for m in bundle.members if m.jurisdiction != member.jurisdiction)
     if len(others) != len(bundle.members) and not replace:
         raise InvalidArgument(

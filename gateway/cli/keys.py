@@ -10,13 +10,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gateway.crypto import DEFAULT_SUITE, SUITE_NAMES
 from gateway.identity import PUBLIC_FILE, generate_keys, key_id, tls_server_name
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "keygen",
-        help="make a gateway's Ed25519, X25519 and TLS keys",
+        help="make a gateway's signing, ledger, sealing and TLS keys (intl or gm suite)",
         description="Write signing.key, ledger.key, seal.key, pseudonym.key, tls.key (all 0600), "
         "tls.crt and public.json (the member descriptor for the federation authority) to --out.",
     )
@@ -30,17 +31,26 @@ def register(sub: Any) -> None:
         metavar="H",
         help="extra DNS name for the TLS certificate (repeatable; default localhost)",
     )
+    p.add_argument(
+        "--suite",
+        choices=SUITE_NAMES,
+        default=DEFAULT_SUITE,
+        help="the federation's cipher suite: intl (Ed25519/X25519) or gm (SM2)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing keys")
     p.set_defaults(func=_keygen)
 
 
 def _keygen(args: argparse.Namespace) -> int:
     hosts = tuple(args.host) if args.host else ("localhost",)
-    keys = generate_keys(args.out, args.jurisdiction, args.name, hostnames=hosts, force=args.force)
+    keys = generate_keys(
+        args.out, args.jurisdiction, args.name, hostnames=hosts, force=args.force, suite=args.suite
+    )
+    sig, seal = ("SM2", "SM2") if args.suite == "gm" else ("Ed25519", "X25519")
     rows = [
-        ("signing key (Ed25519)", keys.signing.verify_key.b64(), key_id(keys.signing.verify_key)),
-        ("ledger key (Ed25519)", keys.ledger.verify_key.b64(), key_id(keys.ledger.verify_key)),
-        ("seal key (X25519)", keys.seal.public_key.b64(), key_id(keys.seal.public_key)),
+        (f"signing key ({sig})", keys.signing.verify_key.encode(), key_id(keys.signing.verify_key)),
+        (f"ledger key ({sig})", keys.ledger.verify_key.encode(), key_id(keys.ledger.verify_key)),
+        (f"seal key ({seal})", keys.seal.public_key.encode(), key_id(keys.seal.public_key)),
     ]
     print(f"wrote keys for {keys.jurisdiction} {keys.name} to {args.out}")
     for label, value, kid in rows:

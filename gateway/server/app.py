@@ -108,7 +108,12 @@ class Gateway:
             )
         self.quota = SqliteQuotaStore(config.data_dir / "quota.sqlite")
         self.policy = PolicyEngine(
-            self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
+            self.policy_store,
+            self.quota,
+            self.keys.pseudonym_key,
+            clock=clock_ms,
+            limits=limits,
+            suite=self.keys.suite,
         )
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
@@ -185,6 +190,11 @@ class Gateway:
             self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
         )
         me = bundle.member(self.me)
+        if bundle.suite != self.keys.suite.name:
+            raise TrustBundleRejected(
+                f"the trust bundle is for suite {bundle.suite} but this gateway's keys are "
+                f"suite {self.keys.suite.name}"
+            )
         if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
             raise TrustBundleRejected(
                 f"the trust bundle's signing key for {self.me} is not this gateway's key"

@@ -11,7 +11,7 @@ import pytest
 from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.cli import main
-from gateway.crypto import SealPrivateKey, SigningKey, cert_fingerprint, make_tls_identity
+from gateway.crypto import SigningKey, cert_fingerprint, make_tls_identity
 from gateway.errors import NotFound, VerificationFailed
 from gateway.ledger.bundle import MemberKeys, export_bundle, verify_bundle_bytes
 from gateway.ledger.ledger import SqliteLedger
@@ -93,15 +93,16 @@ def test_uncovered_entry_cannot_be_exported(new_ledger: NewLedger) -> None:
 def _trust_bundle(tmp_path: Path, ledger_key: SigningKey) -> Path:
     from gateway.trust import AUTHORITY_PUB_FILE, BUNDLE_FILE, Member, sign_bundle
 
-    authority = SigningKey(bytes([1]) * 32)
+    suite = crypto.suite_of(ledger_key)
+    authority = suite_key(suite, bytes([1]) * 32)
     tls = make_tls_identity("bj", ["bj.example"])
     member = Member(
         jurisdiction="110000",
         name="Beijing",
         endpoint="127.0.0.1:9000",
-        signing_key=SigningKey(bytes([2]) * 32).verify_key,
+        signing_key=suite_key(suite, bytes([2]) * 32).verify_key,
         ledger_key=ledger_key.verify_key,
-        seal_key=SealPrivateKey(bytes([3]) * 32).public_key,
+        seal_key=suite.generate_seal_key(lambda n: bytes([3]) * n).public_key,
         tls_cert_pem=tls.cert_pem,
         tls_fingerprint=cert_fingerprint(tls.cert_pem),
         datasets=("household_register",),
@@ -113,7 +114,7 @@ def _trust_bundle(tmp_path: Path, ledger_key: SigningKey) -> Path:
     (folder / BUNDLE_FILE).write_bytes(
         sign_bundle("demo", 1, now, now + dt.timedelta(days=1), [member], authority)
     )
-    (folder / AUTHORITY_PUB_FILE).write_text(authority.verify_key.b64() + "\n")
+    (folder / AUTHORITY_PUB_FILE).write_text(authority.verify_key.encode() + "\n")
     return folder / BUNDLE_FILE
 
 
