@@ -102,13 +102,15 @@ def build_federation(
     policies: Path = REPO_POLICIES,
     members: tuple[MemberSpec, ...] = CLUSTER,
     seed: int = 20260101,
+    suite: str = "intl",
 ) -> Federation:
-    """Create keys, the signed bundle, configs and data under ``root``."""
+    """Create keys (of cipher suite ``suite``), the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
     _cli(
-        "federation", "init", "--out", str(fed), "--name", FEDERATION_NAME, "--validity-days", "365"
-    )
+        "federation", "init", "--out", str(fed), "--name", FEDERATION_NAME,
+        "--validity-days", "365", "--suite", suite,
+    )  # fmt: skip
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code
@@ -123,6 +125,8 @@ def build_federation(
             str(keys),
             "--host",
             "localhost",
+            "--suite",
+            suite,
         )
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
         mtls_port = free_port()

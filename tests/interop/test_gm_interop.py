@@ -212,3 +212,13 @@ def test_we_open_an_envelope_sealed_by_independent_implementations() -> None:
     assert crypto.open_sealed(key, DOMAIN, blob, AD) == b"answer"
     with pytest.raises(CryptoFailure):  # bound to sender, recipient and request id
         crypto.open_sealed(key, DOMAIN, blob, AD.replace(b"130000", b"120000"))
+
+
+def test_gmssl_and_we_open_each_others_sm4_gcm() -> None:
+    import gmssl_pyx
+
+    key, nonce, aad, pt = os.urandom(16), os.urandom(12), b"bound", os.urandom(777)
+    ours = gm.sm4_gcm_encrypt(key, nonce, aad, pt)
+    assert bytes(gmssl_pyx.sm4_gcm_decrypt(key, nonce, aad, ours[:-16], ours[-16:])) == pt
+    ct, tag = gmssl_pyx.sm4_gcm_encrypt(key, nonce, aad, pt)
+    assert gm.sm4_gcm_decrypt(key, nonce, aad, bytes(ct) + bytes(tag)) == pt
