@@ -1,6 +1,6 @@
 """Offline verification of a whole ledger: chain, tree, stored nodes, checkpoints.
 
-Owns: recomputing every entry hash (one SHA-256 per entry serves chain and
+Owns: recomputing every entry hash (one hash (SHA-256 or SM3) per entry serves chain and
 tree), the chain links and indexes, every stored interior node, the root at
 every signed checkpoint, the checkpoints' signatures and order (a replayed
 older checkpoint is named), truncation against the newest checkpoint or a
@@ -29,7 +29,7 @@ from typing import Final, cast
 import numpy as np
 
 from gateway import crypto
-from gateway.crypto import AnyVerifyKey, HashObject
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
 from gateway.ledger.merkle import HASH_LEN, SHA256_TREE, TreeHasher, fold, prefix_nodes
@@ -158,7 +158,7 @@ def verify_range(
     """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
 
     Each page must hold whole chunks except the last. Per page, the work is
-    done in list comprehensions (one SHA-256 per entry), not per-entry Python.
+    done in list comprehensions (one hash per entry), not per-entry Python.
     With ``stored_nodes`` the pages are (index, entry, stored hash) rows and
     the stored caches are checked too; without, pages are bare entry bytes
     (each header's index and predecessor hash are checked, so a deleted,
@@ -171,7 +171,7 @@ def verify_range(
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     want = sorted(sizes)
-    leaf_prefix, node_prefix = _prefixed(suite)
+    th = TreeHasher.for_suite(crypto.suite(suite))
 
     def result(problem: Problem | None) -> RangeResult:
         return RangeResult(lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem)
@@ -204,7 +204,7 @@ def verify_range(
                     i + j,
                 ),
             )
-        hashes = _leaf_hashes(entries, leaf_prefix)
+        hashes = th.leaves(entries)
         if stored_nodes is not None and hashes != list(stored):
             j = _first_diff(hashes, stored)
             return _bump(
@@ -244,7 +244,7 @@ def verify_range(
         for c in range(0, m, CHUNK):
             leaves = hashes[c : c + CHUNK]
             base = i + c
-            levels = _levels(leaves, node_prefix)
+            levels = _levels(leaves, th)
             if stored_nodes is not None:
                 for level in range(1, len(levels)):
                     start = base >> level
@@ -276,23 +276,6 @@ def verify_range(
     return result(None)
 
 
-def _prefixed(suite: str) -> tuple[HashObject, HashObject]:
-    """The suite's hash pre-fed with the RFC 9162 leaf and node prefixes, copied per use."""
-    s = crypto.suite(suite)
-    return s.hasher(b"\x00"), s.hasher(b"\x01")
-
-
-def _leaf_hashes(entries: Sequence[bytes], leaf: HashObject) -> list[bytes]:
-    """H(0x00 || entry) for each entry, without copying the entries."""
-    out: list[bytes] = []
-    append = out.append
-    for e in entries:
-        h = leaf.copy()
-        h.update(e)
-        append(h.digest())
-    return out
-
-
 def _headers_ok(entries: Sequence[bytes], i: int, first: bytes, hashes: Sequence[bytes]) -> bool:
     """Every header: version, own index i.., predecessor hash (vectorised)."""
     m = len(entries)
@@ -315,18 +298,11 @@ def _bump(
     return result(problem)
 
 
-def _levels(leaves: list[bytes], node: HashObject) -> list[list[bytes]]:
+def _levels(leaves: list[bytes], th: TreeHasher) -> list[list[bytes]]:
     levels = [leaves]
     cur = leaves
     while len(cur) > 1:
-        nxt: list[bytes] = []
-        append = nxt.append
-        for a, b in zip(cur[0::2], cur[1::2], strict=False):
-            h = node.copy()
-            h.update(a)
-            h.update(b)
-            append(h.digest())
-        cur = nxt
+        cur = th.parents(cur)
         levels.append(cur)
     return levels
 
@@ -407,7 +383,7 @@ def combine(
                     ),
                 )
     if tail and count % CHUNK:
-        levels = _levels(list(tail), _prefixed(th.suite)[1])
+        levels = _levels(list(tail), th)
         base = count - len(tail)
         low[count] = [
             levels[lv][ix - (base >> lv)] for lv, ix in prefix_nodes(count) if lv < LOG_CHUNK
