@@ -163,8 +163,8 @@ def run(quick: bool = False, suite: str = "intl") -> Report:
         if suite == "gm":
             for conc in (1, 32):
                 g, i = results[("gateway gm", conc)], results[("gateway intl", conc)]
-                report.ratio(f"latency_p50_c{conc} (gm/intl)", g[0] / i[0], "<= 1.5")
-                report.ratio(f"throughput_c{conc} (gm/intl)", g[2] / i[2], ">= 0.67")
+                report.ratio(f"latency_p50_c{conc} (gm/intl)", g[0] / i[0], "<= 2")
+                report.ratio(f"throughput_c{conc} (gm/intl)", g[2] / i[2], ">= 0.5")
         sig = "SM2-with-SM3" if suite == "gm" else "Ed25519"
         seal = "SM2 + SM4-GCM" if suite == "gm" else "X25519 + ChaCha20-Poly1305"
         report.notes.append(
