@@ -19,31 +19,28 @@ hashes. A range ``[lo, hi)`` of an RFC 9162 tree decomposes into at most
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from gateway.crypto import Suite, digest_equal
+from gateway.crypto import INTL, Suite, digest_equal, sha256
 from gateway.errors import VerificationFailed
 
 HASH_LEN: Final = 32
 # Any tree this gateway could build has fewer than 2**64 leaves, so a proof has
 # at most 64 hashes; longer inputs are refused before any hashing.
 MAX_PROOF_HASHES: Final = 64
-EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
-
-_sha256 = hashlib.sha256
+EMPTY_ROOT: Final = sha256(b"")
 NodeId = tuple[int, int]  # (level, index)
 NodeReader = Callable[[Sequence[NodeId]], Sequence[bytes]]
 
 
 def leaf_hash(data: bytes) -> bytes:
-    return _sha256(b"\x00" + data).digest()
+    return sha256(b"\x00" + data)
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    return _sha256(b"\x01" + left + right).digest()
+    return sha256(b"\x01" + left + right)
 
 
 def _sha256_leaves(entries: Sequence[bytes]) -> list[bytes]:
@@ -69,8 +66,8 @@ def _sha256_parents(level: Sequence[bytes]) -> list[bytes]:
     return out
 
 
-_LEAF_PREFIX = hashlib.sha256(b"\x00")
-_NODE_PREFIX = hashlib.sha256(b"\x01")
+_LEAF_PREFIX = INTL.hasher(b"\x00")
+_NODE_PREFIX = INTL.hasher(b"\x01")
 
 
 @dataclass(frozen=True)
