@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from gateway.errors import InvalidArgument, SuiteMismatch
 
@@ -77,6 +77,38 @@ def require_suite(what: str, actual: str, expected: str) -> None:
             f"{what}: is a suite {actual} key or message, but this federation uses "
             f"suite {expected}; every member key and message must be of the federation's suite"
         )
+
+
+K = TypeVar("K")
+
+
+class KeyText:
+    """One suite's key text form: a prefix (``sm2:`` for gm, none for intl), then
+    base64. Decoding checks the suite first, so the other suite's key is a
+    SuiteMismatch, and names ``what`` in every error."""
+
+    def __init__(self, suite: str, prefix: str, secret_len: int) -> None:
+        self.suite, self.prefix, self.secret_len = suite, prefix, secret_len
+
+    def encode(self, raw: bytes) -> str:
+        return self.prefix + b64(raw)
+
+    def raw(self, text: str, what: str) -> bytes:
+        require_suite(what, suite_of_text(text), self.suite)
+        return unb64(text[len(self.prefix) :], what)
+
+    def decode(self, text: str, what: str, make: Callable[[bytes], K]) -> K:
+        raw = self.raw(text, what)
+        try:
+            return make(raw)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{what}: {exc}") from exc
+
+    def decode_secret(self, text: str, what: str) -> bytes:
+        raw = self.raw(text, what)
+        if len(raw) != self.secret_len:
+            raise InvalidArgument.expected(f"{what}: decoded key length", self.secret_len, len(raw))
+        return raw
 
 
 class AnyVerifyKey(Protocol):

@@ -38,12 +38,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from gateway.crypto.base import (
     GM_KEY_PREFIX,
     HashObject,
+    KeyText,
     Rng,
     b64,
     pae,
-    require_suite,
-    suite_of_text,
-    unb64,
 )
 from gateway.errors import CryptoFailure, InvalidArgument
 
@@ -51,6 +49,7 @@ NAME: Final = "gm"
 DEFAULT_USER_ID: Final = b"1234567812345678"
 SM2_PUBLIC_LEN: Final = 65  # 04 || x || y
 SM2_PRIVATE_LEN: Final = 32
+_TEXT: Final = KeyText(NAME, GM_KEY_PREFIX, SM2_PRIVATE_LEN + SM2_PUBLIC_LEN)
 SM2_MAX_SIGNATURE_LEN: Final = 72  # DER SEQUENCE of two INTEGERs of <= 33 bytes
 SEAL_VERSION: Final = b"\x02"
 _SEAL_SECRET_LEN: Final = 32
@@ -209,7 +208,7 @@ class Sm2VerifyKey:
         return b64(self._raw)
 
     def encode(self) -> str:
-        return GM_KEY_PREFIX + b64(self._raw)
+        return _TEXT.encode(self._raw)
 
 
 def _check_private(d: bytes, what: str) -> None:
@@ -300,7 +299,7 @@ class Sm2SealPublicKey:
         return b64(self._raw)
 
     def encode(self) -> str:
-        return GM_KEY_PREFIX + b64(self._raw)
+        return _TEXT.encode(self._raw)
 
     def seal(
         self, domain: str, plaintext: bytes, associated_data: bytes, rng: Rng = os.urandom
@@ -418,32 +417,17 @@ class GmSuite:
     def seal_public_key(self, raw: bytes) -> Sm2SealPublicKey:
         return Sm2SealPublicKey(raw)
 
-    def _decode(self, text: str, what: str) -> bytes:
-        require_suite(what, suite_of_text(text), NAME)
-        return unb64(text[len(GM_KEY_PREFIX) :], what)
-
     def decode_verify_key(self, text: str, what: str) -> Sm2VerifyKey:
-        raw = self._decode(text, what)
-        try:
-            return Sm2VerifyKey(raw)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{what}: {exc}") from exc
+        return _TEXT.decode(text, what, Sm2VerifyKey)
 
     def decode_seal_public_key(self, text: str, what: str) -> Sm2SealPublicKey:
-        raw = self._decode(text, what)
-        try:
-            return Sm2SealPublicKey(raw)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{what}: {exc}") from exc
+        return _TEXT.decode(text, what, Sm2SealPublicKey)
 
     def decode_secret(self, text: str, what: str) -> bytes:
-        raw = self._decode(text, what)
-        if len(raw) != SM2_PRIVATE_LEN + SM2_PUBLIC_LEN:
-            raise InvalidArgument.expected(f"{what}: decoded key length", 97, len(raw))
-        return raw
+        return _TEXT.decode_secret(text, what)
 
     def encode_secret(self, secret: bytes) -> str:
-        return GM_KEY_PREFIX + b64(secret)
+        return _TEXT.encode(secret)
 
 
 SUITE: Final = GmSuite()

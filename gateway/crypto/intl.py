@@ -27,10 +27,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.crypto.base import HashObject, Rng, b64, pae, require_suite, suite_of_text, unb64
+from gateway.crypto.base import HashObject, KeyText, Rng, b64, pae
 from gateway.errors import CryptoFailure, InvalidArgument
 
 NAME: Final = "intl"
+_TEXT: Final = KeyText(NAME, "", 32)
 ED25519_PUBLIC_LEN: Final = 32
 ED25519_SIGNATURE_LEN: Final = 64
 X25519_KEY_LEN: Final = 32
@@ -90,7 +91,7 @@ class VerifyKey:
         return b64(self.raw)
 
     def encode(self) -> str:
-        return b64(self.raw)
+        return _TEXT.encode(self.raw)
 
 
 class SigningKey:
@@ -157,7 +158,7 @@ class SealPublicKey:
         return b64(self.raw)
 
     def encode(self) -> str:
-        return b64(self.raw)
+        return _TEXT.encode(self.raw)
 
     def seal(
         self, domain: str, plaintext: bytes, associated_data: bytes, rng: Rng = os.urandom
@@ -293,32 +294,17 @@ class IntlSuite:
     def seal_public_key(self, raw: bytes) -> SealPublicKey:
         return SealPublicKey(raw)
 
-    def _decode(self, text: str, what: str) -> bytes:
-        require_suite(what, suite_of_text(text), NAME)
-        return unb64(text, what)
-
     def decode_verify_key(self, text: str, what: str) -> VerifyKey:
-        raw = self._decode(text, what)
-        try:
-            return VerifyKey(raw)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{what}: {exc}") from exc
+        return _TEXT.decode(text, what, VerifyKey)
 
     def decode_seal_public_key(self, text: str, what: str) -> SealPublicKey:
-        raw = self._decode(text, what)
-        try:
-            return SealPublicKey(raw)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{what}: {exc}") from exc
+        return _TEXT.decode(text, what, SealPublicKey)
 
     def decode_secret(self, text: str, what: str) -> bytes:
-        raw = self._decode(text, what)
-        if len(raw) != 32:
-            raise InvalidArgument.expected(f"{what}: decoded key length", 32, len(raw))
-        return raw
+        return _TEXT.decode_secret(text, what)
 
     def encode_secret(self, secret: bytes) -> str:
-        return b64(secret)
+        return _TEXT.encode(secret)
 
 
 SUITE: Final = IntlSuite()
