@@ -40,8 +40,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway import crypto
-from gateway.catalogue import JURISDICTION_RE, is_jurisdiction_code
+from gateway import crypto, identifiers
 from gateway.crypto import (
     AnySealPrivateKey,
     AnySealPublicKey,
@@ -57,7 +56,9 @@ from gateway.crypto import (
     tls_key_matches_cert,
     unb64,
 )
-from gateway.errors import InvalidArgument, StorageFailure
+from gateway.errors import ConfigurationError, InvalidArgument, StorageFailure
+from gateway.identifiers import JurisdictionCode
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 SIGNING_FILE: Final = "signing.key"
 LEDGER_FILE: Final = "ledger.key"
@@ -70,8 +71,9 @@ PUBLIC_FILE: Final = "public.json"
 PRIVATE_FILES: Final = (SIGNING_FILE, LEDGER_FILE, SEAL_FILE, PSEUDONYM_FILE, TLS_KEY_FILE)
 ALL_FILES: Final = (*PRIVATE_FILES, TLS_CERT_FILE, PUBLIC_FILE)
 
+# A rule of the value types that carry a display name (descriptors, bundle
+# members): every gateway must accept the same names, so it is not configurable.
 MAX_NAME_LEN: Final = 128
-_MAX_KEY_FILE_BYTES: Final = 64 * 1024
 PSEUDONYM_KEY_LEN: Final = 32
 _DNS_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME: Final = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
@@ -89,12 +91,6 @@ def key_id(key: AnyVerifyKey | AnySealPublicKey) -> str:
     """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)
     (an identifier in both suites)."""
     return sha256_hex(key.raw)[:16]
-
-
-def check_jurisdiction(code: str) -> str:
-    if not isinstance(code, str) or not is_jurisdiction_code(code):
-        raise InvalidArgument.expected("jurisdiction code", "six digits (e.g. 110000)", code)
-    return code
 
 
 def check_name(name: str) -> str:
@@ -123,7 +119,7 @@ class GatewayKeys:
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
 
     def __post_init__(self) -> None:
-        check_jurisdiction(self.jurisdiction)
+        identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
         check_name(self.name)
         if len(self.pseudonym_key) != PSEUDONYM_KEY_LEN:
             raise InvalidArgument.expected(
@@ -165,7 +161,7 @@ class PublicDescriptor(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    jurisdiction: JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     signing_key: str
     ledger_key: str
@@ -223,12 +219,14 @@ def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
 # --------------------------------------------------------------------------
 
 
-def load_public_descriptor(path: Path) -> PublicDescriptor:
+def load_public_descriptor(path: Path, limits: Limits = DEFAULT_LIMITS) -> PublicDescriptor:
     """Read and check a ``public.json`` (or ``<dir>/public.json``)."""
     path = Path(path)
     if path.is_dir():
         path = path / PUBLIC_FILE
-    return parse_public_descriptor(_read(path, private=False, strict_permissions=False), str(path))
+    return parse_public_descriptor(
+        _read(path, private=False, strict_permissions=False, limits=limits), str(path)
+    )
 
 
 def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
@@ -264,7 +262,7 @@ def generate_keys(
     The TLS certificate names ``gw-<jurisdiction>`` plus ``hostnames`` as DNS
     SANs and 127.0.0.1 / ::1 as IP SANs.
     """
-    check_jurisdiction(jurisdiction)
+    identifiers.jurisdiction(jurisdiction, "jurisdiction code")
     check_name(name)
     cs = crypto.suite(suite)
     for host in hostnames:
@@ -313,7 +311,7 @@ def _key_line(suite: crypto.Suite, secret: bytes) -> bytes:
     return (suite.encode_secret(secret) + "\n").encode("ascii")
 
 
-def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
+def _read(path: Path, private: bool, strict_permissions: bool, limits: Limits) -> bytes:
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
@@ -323,9 +321,9 @@ def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
                 f"{path}: private key file is accessible by group or others "
                 f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 on it"
             )
-        if st.st_size > _MAX_KEY_FILE_BYTES:
+        if st.st_size > limits.max_key_file_bytes:
             raise InvalidArgument.expected(
-                f"{path}: size", f"<= {_MAX_KEY_FILE_BYTES} bytes", st.st_size
+                f"{path}: size", f"<= {limits.max_key_file_bytes} bytes", st.st_size
             )
         return path.read_bytes()
     except FileNotFoundError as exc:
@@ -334,45 +332,64 @@ def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
         raise StorageFailure(f"{path}: cannot read key file: {exc.strerror}") from exc
 
 
-def _read_line(path: Path, strict_permissions: bool) -> str:
-    data = _read(path, private=True, strict_permissions=strict_permissions)
+def _read_line(path: Path, strict_permissions: bool, limits: Limits) -> str:
+    data = _read(path, private=True, strict_permissions=strict_permissions, limits=limits)
     try:
         return data.decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{path}: expected one line of base64, found other bytes") from exc
 
 
-def _read_secret(path: Path, suite: crypto.Suite, strict_permissions: bool) -> bytes:
-    return suite.decode_secret(_read_line(path, strict_permissions), str(path))
+def _read_secret(
+    path: Path, suite: crypto.Suite, strict_permissions: bool, limits: Limits
+) -> bytes:
+    return suite.decode_secret(_read_line(path, strict_permissions, limits), str(path))
 
 
-def _read_raw32(path: Path, strict_permissions: bool) -> bytes:
-    raw = unb64(_read_line(path, strict_permissions), str(path))
+def _read_raw32(path: Path, strict_permissions: bool, limits: Limits) -> bytes:
+    raw = unb64(_read_line(path, strict_permissions, limits), str(path))
     if len(raw) != 32:
         raise InvalidArgument.expected(f"{path}: decoded key length", 32, len(raw))
     return raw
 
 
-def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
+def load_keys(
+    key_dir: Path, strict_permissions: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> GatewayKeys:
     """Load a key directory written by :func:`generate_keys`.
 
     Checks that ``public.json`` matches the private keys and the certificate,
     and (with ``strict_permissions``, the default) that private key files are
     not readable by group or others. Raises StorageFailure for a missing or
-    unreadable file and InvalidArgument for a bad one, naming the file.
+    unreadable file and ConfigurationError for a bad one or for files that do
+    not match each other, naming the file: the gateway's own keys are its
+    operator's configuration, never a caller's input.
     """
-    key_dir = Path(key_dir)
+    try:
+        return _load_keys(Path(key_dir), strict_permissions, limits)
+    except InvalidArgument as exc:
+        raise ConfigurationError(exc.message) from exc
+
+
+def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> GatewayKeys:
     # The signing key's own line names the suite; the other keys must agree.
-    cs = crypto.suite(crypto.suite_of_text(_read_line(key_dir / SIGNING_FILE, strict_permissions)))
-    signing = cs.signing_key(_read_secret(key_dir / SIGNING_FILE, cs, strict_permissions))
-    ledger = cs.signing_key(_read_secret(key_dir / LEDGER_FILE, cs, strict_permissions))
-    seal = cs.seal_private_key(_read_secret(key_dir / SEAL_FILE, cs, strict_permissions))
-    pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions)
-    tls_key = _read(key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions)
+    first = _read_line(key_dir / SIGNING_FILE, strict_permissions, limits)
+    cs = crypto.suite(crypto.suite_of_text(first))
+
+    def secret(file: str) -> bytes:
+        return _read_secret(key_dir / file, cs, strict_permissions, limits)
+
+    signing = cs.signing_key(secret(SIGNING_FILE))
+    ledger = cs.signing_key(secret(LEDGER_FILE))
+    seal = cs.seal_private_key(secret(SEAL_FILE))
+    pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions, limits)
+    tls_key = _read(
+        key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions, limits=limits
+    )
     if b"PRIVATE KEY-----" not in tls_key:
         raise InvalidArgument(f"{key_dir / TLS_KEY_FILE}: expected a PEM private key")
     cert_path = key_dir / TLS_CERT_FILE
-    cert = _read(cert_path, private=False, strict_permissions=False)
+    cert = _read(cert_path, private=False, strict_permissions=False, limits=limits)
     try:
         fingerprint = cert_fingerprint(cert)
     except InvalidArgument as exc:
@@ -384,7 +401,7 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
         )
     public_path = key_dir / PUBLIC_FILE
     desc = parse_public_descriptor(
-        _read(public_path, private=False, strict_permissions=False), str(public_path)
+        _read(public_path, private=False, strict_permissions=False, limits=limits), str(public_path)
     )
     sign_pub, ledger_pub, seal_pub = desc.keys(str(public_path))
     mismatches: list[tuple[str, Any, Any]] = [

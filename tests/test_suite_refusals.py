@@ -17,7 +17,12 @@ import pytest
 
 from gateway import crypto
 from gateway.cli import main
-from gateway.errors import CryptoFailure, InvalidArgument, SuiteMismatch, TrustBundleRejected
+from gateway.errors import (
+    ConfigurationError,
+    CryptoFailure,
+    SuiteMismatch,
+    TrustBundleRejected,
+)
 from gateway.identity import generate_keys, load_keys, load_public_descriptor
 from gateway.trust import (
     Member,
@@ -119,7 +124,8 @@ def test_key_directory_mixing_suites_is_refused(tmp_path: Path) -> None:
     generate_keys(tmp_path / "gm", "110000", "北京", suite="gm")
     generate_keys(tmp_path / "intl", "110000", "北京", suite="intl")
     shutil.copy(tmp_path / "intl" / "seal.key", tmp_path / "gm" / "seal.key")
-    with pytest.raises(SuiteMismatch, match=r"seal.key.*suite intl.*suite gm"):
+    # The gateway's own keys are its operator's configuration: a ConfigurationError.
+    with pytest.raises(ConfigurationError, match=r"seal.key.*suite intl.*suite gm"):
         load_keys(tmp_path / "gm")
 
 
@@ -130,7 +136,7 @@ def test_gm_key_directory_round_trips(tmp_path: Path) -> None:
     assert loaded.signing.verify_key == made.signing.verify_key
     assert loaded.seal.public_key == made.seal.public_key
     assert (tmp_path / "gm" / "signing.key").read_text().startswith("sm2:")
-    with pytest.raises(InvalidArgument):  # a truncated key file names the file
+    with pytest.raises(ConfigurationError, match=r"ledger\.key"):  # a truncated key file
         (tmp_path / "gm" / "ledger.key").write_text("sm2:AAAA\n")
         load_keys(tmp_path / "gm")
 

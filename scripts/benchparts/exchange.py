@@ -77,12 +77,14 @@ def _drive(
     return latencies, len(latencies) / elapsed
 
 
-def _start_pair(tmp: Path, suite: str) -> tuple[dict[str, subprocess.Popen[bytes]], Any]:
+def _start_pair(
+    tmp: Path, suite: str, quick: bool
+) -> tuple[dict[str, subprocess.Popen[bytes]], Any]:
     """Hebei and Beijing gateways of ``suite``; returns their processes and a client call."""
     members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
     fed = build_federation(
         tmp / f"fed-{suite}",
-        rows=500,
+        rows=100 if quick else 500,
         policies=_bench_policies(tmp / f"policies-{suite}"),
         members=members,
         suite=suite,
@@ -104,7 +106,7 @@ def _start_pair(tmp: Path, suite: str) -> tuple[dict[str, subprocess.Popen[bytes
 def run(quick: bool = False, suite: str = "intl") -> Report:
     """``suite`` gm measures a gm federation and, in the same run, an intl one."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
-    n1, per32 = (150, 10) if quick else (600, 40)
+    n1, per32 = (40, 3) if quick else (600, 40)
     relays: list[subprocess.Popen[bytes]] = []
     procs: dict[str, subprocess.Popen[bytes]] = {}
     suites = ("intl", "gm") if suite == "gm" else ("intl",)
@@ -112,7 +114,7 @@ def run(quick: bool = False, suite: str = "intl") -> Report:
         clients: dict[str, Any] = {}
         reply_size = 0
         for s in suites:
-            procs_s, (client, req) = _start_pair(tmp, s)
+            procs_s, (client, req) = _start_pair(tmp, s, quick)
             procs.update({f"{s}-{k}": v for k, v in procs_s.items()})
             clients[s] = (client, req)
             reply_size = max(reply_size, client.get_records(**req).ByteSize())

@@ -1,6 +1,6 @@
 """Ledger benchmark: append throughput, full verification vs the raw hash, proof latency.
 
-Builds a 1,000,000-entry ledger (``--quick``: 50,000) in a temporary folder
+Builds a 1,000,000-entry ledger (``--quick``: 20,000) in a temporary folder
 with batched appends, measures durable single appends on a fresh file, runs
 the full offline verification (chain + tree + stored nodes + checkpoints) and,
 in the same run, the suite's raw hash (SHA-256, or SM3 for gm) over the same
@@ -88,8 +88,8 @@ def _measure(tmp: Path, suite: str, n: int, singles: int) -> dict[str, float]:
 
 
 def run(quick: bool, suite: str = "intl") -> Report:
-    n = 50_000 if quick else 1_000_000
-    singles = 50 if quick else 200
+    n = 20_000 if quick else 1_000_000
+    singles = 20 if quick else 200
     rep = Report(f"ledger ({n:,} entries, suite {suite})", ["value", "unit"])
     hash_name = crypto.suite(suite).hash_name
     with tempfile.TemporaryDirectory() as tmp:
