@@ -90,6 +90,7 @@ def open_envelope(
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
         )
+    crypto.require_signature_suite(member.signing_key, env.signature, "envelope signature")
     member.signing_key.verify(env.payload_type, env.payload, env.signature)
     return OpenedEnvelope(
         payload_type=env.payload_type,

@@ -152,3 +152,30 @@ def test_payload_sealed_by_the_other_suite_is_refused_as_a_suite_mismatch(
         crypto.open_sealed(to, "dom", blob, b"ad")
     with pytest.raises(CryptoFailure):  # an unknown version byte stays opaque
         crypto.open_sealed(to, "dom", b"\x7f" + blob[1:], b"ad")
+
+
+def test_envelope_signed_with_the_other_suites_key_is_refused_as_a_suite_mismatch(
+    tmp_path: Path,
+) -> None:
+    from gateway.envelope import open_envelope, sign_envelope
+    from gateway.trust import TrustBundle
+
+    generate_keys(tmp_path / "gm", "110000", "北京", suite="gm")
+    bundle = TrustBundle(
+        "f", 1, NOW, NOW + dt.timedelta(days=1), (_member(tmp_path / "gm"),), "0" * 64, "gm"
+    )
+    intl_key = crypto.INTL.generate_signing_key(os.urandom)
+    env = sign_envelope(intl_key, "110000", "cn.dataexchange.gateway.v1.PeerRecordRequest", b"x")
+    with pytest.raises(SuiteMismatch, match=r"envelope signature.*suite intl.*suite gm"):
+        open_envelope(env, "cn.dataexchange.gateway.v1.PeerRecordRequest", bundle, None, 1 << 20)
+    gm_key = load_keys(tmp_path / "gm").signing
+    good = sign_envelope(gm_key, "110000", "cn.dataexchange.gateway.v1.PeerRecordRequest", b"x")
+    assert open_envelope(
+        good, "cn.dataexchange.gateway.v1.PeerRecordRequest", bundle, None, 1 << 20
+    )
+    forged = sign_envelope(
+        crypto.GM.generate_signing_key(os.urandom), "110000",
+        "cn.dataexchange.gateway.v1.PeerRecordRequest", b"x",
+    )  # fmt: skip
+    with pytest.raises(CryptoFailure):  # same suite, wrong key: opaque as ever
+        open_envelope(forged, "cn.dataexchange.gateway.v1.PeerRecordRequest", bundle, None, 1 << 20)

@@ -79,6 +79,24 @@ def suite_of(key: AnyVerifyKey | AnySigningKey | AnySealPublicKey | AnySealPriva
     return _SUITES[key.suite]
 
 
+def _der_shaped(signature: bytes) -> bool:
+    return len(signature) >= 8 and signature[0] == 0x30 and signature[1] == len(signature) - 2
+
+
+def require_signature_suite(key: AnyVerifyKey, signature: bytes, what: str) -> None:
+    """Refuse a signature whose *format* is the other suite's (a 64-byte raw
+    Ed25519 signature for an SM2 key, a DER SM2 signature for an Ed25519 key)
+    with a SuiteMismatch, before any verification. Says nothing about keys:
+    the verification that follows stays opaque."""
+    if _der_shaped(signature):
+        shaped = "gm"
+    elif len(signature) == ED25519_SIGNATURE_LEN:
+        shaped = "intl"
+    else:
+        return
+    require_suite(what, shaped, key.suite)
+
+
 def seal(
     recipient: AnySealPublicKey,
     domain: str,
@@ -135,6 +153,7 @@ __all__ = [
     "make_tls_identity",
     "open_sealed",
     "pae",
+    "require_signature_suite",
     "require_suite",
     "seal",
     "sha256",
