@@ -26,6 +26,7 @@ signing key must not be able to forge ledger checkpoints, and vice versa.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -135,6 +136,16 @@ class GatewayKeys:
     def suite(self) -> crypto.Suite:
         """The cipher suite of every key here (the federation's)."""
         return crypto.suite_of(self.signing)
+
+    def with_sm2_user_id(self, user_id: str) -> GatewayKeys:
+        """The same keys signing with the SM2 signer id a gm trust bundle names
+        ("" is the standard default); intl keys are returned unchanged."""
+        if not user_id:
+            return self
+        uid = user_id.encode("ascii")
+        return dataclasses.replace(
+            self, signing=self.signing.with_user_id(uid), ledger=self.ledger.with_user_id(uid)
+        )
 
     def __repr__(self) -> str:
         return f"GatewayKeys(jurisdiction={self.jurisdiction!r}, name={self.name!r}, <redacted>)"

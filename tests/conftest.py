@@ -51,10 +51,14 @@ class RunningFederation:
 
 
 def start_federation(
-    root: Path, rows: int = 300, policies: Path | None = None, suite: str = "intl"
+    root: Path,
+    rows: int = 300,
+    policies: Path | None = None,
+    suite: str = "intl",
+    sm2_user_id: str = "",
 ) -> RunningFederation:
     extra = {"policies": policies} if policies else {}
-    fed = build_federation(root, rows=rows, suite=suite, **extra)  # type: ignore[arg-type]
+    fed = build_federation(root, rows=rows, suite=suite, sm2_user_id=sm2_user_id, **extra)  # type: ignore[arg-type]
     gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
     for gw in gws.values():
         gw.start()

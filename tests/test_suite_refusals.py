@@ -179,3 +179,29 @@ def test_envelope_signed_with_the_other_suites_key_is_refused_as_a_suite_mismatc
     )  # fmt: skip
     with pytest.raises(CryptoFailure):  # same suite, wrong key: opaque as ever
         open_envelope(forged, "cn.dataexchange.gateway.v1.PeerRecordRequest", bundle, None, 1 << 20)
+
+
+def test_sm2_user_id_is_refused_in_an_intl_bundle_and_kept_across_reissue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fed = tmp_path / "fed"
+    assert (
+        main(["federation", "init", "--out", str(fed), "--name", "f", "--sm2-user-id", "x@y"]) != 0
+    )
+    assert "sm2_user_id in a bundle of suite intl" in capsys.readouterr().err
+    assert main([
+        "federation", "init", "--out", str(fed), "--name", "f", "--suite", "gm",
+        "--sm2-user-id", "bureau@jjj.gov.cn",
+    ]) == 0  # fmt: skip
+    generate_keys(tmp_path / "k", "110000", "北京", suite="gm")
+    assert main([
+        "federation", "add-member", "--bundle", str(fed / "bundle.json"),
+        "--authority-key", str(fed / "authority.key"), "--public", str(tmp_path / "k"),
+        "--endpoint", "127.0.0.1:7001",
+    ]) == 0  # fmt: skip
+    bundle = load_bundle(fed / "bundle.json")
+    assert bundle.version == 2 and bundle.sm2_user_id == "bureau@jjj.gov.cn"
+    assert bundle.members[0].signing_key.user_id == b"bureau@jjj.gov.cn"  # type: ignore[attr-defined]
+    capsys.readouterr()
+    assert main(["federation", "show", "--bundle", str(fed / "bundle.json")]) == 0
+    assert "SM2 user id bureau@jjj.gov.cn" in capsys.readouterr().out

@@ -50,6 +50,13 @@ def register(sub: Any) -> None:
         help="cipher suite of every key and message, fixed for the federation's life: "
         "intl (Ed25519, X25519, ChaCha20-Poly1305, SHA-256) or gm (国密 SM2, SM3, SM4)",
     )
+    init.add_argument(
+        "--sm2-user-id",
+        default="",
+        metavar="ID",
+        help="gm only: the SM2 signer id in every member key's Z value "
+        "(default the standard 1234567812345678)",
+    )
     init.add_argument("--force", action="store_true", help="overwrite an existing federation")
     init.set_defaults(func=_init)
 
@@ -96,7 +103,12 @@ def _now() -> _dt.datetime:
 
 def _init(args: argparse.Namespace) -> int:
     pub, path = init_federation(
-        args.out, args.name, validity_days=args.validity_days, force=args.force, suite=args.suite
+        args.out,
+        args.name,
+        validity_days=args.validity_days,
+        force=args.force,
+        suite=args.suite,
+        sm2_user_id=args.sm2_user_id,
     )
     print(
         f"created federation {args.name} (suite {args.suite}): "
@@ -153,6 +165,8 @@ def _show(args: argparse.Namespace) -> int:
     b = load_bundle(args.bundle, authority, now=_now())
     print(f"federation {b.federation}")
     print(f"  suite       {b.suite}")
+    if b.suite == "gm":
+        print(f"  SM2 user id {b.sm2_user_id or '1234567812345678 (default)'}")
     print(f"  version     {b.version}")
     print(f"  issued at   {b.issued_at.isoformat()}")
     print(f"  expires at  {b.expires_at.isoformat()}")

@@ -291,11 +291,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         members: list[MemberKeys] = []
         log_key = None
+        pinned: dict[str, AnyVerifyKey] | None = None
+        witnesses: dict[str, AnyVerifyKey] | None = None
         if args.bundle is not None:
             keys, members = trusted_keys(args.bundle)
             log_key = keys.get(ledger.origin)
             if log_key is None:
                 raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
+            pinned = {ledger.origin: log_key}
+            witnesses = trusted_witness_keys(args.bundle, ledger.origin)
         data = export_bundle(
             ledger,
             request_id=args.request_id,
@@ -303,15 +307,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             until_ms=_parse_time(args.until, "--until") if args.until else None,
             members=members,
             log_key=log_key,
-            witness_keys=(
-                trusted_witness_keys(args.bundle, ledger.origin)
-                if args.bundle is not None
-                else None
-            ),
+            witness_keys=witnesses,
         )
     finally:
         ledger.close()
-    verify_bundle_bytes(data)  # never hand out a bundle that does not verify
+    # Never hand out a bundle that does not verify (with the trust bundle's keys
+    # when given: a gm bundle's SM2 user id is in those keys, not in the file).
+    verify_bundle_bytes(data, pinned, witnesses)
     args.output.write_bytes(data)
     print(f"wrote {args.output} ({len(data)} bytes)")
     return 0

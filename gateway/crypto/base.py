@@ -131,6 +131,10 @@ class AnyVerifyKey(Protocol):
 
     def b64(self) -> str: ...
 
+    def with_user_id(self, user_id: bytes) -> AnyVerifyKey:
+        """The same key with another signer id in its Z value (gm; intl keys have
+        none and return themselves)."""
+
 
 class AnySigningKey(Protocol):
     """A private signature key of some suite. Never printed, never logged."""
@@ -147,6 +151,8 @@ class AnySigningKey(Protocol):
 
     def secret(self) -> bytes:
         """The bytes the key file stores."""
+
+    def with_user_id(self, user_id: bytes) -> AnySigningKey: ...
 
 
 class AnySealPublicKey(Protocol):

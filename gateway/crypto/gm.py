@@ -210,6 +210,9 @@ class Sm2VerifyKey:
     def encode(self) -> str:
         return _TEXT.encode(self._raw)
 
+    def with_user_id(self, user_id: bytes) -> Sm2VerifyKey:
+        return Sm2VerifyKey(self._raw, user_id)
+
 
 def _check_private(d: bytes, what: str) -> None:
     if len(d) != SM2_PRIVATE_LEN or not 1 <= int.from_bytes(d, "big") <= _N - 2:
@@ -259,6 +262,9 @@ class Sm2SigningKey:
     def sign_raw(self, message: bytes) -> bytes:
         e = sm3(self._public._z + message)
         return bytes(_g.sm2_sign_sm3_digest(self._d, e))
+
+    def with_user_id(self, user_id: bytes) -> Sm2SigningKey:
+        return Sm2SigningKey(self._d, self._public.raw, user_id)
 
     def __repr__(self) -> str:
         return "Sm2SigningKey(<redacted>)"

@@ -93,6 +93,9 @@ class VerifyKey:
     def encode(self) -> str:
         return _TEXT.encode(self.raw)
 
+    def with_user_id(self, user_id: bytes) -> VerifyKey:
+        return self  # Ed25519 has no signer id
+
 
 class SigningKey:
     """An Ed25519 private key. Never printed, never logged."""
@@ -130,6 +133,9 @@ class SigningKey:
         """Ed25519 over exact bytes. Only for formats that carry their own
         domain separation (C2SP signed notes and cosignatures)."""
         return bytes(self._key.sign(message).signature)
+
+    def with_user_id(self, user_id: bytes) -> SigningKey:
+        return self
 
     def __repr__(self) -> str:
         return "SigningKey(<redacted>)"

@@ -110,11 +110,12 @@ def build_federation(
     members: tuple[MemberSpec, ...] = CLUSTER,
     seed: int = 20260101,
     suite: str = "intl",
+    sm2_user_id: str = "",
 ) -> Federation:
     """Create keys (of cipher suite ``suite``), the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
-    init_federation(fed, FEDERATION_NAME, validity_days=365, suite=suite)
+    init_federation(fed, FEDERATION_NAME, validity_days=365, suite=suite, sm2_user_id=sm2_user_id)
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code

@@ -36,6 +36,7 @@ from gateway.ledger.merkle import TreeHasher, verify_inclusion
 from gateway.ledger.note import (
     SIG_COSIGNATURE_V1,
     Checkpoint,
+    NoteVerifier,
     cosignatures_in,
     open_checkpoint,
     parse_vkey,
@@ -214,7 +215,7 @@ def verify_bundle_bytes(
             raise VerificationFailed(f"evidence bundle: origin {origin!r} not in the trust bundle")
         if pinned.raw != key.raw:
             raise VerificationFailed("evidence bundle: log key differs from the trust bundle")
-        source = "trust bundle"
+        key, source = pinned, "trust bundle"  # the bundle's key (with a gm bundle's SM2 id)
     members = content["members"]
     if not isinstance(members, list):
         raise VerificationFailed("evidence bundle: members is not a list")
@@ -254,6 +255,7 @@ def verify_bundle_bytes(
                 raise VerificationFailed(
                     f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
                 )
+            w = NoteVerifier(w.name, pinned_w, w.sig_type)
         witnesses[w.name] = w.key
     cosigners = cosignatures_in(str(content["checkpoint"]), witnesses, limits)
     missing = sorted(set(witnesses) - set(cosigners))

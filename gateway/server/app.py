@@ -30,7 +30,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
@@ -100,6 +100,8 @@ class Gateway:
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
+        # A gm bundle may name the SM2 signer id of every member key's Z value.
+        self.keys = self.keys.with_sm2_user_id(self._bundle.sm2_user_id)
 
         self.policy_store = PolicyStore(config.policies, limits=limits)
         if self.policy_store.current.catalogue.holder != self.me:
@@ -200,6 +202,10 @@ class Gateway:
             raise ConfigurationError(
                 f"the trust bundle is for suite {bundle.suite} but this gateway's keys are "
                 f"suite {self.keys.suite.name}"
+            )
+        if hasattr(self, "_bundle") and bundle.sm2_user_id != self._bundle.sm2_user_id:
+            raise TrustBundleRejected(
+                "the new trust bundle changes the SM2 user id; restart the gateway to adopt it"
             )
         if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
             raise ConfigurationError(

@@ -49,6 +49,7 @@ def sign_bundle(
     members: Iterable[Member],
     authority: AnySigningKey,
     limits: Limits = DEFAULT_LIMITS,
+    sm2_user_id: str = "",
 ) -> bytes:
     """Produce the signed bundle file bytes.
 
@@ -60,7 +61,9 @@ def sign_bundle(
     members = tuple(members)
     for m in members:
         crypto.require_suite(f"member {m.jurisdiction}'s keys", m.suite, authority.suite)
-    payload = bundle_payload(federation, version, issued_at, expires_at, members, authority.suite)
+    payload = bundle_payload(
+        federation, version, issued_at, expires_at, members, authority.suite, sm2_user_id
+    )
     if len(payload) > limits.max_bundle_bytes:
         raise TrustBundleRejected(
             f"trust bundle too large: {len(payload)} bytes, limit {limits.max_bundle_bytes}"
@@ -87,10 +90,13 @@ def init_federation(
     rng: Rng = os.urandom,
     force: bool = False,
     suite: str = crypto.DEFAULT_SUITE,
+    sm2_user_id: str = "",
 ) -> tuple[AnyVerifyKey, Path]:
     """Create ``authority.key`` (0600), ``authority.pub`` and a version-1 bundle
     with no members in ``out_dir``, all of cipher suite ``suite`` (``intl`` or
-    ``gm``, fixed for the federation's life). Refuses to overwrite unless ``force``."""
+    ``gm``, fixed for the federation's life; a gm federation may name another
+    SM2 signer id than the default for its members' keys). Refuses to overwrite
+    unless ``force``."""
     cs = crypto.suite(suite)
     out_dir = Path(out_dir)
     check_name(name)
@@ -105,7 +111,10 @@ def init_federation(
         )
     now = now or _dt.datetime.now(_dt.UTC)
     authority = cs.generate_signing_key(rng)
-    data = sign_bundle(name, 1, now, now + _dt.timedelta(days=validity_days), (), authority)
+    data = sign_bundle(
+        name, 1, now, now + _dt.timedelta(days=validity_days), (), authority,
+        sm2_user_id=sm2_user_id,
+    )  # fmt: skip
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(
@@ -145,6 +154,7 @@ def reissue_bundle_file(
         now + _dt.timedelta(days=validity_days),
         new_members,
         authority,
+        sm2_user_id=current.sm2_user_id,
     )
     try:
         write_file_atomic(bundle_path, data, 0o644)

@@ -225,10 +225,15 @@ class TrustBundle:
     members: tuple[Member, ...]
     digest: str  # hex digest (the suite's hash) of the signed payload bytes
     suite: str = crypto.DEFAULT_SUITE  # "intl" or "gm": every key is of this suite
+    # gm only: the SM2 signer id every member key's Z value uses; "" means the
+    # standard default 1234567812345678 (the authority key always uses the default).
+    sm2_user_id: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.federation)
         crypto.check_suite_name(self.suite)
+        if self.sm2_user_id and self.suite != "gm":
+            raise InvalidArgument("sm2_user_id: only a gm bundle names an SM2 user id")
         for m in self.members:
             crypto.require_suite(f"member {m.jurisdiction}'s keys", m.suite, self.suite)
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:

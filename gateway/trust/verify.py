@@ -100,6 +100,9 @@ class _BundleModel(_Strict):
     expires_at: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
     members: list[_MemberModel]
     suite: Literal["intl", "gm"] = "intl"  # absent in bundles from before suites
+    sm2_user_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] = (
+        "1234567812345678"
+    )
 
 
 def _malformed(exc: ValidationError, what: str) -> TrustBundleRejected:
@@ -161,6 +164,10 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
         )
     members: list[Member] = []
     suite = crypto.suite(model.suite)
+    user_id = "" if model.sm2_user_id == crypto.gm.DEFAULT_USER_ID.decode() else model.sm2_user_id
+    if user_id and suite.name != "gm":
+        raise TrustBundleRejected("trust bundle malformed: sm2_user_id in a bundle of suite intl")
+    uid = user_id.encode("ascii") or crypto.gm.DEFAULT_USER_ID
     for i, mm in enumerate(model.members):
         if len(mm.datasets) > limits.max_datasets_per_member:
             raise TrustBundleRejected(
@@ -178,8 +185,12 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     jurisdiction=mm.jurisdiction,
                     name=mm.name,
                     endpoint=mm.endpoint,
-                    signing_key=suite.decode_verify_key(mm.signing_key, "signing_key"),
-                    ledger_key=suite.decode_verify_key(mm.ledger_key, "ledger_key"),
+                    signing_key=suite.decode_verify_key(mm.signing_key, "signing_key").with_user_id(
+                        uid
+                    ),
+                    ledger_key=suite.decode_verify_key(mm.ledger_key, "ledger_key").with_user_id(
+                        uid
+                    ),
                     seal_key=suite.decode_seal_public_key(mm.seal_key, "seal_key"),
                     tls_cert_pem=mm.tls_cert_pem.encode("utf-8"),
                     tls_fingerprint=mm.tls_fingerprint,
@@ -204,6 +215,7 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
             members=tuple(members),
             digest=suite.digest(payload).hex(),
             suite=suite.name,
+            sm2_user_id=user_id,
         )
     except InvalidArgument as exc:
         raise TrustBundleRejected(f"trust bundle malformed: {exc}") from exc
@@ -221,11 +233,15 @@ def bundle_payload(
     expires_at: _dt.datetime,
     members: Iterable[Member],
     suite: str = crypto.DEFAULT_SUITE,
+    sm2_user_id: str = "",
 ) -> bytes:
-    """Canonical JSON payload bytes (times truncated to whole seconds, UTC)."""
+    """Canonical JSON payload bytes (times truncated to whole seconds, UTC).
+    ``sm2_user_id`` "" (the default id) is left out of the payload."""
     ms = sorted(members, key=lambda m: m.jurisdiction)
+    extra = {"sm2_user_id": sm2_user_id} if sm2_user_id else {}
     return canonical_json(
         {
+            **extra,
             "suite": crypto.check_suite_name(suite),
             "federation": federation,
             "version": version,
