@@ -219,6 +219,21 @@ def _check_private(d: bytes, what: str) -> None:
         raise InvalidArgument(f"{what}: not an SM2 private key")
 
 
+def _generate() -> tuple[bytes, bytes]:
+    """A fresh SM2 key pair from GmSSL: (d, 04 || x || y)."""
+    public, private = _g.sm2_key_generate()
+    return bytes(private), b"\x04" + bytes(public)
+
+
+def _split_secret(secret: bytes, what: str) -> tuple[bytes, bytes]:
+    """A key file's d || 04 || x || y as (d, public point)."""
+    if len(secret) != SM2_PRIVATE_LEN + SM2_PUBLIC_LEN:
+        raise InvalidArgument.expected(
+            f"{what}: length", SM2_PRIVATE_LEN + SM2_PUBLIC_LEN, len(secret)
+        )
+    return secret[:SM2_PRIVATE_LEN], secret[SM2_PRIVATE_LEN:]
+
+
 class Sm2SigningKey:
     """An SM2 private key. Never printed, never logged."""
 
@@ -231,14 +246,11 @@ class Sm2SigningKey:
 
     @classmethod
     def generate(cls, user_id: bytes = DEFAULT_USER_ID) -> Sm2SigningKey:
-        public, private = _g.sm2_key_generate()
-        return cls(bytes(private), b"\x04" + bytes(public), user_id)
+        return cls(*_generate(), user_id)
 
     @classmethod
     def from_secret(cls, secret: bytes, what: str = "SM2 signing key") -> Sm2SigningKey:
-        if len(secret) != SM2_PRIVATE_LEN + SM2_PUBLIC_LEN:
-            raise InvalidArgument.expected(f"{what}: length", 97, len(secret))
-        key = cls(secret[:SM2_PRIVATE_LEN], secret[SM2_PRIVATE_LEN:])
+        key = cls(*_split_secret(secret, what))
         try:
             key.verify_key.verify_raw(_PROBE, key.sign_raw(_PROBE))
         except CryptoFailure as exc:
@@ -335,14 +347,11 @@ class Sm2SealPrivateKey:
 
     @classmethod
     def generate(cls) -> Sm2SealPrivateKey:
-        public, private = _g.sm2_key_generate()
-        return cls(bytes(private), b"\x04" + bytes(public))
+        return cls(*_generate())
 
     @classmethod
     def from_secret(cls, secret: bytes, what: str = "SM2 seal key") -> Sm2SealPrivateKey:
-        if len(secret) != SM2_PRIVATE_LEN + SM2_PUBLIC_LEN:
-            raise InvalidArgument.expected(f"{what}: length", 97, len(secret))
-        key = cls(secret[:SM2_PRIVATE_LEN], secret[SM2_PRIVATE_LEN:])
+        key = cls(*_split_secret(secret, what))
         try:
             ok = key.open(_PROBE.decode(), key.public_key.seal(_PROBE.decode(), _PROBE, b""), b"")
         except CryptoFailure:
