@@ -454,6 +454,14 @@ def verify_store(
     th = TreeHasher.for_suite(crypto.suite_of(key))  # the trusted key fixes the suite
     EMPTY_ROOT = th.empty_root
     rows = store.checkpoints()
+    stored_suite = store.get_meta("suite") or "intl"  # self-description, named in the refusal
+    if stored_suite != key.suite:
+        mismatch = Problem(
+            "suite-mismatch",
+            f"the ledger is a suite {stored_suite} ledger but the trusted log key is suite "
+            f"{key.suite}: verify it with its own federation's trust bundle",
+        )
+        return LedgerReport(0, len(rows), EMPTY_ROOT, 0, mismatch)
     trusted_required: list[_Required] = []
     for n, note in enumerate(trusted):
         try:

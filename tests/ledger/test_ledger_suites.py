@@ -109,3 +109,20 @@ def test_ledger_file_of_the_other_suite_is_refused(tmp_path: Path) -> None:
     ro = SqliteLedger.open_readonly(tmp_path / "gm.db")
     assert ro.suite.name == "gm"
     ro.close()
+
+
+def test_verifying_a_gm_ledger_with_an_intl_key_names_the_suites(tmp_path: Path) -> None:
+    from gateway.ledger.storage import SqliteLedgerStore
+    from gateway.ledger.verify import verify_store
+
+    ledger = SqliteLedger(tmp_path / "gm.db", crypto.GM.generate_signing_key(), ORIGIN)
+    ledger.append_many(make_event(i) for i in range(3))
+    ledger.checkpoint_now()
+    ledger.close()
+    store = SqliteLedgerStore(tmp_path / "gm.db", readonly=True)
+    try:
+        report = verify_store(store, ORIGIN, crypto.INTL.generate_signing_key().verify_key)
+    finally:
+        store.close()
+    assert report.problem is not None and report.problem.kind == "suite-mismatch"
+    assert "suite gm ledger" in report.problem.detail and "suite intl" in report.problem.detail
