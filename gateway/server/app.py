@@ -203,7 +203,8 @@ class Gateway:
                 f"the trust bundle is for suite {bundle.suite} but this gateway's keys are "
                 f"suite {self.keys.suite.name}"
             )
-        if hasattr(self, "_bundle") and bundle.sm2_user_id != self._bundle.sm2_user_id:
+        in_force: TrustBundle | None = getattr(self, "_bundle", None)  # None at start-up
+        if in_force is not None and bundle.sm2_user_id != in_force.sm2_user_id:
             raise TrustBundleRejected(
                 "the new trust bundle changes the SM2 user id; restart the gateway to adopt it"
             )
