@@ -56,8 +56,11 @@ from gateway.crypto.intl import (
 )
 from gateway.crypto.tls import (
     TlsIdentity,
+    cert_dns_names,
     cert_fingerprint,
+    cert_not_after,
     issue_client_certificate,
+    make_ca_identity,
     make_tls_identity,
     tls_key_matches_cert,
 )
@@ -145,11 +148,14 @@ __all__ = [
     "TlsIdentity",
     "VerifyKey",
     "b64",
+    "cert_dns_names",
     "cert_fingerprint",
+    "cert_not_after",
     "check_suite_name",
     "digest_equal",
     "issue_client_certificate",
     "keyed_hash",
+    "make_ca_identity",
     "make_tls_identity",
     "open_sealed",
     "pae",

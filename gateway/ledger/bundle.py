@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway import crypto
-from gateway.crypto import AnyVerifyKey
+from gateway.crypto import AnyVerifyKey, digest_equal
 from gateway.errors import GatewayError, InvalidArgument, NotFound, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
 from gateway.ledger.merkle import TreeHasher, verify_inclusion
@@ -88,8 +89,8 @@ def export_bundle(
     since_ms: int | None = None,
     until_ms: int | None = None,
     members: Sequence[MemberKeys] = (),
-    witness_keys: Mapping[str, AnyVerifyKey] | None = None,
-    log_key: AnyVerifyKey | None = None,
+    witness_keys: Mapping[str, AnyVerifyKey | KeyRing] | None = None,
+    log_key: AnyVerifyKey | KeyRing | None = None,
 ) -> bytes:
     """Bundle bytes for one request id or the half-open range [since_ms, until_ms)."""
     if (request_id is None) == (since_ms is None or until_ms is None):
@@ -108,8 +109,10 @@ def export_bundle(
     need = max(r.index for r in records) + 1
     cp = _best_checkpoint(ledger, need)
     size = cp.checkpoint.size
-    key = log_key or ledger.public_key or _stored_key(ledger)
-    open_checkpoint(cp.note, ledger.origin, key)  # never export what we cannot verify
+    # The key that signed this checkpoint (of the ring's keys, after a
+    # rotation); never export what we cannot verify.
+    key = _signer_of(cp.note, ledger.origin, log_key or ledger.public_key or _stored_key(ledger))
+    chosen = {n: _cosigner_of(cp.note, n, k) for n, k in (witness_keys or {}).items()}
     entries = [
         {
             "index": r.index,
@@ -125,9 +128,7 @@ def export_bundle(
         "checkpoint": cp.note,
         "selection": selection,
         "entries": entries,
-        "witness_keys": sorted(
-            vkey(n, k, SIG_COSIGNATURE_V1) for n, k in (witness_keys or {}).items()
-        ),
+        "witness_keys": sorted(vkey(n, k, SIG_COSIGNATURE_V1) for n, k in chosen.items()),
         "members": [
             {
                 "jurisdiction": m.jurisdiction,
@@ -140,6 +141,27 @@ def export_bundle(
     }
     digest = hashlib.sha256(canonical(content)).hexdigest()
     return canonical({"content": content, "content_sha256": digest})
+
+
+def _signer_of(note: str, origin: str, keys: AnyVerifyKey | KeyRing) -> AnyVerifyKey:
+    candidates = keys.all() if isinstance(keys, KeyRing) else (keys,)
+    for k in candidates:
+        try:
+            open_checkpoint(note, origin, k)
+        except GatewayError:
+            continue
+        return k
+    raise VerificationFailed(f"checkpoint of {origin} is not signed by a trusted log key")
+
+
+def _cosigner_of(note: str, name: str, keys: AnyVerifyKey | KeyRing) -> AnyVerifyKey:
+    """The witness key whose cosignature is in ``note`` (else the current one)."""
+    if not isinstance(keys, KeyRing):
+        return keys
+    for k in keys.all():
+        if cosignatures_in(note, {name: k}):
+            return k
+    return keys.current
 
 
 def _stored_key(ledger: Ledger) -> AnyVerifyKey:
@@ -162,12 +184,15 @@ def _best_checkpoint(ledger: Ledger, need: int) -> SignedCheckpoint:
 
 def verify_bundle_bytes(
     data: bytes,
-    trusted: Mapping[str, AnyVerifyKey] | None = None,
-    trusted_witnesses: Mapping[str, AnyVerifyKey] | None = None,
+    trusted: Mapping[str, AnyVerifyKey | KeyRing] | None = None,
+    trusted_witnesses: Mapping[str, AnyVerifyKey | KeyRing] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> BundleReport:
-    """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key;
-    ``trusted_witnesses`` (witness name -> key) pins every embedded witness key."""
+    """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key
+    (or the trust bundle's ring of the log's ledger keys over time, so evidence
+    exported before a key rotation still verifies after it);
+    ``trusted_witnesses`` (witness name -> key or ring) pins every embedded
+    witness key."""
     if len(data) > limits.max_ledger_bundle_bytes:
         raise VerificationFailed("evidence bundle: too large")
     try:
@@ -213,9 +238,15 @@ def verify_bundle_bytes(
         pinned = trusted.get(origin)
         if pinned is None:
             raise VerificationFailed(f"evidence bundle: origin {origin!r} not in the trust bundle")
-        if pinned.raw != key.raw:
+        if not pinned_has(pinned, key):
             raise VerificationFailed("evidence bundle: log key differs from the trust bundle")
-        key, source = pinned, "trust bundle"  # the bundle's key (with a gm bundle's SM2 id)
+        # The bundle's key (with a gm bundle's SM2 id), the ring's that signed.
+        key = (
+            _signer_of(str(content["checkpoint"]), origin, pinned)
+            if isinstance(pinned, KeyRing)
+            else pinned
+        )
+        source = "trust bundle"
     members = content["members"]
     if not isinstance(members, list):
         raise VerificationFailed("evidence bundle: members is not a list")
@@ -228,12 +259,16 @@ def verify_bundle_bytes(
         }:
             raise VerificationFailed("evidence bundle: malformed member")
         try:  # suite-tagged text, of the log key's suite
-            lk = suite.decode_verify_key(str(m["ledger_key"]), "member ledger key").raw
+            member_key = suite.decode_verify_key(str(m["ledger_key"]), "member ledger key")
             if m["signing_key"]:
                 suite.decode_verify_key(str(m["signing_key"]), "member signing key")
         except GatewayError as exc:
             raise VerificationFailed(f"evidence bundle: {exc}") from exc
-        if trusted is not None and m["origin"] in trusted and trusted[m["origin"]].raw != lk:
+        if (
+            trusted is not None
+            and m["origin"] in trusted
+            and not pinned_has(trusted[m["origin"]], member_key)
+        ):
             raise VerificationFailed(f"evidence bundle: member {m['jurisdiction']} key mismatch")
     try:
         cp = open_checkpoint(str(content["checkpoint"]), origin, key, limits)
@@ -251,11 +286,13 @@ def verify_bundle_bytes(
             raise VerificationFailed("evidence bundle: witness key is not a cosignature key")
         if trusted_witnesses is not None:
             pinned_w = trusted_witnesses.get(w.name)
-            if pinned_w is None or pinned_w.raw != w.key.raw:
+            if pinned_w is None or not pinned_has(pinned_w, w.key):
                 raise VerificationFailed(
                     f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
                 )
-            w = NoteVerifier(w.name, pinned_w, w.sig_type)
+            w = NoteVerifier(
+                w.name, _cosigner_of(str(content["checkpoint"]), w.name, pinned_w), w.sig_type
+            )
         witnesses[w.name] = w.key
     cosigners = cosignatures_in(str(content["checkpoint"]), witnesses, limits)
     missing = sorted(set(witnesses) - set(cosigners))
@@ -263,6 +300,13 @@ def verify_bundle_bytes(
         raise VerificationFailed(f"evidence bundle: no valid cosignature from {missing}")
     _verify_entries(content, cp, limits, TreeHasher.for_suite(suite))
     return BundleReport(origin, cp.size, len(content["entries"]), tuple(sorted(cosigners)), source)
+
+
+def pinned_has(pinned: AnyVerifyKey | KeyRing, key: AnyVerifyKey) -> bool:
+    """Is ``key`` the pinned key, or one of the pinned ring's keys?"""
+    if not isinstance(pinned, KeyRing):
+        return digest_equal(pinned.raw, key.raw)
+    return pinned.contains(key)
 
 
 def _verify_entries(

@@ -31,6 +31,7 @@ import numpy as np
 from gateway import crypto
 from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
 from gateway.ledger.merkle import HASH_LEN, SHA256_TREE, TreeHasher, fold, prefix_nodes
 from gateway.ledger.note import Checkpoint, open_checkpoint
@@ -95,7 +96,7 @@ class _Required:
 
 
 def check_checkpoints(
-    rows: Sequence[CheckpointRow], origin: str, key: AnyVerifyKey
+    rows: Sequence[CheckpointRow], origin: str, key: AnyVerifyKey | KeyRing
 ) -> list[_Required]:
     """Signatures, origin and strictly increasing sizes in issue order."""
     out: list[_Required] = []
@@ -105,7 +106,7 @@ def check_checkpoints(
         if row.seq != n:
             raise _Stop(Problem("checkpoint-missing", f"{label}: expected sequence number {n}"))
         try:
-            cp = open_checkpoint(row.note, origin, key)
+            cp = open_checkpoint(row.note, origin, keys_at(key, row.issued_ms))
         except GatewayError as exc:
             raise _Stop(Problem("checkpoint-signature", f"{label}: {exc}")) from exc
         if cp.size != row.size:
@@ -437,7 +438,7 @@ def _header_problem(e: bytes, i: int) -> Problem:
 def verify_store(
     store: SqliteLedgerStore,
     origin: str,
-    key: AnyVerifyKey,
+    key: AnyVerifyKey | KeyRing,
     *,
     trusted: Sequence[str] = (),
     progress: Progress | None = None,
@@ -451,21 +452,22 @@ def verify_store(
     entry's recorded hash and every interior node). ``workers`` > 1 verifies
     ranges in parallel processes (default: one per CPU for large ledgers).
     """
-    th = TreeHasher.for_suite(crypto.suite_of(key))  # the trusted key fixes the suite
+    first = key.current if isinstance(key, KeyRing) else key
+    th = TreeHasher.for_suite(crypto.suite_of(first))  # the trusted key fixes the suite
     EMPTY_ROOT = th.empty_root
     rows = store.checkpoints()
     stored_suite = store.get_meta("suite") or "intl"  # self-description, named in the refusal
-    if stored_suite != key.suite:
+    if stored_suite != first.suite:
         mismatch = Problem(
             "suite-mismatch",
             f"the ledger is a suite {stored_suite} ledger but the trusted log key is suite "
-            f"{key.suite}: verify it with its own federation's trust bundle",
+            f"{first.suite}: verify it with its own federation's trust bundle",
         )
         return LedgerReport(0, len(rows), EMPTY_ROOT, 0, mismatch)
     trusted_required: list[_Required] = []
     for n, note in enumerate(trusted):
         try:
-            cp = open_checkpoint(note, origin, key)
+            cp = open_checkpoint(note, origin, keys_at(key, None))
         except GatewayError as exc:
             bad = Problem("trusted-checkpoint-invalid", f"trusted checkpoint {n}: {exc}")
             return LedgerReport(0, len(rows), EMPTY_ROOT, 0, bad)
@@ -551,5 +553,12 @@ def verify_store(
     return LedgerReport(count, len(rows), root, newest, final, tuple(warnings))
 
 
-def checkpoint_of(note: str, origin: str, key: AnyVerifyKey) -> Checkpoint:
-    return open_checkpoint(note, origin, key)
+def checkpoint_of(note: str, origin: str, key: AnyVerifyKey | KeyRing) -> Checkpoint:
+    return open_checkpoint(note, origin, keys_at(key, None))
+
+
+def keys_at(key: AnyVerifyKey | KeyRing, when_ms: int | None) -> tuple[AnyVerifyKey, ...]:
+    """The log keys to check a signature made at ``when_ms`` with: a single
+    key, or the trust bundle's ledger keys of the log valid then (a key
+    rotation keeps old checkpoints verifiable); None: any key of the ring."""
+    return key.at(when_ms) if isinstance(key, KeyRing) else (key,)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -208,7 +209,7 @@ def apply_witness_response(
     response: ledger_pb2.PeerWitnessResponse,
     peer: str,
     witness_name: str,
-    witness_key: AnyVerifyKey,
+    witness_key: AnyVerifyKey | Sequence[AnyVerifyKey],
 ) -> int:
     """Verify and store the cosignature; remember the peer's size. Returns that size.
 
@@ -230,7 +231,13 @@ def apply_witness_response(
     _, sigs = parse_note(text + "\n" + sig_line)
     if len(sigs) != 1:
         raise VerificationFailed("witness response: expected exactly one cosignature line")
-    verify_cosignature(text, sigs[0], NoteVerifier(witness_name, witness_key, 0x04))
+    keys = tuple(witness_key) if isinstance(witness_key, (list, tuple)) else (witness_key,)
+    # The witness's keys valid now (its current one, and a retired one in a
+    # rotation's overlap): the line's key id says which one signed.
+    matching = [k for k in keys if NoteVerifier(witness_name, k, 0x04).key_id == sigs[0].key_id]
+    if not matching:
+        raise VerificationFailed(f"cosignature is not from witness {witness_name}")
+    verify_cosignature(text, sigs[0], NoteVerifier(witness_name, matching[0], 0x04))
     mine = [c for c in ledger.checkpoints() if c.checkpoint == cp]
     if not mine:
         raise VerificationFailed("witness response: checkpoint is not one of ours")
@@ -266,7 +273,7 @@ def _reply(
 def handle_witness_request(
     req: ledger_pb2.PeerWitnessRequest,
     sender_jurisdiction: str,
-    sender_ledger_key: AnyVerifyKey,
+    sender_ledger_key: AnyVerifyKey | Sequence[AnyVerifyKey],
     witness_signing_key: AnySigningKey,
     witness_name: str,
     store: WitnessStore,
@@ -333,7 +340,12 @@ def handle_witness_request(
         return _reply(req, S.WITNESS_STATUS_CONFLICT, "old size does not match", known)
     if state is not None and cp.size > state.size:
         try:
-            th = TreeHasher.for_suite(crypto.suite_of(sender_ledger_key))
+            first: AnyVerifyKey = (
+                sender_ledger_key[0]
+                if isinstance(sender_ledger_key, (list, tuple))
+                else sender_ledger_key  # type: ignore[assignment]
+            )
+            th = TreeHasher.for_suite(crypto.suite_of(first))
             verify_consistency(
                 state.size, cp.size, list(req.consistency_proof), state.root, cp.root, th
             )
