@@ -173,7 +173,10 @@ class GatewayKeys:
             return self
         uid = user_id.encode("ascii")
         return dataclasses.replace(
-            self, signing=self.signing.with_user_id(uid), ledger=self.ledger.with_user_id(uid)
+            self,
+            signing=self.signing.with_user_id(uid),
+            ledger=self.ledger.with_user_id(uid),
+            witness=self.witness.with_user_id(uid) if self.witness else None,
         )
 
     def __repr__(self) -> str:
