@@ -56,6 +56,8 @@ def start_federation(
     root: Path,
     rows: int = 300,
     policies: Path | None = None,
+    suite: str = "intl",
+    sm2_user_id: str = "",
     source: tuple[str, str] | None = None,
 ) -> RunningFederation:
     """Lay out and start the cluster; ``source`` = (SQLAlchemy URL, schema
@@ -63,7 +65,7 @@ def start_federation(
     extra: dict[str, object] = {"policies": policies} if policies else {}
     if source is not None:
         extra |= {"source_url": source[0], "source_schema": source[1]}
-    fed = build_federation(root, rows=rows, **extra)  # type: ignore[arg-type]
+    fed = build_federation(root, rows=rows, suite=suite, sm2_user_id=sm2_user_id, **extra)  # type: ignore[arg-type]
     gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
     for gw in gws.values():
         gw.start()
@@ -76,26 +78,36 @@ def stop_federation(rf: RunningFederation) -> None:
 
 
 @contextmanager
-def engine_federation(engine: str, root: Path, rows: int = 300) -> Iterator[RunningFederation]:
+def engine_federation(
+    engine: str, root: Path, rows: int = 300, suite: str = "intl"
+) -> Iterator[RunningFederation]:
     """A running cluster whose holders read from ``engine`` ("sqlite", "postgresql",
     "mariadb"); the database schemas are dropped afterwards."""
     if engine == "sqlite":
-        rf = start_federation(root, rows=rows)
+        rf = start_federation(root, rows=rows, suite=suite)
         try:
             yield rf
         finally:
             stop_federation(rf)
         return
     with scratch_schema(engine) as source:
-        rf = start_federation(root, rows=rows, source=source)
+        rf = start_federation(root, rows=rows, suite=suite, source=source)
         try:
             yield rf
         finally:
             stop_federation(rf)
 
 
-@pytest.fixture(scope="session")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
-    rf = start_federation(tmp_path_factory.mktemp("federation"))
+SUITES = ("intl", "gm")
+
+
+@pytest.fixture(scope="session", params=SUITES)
+def federation(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningFederation]:
+    """The shared federation, once per cipher suite: every test using it runs for both."""
+    rf = start_federation(
+        tmp_path_factory.mktemp(f"federation-{request.param}"), suite=request.param
+    )
     yield rf
     stop_federation(rf)

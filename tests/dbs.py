@@ -42,6 +42,9 @@ SERVERS = {
 }
 # The engines every parametrised end-to-end test runs against.
 ENGINES = ("sqlite", "postgresql", "mariadb")
+# (cipher suite, engine) pairs for end-to-end tests: every suite on SQLite, every
+# database engine on the default suite (the two axes are independent).
+SUITE_ENGINES = (("intl", "sqlite"), ("gm", "sqlite"), ("intl", "postgresql"), ("intl", "mariadb"))
 
 
 def require(server: Server) -> str:

@@ -221,10 +221,17 @@ AFTER_STOP: list[Callable[[Federation, list[Outcome]], bool]] = []
 BEFORE_STOP: list[Callable[[Federation, dict[str, subprocess.Popen[bytes]]], None]] = []
 
 
+_SUITE_LINE = {
+    "intl": "intl: Ed25519 signatures, X25519 + ChaCha20-Poly1305 sealing, SHA-256 ledger",
+    "gm": "gm (国密): SM2-with-SM3 signatures, SM2 + SM4-GCM sealing, SM3 ledger, HMAC-SM3",
+}
+
+
 def run_demo(
     root: Path,
     rows: int = 2000,
     keep: bool = True,
+    suite: str = "intl",
     source_url: str | None = None,
     source_schema: str = "gateway_demo",
 ) -> int:
@@ -234,7 +241,10 @@ def run_demo(
     console.print(
         f"Setting up the federation in {root} (keys, signed trust bundle, configs, synthetic data)..."
     )
-    fed = build_federation(root, rows=rows, source_url=source_url, source_schema=source_schema)
+    console.print(f"Cipher suite {_SUITE_LINE[suite]}; transport: TLS 1.3.")
+    fed = build_federation(
+        root, rows=rows, suite=suite, source_url=source_url, source_schema=source_schema
+    )
     if source_url is not None:
         shown = sa.make_url(source_url).render_as_string(hide_password=True)
         console.print(f"  registers kept in {shown}, schemas {source_schema}_<code>")

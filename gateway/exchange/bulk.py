@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import crypto, domains, identifiers
@@ -76,10 +77,15 @@ def chunk_context(
 
 
 class ChunkChain:
-    """c0 = H(tag || request digest); c(i+1) = H(c(i) || i || first_row || count || H(chunk))."""
+    """c0 = H(tag || 0x00 || request digest); c(i+1) = H(c(i) || i || first_row || count || H(chunk)).
 
-    def __init__(self, request_digest: bytes) -> None:
-        self._head = crypto.sha256(domains.STREAM_COMMITMENT.encode() + b"\x00" + request_digest)
+    H is the federation suite's hash (SHA-256 for intl, SM3 for gm)."""
+
+    def __init__(
+        self, request_digest: bytes, digest: Callable[[bytes], bytes] = crypto.sha256
+    ) -> None:
+        self._digest = digest
+        self._head = digest(domains.STREAM_COMMITMENT.encode() + b"\x00" + request_digest)
         self.chunks = 0
         self.rows = 0
 
@@ -92,10 +98,8 @@ class ChunkChain:
         return self.chunks
 
     def add(self, index: int, first_row: int, row_count: int, plaintext: bytes) -> None:
-        self._head = crypto.sha256(
-            self._head
-            + struct.pack(">QQI", index, first_row, row_count)
-            + crypto.sha256(plaintext)
+        self._head = self._digest(
+            self._head + struct.pack(">QQI", index, first_row, row_count) + self._digest(plaintext)
         )
         self.chunks += 1
         self.rows += row_count

@@ -150,8 +150,8 @@ class BulkHolder:
             decision=decision_to_proto(decision), start_row=msg.start_row, max_rows=cap
         )
         signed_start = self._responder.respond(request, start, domains.PEER_STREAM_START)
-        chain = ChunkChain(request.opened.pae_digest)
         recipient_key = self._bundle().member(requester).seal_key
+        chain = ChunkChain(request.opened.pae_digest, crypto.suite_of(recipient_key).digest)
         dataset = self._catalogue().dataset(msg.dataset)
         columns = [f.name for f in decision.fields]
         row = msg.start_row

@@ -30,6 +30,7 @@ from gateway.errors import (
 from gateway.exchange.bulk import BulkQuery, ChunkChain, Cursor, chunk_context
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import AGREEMENT_ID, HEX64_OR_EMPTY, offering_member, refusal_class
+from gateway.identity import SealKeys
 from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import Limits
 from gateway.trust import Member, TrustBundle
@@ -85,7 +86,7 @@ class BulkRequester:
         transport: PeerStreamTransport,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.AnySealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
     ) -> None:
@@ -93,7 +94,7 @@ class BulkRequester:
         self._transport = transport
         self._bundle = bundle
         self._ledger = ledger
-        self._seal_key = seal_key
+        self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._clock = clock_ms
         self._limits = limits
 
@@ -139,8 +140,9 @@ class _Run:
         self._envelope = envelope
         self._request_id = request_id
         self._member = member
-        digest = envelope_digest(envelope)
-        self._chain = ChunkChain(digest)
+        suite = owner._caller.suite
+        digest = envelope_digest(envelope, suite)
+        self._chain = ChunkChain(digest, suite.digest)
         self._decided: dict[str, str] = {}
         self._ledgered = False
         self._base = {
@@ -301,8 +303,7 @@ class _Run:
                     f"{chain.next_index} (first row {next_row}) was due"
                 )
             try:
-                plaintext = crypto.open_sealed(
-                    o._seal_key,
+                plaintext = o._seal_keys.open(
                     domains.SEAL_RECORD_CHUNK,
                     c.sealed_rows,
                     chunk_context(holder, me, rid, c.index, c.first_row, c.row_count),

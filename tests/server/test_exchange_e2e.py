@@ -25,16 +25,19 @@ from gateway.errors import (
 from gateway.exchange.peer import PeerCaller
 from gateway.server.transport import GrpcPeerTransport
 from tests.conftest import RunningFederation, engine_federation
-from tests.dbs import ENGINES
+from tests.dbs import SUITE_ENGINES
 from tests.helpers import ledger_events
 
 
-@pytest.fixture(scope="module", params=ENGINES)
+@pytest.fixture(scope="module", params=SUITE_ENGINES, ids=lambda p: "-".join(p))
 def federation(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningFederation]:
-    """The same exchange tests with the holders' registers in SQLite, PostgreSQL, MariaDB."""
-    with engine_federation(request.param, tmp_path_factory.mktemp(request.param)) as rf:
+    """The same exchange tests for each cipher suite (registers in SQLite) and with
+    the holders' registers in PostgreSQL and MariaDB."""
+    suite, engine = request.param
+    root = tmp_path_factory.mktemp(f"{suite}-{engine}")
+    with engine_federation(engine, root, suite=suite) as rf:
         yield rf
 
 
@@ -443,6 +446,34 @@ def test_refusal_reason_with_control_characters_from_a_peer_is_ledgered_cleaned(
     cleaned = clean_reason("line one\nline two\x00\u2028" + "x" * 5000, DEFAULT_LIMITS)
     assert "\n" not in cleaned and "\x00" not in cleaned and "\u2028" not in cleaned
     assert len(cleaned) == DEFAULT_LIMITS.max_reason_chars
+
+
+def test_ledgered_signatures_and_digests_are_of_the_federations_suite(
+    federation: RunningFederation,
+) -> None:
+    """A gm federation ledgers DER SM2 signatures and SM3 digests; intl, Ed25519 and SHA-256."""
+    import base64
+
+    from gateway.trust import load_bundle
+
+    with federation.client("130000", "hebei-housing-fund") as c:
+        resp = c.get_records(**_request(federation))
+    suite = load_bundle(federation.fed.bundle).suite
+    h = next(
+        e for e in ledger_events(federation.gateways["110000"]) if e.request_id == resp.request_id
+    )
+    for sig in (h.requester_signature, h.holder_signature):
+        raw = base64.b64decode(sig)
+        if suite == "gm":
+            assert raw[0] == 0x30 and raw[1] == len(raw) - 2  # DER SEQUENCE { r, s }
+        else:
+            assert len(raw) == 64
+    holder = federation.gateways["110000"]
+    assert holder.ledger.suite.name == suite
+    assert (
+        holder.ledger.tree.leaf(holder.ledger.entry(0).entry) == holder.ledger.entry(0).entry_hash
+    )
+    assert len(bytes.fromhex(h.request_digest)) == len(bytes.fromhex(h.payload_digest)) == 32
 
 
 def test_holder_serves_the_register_from_its_mapped_database_not_a_copy(

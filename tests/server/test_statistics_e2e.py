@@ -8,13 +8,8 @@ import pytest
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc
 from gateway.client import service_channel
 from gateway.demo.chapters import commuters_by_age
-from tests.conftest import (
-    RunningFederation,
-    engine_federation,
-    start_federation,
-    stop_federation,
-)
-from tests.dbs import ENGINES
+from tests.conftest import RunningFederation, engine_federation, start_federation, stop_federation
+from tests.dbs import SUITE_ENGINES
 from tests.helpers import ledger_events
 
 
@@ -28,10 +23,12 @@ def _stub(
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
-@pytest.fixture(params=ENGINES)
+@pytest.fixture(params=SUITE_ENGINES, ids=lambda p: "-".join(p))
 def own_federation(request, tmp_path):  # type: ignore[no-untyped-def]
-    """The same statistics tests with the registers in SQLite, PostgreSQL, MariaDB."""
-    with engine_federation(request.param, tmp_path, rows=200) as rf:
+    """A fresh federation per test: each cipher suite with SQLite, and the
+    registers in PostgreSQL and MariaDB."""
+    suite, engine = request.param
+    with engine_federation(engine, tmp_path, rows=200, suite=suite) as rf:
         yield rf
 
 
