@@ -20,7 +20,7 @@ from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, service_pb2
 from gateway.config import load_config
 from gateway.demo.setup import REPO_POLICIES, build_federation
-from gateway.exchange.bulk import chunk_context
+from gateway.exchange.bulk import ChunkChain, chunk_context
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, stop_federation
 from tests.dbs import scratch_schema
@@ -38,6 +38,7 @@ def _federation(
     per_request: int = 1000,
     per_day: int = 100_000,
     source: tuple[str, str] | None = None,
+    suite: str = "intl",
 ) -> RunningFederation:
     policies = root / "policies"
     shutil.copytree(REPO_POLICIES, policies)
@@ -49,7 +50,7 @@ def _federation(
         encoding="utf-8",
     )
     extra = {"source_url": source[0], "source_schema": source[1]} if source else {}
-    fed = build_federation(root / "fed", rows=ROWS, policies=policies, **extra)  # type: ignore[arg-type]
+    fed = build_federation(root / "fed", rows=ROWS, policies=policies, suite=suite, **extra)  # type: ignore[arg-type]
     for site in fed.sites.values():
         with site.config.open("a", encoding="utf-8") as f:
             f.write(f"\n[limits]\nstream_chunk_rows = {CHUNK}\n")
@@ -133,6 +134,30 @@ def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
             assert _rows(whole)[3 * CHUNK :] == _rows(rest)
         finally:
             stop_federation(rf)
+
+
+def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: Path) -> None:
+    rf = _federation(tmp_path, suite="gm")
+    try:
+        whole = _stream(rf)
+        done = whole[-1].completed
+        assert done.row_count == ROWS and not done.truncated
+        holder = ledger_events(rf.gateways["110000"])[-1]
+        assert holder.payload_digest == done.commitment
+        # Recompute the chain from what arrived: SM3, not SHA-256.
+        for digest, same in ((crypto.suite("gm").digest, True), (crypto.sha256, False)):
+            chain = ChunkChain(bytes.fromhex(holder.request_digest), digest)
+            for m in whole[1:-1]:
+                body = peer_pb2.RecordBatch(records=m.chunk.records)
+                chain.add(
+                    m.chunk.index, m.chunk.first_row, len(m.chunk.records),
+                    body.SerializeToString(deterministic=True),
+                )  # fmt: skip
+            assert (chain.head.hex() == done.commitment) is same
+        rest = _stream(rf, cursor=whole[2].chunk.cursor)
+        assert _rows(whole)[2 * CHUNK :] == _rows(rest)
+    finally:
+        stop_federation(rf)
 
 
 def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
