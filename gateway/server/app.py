@@ -39,6 +39,10 @@ from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
+from gateway.ops.http import OpsListener
+from gateway.ops.metrics import GatewayMetrics
+from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingInterceptor, annotating
+from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
@@ -71,6 +75,7 @@ class BoundPorts:
     peer: int
     service: int
     service_mtls: int = 0
+    ops: int = 0
 
 
 class Gateway:
@@ -88,6 +93,7 @@ class Gateway:
         self.me = config.jurisdiction
         limits = config.limits
         self._clock = clock_ms
+        self.clock_ms = clock_ms
         self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.keys: GatewayKeys = load_keys(config.key_dir)
@@ -112,18 +118,26 @@ class Gateway:
         )
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
+        # Metrics and the per-RPC log line see every ledger append and peer call.
+        self.metrics = GatewayMetrics(self.me)
+        observed_ledger = ObservedLedger(self.ledger, self.metrics)
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
         self.caller = PeerCaller(
-            self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits
+            self.me,
+            self.keys.signing,
+            self.bundle,
+            ObservedTransport(self.transport, self.metrics),
+            clock_ms,
+            limits,
         )
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
         self.requester = RecordRequester(
-            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, rng
+            self.caller, self.bundle, observed_ledger, self.keys.seal, clock_ms, limits, rng
         )
         self.holder = RecordHolder(
             self.responder,
@@ -132,7 +146,7 @@ class Gateway:
             self.served_datasets,
             self.policy,
             self.source,
-            self.ledger,
+            observed_ledger,
             self.keys.seal,
             clock_ms,
             limits,
@@ -158,7 +172,7 @@ class Gateway:
             config.data_dir / "budget.sqlite",
             self.policy_store,
             self.source,
-            self.ledger,
+            observed_ledger,
             self.caller,
             self.responder,
             self.bundle,
@@ -170,6 +184,7 @@ class Gateway:
         self._service_server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self._watcher: PolicyWatcher | None = None
+        self._ops: OpsListener | None = None
         self.ports: BoundPorts | None = None
 
     # ------------------------------------------------------------------
@@ -234,6 +249,17 @@ class Gateway:
             log.warning("policy reload refused: %s", result.error)
         self.reload_bundle()
         self.reload_service_systems()
+        log.info(
+            "SIGHUP: reload done (policies %s, trust bundle version %s)",
+            "reloaded" if result.ok else "kept",
+            self._bundle.version,
+            extra={
+                "event": "sighup",
+                "outcome": "ok" if result.ok else "policies kept",
+                "bundle_version": self._bundle.version,
+                "service_systems": len(self.service_auth.systems),
+            },
+        )
 
     def reload_service_systems(self) -> None:
         """Re-read the registered service systems from the config file."""
@@ -249,7 +275,15 @@ class Gateway:
 
     def checkpoint_and_witness(self) -> dict[str, str]:
         """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
-        return self.witnessing.round(force=True)
+        outcomes = self.witnessing.round(force=True)
+        log.info(
+            "SIGUSR1: checkpoint at size %d, %d of %d peers cosigned",
+            self.ledger.size,
+            sum(o.startswith("cosigned") for o in outcomes.values()),
+            len(outcomes),
+            extra={"event": "sigusr1", "size": self.ledger.size, "peers": outcomes},
+        )
+        return outcomes
 
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
@@ -296,14 +330,20 @@ class Gateway:
             futures.ThreadPoolExecutor(
                 max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"
             ),
-            interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle))],
+            interceptors=[
+                ObservingInterceptor(self.metrics, "peer"),
+                GatewayInterceptor(annotating(PeerAuthenticator(self.bundle))),
+            ],
             options=opts,
         )
         service = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"
             ),
-            interceptors=[GatewayInterceptor(self.service_auth)],
+            interceptors=[
+                ObservingInterceptor(self.metrics, "service"),
+                GatewayInterceptor(annotating(self.service_auth)),
+            ],
             options=opts,
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
@@ -323,6 +363,7 @@ class Gateway:
         add_ledger_service(service, self.ledger, self.config.limits)
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
+        add_reflection(service)  # grpcurl / Postman explore the service port
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
         service_port = service.add_secure_port(
             self.config.listen.service, self._service_credentials(client_certificates=False)
@@ -350,7 +391,10 @@ class Gateway:
             target=self._watch_bundle, name="bundle-watcher", daemon=True
         )
         self._bundle_watcher.start()
-        self.ports = BoundPorts(peer_port, service_port, mtls_port)
+        self._ops = start_ops_listener(self)
+        self.ports = BoundPorts(
+            peer_port, service_port, mtls_port, self._ops.port if self._ops else 0
+        )
         log.info(
             "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
         )
@@ -359,6 +403,8 @@ class Gateway:
     def stop(self, grace: float = 1.0) -> None:
         self._stopping.set()
         self._health.enter_graceful_shutdown()
+        if self._ops:
+            self._ops.stop()
         if self._watcher:
             self._watcher.stop()
         if self._timer:

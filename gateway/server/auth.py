@@ -34,6 +34,10 @@ class ServiceAuthenticator:
     def replace(self, systems: Sequence[ServiceSystem]) -> None:
         self._systems = tuple(systems)  # one reference swap: atomic for readers
 
+    @property
+    def systems(self) -> tuple[ServiceSystem, ...]:
+        return self._systems
+
     def __call__(self, context: grpc.ServicerContext) -> str:
         systems = self._systems
         token = None

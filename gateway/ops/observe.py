@@ -1,0 +1,182 @@
+"""Observing the gateway's edges: one log line and metrics per RPC.
+
+Owns: ``ObservingInterceptor`` (outermost on both gRPC servers: opens the RPC's
+log context, times it, reads the final status, updates the request counter and
+the per-hop latency histogram, writes the RPC's single log line),
+``ObservedLedger`` (the ``LedgerWriter`` the exchange and statistics paths get:
+annotates the RPC with the entry's request id, counterparty, dataset, purpose
+and outcome, and counts appends), ``ObservedTransport`` (times each outbound
+peer call) and ``annotating`` (puts the authenticated caller on the line).
+
+Does not own: authentication or error mapping (``gateway.server.interceptor``),
+formats (``gateway.ops.logs``), the metric definitions (``gateway.ops.metrics``).
+
+The line carries identifiers and timings only: never subject ids, record
+values, tokens or signatures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import grpc
+
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2
+from gateway.exchange.peer import PeerTransport
+from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.ops.logs import annotate, rpc_context
+from gateway.ops.metrics import GatewayMetrics
+from gateway.trust import Member
+
+log = logging.getLogger("gateway.rpc")
+
+# Status codes that mean the caller's request was refused (its mistake or the
+# policy), as opposed to this gateway or a peer failing.
+_REFUSED: Final = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+# Probes and tooling: counted, but their lines are DEBUG so a load balancer
+# polling every second does not fill the log.
+QUIET_PREFIXES: Final = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _api(method: str) -> str:
+    """``/dataexchange.gateway.v1.RecordExchange/GetRecords`` -> ``RecordExchange/GetRecords``."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return f"{service.rsplit('.', 1)[-1]}/{name}" if service else method
+
+
+def outcome_for(code: grpc.StatusCode, annotated: str | None) -> str:
+    if annotated:
+        return annotated
+    if code == grpc.StatusCode.OK:
+        return "ok"
+    return "refused" if code in _REFUSED else "failed"
+
+
+class ObservingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Put first in a server's interceptor list (outermost)."""
+
+    def __init__(self, metrics: GatewayMetrics, port: str) -> None:
+        self._metrics = metrics
+        self._port = port  # "service" or "peer"
+
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
+    ) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = details.method
+        api = _api(method)
+        quiet = method.startswith(QUIET_PREFIXES)
+        inner = handler.unary_unary
+        metrics, port = self._metrics, self._port
+
+        def observed(request: Any, context: grpc.ServicerContext) -> Any:
+            t0 = time.perf_counter()
+            failed = True
+            with rpc_context() as fields:
+                try:
+                    reply = inner(request, context)
+                    failed = False
+                    return reply
+                finally:
+                    seconds = time.perf_counter() - t0
+                    code = context.code() if failed else None
+                    if code is None:
+                        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+                    outcome = outcome_for(code, fields.pop("outcome", None))
+                    counterparty = str(fields.get("counterparty", ""))
+                    dataset = str(fields.get("dataset", ""))
+                    metrics.requests.labels(
+                        api, port, outcome, code.name, counterparty, dataset
+                    ).inc()
+                    metrics.latency.labels(port, api).observe(seconds)
+                    level = logging.DEBUG if quiet else logging.INFO
+                    if log.isEnabledFor(level):
+                        log.log(
+                            level,
+                            "%s %s %s",
+                            api,
+                            code.name,
+                            outcome,
+                            extra={
+                                "event": "rpc",
+                                "api": api,
+                                "port": port,
+                                **fields,
+                                "outcome": outcome,
+                                "code": code.name,
+                                "latency_ms": round(seconds * 1000, 3),
+                            },
+                        )
+
+        return grpc.unary_unary_rpc_method_handler(
+            observed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def annotating(
+    authenticate: Callable[[grpc.ServicerContext], str],
+) -> Callable[[grpc.ServicerContext], str]:
+    """Wrap an authenticator so the RPC's log line names the authenticated caller."""
+
+    def wrapped(context: grpc.ServicerContext) -> str:
+        who = authenticate(context)
+        annotate(caller=who)
+        return who
+
+    return wrapped
+
+
+class ObservedLedger:
+    """``LedgerWriter`` that tells the RPC's log line and the metrics what was recorded."""
+
+    def __init__(self, inner: LedgerWriter, metrics: GatewayMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def append(self, event: LedgerEvent) -> AppendReceipt:
+        annotate(
+            request_id=event.request_id,
+            counterparty=event.counterparty,
+            service_system=event.service_system,
+            dataset=event.dataset,
+            purpose=event.purpose,
+            outcome=event.kind,
+        )
+        receipt = self._inner.append(event)
+        self._metrics.ledger_appends.labels(
+            event.kind, event.decision, event.counterparty, event.dataset
+        ).inc()
+        annotate(ledger_index=receipt.index)
+        return receipt
+
+
+class ObservedTransport:
+    """Times each outbound peer call (hop ``outbound``), by peer and method."""
+
+    def __init__(self, inner: PeerTransport, metrics: GatewayMetrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    def call(
+        self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
+    ) -> peer_pb2.SignedEnvelope:
+        with self._metrics.time_outbound(member.jurisdiction, method):
+            return self._inner.call(member, method, envelope, timeout)
