@@ -68,6 +68,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGHUP, reload)
     signal.signal(signal.SIGUSR1, witness)
-    done.wait()
+    # Wake regularly: CPython runs signal handlers only when the main thread
+    # runs, and a bare wait() would hold SIGHUP/SIGUSR1 until the next signal.
+    while not done.wait(0.2):
+        pass
     gw.stop(grace=2.0)
     return 0

@@ -135,7 +135,8 @@ class HumanFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = _extra_fields(record)
-        parts = [_timestamp(record), f"{record.levelname:<7}", record.name, record.getMessage()]
+        message = record.getMessage().replace("\r", "\\r").replace("\n", "\\n")
+        parts = [_timestamp(record), f"{record.levelname:<7}", record.name, message]
         line = " ".join(parts)
         if fields:
             line += "  " + " ".join(f"{k}={v}" for k, v in fields.items())
