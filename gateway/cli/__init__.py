@@ -8,10 +8,16 @@ Does not own: any behaviour; every command calls into the core.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from gateway.errors import GatewayError, VerificationFailed
+# gRPC core logs every failed TLS handshake (a load balancer's probe, a port
+# scan) at INFO on stderr, in its own format. Before grpc is first imported:
+# keep its errors only, unless the operator asks for more (GRPC_VERBOSITY=INFO).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+from gateway.errors import GatewayError, VerificationFailed  # noqa: E402
 
 # Subcommand modules, each with ``register(subparsers) -> None``. A command's
 # handler is stored as ``func`` and returns an exit status.

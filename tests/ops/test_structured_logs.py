@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -54,6 +56,20 @@ def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
             p.wait(timeout=20)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def _tls_probe(port: int) -> None:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with ctx.wrap_socket(raw) as tls:
+                tls.sendall(b"PRI * HTTP/2.0\r\n\r\n")
+                tls.recv(16)
+        except (ssl.SSLError, OSError):
+            pass  # refused: the peer port requires a member certificate
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
 def _one(site: GatewaySite, sql: str) -> str:
@@ -204,6 +220,10 @@ def test_logs_are_json_lines_with_exchange_fields_and_never_contain_subject_ids_
         ) as c:
             c.query_statistics(["110000", "120000"], "si_contributions", "commuter_planning", "count",
                                epsilon=0.5, group_by=["age_band"], filters={"residence_jurisdiction": ["130000"]})  # fmt: skip
+        # A load balancer's plain TLS probes (no member certificate) and an HTTP
+        # probe on the peer port: refused at the handshake, and never a log flood.
+        for _ in range(5):
+            _tls_probe(bj.peer_port)
         # SIGUSR1 (checkpoint and witness now) and SIGHUP (reload) each leave a line.
         procs["110000"].send_signal(signal.SIGUSR1)
         procs["110000"].send_signal(signal.SIGHUP)
@@ -233,6 +253,7 @@ def test_logs_are_json_lines_with_exchange_fields_and_never_contain_subject_ids_
     for s in secrets:
         assert s not in text, "a subject id, record value or token reached the logs"
 
+    assert "Handshake failed" not in text
     for lines in every.values():
         for line in lines:
             assert {"ts", "level", "logger", "event", "message"} <= set(line)
