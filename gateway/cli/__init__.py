@@ -17,7 +17,7 @@ from collections.abc import Sequence
 # keep its errors only, unless the operator asks for more (GRPC_VERBOSITY=INFO).
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from gateway.errors import GatewayError, VerificationFailed  # noqa: E402
+from gateway.errors import GatewayError, VerificationFailed
 
 # Subcommand modules, each with ``register(subparsers) -> None``. A command's
 # handler is stored as ``func`` and returns an exit status.
@@ -32,6 +32,7 @@ _MODULES = (
     "gateway.cli.audit",
     "gateway.cli.stats",
     "gateway.cli.call",
+    "gateway.cli.backup",
 )
 
 

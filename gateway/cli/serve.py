@@ -50,9 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     done = threading.Event()
 
     def stop(sig: int, _frame: FrameType | None) -> None:
-        log.info(
-            "%s: stopping", signal.Signals(sig).name, extra={"event": "signal", "signal": sig}
-        )
+        log.info("%s: stopping", signal.Signals(sig).name, extra={"event": "signal", "signal": sig})
         done.set()
 
     def reload(_sig: int, _frame: FrameType | None) -> None:

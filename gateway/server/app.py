@@ -39,6 +39,7 @@ from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
+from gateway.ops.backup import check_stores_cover_ledger, refuse_shortfalls
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingInterceptor, annotating
@@ -178,6 +179,18 @@ class Gateway:
             self.bundle,
             clock_ms,
             limits,
+        )
+        # Budgets or quotas copied back by hand must not reopen what the ledger
+        # shows as already spent (``gateway restore`` checks the same rule).
+        refuse_shortfalls(
+            check_stores_cover_ledger(
+                config.data_dir / "ledger.sqlite",
+                self.me,
+                config.data_dir / "budget.sqlite",
+                config.data_dir / "quota.sqlite",
+                clock_ms(),
+            ),
+            f"gateway {self.me} refuses to start",
         )
         self._stopping = threading.Event()
         self._peer_server: grpc.Server | None = None

@@ -1,0 +1,361 @@
+"""Consistent online backups of a gateway's state, and restores that cannot reopen spent budget.
+
+Owns: ``take_backup`` (SQLite's online backup API, file by file, while the
+gateway runs, into a new folder with a manifest of SHA-256 digests),
+``restore_backup`` (verifies the manifest and the backed-up ledger against
+the trust bundle, then refuses if the backed-up privacy budgets or quotas
+are lower than a ledger shows as spent, then swaps the files in), and
+``check_stores_cover_ledger`` (the same rule, run by the gateway at start-up
+so a budget file copied back by hand is caught too).
+
+Order matters for consistency under load. The holder reserves budget and
+consumes quota *before* it ledgers, so the ledger is copied first and the
+budget and quota stores after it: every spend the copied ledger shows is
+then in the copied stores (they may hold a little more: spends reserved but
+not yet ledgered, which is the safe side).
+
+The rule, exactly: every statistics release (and every refusal that was
+charged) the holder's ledger records must have its spend, by request id, in
+the budget store; and for each requester, service system and dataset, the
+quota store must show at least as many records released on the last two UTC
+days as the ledger's transfers do. Data-source files are not the gateway's
+state and are not copied; keys are backed up separately (they are secrets).
+
+Does not own: the stores' formats (``gateway.stats.budget``,
+``gateway.policy.quota``, ``gateway.ledger``) or verification maths
+(``gateway.ledger.verify``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
+from gateway.ledger.entry import decode_entry
+from gateway.ledger.events import LedgerEvent
+from gateway.ledger.storage import SqliteLedgerStore
+
+log = logging.getLogger("gateway.backup")
+
+MANIFEST: Final = "manifest.json"
+FORMAT: Final = "jgw-backup-v1"
+# Copied in this order (see the module docstring): the ledger first.
+DATABASES: Final = (
+    "ledger.sqlite",
+    "witness.sqlite",
+    "budget.sqlite",
+    "quota.sqlite",
+    "replay.sqlite",
+)
+STATE_FILES: Final = ("trust_bundle_state.json",)
+DAY_MS: Final = 86_400_000
+QUOTA_DAYS: Final = 2
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A store shows less spent than the ledger: restoring it would reopen budget."""
+
+    store: str  # "budget" or "quota"
+    what: str  # dataset / requester / service system (and day for quotas)
+    ledger_shows: str
+    store_has: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.store} store: {self.what}: the ledger shows {self.ledger_shows} spent, "
+            f"the store only {self.store_has}"
+        )
+
+
+@dataclass(frozen=True)
+class BackupManifest:
+    format: str
+    jurisdiction: str
+    taken_at: str
+    ledger_size: int
+    files: dict[str, str]  # name -> sha256 hex
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": self.format,
+                "jurisdiction": self.jurisdiction,
+                "taken_at": self.taken_at,
+                "ledger_size": self.ledger_size,
+                "files": self.files,
+            },
+            indent=2,
+            sort_keys=True,
+        )
+
+    @classmethod
+    def read(cls, folder: Path) -> BackupManifest:
+        path = folder / MANIFEST
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            manifest = cls(
+                str(doc["format"]),
+                str(doc["jurisdiction"]),
+                str(doc["taken_at"]),
+                int(doc["ledger_size"]),
+                {str(k): str(v) for k, v in dict(doc["files"]).items()},
+            )
+        except FileNotFoundError as exc:
+            raise NotFound(f"{folder}: not a gateway backup (no {MANIFEST})") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgument(f"{path}: unreadable backup manifest: {exc}") from exc
+        if manifest.format != FORMAT:
+            raise InvalidArgument.expected("backup format", FORMAT, manifest.format)
+        for name in manifest.files:
+            if name not in DATABASES + STATE_FILES:
+                raise InvalidArgument(f"{path}: unexpected file {name!r} in the manifest")
+        return manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _online_copy(src: Path, dst: Path) -> None:
+    """SQLite online backup: a consistent snapshot while writers keep writing."""
+    try:
+        source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30.0)
+        try:
+            target = sqlite3.connect(dst)
+            try:
+                source.backup(target, pages=1024)
+                target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            finally:
+                target.close()
+        finally:
+            source.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(f"backup of {src.name} failed: {exc}") from exc
+
+
+def take_backup(data_dir: Path, out: Path, jurisdiction: str) -> BackupManifest:
+    """Snapshot the gateway's state stores from ``data_dir`` into the new folder ``out``."""
+    if out.exists() and any(out.iterdir()):
+        raise InvalidArgument(f"{out} exists and is not empty; give a new folder")
+    if not (data_dir / "ledger.sqlite").is_file():
+        raise NotFound(f"{data_dir}: no ledger.sqlite (is this the gateway's data_dir?)")
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    files: dict[str, str] = {}
+    for name in DATABASES:
+        src = data_dir / name
+        if src.is_file():
+            _online_copy(src, out / name)
+            files[name] = _sha256(out / name)
+    for name in STATE_FILES:
+        if (data_dir / name).is_file():
+            shutil.copy2(data_dir / name, out / name)
+            files[name] = _sha256(out / name)
+    store = SqliteLedgerStore(out / "ledger.sqlite", readonly=True)
+    try:
+        size = store.size()
+    finally:
+        store.close()
+    manifest = BackupManifest(
+        FORMAT,
+        jurisdiction,
+        dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        size,
+        files,
+    )
+    (out / MANIFEST).write_text(manifest.to_json() + "\n", encoding="utf-8")
+    log.info(
+        "backup of %d ledger entries written to %s",
+        size,
+        out,
+        extra={"event": "backup", "size": size, "files": sorted(files)},
+    )
+    return manifest
+
+
+# --------------------------------------------------------------------------
+# What the ledger shows as spent, and whether the stores cover it
+# --------------------------------------------------------------------------
+
+
+def _holder_events(store: SqliteLedgerStore, local: str, kinds: bytes) -> Iterable[LedgerEvent]:
+    for row in store.iter_entries():
+        if kinds not in row.entry:  # cheap filter before decoding
+            continue
+        event = decode_entry(row.entry).event
+        if event.role == "holder" and event.local == local:
+            yield event
+
+
+def _charged(event: LedgerEvent) -> bool:
+    if event.kind == "stats_release":
+        return True
+    return event.kind == "stats_refusal" and dict(event.details).get("charged") == "true"
+
+
+def budget_shortfalls(ledger: SqliteLedgerStore, local: str, budget_db: Path) -> list[Shortfall]:
+    """Statistics spends the ledger records that the budget store does not hold."""
+    need: dict[str, tuple[str, str, float]] = {}
+    for e in _holder_events(ledger, local, b"stats_"):
+        if _charged(e):
+            eps = float(dict(e.details).get("epsilon", "0") or 0)
+            need[e.request_id] = (e.dataset, f"{e.counterparty}/{e.service_system}", eps)
+    if not need:
+        return []
+    have: set[str] = set()
+    if budget_db.is_file():
+        try:
+            conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
+            try:
+                have = {r[0] for r in conn.execute("SELECT request_id FROM spends")}
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store {budget_db}: {exc}") from exc
+    missing: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for rid, (dataset, requester, eps) in need.items():
+        if rid not in have:
+            missing[(dataset, requester)].append(eps)
+    return [
+        Shortfall(
+            "budget",
+            f"dataset {ds}, requester {rq}",
+            f"{len(eps)} more release(s) (epsilon {sum(eps):g})",
+            "no record of them",
+        )
+        for (ds, rq), eps in sorted(missing.items())
+    ]
+
+
+def quota_shortfalls(
+    ledger: SqliteLedgerStore, local: str, quota_db: Path, now_ms: int
+) -> list[Shortfall]:
+    """Records released on recent days (by the ledger) above what the quota store counts."""
+    since = now_ms - QUOTA_DAYS * DAY_MS
+    days = sorted(
+        {
+            dt.datetime.fromtimestamp((now_ms - k * DAY_MS) / 1000, dt.UTC).date().isoformat()
+            for k in range(QUOTA_DAYS + 1)
+        }
+    )
+    shown: dict[tuple[str, str, str], int] = defaultdict(int)
+    for row in ledger.entries_between(since, now_ms + DAY_MS, limit=10_000_000):
+        if b"transfer" not in row.entry:
+            continue
+        e = decode_entry(row.entry).event
+        if e.role == "holder" and e.local == local and e.kind == "transfer":
+            shown[(e.dataset, e.counterparty, e.service_system)] += e.record_count
+    if not shown:
+        return []
+    counted: dict[tuple[str, str, str], int] = defaultdict(int)
+    if quota_db.is_file():
+        marks = ",".join("?" * len(days))
+        try:
+            conn = sqlite3.connect(f"file:{quota_db}?mode=ro", uri=True, timeout=30.0)
+            try:
+                for ds, rq, ss, used in conn.execute(
+                    "SELECT dataset, requester, service_system, SUM(used) FROM quota_usage "
+                    f"WHERE holder = ? AND day IN ({marks}) GROUP BY dataset, requester, service_system",
+                    (local, *days),
+                ):
+                    counted[(ds, rq, ss)] = int(used)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"quota store {quota_db}: {exc}") from exc
+    return [
+        Shortfall(
+            "quota",
+            f"dataset {ds}, requester {rq}/{ss}, UTC days {days[0]}..{days[-1]}",
+            f"{n} records",
+            f"{counted.get((ds, rq, ss), 0)}",
+        )
+        for (ds, rq, ss), n in sorted(shown.items())
+        if counted.get((ds, rq, ss), 0) < n
+    ]
+
+
+def check_stores_cover_ledger(
+    ledger_db: Path, local: str, budget_db: Path, quota_db: Path, now_ms: int
+) -> list[Shortfall]:
+    """Every shortfall of the budget and quota stores against the ledger (empty: consistent)."""
+    if not ledger_db.is_file():
+        return []
+    store = SqliteLedgerStore(ledger_db, readonly=True)
+    try:
+        return budget_shortfalls(store, local, budget_db) + quota_shortfalls(
+            store, local, quota_db, now_ms
+        )
+    finally:
+        store.close()
+
+
+def refuse_shortfalls(shortfalls: list[Shortfall], where: str) -> None:
+    if shortfalls:
+        listed = "; ".join(str(s) for s in shortfalls[:5])
+        more = f" (and {len(shortfalls) - 5} more)" if len(shortfalls) > 5 else ""
+        raise VerificationFailed(
+            f"{where}: privacy budget or quota would be reopened: {listed}{more}. "
+            "Restore the budget.sqlite and quota.sqlite taken with (or after) this ledger; "
+            "`gateway backup` takes them together"
+        )
+
+
+# --------------------------------------------------------------------------
+# Restore
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    manifest: BackupManifest
+    ledger_entries: int
+
+
+def check_backup(folder: Path, jurisdiction: str) -> BackupManifest:
+    """The manifest, once every listed file is present with its recorded digest."""
+    manifest = BackupManifest.read(folder)
+    if manifest.jurisdiction != jurisdiction:
+        raise InvalidArgument.expected("backup jurisdiction", jurisdiction, manifest.jurisdiction)
+    if "ledger.sqlite" not in manifest.files:
+        raise InvalidArgument(f"{folder}: the backup has no ledger")
+    for name, digest in manifest.files.items():
+        path = folder / name
+        if not path.is_file():
+            raise VerificationFailed(f"{folder}: {name} is listed but missing")
+        if _sha256(path) != digest:
+            raise VerificationFailed(f"{folder}: {name} does not match its manifest digest")
+    return manifest
+
+
+def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path) -> list[str]:
+    """Copy the checked files into ``data_dir`` (each via a temporary file and rename)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    installed = []
+    for name in manifest.files:
+        target = data_dir / name
+        tmp = data_dir / f".{name}.restoring"
+        shutil.copy2(folder / name, tmp)
+        for suffix in ("-wal", "-shm", "-journal"):
+            stale = data_dir / f"{name}{suffix}"
+            if stale.exists():
+                stale.unlink()
+        os.replace(tmp, target)
+        installed.append(name)
+    return installed
