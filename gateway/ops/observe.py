@@ -1,6 +1,6 @@
 """Observing the gateway's edges: one log line and metrics per RPC.
 
-Owns: ``ObservingInterceptor`` (outermost on both gRPC servers: opens the RPC's
+Owns: ``ObservingWrapper`` (outermost on both gRPC servers: opens the RPC's
 log context, times it, reads the final status, updates the request counter and
 the per-hop latency histogram, writes the RPC's single log line),
 ``ObservedLedger`` (the ``LedgerWriter`` the exchange and statistics paths get:
@@ -66,20 +66,20 @@ def outcome_for(code: grpc.StatusCode, annotated: str | None) -> str:
     return "refused" if code in _REFUSED else "failed"
 
 
-class ObservingInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
-    """Put first in a server's interceptor list (outermost)."""
+class ObservingWrapper:
+    """Wraps each handler a ``GatewayServer`` mounts, outside the authenticating one.
+
+    Passed as ``GatewayServer(..., observe=ObservingWrapper(metrics, "service"))``.
+    Handlers of other kinds than unary-unary (reflection's stream) pass unchanged.
+    """
 
     def __init__(self, metrics: GatewayMetrics, port: str) -> None:
         self._metrics = metrics
         self._port = port  # "service" or "peer"
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
+    def __call__(self, method: str, handler: Any) -> Any:
         if handler is None or handler.unary_unary is None:
             return handler
-        method: str = details.method
         api = _api(method)
         quiet = method.startswith(QUIET_PREFIXES)
         inner = handler.unary_unary
