@@ -192,62 +192,23 @@ class ServiceClient:
         candidates: Sequence[float] = (),
         bin_edges: Sequence[float] = (),
         client_reference: str = "",
+        dry_run: bool = False,
         timeout: float = 60.0,
     ) -> stats_pb2.StatsQueryResponse:
         """A differentially private statistic from one or more jurisdictions (``Statistics.Query``).
 
         Spends ``epsilon`` of this service system's budget at each holder that
-        answers. ``statistic`` is one of ``count``, ``sum``, ``mean``,
+        answers. With ``dry_run=True`` (``Statistics.DryRun``) each holder only
+        checks its agreement and answers with the cost and expected accuracy
+        (noise scale, interval half-widths): nothing is released or spent. ``statistic`` is one of ``count``, ``sum``, ``mean``,
         ``quantile``, ``median``, ``histogram``; ``column`` names the measured
         column (not for ``count``). The reply has one release per holder
         (``parts``, each with its mechanism, noise scale and confidence
         intervals), a ``combined`` release for counts and sums across holders,
         ``missing`` parts (refused or down) and the budget ``remaining``.
         """
-        return self.query(
-            stats_request(
-                jurisdictions,
-                dataset,
-                purpose,
-                statistic,
-                epsilon=epsilon,
-                confidence=confidence,
-                column=column,
-                group_by=group_by,
-                filters=filters,
-                quantile=quantile,
-                candidates=candidates,
-                bin_edges=bin_edges,
-                client_reference=client_reference,
-            ),
-            timeout=timeout,
-        )
-
-    def dry_run_statistics(
-        self,
-        jurisdictions: Sequence[str],
-        dataset: str,
-        purpose: str,
-        statistic: str | int,
-        *,
-        epsilon: float,
-        confidence: float = 0.95,
-        column: str = "",
-        group_by: Sequence[str] = (),
-        filters: Mapping[str, Sequence[str]] | None = None,
-        quantile: float = 0.0,
-        candidates: Sequence[float] = (),
-        bin_edges: Sequence[float] = (),
-        client_reference: str = "",
-        timeout: float = 60.0,
-    ) -> stats_pb2.StatsQueryResponse:
-        """Same question as ``query_statistics`` without spending budget (``Statistics.DryRun``).
-
-        Each holder checks its agreement and answers with the cost and the
-        expected accuracy (noise scale, interval half-widths); nothing is
-        released and nothing is spent.
-        """
-        return self.dry_run(
+        call = self.dry_run if dry_run else self.query
+        return call(
             stats_request(
                 jurisdictions,
                 dataset,
