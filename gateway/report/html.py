@@ -211,7 +211,10 @@ def _entries(inputs: AuditInputs) -> str:
             f"<td>{escape(ev.reason)}</td><td>{escape(ev.agreement_id)}</td>"
             f"<td class='mono'>{escape(ev.request_id)}</td></tr>"
         )
-    kinds = "".join(f'<option value="{k}">{k}</option>' for k in model.OUTCOMES)
+    kinds = "".join(
+        f'<option value="{escape(k)}">{escape(k)}</option>'
+        for k in sorted({*model.OUTCOMES, *(e.event.kind for e in entries)})
+    )
     ledgers = "".join(
         f'<option value="{escape(s.jurisdiction)}">{escape(s.jurisdiction)}</option>'
         for s in inputs.ledgers

@@ -68,10 +68,15 @@ def cst_time(timestamp_ms: int) -> str:
 
 
 def exchanges(entries: Iterable[Entry]) -> list[Exchange]:
-    """One ``Exchange`` per (request id, kind, holder): the holder's entry when present."""
+    """One ``Exchange`` per (request id, kind, holder): the holder's entry when present.
+
+    Only the outcome kinds count; other entry kinds (acknowledgements, say)
+    appear in the report's table but are not exchanges."""
     chosen: dict[tuple[str, str, str], LedgerEvent] = {}
     for e in entries:
         ev = e.event
+        if ev.kind not in OUTCOMES:  # e.g. receipts: shown in the table, not exchanges
+            continue
         holder = ev.local if ev.role == "holder" else ev.counterparty
         key = (ev.request_id, ev.kind, holder)
         if key not in chosen or ev.role == "holder":

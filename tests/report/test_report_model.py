@@ -68,3 +68,13 @@ def test_budget_series_counts_charged_holder_entries_once_and_ignores_uncharged_
         "120000/tj-social-security",
     )
     assert [v for _, v in s.points] == [0.5, 0.75]
+
+
+def test_entry_kinds_that_are_not_exchange_outcomes_are_not_counted_as_exchanges() -> None:
+    import dataclasses
+
+    ev = dataclasses.replace(make_event(5), kind="transfer")
+    other = dataclasses.replace(make_event(6), kind="transfer")
+    object.__setattr__(other, "kind", "receipt")  # a later entry kind, e.g. acknowledgements
+    items = exchanges([Entry("110000", 0, ev), Entry("110000", 1, other)])
+    assert [x.kind for x in items] == ["transfer"]
