@@ -145,11 +145,48 @@ class StateCollector(Collector):
         yield stores
 
 
+OTHER: Final = "other"
+
+
+class KnownLabels:
+    """Bounds label values to what the trust bundle names: members and their datasets.
+
+    A caller can put any well-formed code in a request; counting it as its own
+    label value would let one service system grow the metrics without bound.
+    """
+
+    def __init__(self, members: Callable[[], Iterable[tuple[str, Iterable[str]]]]) -> None:
+        self._members = members
+        self._cache: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._stamp: object = None
+
+    def _sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        members = tuple((j, tuple(ds)) for j, ds in self._members())
+        if members != self._stamp:
+            self._stamp = members
+            self._cache = (
+                frozenset(j for j, _ in members),
+                frozenset(d for _, ds in members for d in ds),
+            )
+        return self._cache
+
+    def counterparty(self, value: str) -> str:
+        if not value:
+            return ""
+        known = self._sets()[0]
+        parts = value.split(",")
+        return value if all(p in known for p in parts) else OTHER
+
+    def dataset(self, value: str) -> str:
+        return value if not value or value in self._sets()[1] else OTHER
+
+
 class GatewayMetrics:
     """The registry of one gateway and the instruments its edges update."""
 
-    def __init__(self, jurisdiction: str) -> None:
+    def __init__(self, jurisdiction: str, known: KnownLabels | None = None) -> None:
         self.jurisdiction = jurisdiction
+        self.known = known or KnownLabels(lambda: ())
         self.registry = CollectorRegistry(auto_describe=False)
         self.requests = Counter(
             "gateway_requests",

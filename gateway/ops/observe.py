@@ -99,8 +99,8 @@ class ObservingWrapper:
                     if code is None:
                         code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
                     outcome = outcome_for(code, fields.pop("outcome", None))
-                    counterparty = str(fields.get("counterparty", ""))
-                    dataset = str(fields.get("dataset", ""))
+                    counterparty = metrics.known.counterparty(str(fields.get("counterparty", "")))
+                    dataset = metrics.known.dataset(str(fields.get("dataset", "")))
                     metrics.requests.labels(
                         api, port, outcome, code.name, counterparty, dataset
                     ).inc()
@@ -161,8 +161,12 @@ class ObservedLedger:
             outcome=event.kind,
         )
         receipt = self._inner.append(event)
+        known = self._metrics.known
         self._metrics.ledger_appends.labels(
-            event.kind, event.decision, event.counterparty, event.dataset
+            event.kind,
+            event.decision,
+            known.counterparty(event.counterparty),
+            known.dataset(event.dataset),
         ).inc()
         annotate(ledger_index=receipt.index)
         return receipt

@@ -40,7 +40,7 @@ from gateway.ledger.witness import SqliteWitnessStore
 from gateway.limits import Limits
 from gateway.ops.backup import check_stores_cover_ledger, refuse_shortfalls
 from gateway.ops.http import OpsListener
-from gateway.ops.metrics import GatewayMetrics
+from gateway.ops.metrics import GatewayMetrics, KnownLabels
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
 from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
@@ -126,7 +126,10 @@ class Gateway:
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
         # Metrics and the per-RPC log line see every ledger append and peer call.
-        self.metrics = GatewayMetrics(self.me)
+        self.metrics = GatewayMetrics(
+            self.me,
+            KnownLabels(lambda: ((m.jurisdiction, m.datasets) for m in self._bundle.members)),
+        )
         observed_ledger = ObservedLedger(self.ledger, self.metrics)
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000

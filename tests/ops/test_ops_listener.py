@@ -185,3 +185,19 @@ def test_ops_listener_defaults_to_loopback() -> None:
 
     listen = Listen(peer="0.0.0.0:7101", service="0.0.0.0:7201")
     assert listen.ops == DEFAULT_OPS_ADDRESS and listen.ops.startswith("127.0.0.1:")
+
+
+def test_caller_chosen_codes_outside_the_trust_bundle_are_counted_as_other() -> None:
+    from gateway.ops.metrics import KnownLabels
+
+    members = [("110000", ("si_contributions",)), ("120000", ("hf_accounts",))]
+    known = KnownLabels(lambda: members)
+    assert known.counterparty("110000") == "110000"
+    assert known.counterparty("110000,120000") == "110000,120000"
+    assert known.counterparty("310000") == "other"
+    assert known.dataset("hf_accounts") == "hf_accounts"
+    assert known.dataset("made_up_dataset_" + "x" * 40) == "other"
+    members.append(("130000", ("ent_qualifications",)))  # a new bundle is picked up
+    assert (
+        known.counterparty("130000") == "130000" and known.dataset("ent_qualifications") != "other"
+    )
