@@ -61,6 +61,14 @@ def register(sub: Any) -> None:
         type=Path,
         help="the federation authority's public key (default: authority.pub next to the bundle)",
     )
+    rep.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="a gateway's witness store (data/witness.sqlite): its cosigned checkpoints are "
+        "checked against the ledgers and its fork/rollback evidence shown (repeatable)",
+    )
     rep.add_argument("-o", "--out", type=Path, required=True, help="HTML file to write")
     rep.add_argument("--title", default="Data-exchange audit report")
     rep.set_defaults(func=cmd_report)
@@ -127,9 +135,14 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     authority = read_authority_key(args.authority) if args.authority else None
     bundle = load_bundle(args.bundle, authority)
-    inputs = gather(args.ledgers, bundle)
+    witnesses = []
+    for spec in args.witness:
+        name, sep, path = spec.partition("=")
+        witnesses.append((name, Path(path)) if sep else (f"witness store {spec}", Path(spec)))
+    inputs = gather(args.ledgers, bundle, witnesses)
     args.out.write_text(render(inputs, args.title), encoding="utf-8")
     bad = [s.jurisdiction for s in inputs.ledgers if not s.ok]
+    evidence = [w.label for w in inputs.witnesses if w.evidence]
     unreconciled = [
         f"{r.jurisdiction_a}<->{r.jurisdiction_b}" for r in inputs.reconciliations if not r.ok
     ]
@@ -137,11 +150,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         f"audit report written to {args.out}: {len(inputs.ledgers)} ledger(s), "
         f"{len(inputs.entries)} entries"
     )
-    if bad or unreconciled:
+    if bad or unreconciled or evidence:
         raise VerificationFailed(
             "; ".join(
                 ([f"ledger(s) {', '.join(bad)} do not verify"] if bad else [])
                 + ([f"{', '.join(unreconciled)} do not reconcile"] if unreconciled else [])
+                + ([f"{', '.join(evidence)} hold fork or rollback evidence"] if evidence else [])
             )
             + " (details in the report)"
         )

@@ -44,6 +44,19 @@ class LedgerStatus:
     newest_checkpoint_ms: int | None
     cosigned_by: tuple[tuple[str, str, int], ...]  # (jurisdiction, witness name, timestamp s)
     witnesses_expected: tuple[str, ...]  # jurisdictions that could cosign
+    # Checkpoints of this log that witness stores hold (label, size): the ledger
+    # was verified to extend each of them (no truncation, no fork).
+    witness_held: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class WitnessView:
+    """What one witness store holds: the newest cosigned size per log, and evidence."""
+
+    label: str
+    path: str
+    sizes: tuple[tuple[str, int, int], ...]  # (origin, size, updated_ms)
+    evidence: tuple[tuple[str, str, str, int], ...]  # (origin, kind, detail, recorded_ms)
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class AuditInputs:
     entries: tuple[Entry, ...]
     reconciliations: tuple[ReconcileReport, ...]
     generated_at: dt.datetime
+    witnesses: tuple[WitnessView, ...] = ()
 
 
 def decode_entries(store: LedgerStore, ledger: str) -> Iterator[Entry]:
@@ -61,7 +75,29 @@ def decode_entries(store: LedgerStore, ledger: str) -> Iterator[Entry]:
         yield Entry(ledger, row.index, decode_entry(row.entry).event)
 
 
-def _status(path: Path, bundle: TrustBundle) -> tuple[LedgerStatus, list[Entry]]:
+def read_witness(label: str, path: Path) -> tuple[WitnessView, dict[str, str]]:
+    """A witness store's view, and origin -> the newest checkpoint note it cosigned."""
+    from gateway.ledger.witness import SqliteWitnessStore
+
+    if not path.is_file():
+        raise NotFound(f"{path}: no such witness store")
+    store = SqliteWitnessStore(path)
+    try:
+        sizes, notes = [], {}
+        for origin in store.origins():
+            state = store.latest(origin)
+            if state is not None:
+                sizes.append((origin, state.size, state.updated_ms))
+                notes[origin] = state.note
+        evidence = tuple((e.origin, e.kind, e.detail, e.recorded_ms) for e in store.evidence(None))
+    finally:
+        store.close()
+    return WitnessView(label, str(path), tuple(sizes), evidence), notes
+
+
+def _status(
+    path: Path, bundle: TrustBundle, held: Sequence[tuple[str, str]] = ()
+) -> tuple[LedgerStatus, list[Entry]]:
     import base64
 
     if not path.is_file():
@@ -82,7 +118,10 @@ def _status(path: Path, bundle: TrustBundle) -> tuple[LedgerStatus, list[Entry]]
             )
         store = ledger.store
         assert isinstance(store, SqliteLedgerStore)
-        report = verify_store(store, ledger.origin, member.ledger_key)
+        # Checkpoints witnesses hold for this log: the ledger must extend each.
+        report = verify_store(
+            store, ledger.origin, member.ledger_key, trusted=[note for _, note in held]
+        )
         witnesses = {
             m.witness_name: m.ledger_key
             for m in bundle.members
@@ -120,15 +159,37 @@ def _status(path: Path, bundle: TrustBundle) -> tuple[LedgerStatus, list[Entry]]
         newest_checkpoint_ms=latest.issued_ms if latest else None,
         cosigned_by=cosigned,
         witnesses_expected=tuple(sorted(by_name[n] for n in witnesses)),
+        witness_held=tuple((label, _note_size(note)) for label, note in held),
     )
     return status, entries
 
 
-def gather(paths: Sequence[Path], bundle: TrustBundle) -> AuditInputs:
+def _note_size(note: str) -> int:
+    from gateway.ledger.note import Checkpoint, parse_note
+
+    try:
+        return Checkpoint.parse(parse_note(note)[0]).size
+    except GatewayError:
+        return -1
+
+
+def gather(
+    paths: Sequence[Path],
+    bundle: TrustBundle,
+    witnesses: Sequence[tuple[str, Path]] = (),
+) -> AuditInputs:
+    views: list[WitnessView] = []
+    held_by_origin: dict[str, list[tuple[str, str]]] = {}
+    for label, wpath in witnesses:
+        view, notes = read_witness(label, wpath)
+        views.append(view)
+        for origin, note in notes.items():
+            held_by_origin.setdefault(origin, []).append((label, note))
     statuses, entries = [], []
     per_ledger: dict[str, list[Entry]] = {}
     for path in paths:
-        status, es = _status(path, bundle)
+        origin = _origin_of(path)
+        status, es = _status(path, bundle, held_by_origin.get(origin, ()))
         statuses.append(status)
         entries.extend(es)
         per_ledger[status.jurisdiction] = es
@@ -143,5 +204,20 @@ def gather(paths: Sequence[Path], bundle: TrustBundle) -> AuditInputs:
             )
         )
     return AuditInputs(
-        bundle, tuple(statuses), tuple(entries), tuple(recs), dt.datetime.now(dt.UTC)
+        bundle,
+        tuple(statuses),
+        tuple(entries),
+        tuple(recs),
+        dt.datetime.now(dt.UTC),
+        tuple(views),
     )
+
+
+def _origin_of(path: Path) -> str:
+    if not path.is_file():
+        raise NotFound(f"{path}: no such ledger file")
+    store = SqliteLedgerStore(path, readonly=True)
+    try:
+        return store.get_meta("origin") or ""
+    finally:
+        store.close()

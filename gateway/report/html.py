@@ -93,6 +93,10 @@ def _verification(ledgers: Sequence[LedgerStatus]) -> str:
             for j, _name, t in s.cosigned_by
         )
         n, of = len(s.cosigned_by), len(s.witnesses_expected)
+        held = (
+            ", ".join(f"{escape(label)}: size {size}" for label, size in s.witness_held)
+            or "none given"
+        )
         cls = "ok" if n == of and of else ("warn" if n else "bad")
         rows.append(
             "<tr>"
@@ -101,6 +105,7 @@ def _verification(ledgers: Sequence[LedgerStatus]) -> str:
             f'<td class="num">{s.entries}</td><td class="num">{s.checkpoints}</td>'
             f'<td class="num">{s.newest_checkpoint_size}<br>{escape(_t(s.newest_checkpoint_ms))}</td>'
             f'<td><span class="{cls}">{n} of {of}</span> {cosigners or "none"}</td>'
+            f"<td>{held}</td>"
             f'<td class="mono">{escape(s.root_b64)}</td>'
             "</tr>"
         )
@@ -111,9 +116,36 @@ def _verification(ledgers: Sequence[LedgerStatus]) -> str:
         "origin, never a key stored in the file. Witnesses: federation members whose "
         "cosignature on the newest checkpoint verifies with their key from the bundle.</p>"
         "<table><thead><tr><th>ledger</th><th>status</th><th>entries</th><th>checkpoints</th>"
-        "<th>newest checkpoint</th><th>cosigned by</th><th>root (base64)</th></tr></thead>"
+        "<th>newest checkpoint</th><th>cosigned by</th><th>witness-held checkpoints "
+        "(the ledger extends each)</th><th>root (base64)</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _witnesses(inputs: AuditInputs) -> str:
+    if not inputs.witnesses:
+        return ""
+    parts = []
+    for w in inputs.witnesses:
+        sizes = "".join(
+            f"<tr><td>{escape(o)}</td><td class='num'>{size}</td><td>{escape(_t(ms))}</td></tr>"
+            for o, size, ms in w.sizes
+        )
+        ev = "".join(
+            f"<li class='bad'>{escape(kind)} of {escape(o)} recorded {escape(_t(ms))}: "
+            f"{escape(detail)}</li>"
+            for o, kind, detail, ms in w.evidence
+        )
+        verdict = (
+            f"<p class='bad'>{len(w.evidence)} piece(s) of fork or rollback evidence held</p><ul>{ev}</ul>"
+            if w.evidence
+            else "<p class='ok'>no fork or rollback evidence</p>"
+        )
+        parts.append(
+            f"<h3>{escape(w.label)}</h3>{verdict}<table><thead><tr><th>log</th>"
+            f"<th>cosigned size</th><th>updated</th></tr></thead><tbody>{sizes}</tbody></table>"
+        )
+    return f"<section id='witnesses'><h2>Witness stores</h2>{''.join(parts)}</section>"
 
 
 def _charts(items: Sequence[model.Exchange], series: Sequence[model.BudgetSeries]) -> str:
@@ -245,11 +277,15 @@ def render(inputs: AuditInputs, title: str = "Data-exchange audit report") -> st
     series = model.budget_series(inputs.entries)
     s = model.summary(items)
     b = inputs.bundle
-    all_ok = all(x.ok for x in inputs.ledgers) and all(r.ok for r in inputs.reconciliations)
+    all_ok = (
+        all(x.ok for x in inputs.ledgers)
+        and all(r.ok for r in inputs.reconciliations)
+        and not any(w.evidence for w in inputs.witnesses)
+    )
     verdict = (
         '<span class="ok">every ledger verifies and every paired transfer matches</span>'
         if all_ok
-        else '<span class="bad">problems found: see Verification and Reconciliation</span>'
+        else '<span class="bad">problems found: see Verification, Witness stores and Reconciliation</span>'
     )
     cards = "".join(
         f'<div class="card"><b>{v:,}</b>{escape(label)}</div>'
@@ -278,7 +314,8 @@ def render(inputs: AuditInputs, title: str = "Data-exchange audit report") -> st
         "<p>Each exchange is counted once (the holder's entry when both ledgers are given). "
         "Ledgers hold metadata and digests only: no names, ID numbers or record values.</p>"
         "</section>"
-        f"{_verification(inputs.ledgers)}{_charts(items, series)}{_budget(series)}"
+        f"{_verification(inputs.ledgers)}{_witnesses(inputs)}{_charts(items, series)}"
+        f"{_budget(series)}"
         f"{_reconciliation(inputs)}{_entries(inputs)}</main>"
         f"<script>{_SCRIPT}</script></body></html>"
     )

@@ -113,3 +113,71 @@ def test_report_escapes_markup_a_peer_put_in_a_ledgered_reason(
     assert evil not in html and "<img src=x" not in html
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&lt;script&gt;" in html
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _copy_db(src: Path, dst: Path) -> Path:
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst
+
+
+def test_report_catches_a_truncated_ledger_against_the_checkpoint_a_witness_holds(
+    audited: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bj = ledgers(audited)[0]
+    old = _copy_db(bj, tmp_path / "old-ledger.sqlite")  # what someone hands over later
+    with audited.client("130000", "hebei-housing-fund") as c:
+        c.get_records(
+            holder_jurisdiction="110000", dataset="si_contributions",
+            purpose="housing_fund_transfer", subject_ids=[audited.commuter()],
+        )  # fmt: skip
+    for gw in audited.gateways.values():
+        gw.checkpoint_and_witness()
+    witness = audited.site("120000").root / "data" / "witness.sqlite"
+    out = tmp_path / "r.html"
+    args = [
+        "audit",
+        "report",
+        "--bundle",
+        str(audited.fed.bundle),
+        "-o",
+        str(out),
+        "--witness",
+        f"120000={witness}",
+    ]
+    assert main([*args, str(bj)]) == 0
+    assert "<td>120000: size" in out.read_text()
+    capsys.readouterr()
+    assert main([*args, str(old)]) == 1
+    assert "ledger(s) 110000 do not verify" in capsys.readouterr().err
+    assert '<span class="bad">FAILED</span>' in out.read_text()
+
+
+def test_report_shows_fork_evidence_a_witness_holds_and_exits_1(
+    audited: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.ledger.witness import Evidence, SqliteWitnessStore
+
+    store_path = _copy_db(
+        audited.site("120000").root / "data" / "witness.sqlite", tmp_path / "w.sqlite"
+    )
+    store = SqliteWitnessStore(store_path)
+    store.record_evidence(
+        Evidence(
+            default_origin("110000"),
+            "fork",
+            "held note",
+            "shown note",
+            "two different roots at size 3",
+            1_700_000_000_000,
+        )
+    )
+    store.close()
+    out = tmp_path / "r.html"
+    rc = main(["audit", "report", *map(str, ledgers(audited)), "--bundle", str(audited.fed.bundle),
+               "--witness", f"120000={store_path}", "-o", str(out)])  # fmt: skip
+    assert rc == 1
+    assert "120000 hold fork or rollback evidence" in capsys.readouterr().err
+    html = out.read_text()
+    assert "1 piece(s) of fork or rollback evidence held" in html
+    assert "two different roots at size 3" in html
