@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import matplotlib.pyplot as plt
 from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gateway.report.model import CST, Breakdown, BudgetSeries
 
@@ -105,6 +107,8 @@ def stacked_bars(key: str, title: str, b: Breakdown, horizontal: bool, limit: in
             else:
                 ax.bar(cats, vals, bottom=base, color=colour, label=LABELS[outcome])
             base = [x + y for x, y in zip(base, vals, strict=True)]
+        counts = ax.xaxis if horizontal else ax.yaxis
+        counts.set_major_locator(MaxNLocator(integer=True))
         if horizontal:
             ax.invert_yaxis()
             ax.set_xlabel("exchanges")
@@ -121,14 +125,15 @@ def reasons_chart(reasons: Sequence[tuple[str, int]], limit: int = 12) -> Chart:
     _fonts()
     top = list(reasons[:limit])
     title = "Refusals by reason"
-    fig, ax = plt.subplots(figsize=(8.6, max(2.4, 0.42 * len(top) + 1.0)))
+    fig, ax = plt.subplots(figsize=(8.6, max(2.4, 0.62 * len(top) + 1.0)))
     if not top:
         _empty(ax, "no refusals")
     else:
-        labels = [r if len(r) <= 60 else r[:59] + "…" for r, _ in top]
+        labels = [textwrap.fill(r, 44, max_lines=2, placeholder="…") for r, _ in top]
         ax.barh(labels, [n for _, n in top], color=COLOURS["refusal"])
         ax.invert_yaxis()
         ax.set_xlabel("refusals")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(axis="y", labelsize=8)
     ax.set_title(title, loc="left", fontsize=11)
     alt = "; ".join(f"{r}: {n}" for r, n in top)
