@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import grpc
@@ -78,12 +78,55 @@ class ObservingWrapper:
         self._port = port  # "service" or "peer"
 
     def __call__(self, method: str, handler: Any) -> Any:
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
+        if handler.unary_unary is not None:
+            return self._unary(method, handler)
+        if handler.unary_stream is not None:
+            return self._server_stream(method, handler)
+        return handler  # reflection's bidirectional stream: no line, no metric
+
+    def _finish(
+        self,
+        method: str,
+        fields: dict[str, Any],
+        context: grpc.ServicerContext,
+        failed: bool,
+        seconds: float,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         api = _api(method)
-        quiet = method.startswith(QUIET_PREFIXES)
+        code = context.code() if failed else None
+        if code is None:
+            code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+        outcome = outcome_for(code, fields.pop("outcome", None))
+        m = self._metrics
+        counterparty = m.known.counterparty(str(fields.get("counterparty", "")))
+        dataset = m.known.dataset(str(fields.get("dataset", "")))
+        m.requests.labels(api, self._port, outcome, code.name, counterparty, dataset).inc()
+        m.latency.labels(self._port, api).observe(seconds)
+        level = logging.DEBUG if method.startswith(QUIET_PREFIXES) else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "%s %s %s",
+                api,
+                code.name,
+                outcome,
+                extra={
+                    "event": "rpc",
+                    "api": api,
+                    "port": self._port,
+                    **fields,
+                    **(extra or {}),
+                    "outcome": outcome,
+                    "code": code.name,
+                    "latency_ms": round(seconds * 1000, 3),
+                },
+            )
+
+    def _unary(self, method: str, handler: Any) -> Any:
         inner = handler.unary_unary
-        metrics, port = self._metrics, self._port
 
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
             t0 = time.perf_counter()
@@ -94,37 +137,39 @@ class ObservingWrapper:
                     failed = False
                     return reply
                 finally:
-                    seconds = time.perf_counter() - t0
-                    code = context.code() if failed else None
-                    if code is None:
-                        code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
-                    outcome = outcome_for(code, fields.pop("outcome", None))
-                    counterparty = metrics.known.counterparty(str(fields.get("counterparty", "")))
-                    dataset = metrics.known.dataset(str(fields.get("dataset", "")))
-                    metrics.requests.labels(
-                        api, port, outcome, code.name, counterparty, dataset
-                    ).inc()
-                    metrics.latency.labels(port, api).observe(seconds)
-                    level = logging.DEBUG if quiet else logging.INFO
-                    if log.isEnabledFor(level):
-                        log.log(
-                            level,
-                            "%s %s %s",
-                            api,
-                            code.name,
-                            outcome,
-                            extra={
-                                "event": "rpc",
-                                "api": api,
-                                "port": port,
-                                **fields,
-                                "outcome": outcome,
-                                "code": code.name,
-                                "latency_ms": round(seconds * 1000, 3),
-                            },
-                        )
+                    self._finish(method, fields, context, failed, time.perf_counter() - t0)
 
         return grpc.unary_unary_rpc_method_handler(
+            observed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _server_stream(self, method: str, handler: Any) -> Any:
+        inner = handler.unary_stream
+
+        def observed(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            # The whole stream is one RPC: one line when it ends (with the
+            # number of messages sent), however it ends.
+            t0 = time.perf_counter()
+            failed, sent = True, 0
+            with rpc_context() as fields:
+                try:
+                    for message in inner(request, context):
+                        sent += 1
+                        yield message
+                    failed = False
+                finally:
+                    self._finish(
+                        method,
+                        fields,
+                        context,
+                        failed,
+                        time.perf_counter() - t0,
+                        {"messages": sent},
+                    )
+
+        return grpc.unary_stream_rpc_method_handler(
             observed,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
