@@ -77,6 +77,7 @@ def _restore(args: argparse.Namespace) -> int:
     from gateway.ledger.verify import verify_store
     from gateway.ops.backup import (
         DATABASES,
+        DERIVED_FILES,
         STATE_FILES,
         check_backup,
         check_stores_cover_ledger,
@@ -128,7 +129,7 @@ def _restore(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     keep = config.data_dir / f"pre-restore-{stamp}"
     moved = []
-    for name in DATABASES + STATE_FILES:
+    for name in DATABASES + STATE_FILES + DERIVED_FILES:
         for suffix in ("", "-wal", "-shm"):
             f = config.data_dir / f"{name}{suffix}"
             if f.exists():

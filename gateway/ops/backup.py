@@ -36,7 +36,7 @@ import os
 import shutil
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -44,7 +44,7 @@ from typing import Final
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
-from gateway.ledger.storage import SqliteLedgerStore
+from gateway.ledger.storage import EntryRow, SqliteLedgerStore
 
 log = logging.getLogger("gateway.backup")
 
@@ -59,6 +59,8 @@ DATABASES: Final = (
     "replay.sqlite",
 )
 STATE_FILES: Final = ("trust_bundle_state.json",)
+# Not backed up, removed by a restore: derived from the stores (see BudgetCover).
+DERIVED_FILES: Final = ("budget_cover.json",)
 DAY_MS: Final = 86_400_000
 QUOTA_DAYS: Final = 2
 
@@ -194,8 +196,16 @@ def take_backup(data_dir: Path, out: Path, jurisdiction: str) -> BackupManifest:
 # --------------------------------------------------------------------------
 
 
-def _holder_events(store: SqliteLedgerStore, local: str, kinds: bytes) -> Iterable[LedgerEvent]:
-    for row in store.iter_entries():
+def _rows_from(store: SqliteLedgerStore, start: int, page: int = 10_000) -> Iterator[EntryRow]:
+    size = store.size()
+    for a in range(start, size, page):
+        yield from store.entries(a, min(size, a + page))
+
+
+def _holder_events(
+    store: SqliteLedgerStore, local: str, kinds: bytes, start: int = 0
+) -> Iterable[LedgerEvent]:
+    for row in _rows_from(store, start):
         if kinds not in row.entry:  # cheap filter before decoding
             continue
         event = decode_entry(row.entry).event
@@ -209,10 +219,12 @@ def _charged(event: LedgerEvent) -> bool:
     return event.kind == "stats_refusal" and dict(event.details).get("charged") == "true"
 
 
-def budget_shortfalls(ledger: SqliteLedgerStore, local: str, budget_db: Path) -> list[Shortfall]:
-    """Statistics spends the ledger records that the budget store does not hold."""
+def budget_shortfalls(
+    ledger: SqliteLedgerStore, local: str, budget_db: Path, start: int = 0
+) -> list[Shortfall]:
+    """Statistics spends the ledger records (from entry ``start`` on) that the budget store lacks."""
     need: dict[str, tuple[str, str, float]] = {}
-    for e in _holder_events(ledger, local, b"stats_"):
+    for e in _holder_events(ledger, local, b"stats_", start):
         if _charged(e):
             eps = float(dict(e.details).get("epsilon", "0") or 0)
             need[e.request_id] = (e.dataset, f"{e.counterparty}/{e.service_system}", eps)
@@ -302,6 +314,124 @@ def check_stores_cover_ledger(
         return budget_shortfalls(store, local, budget_db) + quota_shortfalls(
             store, local, quota_db, now_ms
         )
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------
+# Start-up: the same rule, without re-reading a long ledger every time
+# --------------------------------------------------------------------------
+
+COVER_FILE: Final = "budget_cover.json"
+
+
+@dataclass(frozen=True)
+class BudgetCover:
+    """At the last good start-up: the ledger's first ``ledger_size`` entries (with
+    this root) had every spend in the budget store, whose newest row was
+    (``last_seq``, ``last_request_id``) of ``rows``.
+
+    Spends are append-only (the store's triggers refuse deletes), so a budget
+    store that still holds that newest row and at least that many rows holds
+    every spend it held then; only later entries need reading. A budget file
+    swapped for an older copy fails that test and the whole ledger is read.
+    """
+
+    ledger_size: int
+    ledger_root: str
+    rows: int
+    last_seq: int
+    last_request_id: str
+
+
+def _budget_state(budget_db: Path) -> tuple[int, int, str]:
+    if not budget_db.is_file():
+        return 0, 0, ""
+    try:
+        conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
+        try:
+            (rows,) = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
+            last = conn.execute(
+                "SELECT seq, request_id FROM spends ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(f"budget store {budget_db}: {exc}") from exc
+    return int(rows), int(last[0]) if last else 0, str(last[1]) if last else ""
+
+
+def _still_holds(budget_db: Path, cover: BudgetCover) -> bool:
+    if cover.rows == 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
+        try:
+            row = conn.execute(
+                "SELECT request_id FROM spends WHERE seq = ?", (cover.last_seq,)
+            ).fetchone()
+            (rows,) = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == cover.last_request_id and int(rows) >= cover.rows
+
+
+def _root(store: SqliteLedgerStore, size: int) -> str:
+    from gateway.ledger.merkle import fold, prefix_nodes
+
+    return fold(store.nodes(prefix_nodes(size))).hex() if size else ""
+
+
+def _read_cover(path: Path) -> BudgetCover | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return BudgetCover(
+            int(doc["ledger_size"]),
+            str(doc["ledger_root"]),
+            int(doc["rows"]),
+            int(doc["last_seq"]),
+            str(doc["last_request_id"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def startup_shortfalls(data_dir: Path, local: str, now_ms: int) -> list[Shortfall]:
+    """The start-up check: budget and quota stores against the ledger.
+
+    Reads only the entries after the last good start-up's cover (see
+    ``BudgetCover``) when the ledger still extends it and the budget store
+    still descends from the one checked then; otherwise the whole ledger.
+    Records a new cover when nothing is short.
+    """
+    ledger_db, budget_db = data_dir / "ledger.sqlite", data_dir / "budget.sqlite"
+    if not ledger_db.is_file():
+        return []
+    cover_path = data_dir / COVER_FILE
+    store = SqliteLedgerStore(ledger_db, readonly=True)
+    try:
+        size = store.size()
+        start = 0
+        cover = _read_cover(cover_path)
+        if (
+            cover is not None
+            and 0 < cover.ledger_size <= size
+            and _root(store, cover.ledger_size) == cover.ledger_root
+            and _still_holds(budget_db, cover)
+        ):
+            start = cover.ledger_size
+        found = budget_shortfalls(store, local, budget_db, start) + quota_shortfalls(
+            store, local, data_dir / "quota.sqlite", now_ms
+        )
+        if not found and size:
+            rows, last_seq, last_rid = _budget_state(budget_db)
+            fresh = BudgetCover(size, _root(store, size), rows, last_seq, last_rid)
+            tmp = cover_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(fresh.__dict__), encoding="utf-8")
+            os.replace(tmp, cover_path)
+        return found
     finally:
         store.close()
 

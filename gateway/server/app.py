@@ -38,7 +38,7 @@ from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.witness import SqliteWitnessStore
 from gateway.limits import Limits
-from gateway.ops.backup import check_stores_cover_ledger, refuse_shortfalls
+from gateway.ops.backup import refuse_shortfalls, startup_shortfalls
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics, KnownLabels
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
@@ -193,13 +193,7 @@ class Gateway:
         # Budgets or quotas copied back by hand must not reopen what the ledger
         # shows as already spent (``gateway restore`` checks the same rule).
         refuse_shortfalls(
-            check_stores_cover_ledger(
-                config.data_dir / "ledger.sqlite",
-                self.me,
-                config.data_dir / "budget.sqlite",
-                config.data_dir / "quota.sqlite",
-                clock_ms(),
-            ),
+            startup_shortfalls(config.data_dir, self.me, clock_ms()),
             f"gateway {self.me} refuses to start",
         )
         self._stopping = threading.Event()

@@ -215,3 +215,27 @@ def test_restore_refuses_while_the_gateway_runs(
         main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 2
     )
     assert "is running" in capsys.readouterr().err
+
+
+def test_start_up_cover_is_not_trusted_once_the_budget_file_no_longer_descends_from_it(
+    fed: RunningFederation, tmp_path: Path
+) -> None:
+    from gateway.ops.backup import COVER_FILE
+
+    data = fed.site(BJ).root / "data"
+    _stat(fed)
+    _backup(fed, tmp_path / "old")
+    _stat(fed)
+    _stop_bj(fed)
+    # A clean restart records a cover over the whole ledger...
+    Gateway(load_config(fed.site(BJ).config)).stop(grace=0.1)
+    cover = json.loads((data / COVER_FILE).read_text())
+    assert cover["ledger_size"] > 0 and cover["rows"] >= 2
+    # ...an older budget file copied in by hand does not hold its newest spend,
+    # so the whole ledger is read again and the missing release is found.
+    for f in data.glob("budget.sqlite*"):
+        f.unlink()
+    shutil.copy2(tmp_path / "old" / "budget.sqlite", data / "budget.sqlite")
+    with pytest.raises(VerificationFailed, match=r"1 more release\(s\) \(epsilon 0.25\)"):
+        Gateway(load_config(fed.site(BJ).config))
+    fed.gateways.pop(BJ)
