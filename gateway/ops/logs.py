@@ -165,3 +165,5 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None 
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python warnings become records too, so every line on stderr is one format.
+    logging.captureWarnings(True)

@@ -91,6 +91,9 @@ def test_metrics_count_an_exchange_on_both_sides_by_api_outcome_code_counterpart
         _value(after_hb, "gateway_ledger_entries")
         >= _value(before_hb, "gateway_ledger_entries") + 1
     )
+    # Metrics carry codes and counts only: never a subject id.
+    for url in (hb, bj):
+        assert federation.commuter().encode() not in _get(url + "/metrics")[1]
 
 
 def test_metrics_show_ledger_state_witness_lag_budget_and_store_sizes(
