@@ -3,7 +3,7 @@
 Owns: argument parsing, the "is the gateway still running?" guard, verifying
 the backed-up ledger against the trust bundle, keeping the replaced files,
 and printing what was done. Does not own: the snapshot and the budget rule
-(``gateway.ops.backup``).
+(``gateway.ops.backup``, ``gateway.ops.spent``).
 
 Exit status: 0 done; 1 the backup does not verify or would reopen spent
 budget (nothing was changed); 2 a usage mistake.
@@ -80,10 +80,9 @@ def _restore(args: argparse.Namespace) -> int:
         DERIVED_FILES,
         STATE_FILES,
         check_backup,
-        check_stores_cover_ledger,
         install_backup,
-        refuse_shortfalls,
     )
+    from gateway.ops.spent import check_stores_cover_ledger, refuse_shortfalls
     from gateway.trust import load_bundle, read_authority_key
 
     config = load_config(args.config)

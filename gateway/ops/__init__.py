@@ -5,5 +5,6 @@ per-RPC log context; ``metrics`` owns the Prometheus registry and the
 collectors that read ledger, witness, budget, replay and quota state at scrape
 time; ``http`` serves ``/metrics``, ``/healthz`` and ``/readyz``; ``observe``
 is the gRPC interceptor that times every RPC and writes its one log line;
-``backup`` takes consistent online snapshots and checks restores.
+``backup`` takes consistent online snapshots and installs checked ones;
+``spent`` refuses budgets or quotas lower than a ledger shows as spent.
 """

@@ -38,10 +38,10 @@ from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.witness import SqliteWitnessStore
 from gateway.limits import Limits
-from gateway.ops.backup import refuse_shortfalls, startup_shortfalls
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics, KnownLabels
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
+from gateway.ops.spent import refuse_shortfalls, startup_shortfalls
 from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore

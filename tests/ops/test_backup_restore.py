@@ -220,7 +220,7 @@ def test_restore_refuses_while_the_gateway_runs(
 def test_start_up_cover_is_not_trusted_once_the_budget_file_no_longer_descends_from_it(
     fed: RunningFederation, tmp_path: Path
 ) -> None:
-    from gateway.ops.backup import COVER_FILE
+    from gateway.ops.spent import COVER_FILE
 
     data = fed.site(BJ).root / "data"
     _stat(fed)
