@@ -220,6 +220,13 @@ def test_logs_are_json_lines_with_exchange_fields_and_never_contain_subject_ids_
         ) as c:
             c.query_statistics(["110000", "120000"], "si_contributions", "commuter_planning", "count",
                                epsilon=0.5, group_by=["age_band"], filters={"residence_jurisdiction": ["130000"]})  # fmt: skip
+        # The running process's operations listener scrapes, with this exchange counted.
+        import urllib.request
+
+        with urllib.request.urlopen(hb.ops_url + "/metrics", timeout=10) as r:
+            scraped = r.read().decode()
+        assert 'gateway_requests_total{api="RecordExchange/GetRecords"' in scraped
+        assert "gateway_ledger_checkpoint_age_seconds" in scraped
         # A load balancer's plain TLS probes (no member certificate) and an HTTP
         # probe on the peer port: refused at the handshake, and never a log flood.
         for _ in range(5):
