@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, service_pb2, stats_pb2
+from gateway.errors import ConfigurationError
 from gateway.ledger.witness import witnessed_size
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import CONTENT_TYPE, BudgetFigure, StateSources
@@ -112,7 +113,23 @@ def start_ops_listener(gw: Gateway) -> OpsListener | None:
         ),
         sources_check(gw.source, catalogue, gw.served_datasets),
     ]
-    listener = OpsListener(address, gw.metrics.exposition, checks, CONTENT_TYPE).start()
+    try:
+        listener = OpsListener(address, gw.metrics.exposition, checks, CONTENT_TYPE).start()
+    except OSError as exc:
+        if "ops" in gw.config.listen.model_fields_set:  # the operator asked for this address
+            raise ConfigurationError(
+                f"[listen] ops = {address!r}: cannot listen there: {exc.strerror or exc}"
+            ) from exc
+        # The default address is taken (say, a second gateway on this host): keep
+        # serving exchanges, say loudly that /metrics is not there.
+        log.error(
+            "operations listener not started: the default %s is taken (%s); set "
+            '[listen] ops to a free address, or "off"',
+            address,
+            exc.strerror or exc,
+            extra={"event": "ops_not_listening"},
+        )
+        return None
     log.info(
         "operations listener on %s (/metrics /healthz /readyz)",
         address,

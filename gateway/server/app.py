@@ -382,6 +382,7 @@ class Gateway:
             mtls_port = service.add_secure_port(
                 self.config.listen.service_mtls, self._service_credentials(client_certificates=True)
             )
+        self._ops = start_ops_listener(self)  # first: a refused address starts nothing
         peer.start()
         service.start()
         self._peer_server, self._service_server = peer, service
@@ -400,7 +401,6 @@ class Gateway:
             target=self._watch_bundle, name="bundle-watcher", daemon=True
         )
         self._bundle_watcher.start()
-        self._ops = start_ops_listener(self)
         self.ports = BoundPorts(
             peer_port, service_port, mtls_port, self._ops.port if self._ops else 0
         )

@@ -204,3 +204,31 @@ def test_caller_chosen_codes_outside_the_trust_bundle_are_counted_as_other() -> 
     assert (
         known.counterparty("130000") == "130000" and known.dataset("ent_qualifications") != "other"
     )
+
+
+def test_an_ops_address_the_operator_set_that_is_taken_refuses_to_start(
+    federation: RunningFederation, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import re
+
+    from gateway.config import load_config
+    from gateway.errors import ConfigurationError
+    from gateway.server.app import Gateway
+
+    site = federation.site("120000")
+    text = site.config.read_text()
+    taken = site.ops_port  # the running gateway holds it
+    clash = tmp_path_factory.mktemp("clash") / "gateway.toml"
+    clash.write_text(
+        re.sub(r'(?m)^(peer|service|service_mtls) = "127.0.0.1:\d+"', r'\1 = "127.0.0.1:0"', text)
+        .replace(f'ops = "127.0.0.1:{taken}"', f'ops = "127.0.0.1:{taken}"')
+        .replace('key_dir = "keys"', f'key_dir = "{site.root / "keys"}"')
+        .replace('data_dir = "data"', f'data_dir = "{clash.parent / "data"}"')
+        .replace('data_source = "data/source.sqlite"', f'data_source = "{site.data_source}"')
+    )
+    gw = Gateway(load_config(clash))
+    try:
+        with pytest.raises(ConfigurationError, match="cannot listen there"):
+            gw.start()
+    finally:
+        gw.stop(grace=0.1)
