@@ -232,3 +232,42 @@ def test_an_ops_address_the_operator_set_that_is_taken_refuses_to_start(
             gw.start()
     finally:
         gw.stop(grace=0.1)
+
+
+def test_a_taken_default_ops_address_logs_an_error_and_the_gateway_serves_on(
+    federation: RunningFederation,
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import re
+
+    from gateway.config import Listen, load_config
+    from gateway.server.app import Gateway
+
+    site = federation.site("120000")
+    clash = tmp_path_factory.mktemp("default-clash") / "gateway.toml"
+    clash.write_text(
+        re.sub(
+            r'(?m)^(peer|service|service_mtls) = "127.0.0.1:\d+"',
+            r'\1 = "127.0.0.1:0"',
+            site.config.read_text(),
+        )
+        .replace('key_dir = "keys"', f'key_dir = "{site.root / "keys"}"')
+        .replace('data_dir = "data"', f'data_dir = "{clash.parent / "data"}"')
+        .replace('data_source = "data/source.sqlite"', f'data_source = "{site.data_source}"')
+    )
+    config = load_config(clash)
+    # As if the file said nothing about ops and the default were already taken.
+    listen = Listen.model_construct(
+        _fields_set={"peer", "service", "service_mtls"},
+        **{**config.listen.model_dump(), "ops": f"127.0.0.1:{site.ops_port}"},
+    )
+    gw = Gateway(config.model_copy(update={"listen": listen}))
+    try:
+        with caplog.at_level(logging.ERROR, logger="gateway.ops"):
+            ports = gw.start()
+        assert ports.ops == 0 and ports.service > 0
+        assert any(getattr(r, "event", "") == "ops_not_listening" for r in caplog.records)
+    finally:
+        gw.stop(grace=0.1)
