@@ -2,8 +2,8 @@
 
 Owns: opening a TLS channel to the gateway's service port (trusting the
 gateway's certificate), sending the bearer token as call metadata
-(``authorization: Bearer <token>``, exactly what a Java, Go or Node client
-sends), and typed methods for the service-system API: records, datasets,
+(``authorization: Bearer <token>`` on every call, exactly what a Java, Go or
+Node client sends), and typed methods for the service-system API: records, datasets,
 statistics and statistics dry runs. Other languages need only ``protos/`` and
 the same two things: the gateway's certificate and a token (see README
 "Calling the gateway from a service system").
@@ -63,8 +63,8 @@ def service_channel(
 
     ``jurisdiction`` gives the TLS server name (``gw-<code>``) the gateway's
     certificate is issued for. With ``token``, every call on the channel
-    carries ``authorization: Bearer <token>`` (channel call credentials);
-    ``ServiceClient`` instead sends it per call.
+    carries the call metadata ``authorization: Bearer <token>`` (gRPC call
+    credentials, sent only over TLS).
     """
     creds = grpc.ssl_channel_credentials(root_certificates=gateway_cert_pem)
     if token is not None:
@@ -143,10 +143,9 @@ class ServiceClient:
         self, address: str, gateway_cert: Path | bytes, jurisdiction: str, token: str | None
     ) -> None:
         pem = gateway_cert.read_bytes() if isinstance(gateway_cert, Path) else gateway_cert
-        self.channel = service_channel(address, pem, jurisdiction, None)
-        self._metadata: tuple[tuple[str, str], ...] = (
-            (("authorization", f"Bearer {token}"),) if token is not None else ()
-        )
+        # The token rides on every call as ``authorization: Bearer`` metadata
+        # (call credentials on the channel, so ``self.channel`` is usable as is).
+        self.channel = service_channel(address, pem, jurisdiction, token)
         self.records = service_pb2_grpc.RecordExchangeStub(self.channel)
         self.statistics = stats_pb2_grpc.StatisticsStub(self.channel)
 
@@ -163,14 +162,14 @@ class ServiceClient:
         receipt.
         """
         reply: service_pb2.GetRecordsResponse = self.records.GetRecords(
-            service_pb2.GetRecordsRequest(**fields), timeout=timeout, metadata=self._metadata
+            service_pb2.GetRecordsRequest(**fields), timeout=timeout
         )
         return reply
 
     def list_datasets(self, timeout: float = 15.0) -> service_pb2.ListDatasetsResponse:
         """Every federation member and the datasets it offers (from the trust bundle)."""
         reply: service_pb2.ListDatasetsResponse = self.records.ListDatasets(
-            service_pb2.ListDatasetsRequest(), timeout=timeout, metadata=self._metadata
+            service_pb2.ListDatasetsRequest(), timeout=timeout
         )
         return reply
 
@@ -231,18 +230,14 @@ class ServiceClient:
         self, request: stats_pb2.StatsQueryRequest, timeout: float = 60.0
     ) -> stats_pb2.StatsQueryResponse:
         """``Statistics.Query`` with a ready-made request (see ``stats_request``)."""
-        reply: stats_pb2.StatsQueryResponse = self.statistics.Query(
-            request, timeout=timeout, metadata=self._metadata
-        )
+        reply: stats_pb2.StatsQueryResponse = self.statistics.Query(request, timeout=timeout)
         return reply
 
     def dry_run(
         self, request: stats_pb2.StatsQueryRequest, timeout: float = 60.0
     ) -> stats_pb2.StatsQueryResponse:
         """``Statistics.DryRun`` with a ready-made request (see ``stats_request``)."""
-        reply: stats_pb2.StatsQueryResponse = self.statistics.DryRun(
-            request, timeout=timeout, metadata=self._metadata
-        )
+        reply: stats_pb2.StatsQueryResponse = self.statistics.DryRun(request, timeout=timeout)
         return reply
 
     # -- lifecycle ------------------------------------------------------------

@@ -96,7 +96,7 @@ def _restore(args: argparse.Namespace) -> int:
     store = SqliteLedgerStore(args.source / "ledger.sqlite", readonly=True)
     try:
         origin = store.get_meta("origin") or ""
-        report = verify_store(store, origin, member.ledger_key)
+        report = verify_store(store, origin, member.ring("ledger"))
     finally:
         store.close()
     if member.origin and origin != member.origin:

@@ -29,9 +29,12 @@ from gateway.exchange.peer import PeerTransport
 from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
 from gateway.ops.logs import annotate, rpc_context
 from gateway.ops.metrics import GatewayMetrics
+from gateway.server.ratelog import RateLimitedLog, source_of
 from gateway.trust import Member
 
-log = logging.getLogger("gateway.rpc")
+# The access log: one line per RPC. Named apart from the interceptor's refusal
+# log (``gateway.rpc``), which says why; this one says who, what and how long.
+log = logging.getLogger("gateway.access")
 
 # Status codes that mean the caller's request was refused (its mistake or the
 # policy), as opposed to this gateway or a peer failing.
@@ -76,6 +79,7 @@ class ObservingWrapper:
     def __init__(self, metrics: GatewayMetrics, port: str) -> None:
         self._metrics = metrics
         self._port = port  # "service" or "peer"
+        self._limited = RateLimitedLog(log)
 
     def __call__(self, method: str, handler: Any) -> Any:
         if handler is None:
@@ -106,24 +110,27 @@ class ObservingWrapper:
         m.requests.labels(api, self._port, outcome, code.name, counterparty, dataset).inc()
         m.latency.labels(self._port, api).observe(seconds)
         level = logging.DEBUG if method.startswith(QUIET_PREFIXES) else logging.INFO
-        if log.isEnabledFor(level):
-            log.log(
-                level,
-                "%s %s %s",
-                api,
-                code.name,
-                outcome,
-                extra={
-                    "event": "rpc",
-                    "api": api,
-                    "port": self._port,
-                    **fields,
-                    **(extra or {}),
-                    "outcome": outcome,
-                    "code": code.name,
-                    "latency_ms": round(seconds * 1000, 3),
-                },
-            )
+        if not log.isEnabledFor(level):
+            return
+        line = {
+            "event": "rpc",
+            "api": api,
+            "port": self._port,
+            **fields,
+            **(extra or {}),
+            "outcome": outcome,
+            "code": code.name,
+            "latency_ms": round(seconds * 1000, 3),
+        }
+        if outcome in ("refused", "failed"):
+            # Refused before anything was ledgered (garbage, unknown callers,
+            # malformed requests): one source cannot flood the log with them.
+            self._limited.log(
+                level, source_of(context.peer()), f"{api} {code.name}", "%s %s %s",
+                api, code.name, outcome, extra=line,
+            )  # fmt: skip
+        else:
+            log.log(level, "%s %s %s", api, code.name, outcome, extra=line)
 
     def _unary(self, method: str, handler: Any) -> Any:
         inner = handler.unary_unary

@@ -120,10 +120,10 @@ def _status(
         assert isinstance(store, SqliteLedgerStore)
         # Checkpoints witnesses hold for this log: the ledger must extend each.
         report = verify_store(
-            store, ledger.origin, member.ledger_key, trusted=[note for _, note in held]
+            store, ledger.origin, member.ring("ledger"), trusted=[note for _, note in held]
         )
         witnesses = {
-            m.witness_name: m.ledger_key
+            m.witness_name: m.cosigner_key  # the current witness key
             for m in bundle.members
             if m.jurisdiction != member.jurisdiction
         }

@@ -21,6 +21,9 @@ class _Context:
     def code(self) -> grpc.StatusCode | None:
         return self._code
 
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:50000"
+
     def abort(self, code: grpc.StatusCode, details: str) -> None:
         self._code = code
         raise RuntimeError(details)
@@ -49,7 +52,7 @@ def test_server_stream_is_one_rpc_line_with_its_message_count(
     m = _metrics()
     handler = ObservingWrapper(m, "service")("/x.v1.RecordExchange/StreamRecords",
                                              grpc.unary_stream_rpc_method_handler(stream))  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="gateway.rpc"):
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
         assert list(handler.unary_stream(None, _Context())) == ["a", "b", "c"]
     [rec] = [r for r in caplog.records if getattr(r, "event", "") == "rpc"]
     assert (rec.api, rec.messages, rec.outcome, rec.code) == (
@@ -91,3 +94,22 @@ def test_unary_refusal_is_counted_refused_and_unknown_labels_become_other() -> N
     assert (
         _count(m, code="NOT_FOUND", outcome="refused", counterparty="other", dataset="other") == 1
     )
+
+
+def test_refusals_before_any_ledger_entry_are_rate_limited_per_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def unary(request: Any, context: Any) -> str:
+        context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown caller")
+        return "unreachable"
+
+    m = _metrics()
+    handler = ObservingWrapper(m, "service")("/x.v1.RecordExchange/GetRecords",
+                                             grpc.unary_unary_rpc_method_handler(unary))  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="gateway.access"):
+        for _ in range(40):
+            with pytest.raises(RuntimeError):
+                handler.unary_unary(None, _Context())
+    lines = [r for r in caplog.records if getattr(r, "event", "") == "rpc"]
+    assert 1 <= len(lines) <= 5 and lines[0].code == "UNAUTHENTICATED"
+    assert _count(m, code="UNAUTHENTICATED") == 40  # every one is still counted
