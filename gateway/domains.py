@@ -17,12 +17,19 @@ PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
 PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
+PEER_STREAM_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStreamRequest"
+PEER_STREAM_START: Final = "cn.dataexchange.gateway.v1.PeerStreamStart"
+PEER_STREAM_END: Final = "cn.dataexchange.gateway.v1.PeerStreamEnd"
 
 # Federation trust bundle, signed by the federation authority.
 TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
 
 # Sealing (authenticated encryption to a recipient's X25519 key).
 SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
+SEAL_RECORD_CHUNK: Final = "cn.dataexchange.gateway.v1.seal.RecordChunk"
+
+# Hash chain over the chunks of a streamed bulk transfer (its first link).
+STREAM_COMMITMENT: Final = "cn.dataexchange.gateway.v1.stream.commitment"
 
 # Keyed hashes.
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
@@ -36,8 +43,13 @@ ALL_TAGS: Final = (
     PEER_STATS_RESPONSE,
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
+    PEER_STREAM_REQUEST,
+    PEER_STREAM_START,
+    PEER_STREAM_END,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
+    SEAL_RECORD_CHUNK,
+    STREAM_COMMITMENT,
     PSEUDONYM,
     PSEUDONYM_REQUESTER_KEY,
 )
