@@ -23,6 +23,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,12 +54,28 @@ class CheckpointRow:
     issued_ms: int
 
 
+@dataclass(frozen=True)
+class Head:
+    """The stored tail a writer must build on: entry count and newest checkpoint seq (-1: none)."""
+
+    size: int
+    checkpoint_seq: int
+
+
 class SizeConflict(StorageFailure):
     """Another writer appended first; reload the tail and retry."""
 
 
 class LedgerStore(Protocol):
     def size(self) -> int: ...
+
+    def exclusive(self) -> AbstractContextManager[Head | None]:
+        """Hold the log's write lock across all writers (threads, processes,
+        replicas) until the block ends; ``append`` calls inside it join the
+        same transaction, committed when the block ends. Yields the stored
+        head, or None when this process is known to be the only writer (the
+        caller's in-memory tail is then current)."""
+        ...
 
     def append(
         self,
@@ -76,6 +93,10 @@ class LedgerStore(Protocol):
     def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]: ...
 
     def entries(self, start: int, stop: int) -> list[EntryRow]: ...
+
+    def entry_range(self, start: int, stop: int) -> list[bytes]: ...
+
+    def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]: ...
 
     def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]: ...
 
@@ -151,6 +172,13 @@ class SqliteLedgerStore:
             raise StorageFailure(f"cannot open ledger {self.path}: {exc}") from exc
 
     # -- writes ------------------------------------------------------------
+
+    @contextmanager
+    def exclusive(self) -> Iterator[Head | None]:
+        # One process owns a SQLite ledger; another process appending anyway is
+        # caught by the size check in ``append`` (SizeConflict).
+        with self._lock:
+            yield None
 
     def append(
         self,
