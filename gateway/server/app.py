@@ -36,13 +36,10 @@ from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
 from gateway.identity import GatewayKeys, load_keys
-from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.ledger import Ledger
 from gateway.ledger.service import add_to_server as add_ledger_service
-from gateway.ledger.witness import SqliteWitnessStore
 from gateway.policy.engine import PolicyEngine
-from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
-from gateway.replay import SqliteReplayStore
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
 from gateway.server.interceptor import GatewayInterceptor, caller_from_context
 from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
@@ -51,8 +48,8 @@ from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import SqliteSource
 from gateway.stats.servicer import StatisticsServicer
+from gateway.storage.backend import Stores, open_stores
 from gateway.trust import (
-    FileVersionStore,
     TrustBundle,
     accept_bundle,
     load_bundle,
@@ -96,7 +93,11 @@ class Gateway:
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
         self._authority = read_authority_key(config.authority_key)
-        self._versions = FileVersionStore.in_dir(config.data_dir)
+        # Every stateful part: SQLite files in data_dir, or a PostgreSQL
+        # database shared with this gateway's other replicas ([storage] url).
+        self.stores: Stores = open_stores(config)
+        log.info("gateway %s state: %s", self.me, self.stores.description)
+        self._versions = self.stores.versions
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
 
@@ -106,15 +107,15 @@ class Gateway:
                 f"policies in {config.policies} are for holder "
                 f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
             )
-        self.quota = SqliteQuotaStore(config.data_dir / "quota.sqlite")
+        self.quota = self.stores.quota
         self.policy = PolicyEngine(
             self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
         )
         self.source = SqliteSource(config.data_source)
-        self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
-        self.replay = SqliteReplayStore(
-            config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
+        self.ledger = open_ledger(
+            config, self.stores, self.keys, self._bundle.member(self.me).origin, clock_ms
         )
+        self.replay = self.stores.replay
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
         self.caller = PeerCaller(
             self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits
@@ -140,7 +141,7 @@ class Gateway:
         )
         self.service_auth = ServiceAuthenticator(config.service_systems)
         self._config_path: Path | None = None
-        self.witness_store = SqliteWitnessStore(config.data_dir / "witness.sqlite")
+        self.witness_store = self.stores.witness
         self.witnessing = Witnessing(
             self.me,
             self.keys,
@@ -155,7 +156,7 @@ class Gateway:
         self.statistics = StatisticsWiring(
             self.me,
             config.policies,
-            config.data_dir / "budget.sqlite",
+            self.stores.budget,
             self.policy_store,
             self.source,
             self.ledger,
@@ -248,7 +249,12 @@ class Gateway:
         log.info("service systems reloaded: %d registered", len(fresh.service_systems))
 
     def checkpoint_and_witness(self) -> dict[str, str]:
-        """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
+        """Issue a checkpoint now and have every peer cosign it (SIGUSR1).
+
+        Only the replica holding the signing lease runs witness rounds."""
+        if not self.stores.lease.held():
+            log.warning("witness round skipped: another replica holds the signing lease")
+            return {}
         return self.witnessing.round(force=True)
 
     def served_datasets(self) -> tuple[str, ...]:
@@ -343,8 +349,12 @@ class Gateway:
             "dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING
         )
         self._watcher = PolicyWatcher(self.policy_store).start()
+        self.stores.lease.start()
         self._timer = LedgerTimer(
-            self.ledger, self.witnessing, self.config.ledger.witness_every_seconds
+            self.ledger,
+            self.witnessing,
+            self.config.ledger.witness_every_seconds,
+            self.stores.lease.held,
         ).start()
         self._bundle_watcher = threading.Thread(
             target=self._watch_bundle, name="bundle-watcher", daemon=True
@@ -367,13 +377,8 @@ class Gateway:
         for e in events:
             e.wait()
         self.statistics.close()
-        self.witness_store.close()
         self.transport.close()
-        self.replay.close()
-        self.quota.close()
-        close = getattr(self.ledger, "close", None)
-        if close:
-            close()
+        self.stores.close()
 
     def wait(self) -> None:
         if self._service_server:
@@ -381,17 +386,23 @@ class Gateway:
 
 
 def open_ledger(
-    config: GatewayConfig, keys: GatewayKeys, origin: str, clock_ms: Callable[[], int]
-) -> SqliteLedger:
-    """The gateway's ledger (SQLite file in its data dir), signing with its ledger key."""
-    return SqliteLedger(
-        config.data_dir / "ledger.sqlite",
+    config: GatewayConfig,
+    stores: Stores,
+    keys: GatewayKeys,
+    origin: str,
+    clock_ms: Callable[[], int],
+) -> Ledger:
+    """The gateway's ledger on its store, signing with its ledger key; only the
+    holder of the signing lease runs the checkpoint cadence."""
+    return Ledger(
+        stores.ledger,
         keys.ledger,
         origin,
         checkpoint_every=config.ledger.checkpoint_every_entries,
         checkpoint_interval=config.ledger.checkpoint_every_seconds,
         clock=lambda: clock_ms() / 1000.0,
         limits=config.limits,
+        may_sign=stores.lease.held,
     )
 
 
