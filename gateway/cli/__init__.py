@@ -25,6 +25,7 @@ _MODULES = (
     "gateway.cli.ledger",
     "gateway.cli.audit",
     "gateway.cli.stats",
+    "gateway.cli.storage",
 )
 
 
