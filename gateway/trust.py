@@ -76,6 +76,7 @@ VERSION_STATE_FILE: Final = "trust_bundle_state.json"
 MAX_CLOCK_SKEW: Final = _dt.timedelta(minutes=5)
 MAX_SIGNATURES: Final = 8
 MAX_DATASETS_PER_MEMBER: Final = 1024
+MAX_ENDPOINTS_PER_MEMBER: Final = 16  # replicas of one gateway listed in the bundle
 MAX_CERT_PEM_BYTES: Final = 16 * 1024
 
 _ENDPOINT = re.compile(
@@ -120,13 +121,27 @@ class Member:
     tls_fingerprint: str  # hex SHA-256 of the certificate's DER; must match the cert
     datasets: tuple[str, ...]
     origin: str = ""  # ledger checkpoint origin; "" means default_origin(jurisdiction)
+    # Every peer endpoint of the member (replicas of one gateway), ``endpoint``
+    # first; () means just ``endpoint``. Requesters spread calls over them.
+    endpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_jurisdiction(self.jurisdiction)
         check_name(self.name)
-        m = _ENDPOINT.fullmatch(self.endpoint) if isinstance(self.endpoint, str) else None
-        if m is None or not 1 <= int(m.group(1)) <= 65535:
-            raise InvalidArgument.expected("endpoint", "host:port with port 1-65535", self.endpoint)
+        if not self.endpoints:
+            object.__setattr__(self, "endpoints", (self.endpoint,))
+        if not isinstance(self.endpoints, tuple):
+            object.__setattr__(self, "endpoints", tuple(self.endpoints))
+        if len(self.endpoints) > MAX_ENDPOINTS_PER_MEMBER:
+            raise InvalidArgument.expected(
+                "endpoints count", f"<= {MAX_ENDPOINTS_PER_MEMBER}", len(self.endpoints)
+            )
+        if self.endpoints[0] != self.endpoint or len(set(self.endpoints)) != len(self.endpoints):
+            raise InvalidArgument("endpoints must start with endpoint and not repeat")
+        for endpoint in self.endpoints:
+            m = _ENDPOINT.fullmatch(endpoint) if isinstance(endpoint, str) else None
+            if m is None or not 1 <= int(m.group(1)) <= 65535:
+                raise InvalidArgument.expected("endpoint", "host:port with port 1-65535", endpoint)
         if not isinstance(self.signing_key, VerifyKey) or not isinstance(
             self.ledger_key, VerifyKey
         ):
@@ -181,6 +196,7 @@ class Member:
         datasets: Sequence[str],
         origin: str | None = None,
         source: str = "public.json",
+        endpoints: Sequence[str] = (),
     ) -> Member:
         """Build a member from a ``public.json`` descriptor plus what the authority adds."""
         signing, ledger, seal = desc.keys(source)
@@ -195,10 +211,14 @@ class Member:
             tls_fingerprint=desc.tls_fingerprint,
             datasets=tuple(datasets),
             origin=origin or default_origin(desc.jurisdiction),
+            endpoints=tuple(endpoints),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if len(self.endpoints) > 1:  # single-endpoint members keep the original form
+            extra["endpoints"] = list(self.endpoints)
+        return extra | {
             "jurisdiction": self.jurisdiction,
             "name": self.name,
             "endpoint": self.endpoint,
@@ -358,6 +378,13 @@ class _MemberModel(_Strict):
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     datasets: Annotated[list[str], Field(max_length=MAX_DATASETS_PER_MEMBER)]
     origin: Annotated[str, Field(min_length=1, max_length=255)]
+    endpoints: (
+        Annotated[
+            list[Annotated[str, Field(min_length=3, max_length=300)]],
+            Field(min_length=1, max_length=MAX_ENDPOINTS_PER_MEMBER),
+        ]
+        | None
+    ) = None
 
 
 class _BundleModel(_Strict):
@@ -440,6 +467,7 @@ def _parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     tls_fingerprint=mm.tls_fingerprint,
                     datasets=tuple(mm.datasets),
                     origin=mm.origin,
+                    endpoints=tuple(mm.endpoints or ()),
                 )
             )
         except InvalidArgument as exc:

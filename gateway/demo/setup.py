@@ -77,6 +77,11 @@ class Federation:
     bundle: Path
     sites: dict[str, GatewaySite]
 
+    def authority_pub_key(self) -> crypto.VerifyKey:
+        from gateway.trust import read_authority_key
+
+        return read_authority_key(self.authority_pub)
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -197,3 +202,61 @@ checkpoint_every_seconds = 5
 witness_every_seconds = 5
 
 {services}"""
+
+
+def use_storage(config: Path, url: str, schema: str, pool_size: int = 16) -> None:
+    """Point a gateway.toml at a PostgreSQL database (and schema) for its state."""
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f'\n[storage]\nurl = "{url}"\nschema = "{schema}"\npool_size = {pool_size}\n')
+
+
+def add_replicas(
+    fed: Federation, code: str, url: str, schema: str, count: int = 2
+) -> list[GatewaySite]:
+    """Run gateway ``code`` as ``count`` replicas on one PostgreSQL schema.
+
+    Each replica gets its own config (same keys, data source and database; its
+    own ports); the bundle is re-signed listing every replica's peer endpoint,
+    as an operator would with ``gateway federation add-member --replace``.
+    Returns the replicas' sites; the first is the original site.
+    """
+    from gateway.trust import load_bundle
+
+    site = fed.sites[code]
+    base = site.config.read_text(encoding="utf-8")
+    use_storage(site.config, url, schema)
+    replicas = [site]
+    for n in range(1, count):
+        peer, service, mtls = free_port(), free_port(), free_port()
+        text = (
+            base.replace(f"127.0.0.1:{site.peer_port}", f"127.0.0.1:{peer}")
+            .replace(f"127.0.0.1:{site.service_port}", f"127.0.0.1:{service}")
+            .replace(f"127.0.0.1:{site.service_mtls_port}", f"127.0.0.1:{mtls}")
+        )
+        config = site.root / f"gateway-replica{n}.toml"
+        config.write_text(text, encoding="utf-8")
+        use_storage(config, url, schema)
+        replicas.append(
+            GatewaySite(
+                code,
+                site.name,
+                site.root,
+                config,
+                peer,
+                service,
+                mtls,
+                site.tokens,
+                site.data_source,
+            )
+        )
+    member = load_bundle(fed.bundle, fed.authority_pub_key()).member(code)
+    _cli(
+        "federation", "add-member", "--replace",
+        "--bundle", str(fed.bundle),
+        "--authority-key", str(fed.authority_key),
+        "--public", str(site.root / "keys" / "public.json"),
+        "--endpoint", ",".join(f"127.0.0.1:{r.peer_port}" for r in replicas),
+        "--datasets", ",".join(member.datasets),
+        "--origin", member.origin,
+    )  # fmt: skip
+    return replicas
