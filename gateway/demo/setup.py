@@ -224,7 +224,9 @@ def add_replicas(
 
     site = fed.sites[code]
     base = site.config.read_text(encoding="utf-8")
-    use_storage(site.config, url, schema)
+    if "\n[storage]\n" not in base:
+        use_storage(site.config, url, schema)
+        base = site.config.read_text(encoding="utf-8")
     replicas = [site]
     for n in range(1, count):
         peer, service, mtls = free_port(), free_port(), free_port()
@@ -235,7 +237,6 @@ def add_replicas(
         )
         config = site.root / f"gateway-replica{n}.toml"
         config.write_text(text, encoding="utf-8")
-        use_storage(config, url, schema)
         replicas.append(
             GatewaySite(
                 code,

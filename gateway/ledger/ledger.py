@@ -135,6 +135,7 @@ class Ledger:
         self._clock = clock
         self._limits = limits
         self._may_sign = may_sign
+        self._cp_seq = -1  # newest stored checkpoint seq (set by _load_tail)
         self._lock = threading.RLock()
         # Group commit: concurrent appends share one transaction and one fsync.
         self._commit = threading.Condition(threading.Lock())
@@ -155,11 +156,16 @@ class Ledger:
 
     # -- state ---------------------------------------------------------------
 
-    def _load_tail(self) -> None:
-        size = self.store.size()
-        nodes = self.store.nodes(prefix_nodes(size))
-        self._frontier = Frontier(size, nodes)
-        self._prev = self.store.nodes([(0, size - 1)])[0] if size else GENESIS_PREV
+    def _load_tail(self, head: Head | None = None) -> None:
+        """Reload the tail from the store (``head``: the size is known, and the
+        checkpoint state too if its seq is the one in memory)."""
+        size = self.store.size() if head is None else head.size
+        ids = prefix_nodes(size)
+        got = self.store.nodes([*ids, (0, size - 1)] if size else ids)
+        self._frontier = Frontier(size, got[: len(ids)])
+        self._prev = got[-1] if size else GENESIS_PREV
+        if head is not None and head.checkpoint_seq == self._cp_seq:
+            return
         latest = self.store.latest_checkpoint()
         if latest is None:
             self._cp_seq, self._cp_size, self._cp_time = -1, -1, self._clock()
@@ -170,7 +176,7 @@ class Ledger:
     def _refresh(self, head: Head | None) -> None:
         """Inside ``store.exclusive()``: catch up if another writer moved the tail."""
         if head is not None and (head.size, head.checkpoint_seq) != (self.size, self._cp_seq):
-            self._load_tail()
+            self._load_tail(head)
 
     @property
     def size(self) -> int:
@@ -200,11 +206,10 @@ class Ledger:
                 if self._flushing:
                     self._commit.wait()
                     continue
-                batch, self._pending = self._pending, []
                 self._flushing = True
                 self._commit.release()
                 try:
-                    self._flush(batch)
+                    self._flush_pending()
                 finally:
                     self._commit.acquire()
                     self._flushing = False
@@ -213,6 +218,33 @@ class Ledger:
             raise me.error
         assert me.receipt is not None
         return me.receipt
+
+    def _flush_pending(self) -> None:
+        """Take the write lock first (other replicas may hold it), THEN the queue:
+        everything queued while waiting goes into this one commit."""
+        batch: list[_Waiter] = []
+        try:
+            with self._lock, self.store.exclusive() as head:
+                with self._commit:
+                    batch, self._pending = self._pending, []
+                self._refresh(head)
+                self._flush(batch)
+        except Exception as exc:  # the lock, the refresh or the commit failed
+            with self._commit:
+                if not batch:
+                    batch, self._pending = self._pending, []
+            failure = (
+                exc if isinstance(exc, StorageFailure) else StorageFailure("ledger append failed")
+            )
+            for w in batch:  # nothing of this batch was committed
+                w.receipt, w.error, w.done = None, failure, True
+            try:
+                self._load_tail()
+            except StorageFailure:
+                pass  # reloaded on the next append (the head will differ)
+        except BaseException:
+            _fail(batch, StorageFailure("ledger append interrupted"))
+            raise
 
     def _flush(self, batch: list[_Waiter]) -> None:
         """Commit ``batch`` in one transaction; every waiter ends done."""

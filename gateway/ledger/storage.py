@@ -72,9 +72,11 @@ class LedgerStore(Protocol):
     def exclusive(self) -> AbstractContextManager[Head | None]:
         """Hold the log's write lock across all writers (threads, processes,
         replicas) until the block ends; ``append`` calls inside it join the
-        same transaction, committed when the block ends. Yields the stored
-        head, or None when this process is known to be the only writer (the
-        caller's in-memory tail is then current)."""
+        same transaction, committed when the block ends (a failed append
+        inside it makes the whole block fail). Re-entrant on one thread: an
+        inner block joins the outer one. Yields the stored head, or None when
+        the caller's in-memory tail is known to be current (the only writer,
+        or an inner block)."""
         ...
 
     def append(

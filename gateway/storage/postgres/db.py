@@ -78,7 +78,7 @@ class PgDatabase:
             probe.close()
         self.pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
             url,
-            min_size=min(2, pool_size),
+            min_size=max(2, pool_size // 2),
             max_size=pool_size,
             kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
             configure=self._configure,

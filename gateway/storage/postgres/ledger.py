@@ -58,13 +58,21 @@ class PgLedgerStore:
 
     @contextmanager
     def exclusive(self) -> Iterator[Head | None]:
+        if getattr(self._local, "conn", None) is not None:
+            yield None  # inner block: joins the outer transaction
+            return
         with self._db.transaction("ledger append") as conn:
+            # The head is read by its own statement, after the lock was granted
+            # (READ COMMITTED: a fresh snapshot per statement).
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
             row = conn.execute(_HEAD).fetchone()
             assert row is not None
-            self._local.conn = conn
+            head = Head(int(row[0]), int(row[1]))
+            self._local.conn, self._local.size, self._local.failed = conn, head.size, False
             try:
-                yield Head(int(row[0]), int(row[1]))
+                yield head
+                if self._local.failed:  # roll everything back, fail the whole block
+                    raise StorageFailure("ledger append failed; nothing of this batch was stored")
             finally:
                 self._local.conn = None
 
@@ -77,45 +85,57 @@ class PgLedgerStore:
     ) -> None:
         joined: Connection | None = getattr(self._local, "conn", None)
         if joined is not None:
-            self._write(joined, expected_size, entries, nodes, checkpoints)
+            try:
+                if expected_size != self._local.size:
+                    raise SizeConflict(
+                        f"ledger size changed: {expected_size} -> {self._local.size}"
+                    )
+                with self._db.errors("ledger append"):
+                    self._write(joined, entries, nodes, checkpoints)
+            except BaseException:
+                self._local.failed = True
+                raise
+            self._local.size += len(entries)
             return
         with self._db.transaction("ledger append") as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            self._write(conn, expected_size, entries, nodes, checkpoints)
+            row = conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries").fetchone()
+            size = int(row[0]) if row else 0
+            if size != expected_size:
+                raise SizeConflict(f"ledger size changed: {expected_size} -> {size}")
+            self._write(conn, entries, nodes, checkpoints)
 
     def _write(
         self,
         conn: Connection,
-        expected_size: int,
         entries: Sequence[EntryRow],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoints: Sequence[tuple[int, str, int]],
     ) -> None:
-        row = conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries").fetchone()
-        size = int(row[0]) if row else 0
-        if size != expected_size:
-            raise SizeConflict(f"ledger size changed: {expected_size} -> {size}")
-        with conn.cursor() as cur:
-            if entries:
-                cur.executemany(
-                    "INSERT INTO ledger_entries (idx, entry, entry_hash, request_id, timestamp_ms)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    [
-                        (e.index, e.entry, e.entry_hash, e.request_id, e.timestamp_ms)
-                        for e in entries
-                    ],
-                )
-            if nodes:
-                cur.executemany(
-                    "INSERT INTO ledger_nodes (id, hash) VALUES (%s, %s)",
-                    [(node_key(lv, ix), h) for lv, ix, h in nodes],
-                )
-            for size_cp, note, issued_ms in checkpoints:
-                cur.execute(
-                    "INSERT INTO ledger_checkpoints (seq, size, note, issued_ms) VALUES "
-                    "((SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_checkpoints), %s, %s, %s)",
-                    (size_cp, note, issued_ms),
-                )
+        # Entries and nodes in one statement (arrays unnested server-side).
+        if entries or nodes:
+            conn.execute(
+                "WITH e AS (INSERT INTO ledger_entries"
+                " (idx, entry, entry_hash, request_id, timestamp_ms)"
+                " SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::bytea[], %s::text[],"
+                " %s::bigint[]))"
+                " INSERT INTO ledger_nodes (id, hash) SELECT * FROM unnest(%s::bigint[], %s::bytea[])",
+                (
+                    [e.index for e in entries],
+                    [e.entry for e in entries],
+                    [e.entry_hash for e in entries],
+                    [e.request_id for e in entries],
+                    [e.timestamp_ms for e in entries],
+                    [node_key(lv, ix) for lv, ix, _ in nodes],
+                    [h for _, _, h in nodes],
+                ),
+            )
+        for size_cp, note, issued_ms in checkpoints:
+            conn.execute(
+                "INSERT INTO ledger_checkpoints (seq, size, note, issued_ms) VALUES "
+                "((SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_checkpoints), %s, %s, %s)",
+                (size_cp, note, issued_ms),
+            )
 
     def replace_checkpoint_note(self, seq: int, note: str) -> None:
         with self._db.connection("ledger write") as conn:
@@ -146,18 +166,15 @@ class PgLedgerStore:
         leaves = [ix for lv, ix in ids if lv == 0]
         inner = [node_key(lv, ix) for lv, ix in ids if lv != 0]
         found: dict[tuple[int, int], bytes] = {}
-        with self._db.connection("ledger read") as conn:
-            if leaves:
-                for idx, h in conn.execute(
-                    "SELECT idx, entry_hash FROM ledger_entries WHERE idx = ANY(%s)", (leaves,)
-                ):
-                    found[(0, int(idx))] = bytes(h)
-            if inner:
-                mask = (1 << 56) - 1
-                for key, h in conn.execute(
-                    "SELECT id, hash FROM ledger_nodes WHERE id = ANY(%s)", (inner,)
-                ):
-                    found[(int(key) >> 56, int(key) & mask)] = bytes(h)
+        mask = (1 << 56) - 1
+        rows = self._all(
+            "SELECT 0, idx, entry_hash FROM ledger_entries WHERE idx = ANY(%s)"
+            " UNION ALL SELECT 1, id, hash FROM ledger_nodes WHERE id = ANY(%s)",
+            (leaves, inner),
+        )
+        for inner_node, key, h in rows:
+            k = int(key)
+            found[(k >> 56, k & mask) if inner_node else (0, k)] = bytes(h)
         out: list[bytes] = []
         for level, index in ids:
             h = found.get((level, index))
