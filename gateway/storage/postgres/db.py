@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Final
@@ -67,6 +68,8 @@ class PgDatabase:
         self.where = describe(url)
         self._schema = schema
         self._connect_timeout = connect_timeout
+        self._last_check = 0.0
+        self._down = False
         probe = self.connect()
         try:
             self._migrate(probe)
@@ -83,7 +86,7 @@ class PgDatabase:
             kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
             configure=self._configure,
             open=False,
-            timeout=30.0,
+            timeout=5.0,  # a caller waits at most this for a connection (then UNAVAILABLE)
             name=f"gateway-{self.schema}",
         )
         try:
@@ -93,7 +96,6 @@ class PgDatabase:
             raise StorageFailure(
                 f"{SETTING}: cannot open a connection pool to PostgreSQL at {self.where}"
             ) from exc
-        self._closed = threading.Event()
 
     # -- connections -------------------------------------------------------
 
@@ -158,22 +160,45 @@ class PgDatabase:
                 "user and its password (~/.pgpass or PGPASSWORD)"
             )
         if isinstance(exc, psycopg.OperationalError):
+            self._down = True
+            self._recheck_pool()
             return StorageFailure(
                 f"{what}: PostgreSQL unreachable ({SETTING} = {self.where}): {_first_line(exc)}"
             )
         return StorageFailure(f"{what}: database error: {_first_line(exc)}")
 
+    def _recheck_pool(self) -> None:
+        """After a lost connection, test the idle pooled connections in the
+        background (broken ones are replaced), at most once a second, so a
+        database outage costs each caller one failure, not one per stale
+        connection."""
+        pool = getattr(self, "pool", None)
+        now = time.monotonic()
+        if pool is None or now - self._last_check < 1.0:
+            return
+        self._last_check = now
+        threading.Thread(target=pool.check, name="storage-pool-check", daemon=True).start()
+
+    def _wait(self) -> float:
+        # While the database is known to be unreachable, fail callers fast
+        # (UNAVAILABLE) instead of making each wait for a connection.
+        return 0.5 if self._down else 5.0
+
     @contextmanager
     def transaction(self, what: str) -> Iterator[Connection]:
         """One pooled connection inside one transaction (committed on success)."""
-        with self.errors(what), self.pool.connection() as conn, conn.transaction():
-            yield conn
+        with self.errors(what):
+            with self.pool.connection(timeout=self._wait()) as conn, conn.transaction():
+                yield conn
+            self._down = False
 
     @contextmanager
     def connection(self, what: str) -> Iterator[Connection]:
         """One pooled connection in autocommit mode (each statement its own transaction)."""
-        with self.errors(what), self.pool.connection() as conn:
-            yield conn
+        with self.errors(what):
+            with self.pool.connection(timeout=self._wait()) as conn:
+                yield conn
+            self._down = False
 
     # -- locks ---------------------------------------------------------------
 
