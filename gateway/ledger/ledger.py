@@ -180,6 +180,8 @@ class Ledger:
 
     @property
     def size(self) -> int:
+        """Entries this instance has appended or loaded. On a store shared by
+        replicas others may have appended since: ``store.size()`` is current."""
         return self._frontier.size
 
     @property

@@ -76,7 +76,8 @@ def test_replicas_share_one_log_spread_calls_and_hand_over_the_lease(tmp_path: P
                 ids = list(pool.map(lambda _: _exchange(rf), range(24)))
             assert all(c.served > 0 for c in counters), "calls were not spread"
             # One linear log: every exchange once on each side.
-            holder_ids = [e.request_id for e in ledger_events(holders[1]) if e.kind == "transfer"]
+            shared = holders[1].ledger.entries(0, holders[1].stores.ledger.size())
+            holder_ids = [r.event.request_id for r in shared if r.event.kind == "transfer"]
             assert sorted(holder_ids) == sorted(ids)
             req_ids = [e.request_id for e in ledger_events(gws["130000"]) if e.kind == "transfer"]
             assert sorted(req_ids) == sorted(ids)
