@@ -12,8 +12,6 @@ Does not own: running gateways (``gateway.server.app``), the demo's story
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import secrets
@@ -24,6 +22,17 @@ from pathlib import Path
 from gateway import crypto
 from gateway.catalogue import load_catalogue
 from gateway.demo.seed import seed_database
+from gateway.identity import PUBLIC_FILE, generate_keys, load_public_descriptor
+from gateway.trust import (
+    AUTHORITY_KEY_FILE,
+    BUNDLE_FILE,
+    Member,
+    init_federation,
+    read_authority_signing_key,
+    read_bundle_for_reissue,
+    reissue_bundle_file,
+    with_member,
+)
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -89,14 +98,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cli(*args: str) -> None:
-    from gateway.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(list(args))
-    if status != 0:
-        raise RuntimeError(f"gateway {' '.join(args[:2])} failed ({status}): {out.getvalue()}")
+def _add_member(fed: Path, keys: Path, endpoint: str, datasets: tuple[str, ...]) -> None:
+    """What ``gateway federation add-member`` does, through the library."""
+    member = Member.from_descriptor(load_public_descriptor(keys / PUBLIC_FILE), endpoint, datasets)
+    authority = read_authority_signing_key(fed / AUTHORITY_KEY_FILE)
+    current = read_bundle_for_reissue(fed / BUNDLE_FILE, authority.verify_key)
+    reissue_bundle_file(fed / BUNDLE_FILE, authority, with_member(current, member), 365)
 
 
 def build_federation(
@@ -111,37 +118,23 @@ def build_federation(
     """Create keys, the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
-    _cli(
-        "federation", "init", "--out", str(fed), "--name", FEDERATION_NAME, "--validity-days", "365"
-    )
+    init_federation(fed, FEDERATION_NAME, validity_days=365)
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code
         keys = site / "keys"
-        _cli(
-            "keygen",
-            "--jurisdiction",
-            spec.code,
-            "--name",
-            spec.name,
-            "--out",
-            str(keys),
-            "--host",
-            "localhost",
-        )
+        generate_keys(keys, spec.code, spec.name, hostnames=("localhost",))
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
         mtls_port = free_port()
         catalogue = load_catalogue(policies / spec.code)
         data = site / "data"
         counts = seed_database(data / "source.sqlite", catalogue, rows=rows, seed=seed + i)
-        _cli(
-            "federation", "add-member",
-            "--bundle", str(fed / "bundle.json"),
-            "--authority-key", str(fed / "authority.key"),
-            "--public", str(keys / "public.json"),
-            "--endpoint", f"127.0.0.1:{peer_port}",
-            "--datasets", ",".join(d.code for d in catalogue.datasets if d.code in counts),
-        )  # fmt: skip
+        _add_member(
+            fed,
+            keys,
+            f"127.0.0.1:{peer_port}",
+            tuple(d.code for d in catalogue.datasets if d.code in counts),
+        )
         tokens = {sid: "svc_" + secrets.token_urlsafe(24) for sid in spec.service_systems}
         token_file = site / "service-tokens.json"
         token_file.write_text(json.dumps(tokens, indent=2))
@@ -217,11 +210,9 @@ def add_replicas(
 
     Each replica gets its own config (same keys, data source and database; its
     own ports); the bundle is re-signed listing every replica's peer endpoint,
-    as an operator would with ``gateway federation add-member --replace``.
+    as ``gateway federation add-member --replace --endpoint A,B`` does.
     Returns the replicas' sites; the first is the original site.
     """
-    from gateway.trust import load_bundle
-
     site = fed.sites[code]
     base = site.config.read_text(encoding="utf-8")
     if "\n[storage]\n" not in base:
@@ -250,14 +241,16 @@ def add_replicas(
                 site.data_source,
             )
         )
-    member = load_bundle(fed.bundle, fed.authority_pub_key()).member(code)
-    _cli(
-        "federation", "add-member", "--replace",
-        "--bundle", str(fed.bundle),
-        "--authority-key", str(fed.authority_key),
-        "--public", str(site.root / "keys" / "public.json"),
-        "--endpoint", ",".join(f"127.0.0.1:{r.peer_port}" for r in replicas),
-        "--datasets", ",".join(member.datasets),
-        "--origin", member.origin,
-    )  # fmt: skip
+    authority = read_authority_signing_key(fed.authority_key)
+    current = read_bundle_for_reissue(fed.bundle, authority.verify_key)
+    member = current.member(code)
+    endpoints = tuple(f"127.0.0.1:{r.peer_port}" for r in replicas)
+    relisted = Member.from_descriptor(
+        load_public_descriptor(site.root / "keys" / PUBLIC_FILE),
+        endpoints[0],
+        member.datasets,
+        origin=member.origin,
+        endpoints=endpoints,
+    )
+    reissue_bundle_file(fed.bundle, authority, with_member(current, relisted, replace=True), 365)
     return replicas

@@ -22,15 +22,15 @@ from gateway.errors import (
     GatewayError,
     InvalidArgument,
     NotFound,
-    PolicyDenied,
+    VerificationFailed,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
     AGREEMENT_ID,
-    ERROR_CLASSES,
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
+    refusal_class,
     seal_context,
 )
 from gateway.ledger.events import (
@@ -123,7 +123,11 @@ class RecordRequester:
             )
         except GatewayError as exc:
             self._append(
-                base, "refusal", "deny", clean_reason(f"exchange failed: {exc}"), details=details
+                base,
+                "refusal",
+                "deny",
+                clean_reason(f"exchange failed: {exc}", self._limits),
+                details=details,
             )
             raise
         resp = reply.response
@@ -138,7 +142,7 @@ class RecordRequester:
             self._append(
                 base | {"holder_signature": holder_sig}, "refusal", "deny", reason, details=details
             )
-            raise CryptoFailure("holder's answer failed verification")
+            raise VerificationFailed(reason)
         decided = {
             "agreement_id": d.agreement_id,
             "agreement_digest": d.agreement_digest,
@@ -146,8 +150,14 @@ class RecordRequester:
             "holder_signature": holder_sig,
         }
         if not d.allowed:
-            self._append(base | decided, "refusal", "deny", clean_reason(d.reason), details=details)
-            cls = ERROR_CLASSES.get(resp.error_code, PolicyDenied)
+            self._append(
+                base | decided,
+                "refusal",
+                "deny",
+                clean_reason(d.reason, self._limits),
+                details=details,
+            )
+            cls = refusal_class(resp.error_code)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
             plaintext = crypto.open_sealed(
@@ -164,16 +174,18 @@ class RecordRequester:
             if len(batch.records) != resp.record_count or any(
                 set(r.fields) - allowed for r in batch.records
             ):
-                raise CryptoFailure("holder's records do not match its signed decision")
+                raise VerificationFailed("holder's records do not match its signed decision")
         except (GatewayError, ValueError) as exc:
-            reason = clean_reason(f"holder's answer failed verification: {exc}")
+            reason = clean_reason(f"holder's answer failed verification: {exc}", self._limits)
             self._append(base | decided, "refusal", "deny", reason, details=details)
-            raise CryptoFailure("holder's answer failed verification") from exc
+            if isinstance(exc, GatewayError):
+                raise
+            raise VerificationFailed("holder's records are not a valid record batch") from exc
         receipt = self._append(
             base | decided,
             "transfer",
             "allow",
-            clean_reason(d.reason),
+            clean_reason(d.reason, self._limits),
             record_count=resp.record_count,
             payload_digest=resp.payload_digest.hex(),
             details=details + ((("truncated", "true"),) if resp.truncated else ()),

@@ -37,7 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
-from gateway.errors import EnvironmentFailure, GatewayError, PeerTimeout, VerificationFailed
+from gateway.errors import (
+    EnvironmentFailure,
+    GatewayError,
+    PeerTimeout,
+    VerificationFailed,
+    status_name,
+)
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
@@ -264,7 +270,7 @@ class StatsCoordinator:
                         None,
                         Missing(
                             j,
-                            PeerTimeout.grpc_code.name,
+                            status_name(PeerTimeout),
                             f"{j} did not answer within {deadline:g} s",
                         ),
                     )
@@ -279,7 +285,7 @@ class StatsCoordinator:
             if first.error is not None:
                 raise first.error
             reason = first.missing.reason if first.missing else "no holder answered"
-            if first.missing is not None and first.missing.code == PeerTimeout.grpc_code.name:
+            if first.missing is not None and first.missing.code == status_name(PeerTimeout):
                 raise PeerTimeout(reason)
             raise EnvironmentFailure(reason)
         return FederatedAnswer(
@@ -312,11 +318,13 @@ class StatsCoordinator:
             rid = resp.header.request_id if resp.HasField("header") else ""
             return _Outcome(j, release, remaining, None, receipt, rid, signatures=reply)
         except GatewayError as exc:
-            missing = Missing(j, exc.grpc_code.name, exc.message[:512])
+            missing = Missing(j, status_name(exc), exc.message[:512])
             return _Outcome(j, None, None, missing, error=exc)
         except Exception:
             log.exception("statistics request to %s failed", j)
-            return _Outcome(j, None, None, Missing(j, "INTERNAL", "internal error"))
+            return _Outcome(
+                j, None, None, Missing(j, status_name(EnvironmentFailure), "internal error")
+            )
 
     def _ledger_part(
         self, fq: FederatedQuery, service_system: str, request_id: str, o: _Outcome
@@ -359,7 +367,7 @@ class StatsCoordinator:
             reason=(
                 "released by holder"
                 if o.release is not None
-                else clean_reason(o.missing.reason if o.missing else "")
+                else clean_reason(o.missing.reason if o.missing else "", self._limits)
             ),
             payload_digest=release_digest(o.release) if o.release is not None else "",
             requester_signature=o.signatures.requester_signature if o.signatures else "",

@@ -161,11 +161,7 @@ def migrate_from_sqlite(
     versions = FileVersionStore.in_dir(data_dir)
     if versions.highest() > 0:
         target = PgVersionStore(db)
-        digest = versions.highest_digest()
-        if digest is None:
-            target.record(versions.highest())
-        else:
-            target.record_with_digest(versions.highest(), digest)
+        target.record(versions.highest(), versions.highest_digest())
         copied["bundle_version"] = versions.highest()
     after = verify_store(PgLedgerStore(db), origin, ledger_key)
     same = (

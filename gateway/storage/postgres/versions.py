@@ -27,13 +27,7 @@ class PgVersionStore:
     def highest_digest(self) -> str | None:
         return self._load()[1]
 
-    def record(self, version: int) -> None:
-        self._record(version, None)
-
-    def record_with_digest(self, version: int, digest: str) -> None:
-        self._record(version, digest)
-
-    def _record(self, version: int, digest: str | None) -> None:
+    def record(self, version: int, digest: str | None = None) -> None:
         with self._db.transaction("bundle version store") as conn:
             conn.execute(
                 "INSERT INTO bundle_version (id, version, digest) VALUES (1, 0, NULL)"
