@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -40,6 +39,7 @@ from gateway.config import StorageSettings
 from gateway.crypto import SigningKey
 from gateway.demo.run import _wait_healthy, start_gateways, stop_gateways
 from gateway.demo.setup import CLUSTER, add_replicas, build_federation, use_storage
+from gateway.errors import StorageFailure
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.storage.backend import open_postgres_stores
@@ -175,13 +175,15 @@ def _serve(config: Path, root: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def _with_schema(dsn: str, run: Callable[[str], Report]) -> Report:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
+def _drop_schemas(dsn: str, *names: str) -> None:
     try:
-        return run(name)
-    finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+            for name in names:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
+    except psycopg.OperationalError:
+        pass  # no server: nothing was created
 
 
 def run(quick: bool = False) -> Report:
@@ -222,23 +224,11 @@ def run(quick: bool = False) -> Report:
         )
         return rep
 
-    try:
-        try:
-            return _with_schema(dsn, lambda s: _with_schema_ledger(dsn, s, body))
-        except psycopg.OperationalError as exc:
-            raise SystemExit(f"scale benchmark needs PostgreSQL ({ENV}={dsn}): {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _with_schema_ledger(dsn: str, schema: str, body: Callable[[str], Report]) -> Report:
-    """Also drop the append benchmark's own schema."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
     try:
         return body(schema)
+    except StorageFailure as exc:
+        raise SystemExit(f"scale benchmark needs PostgreSQL (set {ENV}): {exc}") from exc
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(schema + "_ledger")
-                )
-            )
+        shutil.rmtree(tmp, ignore_errors=True)
+        _drop_schemas(dsn, schema, schema + "_ledger")

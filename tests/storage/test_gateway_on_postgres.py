@@ -9,17 +9,13 @@ from pathlib import Path
 import pytest
 
 from gateway.config import load_config
+from gateway.demo.setup import use_storage
 from gateway.ledger.verify import verify_store
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation
 from tests.helpers import ledger_events
 from tests.pgtest import fresh_schema, postgres_dsn
-
-
-def use_postgres(config: Path, url: str, schema: str) -> None:
-    """Point one gateway.toml at a PostgreSQL schema."""
-    with config.open("a", encoding="utf-8") as f:
-        f.write(f'\n[storage]\nurl = "{url}"\nschema = "{schema}"\npool_size = 8\n')
+from tests.storage.kit import hebei_exchange
 
 
 def test_exchange_with_a_holder_on_postgres_is_ledgered_there_and_verifies(tmp_path: Path) -> None:
@@ -28,7 +24,7 @@ def test_exchange_with_a_holder_on_postgres_is_ledgered_there_and_verifies(tmp_p
     dsn = postgres_dsn()
     with fresh_schema(dsn, "gw") as schema:
         fed = build_federation(tmp_path, rows=100)
-        use_postgres(fed.sites["110000"].config, dsn, schema)
+        use_storage(fed.sites["110000"].config, dsn, schema)
         gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
         rf = RunningFederation(fed, gws)
         try:
@@ -36,16 +32,9 @@ def test_exchange_with_a_holder_on_postgres_is_ledgered_there_and_verifies(tmp_p
                 gw.start()
             holder = gws["110000"]
             assert holder.stores.shared and "PostgreSQL" in holder.stores.description
-            with rf.client("130000", "hebei-housing-fund") as c:
-                resp = c.get_records(
-                    holder_jurisdiction="110000",
-                    dataset="si_contributions",
-                    purpose="housing_fund_transfer",
-                    subject_ids=[rf.commuter()],
-                )
-            assert len(resp.records) == 1
+            request_id = hebei_exchange(rf)
             events = ledger_events(holder)
-            assert [e.request_id for e in events if e.kind == "transfer"] == [resp.request_id]
+            assert [e.request_id for e in events if e.kind == "transfer"] == [request_id]
             assert not (fed.sites["110000"].root / "data" / "ledger.sqlite").exists()
             holder.ledger.checkpoint_now()
             key = holder.keys.ledger.verify_key
@@ -63,7 +52,7 @@ def test_serve_with_unreachable_database_exits_with_an_error_naming_the_setting(
 
     fed = build_federation(tmp_path, rows=20)
     config = fed.sites["120000"].config
-    use_postgres(config, "postgresql://gw:s3cret@127.0.0.1:1/gateway", "gw_x")
+    use_storage(config, "postgresql://gw:s3cret@127.0.0.1:1/gateway", "gw_x")
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
         capture_output=True,

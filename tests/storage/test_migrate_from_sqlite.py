@@ -12,12 +12,13 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.demo.chapters import commuters_by_age
+from gateway.demo.setup import use_storage
 from gateway.errors import InvalidArgument, ReplayRejected
 from gateway.ledger.verify import verify_store
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation
 from tests.pgtest import fresh_schema, postgres_dsn
-from tests.storage.test_gateway_on_postgres import use_postgres
+from tests.storage.kit import hebei_exchange
 
 
 def _cli(*argv: str) -> tuple[int, str]:
@@ -25,17 +26,6 @@ def _cli(*argv: str) -> tuple[int, str]:
     with contextlib.redirect_stdout(out):
         status = main(list(argv))
     return status, out.getvalue()
-
-
-def _exchange(rf: RunningFederation) -> str:
-    with rf.client("130000", "hebei-housing-fund") as c:
-        resp = c.get_records(
-            holder_jurisdiction="110000",
-            dataset="si_contributions",
-            purpose="housing_fund_transfer",
-            subject_ids=[rf.commuter()],
-        )
-    return str(resp.request_id)
 
 
 def _a_seen_request(data_dir: Path) -> tuple[str, str]:
@@ -57,7 +47,7 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
         gw.start()
     try:
         for _ in range(3):
-            _exchange(rf)
+            hebei_exchange(rf)
         site = rf.site("120000")
         ch = service_channel(
             site.service_address,
@@ -77,7 +67,7 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
 
         with fresh_schema(dsn, "mig") as schema:
             config = rf.site("110000").config
-            use_postgres(config, dsn, schema)
+            use_storage(config, dsn, schema)
             status, out = _cli("storage", "migrate-from-sqlite", "--config", str(config))
             assert status == 0, out
             assert "same entries, checkpoints and root" in out
@@ -107,7 +97,7 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
             assert moved.stores.budget.totals() == spent
             with pytest.raises(ReplayRejected):
                 moved.stores.replay.check_and_record(sender, request_id, 0, 0)
-            _exchange(rf)  # the migrated gateway goes on appending to the same log
+            hebei_exchange(rf)  # the migrated gateway goes on appending to the same log
             moved.ledger.checkpoint_now()
             report = verify_store(
                 moved.stores.ledger, moved.ledger.origin, moved.keys.ledger.verify_key

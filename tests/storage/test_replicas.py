@@ -19,6 +19,7 @@ from gateway.server.app import Gateway
 from tests.conftest import RunningFederation
 from tests.helpers import ledger_events
 from tests.pgtest import fresh_schema, postgres_dsn
+from tests.storage.kit import hebei_exchange
 
 
 class _Counting:
@@ -34,17 +35,6 @@ class _Counting:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-def _exchange(rf: RunningFederation) -> str:
-    with rf.client("130000", "hebei-housing-fund") as c:
-        resp = c.get_records(
-            holder_jurisdiction="110000",
-            dataset="si_contributions",
-            purpose="housing_fund_transfer",
-            subject_ids=[rf.commuter()],
-        )
-    return str(resp.request_id)
 
 
 def _wait(cond: Any, timeout: float = 15.0) -> bool:
@@ -73,7 +63,7 @@ def test_replicas_share_one_log_spread_calls_and_hand_over_the_lease(tmp_path: P
                 gw.start()
             assert [h.stores.lease.held() for h in holders].count(True) == 1
             with ThreadPoolExecutor(8) as pool:
-                ids = list(pool.map(lambda _: _exchange(rf), range(24)))
+                ids = list(pool.map(lambda _: hebei_exchange(rf), range(24)))
             assert all(c.served > 0 for c in counters), "calls were not spread"
             # One linear log: every exchange once on each side.
             shared = holders[1].ledger.entries(0, holders[1].stores.ledger.size())
@@ -86,7 +76,7 @@ def test_replicas_share_one_log_spread_calls_and_hand_over_the_lease(tmp_path: P
             first = next(i for i, h in enumerate(holders) if h.stores.lease.held())
             other = holders[1 - first]
             holders[first].stop(grace=0.2)
-            more = [_exchange(rf) for _ in range(6)]
+            more = [hebei_exchange(rf) for _ in range(6)]
             assert len(set(more)) == 6
             assert _wait(other.stores.lease.held), "no takeover"
             cp = other.ledger.checkpoint_now()

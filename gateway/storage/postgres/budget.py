@@ -76,12 +76,7 @@ class PgBudgetStore:
             if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
                 raise ReplayRejected(f"request id {spend.request_id} already spent budget") from exc
             raise
-        return Usage(
-            usage.requester_eps + e,
-            usage.total_eps + e,
-            usage.requester_delta + d,
-            usage.total_delta + d,
-        )
+        return usage.after(e, d)
 
     def settle(self, request_id: str, status: Status) -> None:
         if status not in ("released", "failed"):
