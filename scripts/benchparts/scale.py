@@ -69,7 +69,7 @@ def _append_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -> 
     key = SigningKey(bytes(range(32)))
     out: dict[str, float] = {}
     sq = Ledger(SqliteLedgerStore(tmp / "ledger.sqlite"), key, ORIGIN, checkpoint_every=1000)
-    settings = StorageSettings(url=dsn, schema=schema, pool_size=40)
+    settings = StorageSettings(url=dsn, schema=schema, pool_size=16)
     pg_a, pg_b = open_postgres_stores(settings, 1000), open_postgres_stores(settings, 1000)
     try:
         pa = Ledger(pg_a.ledger, key, ORIGIN, checkpoint_every=1000)
@@ -132,26 +132,19 @@ def _exchange_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -
         )  # fmt: skip
         out["1 replica, SQLite"] = _exchange_rate(client, req, per)
 
-        def restart_holder(configs: list[Path], sites: list[object]) -> None:
-            holder = procs.pop("110000")
-            stop_gateways({"110000": holder})
-            for p in extra:
-                stop_gateways({"x": p})
-            extra.clear()
-            started = [_serve(c, fed.sites["110000"].root) for c in configs]
-            procs["110000"] = started[0]
-            extra.extend(started[1:])
-            for site, proc in zip(sites, started, strict=True):
-                _wait_healthy(site, proc)  # type: ignore[arg-type]
-
         holder_site = fed.sites["110000"]
+        stop_gateways({"110000": procs.pop("110000")})
         use_storage(holder_site.config, dsn, schema)
-        restart_holder([holder_site.config], [holder_site])
+        procs["110000"] = _serve(holder_site.config, holder_site.root)
+        _wait_healthy(holder_site, procs["110000"])
         out["1 replica, PostgreSQL"] = _exchange_rate(client, req, per)
 
+        # The running PostgreSQL holder becomes replica 1; start replica 2.
         replicas = add_replicas(fed, "110000", dsn, schema, 2)  # re-signs the bundle
-        restart_holder([r.config for r in replicas], list(replicas))
-        time.sleep(2.5)  # the requester picks up the new bundle (file watcher, 1 s)
+        second = _serve(replicas[1].config, holder_site.root)
+        extra.append(second)
+        _wait_healthy(replicas[1], second)
+        time.sleep(2.5)  # every gateway picks up the new bundle (file watcher, 1 s)
         out["2 replicas, PostgreSQL"] = _exchange_rate(client, req, per)
         client.close()
         for name, rate in out.items():
