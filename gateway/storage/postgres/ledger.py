@@ -62,10 +62,9 @@ class PgLedgerStore:
             yield None  # inner block: joins the outer transaction
             return
         with self._db.transaction("ledger append") as conn:
-            # The head is read by its own statement, after the lock was granted
-            # (READ COMMITTED: a fresh snapshot per statement).
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            row = conn.execute(_HEAD).fetchone()
+            # Lock, then the head as committed after the lock was granted
+            # (schema: ledger_lock_head).
+            row = conn.execute("SELECT * FROM ledger_lock_head(%s)", (self._lock_key,)).fetchone()
             assert row is not None
             head = Head(int(row[0]), int(row[1]))
             self._local.conn, self._local.size, self._local.failed = conn, head.size, False

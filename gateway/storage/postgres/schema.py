@@ -38,6 +38,16 @@ _V1 = (
     "CREATE INDEX ledger_entries_request ON ledger_entries (request_id)",
     "CREATE INDEX ledger_entries_time ON ledger_entries (timestamp_ms)",
     "CREATE TABLE ledger_nodes (id BIGINT PRIMARY KEY, hash BYTEA NOT NULL)",
+    # Take the append lock, then read the head with a snapshot taken AFTER the
+    # lock was granted (a volatile function's queries each take a fresh
+    # snapshot under READ COMMITTED): one round trip instead of two.
+    """CREATE FUNCTION ledger_lock_head(lock_key BIGINT, OUT size BIGINT, OUT checkpoint_seq BIGINT)
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(lock_key);
+        SELECT COALESCE(MAX(idx) + 1, 0) INTO size FROM ledger_entries;
+        SELECT COALESCE(MAX(seq), -1) INTO checkpoint_seq FROM ledger_checkpoints;
+    END $$""",
     """CREATE TABLE ledger_checkpoints (
         seq BIGINT PRIMARY KEY CHECK (seq >= 0),
         size BIGINT NOT NULL UNIQUE CHECK (size >= 0),
