@@ -63,6 +63,17 @@ def open_stores(config: GatewayConfig) -> Stores:
     return open_postgres_stores(config.storage, window_ms)
 
 
+def open_budget_store(config: GatewayConfig) -> BudgetStore:
+    """Just the privacy-budget store (operator tools: ``gateway stats budget``)."""
+    url = config.storage.url
+    if url is None:
+        return SqliteBudgetStore(config.data_dir / BUDGET_FILE)
+    from gateway.storage.postgres.budget import PgBudgetStore
+    from gateway.storage.postgres.db import PgDatabase
+
+    return PgBudgetStore(PgDatabase(url, schema=config.storage.db_schema, pool_size=2))
+
+
 def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
     data_dir.mkdir(parents=True, exist_ok=True)
     ledger = SqliteLedgerStore(data_dir / LEDGER_FILE)

@@ -105,6 +105,8 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
             assert report.ok and report.entries == moved.ledger.store.size()
             status, out = _cli("storage", "verify-ledger", "--config", str(config))
             assert status == 0 and "OK" in out
+            status, out = _cli("stats", "budget", "--config", str(config))
+            assert status == 0 and "si_contributions" in out and "120000" in out, out
             status, out = _cli("storage", "status", "--config", str(config))
             assert status == 0 and "signing lease: held by session" in out, out
             gws.pop("110000").stop(grace=0.2)
