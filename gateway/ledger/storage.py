@@ -5,13 +5,11 @@ cosignatures, metadata), atomic batched appends with an optimistic size check,
 and O(log n) node reads. Does not own: hashing, encoding, signing or
 verification (``gateway.ledger.ledger`` and ``gateway.ledger.verify``).
 
-Portability: the DML is plain SQL with ``?`` placeholders and no SQLite-only
-functions, so a PostgreSQL backend (shared by several replicas) implements the
-same Protocol with its own DDL (BYTEA for BLOB, BIGINT keys) and ``%s``
-placeholders. The optimistic ``expected_size`` check inside the write
-transaction is what keeps concurrent writers (threads here, replicas there)
-from forking the log: a writer that lost the race gets ``SizeConflict`` and
-reloads the tail.
+Other backends: ``gateway.storage.postgres.ledger`` implements the same
+Protocol on PostgreSQL, shared by several replicas (``exclusive()`` there is a
+cross-replica lock). The optimistic ``expected_size`` check inside the write
+transaction is what keeps concurrent writers from forking the log: a writer
+that lost the race gets ``SizeConflict`` and reloads the tail.
 
 Node ids: interior node (level, index), level >= 1, is stored under the single
 integer key ``level << 56 | index`` (portable BIGINT, one B-tree, fast bulk
