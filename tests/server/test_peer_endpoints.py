@@ -10,6 +10,7 @@ from gateway.limits import DEFAULT_LIMITS
 from gateway.server.transport import DOWN_SECONDS, GrpcPeerTransport
 from gateway.trust import Member
 from tests.conftest import RunningFederation
+from tests.storage.kit import hebei_exchange
 
 
 def _member(federation: RunningFederation, endpoints: tuple[str, ...]) -> Member:
@@ -49,14 +50,7 @@ def test_call_moves_off_an_endpoint_nobody_listens_on(federation: RunningFederat
     requester._bundle = patched
     try:
         for _ in range(4):
-            with federation.client("130000", "hebei-housing-fund") as c:
-                resp = c.get_records(
-                    holder_jurisdiction="110000",
-                    dataset="si_contributions",
-                    purpose="housing_fund_transfer",
-                    subject_ids=[federation.commuter()],
-                )
-            assert len(resp.records) == 1
+            hebei_exchange(federation)
         assert ("110000", dead) in requester.transport._down_until, "dead endpoint never tried"
     finally:
         requester._bundle = bundle

@@ -8,8 +8,8 @@ the read-compare-write, so replicas loading bundles at once agree.
 
 from __future__ import annotations
 
-from gateway.errors import TrustBundleRejected
 from gateway.storage.postgres.db import PgDatabase
+from gateway.trust.state import advance_version
 
 
 class PgVersionStore:
@@ -37,14 +37,7 @@ class PgVersionStore:
                 "SELECT version, digest FROM bundle_version WHERE id = 1 FOR UPDATE"
             ).fetchone()
             assert row is not None
-            current, current_digest = int(row[0]), row[1]
-            if version < current:
-                raise TrustBundleRejected(
-                    f"trust bundle version {version} is older than version {current} "
-                    "already accepted"
-                )
-            if version == current and digest is None:
-                digest = current_digest
+            version, digest = advance_version(int(row[0]), row[1], version, digest)
             conn.execute(
                 "UPDATE bundle_version SET version = %s, digest = %s WHERE id = 1",
                 (version, digest),
