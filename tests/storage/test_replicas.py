@@ -72,13 +72,23 @@ def test_replicas_share_one_log_spread_calls_and_hand_over_the_lease(tmp_path: P
             req_ids = [e.request_id for e in ledger_events(gws["130000"]) if e.kind == "transfer"]
             assert sorted(req_ids) == sorted(ids)
 
-            # The lease holder stops: the other replica takes over; calls go on.
+            # Only the lease holder runs witness rounds.
             first = next(i for i, h in enumerate(holders) if h.stores.lease.held())
             other = holders[1 - first]
+            assert other.checkpoint_and_witness() == {}
+            outcomes = holders[first].checkpoint_and_witness()
+            assert set(outcomes) == {"120000", "130000"}, outcomes
+            assert all(o.startswith("cosigned") for o in outcomes.values()), outcomes
+
+            # The lease holder stops: the other replica takes over; calls go on.
             holders[first].stop(grace=0.2)
             more = [hebei_exchange(rf) for _ in range(6)]
             assert len(set(more)) == 6
             assert _wait(other.stores.lease.held), "no takeover"
+            # The peers' witnesses accept the new holder's checkpoint as consistent
+            # with the one they cosigned from the old holder.
+            outcomes = other.checkpoint_and_witness()
+            assert all(o.startswith("cosigned") for o in outcomes.values()), outcomes
             cp = other.ledger.checkpoint_now()
             assert cp.checkpoint.size == other.stores.ledger.size() == len(ids) + 6
             report = verify_store(
