@@ -19,6 +19,7 @@ down for the calls that follow.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import threading
 import time
@@ -29,7 +30,13 @@ import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
-from gateway.errors import WIRE_METADATA_KEY, PeerTimeout, PeerUnavailable, error_for_status
+from gateway.errors import (
+    WIRE_METADATA_KEY,
+    PeerTimeout,
+    PeerUnavailable,
+    clip,
+    error_for_status,
+)
 from gateway.identity import tls_server_name
 from gateway.limits import Limits
 from gateway.server.interceptor import deadline_remaining
@@ -60,8 +67,8 @@ class GrpcPeerTransport:
         self._limits = limits
         self._clock = clock
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, str, str], grpc.Channel] = {}
-        self._stubs: dict[tuple[str, str, str], peer_pb2_grpc.PeerExchangeStub] = {}
+        self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
+        self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
         self._down_until: dict[tuple[str, str], float] = {}
         self._turn = itertools.count()
 
@@ -81,15 +88,21 @@ class GrpcPeerTransport:
             self._down_until[(member.jurisdiction, endpoint)] = self._clock() + DOWN_SECONDS
 
     def _stub(self, member: Member, endpoint: str) -> peer_pb2_grpc.PeerExchangeStub:
-        key = (member.jurisdiction, endpoint, member.tls_fingerprint)
+        # The member's certificates valid now: its current one and, during a
+        # key rotation's overlap, the retired one it may still serve until it
+        # restarts. A channel is kept per set (and endpoint), so one trusting a
+        # retired certificate is not used once its overlap ends.
+        certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
+        key = (member.jurisdiction, endpoint, tuple(fp for _, fp in certs))
         stub = self._stubs.get(key)
         if stub is not None:
             return stub
         with self._lock:
             ch = self._channels.get(key)
             if ch is None:
+                roots = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem, _ in certs)
                 creds = grpc.ssl_channel_credentials(
-                    root_certificates=member.tls_cert_pem,
+                    root_certificates=roots,
                     private_key=self._tls.key_pem,
                     certificate_chain=self._tls.cert_pem,
                 )
@@ -130,10 +143,9 @@ class GrpcPeerTransport:
                 self._raise(member, endpoint, exc, timeout)
         raise PeerUnavailable(f"peer gateway {member.jurisdiction} has no endpoint")
 
-    @staticmethod
-    def _raise(member: Member, endpoint: str, exc: grpc.RpcError, timeout: float) -> NoReturn:
+    def _raise(self, member: Member, endpoint: str, exc: grpc.RpcError, timeout: float) -> NoReturn:
         code = exc.code()
-        details = exc.details() or ""
+        details = clip(exc.details() or "", self._limits.max_status_chars)  # a peer's text, bounded
         who = f"peer gateway {member.jurisdiction} ({member.name}) at {endpoint}"
         if code == grpc.StatusCode.UNAVAILABLE:
             raise PeerUnavailable(f"{who} is unavailable: {details}") from exc

@@ -41,6 +41,7 @@ from gateway.crypto import SealPublicKey, VerifyKey, sha256_hex, unb64
 from gateway.domains import TRUST_BUNDLE
 from gateway.errors import CryptoFailure, InvalidArgument, TrustBundleRejected
 from gateway.identity import MAX_NAME_LEN
+from gateway.keyring import KeyKind, RetiredKey
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust.model import (
     Member,
@@ -75,6 +76,13 @@ class _EnvelopeModel(_Strict):
     signatures: list[_SignatureModel]  # count checked against Limits
 
 
+class _RetiredModel(_Strict):
+    kind: KeyKind
+    key: Annotated[str, Field(min_length=1)]  # size checked against Limits
+    not_before: Annotated[str, Field(pattern=_TIMESTAMP_RE)] | None = None
+    not_after: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
+
+
 class _MemberModel(_Strict):
     jurisdiction: identifiers.JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
@@ -88,6 +96,8 @@ class _MemberModel(_Strict):
     origin: Annotated[str, Field(min_length=1, max_length=255)]
     # Replicas of one gateway; count checked against Limits.
     endpoints: list[Annotated[str, Field(min_length=3, max_length=300)]] | None = None
+    witness_key: Annotated[str, Field(max_length=64)] | None = None
+    retired_keys: list[_RetiredModel] = []  # count and sizes checked against Limits
 
 
 class _BundleModel(_Strict):
@@ -175,6 +185,14 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                 f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): tls_cert_pem: "
                 f"expected at most {limits.max_cert_pem_bytes} bytes, got {len(mm.tls_cert_pem)}"
             )
+        if len(mm.retired_keys) > limits.max_retired_keys or any(
+            len(r.key) > limits.max_cert_pem_bytes for r in mm.retired_keys
+        ):
+            raise TrustBundleRejected(
+                f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): retired_keys: "
+                f"expected at most {limits.max_retired_keys} keys of at most "
+                f"{limits.max_cert_pem_bytes} bytes"
+            )
         try:
             members.append(
                 Member(
@@ -189,6 +207,22 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     datasets=tuple(mm.datasets),
                     origin=mm.origin,
                     endpoints=tuple(mm.endpoints or ()),
+                    witness_key=(
+                        VerifyKey(unb64(mm.witness_key, "witness_key")) if mm.witness_key else None
+                    ),
+                    retired=tuple(
+                        RetiredKey(
+                            kind=r.kind,
+                            value=r.key,
+                            not_after=_parse_time(r.not_after, "retired key not_after"),
+                            not_before=(
+                                _parse_time(r.not_before, "retired key not_before")
+                                if r.not_before
+                                else None
+                            ),
+                        )
+                        for r in mm.retired_keys
+                    ),
                 )
             )
         except InvalidArgument as exc:
