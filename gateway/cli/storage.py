@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, load_config
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument
 
 
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
     m.set_defaults(func=cmd_migrate)
 
 
-def _own_log(config: GatewayConfig) -> tuple[str, VerifyKey]:
+def _own_log(config: GatewayConfig) -> tuple[str, AnyVerifyKey]:
     """This gateway's ledger origin and key, from its authority-verified trust bundle."""
     from gateway.trust import load_bundle, read_authority_key
 

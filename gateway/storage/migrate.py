@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.verify import LedgerReport, verify_store
@@ -117,7 +117,7 @@ def migrate_from_sqlite(
     data_dir: Path,
     db: PgDatabase,
     origin: str,
-    ledger_key: VerifyKey,
+    ledger_key: AnyVerifyKey,
     progress: Callable[[str, int], None] | None = None,
 ) -> MigrationReport:
     """Copy ``data_dir``'s SQLite state into ``db``; verify before and after."""
