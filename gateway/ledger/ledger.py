@@ -27,6 +27,7 @@ same lock on any replica, so no two checkpoints are ever stored for one size.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -60,6 +61,16 @@ from gateway.ledger.storage import (
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 FORMAT: Final = "jgw-ledger-v1"
+log = logging.getLogger("gateway.ledger")
+
+
+def _log_checkpoint(origin: str, size: int, trigger: str) -> None:
+    log.info(
+        "checkpoint signed at size %d (%s)",
+        size,
+        trigger,
+        extra={"event": "checkpoint", "origin": origin, "size": size, "trigger": trigger},
+    )
 Clock = Callable[[], float]
 
 
@@ -339,6 +350,8 @@ class Ledger:
         self._frontier, self._prev = frontier, prev
         self._cp_seq += len(cps)
         self._cp_size, self._cp_time = cp_size, cp_time
+        for size, _note, _ms in cps:
+            _log_checkpoint(self.origin, size, "cadence")
         return receipts
 
     def _sign(self, frontier: Frontier, now_ms: int) -> tuple[int, str, int]:
@@ -390,6 +403,7 @@ class Ledger:
         self.store.append(self.size, [], [], [cp])
         self._cp_seq += 1
         self._cp_size, self._cp_time = self.size, now
+        _log_checkpoint(self.origin, self.size, "timer or request")
 
     # -- checkpoints ---------------------------------------------------------
 
