@@ -71,6 +71,8 @@ def _log_checkpoint(origin: str, size: int, trigger: str) -> None:
         trigger,
         extra={"event": "checkpoint", "origin": origin, "size": size, "trigger": trigger},
     )
+
+
 Clock = Callable[[], float]
 
 
