@@ -254,11 +254,12 @@ def add_replicas(
         base = site.config.read_text(encoding="utf-8")
     replicas = [site]
     for n in range(1, count):
-        peer, service, mtls = free_port(), free_port(), free_port()
+        peer, service, mtls, ops = free_port(), free_port(), free_port(), free_port()
         text = (
             base.replace(f"127.0.0.1:{site.peer_port}", f"127.0.0.1:{peer}")
             .replace(f"127.0.0.1:{site.service_port}", f"127.0.0.1:{service}")
             .replace(f"127.0.0.1:{site.service_mtls_port}", f"127.0.0.1:{mtls}")
+            .replace(f"127.0.0.1:{site.ops_port}", f"127.0.0.1:{ops}")
         )
         config = site.root / f"gateway-replica{n}.toml"
         config.write_text(text, encoding="utf-8")
@@ -273,6 +274,7 @@ def add_replicas(
                 mtls,
                 site.tokens,
                 site.data_source,
+                ops,
             )
         )
     authority = read_authority_signing_key(fed.authority_key)
