@@ -34,6 +34,10 @@ Example::
     checkpoint_every_seconds = 30
     witness_every_seconds = 30
 
+    [storage]                    # optional; default: SQLite files in data_dir
+    url = "postgresql://gateway@db.example:5432/gateway"   # shared by every replica
+    schema = "gw_110000"         # optional; default: the role's search_path
+
     [limits]                     # optional; any field of gateway.limits.Limits
     replay_window_seconds = 300
 """
@@ -150,6 +154,20 @@ class LedgerSettings(_Model):
     witness_every_seconds: Annotated[float, Field(gt=0)] = 30.0
 
 
+class StorageSettings(_Model):
+    """Where the gateway keeps its state. ``url`` None: SQLite files in data_dir
+    (one process). A PostgreSQL URL: one database shared by several replicas
+    of this gateway (``gateway.storage``). Put the password in ~/.pgpass or
+    PGPASSWORD rather than in the URL."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    url: Annotated[str, Field(pattern=r"^postgres(ql)?://", max_length=2000)] | None = None
+    db_schema: Annotated[str | None, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$", alias="schema")] = (
+        None
+    )
+    pool_size: Annotated[int, Field(ge=2, le=256)] = 16
+
+
 class GatewayConfig(_Model):
     jurisdiction: JurisdictionCode
     name: str
@@ -162,6 +180,7 @@ class GatewayConfig(_Model):
     listen: Listen
     service_systems: tuple[ServiceSystem, ...] = ()
     ledger: LedgerSettings = LedgerSettings()
+    storage: StorageSettings = StorageSettings()
     limits: Limits = Limits()
     # Datasets this gateway serves; default: every dataset in its catalogue.
     datasets: tuple[Code, ...] | None = None

@@ -39,6 +39,8 @@ class Limits:
     max_bundle_bytes: int = 1024 * 1024
     max_bundle_signatures: int = 8
     max_datasets_per_member: int = 1024
+    # Peer endpoints one member may list (replicas of one gateway).
+    max_endpoints_per_member: int = 16
     max_cert_pem_bytes: int = 16 * 1024
     max_retired_keys: int = 64  # per member: keys kept after rotations, with validity
     # How far in the future a bundle's issued_at may lie (clocks differ).

@@ -31,6 +31,7 @@ _MODULES = (
     "gateway.cli.ledger",
     "gateway.cli.audit",
     "gateway.cli.stats",
+    "gateway.cli.storage",
     "gateway.cli.call",
     "gateway.cli.backup",
 )

@@ -67,7 +67,13 @@ def register(sub: Any) -> None:
     add.add_argument(
         "--public", required=True, type=Path, help="the member's public.json (or its key dir)"
     )
-    add.add_argument("--endpoint", required=True, help="HOST:PORT of the member's peer port")
+    add.add_argument(
+        "--endpoint",
+        required=True,
+        action="append",
+        help="HOST:PORT of the member's peer port; repeat (or comma-separate) for the "
+        "replicas of one gateway",
+    )
     add.add_argument("--datasets", default="", help="comma-separated dataset codes offered")
     add.add_argument("--origin", default=None, help="ledger checkpoint origin (default derived)")
     add.add_argument("--replace", action="store_true", help="replace an existing member")
@@ -151,14 +157,20 @@ def _add_member(args: argparse.Namespace) -> int:
     public_path: Path = args.public
     desc = load_public_descriptor(public_path)
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    endpoints = tuple(e.strip() for value in args.endpoint for e in value.split(",") if e.strip())
     member = Member.from_descriptor(
-        desc, args.endpoint, datasets, origin=args.origin, source=str(public_path)
+        desc,
+        endpoints[0] if endpoints else "",
+        datasets,
+        origin=args.origin,
+        source=str(public_path),
+        endpoints=endpoints,
     )
     authority, current = _current(args)
     members = with_member(current, member, replace=args.replace)
     new = reissue_bundle_file(args.bundle, authority, members, args.validity_days, _now())
     print(
-        f"added {member.jurisdiction} {member.name} at {member.endpoint}; "
+        f"added {member.jurisdiction} {member.name} at {', '.join(member.endpoints)}; "
         f"bundle version {new.version}, {len(new.members)} members"
     )
     return 0
@@ -220,7 +232,7 @@ def _show(args: argparse.Namespace) -> int:
     print(f"  members     {len(b.members)}")
     for m in b.members:
         print(f"  - {m.jurisdiction} {m.name}")
-        print(f"      endpoint  {m.endpoint}")
+        print(f"      endpoint  {', '.join(m.endpoints)}")
         print(f"      datasets  {', '.join(m.datasets) or '(none)'}")
         print(f"      origin    {m.origin}")
         print(

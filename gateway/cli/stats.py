@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
     s = p.add_subparsers(dest="stats_command", metavar="SUBCOMMAND", required=True)
 
     b = s.add_parser("budget", help="spent and remaining privacy budget per dataset and requester")
-    b.add_argument("--db", type=Path, required=True, help="budget store (SQLite file)")
+    _store_args(b)
     b.add_argument(
         "--policies",
         type=Path,
@@ -34,7 +34,7 @@ def register(sub: Any) -> None:
     sp = s.add_parser(
         "spends", help="most recent spends (one row per release or refusal after reservation)"
     )
-    sp.add_argument("--db", type=Path, required=True, help="budget store (SQLite file)")
+    _store_args(sp)
     sp.add_argument("--limit", type=int, default=50)
     sp.set_defaults(func=_spends)
 
@@ -45,9 +45,28 @@ def register(sub: Any) -> None:
     c.set_defaults(func=_check)
 
 
-def _store(path: Path) -> Any:
+def _store_args(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", type=Path, help="budget store (SQLite file)")
+    where.add_argument(
+        "--config",
+        type=Path,
+        help="gateway.toml: its configured store (SQLite in data_dir, or [storage] PostgreSQL)",
+    )
+
+
+def _store(args: argparse.Namespace) -> Any:
+    if args.config is not None:
+        from gateway.config import load_config
+        from gateway.storage.backend import BUDGET_FILE, open_budget_store
+
+        config = load_config(args.config)
+        if config.storage.url is None and not (config.data_dir / BUDGET_FILE).is_file():
+            raise NotFound(f"no budget store at {config.data_dir / BUDGET_FILE}")
+        return open_budget_store(config)
     from gateway.stats.budget import SqliteBudgetStore
 
+    path: Path = args.db
     if not path.is_file():
         raise NotFound(f"no budget store at {path}")
     return SqliteBudgetStore(path)
@@ -59,7 +78,7 @@ def _budget(args: argparse.Namespace) -> int:
 
     from gateway.stats.budget import Caps
 
-    store = _store(args.db)
+    store = _store(args)
     caps: dict[str, Caps] = {}
     if args.policies is not None:
         from gateway.stats.agreements import load_agreement
@@ -67,7 +86,8 @@ def _budget(args: argparse.Namespace) -> int:
         for t in load_agreement(args.policies).agreement.datasets:
             b = t.budget
             caps[t.dataset] = Caps(b.epsilon_per_requester, b.epsilon_total)
-    table = Table(title=f"Privacy budget spent ({args.db})", title_justify="left")
+    where = args.db or args.config
+    table = Table(title=f"Privacy budget spent ({where})", title_justify="left")
     for col in ("dataset", "requester", "releases", "epsilon spent", "delta spent"):
         table.add_column(
             col, justify="right" if col != "dataset" and col != "requester" else "left"
@@ -99,7 +119,7 @@ def _budget(args: argparse.Namespace) -> int:
 
 
 def _spends(args: argparse.Namespace) -> int:
-    store = _store(args.db)
+    store = _store(args)
     for r in store.spends(max(1, min(args.limit, 100_000))):
         print(
             f"{r.at_ms}\t{r.dataset}\t{r.requester}\tepsilon={r.epsilon:g}\tdelta={r.delta:g}\t"

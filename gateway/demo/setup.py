@@ -12,6 +12,7 @@ Does not own: running gateways (``gateway.server.app``), the demo's story
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -103,6 +104,11 @@ class Federation:
     authority_pub: Path
     bundle: Path
     sites: dict[str, GatewaySite]
+
+    def authority_pub_key(self) -> crypto.AnyVerifyKey:
+        from gateway.trust import read_authority_key
+
+        return read_authority_key(self.authority_pub)
 
 
 def free_port() -> int:
@@ -262,3 +268,57 @@ checkpoint_every_seconds = 5
 witness_every_seconds = 5
 
 {services}"""
+
+
+def use_storage(config: Path, url: str, schema: str, pool_size: int = 16) -> None:
+    """Point a gateway.toml at a PostgreSQL database (and schema) for its state."""
+    with config.open("a", encoding="utf-8") as f:
+        f.write(f'\n[storage]\nurl = "{url}"\nschema = "{schema}"\npool_size = {pool_size}\n')
+
+
+def add_replicas(
+    fed: Federation, code: str, url: str, schema: str, count: int = 2
+) -> list[GatewaySite]:
+    """Run gateway ``code`` as ``count`` replicas on one PostgreSQL schema.
+
+    Each replica gets its own config (same keys, data source and database; its
+    own ports); the bundle is re-signed listing every replica's peer endpoint,
+    as ``gateway federation add-member --replace --endpoint A,B`` does.
+    Returns the replicas' sites; the first is the original site.
+    """
+    site = fed.sites[code]
+    base = site.config.read_text(encoding="utf-8")
+    if "\n[storage]\n" not in base:
+        use_storage(site.config, url, schema)
+        base = site.config.read_text(encoding="utf-8")
+    replicas = [site]
+    for n in range(1, count):
+        peer, service, mtls, ops = free_port(), free_port(), free_port(), free_port()
+        text = (
+            base.replace(f"127.0.0.1:{site.peer_port}", f"127.0.0.1:{peer}")
+            .replace(f"127.0.0.1:{site.service_port}", f"127.0.0.1:{service}")
+            .replace(f"127.0.0.1:{site.service_mtls_port}", f"127.0.0.1:{mtls}")
+            .replace(f"127.0.0.1:{site.ops_port}", f"127.0.0.1:{ops}")
+        )
+        config = site.root / f"gateway-replica{n}.toml"
+        config.write_text(text, encoding="utf-8")
+        replicas.append(
+            GatewaySite(
+                code,
+                site.name,
+                site.root,
+                config,
+                peer,
+                service,
+                mtls,
+                site.tokens,
+                site.data_source,
+                ops,
+            )
+        )
+    authority = read_authority_signing_key(fed.authority_key)
+    current = read_bundle_for_reissue(fed.bundle, authority.verify_key)
+    endpoints = tuple(f"127.0.0.1:{r.peer_port}" for r in replicas)
+    relisted = dataclasses.replace(current.member(code), endpoint=endpoints[0], endpoints=endpoints)
+    reissue_bundle_file(fed.bundle, authority, with_member(current, relisted, replace=True), 365)
+    return replicas

@@ -11,9 +11,18 @@ note formats (``note``), storage (``storage``), offline verification
 
 Thread safety: appends are serialised by a lock; the store re-checks the size
 inside its write transaction, so a second process or replica appending to the
-same store cannot fork the log (the loser reloads and retries). In-memory
-state changes only after the store committed, so a failed append leaves
-neither a half-written row nor a stale cache.
+same store cannot fork the log (the loser reloads and retries). Every write
+runs inside ``store.exclusive()``: on a shared store (PostgreSQL replicas) that
+holds the log's lock across replicas and yields the stored head, and the
+in-memory tail is reloaded first if another replica moved it, so replicas
+build on one linear order without conflicts. In-memory state changes only
+after the store committed, so a failed append leaves neither a half-written
+row nor a stale cache.
+
+Checkpoint cadence: ``may_sign`` (default: always) says whether this process
+holds the signing lease; only the holder signs cadence checkpoints (in
+appends and ``tick``). ``checkpoint_now`` (asked for explicitly) signs under the
+same lock on any replica, so no two checkpoints are ever stored for one size.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from gateway.ledger.note import Checkpoint, parse_note, sign_checkpoint, vkey
 from gateway.ledger.storage import (
     CheckpointRow,
     EntryRow,
+    Head,
     LedgerStore,
     SizeConflict,
     SqliteLedgerStore,
@@ -61,6 +71,8 @@ def _log_checkpoint(origin: str, size: int, trigger: str) -> None:
         trigger,
         extra={"event": "checkpoint", "origin": origin, "size": size, "trigger": trigger},
     )
+
+
 Clock = Callable[[], float]
 
 
@@ -120,6 +132,7 @@ class Ledger:
         checkpoint_interval: float = 60.0,
         clock: Clock = time.time,
         limits: Limits = DEFAULT_LIMITS,
+        may_sign: Callable[[], bool] = lambda: True,
         suite: str | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval <= 0:
@@ -136,6 +149,8 @@ class Ledger:
         self._interval = checkpoint_interval
         self._clock = clock
         self._limits = limits
+        self._may_sign = may_sign
+        self._cp_seq = -1  # newest stored checkpoint seq (set by _load_tail)
         self._lock = threading.RLock()
         # Group commit: concurrent appends share one transaction and one fsync.
         self._commit = threading.Condition(threading.Lock())
@@ -166,19 +181,32 @@ class Ledger:
 
     # -- state ---------------------------------------------------------------
 
-    def _load_tail(self) -> None:
-        size = self.store.size()
-        nodes = self.store.nodes(prefix_nodes(size))
-        self._frontier = Frontier(size, nodes, self.tree)
-        self._prev = self.store.nodes([(0, size - 1)])[0] if size else GENESIS_PREV
+    def _load_tail(self, head: Head | None = None) -> None:
+        """Reload the tail from the store (``head``: the size is known, and the
+        checkpoint state too if its seq is the one in memory)."""
+        size = self.store.size() if head is None else head.size
+        ids = prefix_nodes(size)
+        got = self.store.nodes([*ids, (0, size - 1)] if size else ids)
+        self._frontier = Frontier(size, got[: len(ids)], self.tree)
+        self._prev = got[-1] if size else GENESIS_PREV
+        if head is not None and head.checkpoint_seq == self._cp_seq:
+            return
         latest = self.store.latest_checkpoint()
         if latest is None:
-            self._cp_size, self._cp_time = -1, self._clock()
+            self._cp_seq, self._cp_size, self._cp_time = -1, -1, self._clock()
         else:
+            self._cp_seq = latest.seq
             self._cp_size, self._cp_time = latest.size, latest.issued_ms / 1000.0
+
+    def _refresh(self, head: Head | None) -> None:
+        """Inside ``store.exclusive()``: catch up if another writer moved the tail."""
+        if head is not None and (head.size, head.checkpoint_seq) != (self.size, self._cp_seq):
+            self._load_tail(head)
 
     @property
     def size(self) -> int:
+        """Entries this instance has appended or loaded. On a store shared by
+        replicas others may have appended since: ``store.size()`` is current."""
         return self._frontier.size
 
     @property
@@ -205,11 +233,10 @@ class Ledger:
                 if self._flushing:
                     self._commit.wait()
                     continue
-                batch, self._pending = self._pending, []
                 self._flushing = True
                 self._commit.release()
                 try:
-                    self._flush(batch)
+                    self._flush_pending()
                 finally:
                     self._commit.acquire()
                     self._flushing = False
@@ -218,6 +245,33 @@ class Ledger:
             raise me.error
         assert me.receipt is not None
         return me.receipt
+
+    def _flush_pending(self) -> None:
+        """Take the write lock first (other replicas may hold it), THEN the queue:
+        everything queued while waiting goes into this one commit."""
+        batch: list[_Waiter] = []
+        try:
+            with self._lock, self.store.exclusive() as head:
+                with self._commit:
+                    batch, self._pending = self._pending, []
+                self._refresh(head)
+                self._flush(batch)
+        except Exception as exc:  # the lock, the refresh or the commit failed
+            with self._commit:
+                if not batch:
+                    batch, self._pending = self._pending, []
+            failure = (
+                exc if isinstance(exc, StorageFailure) else StorageFailure("ledger append failed")
+            )
+            for w in batch:  # nothing of this batch was committed
+                w.receipt, w.error, w.done = None, failure, True
+            try:
+                self._load_tail()
+            except StorageFailure:
+                pass  # reloaded on the next append (the head will differ)
+        except BaseException:
+            _fail(batch, StorageFailure("ledger append interrupted"))
+            raise
 
     def _flush(self, batch: list[_Waiter]) -> None:
         """Commit ``batch`` in one transaction; every waiter ends done."""
@@ -261,6 +315,13 @@ class Ledger:
 
     def _append_locked(self, batch: Sequence[LedgerEvent]) -> list[AppendReceipt]:
         assert self._signer is not None
+        with self.store.exclusive() as head:
+            self._refresh(head)
+            return self._build_and_append(batch)
+
+    def _build_and_append(self, batch: Sequence[LedgerEvent]) -> list[AppendReceipt]:
+        assert self._signer is not None
+        signing = self._may_sign()
         frontier = self._frontier.copy()
         prev = self._prev
         start = frontier.size
@@ -279,14 +340,17 @@ class Ledger:
             nodes.extend(frontier.push(h))
             receipts.append(AppendReceipt(idx, h.hex()))
             prev = h
-            if frontier.size - max(cp_size, 0) >= self._every:
+            if signing and frontier.size - max(cp_size, 0) >= self._every:
                 cps.append(self._sign(frontier, now_ms))
                 cp_size, cp_time = frontier.size, now
-        if frontier.size > cp_size and now - cp_time >= self._interval:
+        if signing and frontier.size > cp_size and now - cp_time >= self._interval:
             cps.append(self._sign(frontier, now_ms))
             cp_size, cp_time = frontier.size, now
         self.store.append(start, rows, nodes, cps)
+        # Committed when the caller's ``exclusive()`` block ends; if that commit
+        # fails, append_many reloads the tail from the store.
         self._frontier, self._prev = frontier, prev
+        self._cp_seq += len(cps)
         self._cp_size, self._cp_time = cp_size, cp_time
         for size, _note, _ms in cps:
             _log_checkpoint(self.origin, size, "cadence")
@@ -299,35 +363,49 @@ class Ledger:
 
     def tick(self) -> SignedCheckpoint | None:
         """Issue a checkpoint if T seconds passed with entries uncovered (call from a timer)."""
+        if self._signer is None or not self._may_sign():
+            return None
         with self._lock:
-            if self.size > self._cp_size and self._clock() - self._cp_time >= self._interval:
-                return self._checkpoint_locked()
-        return None
+            try:
+                with self.store.exclusive() as head:
+                    self._refresh(head)
+                    uncovered = self.size - max(self._cp_size, 0)
+                    due = self.size > self._cp_size and (
+                        self._clock() - self._cp_time >= self._interval or uncovered >= self._every
+                    )
+                    if not due:
+                        return None
+                    self._issue_checkpoint()
+            except StorageFailure:
+                self._load_tail()
+                raise
+            return self.latest_checkpoint()
 
     def checkpoint_now(self) -> SignedCheckpoint:
         """Issue a checkpoint for the current size unless the latest already covers it."""
-        with self._lock:
-            if self.size == self._cp_size:
-                latest = self.latest_checkpoint()
-                assert latest is not None
-                return latest
-            return self._checkpoint_locked()
-
-    def _checkpoint_locked(self) -> SignedCheckpoint:
         if self._signer is None:
             raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
+        with self._lock:
+            try:
+                with self.store.exclusive() as head:
+                    self._refresh(head)
+                    if self.size != self._cp_size:
+                        self._issue_checkpoint()
+            except StorageFailure:
+                self._load_tail()
+                raise
+            latest = self.latest_checkpoint()
+            assert latest is not None
+            return latest
+
+    def _issue_checkpoint(self) -> None:
+        """Inside ``exclusive()``: sign and store a checkpoint of the current tree."""
         now = self._clock()
         cp = self._sign(self._frontier, int(now * 1000))
-        try:
-            self.store.append(self.size, [], [], [cp])
-        except SizeConflict:
-            self._load_tail()
-            raise
+        self.store.append(self.size, [], [], [cp])
+        self._cp_seq += 1
         self._cp_size, self._cp_time = self.size, now
         _log_checkpoint(self.origin, self.size, "timer or request")
-        latest = self.latest_checkpoint()
-        assert latest is not None
-        return latest
 
     # -- checkpoints ---------------------------------------------------------
 

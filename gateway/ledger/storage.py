@@ -5,13 +5,11 @@ cosignatures, metadata), atomic batched appends with an optimistic size check,
 and O(log n) node reads. Does not own: hashing, encoding, signing or
 verification (``gateway.ledger.ledger`` and ``gateway.ledger.verify``).
 
-Portability: the DML is plain SQL with ``?`` placeholders and no SQLite-only
-functions, so a PostgreSQL backend (shared by several replicas) implements the
-same Protocol with its own DDL (BYTEA for BLOB, BIGINT keys) and ``%s``
-placeholders. The optimistic ``expected_size`` check inside the write
-transaction is what keeps concurrent writers (threads here, replicas there)
-from forking the log: a writer that lost the race gets ``SizeConflict`` and
-reloads the tail.
+Other backends: ``gateway.storage.postgres.ledger`` implements the same
+Protocol on PostgreSQL, shared by several replicas (``exclusive()`` there is a
+cross-replica lock). The optimistic ``expected_size`` check inside the write
+transaction is what keeps concurrent writers from forking the log: a writer
+that lost the race gets ``SizeConflict`` and reloads the tail.
 
 Node ids: interior node (level, index), level >= 1, is stored under the single
 integer key ``level << 56 | index`` (portable BIGINT, one B-tree, fast bulk
@@ -23,6 +21,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,12 +52,30 @@ class CheckpointRow:
     issued_ms: int
 
 
+@dataclass(frozen=True)
+class Head:
+    """The stored tail a writer must build on: entry count and newest checkpoint seq (-1: none)."""
+
+    size: int
+    checkpoint_seq: int
+
+
 class SizeConflict(StorageFailure):
     """Another writer appended first; reload the tail and retry."""
 
 
 class LedgerStore(Protocol):
     def size(self) -> int: ...
+
+    def exclusive(self) -> AbstractContextManager[Head | None]:
+        """Hold the log's write lock across all writers (threads, processes,
+        replicas) until the block ends; ``append`` calls inside it join the
+        same transaction, committed when the block ends (a failed append
+        inside it makes the whole block fail). Re-entrant on one thread: an
+        inner block joins the outer one. Yields the stored head, or None when
+        the caller's in-memory tail is known to be current (the only writer,
+        or an inner block)."""
+        ...
 
     def append(
         self,
@@ -76,6 +93,10 @@ class LedgerStore(Protocol):
     def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]: ...
 
     def entries(self, start: int, stop: int) -> list[EntryRow]: ...
+
+    def entry_range(self, start: int, stop: int) -> list[bytes]: ...
+
+    def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]: ...
 
     def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]: ...
 
@@ -151,6 +172,13 @@ class SqliteLedgerStore:
             raise StorageFailure(f"cannot open ledger {self.path}: {exc}") from exc
 
     # -- writes ------------------------------------------------------------
+
+    @contextmanager
+    def exclusive(self) -> Iterator[Head | None]:
+        # One process owns a SQLite ledger; another process appending anyway is
+        # caught by the size check in ``append`` (SizeConflict).
+        with self._lock:
+            yield None
 
     def append(
         self,

@@ -35,7 +35,7 @@ from gateway.keyring import KeyRing
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
 from gateway.ledger.merkle import HASH_LEN, SHA256_TREE, TreeHasher, fold, prefix_nodes
 from gateway.ledger.note import Checkpoint, open_checkpoint
-from gateway.ledger.storage import CheckpointRow, SqliteLedgerStore
+from gateway.ledger.storage import CheckpointRow, LedgerStore, SqliteLedgerStore
 
 LOG_CHUNK: Final = 14
 CHUNK: Final = 1 << LOG_CHUNK
@@ -436,7 +436,7 @@ def _header_problem(e: bytes, i: int) -> Problem:
 
 
 def verify_store(
-    store: SqliteLedgerStore,
+    store: LedgerStore,
     origin: str,
     key: AnyVerifyKey | KeyRing,
     *,
@@ -486,7 +486,10 @@ def verify_store(
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 4 * span else 1
     results: list[RangeResult] = []
-    path = str(store.path)
+    # Parallel workers reopen a SQLite file by path; other stores verify in-process.
+    path = str(store.path) if isinstance(store, SqliteLedgerStore) else ""
+    if not path:
+        workers = 1
 
     def checked() -> list[_Required]:
         return [*check_checkpoints(rows, origin, key), *trusted_required]

@@ -43,9 +43,8 @@ from gateway.identity import (
     load_retired_seal_keys,
     service_ca_cert,
 )
-from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.ledger import Ledger
 from gateway.ledger.note import open_checkpoint
-from gateway.ledger.witness import SqliteWitnessStore
 from gateway.limits import Limits
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics, KnownLabels
@@ -53,9 +52,7 @@ from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrap
 from gateway.ops.spent import refuse_shortfalls, startup_shortfalls
 from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
-from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
-from gateway.replay import SqliteReplayStore
 from gateway.server.access import ServiceRegistry, authorize_peer
 from gateway.server.auth import PeerAuthenticator
 from gateway.server.interceptor import (
@@ -73,8 +70,8 @@ from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import Sources
+from gateway.storage.backend import Stores, open_stores
 from gateway.trust import (
-    FileVersionStore,
     TrustBundle,
     accept_bundle,
     load_bundle,
@@ -120,7 +117,11 @@ class Gateway:
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
         self._authority = read_authority_key(config.authority_key, limits)
-        self._versions = FileVersionStore.in_dir(config.data_dir)
+        # Every stateful part: SQLite files in data_dir, or a PostgreSQL
+        # database shared with this gateway's other replicas ([storage] url).
+        self.stores: Stores = open_stores(config)
+        log.info("gateway %s state: %s", self.me, self.stores.description)
+        self._versions = self.stores.versions
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
         # A gm bundle may name the SM2 signer id of every member key's Z value.
@@ -132,7 +133,7 @@ class Gateway:
                 f"policies in {config.policies} are for holder "
                 f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
             )
-        self.quota = SqliteQuotaStore(config.data_dir / "quota.sqlite")
+        self.quota = self.stores.quota
         self.policy = PolicyEngine(
             self.policy_store,
             self.quota,
@@ -142,7 +143,9 @@ class Gateway:
             suite=self.keys.suite,
         )
         self.source = Sources(config.data_source, self.policy_store.current.catalogue, limits)
-        self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
+        self.ledger = open_ledger(
+            config, self.stores, self.keys, self._bundle.member(self.me).origin, clock_ms
+        )
         self._check_ledger_signer()
         # Metrics and the per-RPC log line see every ledger append and peer call.
         self.metrics = GatewayMetrics(
@@ -150,9 +153,7 @@ class Gateway:
             KnownLabels(lambda: ((m.jurisdiction, m.datasets) for m in self._bundle.members)),
         )
         observed_ledger = ObservedLedger(self.ledger, self.metrics)
-        self.replay = SqliteReplayStore(
-            config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
-        )
+        self.replay = self.stores.replay
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
         self.seal_keys = SealKeys(
             self.keys.seal, load_retired_seal_keys(config.key_dir), config.key_dir
@@ -202,7 +203,7 @@ class Gateway:
         self.service_auth = ServiceRegistry(
             config.service_systems, config.config_path, clock_ms=clock_ms
         )
-        self.witness_store = SqliteWitnessStore(config.data_dir / "witness.sqlite")
+        self.witness_store = self.stores.witness
         self.witnessing = Witnessing(
             self.me,
             self.keys,
@@ -218,7 +219,7 @@ class Gateway:
         self.statistics = StatisticsWiring(
             self.me,
             config.policies,
-            config.data_dir / "budget.sqlite",
+            self.stores.budget,
             self.policy_store,
             self.source,
             observed_ledger,
@@ -300,7 +301,7 @@ class Gateway:
             open_checkpoint(latest.note, self.ledger.origin, keys)
         except GatewayError as exc:
             raise ConfigurationError(
-                f"{self.config.data_dir / 'ledger.sqlite'}: the last checkpoint (#{latest.seq}, "
+                f"{self.stores.description}: the ledger's last checkpoint (#{latest.seq}, "
                 f"size {latest.size}) was signed by a ledger key the trust bundle does not list "
                 f"for {self.me} at the time it was issued ({exc}); after rotating the ledger "
                 "key, the authority must list the old one (`gateway federation rotate-keys`)"
@@ -362,7 +363,12 @@ class Gateway:
         self.service_auth.reload()
 
     def checkpoint_and_witness(self) -> dict[str, str]:
-        """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
+        """Issue a checkpoint now and have every peer cosign it (SIGUSR1).
+
+        Only the replica holding the signing lease runs witness rounds."""
+        if not self.stores.lease.held():
+            log.warning("witness round skipped: another replica holds the signing lease")
+            return {}
         outcomes = self.witnessing.round(force=True)
         log.info(
             "SIGUSR1: checkpoint at size %d, %d of %d peers cosigned",
@@ -484,8 +490,12 @@ class Gateway:
             "dataexchange.gateway.v1.PeerExchange", health_pb2.HealthCheckResponse.SERVING
         )
         self._watcher = PolicyWatcher(self.policy_store).start()
+        self.stores.lease.start()
         self._timer = LedgerTimer(
-            self.ledger, self.witnessing, self.config.ledger.witness_every_seconds
+            self.ledger,
+            self.witnessing,
+            self.config.ledger.witness_every_seconds,
+            self.stores.lease.held,
         ).start()
         self._bundle_watcher = threading.Thread(
             target=self._watch_bundle, name="bundle-watcher", daemon=True
@@ -512,14 +522,9 @@ class Gateway:
         for e in events:
             e.wait()
         self.statistics.close()
-        self.witness_store.close()
         self.transport.close()
-        self.replay.close()
-        self.quota.close()
         self.source.close()
-        close = getattr(self.ledger, "close", None)
-        if close:
-            close()
+        self.stores.close()
 
     def wait(self) -> None:
         if self._service_server:
@@ -564,17 +569,23 @@ def service_server(
 
 
 def open_ledger(
-    config: GatewayConfig, keys: GatewayKeys, origin: str, clock_ms: Callable[[], int]
-) -> SqliteLedger:
-    """The gateway's ledger (SQLite file in its data dir), signing with its ledger key."""
-    return SqliteLedger(
-        config.data_dir / "ledger.sqlite",
+    config: GatewayConfig,
+    stores: Stores,
+    keys: GatewayKeys,
+    origin: str,
+    clock_ms: Callable[[], int],
+) -> Ledger:
+    """The gateway's ledger on its store, signing with its ledger key; only the
+    holder of the signing lease runs the checkpoint cadence."""
+    return Ledger(
+        stores.ledger,
         keys.ledger,
         origin,
         checkpoint_every=config.ledger.checkpoint_every_entries,
         checkpoint_interval=config.ledger.checkpoint_every_seconds,
         clock=lambda: clock_ms() / 1000.0,
         limits=config.limits,
+        may_sign=stores.lease.held,
     )
 
 

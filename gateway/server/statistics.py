@@ -26,7 +26,7 @@ from gateway.limits import Limits
 from gateway.policy.store import PolicyStore, ReloadResult
 from gateway.sources import DataSource
 from gateway.stats.agreements import STATISTICS_FILE, StatisticsPolicy
-from gateway.stats.budget import SqliteBudgetStore
+from gateway.stats.budget import BudgetStore
 from gateway.stats.coordinator import HolderReply, StatsCoordinator
 from gateway.stats.holder import StatsHolder
 from gateway.trust import TrustBundle
@@ -39,7 +39,7 @@ class StatisticsWiring:
         self,
         me: str,
         policies: Path,
-        budget_path: Path,
+        budget: BudgetStore,
         policy_store: PolicyStore,
         source: DataSource,
         ledger: LedgerWriter,
@@ -57,7 +57,7 @@ class StatisticsWiring:
         self._responder = responder
         self._bundle = bundle
         self._clock = clock_ms
-        self.budget = SqliteBudgetStore(budget_path)
+        self.budget = budget
         self.holder: StatsHolder | None = None
         if (policies / STATISTICS_FILE).is_file():
             policy = StatisticsPolicy.from_dir(policies, policy_store.current.catalogue)

@@ -1,19 +1,30 @@
 """Outbound peer calls over mutual TLS (implements ``PeerTransport``).
 
-Owns: one channel per member (its pinned certificate is the only trusted root,
-our certificate is the client certificate), deadlines bounded by the incoming
-caller's deadline, and turning gRPC failures into GatewayError
+Owns: one channel per member endpoint (its pinned certificate is the only
+trusted root, our certificate is the client certificate), deadlines bounded by
+the incoming caller's deadline, and turning gRPC failures into GatewayError
 (UNAVAILABLE -> PeerUnavailable, DEADLINE_EXCEEDED -> PeerTimeout, a peer's
 refusal -> ``gateway.errors.error_for_status``: the class its
 ``gateway-error`` name gives when that agrees with the status, else the
 status's own class, with the peer's message).
+
+Several endpoints (replicas of one gateway, ``Member.endpoints``): calls are
+spread round-robin over the endpoints not marked down. An endpoint that could
+not be connected to is marked down for ``DOWN_SECONDS`` and the call moves on
+to the next one: nothing was delivered, so this cannot replay a request. A
+call that failed after it may have been delivered (the connection broke
+mid-call) is never re-sent: it fails UNAVAILABLE, and the endpoint is marked
+down for the calls that follow.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 import grpc
 
@@ -40,21 +51,50 @@ def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
     ]
 
 
+DOWN_SECONDS = 3.0
+
+
+def _not_connected(details: str) -> bool:
+    """UNAVAILABLE before anything was sent (no connection could be made)."""
+    text = details.lower()
+    return "failed to connect" in text or "connection refused" in text
+
+
 class GrpcPeerTransport:
-    def __init__(self, tls: TlsIdentity, limits: Limits) -> None:
+    def __init__(
+        self, tls: TlsIdentity, limits: Limits, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._tls = tls
         self._limits = limits
+        self._clock = clock
         self._lock = threading.Lock()
         self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
         self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
+        self._down_until: dict[tuple[str, str], float] = {}
+        self._turn = itertools.count()
 
-    def _stub(self, member: Member) -> peer_pb2_grpc.PeerExchangeStub:
+    def _order(self, member: Member) -> list[str]:
+        """The member's endpoints to try, round-robin, those marked down last."""
+        eps = member.endpoints
+        if len(eps) == 1:
+            return list(eps)
+        start = next(self._turn) % len(eps)
+        ring = list(eps[start:] + eps[:start])
+        now = self._clock()
+        up = [e for e in ring if self._down_until.get((member.jurisdiction, e), 0.0) <= now]
+        return up + [e for e in ring if e not in up]
+
+    def _mark_down(self, member: Member, endpoint: str) -> None:
+        if len(member.endpoints) > 1:
+            self._down_until[(member.jurisdiction, endpoint)] = self._clock() + DOWN_SECONDS
+
+    def _stub(self, member: Member, endpoint: str) -> peer_pb2_grpc.PeerExchangeStub:
         # The member's certificates valid now: its current one and, during a
         # key rotation's overlap, the retired one it may still serve until it
-        # restarts. A channel is kept per set, so one trusting a retired
-        # certificate is not used once its overlap ends.
+        # restarts. A channel is kept per set (and endpoint), so one trusting a
+        # retired certificate is not used once its overlap ends.
         certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
-        key = (member.jurisdiction, member.endpoint, tuple(fp for _, fp in certs))
+        key = (member.jurisdiction, endpoint, tuple(fp for _, fp in certs))
         stub = self._stubs.get(key)
         if stub is not None:
             return stub
@@ -71,7 +111,7 @@ class GrpcPeerTransport:
                     *channel_options(self._limits),
                     ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
                 ]
-                ch = grpc.secure_channel(member.endpoint, creds, options=opts)
+                ch = grpc.secure_channel(endpoint, creds, options=opts)
                 self._channels[key] = ch
             stub = peer_pb2_grpc.PeerExchangeStub(ch)
             self._stubs[key] = stub
@@ -83,27 +123,49 @@ class GrpcPeerTransport:
         remaining = deadline_remaining()
         if remaining is not None:
             timeout = min(timeout, max(0.0, remaining - 0.05))
-        fn = getattr(self._stub(member), method)
-        try:
-            reply: peer_pb2.SignedEnvelope = fn(envelope, timeout=timeout)
-            return reply
-        except grpc.RpcError as exc:
-            raise _peer_error(exc, member, timeout, self._limits) from exc
+        deadline = self._clock() + timeout
+        order = self._order(member)
+        for n, endpoint in enumerate(order):
+            fn = getattr(self._stub(member, endpoint), method)
+            try:
+                reply: peer_pb2.SignedEnvelope = fn(
+                    envelope, timeout=max(0.0, deadline - self._clock())
+                )
+                if len(member.endpoints) > 1:
+                    self._down_until.pop((member.jurisdiction, endpoint), None)
+                return reply
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._mark_down(member, endpoint)
+                    last = n == len(order) - 1
+                    if _not_connected(exc.details() or "") and not last:
+                        if self._clock() < deadline:
+                            continue  # nothing was delivered: try the next replica
+                self._raise(member, endpoint, exc, timeout)
+        raise PeerUnavailable(f"peer gateway {member.jurisdiction} has no endpoint")
 
     def stream(
         self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
     ) -> Iterator[peer_pb2.PeerStreamMessage]:
-        """A server-streaming call; closing the iterator cancels the call."""
+        """A server-streaming call; closing the iterator cancels the call. A
+        stream is never re-sent to another endpoint (chunks may have been
+        delivered); a resumed transfer starts a new call from its cursor."""
         remaining = deadline_remaining()
         if remaining is not None:
             timeout = min(timeout, max(0.0, remaining - 0.05))
-        call = getattr(self._stub(member), method)(envelope, timeout=timeout)
+        endpoint = self._order(member)[0]
+        call = getattr(self._stub(member, endpoint), method)(envelope, timeout=timeout)
         try:
             yield from call
         except grpc.RpcError as exc:
-            raise _peer_error(exc, member, timeout, self._limits) from exc
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self._mark_down(member, endpoint)
+            self._raise(member, endpoint, exc, timeout)
         finally:
             call.cancel()
+
+    def _raise(self, member: Member, endpoint: str, exc: grpc.RpcError, timeout: float) -> NoReturn:
+        raise _peer_error(exc, member, endpoint, timeout, self._limits) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -114,11 +176,11 @@ class GrpcPeerTransport:
 
 
 def _peer_error(
-    exc: grpc.RpcError, member: Member, timeout: float, limits: Limits
+    exc: grpc.RpcError, member: Member, endpoint: str, timeout: float, limits: Limits
 ) -> GatewayError:
     code = exc.code()
     details = clip(exc.details() or "", limits.max_status_chars)  # a peer's text, bounded
-    who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
+    who = f"peer gateway {member.jurisdiction} ({member.name}) at {endpoint}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return PeerUnavailable(f"{who} is unavailable: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:

@@ -154,13 +154,19 @@ class Witnessing:
 
 
 class LedgerTimer:
-    """Background thread: time-based checkpoints and periodic witness rounds."""
+    """Background thread: time-based checkpoints and periodic witness rounds,
+    run only while ``lease_held()`` (one replica of a gateway at a time)."""
 
     def __init__(
-        self, ledger: Ledger, witnessing: Witnessing, witness_every_seconds: float
+        self,
+        ledger: Ledger,
+        witnessing: Witnessing,
+        witness_every_seconds: float,
+        lease_held: Callable[[], bool] = lambda: True,
     ) -> None:
         self._ledger = ledger
         self._witnessing = witnessing
+        self._lease_held = lease_held
         self._every = witness_every_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-timer", daemon=True)
@@ -173,6 +179,9 @@ class LedgerTimer:
         since_round = 0.0
         while not self._stop.wait(1.0):
             try:
+                if not self._lease_held():  # another replica signs and witnesses
+                    since_round = 0.0
+                    continue
                 self._ledger.tick()
                 since_round += 1.0
                 if since_round >= self._every:

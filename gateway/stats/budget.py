@@ -79,6 +79,15 @@ class Usage:
     requester_delta: int
     total_delta: int
 
+    def after(self, eps_units: int, delta_units: int) -> Usage:
+        """Usage once one more charge (same requester) is recorded."""
+        return Usage(
+            self.requester_eps + eps_units,
+            self.total_eps + eps_units,
+            self.requester_delta + delta_units,
+            self.total_delta + delta_units,
+        )
+
     def remaining(self, caps: Caps) -> tuple[float, float]:
         """(requester epsilon remaining, dataset epsilon remaining), never below 0."""
         req = max(0, eps_cap_units(caps.epsilon_per_requester) - self.requester_eps)
@@ -265,12 +274,7 @@ class SqliteBudgetStore:
                 raise StorageFailure(f"budget store refused the spend: {exc}") from exc
             except sqlite3.Error as exc:
                 raise StorageFailure(f"budget store failed: {exc}") from exc
-        return Usage(
-            usage.requester_eps + e,
-            usage.total_eps + e,
-            usage.requester_delta + d,
-            usage.total_delta + d,
-        )
+        return usage.after(e, d)
 
     def settle(self, request_id: str, status: Status) -> None:
         if status not in ("released", "failed"):

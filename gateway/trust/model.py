@@ -66,6 +66,10 @@ class Member:
     tls_fingerprint: str  # hex SHA-256 of the certificate's DER; must match the cert
     datasets: tuple[str, ...]
     origin: str = ""  # ledger checkpoint origin; "" means default_origin(jurisdiction)
+    # Every peer endpoint of the member (replicas of one gateway), ``endpoint``
+    # first; () means just ``endpoint``. Requesters spread calls over them
+    # (their count is bounded by ``Limits.max_endpoints_per_member`` on parse).
+    endpoints: tuple[str, ...] = ()
     # Key that cosigns peers' checkpoints (C2SP asks for a distinct cosigner
     # key); None in bundles made before it existed: the ledger key cosigns.
     witness_key: AnyVerifyKey | None = None
@@ -77,9 +81,16 @@ class Member:
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
         check_name(self.name)
-        m = _ENDPOINT.fullmatch(self.endpoint) if isinstance(self.endpoint, str) else None
-        if m is None or not 1 <= int(m.group(1)) <= 65535:
-            raise InvalidArgument.expected("endpoint", "host:port with port 1-65535", self.endpoint)
+        if not self.endpoints:
+            object.__setattr__(self, "endpoints", (self.endpoint,))
+        if not isinstance(self.endpoints, tuple):
+            object.__setattr__(self, "endpoints", tuple(self.endpoints))
+        if self.endpoints[0] != self.endpoint or len(set(self.endpoints)) != len(self.endpoints):
+            raise InvalidArgument("endpoints must start with endpoint and not repeat")
+        for endpoint in self.endpoints:
+            m = _ENDPOINT.fullmatch(endpoint) if isinstance(endpoint, str) else None
+            if m is None or not 1 <= int(m.group(1)) <= 65535:
+                raise InvalidArgument.expected("endpoint", "host:port with port 1-65535", endpoint)
         keys = (self.signing_key, self.ledger_key, self.seal_key)
         suites = {getattr(k, "suite", None) for k in keys}
         if len(suites) != 1 or not suites <= set(crypto.SUITE_NAMES):
@@ -197,6 +208,7 @@ class Member:
         datasets: Sequence[str],
         origin: str | None = None,
         source: str = "public.json",
+        endpoints: Sequence[str] = (),
     ) -> Member:
         """Build a member from a ``public.json`` descriptor plus what the authority adds."""
         signing, ledger, seal = desc.keys(source)
@@ -211,6 +223,7 @@ class Member:
             tls_fingerprint=desc.tls_fingerprint,
             datasets=tuple(datasets),
             origin=origin or default_origin(desc.jurisdiction),
+            endpoints=tuple(endpoints),
             witness_key=desc.witness(source),
         )
 
@@ -229,6 +242,7 @@ class Member:
             # Only when present, so bundles without them keep their bytes.
             **({"witness_key": self.witness_key.encode()} if self.witness_key else {}),
             **({"retired_keys": [_retired_json(r) for r in self.retired]} if self.retired else {}),
+            **({"endpoints": list(self.endpoints)} if len(self.endpoints) > 1 else {}),
         }
 
 

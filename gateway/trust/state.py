@@ -45,6 +45,20 @@ class BundleVersionStore(Protocol):
         ...
 
 
+def advance_version(
+    current: int, current_digest: str | None, version: int, digest: str | None
+) -> tuple[int, str | None]:
+    """The state a store records for ``version`` (pure; every store's one rule):
+    never lower than ``current``; ``digest`` None keeps the known digest."""
+    if version < current:
+        raise TrustBundleRejected(
+            f"trust bundle version {version} is older than version {current} already accepted"
+        )
+    if version == current and digest is None:
+        digest = current_digest
+    return version, digest
+
+
 class FileVersionStore:
     """Highest accepted bundle version (and its digest) in a small JSON state
     file, written atomically. A missing file means nothing accepted yet; a
@@ -87,14 +101,7 @@ class FileVersionStore:
 
     def record(self, version: int, digest: str | None = None) -> None:
         with self._lock:
-            current, current_digest = self._load()
-            if version < current:
-                raise TrustBundleRejected(
-                    f"trust bundle version {version} is older than version {current} "
-                    "already accepted"
-                )
-            if version == current and digest is None:
-                digest = current_digest
+            version, digest = advance_version(*self._load(), version, digest)
             doc = {"highest_version": version, "digest": digest}
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)

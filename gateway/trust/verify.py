@@ -99,6 +99,8 @@ class _MemberModel(_Strict):
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     datasets: list[str]  # count checked against Limits
     origin: Annotated[str, Field(min_length=1, max_length=255)]
+    # Replicas of one gateway; count checked against Limits.
+    endpoints: list[Annotated[str, Field(min_length=3, max_length=300)]] | None = None
     witness_key: Annotated[str, Field(max_length=128)] | None = None
     retired_keys: list[_RetiredModel] = []  # count and sizes checked against Limits
 
@@ -184,6 +186,14 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                 f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): datasets count: "
                 f"expected <= {limits.max_datasets_per_member}, got {len(mm.datasets)}"
             )
+        if (
+            mm.endpoints is not None
+            and not 1 <= len(mm.endpoints) <= limits.max_endpoints_per_member
+        ):
+            raise TrustBundleRejected(
+                f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): endpoints count: "
+                f"expected 1 to {limits.max_endpoints_per_member}, got {len(mm.endpoints)}"
+            )
         if len(mm.tls_cert_pem) > limits.max_cert_pem_bytes:
             raise TrustBundleRejected(
                 f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): tls_cert_pem: "
@@ -214,6 +224,7 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     tls_fingerprint=mm.tls_fingerprint,
                     datasets=tuple(mm.datasets),
                     origin=mm.origin,
+                    endpoints=tuple(mm.endpoints or ()),
                     witness_key=(
                         suite.decode_verify_key(mm.witness_key, "witness_key").with_user_id(uid)
                         if mm.witness_key

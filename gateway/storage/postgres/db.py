@@ -1,0 +1,259 @@
+"""One shared PostgreSQL database: pool, error translation, migrations, lock keys.
+
+Owns: opening a psycopg connection pool for ``[storage] url`` (optionally in one
+schema), the first connection that turns "unreachable", "no such database" and
+"permission denied" into a ``StorageFailure`` naming the setting (never the
+password), creating the schema and applying versioned migrations on start-up
+(``schema.MIGRATIONS``; serialised by an advisory lock so replicas starting
+together apply each exactly once), and advisory-lock keys scoped to the schema
+(two jurisdictions sharing a database never share a lock).
+
+Does not own: any table or query (each store module owns its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Final
+
+import psycopg
+import psycopg_pool
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from gateway.errors import StorageFailure
+from gateway.storage.postgres.schema import MIGRATIONS
+
+SETTING: Final = "[storage] url"
+log = logging.getLogger("gateway.storage")
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+def describe(url: str) -> str:
+    """``user@host:port/dbname`` of a connection string; never the password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable connection string)"
+    user = info.get("user") or "(default user)"
+    host = info.get("host") or "(local socket)"
+    port = info.get("port") or "5432"
+    return f"{user}@{host}:{port}/{info.get('dbname') or '(default database)'}"
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:limit]
+
+
+class PgDatabase:
+    """A pool of autocommit connections to one database (and schema)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int = 16,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.where = describe(url)
+        self._schema = schema
+        self._connect_timeout = connect_timeout
+        self._last_check = 0.0
+        self._down = False
+        probe = self.connect()
+        try:
+            self._migrate(probe)
+            row = probe.execute("SELECT current_schema()").fetchone()
+            self.schema = str(row[0]) if row and row[0] else "public"
+        except psycopg.Error as exc:
+            raise self._translate(exc, "opening the gateway's storage") from exc
+        finally:
+            probe.close()
+        self.pool: psycopg_pool.ConnectionPool[Connection] = psycopg_pool.ConnectionPool(
+            url,
+            min_size=max(2, pool_size // 2),
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": int(connect_timeout)},
+            configure=self._configure,
+            open=False,
+            timeout=5.0,  # a caller waits at most this for a connection (then UNAVAILABLE)
+            name=f"gateway-{self.schema}",
+        )
+        try:
+            self.pool.open(wait=True, timeout=max(connect_timeout, 5.0))
+        except psycopg_pool.PoolTimeout as exc:
+            self.pool.close()
+            raise StorageFailure(
+                f"{SETTING}: cannot open a connection pool to PostgreSQL at {self.where}"
+            ) from exc
+
+    # -- connections -------------------------------------------------------
+
+    def _configure(self, conn: Connection) -> None:
+        if self._schema:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+
+    def connect(self) -> Connection:
+        """A new connection outside the pool (the lease, the probe, migrations)."""
+        try:
+            conn: Connection = psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=max(1, int(self._connect_timeout)),
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=2,
+            )
+        except psycopg.Error as exc:
+            raise self._translate(exc, "connecting") from exc
+        try:
+            self._configure(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise self._translate(exc, "connecting") from exc
+        return conn
+
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Turn driver errors into ``StorageFailure`` (UNAVAILABLE) with a bounded message."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise self._translate(exc, what) from exc
+        except psycopg_pool.PoolTimeout as exc:
+            raise StorageFailure(
+                f"{what}: no database connection free in time ({SETTING} = {self.where})"
+            ) from exc
+
+    def _translate(self, exc: BaseException, what: str) -> StorageFailure:
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            return StorageFailure(
+                f"{what}: the PostgreSQL role lacks rights ({SETTING} = {self.where}; grant it "
+                f"CREATE on the database or schema, and use of its tables): {_first_line(exc)}"
+            )
+        text = str(exc)
+        if isinstance(exc, psycopg.errors.InvalidCatalogName) or (
+            isinstance(exc, psycopg.OperationalError)
+            and "database" in text
+            and "does not exist" in text
+        ):
+            return StorageFailure(
+                f"{what}: no such PostgreSQL database ({SETTING} = {self.where}); create it "
+                "or fix the URL's database name"
+            )
+        if isinstance(exc, psycopg.OperationalError) and (
+            "authentication failed" in text or ("role" in text and "does not exist" in text)
+        ):
+            return StorageFailure(
+                f"{what}: PostgreSQL refused the login ({SETTING} = {self.where}): check the "
+                "user and its password (~/.pgpass or PGPASSWORD)"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            self._down = True
+            self._recheck_pool()
+            return StorageFailure(
+                f"{what}: PostgreSQL unreachable ({SETTING} = {self.where}): {_first_line(exc)}"
+            )
+        return StorageFailure(f"{what}: database error: {_first_line(exc)}")
+
+    def _recheck_pool(self) -> None:
+        """After a lost connection, test the idle pooled connections in the
+        background (broken ones are replaced), at most once a second, so a
+        database outage costs each caller one failure, not one per stale
+        connection."""
+        pool = getattr(self, "pool", None)
+        now = time.monotonic()
+        if pool is None or now - self._last_check < 1.0:
+            return
+        self._last_check = now
+        threading.Thread(target=pool.check, name="storage-pool-check", daemon=True).start()
+
+    def _wait(self) -> float:
+        # While the database is known to be unreachable, fail callers fast
+        # (UNAVAILABLE) instead of making each wait for a connection.
+        return 0.5 if self._down else 5.0
+
+    @contextmanager
+    def transaction(self, what: str) -> Iterator[Connection]:
+        """One pooled connection inside one transaction (committed on success)."""
+        with self.errors(what):
+            with self.pool.connection(timeout=self._wait()) as conn, conn.transaction():
+                yield conn
+            self._down = False
+
+    @contextmanager
+    def connection(self, what: str) -> Iterator[Connection]:
+        """One pooled connection in autocommit mode (each statement its own transaction)."""
+        with self.errors(what):
+            with self.pool.connection(timeout=self._wait()) as conn:
+                yield conn
+            self._down = False
+
+    # -- locks ---------------------------------------------------------------
+
+    def lock_key(self, purpose: str) -> int:
+        """A signed 64-bit advisory-lock key for ``purpose`` within this schema."""
+        digest = hashlib.sha256(f"jgw:{self.schema}:{purpose}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    # -- migrations ------------------------------------------------------------
+
+    def _migrate(self, conn: Connection) -> None:
+        with conn.transaction():
+            # One replica migrates; the others wait here, then find nothing to do.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if self._schema:
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema))
+                )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS gateway_schema ("
+                " version INTEGER PRIMARY KEY,"
+                " description TEXT NOT NULL,"
+                " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            applied = {int(r[0]) for r in conn.execute("SELECT version FROM gateway_schema")}
+            known = {m.version for m in MIGRATIONS}
+            newer = applied - known
+            if newer:
+                raise StorageFailure(
+                    f"{SETTING} = {self.where}: the database schema is at version "
+                    f"{max(newer)}, newer than this gateway knows ({max(known)}); "
+                    "upgrade the gateway before starting it on this database"
+                )
+            for m in MIGRATIONS:
+                if m.version in applied:
+                    continue
+                for statement in m.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO gateway_schema (version, description) VALUES (%s, %s)",
+                    (m.version, m.description),
+                )
+                log.info("storage: applied schema migration %d (%s)", m.version, m.description)
+
+    def schema_version(self) -> int:
+        with self.connection("reading the schema version") as conn:
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM gateway_schema").fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+# Migrations run before the schema name is known to the lock-key helper; one
+# fixed key per database is fine (migrations are rare and short).
+_MIGRATION_LOCK: Final = int.from_bytes(
+    hashlib.sha256(b"jgw:migrations").digest()[:8], "big", signed=True
+)

@@ -1,0 +1,97 @@
+"""The checkpoint-signing lease on PostgreSQL: one replica at a time.
+
+Owns: holding a session-level advisory lock on a dedicated connection (not
+from the pool). Whoever holds it runs the checkpoint cadence and the witness
+rounds; a background thread re-checks the connection every ``interval``
+seconds and tries to take the lock when free. PostgreSQL releases the lock
+the moment the holder's session ends: a killed process closes its socket at
+once; a dead machine is noticed by TCP keepalives within about ten seconds.
+A holder that loses its connection stops acting as holder at its next check.
+
+Safety does not rest on the lease: appends and checkpoints are serialised by
+the ledger's append lock and checkpoint sizes are unique in the schema, so even
+two replicas that both believed they held the lease could not store two
+checkpoints for one size or two roots. The lease keeps the work in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+
+from gateway.errors import StorageFailure
+from gateway.storage.postgres.db import Connection, PgDatabase
+
+log = logging.getLogger("gateway.storage")
+
+
+class PgLease:
+    def __init__(
+        self, db: PgDatabase, purpose: str = "checkpoint-signer", interval: float = 1.0
+    ) -> None:
+        self._db = db
+        self._key = db.lock_key(purpose)
+        self._interval = interval
+        self._conn: Connection | None = None
+        self._held = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="storage-lease", daemon=True)
+
+    def held(self) -> bool:
+        return self._held.is_set()
+
+    def start(self) -> PgLease:
+        self.poll()
+        self._thread.start()
+        return self
+
+    def poll(self) -> bool:
+        """One check: keep or try to take the lease. Returns whether it is held."""
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._db.connect()
+                    # The server notices a dead holder machine (no FIN) by TCP
+                    # keepalive on this session, and frees the lease, in ~10 s.
+                    self._conn.execute(
+                        "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                        " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000"
+                    )
+                if self._held.is_set():
+                    self._conn.execute("SELECT 1")
+                else:
+                    row = self._conn.execute(
+                        "SELECT pg_try_advisory_lock(%s)", (self._key,)
+                    ).fetchone()
+                    if row and row[0]:
+                        self._held.set()
+                        log.info("storage: this replica now holds the checkpoint-signing lease")
+            except (psycopg.Error, StorageFailure) as exc:
+                if self._held.is_set():
+                    log.warning("storage: checkpoint-signing lease lost: %s", exc)
+                self._held.clear()
+                self._drop()
+        return self._held.is_set()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+            self._conn = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.poll()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._lock:
+            self._held.clear()
+            self._drop()  # closing the session releases the lock at once

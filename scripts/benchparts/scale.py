@@ -1,0 +1,227 @@
+"""Scale benchmark: the ledger and the exchange path on PostgreSQL against SQLite.
+
+In one run:
+
+1. durable ledger appends (each caller answered only after its commit):
+   single (one caller) and concurrent (32 callers, group-committed), on a
+   SQLite file and on PostgreSQL, plus 32 callers spread over two PostgreSQL
+   "replicas" (two ledgers, two pools, one schema: the cross-replica lock);
+2. one-record exchange throughput at concurrency 32 through a requester
+   gateway to the holder 110000 running as: one replica on SQLite, one on
+   PostgreSQL, two on PostgreSQL (both endpoints in the bundle). Every
+   gateway is a real ``gateway serve`` process.
+
+PostgreSQL: ``GATEWAY_BENCH_POSTGRES_DSN`` (default the machine's
+``postgresql://postgres@127.0.0.1:5432/test``); a fresh schema per run,
+dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import psycopg
+from psycopg import sql
+
+from benchparts.common import Report
+from benchparts.exchange import _bench_policies, _drive
+from gateway.client import ServiceClient
+from gateway.config import StorageSettings
+from gateway.crypto import SigningKey
+from gateway.demo.run import _wait_healthy, start_gateways, stop_gateways
+from gateway.demo.setup import CLUSTER, add_replicas, build_federation, use_storage
+from gateway.errors import StorageFailure
+from gateway.ledger.ledger import Ledger
+from gateway.ledger.storage import SqliteLedgerStore
+from gateway.storage.backend import open_postgres_stores
+from tests.ledger.ledger_testkit import make_event
+
+ORIGIN = "110000.gateway.dataexchange.cn/ledger"
+ENV = "GATEWAY_BENCH_POSTGRES_DSN"
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _appends(ledgers: list[Ledger], callers: int, per_caller: int) -> float:
+    """Entries/s with ``callers`` threads appending (spread over ``ledgers``)."""
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+
+    def one() -> None:
+        with lock:
+            i = next(counter)
+        ledgers[i % len(ledgers)].append(make_event(i))
+
+    _, rate = _drive(one, callers, per_caller)
+    return rate
+
+
+def _append_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -> dict[str, float]:
+    singles, per = (40, 6) if quick else (300, 40)
+    key = SigningKey(bytes(range(32)))
+    out: dict[str, float] = {}
+    sq = Ledger(SqliteLedgerStore(tmp / "ledger.sqlite"), key, ORIGIN, checkpoint_every=1000)
+    settings = StorageSettings(url=dsn, schema=schema, pool_size=16)
+    pg_a, pg_b = open_postgres_stores(settings, 1000), open_postgres_stores(settings, 1000)
+    try:
+        pa = Ledger(pg_a.ledger, key, ORIGIN, checkpoint_every=1000)
+        pb = Ledger(pg_b.ledger, key, ORIGIN, checkpoint_every=1000)
+        for name, ledgers, callers, n in (
+            ("SQLite single", [sq], 1, singles),
+            ("PostgreSQL single", [pa], 1, singles),
+            ("SQLite concurrent (32 callers)", [sq], 32, per),
+            ("PostgreSQL concurrent (32 callers)", [pa], 32, per),
+            ("PostgreSQL 2 replicas (32 callers)", [pa, pb], 32, per),
+        ):
+            _appends(ledgers, callers, 2)  # warm up
+            out[name] = _appends(ledgers, callers, n)
+            rep.row(f"durable appends, {name}", out[name], "entries/s")
+    finally:
+        sq.close()
+        pg_a.close()
+        pg_b.close()
+    return out
+
+
+def _exchange_rate(client: ServiceClient, req: dict[str, object], per: int) -> float:
+    def call() -> object:
+        return client.get_records(**req)
+
+    # A restarted holder: the requester's channel reconnects after its backoff.
+    end = time.monotonic() + 30
+    while True:
+        try:
+            call()
+            break
+        except grpc.RpcError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+    _drive(call, 32, 2)  # warm up
+    _, rate = _drive(call, 32, per)
+    return rate
+
+
+def _exchange_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -> dict[str, float]:
+    per = 6 if quick else 40
+    members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
+    fed = build_federation(
+        tmp / "fed", rows=500, policies=_bench_policies(tmp / "policies"), members=members
+    )
+    procs = start_gateways(fed)
+    extra: list[subprocess.Popen[bytes]] = []
+    out: dict[str, float] = {}
+    try:
+        hb = fed.sites["130000"]
+        with sqlite3.connect(fed.sites["110000"].data_source) as conn:
+            subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
+        client = ServiceClient(
+            hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
+        )
+        req: dict[str, object] = dict(
+            holder_jurisdiction="110000", dataset="si_contributions",
+            purpose="housing_fund_transfer", subject_ids=[subject],
+        )  # fmt: skip
+        out["1 replica, SQLite"] = _exchange_rate(client, req, per)
+
+        holder_site = fed.sites["110000"]
+        stop_gateways({"110000": procs.pop("110000")})
+        use_storage(holder_site.config, dsn, schema)
+        procs["110000"] = _serve(holder_site.config, holder_site.root)
+        _wait_healthy(holder_site, procs["110000"])
+        out["1 replica, PostgreSQL"] = _exchange_rate(client, req, per)
+
+        # The running PostgreSQL holder becomes replica 1; start replica 2.
+        replicas = add_replicas(fed, "110000", dsn, schema, 2)  # re-signs the bundle
+        second = _serve(replicas[1].config, holder_site.root)
+        extra.append(second)
+        _wait_healthy(replicas[1], second)
+        time.sleep(2.5)  # every gateway picks up the new bundle (file watcher, 1 s)
+        out["2 replicas, PostgreSQL"] = _exchange_rate(client, req, per)
+        client.close()
+        for name, rate in out.items():
+            rep.row(f"exchanges c=32, holder {name}", rate, "req/s")
+    finally:
+        for p in extra:
+            stop_gateways({"x": p})
+        stop_gateways(procs)
+    return out
+
+
+def _serve(config: Path, root: Path) -> subprocess.Popen[bytes]:
+    import sys
+
+    log = (root / f"{config.stem}.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _drop_schemas(dsn: str, *names: str) -> None:
+    try:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in names:
+                conn.execute(
+                    sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name))
+                )
+    except psycopg.OperationalError:
+        pass  # no server: nothing was created
+
+
+def run(quick: bool = False) -> Report:
+    dsn = os.environ.get(ENV, DEFAULT_DSN)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+
+    def body(schema: str) -> Report:
+        rep = Report(
+            "scale: ledger and exchanges on PostgreSQL (shared by replicas) vs SQLite",
+            ["value", "unit"],
+        )
+        ap = _append_part(rep, dsn, schema + "_ledger", tmp, quick)
+        ex = _exchange_part(rep, dsn, schema, tmp, quick)
+        rep.ratio(
+            "appends concurrent PostgreSQL / SQLite",
+            ap["PostgreSQL concurrent (32 callers)"] / ap["SQLite concurrent (32 callers)"],
+            ">= 0.5",
+        )
+        rep.ratio(
+            "appends single PostgreSQL / SQLite",
+            ap["PostgreSQL single"] / ap["SQLite single"],
+            ">= 0.0",
+        )
+        rep.ratio(
+            "exchanges c=32: 1 replica PostgreSQL / 1 SQLite",
+            ex["1 replica, PostgreSQL"] / ex["1 replica, SQLite"],
+            ">= 0.0",
+        )
+        rep.ratio(
+            "exchanges c=32: 2 replicas PostgreSQL / 1 SQLite",
+            ex["2 replicas, PostgreSQL"] / ex["1 replica, SQLite"],
+            ">= 0.8",
+        )
+        rep.notes.append(
+            f"{os.cpu_count()} CPUs shared by the client, the requester gateway, the holder "
+            "replica(s) and PostgreSQL; durable = SQLite synchronous=FULL (fsync per group "
+            "commit), PostgreSQL synchronous_commit as configured on the server"
+        )
+        return rep
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    try:
+        return body(schema)
+    except StorageFailure as exc:
+        raise SystemExit(f"scale benchmark needs PostgreSQL (set {ENV}): {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        _drop_schemas(dsn, schema, schema + "_ledger")
