@@ -18,16 +18,28 @@ PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
 
+PEER_SUBJECT_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerSubjectRequest"
+PEER_SUBJECT_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerSubjectResponse"
+
 # Federation trust bundle, signed by the federation authority.
 TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
 
 # Sealing (authenticated encryption to a recipient's X25519 key).
 SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
+# A subject-access request's subject id (to the holder) and its answer (back).
+SEAL_SUBJECT_QUERY: Final = "cn.dataexchange.gateway.v1.seal.SubjectQuery"
+SEAL_SUBJECT_HISTORY: Final = "cn.dataexchange.gateway.v1.seal.SubjectHistory"
 
 # Keyed hashes.
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
 # Derives each requester's pseudonym key from the gateway's pseudonym secret.
 PSEUDONYM_REQUESTER_KEY: Final = "cn.dataexchange.gateway.v1.pseudonym.requester-key"
+# The holder's blind-index key, derived from its pseudonym secret (never leaves it),
+# and the blind index of a normalised subject id under that key.
+SUBJECT_INDEX_KEY: Final = "cn.dataexchange.gateway.v1.subject-index.key"
+SUBJECT_INDEX: Final = "cn.dataexchange.gateway.v1.subject-index"
+# The digest of the fields an entry released, recorded in the entry.
+RELEASED_FIELDS: Final = "cn.dataexchange.gateway.v1.released-fields"
 
 ALL_TAGS: Final = (
     PEER_RECORD_REQUEST,
@@ -36,8 +48,15 @@ ALL_TAGS: Final = (
     PEER_STATS_RESPONSE,
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
+    PEER_SUBJECT_REQUEST,
+    PEER_SUBJECT_RESPONSE,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
+    SEAL_SUBJECT_QUERY,
+    SEAL_SUBJECT_HISTORY,
     PSEUDONYM,
     PSEUDONYM_REQUESTER_KEY,
+    SUBJECT_INDEX_KEY,
+    SUBJECT_INDEX,
+    RELEASED_FIELDS,
 )

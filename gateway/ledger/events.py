@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 from gateway.limits import Limits
 
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal"]
+EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "subject_access"]
 Role = Literal["holder", "requester"]
 
 
