@@ -13,7 +13,12 @@ from typing import Any
 
 import grpc
 
-from gateway._proto.dataexchange.gateway.v1 import service_pb2, service_pb2_grpc
+from gateway._proto.dataexchange.gateway.v1 import (
+    service_pb2,
+    service_pb2_grpc,
+    subject_pb2,
+    subject_pb2_grpc,
+)
 from gateway.identity import tls_server_name
 
 
@@ -47,10 +52,23 @@ class ServiceClient:
         pem = gateway_cert.read_bytes() if isinstance(gateway_cert, Path) else gateway_cert
         self.channel = service_channel(address, pem, jurisdiction, token)
         self.records = service_pb2_grpc.RecordExchangeStub(self.channel)
+        self.subject_access = subject_pb2_grpc.SubjectAccessStub(self.channel)
 
     def get_records(self, timeout: float = 15.0, **fields: Any) -> service_pb2.GetRecordsResponse:
         reply: service_pb2.GetRecordsResponse = self.records.GetRecords(
             service_pb2.GetRecordsRequest(**fields), timeout=timeout
+        )
+        return reply
+
+    def access_history(
+        self, subject_id: str, jurisdictions: tuple[str, ...] = (), timeout: float = 30.0
+    ) -> subject_pb2.AccessHistoryResponse:
+        """A person's verified access history (a portal with the ``subject_access`` role)."""
+        reply: subject_pb2.AccessHistoryResponse = self.subject_access.GetAccessHistory(
+            subject_pb2.AccessHistoryRequest(
+                subject_id=subject_id, jurisdictions=list(jurisdictions)
+            ),
+            timeout=timeout,
         )
         return reply
 

@@ -53,7 +53,11 @@ CLUSTER: tuple[MemberSpec, ...] = (
         ("beijing-housing-fund", "beijing-procurement", "beijing-planning"),
     ),
     MemberSpec("120000", "天津市数据局", ("tianjin-procurement", "tianjin-planning")),
-    MemberSpec("130000", "河北省数据和政务服务局", ("hebei-housing-fund", "hebei-planning")),
+    MemberSpec(
+        "130000",
+        "河北省数据和政务服务局",
+        ("hebei-housing-fund", "hebei-planning", "hebei-citizen-portal"),
+    ),
 )
 
 

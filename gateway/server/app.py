@@ -28,6 +28,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     peer_pb2_grpc,
     service_pb2_grpc,
     stats_pb2_grpc,
+    subject_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigurationError
@@ -43,15 +44,21 @@ from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
-from gateway.server.interceptor import GatewayServer, caller_from_context
+from gateway.server.interceptor import GatewayServer, caller, caller_from_context
 from gateway.server.servicers.ledger import add_to_server as add_ledger_service
 from gateway.server.servicers.peer import PeerExchangeServicer
 from gateway.server.servicers.records import RecordExchangeServicer
 from gateway.server.servicers.statistics import StatisticsServicer
+from gateway.server.servicers.subject import SubjectAccessServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import SqliteSource
+from gateway.subject.holder import HistoryResponder, SubjectHolder
+from gateway.subject.index import index_key
+from gateway.subject.indexer import SubjectIndexer
+from gateway.subject.requester import SubjectAccessCoordinator
+from gateway.subject.store import SqliteSubjectIndexStore
 from gateway.trust import (
     FileVersionStore,
     TrustBundle,
@@ -126,6 +133,11 @@ class Gateway:
         self.requester = RecordRequester(
             self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, rng
         )
+        # Subject access: holder entries commit to whom they concern (blind indexes).
+        self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
+        subject_key = index_key(self.keys.pseudonym_key)
+        self.indexer = SubjectIndexer(self.ledger, self.subject_store, subject_key, limits)
+        self.history = HistoryResponder(self.ledger, self.subject_store, subject_key, limits)
         self.holder = RecordHolder(
             self.responder,
             self.bundle,
@@ -135,6 +147,30 @@ class Gateway:
             self.source,
             self.ledger,
             self.keys.seal,
+            clock_ms,
+            limits,
+            rng,
+            indexer=self.indexer,
+        )
+        catalogue = lambda: self.policy_store.current.catalogue  # noqa: E731
+        self.subject_holder = SubjectHolder(
+            self.responder,
+            self.history,
+            self.bundle,
+            catalogue,
+            self.ledger,
+            self.keys.seal,
+            clock_ms,
+            limits,
+            rng,
+        )
+        self.subject_access = SubjectAccessCoordinator(
+            self.caller,
+            self.bundle,
+            self.ledger,
+            self.keys.seal,
+            self.history,
+            catalogue,
             clock_ms,
             limits,
             rng,
@@ -160,7 +196,7 @@ class Gateway:
             config.data_dir / "budget.sqlite",
             self.policy_store,
             self.source,
-            self.ledger,
+            self.indexer,
             self.caller,
             self.responder,
             self.bundle,
@@ -306,7 +342,10 @@ class Gateway:
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
-                self.holder, statistics=self.statistics.handle_peer, witness=self.witnessing.handle
+                self.holder,
+                statistics=self.statistics.handle_peer,
+                witness=self.witnessing.handle,
+                subject=self.subject_holder.handle,
             ),
             peer,
         )
@@ -315,6 +354,9 @@ class Gateway:
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service
+        )
+        subject_pb2_grpc.add_SubjectAccessServicer_to_server(
+            SubjectAccessServicer(self.subject_access, caller), service
         )
         # The ledger API: members (peer port) and local auditors (service port).
         add_ledger_service(peer, self.ledger, self.config.limits)
@@ -365,6 +407,8 @@ class Gateway:
         for e in events:
             e.wait()
         self.statistics.close()
+        self.subject_access.close()
+        self.subject_store.close()
         self.witness_store.close()
         self.transport.close()
         self.replay.close()
