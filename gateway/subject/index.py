@@ -113,9 +113,12 @@ def verify_membership(member: bytes, proof: SetProof, commitment: SetCommitment)
     """Raise VerificationFailed unless ``proof`` puts ``member`` in the committed set."""
     if len(member) != INDEX_LEN:
         raise VerificationFailed("blind index: wrong length")
-    root = root_from_inclusion_proof(
-        proof.position, commitment.count, leaf_hash(member), proof.hashes
-    )
+    try:
+        root = root_from_inclusion_proof(
+            proof.position, commitment.count, leaf_hash(member), proof.hashes
+        )
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"index-set proof: {exc}") from exc
     if not crypto.digest_equal(root, commitment.root):
         raise VerificationFailed("index-set proof: root mismatch")
 
