@@ -220,3 +220,52 @@ def test_unknown_jurisdiction_is_not_found(fed: RunningFederation) -> None:
     with fed.client("130000", PORTAL) as c, pytest.raises(grpc.RpcError) as err:
         c.access_history(_commuters(fed, 1)[0], jurisdictions=("310000",))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _audit(fed: RunningFederation, who: str, tmp: Path, *extra: str) -> int:
+    from gateway.cli import main
+
+    bj = fed.site("110000").root
+    id_file = tmp / "id.txt"
+    id_file.write_text(who + "\n")
+    return main(
+        [
+            "audit",
+            "subject",
+            "--ledger",
+            str(bj / "data" / "ledger.sqlite"),
+            "--index-store",
+            str(bj / "data" / "subject_index.sqlite"),
+            "--keys",
+            str(bj / "keys"),
+            "--bundle",
+            str(fed.fed.bundle),
+            "--id-file",
+            str(id_file),
+            *extra,
+        ]
+    )
+
+
+def test_officer_audits_a_persons_history_offline_and_catches_a_removed_index_row(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = _commuters(fed, 8)[6:8]
+    rid = _records(fed, [alice, bob])
+    for gw in fed.gateways.values():
+        gw.checkpoint_and_witness()
+    hb_ledger = str(fed.site("130000").root / "data" / "ledger.sqlite")
+    assert _audit(fed, alice, tmp_path, "--requester-ledger", hb_ledger) == 0
+    out = capsys.readouterr().out
+    assert f"request {rid}" in out and "130000's ledger: matches" in out
+    assert alice not in out
+    gw = fed.gateways["110000"]
+    blind = blind_index(index_key(gw.keys.pseudonym_key), bob)
+    with sqlite3.connect(gw.subject_store.path) as db:
+        db.execute("DELETE FROM subject_index WHERE blind = ? AND request_id = ?", (blind, rid))
+    try:
+        assert _audit(fed, alice, tmp_path) == 1
+    finally:
+        with sqlite3.connect(gw.subject_store.path) as db:
+            db.execute("INSERT INTO subject_index (blind, request_id) VALUES (?, ?)", (blind, rid))
+    assert f"request {rid} (entry" in capsys.readouterr().out
