@@ -63,6 +63,11 @@ class HistoryResponder:
         self._key = key
         self._limits = limits
         self._sign_fresh = sign_fresh
+        # The newest cosigned checkpoint seen (witnesses cosign the newest
+        # checkpoint, so this only moves forward): a scan of every checkpoint
+        # happens once, not per request.
+        self._cosigned: CheckpointRow | None = None
+        self._scanned = False
 
     def answer(self, subject_id: str) -> tuple[subject_pb2.SubjectHistoryProofs, bool]:
         """(proofs, truncated) for a normalised subject id."""
@@ -103,10 +108,22 @@ class HistoryResponder:
                 return r.index
         return None
 
+    def _newest_cosigned(self) -> CheckpointRow | None:
+        store = self._ledger.store
+        latest = store.latest_checkpoint()
+        if latest is not None and _cosigned(latest.note):
+            self._cosigned = latest
+        elif not self._scanned:
+            rows = store.checkpoints()
+            self._cosigned = next((r for r in reversed(rows) if _cosigned(r.note)), None)
+        elif self._cosigned is not None:  # its note may have gained cosignatures
+            self._cosigned = store.checkpoint_covering(self._cosigned.size) or self._cosigned
+        self._scanned = True
+        return self._cosigned
+
     def _trees(self, need: int) -> list[CheckpointRow]:
         """The newest cosigned checkpoint, and a newer one if it does not cover ``need``."""
-        rows = self._ledger.store.checkpoints()
-        cosigned = next((r for r in reversed(rows) if _cosigned(r.note)), None)
+        cosigned = self._newest_cosigned()
         trees = [cosigned] if cosigned is not None else []
         if cosigned is None or cosigned.size < need:
             if self._sign_fresh:
