@@ -37,7 +37,7 @@ class RateLimiter:
             while q and q[0] <= now - self._window:
                 q.popleft()
             if len(q) >= self._limit:
-                retry = max(0.0, q[0] + self._window - now)
+                retry = max(0.0, q[0] + self._window - now) if q else self._window
                 raise QuotaExceeded(
                     f"{who} made {self._limit} subject-access requests in the last "
                     f"{self._window:.0f} s; retry in {retry:.0f} s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc, subject_pb2
 from gateway.client import service_channel
 from gateway.config import load_config
 from gateway.demo.chapters import commuters_by_age
+from gateway.demo.setup import build_federation
 from gateway.server.app import Gateway
 from gateway.subject.index import blind_index, index_key
-from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.conftest import RunningFederation, stop_federation
 from tests.helpers import ledger_events
 
 PORTAL = "hebei-citizen-portal"
@@ -31,7 +33,15 @@ A = subject_pb2.JurisdictionAnswer
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
-    rf = start_federation(tmp_path_factory.mktemp("subject"), rows=200)
+    built = build_federation(tmp_path_factory.mktemp("subject"), rows=200)
+    for site in built.sites.values():  # these tests ask more often than a portal may
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write("\n[limits]\nsubject_access_per_minute = 100000\n")
+    rf = RunningFederation(
+        built, {code: Gateway(load_config(site.config)) for code, site in built.sites.items()}
+    )
+    for gw in rf.gateways.values():
+        gw.start()
     yield rf
     stop_federation(rf)
 
@@ -187,6 +197,18 @@ def test_tampered_ledger_entry_at_the_holder_fails_its_proof(fed: RunningFederat
     assert bj.status == A.FAILED_VERIFICATION and "inclusion proof" in bj.reason
 
 
+def _wait_until_answering(fed: RunningFederation, code: str) -> None:
+    """The other gateways' channels to a restarted gateway reconnect after a backoff."""
+    deadline = time.monotonic() + 20
+    with fed.client("130000", PORTAL) as c:
+        while time.monotonic() < deadline:
+            h = c.access_history("110101190001010019", jurisdictions=(code,))
+            if h.jurisdictions[0].status == A.ANSWERED:
+                return
+            time.sleep(0.3)
+    raise AssertionError(f"{code} did not answer again after its restart")
+
+
 def test_holder_that_does_not_answer_is_marked_missing(fed: RunningFederation) -> None:
     (alice,) = _commuters(fed, 1)
     tj = fed.gateways["120000"]
@@ -197,6 +219,7 @@ def test_holder_that_does_not_answer_is_marked_missing(fed: RunningFederation) -
     finally:
         fed.gateways["120000"] = Gateway(load_config(fed.site("120000").config))
         fed.gateways["120000"].start()
+        _wait_until_answering(fed, "120000")
     status = {j.jurisdiction: (j.status, j.reason) for j in h.jurisdictions}
     assert status["120000"][0] == A.MISSING and "unavailable" in status["120000"][1]
     assert status["110000"][0] == status["130000"][0] == A.ANSWERED
@@ -269,3 +292,88 @@ def test_officer_audits_a_persons_history_offline_and_catches_a_removed_index_ro
         with sqlite3.connect(gw.subject_store.path) as db:
             db.execute("INSERT INTO subject_index (blind, request_id) VALUES (?, ?)", (blind, rid))
     assert f"request {rid} (entry" in capsys.readouterr().out
+
+
+def test_portal_over_its_rate_limit_gets_resource_exhausted(fed: RunningFederation) -> None:
+    from gateway.subject.ratelimit import RateLimiter
+
+    coordinator = fed.gateways["130000"].subject_access
+    saved = coordinator._rate
+    coordinator._rate = RateLimiter(2)
+    try:
+        with fed.client("130000", PORTAL) as c:
+            who = _commuters(fed, 1)[0]
+            c.access_history(who)
+            c.access_history(who)
+            with pytest.raises(grpc.RpcError) as err:
+                c.access_history(who)
+    finally:
+        coordinator._rate = saved
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "hebei-citizen-portal" in (err.value.details() or "")
+
+
+def test_holder_that_rate_limits_the_portal_is_missing_with_its_signed_reason(
+    fed: RunningFederation,
+) -> None:
+    from gateway.subject.ratelimit import RateLimiter
+
+    holder = fed.gateways["110000"].subject_holder
+    saved = holder._rate
+    holder._rate = RateLimiter(0)
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(_commuters(fed, 1)[0])
+    finally:
+        holder._rate = saved
+    bj = next(j for j in h.jurisdictions if j.jurisdiction == "110000")
+    assert bj.status == A.MISSING and "RESOURCE_EXHAUSTED" in bj.reason
+    (entry,) = [e for e in ledger_events(fed.gateways["110000"]) if e.request_id == h.request_id]
+    assert (entry.kind, entry.role, entry.decision) == ("subject_access", "holder", "deny")
+    assert entry.requester_signature and entry.holder_signature
+
+
+def test_holder_that_has_not_opted_in_says_so_signed(fed: RunningFederation) -> None:
+    from gateway.catalogue import SubjectAccessSettings
+
+    holder = fed.gateways["120000"].subject_holder
+    saved = holder._catalogue
+    current = saved()
+    holder._catalogue = lambda: current.model_copy(
+        update={"subject_access": SubjectAccessSettings(participate=False)}
+    )
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(_commuters(fed, 1)[0])
+    finally:
+        holder._catalogue = saved
+    tj = next(j for j in h.jurisdictions if j.jurisdiction == "120000")
+    assert tj.status == A.NOT_PARTICIPATING
+    assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
+
+
+def test_malicious_member_resigning_a_tampered_answer_fails_verification(
+    fed: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tianjin's gateway (a compromised member, its own keys) drops the index-set
+    proof of one entry and signs and seals the altered answer: the portal's gateway
+    refuses its part."""
+    from gateway.subject import holder as holder_mod
+
+    alice = _commuters(fed, 1)[0]
+    tj = fed.gateways["120000"]
+    real = tj.history.answer
+
+    def lying(subject_id: str):  # type: ignore[no-untyped-def]
+        proofs, truncated = real(subject_id)
+        for e in proofs.entries:
+            e.entry = e.entry.replace(b"commuter_planning", b"commuter_plannin_")
+        return proofs, truncated
+
+    monkeypatch.setattr(tj.history, "answer", lying)
+    assert holder_mod  # the real holder code seals and signs what `answer` returns
+    with fed.client("130000", PORTAL) as c:
+        h = c.access_history(alice)
+    part = next(j for j in h.jurisdictions if j.jurisdiction == "120000")
+    assert part.status == A.FAILED_VERIFICATION, part
+    assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
