@@ -18,6 +18,7 @@ from gateway.subject.store import SqliteSubjectIndexStore
 from gateway.subject.verify import HolderKeys
 from tests.ledger.ledger_testkit import ORIGIN, FakeClock, make_event
 
+ALICE, BOB = "110105199003078515", "11010819910512545X"
 WITNESS = "120000.gateway.dataexchange.cn/witness"
 FIELDS = (("person_id", "mask"), ("name", "mask"))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,7 @@ from gateway.ledger.entry import decode_entry
 from gateway.subject.index import blind_index, commit, subjects_of
 from gateway.subject.indexer import Concerned
 from gateway.subject.store import IndexedEntry, SqliteSubjectIndexStore
-from tests.subject.subject_testkit import FIELDS, Holder, named, open_holder
-
-ALICE, BOB = "110105199003078515", "11010819910512545X"
-
-
-@pytest.fixture
-def holder(tmp_path: Path) -> Iterator[Holder]:
-    h = open_holder(tmp_path)
-    yield h
-    h.close()
+from tests.subject.subject_testkit import ALICE, BOB, FIELDS, Holder, named
 
 
 def test_entry_commits_to_exactly_the_indexes_stored_for_it(holder: Holder) -> None:

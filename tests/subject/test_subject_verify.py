@@ -8,8 +8,6 @@ the holder's stores) could change, and verification must fail naming the check.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,16 +20,7 @@ from gateway.subject.index import blind_index
 from gateway.subject.indexer import Concerned
 from gateway.subject.verify import verify_answer
 from tests.ledger.ledger_testkit import ORIGIN
-from tests.subject.subject_testkit import FIELDS, Holder, named, open_holder
-
-ALICE, BOB = "110105199003078515", "11010819910512545X"
-
-
-@pytest.fixture
-def holder(tmp_path: Path) -> Iterator[Holder]:
-    h = open_holder(tmp_path)
-    yield h
-    h.close()
+from tests.subject.subject_testkit import ALICE, BOB, FIELDS, Holder, named
 
 
 def _answer(h: Holder, who: str = ALICE) -> subject_pb2.SubjectHistoryProofs:
