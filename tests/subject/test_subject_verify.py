@@ -183,3 +183,23 @@ def test_set_proof_hash_changed_fails(holder: Holder) -> None:
     with pytest.raises(VerificationFailed, match="index-set proof"):
         verify_answer(proofs, holder.keys(), DEFAULT_LIMITS)
     assert _kinds(holder, _answer(holder)) == ["records", "records"]
+
+
+def test_more_matches_than_one_answer_holds_keeps_the_newest_and_says_so(
+    holder: Holder,
+) -> None:
+    from dataclasses import replace
+
+    from gateway.subject.holder import HistoryResponder
+
+    for i in range(5):
+        holder.exchange(i, named(ALICE))
+    holder.cosign_latest()
+    limits = replace(DEFAULT_LIMITS, max_history_entries=3)
+    proofs, truncated = HistoryResponder(holder.ledger, holder.store, holder.key, limits).answer(
+        ALICE
+    )
+    assert truncated and [e.index for e in proofs.entries] == [2, 3, 4]
+    assert len(verify_answer(proofs, holder.keys(), limits)) == 3
+    with pytest.raises(VerificationFailed, match="more than 2 entries"):
+        verify_answer(proofs, holder.keys(), replace(limits, max_history_entries=2))
