@@ -63,11 +63,9 @@ class HistoryResponder:
         self._key = key
         self._limits = limits
         self._sign_fresh = sign_fresh
-        # The newest cosigned checkpoint seen (witnesses cosign the newest
-        # checkpoint, so this only moves forward): a scan of every checkpoint
-        # happens once, not per request.
+        # The newest cosigned checkpoint seen, so that every checkpoint is not
+        # scanned on every request.
         self._cosigned: CheckpointRow | None = None
-        self._scanned = False
 
     def answer(self, subject_id: str) -> tuple[subject_pb2.SubjectHistoryProofs, bool]:
         """(proofs, truncated) for a normalised subject id."""
@@ -108,22 +106,24 @@ class HistoryResponder:
                 return r.index
         return None
 
-    def _newest_cosigned(self) -> CheckpointRow | None:
+    def _newest_cosigned(self, need: int) -> CheckpointRow | None:
+        """The newest cosigned checkpoint; a full scan only when the one cached
+        does not cover ``need`` entries (a newer one may have been cosigned)."""
         store = self._ledger.store
         latest = store.latest_checkpoint()
+        cached = self._cosigned
         if latest is not None and _cosigned(latest.note):
             self._cosigned = latest
-        elif not self._scanned:
+        elif cached is not None and cached.size >= need:  # its note may have gained cosignatures
+            self._cosigned = store.checkpoint_covering(cached.size) or cached
+        else:
             rows = store.checkpoints()
             self._cosigned = next((r for r in reversed(rows) if _cosigned(r.note)), None)
-        elif self._cosigned is not None:  # its note may have gained cosignatures
-            self._cosigned = store.checkpoint_covering(self._cosigned.size) or self._cosigned
-        self._scanned = True
         return self._cosigned
 
     def _trees(self, need: int) -> list[CheckpointRow]:
         """The newest cosigned checkpoint, and a newer one if it does not cover ``need``."""
-        cosigned = self._newest_cosigned()
+        cosigned = self._newest_cosigned(need)
         trees = [cosigned] if cosigned is not None else []
         if cosigned is None or cosigned.size < need:
             if self._sign_fresh:
