@@ -377,3 +377,28 @@ def test_malicious_member_resigning_a_tampered_answer_fails_verification(
     part = next(j for j in h.jurisdictions if j.jurisdiction == "120000")
     assert part.status == A.FAILED_VERIFICATION, part
     assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
+
+
+def test_portal_asks_only_the_jurisdictions_it_names(fed: RunningFederation) -> None:
+    with fed.client("130000", PORTAL) as c:
+        h = c.access_history(_commuters(fed, 1)[0], jurisdictions=("110000",))
+    assert [j.jurisdiction for j in h.jurisdictions] == ["110000"]
+    assert {e.holder_jurisdiction for e in h.events} <= {"110000"}
+
+
+def test_portals_own_gateway_not_taking_part_is_listed_as_such(fed: RunningFederation) -> None:
+    from gateway.catalogue import SubjectAccessSettings
+
+    coordinator = fed.gateways["130000"].subject_access
+    saved = coordinator._catalogue
+    current = saved()
+    coordinator._catalogue = lambda: current.model_copy(
+        update={"subject_access": SubjectAccessSettings(participate=False)}
+    )
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(_commuters(fed, 1)[0])
+    finally:
+        coordinator._catalogue = saved
+    status = {j.jurisdiction: j.status for j in h.jurisdictions}
+    assert status == {"110000": A.ANSWERED, "120000": A.ANSWERED, "130000": A.NOT_PARTICIPATING}
