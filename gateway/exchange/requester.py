@@ -23,6 +23,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     VerificationFailed,
+    clip,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
@@ -33,6 +34,7 @@ from gateway.exchange.records import (
     refusal_class,
     seal_context,
 )
+from gateway.identity import SealKeys
 from gateway.ledger.events import (
     AppendReceipt,
     LedgerEvent,
@@ -51,13 +53,13 @@ class RecordRequester:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.SealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
     ) -> None:
         self._caller = caller
-        self._seal_key = seal_key
+        self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._bundle = bundle
         self._ledger = ledger
         self._clock = clock_ms
@@ -76,7 +78,7 @@ class RecordRequester:
         member = bundle.member(query.holder)
         if query.dataset not in member.datasets:
             raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
+                f"jurisdiction {query.holder} ({member.name}) offers no dataset {clip(repr(query.dataset))}; "
                 f"it offers: {', '.join(member.datasets) or 'none'}"
             )
         request_id = new_request_id()
@@ -87,6 +89,7 @@ class RecordRequester:
             fields=query.fields,
             subject_count=len(query.subject_ids),
             client_reference=query.client_reference,
+            reply_seal_key=self._seal_keys.current.public_key.raw,
             sealed_query=crypto.seal(
                 member.seal_key,
                 domains.SEAL_RECORD_PAYLOAD,
@@ -160,8 +163,7 @@ class RecordRequester:
             cls = refusal_class(resp.error_code)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
-            plaintext = crypto.open_sealed(
-                self._seal_key,
+            plaintext = self._seal_keys.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 resp.sealed_records,
                 seal_context(query.holder, me, request_id),

@@ -18,7 +18,12 @@ from typing import Literal, Protocol
 
 from gateway.limits import Limits
 
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "subject_access"]
+# audit_read: a local auditor read the ledger through the Ledger API
+# (service_system = the auditor, purpose = the method, reason = what was read).
+# subject_access: a portal asked for a person's access history (never the id).
+EventKind = Literal[
+    "transfer", "refusal", "stats_release", "stats_refusal", "audit_read", "subject_access"
+]
 Role = Literal["holder", "requester"]
 
 

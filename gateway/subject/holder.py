@@ -27,6 +27,7 @@ from gateway.catalogue import Catalogue
 from gateway.errors import CryptoFailure, InvalidArgument, Rejected, StorageFailure
 from gateway.exchange.peer import PeerResponder
 from gateway.exchange.records import seal_context
+from gateway.identity import SealKeys
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.ledger.ledger import Ledger
@@ -145,7 +146,7 @@ class SubjectHolder:
         bundle: Callable[[], TrustBundle],
         catalogue: Callable[[], Catalogue],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_keys: SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
@@ -155,7 +156,7 @@ class SubjectHolder:
         self._bundle = bundle
         self._catalogue = catalogue
         self._ledger = ledger
-        self._seal_key = seal_key
+        self._seal_keys = seal_keys
         self._clock = clock_ms
         self._limits = limits
         self._rng = rng
@@ -181,8 +182,7 @@ class SubjectHolder:
                 self._rate.take(f"{requester}/{portal}", f"portal {portal} of {requester}")
                 try:
                     query = subject_pb2.SubjectQuery.FromString(
-                        crypto.open_sealed(
-                            self._seal_key,
+                        self._seal_keys.open(
                             domains.SEAL_SUBJECT_QUERY,
                             msg.sealed_query,
                             seal_context(requester, me, request.request_id),

@@ -30,6 +30,7 @@ from gateway.envelope import new_request_id
 from gateway.errors import CryptoFailure, GatewayError, InvalidArgument, VerificationFailed
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import seal_context
+from gateway.identity import SealKeys
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import Limits
 from gateway.subject.holder import NOT_PARTICIPATING, PURPOSE, HistoryResponder
@@ -77,7 +78,7 @@ class SubjectAccessCoordinator:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_keys: SealKeys,
         local: HistoryResponder,
         catalogue: Callable[[], Catalogue],
         clock_ms: Callable[[], int],
@@ -88,7 +89,7 @@ class SubjectAccessCoordinator:
         self._caller = caller
         self._bundle = bundle
         self._ledger = ledger
-        self._seal_key = seal_key
+        self._seal_keys = seal_keys
         self._local = local
         self._catalogue = catalogue
         self._clock = clock_ms
@@ -207,7 +208,7 @@ class SubjectAccessCoordinator:
     ) -> JurisdictionResult:
         name = bundle.member(j).name
         try:
-            items = verify_answer(proofs, holder_keys(bundle, j), self._limits)
+            items = verify_answer(proofs, holder_keys(bundle, j, self._clock()), self._limits)
         except VerificationFailed as exc:
             log.warning("subject access: the answer of %s failed verification: %s", j, exc)
             return JurisdictionResult(j, name, "failed_verification", str(exc))
@@ -256,8 +257,7 @@ class SubjectAccessCoordinator:
             event = self._event(portal, holder, request_id, "not_participating", "", sig=sig)
             return _Outcome(result, event)
         try:
-            plaintext = crypto.open_sealed(
-                self._seal_key,
+            plaintext = self._seal_keys.open(
                 domains.SEAL_SUBJECT_HISTORY,
                 resp.sealed_history,
                 seal_context(holder, me, request_id),

@@ -51,7 +51,7 @@ MAX_CHECKPOINTS = 2
 class HolderKeys:
     jurisdiction: str
     origin: str
-    ledger_key: VerifyKey
+    ledger_keys: tuple[VerifyKey, ...]  # the log keys accepted (across a rotation)
     witnesses: Mapping[str, VerifyKey]  # witness name -> cosignature key
 
 
@@ -67,7 +67,7 @@ def _trees(notes: list[str], keys: HolderKeys, limits: Limits) -> dict[int, _Tre
     out: dict[int, _Tree] = {}
     for n, note in enumerate(notes):
         try:
-            cp = open_checkpoint(note, keys.origin, keys.ledger_key, limits)
+            cp = open_checkpoint(note, keys.origin, keys.ledger_keys, limits)
             cosigners = cosignatures_in(note, keys.witnesses, limits)
         except GatewayError as exc:
             raise VerificationFailed(f"checkpoint {n}: {exc}") from exc
@@ -152,10 +152,13 @@ def _legal_basis(event: object) -> str:
     return str(getattr(event, "legal_basis", ""))
 
 
-def holder_keys(bundle: TrustBundle, jurisdiction: str) -> HolderKeys:
-    """What the trust bundle pins for ``jurisdiction``'s ledger and its witnesses."""
+def holder_keys(bundle: TrustBundle, jurisdiction: str, when_ms: int | None) -> HolderKeys:
+    """What the trust bundle pins for ``jurisdiction``'s ledger (its log keys valid
+    at ``when_ms``; None: every key it held) and its witnesses' cosigner keys."""
     m = bundle.member(jurisdiction)
     witnesses = {
-        w.witness_name: w.ledger_key for w in bundle.members if w.jurisdiction != jurisdiction
+        w.witness_name: w.cosigner_key for w in bundle.members if w.jurisdiction != jurisdiction
     }
-    return HolderKeys(m.jurisdiction, m.origin, m.ledger_key, witnesses)
+    return HolderKeys(
+        m.jurisdiction, m.origin, bundle.keys_valid_at(jurisdiction, "ledger", when_ms), witnesses
+    )

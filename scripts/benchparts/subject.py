@@ -113,7 +113,7 @@ def _floor(fed_sites: dict[str, Path], bundle_path: Path, person: str) -> list[f
         key = index_key(load_keys(fed_sites[code] / "keys").pseudonym_key)
         parts.append(
             (ledger, store, HistoryResponder(ledger, store, key, DEFAULT_LIMITS, sign_fresh=False),
-             holder_keys(bundle, code))
+             holder_keys(bundle, code, None))
         )  # fmt: skip
     try:
 

@@ -402,3 +402,32 @@ def test_portals_own_gateway_not_taking_part_is_listed_as_such(fed: RunningFeder
         coordinator._catalogue = saved
     status = {j.jurisdiction: j.status for j in h.jurisdictions}
     assert status == {"110000": A.ANSWERED, "120000": A.ANSWERED, "130000": A.NOT_PARTICIPATING}
+
+
+def test_service_system_without_the_subject_access_role_gets_permission_denied(
+    fed: RunningFederation,
+) -> None:
+    who = _commuters(fed, 1)[0]
+    before = {c: len(ledger_events(g)) for c, g in fed.gateways.items()}
+    with fed.client("130000", "hebei-housing-fund") as c, pytest.raises(grpc.RpcError) as err:
+        c.access_history(who)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "subject_access" in (err.value.details() or "")
+    assert who not in (err.value.details() or "")
+    # Refused before anything was asked: no holder saw the request.
+    for code, gw in fed.gateways.items():
+        new = ledger_events(gw)[before[code] :]
+        assert not [e for e in new if e.kind == "subject_access"], code
+
+
+def test_portal_with_only_the_subject_access_role_cannot_read_records(
+    fed: RunningFederation,
+) -> None:
+    with fed.client("130000", PORTAL) as c, pytest.raises(grpc.RpcError) as err:
+        c.get_records(
+            holder_jurisdiction="110000",
+            dataset="si_contributions",
+            purpose="housing_fund_transfer",
+            subject_ids=_commuters(fed, 1),
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED

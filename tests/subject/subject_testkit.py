@@ -35,7 +35,7 @@ class Holder:
 
     def keys(self) -> HolderKeys:
         return HolderKeys(
-            "110000", ORIGIN, self.log_key.verify_key, {WITNESS: self.witness_key.verify_key}
+            "110000", ORIGIN, (self.log_key.verify_key,), {WITNESS: self.witness_key.verify_key}
         )
 
     def exchange(self, i: int, concerned: Concerned | None, **kw: object) -> LedgerEvent:
