@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import subject_pb2
 from gateway.catalogue import Catalogue
-from gateway.envelope import new_request_id
+from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import CryptoFailure, GatewayError, InvalidArgument, VerificationFailed
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import seal_context
@@ -231,9 +231,7 @@ class SubjectAccessCoordinator:
         )
         envelope = self._caller.prepare(holder, msg, domains.PEER_SUBJECT_REQUEST, request_id)
         sig = {
-            "request_digest": crypto.sha256_hex(
-                crypto.pae(envelope.payload_type, envelope.payload)
-            ),
+            "request_digest": envelope_digest(envelope).hex(),
             "requester_signature": crypto.b64(envelope.signature),
         }
         try:
