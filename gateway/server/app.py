@@ -150,7 +150,13 @@ class Gateway:
         self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
         subject_key = index_key(self.keys.pseudonym_key)
         self.indexer = SubjectIndexer(self.ledger, self.subject_store, subject_key, limits)
-        self.history = HistoryResponder(self.ledger, self.subject_store, subject_key, limits)
+        self.history = HistoryResponder(
+            self.ledger,
+            self.subject_store,
+            subject_key,
+            limits,
+            legal_basis=self._agreement_legal_basis,
+        )
         self.holder = RecordHolder(
             self.responder,
             self.bundle,
@@ -325,6 +331,13 @@ class Gateway:
     def checkpoint_and_witness(self) -> dict[str, str]:
         """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
         return self.witnessing.round(force=True)
+
+    def _agreement_legal_basis(self, agreement_id: str, digest: str) -> str:
+        """The legal basis of the agreement file with that digest, if it is in force."""
+        agreement = self.policy_store.current.by_id.get(agreement_id)
+        if agreement is None or not crypto.digest_equal(agreement.digest, digest):
+            return ""
+        return str(agreement.spec.legal_basis)
 
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)

@@ -58,12 +58,16 @@ class HistoryResponder:
         limits: Limits,
         *,
         sign_fresh: bool = True,
+        legal_basis: Callable[[str, str], str] | None = None,
     ) -> None:
         self._ledger = ledger
         self._store = store
         self._key = key
         self._limits = limits
         self._sign_fresh = sign_fresh
+        # (agreement id, agreement file digest) -> the legal basis it states,
+        # or "" when that exact file is no longer in force.
+        self._legal_basis = legal_basis
         # The newest cosigned checkpoint seen, so that every checkpoint is not
         # scanned on every request.
         self._cosigned: CheckpointRow | None = None
@@ -92,6 +96,10 @@ class HistoryResponder:
                 inclusion_proof=self._ledger.inclusion_proof(index, size),
                 fields=[common_pb2.FieldRelease(name=n, transform=t) for n, t in row.fields],
             )
+            if self._legal_basis is not None:
+                ev = decode_entry(stored.entry, self._limits).event
+                if ev.agreement_id:
+                    p.legal_basis = self._legal_basis(ev.agreement_id, ev.agreement_digest)
             if row.coverage == "named":
                 proof = prove(self._store.indexes_of(row.request_id), blind)
                 p.set_position = proof.position

@@ -14,6 +14,9 @@ never from the answer) and ``verify_answer``, which checks every part of a
   (membership proof to the root recorded in the entry);
 - the fields shown are the ones whose digest the entry records.
 
+The legal basis shown is the entry's own when it records one; otherwise the
+one the holder reports from the agreement file whose digest the entry records.
+
 Any failure raises ``VerificationFailed`` naming the entry and the check.
 Does not own: fetching answers (``gateway.subject.requester``), protobuf
 wire types beyond reading them.
@@ -132,7 +135,7 @@ def verify_answer(
                 service_system=ev.service_system,
                 dataset=ev.dataset,
                 purpose=ev.purpose,
-                legal_basis=_legal_basis(ev),
+                legal_basis=_legal_basis(ev) or p.legal_basis,
                 fields=fields,
                 agreement_id=ev.agreement_id,
                 kind=item_kind(subjects.coverage, ev.kind),

@@ -133,6 +133,7 @@ def test_history_lists_every_exchange_naming_the_person_and_none_that_did_not(
     assert (first.requester_jurisdiction, first.service_system) == ("130000", "hebei-housing-fund")
     assert first.purpose == "housing_fund_transfer" and first.dataset == "si_contributions"
     assert first.agreement_id == "bj-si-to-hebei-housing-fund"
+    assert first.legal_basis.startswith("《住房公积金管理条例》")
     assert ("person_id", "mask") in {(f.name, f.transform) for f in first.fields}
 
     # Bob's history has what named Bob, not what named only Alice.

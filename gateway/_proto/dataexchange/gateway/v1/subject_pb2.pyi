@@ -146,7 +146,7 @@ class SubjectHistoryProofs(_message.Message):
     def __init__(self, blind_index: _Optional[bytes] = ..., checkpoints: _Optional[_Iterable[str]] = ..., entries: _Optional[_Iterable[_Union[ProvenEntry, _Mapping]]] = ...) -> None: ...
 
 class ProvenEntry(_message.Message):
-    __slots__ = ("index", "entry", "tree_size", "inclusion_proof", "set_position", "set_proof", "fields")
+    __slots__ = ("index", "entry", "tree_size", "inclusion_proof", "set_position", "set_proof", "fields", "legal_basis")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +154,7 @@ class ProvenEntry(_message.Message):
     SET_POSITION_FIELD_NUMBER: _ClassVar[int]
     SET_PROOF_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
     index: int
     entry: bytes
     tree_size: int
@@ -161,4 +162,5 @@ class ProvenEntry(_message.Message):
     set_position: int
     set_proof: _containers.RepeatedScalarFieldContainer[bytes]
     fields: _containers.RepeatedCompositeFieldContainer[_common_pb2.FieldRelease]
-    def __init__(self, index: _Optional[int] = ..., entry: _Optional[bytes] = ..., tree_size: _Optional[int] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ..., set_position: _Optional[int] = ..., set_proof: _Optional[_Iterable[bytes]] = ..., fields: _Optional[_Iterable[_Union[_common_pb2.FieldRelease, _Mapping]]] = ...) -> None: ...
+    legal_basis: str
+    def __init__(self, index: _Optional[int] = ..., entry: _Optional[bytes] = ..., tree_size: _Optional[int] = ..., inclusion_proof: _Optional[_Iterable[bytes]] = ..., set_position: _Optional[int] = ..., set_proof: _Optional[_Iterable[bytes]] = ..., fields: _Optional[_Iterable[_Union[_common_pb2.FieldRelease, _Mapping]]] = ..., legal_basis: _Optional[str] = ...) -> None: ...
