@@ -170,6 +170,10 @@ class SubjectHolder:
         self._rng = rng
         self._rate = RateLimiter(limits.subject_access_per_minute)
 
+    def _digest(self, data: bytes) -> bytes:
+        """The federation suite's hash (payload digests, as record exchanges record them)."""
+        return crypto.suite_of(self._seal_keys.current).digest(data)
+
     def handle(
         self, envelope: peer_pb2.SignedEnvelope, tls_identity: str | None
     ) -> peer_pb2.SignedEnvelope:
@@ -230,7 +234,7 @@ class SubjectHolder:
                 decision="deny" if response.error_code else "allow",
                 reason=clean_reason(reason, self._limits),
                 record_count=response.entry_count,
-                payload_digest=crypto.sha256_hex(plaintext) if plaintext else "",
+                payload_digest=self._digest(plaintext).hex() if plaintext else "",
                 request_digest=request.digest_hex,
                 requester_signature=request.signature_b64,
                 holder_signature=crypto.b64(out.signature),

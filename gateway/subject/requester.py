@@ -101,6 +101,10 @@ class SubjectAccessCoordinator:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _digest(self, data: bytes) -> bytes:
+        """The federation suite's hash (payload digests, as record exchanges record them)."""
+        return crypto.suite_of(self._seal_keys.current).digest(data)
+
     def history(self, portal: str, query: SubjectQuery) -> AccessHistory:
         bundle = self._bundle()
         subject, asked = query.validated(bundle, self._limits)
@@ -190,7 +194,7 @@ class SubjectAccessCoordinator:
             result = JurisdictionResult(me, name, "not_participating", NOT_PARTICIPATING)
             return _Outcome(result, self._event(portal, me, request_id, "not_participating", ""))
         proofs, truncated = self._local.answer(subject)
-        digest = crypto.sha256_hex(proofs.SerializeToString(deterministic=True))
+        digest = self._digest(proofs.SerializeToString(deterministic=True)).hex()
         result = self._verified(bundle, me, proofs, truncated)
         return _Outcome(
             result,
@@ -276,7 +280,7 @@ class SubjectAccessCoordinator:
             result.status,
             result.reason,
             len(result.items),
-            crypto.sha256_hex(plaintext),
+            self._digest(plaintext).hex(),
             sig,
         )
         return _Outcome(result, event)

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import subject_pb2
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, VerificationFailed
 from gateway.ledger.entry import decode_entry, header_of
-from gateway.ledger.merkle import leaf_hash, verify_inclusion
+from gateway.ledger.merkle import SHA256_TREE, TreeHasher, verify_inclusion
 from gateway.ledger.note import Checkpoint, cosignatures_in, open_checkpoint
 from gateway.limits import Limits
 from gateway.subject.index import (
@@ -54,8 +54,9 @@ MAX_CHECKPOINTS = 2
 class HolderKeys:
     jurisdiction: str
     origin: str
-    ledger_keys: tuple[VerifyKey, ...]  # the log keys accepted (across a rotation)
-    witnesses: Mapping[str, VerifyKey]  # witness name -> cosignature key
+    ledger_keys: tuple[AnyVerifyKey, ...]  # the log keys accepted (across a rotation)
+    witnesses: Mapping[str, AnyVerifyKey]  # witness name -> cosignature key
+    tree: TreeHasher = SHA256_TREE  # the ledger's RFC 9162 hashing (its suite's hash)
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,10 @@ def verify_answer(
             raise VerificationFailed(f"{where}: not a canonical ledger entry: {exc}") from exc
         if index != p.index:
             raise VerificationFailed(f"{where}: the entry says it is entry {index}")
-        leaf = leaf_hash(data)
-        verify_inclusion(p.index, p.tree_size, leaf, list(p.inclusion_proof), tree.checkpoint.root)
+        leaf = keys.tree.leaf(data)
+        verify_inclusion(
+            p.index, p.tree_size, leaf, list(p.inclusion_proof), tree.checkpoint.root, keys.tree
+        )
         ev = entry.event
         if ev.role != "holder" or ev.local != keys.jurisdiction:
             raise VerificationFailed(f"{where}: not a holder entry of {keys.jurisdiction}")
@@ -163,5 +166,9 @@ def holder_keys(bundle: TrustBundle, jurisdiction: str, when_ms: int | None) -> 
         w.witness_name: w.cosigner_key for w in bundle.members if w.jurisdiction != jurisdiction
     }
     return HolderKeys(
-        m.jurisdiction, m.origin, bundle.keys_valid_at(jurisdiction, "ledger", when_ms), witnesses
+        m.jurisdiction,
+        m.origin,
+        bundle.keys_valid_at(jurisdiction, "ledger", when_ms),
+        witnesses,
+        TreeHasher.for_suite(crypto.suite(m.suite)),
     )

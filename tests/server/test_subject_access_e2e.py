@@ -31,9 +31,14 @@ PORTAL = "hebei-citizen-portal"
 A = subject_pb2.JurisdictionAnswer
 
 
-@pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
-    built = build_federation(tmp_path_factory.mktemp("subject"), rows=200)
+@pytest.fixture(scope="module", params=["intl", "gm"])
+def fed(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningFederation]:
+    """Three gateways of one cipher suite: every test runs for both suites."""
+    built = build_federation(
+        tmp_path_factory.mktemp(f"subject-{request.param}"), rows=200, suite=request.param
+    )
     for site in built.sites.values():  # these tests ask more often than a portal may
         with site.config.open("a", encoding="utf-8") as f:
             f.write("\n[limits]\nsubject_access_per_minute = 100000\n")
