@@ -65,7 +65,9 @@ def _fill(site_root: str, code: str, origin: str, person: str, n: int) -> None:
     )  # fmt: skip
     store = SqliteSubjectIndexStore(data / "subject_index.sqlite")
     every = max(1, n // NAMED)
-    start_ms = int(time.time() * 1000) - n * 1000
+    # Synthetic history ending 30 days ago: outside the quota window the
+    # gateway reconciles with its ledger at start-up (these made no quota writes).
+    start_ms = int(time.time() * 1000) - 30 * 86_400_000 - n * 1000
     others = [c for c in CODES if c != code]
     batch = 20_000
     try:
