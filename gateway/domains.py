@@ -17,6 +17,9 @@ PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
 PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
+PEER_STREAM_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStreamRequest"
+PEER_STREAM_START: Final = "cn.dataexchange.gateway.v1.PeerStreamStart"
+PEER_STREAM_END: Final = "cn.dataexchange.gateway.v1.PeerStreamEnd"
 
 PEER_SUBJECT_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerSubjectRequest"
 PEER_SUBJECT_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerSubjectResponse"
@@ -29,6 +32,10 @@ SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
 # A subject-access request's subject id (to the holder) and its answer (back).
 SEAL_SUBJECT_QUERY: Final = "cn.dataexchange.gateway.v1.seal.SubjectQuery"
 SEAL_SUBJECT_HISTORY: Final = "cn.dataexchange.gateway.v1.seal.SubjectHistory"
+SEAL_RECORD_CHUNK: Final = "cn.dataexchange.gateway.v1.seal.RecordChunk"
+
+# Hash chain over the chunks of a streamed bulk transfer (its first link).
+STREAM_COMMITMENT: Final = "cn.dataexchange.gateway.v1.stream.commitment"
 
 # Keyed hashes.
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
@@ -50,10 +57,15 @@ ALL_TAGS: Final = (
     PEER_WITNESS_RESPONSE,
     PEER_SUBJECT_REQUEST,
     PEER_SUBJECT_RESPONSE,
+    PEER_STREAM_REQUEST,
+    PEER_STREAM_START,
+    PEER_STREAM_END,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
     SEAL_SUBJECT_QUERY,
     SEAL_SUBJECT_HISTORY,
+    SEAL_RECORD_CHUNK,
+    STREAM_COMMITMENT,
     PSEUDONYM,
     PSEUDONYM_REQUESTER_KEY,
     SUBJECT_INDEX_KEY,

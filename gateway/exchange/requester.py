@@ -20,10 +20,7 @@ from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
-    InvalidArgument,
-    NotFound,
     VerificationFailed,
-    clip,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
@@ -31,6 +28,7 @@ from gateway.exchange.records import (
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
+    offering_member,
     refusal_class,
     seal_context,
 )
@@ -69,18 +67,7 @@ class RecordRequester:
     def get_records(self, service_system: str, query: RecordsQuery) -> RecordsResult:
         query.validate(self._limits)
         me = self._caller.me
-        if query.holder == me:
-            raise InvalidArgument(
-                f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
-                "the gateway exchanges data across boundaries only"
-            )
-        bundle = self._bundle()
-        member = bundle.member(query.holder)
-        if query.dataset not in member.datasets:
-            raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {clip(repr(query.dataset))}; "
-                f"it offers: {', '.join(member.datasets) or 'none'}"
-            )
+        member = offering_member(self._bundle(), me, query.holder, query.dataset)
         request_id = new_request_id()
         msg = peer_pb2.PeerRecordRequest(
             service_system=service_system,
