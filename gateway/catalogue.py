@@ -170,10 +170,18 @@ class Dataset(_Frozen):
         return tuple(c.name for c in self.columns)
 
 
+class SubjectAccessSettings(_Frozen):
+    """Whether this holder answers subject-access requests ("who read my data")
+    from citizen portals across the federation (``gateway.subject``)."""
+
+    participate: bool = False
+
+
 class Catalogue(_Frozen):
     kind: Literal["dataset-catalogue"]
     holder: JurisdictionCode
     datasets: tuple[Dataset, ...]
+    subject_access: SubjectAccessSettings = SubjectAccessSettings()
 
     @model_validator(mode="after")
     def _check(self) -> Catalogue:

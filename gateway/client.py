@@ -42,6 +42,8 @@ from gateway._proto.dataexchange.gateway.v1 import (
     service_pb2_grpc,
     stats_pb2,
     stats_pb2_grpc,
+    subject_pb2,
+    subject_pb2_grpc,
 )
 from gateway.identity import tls_server_name
 
@@ -148,6 +150,7 @@ class ServiceClient:
         self.channel = service_channel(address, pem, jurisdiction, token)
         self.records = service_pb2_grpc.RecordExchangeStub(self.channel)
         self.statistics = stats_pb2_grpc.StatisticsStub(self.channel)
+        self.subject_access = subject_pb2_grpc.SubjectAccessStub(self.channel)
 
     # -- records --------------------------------------------------------------
 
@@ -241,6 +244,20 @@ class ServiceClient:
         return reply
 
     # -- lifecycle ------------------------------------------------------------
+
+    # -- subject access -------------------------------------------------------
+
+    def access_history(
+        self, subject_id: str, jurisdictions: tuple[str, ...] = (), timeout: float = 30.0
+    ) -> subject_pb2.AccessHistoryResponse:
+        """A person's verified access history (a portal with the ``subject_access`` role)."""
+        reply: subject_pb2.AccessHistoryResponse = self.subject_access.GetAccessHistory(
+            subject_pb2.AccessHistoryRequest(
+                subject_id=subject_id, jurisdictions=list(jurisdictions)
+            ),
+            timeout=timeout,
+        )
+        return reply
 
     def stream_records(
         self,

@@ -21,11 +21,17 @@ PEER_STREAM_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStreamRequest"
 PEER_STREAM_START: Final = "cn.dataexchange.gateway.v1.PeerStreamStart"
 PEER_STREAM_END: Final = "cn.dataexchange.gateway.v1.PeerStreamEnd"
 
+PEER_SUBJECT_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerSubjectRequest"
+PEER_SUBJECT_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerSubjectResponse"
+
 # Federation trust bundle, signed by the federation authority.
 TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
 
 # Sealing (authenticated encryption to a recipient's X25519 key).
 SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
+# A subject-access request's subject id (to the holder) and its answer (back).
+SEAL_SUBJECT_QUERY: Final = "cn.dataexchange.gateway.v1.seal.SubjectQuery"
+SEAL_SUBJECT_HISTORY: Final = "cn.dataexchange.gateway.v1.seal.SubjectHistory"
 SEAL_RECORD_CHUNK: Final = "cn.dataexchange.gateway.v1.seal.RecordChunk"
 
 # Hash chain over the chunks of a streamed bulk transfer (its first link).
@@ -35,6 +41,12 @@ STREAM_COMMITMENT: Final = "cn.dataexchange.gateway.v1.stream.commitment"
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
 # Derives each requester's pseudonym key from the gateway's pseudonym secret.
 PSEUDONYM_REQUESTER_KEY: Final = "cn.dataexchange.gateway.v1.pseudonym.requester-key"
+# The holder's blind-index key, derived from its pseudonym secret (never leaves it),
+# and the blind index of a normalised subject id under that key.
+SUBJECT_INDEX_KEY: Final = "cn.dataexchange.gateway.v1.subject-index.key"
+SUBJECT_INDEX: Final = "cn.dataexchange.gateway.v1.subject-index"
+# The digest of the fields an entry released, recorded in the entry.
+RELEASED_FIELDS: Final = "cn.dataexchange.gateway.v1.released-fields"
 
 ALL_TAGS: Final = (
     PEER_RECORD_REQUEST,
@@ -43,13 +55,20 @@ ALL_TAGS: Final = (
     PEER_STATS_RESPONSE,
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
+    PEER_SUBJECT_REQUEST,
+    PEER_SUBJECT_RESPONSE,
     PEER_STREAM_REQUEST,
     PEER_STREAM_START,
     PEER_STREAM_END,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
+    SEAL_SUBJECT_QUERY,
+    SEAL_SUBJECT_HISTORY,
     SEAL_RECORD_CHUNK,
     STREAM_COMMITMENT,
     PSEUDONYM,
     PSEUDONYM_REQUESTER_KEY,
+    SUBJECT_INDEX_KEY,
+    SUBJECT_INDEX,
+    RELEASED_FIELDS,
 )

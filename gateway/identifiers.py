@@ -2,7 +2,7 @@
 
 Owns: what a jurisdiction code, a service-system id, a catalogue code (dataset
 codes, column and field names), a purpose code, a request id and a caller's client reference look
-like.
+like, and the normal form of a data subject's id.
 Every other module parses through the functions here (``jurisdiction``,
 ``service_system``, ``code``, ``purpose``, ``request_id``), tests with the
 ``is_*`` predicates, or declares a pydantic field with the annotated types
@@ -18,6 +18,7 @@ caller can never make a log line or a gRPC status message unbounded.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
@@ -34,6 +35,9 @@ PURPOSE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 REQUEST_ID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 
 CLIENT_REFERENCE_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,64}$"
+# A data subject's id (an 18-character resident ID number, a credit code).
+# Personal data: a refusal never quotes it.
+SUBJECT_ID_PATTERN: Final = r"^[0-9A-Za-z]{1,64}$"
 
 _QUOTE: Final = 40
 """At most this many characters of a rejected value are quoted back."""
@@ -90,6 +94,8 @@ _CLIENT_REFERENCE = _Rule(
     re.compile(CLIENT_REFERENCE_PATTERN, re.ASCII), "at most 64 characters of [A-Za-z0-9._:-]"
 )
 
+_SUBJECT_ID = re.compile(SUBJECT_ID_PATTERN, re.ASCII)
+
 MAX_MESSAGE_CHARS: Final = (
     _MAX_WHAT
     + len(": expected , got ")
@@ -130,6 +136,25 @@ def request_id(value: object, what: str = "request_id") -> str:
 def client_reference(value: object, what: str = "client_reference") -> str:
     """A caller's own reference for a request (may be empty), echoed back and recorded."""
     return _CLIENT_REFERENCE.parse(value, what)
+
+
+def subject_id(value: object, what: str = "subject_id") -> str:
+    """A data subject's id in its normal form: NFKC (full-width digits and
+    letters become ASCII), surrounding spaces removed, letters upper-case (the
+    check character ``x`` of a resident ID number is ``X``). The refusal never
+    quotes the value: it is personal data."""
+    text = unicodedata.normalize("NFKC", value).strip().upper() if isinstance(value, str) else ""
+    if _SUBJECT_ID.fullmatch(text) is None:
+        raise InvalidArgument(
+            f"{what[:_MAX_WHAT]}: expected 1-64 letters or digits "
+            "(e.g. an 18-character resident ID number)"
+        )
+    return text
+
+
+def is_subject_id(value: object) -> bool:
+    """Whether ``value`` is a subject id as given (before normalisation)."""
+    return isinstance(value, str) and _SUBJECT_ID.fullmatch(value) is not None
 
 
 def is_jurisdiction(value: object) -> bool:

@@ -60,6 +60,11 @@ class Limits:
     max_entry_details: int = 64
     # Free text recorded as an entry's reason is cut to this many characters.
     max_reason_chars: int = 1000
+    # Subject access: entries one holder returns for one person (the newest
+    # are kept), and requests per portal per minute (at its own gateway, and
+    # per requesting portal at each holder).
+    max_history_entries: int = 2000
+    subject_access_per_minute: int = 60
     # Statistics
     max_stats_group_keys: int = 10_000
     max_stats_jurisdictions: int = 64

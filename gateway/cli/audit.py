@@ -1,16 +1,19 @@
-"""`gateway audit reconcile A B` and `gateway audit report LEDGER... -o report.html`.
+"""`gateway audit reconcile A B`, `gateway audit report LEDGER... -o report.html` and
+`gateway audit subject`.
 
-``reconcile`` compares two gateways' ledgers transfer by transfer; ``report``
-writes the compliance officer's self-contained HTML report
+``report`` writes the compliance officer's self-contained HTML report
 (``gateway.report``).
 
-Owns: reading each side (a ledger SQLite file, or ``JURISDICTION@host:port``
-of a gateway's Ledger API over TLS with a service-system token, paged through
-GetEntries) and printing the reconciliation. Does not own
-the comparison (``gateway.ledger.reconcile``).
+Owns: for ``reconcile``, reading each side (a ledger SQLite file, or
+``JURISDICTION@host:port`` of a gateway's Ledger API over TLS with a
+service-system token, paged through GetEntries) and printing the
+reconciliation; for ``subject``, reading a holder's ledger, index store and
+key offline and printing one person's verified access history and the index
+store's consistency. Does not own the comparison (``gateway.ledger.reconcile``)
+or the subject audit (``gateway.subject.audit``).
 
-Exit status: 0 when every transfer pairs up identically, 1 when some are
-missing or differ.
+Exit status: 0 when everything checks (every transfer pairs up identically;
+the history verifies and the index store agrees with the ledger), 1 otherwise.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.reconcile import reconcile
+from gateway.subject.audit import SubjectAudit
 
 _ADDRESS = re.compile(r"^(?:(?P<j>[^@]*)@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
 
@@ -49,6 +53,27 @@ def register(sub: Any) -> None:
             help=f"side {x}: file holding the token of a service system with the role audit",
         )
     r.set_defaults(func=cmd_reconcile)
+    s = asub.add_parser(
+        "subject",
+        help="one person's access history at a holder, offline, with every proof verified",
+        description="Run at the holder (its key is needed to find the person's entries). "
+        "Give the id in a file or on stdin ('-') so it stays out of shell history.",
+    )
+    s.add_argument("--ledger", type=Path, required=True, help="the holder's data/ledger.sqlite")
+    s.add_argument(
+        "--index-store", type=Path, required=True, help="the holder's data/subject_index.sqlite"
+    )
+    s.add_argument("--keys", type=Path, required=True, help="the holder's key directory")
+    s.add_argument("--bundle", type=Path, required=True, help="the federation trust bundle")
+    s.add_argument("--id-file", required=True, help="file holding the person's id, or - for stdin")
+    s.add_argument(
+        "--requester-ledger",
+        type=Path,
+        action="append",
+        default=[],
+        help="a requesting member's ledger: pair each access with its entry there (repeatable)",
+    )
+    s.set_defaults(func=cmd_subject)
 
     rep = asub.add_parser(
         "report",
@@ -192,3 +217,109 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             f"{len(report.differing)} differing"
         )
     return 0
+
+
+def _cst(ms: int) -> str:
+    import datetime as dt
+
+    tz = dt.timezone(dt.timedelta(hours=8))
+    return dt.datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_subject(args: argparse.Namespace) -> int:
+    import sys
+
+    from gateway.identity import load_keys
+    from gateway.limits import DEFAULT_LIMITS
+    from gateway.subject.audit import audit_subject, check_store
+    from gateway.subject.index import index_key
+    from gateway.subject.store import SqliteSubjectIndexStore
+    from gateway.subject.verify import holder_keys
+    from gateway.trust import load_bundle
+
+    raw = sys.stdin.readline() if args.id_file == "-" else Path(args.id_file).read_text("utf-8")
+    subject = identifiers.subject_id(raw.strip(), "subject id")
+    bundle = load_bundle(args.bundle)
+    ledger = SqliteLedger.open_readonly(args.ledger)
+    peers: dict[str, SqliteLedger] = {}
+    for path in args.requester_ledger:
+        peer = SqliteLedger.open_readonly(path)
+        owner = next((m.jurisdiction for m in bundle.members if m.origin == peer.origin), None)
+        if owner is None:
+            peer.close()
+            raise VerificationFailed(f"{path}: origin {peer.origin!r} is not in the trust bundle")
+        peers[owner] = peer
+    if not args.index_store.exists():
+        raise InvalidArgument(f"{args.index_store}: no such index store")
+    store = SqliteSubjectIndexStore(args.index_store)
+    try:
+        member = next((m for m in bundle.members if m.origin == ledger.origin), None)
+        if member is None:
+            raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
+        key = index_key(load_keys(args.keys).pseudonym_key)
+        report = check_store(ledger, store, DEFAULT_LIMITS)
+        try:
+            audit: SubjectAudit | None = audit_subject(
+                ledger,
+                store,
+                key,
+                holder_keys(bundle, member.jurisdiction, None),
+                subject,
+                DEFAULT_LIMITS,
+                peers,
+            )
+            failure = ""
+        except VerificationFailed as exc:
+            audit, failure = None, str(exc)
+    finally:
+        store.close()
+        ledger.close()
+        for peer_ledger in peers.values():
+            peer_ledger.close()
+    bad: list[str] = []
+    if audit is None:
+        print(
+            f"access history at {member.jurisdiction} ({member.name}): FAILED to verify: {failure}"
+        )
+    else:
+        _print_history(member.jurisdiction, member.name, audit)
+        bad = [s for c in audit.counterparts.values() for s in c.values() if s != "matches"]
+    print(
+        f"index store: {report.entries_checked} indexed entries checked against the ledger, "
+        f"{len(report.problems)} problems"
+        + (
+            f", {report.unlinked_rows} rows of appends that never happened"
+            if report.unlinked_rows
+            else ""
+        )
+    )
+    for problem in report.problems:
+        print(f"  {problem}")
+    if report.problems or bad or audit is None:
+        raise VerificationFailed(
+            f"{len(report.problems)} index-store problems, {len(bad)} counterpart mismatches"
+            + (", the history does not verify" if audit is None else "")
+        )
+    return 0
+
+
+def _print_history(jurisdiction: str, name: str, audit: SubjectAudit) -> None:
+    print(
+        f"access history at {jurisdiction} ({name}): {len(audit.items)} entries, "
+        "every proof verified against the trust bundle"
+    )
+    for i in audit.items:
+        fields = ", ".join(f"{n}:{t}" for n, t in i.fields) or "-"
+        print(
+            f"  {_cst(i.timestamp_ms)}  {i.kind:<18} {i.requester}/{i.service_system or '-'}  "
+            f"{i.dataset} for {i.purpose}  agreement {i.agreement_id or '-'}  "
+            f"entry {i.entry_index} (cosigned by {len(i.cosigned_by)})"
+        )
+        print(f"      request {i.request_id}")
+        print(f"      fields: {fields}")
+        if i.legal_basis:
+            print(f"      legal basis: {i.legal_basis}")
+        for j, state in sorted(audit.counterparts.get(i.request_id, {}).items()):
+            print(f"      {j}'s ledger: {state}")
+    if audit.truncated:
+        print("  (more entries matched than one answer holds; the newest are shown)")

@@ -32,7 +32,8 @@ def register(sub: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import gateway.demo.chapters  # noqa: F401  (registers statistics and ledger chapters)
+    # Importing registers the chapters: statistics, ledger evidence, access history.
+    from gateway.demo import chapters, subject_chapter  # noqa: F401
     from gateway.demo.run import run_demo
 
     return run_demo(

@@ -50,6 +50,7 @@ class MemberSpec:
     name: str
     service_systems: tuple[str, ...]  # roles exchange and statistics
     auditor: str = ""  # a service system with the role audit only (reads the ledger)
+    portal: str = ""  # a citizen portal with the role subject_access only
 
 
 CLUSTER: tuple[MemberSpec, ...] = (
@@ -67,6 +68,7 @@ CLUSTER: tuple[MemberSpec, ...] = (
         "河北省数据和政务服务局",
         ("hebei-housing-fund", "hebei-planning"),
         "hebei-audit",
+        "hebei-citizen-portal",
     ),
 )
 
@@ -174,7 +176,7 @@ def build_federation(
             f"127.0.0.1:{peer_port}",
             tuple(d.code for d in catalogue.datasets if d.code in counts),
         )
-        systems = (*spec.service_systems, *((spec.auditor,) if spec.auditor else ()))
+        systems = (*spec.service_systems, *(s for s in (spec.auditor, spec.portal) if s))
         tokens = {sid: "svc_" + secrets.token_urlsafe(24) for sid in systems}
         token_file = site / "service-tokens.json"
         token_file.write_text(json.dumps(tokens, indent=2))
@@ -238,7 +240,13 @@ def _config_text(
     ops_port: int = 0,
 ) -> str:
     def roles(sid: str) -> str:
-        wanted = ["audit"] if sid == spec.auditor else ["exchange", "statistics"]
+        wanted = (
+            ["audit"]
+            if sid == spec.auditor
+            else ["subject_access"]
+            if sid == spec.portal
+            else ["exchange", "statistics"]
+        )
         return "[" + ", ".join(f'"{r}"' for r in wanted) + "]"
 
     services = "\n".join(

@@ -4,7 +4,9 @@ Owns: authenticating the peer request (``PeerResponder``), checking its
 identifiers, asking the policy gate, reading the local source, applying the
 agreement's transforms, sealing the records to the requester, ledgering (before
 anything leaves) and signing the answer. Every authenticated request ends in
-exactly one ledger entry, and a refusal is signed like a transfer.
+exactly one ledger entry, and a refusal is signed like a transfer. With a
+``SubjectIndexer`` the entry also commits to whom it concerns (the subjects it
+named, or the dataset a bulk request covered; ``gateway.subject``).
 
 Does not own: the requester's side (``gateway.exchange.requester``), policy
 evaluation, storage.
@@ -41,6 +43,8 @@ from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
 from gateway.sources import DataSource
+from gateway.subject.index import bulk_coverage
+from gateway.subject.indexer import Concerned, SubjectIndexer
 from gateway.trust import TrustBundle
 
 
@@ -60,6 +64,7 @@ class RecordHolder:
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
+        indexer: SubjectIndexer | None = None,
     ) -> None:
         self._responder = responder
         self._bundle = bundle
@@ -72,6 +77,7 @@ class RecordHolder:
         self._clock = clock_ms
         self._limits = limits
         self._rng = rng
+        self._indexer = indexer
 
     def _reply_key(self, requester: str, named: bytes) -> crypto.AnySealPublicKey:
         """The requester's sealing key to seal the records to: the one it names
@@ -112,9 +118,16 @@ class RecordHolder:
         decision = (
             refusal(self._policy.policy_set_digest, problem) if problem else self._decide(access)
         )
+        try:
+            ids: tuple[str, ...] | None = self._open_query(request)
+        except InvalidArgument as exc:
+            ids = None
+            if decision.allowed:
+                decision = refusal_from(decision, exc)
         if decision.allowed:
+            assert ids is not None
             try:
-                self._serve(request, access, decision, response)
+                self._serve(request, access, decision, response, ids)
             except Rejected as exc:
                 decision = refusal_from(decision, exc)
                 response.Clear()
@@ -123,41 +136,74 @@ class RecordHolder:
             response.error_code = decision.error_code or status_name(PolicyDenied)
         out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
         # Ledger before release: if this fails the records never leave.
-        self._ledger.append(
-            LedgerEvent(
-                kind="transfer" if decision.allowed else "refusal",
-                role="holder",
-                request_id=request.request_id,
-                timestamp_ms=self._clock(),
-                local=self._responder.me,
-                counterparty=request.sender,
-                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
-                dataset=safe_identifier(msg.dataset, identifiers.is_code),
-                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
-                decision="allow" if decision.allowed else "deny",
-                reason=clean_reason(decision.reason, self._limits),
-                record_count=response.record_count,
-                agreement_id=decision.agreement_id,
-                agreement_digest=decision.agreement_digest,
-                policy_set_digest=decision.policy_set_digest,
-                payload_digest=response.payload_digest.hex(),
-                request_digest=request.digest_hex,
-                requester_signature=request.signature_b64,
-                holder_signature=crypto.b64(out.signature),
-                details=tuple(
-                    kv
-                    for kv in (
-                        (
-                            "client_reference",
-                            safe_identifier(msg.client_reference, identifiers.is_client_reference),
-                        ),
-                        ("truncated", "true" if response.truncated else ""),
-                    )
-                    if kv[1]
-                ),
-            )
+        event = LedgerEvent(
+            kind="transfer" if decision.allowed else "refusal",
+            role="holder",
+            request_id=request.request_id,
+            timestamp_ms=self._clock(),
+            local=self._responder.me,
+            counterparty=request.sender,
+            service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+            dataset=safe_identifier(msg.dataset, identifiers.is_code),
+            purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
+            decision="allow" if decision.allowed else "deny",
+            reason=clean_reason(decision.reason, self._limits),
+            record_count=response.record_count,
+            agreement_id=decision.agreement_id,
+            agreement_digest=decision.agreement_digest,
+            policy_set_digest=decision.policy_set_digest,
+            payload_digest=response.payload_digest.hex(),
+            request_digest=request.digest_hex,
+            requester_signature=request.signature_b64,
+            holder_signature=crypto.b64(out.signature),
+            details=tuple(
+                kv
+                for kv in (
+                    (
+                        "client_reference",
+                        safe_identifier(msg.client_reference, identifiers.is_client_reference),
+                    ),
+                    ("truncated", "true" if response.truncated else ""),
+                )
+                if kv[1]
+            ),
         )
+        if self._indexer is None:
+            self._ledger.append(event)
+        else:
+            self._indexer.append(event, self._concerned(msg.dataset, ids, decision))
         return out
+
+    def _open_query(self, request: PeerRequest[peer_pb2.PeerRecordRequest]) -> tuple[str, ...]:
+        msg = request.message
+        try:
+            query_bytes = self._seal_keys.open(
+                domains.SEAL_RECORD_PAYLOAD,
+                msg.sealed_query,
+                seal_context(request.sender, self._responder.me, request.request_id),
+            )
+            query = peer_pb2.RecordQuery()
+            query.ParseFromString(query_bytes)
+        except (CryptoFailure, ValueError) as exc:
+            raise InvalidArgument("sealed_query could not be opened") from exc
+        return tuple(query.subject_ids)
+
+    def _concerned(
+        self, dataset_code: str, ids: tuple[str, ...] | None, decision: Decision
+    ) -> Concerned | None:
+        """Whom the entry concerns, for subject access (None: nobody we can name)."""
+        if ids is None or dataset_code not in self._served():
+            return None
+        try:
+            dataset = self._catalogue().dataset(dataset_code)
+        except NotFound:
+            return None
+        fields = tuple((f.name, f.transform) for f in decision.fields) if decision.allowed else ()
+        if ids:
+            named = sorted({identifiers.subject_id(i) for i in ids if identifiers.is_subject_id(i)})
+            return Concerned("named", dataset.code, tuple(named), fields) if named else None
+        coverage = bulk_coverage(dataset.subject_column, fields) if decision.allowed else "dataset"
+        return Concerned(coverage, dataset.code, (), fields)
 
     def _check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
         """Structural checks of an authenticated request (the peer may be buggy)."""
@@ -207,20 +253,10 @@ class RecordHolder:
         access: AccessRequest,
         decision: Decision,
         response: peer_pb2.PeerRecordResponse,
+        ids: tuple[str, ...],
     ) -> None:
         msg = request.message
         me, requester = self._responder.me, request.sender
-        try:
-            query_bytes = self._seal_keys.open(
-                domains.SEAL_RECORD_PAYLOAD,
-                msg.sealed_query,
-                seal_context(requester, me, request.request_id),
-            )
-            query = peer_pb2.RecordQuery()
-            query.ParseFromString(query_bytes)
-        except (CryptoFailure, ValueError) as exc:
-            raise InvalidArgument("sealed_query could not be opened") from exc
-        ids = tuple(query.subject_ids)
         if len(ids) != msg.subject_count:
             raise InvalidArgument.expected("subject_count", len(ids), msg.subject_count)
         if len(ids) > self._limits.max_subject_ids:

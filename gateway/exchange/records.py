@@ -37,8 +37,6 @@ from gateway.trust import Member, TrustBundle
 
 log = logging.getLogger(__name__)
 
-_SUBJECT = re.compile(r"^[0-9A-Za-z]{1,64}$")
-
 # What a holder's signed refusal may be at the requester; any other
 # ``error_code`` is a policy refusal.
 HOLDER_REFUSALS: tuple[type[Rejected], ...] = (
@@ -81,7 +79,7 @@ class RecordsQuery:
                 f"{len(self.subject_ids)} ids",
             )
         for sid in self.subject_ids:
-            if not _SUBJECT.fullmatch(sid):
+            if not identifiers.is_subject_id(sid):
                 raise InvalidArgument(
                     "subject_ids: each id must be 1-64 letters or digits (e.g. an 18-character ID number)"
                 )

@@ -20,7 +20,10 @@ from gateway.limits import Limits
 
 # audit_read: a local auditor read the ledger through the Ledger API
 # (service_system = the auditor, purpose = the method, reason = what was read).
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "audit_read"]
+# subject_access: a portal asked for a person's access history (never the id).
+EventKind = Literal[
+    "transfer", "refusal", "stats_release", "stats_refusal", "audit_read", "subject_access"
+]
 Role = Literal["holder", "requester"]
 
 

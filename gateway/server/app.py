@@ -28,6 +28,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     peer_pb2_grpc,
     service_pb2_grpc,
     stats_pb2_grpc,
+    subject_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigurationError, GatewayError, StorageFailure, TrustBundleRejected
@@ -66,11 +67,17 @@ from gateway.server.servicers.ledger import add_to_server as add_ledger_service
 from gateway.server.servicers.peer import PeerExchangeServicer
 from gateway.server.servicers.records import RecordExchangeServicer
 from gateway.server.servicers.statistics import StatisticsServicer
+from gateway.server.servicers.subject import SubjectAccessServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import Sources
 from gateway.storage.backend import Stores, open_stores
+from gateway.subject.holder import HistoryResponder, SubjectHolder
+from gateway.subject.index import index_key
+from gateway.subject.indexer import SubjectIndexer
+from gateway.subject.requester import SubjectAccessCoordinator
+from gateway.subject.store import SqliteSubjectIndexStore
 from gateway.trust import (
     TrustBundle,
     accept_bundle,
@@ -172,6 +179,17 @@ class Gateway:
         self.requester = RecordRequester(
             self.caller, self.bundle, observed_ledger, self.seal_keys, clock_ms, limits, rng
         )
+        # Subject access: holder entries commit to whom they concern (blind indexes).
+        self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
+        subject_key = index_key(self.keys.pseudonym_key)
+        self.indexer = SubjectIndexer(observed_ledger, self.subject_store, subject_key, limits)
+        self.history = HistoryResponder(
+            self.ledger,
+            self.subject_store,
+            subject_key,
+            limits,
+            legal_basis=self._agreement_legal_basis,
+        )
         self.holder = RecordHolder(
             self.responder,
             self.bundle,
@@ -181,6 +199,30 @@ class Gateway:
             self.source,
             observed_ledger,
             self.seal_keys,
+            clock_ms,
+            limits,
+            rng,
+            indexer=self.indexer,
+        )
+        catalogue = lambda: self.policy_store.current.catalogue  # noqa: E731
+        self.subject_holder = SubjectHolder(
+            self.responder,
+            self.history,
+            self.bundle,
+            catalogue,
+            observed_ledger,
+            self.seal_keys,
+            clock_ms,
+            limits,
+            rng,
+        )
+        self.subject_access = SubjectAccessCoordinator(
+            self.caller,
+            self.bundle,
+            observed_ledger,
+            self.seal_keys,
+            self.history,
+            catalogue,
             clock_ms,
             limits,
             rng,
@@ -222,7 +264,7 @@ class Gateway:
             self.stores.budget,
             self.policy_store,
             self.source,
-            observed_ledger,
+            self.indexer,
             self.caller,
             self.responder,
             self.bundle,
@@ -379,6 +421,13 @@ class Gateway:
         )
         return outcomes
 
+    def _agreement_legal_basis(self, agreement_id: str, digest: str) -> str:
+        """The legal basis of the agreement file with that digest, if it is in force."""
+        agreement = self.policy_store.current.by_id.get(agreement_id)
+        if agreement is None or not crypto.digest_equal(agreement.digest, digest):
+            return ""
+        return str(agreement.spec.legal_basis)
+
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
         if self.config.datasets is None:
@@ -447,6 +496,7 @@ class Gateway:
                 self.holder,
                 statistics=self.statistics.handle_peer,
                 witness=self.witnessing.handle,
+                subject=self.subject_holder.handle,
                 bulk=self.bulk_holder,
             ),
             peer,
@@ -456,6 +506,9 @@ class Gateway:
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service
+        )
+        subject_pb2_grpc.add_SubjectAccessServicer_to_server(
+            SubjectAccessServicer(self.subject_access, caller), service
         )
         # The ledger API: members (peer port: checkpoints, proofs, their own
         # exchanges' entries) and local auditors (service port, role audit;
@@ -522,6 +575,8 @@ class Gateway:
         for e in events:
             e.wait()
         self.statistics.close()
+        self.subject_access.close()
+        self.subject_store.close()
         self.transport.close()
         self.source.close()
         self.stores.close()

@@ -2,7 +2,8 @@
 
 Owns: ``PeerExchangeServicer``: hands each signed envelope and the
 authenticated member (``caller()``, from its mutual-TLS certificate) to the
-record holder, the streamed bulk holder, the statistics holder or the witness. Authentication and error
+record holder, the streamed bulk holder, the statistics holder, the witness or the
+subject-access holder. Authentication and error
 mapping happen in ``gateway.server.interceptor``.
 """
 
@@ -27,12 +28,14 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         holder: RecordHolder,
         statistics: PeerHandler | None = None,
         witness: PeerHandler | None = None,
+        subject: PeerHandler | None = None,
         bulk: BulkHolder | None = None,
     ) -> None:
         self._holder = holder
         self._bulk = bulk
         self._statistics = statistics
         self._witness = witness
+        self._subject = subject
 
     def FetchRecords(
         self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
@@ -52,6 +55,13 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         if self._witness is None:
             raise NotFound("this gateway does not witness checkpoints")
         return self._witness(request, caller())
+
+    def SubjectHistory(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> peer_pb2.SignedEnvelope:
+        if self._subject is None:
+            raise NotFound("this gateway does not answer subject-access requests")
+        return self._subject(request, caller())
 
     def StreamRecords(
         self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext

@@ -50,6 +50,11 @@ class PeerExchangeStub:
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
                 response_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
                 _registered_method=True)
+        self.SubjectHistory = channel.unary_unary(
+                '/dataexchange.gateway.v1.PeerExchange/SubjectHistory',
+                request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+                response_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+                _registered_method=True)
         self.StreamRecords = channel.unary_stream(
                 '/dataexchange.gateway.v1.PeerExchange/StreamRecords',
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
@@ -84,6 +89,14 @@ class PeerExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubjectHistory(self, request, context):
+        """payload_type "cn.dataexchange.gateway.v1.PeerSubjectRequest" ->
+        "cn.dataexchange.gateway.v1.PeerSubjectResponse" (messages in subject.proto).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamRecords(self, request, context):
         """Streaming bulk transfer. Request payload_type
         "cn.dataexchange.gateway.v1.PeerStreamRequest". The holder answers with a
@@ -111,6 +124,11 @@ def add_PeerExchangeServicer_to_server(servicer, server):
             ),
             'Witness': grpc.unary_unary_rpc_method_handler(
                     servicer.Witness,
+                    request_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+                    response_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+            ),
+            'SubjectHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubjectHistory,
                     request_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
                     response_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
             ),
@@ -199,6 +217,33 @@ class PeerExchange:
             request,
             target,
             '/dataexchange.gateway.v1.PeerExchange/Witness',
+            dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+            dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubjectHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataexchange.gateway.v1.PeerExchange/SubjectHistory',
             dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
             dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
             options,

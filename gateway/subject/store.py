@@ -1,0 +1,216 @@
+"""The holder's blind-index store: a small Protocol and its SQLite implementation.
+
+Owns: the rows linking each blind index to the exchanges that named it, one
+row per indexed entry (request id, coverage, dataset, released fields, and the
+ledger index once the entry is appended), and the queries subject access
+needs: the entries naming one index, the entries covering whole datasets
+(bulk transfers, statistics), the full index set of one entry (to prove
+membership), and every row (for the officer's audit).
+
+Does not own: computing indexes or commitments (``gateway.subject.index``),
+the order of writes around a ledger append (``gateway.subject.indexer``).
+
+Holds no personal data: blind indexes are MACs under a key that is not
+stored here. Portable SQL (``?`` placeholders, no SQLite-only functions in the
+DML), so a PostgreSQL store is a new implementation of ``SubjectIndexStore``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.errors import StorageFailure
+from gateway.sqlitedb import open_store
+from gateway.subject.index import COVERAGES, Coverage
+
+
+@dataclass(frozen=True)
+class IndexedEntry:
+    """One ledger entry the store knows the subjects of."""
+
+    request_id: str
+    coverage: Coverage
+    dataset: str
+    fields: tuple[tuple[str, str], ...]  # released (field, transform), in order
+    recorded_ms: int
+    entry_index: int | None = None  # None until linked (or if the append failed)
+
+
+class SubjectIndexStore(Protocol):
+    def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
+        """Atomically store the entry row and its blind indexes (before the ledger append)."""
+        ...
+
+    def record_many(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
+        """``record`` for many entries in one transaction (bulk loading)."""
+        ...
+
+    def link(self, request_id: str, entry_index: int) -> None:
+        """Remember the ledger index of an entry once it is appended."""
+        ...
+
+    def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
+        """Entries whose index set contains ``blind``, newest first, at most ``limit``."""
+        ...
+
+    def covering(self, limit: int) -> list[IndexedEntry]:
+        """Entries covering a whole dataset (bulk, statistics), newest first."""
+        ...
+
+    def indexes_of(self, request_id: str) -> list[bytes]:
+        """The blind indexes stored for one entry."""
+        ...
+
+    def all_entries(self) -> Iterator[IndexedEntry]:
+        """Every entry row, in request-id order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS subject_entries (
+        request_id TEXT PRIMARY KEY,
+        coverage TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        entry_index INTEGER)""",
+    """CREATE INDEX IF NOT EXISTS subject_entries_coverage
+        ON subject_entries (coverage, recorded_ms)""",
+    """CREATE TABLE IF NOT EXISTS subject_index (
+        blind BLOB NOT NULL,
+        request_id TEXT NOT NULL,
+        PRIMARY KEY (blind, request_id))""",
+    "CREATE INDEX IF NOT EXISTS subject_index_request ON subject_index (request_id)",
+)
+_COLS = "e.request_id, e.coverage, e.dataset, e.fields, e.recorded_ms, e.entry_index"
+
+
+def _fields_text(fields: Sequence[tuple[str, str]]) -> str:
+    return "\n".join(f"{n}:{t}" for n, t in fields)
+
+
+def _row(r: Sequence[Any]) -> IndexedEntry:
+    request_id, coverage, dataset, fields, recorded_ms, entry_index = r
+    if coverage not in COVERAGES:
+        raise StorageFailure(f"subject index store: unknown coverage {str(coverage)[:20]!r}")
+    pairs = tuple(
+        (name, transform)
+        for name, _, transform in (f.partition(":") for f in str(fields).split("\n") if f)
+    )
+    return IndexedEntry(
+        request_id=str(request_id),
+        coverage=coverage,
+        dataset=str(dataset),
+        fields=pairs,
+        recorded_ms=int(recorded_ms),
+        entry_index=None if entry_index is None else int(entry_index),
+    )
+
+
+class SqliteSubjectIndexStore:
+    """``SubjectIndexStore`` in one SQLite file (``data/subject_index.sqlite``)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = open_store(path, what="subject index store", synchronous="FULL", schema=_SCHEMA)
+        self._lock = threading.Lock()
+
+    def _tx(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO subject_entries (request_id, coverage, dataset, fields, "
+                        "recorded_ms, entry_index) VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (
+                                e.request_id,
+                                e.coverage,
+                                e.dataset,
+                                _fields_text(e.fields),
+                                e.recorded_ms,
+                                e.entry_index,
+                            )
+                            for e, _ in rows
+                        ],
+                    )
+                    self._db.executemany(
+                        "INSERT INTO subject_index (blind, request_id) VALUES (?, ?)",
+                        [(b, e.request_id) for e, idx in rows for b in set(idx)],
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"subject index store: write failed: {exc}") from exc
+
+    def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
+        self._tx([(entry, indexes)])
+
+    def record_many(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
+        self._tx(rows)
+
+    def link(self, request_id: str, entry_index: int) -> None:
+        with self._lock:
+            try:
+                self._db.execute(
+                    "UPDATE subject_entries SET entry_index = ? WHERE request_id = ?",
+                    (entry_index, request_id),
+                )
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"subject index store: write failed: {exc}") from exc
+
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[Sequence[Any]]:
+        with self._lock:
+            try:
+                return list(self._db.execute(sql, params).fetchall())
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"subject index store: read failed: {exc}") from exc
+
+    def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
+        rows = self._query(
+            f"SELECT {_COLS} FROM subject_index i JOIN subject_entries e "
+            "ON e.request_id = i.request_id WHERE i.blind = ? "
+            "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
+            (blind, limit),
+        )
+        return [_row(r) for r in rows]
+
+    def covering(self, limit: int) -> list[IndexedEntry]:
+        rows = self._query(
+            f"SELECT {_COLS} FROM subject_entries e WHERE e.coverage IN (?, ?, ?) "
+            "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
+            ("dataset", "pseudonymised", "statistics", limit),
+        )
+        return [_row(r) for r in rows]
+
+    def indexes_of(self, request_id: str) -> list[bytes]:
+        rows = self._query("SELECT blind FROM subject_index WHERE request_id = ?", (request_id,))
+        return [bytes(r[0]) for r in rows]
+
+    def all_entries(self) -> Iterator[IndexedEntry]:
+        last = ""
+        while True:
+            rows = self._query(
+                f"SELECT {_COLS} FROM subject_entries e WHERE e.request_id > ? "
+                "ORDER BY e.request_id LIMIT 1000",
+                (last,),
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield _row(r)
+            last = str(rows[-1][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,439 @@
+"""Subject access ("who read my data") through three real gateways on loopback.
+
+The Hebei citizen portal asks its gateway for one person's history; every
+member answers over mutual TLS with signed, sealed entries and proofs, and the
+portal's gateway verifies every proof against the trust bundle. Each test names
+the failure or attack it covers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc, subject_pb2
+from gateway.client import service_channel
+from gateway.config import load_config
+from gateway.demo.chapters import commuters_by_age
+from gateway.demo.setup import build_federation
+from gateway.server.app import Gateway
+from gateway.subject.index import blind_index, index_key
+from tests.conftest import RunningFederation, stop_federation
+from tests.helpers import ledger_events
+
+PORTAL = "hebei-citizen-portal"
+A = subject_pb2.JurisdictionAnswer
+
+
+@pytest.fixture(scope="module", params=["intl", "gm"])
+def fed(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningFederation]:
+    """Three gateways of one cipher suite: every test runs for both suites."""
+    built = build_federation(
+        tmp_path_factory.mktemp(f"subject-{request.param}"), rows=200, suite=request.param
+    )
+    for site in built.sites.values():  # these tests ask more often than a portal may
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write("\n[limits]\nsubject_access_per_minute = 100000\n")
+    rf = RunningFederation(
+        built, {code: Gateway(load_config(site.config)) for code, site in built.sites.items()}
+    )
+    for gw in rf.gateways.values():
+        gw.start()
+    yield rf
+    stop_federation(rf)
+
+
+def _commuters(fed: RunningFederation, n: int) -> list[str]:
+    path = fed.site("110000").data_source
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as c:
+        rows = c.execute(
+            "SELECT person_id FROM si_contributions WHERE residence_jurisdiction='130000' "
+            "ORDER BY person_id LIMIT ?",
+            (n,),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def _records(fed: RunningFederation, ids: list[str], purpose: str = "housing_fund_transfer") -> str:
+    with fed.client("130000", "hebei-housing-fund") as c:
+        try:
+            return c.get_records(
+                holder_jurisdiction="110000",
+                dataset="si_contributions",
+                purpose=purpose,
+                subject_ids=ids,
+            ).request_id
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+            return ""
+
+
+def _history(
+    fed: RunningFederation, who: str, portal: str = PORTAL
+) -> subject_pb2.AccessHistoryResponse:
+    for gw in fed.gateways.values():
+        gw.checkpoint_and_witness()
+    with fed.client("130000", portal) as c:
+        return c.access_history(who)
+
+
+def _holder_request_ids(fed: RunningFederation, code: str, kinds: tuple[str, ...]) -> set[str]:
+    return {
+        e.request_id
+        for e in ledger_events(fed.gateways[code])
+        if e.role == "holder" and e.kind in kinds
+    }
+
+
+def test_history_lists_every_exchange_naming_the_person_and_none_that_did_not(
+    fed: RunningFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice, bob, carol = _commuters(fed, 3)
+    alone = _records(fed, [alice])
+    together = _records(fed, [alice, bob])
+    _records(fed, [bob])
+    _records(fed, [carol])
+    before_refusals = _holder_request_ids(fed, "110000", ("refusal",))
+    _records(fed, [alice], purpose="marketing")  # undeclared purpose: refused
+    (refused,) = _holder_request_ids(fed, "110000", ("refusal",)) - before_refusals
+    with fed.client("120000", "tianjin-planning") as c:  # bulk pseudonymised extract
+        bulk = c.get_records(
+            holder_jurisdiction="110000", dataset="si_contributions", purpose="commuter_planning"
+        ).request_id
+    site = fed.site("120000")
+    ch = service_channel(
+        site.service_address, site.tls_cert.read_bytes(), "120000", site.tokens["tianjin-planning"]
+    )
+    stats_pb2_grpc.StatisticsStub(ch).Query(
+        commuters_by_age(["110000", "120000", "130000"], 0.5), timeout=30
+    )
+    ch.close()
+
+    h = _history(fed, alice)
+    assert [(j.jurisdiction, j.status) for j in h.jurisdictions] == [
+        ("110000", A.ANSWERED),
+        ("120000", A.ANSWERED),
+        ("130000", A.ANSWERED),
+    ]
+    named = {e.request_id: e.kind for e in h.events if e.kind in ("records", "refusal")}
+    assert named == {alone: "records", together: "records", refused: "refusal"}
+    # Bulk transfers and statistics releases name nobody: listed as what they are.
+    assert {e.request_id for e in h.events if e.kind == "bulk_pseudonymised"} == {bulk}
+    stats = [e for e in h.events if e.kind == "statistics"]
+    assert {e.holder_jurisdiction for e in stats} == {"110000", "120000", "130000"}
+    assert all(e.record_count == 0 and not e.fields for e in stats)
+    # Oldest first, every entry proven against a checkpoint the witnesses cosigned.
+    assert [e.timestamp_ms for e in h.events] == sorted(e.timestamp_ms for e in h.events)
+    assert all(len(e.proof.cosigned_by) == 2 for e in h.events)
+    first = next(e for e in h.events if e.request_id == alone)
+    assert (first.requester_jurisdiction, first.service_system) == ("130000", "hebei-housing-fund")
+    assert first.purpose == "housing_fund_transfer" and first.dataset == "si_contributions"
+    assert first.agreement_id == "bj-si-to-hebei-housing-fund"
+    assert first.legal_basis.startswith("《住房公积金管理条例》")
+    assert ("person_id", "mask") in {(f.name, f.transform) for f in first.fields}
+
+    # Bob's history has what named Bob, not what named only Alice.
+    bob_named = {e.request_id for e in _history(fed, bob).events if e.kind == "records"}
+    assert together in bob_named and alone not in bob_named
+
+    # The request is ledgered on both sides, without the id; the id is never logged.
+    for code in ("110000", "120000", "130000"):
+        events = ledger_events(fed.gateways[code])
+        sa = [e for e in events if e.kind == "subject_access" and e.request_id == h.request_id]
+        assert sa, code
+        data = Path(fed.site(code).config).parent / "data"
+        for f in [*data.glob("ledger.sqlite*"), *data.glob("subject_index.sqlite*")]:
+            assert alice.encode() not in f.read_bytes(), f
+    assert {
+        e.role for e in ledger_events(fed.gateways["110000"]) if e.request_id == h.request_id
+    } == {"holder"}
+    assert alice not in caplog.text
+
+
+def test_person_unknown_to_every_register_gets_an_empty_answered_history(
+    fed: RunningFederation,
+) -> None:
+    h = _history(fed, "110101190001010019")
+    assert [j.status for j in h.jurisdictions] == [A.ANSWERED] * 3
+    assert {e.kind for e in h.events} <= {"statistics", "bulk_pseudonymised", "bulk_dataset"}
+
+
+def test_tampered_index_row_at_the_holder_fails_its_proof(fed: RunningFederation) -> None:
+    alice, bob = _commuters(fed, 5)[3:5]
+    bob_only = _records(fed, [bob])
+    gw = fed.gateways["110000"]
+    blind = blind_index(index_key(gw.keys.pseudonym_key), alice)
+    with sqlite3.connect(gw.subject_store.path) as db:
+        db.execute("INSERT INTO subject_index (blind, request_id) VALUES (?, ?)", (blind, bob_only))
+    try:
+        h = _history(fed, alice)
+    finally:
+        with sqlite3.connect(gw.subject_store.path) as db:
+            db.execute(
+                "DELETE FROM subject_index WHERE blind = ? AND request_id = ?", (blind, bob_only)
+            )
+    bj = next(j for j in h.jurisdictions if j.jurisdiction == "110000")
+    assert bj.status == A.FAILED_VERIFICATION and "index-set proof" in bj.reason
+    assert not [e for e in h.events if e.holder_jurisdiction == "110000"]
+
+
+def test_tampered_ledger_entry_at_the_holder_fails_its_proof(fed: RunningFederation) -> None:
+    (alice,) = _commuters(fed, 6)[5:6]
+    rid = _records(fed, [alice])
+    gw = fed.gateways["110000"]
+    (row,) = [r for r in gw.ledger.store.find_request(rid)]
+    edited = row.entry.replace(b"housing_fund_transfer", b"housing_fund_transfes")
+    with sqlite3.connect(gw.ledger.store.path) as db:
+        db.execute("UPDATE ledger_entries SET entry = ? WHERE idx = ?", (edited, row.index))
+    try:
+        h = _history(fed, alice)
+    finally:
+        with sqlite3.connect(gw.ledger.store.path) as db:
+            db.execute("UPDATE ledger_entries SET entry = ? WHERE idx = ?", (row.entry, row.index))
+    bj = next(j for j in h.jurisdictions if j.jurisdiction == "110000")
+    assert bj.status == A.FAILED_VERIFICATION and "inclusion proof" in bj.reason
+
+
+def _wait_until_answering(fed: RunningFederation, code: str) -> None:
+    """The other gateways' channels to a restarted gateway reconnect after a backoff."""
+    deadline = time.monotonic() + 20
+    with fed.client("130000", PORTAL) as c:
+        while time.monotonic() < deadline:
+            h = c.access_history("110101190001010019", jurisdictions=(code,))
+            if h.jurisdictions[0].status == A.ANSWERED:
+                return
+            time.sleep(0.3)
+    raise AssertionError(f"{code} did not answer again after its restart")
+
+
+def test_holder_that_does_not_answer_is_marked_missing(fed: RunningFederation) -> None:
+    (alice,) = _commuters(fed, 1)
+    tj = fed.gateways["120000"]
+    tj.stop(grace=0.1)
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(alice)
+    finally:
+        fed.gateways["120000"] = Gateway(load_config(fed.site("120000").config))
+        fed.gateways["120000"].start()
+        _wait_until_answering(fed, "120000")
+    status = {j.jurisdiction: (j.status, j.reason) for j in h.jurisdictions}
+    assert status["120000"][0] == A.MISSING and "unavailable" in status["120000"][1]
+    assert status["110000"][0] == status["130000"][0] == A.ANSWERED
+    assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
+    hb = [
+        e
+        for e in ledger_events(fed.gateways["130000"])
+        if e.request_id == h.request_id and e.counterparty == "120000"
+    ]
+    assert [(e.kind, e.decision) for e in hb] == [("subject_access", "deny")]
+
+
+def test_malformed_subject_id_is_invalid_argument_without_echo(fed: RunningFederation) -> None:
+    with fed.client("130000", PORTAL) as c, pytest.raises(grpc.RpcError) as err:
+        c.access_history("1101-0519900307851X")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "0519900" not in (err.value.details() or "")
+
+
+def test_unknown_jurisdiction_is_not_found(fed: RunningFederation) -> None:
+    with fed.client("130000", PORTAL) as c, pytest.raises(grpc.RpcError) as err:
+        c.access_history(_commuters(fed, 1)[0], jurisdictions=("310000",))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _audit(fed: RunningFederation, who: str, tmp: Path, *extra: str) -> int:
+    from gateway.cli import main
+
+    bj = fed.site("110000").root
+    id_file = tmp / "id.txt"
+    id_file.write_text(who + "\n")
+    return main(
+        [
+            "audit",
+            "subject",
+            "--ledger",
+            str(bj / "data" / "ledger.sqlite"),
+            "--index-store",
+            str(bj / "data" / "subject_index.sqlite"),
+            "--keys",
+            str(bj / "keys"),
+            "--bundle",
+            str(fed.fed.bundle),
+            "--id-file",
+            str(id_file),
+            *extra,
+        ]
+    )
+
+
+def test_officer_audits_a_persons_history_offline_and_catches_a_removed_index_row(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    alice, bob = _commuters(fed, 8)[6:8]
+    rid = _records(fed, [alice, bob])
+    for gw in fed.gateways.values():
+        gw.checkpoint_and_witness()
+    hb_ledger = str(fed.site("130000").root / "data" / "ledger.sqlite")
+    assert _audit(fed, alice, tmp_path, "--requester-ledger", hb_ledger) == 0
+    out = capsys.readouterr().out
+    assert f"request {rid}" in out and "130000's ledger: matches" in out
+    assert alice not in out
+    gw = fed.gateways["110000"]
+    blind = blind_index(index_key(gw.keys.pseudonym_key), bob)
+    with sqlite3.connect(gw.subject_store.path) as db:
+        db.execute("DELETE FROM subject_index WHERE blind = ? AND request_id = ?", (blind, rid))
+    try:
+        assert _audit(fed, alice, tmp_path) == 1
+    finally:
+        with sqlite3.connect(gw.subject_store.path) as db:
+            db.execute("INSERT INTO subject_index (blind, request_id) VALUES (?, ?)", (blind, rid))
+    assert f"request {rid} (entry" in capsys.readouterr().out
+
+
+def test_portal_over_its_rate_limit_gets_resource_exhausted(fed: RunningFederation) -> None:
+    from gateway.subject.ratelimit import RateLimiter
+
+    coordinator = fed.gateways["130000"].subject_access
+    saved = coordinator._rate
+    coordinator._rate = RateLimiter(2)
+    try:
+        with fed.client("130000", PORTAL) as c:
+            who = _commuters(fed, 1)[0]
+            c.access_history(who)
+            c.access_history(who)
+            with pytest.raises(grpc.RpcError) as err:
+                c.access_history(who)
+    finally:
+        coordinator._rate = saved
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "hebei-citizen-portal" in (err.value.details() or "")
+
+
+def test_holder_that_rate_limits_the_portal_is_missing_with_its_signed_reason(
+    fed: RunningFederation,
+) -> None:
+    from gateway.subject.ratelimit import RateLimiter
+
+    holder = fed.gateways["110000"].subject_holder
+    saved = holder._rate
+    holder._rate = RateLimiter(0)
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(_commuters(fed, 1)[0])
+    finally:
+        holder._rate = saved
+    bj = next(j for j in h.jurisdictions if j.jurisdiction == "110000")
+    assert bj.status == A.MISSING and "RESOURCE_EXHAUSTED" in bj.reason
+    (entry,) = [e for e in ledger_events(fed.gateways["110000"]) if e.request_id == h.request_id]
+    assert (entry.kind, entry.role, entry.decision) == ("subject_access", "holder", "deny")
+    assert entry.requester_signature and entry.holder_signature
+
+
+def test_holder_that_has_not_opted_in_says_so_signed(fed: RunningFederation) -> None:
+    from gateway.catalogue import SubjectAccessSettings
+
+    holder = fed.gateways["120000"].subject_holder
+    saved = holder._catalogue
+    current = saved()
+    holder._catalogue = lambda: current.model_copy(
+        update={"subject_access": SubjectAccessSettings(participate=False)}
+    )
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(_commuters(fed, 1)[0])
+    finally:
+        holder._catalogue = saved
+    tj = next(j for j in h.jurisdictions if j.jurisdiction == "120000")
+    assert tj.status == A.NOT_PARTICIPATING
+    assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
+
+
+def test_malicious_member_resigning_a_tampered_answer_fails_verification(
+    fed: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tianjin's gateway (a compromised member, its own keys) drops the index-set
+    proof of one entry and signs and seals the altered answer: the portal's gateway
+    refuses its part."""
+    from gateway.subject import holder as holder_mod
+
+    alice = _commuters(fed, 1)[0]
+    tj = fed.gateways["120000"]
+    real = tj.history.answer
+
+    def lying(subject_id: str):  # type: ignore[no-untyped-def]
+        proofs, truncated = real(subject_id)
+        for e in proofs.entries:
+            e.entry = e.entry.replace(b"commuter_planning", b"commuter_plannin_")
+        return proofs, truncated
+
+    monkeypatch.setattr(tj.history, "answer", lying)
+    assert holder_mod  # the real holder code seals and signs what `answer` returns
+    with fed.client("130000", PORTAL) as c:
+        h = c.access_history(alice)
+    part = next(j for j in h.jurisdictions if j.jurisdiction == "120000")
+    assert part.status == A.FAILED_VERIFICATION, part
+    assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
+
+
+def test_portal_asks_only_the_jurisdictions_it_names(fed: RunningFederation) -> None:
+    with fed.client("130000", PORTAL) as c:
+        h = c.access_history(_commuters(fed, 1)[0], jurisdictions=("110000",))
+    assert [j.jurisdiction for j in h.jurisdictions] == ["110000"]
+    assert {e.holder_jurisdiction for e in h.events} <= {"110000"}
+
+
+def test_portals_own_gateway_not_taking_part_is_listed_as_such(fed: RunningFederation) -> None:
+    from gateway.catalogue import SubjectAccessSettings
+
+    coordinator = fed.gateways["130000"].subject_access
+    saved = coordinator._catalogue
+    current = saved()
+    coordinator._catalogue = lambda: current.model_copy(
+        update={"subject_access": SubjectAccessSettings(participate=False)}
+    )
+    try:
+        with fed.client("130000", PORTAL) as c:
+            h = c.access_history(_commuters(fed, 1)[0])
+    finally:
+        coordinator._catalogue = saved
+    status = {j.jurisdiction: j.status for j in h.jurisdictions}
+    assert status == {"110000": A.ANSWERED, "120000": A.ANSWERED, "130000": A.NOT_PARTICIPATING}
+
+
+def test_service_system_without_the_subject_access_role_gets_permission_denied(
+    fed: RunningFederation,
+) -> None:
+    who = _commuters(fed, 1)[0]
+    before = {c: len(ledger_events(g)) for c, g in fed.gateways.items()}
+    with fed.client("130000", "hebei-housing-fund") as c, pytest.raises(grpc.RpcError) as err:
+        c.access_history(who)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "subject_access" in (err.value.details() or "")
+    assert who not in (err.value.details() or "")
+    # Refused before anything was asked: no holder saw the request.
+    for code, gw in fed.gateways.items():
+        new = ledger_events(gw)[before[code] :]
+        assert not [e for e in new if e.kind == "subject_access"], code
+
+
+def test_portal_with_only_the_subject_access_role_cannot_read_records(
+    fed: RunningFederation,
+) -> None:
+    with fed.client("130000", PORTAL) as c, pytest.raises(grpc.RpcError) as err:
+        c.get_records(
+            holder_jurisdiction="110000",
+            dataset="si_contributions",
+            purpose="housing_fund_transfer",
+            subject_ids=_commuters(fed, 1),
+        )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
