@@ -1,20 +1,34 @@
-"""Baseline for the exchange benchmark: a plain gRPC relay hop (no crypto, policy, ledger).
+"""Baselines for the exchange benchmark: a gRPC relay hop (no crypto, policy, ledger).
 
 Run as a process: ``relay.py --port P [--upstream HOST:PORT] [--reply-bytes N]``.
 With --upstream it forwards each request's bytes upstream and returns the answer;
 without it, it answers with a fixed payload of --reply-bytes bytes.
+
+Plain by default. What a user would otherwise deploy adds, on the same flags:
+``--tls-key/--tls-cert`` (serve TLS), ``--client-ca`` (require a client
+certificate issued by that root: mutual TLS), ``--token-sha256`` (require
+``authorization: Bearer <token>`` call metadata whose SHA-256 matches,
+compared in constant time), and ``--upstream-ca/--upstream-key/--upstream-cert
+--upstream-name`` (call upstream over mutual TLS).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import signal
 import threading
 from concurrent import futures
+from pathlib import Path
 
 import grpc
 
 METHOD = "/bench.Relay/Call"
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
 
 
 def main() -> None:
@@ -22,18 +36,44 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--upstream")
     ap.add_argument("--reply-bytes", type=int, default=600)
+    ap.add_argument("--workers", type=int, default=32)
+    ap.add_argument("--tls-key")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--client-ca")
+    ap.add_argument("--token-sha256")
+    ap.add_argument("--upstream-ca")
+    ap.add_argument("--upstream-key")
+    ap.add_argument("--upstream-cert")
+    ap.add_argument("--upstream-name")
     ns = ap.parse_args()
     reply = b"r" * ns.reply_bytes
     ident = lambda b: b  # noqa: E731
     call = None
     if ns.upstream:
-        ch = grpc.insecure_channel(ns.upstream)
+        if ns.upstream_ca:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(ns.upstream_ca),
+                private_key=_read(ns.upstream_key),
+                certificate_chain=_read(ns.upstream_cert),
+            )
+            opts = [("grpc.ssl_target_name_override", ns.upstream_name)] if ns.upstream_name else []
+            ch = grpc.secure_channel(ns.upstream, creds, options=opts)
+        else:
+            ch = grpc.insecure_channel(ns.upstream)
         call = ch.unary_unary(METHOD, request_serializer=ident, response_deserializer=ident)
+    want = bytes.fromhex(ns.token_sha256) if ns.token_sha256 else None
 
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if want is not None:
+            token = b""
+            for key, value in context.invocation_metadata():
+                if key == "authorization" and value.startswith("Bearer "):
+                    token = value[7:].encode()
+            if not hmac.compare_digest(hashlib.sha256(token).digest(), want):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
         return call(request, timeout=10) if call else reply
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=ns.workers))
     handler = grpc.method_handlers_generic_handler(
         "bench.Relay",
         {
@@ -43,7 +83,16 @@ def main() -> None:
         },
     )
     server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{ns.port}")
+    if ns.tls_key:
+        key, cert = _read(ns.tls_key), _read(ns.tls_cert)
+        creds_s = grpc.ssl_server_credentials(
+            [(key, cert)],
+            root_certificates=_read(ns.client_ca),
+            require_client_auth=ns.client_ca is not None,
+        )
+        server.add_secure_port(f"127.0.0.1:{ns.port}", creds_s)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{ns.port}")
     server.start()
     print("ready", flush=True)
     done = threading.Event()
