@@ -1,7 +1,9 @@
 """A service system's client for its local gateway (Python convenience).
 
 Owns: opening a TLS channel to the gateway's service port (trusting the
-gateway's certificate), attaching the bearer token, and stubs for the
+gateway's certificate), sending the bearer token as call metadata
+(``authorization: Bearer <token>``, exactly what a Java, Go or Node client
+sends; a Python credentials plugin costs a thread hop per call), and stubs for the
 service-system API. Other languages need only protos/ and the same two things:
 the gateway's certificate and a token (see README "Calling from Java, Go or Node").
 """
@@ -39,18 +41,21 @@ def service_channel(
 
 
 class ServiceClient:
-    """``ServiceClient(addr, cert, "130000", token).records.GetRecords(...)``."""
+    """``ServiceClient(addr, cert, "130000", token).get_records(...)``."""
 
     def __init__(
         self, address: str, gateway_cert: Path | bytes, jurisdiction: str, token: str | None
     ) -> None:
         pem = gateway_cert.read_bytes() if isinstance(gateway_cert, Path) else gateway_cert
-        self.channel = service_channel(address, pem, jurisdiction, token)
+        self.channel = service_channel(address, pem, jurisdiction, None)
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token is not None else ()
+        )
         self.records = service_pb2_grpc.RecordExchangeStub(self.channel)
 
     def get_records(self, timeout: float = 15.0, **fields: Any) -> service_pb2.GetRecordsResponse:
         reply: service_pb2.GetRecordsResponse = self.records.GetRecords(
-            service_pb2.GetRecordsRequest(**fields), timeout=timeout
+            service_pb2.GetRecordsRequest(**fields), timeout=timeout, metadata=self._metadata
         )
         return reply
 

@@ -260,7 +260,7 @@ def _rig(quick: bool, relays: bool = True) -> Iterator[tuple[dict[str, System], 
 
 
 def run(quick: bool = False) -> Report:
-    n1, per32 = (40, 3) if quick else (600, 40)
+    n1, per32 = (40, 3) if quick else (1000, 60)
     with _rig(quick) as (systems, reply_size):
         report = Report(
             "exchange: one-record exchange through two gateways vs a plain and an mTLS "
