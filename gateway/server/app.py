@@ -83,7 +83,7 @@ class Gateway:
         *,
         clock_ms: Callable[[], int] = system_clock_ms,
         rng: crypto.Rng = os.urandom,
-        max_workers: int = 32,
+        max_workers: int = 8,
     ) -> None:
         self.config = config
         self.me = config.jurisdiction
