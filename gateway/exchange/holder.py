@@ -41,6 +41,7 @@ from gateway.exchange.records import (
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
+from gateway.sealing import SealSessions
 from gateway.sources import DataSource
 from gateway.trust import TrustBundle
 
@@ -61,6 +62,7 @@ class RecordHolder:
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
+        sessions: SealSessions | None = None,
     ) -> None:
         self._responder = responder
         self._bundle = bundle
@@ -69,10 +71,9 @@ class RecordHolder:
         self._policy = policy
         self._source = source
         self._ledger = ledger
-        self._seal_key = seal_key
+        self._sessions = sessions or SealSessions(seal_key, limits, rng=rng)
         self._clock = clock_ms
         self._limits = limits
-        self._rng = rng
 
     def fetch_records(
         self, envelope: peer_pb2.SignedEnvelope, tls_identity: str | None
@@ -195,8 +196,7 @@ class RecordHolder:
         msg = request.message
         me, requester = self._responder.me, request.sender
         try:
-            query_bytes = crypto.open_sealed(
-                self._seal_key,
+            query_bytes = self._sessions.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 msg.sealed_query,
                 seal_context(requester, me, request.request_id),
@@ -234,10 +234,9 @@ class RecordHolder:
         plaintext = batch.SerializeToString(deterministic=True)
         response.record_count = len(released)
         response.payload_digest = crypto.sha256(plaintext)
-        response.sealed_records = crypto.seal(
+        response.sealed_records = self._sessions.seal(
             self._bundle().member(requester).seal_key,
             domains.SEAL_RECORD_PAYLOAD,
             plaintext,
             seal_context(me, requester, request.request_id),
-            self._rng,
         )

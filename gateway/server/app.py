@@ -42,6 +42,7 @@ from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
+from gateway.sealing import SealSessions
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
 from gateway.server.interceptor import GatewayServer, caller_from_context
 from gateway.server.servicers.ledger import add_to_server as add_ledger_service
@@ -123,8 +124,17 @@ class Gateway:
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
+        # One set of sealing sessions for both roles (gateway.sealing).
+        self.sealing = SealSessions(self.keys.seal, limits, rng=rng)
         self.requester = RecordRequester(
-            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, rng
+            self.caller,
+            self.bundle,
+            self.ledger,
+            self.keys.seal,
+            clock_ms,
+            limits,
+            rng,
+            sessions=self.sealing,
         )
         self.holder = RecordHolder(
             self.responder,
@@ -138,6 +148,7 @@ class Gateway:
             clock_ms,
             limits,
             rng,
+            sessions=self.sealing,
         )
         self.service_auth = ServiceAuthenticator(config.service_systems)
         self._config_path: Path | None = None

@@ -1,0 +1,104 @@
+"""Sealing sessions: amortise the ephemeral key agreement between pinned peers.
+
+Owns: the policy of reusing one sealing agreement (``crypto.SealSession``)
+for several payloads to the same recipient, and the recipient's cache of
+agreements it has already computed (``crypto.OpenSession``). A session to a
+recipient is replaced after ``Limits.seal_session_messages`` seals or
+``Limits.seal_session_seconds`` seconds, whichever comes first; a recipient
+keeps at most ``Limits.seal_open_sessions`` agreements, each for at most
+twice that time. Suite-neutral: the primitives (agreement, key derivation,
+AEAD) are the crypto module's; this module only decides when to make a new
+one and what to keep.
+
+Exposure: each sealed blob still names its session (the ephemeral public
+key, inside the signed payload), so the wire format and ``crypto.open_sealed``
+are unchanged. What one compromise of a sender's memory exposes grows from
+the payloads being sealed at that moment to the payloads of its current
+session with each recipient (at most the bounds above); a compromise of a
+recipient's static sealing key exposes everything sealed to it, with or
+without sessions. See README "Security model".
+
+Does not own: what is sealed or the associated data (callers), key storage.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway import crypto
+from gateway.limits import DEFAULT_LIMITS, Limits
+
+
+@dataclass
+class _Outbound:
+    session: crypto.SealSession
+    created: float
+    uses: int = 0
+
+
+class SealSessions:
+    """One gateway's sealing sessions: outbound per recipient, inbound agreements cached."""
+
+    def __init__(
+        self,
+        private: crypto.SealPrivateKey,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: crypto.Rng = os.urandom,
+    ) -> None:
+        self._private = private
+        self._max_uses = limits.seal_session_messages
+        self._max_age = float(limits.seal_session_seconds)
+        self._max_open = limits.seal_open_sessions
+        self._clock = clock
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._out: dict[crypto.SealPublicKey, _Outbound] = {}
+        self._in: OrderedDict[bytes, tuple[crypto.OpenSession, float]] = OrderedDict()
+
+    def seal(
+        self, recipient: crypto.SealPublicKey, domain: str, plaintext: bytes, aad: bytes
+    ) -> bytes:
+        """``crypto.seal``'s format, under the recipient's current session."""
+        now = self._clock()
+        with self._lock:
+            out = self._out.get(recipient)
+            if out is None or out.uses >= self._max_uses or now - out.created >= self._max_age:
+                out = self._out[recipient] = _Outbound(
+                    crypto.SealSession(recipient, self._rng), now
+                )
+            out.uses += 1
+            session = out.session
+        return session.seal(domain, plaintext, aad, self._rng)
+
+    def open(self, domain: str, blob: bytes, aad: bytes) -> bytes:
+        """``crypto.open_sealed`` with this gateway's key, reusing known agreements."""
+        sid = crypto.sealed_session_id(blob)
+        now = self._clock()
+        with self._lock:
+            hit = self._in.get(sid)
+            if hit is not None and now - hit[1] < 2 * self._max_age:
+                self._in.move_to_end(sid)
+                session = hit[0]
+            else:
+                session = None
+        if session is None:
+            session = crypto.OpenSession(self._private, sid)  # CryptoFailure: not cached
+            with self._lock:
+                self._in[sid] = (session, now)
+                self._in.move_to_end(sid)
+                while len(self._in) > self._max_open:
+                    self._in.popitem(last=False)
+        return session.open(domain, blob, aad)
+
+    def forget(self) -> None:
+        """Drop every session (e.g. after the sealing key is rotated)."""
+        with self._lock:
+            self._out.clear()
+            self._in.clear()
