@@ -48,7 +48,7 @@ from gateway.demo.run import start_gateways, stop_gateways
 from gateway.demo.setup import CLUSTER, REPO_POLICIES, build_federation, free_port
 
 HERE = Path(__file__).resolve().parent
-SYSTEMS = ("relay", "mtls-relay", "gateway")
+SYSTEMS = ("relay", "mtls-relay", "mtls-relay-aio", "gateway")
 
 
 def _bench_policies(dst: Path) -> Path:
@@ -189,65 +189,40 @@ def _rig(quick: bool, relays: bool = True) -> Iterator[tuple[dict[str, System], 
                 spawned[-1].pid,
                 spawned[-2].pid,
             )
-            # TLS + token, then mutual TLS, with the gateways' own certificates.
-            hb_keys, bj_keys = hb.root / "keys", bj.root / "keys"
-            m_far, m_near = free_port(), free_port()
-            spawned.append(
-                _relay(
-                    [
-                        "--port",
-                        str(m_far),
-                        "--reply-bytes",
-                        str(reply_size),
-                        "--tls-key",
-                        str(bj_keys / "tls.key"),
-                        "--tls-cert",
-                        str(bj.tls_cert),
-                        "--client-ca",
-                        str(hb.tls_cert),
-                    ]
-                )
-            )
-            spawned.append(
-                _relay(
-                    [
-                        "--port",
-                        str(m_near),
-                        "--upstream",
-                        f"127.0.0.1:{m_far}",
-                        "--tls-key",
-                        str(hb_keys / "tls.key"),
-                        "--tls-cert",
-                        str(hb.tls_cert),
-                        "--token-sha256",
-                        crypto.sha256_hex(token.encode()),
-                        "--upstream-ca",
-                        str(bj.tls_cert),
-                        "--upstream-key",
-                        str(hb_keys / "tls.key"),
-                        "--upstream-cert",
-                        str(hb.tls_cert),
-                        "--upstream-name",
-                        "gw-110000",
-                    ]
-                )
-            )
-            tls = grpc.secure_channel(
-                f"127.0.0.1:{m_near}",
-                grpc.ssl_channel_credentials(root_certificates=hb.tls_cert.read_bytes()),
-                options=[("grpc.ssl_target_name_override", "gw-130000")],
-            )
-            closers.append(tls.close)
-            tls_call = tls.unary_unary(
-                "/bench.Relay/Call", request_serializer=ident, response_deserializer=ident
-            )
+            # TLS + token, then mutual TLS, with the gateways' own certificates;
+            # once on thread-pool servers (as the gateway), once on grpc.aio.
+            hb_key, bj_key = hb.root / "keys" / "tls.key", bj.root / "keys" / "tls.key"
             auth = (("authorization", f"Bearer {token}"),)
-            systems["mtls-relay"] = System(
-                "mtls-relay",
-                lambda: tls_call(request_bytes, timeout=10, metadata=auth),
-                spawned[-1].pid,
-                spawned[-2].pid,
-            )
+            for name, extra in (("mtls-relay", []), ("mtls-relay-aio", ["--aio"])):
+                m_far, m_near = free_port(), free_port()
+                far = _relay(
+                    [*extra, "--port", str(m_far), "--reply-bytes", str(reply_size),
+                     "--tls-key", str(bj_key), "--tls-cert", str(bj.tls_cert),
+                     "--client-ca", str(hb.tls_cert)]
+                )  # fmt: skip
+                near = _relay(
+                    [*extra, "--port", str(m_near), "--upstream", f"127.0.0.1:{m_far}",
+                     "--tls-key", str(hb_key), "--tls-cert", str(hb.tls_cert),
+                     "--token-sha256", crypto.sha256_hex(token.encode()),
+                     "--upstream-ca", str(bj.tls_cert), "--upstream-key", str(hb_key),
+                     "--upstream-cert", str(hb.tls_cert), "--upstream-name", "gw-110000"]
+                )  # fmt: skip
+                spawned += [far, near]
+                tls = grpc.secure_channel(
+                    f"127.0.0.1:{m_near}",
+                    grpc.ssl_channel_credentials(root_certificates=hb.tls_cert.read_bytes()),
+                    options=[("grpc.ssl_target_name_override", "gw-130000")],
+                )
+                closers.append(tls.close)
+                tls_call = tls.unary_unary(
+                    "/bench.Relay/Call", request_serializer=ident, response_deserializer=ident
+                )
+                systems[name] = System(
+                    name,
+                    lambda c=tls_call: c(request_bytes, timeout=10, metadata=auth),  # type: ignore[misc]
+                    near.pid,
+                    far.pid,
+                )
         yield systems, reply_size
     finally:
         for close in closers:

@@ -15,12 +15,14 @@ compared in constant time), and ``--upstream-ca/--upstream-key/--upstream-cert
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import signal
 import threading
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -29,6 +31,78 @@ METHOD = "/bench.Relay/Call"
 
 def _read(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
+
+
+def _creds(ns: argparse.Namespace) -> tuple[grpc.ServerCredentials | None, Any]:
+    server = None
+    if ns.tls_key:
+        server = grpc.ssl_server_credentials(
+            [(_read(ns.tls_key), _read(ns.tls_cert))],
+            root_certificates=_read(ns.client_ca),
+            require_client_auth=ns.client_ca is not None,
+        )
+    channel = None
+    if ns.upstream_ca:
+        channel = grpc.ssl_channel_credentials(
+            root_certificates=_read(ns.upstream_ca),
+            private_key=_read(ns.upstream_key),
+            certificate_chain=_read(ns.upstream_cert),
+        )
+    return server, channel
+
+
+async def _serve_aio(ns: argparse.Namespace) -> None:
+    """The same relay on one asyncio event loop (grpc.aio), for comparison."""
+    reply = b"r" * ns.reply_bytes
+    ident = lambda b: b  # noqa: E731
+    server_creds, channel_creds = _creds(ns)
+    call = None
+    if ns.upstream:
+        opts = [("grpc.ssl_target_name_override", ns.upstream_name)] if ns.upstream_name else []
+        ch = (
+            grpc.aio.secure_channel(ns.upstream, channel_creds, options=opts)
+            if channel_creds
+            else grpc.aio.insecure_channel(ns.upstream)
+        )
+        call = ch.unary_unary(METHOD, request_serializer=ident, response_deserializer=ident)
+    want = bytes.fromhex(ns.token_sha256) if ns.token_sha256 else None
+
+    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:  # type: ignore[type-arg]
+        if want is not None:
+            token = b""
+            for key, value in context.invocation_metadata() or ():
+                if key == "authorization" and value.startswith("Bearer "):
+                    token = value[7:].encode()
+            if not hmac.compare_digest(hashlib.sha256(token).digest(), want):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, "bad token")
+        if call is None:
+            return reply
+        out: bytes = await call(request, timeout=10)
+        return out
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Relay",
+                {
+                    "Call": grpc.unary_unary_rpc_method_handler(
+                        handle, request_deserializer=ident, response_serializer=ident
+                    )
+                },
+            ),
+        )
+    )
+    if server_creds:
+        server.add_secure_port(f"127.0.0.1:{ns.port}", server_creds)
+    else:
+        server.add_insecure_port(f"127.0.0.1:{ns.port}")
+    await server.start()
+    print("ready", flush=True)
+    done = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
+    await done.wait()
+    await server.stop(0)
 
 
 def main() -> None:
@@ -45,7 +119,11 @@ def main() -> None:
     ap.add_argument("--upstream-key")
     ap.add_argument("--upstream-cert")
     ap.add_argument("--upstream-name")
+    ap.add_argument("--aio", action="store_true", help="grpc.aio server and upstream channel")
     ns = ap.parse_args()
+    if ns.aio:
+        asyncio.run(_serve_aio(ns))
+        return
     reply = b"r" * ns.reply_bytes
     ident = lambda b: b  # noqa: E731
     call = None
