@@ -183,7 +183,7 @@ class RecordRequester:
             request_id=request_id,
             holder=query.holder,
             dataset=query.dataset,
-            records=tuple(dict(r.fields) for r in batch.records),
+            records=tuple(batch.records),
             decision=d,
             receipt=receipt,
             local=me,
