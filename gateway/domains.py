@@ -17,14 +17,12 @@ PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
 PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
-PEER_ERROR: Final = "cn.dataexchange.gateway.v1.PeerError"
 
 # Federation trust bundle, signed by the federation authority.
 TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
 
 # Sealing (authenticated encryption to a recipient's X25519 key).
 SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
-SEAL_STATS_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.StatsPayload"
 
 # Keyed hashes.
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
@@ -38,10 +36,8 @@ ALL_TAGS: Final = (
     PEER_STATS_RESPONSE,
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
-    PEER_ERROR,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
-    SEAL_STATS_PAYLOAD,
     PSEUDONYM,
     PSEUDONYM_REQUESTER_KEY,
 )

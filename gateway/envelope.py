@@ -13,14 +13,13 @@ Does not own: transport (``gateway.server``), replay memory
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from gateway import crypto
+from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.errors import (
     CryptoFailure,
@@ -32,13 +31,6 @@ from gateway.errors import (
 from gateway.trust import TrustBundle
 
 M = TypeVar("M", bound=Message)
-
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-class _HasHeader(Protocol):
-    @property
-    def header(self) -> peer_pb2.PeerHeader: ...
 
 
 @dataclass(frozen=True)
@@ -152,8 +144,7 @@ def check_header(
         raise Unauthenticated(
             f"message is addressed to {header.recipient!r}, this gateway is {me}; refusing a misdirected message"
         )
-    if not _UUID_RE.fullmatch(header.request_id):
-        raise InvalidArgument.expected("header.request_id", "a lowercase UUIDv4", header.request_id)
+    identifiers.request_id(header.request_id, "header.request_id")
     if request_id is not None and header.request_id != request_id:
         raise CryptoFailure()
     skew = header.timestamp_ms - now_ms
@@ -166,7 +157,3 @@ def check_header(
         header.request_digest, request_digest
     ):
         raise CryptoFailure()
-
-
-def header_of(msg: _HasHeader) -> peer_pb2.PeerHeader:
-    return msg.header

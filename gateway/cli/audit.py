@@ -16,13 +16,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gateway import identifiers
 from gateway.errors import InvalidArgument, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.reconcile import reconcile
 
-_ADDRESS = re.compile(r"^(?:(?P<j>[1-9][0-9]{5})@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
+_ADDRESS = re.compile(r"^(?:(?P<j>[^@]*)@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
 
 
 def register(sub: Any) -> None:
@@ -49,6 +50,8 @@ def read_side(
 ) -> list[tuple[int, LedgerEvent]]:
     path = Path(spec)
     m = _ADDRESS.match(spec)
+    if m and m["j"] is not None and not identifiers.is_jurisdiction(m["j"]):
+        m = None
     if path.exists() or not m:
         ledger = SqliteLedger.open_readonly(path)
         try:

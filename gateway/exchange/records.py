@@ -18,9 +18,8 @@ import logging
 import re
 from dataclasses import dataclass
 
+from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2
-from gateway.catalogue import CODE_RE, is_jurisdiction_code
-from gateway.config import SERVICE_ID_RE
 from gateway.errors import (
     InvalidArgument,
     NotFound,
@@ -36,9 +35,6 @@ from gateway.policy.api import Decision
 
 log = logging.getLogger(__name__)
 
-CODE = re.compile(CODE_RE)
-PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-CLIENT_REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 _SUBJECT = re.compile(r"^[0-9A-Za-z]{1,64}$")
 
 # What a holder's signed refusal may be at the requester; any other
@@ -73,20 +69,9 @@ class RecordsQuery:
 
     def validate(self, limits: Limits) -> None:
         """Structural checks; each failure says expected vs actual."""
-        if not is_jurisdiction_code(self.holder):
-            raise InvalidArgument.expected(
-                "holder_jurisdiction",
-                "a six-digit administrative division code like 110000",
-                self.holder,
-            )
-        if not CODE.fullmatch(self.dataset):
-            raise InvalidArgument.expected(
-                "dataset", "a catalogue code like si_contributions", self.dataset
-            )
-        if not PURPOSE.fullmatch(self.purpose):
-            raise InvalidArgument.expected(
-                "purpose", "a purpose code like housing_fund_transfer", self.purpose
-            )
+        identifiers.jurisdiction(self.holder, "holder_jurisdiction")
+        identifiers.code(self.dataset, "dataset")
+        identifiers.purpose(self.purpose, "purpose")
         if len(self.subject_ids) > limits.max_subject_ids:
             raise InvalidArgument.expected(
                 "subject_ids",
@@ -105,16 +90,10 @@ class RecordsQuery:
                 "fields", f"at most {limits.max_fields}", len(self.fields)
             )
         for f in self.fields:
-            if not CODE.fullmatch(f):
-                raise InvalidArgument.expected("fields", "column names like months_contributed", f)
+            identifiers.code(f, "fields")
         if len(set(self.fields)) != len(self.fields):
             raise InvalidArgument("fields: a field is repeated")
-        if not CLIENT_REF.fullmatch(self.client_reference):
-            raise InvalidArgument.expected(
-                "client_reference",
-                "at most 64 characters of [A-Za-z0-9._:-]",
-                self.client_reference,
-            )
+        identifiers.client_reference(self.client_reference)
 
 
 @dataclass(frozen=True)
@@ -129,7 +108,6 @@ class RecordsResult:
     truncated: bool = False
 
 
-SERVICE_ID = re.compile(SERVICE_ID_RE)
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
 AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
 

@@ -123,7 +123,11 @@ class RecordRequester:
             )
         except GatewayError as exc:
             self._append(
-                base, "refusal", "deny", clean_reason(f"exchange failed: {exc}"), details=details
+                base,
+                "refusal",
+                "deny",
+                clean_reason(f"exchange failed: {exc}", self._limits),
+                details=details,
             )
             raise
         resp = reply.response
@@ -146,7 +150,13 @@ class RecordRequester:
             "holder_signature": holder_sig,
         }
         if not d.allowed:
-            self._append(base | decided, "refusal", "deny", clean_reason(d.reason), details=details)
+            self._append(
+                base | decided,
+                "refusal",
+                "deny",
+                clean_reason(d.reason, self._limits),
+                details=details,
+            )
             cls = refusal_class(resp.error_code)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
@@ -165,7 +175,7 @@ class RecordRequester:
             ):
                 raise VerificationFailed("holder's records do not match its signed decision")
         except (GatewayError, ValueError) as exc:
-            reason = clean_reason(f"holder's answer failed verification: {exc}")
+            reason = clean_reason(f"holder's answer failed verification: {exc}", self._limits)
             self._append(base | decided, "refusal", "deny", reason, details=details)
             if isinstance(exc, GatewayError):
                 raise
@@ -174,7 +184,7 @@ class RecordRequester:
             base | decided,
             "transfer",
             "allow",
-            clean_reason(d.reason),
+            clean_reason(d.reason, self._limits),
             record_count=resp.record_count,
             payload_digest=resp.payload_digest.hex(),
             details=details + ((("truncated", "true"),) if resp.truncated else ()),

@@ -40,9 +40,9 @@ from gateway.ledger.note import (
     parse_vkey,
     vkey,
 )
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 BUNDLE_FORMAT: Final = "jgw-ledger-evidence-v1"
-MAX_BUNDLE_BYTES: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,11 @@ def verify_bundle_bytes(
     data: bytes,
     trusted: Mapping[str, VerifyKey] | None = None,
     trusted_witnesses: Mapping[str, VerifyKey] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> BundleReport:
     """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key;
     ``trusted_witnesses`` (witness name -> key) pins every embedded witness key."""
-    if len(data) > MAX_BUNDLE_BYTES:
+    if len(data) > limits.max_ledger_bundle_bytes:
         raise VerificationFailed("evidence bundle: too large")
     try:
         doc = json.loads(data.decode("ascii"))
@@ -229,7 +230,7 @@ def verify_bundle_bytes(
         if trusted is not None and m["origin"] in trusted and trusted[m["origin"]].raw != lk:
             raise VerificationFailed(f"evidence bundle: member {m['jurisdiction']} key mismatch")
     try:
-        cp = open_checkpoint(str(content["checkpoint"]), origin, key)
+        cp = open_checkpoint(str(content["checkpoint"]), origin, key, limits)
     except GatewayError as exc:
         raise VerificationFailed(f"evidence bundle: checkpoint: {exc}") from exc
     witnesses: dict[str, VerifyKey] = {}
@@ -249,15 +250,15 @@ def verify_bundle_bytes(
                     f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
                 )
         witnesses[w.name] = w.key
-    cosigners = cosignatures_in(str(content["checkpoint"]), witnesses)
+    cosigners = cosignatures_in(str(content["checkpoint"]), witnesses, limits)
     missing = sorted(set(witnesses) - set(cosigners))
     if missing:
         raise VerificationFailed(f"evidence bundle: no valid cosignature from {missing}")
-    _verify_entries(content, cp)
+    _verify_entries(content, cp, limits)
     return BundleReport(origin, cp.size, len(content["entries"]), tuple(sorted(cosigners)), source)
 
 
-def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
+def _verify_entries(content: dict[str, Any], cp: Checkpoint, limits: Limits) -> None:
     selection = content["selection"]
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
@@ -281,7 +282,7 @@ def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
         except VerificationFailed as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         try:
-            decoded = decode_entry(raw)
+            decoded = decode_entry(raw, limits)
         except InvalidArgument as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         if decoded.index != index:

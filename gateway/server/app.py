@@ -92,12 +92,12 @@ class Gateway:
         self._clock = clock_ms
         self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.keys: GatewayKeys = load_keys(config.key_dir)
+        self.keys: GatewayKeys = load_keys(config.key_dir, limits=limits)
         if self.keys.jurisdiction != self.me:
             raise ConfigurationError(
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
-        self._authority = read_authority_key(config.authority_key)
+        self._authority = read_authority_key(config.authority_key, limits)
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
@@ -162,6 +162,7 @@ class Gateway:
             self.responder,
             self.witness_store,
             clock_ms,
+            limits,
         )
         self._timer: LedgerTimer | None = None
         self.statistics = StatisticsWiring(
@@ -194,7 +195,11 @@ class Gateway:
     def _load_bundle(self) -> TrustBundle:
         now = dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
         bundle = load_bundle(
-            self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
+            self.config.trust_bundle,
+            self._authority,
+            now=now,
+            min_version=self._versions.highest(),
+            limits=self.config.limits,
         )
         me = bundle.member(self.me)
         if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):

@@ -367,7 +367,7 @@ class StatsCoordinator:
             reason=(
                 "released by holder"
                 if o.release is not None
-                else clean_reason(o.missing.reason if o.missing else "")
+                else clean_reason(o.missing.reason if o.missing else "", self._limits)
             ),
             payload_digest=release_digest(o.release) if o.release is not None else "",
             requester_signature=o.signatures.requester_signature if o.signatures else "",

@@ -17,8 +17,6 @@ from gateway.errors import InvalidArgument, NotFound
 from gateway.ledger.ledger import Ledger
 from gateway.limits import DEFAULT_LIMITS, Limits
 
-MAX_PAGE = 1000
-
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def __init__(self, ledger: Ledger, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -93,7 +91,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def GetEntries(
         self, request: ledger_pb2.GetEntriesRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetEntriesResponse:
-        cap = min(MAX_PAGE, self._limits.max_proof_entries)
+        cap = min(self._limits.max_page_entries, self._limits.max_proof_entries)
         limit = min(request.limit or cap, cap)
         size = self._ledger.store.size()
         rows = self._ledger.store.entries(request.start, min(request.start + limit, size))
