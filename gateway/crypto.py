@@ -313,6 +313,16 @@ class OpenSession:
         return "OpenSession(<redacted>)"
 
 
+def seal_session(recipient: SealPublicKey, rng: Rng = os.urandom) -> SealSession:
+    """A new agreement with ``recipient`` for several seals (see ``SealSession``)."""
+    return SealSession(recipient, rng)
+
+
+def open_session(private: SealPrivateKey, session_id: bytes) -> OpenSession:
+    """The agreement a session id names, computed with ``private``; CryptoFailure if invalid."""
+    return OpenSession(private, session_id)
+
+
 def sealed_session_id(blob: bytes) -> bytes:
     """The session a sealed blob belongs to (version || ephemeral public key)."""
     if len(blob) < SEAL_OVERHEAD or blob[:1] != SEAL_VERSION:

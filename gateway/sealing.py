@@ -71,7 +71,7 @@ class SealSessions:
             out = self._out.get(recipient)
             if out is None or out.uses >= self._max_uses or now - out.created >= self._max_age:
                 out = self._out[recipient] = _Outbound(
-                    crypto.SealSession(recipient, self._rng), now
+                    crypto.seal_session(recipient, self._rng), now
                 )
             out.uses += 1
             session = out.session
@@ -89,7 +89,7 @@ class SealSessions:
             else:
                 session = None
         if session is None:
-            session = crypto.OpenSession(self._private, sid)  # CryptoFailure: not cached
+            session = crypto.open_session(self._private, sid)  # CryptoFailure: not cached
             with self._lock:
                 self._in[sid] = (session, now)
                 self._in.move_to_end(sid)
