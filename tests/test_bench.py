@@ -86,3 +86,11 @@ def test_unknown_part_is_refused_with_usage() -> None:
     )
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+def test_soak_is_refused_for_parts_other_than_exchange() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "ledger", "--soak"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "--soak applies to the exchange part only" in proc.stderr
