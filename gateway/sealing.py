@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import crypto
+from gateway.errors import CryptoFailure
+from gateway.identity import SealKeys
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 
@@ -46,13 +48,13 @@ class SealSessions:
 
     def __init__(
         self,
-        private: crypto.SealPrivateKey,
+        private: SealKeys | crypto.SealPrivateKey,
         limits: Limits = DEFAULT_LIMITS,
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: crypto.Rng = os.urandom,
     ) -> None:
-        self._private = private
+        self._keys = private if isinstance(private, SealKeys) else SealKeys(private)
         self._max_uses = limits.seal_session_messages
         self._max_age = float(limits.seal_session_seconds)
         self._max_open = limits.seal_open_sessions
@@ -78,24 +80,33 @@ class SealSessions:
         return session.seal(domain, plaintext, aad, self._rng)
 
     def open(self, domain: str, blob: bytes, aad: bytes) -> bytes:
-        """``crypto.open_sealed`` with this gateway's key, reusing known agreements."""
+        """Open with this gateway's keys (``SealKeys``: current, then retired), reusing
+        the agreement that opened the session's earlier payloads."""
         sid = crypto.sealed_session_id(blob)
         now = self._clock()
         with self._lock:
             hit = self._in.get(sid)
             if hit is not None and now - hit[1] < 2 * self._max_age:
                 self._in.move_to_end(sid)
-                session = hit[0]
+                cached: crypto.OpenSession | None = hit[0]
             else:
-                session = None
-        if session is None:
-            session = crypto.open_session(self._private, sid)  # CryptoFailure: not cached
-            with self._lock:
+                cached = None
+        if cached is not None:
+            return cached.open(domain, blob, aad)
+        for key in self._keys.keys:
+            try:
+                session = crypto.open_session(key, sid)
+                plaintext = session.open(domain, blob, aad)
+            except CryptoFailure:
+                continue
+            with self._lock:  # only an agreement that opened something is kept
                 self._in[sid] = (session, now)
                 self._in.move_to_end(sid)
                 while len(self._in) > self._max_open:
                     self._in.popitem(last=False)
-        return session.open(domain, blob, aad)
+            return plaintext
+        # Not under any key held now: SealKeys re-reads rotated keys from disk once.
+        return self._keys.open(domain, blob, aad)
 
     def forget(self) -> None:
         """Drop every session (e.g. after the sealing key is rotated)."""

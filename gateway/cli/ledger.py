@@ -24,6 +24,7 @@ from typing import Any
 
 from gateway.crypto import VerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.bundle import MemberKeys, export_bundle, verify_bundle_bytes
 from gateway.ledger.ledger import SqliteLedger, default_origin
 from gateway.ledger.note import parse_vkey
@@ -100,8 +101,9 @@ def register(sub: Any) -> None:
 # --------------------------------------------------------------------------
 
 
-def trusted_keys(bundle_path: Path) -> tuple[dict[str, VerifyKey], list[MemberKeys]]:
-    """origin -> ledger key, and member keys, from a verified trust bundle."""
+def trusted_keys(bundle_path: Path) -> tuple[dict[str, KeyRing], list[MemberKeys]]:
+    """origin -> the log's ledger keys over time, and current member keys,
+    from a verified trust bundle."""
     from gateway.trust import load_bundle
 
     bundle = load_bundle(bundle_path)
@@ -114,15 +116,15 @@ def trusted_keys(bundle_path: Path) -> tuple[dict[str, VerifyKey], list[MemberKe
         )
         for m in bundle.members
     ]
-    return {m.origin: m.ledger_key for m in members}, members
+    return {m.origin: m.ring("ledger") for m in bundle.members}, members
 
 
-def trusted_witness_keys(bundle_path: Path, exclude_origin: str = "") -> dict[str, VerifyKey]:
-    """witness name -> key for every member (their ledger keys cosign)."""
+def trusted_witness_keys(bundle_path: Path, exclude_origin: str = "") -> dict[str, KeyRing]:
+    """witness name -> the member's witness (cosigner) keys over time."""
     from gateway.trust import load_bundle
 
     return {
-        m.witness_name: m.ledger_key
+        m.witness_name: m.ring("witness")
         for m in load_bundle(bundle_path).members
         if (m.origin or default_origin(m.jurisdiction)) != exclude_origin
     }
@@ -132,7 +134,9 @@ def _open(path: Path) -> SqliteLedger:
     return SqliteLedger.open_readonly(path)
 
 
-def _log_key(ledger: SqliteLedger, bundle: Path | None, key: str | None) -> tuple[VerifyKey, str]:
+def _log_key(
+    ledger: SqliteLedger, bundle: Path | None, key: str | None
+) -> tuple[VerifyKey | KeyRing, str]:
     if bundle is not None:
         keys, _ = trusted_keys(bundle)
         if ledger.origin not in keys:
@@ -192,7 +196,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not path.exists():
         raise NotFound(f"{path}: no such file")
     if _is_bundle(path):
-        pinned = trusted_keys(args.bundle)[0] if args.bundle else None
+        pinned: dict[str, VerifyKey | KeyRing] | None = None
+        if args.bundle:
+            pinned = dict(trusted_keys(args.bundle)[0])
         witnesses = trusted_witness_keys(args.bundle) if args.bundle else None
         if args.key:
             v = parse_vkey(args.key)

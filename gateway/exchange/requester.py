@@ -23,6 +23,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     VerificationFailed,
+    clip,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
@@ -33,6 +34,7 @@ from gateway.exchange.records import (
     refusal_class,
     seal_context,
 )
+from gateway.identity import SealKeys
 from gateway.ledger.events import (
     AppendReceipt,
     LedgerEvent,
@@ -52,14 +54,15 @@ class RecordRequester:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.SealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
         sessions: SealSessions | None = None,
     ) -> None:
         self._caller = caller
-        self._sessions = sessions or SealSessions(seal_key, limits, rng=rng)
+        self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
+        self._sessions = sessions or SealSessions(self._seal_keys, limits, rng=rng)
         self._bundle = bundle
         self._ledger = ledger
         self._clock = clock_ms
@@ -77,7 +80,7 @@ class RecordRequester:
         member = bundle.member(query.holder)
         if query.dataset not in member.datasets:
             raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
+                f"jurisdiction {query.holder} ({member.name}) offers no dataset {clip(repr(query.dataset))}; "
                 f"it offers: {', '.join(member.datasets) or 'none'}"
             )
         request_id = new_request_id()
@@ -88,6 +91,7 @@ class RecordRequester:
             fields=query.fields,
             subject_count=len(query.subject_ids),
             client_reference=query.client_reference,
+            reply_seal_key=self._seal_keys.current.public_key.raw,
             sealed_query=self._sessions.seal(
                 member.seal_key,
                 domains.SEAL_RECORD_PAYLOAD,

@@ -27,8 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.crypto import VerifyKey
+from gateway.crypto import VerifyKey, digest_equal
 from gateway.errors import GatewayError, InvalidArgument, NotFound, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
 from gateway.ledger.merkle import leaf_hash, verify_inclusion
@@ -86,8 +87,8 @@ def export_bundle(
     since_ms: int | None = None,
     until_ms: int | None = None,
     members: Sequence[MemberKeys] = (),
-    witness_keys: Mapping[str, VerifyKey] | None = None,
-    log_key: VerifyKey | None = None,
+    witness_keys: Mapping[str, VerifyKey | KeyRing] | None = None,
+    log_key: VerifyKey | KeyRing | None = None,
 ) -> bytes:
     """Bundle bytes for one request id or the half-open range [since_ms, until_ms)."""
     if (request_id is None) == (since_ms is None or until_ms is None):
@@ -106,8 +107,10 @@ def export_bundle(
     need = max(r.index for r in records) + 1
     cp = _best_checkpoint(ledger, need)
     size = cp.checkpoint.size
-    key = log_key or ledger.public_key or _stored_key(ledger)
-    open_checkpoint(cp.note, ledger.origin, key)  # never export what we cannot verify
+    # The key that signed this checkpoint (of the ring's keys, after a
+    # rotation); never export what we cannot verify.
+    key = _signer_of(cp.note, ledger.origin, log_key or ledger.public_key or _stored_key(ledger))
+    chosen = {n: _cosigner_of(cp.note, n, k) for n, k in (witness_keys or {}).items()}
     entries = [
         {
             "index": r.index,
@@ -123,9 +126,7 @@ def export_bundle(
         "checkpoint": cp.note,
         "selection": selection,
         "entries": entries,
-        "witness_keys": sorted(
-            vkey(n, k, SIG_COSIGNATURE_V1) for n, k in (witness_keys or {}).items()
-        ),
+        "witness_keys": sorted(vkey(n, k, SIG_COSIGNATURE_V1) for n, k in chosen.items()),
         "members": [
             {
                 "jurisdiction": m.jurisdiction,
@@ -138,6 +139,27 @@ def export_bundle(
     }
     digest = hashlib.sha256(canonical(content)).hexdigest()
     return canonical({"content": content, "content_sha256": digest})
+
+
+def _signer_of(note: str, origin: str, keys: VerifyKey | KeyRing) -> VerifyKey:
+    candidates = (keys,) if isinstance(keys, VerifyKey) else keys.all()
+    for k in candidates:
+        try:
+            open_checkpoint(note, origin, k)
+        except GatewayError:
+            continue
+        return k
+    raise VerificationFailed(f"checkpoint of {origin} is not signed by a trusted log key")
+
+
+def _cosigner_of(note: str, name: str, keys: VerifyKey | KeyRing) -> VerifyKey:
+    """The witness key whose cosignature is in ``note`` (else the current one)."""
+    if isinstance(keys, VerifyKey):
+        return keys
+    for k in keys.all():
+        if cosignatures_in(note, {name: k}):
+            return k
+    return keys.current
 
 
 def _stored_key(ledger: Ledger) -> VerifyKey:
@@ -160,12 +182,15 @@ def _best_checkpoint(ledger: Ledger, need: int) -> SignedCheckpoint:
 
 def verify_bundle_bytes(
     data: bytes,
-    trusted: Mapping[str, VerifyKey] | None = None,
-    trusted_witnesses: Mapping[str, VerifyKey] | None = None,
+    trusted: Mapping[str, VerifyKey | KeyRing] | None = None,
+    trusted_witnesses: Mapping[str, VerifyKey | KeyRing] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> BundleReport:
-    """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key;
-    ``trusted_witnesses`` (witness name -> key) pins every embedded witness key."""
+    """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key
+    (or the trust bundle's ring of the log's ledger keys over time, so evidence
+    exported before a key rotation still verifies after it);
+    ``trusted_witnesses`` (witness name -> key or ring) pins every embedded
+    witness key."""
     if len(data) > limits.max_ledger_bundle_bytes:
         raise VerificationFailed("evidence bundle: too large")
     try:
@@ -210,7 +235,7 @@ def verify_bundle_bytes(
         pinned = trusted.get(origin)
         if pinned is None:
             raise VerificationFailed(f"evidence bundle: origin {origin!r} not in the trust bundle")
-        if pinned.raw != key.raw:
+        if not pinned_has(pinned, key):
             raise VerificationFailed("evidence bundle: log key differs from the trust bundle")
         source = "trust bundle"
     members = content["members"]
@@ -227,7 +252,11 @@ def verify_bundle_bytes(
         lk = _unb64(m["ledger_key"], "member ledger key")
         if len(lk) != 32 or (m["signing_key"] and len(_unb64(m["signing_key"], "key")) != 32):
             raise VerificationFailed("evidence bundle: member key length")
-        if trusted is not None and m["origin"] in trusted and trusted[m["origin"]].raw != lk:
+        if (
+            trusted is not None
+            and m["origin"] in trusted
+            and not pinned_has(trusted[m["origin"]], VerifyKey(lk))
+        ):
             raise VerificationFailed(f"evidence bundle: member {m['jurisdiction']} key mismatch")
     try:
         cp = open_checkpoint(str(content["checkpoint"]), origin, key, limits)
@@ -245,7 +274,7 @@ def verify_bundle_bytes(
             raise VerificationFailed("evidence bundle: witness key is not a cosignature key")
         if trusted_witnesses is not None:
             pinned_w = trusted_witnesses.get(w.name)
-            if pinned_w is None or pinned_w.raw != w.key.raw:
+            if pinned_w is None or not pinned_has(pinned_w, w.key):
                 raise VerificationFailed(
                     f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
                 )
@@ -256,6 +285,13 @@ def verify_bundle_bytes(
         raise VerificationFailed(f"evidence bundle: no valid cosignature from {missing}")
     _verify_entries(content, cp, limits)
     return BundleReport(origin, cp.size, len(content["entries"]), tuple(sorted(cosigners)), source)
+
+
+def pinned_has(pinned: VerifyKey | KeyRing, key: VerifyKey) -> bool:
+    """Is ``key`` the pinned key, or one of the pinned ring's keys?"""
+    if isinstance(pinned, VerifyKey):
+        return digest_equal(pinned.raw, key.raw)
+    return pinned.contains(key)
 
 
 def _verify_entries(content: dict[str, Any], cp: Checkpoint, limits: Limits) -> None:

@@ -18,7 +18,9 @@ from typing import Literal, Protocol
 
 from gateway.limits import Limits
 
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal"]
+# audit_read: a local auditor read the ledger through the Ledger API
+# (service_system = the auditor, purpose = the method, reason = what was read).
+EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "audit_read"]
 Role = Literal["holder", "requester"]
 
 

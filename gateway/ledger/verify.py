@@ -31,6 +31,7 @@ import numpy as np
 
 from gateway.crypto import VerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
 from gateway.ledger.merkle import EMPTY_ROOT, HASH_LEN, fold, node_hash, prefix_nodes
 from gateway.ledger.note import Checkpoint, open_checkpoint
@@ -95,7 +96,7 @@ class _Required:
 
 
 def check_checkpoints(
-    rows: Sequence[CheckpointRow], origin: str, key: VerifyKey
+    rows: Sequence[CheckpointRow], origin: str, key: VerifyKey | KeyRing
 ) -> list[_Required]:
     """Signatures, origin and strictly increasing sizes in issue order."""
     out: list[_Required] = []
@@ -105,7 +106,7 @@ def check_checkpoints(
         if row.seq != n:
             raise _Stop(Problem("checkpoint-missing", f"{label}: expected sequence number {n}"))
         try:
-            cp = open_checkpoint(row.note, origin, key)
+            cp = open_checkpoint(row.note, origin, keys_at(key, row.issued_ms))
         except GatewayError as exc:
             raise _Stop(Problem("checkpoint-signature", f"{label}: {exc}")) from exc
         if cp.size != row.size:
@@ -451,7 +452,7 @@ def _header_problem(e: bytes, i: int) -> Problem:
 def verify_store(
     store: SqliteLedgerStore,
     origin: str,
-    key: VerifyKey,
+    key: VerifyKey | KeyRing,
     *,
     trusted: Sequence[str] = (),
     progress: Progress | None = None,
@@ -469,7 +470,7 @@ def verify_store(
     trusted_required: list[_Required] = []
     for n, note in enumerate(trusted):
         try:
-            cp = open_checkpoint(note, origin, key)
+            cp = open_checkpoint(note, origin, keys_at(key, None))
         except GatewayError as exc:
             bad = Problem("trusted-checkpoint-invalid", f"trusted checkpoint {n}: {exc}")
             return LedgerReport(0, len(rows), EMPTY_ROOT, 0, bad)
@@ -556,5 +557,12 @@ def verify_store(
     return LedgerReport(count, len(rows), root, newest, final, tuple(warnings))
 
 
-def checkpoint_of(note: str, origin: str, key: VerifyKey) -> Checkpoint:
-    return open_checkpoint(note, origin, key)
+def checkpoint_of(note: str, origin: str, key: VerifyKey | KeyRing) -> Checkpoint:
+    return open_checkpoint(note, origin, keys_at(key, None))
+
+
+def keys_at(key: VerifyKey | KeyRing, when_ms: int | None) -> tuple[VerifyKey, ...]:
+    """The log keys to check a signature made at ``when_ms`` with: a single
+    key, or the trust bundle's ledger keys of the log valid then (a key
+    rotation keeps old checkpoints verifiable); None: any key of the ring."""
+    return (key,) if isinstance(key, VerifyKey) else key.at(when_ms)

@@ -54,12 +54,12 @@ def test_member_removed_from_bundle_is_refused_despite_cached_fingerprint() -> N
 
 def test_fingerprint_cache_stays_bounded() -> None:
     for _ in range(3):
-        auth._peer_cert_fingerprint(FakeContext(OTHER))  # type: ignore[arg-type]
+        auth.peer_cert_fingerprint(FakeContext(OTHER))  # type: ignore[arg-type]
     assert len(auth._FINGERPRINTS) <= auth._MAX_FINGERPRINTS
     auth._FINGERPRINTS.clear()
     auth._FINGERPRINTS.update(
         {bytes([i % 256]) * (i + 1): "x" for i in range(auth._MAX_FINGERPRINTS)}
     )
-    auth._peer_cert_fingerprint(FakeContext(PINNED))  # type: ignore[arg-type]
+    auth.peer_cert_fingerprint(FakeContext(PINNED))  # type: ignore[arg-type]
     assert len(auth._FINGERPRINTS) <= auth._MAX_FINGERPRINTS
     assert auth._FINGERPRINTS[PINNED] == crypto.cert_fingerprint(PINNED)

@@ -165,7 +165,7 @@ def test_reconcile_over_the_gateways_ledger_apis_with_tls_and_tokens(
     fed = own_federation
     _exchange(fed)
     args = ["audit", "reconcile"]
-    for code, service in (("110000", "beijing-planning"), ("130000", "hebei-planning")):
+    for code, service in (("110000", "beijing-audit"), ("130000", "hebei-audit")):
         site = fed.site(code)
         token = tmp_path / f"{code}.token"
         token.write_text(site.tokens[service])
