@@ -43,7 +43,8 @@ class OpenedEnvelope:
     payload: bytes
     signature: bytes
     signer: str
-    # SHA-256 of PAE(payload_type, payload): what a response binds to.
+    # The suite's hash (SHA-256 or SM3) of PAE(payload_type, payload): what a
+    # response binds to.
     pae_digest: bytes
 
 
@@ -52,7 +53,7 @@ def new_request_id() -> str:
 
 
 def sign_envelope(
-    key: crypto.SigningKey, signer: str, payload_type: str, payload: bytes
+    key: crypto.AnySigningKey, signer: str, payload_type: str, payload: bytes
 ) -> peer_pb2.SignedEnvelope:
     """Sign ``payload`` (already serialized, exactly as it will travel)."""
     return peer_pb2.SignedEnvelope(
@@ -63,8 +64,9 @@ def sign_envelope(
     )
 
 
-def envelope_digest(env: peer_pb2.SignedEnvelope) -> bytes:
-    return crypto.sha256(crypto.pae(env.payload_type, env.payload))
+def envelope_digest(env: peer_pb2.SignedEnvelope, suite: crypto.Suite = crypto.INTL) -> bytes:
+    """The request digest: the federation suite's hash of PAE(type, payload)."""
+    return suite.digest(crypto.pae(env.payload_type, env.payload))
 
 
 def open_envelope(
@@ -93,6 +95,7 @@ def open_envelope(
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
         )
+    crypto.require_signature_suite(member.signing_key, env.signature, "envelope signature")
     # The member's envelope keys valid now: its current one, and during a key
     # rotation's overlap window its retired one.
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
@@ -110,7 +113,7 @@ def open_envelope(
         payload=env.payload,
         signature=env.signature,
         signer=env.signer,
-        pae_digest=envelope_digest(env),
+        pae_digest=envelope_digest(env, crypto.suite_of(member.signing_key)),
     )
 
 

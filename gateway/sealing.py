@@ -38,7 +38,7 @@ from gateway.limits import DEFAULT_LIMITS, Limits
 
 @dataclass
 class _Outbound:
-    session: crypto.SealSession
+    session: crypto.SealSessionLike
     created: float
     uses: int = 0
 
@@ -48,7 +48,7 @@ class SealSessions:
 
     def __init__(
         self,
-        private: SealKeys | crypto.SealPrivateKey,
+        private: SealKeys | crypto.AnySealPrivateKey,
         limits: Limits = DEFAULT_LIMITS,
         *,
         clock: Callable[[], float] = time.monotonic,
@@ -61,11 +61,11 @@ class SealSessions:
         self._clock = clock
         self._rng = rng
         self._lock = threading.Lock()
-        self._out: dict[crypto.SealPublicKey, _Outbound] = {}
-        self._in: OrderedDict[bytes, tuple[crypto.OpenSession, float]] = OrderedDict()
+        self._out: dict[crypto.AnySealPublicKey, _Outbound] = {}
+        self._in: OrderedDict[bytes, tuple[crypto.intl.OpenSession, float]] = OrderedDict()
 
     def seal(
-        self, recipient: crypto.SealPublicKey, domain: str, plaintext: bytes, aad: bytes
+        self, recipient: crypto.AnySealPublicKey, domain: str, plaintext: bytes, aad: bytes
     ) -> bytes:
         """``crypto.seal``'s format, under the recipient's current session."""
         now = self._clock()
@@ -83,12 +83,14 @@ class SealSessions:
         """Open with this gateway's keys (``SealKeys``: current, then retired), reusing
         the agreement that opened the session's earlier payloads."""
         sid = crypto.sealed_session_id(blob)
+        if sid is None:  # a suite without reusable agreements
+            return bytes(self._keys.open(domain, blob, aad))
         now = self._clock()
         with self._lock:
             hit = self._in.get(sid)
             if hit is not None and now - hit[1] < 2 * self._max_age:
                 self._in.move_to_end(sid)
-                cached: crypto.OpenSession | None = hit[0]
+                cached: crypto.intl.OpenSession | None = hit[0]
             else:
                 cached = None
         if cached is not None:
@@ -106,7 +108,7 @@ class SealSessions:
                     self._in.popitem(last=False)
             return plaintext
         # Not under any key held now: SealKeys re-reads rotated keys from disk once.
-        return self._keys.open(domain, blob, aad)
+        return bytes(self._keys.open(domain, blob, aad))
 
     def forget(self) -> None:
         """Drop every session (e.g. after the sealing key is rotated)."""

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.keyring import KeyRing
 from gateway.ledger.bundle import MemberKeys, export_bundle, verify_bundle_bytes
@@ -136,7 +136,7 @@ def _open(path: Path) -> SqliteLedger:
 
 def _log_key(
     ledger: SqliteLedger, bundle: Path | None, key: str | None
-) -> tuple[VerifyKey | KeyRing, str]:
+) -> tuple[AnyVerifyKey | KeyRing, str]:
     if bundle is not None:
         keys, _ = trusted_keys(bundle)
         if ledger.origin not in keys:
@@ -196,7 +196,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not path.exists():
         raise NotFound(f"{path}: no such file")
     if _is_bundle(path):
-        pinned: dict[str, VerifyKey | KeyRing] | None = None
+        pinned: dict[str, AnyVerifyKey | KeyRing] | None = None
         if args.bundle:
             pinned = dict(trusted_keys(args.bundle)[0])
         witnesses = trusted_witness_keys(args.bundle) if args.bundle else None
@@ -295,11 +295,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         members: list[MemberKeys] = []
         log_key = None
+        pinned: dict[str, AnyVerifyKey | KeyRing] | None = None
+        witnesses: dict[str, AnyVerifyKey | KeyRing] | None = None
         if args.bundle is not None:
             keys, members = trusted_keys(args.bundle)
             log_key = keys.get(ledger.origin)
             if log_key is None:
                 raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
+            pinned = {ledger.origin: log_key}
+            witnesses = dict(trusted_witness_keys(args.bundle, ledger.origin))
         data = export_bundle(
             ledger,
             request_id=args.request_id,
@@ -307,15 +311,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             until_ms=_parse_time(args.until, "--until") if args.until else None,
             members=members,
             log_key=log_key,
-            witness_keys=(
-                trusted_witness_keys(args.bundle, ledger.origin)
-                if args.bundle is not None
-                else None
-            ),
+            witness_keys=witnesses,
         )
     finally:
         ledger.close()
-    verify_bundle_bytes(data)  # never hand out a bundle that does not verify
+    # Never hand out a bundle that does not verify (with the trust bundle's keys
+    # when given: a gm bundle's SM2 user id is in those keys, not in the file).
+    verify_bundle_bytes(data, pinned, witnesses)
     args.output.write_bytes(data)
     print(f"wrote {args.output} ({len(data)} bytes)")
     return 0

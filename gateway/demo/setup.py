@@ -118,16 +118,18 @@ def build_federation(
     policies: Path = REPO_POLICIES,
     members: tuple[MemberSpec, ...] = CLUSTER,
     seed: int = 20260101,
+    suite: str = "intl",
+    sm2_user_id: str = "",
 ) -> Federation:
-    """Create keys, the signed bundle, configs and data under ``root``."""
+    """Create keys (of cipher suite ``suite``), the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
-    init_federation(fed, FEDERATION_NAME, validity_days=365)
+    init_federation(fed, FEDERATION_NAME, validity_days=365, suite=suite, sm2_user_id=sm2_user_id)
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code
         keys = site / "keys"
-        generate_keys(keys, spec.code, spec.name, hostnames=("localhost",))
+        generate_keys(keys, spec.code, spec.name, hostnames=("localhost",), suite=suite)
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
         mtls_port = free_port()
         catalogue = load_catalogue(policies / spec.code)

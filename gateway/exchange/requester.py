@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
-from gateway.envelope import new_request_id
+from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
@@ -54,7 +54,7 @@ class RecordRequester:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey | SealKeys,
+        seal_key: crypto.AnySealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
@@ -110,9 +110,7 @@ class RecordRequester:
             "service_system": service_system,
             "dataset": query.dataset,
             "purpose": query.purpose,
-            "request_digest": crypto.sha256_hex(
-                crypto.pae(envelope.payload_type, envelope.payload)
-            ),
+            "request_digest": envelope_digest(envelope, self._caller.suite).hex(),
             "requester_signature": crypto.b64(envelope.signature),
         }
         details = (("client_reference", query.client_reference),) if query.client_reference else ()
@@ -169,7 +167,8 @@ class RecordRequester:
                 resp.sealed_records,
                 seal_context(query.holder, me, request_id),
             )
-            if not crypto.digest_equal(crypto.sha256(plaintext), resp.payload_digest):
+            digest = crypto.suite_of(self._seal_keys.current).digest(plaintext)
+            if not crypto.digest_equal(digest, resp.payload_digest):
                 raise CryptoFailure()
             batch = peer_pb2.RecordBatch()
             batch.ParseFromString(plaintext)

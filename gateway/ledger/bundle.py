@@ -27,15 +27,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.crypto import VerifyKey, digest_equal
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey, digest_equal
 from gateway.errors import GatewayError, InvalidArgument, NotFound, VerificationFailed
 from gateway.keyring import KeyRing
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
-from gateway.ledger.merkle import leaf_hash, verify_inclusion
+from gateway.ledger.merkle import TreeHasher, verify_inclusion
 from gateway.ledger.note import (
     SIG_COSIGNATURE_V1,
     Checkpoint,
+    NoteVerifier,
     cosignatures_in,
     open_checkpoint,
     parse_vkey,
@@ -50,8 +52,8 @@ BUNDLE_FORMAT: Final = "jgw-ledger-evidence-v1"
 class MemberKeys:
     jurisdiction: str
     origin: str
-    ledger_key: VerifyKey
-    signing_key: VerifyKey | None = None
+    ledger_key: AnyVerifyKey
+    signing_key: AnyVerifyKey | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ def export_bundle(
     since_ms: int | None = None,
     until_ms: int | None = None,
     members: Sequence[MemberKeys] = (),
-    witness_keys: Mapping[str, VerifyKey | KeyRing] | None = None,
-    log_key: VerifyKey | KeyRing | None = None,
+    witness_keys: Mapping[str, AnyVerifyKey | KeyRing] | None = None,
+    log_key: AnyVerifyKey | KeyRing | None = None,
 ) -> bytes:
     """Bundle bytes for one request id or the half-open range [since_ms, until_ms)."""
     if (request_id is None) == (since_ms is None or until_ms is None):
@@ -131,8 +133,8 @@ def export_bundle(
             {
                 "jurisdiction": m.jurisdiction,
                 "origin": m.origin,
-                "ledger_key": _b64(m.ledger_key.raw),
-                "signing_key": _b64(m.signing_key.raw) if m.signing_key else "",
+                "ledger_key": m.ledger_key.encode(),
+                "signing_key": m.signing_key.encode() if m.signing_key else "",
             }
             for m in sorted(members, key=lambda m: m.jurisdiction)
         ],
@@ -141,8 +143,8 @@ def export_bundle(
     return canonical({"content": content, "content_sha256": digest})
 
 
-def _signer_of(note: str, origin: str, keys: VerifyKey | KeyRing) -> VerifyKey:
-    candidates = (keys,) if isinstance(keys, VerifyKey) else keys.all()
+def _signer_of(note: str, origin: str, keys: AnyVerifyKey | KeyRing) -> AnyVerifyKey:
+    candidates = keys.all() if isinstance(keys, KeyRing) else (keys,)
     for k in candidates:
         try:
             open_checkpoint(note, origin, k)
@@ -152,9 +154,9 @@ def _signer_of(note: str, origin: str, keys: VerifyKey | KeyRing) -> VerifyKey:
     raise VerificationFailed(f"checkpoint of {origin} is not signed by a trusted log key")
 
 
-def _cosigner_of(note: str, name: str, keys: VerifyKey | KeyRing) -> VerifyKey:
+def _cosigner_of(note: str, name: str, keys: AnyVerifyKey | KeyRing) -> AnyVerifyKey:
     """The witness key whose cosignature is in ``note`` (else the current one)."""
-    if isinstance(keys, VerifyKey):
+    if not isinstance(keys, KeyRing):
         return keys
     for k in keys.all():
         if cosignatures_in(note, {name: k}):
@@ -162,7 +164,7 @@ def _cosigner_of(note: str, name: str, keys: VerifyKey | KeyRing) -> VerifyKey:
     return keys.current
 
 
-def _stored_key(ledger: Ledger) -> VerifyKey:
+def _stored_key(ledger: Ledger) -> AnyVerifyKey:
     text = ledger.store.get_meta("vkey")
     if not text:
         raise NotFound("no ledger key known: pass the trust bundle")
@@ -182,8 +184,8 @@ def _best_checkpoint(ledger: Ledger, need: int) -> SignedCheckpoint:
 
 def verify_bundle_bytes(
     data: bytes,
-    trusted: Mapping[str, VerifyKey | KeyRing] | None = None,
-    trusted_witnesses: Mapping[str, VerifyKey | KeyRing] | None = None,
+    trusted: Mapping[str, AnyVerifyKey | KeyRing] | None = None,
+    trusted_witnesses: Mapping[str, AnyVerifyKey | KeyRing] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> BundleReport:
     """Verify an evidence bundle offline. ``trusted`` maps origin -> ledger key
@@ -230,6 +232,7 @@ def verify_bundle_bytes(
     if embedded.name != origin:
         raise VerificationFailed("evidence bundle: log key name is not the origin")
     key = embedded.key
+    suite = crypto.suite_of(key)
     source = "embedded (not independently trusted)"
     if trusted is not None:
         pinned = trusted.get(origin)
@@ -237,6 +240,12 @@ def verify_bundle_bytes(
             raise VerificationFailed(f"evidence bundle: origin {origin!r} not in the trust bundle")
         if not pinned_has(pinned, key):
             raise VerificationFailed("evidence bundle: log key differs from the trust bundle")
+        # The bundle's key (with a gm bundle's SM2 id), the ring's that signed.
+        key = (
+            _signer_of(str(content["checkpoint"]), origin, pinned)
+            if isinstance(pinned, KeyRing)
+            else pinned
+        )
         source = "trust bundle"
     members = content["members"]
     if not isinstance(members, list):
@@ -249,20 +258,23 @@ def verify_bundle_bytes(
             "signing_key",
         }:
             raise VerificationFailed("evidence bundle: malformed member")
-        lk = _unb64(m["ledger_key"], "member ledger key")
-        if len(lk) != 32 or (m["signing_key"] and len(_unb64(m["signing_key"], "key")) != 32):
-            raise VerificationFailed("evidence bundle: member key length")
+        try:  # suite-tagged text, of the log key's suite
+            member_key = suite.decode_verify_key(str(m["ledger_key"]), "member ledger key")
+            if m["signing_key"]:
+                suite.decode_verify_key(str(m["signing_key"]), "member signing key")
+        except GatewayError as exc:
+            raise VerificationFailed(f"evidence bundle: {exc}") from exc
         if (
             trusted is not None
             and m["origin"] in trusted
-            and not pinned_has(trusted[m["origin"]], VerifyKey(lk))
+            and not pinned_has(trusted[m["origin"]], member_key)
         ):
             raise VerificationFailed(f"evidence bundle: member {m['jurisdiction']} key mismatch")
     try:
         cp = open_checkpoint(str(content["checkpoint"]), origin, key, limits)
     except GatewayError as exc:
         raise VerificationFailed(f"evidence bundle: checkpoint: {exc}") from exc
-    witnesses: dict[str, VerifyKey] = {}
+    witnesses: dict[str, AnyVerifyKey] = {}
     if not isinstance(content["witness_keys"], list):
         raise VerificationFailed("evidence bundle: witness_keys is not a list")
     for text in content["witness_keys"]:
@@ -278,23 +290,28 @@ def verify_bundle_bytes(
                 raise VerificationFailed(
                     f"evidence bundle: witness {w.name!r} is not in the trust bundle with that key"
                 )
+            w = NoteVerifier(
+                w.name, _cosigner_of(str(content["checkpoint"]), w.name, pinned_w), w.sig_type
+            )
         witnesses[w.name] = w.key
     cosigners = cosignatures_in(str(content["checkpoint"]), witnesses, limits)
     missing = sorted(set(witnesses) - set(cosigners))
     if missing:
         raise VerificationFailed(f"evidence bundle: no valid cosignature from {missing}")
-    _verify_entries(content, cp, limits)
+    _verify_entries(content, cp, limits, TreeHasher.for_suite(suite))
     return BundleReport(origin, cp.size, len(content["entries"]), tuple(sorted(cosigners)), source)
 
 
-def pinned_has(pinned: VerifyKey | KeyRing, key: VerifyKey) -> bool:
+def pinned_has(pinned: AnyVerifyKey | KeyRing, key: AnyVerifyKey) -> bool:
     """Is ``key`` the pinned key, or one of the pinned ring's keys?"""
-    if isinstance(pinned, VerifyKey):
+    if not isinstance(pinned, KeyRing):
         return digest_equal(pinned.raw, key.raw)
     return pinned.contains(key)
 
 
-def _verify_entries(content: dict[str, Any], cp: Checkpoint, limits: Limits) -> None:
+def _verify_entries(
+    content: dict[str, Any], cp: Checkpoint, limits: Limits, th: TreeHasher
+) -> None:
     selection = content["selection"]
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
@@ -314,7 +331,7 @@ def _verify_entries(content: dict[str, Any], cp: Checkpoint, limits: Limits) -> 
             raise VerificationFailed(f"evidence bundle: entry {index}: proof is not a list")
         proof = [_unb64(p, f"entry {index} proof") for p in item["proof"]]
         try:
-            verify_inclusion(index, cp.size, leaf_hash(raw), proof, cp.root)
+            verify_inclusion(index, cp.size, th.leaf(raw), proof, cp.root, th)
         except VerificationFailed as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         try:

@@ -25,17 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from gateway.crypto import SigningKey, VerifyKey
+from gateway import crypto
+from gateway.crypto import AnySigningKey, AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, StorageFailure
 from gateway.ledger.entry import GENESIS_PREV, decode_entry, encode_entry, validate_event
 from gateway.ledger.events import AppendReceipt, LedgerEvent
 from gateway.ledger.merkle import (
     Frontier,
+    TreeHasher,
     build_proof,
     consistency_plan,
     fold,
     inclusion_plan,
-    leaf_hash,
     prefix_nodes,
 )
 from gateway.ledger.note import Checkpoint, parse_note, sign_checkpoint, vkey
@@ -101,13 +102,14 @@ class Ledger:
     def __init__(
         self,
         store: LedgerStore,
-        signer: SigningKey | None,
+        signer: AnySigningKey | None,
         origin: str,
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
         clock: Clock = time.time,
         limits: Limits = DEFAULT_LIMITS,
+        suite: str | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise InvalidArgument.expected(
@@ -131,10 +133,20 @@ class Ledger:
         stored_origin = store.get_meta("origin")
         if stored_origin is not None and stored_origin != origin:
             raise InvalidArgument.expected("ledger origin", stored_origin, origin)
+        # A ledger's suite (its tree hash and checkpoint signatures) is fixed at
+        # creation; files from before suites existed are intl.
+        stored_suite = store.get_meta("suite") or ("intl" if stored_origin else None)
+        name = signer.suite if signer is not None else (suite or stored_suite or "intl")
+        for given in (suite, stored_suite):
+            if given is not None:
+                crypto.require_suite(f"ledger {origin}", given, name)
+        self.suite = crypto.suite(name)
+        self.tree = TreeHasher.for_suite(self.suite)
         if signer is not None:
             if stored_origin is None:
                 store.set_meta("format", FORMAT)
                 store.set_meta("origin", origin)
+                store.set_meta("suite", name)
             key = vkey(origin, signer.verify_key)
             if store.get_meta("vkey") != key:
                 # Self-description only: verifiers take keys from the trust bundle.
@@ -146,7 +158,7 @@ class Ledger:
     def _load_tail(self) -> None:
         size = self.store.size()
         nodes = self.store.nodes(prefix_nodes(size))
-        self._frontier = Frontier(size, nodes)
+        self._frontier = Frontier(size, nodes, self.tree)
         self._prev = self.store.nodes([(0, size - 1)])[0] if size else GENESIS_PREV
         latest = self.store.latest_checkpoint()
         if latest is None:
@@ -159,7 +171,7 @@ class Ledger:
         return self._frontier.size
 
     @property
-    def public_key(self) -> VerifyKey | None:
+    def public_key(self) -> AnyVerifyKey | None:
         return self._signer.verify_key if self._signer else None
 
     # -- appends -------------------------------------------------------------
@@ -251,7 +263,7 @@ class Ledger:
         for event in batch:
             idx = frontier.size
             data = encode_entry(idx, prev, event, self._limits)
-            h = leaf_hash(data)
+            h = self.tree.leaf(data)
             rows.append(EntryRow(idx, data, h, event.request_id, event.timestamp_ms))
             nodes.extend(frontier.push(h))
             receipts.append(AppendReceipt(idx, h.hex()))
@@ -334,19 +346,19 @@ class Ledger:
 
     def root_at(self, size: int) -> bytes:
         self._check_size(size)
-        return fold(self.store.nodes(prefix_nodes(size)))
+        return fold(self.store.nodes(prefix_nodes(size)), self.tree)
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         self._check_size(tree_size)
         if not 0 <= index < tree_size:
             raise InvalidArgument.expected("leaf index", f"0 <= index < {tree_size}", index)
-        return build_proof(inclusion_plan(index, tree_size), self.store.nodes)
+        return build_proof(inclusion_plan(index, tree_size), self.store.nodes, self.tree)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         self._check_size(size2)
         if not 0 < size1 <= size2:
             raise InvalidArgument.expected("consistency sizes", f"0 < size1 <= {size2}", size1)
-        return build_proof(consistency_plan(size1, size2), self.store.nodes)
+        return build_proof(consistency_plan(size1, size2), self.store.nodes, self.tree)
 
     def _check_size(self, size: int) -> None:
         current = self.store.size()
@@ -393,12 +405,13 @@ class SqliteLedger(Ledger):
     def __init__(
         self,
         path: str | Path,
-        signer: SigningKey | None,
+        signer: AnySigningKey | None,
         origin: str,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
         clock: Clock = time.time,
         limits: Limits = DEFAULT_LIMITS,
+        suite: str | None = None,
     ) -> None:
         super().__init__(
             SqliteLedgerStore(path, readonly=signer is None),
@@ -408,6 +421,7 @@ class SqliteLedger(Ledger):
             checkpoint_interval=checkpoint_interval,
             clock=clock,
             limits=limits,
+            suite=suite,
         )
 
     @classmethod

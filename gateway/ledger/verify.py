@@ -1,12 +1,12 @@
 """Offline verification of a whole ledger: chain, tree, stored nodes, checkpoints.
 
-Owns: recomputing every entry hash (one SHA-256 per entry serves chain and
+Owns: recomputing every entry hash (one hash (SHA-256 or SM3) per entry serves chain and
 tree), the chain links and indexes, every stored interior node, the root at
 every signed checkpoint, the checkpoints' signatures and order (a replayed
 older checkpoint is named), truncation against the newest checkpoint or a
 checkpoint the caller trusts, and naming the first bad entry and why.
 
-Does not own: where keys come from (callers pass the log's VerifyKey, e.g.
+Does not own: where keys come from (callers pass the log's AnyVerifyKey, e.g.
 from the trust bundle), the progress bar (callers pass ``progress``), or
 evidence bundles (``gateway.ledger.bundle``).
 
@@ -17,7 +17,6 @@ above the chunk level are kept.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import struct
@@ -29,11 +28,12 @@ from typing import Final, cast
 
 import numpy as np
 
-from gateway.crypto import VerifyKey
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
 from gateway.keyring import KeyRing
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
-from gateway.ledger.merkle import EMPTY_ROOT, HASH_LEN, fold, node_hash, prefix_nodes
+from gateway.ledger.merkle import HASH_LEN, SHA256_TREE, TreeHasher, fold, prefix_nodes
 from gateway.ledger.note import Checkpoint, open_checkpoint
 from gateway.ledger.storage import CheckpointRow, SqliteLedgerStore
 
@@ -96,7 +96,7 @@ class _Required:
 
 
 def check_checkpoints(
-    rows: Sequence[CheckpointRow], origin: str, key: VerifyKey | KeyRing
+    rows: Sequence[CheckpointRow], origin: str, key: AnyVerifyKey | KeyRing
 ) -> list[_Required]:
     """Signatures, origin and strictly increasing sizes in issue order."""
     out: list[_Required] = []
@@ -154,11 +154,12 @@ def verify_range(
     sizes: Sequence[int],
     stored_nodes: NodeRange | None = None,
     decode: bool = False,
+    suite: str = "intl",
 ) -> RangeResult:
     """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
 
     Each page must hold whole chunks except the last. Per page, the work is
-    done in list comprehensions (one SHA-256 per entry), not per-entry Python.
+    done in list comprehensions (one hash per entry), not per-entry Python.
     With ``stored_nodes`` the pages are (index, entry, stored hash) rows and
     the stored caches are checked too; without, pages are bare entry bytes
     (each header's index and predecessor hash are checked, so a deleted,
@@ -171,6 +172,7 @@ def verify_range(
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     want = sorted(sizes)
+    th = TreeHasher.for_suite(crypto.suite(suite))
 
     def result(problem: Problem | None) -> RangeResult:
         return RangeResult(lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem)
@@ -203,7 +205,7 @@ def verify_range(
                     i + j,
                 ),
             )
-        hashes = _leaf_hashes(entries)
+        hashes = th.leaves(entries)
         if stored_nodes is not None and hashes != list(stored):
             j = _first_diff(hashes, stored)
             return _bump(
@@ -243,7 +245,7 @@ def verify_range(
         for c in range(0, m, CHUNK):
             leaves = hashes[c : c + CHUNK]
             base = i + c
-            levels = _levels(leaves)
+            levels = _levels(leaves, th)
             if stored_nodes is not None:
                 for level in range(1, len(levels)):
                     start = base >> level
@@ -275,20 +277,6 @@ def verify_range(
     return result(None)
 
 
-_LEAF = hashlib.sha256(b"\x00")  # RFC 9162 leaf prefix, copied per entry
-
-
-def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
-    """SHA-256(0x00 || entry) for each entry, without copying the entries."""
-    out: list[bytes] = []
-    append, leaf = out.append, _LEAF
-    for e in entries:
-        h = leaf.copy()
-        h.update(e)
-        append(h.digest())
-    return out
-
-
 def _headers_ok(entries: Sequence[bytes], i: int, first: bytes, hashes: Sequence[bytes]) -> bool:
     """Every header: version, own index i.., predecessor hash (vectorised)."""
     m = len(entries)
@@ -311,34 +299,30 @@ def _bump(
     return result(problem)
 
 
-_NODE = hashlib.sha256(b"\x01")  # RFC 9162 interior-node prefix, copied per node
-
-
-def _levels(leaves: list[bytes]) -> list[list[bytes]]:
+def _levels(leaves: list[bytes], th: TreeHasher) -> list[list[bytes]]:
     levels = [leaves]
     cur = leaves
-    node = _NODE
     while len(cur) > 1:
-        nxt: list[bytes] = []
-        append = nxt.append
-        for a, b in zip(cur[0::2], cur[1::2], strict=False):
-            h = node.copy()
-            h.update(a)
-            h.update(b)
-            append(h.digest())
-        cur = nxt
+        cur = th.parents(cur)
         levels.append(cur)
     return levels
 
 
 def _range_worker(
-    path: str, lo: int, hi: int, sizes: tuple[int, ...], check_nodes: bool, decode: bool
+    path: str,
+    lo: int,
+    hi: int,
+    sizes: tuple[int, ...],
+    check_nodes: bool,
+    decode: bool,
+    suite: str = "intl",
 ) -> RangeResult:
     store = SqliteLedgerStore(path, readonly=True)
     try:
         read = store.raw_range if check_nodes else store.entry_range
         pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
-        return verify_range(pages, lo, sizes, store.nodes_range if check_nodes else None, decode)
+        nodes = store.nodes_range if check_nodes else None
+        return verify_range(pages, lo, sizes, nodes, decode, suite)
     finally:
         store.close()
 
@@ -348,8 +332,10 @@ def combine(
     required: Sequence[_Required],
     total: int,
     stored_nodes: NodeRange | None,
+    th: TreeHasher = SHA256_TREE,
 ) -> tuple[int, bytes, Problem | None]:
     """Join range results in order: links between ranges, upper tree, checkpoint roots."""
+    EMPTY_ROOT, node_hash = th.empty_root, th.node
     prev = GENESIS_PREV
     count = 0
     roots: list[bytes] = []
@@ -398,7 +384,7 @@ def combine(
                     ),
                 )
     if tail and count % CHUNK:
-        levels = _levels(list(tail))
+        levels = _levels(list(tail), th)
         base = count - len(tail)
         low[count] = [
             levels[lv][ix - (base >> lv)] for lv, ix in prefix_nodes(count) if lv < LOG_CHUNK
@@ -407,7 +393,7 @@ def combine(
     def root_at(size: int) -> bytes:
         nodes = prefix_nodes(size)
         lows = iter(low.get(size, []))
-        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes])
+        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes], th)
 
     for req in sorted(required, key=lambda r: r.size):
         if req.size > count:
@@ -452,7 +438,7 @@ def _header_problem(e: bytes, i: int) -> Problem:
 def verify_store(
     store: SqliteLedgerStore,
     origin: str,
-    key: VerifyKey | KeyRing,
+    key: AnyVerifyKey | KeyRing,
     *,
     trusted: Sequence[str] = (),
     progress: Progress | None = None,
@@ -466,7 +452,18 @@ def verify_store(
     entry's recorded hash and every interior node). ``workers`` > 1 verifies
     ranges in parallel processes (default: one per CPU for large ledgers).
     """
+    first = key.current if isinstance(key, KeyRing) else key
+    th = TreeHasher.for_suite(crypto.suite_of(first))  # the trusted key fixes the suite
+    EMPTY_ROOT = th.empty_root
     rows = store.checkpoints()
+    stored_suite = store.get_meta("suite") or "intl"  # self-description, named in the refusal
+    if stored_suite != first.suite:
+        mismatch = Problem(
+            "suite-mismatch",
+            f"the ledger is a suite {stored_suite} ledger but the trusted log key is suite "
+            f"{first.suite}: verify it with its own federation's trust bundle",
+        )
+        return LedgerReport(0, len(rows), EMPTY_ROOT, 0, mismatch)
     trusted_required: list[_Required] = []
     for n, note in enumerate(trusted):
         try:
@@ -501,7 +498,7 @@ def verify_store(
         ctx = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
-                pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode)
+                pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode, th.suite)
                 for a, b in bounds
             ]
             try:
@@ -526,16 +523,15 @@ def verify_store(
         read = store.raw_range if check_nodes else store.entry_range
         for a, b in bounds:
             pages = (read(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
-            results.append(
-                verify_range(pages, a, sizes, store.nodes_range if check_nodes else None, decode)
-            )
+            nodes = store.nodes_range if check_nodes else None
+            results.append(verify_range(pages, a, sizes, nodes, decode, th.suite))
             if progress is not None:
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:
                 break
     newest = max((r.size for r in required if not r.label.startswith("trusted")), default=0)
     count, root, problem = combine(
-        results, required, total, store.nodes_range if check_nodes else None
+        results, required, total, store.nodes_range if check_nodes else None, th
     )
     warnings: list[str] = []
     final: Problem | None = problem
@@ -557,12 +553,12 @@ def verify_store(
     return LedgerReport(count, len(rows), root, newest, final, tuple(warnings))
 
 
-def checkpoint_of(note: str, origin: str, key: VerifyKey | KeyRing) -> Checkpoint:
+def checkpoint_of(note: str, origin: str, key: AnyVerifyKey | KeyRing) -> Checkpoint:
     return open_checkpoint(note, origin, keys_at(key, None))
 
 
-def keys_at(key: VerifyKey | KeyRing, when_ms: int | None) -> tuple[VerifyKey, ...]:
+def keys_at(key: AnyVerifyKey | KeyRing, when_ms: int | None) -> tuple[AnyVerifyKey, ...]:
     """The log keys to check a signature made at ``when_ms`` with: a single
     key, or the trust bundle's ledger keys of the log valid then (a key
     rotation keeps old checkpoints verifiable); None: any key of the ring."""
-    return (key,) if isinstance(key, VerifyKey) else key.at(when_ms)
+    return key.at(when_ms) if isinstance(key, KeyRing) else (key,)

@@ -30,7 +30,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigurationError, GatewayError, StorageFailure
+from gateway.errors import ConfigurationError, GatewayError, StorageFailure, TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.requester import RecordRequester
@@ -110,6 +110,8 @@ class Gateway:
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
+        # A gm bundle may name the SM2 signer id of every member key's Z value.
+        self.keys = self.keys.with_sm2_user_id(self._bundle.sm2_user_id)
 
         self.policy_store = PolicyStore(config.policies, limits=limits)
         if self.policy_store.current.catalogue.holder != self.me:
@@ -119,7 +121,12 @@ class Gateway:
             )
         self.quota = SqliteQuotaStore(config.data_dir / "quota.sqlite")
         self.policy = PolicyEngine(
-            self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
+            self.policy_store,
+            self.quota,
+            self.keys.pseudonym_key,
+            clock=clock_ms,
+            limits=limits,
+            suite=self.keys.suite,
         )
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
@@ -216,6 +223,16 @@ class Gateway:
             limits=self.config.limits,
         )
         me = bundle.member(self.me)
+        if bundle.suite != self.keys.suite.name:
+            raise ConfigurationError(
+                f"the trust bundle is for suite {bundle.suite} but this gateway's keys are "
+                f"suite {self.keys.suite.name}"
+            )
+        in_force: TrustBundle | None = getattr(self, "_bundle", None)  # None at start-up
+        if in_force is not None and bundle.sm2_user_id != in_force.sm2_user_id:
+            raise TrustBundleRejected(
+                "the new trust bundle changes the SM2 user id; restart the gateway to adopt it"
+            )
         # Each of our keys must be one the bundle lists for us as valid now
         # (the current one, or during a rotation's overlap the retired one).
         for kind, key in (

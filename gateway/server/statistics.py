@@ -63,7 +63,12 @@ class StatisticsWiring:
             policy = StatisticsPolicy.from_dir(policies, policy_store.current.catalogue)
             self._check_declared_privacy_units(policy)
             self.holder = StatsHolder(
-                policy=policy, source=source, budget=self.budget, ledger=ledger, limits=limits
+                policy=policy,
+                source=source,
+                budget=self.budget,
+                ledger=ledger,
+                limits=limits,
+                suite=caller.suite,
             )
             policy_store.subscribe(self._reload)
         self.coordinator = StatsCoordinator(
@@ -72,6 +77,7 @@ class StatisticsWiring:
             ledger=ledger,
             limits=limits,
             clock_ms=clock_ms,
+            suite=caller.suite,
         )
 
     def _check_declared_privacy_units(self, policy: StatisticsPolicy) -> None:
@@ -135,7 +141,7 @@ class StatisticsWiring:
             reply.response,
             requester_signature=crypto.b64(reply.request_envelope.signature),
             holder_signature=crypto.b64(reply.response_envelope.signature),
-            request_digest=envelope_digest(reply.request_envelope).hex(),
+            request_digest=envelope_digest(reply.request_envelope, self._caller.suite).hex(),
         )
 
     def handle_peer(

@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gateway import identifiers
+from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
 from gateway.ledger.events import (
@@ -99,7 +99,9 @@ class StatsHolder:
         budget: BudgetStore,
         ledger: LedgerWriter,
         limits: Limits = DEFAULT_LIMITS,
+        suite: crypto.Suite = crypto.INTL,
     ) -> None:
+        self._suite = suite
         self._policy = policy
         self._source = source
         self._budget = budget
@@ -289,7 +291,7 @@ class StatsHolder:
                 reason=f"statistics agreement {auth.agreement_id}",
                 agreement_id=auth.agreement_id,
                 agreement_digest=auth.agreement_digest,
-                payload_digest=release_digest(release),
+                payload_digest=release_digest(release, self._suite),
                 request_digest=ctx.request_digest,
                 requester_signature=ctx.requester_signature,
                 details=self._details(query, ctx, extra),

@@ -12,6 +12,9 @@ loop in this process, in the same run:
   token (call metadata, checked by SHA-256 in constant time)--> relay
   --mutual TLS (the two gateways' own certificates)--> relay, same payload.
 
+With ``--suite gm`` the gateways are a gm (SM2/SM3/SM4) federation, and an
+intl federation is measured in the same run for the gm/intl ratios.
+
 Reports p50/p99 latency and throughput at concurrency 1 and 32; CPU-ms per
 exchange for each process (this client process, the near hop, the far hop:
 their own user + system CPU time from /proc) and context switches per
@@ -37,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -139,38 +143,60 @@ def _relay(args: list[str]) -> subprocess.Popen[bytes]:
     return proc
 
 
+def _pair(
+    tmp: Path, suite: str, quick: bool, procs: dict[str, subprocess.Popen[bytes]]
+) -> tuple[Any, ServiceClient, Callable[[], object]]:
+    """Hebei and Beijing gateways of ``suite`` (their processes go into ``procs``)."""
+    members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
+    fed = build_federation(
+        tmp / f"fed-{suite}",
+        rows=100 if quick else 500,
+        policies=_bench_policies(tmp / f"policies-{suite}"),
+        members=members,
+        suite=suite,
+    )
+    started = start_gateways(fed)
+    procs.update({f"{suite}-{k}": v for k, v in started.items()})
+    hb, bj = fed.sites["130000"], fed.sites["110000"]
+    with sqlite3.connect(bj.data_source) as conn:
+        subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
+    client = ServiceClient(
+        hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
+    )
+    req = dict(
+        holder_jurisdiction="110000", dataset="si_contributions",
+        purpose="housing_fund_transfer", subject_ids=[subject],
+    )  # fmt: skip
+    return fed, client, lambda: client.get_records(**req)
+
+
 @contextlib.contextmanager
-def _rig(quick: bool, relays: bool = True) -> Iterator[tuple[dict[str, System], int]]:
-    """Both gateways and (with ``relays``) both relay pairs; yields the systems and answer size."""
+def _rig(
+    quick: bool, relays: bool = True, suite: str = "intl"
+) -> Iterator[tuple[dict[str, System], int]]:
+    """Both gateways (of ``suite``; gm adds an intl pair, ``gateway intl``) and (with
+    ``relays``) the relay pairs; yields the systems and the answer size."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     spawned: list[subprocess.Popen[bytes]] = []
     closers: list[Callable[[], object]] = []
     try:
-        members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
-        fed = build_federation(
-            tmp / "fed",
-            rows=100 if quick else 500,
-            policies=_bench_policies(tmp / "policies"),
-            members=members,
-        )
-        procs = start_gateways(fed)
-        hb, bj = fed.sites["130000"], fed.sites["110000"]
-        with sqlite3.connect(bj.data_source) as conn:
-            subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
-        token = hb.tokens["hebei-housing-fund"]
-        client = ServiceClient(hb.service_address, hb.tls_cert, "130000", token)
+        fed, client, gateway = _pair(tmp, suite, quick, procs)
         closers.append(client.close)
-        req = dict(
-            holder_jurisdiction="110000", dataset="si_contributions",
-            purpose="housing_fund_transfer", subject_ids=[subject],
-        )  # fmt: skip
-        reply_size = client.get_records(**req).ByteSize()
-
-        def gateway() -> object:
-            return client.get_records(**req)
-
-        systems = {"gateway": System("gateway", gateway, procs["130000"].pid, procs["110000"].pid)}
+        hb, bj = fed.sites["130000"], fed.sites["110000"]
+        token = hb.tokens["hebei-housing-fund"]
+        reply_size = int(gateway().ByteSize())  # type: ignore[attr-defined]
+        systems = {
+            "gateway": System(
+                "gateway", gateway, procs[f"{suite}-130000"].pid, procs[f"{suite}-110000"].pid
+            )
+        }
+        if suite != "intl":
+            _, intl_client, intl_gateway = _pair(tmp, "intl", quick, procs)
+            closers.append(intl_client.close)
+            systems["gateway intl"] = System(
+                "gateway intl", intl_gateway, procs["intl-130000"].pid, procs["intl-110000"].pid
+            )
         if relays:
             ident = lambda b: b  # noqa: E731
             request_bytes = b"q" * 120
@@ -234,18 +260,20 @@ def _rig(quick: bool, relays: bool = True) -> Iterator[tuple[dict[str, System], 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run(quick: bool = False) -> Report:
+def run(quick: bool = False, suite: str = "intl") -> Report:
+    """``suite`` gm measures a gm federation and, in the same run, an intl one."""
     n1, per32 = (40, 3) if quick else (1000, 60)
-    with _rig(quick) as (systems, reply_size):
+    names = (*SYSTEMS, "gateway intl") if suite != "intl" else SYSTEMS
+    with _rig(quick, suite=suite) as (systems, reply_size):
         report = Report(
             "exchange: one-record exchange through two gateways vs a plain and an mTLS "
-            "two-hop gRPC relay (loopback); CPU ms and context switches per exchange",
+            f"two-hop gRPC relay (loopback; suite {suite}); CPU ms and context switches per exchange",
             ["p50 ms", "p99 ms", "req/s", "CPU client", "CPU near", "CPU far", "CPU total",
              "ctx sw near", "ctx sw far"],
         )  # fmt: skip
         results: dict[tuple[str, int], Measured] = {}
         for conc, per in ((1, n1), (32, per32)):
-            for name in SYSTEMS:
+            for name in names:
                 m = results[(name, conc)] = _measure(systems[name], conc, per)
                 report.row(
                     f"{name} c={conc}",
@@ -272,9 +300,17 @@ def run(quick: bool = False) -> Report:
         "cpu_per_exchange_c32 (gateway/mtls-relay)", g32.cpu_total_ms / t32.cpu_total_ms, "<= 1.7"
     )
     report.ratio("cpu_ms_per_exchange_c32 (gateway, all processes)", g32.cpu_total_ms, "<= 3.2")
+    if suite != "intl":
+        for conc in (1, 32):
+            g, i = results[("gateway", conc)], results[("gateway intl", conc)]
+            report.ratio(f"latency_p50_c{conc} (gm/intl)", g.p50_ms / i.p50_ms, "<= 2")
+            report.ratio(f"throughput_c{conc} (gm/intl)", g.rate / i.rate, ">= 0.5")
+    sig = "SM2-with-SM3" if suite == "gm" else "Ed25519"
+    seal = "SM2 + SM4-GCM" if suite == "gm" else "X25519 + ChaCha20-Poly1305"
     report.notes.append(
-        f"answer size {reply_size} bytes; gateway path: TLS + token, mTLS, 4 Ed25519 "
-        "signatures/verifications, 2 seals/opens, policy, SQLite source, 2 durable ledger appends"
+        f"answer size {reply_size} bytes; gateway path: TLS + token, mTLS, 4 {sig} "
+        f"signatures/verifications, 2 {seal} seals/opens, policy, SQLite source, "
+        "2 durable ledger appends"
     )
     report.notes.append(
         "CPU columns: ms of user+system CPU per exchange of this client process, the near hop "

@@ -8,14 +8,34 @@ from typing import Any
 
 import pytest
 
-from gateway.crypto import SigningKey
+from gateway import crypto
+from gateway.crypto import AnySigningKey, SigningKey
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.merkle import TreeHasher
 from tests.ledger.ledger_testkit import ORIGIN, FakeClock, make_event
 
 
+@pytest.fixture(params=["intl", "gm"])
+def suite(request: pytest.FixtureRequest) -> crypto.Suite:
+    """Every ledger test runs for both cipher suites."""
+    return crypto.suite(request.param)
+
+
 @pytest.fixture
-def log_key() -> SigningKey:
-    return SigningKey(bytes(range(32)))
+def tree(suite: crypto.Suite) -> TreeHasher:
+    return TreeHasher.for_suite(suite)
+
+
+def suite_key(suite: crypto.Suite, seed: bytes) -> AnySigningKey:
+    """A fixed intl key for ``seed``; gm keys come from GmSSL's own randomness."""
+    if suite.name == "intl":
+        return SigningKey(seed)
+    return suite.generate_signing_key()
+
+
+@pytest.fixture
+def log_key(suite: crypto.Suite) -> AnySigningKey:
+    return suite_key(suite, bytes(range(32)))
 
 
 @pytest.fixture
@@ -25,7 +45,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def new_ledger(
-    tmp_path: Path, log_key: SigningKey, clock: FakeClock
+    tmp_path: Path, log_key: AnySigningKey, clock: FakeClock
 ) -> Callable[..., SqliteLedger]:
     opened: list[SqliteLedger] = []
 

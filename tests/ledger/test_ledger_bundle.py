@@ -8,18 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.cli import main
-from gateway.crypto import SealPrivateKey, SigningKey, cert_fingerprint, make_tls_identity
+from gateway.crypto import SigningKey, cert_fingerprint, make_tls_identity
 from gateway.errors import NotFound, VerificationFailed
 from gateway.ledger.bundle import MemberKeys, export_bundle, verify_bundle_bytes
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.merkle import TreeHasher
 from gateway.ledger.witness import (
     SqliteWitnessStore,
     apply_witness_response,
     handle_witness_request,
     make_witness_request,
 )
+from tests.ledger.conftest import suite_key
 from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 NewLedger = Callable[..., SqliteLedger]
@@ -31,7 +34,7 @@ def cosigned(
     new_ledger: NewLedger, log_key: SigningKey, tmp_path: Path
 ) -> tuple[SqliteLedger, SigningKey]:
     ledger = new_ledger(n=12, every=4)
-    wkey = SigningKey(bytes([5]) * 32)
+    wkey = suite_key(crypto.suite_of(log_key), bytes([5]) * 32)
     store = SqliteWitnessStore(tmp_path / "w.db")
     req = make_witness_request(ledger, peer_pb2.PeerHeader(sender="110000", recipient="120000"))
     resp = handle_witness_request(req, "110000", log_key.verify_key, wkey, WITNESS, store, 1.7e9)
@@ -90,15 +93,16 @@ def test_uncovered_entry_cannot_be_exported(new_ledger: NewLedger) -> None:
 def _trust_bundle(tmp_path: Path, ledger_key: SigningKey) -> Path:
     from gateway.trust import AUTHORITY_PUB_FILE, BUNDLE_FILE, Member, sign_bundle
 
-    authority = SigningKey(bytes([1]) * 32)
+    suite = crypto.suite_of(ledger_key)
+    authority = suite_key(suite, bytes([1]) * 32)
     tls = make_tls_identity("bj", ["bj.example"])
     member = Member(
         jurisdiction="110000",
         name="Beijing",
         endpoint="127.0.0.1:9000",
-        signing_key=SigningKey(bytes([2]) * 32).verify_key,
+        signing_key=suite_key(suite, bytes([2]) * 32).verify_key,
         ledger_key=ledger_key.verify_key,
-        seal_key=SealPrivateKey(bytes([3]) * 32).public_key,
+        seal_key=suite.generate_seal_key(lambda n: bytes([3]) * n).public_key,
         tls_cert_pem=tls.cert_pem,
         tls_fingerprint=cert_fingerprint(tls.cert_pem),
         datasets=("household_register",),
@@ -110,7 +114,7 @@ def _trust_bundle(tmp_path: Path, ledger_key: SigningKey) -> Path:
     (folder / BUNDLE_FILE).write_bytes(
         sign_bundle("demo", 1, now, now + dt.timedelta(days=1), [member], authority)
     )
-    (folder / AUTHORITY_PUB_FILE).write_text(authority.verify_key.b64() + "\n")
+    (folder / AUTHORITY_PUB_FILE).write_text(authority.verify_key.encode() + "\n")
     return folder / BUNDLE_FILE
 
 
@@ -156,7 +160,7 @@ def test_cli_export_and_verify_with_trust_bundle(
 
 
 def test_cli_checkpoint_and_proofs(
-    new_ledger: NewLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    new_ledger: NewLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str], tree: TreeHasher
 ) -> None:
     import base64
     import json
@@ -174,9 +178,9 @@ def test_cli_checkpoint_and_proofs(
     p = json.loads(capsys.readouterr().out)
     d = base64.b64decode
     verify_inclusion(
-        p["index"], p["tree_size"], d(p["leaf_hash"]), [d(x) for x in p["proof"]], cp.root
+        p["index"], p["tree_size"], d(p["leaf_hash"]), [d(x) for x in p["proof"]], cp.root, tree
     )
     assert main(["ledger", "proof", "consistency", db, "--old", "5"]) == 0
     c = json.loads(capsys.readouterr().out)
-    verify_consistency(5, 10, [d(x) for x in c["proof"]], d(c["root1"]), cp.root)
+    verify_consistency(5, 10, [d(x) for x in c["proof"]], d(c["root1"]), cp.root, tree)
     assert make_event(0).request_id == "req-000000"

@@ -11,6 +11,7 @@ import pytest
 from gateway.cli import main
 from gateway.crypto import SigningKey
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.merkle import TreeHasher
 from gateway.ledger.note import Checkpoint, sign_checkpoint, vkey
 from gateway.ledger.storage import SqliteLedgerStore, node_key
 from gateway.ledger.verify import LedgerReport, verify_store
@@ -74,14 +75,12 @@ def test_flipped_byte_in_an_entry_is_detected_at_that_entry(
 
 
 def test_flipped_byte_with_recomputed_hash_is_blamed_on_that_entry(
-    path: Path, log_key: SigningKey
+    path: Path, log_key: SigningKey, tree: TreeHasher
 ) -> None:
-    import hashlib
-
     data, _ = entry(path, 10)
     b = bytearray(data)
     b[-2] ^= 0x20
-    h = hashlib.sha256(b"\x00" + bytes(b)).digest()
+    h = tree.leaf(bytes(b))
     sql(path, ("UPDATE ledger_entries SET entry = ?, entry_hash = ? WHERE idx = 10", (bytes(b), h)))
     r = run_verify(path, log_key)
     assert r.problem is not None and r.problem.kind == "chain-broken" and r.problem.index == 10
