@@ -177,6 +177,11 @@ def compliance_after_stop(fed: Federation, outcomes: list[Outcome]) -> bool:
     tampered.write_bytes(bytes(data))
     ok = _cli("one byte changed: must FAIL", "ledger", "verify", str(tampered), "--bundle", bundle,
               expect=1) and ok  # fmt: skip
+    report = fed.root / "audit-report.html"
+    ok = _cli("the compliance officer's HTML report (open it in a browser)", "audit", "report",
+              *(str(fed.sites[c].root / "data" / "ledger.sqlite") for c in codes),
+              *(f"--witness={c}={fed.sites[c].root / 'data' / 'witness.sqlite'}" for c in codes),
+              "--bundle", bundle, "-o", str(report)) and ok  # fmt: skip
     return ok
 
 

@@ -18,6 +18,7 @@ neither a half-written row nor a stale cache.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -50,6 +51,18 @@ from gateway.ledger.storage import (
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 FORMAT: Final = "jgw-ledger-v1"
+log = logging.getLogger("gateway.ledger")
+
+
+def _log_checkpoint(origin: str, size: int, trigger: str) -> None:
+    log.info(
+        "checkpoint signed at size %d (%s)",
+        size,
+        trigger,
+        extra={"event": "checkpoint", "origin": origin, "size": size, "trigger": trigger},
+    )
+
+
 Clock = Callable[[], float]
 
 
@@ -277,6 +290,8 @@ class Ledger:
         self.store.append(start, rows, nodes, cps)
         self._frontier, self._prev = frontier, prev
         self._cp_size, self._cp_time = cp_size, cp_time
+        for size, _note, _ms in cps:
+            _log_checkpoint(self.origin, size, "cadence")
         return receipts
 
     def _sign(self, frontier: Frontier, now_ms: int) -> tuple[int, str, int]:
@@ -311,6 +326,7 @@ class Ledger:
             self._load_tail()
             raise
         self._cp_size, self._cp_time = self.size, now
+        _log_checkpoint(self.origin, self.size, "timer or request")
         latest = self.latest_checkpoint()
         assert latest is not None
         return latest

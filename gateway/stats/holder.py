@@ -112,6 +112,11 @@ class StatsHolder:
     def jurisdiction(self) -> str:
         return self._policy.holder
 
+    @property
+    def policy(self) -> StatisticsPolicy:
+        """The statistics agreement in force (operators' views and metrics)."""
+        return self._policy
+
     def replace_policy(self, policy: StatisticsPolicy) -> None:
         """Swap in a reloaded statistics agreement (one reference assignment)."""
         if policy.holder != self._policy.holder:
