@@ -50,12 +50,29 @@ from gateway.identity import tls_server_name
 STATISTICS: tuple[str, ...] = ("count", "sum", "mean", "quantile", "median", "histogram")
 
 
-class _BearerAuth(grpc.AuthMetadataPlugin):  # type: ignore[misc]
-    def __init__(self, token: str) -> None:
-        self._token = token
+class _CallDetails(grpc.ClientCallDetails):  # type: ignore[misc]
+    def __init__(self, base: Any, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
 
-    def __call__(self, context: Any, callback: Any) -> None:
-        callback((("authorization", f"Bearer {self._token}"),), None)
+
+class _BearerMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """Adds ``authorization: Bearer <token>`` to each call's metadata, in the
+    caller's thread (a credentials plugin runs on a gRPC thread for every call:
+    0.2 ms of CPU per exchange in the exchange benchmark)."""
+
+    def __init__(self, token: str) -> None:
+        self._md = (("authorization", f"Bearer {token}"),)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, (*(details.metadata or ()), *self._md)), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(_CallDetails(details, (*(details.metadata or ()), *self._md)), request)
 
 
 def service_channel(
@@ -64,18 +81,17 @@ def service_channel(
     """A TLS channel to a gateway's service port.
 
     ``jurisdiction`` gives the TLS server name (``gw-<code>``) the gateway's
-    certificate is issued for. With ``token``, every call on the channel
-    carries the call metadata ``authorization: Bearer <token>`` (gRPC call
-    credentials, sent only over TLS).
+    certificate is issued for. With ``token``, every unary call on the channel
+    carries the call metadata ``authorization: Bearer <token>`` (added by a
+    client interceptor in the caller's thread; the channel is TLS).
     """
     creds = grpc.ssl_channel_credentials(root_certificates=gateway_cert_pem)
-    if token is not None:
-        creds = grpc.composite_channel_credentials(
-            creds, grpc.metadata_call_credentials(_BearerAuth(token))
-        )
-    return grpc.secure_channel(
+    channel = grpc.secure_channel(
         address, creds, options=[("grpc.ssl_target_name_override", tls_server_name(jurisdiction))]
     )
+    if token is None:
+        return channel
+    return grpc.intercept_channel(channel, _BearerMetadata(token))
 
 
 def statistic_kind(name: str | int) -> int:

@@ -657,6 +657,11 @@ class SealKeys:
         """The key peers are told to seal replies to (``reply_seal_key``)."""
         return self._current
 
+    @property
+    def keys(self) -> tuple[AnySealPrivateKey, ...]:
+        """Every key known now, current first (``gateway.sealing`` caches by key)."""
+        return self._keys
+
     def open(self, domain: str, blob: bytes, associated_data: bytes) -> bytes:
         keys = self._keys
         for k in keys:

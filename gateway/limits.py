@@ -26,6 +26,11 @@ class Limits:
     refusal_log_sources: int = 10_000  # counters kept; past it they are reset
     # Replay protection
     replay_window_seconds: int = 300
+    # Sealing sessions (gateway.sealing): one ephemeral agreement per recipient
+    # serves at most this many seals, for at most this long.
+    seal_session_messages: int = 10_000
+    seal_session_seconds: int = 300
+    seal_open_sessions: int = 1024  # agreements an opener keeps (LRU)
     # Record requests
     max_subject_ids: int = 1000
     max_fields: int = 64

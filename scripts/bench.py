@@ -2,6 +2,7 @@
 """Benchmarks, printed as ratios against a baseline measured in the same run.
 
 Usage: python scripts/bench.py PART [--json] [--quick] [--suite intl|gm]
+       python scripts/bench.py exchange --soak [--soak-seconds S]
 PART: exchange | policy | ledger | stats | bulk | sources | scale | subject | all
 
 Each part lives in scripts/benchparts/PART.py with ``run(quick: bool) -> Report``.
@@ -40,7 +41,21 @@ def main() -> int:
         default="intl",
         help="cipher suite for exchange and ledger; gm also measures intl for the gm/intl ratio",
     )
+    ap.add_argument(
+        "--soak",
+        action="store_true",
+        help="exchange only: 5 minutes at 80%% of peak throughput, RSS after 1 minute vs at the end",
+    )
+    ap.add_argument("--soak-seconds", type=float, default=300.0, help="length of the soak run")
     ns = ap.parse_args()
+    if ns.soak:
+        if ns.part != "exchange":
+            ap.error("--soak applies to the exchange part only")
+        from benchparts.exchange import run_soak
+
+        report = run_soak(ns.soak_seconds, quick=ns.quick)
+        print(json.dumps(report.to_json(), indent=2)) if ns.json else report.print()
+        return 0
     parts = PARTS if ns.part == "all" else (ns.part,)
     reports: dict[str, Report] = {}
     for part in parts:

@@ -100,6 +100,14 @@ def test_unknown_part_is_refused_with_usage() -> None:
     assert "invalid choice" in proc.stderr
 
 
+def test_soak_is_refused_for_parts_other_than_exchange() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "ledger", "--soak"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "--soak applies to the exchange part only" in proc.stderr
+
+
 @pytest.mark.parametrize("name", ["exchange", "ledger"])
 def test_gm_suite_parts_report_the_gm_over_intl_ratios_in_the_same_run(name: str) -> None:
     obj = json.loads(_run(name, "--quick", "--json", "--suite", "gm"))

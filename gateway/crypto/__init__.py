@@ -19,7 +19,7 @@ decisions.
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import Final, Protocol
 
 from gateway.crypto import gm, intl
 from gateway.crypto.base import (
@@ -112,6 +112,49 @@ def seal(
     return recipient.seal(domain, plaintext, associated_data, rng)
 
 
+class SealSessionLike(Protocol):
+    """What ``gateway.sealing`` seals with: one agreement for several payloads."""
+
+    def seal(
+        self, domain: str, plaintext: bytes, associated_data: bytes, rng: Rng = os.urandom
+    ) -> bytes: ...
+
+
+class _OneShot:
+    """A suite without reusable agreements (gm: SM2 encryption) seals each payload afresh."""
+
+    def __init__(self, recipient: AnySealPublicKey) -> None:
+        self._recipient = recipient
+
+    def seal(
+        self, domain: str, plaintext: bytes, associated_data: bytes, rng: Rng = os.urandom
+    ) -> bytes:
+        return bytes(self._recipient.seal(domain, plaintext, associated_data, rng))
+
+
+def seal_session(recipient: AnySealPublicKey, rng: Rng = os.urandom) -> SealSessionLike:
+    """A new agreement with ``recipient`` for several seals, where its suite has one
+    (intl: an ephemeral X25519 agreement); else each seal is a one-off."""
+    if isinstance(recipient, intl.SealPublicKey):
+        return intl.SealSession(recipient, rng)
+    return _OneShot(recipient)
+
+
+def sealed_session_id(blob: bytes) -> bytes | None:
+    """The agreement a sealed blob names (intl: version || ephemeral key), or None."""
+    if blob[:1] == intl.SEAL_VERSION:
+        return intl.sealed_session_id(blob)
+    return None
+
+
+def open_session(private: AnySealPrivateKey, session_id: bytes) -> intl.OpenSession:
+    """The agreement ``session_id`` names, computed with ``private`` (intl keys only);
+    CryptoFailure for an invalid id or a key of the other suite."""
+    if not isinstance(private, intl.SealPrivateKey):
+        raise CryptoFailure()
+    return intl.OpenSession(private, session_id)
+
+
 def open_sealed(
     private: AnySealPrivateKey, domain: str, blob: bytes, associated_data: bytes
 ) -> bytes:
@@ -158,10 +201,13 @@ __all__ = [
     "make_ca_identity",
     "make_tls_identity",
     "open_sealed",
+    "open_session",
     "pae",
     "require_signature_suite",
     "require_suite",
     "seal",
+    "seal_session",
+    "sealed_session_id",
     "sha256",
     "sha256_hex",
     "suite",

@@ -219,6 +219,95 @@ def _seal_key(domain: str, shared: bytes, eph_pub: bytes, recipient_pub: bytes) 
     ).derive(shared)
 
 
+class SealSession:
+    """One ephemeral X25519 agreement with a recipient, usable for several seals.
+
+    Each seal derives the domain's key from the agreement (HKDF-SHA256, salt
+    ephemeral || recipient public key, info PAE(domain)) and draws a fresh
+    random 96-bit nonce, so the output is exactly ``seal``'s format. How many
+    seals one session may serve, and for how long, is the caller's policy
+    (``gateway.sealing``); ``seal`` uses a session once.
+    """
+
+    __slots__ = ("_aeads", "_eph_pub", "_recipient", "_shared")
+
+    def __init__(self, recipient: SealPublicKey, rng: Rng = os.urandom) -> None:
+        eph = SealPrivateKey(rng(32))
+        self._eph_pub = eph.public_key.raw
+        self._recipient = recipient.raw
+        self._shared = nacl.bindings.crypto_scalarmult(eph.raw(), recipient.raw)
+        self._aeads: dict[str, ChaCha20Poly1305] = {}
+
+    @property
+    def session_id(self) -> bytes:
+        """What the opener keys its cache by: version || ephemeral public key."""
+        return SEAL_VERSION + self._eph_pub
+
+    def _aead(self, domain: str) -> ChaCha20Poly1305:
+        aead = self._aeads.get(domain)
+        if aead is None:
+            key = _seal_key(domain, self._shared, self._eph_pub, self._recipient)
+            aead = self._aeads[domain] = ChaCha20Poly1305(key)
+        return aead
+
+    def seal(
+        self, domain: str, plaintext: bytes, associated_data: bytes, rng: Rng = os.urandom
+    ) -> bytes:
+        nonce = rng(_SEAL_NONCE_LEN)
+        ct = self._aead(domain).encrypt(nonce, plaintext, pae(domain, associated_data))
+        return SEAL_VERSION + self._eph_pub + nonce + ct
+
+    def __repr__(self) -> str:
+        return "SealSession(<redacted>)"
+
+
+class OpenSession:
+    """The recipient's side of one ``SealSession``: the agreement, done once."""
+
+    __slots__ = ("_aeads", "_eph_pub", "_public", "_shared")
+
+    def __init__(self, private: SealPrivateKey, session_id: bytes) -> None:
+        if len(session_id) != 1 + X25519_KEY_LEN or session_id[:1] != SEAL_VERSION:
+            raise CryptoFailure()
+        self._eph_pub = session_id[1:]
+        try:
+            shared = nacl.bindings.crypto_scalarmult(private.raw(), self._eph_pub)
+        except nacl.exceptions.RuntimeError as exc:  # low-order point
+            raise CryptoFailure() from exc
+        if shared == bytes(32):
+            raise CryptoFailure()
+        self._shared = shared
+        self._public = private.public_key.raw
+        self._aeads: dict[str, ChaCha20Poly1305] = {}
+
+    def open(self, domain: str, blob: bytes, associated_data: bytes) -> bytes:
+        """Open a blob of this session; opaque CryptoFailure on any problem."""
+        if len(blob) < SEAL_OVERHEAD or not hmac.compare_digest(
+            blob[: 1 + X25519_KEY_LEN], SEAL_VERSION + self._eph_pub
+        ):
+            raise CryptoFailure()
+        aead = self._aeads.get(domain)
+        if aead is None:
+            key = _seal_key(domain, self._shared, self._eph_pub, self._public)
+            aead = self._aeads[domain] = ChaCha20Poly1305(key)
+        nonce = blob[1 + X25519_KEY_LEN : 1 + X25519_KEY_LEN + _SEAL_NONCE_LEN]
+        ct = blob[1 + X25519_KEY_LEN + _SEAL_NONCE_LEN :]
+        try:
+            return aead.decrypt(nonce, ct, pae(domain, associated_data))
+        except InvalidTag as exc:
+            raise CryptoFailure() from exc
+
+    def __repr__(self) -> str:
+        return "OpenSession(<redacted>)"
+
+
+def sealed_session_id(blob: bytes) -> bytes:
+    """The session a sealed blob belongs to (version || ephemeral public key)."""
+    if len(blob) < SEAL_OVERHEAD or blob[:1] != SEAL_VERSION:
+        raise CryptoFailure()
+    return blob[: 1 + X25519_KEY_LEN]
+
+
 def seal(
     recipient: SealPublicKey,
     domain: str,
@@ -232,33 +321,12 @@ def seal(
     ``associated_data`` (e.g. sender, recipient, request id) is authenticated
     but not encrypted; the opener must present the same bytes.
     """
-    eph = SealPrivateKey(rng(32))
-    eph_pub = eph.public_key.raw
-    shared = nacl.bindings.crypto_scalarmult(eph.raw(), recipient.raw)
-    key = _seal_key(domain, shared, eph_pub, recipient.raw)
-    nonce = rng(_SEAL_NONCE_LEN)
-    ct = ChaCha20Poly1305(key).encrypt(nonce, plaintext, pae(domain, associated_data))
-    return SEAL_VERSION + eph_pub + nonce + ct
+    return SealSession(recipient, rng).seal(domain, plaintext, associated_data, rng)
 
 
 def open_sealed(private: SealPrivateKey, domain: str, blob: bytes, associated_data: bytes) -> bytes:
     """Open a sealed blob; raises opaque CryptoFailure on any problem."""
-    if len(blob) < SEAL_OVERHEAD or blob[:1] != SEAL_VERSION:
-        raise CryptoFailure()
-    eph_pub = blob[1 : 1 + X25519_KEY_LEN]
-    nonce = blob[1 + X25519_KEY_LEN : 1 + X25519_KEY_LEN + _SEAL_NONCE_LEN]
-    ct = blob[1 + X25519_KEY_LEN + _SEAL_NONCE_LEN :]
-    try:
-        shared = nacl.bindings.crypto_scalarmult(private.raw(), eph_pub)
-    except nacl.exceptions.RuntimeError as exc:  # low-order point
-        raise CryptoFailure() from exc
-    if shared == bytes(32):
-        raise CryptoFailure()
-    key = _seal_key(domain, shared, eph_pub, private.public_key.raw)
-    try:
-        return ChaCha20Poly1305(key).decrypt(nonce, ct, pae(domain, associated_data))
-    except InvalidTag as exc:
-        raise CryptoFailure() from exc
+    return OpenSession(private, sealed_session_id(blob)).open(domain, blob, associated_data)
 
 
 # --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from gateway.keyring import utc_from_ms
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
+from gateway.sealing import SealSessions
 from gateway.sources import DataSource
 from gateway.subject.index import bulk_coverage
 from gateway.subject.indexer import Concerned, SubjectIndexer
@@ -65,6 +66,7 @@ class RecordHolder:
         limits: Limits,
         rng: crypto.Rng = os.urandom,
         indexer: SubjectIndexer | None = None,
+        sessions: SealSessions | None = None,
     ) -> None:
         self._responder = responder
         self._bundle = bundle
@@ -74,6 +76,7 @@ class RecordHolder:
         self._source = source
         self._ledger = ledger
         self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
+        self._sessions = sessions or SealSessions(self._seal_keys, limits, rng=rng)
         self._clock = clock_ms
         self._limits = limits
         self._rng = rng
@@ -177,7 +180,7 @@ class RecordHolder:
     def _open_query(self, request: PeerRequest[peer_pb2.PeerRecordRequest]) -> tuple[str, ...]:
         msg = request.message
         try:
-            query_bytes = self._seal_keys.open(
+            query_bytes = self._sessions.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 msg.sealed_query,
                 seal_context(request.sender, self._responder.me, request.request_id),
@@ -285,12 +288,11 @@ class RecordHolder:
         plaintext = batch.SerializeToString(deterministic=True)
         response.record_count = len(released)
         response.payload_digest = crypto.suite_of(self._seal_keys.current).digest(plaintext)
-        response.sealed_records = crypto.seal(
+        response.sealed_records = self._sessions.seal(
             self._reply_key(requester, msg.reply_seal_key),
             domains.SEAL_RECORD_PAYLOAD,
             plaintext,
             seal_context(me, requester, request.request_id),
-            self._rng,
         )
 
     # Shared with the streamed bulk path (``gateway.exchange.bulk_holder``).

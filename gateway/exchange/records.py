@@ -101,7 +101,7 @@ class RecordsResult:
     request_id: str
     holder: str
     dataset: str
-    records: tuple[dict[str, str], ...]
+    records: tuple[common_pb2.Record, ...]  # as the holder sealed them (verified)
     decision: common_pb2.PolicyDecision
     receipt: AppendReceipt
     local: str

@@ -40,6 +40,7 @@ from gateway.ledger.events import (
     clean_reason,
 )
 from gateway.limits import Limits
+from gateway.sealing import SealSessions
 from gateway.trust import TrustBundle
 
 
@@ -55,14 +56,15 @@ class RecordRequester:
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
+        sessions: SealSessions | None = None,
     ) -> None:
         self._caller = caller
         self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
+        self._sessions = sessions or SealSessions(self._seal_keys, limits, rng=rng)
         self._bundle = bundle
         self._ledger = ledger
         self._clock = clock_ms
         self._limits = limits
-        self._rng = rng
 
     def get_records(self, service_system: str, query: RecordsQuery) -> RecordsResult:
         query.validate(self._limits)
@@ -77,14 +79,13 @@ class RecordRequester:
             subject_count=len(query.subject_ids),
             client_reference=query.client_reference,
             reply_seal_key=self._seal_keys.current.public_key.raw,
-            sealed_query=crypto.seal(
+            sealed_query=self._sessions.seal(
                 member.seal_key,
                 domains.SEAL_RECORD_PAYLOAD,
                 peer_pb2.RecordQuery(subject_ids=query.subject_ids).SerializeToString(
                     deterministic=True
                 ),
                 seal_context(me, query.holder, request_id),
-                self._rng,
             ),
         )
         envelope = self._caller.prepare(query.holder, msg, domains.PEER_RECORD_REQUEST, request_id)
@@ -148,7 +149,7 @@ class RecordRequester:
             cls = refusal_class(resp.error_code)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
-            plaintext = self._seal_keys.open(
+            plaintext = self._sessions.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 resp.sealed_records,
                 seal_context(query.holder, me, request_id),
@@ -182,7 +183,7 @@ class RecordRequester:
             request_id=request_id,
             holder=query.holder,
             dataset=query.dataset,
-            records=tuple(dict(r.fields) for r in batch.records),
+            records=tuple(batch.records),
             decision=d,
             receipt=receipt,
             local=me,

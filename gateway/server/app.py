@@ -54,6 +54,7 @@ from gateway.ops.spent import refuse_shortfalls, startup_shortfalls
 from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.store import PolicyStore, PolicyWatcher
+from gateway.sealing import SealSessions
 from gateway.server.access import ServiceRegistry, authorize_peer
 from gateway.server.auth import PeerAuthenticator
 from gateway.server.interceptor import (
@@ -109,7 +110,7 @@ class Gateway:
         *,
         clock_ms: Callable[[], int] = system_clock_ms,
         rng: crypto.Rng = os.urandom,
-        max_workers: int = 32,
+        max_workers: int = 8,
     ) -> None:
         self.config = config
         self.me = config.jurisdiction
@@ -176,8 +177,17 @@ class Gateway:
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
+        # One set of sealing sessions for both roles (gateway.sealing).
+        self.sealing = SealSessions(self.seal_keys, limits, rng=rng)
         self.requester = RecordRequester(
-            self.caller, self.bundle, observed_ledger, self.seal_keys, clock_ms, limits, rng
+            self.caller,
+            self.bundle,
+            observed_ledger,
+            self.seal_keys,
+            clock_ms,
+            limits,
+            rng,
+            sessions=self.sealing,
         )
         # Subject access: holder entries commit to whom they concern (blind indexes).
         self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
@@ -203,6 +213,7 @@ class Gateway:
             limits,
             rng,
             indexer=self.indexer,
+            sessions=self.sealing,
         )
         catalogue = lambda: self.policy_store.current.catalogue  # noqa: E731
         self.subject_holder = SubjectHolder(

@@ -16,12 +16,25 @@ from gateway import crypto
 from gateway.errors import Unauthenticated
 from gateway.trust import TrustBundle
 
+# Fingerprints of the certificates peers presented, by their exact PEM bytes: a
+# connection presents the same certificate on every call, so each is parsed and
+# hashed once (a pure function of the bytes; bounded, cleared when full).
+_FINGERPRINTS: dict[bytes, str] = {}
+_MAX_FINGERPRINTS = 1024
+
 
 def peer_cert_fingerprint(context: grpc.ServicerContext) -> str | None:
     certs = context.auth_context().get("x509_pem_cert")
     if not certs:
         return None
-    return crypto.cert_fingerprint(certs[0])
+    pem = certs[0]
+    fp = _FINGERPRINTS.get(pem)
+    if fp is None:
+        fp = crypto.cert_fingerprint(pem)
+        if len(_FINGERPRINTS) >= _MAX_FINGERPRINTS:
+            _FINGERPRINTS.clear()
+        _FINGERPRINTS[pem] = fp
+    return fp
 
 
 class PeerAuthenticator:

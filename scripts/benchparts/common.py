@@ -46,7 +46,7 @@ class Report:
             table.add_column(c, justify="right")
         for label, values in self.rows:
             table.add_row(label, *[_fmt(v) for v in values])
-        console = Console(width=120)
+        console = Console(width=140)
         console.print(table)
         for n in self.notes:
             console.print(f"  note: {n}")

@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import domains
-from gateway._proto.dataexchange.gateway.v1 import service_pb2
 from gateway.envelope import sign_envelope
 from gateway.errors import GatewayError
 from gateway.ledger.verify import verify_store
@@ -56,12 +55,9 @@ def test_random_service_requests_get_clean_statuses(
 ) -> None:
     with federation.client("130000", "hebei-housing-fund") as c:
         try:
-            c.records.GetRecords(
-                service_pb2.GetRecordsRequest(
-                    holder_jurisdiction=holder, dataset=dataset, purpose=purpose,
-                    subject_ids=subject_ids, fields=fields, client_reference=ref,
-                ),
-                timeout=10,
+            c.get_records(
+                timeout=10, holder_jurisdiction=holder, dataset=dataset, purpose=purpose,
+                subject_ids=subject_ids, fields=fields, client_reference=ref,
             )  # fmt: skip
         except grpc.RpcError as exc:
             assert exc.code() in CLEAN, (exc.code(), exc.details())

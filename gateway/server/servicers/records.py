@@ -52,7 +52,7 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
             request_id=result.request_id,
             holder_jurisdiction=result.holder,
             dataset=result.dataset,
-            records=[common_pb2.Record(fields=r) for r in result.records],
+            records=result.records,
             decision=result.decision,
             receipt=common_pb2.LedgerReceipt(
                 jurisdiction=result.local,

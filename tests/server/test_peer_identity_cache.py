@@ -1,0 +1,65 @@
+"""Peer identity is computed once per presented certificate, never trusted beyond it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from gateway import crypto
+from gateway.errors import Unauthenticated
+from gateway.server import auth
+from gateway.server.auth import PeerAuthenticator
+
+
+@dataclass
+class FakeContext:
+    pem: bytes
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": [self.pem]}
+
+
+@dataclass
+class FakeBundle:
+    members: dict[str, str] = field(default_factory=dict)  # fingerprint -> jurisdiction
+
+    def member_by_fingerprint(self, fp: str) -> Any:
+        j = self.members.get(fp)
+        return None if j is None else type("M", (), {"jurisdiction": j})()
+
+
+PINNED = crypto.make_tls_identity("gw-110000", ["gw-110000"]).cert_pem
+OTHER = crypto.make_tls_identity("gw-110000", ["gw-110000"]).cert_pem
+
+
+def test_second_certificate_is_not_mistaken_for_a_cached_one() -> None:
+    bundle = FakeBundle({crypto.cert_fingerprint(PINNED): "110000"})
+    authn = PeerAuthenticator(lambda: bundle)  # type: ignore[arg-type, return-value]
+    assert authn(FakeContext(PINNED)) == "110000"  # type: ignore[arg-type]
+    with pytest.raises(Unauthenticated):
+        authn(FakeContext(OTHER))  # type: ignore[arg-type]  # same name, other key
+
+
+def test_member_removed_from_bundle_is_refused_despite_cached_fingerprint() -> None:
+    bundle = FakeBundle({crypto.cert_fingerprint(PINNED): "110000"})
+    authn = PeerAuthenticator(lambda: bundle)  # type: ignore[arg-type, return-value]
+    assert authn(FakeContext(PINNED)) == "110000"  # type: ignore[arg-type]
+    assert PINNED in auth._FINGERPRINTS
+    bundle.members.clear()  # the next bundle version drops it
+    with pytest.raises(Unauthenticated):
+        authn(FakeContext(PINNED))  # type: ignore[arg-type]
+
+
+def test_fingerprint_cache_stays_bounded() -> None:
+    for _ in range(3):
+        auth.peer_cert_fingerprint(FakeContext(OTHER))  # type: ignore[arg-type]
+    assert len(auth._FINGERPRINTS) <= auth._MAX_FINGERPRINTS
+    auth._FINGERPRINTS.clear()
+    auth._FINGERPRINTS.update(
+        {bytes([i % 256]) * (i + 1): "x" for i in range(auth._MAX_FINGERPRINTS)}
+    )
+    auth.peer_cert_fingerprint(FakeContext(PINNED))  # type: ignore[arg-type]
+    assert len(auth._FINGERPRINTS) <= auth._MAX_FINGERPRINTS
+    assert auth._FINGERPRINTS[PINNED] == crypto.cert_fingerprint(PINNED)
