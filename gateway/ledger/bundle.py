@@ -297,11 +297,3 @@ def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> None:
         else:
             raise VerificationFailed("evidence bundle: malformed selection")
 
-
-def bundle_events(data: bytes) -> list[tuple[int, Any]]:
-    """(index, LedgerEvent) pairs of an already verified bundle, for display."""
-    content = json.loads(data)["content"]
-    return [
-        (item["index"], decode_entry(base64.b64decode(item["entry"])).event)
-        for item in content["entries"]
-    ]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -148,6 +148,8 @@ class Ledger:
         nodes = self.store.nodes(prefix_nodes(size))
         self._frontier = Frontier(size, nodes)
         self._prev = self.store.nodes([(0, size - 1)])[0] if size else GENESIS_PREV
+        last = self.store.entries(size - 1, size) if size else []
+        self._last_ms = last[0].timestamp_ms if last else 0
         latest = self.store.latest_checkpoint()
         if latest is None:
             self._cp_size, self._cp_time = -1, self._clock()
@@ -240,6 +242,7 @@ class Ledger:
         assert self._signer is not None
         frontier = self._frontier.copy()
         prev = self._prev
+        last_ms = self._last_ms
         start = frontier.size
         now = self._clock()
         now_ms = int(now * 1000)
@@ -250,6 +253,12 @@ class Ledger:
         receipts: list[AppendReceipt] = []
         for event in batch:
             idx = frontier.size
+            if event.timestamp_ms < last_ms:
+                # Times never go backwards along the ledger (concurrent callers
+                # stamp events a moment apart): a time range is then an index
+                # range, which is what lets an evidence bundle prove it complete.
+                event = replace(event, timestamp_ms=last_ms)
+            last_ms = event.timestamp_ms
             data = encode_entry(idx, prev, event, self._limits)
             h = leaf_hash(data)
             rows.append(EntryRow(idx, data, h, event.request_id, event.timestamp_ms))
@@ -263,7 +272,7 @@ class Ledger:
             cps.append(self._sign(frontier, now_ms))
             cp_size, cp_time = frontier.size, now
         self.store.append(start, rows, nodes, cps)
-        self._frontier, self._prev = frontier, prev
+        self._frontier, self._prev, self._last_ms = frontier, prev, last_ms
         self._cp_size, self._cp_time = cp_size, cp_time
         return receipts
 

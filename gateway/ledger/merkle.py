@@ -44,6 +44,42 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
+# Batch forms for verifiers: hashers pre-fed with the domain prefix, copied per
+# hash (no concatenation of the data), same results as leaf_hash / node_hash.
+_LEAF = _sha256(b"\x00")
+_NODE = _sha256(b"\x01")
+
+
+def leaf_hashes(leaves: Sequence[bytes]) -> list[bytes]:
+    """``leaf_hash`` of each leaf, in order."""
+    out: list[bytes] = []
+    append, leaf = out.append, _LEAF
+    for e in leaves:
+        h = leaf.copy()
+        h.update(e)
+        append(h.digest())
+    return out
+
+
+def subtree_levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
+    """Every level of the perfect subtrees over ``leaf_hashes``, bottom-up:
+    level k holds the nodes of 2**k leaves (an unpaired last node is dropped)."""
+    levels = [leaf_hashes]
+    cur = leaf_hashes
+    node = _NODE
+    while len(cur) > 1:
+        nxt: list[bytes] = []
+        append = nxt.append
+        for a, b in zip(cur[0::2], cur[1::2], strict=False):
+            h = node.copy()
+            h.update(a)
+            h.update(b)
+            append(h.digest())
+        cur = nxt
+        levels.append(cur)
+    return levels
+
+
 # --------------------------------------------------------------------------
 # Roots
 # --------------------------------------------------------------------------

@@ -1,14 +1,22 @@
-"""Offline verification of a whole ledger: chain, tree, stored nodes, checkpoints.
+"""Offline verification of a whole ledger: chain, tree, stored nodes, checkpoints, witnesses.
 
 Owns: recomputing every entry hash (one SHA-256 per entry serves chain and
-tree), the chain links and indexes, every stored interior node, the root at
-every signed checkpoint, the checkpoints' signatures and order (a replayed
-older checkpoint is named), truncation against the newest checkpoint or a
-checkpoint the caller trusts, and naming the first bad entry and why.
+tree), the chain links, indexes and non-decreasing timestamps, every stored
+interior node, the root at every signed checkpoint, the checkpoints'
+signatures and order (a replayed older checkpoint is named), every
+cosignature against the trusted witness keys (who cosigned each checkpoint;
+an invalid cosignature fails; ``require_witnesses`` for the newest),
+checkpoints obtained from outside the file (a witness's note: the ledger must
+contain the tree it signs, else truncation or a fork is named), and naming the
+first bad entry and why.
 
-Does not own: where keys come from (callers pass the log's VerifyKey, e.g.
-from the trust bundle), the progress bar (callers pass ``progress``), or
-evidence bundles (``gateway.ledger.bundle``).
+Pure over a small ``LedgerReader`` protocol: storage sits at the edge (the
+SQLite store implements the protocol; ``Reopenable`` lets worker processes
+open their own reader). Hashing is ``gateway.ledger.merkle``'s.
+
+Does not own: where keys come from (callers pass a ``TrustedKeys`` from the
+trust bundle, or one log key), the progress bar (callers pass ``progress``),
+or evidence bundles (``gateway.ledger.bundle``).
 
 Memory stays O(chunk + log n): leaves are processed in aligned chunks of
 2**14, each chunk's subtree is hashed level by level, and only nodes at or
@@ -17,33 +25,89 @@ above the chunk level are kept.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import struct
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from typing import Final, cast
+from dataclasses import dataclass, field, replace
+from typing import Final, Protocol, cast, runtime_checkable
 
 import numpy as np
 
 from gateway.crypto import VerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
-from gateway.ledger.merkle import EMPTY_ROOT, HASH_LEN, fold, node_hash, prefix_nodes
-from gateway.ledger.note import Checkpoint, open_checkpoint
-from gateway.ledger.storage import CheckpointRow, SqliteLedgerStore
+from gateway.ledger.merkle import (
+    EMPTY_ROOT,
+    HASH_LEN,
+    fold,
+    leaf_hashes,
+    node_hash,
+    prefix_nodes,
+    subtree_levels,
+)
+from gateway.ledger.note import (
+    SIG_COSIGNATURE_V1,
+    SIG_ED25519,
+    Checkpoint,
+    NoteVerifier,
+    key_id,
+    open_note,
+    parse_note,
+    verify_cosignature,
+)
+from gateway.ledger.trustkeys import TrustedKeys
 
 LOG_CHUNK: Final = 14
 CHUNK: Final = 1 << LOG_CHUNK
 _HEAD = struct.Struct(">BQ")
+_TS_END: Final = HEADER_LEN + 8  # every entry's timestamp_ms follows the header
+_U64 = struct.Struct(">Q")
 
 Progress = Callable[[int, int], None]  # (entries done, total)
 RawPage = Sequence[tuple[int, bytes, bytes]]  # (index, entry bytes, stored hash)
 EntryPage = Sequence[bytes]  # entry bytes only (each header carries its index)
 NodeRange = Callable[[int, int, int], list[bytes]]  # (level, start, stop) -> stored hashes
+
+
+class StoredCheckpoint(Protocol):
+    """A checkpoint as the ledger stores it (issue order, size, signed note)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def note(self) -> str: ...
+    @property
+    def issued_ms(self) -> int: ...
+
+
+class LedgerReader(Protocol):
+    """What verification reads from a ledger; ``SqliteLedgerStore`` is one."""
+
+    def size(self) -> int: ...
+
+    def checkpoints(self) -> Sequence[StoredCheckpoint]: ...
+
+    def raw_range(self, start: int, stop: int) -> Sequence[tuple[int, bytes, bytes]]:
+        """(index, entry bytes, stored entry hash) with start <= index < stop, in order."""
+        ...
+
+    def entry_range(self, start: int, stop: int) -> Sequence[bytes]: ...
+
+    def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Reopenable(Protocol):
+    """A reader that worker processes can open again (the callable must pickle)."""
+
+    def reopener(self) -> Callable[[], LedgerReader]: ...
 
 
 @dataclass(frozen=True)
@@ -60,13 +124,28 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint and who cosigned it (jurisdictions whose cosignature verified)."""
+
+    label: str  # "checkpoint #3" or "outside checkpoint 1 (seen-by-120000.note)"
+    size: int
+    cosigners: tuple[str, ...]
+    ignored: tuple[str, ...] = ()  # names of signature lines no trusted key accounts for
+
+
+@dataclass(frozen=True)
 class LedgerReport:
-    entries: int
-    checkpoints: int
+    entries: int  # entries stored in the file, whatever verification found
+    checkpoints: int  # checkpoints stored in the file
     root: bytes
-    checkpoint_size: int  # size of the newest valid checkpoint (0 if none)
+    checkpoint_size: int  # size of the newest stored checkpoint (0 if none)
     problem: Problem | None = None
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    verified: int = 0  # entries verified before the first problem (all of them when ok)
+    covered: int = 0  # entries covered by a verified signed checkpoint, stored or outside
+    stored: tuple[CheckpointInfo, ...] = ()
+    outside: tuple[CheckpointInfo, ...] = ()
+    witnesses_checked: bool = False  # False: no witness keys were given
 
     @property
     def ok(self) -> bool:
@@ -74,7 +153,13 @@ class LedgerReport:
 
     @property
     def uncovered(self) -> int:
-        return max(0, self.entries - self.checkpoint_size)
+        return max(0, self.entries - self.covered)
+
+    @property
+    def truncation_excluded_below(self) -> int:
+        """Entries proven present by checkpoints from outside the file (0: none given),
+        so truncation below this size is excluded; above it, it cannot be."""
+        return max((c.size for c in self.outside), default=0) if self.ok else 0
 
     def raise_for_problem(self) -> None:
         if self.problem is not None:
@@ -91,21 +176,82 @@ class _Stop(Exception):
 class _Required:
     size: int
     root: bytes
-    label: str  # "checkpoint #3" or "trusted checkpoint"
+    label: str  # "checkpoint #3" or "outside checkpoint 0"
+    outside: bool = False
+
+
+# --------------------------------------------------------------------------
+# Signatures: the log's over each checkpoint, the witnesses' cosignatures
+# --------------------------------------------------------------------------
+
+
+def open_log_checkpoint(note: str, origin: str, keys: Sequence[VerifyKey]) -> Checkpoint:
+    """Verify the log's signature with any of ``keys`` (key name = origin) and parse."""
+    text, _ = open_note(note, [NoteVerifier(origin, k) for k in keys])
+    cp = Checkpoint.parse(text)
+    if cp.origin != origin:
+        raise VerificationFailed(f"checkpoint origin: expected {origin!r}, got {cp.origin!r}")
+    return cp
+
+
+def checkpoint_cosigners(
+    note: str, origin: str, log_keys: Sequence[VerifyKey], trusted: TrustedKeys
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(jurisdictions whose cosignature verifies, names of lines nothing accounts for).
+
+    A line under a trusted witness's name must verify with a key the trust
+    bundle lists for that witness at the cosignature's time: a flipped, forged
+    or re-keyed cosignature raises VerificationFailed. The log's own
+    signature(s) and lines under unknown names are not cosignatures.
+    """
+    text, sigs = parse_note(note)
+    log_ids = {key_id(origin, SIG_ED25519, k) for k in log_keys}
+    log = trusted.by_origin(origin)
+    cosigners: list[str] = []
+    ignored: list[str] = []
+    for s in sigs:
+        if s.name == origin and s.key_id in log_ids:
+            continue
+        signer = trusted.by_witness(s.name)
+        if signer is None or (log is not None and signer.jurisdiction == log.jurisdiction):
+            ignored.append(s.name)
+            continue
+        if len(s.signature) < 8:
+            raise VerificationFailed(f"malformed cosignature from witness {s.name}")
+        (t,) = _U64.unpack(s.signature[:8])
+        at_ms = t * 1000 if t < 2**53 else None
+        candidates = [
+            k
+            for k in trusted.keys(signer.jurisdiction, "ledger", at_ms)
+            if key_id(s.name, SIG_COSIGNATURE_V1, k) == s.key_id
+        ]
+        if not candidates:
+            raise VerificationFailed(
+                f"cosignature from witness {s.name} has key id {s.key_id.hex()}, which is not "
+                f"a key the trust bundle lists for {signer.jurisdiction} at that time"
+            )
+        verify_cosignature(text, s, NoteVerifier(s.name, candidates[0], SIG_COSIGNATURE_V1))
+        if signer.jurisdiction not in cosigners:
+            cosigners.append(signer.jurisdiction)
+    return tuple(sorted(cosigners)), tuple(ignored)
 
 
 def check_checkpoints(
-    rows: Sequence[CheckpointRow], origin: str, key: VerifyKey
-) -> list[_Required]:
-    """Signatures, origin and strictly increasing sizes in issue order."""
+    rows: Sequence[StoredCheckpoint],
+    origin: str,
+    keys: Sequence[VerifyKey],
+    trusted: TrustedKeys | None = None,
+) -> tuple[list[_Required], list[CheckpointInfo]]:
+    """Signatures, cosignatures, origin and strictly increasing sizes in issue order."""
     out: list[_Required] = []
+    infos: list[CheckpointInfo] = []
     last_size, last_ms = -1, -1
     for n, row in enumerate(rows):
         label = f"checkpoint #{row.seq}"
         if row.seq != n:
             raise _Stop(Problem("checkpoint-missing", f"{label}: expected sequence number {n}"))
         try:
-            cp = open_checkpoint(row.note, origin, key)
+            cp = open_log_checkpoint(row.note, origin, keys)
         except GatewayError as exc:
             raise _Stop(Problem("checkpoint-signature", f"{label}: {exc}")) from exc
         if cp.size != row.size:
@@ -122,9 +268,17 @@ def check_checkpoints(
             )
         if row.issued_ms < last_ms:
             raise _Stop(Problem("checkpoint-replayed", f"{label}: issued before its predecessor"))
+        cosigners: tuple[str, ...] = ()
+        ignored: tuple[str, ...] = ()
+        if trusted is not None:
+            try:
+                cosigners, ignored = checkpoint_cosigners(row.note, origin, keys, trusted)
+            except GatewayError as exc:
+                raise _Stop(Problem("cosignature-invalid", f"{label}: {exc}")) from exc
         last_size, last_ms = cp.size, row.issued_ms
         out.append(_Required(cp.size, cp.root, label))
-    return out
+        infos.append(CheckpointInfo(label, cp.size, cosigners, ignored))
+    return out, infos
 
 
 @dataclass(frozen=True)
@@ -139,6 +293,8 @@ class RangeResult:
     low_nodes: dict[int, list[bytes]]  # size -> its prefix nodes below the chunk level
     tail: tuple[bytes, ...]  # leaf hashes of a final partial chunk
     problem: Problem | None
+    first_ms: int = 0  # timestamp of entry lo (checked by the caller against lo - 1)
+    last_ms: int = 0
 
 
 def _first_diff(a: Sequence[object], b: Sequence[object]) -> int:
@@ -166,13 +322,16 @@ def verify_range(
     i = lo
     prev: bytes | None = None
     first_prev = b""
+    first_ms = last_ms = 0
     roots: list[bytes] = []
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     want = sorted(sizes)
 
     def result(problem: Problem | None) -> RangeResult:
-        return RangeResult(lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem)
+        return RangeResult(
+            lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem, first_ms, last_ms
+        )
 
     for page in rows_pages:
         if not page:
@@ -191,30 +350,24 @@ def verify_range(
             stored = [r[2] for r in rows]
         if stored_nodes is not None and list(idxs) != list(range(i, i + m)):
             j = _first_diff(idxs, range(i, i + m))
-            return _bump(
-                result,
-                i,
-                j,
+            return result(
                 Problem(
                     "entry-missing",
                     f"no entry stored at this index (next stored index is {idxs[j]}): an entry "
                     "was deleted",
                     i + j,
-                ),
+                )
             )
-        hashes = _leaf_hashes(entries)
+        hashes = leaf_hashes(entries)
         if stored_nodes is not None and hashes != list(stored):
             j = _first_diff(hashes, stored)
-            return _bump(
-                result,
-                i,
-                j,
+            return result(
                 Problem(
                     "entry-hash-mismatch",
                     "entry bytes do not match the recorded entry hash: the entry (or its recorded "
                     "hash) was altered",
                     i + j,
-                ),
+                )
             )
         # One comparison covers every header: version, own index, predecessor hash.
         first = prev if prev is not None else entries[0][9:HEADER_LEN]
@@ -230,19 +383,29 @@ def verify_range(
                 or (j > 0 and links[j] != hashes[j - 1])
                 or (j == 0 and prev is not None and links[0] != prev)
             )
-            return _bump(result, i, j, _header_problem(entries[j], i + j))
+            return result(_header_problem(entries[j], i + j))
+        times = _timestamps(entries)
+        if times is None:
+            j = next(j for j, e in enumerate(entries) if len(e) < _TS_END)
+            return result(Problem("entry-malformed", "entry is truncated", i + j))
+        if (prev is not None and int(times[0]) < last_ms) or not bool((np.diff(times) >= 0).all()):
+            ts = [last_ms if prev is not None else int(times[0]), *(int(t) for t in times)]
+            j = next(j for j in range(m) if ts[j + 1] < ts[j])
+            return result(_time_problem(i + j))
         if decode:
             for j, e in enumerate(entries):
                 try:
                     decode_entry(e)
                 except InvalidArgument as exc:
-                    return _bump(result, i, j, Problem("entry-malformed", str(exc), i + j))
+                    return result(Problem("entry-malformed", str(exc), i + j))
         if prev is None:
             first_prev = entries[0][9:HEADER_LEN]
+            first_ms = int(times[0])
+        last_ms = int(times[-1])
         for c in range(0, m, CHUNK):
             leaves = hashes[c : c + CHUNK]
             base = i + c
-            levels = _levels(leaves)
+            levels = subtree_levels(leaves)
             if stored_nodes is not None:
                 for level in range(1, len(levels)):
                     start = base >> level
@@ -274,20 +437,6 @@ def verify_range(
     return result(None)
 
 
-_LEAF = hashlib.sha256(b"\x00")  # RFC 9162 leaf prefix, copied per entry
-
-
-def _leaf_hashes(entries: Sequence[bytes]) -> list[bytes]:
-    """SHA-256(0x00 || entry) for each entry, without copying the entries."""
-    out: list[bytes] = []
-    append, leaf = out.append, _LEAF
-    for e in entries:
-        h = leaf.copy()
-        h.update(e)
-        append(h.digest())
-    return out
-
-
 def _headers_ok(entries: Sequence[bytes], i: int, first: bytes, hashes: Sequence[bytes]) -> bool:
     """Every header: version, own index i.., predecessor hash (vectorised)."""
     m = len(entries)
@@ -304,42 +453,46 @@ def _headers_ok(entries: Sequence[bytes], i: int, first: bytes, hashes: Sequence
     return bool(np.array_equal(rows[:, 9:HEADER_LEN], links))
 
 
-def _bump(
-    result: Callable[[Problem | None], RangeResult], i: int, j: int, problem: Problem
-) -> RangeResult:
-    return result(problem)
+def _timestamps(entries: Sequence[bytes]) -> np.ndarray | None:
+    """Every entry's timestamp_ms (vectorised); None if an entry is too short to hold one."""
+    got = b"".join([e[HEADER_LEN:_TS_END] for e in entries])
+    if len(got) != 8 * len(entries):
+        return None
+    return np.frombuffer(got, dtype=">u8").astype(np.int64)
 
 
-_NODE = hashlib.sha256(b"\x01")  # RFC 9162 interior-node prefix, copied per node
-
-
-def _levels(leaves: list[bytes]) -> list[list[bytes]]:
-    levels = [leaves]
-    cur = leaves
-    node = _NODE
-    while len(cur) > 1:
-        nxt: list[bytes] = []
-        append = nxt.append
-        for a, b in zip(cur[0::2], cur[1::2], strict=False):
-            h = node.copy()
-            h.update(a)
-            h.update(b)
-            append(h.digest())
-        cur = nxt
-        levels.append(cur)
-    return levels
+def _time_problem(i: int) -> Problem:
+    return Problem(
+        "entry-time-order",
+        f"entry records an earlier time than entry {i - 1}: the ledger records times in "
+        "non-decreasing order, so entries were reordered or a timestamp was rewritten",
+        i,
+    )
 
 
 def _range_worker(
-    path: str, lo: int, hi: int, sizes: tuple[int, ...], check_nodes: bool, decode: bool
+    reopen: Callable[[], LedgerReader],
+    lo: int,
+    hi: int,
+    sizes: tuple[int, ...],
+    check_nodes: bool,
+    decode: bool,
 ) -> RangeResult:
-    store = SqliteLedgerStore(path, readonly=True)
+    reader = reopen()
     try:
-        read = store.raw_range if check_nodes else store.entry_range
-        pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
-        return verify_range(pages, lo, sizes, store.nodes_range if check_nodes else None, decode)
+        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode)
     finally:
-        store.close()
+        reader.close()
+
+
+def _verify_bounds(
+    reader: LedgerReader, lo: int, hi: int, sizes: Sequence[int], check_nodes: bool, decode: bool
+) -> RangeResult:
+    read: Callable[[int, int], RawPage | EntryPage] = (
+        reader.raw_range if check_nodes else reader.entry_range
+    )
+    pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
+    return verify_range(pages, lo, sizes, reader.nodes_range if check_nodes else None, decode)
 
 
 def combine(
@@ -350,6 +503,7 @@ def combine(
 ) -> tuple[int, bytes, Problem | None]:
     """Join range results in order: links between ranges, upper tree, checkpoint roots."""
     prev = GENESIS_PREV
+    prev_ms = 0
     count = 0
     roots: list[bytes] = []
     low: dict[int, list[bytes]] = {}
@@ -366,10 +520,13 @@ def combine(
                     max(r.lo - 1, 0),
                 ),
             )
+        if r.count and r.lo and r.first_ms < prev_ms:
+            return count, EMPTY_ROOT, _time_problem(r.lo)
         if r.problem is not None:
             return r.lo + r.count, EMPTY_ROOT, r.problem
         count += r.count
         prev = r.last_hash
+        prev_ms = r.last_ms
         roots.extend(r.chunk_roots)
         low.update(r.low_nodes)
         tail = r.tail or tail
@@ -397,7 +554,7 @@ def combine(
                     ),
                 )
     if tail and count % CHUNK:
-        levels = _levels(list(tail))
+        levels = subtree_levels(list(tail))
         base = count - len(tail)
         low[count] = [
             levels[lv][ix - (base >> lv)] for lv, ix in prefix_nodes(count) if lv < LOG_CHUNK
@@ -411,7 +568,18 @@ def combine(
     for req in sorted(required, key=lambda r: r.size):
         if req.size > count:
             break
-        if root_at(req.size) != req.root:
+        if req.size and root_at(req.size) != req.root:
+            if req.outside:
+                return (
+                    count,
+                    EMPTY_ROOT,
+                    Problem(
+                        "fork",
+                        f"{req.label} signs a different tree of size {req.size} than this file "
+                        "holds: the log showed the witness another history (a fork), or entries "
+                        f"below {req.size} were altered",
+                    ),
+                )
             return (
                 count,
                 EMPTY_ROOT,
@@ -448,59 +616,98 @@ def _header_problem(e: bytes, i: int) -> Problem:
     )
 
 
+# --------------------------------------------------------------------------
+# The whole ledger
+# --------------------------------------------------------------------------
+
+
+def _log_keys(
+    origin: str, keys: VerifyKey | TrustedKeys
+) -> tuple[list[VerifyKey], TrustedKeys | None]:
+    if isinstance(keys, VerifyKey):
+        return [keys], None
+    signer = keys.by_origin(origin)
+    found = list(keys.keys(signer.jurisdiction, "ledger")) if signer else []
+    if not found:
+        raise VerificationFailed(f"origin {origin!r} is not in the {keys.source}")
+    return found, keys
+
+
 def verify_store(
-    store: SqliteLedgerStore,
+    store: LedgerReader,
     origin: str,
-    key: VerifyKey,
+    keys: VerifyKey | TrustedKeys,
     *,
-    trusted: Sequence[str] = (),
+    trusted: Sequence[tuple[str, str] | str] = (),
+    require_witnesses: int = 0,
     progress: Progress | None = None,
     check_nodes: bool = True,
     decode: bool = False,
     workers: int | None = None,
 ) -> LedgerReport:
-    """Verify everything in one ledger store; never raises for a bad ledger.
+    """Verify everything in one ledger; never raises for a bad ledger.
 
-    ``check_nodes`` also checks the stored caches proofs are served from (each
-    entry's recorded hash and every interior node). ``workers`` > 1 verifies
-    ranges in parallel processes (default: one per CPU for large ledgers).
+    ``keys``: the trusted keys (a ``TrustedKeys`` from the trust bundle checks
+    cosignatures too), or just the log's key. ``trusted``: checkpoints obtained
+    from outside the file, as notes or (label, note) pairs. ``check_nodes``
+    also checks the stored caches proofs are served from (each entry's
+    recorded hash and every interior node). ``workers`` > 1 verifies ranges in
+    parallel processes (default: one per CPU for large ledgers, when the reader
+    is ``Reopenable``).
     """
     rows = store.checkpoints()
-    trusted_required: list[_Required] = []
-    for n, note in enumerate(trusted):
-        try:
-            cp = open_checkpoint(note, origin, key)
-        except GatewayError as exc:
-            bad = Problem("trusted-checkpoint-invalid", f"trusted checkpoint {n}: {exc}")
-            return LedgerReport(0, len(rows), EMPTY_ROOT, 0, bad)
-        trusted_required.append(_Required(cp.size, cp.root, f"trusted checkpoint {n}"))
     total = store.size()
+    newest_size = rows[-1].size if rows else 0
+
+    def failed(problem: Problem, verified: int = 0) -> LedgerReport:
+        return LedgerReport(total, len(rows), EMPTY_ROOT, newest_size, problem, verified=verified)
+
+    log_keys, witness_keys = _log_keys(origin, keys)
+    outside: list[_Required] = []
+    outside_info: list[CheckpointInfo] = []
+    for n, item in enumerate(trusted):
+        label, note = item if isinstance(item, tuple) else (f"outside checkpoint {n}", item)
+        try:
+            cp = open_log_checkpoint(note, origin, log_keys)
+            cosigners: tuple[str, ...] = ()
+            ignored: tuple[str, ...] = ()
+            if witness_keys is not None:
+                cosigners, ignored = checkpoint_cosigners(note, origin, log_keys, witness_keys)
+        except GatewayError as exc:
+            return failed(Problem("trusted-checkpoint-invalid", f"{label}: {exc}"))
+        outside.append(_Required(cp.size, cp.root, label, outside=True))
+        outside_info.append(CheckpointInfo(label, cp.size, cosigners, ignored))
     # Workers need only the sizes to compute roots at; the rows' signatures are
     # checked meanwhile (a signed size differing from its row is reported then).
     sizes = tuple(
         sorted(
             {r.size for r in rows if 0 < r.size <= total}
-            | {r.size for r in trusted_required if 0 < r.size <= total}
+            | {r.size for r in outside if 0 < r.size <= total}
         )
     )
     span = CHUNK * 2  # small tasks keep both workers busy to the end
     bounds = [(a, min(a + span, total)) for a in range(0, total, span)]
+    reopen = store.reopener() if isinstance(store, Reopenable) else None
     if workers is None:
         workers = min(os.cpu_count() or 1, 4) if total >= 4 * span else 1
+    if reopen is None:
+        workers = 1
     results: list[RangeResult] = []
-    path = str(store.path)
+    infos: list[CheckpointInfo] = []
 
     def checked() -> list[_Required]:
-        return [*check_checkpoints(rows, origin, key), *trusted_required]
+        required, found = check_checkpoints(rows, origin, log_keys, witness_keys)
+        infos.extend(found)
+        return [*required, *outside]
 
-    if workers > 1 and len(bounds) > 1:
+    if workers > 1 and len(bounds) > 1 and reopen is not None:
         # fork is only safe while this process runs a single thread (CLI, bench);
         # inside a threaded server fall back to spawn.
         method = "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
         ctx = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
-                pool.submit(_range_worker, path, a, b, sizes, check_nodes, decode)
+                pool.submit(_range_worker, reopen, a, b, sizes, check_nodes, decode)
                 for a, b in bounds
             ]
             try:
@@ -508,7 +715,7 @@ def verify_store(
             except _Stop as stop:
                 for f in futures:
                     f.cancel()
-                return LedgerReport(0, len(rows), EMPTY_ROOT, 0, stop.problem)
+                return failed(stop.problem)
             for fut in futures:
                 results.append(fut.result())
                 if progress is not None:
@@ -521,40 +728,86 @@ def verify_store(
         try:
             required = checked()
         except _Stop as stop:
-            return LedgerReport(0, len(rows), EMPTY_ROOT, 0, stop.problem)
-        read = store.raw_range if check_nodes else store.entry_range
+            return failed(stop.problem)
         for a, b in bounds:
-            pages = (read(x, min(x + CHUNK * 4, b)) for x in range(a, b, CHUNK * 4))
-            results.append(
-                verify_range(pages, a, sizes, store.nodes_range if check_nodes else None, decode)
-            )
+            results.append(_verify_bounds(store, a, b, sizes, check_nodes, decode))
             if progress is not None:
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:
                 break
-    newest = max((r.size for r in required if not r.label.startswith("trusted")), default=0)
     count, root, problem = combine(
         results, required, total, store.nodes_range if check_nodes else None
     )
-    warnings: list[str] = []
-    final: Problem | None = problem
-    if final is None:
-        biggest = max(required, key=lambda r: r.size, default=None)
-        if biggest is not None and biggest.size > count:
-            final = Problem(
+    report = _conclude(total, len(rows), count, root, problem, required, infos, require_witnesses)
+    return replace(
+        report,
+        checkpoint_size=newest_size,
+        stored=tuple(infos),
+        outside=tuple(outside_info),
+        witnesses_checked=witness_keys is not None,
+    )
+
+
+def _conclude(
+    total: int,
+    n_rows: int,
+    count: int,
+    root: bytes,
+    problem: Problem | None,
+    required: Sequence[_Required],
+    infos: Sequence[CheckpointInfo],
+    require_witnesses: int,
+) -> LedgerReport:
+    """Truncation, coverage, witness requirement and warnings once the entries verified."""
+    if problem is not None:
+        return LedgerReport(total, n_rows, EMPTY_ROOT, 0, problem, verified=count)
+    biggest = max(required, key=lambda r: r.size, default=None)
+    if biggest is not None and biggest.size > count:
+        return LedgerReport(
+            total,
+            n_rows,
+            EMPTY_ROOT,
+            0,
+            Problem(
                 "truncated",
                 f"{biggest.label} covers {biggest.size} entries but the ledger holds only "
                 f"{count}: entries were removed from the end",
                 count,
+            ),
+            verified=count,
+        )
+    if require_witnesses > 0:
+        newest = infos[-1] if infos else None
+        have = len(newest.cosigners) if newest else 0
+        if have < require_witnesses:
+            what = (
+                f"the newest checkpoint ({newest.label}, size {newest.size}) is cosigned by "
+                f"{have} trusted witness(es) ({', '.join(newest.cosigners) or 'none'})"
+                if newest
+                else "there is no checkpoint"
             )
-        elif count > newest:
+            return LedgerReport(
+                total,
+                n_rows,
+                EMPTY_ROOT,
+                0,
+                Problem(
+                    "witnesses-missing", f"{require_witnesses} witness(es) required but {what}"
+                ),
+                verified=count,
+            )
+    covered = max((r.size for r in required), default=0)
+    warnings: list[str] = []
+    if count > covered:
+        warnings.append(
+            f"{count - covered} newest entries are not yet covered by a signed checkpoint"
+        )
+    if not required:
+        warnings.append("no signed checkpoint: only the internal chain was checked")
+    for info in infos:
+        if info.ignored:
             warnings.append(
-                f"{count - newest} newest entries are not yet covered by a signed checkpoint"
+                f"{info.label}: signature lines from no trusted key ignored: "
+                f"{', '.join(info.ignored)}"
             )
-        if not required:
-            warnings.append("no signed checkpoint: only the internal chain was checked")
-    return LedgerReport(count, len(rows), root, newest, final, tuple(warnings))
-
-
-def checkpoint_of(note: str, origin: str, key: VerifyKey) -> Checkpoint:
-    return open_checkpoint(note, origin, key)
+    return LedgerReport(total, n_rows, root, 0, None, tuple(warnings), count, covered)
