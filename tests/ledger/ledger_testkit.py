@@ -43,3 +43,105 @@ def make_event(i: int = 0, **kw: Any) -> LedgerEvent:
     )
     base.update(kw)
     return LedgerEvent(**base)
+
+
+# --------------------------------------------------------------------------
+# A three-member federation's keys for verification tests
+# --------------------------------------------------------------------------
+
+MEMBERS = ("110000", "120000", "130000")
+
+
+def ledger_seed(j: str) -> bytes:
+    """110000's ledger key is the conftest's ``log_key``; the others are fixed too."""
+    return bytes(range(32)) if j == "110000" else bytes([int(j[:2])]) * 32
+
+
+def signing_seed(j: str) -> bytes:
+    return bytes([int(j[:2]) + 100]) * 32
+
+
+def witness_name(j: str) -> str:
+    return f"{j}.gateway.dataexchange.cn/witness"
+
+
+def federation_keys() -> Any:
+    """TrustedKeys of the three members (as a trust bundle would list them)."""
+    from gateway.crypto import SigningKey
+    from gateway.ledger.trustkeys import KeyEntry, Signer, TrustedKeys
+
+    signers = tuple(
+        Signer(j, f"{j}.gateway.dataexchange.cn/ledger", witness_name(j)) for j in MEMBERS
+    )
+    entries = tuple(
+        e
+        for j in MEMBERS
+        for e in (
+            KeyEntry(j, "ledger", SigningKey(ledger_seed(j)).verify_key),
+            KeyEntry(j, "signing", SigningKey(signing_seed(j)).verify_key),
+        )
+    )
+    return TrustedKeys(signers, entries, "test federation")
+
+
+def write_trust_bundle(folder: Any, *, ledger_seeds: dict[str, bytes] | None = None) -> Any:
+    """A signed trust bundle file for MEMBERS (with authority.pub beside it)."""
+    import datetime as dt
+
+    from gateway.crypto import (
+        SealPrivateKey,
+        SigningKey,
+        cert_fingerprint,
+        make_tls_identity,
+    )
+    from gateway.trust import AUTHORITY_PUB_FILE, BUNDLE_FILE, Member, sign_bundle
+
+    seeds = ledger_seeds or {}
+    members = []
+    for n, j in enumerate(MEMBERS):
+        tls = make_tls_identity(f"gw-{j}", [f"gw{n}.example"])
+        members.append(
+            Member(
+                jurisdiction=j,
+                name=f"member {j}",
+                endpoint=f"127.0.0.1:{9000 + n}",
+                signing_key=SigningKey(signing_seed(j)).verify_key,
+                ledger_key=SigningKey(seeds.get(j, ledger_seed(j))).verify_key,
+                seal_key=SealPrivateKey(bytes([50 + n]) * 32).public_key,
+                tls_cert_pem=tls.cert_pem,
+                tls_fingerprint=cert_fingerprint(tls.cert_pem),
+                datasets=("household_register",),
+            )
+        )
+    authority = SigningKey(bytes([1]) * 32)
+    now = dt.datetime.now(dt.UTC)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / BUNDLE_FILE).write_bytes(
+        sign_bundle("test", 1, now, now + dt.timedelta(days=1), members, authority)
+    )
+    (folder / AUTHORITY_PUB_FILE).write_text(authority.verify_key.b64() + "\n")
+    return folder / BUNDLE_FILE
+
+
+def witness_round(ledger: Any, j: str, store_path: Any, now: float = 1_700_000_100.0) -> int:
+    """Member ``j`` witnesses ``ledger`` (110000's) once; returns the cosigned size."""
+    from gateway._proto.dataexchange.gateway.v1 import peer_pb2
+    from gateway.crypto import SigningKey
+    from gateway.ledger.witness import (
+        SqliteWitnessStore,
+        apply_witness_response,
+        handle_witness_request,
+        make_witness_request,
+    )
+
+    wkey = SigningKey(ledger_seed(j))
+    store = SqliteWitnessStore(store_path)
+    try:
+        req = make_witness_request(ledger, peer_pb2.PeerHeader(sender="110000", recipient=j))
+        resp = handle_witness_request(
+            req, "110000", SigningKey(ledger_seed("110000")).verify_key, wkey,
+            witness_name(j), store, now,
+        )  # fmt: skip
+        return apply_witness_response(ledger, req, resp, j, witness_name(j), wkey.verify_key)
+    finally:
+        store.close()

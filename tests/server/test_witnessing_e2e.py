@@ -119,14 +119,12 @@ def test_rolled_back_ledger_is_detected(own_federation: RunningFederation, tmp_p
 def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_key(
     own_federation: RunningFederation, tmp_path
 ) -> None:
-    import hashlib
     import json
 
     from gateway import crypto
     from gateway.cli import main
     from gateway.errors import VerificationFailed
-    from gateway.ledger.bundle import canonical, verify_bundle_bytes
-    from gateway.ledger.note import SIG_COSIGNATURE_V1, vkey
+    from gateway.ledger.bundle import seal, verify_bundle_bytes
 
     fed = own_federation
     _exchange(fed)
@@ -141,17 +139,14 @@ def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_
     assert main(["ledger", "verify", str(out), "--bundle", bundle]) == 0
     report = verify_bundle_bytes(out.read_bytes())
     assert len(report.cosigners) == 2
-    # Swap one witness key for the attacker's and re-seal the bundle's digest.
+    # Swap one witness's key for the attacker's and re-seal the bundle's checksum.
     doc = json.loads(out.read_bytes())
     name = report.cosigners[0]
-    doc["content"]["witness_keys"] = [
-        vkey(name, crypto.SigningKey.generate().verify_key, SIG_COSIGNATURE_V1)
-        if k.startswith(name + "+") else k
-        for k in doc["content"]["witness_keys"]
-    ]  # fmt: skip
-    doc["content_sha256"] = hashlib.sha256(canonical(doc["content"])).hexdigest()
+    for m in doc["content"]["members"]:
+        if m["jurisdiction"] == name:
+            m["ledger_key"] = [crypto.b64(crypto.SigningKey.generate().verify_key.raw)]
     forged = tmp_path / "forged.json"
-    forged.write_bytes(canonical(doc))
+    forged.write_bytes(seal(doc["content"]))
     assert main(["ledger", "verify", str(forged), "--bundle", bundle]) == 1
     with pytest.raises(VerificationFailed):
         verify_bundle_bytes(forged.read_bytes())  # even unpinned: the cosignature fails
