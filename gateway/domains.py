@@ -18,6 +18,10 @@ PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
 PEER_ERROR: Final = "cn.dataexchange.gateway.v1.PeerError"
+# What a peer envelope's signature is made over: the SHA-256 of PAE(payload type,
+# payload), the digest both ledger entries record, so an officer can check the
+# signature offline from the entry alone.
+ENVELOPE_DIGEST: Final = "cn.dataexchange.gateway.v1.EnvelopeDigest"
 
 # Federation trust bundle, signed by the federation authority.
 TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
@@ -39,6 +43,7 @@ ALL_TAGS: Final = (
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
     PEER_ERROR,
+    ENVELOPE_DIGEST,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
     SEAL_STATS_PAYLOAD,

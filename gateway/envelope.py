@@ -20,7 +20,7 @@ from typing import Protocol, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from gateway import crypto
+from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.errors import (
     CryptoFailure,
@@ -60,17 +60,29 @@ def new_request_id() -> str:
 def sign_envelope(
     key: crypto.SigningKey, signer: str, payload_type: str, payload: bytes
 ) -> peer_pb2.SignedEnvelope:
-    """Sign ``payload`` (already serialized, exactly as it will travel)."""
+    """Sign ``payload`` (already serialized, exactly as it will travel).
+
+    The signature is over ``ENVELOPE_DIGEST`` PAE of SHA-256(PAE(payload_type,
+    payload)): the exact bytes with their type, through the digest the ledger
+    entries on both sides record, so each signature verifies offline.
+    """
+    digest = crypto.sha256(crypto.pae(payload_type, payload))
     return peer_pb2.SignedEnvelope(
         payload_type=payload_type,
         payload=payload,
-        signature=key.sign(payload_type, payload),
+        signature=key.sign(domains.ENVELOPE_DIGEST, digest),
         signer=signer,
     )
 
 
 def envelope_digest(env: peer_pb2.SignedEnvelope) -> bytes:
     return crypto.sha256(crypto.pae(env.payload_type, env.payload))
+
+
+def verify_digest_signature(key: crypto.VerifyKey, digest: bytes, signature: bytes) -> None:
+    """Check an envelope signature from the digest alone (what a ledger entry records);
+    raises opaque CryptoFailure."""
+    key.verify(domains.ENVELOPE_DIGEST, digest, signature)
 
 
 def open_envelope(
@@ -96,13 +108,14 @@ def open_envelope(
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
         )
-    member.signing_key.verify(env.payload_type, env.payload, env.signature)
+    digest = envelope_digest(env)
+    verify_digest_signature(member.signing_key, digest, env.signature)
     return OpenedEnvelope(
         payload_type=env.payload_type,
         payload=env.payload,
         signature=env.signature,
         signer=env.signer,
-        pae_digest=envelope_digest(env),
+        pae_digest=digest,
     )
 
 

@@ -1,4 +1,4 @@
-"""`gateway ledger ...`: verify, export, checkpoint, proof.
+"""`gateway ledger ...`: verify, export, show, checkpoint, proof.
 
 Owns: argument parsing, reading files, the progress bar and printing. Does
 not own: any verification or proof logic (``gateway.ledger.*``).
@@ -7,6 +7,8 @@ not own: any verification or proof logic (``gateway.ledger.*``).
                           [--witness-db DB]... [--require-witnesses N]
     gateway ledger export --ledger PATH (--request-id ID | --since ISO --until ISO)
                           --bundle TRUST [--require-witnesses N] -o OUT
+    gateway ledger show PATH [--since ISO] [--until ISO] [--counterparty J] [--dataset D]
+                        [--kind K] [--role R] [--request-id ID] [--json] [--limit N]
     gateway ledger checkpoint PATH
     gateway ledger proof inclusion PATH (--index N | --request-id ID) [--size N]
     gateway ledger proof consistency PATH --old N [--new N]
@@ -26,8 +28,10 @@ from typing import Any
 from gateway.crypto import VerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.bundle import export_bundle, verify_bundle_bytes
+from gateway.ledger.entry import KINDS, ROLES
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import parse_vkey
+from gateway.ledger.show import EntryFilter, shown_entries
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.trustkeys import TrustedKeys
 from gateway.ledger.verify import LedgerReport, verify_store
@@ -103,6 +107,21 @@ def register(sub: Any) -> None:
         "--note-out", type=Path, help="write that log's last cosigned checkpoint note here"
     )
     w.set_defaults(func=cmd_witnessed)
+
+    sh = lsub.add_parser(
+        "show", help="list and decode ledger entries (a table, or JSON lines), with filters"
+    )
+    sh.add_argument("path", type=Path, help="ledger SQLite file")
+    sh.add_argument("--since", help="ISO 8601 start (inclusive, UTC if no offset)")
+    sh.add_argument("--until", help="ISO 8601 end (exclusive)")
+    sh.add_argument("--counterparty", help="the other jurisdiction, e.g. 130000")
+    sh.add_argument("--dataset")
+    sh.add_argument("--kind", choices=KINDS)
+    sh.add_argument("--role", choices=ROLES)
+    sh.add_argument("--request-id")
+    sh.add_argument("--json", action="store_true", help="one JSON object per line, every field")
+    sh.add_argument("--limit", type=int, default=0, help="at most N entries (0: all)")
+    sh.set_defaults(func=cmd_show)
 
     c = lsub.add_parser("checkpoint", help="print the newest signed checkpoint")
     c.add_argument("path", type=Path)
@@ -430,6 +449,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     verify_bundle_bytes(data, keys, require_witnesses=need)  # never hand out what fails
     args.output.write_bytes(data)
     print(f"wrote {args.output} ({len(data)} bytes)")
+    return 0
+
+
+SHOW_COLUMNS = (
+    "index", "time (UTC+8)", "kind", "role", "counterparty", "service system", "dataset",
+    "purpose", "decision", "records", "agreement", "approval", "reason",
+)  # fmt: skip
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    where = EntryFilter(
+        since_ms=_parse_time(args.since, "--since") if args.since else None,
+        until_ms=_parse_time(args.until, "--until") if args.until else None,
+        counterparty=args.counterparty,
+        dataset=args.dataset,
+        kind=args.kind,
+        role=args.role,
+        request_id=args.request_id,
+    )
+    if args.limit < 0:
+        raise InvalidArgument.expected("--limit", ">= 0", args.limit)
+    store = SqliteLedgerStore(args.path, readonly=True)
+    try:
+        rows = ((r.index, r.entry) for r in store.iter_entries())
+        picked = []
+        for n, e in enumerate(shown_entries(rows, where)):
+            if args.limit and n >= args.limit:
+                break
+            if args.json:
+                print(json.dumps(e.to_json(), ensure_ascii=False, sort_keys=True))
+            else:
+                picked.append(e)
+    finally:
+        store.close()
+    if not args.json:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{args.path}: {len(picked)} entries")
+        for col in SHOW_COLUMNS:
+            table.add_column(col, no_wrap=col != "reason", overflow="fold")
+        for e in picked:
+            ev = e.event
+            table.add_row(
+                str(e.index), e.time_cst[:23], ev.kind, ev.role, ev.counterparty,
+                ev.service_system, ev.dataset, ev.purpose, ev.decision, str(ev.record_count),
+                ev.agreement_id, ev.approval_id, ev.reason,
+            )  # fmt: skip
+        console = Console()
+        # On a terminal, its width; into a file or pipe, wide enough not to fold ids.
+        Console(width=console.width if console.is_terminal else 320).print(table)
     return 0
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal"]
+EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "receipt"]
 Role = Literal["holder", "requester"]
 
 
@@ -49,6 +49,13 @@ class LedgerEvent:
     requester_signature: str = ""
     holder_signature: str = ""
     details: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Hex SHA-256 of the response envelope's PAE bytes: with ``request_digest``
+    # what the two signatures are made over (``gateway.envelope``), so both
+    # verify offline from the entry alone.
+    response_digest: str = ""
+    # Why the transfer was lawful, from the agreement that decided it.
+    legal_basis: str = ""
+    approval_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -600,7 +600,7 @@ def _first_possible(required: Sequence[_Required], size: int) -> int:
 
 def _header_problem(e: bytes, i: int) -> Problem:
     if len(e) < HEADER_LEN or e[0] != ENTRY_VERSION:
-        return Problem("entry-malformed", "not a version-1 ledger entry", i)
+        return Problem("entry-malformed", f"not a version-{ENTRY_VERSION} ledger entry", i)
     (recorded,) = struct.unpack_from(">Q", e, 1)
     if recorded != i:
         return Problem(
