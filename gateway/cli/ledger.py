@@ -76,6 +76,11 @@ def register(sub: Any) -> None:
     )
     v.add_argument("--decode", action="store_true", help="also strictly decode every entry")
     v.add_argument("--no-nodes", action="store_true", help="skip checking the stored Merkle nodes")
+    v.add_argument(
+        "--no-signatures",
+        action="store_true",
+        help="skip checking every entry's exchange signatures (checked with --bundle by default)",
+    )
     v.set_defaults(func=cmd_verify)
 
     e = lsub.add_parser("export", help="write a self-contained evidence bundle")
@@ -256,6 +261,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             require_witnesses=args.require_witnesses or 0,
             check_nodes=not args.no_nodes,
             decode=args.decode,
+            check_signatures=isinstance(keys, TrustedKeys) and not args.no_signatures,
         )
     finally:
         ledger.close()
@@ -303,6 +309,7 @@ def verify_ledger_file(
     require_witnesses: int = 0,
     check_nodes: bool = True,
     decode: bool = False,
+    check_signatures: bool = True,
 ) -> LedgerReport:
     """The whole-ledger check ``verify`` and ``export`` share (with a progress bar)."""
     store = ledger.store
@@ -318,6 +325,7 @@ def verify_ledger_file(
             progress=progress,
             check_nodes=check_nodes,
             decode=decode,
+            check_signatures=check_signatures and isinstance(keys, TrustedKeys),
         ),
     )
 
@@ -367,6 +375,8 @@ def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
     for c in report.outside:
         by = f"; cosigned by {', '.join(c.cosigners)}" if c.cosigners else ""
         out.append(f"  {c.label}: size {c.size}{by}")
+    if report.signatures is not None and report.ok:
+        out.append(f"  {report.signatures} exchange signatures verify (requesters' and holders')")
     if report.ok:
         out.append(
             f"  OK: chain, Merkle tree, checkpoints and cosignatures verify; root "

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
-from gateway.envelope import new_request_id
+from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
@@ -27,6 +27,7 @@ from gateway.errors import (
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
     AGREEMENT_ID,
+    APPROVAL_ID,
     ERROR_CLASSES,
     HEX64_OR_EMPTY,
     RecordsQuery,
@@ -38,6 +39,7 @@ from gateway.ledger.events import (
     LedgerEvent,
     LedgerWriter,
     clean_reason,
+    safe_identifier,
 )
 from gateway.limits import Limits
 from gateway.trust import TrustBundle
@@ -128,6 +130,10 @@ class RecordRequester:
             raise
         resp = reply.response
         holder_sig = crypto.b64(reply.response_envelope.signature)
+        signed = {
+            "holder_signature": holder_sig,
+            "response_digest": envelope_digest(reply.response_envelope).hex(),
+        }
         d = resp.decision
         if not (
             AGREEMENT_ID.fullmatch(d.agreement_id)
@@ -135,15 +141,14 @@ class RecordRequester:
             and HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
         ):
             reason = "holder's signed answer is malformed (agreement id or digests)"
-            self._append(
-                base | {"holder_signature": holder_sig}, "refusal", "deny", reason, details=details
-            )
+            self._append(base | signed, "refusal", "deny", reason, details=details)
             raise CryptoFailure("holder's answer failed verification")
-        decided = {
+        decided = signed | {
             "agreement_id": d.agreement_id,
             "agreement_digest": d.agreement_digest,
             "policy_set_digest": d.policy_set_digest,
-            "holder_signature": holder_sig,
+            "legal_basis": clean_reason(d.legal_basis),
+            "approval_id": safe_identifier(d.approval_id, APPROVAL_ID),
         }
         if not d.allowed:
             self._append(base | decided, "refusal", "deny", clean_reason(d.reason), details=details)

@@ -7,7 +7,9 @@ federation members' public keys; and its offline verification.
 
 Trust: only signatures and proofs are trusted. Entries are proven by their
 inclusion proofs, the checkpoint by the log's signature, cosignatures by the
-witnesses' keys. With a trust bundle every key comes from it (``TrustedKeys``),
+witnesses' keys, and the exchange signatures each entry records (requester
+over its request, holder over its answer) by the members' signing keys at the
+entry's time. With a trust bundle every key comes from it (``TrustedKeys``),
 never from inside the evidence: the embedded members are a convenience for
 offline use and must match the trust bundle key for key, and every member the
 entries name must be embedded (a removed member fails). Without one, the
@@ -44,6 +46,7 @@ from gateway.ledger.entry import Entry, decode_entry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
 from gateway.ledger.merkle import leaf_hash, verify_inclusion
 from gateway.ledger.note import Checkpoint
+from gateway.ledger.signatures import check_entry_signatures
 from gateway.ledger.trustkeys import KINDS, KeyEntry, Signer, TrustedKeys
 from gateway.ledger.verify import checkpoint_cosigners, open_log_checkpoint
 
@@ -252,6 +255,12 @@ def verify_bundle_bytes(
         )
     decoded = _verify_entries(content, cp)
     _needed_members(content, [e for e, _ in decoded], keys, cosigners)
+    for e, i in decoded:
+        sc = check_entry_signatures(e.event, keys)
+        if sc.problem or sc.unverifiable:
+            raise VerificationFailed(
+                f"evidence bundle: entry {i}: {sc.problem or 'a signer has no key in the ' + keys.source}"
+            )
     selected, context, completeness = _check_selection(content["selection"], decoded, cp)
     return BundleReport(origin, cp.size, selected, cosigners, source, context, completeness)
 

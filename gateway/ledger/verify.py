@@ -58,6 +58,7 @@ from gateway.ledger.note import (
     parse_note,
     verify_cosignature,
 )
+from gateway.ledger.signatures import check_entry_signatures
 from gateway.ledger.trustkeys import TrustedKeys
 
 LOG_CHUNK: Final = 14
@@ -146,6 +147,7 @@ class LedgerReport:
     stored: tuple[CheckpointInfo, ...] = ()
     outside: tuple[CheckpointInfo, ...] = ()
     witnesses_checked: bool = False  # False: no witness keys were given
+    signatures: int | None = None  # exchange signatures verified (None: not checked)
 
     @property
     def ok(self) -> bool:
@@ -295,6 +297,8 @@ class RangeResult:
     problem: Problem | None
     first_ms: int = 0  # timestamp of entry lo (checked by the caller against lo - 1)
     last_ms: int = 0
+    signatures: int = 0  # exchange signatures that verified
+    unverifiable: int = 0  # by members the trusted keys do not list
 
 
 def _first_diff(a: Sequence[object], b: Sequence[object]) -> int:
@@ -309,8 +313,12 @@ def verify_range(
     sizes: Sequence[int],
     stored_nodes: NodeRange | None = None,
     decode: bool = False,
+    signers: TrustedKeys | None = None,
 ) -> RangeResult:
     """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
+
+    With ``signers`` every entry is decoded and the exchange signatures it
+    records are checked against those keys (``gateway.ledger.signatures``).
 
     Each page must hold whole chunks except the last. Per page, the work is
     done in list comprehensions (one SHA-256 per entry), not per-entry Python.
@@ -323,6 +331,7 @@ def verify_range(
     prev: bytes | None = None
     first_prev = b""
     first_ms = last_ms = 0
+    n_sigs = n_unknown = 0
     roots: list[bytes] = []
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
@@ -330,8 +339,9 @@ def verify_range(
 
     def result(problem: Problem | None) -> RangeResult:
         return RangeResult(
-            lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem, first_ms, last_ms
-        )
+            lo, i - lo, first_prev, prev or b"", tuple(roots), low, tail, problem, first_ms,
+            last_ms, n_sigs, n_unknown,
+        )  # fmt: skip
 
     for page in rows_pages:
         if not page:
@@ -392,12 +402,18 @@ def verify_range(
             ts = [last_ms if prev is not None else int(times[0]), *(int(t) for t in times)]
             j = next(j for j in range(m) if ts[j + 1] < ts[j])
             return result(_time_problem(i + j))
-        if decode:
+        if decode or signers is not None:
             for j, e in enumerate(entries):
                 try:
-                    decode_entry(e)
+                    ev = decode_entry(e).event
                 except InvalidArgument as exc:
                     return result(Problem("entry-malformed", str(exc), i + j))
+                if signers is not None:
+                    sc = check_entry_signatures(ev, signers)
+                    if sc.problem:
+                        return result(Problem("entry-signature-invalid", sc.problem, i + j))
+                    n_sigs += sc.checked
+                    n_unknown += sc.unverifiable
         if prev is None:
             first_prev = entries[0][9:HEADER_LEN]
             first_ms = int(times[0])
@@ -477,22 +493,30 @@ def _range_worker(
     sizes: tuple[int, ...],
     check_nodes: bool,
     decode: bool,
+    signers: TrustedKeys | None,
 ) -> RangeResult:
     reader = reopen()
     try:
-        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode)
+        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode, signers)
     finally:
         reader.close()
 
 
 def _verify_bounds(
-    reader: LedgerReader, lo: int, hi: int, sizes: Sequence[int], check_nodes: bool, decode: bool
+    reader: LedgerReader,
+    lo: int,
+    hi: int,
+    sizes: Sequence[int],
+    check_nodes: bool,
+    decode: bool,
+    signers: TrustedKeys | None,
 ) -> RangeResult:
     read: Callable[[int, int], RawPage | EntryPage] = (
         reader.raw_range if check_nodes else reader.entry_range
     )
     pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
-    return verify_range(pages, lo, sizes, reader.nodes_range if check_nodes else None, decode)
+    nodes = reader.nodes_range if check_nodes else None
+    return verify_range(pages, lo, sizes, nodes, decode, signers)
 
 
 def combine(
@@ -643,6 +667,7 @@ def verify_store(
     progress: Progress | None = None,
     check_nodes: bool = True,
     decode: bool = False,
+    check_signatures: bool = False,
     workers: int | None = None,
 ) -> LedgerReport:
     """Verify everything in one ledger; never raises for a bad ledger.
@@ -651,7 +676,9 @@ def verify_store(
     cosignatures too), or just the log's key. ``trusted``: checkpoints obtained
     from outside the file, as notes or (label, note) pairs. ``check_nodes``
     also checks the stored caches proofs are served from (each entry's
-    recorded hash and every interior node). ``workers`` > 1 verifies ranges in
+    recorded hash and every interior node). ``check_signatures`` (needs a
+    ``TrustedKeys``) checks both exchange signatures every entry records
+    against the member's signing key at the entry's time. ``workers`` > 1 verifies ranges in
     parallel processes (default: one per CPU for large ledgers, when the reader
     is ``Reopenable``).
     """
@@ -663,6 +690,9 @@ def verify_store(
         return LedgerReport(total, len(rows), EMPTY_ROOT, newest_size, problem, verified=verified)
 
     log_keys, witness_keys = _log_keys(origin, keys)
+    signers = witness_keys if check_signatures else None
+    if check_signatures and signers is None:
+        raise InvalidArgument("checking entry signatures needs the trust bundle's keys")
     outside: list[_Required] = []
     outside_info: list[CheckpointInfo] = []
     for n, item in enumerate(trusted):
@@ -707,7 +737,7 @@ def verify_store(
         ctx = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
-                pool.submit(_range_worker, reopen, a, b, sizes, check_nodes, decode)
+                pool.submit(_range_worker, reopen, a, b, sizes, check_nodes, decode, signers)
                 for a, b in bounds
             ]
             try:
@@ -730,7 +760,7 @@ def verify_store(
         except _Stop as stop:
             return failed(stop.problem)
         for a, b in bounds:
-            results.append(_verify_bounds(store, a, b, sizes, check_nodes, decode))
+            results.append(_verify_bounds(store, a, b, sizes, check_nodes, decode, signers))
             if progress is not None:
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:
@@ -739,9 +769,19 @@ def verify_store(
         results, required, total, store.nodes_range if check_nodes else None
     )
     report = _conclude(total, len(rows), count, root, problem, required, infos, require_witnesses)
+    unknown = sum(r.unverifiable for r in results)
+    if unknown and report.ok:
+        report = replace(
+            report,
+            warnings=(
+                *report.warnings,
+                f"{unknown} exchange signatures are by members the {keys.source if isinstance(keys, TrustedKeys) else 'key'} "
+                "lists no signing key for at that time; they were not checked",
+            ),
+        )
     return replace(
         report,
-        checkpoint_size=newest_size,
+        signatures=sum(r.signatures for r in results) if signers is not None else None,
         stored=tuple(infos),
         outside=tuple(outside_info),
         witnesses_checked=witness_keys is not None,

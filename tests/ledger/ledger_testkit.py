@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from gateway.crypto import b64
@@ -37,12 +38,33 @@ def make_event(i: int = 0, **kw: Any) -> LedgerEvent:
         policy_set_digest="b" * 64,
         payload_digest=f"{i:064x}",
         request_digest="d" * 64,
-        requester_signature=b64(bytes([i % 256]) * 64),
-        holder_signature=b64(bytes([(i + 1) % 256]) * 64),
+        response_digest="e" * 64,
         details=(("fields", "name,dob"),),
     )
     base.update(kw)
+    # Real signatures by the test federation's members (cached: one per signer
+    # and digest), unless the caller sets its own.
+    requester, holder = (
+        (base["local"], base["counterparty"])
+        if base["role"] == "requester"
+        else (base["counterparty"], base["local"])
+    )
+    if "requester_signature" not in kw:
+        base["requester_signature"] = _digest_signature(requester, base["request_digest"])
+    if "holder_signature" not in kw:
+        base["holder_signature"] = _digest_signature(holder, base["response_digest"])
     return LedgerEvent(**base)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_signature(jurisdiction: str, digest: str) -> str:
+    from gateway import domains
+    from gateway.crypto import SigningKey
+
+    if not digest or not jurisdiction.isdigit():
+        return ""
+    key = SigningKey(signing_seed(jurisdiction))
+    return b64(key.sign(domains.ENVELOPE_DIGEST, bytes.fromhex(digest)))
 
 
 # --------------------------------------------------------------------------

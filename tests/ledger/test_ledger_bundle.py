@@ -336,3 +336,36 @@ def test_cli_checkpoint_and_proofs(
     c = json.loads(capsys.readouterr().out)
     verify_consistency(5, 10, [d(x) for x in c["proof"]], d(c["root1"]), cp.root)
     assert make_event(0).request_id == "req-000000"
+
+
+def test_evidence_whose_requester_key_was_replaced_fails_with_and_without_trust(
+    cosigned: SqliteLedger, keys: TrustedKeys
+) -> None:
+    """The issue's case: requester signing key replaced by random bytes, checksum recomputed."""
+    c = content(export_bundle(cosigned, keys, request_id="req-000003"))
+    _swap_signing_key(c)  # 120000 is the requester of every test entry
+    with pytest.raises(VerificationFailed, match="signing key differs from the trust bundle"):
+        verify_bundle_bytes(seal(c), keys)
+    with pytest.raises(VerificationFailed, match="requester's signature does not verify"):
+        verify_bundle_bytes(seal(c))
+
+
+def test_entry_recording_a_forged_signature_fails_evidence_and_ledger_verification(
+    new_ledger: NewLedger, keys: TrustedKeys, tmp_path: Path
+) -> None:
+    from gateway.crypto import b64
+    from gateway.ledger.verify import verify_store
+
+    ledger = new_ledger("forged.db", n=0, every=4)
+    ledger.append_many(
+        make_event(i, holder_signature=b64(bytes(64))) if i == 2 else make_event(i)
+        for i in range(8)
+    )
+    witness_round(ledger, "120000", tmp_path / "w.db")
+    with pytest.raises(VerificationFailed, match="holder's signature does not verify"):
+        verify_bundle_bytes(export_bundle(ledger, keys, request_id="req-000002"), keys)
+    r = verify_store(ledger.store, ledger.origin, keys, check_signatures=True)  # type: ignore[arg-type]
+    assert r.problem is not None and r.problem.kind == "entry-signature-invalid"
+    assert r.problem.index == 2
+    ok = verify_store(ledger.store, ledger.origin, keys)  # type: ignore[arg-type]
+    assert ok.ok and ok.signatures is None  # structure alone does not see it
