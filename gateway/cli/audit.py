@@ -5,8 +5,9 @@ of a gateway's Ledger API over TLS with a service-system token, paged through
 GetEntries) and printing the reconciliation. Does not own
 the comparison (``gateway.ledger.reconcile``).
 
-Exit status: 0 when every transfer pairs up identically, 1 when some are
-missing or differ.
+Exit status: 0 when there is no true discrepancy (answered but
+unacknowledged exchanges are listed with their reason, not errors), 1 when an
+exchange is missing where it must exist or differs.
 """
 
 from __future__ import annotations
@@ -101,16 +102,27 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         read_side(args.b, args.cert_b, args.token_file_b),
     )
     ja, jb = report.jurisdiction_a or "A", report.jurisdiction_b or "B"
-    print(f"reconcile {ja} <-> {jb}: {report.matched} transfers match")
+    print(
+        f"reconcile {ja} <-> {jb}: {report.matched} exchanges match"
+        + (f" ({report.receipts} with the requester's signed receipt)" if report.receipts else "")
+    )
+    if report.unacknowledged:
+        print(
+            f"  {len(report.unacknowledged)} answered but unacknowledged (not errors: the "
+            "holder's signed entry stands):"
+        )
+    for u in report.unacknowledged:
+        print(f"    {u.holder} entry {u.index} ({u.kind}), request {u.request_id}: {u.reason}")
     for rid, idx in report.missing_in_b:
-        print(f"  missing in {jb}: request {rid} (entry {idx} in {ja})")
+        print(f"  DISCREPANCY missing in {jb}: request {rid} (entry {idx} in {ja})")
     for rid, idx in report.missing_in_a:
-        print(f"  missing in {ja}: request {rid} (entry {idx} in {jb})")
+        print(f"  DISCREPANCY missing in {ja}: request {rid} (entry {idx} in {jb})")
     for d in report.differing:
         print(
-            f"  differs: request {d.request_id} ({ja} entry {d.index_a}, {jb} entry "
+            f"  DISCREPANCY differs: request {d.request_id} ({ja} entry {d.index_a}, {jb} entry "
             f"{d.index_b}): {', '.join(d.fields)}"
         )
+    print(f"  {report.discrepancies} true discrepancies")
     if not report.ok:
         raise VerificationFailed(
             f"{len(report.missing_in_a) + len(report.missing_in_b)} missing, "

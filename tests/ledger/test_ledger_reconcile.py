@@ -45,7 +45,11 @@ def test_reconcile_reports_missing_and_different(pair: tuple[Path, Path]) -> Non
     r = reconcile(read_side(str(pair[0])), read_side(str(pair[1])))
     assert (r.jurisdiction_a, r.jurisdiction_b) == ("110000", "120000")
     assert r.matched == 6
-    assert [rid for rid, _ in r.missing_in_b] == ["req-000100"]
+    # The holder released req-000100 but the requester has no entry: it was lost, not forged.
+    assert [(u.request_id, u.kind) for u in r.unacknowledged] == [("req-000100", "transfer")]
+    assert "requester lost" in r.unacknowledged[0].reason
+    assert not r.missing_in_b
+    # The requester holds the holder's signed answer to req-000200; the holder lacks it.
     assert [rid for rid, _ in r.missing_in_a] == ["req-000200"]
     assert [(d.request_id, d.fields) for d in r.differing] == [("req-000300", ("payload_digest",))]
 
@@ -55,8 +59,8 @@ def test_reconcile_cli_exits_1_and_names_transfers(
 ) -> None:
     assert main(["audit", "reconcile", str(pair[0]), str(pair[1])]) == 1
     out = capsys.readouterr().out
-    assert "missing in 120000: request req-000100" in out
-    assert "missing in 110000: request req-000200" in out
+    assert "entry 6 (transfer), request req-000100: requester lost" in out
+    assert "DISCREPANCY missing in 110000: request req-000200" in out
     assert "differs: request req-000300" in out and "payload_digest" in out
 
 
