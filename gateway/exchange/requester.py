@@ -42,7 +42,7 @@ from gateway.ledger.events import (
     safe_identifier,
 )
 from gateway.limits import Limits
-from gateway.trust import TrustBundle
+from gateway.trust import Member, TrustBundle
 
 
 class RecordRequester:
@@ -67,20 +67,33 @@ class RecordRequester:
         self._rng = rng
 
     def get_records(self, service_system: str, query: RecordsQuery) -> RecordsResult:
-        query.validate(self._limits)
+        query.validate(self._limits)  # garbage is refused without a ledger entry
         me = self._caller.me
-        if query.holder == me:
-            raise InvalidArgument(
-                f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
-                "the gateway exchanges data across boundaries only"
+        try:
+            member = self._check_holder(query)
+        except GatewayError as exc:
+            # A well-formed attempt refused here never leaves, but is still recorded.
+            self._append(
+                {
+                    "role": "requester",
+                    "request_id": new_request_id(),
+                    "local": me,
+                    "counterparty": query.holder,
+                    "service_system": service_system,
+                    "dataset": query.dataset,
+                    "purpose": query.purpose,
+                },
+                "refusal",
+                "deny",
+                clean_reason(f"refused before sending: {exc}"),
+                details=(
+                    (("client_reference", query.client_reference),)
+                    if query.client_reference
+                    else ()
+                )
+                + (("error_code", exc.grpc_code.name),),
             )
-        bundle = self._bundle()
-        member = bundle.member(query.holder)
-        if query.dataset not in member.datasets:
-            raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
-                f"it offers: {', '.join(member.datasets) or 'none'}"
-            )
+            raise
         request_id = new_request_id()
         msg = peer_pb2.PeerRecordRequest(
             service_system=service_system,
@@ -193,6 +206,21 @@ class RecordRequester:
             local=me,
             truncated=resp.truncated,
         )
+
+    def _check_holder(self, query: RecordsQuery) -> Member:
+        me = self._caller.me
+        if query.holder == me:
+            raise InvalidArgument(
+                f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
+                "the gateway exchanges data across boundaries only"
+            )
+        member = self._bundle().member(query.holder)
+        if query.dataset not in member.datasets:
+            raise NotFound(
+                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
+                f"it offers: {', '.join(member.datasets) or 'none'}"
+            )
+        return member
 
     def _append(
         self,
