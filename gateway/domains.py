@@ -22,6 +22,10 @@ PEER_ERROR: Final = "cn.dataexchange.gateway.v1.PeerError"
 # payload), the digest both ledger entries record, so an officer can check the
 # signature offline from the entry alone.
 ENVELOPE_DIGEST: Final = "cn.dataexchange.gateway.v1.EnvelopeDigest"
+# Receipts: the requester's batch, the holder's answer, and each receipt's own signature.
+PEER_RECEIPT_BATCH: Final = "cn.dataexchange.gateway.v1.PeerReceiptBatch"
+PEER_RECEIPT_ACK: Final = "cn.dataexchange.gateway.v1.PeerReceiptAck"
+EXCHANGE_RECEIPT: Final = "cn.dataexchange.gateway.v1.ExchangeReceipt"
 
 # Federation trust bundle, signed by the federation authority.
 TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
@@ -44,6 +48,9 @@ ALL_TAGS: Final = (
     PEER_WITNESS_RESPONSE,
     PEER_ERROR,
     ENVELOPE_DIGEST,
+    PEER_RECEIPT_BATCH,
+    PEER_RECEIPT_ACK,
+    EXCHANGE_RECEIPT,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
     SEAL_STATS_PAYLOAD,

@@ -119,6 +119,34 @@ def open_envelope(
     )
 
 
+def receipt_message(request_id: str, request_digest: bytes, response_digest: bytes) -> bytes:
+    """What a receipt's signature covers: facts the holder's ledger entry records."""
+    return request_id.encode("utf-8") + b"\x00" + request_digest + response_digest
+
+
+def sign_receipt(
+    key: crypto.SigningKey, request_id: str, request_digest: bytes, response_digest: bytes
+) -> bytes:
+    return key.sign(
+        domains.EXCHANGE_RECEIPT, receipt_message(request_id, request_digest, response_digest)
+    )
+
+
+def verify_receipt(
+    key: crypto.VerifyKey,
+    request_id: str,
+    request_digest: bytes,
+    response_digest: bytes,
+    signature: bytes,
+) -> None:
+    """Raises opaque CryptoFailure unless ``signature`` is the key's receipt for the exchange."""
+    key.verify(
+        domains.EXCHANGE_RECEIPT,
+        receipt_message(request_id, request_digest, response_digest),
+        signature,
+    )
+
+
 def parse_payload(opened: OpenedEnvelope, message_type: type[M]) -> M:
     msg = message_type()
     try:

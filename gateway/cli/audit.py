@@ -96,10 +96,27 @@ def _read_api(
             ) from exc
 
 
+def side_jurisdiction(spec: str) -> str:
+    """The jurisdiction whose ledger ``spec`` names ("" if it cannot be told), so an
+    empty side (a requester that never ledgered) still reconciles."""
+    path = Path(spec)
+    m = _ADDRESS.match(spec)
+    if not path.exists() and m:
+        return m.group("j") or ""
+    ledger = SqliteLedger.open_readonly(path)
+    try:
+        head = ledger.origin.split(".", 1)[0]
+    finally:
+        ledger.close()
+    return head if re.fullmatch(r"[1-9][0-9]{5}", head) else ""
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     report = reconcile(
         read_side(args.a, args.cert_a, args.token_file_a),
         read_side(args.b, args.cert_b, args.token_file_b),
+        side_jurisdiction(args.a),
+        side_jurisdiction(args.b),
     )
     ja, jb = report.jurisdiction_a or "A", report.jurisdiction_b or "B"
     print(

@@ -25,6 +25,7 @@ from gateway.errors import (
     PolicyDenied,
 )
 from gateway.exchange.peer import PeerCaller
+from gateway.exchange.receipts import Answered
 from gateway.exchange.records import (
     AGREEMENT_ID,
     APPROVAL_ID,
@@ -57,7 +58,9 @@ class RecordRequester:
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
+        acknowledge: Callable[[Answered], None] | None = None,
     ) -> None:
+        self._acknowledge = acknowledge
         self._caller = caller
         self._seal_key = seal_key
         self._bundle = bundle
@@ -242,4 +245,15 @@ class RecordRequester:
             details=details,
             **base,  # type: ignore[arg-type]
         )
-        return self._ledger.append(event)
+        receipt = self._ledger.append(event)
+        if self._acknowledge is not None and event.holder_signature and event.response_digest:
+            # Ledgered first; the signed receipt goes to the holder later, in a batch.
+            self._acknowledge(
+                Answered(
+                    event.counterparty,
+                    event.request_id,
+                    bytes.fromhex(event.request_digest),
+                    bytes.fromhex(event.response_digest),
+                )
+            )
+        return receipt

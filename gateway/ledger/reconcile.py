@@ -110,7 +110,7 @@ class _Side:
 
     held: dict[str, list[tuple[int, LedgerEvent]]] = field(default_factory=dict)  # as holder
     asked: dict[str, list[tuple[int, LedgerEvent]]] = field(default_factory=dict)  # requester
-    receipts: dict[str, int] = field(default_factory=dict)  # request id -> receipt entry
+    receipts: dict[str, LedgerEvent] = field(default_factory=dict)  # request id -> receipt
 
 
 def _side(records: list[tuple[int, LedgerEvent]], other: str) -> _Side:
@@ -120,7 +120,7 @@ def _side(records: list[tuple[int, LedgerEvent]], other: str) -> _Side:
             continue
         if ev.kind == "receipt":
             if ev.role == "holder":
-                s.receipts.setdefault(ev.request_id, i)
+                s.receipts.setdefault(ev.request_id, ev)
             continue
         if ev.kind not in EXCHANGE_KINDS:
             continue
@@ -166,6 +166,12 @@ def _pair(holder_j: str, holder: _Side, requester: _Side, holder_is_a: bool) -> 
                 bad.append("jurisdictions")
             if len(hs) != 1 or len(signed) != 1:
                 bad.append("entry count")
+            receipt = holder.receipts.get(rid)
+            if receipt is not None and (receipt.request_digest, receipt.response_digest) != (
+                eh.request_digest,
+                eh.response_digest,
+            ):
+                bad.append("receipt")  # the requester acknowledged another answer
             if bad:
                 xa, xb = (xh, xr) if holder_is_a else (xr, xh)
                 out.differing.append(Difference(rid, tuple(bad), xa, xb))

@@ -34,6 +34,7 @@ from gateway.config import GatewayConfig, load_config
 from gateway.errors import TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
+from gateway.exchange.receipts import Answered, ReceiptAcceptor, ReceiptSender
 from gateway.exchange.requester import RecordRequester
 from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
@@ -122,8 +123,25 @@ class Gateway:
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
+        # Signed receipts for answers this gateway received, sent off the request path.
+        self.receipts = ReceiptSender(self.caller, self.keys.signing)
         self.requester = RecordRequester(
-            self.caller, self.bundle, self.ledger, self.keys.seal, clock_ms, limits, rng
+            self.caller,
+            self.bundle,
+            self.ledger,
+            self.keys.seal,
+            clock_ms,
+            limits,
+            rng,
+            acknowledge=self.receipts.acknowledge,
+        )
+        self.receipt_acceptor = ReceiptAcceptor(
+            self.me,
+            self.responder,
+            self.bundle,
+            self.ledger,
+            lambda rid: [r.event for r in self.ledger.find(rid)],
+            clock_ms,
         )
         self.holder = RecordHolder(
             self.responder,
@@ -164,6 +182,9 @@ class Gateway:
             self.bundle,
             clock_ms,
             limits,
+            acknowledge=lambda holder, rid, req, resp: self.receipts.acknowledge(
+                Answered(holder, rid, bytes.fromhex(req), bytes.fromhex(resp))
+            ),
         )
         self._stopping = threading.Event()
         self._peer_server: grpc.Server | None = None
@@ -308,7 +329,10 @@ class Gateway:
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
-                self.holder, statistics=self.statistics.handle_peer, witness=self.witnessing.handle
+                self.holder,
+                statistics=self.statistics.handle_peer,
+                witness=self.witnessing.handle,
+                receipts=self.receipt_acceptor.handle,
             ),
             peer,
         )
@@ -350,6 +374,7 @@ class Gateway:
             target=self._watch_bundle, name="bundle-watcher", daemon=True
         )
         self._bundle_watcher.start()
+        self.receipts.start()
         self.ports = BoundPorts(peer_port, service_port, mtls_port)
         log.info(
             "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
@@ -367,6 +392,7 @@ class Gateway:
         for e in events:
             e.wait()
         self.statistics.close()
+        self.receipts.stop(flush=True)  # last receipts out before the transport closes
         self.witness_store.close()
         self.transport.close()
         self.replay.close()

@@ -80,10 +80,12 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         holder: RecordHolder,
         statistics: PeerHandler | None = None,
         witness: PeerHandler | None = None,
+        receipts: PeerHandler | None = None,
     ) -> None:
         self._holder = holder
         self._statistics = statistics
         self._witness = witness
+        self._receipts = receipts
 
     def FetchRecords(
         self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
@@ -103,3 +105,10 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         if self._witness is None:
             raise NotFound("this gateway does not witness checkpoints")
         return self._witness(request, caller())
+
+    def Acknowledge(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> peer_pb2.SignedEnvelope:
+        if self._receipts is None:
+            raise NotFound("this gateway does not accept receipts")
+        return self._receipts(request, caller())

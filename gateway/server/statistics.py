@@ -49,6 +49,7 @@ class StatisticsWiring:
         bundle: Callable[[], TrustBundle],
         clock_ms: Callable[[], int],
         limits: Limits,
+        acknowledge: Callable[[str, str, str, str], None] | None = None,
     ) -> None:
         self.me = me
         self._ledger = ledger
@@ -79,6 +80,7 @@ class StatisticsWiring:
             ledger=ledger,
             limits=limits,
             clock_ms=clock_ms,
+            acknowledge=acknowledge,
         )
 
     def _check_declared_privacy_units(self, policy: StatisticsPolicy) -> None:

@@ -244,7 +244,11 @@ class StatsCoordinator:
         clock_ms: Callable[[], int],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         max_workers: int = 8,
+        acknowledge: Callable[[str, str, str, str], None] | None = None,
     ) -> None:
+        # (holder, request id, request digest, response digest) of each signed answer,
+        # once ledgered: the requester's signed receipt is sent off the request path.
+        self._acknowledge = acknowledge
         self._local = local_jurisdiction
         self._fan_out = fan_out
         self._ledger = ledger
@@ -410,4 +414,8 @@ class StatsCoordinator:
             approval_id=facts.get("approval_id", ""),
         )
         r = self._ledger.append(event)
+        if self._acknowledge is not None and event.holder_signature and event.response_digest:
+            self._acknowledge(
+                event.counterparty, event.request_id, event.request_digest, event.response_digest
+            )
         return LocalReceipt(self._local, r.index, r.entry_hash)
