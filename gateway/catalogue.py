@@ -15,7 +15,6 @@ group-key domains derived from the data would themselves leak.
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,15 +22,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.errors import NotFound
+from gateway.identifiers import Code, JurisdictionCode
 from gateway.yamlfile import load_model
-
-CODE_RE = r"^[a-z][a-z0-9_]{0,63}$"
-JURISDICTION_RE = r"^[1-9][0-9]{5}$"
-_JURISDICTION = re.compile(JURISDICTION_RE)
-
-
-def is_jurisdiction_code(text: str) -> bool:
-    return bool(_JURISDICTION.fullmatch(text))
 
 
 class SharingClass(StrEnum):
@@ -68,7 +60,7 @@ class _Frozen(BaseModel):
 
 
 class Column(_Frozen):
-    name: Annotated[str, Field(pattern=CODE_RE)]
+    name: Code
     type: ColumnType
     title: str = ""
     pii: PiiKind = PiiKind.NONE
@@ -98,18 +90,18 @@ class PrivacyUnit(_Frozen):
     """How many rows one person may contribute (statistics)."""
 
     # Column identifying the person (rows are truncated per person).
-    column: Annotated[str, Field(pattern=CODE_RE)]
+    column: Code
     # At most this many rows per person enter a statistic.
     max_rows: Annotated[int, Field(ge=1, le=10_000)] = 1
 
 
 class Dataset(_Frozen):
-    code: Annotated[str, Field(pattern=CODE_RE)]
+    code: Code
     title: str
     sharing_class: SharingClass
     grade: DataGrade
     # Column naming the data subject (what GetRecordsRequest.subject_ids match).
-    subject_column: Annotated[str, Field(pattern=CODE_RE)]
+    subject_column: Code
     columns: Annotated[tuple[Column, ...], Field(min_length=1)]
     privacy_unit: PrivacyUnit | None = None
 
@@ -141,7 +133,7 @@ class Dataset(_Frozen):
 
 class Catalogue(_Frozen):
     kind: Literal["dataset-catalogue"]
-    holder: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    holder: JurisdictionCode
     datasets: tuple[Dataset, ...]
 
     @model_validator(mode="after")

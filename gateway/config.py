@@ -41,13 +41,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gateway.catalogue import CODE_RE, JURISDICTION_RE
 from gateway.errors import PolicyFileError
+from gateway.identifiers import Code, JurisdictionCode, ServiceSystemId
 from gateway.limits import Limits
 
 _HOSTPORT = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"
 _HEX64 = r"^[0-9a-f]{64}$"
-SERVICE_ID_RE = r"^[a-z][a-z0-9-]{1,63}$"
 
 
 class _Model(BaseModel):
@@ -65,7 +64,7 @@ class Listen(_Model):
 
 
 class ServiceSystem(_Model):
-    id: Annotated[str, Field(pattern=SERVICE_ID_RE)]
+    id: ServiceSystemId
     # One or both credentials.
     token_sha256: Annotated[str, Field(pattern=_HEX64)] | None = None
     cert_fingerprint: Annotated[str, Field(pattern=_HEX64)] | None = None
@@ -84,7 +83,7 @@ class LedgerSettings(_Model):
 
 
 class GatewayConfig(_Model):
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    jurisdiction: JurisdictionCode
     name: str
     key_dir: Path
     data_dir: Path
@@ -97,7 +96,7 @@ class GatewayConfig(_Model):
     ledger: LedgerSettings = LedgerSettings()
     limits: Limits = Limits()
     # Datasets this gateway serves; default: every dataset in its catalogue.
-    datasets: tuple[Annotated[str, Field(pattern=CODE_RE)], ...] | None = None
+    datasets: tuple[Code, ...] | None = None
 
     @model_validator(mode="after")
     def _unique_services(self) -> GatewayConfig:

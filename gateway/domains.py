@@ -17,7 +17,6 @@ PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
 PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
-PEER_ERROR: Final = "cn.dataexchange.gateway.v1.PeerError"
 # What a peer envelope's signature is made over: the SHA-256 of PAE(payload type,
 # payload), the digest both ledger entries record, so an officer can check the
 # signature offline from the entry alone.
@@ -32,7 +31,6 @@ TRUST_BUNDLE: Final = "cn.dataexchange.gateway.v1.TrustBundle"
 
 # Sealing (authenticated encryption to a recipient's X25519 key).
 SEAL_RECORD_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.RecordPayload"
-SEAL_STATS_PAYLOAD: Final = "cn.dataexchange.gateway.v1.seal.StatsPayload"
 
 # Keyed hashes.
 PSEUDONYM: Final = "cn.dataexchange.gateway.v1.pseudonym"
@@ -46,14 +44,12 @@ ALL_TAGS: Final = (
     PEER_STATS_RESPONSE,
     PEER_WITNESS_REQUEST,
     PEER_WITNESS_RESPONSE,
-    PEER_ERROR,
     ENVELOPE_DIGEST,
     PEER_RECEIPT_BATCH,
     PEER_RECEIPT_ACK,
     EXCHANGE_RECEIPT,
     TRUST_BUNDLE,
     SEAL_RECORD_PAYLOAD,
-    SEAL_STATS_PAYLOAD,
     PSEUDONYM,
     PSEUDONYM_REQUESTER_KEY,
 )

@@ -13,14 +13,13 @@ Does not own: transport (``gateway.server``), replay memory
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.errors import (
     CryptoFailure,
@@ -32,13 +31,6 @@ from gateway.errors import (
 from gateway.trust import TrustBundle
 
 M = TypeVar("M", bound=Message)
-
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
-
-
-class _HasHeader(Protocol):
-    @property
-    def header(self) -> peer_pb2.PeerHeader: ...
 
 
 @dataclass(frozen=True)
@@ -193,10 +185,9 @@ def check_header(
         raise Unauthenticated(
             f"message is addressed to {header.recipient!r}, this gateway is {me}; refusing a misdirected message"
         )
-    if not _UUID_RE.fullmatch(header.request_id):
-        raise InvalidArgument.expected("header.request_id", "a lowercase UUIDv4", header.request_id)
+    identifiers.request_id(header.request_id, "header.request_id")
     if request_id is not None and header.request_id != request_id:
-        raise CryptoFailure("response does not answer this request")
+        raise CryptoFailure()
     skew = header.timestamp_ms - now_ms
     if abs(skew) > window_ms:
         raise ReplayRejected(
@@ -206,8 +197,4 @@ def check_header(
     if request_digest is not None and not crypto.digest_equal(
         header.request_digest, request_digest
     ):
-        raise CryptoFailure("response does not answer this request")
-
-
-def header_of(msg: _HasHeader) -> peer_pb2.PeerHeader:
-    return msg.header
+        raise CryptoFailure()

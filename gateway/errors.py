@@ -1,33 +1,37 @@
-"""The gateway's one error tree.
+"""The gateway's one error tree and its one table to gRPC status codes.
 
-Owns: every exception the gateway raises on purpose, and the gRPC status code
-each maps to (``GatewayError.grpc_code``; the single interceptor in
-``gateway.server.interceptor`` reads it). Does not own: logging, or the text of
+Owns: every exception the gateway raises on purpose; ``STATUS_TABLE``, the one
+table between error classes and gRPC status codes, read in both directions:
+``status_of`` (an error -> the status the interceptor in
+``gateway.server.interceptor`` answers with) and ``error_for_status`` (a
+status received from another gateway, plus its trailing ``gateway-error``
+name, -> the error to raise here). Does not own: logging, or the text of
 protobuf error details.
 
-Shape:
+Shape (status in brackets):
 
-    GatewayError
-    ├── Rejected                 untrusted input refused (caller's fault)
-    │   ├── InvalidArgument      malformed request: says expected vs actual
-    │   ├── Unauthenticated      unknown caller or peer, bad credential
-    │   ├── CryptoFailure        opaque: bad signature / undecryptable / wrong key
-    │   ├── ReplayRejected       request id seen before, or timestamp outside window
-    │   ├── PolicyDenied         sharing agreement refuses (carries the reason)
-    │   ├── NotFound             unknown dataset, jurisdiction, entry
-    │   ├── BudgetExhausted      privacy budget would be overspent
-    │   ├── QuotaExceeded        per-requester quota would be exceeded
-    │   ├── TrustBundleRejected  unsigned, expired, older-version or malformed bundle
-    │   ├── PolicyFileError      an agreement/catalogue file fails validation
-    │   └── VerificationFailed   ledger/proof/checkpoint fails verification
-    └── EnvironmentFailure       our environment failed (not the caller's fault)
-        ├── StorageFailure       SQLite etc.
-        ├── PeerUnavailable      a peer gateway cannot be reached
-        └── PeerTimeout          a peer did not answer in time
+    GatewayError                 [INTERNAL]
+    ├── Rejected                 untrusted input refused (caller's fault) [INVALID_ARGUMENT]
+    │   ├── InvalidArgument      malformed request: says expected vs actual [INVALID_ARGUMENT]
+    │   ├── Unauthenticated      unknown caller or peer, bad credential [UNAUTHENTICATED]
+    │   ├── CryptoFailure        opaque: bad signature / undecryptable / wrong key [UNAUTHENTICATED]
+    │   ├── ReplayRejected       request id seen before, or timestamp outside window [UNAUTHENTICATED]
+    │   ├── PolicyDenied         sharing agreement refuses (carries the reason) [PERMISSION_DENIED]
+    │   ├── NotFound             unknown dataset, jurisdiction, entry [NOT_FOUND]
+    │   ├── BudgetExhausted      privacy budget would be overspent [RESOURCE_EXHAUSTED]
+    │   ├── QuotaExceeded        per-requester quota would be exceeded [RESOURCE_EXHAUSTED]
+    │   ├── TrustBundleRejected  unsigned, expired, older-version or malformed bundle [FAILED_PRECONDITION]
+    │   └── VerificationFailed   ledger/proof/checkpoint/answer fails verification [DATA_LOSS]
+    └── EnvironmentFailure       our environment failed (not the caller's fault) [INTERNAL]
+        ├── ConfigurationError   our own files disagree (keys, bundle, policies) [FAILED_PRECONDITION]
+        │   └── PolicyFileError  a policy, catalogue, agreement or config file fails validation
+        ├── StorageFailure       SQLite etc. [UNAVAILABLE]
+        ├── PeerUnavailable      a peer gateway cannot be reached [UNAVAILABLE]
+        └── PeerTimeout          a peer did not answer in time [DEADLINE_EXCEEDED]
 
 Crypto failures are deliberately opaque (like Fernet's single ``InvalidToken``):
-the message never says *which* check failed. Structural failures say what was
-expected and what was found.
+``CryptoFailure`` takes no message, so none can say *which* check failed.
+Structural failures say what was expected and what was found.
 """
 
 from __future__ import annotations
@@ -38,11 +42,14 @@ from grpc import StatusCode
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
 
-    grpc_code: StatusCode = StatusCode.INTERNAL
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def grpc_code(self) -> StatusCode:
+        """This error's gRPC status (read from ``STATUS_TABLE``)."""
+        return status_of(self)
 
     def __str__(self) -> str:
         return self.message
@@ -56,13 +63,9 @@ class GatewayError(Exception):
 class Rejected(GatewayError):
     """Untrusted input was refused. The caller can fix it."""
 
-    grpc_code = StatusCode.INVALID_ARGUMENT
-
 
 class InvalidArgument(Rejected):
     """A request is malformed. Say what was expected and what was found."""
-
-    grpc_code = StatusCode.INVALID_ARGUMENT
 
     @classmethod
     def expected(cls, what: str, expected: object, actual: object) -> InvalidArgument:
@@ -72,64 +75,43 @@ class InvalidArgument(Rejected):
 class Unauthenticated(Rejected):
     """The caller or peer is not who it must be (unknown, bad credential)."""
 
-    grpc_code = StatusCode.UNAUTHENTICATED
-
 
 class CryptoFailure(Rejected):
-    """A signature, MAC or ciphertext did not verify. Deliberately opaque."""
+    """A signature, MAC or ciphertext did not verify. Deliberately opaque: no message."""
 
-    grpc_code = StatusCode.UNAUTHENTICATED
+    def __init__(self) -> None:
+        super().__init__("message authentication failed")
 
-    def __init__(self, message: str = "message authentication failed") -> None:
-        super().__init__(message)
+    def __reduce__(self) -> tuple[type[CryptoFailure], tuple[()]]:
+        return (CryptoFailure, ())  # crosses process pools (ledger verification) intact
 
 
 class ReplayRejected(Rejected):
     """The request id was seen before, or the timestamp is outside the window."""
 
-    grpc_code = StatusCode.UNAUTHENTICATED
-
 
 class PolicyDenied(Rejected):
     """A sharing agreement (or its absence) refuses the request."""
-
-    grpc_code = StatusCode.PERMISSION_DENIED
 
 
 class NotFound(Rejected):
     """Unknown dataset, jurisdiction, ledger entry, etc."""
 
-    grpc_code = StatusCode.NOT_FOUND
-
 
 class BudgetExhausted(Rejected):
     """A statistics query would overspend a privacy budget."""
-
-    grpc_code = StatusCode.RESOURCE_EXHAUSTED
 
 
 class QuotaExceeded(Rejected):
     """A record request would exceed the requester's quota."""
 
-    grpc_code = StatusCode.RESOURCE_EXHAUSTED
-
 
 class TrustBundleRejected(Rejected):
     """A federation trust bundle is unsigned, expired, older or malformed."""
 
-    grpc_code = StatusCode.FAILED_PRECONDITION
-
-
-class PolicyFileError(Rejected):
-    """A policy, catalogue or agreement file fails validation."""
-
-    grpc_code = StatusCode.FAILED_PRECONDITION
-
 
 class VerificationFailed(Rejected):
-    """A ledger, proof, checkpoint or evidence bundle does not verify."""
-
-    grpc_code = StatusCode.DATA_LOSS
+    """A ledger, proof, checkpoint, evidence bundle or peer's signed answer does not verify."""
 
 
 # --------------------------------------------------------------------------
@@ -140,47 +122,111 @@ class VerificationFailed(Rejected):
 class EnvironmentFailure(GatewayError):
     """Something in the gateway's environment failed; not the caller's fault."""
 
-    grpc_code = StatusCode.INTERNAL
+
+class ConfigurationError(EnvironmentFailure):
+    """This gateway's own files disagree: keys, trust bundle, policies, config.
+
+    The operator's fault, not a caller's: e.g. keys made for another
+    jurisdiction, a trust bundle that pins another key for this gateway.
+    """
+
+
+class PolicyFileError(ConfigurationError):
+    """A policy, catalogue, agreement or gateway config file fails validation."""
 
 
 class StorageFailure(EnvironmentFailure):
     """Persistent storage (SQLite, files) failed."""
 
-    grpc_code = StatusCode.UNAVAILABLE
-
 
 class PeerUnavailable(EnvironmentFailure):
     """A peer gateway could not be reached."""
-
-    grpc_code = StatusCode.UNAVAILABLE
 
 
 class PeerTimeout(EnvironmentFailure):
     """A peer gateway did not answer within the deadline."""
 
-    grpc_code = StatusCode.DEADLINE_EXCEEDED
 
+# --------------------------------------------------------------------------
+# The one table: error class <-> gRPC status.
+# --------------------------------------------------------------------------
+
+STATUS_TABLE: tuple[tuple[StatusCode, tuple[type[GatewayError], ...]], ...] = (
+    (StatusCode.INVALID_ARGUMENT, (InvalidArgument, Rejected)),
+    (StatusCode.UNAUTHENTICATED, (Unauthenticated, CryptoFailure, ReplayRejected)),
+    (StatusCode.PERMISSION_DENIED, (PolicyDenied,)),
+    (StatusCode.NOT_FOUND, (NotFound,)),
+    (StatusCode.RESOURCE_EXHAUSTED, (QuotaExceeded, BudgetExhausted)),
+    (StatusCode.FAILED_PRECONDITION, (TrustBundleRejected, ConfigurationError, PolicyFileError)),
+    (StatusCode.DATA_LOSS, (VerificationFailed,)),
+    (StatusCode.UNAVAILABLE, (PeerUnavailable, StorageFailure)),
+    (StatusCode.DEADLINE_EXCEEDED, (PeerTimeout,)),
+    (StatusCode.INTERNAL, (EnvironmentFailure, GatewayError)),
+)
+"""Each row: a status and the error classes answered with it. The first class of
+a row is what that status becomes when it arrives from a peer without a name;
+a status in no row becomes ``EnvironmentFailure``."""
+
+_STATUS: dict[type[GatewayError], StatusCode] = {
+    cls: code for code, classes in STATUS_TABLE for cls in classes
+}
+_FROM_STATUS: dict[StatusCode, type[GatewayError]] = {
+    code: classes[0] for code, classes in STATUS_TABLE
+}
 
 # Error classes that may cross the wire by name (trailing metadata
-# ``gateway-error``), so a peer's refusal keeps its kind. Only refusals and
-# environment failures: a name never selects arbitrary code.
+# ``gateway-error``), so a peer's refusal keeps its kind. Only the leaves of the
+# tree (never a base class), and only when the name agrees with the status: a
+# name never selects arbitrary code.
 WIRE_NAMES: dict[str, type[GatewayError]] = {
     cls.__name__: cls
-    for cls in (
-        InvalidArgument,
-        Unauthenticated,
-        CryptoFailure,
-        ReplayRejected,
-        PolicyDenied,
-        NotFound,
-        BudgetExhausted,
-        QuotaExceeded,
-        TrustBundleRejected,
-        PolicyFileError,
-        VerificationFailed,
-        StorageFailure,
-        PeerUnavailable,
-        PeerTimeout,
-    )
+    for cls in _STATUS
+    if cls not in (GatewayError, Rejected, EnvironmentFailure, ConfigurationError)
 }
 WIRE_METADATA_KEY = "gateway-error"
+
+
+def status_of(error: GatewayError | type[GatewayError]) -> StatusCode:
+    """The gRPC status an error (or error class) is answered with."""
+    cls = error if isinstance(error, type) else type(error)
+    for klass in cls.__mro__:
+        code = _STATUS.get(klass)
+        if code is not None:
+            return code
+    raise AssertionError(f"{cls.__name__} is not a GatewayError")  # pragma: no cover
+
+
+def status_name(error: GatewayError | type[GatewayError]) -> str:
+    """``status_of(error)`` as the string carried in signed answers (``error_code``)."""
+    return str(status_of(error).name)
+
+
+def wire_name(error: GatewayError) -> str:
+    """The name sent in trailing ``gateway-error`` metadata ("" for none)."""
+    name = type(error).__name__
+    return name if WIRE_NAMES.get(name) is type(error) else ""
+
+
+def class_for_status(code: StatusCode, name: str = "") -> type[GatewayError]:
+    """The error class for a status from a peer (reverse of ``status_of``).
+
+    ``name`` (a peer's ``gateway-error`` metadata) is honoured only when it is
+    in ``WIRE_NAMES`` and its class answers with ``code``; otherwise the first
+    class of the status's row, or ``EnvironmentFailure`` for any other status.
+    """
+    cls = WIRE_NAMES.get(name)
+    if cls is not None and status_of(cls) == code:
+        return cls
+    return _FROM_STATUS.get(code, EnvironmentFailure)
+
+
+def class_for_status_name(code_name: str, name: str = "") -> type[GatewayError]:
+    """``class_for_status`` for a status given by name (``error_code`` strings)."""
+    code = StatusCode.__members__.get(code_name)
+    return class_for_status(code, name) if code is not None else EnvironmentFailure
+
+
+def error_for_status(code: StatusCode, message: str, name: str = "") -> GatewayError:
+    """The GatewayError to raise for a status received from another gateway."""
+    cls = class_for_status(code, name)
+    return CryptoFailure() if cls is CryptoFailure else cls(message)

@@ -39,7 +39,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.catalogue import JURISDICTION_RE, is_jurisdiction_code
+from gateway import identifiers
 from gateway.crypto import (
     Rng,
     SealPrivateKey,
@@ -55,7 +55,9 @@ from gateway.crypto import (
     tls_key_matches_cert,
     unb64,
 )
-from gateway.errors import InvalidArgument, StorageFailure
+from gateway.errors import ConfigurationError, InvalidArgument, StorageFailure
+from gateway.identifiers import JurisdictionCode
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 SIGNING_FILE: Final = "signing.key"
 LEDGER_FILE: Final = "ledger.key"
@@ -68,8 +70,9 @@ PUBLIC_FILE: Final = "public.json"
 PRIVATE_FILES: Final = (SIGNING_FILE, LEDGER_FILE, SEAL_FILE, PSEUDONYM_FILE, TLS_KEY_FILE)
 ALL_FILES: Final = (*PRIVATE_FILES, TLS_CERT_FILE, PUBLIC_FILE)
 
+# A rule of the value types that carry a display name (descriptors, bundle
+# members): every gateway must accept the same names, so it is not configurable.
 MAX_NAME_LEN: Final = 128
-_MAX_KEY_FILE_BYTES: Final = 64 * 1024
 PSEUDONYM_KEY_LEN: Final = 32
 _DNS_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _DNS_NAME: Final = re.compile(rf"^{_DNS_LABEL}(?:\.{_DNS_LABEL})*$")
@@ -86,12 +89,6 @@ def tls_server_name(jurisdiction: str) -> str:
 def key_id(key: VerifyKey | SealPublicKey) -> str:
     """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)."""
     return sha256_hex(key.raw)[:16]
-
-
-def check_jurisdiction(code: str) -> str:
-    if not isinstance(code, str) or not is_jurisdiction_code(code):
-        raise InvalidArgument.expected("jurisdiction code", "six digits (e.g. 110000)", code)
-    return code
 
 
 def check_name(name: str) -> str:
@@ -120,7 +117,7 @@ class GatewayKeys:
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
 
     def __post_init__(self) -> None:
-        check_jurisdiction(self.jurisdiction)
+        identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
         check_name(self.name)
         if len(self.pseudonym_key) != PSEUDONYM_KEY_LEN:
             raise InvalidArgument.expected(
@@ -153,7 +150,7 @@ class PublicDescriptor(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    jurisdiction: JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     signing_key: str
     ledger_key: str
@@ -205,12 +202,14 @@ def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
 # --------------------------------------------------------------------------
 
 
-def load_public_descriptor(path: Path) -> PublicDescriptor:
+def load_public_descriptor(path: Path, limits: Limits = DEFAULT_LIMITS) -> PublicDescriptor:
     """Read and check a ``public.json`` (or ``<dir>/public.json``)."""
     path = Path(path)
     if path.is_dir():
         path = path / PUBLIC_FILE
-    return parse_public_descriptor(_read(path, private=False, strict_permissions=False), str(path))
+    return parse_public_descriptor(
+        _read(path, private=False, strict_permissions=False, limits=limits), str(path)
+    )
 
 
 def write_file_atomic(path: Path, data: bytes, mode: int) -> None:
@@ -245,7 +244,7 @@ def generate_keys(
     The TLS certificate names ``gw-<jurisdiction>`` plus ``hostnames`` as DNS
     SANs and 127.0.0.1 / ::1 as IP SANs.
     """
-    check_jurisdiction(jurisdiction)
+    identifiers.jurisdiction(jurisdiction, "jurisdiction code")
     check_name(name)
     for host in hostnames:
         if not isinstance(host, str) or len(host) > 253 or not _DNS_NAME.fullmatch(host):
@@ -289,7 +288,7 @@ def _b64_line(raw: bytes) -> bytes:
     return (b64(raw) + "\n").encode("ascii")
 
 
-def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
+def _read(path: Path, private: bool, strict_permissions: bool, limits: Limits) -> bytes:
     try:
         st = path.stat()
         if not stat.S_ISREG(st.st_mode):
@@ -299,9 +298,9 @@ def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
                 f"{path}: private key file is accessible by group or others "
                 f"(mode {stat.S_IMODE(st.st_mode):04o}); run chmod 600 on it"
             )
-        if st.st_size > _MAX_KEY_FILE_BYTES:
+        if st.st_size > limits.max_key_file_bytes:
             raise InvalidArgument.expected(
-                f"{path}: size", f"<= {_MAX_KEY_FILE_BYTES} bytes", st.st_size
+                f"{path}: size", f"<= {limits.max_key_file_bytes} bytes", st.st_size
             )
         return path.read_bytes()
     except FileNotFoundError as exc:
@@ -310,8 +309,8 @@ def _read(path: Path, private: bool, strict_permissions: bool) -> bytes:
         raise StorageFailure(f"{path}: cannot read key file: {exc.strerror}") from exc
 
 
-def _read_raw32(path: Path, strict_permissions: bool) -> bytes:
-    data = _read(path, private=True, strict_permissions=strict_permissions)
+def _read_raw32(path: Path, strict_permissions: bool, limits: Limits) -> bytes:
+    data = _read(path, private=True, strict_permissions=strict_permissions, limits=limits)
     try:
         text = data.decode("ascii").strip()
     except UnicodeDecodeError as exc:
@@ -322,24 +321,36 @@ def _read_raw32(path: Path, strict_permissions: bool) -> bytes:
     return raw
 
 
-def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
+def load_keys(
+    key_dir: Path, strict_permissions: bool = True, limits: Limits = DEFAULT_LIMITS
+) -> GatewayKeys:
     """Load a key directory written by :func:`generate_keys`.
 
     Checks that ``public.json`` matches the private keys and the certificate,
     and (with ``strict_permissions``, the default) that private key files are
     not readable by group or others. Raises StorageFailure for a missing or
-    unreadable file and InvalidArgument for a bad one, naming the file.
+    unreadable file and ConfigurationError for a bad one or for files that do
+    not match each other, naming the file: the gateway's own keys are its
+    operator's configuration, never a caller's input.
     """
-    key_dir = Path(key_dir)
-    signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions))
-    ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions))
-    seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions))
-    pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions)
-    tls_key = _read(key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions)
+    try:
+        return _load_keys(Path(key_dir), strict_permissions, limits)
+    except InvalidArgument as exc:
+        raise ConfigurationError(exc.message) from exc
+
+
+def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> GatewayKeys:
+    signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions, limits))
+    ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions, limits))
+    seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions, limits))
+    pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions, limits)
+    tls_key = _read(
+        key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions, limits=limits
+    )
     if b"PRIVATE KEY-----" not in tls_key:
         raise InvalidArgument(f"{key_dir / TLS_KEY_FILE}: expected a PEM private key")
     cert_path = key_dir / TLS_CERT_FILE
-    cert = _read(cert_path, private=False, strict_permissions=False)
+    cert = _read(cert_path, private=False, strict_permissions=False, limits=limits)
     try:
         fingerprint = cert_fingerprint(cert)
     except InvalidArgument as exc:
@@ -351,7 +362,7 @@ def load_keys(key_dir: Path, strict_permissions: bool = True) -> GatewayKeys:
         )
     public_path = key_dir / PUBLIC_FILE
     desc = parse_public_descriptor(
-        _read(public_path, private=False, strict_permissions=False), str(public_path)
+        _read(public_path, private=False, strict_permissions=False, limits=limits), str(public_path)
     )
     sign_pub, ledger_pub, seal_pub = desc.keys(str(public_path))
     mismatches: list[tuple[str, Any, Any]] = [

@@ -24,18 +24,39 @@ class Limits:
     max_records_per_response: int = 10_000
     max_identifier_len: int = 128
     max_value_len: int = 4096
+    # Key files read from a gateway's key directory
+    max_key_file_bytes: int = 64 * 1024
     # Trust bundle
     max_bundle_members: int = 256
     max_bundle_bytes: int = 1024 * 1024
+    max_bundle_signatures: int = 8
+    max_datasets_per_member: int = 1024
+    max_cert_pem_bytes: int = 16 * 1024
+    # How far in the future a bundle's issued_at may lie (clocks differ).
+    max_clock_skew_seconds: float = 300.0
     # Policy
     max_policy_files: int = 10_000
     max_policy_file_bytes: int = 1024 * 1024
     # Ledger
     max_proof_entries: int = 100_000
     max_export_entries: int = 100_000
+    # Entries per page of the Ledger API (also capped by max_proof_entries).
+    max_page_entries: int = 1000
+    # An offline verification bundle (``gateway ledger export``) read back.
+    max_ledger_bundle_bytes: int = 64 * 1024 * 1024
+    # A signed checkpoint note (C2SP signed-note) read from a file or a peer.
+    max_note_bytes: int = 1 << 20
+    max_entry_details: int = 64
+    # Free text recorded as an entry's reason is cut to this many characters.
+    max_reason_chars: int = 1000
     # Statistics
     max_stats_group_keys: int = 10_000
     max_stats_jurisdictions: int = 64
+    max_stats_group_by: int = 8
+    max_stats_filters: int = 16
+    max_stats_filter_values: int = 1000
+    max_stats_candidates: int = 1000
+    max_stats_bin_edges: int = 1001
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -5,7 +5,7 @@ Owns: the ``DataSource`` protocol and the embedded SQLite implementation
 catalogue). Does not own: which rows or fields may leave (``gateway.policy``),
 statistics (``gateway.stats`` reads ``frame``).
 
-Identifiers reaching SQL come from the validated catalogue (``CODE_RE``), never
+Identifiers reaching SQL come from the validated catalogue (``gateway.identifiers.Code``), never
 from a request; values are always bound parameters. The SQLite file is opened
 read-only: a gateway never writes to its source.
 """
@@ -47,7 +47,7 @@ class DataSource(Protocol):
 
 
 def _quote(identifier: str) -> str:
-    # Catalogue identifiers match ^[a-z][a-z0-9_]*$; quote anyway.
+    # Catalogue identifiers pass gateway.identifiers.code; quote anyway.
     return '"' + identifier.replace('"', '""') + '"'
 
 

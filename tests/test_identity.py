@@ -13,7 +13,7 @@ import pytest
 from cryptography import x509
 
 from gateway.crypto import b64, cert_fingerprint, make_tls_identity
-from gateway.errors import InvalidArgument, StorageFailure
+from gateway.errors import ConfigurationError, InvalidArgument, StorageFailure
 from gateway.identity import (
     ALL_FILES,
     PRIVATE_FILES,
@@ -148,7 +148,7 @@ def test_missing_key_file_is_named(tmp_path: Path) -> None:
 def test_group_readable_private_key_refused(tmp_path: Path) -> None:
     generate_keys(tmp_path, "110000", "gw", now=NOW)
     os.chmod(tmp_path / "seal.key", 0o640)
-    with pytest.raises(InvalidArgument, match=r"seal\.key.*chmod 600"):
+    with pytest.raises(ConfigurationError, match=r"seal\.key.*chmod 600"):
         load_keys(tmp_path)
     assert load_keys(tmp_path, strict_permissions=False).jurisdiction == "110000"
 
@@ -163,7 +163,7 @@ def test_group_readable_private_key_refused(tmp_path: Path) -> None:
 def test_corrupt_key_file_is_named(tmp_path: Path, content: str, match: str) -> None:
     generate_keys(tmp_path, "110000", "gw", now=NOW)
     (tmp_path / "signing.key").write_text(content)
-    with pytest.raises(InvalidArgument, match=match) as info:
+    with pytest.raises(ConfigurationError, match=match) as info:
         load_keys(tmp_path)
     assert "signing.key" in str(info.value)
 
@@ -172,7 +172,7 @@ def test_private_key_not_matching_public_json_refused(tmp_path: Path) -> None:
     generate_keys(tmp_path / "a", "110000", "gw", now=NOW)
     generate_keys(tmp_path / "b", "110000", "gw", now=NOW)
     os.replace(tmp_path / "b" / "ledger.key", tmp_path / "a" / "ledger.key")
-    with pytest.raises(InvalidArgument, match="ledger_key does not match"):
+    with pytest.raises(ConfigurationError, match="ledger_key does not match"):
         load_keys(tmp_path / "a")
 
 
@@ -180,7 +180,7 @@ def test_swapped_tls_certificate_refused(tmp_path: Path) -> None:
     generate_keys(tmp_path, "110000", "gw", now=NOW)
     other = make_tls_identity("gw-110000", ["gw-110000"], now=NOW)
     (tmp_path / "tls.crt").write_bytes(other.cert_pem)
-    with pytest.raises(InvalidArgument, match=r"tls_fingerprint|not the private key"):
+    with pytest.raises(ConfigurationError, match=r"tls_fingerprint|not the private key"):
         load_keys(tmp_path)
 
 
@@ -189,7 +189,7 @@ def test_public_json_with_extra_field_refused(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "public.json").read_text("utf-8"))
     doc["endpoint"] = "evil:1"
     (tmp_path / "public.json").write_text(json.dumps(doc))
-    with pytest.raises(InvalidArgument, match=r"public\.json.*endpoint"):
+    with pytest.raises(ConfigurationError, match=r"public\.json.*endpoint"):
         load_keys(tmp_path)
 
 
@@ -204,12 +204,11 @@ def test_tls_key_that_does_not_match_the_certificate_is_refused_at_load(tmp_path
     import pytest as _pytest
 
     from gateway.crypto import make_tls_identity
-    from gateway.errors import InvalidArgument as _InvalidArgument
     from gateway.identity import generate_keys, load_keys
 
     d = tmp_path / "keys"
     generate_keys(d, "110000", "北京市大数据中心")
     other = make_tls_identity("gw-110000", ["gw-110000"])
     (d / "tls.key").write_bytes(other.key_pem)
-    with _pytest.raises(_InvalidArgument, match="not the private key"):
+    with _pytest.raises(ConfigurationError, match="not the private key"):
         load_keys(d)

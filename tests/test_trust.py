@@ -22,10 +22,11 @@ from gateway.crypto import (
     make_tls_identity,
     sha256_hex,
 )
-from gateway.domains import PEER_ERROR, TRUST_BUNDLE
+from gateway.domains import PEER_RECORD_REQUEST, TRUST_BUNDLE
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, TrustBundleRejected
 from gateway.limits import Limits
 from gateway.trust import (
+    BundleVersionStore,
     FileVersionStore,
     Member,
     TrustBundle,
@@ -263,7 +264,7 @@ def test_refuses_other_authority_claiming_our_key_id() -> None:
 def test_refuses_signature_made_for_another_domain() -> None:
     doc = payload_doc(signed())
     with pytest.raises(TrustBundleRejected, match="signature does not verify"):
-        verify(resign(doc, domain=PEER_ERROR))
+        verify(resign(doc, domain=PEER_RECORD_REQUEST))
 
 
 def test_one_good_signature_among_bad_ones_is_enough() -> None:
@@ -275,7 +276,7 @@ def test_one_good_signature_among_bad_ones_is_enough() -> None:
 
 def test_refuses_wrong_payload_type() -> None:
     env = envelope(signed())
-    env["payloadType"] = PEER_ERROR
+    env["payloadType"] = PEER_RECORD_REQUEST
     with pytest.raises(TrustBundleRejected, match="payloadType: expected"):
         verify(json.dumps(env).encode())
 
@@ -541,3 +542,88 @@ def test_reissue_verification_ignores_expiry_only() -> None:
     assert verify_bundle_for_reissue(data, AUTHORITY.verify_key).version == 3
     with pytest.raises(TrustBundleRejected):
         verify_bundle_for_reissue(data, OTHER_AUTHORITY.verify_key)
+
+
+# --------------------------------------------------------------------------
+# Configured limits (gateway.limits) and the version-store protocol
+# --------------------------------------------------------------------------
+
+
+def test_refuses_more_signatures_than_the_configured_limit() -> None:
+    doc = envelope(signed((member("110000"),)))
+    doc["signatures"] = doc["signatures"] * 3  # the valid signature, repeated
+    data = json.dumps(doc).encode()
+    assert verify(data).version == 3
+    with pytest.raises(TrustBundleRejected, match="3 signatures, limit 2"):
+        verify(data, limits=Limits(max_bundle_signatures=2))
+
+
+def test_refuses_member_with_more_datasets_than_the_configured_limit() -> None:
+    data = signed((member("110000", ("a", "b", "c")),))
+    assert verify(data).member("110000").datasets == ("a", "b", "c")
+    with pytest.raises(TrustBundleRejected, match=r"110000.*datasets count: expected <= 2"):
+        verify(data, limits=Limits(max_datasets_per_member=2))
+    with pytest.raises(TrustBundleRejected, match="datasets count"):
+        signed((member("110000", ("a", "b", "c")),), limits=Limits(max_datasets_per_member=2))
+
+
+def test_refuses_certificate_larger_than_the_configured_limit() -> None:
+    data = signed((member("110000"),))
+    with pytest.raises(TrustBundleRejected, match="tls_cert_pem: expected at most 100 bytes"):
+        verify(data, limits=Limits(max_cert_pem_bytes=100))
+
+
+def test_configured_clock_skew_decides_whether_a_future_bundle_is_accepted() -> None:
+    data = signed(issued_at=NOW + dt.timedelta(seconds=100))
+    assert verify(data).version == 3  # within the default 300 s
+    with pytest.raises(TrustBundleRejected, match="not yet valid"):
+        verify(data, limits=Limits(max_clock_skew_seconds=50))
+
+
+class _MemoryVersionStore:
+    """A second BundleVersionStore: what a PostgreSQL store would implement."""
+
+    def __init__(self) -> None:
+        self.version, self.digest = 0, None  # type: tuple[int, str | None]
+
+    def highest(self) -> int:
+        return self.version
+
+    def highest_digest(self) -> str | None:
+        return self.digest
+
+    def record(self, version: int, digest: str | None = None) -> None:
+        self.version, self.digest = version, digest or self.digest
+
+
+def test_rollback_and_fork_refused_with_any_version_store() -> None:
+    store: BundleVersionStore = _MemoryVersionStore()
+    accept_bundle(verify(signed(version=4)), store)
+    with pytest.raises(TrustBundleRejected, match="older"):
+        accept_bundle(verify(signed(version=3)), store)
+    with pytest.raises(TrustBundleRejected, match="differs from the version 4"):
+        accept_bundle(verify(signed((member("110000"),), version=4)), store)
+
+
+def test_bundle_verification_is_pure_no_file_or_network_io() -> None:
+    """The verifier and the values import nothing that reaches files, sockets or databases."""
+    import ast
+
+    import gateway.trust.model
+    import gateway.trust.verify
+
+    io_modules = {"os", "io", "pathlib", "socket", "sqlite3", "grpc", "shutil", "tempfile"}
+    for module in (gateway.trust.verify, gateway.trust.model):
+        assert module.__file__ is not None
+        tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names = {(node.module or "").split(".")[0]}
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id != "open", f"{module.__name__} opens a file"
+                continue
+            else:
+                continue
+            assert not names & io_modules, f"{module.__name__} imports {names & io_modules}"

@@ -17,13 +17,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+from gateway import identifiers
 from gateway.errors import InvalidArgument, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.reconcile import reconcile
 
-_ADDRESS = re.compile(r"^(?:(?P<j>[1-9][0-9]{5})@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
+_ADDRESS = re.compile(r"^(?:(?P<j>[^@]*)@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
 
 
 def register(sub: Any) -> None:
@@ -50,6 +51,8 @@ def read_side(
 ) -> list[tuple[int, LedgerEvent]]:
     path = Path(spec)
     m = _ADDRESS.match(spec)
+    if m and m["j"] is not None and not identifiers.is_jurisdiction(m["j"]):
+        m = None
     if path.exists() or not m:
         ledger = SqliteLedger.open_readonly(path)
         try:
@@ -69,7 +72,7 @@ def _read_api(
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
     from gateway.client import service_channel
-    from gateway.server.transport import error_for_status
+    from gateway.errors import error_for_status
 
     if cert is None:  # plaintext: only for a local test server
         channel = grpc.insecure_channel(address)

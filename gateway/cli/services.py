@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 from pathlib import Path
 from typing import Any
 
-from gateway import crypto
-from gateway.config import SERVICE_ID_RE, load_config
+from gateway import crypto, identifiers
+from gateway.config import load_config
 from gateway.errors import InvalidArgument
 from gateway.identity import load_keys, write_file_atomic
 
@@ -41,8 +40,7 @@ def register(sub: Any) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    if not re.fullmatch(SERVICE_ID_RE, args.id):
-        raise InvalidArgument.expected("--id", "lowercase letters, digits and '-' (2-64)", args.id)
+    identifiers.service_system(args.id, "--id")
     config = load_config(args.config)
     if config.service_system(args.id) is not None:
         raise InvalidArgument(f"service system {args.id} is already registered in {args.config}")
@@ -53,7 +51,7 @@ def _add(args: argparse.Namespace) -> int:
             f"bearer token (shown once, store it in the service system's secret store):\n{token}"
         )
     else:
-        keys = load_keys(config.key_dir)
+        keys = load_keys(config.key_dir, limits=config.limits)
         ident = crypto.issue_client_certificate(keys.tls, f"{args.id}@{config.jurisdiction}")
         out: Path = args.cert_out
         out.mkdir(parents=True, exist_ok=True)

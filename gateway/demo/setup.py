@@ -12,8 +12,6 @@ Does not own: running gateways (``gateway.server.app``), the demo's story
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import secrets
@@ -24,6 +22,17 @@ from pathlib import Path
 from gateway import crypto
 from gateway.catalogue import load_catalogue
 from gateway.demo.seed import seed_database
+from gateway.identity import PUBLIC_FILE, generate_keys, load_public_descriptor
+from gateway.trust import (
+    AUTHORITY_KEY_FILE,
+    BUNDLE_FILE,
+    Member,
+    init_federation,
+    read_authority_signing_key,
+    read_bundle_for_reissue,
+    reissue_bundle_file,
+    with_member,
+)
 
 REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -84,14 +93,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cli(*args: str) -> None:
-    from gateway.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(list(args))
-    if status != 0:
-        raise RuntimeError(f"gateway {' '.join(args[:2])} failed ({status}): {out.getvalue()}")
+def _add_member(fed: Path, keys: Path, endpoint: str, datasets: tuple[str, ...]) -> None:
+    """What ``gateway federation add-member`` does, through the library."""
+    member = Member.from_descriptor(load_public_descriptor(keys / PUBLIC_FILE), endpoint, datasets)
+    authority = read_authority_signing_key(fed / AUTHORITY_KEY_FILE)
+    current = read_bundle_for_reissue(fed / BUNDLE_FILE, authority.verify_key)
+    reissue_bundle_file(fed / BUNDLE_FILE, authority, with_member(current, member), 365)
 
 
 def build_federation(
@@ -106,37 +113,23 @@ def build_federation(
     """Create keys, the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
-    _cli(
-        "federation", "init", "--out", str(fed), "--name", FEDERATION_NAME, "--validity-days", "365"
-    )
+    init_federation(fed, FEDERATION_NAME, validity_days=365)
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code
         keys = site / "keys"
-        _cli(
-            "keygen",
-            "--jurisdiction",
-            spec.code,
-            "--name",
-            spec.name,
-            "--out",
-            str(keys),
-            "--host",
-            "localhost",
-        )
+        generate_keys(keys, spec.code, spec.name, hostnames=("localhost",))
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
         mtls_port = free_port()
         catalogue = load_catalogue(policies / spec.code)
         data = site / "data"
         counts = seed_database(data / "source.sqlite", catalogue, rows=rows, seed=seed + i)
-        _cli(
-            "federation", "add-member",
-            "--bundle", str(fed / "bundle.json"),
-            "--authority-key", str(fed / "authority.key"),
-            "--public", str(keys / "public.json"),
-            "--endpoint", f"127.0.0.1:{peer_port}",
-            "--datasets", ",".join(d.code for d in catalogue.datasets if d.code in counts),
-        )  # fmt: skip
+        _add_member(
+            fed,
+            keys,
+            f"127.0.0.1:{peer_port}",
+            tuple(d.code for d in catalogue.datasets if d.code in counts),
+        )
         tokens = {sid: "svc_" + secrets.token_urlsafe(24) for sid in spec.service_systems}
         token_file = site / "service-tokens.json"
         token_file.write_text(json.dumps(tokens, indent=2))

@@ -15,22 +15,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import Catalogue
 from gateway.envelope import envelope_digest
 from gateway.errors import (
     CryptoFailure,
     InvalidArgument,
+    NotFound,
     PolicyDenied,
     Rejected,
+    status_name,
 )
 from gateway.exchange.peer import PeerRequest, PeerResponder
 from gateway.exchange.records import (
-    CLIENT_REF,
-    CODE,
-    PURPOSE,
-    SERVICE_ID,
     RecordsQuery,
     decision_to_proto,
     refusal,
@@ -106,7 +104,7 @@ class RecordHolder:
                 response.Clear()
         response.decision.CopyFrom(decision_to_proto(decision))
         if not decision.allowed:
-            response.error_code = decision.error_code or "PERMISSION_DENIED"
+            response.error_code = decision.error_code or status_name(PolicyDenied)
         out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
         # Ledger before release: if this fails the records never leave.
         self._ledger.append(
@@ -117,11 +115,11 @@ class RecordHolder:
                 timestamp_ms=self._clock(),
                 local=self._responder.me,
                 counterparty=request.sender,
-                service_system=safe_identifier(msg.service_system, SERVICE_ID),
-                dataset=safe_identifier(msg.dataset, CODE),
-                purpose=safe_identifier(msg.purpose, PURPOSE),
+                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+                dataset=safe_identifier(msg.dataset, identifiers.is_code),
+                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
                 decision="allow" if decision.allowed else "deny",
-                reason=clean_reason(decision.reason),
+                reason=clean_reason(decision.reason, self._limits),
                 record_count=response.record_count,
                 agreement_id=decision.agreement_id,
                 agreement_digest=decision.agreement_digest,
@@ -136,7 +134,10 @@ class RecordHolder:
                 details=tuple(
                     kv
                     for kv in (
-                        ("client_reference", safe_identifier(msg.client_reference, CLIENT_REF)),
+                        (
+                            "client_reference",
+                            safe_identifier(msg.client_reference, identifiers.is_client_reference),
+                        ),
                         ("truncated", "true" if response.truncated else ""),
                     )
                     if kv[1]
@@ -147,11 +148,11 @@ class RecordHolder:
 
     def _check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
         """Structural checks of an authenticated request (the peer may be buggy)."""
-        if not SERVICE_ID.fullmatch(msg.service_system):
+        if not identifiers.is_service_system(msg.service_system):
             return InvalidArgument.expected(
                 "service_system",
                 "an id like hebei-housing-fund",
-                safe_identifier(msg.service_system, SERVICE_ID),
+                safe_identifier(msg.service_system, identifiers.is_service_system),
             )
         try:
             RecordsQuery(
@@ -171,7 +172,7 @@ class RecordHolder:
             return Decision(
                 allowed=False,
                 reason=f"jurisdiction {access.holder} serves no dataset {access.dataset!r}",
-                error_code="NOT_FOUND",
+                error_code=status_name(NotFound),
                 agreement_id="",
                 agreement_digest="",
                 policy_set_digest=self._policy.policy_set_digest,

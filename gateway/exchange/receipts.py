@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.envelope import sign_receipt, verify_receipt
-from gateway.errors import CryptoFailure, GatewayError
+from gateway.errors import CryptoFailure, GatewayError, status_name
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.ledger.events import LedgerEvent, LedgerWriter
 from gateway.trust import TrustBundle
@@ -129,7 +129,7 @@ class ReceiptSender:
                     log.info(
                         "receipts to %s not delivered yet (%s); will retry",
                         holder,
-                        exc.grpc_code.name,
+                        status_name(exc),
                     )
                     with self._lock:
                         rest = receipts[start:]

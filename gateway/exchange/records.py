@@ -18,15 +18,16 @@ import logging
 import re
 from dataclasses import dataclass
 
+from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2
-from gateway.catalogue import CODE_RE, is_jurisdiction_code
-from gateway.config import SERVICE_ID_RE
 from gateway.errors import (
     InvalidArgument,
     NotFound,
     PolicyDenied,
     QuotaExceeded,
     Rejected,
+    class_for_status_name,
+    status_name,
 )
 from gateway.ledger.events import AppendReceipt
 from gateway.limits import Limits
@@ -34,17 +35,25 @@ from gateway.policy.api import Decision
 
 log = logging.getLogger(__name__)
 
-CODE = re.compile(CODE_RE)
-PURPOSE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-CLIENT_REF = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 _SUBJECT = re.compile(r"^[0-9A-Za-z]{1,64}$")
 
-ERROR_CLASSES: dict[str, type[Rejected]] = {
-    "PERMISSION_DENIED": PolicyDenied,
-    "NOT_FOUND": NotFound,
-    "RESOURCE_EXHAUSTED": QuotaExceeded,
-    "INVALID_ARGUMENT": InvalidArgument,
-}
+# What a holder's signed refusal may be at the requester; any other
+# ``error_code`` is a policy refusal.
+HOLDER_REFUSALS: tuple[type[Rejected], ...] = (
+    PolicyDenied,
+    NotFound,
+    QuotaExceeded,
+    InvalidArgument,
+)
+
+
+def refusal_class(error_code: str) -> type[Rejected]:
+    """The error a holder's signed refusal (its status name) raises at the requester."""
+    cls = class_for_status_name(error_code)
+    for allowed in HOLDER_REFUSALS:
+        if cls is allowed:
+            return allowed
+    return PolicyDenied
 
 
 @dataclass(frozen=True)
@@ -60,20 +69,9 @@ class RecordsQuery:
 
     def validate(self, limits: Limits) -> None:
         """Structural checks; each failure says expected vs actual."""
-        if not is_jurisdiction_code(self.holder):
-            raise InvalidArgument.expected(
-                "holder_jurisdiction",
-                "a six-digit administrative division code like 110000",
-                self.holder,
-            )
-        if not CODE.fullmatch(self.dataset):
-            raise InvalidArgument.expected(
-                "dataset", "a catalogue code like si_contributions", self.dataset
-            )
-        if not PURPOSE.fullmatch(self.purpose):
-            raise InvalidArgument.expected(
-                "purpose", "a purpose code like housing_fund_transfer", self.purpose
-            )
+        identifiers.jurisdiction(self.holder, "holder_jurisdiction")
+        identifiers.code(self.dataset, "dataset")
+        identifiers.purpose(self.purpose, "purpose")
         if len(self.subject_ids) > limits.max_subject_ids:
             raise InvalidArgument.expected(
                 "subject_ids",
@@ -92,16 +90,10 @@ class RecordsQuery:
                 "fields", f"at most {limits.max_fields}", len(self.fields)
             )
         for f in self.fields:
-            if not CODE.fullmatch(f):
-                raise InvalidArgument.expected("fields", "column names like months_contributed", f)
+            identifiers.code(f, "fields")
         if len(set(self.fields)) != len(self.fields):
             raise InvalidArgument("fields: a field is repeated")
-        if not CLIENT_REF.fullmatch(self.client_reference):
-            raise InvalidArgument.expected(
-                "client_reference",
-                "at most 64 characters of [A-Za-z0-9._:-]",
-                self.client_reference,
-            )
+        identifiers.client_reference(self.client_reference)
 
 
 @dataclass(frozen=True)
@@ -116,7 +108,6 @@ class RecordsResult:
     truncated: bool = False
 
 
-SERVICE_ID = re.compile(SERVICE_ID_RE)
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
 AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
 # An approval id as an agreement declares it (e.g. 京数共审〔2025〕017号): printable text.
@@ -141,15 +132,11 @@ def decision_to_proto(d: Decision) -> common_pb2.PolicyDecision:
     )
 
 
-def _error_code(exc: Rejected) -> str:
-    return str(exc.grpc_code.name)
-
-
 def refusal_from(decision: Decision, exc: Rejected) -> Decision:
     return Decision(
         allowed=False,
         reason=str(exc),
-        error_code=_error_code(exc),
+        error_code=status_name(exc),
         agreement_id=decision.agreement_id,
         agreement_digest=decision.agreement_digest,
         policy_set_digest=decision.policy_set_digest,
@@ -164,7 +151,7 @@ def refusal(policy_set_digest: str, exc: Rejected) -> Decision:
     return Decision(
         allowed=False,
         reason=str(exc),
-        error_code=_error_code(exc),
+        error_code=status_name(exc),
         agreement_id="",
         agreement_digest="",
         policy_set_digest=policy_set_digest,

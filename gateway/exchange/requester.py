@@ -22,25 +22,26 @@ from gateway.errors import (
     GatewayError,
     InvalidArgument,
     NotFound,
-    PolicyDenied,
+    VerificationFailed,
+    status_name,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.receipts import Answered
 from gateway.exchange.records import (
     AGREEMENT_ID,
     APPROVAL_ID,
-    ERROR_CLASSES,
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
+    refusal_class,
     seal_context,
 )
 from gateway.ledger.events import (
+    INVALID,
     AppendReceipt,
     LedgerEvent,
     LedgerWriter,
     clean_reason,
-    safe_identifier,
 )
 from gateway.limits import Limits
 from gateway.trust import Member, TrustBundle
@@ -88,13 +89,13 @@ class RecordRequester:
                 },
                 "refusal",
                 "deny",
-                clean_reason(f"refused before sending: {exc}"),
+                clean_reason(f"refused before sending: {exc}", self._limits),
                 details=(
                     (("client_reference", query.client_reference),)
                     if query.client_reference
                     else ()
                 )
-                + (("error_code", exc.grpc_code.name),),
+                + (("error_code", status_name(exc)),),
             )
             raise
         request_id = new_request_id()
@@ -141,7 +142,11 @@ class RecordRequester:
             )
         except GatewayError as exc:
             self._append(
-                base, "refusal", "deny", clean_reason(f"exchange failed: {exc}"), details=details
+                base,
+                "refusal",
+                "deny",
+                clean_reason(f"exchange failed: {exc}", self._limits),
+                details=details,
             )
             raise
         resp = reply.response
@@ -158,17 +163,23 @@ class RecordRequester:
         ):
             reason = "holder's signed answer is malformed (agreement id or digests)"
             self._append(base | signed, "refusal", "deny", reason, details=details)
-            raise CryptoFailure("holder's answer failed verification")
+            raise VerificationFailed(reason)
         decided = signed | {
             "agreement_id": d.agreement_id,
             "agreement_digest": d.agreement_digest,
             "policy_set_digest": d.policy_set_digest,
-            "legal_basis": clean_reason(d.legal_basis),
-            "approval_id": safe_identifier(d.approval_id, APPROVAL_ID),
+            "legal_basis": clean_reason(d.legal_basis, self._limits),
+            "approval_id": d.approval_id if APPROVAL_ID.fullmatch(d.approval_id) else INVALID,
         }
         if not d.allowed:
-            self._append(base | decided, "refusal", "deny", clean_reason(d.reason), details=details)
-            cls = ERROR_CLASSES.get(resp.error_code, PolicyDenied)
+            self._append(
+                base | decided,
+                "refusal",
+                "deny",
+                clean_reason(d.reason, self._limits),
+                details=details,
+            )
+            cls = refusal_class(resp.error_code)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
             plaintext = crypto.open_sealed(
@@ -185,16 +196,18 @@ class RecordRequester:
             if len(batch.records) != resp.record_count or any(
                 set(r.fields) - allowed for r in batch.records
             ):
-                raise CryptoFailure("holder's records do not match its signed decision")
+                raise VerificationFailed("holder's records do not match its signed decision")
         except (GatewayError, ValueError) as exc:
-            reason = clean_reason(f"holder's answer failed verification: {exc}")
+            reason = clean_reason(f"holder's answer failed verification: {exc}", self._limits)
             self._append(base | decided, "refusal", "deny", reason, details=details)
-            raise CryptoFailure("holder's answer failed verification") from exc
+            if isinstance(exc, GatewayError):
+                raise
+            raise VerificationFailed("holder's records are not a valid record batch") from exc
         receipt = self._append(
             base | decided,
             "transfer",
             "allow",
-            clean_reason(d.reason),
+            clean_reason(d.reason, self._limits),
             record_count=resp.record_count,
             payload_digest=resp.payload_digest.hex(),
             details=details + ((("truncated", "true"),) if resp.truncated else ()),

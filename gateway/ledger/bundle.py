@@ -49,9 +49,9 @@ from gateway.ledger.note import Checkpoint
 from gateway.ledger.signatures import check_entry_signatures
 from gateway.ledger.trustkeys import KINDS, KeyEntry, Signer, TrustedKeys
 from gateway.ledger.verify import checkpoint_cosigners, open_log_checkpoint
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 BUNDLE_FORMAT: Final = "jgw-ledger-evidence-v2"
-MAX_BUNDLE_BYTES: Final = 64 * 1024 * 1024
 EMBEDDED: Final = "embedded in the evidence (NOT independently trusted)"
 _CONTENT_KEYS: Final = frozenset(
     {"format", "origin", "checkpoint", "selection", "entries", "members"}
@@ -217,7 +217,11 @@ def _best_checkpoint(
 
 
 def verify_bundle_bytes(
-    data: bytes, trusted: TrustedKeys | None = None, *, require_witnesses: int | None = None
+    data: bytes,
+    trusted: TrustedKeys | None = None,
+    *,
+    require_witnesses: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> BundleReport:
     """Verify an evidence bundle offline.
 
@@ -227,7 +231,7 @@ def verify_bundle_bytes(
     checkpoint (default with a trust bundle: 1 if the federation has a member
     other than the log, else 0; without one: 0).
     """
-    content = _open_file(data)
+    content = _open_file(data, limits)
     origin = content["origin"]
     embedded = _embedded_keys(content["members"])
     if trusted is None:
@@ -240,8 +244,8 @@ def verify_bundle_bytes(
     if not isinstance(note, str):
         raise VerificationFailed("evidence bundle: checkpoint is not a string")
     try:
-        cp = open_log_checkpoint(note, origin, log_keys)
-        cosigners, _ = checkpoint_cosigners(note, origin, log_keys, keys)
+        cp = open_log_checkpoint(note, origin, log_keys, limits)
+        cosigners, _ = checkpoint_cosigners(note, origin, log_keys, keys, limits)
     except GatewayError as exc:
         raise VerificationFailed(f"evidence bundle: checkpoint: {exc}") from exc
     if require_witnesses is None:
@@ -253,7 +257,7 @@ def verify_bundle_bytes(
             f"evidence bundle: the checkpoint is cosigned by {len(cosigners)} trusted "
             f"witness(es) ({', '.join(cosigners) or 'none'}), {require_witnesses} required"
         )
-    decoded = _verify_entries(content, cp)
+    decoded = _verify_entries(content, cp, limits)
     _needed_members(content, [e for e, _ in decoded], keys, cosigners)
     for e, i in decoded:
         sc = check_entry_signatures(e.event, keys)
@@ -265,8 +269,8 @@ def verify_bundle_bytes(
     return BundleReport(origin, cp.size, selected, cosigners, source, context, completeness)
 
 
-def _open_file(data: bytes) -> dict[str, Any]:
-    if len(data) > MAX_BUNDLE_BYTES:
+def _open_file(data: bytes, limits: Limits) -> dict[str, Any]:
+    if len(data) > limits.max_ledger_bundle_bytes:
         raise VerificationFailed("evidence bundle: too large")
     try:
         doc = json.loads(data.decode("ascii"))
@@ -368,7 +372,9 @@ def _needed_members(
         )
 
 
-def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> list[tuple[Entry, int]]:
+def _verify_entries(
+    content: dict[str, Any], cp: Checkpoint, limits: Limits
+) -> list[tuple[Entry, int]]:
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
         raise VerificationFailed("evidence bundle: no entries")
@@ -393,7 +399,7 @@ def _verify_entries(content: dict[str, Any], cp: Checkpoint) -> list[tuple[Entry
         except VerificationFailed as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         try:
-            decoded = decode_entry(raw)
+            decoded = decode_entry(raw, limits)
         except InvalidArgument as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         if decoded.index != index:

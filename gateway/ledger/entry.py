@@ -50,7 +50,6 @@ GENESIS_PREV: Final = bytes(HASH_LEN)
 KINDS: Final = ("transfer", "refusal", "stats_release", "stats_refusal", "receipt")
 ROLES: Final = ("holder", "requester")
 DECISIONS: Final = ("allow", "deny")
-MAX_DETAILS: Final = 64
 
 _HEAD = struct.Struct(">BQ")
 _FIXED = struct.Struct(">QQI")
@@ -114,8 +113,10 @@ def _checked_strings(e: LedgerEvent, limits: Limits) -> list[str]:
         if type(value) is not int or not 0 <= value < 2**63:
             raise InvalidArgument.expected(f"event.{name}", "an integer in [0, 2**63)", value)
     details = e.details
-    if type(details) is not tuple or len(details) > MAX_DETAILS:
-        raise InvalidArgument.expected("event.details", f"a tuple of <= {MAX_DETAILS} pairs", "")
+    if type(details) is not tuple or len(details) > limits.max_entry_details:
+        raise InvalidArgument.expected(
+            "event.details", f"a tuple of <= {limits.max_entry_details} pairs", ""
+        )
     strings = [
         e.kind,
         e.role,
@@ -231,8 +232,10 @@ def decode_entry(entry_bytes: bytes, limits: Limits = DEFAULT_LIMITS) -> Entry:
     if len(entry_bytes) < HEADER_LEN + _FIXED.size:
         raise InvalidArgument("entry: truncated")
     timestamp_ms, record_count, n_details = _FIXED.unpack_from(entry_bytes, HEADER_LEN)
-    if n_details > MAX_DETAILS:
-        raise InvalidArgument.expected("entry details count", f"<= {MAX_DETAILS}", n_details)
+    if n_details > limits.max_entry_details:
+        raise InvalidArgument.expected(
+            "entry details count", f"<= {limits.max_entry_details}", n_details
+        )
     try:
         strings = entry_bytes[HEADER_LEN + _FIXED.size :].decode("utf-8").split("\x00")
     except UnicodeDecodeError as exc:

@@ -12,8 +12,11 @@ delta for a statistics release) as sorted (key, value) string pairs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
+
+from gateway.limits import Limits
 
 EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "receipt"]
 Role = Literal["holder", "requester"]
@@ -75,17 +78,19 @@ class LedgerWriter(Protocol):
 # and over-long strings; a refusal must still be recordable).
 # --------------------------------------------------------------------------
 
-MAX_REASON = 1000
 INVALID = "(invalid)"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
-def clean_reason(text: str) -> str:
-    """Free text for ``LedgerEvent.reason``: no control characters, bounded."""
+def clean_reason(text: str, limits: Limits) -> str:
+    """Free text for ``LedgerEvent.reason``: no control characters, at most
+    ``limits.max_reason_chars`` characters."""
     text = _CONTROL.sub(" ", text)
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+    cap = limits.max_reason_chars
+    return text if len(text) <= cap else text[: cap - 1] + "…"
 
 
-def safe_identifier(value: str, pattern: re.Pattern[str]) -> str:
-    """An identifier from a peer, or ``(invalid)`` when it does not match ``pattern``."""
-    return value if pattern.fullmatch(value) else INVALID
+def safe_identifier(value: str, valid: Callable[[object], bool]) -> str:
+    """An identifier from a peer, or ``(invalid)`` when ``valid`` (an ``is_*``
+    predicate of ``gateway.identifiers``) refuses it."""
+    return value if valid(value) else INVALID

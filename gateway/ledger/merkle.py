@@ -26,8 +26,9 @@ from gateway.crypto import digest_equal
 from gateway.errors import VerificationFailed
 
 HASH_LEN: Final = 32
-# Any tree this gateway could build has fewer than 2**64 leaves, so a proof has
-# at most 64 hashes; longer inputs are refused before any hashing.
+# A property of the RFC 9162 format, not a deployment limit (so not in
+# ``Limits``): tree sizes are 64-bit, so any tree has fewer than 2**64 leaves
+# and a proof has at most 64 hashes; longer inputs are refused before any hashing.
 MAX_PROOF_HASHES: Final = 64
 EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 

@@ -28,10 +28,14 @@ from typing import Final
 from gateway.crypto import ED25519_SIGNATURE_LEN, SigningKey, VerifyKey, sha256
 from gateway.errors import CryptoFailure, InvalidArgument, VerificationFailed
 from gateway.ledger.merkle import HASH_LEN
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 SIG_ED25519: Final = 0x01
 SIG_COSIGNATURE_V1: Final = 0x04
-MAX_NOTE_BYTES: Final = 1 << 20
+# A property of the signed-note format, not a deployment limit: the reference
+# implementation of C2SP signed-note (golang.org/x/mod/sumdb/note) refuses
+# notes with more than 100 signatures, so no conforming note has more. The
+# size of a note is a deployment limit (``Limits.max_note_bytes``).
 MAX_SIGNATURES: Final = 100
 EM_DASH_PREFIX: Final = "\u2014 "
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
@@ -127,16 +131,18 @@ def sign_note(text: str, name: str, key: SigningKey) -> str:
     return text + "\n" + NoteSignature(name, kid, sig).line()
 
 
-def parse_note(msg: str | bytes) -> tuple[str, list[NoteSignature]]:
+def parse_note(
+    msg: str | bytes, limits: Limits = DEFAULT_LIMITS
+) -> tuple[str, list[NoteSignature]]:
     """Split a signed note into text and signatures, syntax only (no crypto)."""
     if isinstance(msg, bytes):
-        if len(msg) > MAX_NOTE_BYTES:
+        if len(msg) > limits.max_note_bytes:
             raise VerificationFailed("malformed note: too large")
         try:
             msg = msg.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise VerificationFailed("malformed note: not UTF-8") from exc
-    if len(msg) > MAX_NOTE_BYTES or _CONTROL.search(msg):
+    if len(msg) > limits.max_note_bytes or _CONTROL.search(msg):
         raise VerificationFailed("malformed note")
     split = msg.rfind("\n\n")
     if split < 0:
@@ -166,7 +172,7 @@ def parse_note(msg: str | bytes) -> tuple[str, list[NoteSignature]]:
 
 
 def open_note(
-    msg: str | bytes, verifiers: Sequence[NoteVerifier]
+    msg: str | bytes, verifiers: Sequence[NoteVerifier], limits: Limits = DEFAULT_LIMITS
 ) -> tuple[str, list[NoteVerifier]]:
     """Verify a note against trusted Ed25519 verifiers (type 0x01).
 
@@ -174,7 +180,7 @@ def open_note(
     signatures are ignored; a bad signature from a known key rejects the note;
     no verified signature rejects the note.
     """
-    text, sigs = parse_note(msg)
+    text, sigs = parse_note(msg, limits)
     known = {(v.name, v.key_id): v for v in verifiers if v.sig_type == SIG_ED25519}
     ok: list[NoteVerifier] = []
     for s in sigs:
@@ -250,9 +256,11 @@ def sign_checkpoint(cp: Checkpoint, key: SigningKey) -> str:
     return sign_note(cp.body(), cp.origin, key)
 
 
-def open_checkpoint(note: str, origin: str, key: VerifyKey) -> Checkpoint:
+def open_checkpoint(
+    note: str, origin: str, key: VerifyKey, limits: Limits = DEFAULT_LIMITS
+) -> Checkpoint:
     """Verify the log's signature (key name = origin) and parse the body."""
-    text, _ = open_note(note, [NoteVerifier(origin, key)])
+    text, _ = open_note(note, [NoteVerifier(origin, key)], limits)
     cp = Checkpoint.parse(text)
     if cp.origin != origin:
         raise VerificationFailed(f"checkpoint origin: expected {origin!r}, got {cp.origin!r}")
@@ -295,9 +303,11 @@ def verify_cosignature(body: str, sig: NoteSignature, witness: NoteVerifier) -> 
     return int(timestamp)
 
 
-def cosignatures_in(note: str, witnesses: Mapping[str, VerifyKey]) -> dict[str, int]:
+def cosignatures_in(
+    note: str, witnesses: Mapping[str, VerifyKey], limits: Limits = DEFAULT_LIMITS
+) -> dict[str, int]:
     """Witness name -> timestamp for every valid cosignature in ``note`` by a known witness."""
-    text, sigs = parse_note(note)
+    text, sigs = parse_note(note, limits)
     out: dict[str, int] = {}
     for s in sigs:
         key = witnesses.get(s.name)

@@ -60,6 +60,7 @@ from gateway.ledger.note import (
 )
 from gateway.ledger.signatures import check_entry_signatures
 from gateway.ledger.trustkeys import TrustedKeys
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 LOG_CHUNK: Final = 14
 CHUNK: Final = 1 << LOG_CHUNK
@@ -187,9 +188,11 @@ class _Required:
 # --------------------------------------------------------------------------
 
 
-def open_log_checkpoint(note: str, origin: str, keys: Sequence[VerifyKey]) -> Checkpoint:
+def open_log_checkpoint(
+    note: str, origin: str, keys: Sequence[VerifyKey], limits: Limits = DEFAULT_LIMITS
+) -> Checkpoint:
     """Verify the log's signature with any of ``keys`` (key name = origin) and parse."""
-    text, _ = open_note(note, [NoteVerifier(origin, k) for k in keys])
+    text, _ = open_note(note, [NoteVerifier(origin, k) for k in keys], limits)
     cp = Checkpoint.parse(text)
     if cp.origin != origin:
         raise VerificationFailed(f"checkpoint origin: expected {origin!r}, got {cp.origin!r}")
@@ -197,7 +200,11 @@ def open_log_checkpoint(note: str, origin: str, keys: Sequence[VerifyKey]) -> Ch
 
 
 def checkpoint_cosigners(
-    note: str, origin: str, log_keys: Sequence[VerifyKey], trusted: TrustedKeys
+    note: str,
+    origin: str,
+    log_keys: Sequence[VerifyKey],
+    trusted: TrustedKeys,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(jurisdictions whose cosignature verifies, names of lines nothing accounts for).
 
@@ -206,7 +213,7 @@ def checkpoint_cosigners(
     or re-keyed cosignature raises VerificationFailed. The log's own
     signature(s) and lines under unknown names are not cosignatures.
     """
-    text, sigs = parse_note(note)
+    text, sigs = parse_note(note, limits)
     log_ids = {key_id(origin, SIG_ED25519, k) for k in log_keys}
     log = trusted.by_origin(origin)
     cosigners: list[str] = []
@@ -243,6 +250,7 @@ def check_checkpoints(
     origin: str,
     keys: Sequence[VerifyKey],
     trusted: TrustedKeys | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[_Required], list[CheckpointInfo]]:
     """Signatures, cosignatures, origin and strictly increasing sizes in issue order."""
     out: list[_Required] = []
@@ -253,7 +261,7 @@ def check_checkpoints(
         if row.seq != n:
             raise _Stop(Problem("checkpoint-missing", f"{label}: expected sequence number {n}"))
         try:
-            cp = open_log_checkpoint(row.note, origin, keys)
+            cp = open_log_checkpoint(row.note, origin, keys, limits)
         except GatewayError as exc:
             raise _Stop(Problem("checkpoint-signature", f"{label}: {exc}")) from exc
         if cp.size != row.size:
@@ -274,7 +282,7 @@ def check_checkpoints(
         ignored: tuple[str, ...] = ()
         if trusted is not None:
             try:
-                cosigners, ignored = checkpoint_cosigners(row.note, origin, keys, trusted)
+                cosigners, ignored = checkpoint_cosigners(row.note, origin, keys, trusted, limits)
             except GatewayError as exc:
                 raise _Stop(Problem("cosignature-invalid", f"{label}: {exc}")) from exc
         last_size, last_ms = cp.size, row.issued_ms
@@ -314,6 +322,7 @@ def verify_range(
     stored_nodes: NodeRange | None = None,
     decode: bool = False,
     signers: TrustedKeys | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> RangeResult:
     """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
 
@@ -405,7 +414,7 @@ def verify_range(
         if decode or signers is not None:
             for j, e in enumerate(entries):
                 try:
-                    ev = decode_entry(e).event
+                    ev = decode_entry(e, limits).event
                 except InvalidArgument as exc:
                     return result(Problem("entry-malformed", str(exc), i + j))
                 if signers is not None:
@@ -494,10 +503,11 @@ def _range_worker(
     check_nodes: bool,
     decode: bool,
     signers: TrustedKeys | None,
+    limits: Limits,
 ) -> RangeResult:
     reader = reopen()
     try:
-        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode, signers)
+        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode, signers, limits)
     finally:
         reader.close()
 
@@ -510,13 +520,14 @@ def _verify_bounds(
     check_nodes: bool,
     decode: bool,
     signers: TrustedKeys | None,
+    limits: Limits,
 ) -> RangeResult:
     read: Callable[[int, int], RawPage | EntryPage] = (
         reader.raw_range if check_nodes else reader.entry_range
     )
     pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
     nodes = reader.nodes_range if check_nodes else None
-    return verify_range(pages, lo, sizes, nodes, decode, signers)
+    return verify_range(pages, lo, sizes, nodes, decode, signers, limits)
 
 
 def combine(
@@ -669,6 +680,7 @@ def verify_store(
     decode: bool = False,
     check_signatures: bool = False,
     workers: int | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> LedgerReport:
     """Verify everything in one ledger; never raises for a bad ledger.
 
@@ -698,11 +710,13 @@ def verify_store(
     for n, item in enumerate(trusted):
         label, note = item if isinstance(item, tuple) else (f"outside checkpoint {n}", item)
         try:
-            cp = open_log_checkpoint(note, origin, log_keys)
+            cp = open_log_checkpoint(note, origin, log_keys, limits)
             cosigners: tuple[str, ...] = ()
             ignored: tuple[str, ...] = ()
             if witness_keys is not None:
-                cosigners, ignored = checkpoint_cosigners(note, origin, log_keys, witness_keys)
+                cosigners, ignored = checkpoint_cosigners(
+                    note, origin, log_keys, witness_keys, limits
+                )
         except GatewayError as exc:
             return failed(Problem("trusted-checkpoint-invalid", f"{label}: {exc}"))
         outside.append(_Required(cp.size, cp.root, label, outside=True))
@@ -726,7 +740,7 @@ def verify_store(
     infos: list[CheckpointInfo] = []
 
     def checked() -> list[_Required]:
-        required, found = check_checkpoints(rows, origin, log_keys, witness_keys)
+        required, found = check_checkpoints(rows, origin, log_keys, witness_keys, limits)
         infos.extend(found)
         return [*required, *outside]
 
@@ -737,7 +751,9 @@ def verify_store(
         ctx = multiprocessing.get_context(method)
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
-                pool.submit(_range_worker, reopen, a, b, sizes, check_nodes, decode, signers)
+                pool.submit(
+                    _range_worker, reopen, a, b, sizes, check_nodes, decode, signers, limits
+                )
                 for a, b in bounds
             ]
             try:
@@ -760,7 +776,7 @@ def verify_store(
         except _Stop as stop:
             return failed(stop.problem)
         for a, b in bounds:
-            results.append(_verify_bounds(store, a, b, sizes, check_nodes, decode, signers))
+            results.append(_verify_bounds(store, a, b, sizes, check_nodes, decode, signers, limits))
             if progress is not None:
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:

@@ -33,6 +33,7 @@ from gateway.ledger.note import (
     parse_note,
     verify_cosignature,
 )
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.sqlitedb import open_store
 
 S = ledger_pb2.WitnessStatus
@@ -270,6 +271,7 @@ def handle_witness_request(
     store: WitnessStore,
     now: float,
     sender_origin: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ledger_pb2.PeerWitnessResponse:
     """Decide on one witness request. ``now`` is POSIX seconds (cosignature time).
 
@@ -283,7 +285,7 @@ def handle_witness_request(
     if len(req.consistency_proof) > MAX_PROOF_HASHES:
         return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "consistency proof too long")
     try:
-        text, _ = parse_note(req.checkpoint)
+        text, _ = parse_note(req.checkpoint, limits)
         claimed = Checkpoint.parse(text)
     except GatewayError as exc:
         return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, f"malformed checkpoint: {exc}")
@@ -292,7 +294,7 @@ def handle_witness_request(
             req, S.WITNESS_STATUS_UNKNOWN_LOG, "checkpoint origin is not the sender's log"
         )
     try:
-        cp = open_checkpoint(req.checkpoint, origin, sender_ledger_key)
+        cp = open_checkpoint(req.checkpoint, origin, sender_ledger_key, limits)
     except GatewayError:
         return _reply(req, S.WITNESS_STATUS_BAD_SIGNATURE, "checkpoint signature does not verify")
     state = store.latest(origin)

@@ -22,15 +22,14 @@ Order of checks (the first failing one is the reason given):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway import crypto
+from gateway import crypto, identifiers
 from gateway.catalogue import DataGrade, SharingClass
-from gateway.errors import InvalidArgument, PolicyDenied
+from gateway.errors import InvalidArgument, NotFound, PolicyDenied, QuotaExceeded, status_name
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.api import AccessRequest, Decision, FieldRule
 from gateway.policy.loader import CompiledAgreement, CompiledField, PolicySet
@@ -57,13 +56,11 @@ class StaticPolicy:
     current: PolicySet
 
 
-PERMISSION_DENIED = "PERMISSION_DENIED"
-NOT_FOUND = "NOT_FOUND"
-RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
-INVALID_ARGUMENT = "INVALID_ARGUMENT"
-
-# Identifiers echoed into reasons and the ledger: printable, no spaces, bounded.
-_IDENT = re.compile(r"[\w.\-/]+")
+# Refusal codes (``Decision.error_code``), read from the one error-to-status table.
+PERMISSION_DENIED = status_name(PolicyDenied)
+NOT_FOUND = status_name(NotFound)
+RESOURCE_EXHAUSTED = status_name(QuotaExceeded)
+INVALID_ARGUMENT = status_name(InvalidArgument)
 
 # Stages reached by a candidate agreement (higher = got further).
 _S_VALIDITY, _S_APPROVAL, _S_FIELDS, _S_SCOPE, _S_RECORDS, _S_QUOTA = range(6)
@@ -137,18 +134,18 @@ class PolicyEngine:
             return self._deny(
                 ps, NOT_FOUND, f"jurisdiction {ps.holder} holds no dataset {req.dataset!r}"
             )
-        for what, value in (
-            ("requester", req.requester),
-            ("service_system", req.service_system),
-            ("purpose", req.purpose),
-            *(("field", f) for f in req.fields),
-        ):
-            if len(value) > self._limits.max_identifier_len or not _IDENT.fullmatch(value):
+        # Identifiers are echoed into reasons and the ledger: each must pass its
+        # rule (gateway.identifiers); the offending value is not echoed.
+        checks: tuple[tuple[str, identifiers.Kind, str], ...] = (
+            ("requester", "jurisdiction", req.requester),
+            ("service_system", "service_system", req.service_system),
+            ("purpose", "purpose", req.purpose),
+            *(("field", "code", f) for f in req.fields),
+        )
+        for what, kind, value in checks:
+            if not identifiers.valid(kind, value):
                 return self._deny(
-                    ps,
-                    INVALID_ARGUMENT,
-                    f"{what}: expected a code of at most {self._limits.max_identifier_len} "
-                    "letters, digits, '_', '-', '.' or '/'",
+                    ps, INVALID_ARGUMENT, f"{what}: expected {identifiers.expected(kind)}"
                 )
         if req.subject_count < 0:
             return self._deny(

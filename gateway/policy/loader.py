@@ -102,7 +102,6 @@ class CompiledAgreement:
     released: tuple[CompiledField, ...]  # fields that may leave, in file order
     by_name: Mapping[str, CompiledField]
     dropped: frozenset[str]
-    all_rules: tuple[FieldRule, ...]
     from_ms: int
     until_ms: int
     sharing_class: SharingClass  # the stricter of catalogue and agreement
@@ -321,7 +320,6 @@ def _compile(
     cols = {c.name: c for c in dataset.columns}
     compiled: list[CompiledField] = []
     dropped: set[str] = set()
-    rules: list[FieldRule] = []
     for i, fs in enumerate(spec.fields):
         col = cols.get(fs.name)
         if col is None:
@@ -332,7 +330,6 @@ def _compile(
             err(("fields", i, "transform"), why)
             continue
         rule = FieldRule(fs.name, fs.transform.value)
-        rules.append(rule)
         if fs.transform is Transform.DROP:
             dropped.add(fs.name)
             continue
@@ -354,7 +351,6 @@ def _compile(
         released=tuple(compiled),
         by_name={f.name: f for f in compiled},
         dropped=frozenset(dropped),
-        all_rules=tuple(rules),
         from_ms=valid_from_ms(spec.valid_from),
         until_ms=valid_until_ms(spec.valid_until),
         sharing_class=sharing,

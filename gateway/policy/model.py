@@ -39,11 +39,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from gateway.catalogue import CODE_RE, JURISDICTION_RE, DataGrade, SharingClass
+from gateway.catalogue import DataGrade, SharingClass
+from gateway.identifiers import Code, JurisdictionCode, Purpose, ServiceSystemId
 
 AGREEMENT_KIND = "sharing-agreement"
 AGREEMENT_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,99}$"
-SERVICE_SYSTEM_RE = r"^[a-z][a-z0-9-]{0,63}$"
 # Validity dates are read in China Standard Time.
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
@@ -74,7 +74,7 @@ class _Frozen(BaseModel):
 
 
 class FieldSpec(_Frozen):
-    name: Annotated[str, Field(pattern=CODE_RE)]
+    name: Code
     transform: Transform
     # mask only: how many leading / trailing characters stay visible.
     keep_first: Annotated[int, Field(ge=0, le=32)] | None = None
@@ -103,10 +103,8 @@ class FieldSpec(_Frozen):
 
 
 class Requester(_Frozen):
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
-    service_systems: Annotated[
-        tuple[Annotated[str, Field(pattern=SERVICE_SYSTEM_RE)], ...], Field(min_length=1)
-    ]
+    jurisdiction: JurisdictionCode
+    service_systems: Annotated[tuple[ServiceSystemId, ...], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _unique(self) -> Requester:
@@ -124,12 +122,12 @@ class AgreementFile(_Frozen):
     kind: Literal["sharing-agreement"]
     id: Annotated[str, Field(pattern=AGREEMENT_ID_RE)]
     title: str = ""
-    holder: Annotated[str, Field(pattern=JURISDICTION_RE)]
-    dataset: Annotated[str, Field(pattern=CODE_RE)]
+    holder: JurisdictionCode
+    dataset: Code
     sharing_class: SharingClass
     grade: DataGrade
     requesters: Annotated[tuple[Requester, ...], Field(min_length=1)]
-    purposes: Annotated[tuple[Annotated[str, Field(pattern=CODE_RE)], ...], Field(min_length=1)]
+    purposes: Annotated[tuple[Purpose, ...], Field(min_length=1)]
     legal_basis: _Text
     fields: Annotated[tuple[FieldSpec, ...], Field(min_length=1)]
     row_scope: RowScope = RowScope.NAMED

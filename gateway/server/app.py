@@ -17,7 +17,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,27 +30,29 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import TrustBundleRejected
+from gateway.errors import ConfigurationError
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.receipts import Answered, ReceiptAcceptor, ReceiptSender
 from gateway.exchange.requester import RecordRequester
 from gateway.identity import GatewayKeys, load_keys
 from gateway.ledger.ledger import SqliteLedger
-from gateway.ledger.service import add_to_server as add_ledger_service
 from gateway.ledger.witness import SqliteWitnessStore
+from gateway.limits import Limits
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
 from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
-from gateway.server.interceptor import GatewayInterceptor, caller_from_context
-from gateway.server.servicers import PeerExchangeServicer, RecordExchangeServicer
+from gateway.server.interceptor import GatewayServer, caller_from_context
+from gateway.server.servicers.ledger import add_to_server as add_ledger_service
+from gateway.server.servicers.peer import PeerExchangeServicer
+from gateway.server.servicers.records import RecordExchangeServicer
+from gateway.server.servicers.statistics import StatisticsServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
 from gateway.sources import SqliteSource
-from gateway.stats.servicer import StatisticsServicer
 from gateway.trust import (
     FileVersionStore,
     TrustBundle,
@@ -91,19 +92,19 @@ class Gateway:
         self._clock = clock_ms
         self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.keys: GatewayKeys = load_keys(config.key_dir)
+        self.keys: GatewayKeys = load_keys(config.key_dir, limits=limits)
         if self.keys.jurisdiction != self.me:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
-        self._authority = read_authority_key(config.authority_key)
+        self._authority = read_authority_key(config.authority_key, limits)
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
 
         self.policy_store = PolicyStore(config.policies, limits=limits)
         if self.policy_store.current.catalogue.holder != self.me:
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"policies in {config.policies} are for holder "
                 f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
             )
@@ -168,6 +169,7 @@ class Gateway:
             self.responder,
             self.witness_store,
             clock_ms,
+            limits,
         )
         self._timer: LedgerTimer | None = None
         self.statistics = StatisticsWiring(
@@ -203,15 +205,19 @@ class Gateway:
     def _load_bundle(self) -> TrustBundle:
         now = dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
         bundle = load_bundle(
-            self.config.trust_bundle, self._authority, now=now, min_version=self._versions.highest()
+            self.config.trust_bundle,
+            self._authority,
+            now=now,
+            min_version=self._versions.highest(),
+            limits=self.config.limits,
         )
         me = bundle.member(self.me)
         if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"the trust bundle's signing key for {self.me} is not this gateway's key"
             )
         if me.tls_fingerprint != crypto.cert_fingerprint(self.keys.tls.cert_pem):
-            raise TrustBundleRejected(
+            raise ConfigurationError(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
         accept_bundle(bundle, self._versions)
@@ -303,29 +309,21 @@ class Gateway:
         )
 
     def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:
-        # Token port: TLS only. Certificate port: the client certificate must be
-        # issued by this gateway (`gateway service-system add --cert-out`).
-        return grpc.ssl_server_credentials(
-            [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-            root_certificates=self.keys.tls.cert_pem if client_certificates else None,
-            require_client_auth=client_certificates,
-        )
+        return service_credentials(self.keys.tls, client_certificates)
 
     def start(self) -> BoundPorts:
         opts = channel_options(self.config.limits)
-        peer = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"peer-{self.me}"
-            ),
-            interceptors=[GatewayInterceptor(PeerAuthenticator(self.bundle))],
+        peer = GatewayServer(
+            PeerAuthenticator(self.bundle),
+            max_workers=self._max_workers,
+            name=f"peer-{self.me}",
             options=opts,
         )
-        service = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix=f"svc-{self.me}"
-            ),
-            interceptors=[GatewayInterceptor(self.service_auth)],
-            options=opts,
+        service = service_server(
+            self.service_auth,
+            self.config.limits,
+            max_workers=self._max_workers,
+            name=f"svc-{self.me}",
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
@@ -404,6 +402,27 @@ class Gateway:
     def wait(self) -> None:
         if self._service_server:
             self._service_server.wait_for_termination()
+
+
+def service_credentials(
+    tls: crypto.TlsIdentity, client_certificates: bool
+) -> grpc.ServerCredentials:
+    """TLS of the service port. Token port: TLS only. Certificate port: the client
+    certificate must be issued by this gateway (`gateway service-system add --cert-out`)."""
+    return grpc.ssl_server_credentials(
+        [(tls.key_pem, tls.cert_pem)],
+        root_certificates=tls.cert_pem if client_certificates else None,
+        require_client_auth=client_certificates,
+    )
+
+
+def service_server(
+    authenticate: ServiceAuthenticator, limits: Limits, *, max_workers: int, name: str
+) -> GatewayServer:
+    """The service port's server (service systems and local auditors), nothing mounted yet."""
+    return GatewayServer(
+        authenticate, max_workers=max_workers, name=name, options=channel_options(limits)
+    )
 
 
 def open_ledger(

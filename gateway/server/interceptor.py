@@ -1,37 +1,54 @@
 """The one interceptor: authenticate the caller, then map errors to gRPC status.
 
-Owns: for every unary RPC, (1) running the server's authenticator (service
-systems on the service port, federation members on the peer port) unless the
-method is public (health), making the caller's identity available through
-``caller()``; (2) turning ``GatewayError`` into its ``grpc_code`` with its
-message, and any other exception into INTERNAL with an opaque reference (the
-traceback goes to the log, never to the caller); (3) exposing the caller's
-deadline (``deadline_remaining()``) so outbound peer calls never outlive it.
+Owns: for every RPC handler mounted on a gateway server, (1) running the
+server's authenticator (service systems on the service port, federation
+members on the peer port) unless the method is public (health), making the
+caller's identity available through ``caller()``; (2) turning ``GatewayError``
+into its status (``gateway.errors.status_of``) with its message and its
+``gateway-error`` name, and any other exception into INTERNAL with an opaque
+reference (the traceback goes to the log, never to the caller); (3) exposing
+the caller's deadline (``deadline_remaining()``) so outbound peer calls never
+outlive it; (4) ``GatewayServer``, the gRPC server every servicer is mounted
+on, which wraps each handler when it is registered.
+
+Fails closed: a handler of a kind there is no wrapper for (``_WRAPPERS``; today
+unary-unary only) is refused when it is registered, so the server never starts
+serving it without authentication. Supporting server streaming is one new
+entry in ``_WRAPPERS`` that runs the stream inside ``GatewayInterceptor.scope``. Public
+methods (the gRPC health library's) keep their handler as it is when there is
+no wrapper for its kind: they need no caller and raise no gateway errors.
 
 Does not own: what is authenticated against (``gateway.server.auth``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent import futures
 from typing import Any
 
 import grpc
 
-from gateway.errors import WIRE_METADATA_KEY, WIRE_NAMES, GatewayError
+from gateway.errors import WIRE_METADATA_KEY, GatewayError, status_of, wire_name
 
 log = logging.getLogger("gateway.rpc")
 
 Authenticator = Callable[[grpc.ServicerContext], str]
+Wrapper = Callable[["GatewayInterceptor", str, bool, Any], Any]
 
 _CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+class UnwrappableHandler(TypeError):
+    """A servicer handler the interceptor cannot authenticate (refused at start-up)."""
 
 
 def caller() -> str:
@@ -51,52 +68,144 @@ def deadline_remaining() -> float | None:
     return None if d is None else d - time.monotonic()
 
 
-class GatewayInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+def handler_kind(handler: Any) -> str:
+    """``unary_unary``, ``unary_stream``, ``stream_unary`` or ``stream_stream``."""
+    req = "stream" if handler.request_streaming else "unary"
+    resp = "stream" if handler.response_streaming else "unary"
+    return f"{req}_{resp}"
+
+
+def _wrap_unary_unary(
+    interceptor: GatewayInterceptor, method: str, public: bool, handler: Any
+) -> Any:
+    inner = handler.unary_unary
+
+    def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+        with interceptor.scope(method, public, context):
+            return inner(request, context)
+        raise AssertionError("unreachable: the scope aborts on error")  # pragma: no cover
+
+    return grpc.unary_unary_rpc_method_handler(
+        wrapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+# Handler kind -> how to wrap it. A kind not listed is refused at registration.
+_WRAPPERS: dict[str, Wrapper] = {"unary_unary": _wrap_unary_unary}
+
+
+class GatewayInterceptor:
     def __init__(self, authenticate: Authenticator | None) -> None:
         self._authenticate = authenticate
 
-    def intercept_service(
-        self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails
-    ) -> Any:
-        handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method: str = details.method
+    def wrap(self, method: str, handler: Any) -> Any:
+        """The handler that authenticates, then maps errors; refuses unknown kinds."""
         public = method.startswith(PUBLIC_PREFIXES)
-        inner = handler.unary_unary
+        kind = handler_kind(handler)
+        wrapper = _WRAPPERS.get(kind)
+        if wrapper is not None:
+            return wrapper(self, method, public, handler)
+        if public:
+            return handler
+        raise UnwrappableHandler(
+            f"{method} is a {kind} RPC; the gateway's interceptor can only authenticate "
+            f"and map errors for {', '.join(sorted(_WRAPPERS))} RPCs, so it will not be served "
+            "(add a wrapper for this kind in gateway.server.interceptor)"
+        )
 
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            code: grpc.StatusCode | None = None
-            message = ""
-            kind = ""
-            deadline_token: contextvars.Token[float | None] | None = None
-            caller_token: contextvars.Token[str | None] | None = None
-            try:
-                remaining = context.time_remaining()
-                if remaining is not None:
-                    deadline_token = _DEADLINE.set(time.monotonic() + remaining)
-                if self._authenticate is not None and not public:
-                    caller_token = _CALLER.set(self._authenticate(context))
-                return inner(request, context)
-            except GatewayError as exc:
-                code, message = exc.grpc_code, exc.message
-                kind = type(exc).__name__ if type(exc).__name__ in WIRE_NAMES else ""
-                log.info("%s -> %s: %s", method, code.name, message)
-            except Exception:
-                ref = uuid.uuid4().hex[:12]
-                log.exception("%s failed (reference %s)", method, ref)
-                code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
-            finally:
-                if caller_token is not None:
-                    _CALLER.reset(caller_token)
-                if deadline_token is not None:
-                    _DEADLINE.reset(deadline_token)
+    @contextlib.contextmanager
+    def scope(self, method: str, public: bool, context: grpc.ServicerContext) -> Iterator[None]:
+        """Deadline and caller for the body; the body's errors become its status."""
+        code: grpc.StatusCode | None = None
+        message = kind = ""
+        deadline_token: contextvars.Token[float | None] | None = None
+        caller_token: contextvars.Token[str | None] | None = None
+        try:
+            remaining = context.time_remaining()
+            if remaining is not None:
+                deadline_token = _DEADLINE.set(time.monotonic() + remaining)
+            if self._authenticate is not None and not public:
+                caller_token = _CALLER.set(self._authenticate(context))
+            yield
+        except GatewayError as exc:
+            code, message, kind = status_of(exc), exc.message, wire_name(exc)
+            log.info("%s -> %s: %s", method, code.name, message)
+        except Exception:
+            ref = uuid.uuid4().hex[:12]
+            log.exception("%s failed (reference %s)", method, ref)
+            code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
+        finally:
+            if caller_token is not None:
+                _CALLER.reset(caller_token)
+            if deadline_token is not None:
+                _DEADLINE.reset(deadline_token)
+        if code is not None:
             if kind:
                 context.set_trailing_metadata(((WIRE_METADATA_KEY, kind),))
             context.abort(code, message)
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+
+class GatewayServer(grpc.Server):  # type: ignore[misc]
+    """A gRPC server whose every handler is wrapped by the one interceptor.
+
+    Mount servicers with the generated ``add_*Servicer_to_server(servicer,
+    server)``: they register their method handlers by name
+    (``add_registered_method_handlers``), and each is wrapped (or refused) there.
+    Handlers that cannot be enumerated (a bare generic handler) are refused at
+    ``start()``.
+    """
+
+    def __init__(
+        self,
+        authenticate: Authenticator | None,
+        *,
+        max_workers: int,
+        name: str,
+        options: Sequence[tuple[str, int | str]] = (),
+    ) -> None:
+        self._interceptor = GatewayInterceptor(authenticate)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
+            options=list(options),
         )
+        self._opaque = 0  # generic handlers not (yet) matched by a registered service
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Sequence[Any]) -> None:
+        # Generated code registers each service twice: an opaque generic handler,
+        # then the same methods by name. Only the named ones are mounted (wrapped).
+        self._opaque += len(generic_rpc_handlers)
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, Any]
+    ) -> None:
+        wrapped = {
+            name: self._interceptor.wrap(f"/{service_name}/{name}", handler)
+            for name, handler in method_handlers.items()
+        }
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service_name, wrapped),)
+        )
+        self._server.add_registered_method_handlers(service_name, wrapped)
+        self._opaque -= 1
+
+    def add_insecure_port(self, address: str) -> int:
+        return int(self._server.add_insecure_port(address))
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return int(self._server.add_secure_port(address, server_credentials))
+
+    def start(self) -> None:
+        if self._opaque > 0:
+            raise UnwrappableHandler(
+                "a servicer registered handlers without naming its methods, so the "
+                "gateway's interceptor cannot wrap them; regenerate it with grpcio-tools >= 1.63"
+            )
+        self._server.start()
+
+    def stop(self, grace: float | None) -> Any:
+        return self._server.stop(grace)
+
+    def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return bool(self._server.wait_for_termination(timeout))

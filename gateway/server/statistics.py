@@ -16,12 +16,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, stats_pb2
 from gateway.envelope import envelope_digest, make_header, new_request_id
-from gateway.errors import GatewayError, NotFound, PolicyFileError
+from gateway.errors import GatewayError, NotFound, PolicyFileError, status_name
 from gateway.exchange.peer import PeerCaller, PeerRequest, PeerResponder
-from gateway.exchange.records import CODE, PURPOSE, SERVICE_ID
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.store import PolicyStore, ReloadResult
@@ -53,6 +52,7 @@ class StatisticsWiring:
     ) -> None:
         self.me = me
         self._ledger = ledger
+        self._limits = limits
         self._policies = policies
         self._policy_store = policy_store
         self._source = source
@@ -163,7 +163,12 @@ class StatisticsWiring:
             if not request.message.dry_run:
                 self._ledger.append(
                     unanswerable_event(
-                        request, self.me, self._clock(), self._policy_store.current.digest, refused
+                        request,
+                        self.me,
+                        self._clock(),
+                        self._policy_store.current.digest,
+                        refused,
+                        self._limits,
                     )
                 )
             raise refused
@@ -197,6 +202,7 @@ def unanswerable_event(
     now_ms: int,
     policy_set_digest: str,
     refused: GatewayError,
+    limits: Limits,
 ) -> LedgerEvent:
     """The holder's entry for an authenticated statistics request it cannot answer at all."""
     msg = request.message
@@ -207,13 +213,13 @@ def unanswerable_event(
         timestamp_ms=now_ms,
         local=me,
         counterparty=request.sender,
-        service_system=safe_identifier(msg.service_system, SERVICE_ID),
-        dataset=safe_identifier(msg.query.dataset, CODE),
-        purpose=safe_identifier(msg.query.purpose, PURPOSE),
+        service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+        dataset=safe_identifier(msg.query.dataset, identifiers.is_code),
+        purpose=safe_identifier(msg.query.purpose, identifiers.is_purpose),
         decision="deny",
-        reason=clean_reason(refused.message),
+        reason=clean_reason(refused.message, limits),
         policy_set_digest=policy_set_digest,
         request_digest=request.digest_hex,
         requester_signature=request.signature_b64,
-        details=(("error_code", refused.grpc_code.name),),
+        details=(("error_code", status_name(refused)),),
     )

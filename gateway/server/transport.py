@@ -4,7 +4,9 @@ Owns: one channel per member (its pinned certificate is the only trusted root,
 our certificate is the client certificate), deadlines bounded by the incoming
 caller's deadline, and turning gRPC failures into GatewayError
 (UNAVAILABLE -> PeerUnavailable, DEADLINE_EXCEEDED -> PeerTimeout, a peer's
-refusal -> the same status class with the peer's message).
+refusal -> ``gateway.errors.error_for_status``: the class its
+``gateway-error`` name gives when that agrees with the status, else the
+status's own class, with the peer's message).
 """
 
 from __future__ import annotations
@@ -15,44 +17,11 @@ import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
-from gateway.errors import (
-    WIRE_METADATA_KEY,
-    WIRE_NAMES,
-    EnvironmentFailure,
-    GatewayError,
-    InvalidArgument,
-    NotFound,
-    PeerTimeout,
-    PeerUnavailable,
-    PolicyDenied,
-    QuotaExceeded,
-    TrustBundleRejected,
-    Unauthenticated,
-    VerificationFailed,
-)
+from gateway.errors import WIRE_METADATA_KEY, PeerTimeout, PeerUnavailable, error_for_status
 from gateway.identity import tls_server_name
 from gateway.limits import Limits
 from gateway.server.interceptor import deadline_remaining
 from gateway.trust import Member
-
-_BY_CODE: dict[grpc.StatusCode, type[GatewayError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PolicyDenied,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaExceeded,
-    grpc.StatusCode.FAILED_PRECONDITION: TrustBundleRejected,
-    grpc.StatusCode.DATA_LOSS: VerificationFailed,
-}
-
-
-def error_for_status(code: grpc.StatusCode, message: str) -> GatewayError:
-    """The GatewayError for a gRPC status received from another gateway."""
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return PeerUnavailable(message)
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return PeerTimeout(message)
-    return _BY_CODE.get(code, EnvironmentFailure)(message)
 
 
 def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
@@ -111,12 +80,10 @@ class GrpcPeerTransport:
                 raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise PeerTimeout(f"{who} did not answer within {timeout:.1f} s") from exc
-            message = f"{who} refused ({code.name}): {details}"
+            # A refusal keeps its kind when the peer's name agrees with the status.
             kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
-            cls = WIRE_NAMES.get(str(kind))
-            if cls is not None and cls.grpc_code == code:  # a name must agree with the status
-                raise cls(message) from exc
-            raise error_for_status(code, message) from exc
+            message = f"{who} refused ({code.name}): {details}"
+            raise error_for_status(code, message, str(kind)) from exc
 
     def close(self) -> None:
         with self._lock:

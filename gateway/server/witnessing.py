@@ -29,6 +29,7 @@ from gateway.ledger.witness import (
     make_witness_request,
     witnessed_size,
 )
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust import TrustBundle
 
 log = logging.getLogger("gateway.witness")
@@ -45,8 +46,10 @@ class Witnessing:
         responder: PeerResponder,
         store: WitnessStore,
         clock_ms: Callable[[], int],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._me = me
+        self._limits = limits
         self._keys = keys
         self._bundle = bundle
         self._ledger = ledger
@@ -114,6 +117,7 @@ class Witnessing:
             self._store,
             now=self._clock() / 1000.0,
             sender_origin=member.origin,
+            limits=self._limits,
         )
         status = ledger_pb2.WitnessStatus.Name(response.status)
         if response.status in (

@@ -4,5 +4,6 @@ Modules: ``model`` (queries, releases), ``agreements`` (policies/<code>/statisti
 ``engine`` (OpenDP measurement, calibration, release), ``budget`` (persistent
 epsilon/delta accounting), ``holder`` (answer one request under policy and
 budget), ``coordinator`` (fan out, combine, report missing parts), ``convert``
-(protobuf <-> domain), ``servicer`` (gRPC ``Statistics`` API).
+(protobuf <-> domain). The gRPC ``Statistics`` servicer lives in
+``gateway.server.servicers.statistics``.
 """

@@ -49,14 +49,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.catalogue import CODE_RE, JURISDICTION_RE, Catalogue, Dataset
+from gateway.catalogue import Catalogue, Dataset
 from gateway.crypto import sha256_hex
 from gateway.errors import GatewayError, NotFound, PolicyDenied, PolicyFileError
+from gateway.identifiers import Code, JurisdictionCode, Purpose, ServiceSystemId
 from gateway.stats.model import Statistic
 from gateway.yamlfile import load_model
 
 STATISTICS_FILE = "statistics.yaml"
-SERVICE_SYSTEM_RE = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# A rule for agreement files, not a deployment limit (so not in ``Limits``):
+# an epsilon above 100 offers no meaningful privacy, so such a file is a mistake.
 MAX_EPSILON = 100.0
 
 
@@ -65,10 +67,8 @@ class _Frozen(BaseModel):
 
 
 class Requester(_Frozen):
-    jurisdiction: Annotated[str, Field(pattern=JURISDICTION_RE)]
-    service_systems: Annotated[
-        tuple[Annotated[str, Field(pattern=SERVICE_SYSTEM_RE)], ...], Field(min_length=1)
-    ]
+    jurisdiction: JurisdictionCode
+    service_systems: Annotated[tuple[ServiceSystemId, ...], Field(min_length=1)]
 
 
 class Budget(_Frozen):
@@ -86,13 +86,10 @@ class Budget(_Frozen):
         return self
 
 
-Code = Annotated[str, Field(pattern=CODE_RE)]
-
-
 class DatasetTerms(_Frozen):
     dataset: Code
     # Declared purpose codes; a query for any other purpose is refused.
-    purposes: Annotated[tuple[Code, ...], Field(min_length=1)]
+    purposes: Annotated[tuple[Purpose, ...], Field(min_length=1)]
     statistics: Annotated[
         tuple[Literal["count", "sum", "mean", "quantile", "median", "histogram"], ...],
         Field(min_length=1),
@@ -152,7 +149,7 @@ class StatisticsApproval(_Frozen):
 class StatisticsAgreement(_Frozen):
     kind: Literal["statistics-agreement"]
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
-    holder: Annotated[str, Field(pattern=JURISDICTION_RE)]
+    holder: JurisdictionCode
     # Why releasing these statistics is lawful; recorded in every ledger entry.
     legal_basis: Annotated[
         str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")

@@ -14,7 +14,6 @@ from gateway._proto.dataexchange.gateway.v1 import common_pb2, stats_pb2
 from gateway.errors import InvalidArgument
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.model import (
-    MAX_FILTER_VALUES,
     Cell,
     FederatedAnswer,
     FederatedQuery,
@@ -37,9 +36,6 @@ _KIND_TO_STAT: dict[int, Statistic] = {
 }
 _STAT_TO_KIND: dict[Statistic, int] = {v: k for k, v in _KIND_TO_STAT.items()}
 
-MAX_GROUP_BY = 8
-MAX_FILTERS = 16
-
 
 def statistic_from_proto(kind: int) -> Statistic:
     try:
@@ -54,17 +50,21 @@ def statistic_to_proto(s: Statistic) -> int:
     return _STAT_TO_KIND[s]
 
 
-def query_from_proto(pb: stats_pb2.StatsQuery) -> StatsQuery:
-    if len(pb.group_by) > MAX_GROUP_BY:
+def query_from_proto(pb: stats_pb2.StatsQuery, limits: Limits) -> StatsQuery:
+    if len(pb.group_by) > limits.max_stats_group_by:
         raise InvalidArgument.expected(
-            "group_by", f"at most {MAX_GROUP_BY} columns", len(pb.group_by)
+            "group_by", f"at most {limits.max_stats_group_by} columns", len(pb.group_by)
         )
-    if len(pb.filters) > MAX_FILTERS:
-        raise InvalidArgument.expected("filters", f"at most {MAX_FILTERS}", len(pb.filters))
+    if len(pb.filters) > limits.max_stats_filters:
+        raise InvalidArgument.expected(
+            "filters", f"at most {limits.max_stats_filters}", len(pb.filters)
+        )
     for f in pb.filters:
-        if len(f.values) > MAX_FILTER_VALUES:
+        if len(f.values) > limits.max_stats_filter_values:
             raise InvalidArgument.expected(
-                f"filter {f.column[:64]!r} values", f"at most {MAX_FILTER_VALUES}", len(f.values)
+                f"filter {f.column[:64]!r} values",
+                f"at most {limits.max_stats_filter_values}",
+                len(f.values),
             )
     return StatsQuery(
         dataset=pb.dataset,
@@ -74,10 +74,11 @@ def query_from_proto(pb: stats_pb2.StatsQuery) -> StatsQuery:
         confidence=pb.confidence,
         column=pb.column,
         group_by=tuple(pb.group_by),
-        filters=tuple(StatsFilter(f.column, tuple(f.values)) for f in pb.filters),
+        filters=tuple(StatsFilter(f.column, tuple(f.values), limits) for f in pb.filters),
         quantile=pb.quantile,
         candidates=tuple(pb.candidates),
         bin_edges=tuple(pb.bin_edges),
+        limits=limits,
     )
 
 
@@ -107,7 +108,7 @@ def federated_from_proto(
             "jurisdictions", f"at most {limits.max_stats_jurisdictions}", len(pb.jurisdictions)
         )
     return FederatedQuery(
-        tuple(pb.jurisdictions), query_from_proto(pb.query), pb.client_reference, limits
+        tuple(pb.jurisdictions), query_from_proto(pb.query, limits), pb.client_reference, limits
     )
 
 

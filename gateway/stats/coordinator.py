@@ -38,7 +38,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
-from gateway.errors import EnvironmentFailure, GatewayError, PeerTimeout, VerificationFailed
+from gateway.errors import (
+    EnvironmentFailure,
+    GatewayError,
+    PeerTimeout,
+    VerificationFailed,
+    status_name,
+)
 from gateway.ledger.events import INVALID, LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
@@ -213,7 +219,7 @@ class _Outcome:
     answer: stats_pb2.PeerStatsResponse | None = None
 
 
-def _agreement_facts(resp: stats_pb2.PeerStatsResponse | None) -> dict[str, str]:
+def _agreement_facts(resp: stats_pb2.PeerStatsResponse | None, limits: Limits) -> dict[str, str]:
     """What the holder's signed answer says about the agreement (checked for shape: it
     comes from a peer, and the entry refuses malformed values)."""
     if resp is None:
@@ -226,8 +232,8 @@ def _agreement_facts(resp: stats_pb2.PeerStatsResponse | None) -> dict[str, str]
         "policy_set_digest": (
             resp.policy_set_digest if hex64.fullmatch(resp.policy_set_digest) else ""
         ),
-        "legal_basis": clean_reason(resp.legal_basis),
-        "approval_id": clean_reason(resp.approval_id)[:128],
+        "legal_basis": clean_reason(resp.legal_basis, limits),
+        "approval_id": clean_reason(resp.approval_id, limits)[:128],
     }
 
 
@@ -293,7 +299,7 @@ class StatsCoordinator:
                         None,
                         Missing(
                             j,
-                            PeerTimeout.grpc_code.name,
+                            status_name(PeerTimeout),
                             f"{j} did not answer within {deadline:g} s",
                         ),
                     )
@@ -308,7 +314,7 @@ class StatsCoordinator:
             if first.error is not None:
                 raise first.error
             reason = first.missing.reason if first.missing else "no holder answered"
-            if first.missing is not None and first.missing.code == PeerTimeout.grpc_code.name:
+            if first.missing is not None and first.missing.code == status_name(PeerTimeout):
                 raise PeerTimeout(reason)
             raise EnvironmentFailure(reason)
         return FederatedAnswer(
@@ -350,11 +356,11 @@ class StatsCoordinator:
                 answer=resp,
             )
         except GatewayError as exc:
-            missing = Missing(j, exc.grpc_code.name, exc.message[:512])
+            missing = Missing(j, status_name(exc), exc.message[:512])
             return _Outcome(j, None, None, missing, request_id=req.header.request_id, error=exc)
         except Exception:
             log.exception("statistics request to %s failed", j)
-            missing = Missing(j, "INTERNAL", "internal error")
+            missing = Missing(j, status_name(EnvironmentFailure), "internal error")
             return _Outcome(j, None, None, missing, request_id=req.header.request_id)
 
     def _ledger_part(
@@ -384,7 +390,7 @@ class StatsCoordinator:
         else:
             assert o.missing is not None
             details.update(epsilon="0", delta="0", error_code=o.missing.code)
-        facts = _agreement_facts(o.answer)
+        facts = _agreement_facts(o.answer, self._limits)
         event = LedgerEvent(
             kind="stats_release" if o.release is not None else "stats_refusal",
             role="requester",
@@ -399,7 +405,7 @@ class StatsCoordinator:
             reason=(
                 "released by holder"
                 if o.release is not None
-                else clean_reason(o.missing.reason if o.missing else "")
+                else clean_reason(o.missing.reason if o.missing else "", self._limits)
             ),
             payload_digest=release_digest(o.release) if o.release is not None else "",
             requester_signature=o.signatures.requester_signature if o.signatures else "",

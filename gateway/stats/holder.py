@@ -28,15 +28,13 @@ transport), combining jurisdictions (``gateway.stats.coordinator``).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
+from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
-from gateway.catalogue import CODE_RE
-from gateway.config import SERVICE_ID_RE
-from gateway.errors import GatewayError, InvalidArgument, StorageFailure
+from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
 from gateway.ledger.events import (
     AppendReceipt,
     LedgerEvent,
@@ -54,8 +52,6 @@ from gateway.stats.model import (
     Release,
     Remaining,
     StatsQuery,
-    check_jurisdiction,
-    check_service_system,
 )
 
 if TYPE_CHECKING:
@@ -72,10 +68,6 @@ class FrameSource(Protocol):
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame: ...
 
 
-_SERVICE_ID = re.compile(SERVICE_ID_RE)
-_CODE = re.compile(CODE_RE)
-
-
 @dataclass(frozen=True)
 class RequestContext:
     """Who asks, as authenticated by the transport (never from the query body)."""
@@ -89,8 +81,8 @@ class RequestContext:
     federated_query_id: str = ""
 
     def __post_init__(self) -> None:
-        check_jurisdiction("requester", self.requester)
-        check_service_system(self.service_system)
+        identifiers.jurisdiction(self.requester, "requester")
+        identifiers.service_system(self.service_system)
         if not self.request_id or len(self.request_id) > 128:
             raise InvalidArgument.expected("request_id", "1..128 characters", self.request_id)
 
@@ -162,7 +154,7 @@ class StatsHolder:
             )
             if not request.HasField("query"):
                 raise InvalidArgument.expected("query", "a StatsQuery", None)
-            query = query_from_proto(request.query)
+            query = query_from_proto(request.query, self._limits)
         except InvalidArgument as exc:
             # An authenticated but malformed request: refused, and recorded with
             # placeholders for whatever cannot be recorded as sent.
@@ -175,11 +167,13 @@ class StatsHolder:
                         timestamp_ms=now_ms,
                         local=self.jurisdiction,
                         counterparty=requester,
-                        service_system=safe_identifier(request.service_system, _SERVICE_ID),
-                        dataset=safe_identifier(request.query.dataset, _CODE),
-                        purpose=safe_identifier(request.query.purpose, _CODE),
+                        service_system=safe_identifier(
+                            request.service_system, identifiers.is_service_system
+                        ),
+                        dataset=safe_identifier(request.query.dataset, identifiers.is_code),
+                        purpose=safe_identifier(request.query.purpose, identifiers.is_purpose),
                         decision="deny",
-                        reason=clean_reason(f"malformed statistics request: {exc}"),
+                        reason=clean_reason(f"malformed statistics request: {exc}", self._limits),
                         request_digest=request_digest_hex,
                         requester_signature=requester_signature_b64,
                         policy_set_digest=self._policy_set_digest(),
@@ -349,7 +343,7 @@ class StatsHolder:
         charged: bool,
     ) -> None:
         extra = {
-            "error_code": exc.grpc_code.name,
+            "error_code": status_name(exc),
             "epsilon": repr(query.epsilon) if charged else "0",
             "delta": "0",
             "charged": "true" if charged else "false",

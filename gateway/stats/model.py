@@ -18,22 +18,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gateway.catalogue import CODE_RE, is_jurisdiction_code
+from gateway import identifiers
 from gateway.crypto import sha256_hex
 from gateway.errors import InvalidArgument
 from gateway.limits import DEFAULT_LIMITS, Limits
 
-_CODE = re.compile(CODE_RE)
-_SERVICE_SYSTEM = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_PURPOSE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
-
-MAX_CANDIDATES = 1000
-MAX_BIN_EDGES = 1001
-MAX_FILTER_VALUES = 1000
 DEFAULT_CANDIDATES = 101
 CANONICAL_PREFIX = b"jgw-stats-query-v1\n"
 
@@ -56,26 +48,6 @@ class Statistic(StrEnum):
         return self not in (Statistic.QUANTILE, Statistic.MEDIAN)
 
 
-def check_code(what: str, value: str) -> str:
-    if not isinstance(value, str) or not _CODE.fullmatch(value):
-        raise InvalidArgument.expected(what, f"an identifier matching {CODE_RE}", value)
-    return value
-
-
-def check_jurisdiction(what: str, value: str) -> str:
-    if not isinstance(value, str) or not is_jurisdiction_code(value):
-        raise InvalidArgument.expected(what, "a six-digit jurisdiction code", value)
-    return value
-
-
-def check_service_system(value: str) -> str:
-    if not isinstance(value, str) or not _SERVICE_SYSTEM.fullmatch(value):
-        raise InvalidArgument.expected(
-            "service_system", "an id matching ^[a-z0-9][a-z0-9._-]{0,63}$", value
-        )
-    return value
-
-
 def _finite(what: str, value: float) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise InvalidArgument.expected(what, "a finite number", value)
@@ -93,19 +65,22 @@ def _increasing(what: str, values: tuple[float, ...]) -> None:
 class StatsFilter:
     column: str
     values: tuple[str, ...]
+    limits: Limits = field(default=DEFAULT_LIMITS, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        check_code("filter column", self.column)
+        identifiers.code(self.column, "filter column")
         if not self.values:
             raise InvalidArgument.expected(f"filter {self.column} values", "at least one", [])
-        if len(self.values) > MAX_FILTER_VALUES:
+        if len(self.values) > self.limits.max_stats_filter_values:
             raise InvalidArgument.expected(
-                f"filter {self.column} values", f"at most {MAX_FILTER_VALUES}", len(self.values)
+                f"filter {self.column} values",
+                f"at most {self.limits.max_stats_filter_values}",
+                len(self.values),
             )
         if len(set(self.values)) != len(self.values):
             raise InvalidArgument(f"filter {self.column}: values repeat")
         for v in self.values:
-            if not isinstance(v, str) or len(v) > DEFAULT_LIMITS.max_value_len:
+            if not isinstance(v, str) or len(v) > self.limits.max_value_len:
                 raise InvalidArgument.expected(f"filter {self.column} value", "short text", v)
 
 
@@ -124,13 +99,11 @@ class StatsQuery:
     quantile: float = 0.0
     candidates: tuple[float, ...] = ()
     bin_edges: tuple[float, ...] = ()
+    limits: Limits = field(default=DEFAULT_LIMITS, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        check_code("dataset", self.dataset)
-        if not isinstance(self.purpose, str) or not _PURPOSE.fullmatch(self.purpose):
-            raise InvalidArgument.expected(
-                "purpose", "a code matching ^[a-z][a-z0-9_.-]{0,63}$", self.purpose
-            )
+        identifiers.code(self.dataset, "dataset")
+        identifiers.purpose(self.purpose)
         if not isinstance(self.statistic, Statistic):
             raise InvalidArgument.expected("statistic", "a statistic kind", self.statistic)
         eps = _finite("epsilon", self.epsilon)
@@ -140,7 +113,7 @@ class StatsQuery:
         if not 0 < conf < 1:
             raise InvalidArgument.expected("confidence", "a level in (0, 1), e.g. 0.95", conf)
         for g in self.group_by:
-            check_code("group_by column", g)
+            identifiers.code(g, "group_by column")
         if len(set(self.group_by)) != len(self.group_by):
             raise InvalidArgument.expected("group_by", "distinct columns", list(self.group_by))
         cols = [f.column for f in self.filters]
@@ -151,7 +124,7 @@ class StatsQuery:
             if self.column:
                 raise InvalidArgument.expected("column", "empty for a count", self.column)
         else:
-            check_code("column", self.column)
+            identifiers.code(self.column, "column")
             if self.column in self.group_by:
                 raise InvalidArgument(f"column {self.column} is also a group_by column")
         if s is Statistic.QUANTILE:
@@ -165,17 +138,21 @@ class StatsQuery:
         if self.candidates:
             if s not in (Statistic.QUANTILE, Statistic.MEDIAN):
                 raise InvalidArgument("candidates are only for quantile and median")
-            if len(self.candidates) > MAX_CANDIDATES:
+            if len(self.candidates) > self.limits.max_stats_candidates:
                 raise InvalidArgument.expected(
-                    "candidates", f"at most {MAX_CANDIDATES}", len(self.candidates)
+                    "candidates",
+                    f"at most {self.limits.max_stats_candidates}",
+                    len(self.candidates),
                 )
             _increasing("candidates", self.candidates)
         if self.bin_edges:
             if s is not Statistic.HISTOGRAM:
                 raise InvalidArgument("bin_edges are only for histograms")
-            if not 2 <= len(self.bin_edges) <= MAX_BIN_EDGES:
+            if not 2 <= len(self.bin_edges) <= self.limits.max_stats_bin_edges:
                 raise InvalidArgument.expected(
-                    "bin_edges", f"between 2 and {MAX_BIN_EDGES} edges", len(self.bin_edges)
+                    "bin_edges",
+                    f"between 2 and {self.limits.max_stats_bin_edges} edges",
+                    len(self.bin_edges),
                 )
             _increasing("bin_edges", self.bin_edges)
 
@@ -317,11 +294,7 @@ class FederatedQuery:
                 len(self.jurisdictions),
             )
         for j in self.jurisdictions:
-            check_jurisdiction("jurisdiction", j)
+            identifiers.jurisdiction(j, "jurisdiction")
         if len(set(self.jurisdictions)) != len(self.jurisdictions):
             raise InvalidArgument.expected("jurisdictions", "no repeats", list(self.jurisdictions))
-        ref = self.client_reference
-        if ref and not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", ref):
-            raise InvalidArgument.expected(
-                "client_reference", "<= 64 chars of [A-Za-z0-9._:-]", ref
-            )
+        identifiers.client_reference(self.client_reference)

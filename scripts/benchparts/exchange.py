@@ -76,13 +76,16 @@ def _drive(
 
 def run(quick: bool = False) -> Report:
     tmp = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
-    n1, per32 = (150, 10) if quick else (600, 40)
+    n1, per32 = (40, 3) if quick else (600, 40)
     relays: list[subprocess.Popen[bytes]] = []
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
         fed = build_federation(
-            tmp / "fed", rows=500, policies=_bench_policies(tmp / "policies"), members=members
+            tmp / "fed",
+            rows=100 if quick else 500,
+            policies=_bench_policies(tmp / "policies"),
+            members=members,
         )
         procs = start_gateways(fed)
         hb = fed.sites["130000"]

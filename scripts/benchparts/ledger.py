@@ -1,6 +1,6 @@
 """Ledger benchmark: append throughput, full verification vs raw SHA-256, proof latency.
 
-Builds a 1,000,000-entry ledger (``--quick``: 50,000) in a temporary folder
+Builds a 1,000,000-entry ledger (``--quick``: 20,000) in a temporary folder
 with batched appends, measures durable single appends on a fresh file, runs
 the full offline verification (chain + tree + stored nodes + checkpoints) and,
 in the same run, raw ``hashlib.sha256`` over the same entry bytes, then times
@@ -27,8 +27,8 @@ BATCH = 10_000
 
 
 def run(quick: bool) -> Report:
-    n = 50_000 if quick else 1_000_000
-    singles = 50 if quick else 200
+    n = 20_000 if quick else 1_000_000
+    singles = 20 if quick else 200
     key = SigningKey(bytes(range(32)))
     rep = Report(f"ledger ({n:,} entries)", ["value", "unit"])
     with tempfile.TemporaryDirectory() as tmp:

@@ -76,19 +76,20 @@ def run(quick: bool) -> Report:
     import datetime as dt
 
     n_samples = 2_000 if quick else 20_000
+    n_agreements = 200 if quick else N_AGREEMENTS
     rng = random.Random(7)
     now = valid_from_ms(dt.date(2026, 6, 15)) + 12 * 3_600_000
     rep = Report(
-        title=f"policy: decision latency, {N_AGREEMENTS} agreements loaded",
+        title=f"policy: decision latency, {n_agreements} agreements loaded",
         columns=["p50 µs", "p90 µs", "p99 µs", "calls"],
     )
     with tempfile.TemporaryDirectory(prefix="bench-policy-") as tmp:
         root = Path(tmp) / "110000"
-        triples = _write_folder(root, N_AGREEMENTS)
+        triples = _write_folder(root, n_agreements)
         t0 = time.perf_counter()
         ps = load_policy_set(root)
         load_s = time.perf_counter() - t0
-        assert len(ps.agreements) == N_AGREEMENTS
+        assert len(ps.agreements) == n_agreements
         quota = SqliteQuotaStore(Path(tmp) / "quota.sqlite")
         engine = PolicyEngine(ps, quota, bytes(range(32)), clock=lambda: now)
 
@@ -106,8 +107,8 @@ def run(quick: bool) -> Report:
                 now,
             )
 
-        allowed = [make(rng.randrange(N_AGREEMENTS)) for _ in range(512)]
-        refused = [make(rng.randrange(N_AGREEMENTS), "marketing") for _ in range(512)]
+        allowed = [make(rng.randrange(n_agreements)) for _ in range(512)]
+        refused = [make(rng.randrange(n_agreements), "marketing") for _ in range(512)]
         assert all(engine.decide(r).allowed for r in allowed[:50])
         assert not any(engine.decide(r).allowed for r in refused[:50])
 
@@ -148,7 +149,7 @@ def run(quick: bool) -> Report:
     add("decide (refused, no agreement)", s_deny)
     add("release 10 rows (7 transforms, quota write)", s_rel)
     add("baseline: dict lookup", s_dict)
-    rep.notes.append(f"loaded {N_AGREEMENTS} agreement files in {load_s * 1e3:.0f} ms")
+    rep.notes.append(f"loaded {n_agreements} agreement files in {load_s * 1e3:.0f} ms")
     rep.notes.append("timer overhead (~0.1 µs) is included in every figure, baseline too")
     p50 = percentile(s_allow, 50)
     rep.ratio("decide p50 / dict lookup p50 (50 µs budget ~ 500x)", p50 / median(s_dict), "<= 500")

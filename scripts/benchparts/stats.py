@@ -86,6 +86,7 @@ def _holder(tmp: Path, source: _IpcSource, truncate: bool) -> StatsHolder:
         "datasets": [
             {
                 "dataset": "si_contributions",
+                "purposes": ["bench"],
                 "statistics": ["count", "sum"],
                 "group_by": KEYS,
                 "filters": [],

@@ -1,38 +1,44 @@
-"""The Ledger gRPC API on a real loopback server."""
+"""The Ledger gRPC API on the gateway's real service-port server (TLS, tokens, interceptor)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent import futures
+from pathlib import Path
 
 import grpc
 import pytest
 
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2 as pb
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2_grpc
+from gateway.client import service_channel
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.ledger.note import open_checkpoint
-from gateway.ledger.service import add_to_server
+from gateway.server.servicers.ledger import add_to_server
+from tests.helpers import ServicePort, service_port
 from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 NewLedger = Callable[..., SqliteLedger]
 
 
+AUDITOR = "beijing-audit"
+
+
 @pytest.fixture
-def served(new_ledger: NewLedger) -> Iterator[tuple[ledger_pb2_grpc.LedgerStub, SqliteLedger]]:
+def port(new_ledger: NewLedger) -> Iterator[tuple[ServicePort, SqliteLedger]]:
     ledger = new_ledger(n=23, every=10)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    add_to_server(server, ledger)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    try:
+    with service_port(lambda server: add_to_server(server, ledger), [AUDITOR]) as svc:
+        yield svc, ledger
+
+
+@pytest.fixture
+def served(
+    port: tuple[ServicePort, SqliteLedger],
+) -> Iterator[tuple[ledger_pb2_grpc.LedgerStub, SqliteLedger]]:
+    svc, ledger = port
+    with svc.channel(AUDITOR) as channel:
         yield ledger_pb2_grpc.LedgerStub(channel), ledger
-    finally:
-        channel.close()
-        server.stop(None)
 
 
 def test_checkpoint_and_inclusion_proof_by_index_and_request_id(served, log_key) -> None:  # type: ignore[no-untyped-def]
@@ -95,17 +101,31 @@ def test_bad_requests_get_status_codes(served, call, code) -> None:  # type: ign
     assert err.value.code() == code
 
 
-def test_reconcile_reads_a_ledger_api(served, new_ledger) -> None:  # type: ignore[no-untyped-def]
+def test_missing_entry_is_not_found_through_the_real_server(served) -> None:  # type: ignore[no-untyped-def]
+    stub, _ = served
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetInclusionProof(pb.GetInclusionProofRequest(request_id="req-999999"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "no ledger entry for that request id"
+    assert dict(err.value.trailing_metadata())["gateway-error"] == "NotFound"
+
+
+def test_ledger_api_refuses_a_caller_without_a_registered_token(port) -> None:  # type: ignore[no-untyped-def]
+    svc, _ = port
+    forged = service_channel(svc.address, svc.cert_pem, svc.jurisdiction, "not-a-registered-token")
+    for channel in (svc.channel(), forged):
+        with channel:
+            with pytest.raises(grpc.RpcError) as err:
+                ledger_pb2_grpc.LedgerStub(channel).GetEntries(pb.GetEntriesRequest())
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_reconcile_reads_a_ledger_api(port, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from gateway.cli.audit import read_side
 
-    _stub, ledger = served
-    # find the port from the channel target is not exposed; re-serve quickly instead
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    add_to_server(server, ledger)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        side = read_side(f"127.0.0.1:{port}")
-    finally:
-        server.stop(None)
+    svc, _ = port
+    cert, token = tmp_path / "gw.pem", tmp_path / "token"
+    cert.write_bytes(svc.cert_pem)
+    token.write_text(svc.tokens[AUDITOR], encoding="utf-8")
+    side = read_side(f"{svc.jurisdiction}@{svc.address}", cert, token)
     assert len(side) == 23 and side[3][1].request_id == "req-000003"

@@ -421,8 +421,9 @@ def test_authenticated_request_with_hostile_identifiers_is_refused_signed_and_le
 
 
 def test_refusal_reason_with_control_characters_from_a_peer_is_ledgered_cleaned() -> None:
-    from gateway.ledger.events import MAX_REASON, clean_reason
+    from gateway.ledger.events import clean_reason
+    from gateway.limits import DEFAULT_LIMITS
 
-    cleaned = clean_reason("line one\nline two\x00\u2028" + "x" * 5000)
+    cleaned = clean_reason("line one\nline two\x00\u2028" + "x" * 5000, DEFAULT_LIMITS)
     assert "\n" not in cleaned and "\x00" not in cleaned and "\u2028" not in cleaned
-    assert len(cleaned) == MAX_REASON
+    assert len(cleaned) == DEFAULT_LIMITS.max_reason_chars

@@ -12,7 +12,7 @@ import pytest
 
 from gateway import crypto
 from gateway.config import load_config
-from gateway.errors import TrustBundleRejected
+from gateway.errors import ConfigurationError, Rejected, TrustBundleRejected
 from gateway.server.app import Gateway
 from gateway.trust import load_bundle, read_authority_key, read_bundle_for_reissue, sign_bundle
 from tests.conftest import RunningFederation, start_federation, stop_federation
@@ -80,6 +80,24 @@ def _rewrite_bundle(
         current.members,
         read_authority_signing_key(fed.authority_key),
     )
+
+
+@pytest.mark.parametrize(
+    ("field", "problem"),
+    [
+        ("key_dir", "keys in .* are for 110000, config says 120000"),
+        ("policies", "policies in .* are for holder 110000, this gateway is 120000"),
+    ],
+)
+def test_gateway_with_another_gateways_files_is_a_configuration_error_not_a_rejection(
+    federation: RunningFederation, field: str, problem: str
+) -> None:
+    mine = load_config(federation.site("120000").config)
+    theirs = load_config(federation.site("110000").config)
+    mixed = mine.model_copy(update={field: getattr(theirs, field)})
+    with pytest.raises(ConfigurationError, match=problem) as err:
+        Gateway(mixed)
+    assert not isinstance(err.value, Rejected)
 
 
 def test_gateway_refuses_to_start_with_expired_bundle(own_federation: RunningFederation) -> None:

@@ -42,7 +42,9 @@ def _ask(fed: RunningFederation) -> str:
 
 def _receipts(fed: RunningFederation, rid: str) -> list:  # type: ignore[type-arg]
     return [
-        e for e in ledger_events(fed.gateways[BJ]) if e.kind == "receipt" and e.request_id == rid
+        e
+        for e in ledger_events(fed.gateways[BJ], receipts=True)
+        if e.kind == "receipt" and e.request_id == rid
     ]
 
 
@@ -70,7 +72,7 @@ def test_holder_ledgers_the_requesters_signed_receipt_off_the_request_path(
     )
     assert tampered.problem
     r = reconcile(
-        list(enumerate(ledger_events(fed.gateways[BJ]))),
+        list(enumerate(ledger_events(fed.gateways[BJ], receipts=True))),
         list(enumerate(ledger_events(fed.gateways[HB]))),
     )
     assert r.ok and r.receipts >= 1
@@ -128,7 +130,8 @@ def test_receipt_for_an_exchange_the_requester_ledger_lacks_is_a_discrepancy(
     hb.receipts.flush()
     assert _receipts(fed, rid)
     events = [e for e in ledger_events(hb) if e.request_id != rid]
-    r = reconcile(list(enumerate(ledger_events(fed.gateways[BJ]))), list(enumerate(events)), BJ, HB)
+    held = ledger_events(fed.gateways[BJ], receipts=True)
+    r = reconcile(list(enumerate(held)), list(enumerate(events)), BJ, HB)
     assert not r.ok and [x for x, _ in r.missing_in_b] == [rid]
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.catalogue import Catalogue
 from gateway.errors import InvalidArgument
+from gateway.limits import DEFAULT_LIMITS
 from gateway.stats.agreements import validate_file
 from gateway.stats.convert import query_from_proto, query_to_proto
 from gateway.stats.model import FederatedQuery, Statistic, StatsFilter, StatsQuery
@@ -89,7 +90,7 @@ queries = st.builds(
 @given(queries)
 def test_query_protobuf_round_trip_keeps_the_digest(query: StatsQuery) -> None:
     wire = query_to_proto(query).SerializeToString()
-    back = query_from_proto(type(query_to_proto(query)).FromString(wire))
+    back = query_from_proto(type(query_to_proto(query)).FromString(wire), DEFAULT_LIMITS)
     assert back == query and back.digest == query.digest
 
 

@@ -6,7 +6,6 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,14 @@ import grpc
 import pytest
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
-from gateway.errors import BudgetExhausted, GatewayError, PeerUnavailable
+from gateway.errors import BudgetExhausted, PeerUnavailable
+from gateway.server.interceptor import caller_from_context
+from gateway.server.servicers.statistics import StatisticsServicer
 from gateway.stats.convert import federated_to_proto, query_to_proto
 from gateway.stats.coordinator import StatsCoordinator, combine
 from gateway.stats.holder import StatsHolder
 from gateway.stats.model import FederatedQuery, Statistic, StatsQuery
-from gateway.stats.servicer import StatisticsServicer
+from tests.helpers import ServicePort, service_port
 
 CODES = ("110000", "120000", "130000")
 SI = "si_contributions"
@@ -223,71 +224,49 @@ def test_combine_refuses_nothing_and_is_pure() -> None:
 # ---------------------------------------------------------------------------
 
 
-class _ErrorInterceptor(grpc.ServerInterceptor):
-    """Test stand-in for the gateway's interceptor: GatewayError -> status code."""
-
-    def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
-
-        def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                return inner(request, context)
-            except GatewayError as exc:
-                context.abort(exc.grpc_code, exc.message)
-
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
 @pytest.fixture
-def stub(
-    make_holder: Callable[..., Any], ledger_cls: type
-) -> Iterator[stats_pb2_grpc.StatisticsStub]:
+def port(make_holder: Callable[..., Any], ledger_cls: type) -> Iterator[ServicePort]:
     holders = {c: make_holder(c, shipped=True)[0] for c in CODES}
     fed = Federation(holders, "120000", ledger_cls())
 
-    def identify(context: grpc.ServicerContext) -> str:
-        return dict(context.invocation_metadata()).get("x-test-service-system", "")
+    def mount(server: grpc.Server) -> None:
+        stats_pb2_grpc.add_StatisticsServicer_to_server(
+            StatisticsServicer(fed.coordinator, caller_from_context), server
+        )
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4), interceptors=[_ErrorInterceptor()]
-    )
-    stats_pb2_grpc.add_StatisticsServicer_to_server(
-        StatisticsServicer(fed.coordinator, identify), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield stats_pb2_grpc.StatisticsStub(channel)
+        with service_port(mount, ["tianjin-planning", "intruder"], jurisdiction="120000") as svc:
+            yield svc
     finally:
-        channel.close()
-        server.stop(None)
         fed.coordinator.close()
 
 
-MD = (("x-test-service-system", "tianjin-planning"),)
+@pytest.fixture
+def stub(port: ServicePort) -> Iterator[stats_pb2_grpc.StatisticsStub]:
+    with port.channel() as channel:
+        yield stats_pb2_grpc.StatisticsStub(channel)
 
 
-def test_grpc_query_dry_run_and_exhaustion(stub: stats_pb2_grpc.StatisticsStub) -> None:
+@pytest.fixture
+def md(port: ServicePort) -> tuple[tuple[str, str], ...]:
+    return port.metadata("tianjin-planning")
+
+
+def test_grpc_query_dry_run_and_exhaustion(
+    stub: stats_pb2_grpc.StatisticsStub, md: tuple[tuple[str, str], ...]
+) -> None:
     req = federated_to_proto(FederatedQuery(CODES, q(group_by=("age_band",))))
-    dry = stub.DryRun(req, metadata=MD, timeout=30)
+    dry = stub.DryRun(req, metadata=md, timeout=30)
     assert dry.dry_run and not dry.has_combined and len(dry.parts) == 3
     assert dry.parts[0].components[0].mechanism == "integer_laplace"
     for i in range(3):
-        resp = stub.Query(req, metadata=MD, timeout=30)
+        resp = stub.Query(req, metadata=md, timeout=30)
         assert resp.complete and resp.has_combined and len(resp.combined.cells) == 6
         assert all(c.has_interval and c.lower <= c.value <= c.upper for c in resp.combined.cells)
         assert [r.requester_epsilon for r in resp.remaining] == [2.0 - i] * 3
         assert len(resp.receipts) == 3
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(req, metadata=MD, timeout=30)
+        stub.Query(req, metadata=md, timeout=30)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "remaining epsilon 0" in err.value.details()
 
@@ -301,29 +280,46 @@ def test_grpc_query_dry_run_and_exhaustion(stub: stats_pb2_grpc.StatisticsStub) 
     ],
 )
 def test_grpc_undeclared_columns_are_invalid_argument(
-    stub: stats_pb2_grpc.StatisticsStub, query: StatsQuery, code: grpc.StatusCode
+    stub: stats_pb2_grpc.StatisticsStub,
+    md: tuple[tuple[str, str], ...],
+    query: StatsQuery,
+    code: grpc.StatusCode,
 ) -> None:
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(federated_to_proto(FederatedQuery(CODES, query)), metadata=MD, timeout=30)
+        stub.Query(federated_to_proto(FederatedQuery(CODES, query)), metadata=md, timeout=30)
     assert err.value.code() == code
 
 
-def test_grpc_malformed_request_is_invalid_argument(stub: stats_pb2_grpc.StatisticsStub) -> None:
+def test_grpc_malformed_request_is_invalid_argument(
+    stub: stats_pb2_grpc.StatisticsStub, md: tuple[tuple[str, str], ...]
+) -> None:
     bad = stats_pb2.StatsQueryRequest(jurisdictions=["110000", "110000"], query=query_to_proto(q()))
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(bad, metadata=MD, timeout=30)
+        stub.Query(bad, metadata=md, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     no_kind = stats_pb2.StatsQueryRequest(
         jurisdictions=["110000"],
         query=stats_pb2.StatsQuery(dataset=SI, purpose="p", epsilon=1.0, confidence=0.9),
     )
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(no_kind, metadata=MD, timeout=30)
+        stub.Query(no_kind, metadata=md, timeout=30)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_grpc_unknown_caller_is_refused(stub: stats_pb2_grpc.StatisticsStub) -> None:
+def test_grpc_caller_outside_the_agreement_is_refused(
+    stub: stats_pb2_grpc.StatisticsStub, port: ServicePort
+) -> None:
     req = federated_to_proto(FederatedQuery(CODES, q()))
     with pytest.raises(grpc.RpcError) as err:
-        stub.Query(req, metadata=(("x-test-service-system", "intruder"),), timeout=30)
+        stub.Query(req, metadata=port.metadata("intruder"), timeout=30)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_grpc_caller_without_a_registered_token_is_unauthenticated(
+    stub: stats_pb2_grpc.StatisticsStub,
+) -> None:
+    req = federated_to_proto(FederatedQuery(CODES, q()))
+    for md in ((), (("authorization", "Bearer forged"),)):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Query(req, metadata=md, timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED

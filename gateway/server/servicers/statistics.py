@@ -4,9 +4,8 @@ Owns: converting protobuf requests into domain values and answers back, and
 asking ``identify`` who the caller is (the authenticated service-system id;
 never taken from the request body). Does not own: authentication, TLS or
 mapping errors to status codes: GatewayError propagates and the gateway's
-single interceptor maps it (BudgetExhausted -> RESOURCE_EXHAUSTED,
-InvalidArgument -> INVALID_ARGUMENT, PolicyDenied -> PERMISSION_DENIED,
-NotFound -> NOT_FOUND).
+single interceptor maps it (``gateway.errors.STATUS_TABLE``), nor any
+statistics (``gateway.stats``).
 """
 
 from __future__ import annotations
@@ -15,11 +14,11 @@ from collections.abc import Callable
 
 import grpc
 
+from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import answer_to_proto, federated_from_proto
 from gateway.stats.coordinator import StatsCoordinator
-from gateway.stats.model import check_service_system
 
 
 class StatisticsServicer(stats_pb2_grpc.StatisticsServicer):
@@ -36,7 +35,7 @@ class StatisticsServicer(stats_pb2_grpc.StatisticsServicer):
     def _run(
         self, request: stats_pb2.StatsQueryRequest, context: grpc.ServicerContext, dry_run: bool
     ) -> stats_pb2.StatsQueryResponse:
-        service_system = check_service_system(self._identify(context))
+        service_system = identifiers.service_system(self._identify(context))
         fq = federated_from_proto(request, self._limits)
         return answer_to_proto(self._core.query(fq, service_system, dry_run=dry_run))
 

@@ -1,9 +1,8 @@
-"""gRPC servicers: convert protobuf <-> domain values and call the core. Nothing else.
+"""gRPC servicer of the service-system ``RecordExchange`` API (service.proto).
 
-Owns: ``RecordExchangeServicer`` (service-system API) and
-``PeerExchangeServicer`` (gateway-to-gateway API). Authentication and error
-mapping happen in ``gateway.server.interceptor``; the caller's identity comes
-from ``caller()``.
+Owns: ``RecordExchangeServicer``: protobuf <-> ``RecordsQuery`` /
+``RecordsResult``, the caller from ``caller()``. Authentication and error
+mapping happen in ``gateway.server.interceptor``.
 """
 
 from __future__ import annotations
@@ -14,19 +13,13 @@ import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import (
     common_pb2,
-    peer_pb2,
-    peer_pb2_grpc,
     service_pb2,
     service_pb2_grpc,
 )
-from gateway.errors import NotFound
-from gateway.exchange.holder import RecordHolder
 from gateway.exchange.records import RecordsQuery
 from gateway.exchange.requester import RecordRequester
 from gateway.server.interceptor import caller
 from gateway.trust import TrustBundle
-
-PeerHandler = Callable[[peer_pb2.SignedEnvelope, str], peer_pb2.SignedEnvelope]
 
 
 class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
@@ -72,43 +65,3 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
                 for m in bundle.members
             ]
         )
-
-
-class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
-    def __init__(
-        self,
-        holder: RecordHolder,
-        statistics: PeerHandler | None = None,
-        witness: PeerHandler | None = None,
-        receipts: PeerHandler | None = None,
-    ) -> None:
-        self._holder = holder
-        self._statistics = statistics
-        self._witness = witness
-        self._receipts = receipts
-
-    def FetchRecords(
-        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
-    ) -> peer_pb2.SignedEnvelope:
-        return self._holder.fetch_records(request, caller())
-
-    def ComputeStatistic(
-        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
-    ) -> peer_pb2.SignedEnvelope:
-        if self._statistics is None:
-            raise NotFound("this gateway does not answer statistics queries")
-        return self._statistics(request, caller())
-
-    def Witness(
-        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
-    ) -> peer_pb2.SignedEnvelope:
-        if self._witness is None:
-            raise NotFound("this gateway does not witness checkpoints")
-        return self._witness(request, caller())
-
-    def Acknowledge(
-        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
-    ) -> peer_pb2.SignedEnvelope:
-        if self._receipts is None:
-            raise NotFound("this gateway does not accept receipts")
-        return self._receipts(request, caller())

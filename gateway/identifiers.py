@@ -1,0 +1,189 @@
+"""Validated identifiers: one rule, one parser and one pydantic type each.
+
+Owns: what a jurisdiction code, a service-system id, a catalogue code (dataset
+codes, column and field names), a purpose code, a request id and a caller's client reference look
+like.
+Every other module parses through the functions here (``jurisdiction``,
+``service_system``, ``code``, ``purpose``, ``request_id``), tests with the
+``is_*`` predicates, or declares a pydantic field with the annotated types
+(``JurisdictionCode``, ``ServiceSystemId``, ``Code``, ``Purpose``,
+``RequestId``); no other module holds a pattern for these.
+
+A parser returns the value unchanged when it is valid and otherwise raises
+``InvalidArgument`` whose message names the field, says what was expected and
+quotes at most ``_QUOTE`` characters of what was given, so garbage from a
+caller can never make a log line or a gRPC status message unbounded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal
+
+from pydantic import Field
+
+from gateway.errors import InvalidArgument
+
+# The rules. Patterns are anchored and ASCII-only (no \w, no \d: both match
+# non-ASCII digits and letters in Python).
+JURISDICTION_PATTERN: Final = r"^[1-9][0-9]{5}$"
+SERVICE_SYSTEM_PATTERN: Final = r"^[a-z][a-z0-9-]{1,63}$"
+CODE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+PURPOSE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
+REQUEST_ID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+
+CLIENT_REFERENCE_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,64}$"
+
+_QUOTE: Final = 40
+"""At most this many characters of a rejected value are quoted back."""
+_MAX_WHAT: Final = 80
+"""A field name in a message is cut to this many characters."""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    pattern: re.Pattern[str]
+    expected: str
+
+    def matches(self, value: object) -> bool:
+        # fullmatch on an anchored pattern: "$" would otherwise accept a final "\n".
+        return isinstance(value, str) and self.pattern.fullmatch(value) is not None
+
+    def parse(self, value: object, what: str) -> str:
+        if not self.matches(value):
+            raise InvalidArgument(
+                f"{what[:_MAX_WHAT]}: expected {self.expected}, got {_quote(value)}"
+            )
+        assert isinstance(value, str)
+        return value
+
+
+def _quote(value: object) -> str:
+    if not isinstance(value, str):
+        return f"a {type(value).__name__}"
+    text = repr(value)
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 1] + "…"
+
+
+_JURISDICTION = _Rule(
+    re.compile(JURISDICTION_PATTERN, re.ASCII),
+    "a six-digit administrative division code like 110000",
+)
+_SERVICE_SYSTEM = _Rule(
+    re.compile(SERVICE_SYSTEM_PATTERN, re.ASCII),
+    "a service-system id of 2-64 lowercase letters, digits and '-', starting with a letter "
+    "(like hebei-housing-fund)",
+)
+_CODE = _Rule(
+    re.compile(CODE_PATTERN, re.ASCII),
+    "a code of 1-64 lowercase letters, digits and '_', starting with a letter "
+    "(like si_contributions)",
+)
+_PURPOSE = _Rule(
+    re.compile(PURPOSE_PATTERN, re.ASCII),
+    "a code of 1-64 lowercase letters, digits and '_', starting with a letter "
+    "(like housing_fund_transfer)",
+)
+_REQUEST_ID = _Rule(re.compile(REQUEST_ID_PATTERN, re.ASCII), "a lowercase UUIDv4")
+_CLIENT_REFERENCE = _Rule(
+    re.compile(CLIENT_REFERENCE_PATTERN, re.ASCII), "at most 64 characters of [A-Za-z0-9._:-]"
+)
+
+MAX_MESSAGE_CHARS: Final = (
+    _MAX_WHAT
+    + len(": expected , got ")
+    + max(
+        len(r.expected)
+        for r in (_JURISDICTION, _SERVICE_SYSTEM, _CODE, _PURPOSE, _REQUEST_ID, _CLIENT_REFERENCE)
+    )
+    + _QUOTE
+)
+"""Upper bound on a parser's error message (field names are cut to 80 characters)."""
+
+
+def jurisdiction(value: object, what: str = "jurisdiction") -> str:
+    """A jurisdiction: a six-digit administrative division code (GB/T 2260)."""
+    return _JURISDICTION.parse(value, what)
+
+
+def service_system(value: object, what: str = "service_system") -> str:
+    """A service system's id, as registered in ``gateway.toml``."""
+    return _SERVICE_SYSTEM.parse(value, what)
+
+
+def code(value: object, what: str = "dataset") -> str:
+    """A catalogue code: a dataset code, a column or a field name."""
+    return _CODE.parse(value, what)
+
+
+def purpose(value: object, what: str = "purpose") -> str:
+    """A declared purpose of use, as agreements name them."""
+    return _PURPOSE.parse(value, what)
+
+
+def request_id(value: object, what: str = "request_id") -> str:
+    """A request id: a lowercase random (version 4) UUID."""
+    return _REQUEST_ID.parse(value, what)
+
+
+def client_reference(value: object, what: str = "client_reference") -> str:
+    """A caller's own reference for a request (may be empty), echoed back and recorded."""
+    return _CLIENT_REFERENCE.parse(value, what)
+
+
+def is_jurisdiction(value: object) -> bool:
+    return _JURISDICTION.matches(value)
+
+
+def is_service_system(value: object) -> bool:
+    return _SERVICE_SYSTEM.matches(value)
+
+
+def is_code(value: object) -> bool:
+    return _CODE.matches(value)
+
+
+def is_purpose(value: object) -> bool:
+    return _PURPOSE.matches(value)
+
+
+def is_request_id(value: object) -> bool:
+    return _REQUEST_ID.matches(value)
+
+
+def is_client_reference(value: object) -> bool:
+    return _CLIENT_REFERENCE.matches(value)
+
+
+Kind = Literal[
+    "jurisdiction", "service_system", "code", "purpose", "request_id", "client_reference"
+]
+
+
+def valid(kind: Kind, value: object) -> bool:
+    """Whether ``value`` passes rule ``kind`` (for callers that deny rather than raise)."""
+    return _BY_KIND[kind].matches(value)
+
+
+def expected(kind: Kind) -> str:
+    """What rule ``kind`` expects, in words, for a refusal's reason."""
+    return _BY_KIND[kind].expected
+
+
+_BY_KIND: Final[dict[str, _Rule]] = {
+    "jurisdiction": _JURISDICTION,
+    "service_system": _SERVICE_SYSTEM,
+    "code": _CODE,
+    "purpose": _PURPOSE,
+    "request_id": _REQUEST_ID,
+    "client_reference": _CLIENT_REFERENCE,
+}
+
+# Pydantic field types for configuration, catalogue, policy and trust-bundle
+# models (pydantic's own pattern check, so its errors read like the others').
+JurisdictionCode = Annotated[str, Field(pattern=JURISDICTION_PATTERN)]
+ServiceSystemId = Annotated[str, Field(pattern=SERVICE_SYSTEM_PATTERN)]
+Code = Annotated[str, Field(pattern=CODE_PATTERN)]
+Purpose = Annotated[str, Field(pattern=PURPOSE_PATTERN)]
+RequestId = Annotated[str, Field(pattern=REQUEST_ID_PATTERN)]

@@ -1,0 +1,170 @@
+"""The federation authority's tooling: signing bundles and editing membership.
+
+Owns: ``sign_bundle`` (the authority never signs a payload the verifier would
+refuse), creating a federation (``init_federation``: authority key pair and a
+version-1 bundle), re-issuing the bundle file with version+1 (renewal, adding
+or removing a member) and reading the authority's private key. Used by the
+``gateway federation`` commands; gateways never sign bundles.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Final
+
+from gateway.crypto import Rng, SigningKey, VerifyKey, b64
+from gateway.domains import TRUST_BUNDLE
+from gateway.errors import InvalidArgument, StorageFailure, TrustBundleRejected
+from gateway.identity import check_name, write_file_atomic
+from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.trust.files import AUTHORITY_PUB_FILE, BUNDLE_FILE, read_b64_key, read_limited
+from gateway.trust.model import Member, TrustBundle, authority_key_id
+from gateway.trust.verify import (
+    bundle_payload,
+    parse_payload,
+    verify_bundle,
+    verify_bundle_for_reissue,
+)
+
+AUTHORITY_KEY_FILE: Final = "authority.key"
+
+
+def read_authority_signing_key(path: Path, limits: Limits = DEFAULT_LIMITS) -> SigningKey:
+    """Read the federation authority's private key (``authority.key``: base64 seed)."""
+    return SigningKey(read_b64_key(Path(path), "authority private key", limits))
+
+
+def sign_bundle(
+    federation: str,
+    version: int,
+    issued_at: _dt.datetime,
+    expires_at: _dt.datetime,
+    members: Iterable[Member],
+    authority: SigningKey,
+    limits: Limits = DEFAULT_LIMITS,
+) -> bytes:
+    """Produce the signed bundle file bytes.
+
+    The payload is parsed back with the verifier's own rules before signing, so
+    the authority never signs a bundle a gateway would reject as malformed.
+    Members are listed sorted by jurisdiction.
+    """
+    payload = bundle_payload(federation, version, issued_at, expires_at, members)
+    if len(payload) > limits.max_bundle_bytes:
+        raise TrustBundleRejected(
+            f"trust bundle too large: {len(payload)} bytes, limit {limits.max_bundle_bytes}"
+        )
+    parse_payload(payload, limits)
+    envelope = {
+        "payloadType": TRUST_BUNDLE,
+        "payload": b64(payload),
+        "signatures": [
+            {
+                "keyid": authority_key_id(authority.verify_key),
+                "sig": b64(authority.sign(TRUST_BUNDLE, payload)),
+            }
+        ],
+    }
+    return json.dumps(envelope, indent=2).encode("ascii") + b"\n"
+
+
+def init_federation(
+    out_dir: Path,
+    name: str,
+    validity_days: int = 365,
+    now: _dt.datetime | None = None,
+    rng: Rng = os.urandom,
+    force: bool = False,
+) -> tuple[VerifyKey, Path]:
+    """Create ``authority.key`` (0600), ``authority.pub`` and a version-1 bundle
+    with no members in ``out_dir``. Refuses to overwrite unless ``force``."""
+    out_dir = Path(out_dir)
+    check_name(name)
+    if validity_days < 1:
+        raise InvalidArgument.expected("validity days", ">= 1", validity_days)
+    files = (AUTHORITY_KEY_FILE, AUTHORITY_PUB_FILE, BUNDLE_FILE)
+    existing = [f for f in files if (out_dir / f).exists()]
+    if existing and not force:
+        raise InvalidArgument(
+            f"{out_dir}: refusing to overwrite existing {', '.join(existing)}; "
+            "pass --force to replace them"
+        )
+    now = now or _dt.datetime.now(_dt.UTC)
+    authority = SigningKey.generate(rng)
+    data = sign_bundle(name, 1, now, now + _dt.timedelta(days=validity_days), (), authority)
+    try:
+        out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_file_atomic(
+            out_dir / AUTHORITY_KEY_FILE, (b64(authority.seed()) + "\n").encode(), 0o600
+        )
+        write_file_atomic(
+            out_dir / AUTHORITY_PUB_FILE, (authority.verify_key.b64() + "\n").encode(), 0o644
+        )
+        write_file_atomic(out_dir / BUNDLE_FILE, data, 0o644)
+    except OSError as exc:
+        raise StorageFailure(f"{out_dir}: cannot write: {exc.strerror}") from exc
+    return authority.verify_key, out_dir / BUNDLE_FILE
+
+
+def reissue_bundle_file(
+    bundle_path: Path,
+    authority: SigningKey,
+    members: Sequence[Member] | None = None,
+    validity_days: int = 365,
+    now: _dt.datetime | None = None,
+) -> TrustBundle:
+    """Verify the current bundle file with ``authority``'s public key, then
+    replace it with version+1 listing ``members`` (unchanged if None), issued
+    now and valid for ``validity_days``. Returns the new bundle."""
+    if validity_days < 1:
+        raise InvalidArgument.expected("validity days", ">= 1", validity_days)
+    bundle_path = Path(bundle_path)
+    now = now or _dt.datetime.now(_dt.UTC)
+    current = read_bundle_for_reissue(bundle_path, authority.verify_key)
+    new_members = current.members if members is None else tuple(members)
+    data = sign_bundle(
+        current.federation,
+        current.version + 1,
+        now,
+        now + _dt.timedelta(days=validity_days),
+        new_members,
+        authority,
+    )
+    try:
+        write_file_atomic(bundle_path, data, 0o644)
+    except OSError as exc:
+        raise StorageFailure(f"{bundle_path}: cannot write: {exc.strerror}") from exc
+    return verify_bundle(data, authority.verify_key, now)
+
+
+def read_bundle_for_reissue(
+    path: Path, authority_key: VerifyKey, limits: Limits = DEFAULT_LIMITS
+) -> TrustBundle:
+    """Read a bundle file and verify it with :func:`verify_bundle_for_reissue`
+    (signature and structure, not expiry). Authority tooling only."""
+    return verify_bundle_for_reissue(
+        read_limited(Path(path), limits.max_bundle_bytes, "trust bundle"), authority_key, limits
+    )
+
+
+def with_member(bundle: TrustBundle, member: Member, replace: bool = False) -> tuple[Member, ...]:
+    """Members of ``bundle`` plus ``member``.
+
+    Refuses a duplicate jurisdiction unless ``replace``."""
+    others = tuple(m for m in bundle.members if m.jurisdiction != member.jurisdiction)
+    if len(others) != len(bundle.members) and not replace:
+        raise InvalidArgument(
+            f"jurisdiction {member.jurisdiction} is already a member of {bundle.federation}; "
+            "pass --replace to replace it"
+        )
+    return (*others, member)
+
+
+def without_member(bundle: TrustBundle, jurisdiction: str) -> tuple[Member, ...]:
+    """Members of ``bundle`` minus ``jurisdiction``; NotFound if it is not a member."""
+    bundle.member(jurisdiction)
+    return tuple(m for m in bundle.members if m.jurisdiction != jurisdiction)

@@ -1,0 +1,112 @@
+"""The one interceptor fails closed: what it cannot wrap is never served."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gateway.errors import NotFound
+from gateway.server.auth import ServiceAuthenticator
+from gateway.server.interceptor import GatewayServer, UnwrappableHandler, caller
+from tests.helpers import service_port
+
+
+def _server() -> GatewayServer:
+    return GatewayServer(ServiceAuthenticator([]), max_workers=2, name="test-interceptor")
+
+
+def _answer(request: bytes, context: Any) -> Any:
+    return request
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    ],
+)
+def test_streaming_handler_is_refused_at_start_up_not_served_unauthenticated(
+    kind: str, make: Any
+) -> None:
+    server = _server()
+    with pytest.raises(UnwrappableHandler) as err:
+        server.add_registered_method_handlers("test.Bulk", {"Transfer": make(_answer)})
+    assert "/test.Bulk/Transfer" in str(err.value) and kind in str(err.value)
+    server.stop(None)
+
+
+def test_handlers_without_method_names_are_refused_at_start() -> None:
+    server = _server()
+    generic = grpc.method_handlers_generic_handler(
+        "test.Opaque", {"Call": grpc.unary_unary_rpc_method_handler(_answer)}
+    )
+    server.add_generic_rpc_handlers((generic,))
+    with pytest.raises(UnwrappableHandler, match="without naming its methods"):
+        server.start()
+    server.stop(None)
+
+
+def test_health_stays_public_while_other_methods_need_a_caller() -> None:
+    seen: list[str] = []
+
+    def lookup(request: bytes, context: Any) -> bytes:
+        seen.append(caller())
+        raise NotFound("no such thing")
+
+    def mount(server: grpc.Server) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        server.add_registered_method_handlers(
+            "test.Lookup", {"Find": grpc.unary_unary_rpc_method_handler(lookup)}
+        )
+
+    with service_port(mount, ["beijing-audit"]) as svc, svc.channel() as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        find = channel.unary_unary("/test.Lookup/Find")
+        with pytest.raises(grpc.RpcError) as err:
+            find(b"x", timeout=10)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and not seen
+        with pytest.raises(grpc.RpcError) as err:
+            find(b"x", metadata=svc.metadata("beijing-audit"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert dict(err.value.trailing_metadata())["gateway-error"] == "NotFound"
+        assert seen == ["beijing-audit"]
+
+
+def test_servicer_crash_is_internal_with_a_reference_not_its_text(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def crash(request: bytes, context: Any) -> bytes:
+        raise RuntimeError("secret path /etc/gateway/keys")
+
+    def mount(server: grpc.Server) -> None:
+        server.add_registered_method_handlers(
+            "test.Crash", {"Call": grpc.unary_unary_rpc_method_handler(crash)}
+        )
+
+    with service_port(mount, ["beijing-audit"]) as svc, svc.channel("beijing-audit") as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            channel.unary_unary("/test.Crash/Call")(b"x", timeout=10)
+    assert err.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in (err.value.details() or "")
+    assert "internal error (reference" in (err.value.details() or "")
+    assert "secret path" in caplog.text  # the traceback goes to our log only
+
+
+def test_no_servicer_bypasses_the_interceptor_with_its_own_status() -> None:
+    # A servicer's own abort is an exception the interceptor cannot tell from a
+    # crash (it became INTERNAL for the ledger's NOT_FOUND): servicers raise the
+    # error tree instead.
+    servicers = Path(__file__).resolve().parents[2] / "gateway" / "server" / "servicers"
+    modules = sorted(servicers.glob("*.py"))
+    assert len(modules) >= 5
+    for module in modules:
+        code = module.read_text(encoding="utf-8").split('"""', 2)[-1]  # past the docstring
+        for call in ("context.abort", "context.set_code", "context.set_details"):
+            assert call not in code, f"{module.name} calls {call}"

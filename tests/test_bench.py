@@ -1,0 +1,88 @@
+"""Benchmarks cannot rot: every ``scripts/bench.py`` part runs in ``--quick`` mode.
+
+Each part is run as a user would run it (a subprocess of ``scripts/bench.py``),
+once printing its table and once with ``--json``. The test checks the shape of
+the output, never the figures: timing is not asserted (the ratios are reported
+as met / NOT met by the benchmark itself). Select these alone with ``-m bench``,
+or leave them out with ``-m "not bench"``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+RATIO_LINE = re.compile(
+    r"^ratio (?P<name>.+): (?P<value>-?[0-9.]+|nan|inf) \(target (?P<target>[<>]= \S+): (met|NOT met)\)$"
+)
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench import PARTS  # noqa: E402
+
+pytestmark = pytest.mark.bench
+
+
+def _run(*args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"scripts/bench.py {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    )
+    return proc.stdout
+
+
+@pytest.fixture(scope="module", params=PARTS)
+def part(request: pytest.FixtureRequest) -> tuple[str, str, dict[str, Any]]:
+    name = str(request.param)
+    return name, _run(name, "--quick"), json.loads(_run(name, "--quick", "--json"))
+
+
+def test_every_part_prints_its_table_and_ratio_lines(
+    part: tuple[str, str, dict[str, Any]],
+) -> None:
+    name, table, obj = part
+    lines = table.rstrip("\n").splitlines()
+    assert any(line.startswith("┏") for line in lines), f"{name}: no table printed"
+    assert any(line.startswith("└") for line in lines), f"{name}: table not closed"
+    for label in obj["rows"]:
+        assert label in table, f"{name}: row {label!r} missing from the table"
+    ratio_lines = [m for m in map(RATIO_LINE.fullmatch, lines) if m]
+    assert ratio_lines, f"{name}: no ratio lines"
+    # The table ends in its ratio lines, the same ones --json reports.
+    assert RATIO_LINE.fullmatch(lines[-1]), f"{name}: output does not end in a ratio line"
+    assert [m["name"] for m in ratio_lines] == list(obj["ratios"])
+
+
+def test_every_part_prints_one_json_object_with_its_ratios(
+    part: tuple[str, str, dict[str, Any]],
+) -> None:
+    name, _, obj = part
+    assert isinstance(obj, dict)
+    assert obj["title"] and obj["rows"], f"{name}: empty report"
+    assert obj["ratios"], f"{name}: no ratios in --json output"
+    for ratio, fig in obj["ratios"].items():
+        assert isinstance(fig["value"], float | int), (name, ratio)
+        assert re.fullmatch(r"[<>]= \S+", fig["target"]), (name, ratio)
+        assert isinstance(fig["met"], bool), (name, ratio)
+
+
+def test_unknown_part_is_refused_with_usage() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "nonsense"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
