@@ -118,7 +118,7 @@ def export_bundle(
     """
     if (request_id is None) == (since_ms is None or until_ms is None):
         raise InvalidArgument("export: give a request id, or both since and until")
-    log_keys = _log_keys(keys, ledger.origin)
+    log_keys = keys.log_keys(ledger.origin)
     if request_id is not None:
         records = ledger.find(request_id)
         selection: dict[str, Any] = {"request_id": request_id}
@@ -176,14 +176,6 @@ def export_bundle(
     return seal(content)
 
 
-def _log_keys(keys: TrustedKeys, origin: str) -> tuple[VerifyKey, ...]:
-    signer = keys.by_origin(origin)
-    found = keys.keys(signer.jurisdiction, "ledger") if signer else ()
-    if not found:
-        raise VerificationFailed(f"origin {origin!r} is not in the {keys.source}")
-    return found
-
-
 def _best_checkpoint(
     ledger: Ledger,
     need: int,
@@ -239,7 +231,7 @@ def verify_bundle_bytes(
     else:
         keys, source = trusted, trusted.source
         _match_embedded(embedded, trusted)
-    log_keys = _log_keys(keys, origin)
+    log_keys = keys.log_keys(origin)
     note = content["checkpoint"]
     if not isinstance(note, str):
         raise VerificationFailed("evidence bundle: checkpoint is not a string")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from gateway.crypto import VerifyKey
+from gateway.errors import VerificationFailed
 
 if TYPE_CHECKING:
     from gateway.trust import Member, TrustBundle
@@ -122,6 +123,14 @@ class TrustedKeys:
             for e in self.entries
             if e.jurisdiction == jurisdiction and e.kind == kind and e.valid_at(at_ms)
         )
+
+    def log_keys(self, origin: str) -> tuple[VerifyKey, ...]:
+        """The ledger keys of the member whose log is ``origin``; VerificationFailed if none."""
+        signer = self.by_origin(origin)
+        found = self.keys(signer.jurisdiction, "ledger") if signer else ()
+        if not found:
+            raise VerificationFailed(f"origin {origin!r} is not in the {self.source}")
+        return found
 
     # -- names ---------------------------------------------------------------
 

@@ -661,11 +661,7 @@ def _log_keys(
 ) -> tuple[list[VerifyKey], TrustedKeys | None]:
     if isinstance(keys, VerifyKey):
         return [keys], None
-    signer = keys.by_origin(origin)
-    found = list(keys.keys(signer.jurisdiction, "ledger")) if signer else []
-    if not found:
-        raise VerificationFailed(f"origin {origin!r} is not in the {keys.source}")
-    return found, keys
+    return list(keys.log_keys(origin)), keys
 
 
 def verify_store(

@@ -213,17 +213,7 @@ class StatsHolder:
         key = requester_key(ctx.requester, ctx.service_system)
         if dry_run:
             usage = self._budget.usage(query.dataset, key)
-            req_left, tot_left = usage.remaining(caps)
-            return HolderAnswer(
-                release=engine.dry_run_release(cal),
-                remaining=Remaining(self.jurisdiction, req_left, tot_left),
-                agreement_id=auth.agreement_id,
-                agreement_digest=auth.agreement_digest,
-                dry_run=True,
-                policy_set_digest=self._policy_set_digest(),
-                legal_basis=auth.legal_basis,
-                approval_id=auth.approval_id,
-            )
+            return self._answer(engine.dry_run_release(cal), auth, usage.remaining(caps), True)
         spend = Spend(
             dataset=query.dataset,
             requester=key,
@@ -239,20 +229,10 @@ class StatsHolder:
             self._refusal(query, ctx, auth, exc, charged=False)
             raise
         # From here on the budget is spent whatever happens.
-        req_left, tot_left = usage.remaining(caps)
         try:
             frame = self._source.frame(auth.dataset, engine.source_columns(plan))
             release = engine.execute(cal, frame)
-            answer = HolderAnswer(
-                release=release,
-                remaining=Remaining(self.jurisdiction, req_left, tot_left),
-                agreement_id=auth.agreement_id,
-                agreement_digest=auth.agreement_digest,
-                dry_run=False,
-                policy_set_digest=self._policy_set_digest(),
-                legal_basis=auth.legal_basis,
-                approval_id=auth.approval_id,
-            )
+            answer = self._answer(release, auth, usage.remaining(caps), False)
             # Signed first, so the entry holds the holder's signature; the signed
             # answer only leaves once the entry is committed.
             signature, response_digest = sign(answer) if sign is not None else ("", "")
@@ -268,6 +248,20 @@ class StatsHolder:
         if sign is not None:
             return answer  # a signed answer cannot hold the hash of the entry holding it
         return replace(answer, receipt_index=receipt.index, receipt_hash=receipt.entry_hash)
+
+    def _answer(
+        self, release: Release, auth: Authorised, left: tuple[float, float], dry_run: bool
+    ) -> HolderAnswer:
+        return HolderAnswer(
+            release=release,
+            remaining=Remaining(self.jurisdiction, left[0], left[1]),
+            agreement_id=auth.agreement_id,
+            agreement_digest=auth.agreement_digest,
+            dry_run=dry_run,
+            policy_set_digest=self._policy_set_digest(),
+            legal_basis=auth.legal_basis,
+            approval_id=auth.approval_id,
+        )
 
     # -- ledger --------------------------------------------------------------
 

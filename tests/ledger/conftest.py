@@ -10,12 +10,19 @@ import pytest
 
 from gateway.crypto import SigningKey
 from gateway.ledger.ledger import SqliteLedger
-from tests.ledger.ledger_testkit import ORIGIN, FakeClock, make_event
+from gateway.ledger.trustkeys import TrustedKeys
+from tests.ledger.ledger_testkit import ORIGIN, FakeClock, federation_keys, make_event
 
 
 @pytest.fixture
 def log_key() -> SigningKey:
     return SigningKey(bytes(range(32)))
+
+
+@pytest.fixture
+def keys() -> TrustedKeys:
+    """The test federation's keys, as a trust bundle would list them."""
+    return federation_keys()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

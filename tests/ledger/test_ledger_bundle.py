@@ -22,7 +22,6 @@ from gateway.ledger.bundle import export_bundle, seal, verify_bundle_bytes
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.trustkeys import TrustedKeys
 from tests.ledger.ledger_testkit import (
-    federation_keys,
     make_event,
     witness_round,
     write_trust_bundle,
@@ -30,11 +29,6 @@ from tests.ledger.ledger_testkit import (
 
 NewLedger = Callable[..., SqliteLedger]
 T0 = 1_700_000_000_000
-
-
-@pytest.fixture
-def keys() -> TrustedKeys:
-    return federation_keys()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -20,18 +20,12 @@ from gateway.ledger.trustkeys import TrustedKeys
 from gateway.ledger.verify import LedgerReport, verify_store
 from tests.ledger.ledger_testkit import (
     ORIGIN,
-    federation_keys,
     make_event,
     witness_round,
     write_trust_bundle,
 )
 
 NewLedger = Callable[..., SqliteLedger]
-
-
-@pytest.fixture
-def keys() -> TrustedKeys:
-    return federation_keys()  # type: ignore[no-any-return]
 
 
 @pytest.fixture
