@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.envelope import sign_receipt, verify_receipt
 from gateway.errors import CryptoFailure, GatewayError, status_name
 from gateway.exchange.peer import PeerCaller, PeerResponder
-from gateway.ledger.events import LedgerEvent, LedgerWriter
+from gateway.ledger.events import AppendReceipt, LedgerEvent
 from gateway.trust import TrustBundle
 
 log = logging.getLogger("gateway.receipts")
@@ -139,6 +140,12 @@ class ReceiptSender:
         return recorded
 
 
+class BatchWriter(Protocol):
+    def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
+        """Durably append events in one transaction."""
+        ...
+
+
 class ReceiptAcceptor:
     """Holder side: verify each receipt and ledger it once."""
 
@@ -147,7 +154,7 @@ class ReceiptAcceptor:
         me: str,
         responder: PeerResponder,
         bundle: Callable[[], TrustBundle],
-        ledger: LedgerWriter,
+        ledger: BatchWriter,
         answered: Callable[[str], Sequence[LedgerEvent]],
         clock_ms: Callable[[], int],
     ) -> None:
@@ -169,17 +176,24 @@ class ReceiptAcceptor:
         key = self._bundle().member(sender).signing_key
         recorded = refused = 0
         with self._lock:  # one receipt entry per exchange, even for concurrent batches
+            events: list[LedgerEvent] = []
+            seen: set[str] = set()
             for r in request.message.receipts[:MAX_BATCH]:
-                outcome = self._accept(sender, key, r)
-                recorded += outcome is True
+                outcome = self._accept(sender, key, r, seen)
+                if isinstance(outcome, LedgerEvent):
+                    events.append(outcome)
+                    seen.add(outcome.request_id)
+                recorded += outcome is not False
                 refused += outcome is False
+            if events:
+                self._ledger.append_many(events)  # one transaction, one fsync per batch
         ack = peer_pb2.PeerReceiptAck(recorded=recorded, refused=refused)
         return self._responder.respond(request, ack, domains.PEER_RECEIPT_ACK)
 
     def _accept(
-        self, sender: str, key: crypto.VerifyKey, r: peer_pb2.ExchangeReceipt
-    ) -> bool | None:
-        """True: recorded (or already recorded); False: refused."""
+        self, sender: str, key: crypto.VerifyKey, r: peer_pb2.ExchangeReceipt, seen: set[str]
+    ) -> LedgerEvent | bool:
+        """The receipt entry to append; True: already recorded; False: refused."""
         if len(r.request_digest) != 32 or len(r.response_digest) != 32 or len(r.request_id) > 128:
             return False
         try:
@@ -187,30 +201,33 @@ class ReceiptAcceptor:
         except CryptoFailure:
             return False
         entries = self._answered(r.request_id)
-        mine = [e for e in entries if e.role == "holder" and e.counterparty == sender]
-        if not mine or mine[0].kind == "receipt":
+        mine = [
+            e
+            for e in entries
+            if e.role == "holder" and e.counterparty == sender and e.kind != "receipt"
+        ]
+        if not mine:
             return False
-        if any(e.kind == "receipt" and e.counterparty == sender for e in entries):
+        if r.request_id in seen or any(
+            e.kind == "receipt" and e.counterparty == sender for e in entries
+        ):
             return True
         answer = mine[0]
-        self._ledger.append(
-            LedgerEvent(
-                kind="receipt",
-                role="holder",
-                request_id=r.request_id,
-                timestamp_ms=self._clock(),
-                local=self._me,
-                counterparty=sender,
-                service_system=answer.service_system,
-                dataset=answer.dataset,
-                purpose=answer.purpose,
-                decision=answer.decision,
-                reason=f"receipt from {sender} for its {answer.kind} entry",
-                record_count=answer.record_count,
-                agreement_id=answer.agreement_id,
-                request_digest=r.request_digest.hex(),
-                response_digest=r.response_digest.hex(),
-                requester_signature=crypto.b64(r.signature),
-            )
+        return LedgerEvent(
+            kind="receipt",
+            role="holder",
+            request_id=r.request_id,
+            timestamp_ms=self._clock(),
+            local=self._me,
+            counterparty=sender,
+            service_system=answer.service_system,
+            dataset=answer.dataset,
+            purpose=answer.purpose,
+            decision=answer.decision,
+            reason=f"receipt from {sender} for its {answer.kind} entry",
+            record_count=answer.record_count,
+            agreement_id=answer.agreement_id,
+            request_digest=r.request_digest.hex(),
+            response_digest=r.response_digest.hex(),
+            requester_signature=crypto.b64(r.signature),
         )
-        return True
