@@ -99,3 +99,26 @@ def test_attempt_the_holder_never_answered_is_not_reported_missing(
     a.close()
     b.close()
     assert main(["audit", "reconcile", str(tmp_path / "a.db"), str(tmp_path / "b.db")]) == 0
+
+
+def test_release_the_requester_recorded_as_failed_is_unacknowledged_with_the_reason() -> None:
+    """Connection reset after the holder released: not a discrepancy, and said why."""
+    from gateway.ledger.reconcile import reconcile
+
+    held = [(0, make_event(1))]
+    failed = requester_view(
+        1, kind="refusal", decision="deny", holder_signature="", reason="exchange failed: reset"
+    )
+    r = reconcile(held, [(4, failed)])
+    assert r.ok and r.matched == 0
+    (u,) = r.unacknowledged
+    assert u.index == 0 and "connection reset or timeout" in u.reason and "entry 4" in u.reason
+
+
+def test_receipt_for_another_answer_is_a_discrepancy() -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    receipt = make_event(1, kind="receipt", response_digest="f" * 64, requester_signature="",
+                         holder_signature="")  # fmt: skip
+    r = reconcile([(0, make_event(1)), (1, receipt)], [(0, requester_view(1))])
+    assert not r.ok and r.differing[0].fields == ("receipt",)

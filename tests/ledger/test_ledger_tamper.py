@@ -257,3 +257,49 @@ def test_verification_reads_through_the_reader_protocol_in_worker_processes(
     finally:
         store.close()
     assert one.ok and two.ok and one.root == two.root and one.entries == 5 * CHUNK
+
+
+class ListReader:
+    """A LedgerReader over plain lists: no SQLite anywhere (verification is pure)."""
+
+    def __init__(self, rows: list[tuple[int, bytes, bytes]], cps: list, nodes: dict) -> None:  # type: ignore[type-arg]
+        self.rows, self.cps, self.nodes = rows, cps, nodes
+
+    def size(self) -> int:
+        return len(self.rows)
+
+    def checkpoints(self) -> list:  # type: ignore[type-arg]
+        return self.cps
+
+    def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]:
+        return [r for r in self.rows if start <= r[0] < stop]
+
+    def entry_range(self, start: int, stop: int) -> list[bytes]:
+        return [r[1] for r in self.raw_range(start, stop)]
+
+    def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]:
+        return [self.nodes[(level, i)] for i in range(start, stop) if (level, i) in self.nodes]
+
+    def close(self) -> None:
+        pass
+
+
+def test_verification_runs_on_an_in_memory_reader_and_names_a_flipped_byte(
+    path: Path, log_key: SigningKey
+) -> None:
+    from gateway.ledger.storage import NODE_SHIFT
+
+    db = sqlite3.connect(path)
+    rows = [(int(a), bytes(b), bytes(c)) for a, b, c in
+            db.execute("SELECT idx, entry, entry_hash FROM ledger_entries ORDER BY idx")]  # fmt: skip
+    nodes = {(int(k) >> NODE_SHIFT, int(k) & ((1 << NODE_SHIFT) - 1)): bytes(h)
+             for k, h in db.execute("SELECT id, hash FROM ledger_nodes")}  # fmt: skip
+    db.close()
+    store = SqliteLedgerStore(path, readonly=True)
+    cps = store.checkpoints()
+    store.close()
+    assert verify_store(ListReader(rows, cps, nodes), ORIGIN, log_key.verify_key).ok
+    i, e, h = rows[7]
+    rows[7] = (i, e[:-1] + bytes([e[-1] ^ 1]), h)
+    r = verify_store(ListReader(rows, cps, nodes), ORIGIN, log_key.verify_key)
+    assert r.problem is not None and r.problem.index == 7
