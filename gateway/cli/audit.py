@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import identifiers
 from gateway.errors import InvalidArgument, VerificationFailed
@@ -23,6 +23,9 @@ from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.reconcile import reconcile
+
+if TYPE_CHECKING:
+    import grpc
 
 _ADDRESS = re.compile(r"^(?:(?P<j>[^@]*)@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
 
@@ -65,22 +68,39 @@ def read_side(
     return _read_api(m.group("addr"), m.group("j"), cert, token_file)
 
 
+def ledger_api_channel(
+    address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
+) -> grpc.Channel:
+    """A channel to a gateway's Ledger API (TLS with a service-system token)."""
+    import grpc
+
+    from gateway.client import service_channel
+
+    if cert is None:  # plaintext: only for a local test server
+        return grpc.insecure_channel(address)
+    if jurisdiction is None:
+        raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
+    token = token_file.read_text(encoding="utf-8").strip() if token_file else None
+    return service_channel(address, cert.read_bytes(), jurisdiction, token)
+
+
+def parse_api_spec(spec: str) -> tuple[str, str | None]:
+    """(host:port, jurisdiction) of ``JURISDICTION@host:port``."""
+    m = _ADDRESS.match(spec)
+    if not m:
+        raise InvalidArgument.expected("Ledger API address", "JURISDICTION@host:port", spec)
+    return m.group("addr"), m.group("j")
+
+
 def _read_api(
     address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
 ) -> list[tuple[int, LedgerEvent]]:
     import grpc
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
-    from gateway.client import service_channel
     from gateway.errors import error_for_status
 
-    if cert is None:  # plaintext: only for a local test server
-        channel = grpc.insecure_channel(address)
-    else:
-        if jurisdiction is None:
-            raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
-        token = token_file.read_text(encoding="utf-8").strip() if token_file else None
-        channel = service_channel(address, cert.read_bytes(), jurisdiction, token)
+    channel = ledger_api_channel(address, jurisdiction, cert, token_file)
     out: list[tuple[int, LedgerEvent]] = []
     with channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)

@@ -66,6 +66,23 @@ def register(sub: Any) -> None:
         "is used as with --checkpoint",
     )
     v.add_argument(
+        "--from-witness",
+        action="append",
+        default=[],
+        metavar="JURISDICTION@HOST:PORT",
+        help="fetch, live from that gateway's Ledger API (its service port), the checkpoint it "
+        "last cosigned as witness for this log; used as with --checkpoint (repeatable, each "
+        "with its --witness-cert and --witness-token-file)",
+    )
+    v.add_argument(
+        "--witness-cert", action="append", default=[], type=Path,
+        help="the witness gateway's TLS certificate (tls.crt), one per --from-witness",
+    )  # fmt: skip
+    v.add_argument(
+        "--witness-token-file", action="append", default=[], type=Path,
+        help="a file holding a service-system token of the witness gateway, one per --from-witness",
+    )  # fmt: skip
+    v.add_argument(
         "--require-witnesses",
         type=int,
         default=None,
@@ -241,7 +258,39 @@ def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[st
         if state is None:
             raise NotFound(f"{db}: this witness never cosigned {origin}")
         out.append((f"witness state {db}", state.note))
+    certs, tokens = args.witness_cert, args.witness_token_file
+    if args.from_witness and (len(certs) != len(args.from_witness) or len(tokens) > len(certs)):
+        raise InvalidArgument(
+            "give one --witness-cert (and optionally one --witness-token-file) per --from-witness"
+        )
+    for n, spec in enumerate(args.from_witness):
+        token = tokens[n] if n < len(tokens) else None
+        out.append(
+            (f"checkpoint witnessed by {spec}", fetch_witnessed(spec, certs[n], token, origin))
+        )
     return out
+
+
+def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str) -> str:
+    """The checkpoint the gateway at ``spec`` last cosigned for ``origin``, live. Trusted
+    for nothing by itself: verification checks its signatures against the trust bundle."""
+    import grpc
+
+    from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+    from gateway.cli.audit import ledger_api_channel, parse_api_spec
+    from gateway.errors import error_for_status
+
+    address, jurisdiction = parse_api_spec(spec)
+    with ledger_api_channel(address, jurisdiction, cert, token_file) as channel:
+        try:
+            resp = ledger_pb2_grpc.LedgerStub(channel).GetWitnessedCheckpoint(
+                ledger_pb2.GetWitnessedCheckpointRequest(origin=origin), timeout=30
+            )
+        except grpc.RpcError as exc:
+            raise error_for_status(
+                exc.code(), f"ledger API {address}: {exc.code().name}: {exc.details() or ''}"
+            ) from exc
+    return str(resp.checkpoint)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -277,7 +326,7 @@ def _verify_evidence(args: argparse.Namespace) -> int:
         raise InvalidArgument(
             f"{path} is an evidence bundle: verify it with --bundle (the trust bundle), not --key"
         )
-    if args.checkpoint or args.witness_db:
+    if args.checkpoint or args.witness_db or args.from_witness:
         raise InvalidArgument(f"{path} is an evidence bundle: --checkpoint applies to ledgers")
     print(f"evidence bundle {path}:")
     try:

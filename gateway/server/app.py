@@ -341,8 +341,8 @@ class Gateway:
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service
         )
         # The ledger API: members (peer port) and local auditors (service port).
-        add_ledger_service(peer, self.ledger, self.config.limits)
-        add_ledger_service(service, self.ledger, self.config.limits)
+        add_ledger_service(peer, self.ledger, self.config.limits, self.witness_store)
+        add_ledger_service(service, self.ledger, self.config.limits, self.witness_store)
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())

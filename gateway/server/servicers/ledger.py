@@ -15,13 +15,32 @@ import grpc
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
 from gateway.errors import InvalidArgument, NotFound
 from gateway.ledger.ledger import Ledger
+from gateway.ledger.witness import WitnessStore
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
-    def __init__(self, ledger: Ledger, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        limits: Limits = DEFAULT_LIMITS,
+        witnessed: WitnessStore | None = None,
+    ) -> None:
         self._ledger = ledger
         self._limits = limits
+        self._witnessed = witnessed
+
+    def GetWitnessedCheckpoint(
+        self, request: ledger_pb2.GetWitnessedCheckpointRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.GetWitnessedCheckpointResponse:
+        if len(request.origin) > 255:
+            raise InvalidArgument.expected("origin length", "<= 255", len(request.origin))
+        state = self._witnessed.latest(request.origin) if self._witnessed else None
+        if state is None:
+            raise NotFound(f"this gateway never cosigned a checkpoint of {request.origin!r}")
+        return ledger_pb2.GetWitnessedCheckpointResponse(
+            checkpoint=state.note, tree_size=state.size, cosigned_ms=state.updated_ms
+        )
 
     def _latest_size(self, need: int = 0) -> int:
         cp = self._ledger.latest_checkpoint()
@@ -104,5 +123,10 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         )
 
 
-def add_to_server(server: grpc.Server, ledger: Ledger, limits: Limits = DEFAULT_LIMITS) -> None:
-    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerServicer(ledger, limits), server)
+def add_to_server(
+    server: grpc.Server,
+    ledger: Ledger,
+    limits: Limits = DEFAULT_LIMITS,
+    witnessed: WitnessStore | None = None,
+) -> None:
+    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerServicer(ledger, limits, witnessed), server)
