@@ -49,6 +49,11 @@ class Limits:
     max_entry_details: int = 64
     # Free text recorded as an entry's reason is cut to this many characters.
     max_reason_chars: int = 1000
+    # Signed receipts: per batch a requester sends, and queued while a holder is unreachable.
+    max_receipt_batch: int = 500
+    max_pending_receipts: int = 100_000
+    # Keys one member may list per kind (an evidence bundle's embedded copy included).
+    max_member_keys: int = 16
     # Statistics
     max_stats_group_keys: int = 10_000
     max_stats_jurisdictions: int = 64

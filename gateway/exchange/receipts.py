@@ -25,18 +25,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.envelope import sign_receipt, verify_receipt
-from gateway.errors import CryptoFailure, GatewayError, status_name
+from gateway.errors import CryptoFailure, GatewayError, InvalidArgument, status_name
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.ledger.events import AppendReceipt, LedgerEvent
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust import TrustBundle
 
 log = logging.getLogger("gateway.receipts")
-
-MAX_BATCH = 500
-MAX_PENDING = 100_000
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,9 @@ class ReceiptSender:
         caller: PeerCaller,
         signing_key: crypto.SigningKey,
         interval_seconds: float = 0.5,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        self._limits = limits
         self._caller = caller
         self._key = signing_key
         self._interval = interval_seconds
@@ -76,12 +76,12 @@ class ReceiptSender:
             signature=sign_receipt(self._key, a.request_id, a.request_digest, a.response_digest),
         )
         with self._lock:
-            if self._count >= MAX_PENDING:
+            if self._count >= self._limits.max_pending_receipts:
                 log.warning("receipt queue full; receipt for request %s dropped", a.request_id)
                 return
             self._pending.setdefault(a.holder, []).append(receipt)
             self._count += 1
-            if self._count >= MAX_BATCH:
+            if self._count >= self._limits.max_receipt_batch:
                 self._lock.notify()
 
     def pending(self) -> int:
@@ -114,8 +114,9 @@ class ReceiptSender:
             batches, self._pending, self._count = self._pending, {}, 0
         recorded = 0
         for holder, receipts in batches.items():
-            for start in range(0, len(receipts), MAX_BATCH):
-                chunk = receipts[start : start + MAX_BATCH]
+            step = self._limits.max_receipt_batch
+            for start in range(0, len(receipts), step):
+                chunk = receipts[start : start + step]
                 try:
                     reply = self._caller.call(
                         holder,
@@ -157,7 +158,9 @@ class ReceiptAcceptor:
         ledger: BatchWriter,
         answered: Callable[[str], Sequence[LedgerEvent]],
         clock_ms: Callable[[], int],
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
+        self._limits = limits
         self._me = me
         self._responder = responder
         self._bundle = bundle
@@ -173,12 +176,17 @@ class ReceiptAcceptor:
             envelope, domains.PEER_RECEIPT_BATCH, peer_pb2.PeerReceiptBatch, tls_identity
         )
         sender = request.sender
+        n = len(request.message.receipts)
+        if n > self._limits.max_receipt_batch:
+            raise InvalidArgument.expected(
+                "receipts per batch", f"<= {self._limits.max_receipt_batch}", n
+            )
         key = self._bundle().member(sender).signing_key
         recorded = refused = 0
         with self._lock:  # one receipt entry per exchange, even for concurrent batches
             events: list[LedgerEvent] = []
             seen: set[str] = set()
-            for r in request.message.receipts[:MAX_BATCH]:
+            for r in request.message.receipts:
                 outcome = self._accept(sender, key, r, seen)
                 if isinstance(outcome, LedgerEvent):
                     events.append(outcome)
@@ -194,7 +202,11 @@ class ReceiptAcceptor:
         self, sender: str, key: crypto.VerifyKey, r: peer_pb2.ExchangeReceipt, seen: set[str]
     ) -> LedgerEvent | bool:
         """The receipt entry to append; True: already recorded; False: refused."""
-        if len(r.request_digest) != 32 or len(r.response_digest) != 32 or len(r.request_id) > 128:
+        if (
+            len(r.request_digest) != 32
+            or len(r.response_digest) != 32
+            or not identifiers.is_request_id(r.request_id)
+        ):
             return False
         try:
             verify_receipt(key, r.request_id, r.request_digest, r.response_digest, r.signature)

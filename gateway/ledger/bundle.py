@@ -225,7 +225,7 @@ def verify_bundle_bytes(
     """
     content = _open_file(data, limits)
     origin = content["origin"]
-    embedded = _embedded_keys(content["members"])
+    embedded = _embedded_keys(content["members"], limits)
     if trusted is None:
         keys, source = embedded, EMBEDDED
     else:
@@ -289,9 +289,9 @@ def _open_file(data: bytes, limits: Limits) -> dict[str, Any]:
     return content
 
 
-def _keys_of(m: dict[str, Any], field: str) -> list[VerifyKey]:
+def _keys_of(m: dict[str, Any], field: str, limits: Limits) -> list[VerifyKey]:
     raw = m[field]
-    if not isinstance(raw, list) or len(raw) > 16:
+    if not isinstance(raw, list) or len(raw) > limits.max_member_keys:
         raise VerificationFailed(f"evidence bundle: member {field} is not a short list")
     out = []
     for text in raw:
@@ -302,8 +302,8 @@ def _keys_of(m: dict[str, Any], field: str) -> list[VerifyKey]:
     return out
 
 
-def _embedded_keys(members: object) -> TrustedKeys:
-    if not isinstance(members, list) or len(members) > 1024:
+def _embedded_keys(members: object, limits: Limits) -> TrustedKeys:
+    if not isinstance(members, list) or len(members) > limits.max_bundle_members:
         raise VerificationFailed("evidence bundle: members is not a list")
     signers: list[Signer] = []
     entries: list[KeyEntry] = []
@@ -317,8 +317,8 @@ def _embedded_keys(members: object) -> TrustedKeys:
         if any(s.jurisdiction == j for s in signers):
             raise VerificationFailed(f"evidence bundle: member {j} listed twice")
         signers.append(Signer(j, m["origin"], m["witness_name"]))
-        entries.extend(KeyEntry(j, "ledger", k) for k in _keys_of(m, "ledger_key"))
-        entries.extend(KeyEntry(j, "signing", k) for k in _keys_of(m, "signing_key"))
+        entries.extend(KeyEntry(j, "ledger", k) for k in _keys_of(m, "ledger_key", limits))
+        entries.extend(KeyEntry(j, "signing", k) for k in _keys_of(m, "signing_key", limits))
     return TrustedKeys(tuple(signers), tuple(entries), EMBEDDED)
 
 

@@ -125,7 +125,7 @@ class Gateway:
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
         )
         # Signed receipts for answers this gateway received, sent off the request path.
-        self.receipts = ReceiptSender(self.caller, self.keys.signing)
+        self.receipts = ReceiptSender(self.caller, self.keys.signing, limits=limits)
         self.requester = RecordRequester(
             self.caller,
             self.bundle,
@@ -143,6 +143,7 @@ class Gateway:
             self.ledger,
             lambda rid: [r.event for r in self.ledger.find(rid)],
             clock_ms,
+            limits,
         )
         self.holder = RecordHolder(
             self.responder,

@@ -160,3 +160,16 @@ def test_cli_verify_with_a_witness_database_excludes_truncation(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "truncation: excluded below size 40" in out and "warning" not in out
+
+
+def test_cli_output_has_no_progress_bar_lines_when_not_on_a_terminal(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.cli.ledger as cli_ledger
+
+    monkeypatch.setattr(cli_ledger, "PROGRESS_THRESHOLD", 1)  # a "long" ledger
+    trust = write_trust_bundle(tmp_path / "trust")
+    assert main(["ledger", "verify", str(path), "--bundle", str(trust)]) == 0
+    out, err = capsys.readouterr()
+    assert all(line.startswith(("ledger ", "  ")) for line in out.splitlines()), out
+    assert "verifying" not in out + err

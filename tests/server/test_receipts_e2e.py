@@ -143,3 +143,18 @@ def test_receipts_for_an_unreachable_holder_are_kept_and_retried(fed: RunningFed
     fed.gateways["120000"].stop(grace=0.1)
     del fed.gateways["120000"]
     assert hb.receipts.flush() == 0 and hb.receipts.pending() == 1
+
+
+def test_oversized_receipt_batch_is_refused_with_invalid_argument(fed: RunningFederation) -> None:
+    from gateway.errors import InvalidArgument
+
+    hb = fed.gateways[HB]
+    one = peer_pb2.ExchangeReceipt(request_id="00000000-0000-4000-8000-000000000000",
+                                   request_digest=bytes(32), response_digest=bytes(32),
+                                   signature=bytes(64))  # fmt: skip
+    batch = peer_pb2.PeerReceiptBatch(receipts=[one] * (hb.config.limits.max_receipt_batch + 1))
+    with pytest.raises(InvalidArgument, match="receipts per batch"):
+        hb.caller.call(
+            BJ, "Acknowledge", batch, domains.PEER_RECEIPT_BATCH, domains.PEER_RECEIPT_ACK,
+            peer_pb2.PeerReceiptAck,
+        )  # fmt: skip
