@@ -21,7 +21,7 @@ import base64
 import datetime as _dt
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,10 @@ def register(sub: Any) -> None:
     sh = lsub.add_parser(
         "show", help="list and decode ledger entries (a table, or JSON lines), with filters"
     )
-    sh.add_argument("path", type=Path, help="ledger SQLite file")
+    sh.add_argument("path", type=Path, help="ledger SQLite file, or an evidence bundle")
+    sh.add_argument(
+        "--bundle", type=Path, help="trust bundle: verify an evidence bundle before showing it"
+    )
     sh.add_argument("--since", help="ISO 8601 start (inclusive, UTC if no offset)")
     sh.add_argument("--until", help="ISO 8601 end (exclusive)")
     sh.add_argument("--counterparty", help="the other jurisdiction, e.g. 130000")
@@ -529,9 +532,15 @@ def cmd_show(args: argparse.Namespace) -> int:
     )
     if args.limit < 0:
         raise InvalidArgument.expected("--limit", ">= 0", args.limit)
-    store = SqliteLedgerStore(args.path, readonly=True)
+    if not args.path.exists():
+        raise NotFound(f"{args.path}: no such file")
+    store = SqliteLedgerStore(args.path, readonly=True) if _is_ledger_file(args.path) else None
     try:
-        rows = ((r.index, r.entry) for r in store.iter_entries())
+        rows: Iterable[tuple[int, bytes]]
+        if store is not None:
+            rows = ((r.index, r.entry) for r in store.iter_entries())
+        else:
+            rows = _evidence_rows(args.path, args.bundle)
         picked = []
         for n, e in enumerate(shown_entries(rows, where)):
             if args.limit and n >= args.limit:
@@ -541,7 +550,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             else:
                 picked.append(e)
     finally:
-        store.close()
+        if store is not None:
+            store.close()
     if not args.json:
         from rich.console import Console
         from rich.table import Table
@@ -560,6 +570,21 @@ def cmd_show(args: argparse.Namespace) -> int:
         # On a terminal, its width; into a file or pipe, wide enough not to fold ids.
         Console(width=console.width if console.is_terminal else 320).print(table)
     return 0
+
+
+def _evidence_rows(path: Path, bundle: Path | None) -> list[tuple[int, bytes]]:
+    """The entries of an evidence bundle, verified first when a trust bundle is given."""
+    data = path.read_bytes()
+    if bundle is not None:
+        verify_bundle_bytes(data, trusted_keys(bundle))
+    else:
+        print(f"note: {path} shown without verification (pass --bundle to verify it first)",
+              file=sys.stderr)  # fmt: skip
+    try:
+        entries = json.loads(data)["content"]["entries"]
+        return [(int(e["index"]), base64.b64decode(e["entry"], validate=True)) for e in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationFailed(f"{path}: not a readable evidence bundle") from exc
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

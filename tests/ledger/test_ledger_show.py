@@ -72,3 +72,25 @@ def test_decoding_function_is_reusable_and_pure(path: Path) -> None:
     assert shown(*rows[4]).event.request_id == "req-000004"
     kept = list(shown_entries(rows, EntryFilter(role="holder", kind="transfer")))
     assert [s.index for s in kept] == [0, 2, 4, 6, 8, 10]
+
+
+def test_evidence_bundle_is_shown_decoded_after_verification(
+    new_ledger: NewLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.ledger.ledger_testkit import witness_round, write_trust_bundle
+
+    ledger = new_ledger("ev.db", n=12, every=4)
+    witness_round(ledger, "120000", tmp_path / "w.db")
+    ledger.close()
+    trust = write_trust_bundle(tmp_path / "trust")
+    out = tmp_path / "e.json"
+    assert main(["ledger", "export", "--ledger", str(tmp_path / "ev.db"), "--bundle", str(trust),
+                 "--request-id", "req-000005", "-o", str(out)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["ledger", "show", str(out), "--bundle", str(trust), "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["request_id"] == "req-000005"
+    bad = bytearray(out.read_bytes())
+    bad[len(bad) // 2] ^= 1
+    out.write_bytes(bytes(bad))
+    assert main(["ledger", "show", str(out), "--bundle", str(trust)]) == 1  # refused, not shown
