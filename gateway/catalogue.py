@@ -21,7 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.errors import NotFound
+from gateway.errors import NotFound, clip
 from gateway.identifiers import Code, JurisdictionCode
 from gateway.yamlfile import load_model
 
@@ -124,7 +124,7 @@ class Dataset(_Frozen):
         for c in self.columns:
             if c.name == name:
                 return c
-        raise NotFound(f"dataset {self.code} has no column {name!r}")
+        raise NotFound(f"dataset {self.code} has no column {clip(repr(name))}")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -147,7 +147,7 @@ class Catalogue(_Frozen):
         for d in self.datasets:
             if d.code == code:
                 return d
-        raise NotFound(f"jurisdiction {self.holder} holds no dataset {code!r}")
+        raise NotFound(f"jurisdiction {self.holder} holds no dataset {clip(repr(code))}")
 
 
 CATALOGUE_FILE = "catalogue.yaml"

@@ -22,7 +22,11 @@ Example::
 
     [[service_systems]]
     id = "beijing-housing-fund"
-    token_sha256 = "9f86d0..."   # hex SHA-256 of the bearer token (the token itself is never stored)
+    roles = ["exchange"]         # exchange, statistics, audit, subject_access (default: the first two)
+    [[service_systems.credentials]]
+    kind = "token"               # or "cert" (sha256 = the client certificate's fingerprint)
+    sha256 = "9f86d0..."         # hex SHA-256 of the bearer token (the token itself is never stored)
+    not_after = 2027-12-01T00:00:00Z   # optional expiry; revoked_at = ... revokes
 
     [ledger]
     checkpoint_every_entries = 64
@@ -35,9 +39,10 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -63,17 +68,75 @@ class Listen(_Model):
     service_mtls: Annotated[str, Field(pattern=_HOSTPORT)] | None = None
 
 
+# What a service system may do on the service port (``gateway.server.access``
+# maps each method to the role it needs). Deny by default: ``audit`` (reading
+# the ledger) and ``subject_access`` are granted only when listed.
+ServiceRole = Literal["exchange", "statistics", "audit", "subject_access"]
+SERVICE_ROLES: tuple[ServiceRole, ...] = ("exchange", "statistics", "audit", "subject_access")
+DEFAULT_SERVICE_ROLES: tuple[ServiceRole, ...] = ("exchange", "statistics")
+
+
+class Credential(_Model):
+    """One credential of a service system: a bearer token's SHA-256 or a client
+    certificate's fingerprint, with its validity. Several may be valid at once
+    (the overlap of a rotation)."""
+
+    kind: Literal["token", "cert"]
+    sha256: Annotated[str, Field(pattern=_HEX64)]
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
+
+    @model_validator(mode="after")
+    def _aware(self) -> Credential:
+        for name in ("not_before", "not_after", "revoked_at"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"credential {name}: give a UTC offset (e.g. ...Z)")
+        return self
+
+    def valid_at(self, now: dt.datetime) -> bool:
+        if self.revoked_at is not None and now >= self.revoked_at:
+            return False
+        if self.not_before is not None and now < self.not_before:
+            return False
+        return self.not_after is None or now < self.not_after
+
+    def state(self, now: dt.datetime) -> str:
+        if self.revoked_at is not None and now >= self.revoked_at:
+            return "revoked"
+        if self.not_before is not None and now < self.not_before:
+            return "not yet valid"
+        if self.not_after is not None and now >= self.not_after:
+            return "expired"
+        return "valid"
+
+
 class ServiceSystem(_Model):
     id: ServiceSystemId
-    # One or both credentials.
+    roles: tuple[ServiceRole, ...] = DEFAULT_SERVICE_ROLES
+    # Shorthand for one credential that never expires (older configs).
     token_sha256: Annotated[str, Field(pattern=_HEX64)] | None = None
     cert_fingerprint: Annotated[str, Field(pattern=_HEX64)] | None = None
+    credentials: tuple[Credential, ...] = ()
 
     @model_validator(mode="after")
     def _one_credential(self) -> ServiceSystem:
-        if not (self.token_sha256 or self.cert_fingerprint):
-            raise ValueError(f"service system {self.id}: give token_sha256 or cert_fingerprint")
+        if not (self.token_sha256 or self.cert_fingerprint or self.credentials):
+            raise ValueError(
+                f"service system {self.id}: give token_sha256, cert_fingerprint or credentials"
+            )
+        if len(set(self.roles)) != len(self.roles):
+            raise ValueError(f"service system {self.id}: roles repeat")
         return self
+
+    def all_credentials(self) -> tuple[Credential, ...]:
+        legacy = [
+            Credential(kind=k, sha256=v)  # type: ignore[arg-type]
+            for k, v in (("token", self.token_sha256), ("cert", self.cert_fingerprint))
+            if v
+        ]
+        return (*legacy, *self.credentials)
 
 
 class LedgerSettings(_Model):
@@ -97,6 +160,9 @@ class GatewayConfig(_Model):
     limits: Limits = Limits()
     # Datasets this gateway serves; default: every dataset in its catalogue.
     datasets: tuple[Code, ...] | None = None
+    # The file this was read from (set by load_config, never by the file): a
+    # running gateway re-reads its service systems from it when it changes.
+    config_path: Path | None = None
 
     @model_validator(mode="after")
     def _unique_services(self) -> GatewayConfig:
@@ -124,6 +190,7 @@ def load_config(path: Path) -> GatewayConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise PolicyFileError(f"{path}: not valid TOML: {exc}") from exc
     base = path.resolve().parent
+    raw["config_path"] = path.resolve()
     for key in _PATH_FIELDS:
         if isinstance(raw.get(key), str):
             raw[key] = (base / raw[key]).resolve()

@@ -282,55 +282,21 @@ class TlsIdentity:
     cert_pem: bytes
 
 
-def make_tls_identity(
-    common_name: str,
-    dns_names: Sequence[str],
-    ip_addresses: Sequence[str] = ("127.0.0.1", "::1"),
-    now: _dt.datetime | None = None,
-    days: int = 825,
-) -> TlsIdentity:
-    """Self-signed ECDSA P-256 certificate usable as server and client cert.
-
-    Each gateway's certificate is pinned in the federation trust bundle, so no
-    shared CA is needed.
-    """
-    now = now or _dt.datetime.now(_dt.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=5))
-        .not_valid_after(now + _dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
+def _key_usage(*, sign: bool = False, cert_sign: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
     )
+
+
+def _pem_identity(key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> TlsIdentity:
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -339,15 +305,97 @@ def make_tls_identity(
     return TlsIdentity(key_pem=key_pem, cert_pem=cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey, common_name: str, now: _dt.datetime, days: int
+) -> x509.CertificateBuilder:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(days=days))
+    )
+
+
+def make_tls_identity(
+    common_name: str,
+    dns_names: Sequence[str],
+    ip_addresses: Sequence[str] = ("127.0.0.1", "::1"),
+    now: _dt.datetime | None = None,
+    days: int = 825,
+) -> TlsIdentity:
+    """Self-signed ECDSA P-256 *leaf* certificate (CA:false, digitalSignature,
+    serverAuth + clientAuth): a gateway's peer identity, pinned in the trust
+    bundle. It can issue nothing, so pinning it trusts exactly this one key."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    cert = (
+        _self_signed(key, common_name, now, days)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(sign=True), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH, x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _pem_identity(key, cert)
+
+
+def make_ca_identity(
+    common_name: str, now: _dt.datetime | None = None, days: int = 3650
+) -> TlsIdentity:
+    """A local certificate authority (CA:true, path length 0, keyCertSign and
+    cRLSign only) that issues service systems' client certificates. Only a
+    gateway's service port trusts it; its peer port never does."""
+    now = now or _dt.datetime.now(_dt.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        _self_signed(key, common_name, now, days)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return _pem_identity(key, cert)
+
+
+def cert_dns_names(cert_pem: bytes) -> list[str]:
+    """The DNS subject alternative names of a PEM certificate."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise InvalidArgument("certificate: no DNS names") from exc
+    return list(san.get_values_for_type(x509.DNSName))
+
+
+def cert_not_after(cert_pem: bytes) -> _dt.datetime:
+    """The end of a PEM certificate's validity (UTC)."""
+    try:
+        return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+    except ValueError as exc:
+        raise InvalidArgument("certificate: not valid PEM") from exc
+
+
 def issue_client_certificate(
     issuer: TlsIdentity,
     common_name: str,
     now: _dt.datetime | None = None,
     days: int = 397,
 ) -> TlsIdentity:
-    """A client certificate for a local service system, signed by the gateway's
-    own (self-signed, CA:true, path length 0) TLS key. The gateway's service
-    port trusts only its own certificate as a client root."""
+    """A client certificate (CA:false, digitalSignature, clientAuth) for a local
+    service system, signed by the gateway's service-system CA
+    (:func:`make_ca_identity`), never by its peer certificate."""
     now = now or _dt.datetime.now(_dt.UTC)
     ca_cert = x509.load_pem_x509_certificate(issuer.cert_pem)
     ca_key = serialization.load_pem_private_key(issuer.key_pem, password=None)
@@ -363,19 +411,17 @@ def issue_client_certificate(
         .not_valid_before(now - _dt.timedelta(minutes=5))
         .not_valid_after(now + _dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(sign=True), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
         .sign(ca_key, hashes.SHA256())
     )
-    return TlsIdentity(
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-    )
+    return _pem_identity(key, cert)
 
 
 def tls_key_matches_cert(key_pem: bytes, cert_pem: bytes) -> bool:

@@ -13,6 +13,7 @@ Does not own: transport (``gateway.server``), replay memory
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TypeVar
@@ -27,6 +28,7 @@ from gateway.errors import (
     NotFound,
     ReplayRejected,
     Unauthenticated,
+    clip,
 )
 from gateway.trust import TrustBundle
 
@@ -83,6 +85,7 @@ def open_envelope(
     bundle: TrustBundle,
     tls_identity: str | None,
     max_bytes: int,
+    now_ms: int | None = None,
 ) -> OpenedEnvelope:
     """Verify an envelope as carried. Raises InvalidArgument / Unauthenticated /
     CryptoFailure; never parses the payload before the signature verifies."""
@@ -95,13 +98,26 @@ def open_envelope(
     try:
         member = bundle.member(env.signer)
     except NotFound as exc:
-        raise Unauthenticated(f"envelope signer {env.signer!r} is not a federation member") from exc
+        raise Unauthenticated(
+            f"envelope signer {clip(repr(env.signer))} is not a federation member"
+        ) from exc
     if tls_identity is not None and tls_identity != env.signer:
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
         )
+    # The member's envelope keys valid now: its current one, and during a key
+    # rotation's overlap window its retired one.
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     digest = envelope_digest(env)
-    verify_digest_signature(member.signing_key, digest, env.signature)
+    verified = False
+    for key in member.ring("envelope").at(now_ms):
+        try:
+            verify_digest_signature(key, digest, env.signature)
+            verified = True
+        except CryptoFailure:
+            continue
+    if not verified:
+        raise CryptoFailure()
     return OpenedEnvelope(
         payload_type=env.payload_type,
         payload=env.payload,
@@ -179,11 +195,11 @@ def check_header(
     """Check what a signed header binds. Order: identity, addressing, freshness, binding."""
     if header.sender != signer:
         raise Unauthenticated(
-            f"header sender {header.sender!r} differs from envelope signer {signer!r}"
+            f"header sender {clip(repr(header.sender))} differs from envelope signer {clip(repr(signer))}"
         )
     if header.recipient != me:
         raise Unauthenticated(
-            f"message is addressed to {header.recipient!r}, this gateway is {me}; refusing a misdirected message"
+            f"message is addressed to {clip(repr(header.recipient))}, this gateway is {me}; refusing a misdirected message"
         )
     identifiers.request_id(header.request_id, "header.request_id")
     if request_id is not None and header.request_id != request_id:

@@ -17,6 +17,7 @@ Shape (status in brackets):
     │   ├── CryptoFailure        opaque: bad signature / undecryptable / wrong key [UNAUTHENTICATED]
     │   ├── ReplayRejected       request id seen before, or timestamp outside window [UNAUTHENTICATED]
     │   ├── PolicyDenied         sharing agreement refuses (carries the reason) [PERMISSION_DENIED]
+    │   ├── PermissionDenied     the caller lacks the role a method needs (names it) [PERMISSION_DENIED]
     │   ├── NotFound             unknown dataset, jurisdiction, entry [NOT_FOUND]
     │   ├── BudgetExhausted      privacy budget would be overspent [RESOURCE_EXHAUSTED]
     │   ├── QuotaExceeded        per-requester quota would be exceeded [RESOURCE_EXHAUSTED]
@@ -37,6 +38,19 @@ Structural failures say what was expected and what was found.
 from __future__ import annotations
 
 from grpc import StatusCode
+
+
+def clip(text: str, limit: int | None = None) -> str:
+    """``text`` cut to ``limit`` characters (default ``Limits.max_echo_chars``),
+    saying how long it was: attacker-supplied text is echoed (in a status, a
+    log line, a ledger reason) only cut short."""
+    if limit is None:
+        from gateway.limits import DEFAULT_LIMITS  # limits imports this module
+
+        limit = DEFAULT_LIMITS.max_echo_chars
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text)} chars)"
 
 
 class GatewayError(Exception):
@@ -69,7 +83,7 @@ class InvalidArgument(Rejected):
 
     @classmethod
     def expected(cls, what: str, expected: object, actual: object) -> InvalidArgument:
-        return cls(f"{what}: expected {expected}, got {actual!r}")
+        return cls(f"{what}: expected {expected}, got {clip(repr(actual))}")
 
 
 class Unauthenticated(Rejected):
@@ -92,6 +106,10 @@ class ReplayRejected(Rejected):
 
 class PolicyDenied(Rejected):
     """A sharing agreement (or its absence) refuses the request."""
+
+
+class PermissionDenied(Rejected):
+    """The caller is authenticated but lacks the role (or membership) a method needs."""
 
 
 class NotFound(Rejected):
@@ -154,7 +172,7 @@ class PeerTimeout(EnvironmentFailure):
 STATUS_TABLE: tuple[tuple[StatusCode, tuple[type[GatewayError], ...]], ...] = (
     (StatusCode.INVALID_ARGUMENT, (InvalidArgument, Rejected)),
     (StatusCode.UNAUTHENTICATED, (Unauthenticated, CryptoFailure, ReplayRejected)),
-    (StatusCode.PERMISSION_DENIED, (PolicyDenied,)),
+    (StatusCode.PERMISSION_DENIED, (PolicyDenied, PermissionDenied)),
     (StatusCode.NOT_FOUND, (NotFound,)),
     (StatusCode.RESOURCE_EXHAUSTED, (QuotaExceeded, BudgetExhausted)),
     (StatusCode.FAILED_PRECONDITION, (TrustBundleRejected, ConfigurationError, PolicyFileError)),

@@ -12,15 +12,22 @@ deciding which peers to trust.
 Key directory layout::
 
     signing.key     Ed25519 seed, base64 (0600)  signs peer envelopes
-    ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints, cosignatures
+    ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints
+    witness.key     Ed25519 seed, base64 (0600)  cosigns peers' checkpoints (witnessing)
     seal.key        X25519 private key, base64 (0600)  payloads are sealed to it
     pseudonym.key   32 random bytes, base64 (0600)  per-gateway pseudonymisation secret
     tls.key         PEM private key (0600)
-    tls.crt         PEM self-signed certificate (pinned in the trust bundle)
+    tls.crt         PEM self-signed leaf certificate, CA:false (pinned in the trust bundle)
+    service-ca.key  PEM private key (0600) of the local service-system CA
+    service-ca.crt  PEM CA certificate: issues service systems' client certificates;
+                    trusted by the service port only, never by the peer port
     public.json     the public descriptor (no endpoint, no datasets)
 
-The two Ed25519 keys are separate on purpose: a compromised or misused peer
-signing key must not be able to forge ledger checkpoints, and vice versa.
+The Ed25519 keys are separate on purpose: a compromised or misused peer
+signing key must not be able to forge ledger checkpoints, and vice versa; the
+witness key only cosigns others' checkpoints (C2SP asks for a distinct
+cosigner key). ``rotate_keys`` replaces any of them, keeping the old private
+files as ``<file>.retired-<UTC time>`` for the overlap window.
 """
 
 from __future__ import annotations
@@ -48,27 +55,46 @@ from gateway.crypto import (
     TlsIdentity,
     VerifyKey,
     b64,
+    cert_dns_names,
     cert_fingerprint,
     digest_equal,
+    make_ca_identity,
     make_tls_identity,
+    open_sealed,
     sha256_hex,
     tls_key_matches_cert,
     unb64,
 )
-from gateway.errors import ConfigurationError, InvalidArgument, StorageFailure
+from gateway.errors import ConfigurationError, CryptoFailure, InvalidArgument, StorageFailure
 from gateway.identifiers import JurisdictionCode
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 SIGNING_FILE: Final = "signing.key"
 LEDGER_FILE: Final = "ledger.key"
+WITNESS_FILE: Final = "witness.key"
 SEAL_FILE: Final = "seal.key"
 PSEUDONYM_FILE: Final = "pseudonym.key"
 TLS_KEY_FILE: Final = "tls.key"
 TLS_CERT_FILE: Final = "tls.crt"
 PUBLIC_FILE: Final = "public.json"
+SERVICE_CA_KEY_FILE: Final = "service-ca.key"
+SERVICE_CA_CERT_FILE: Final = "service-ca.crt"
 
-PRIVATE_FILES: Final = (SIGNING_FILE, LEDGER_FILE, SEAL_FILE, PSEUDONYM_FILE, TLS_KEY_FILE)
-ALL_FILES: Final = (*PRIVATE_FILES, TLS_CERT_FILE, PUBLIC_FILE)
+PRIVATE_FILES: Final = (
+    SIGNING_FILE,
+    LEDGER_FILE,
+    WITNESS_FILE,
+    SEAL_FILE,
+    PSEUDONYM_FILE,
+    TLS_KEY_FILE,
+)
+ALL_FILES: Final = (
+    *PRIVATE_FILES,
+    TLS_CERT_FILE,
+    PUBLIC_FILE,
+    SERVICE_CA_KEY_FILE,
+    SERVICE_CA_CERT_FILE,
+)
 
 # A rule of the value types that carry a display name (descriptors, bundle
 # members): every gateway must accept the same names, so it is not configurable.
@@ -115,6 +141,9 @@ class GatewayKeys:
     seal: SealPrivateKey  # X25519, payloads are sealed to its public key
     tls: TlsIdentity  # key_pem, cert_pem
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
+    # Ed25519, cosigns peers' checkpoints; None for a key directory made
+    # before there was one (the ledger key cosigns then).
+    witness: SigningKey | None = None
 
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
@@ -132,6 +161,11 @@ class GatewayKeys:
     def tls_fingerprint(self) -> str:
         return cert_fingerprint(self.tls.cert_pem)
 
+    @property
+    def cosigner(self) -> SigningKey:
+        """The key this gateway cosigns peers' checkpoints with."""
+        return self.witness or self.ledger
+
     def public_descriptor(self) -> dict[str, str]:
         """The member descriptor without endpoint and datasets (``public.json``)."""
         return {
@@ -139,6 +173,7 @@ class GatewayKeys:
             "name": self.name,
             "signing_key": self.signing.verify_key.b64(),
             "ledger_key": self.ledger.verify_key.b64(),
+            **({"witness_key": self.witness.verify_key.b64()} if self.witness else {}),
             "seal_key": self.seal.public_key.b64(),
             "tls_cert_pem": self.tls.cert_pem.decode("ascii"),
             "tls_fingerprint": self.tls_fingerprint,
@@ -157,6 +192,16 @@ class PublicDescriptor(BaseModel):
     seal_key: str
     tls_cert_pem: Annotated[str, Field(max_length=64 * 1024)]
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    witness_key: str | None = None
+
+    def witness(self, source: str) -> VerifyKey | None:
+        """The witness (cosigner) public key, if the descriptor has one."""
+        if self.witness_key is None:
+            return None
+        try:
+            return VerifyKey(unb64(self.witness_key, "witness_key"))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{source}: {exc}") from exc
 
     def keys(self, source: str) -> tuple[VerifyKey, VerifyKey, SealPublicKey]:
         """Decode and length-check the three public keys."""
@@ -184,6 +229,7 @@ def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
         raise InvalidArgument(f"{source}: field {field}: {first['msg']}") from exc
     check_name(desc.name)
     desc.keys(source)
+    desc.witness(source)
     try:
         actual = cert_fingerprint(desc.tls_cert_pem.encode("ascii"))
     except (UnicodeEncodeError, InvalidArgument) as exc:
@@ -267,21 +313,63 @@ def generate_keys(
         seal=SealPrivateKey.generate(rng),
         tls=make_tls_identity(server_name, dns, now=now),
         pseudonym_key=rng(PSEUDONYM_KEY_LEN),
+        witness=SigningKey.generate(rng),
     )
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = 0o600
         write_file_atomic(out_dir / SIGNING_FILE, _b64_line(keys.signing.seed()), secret)
         write_file_atomic(out_dir / LEDGER_FILE, _b64_line(keys.ledger.seed()), secret)
+        assert keys.witness is not None
+        write_file_atomic(out_dir / WITNESS_FILE, _b64_line(keys.witness.seed()), secret)
         write_file_atomic(out_dir / SEAL_FILE, _b64_line(keys.seal.raw()), secret)
         write_file_atomic(out_dir / PSEUDONYM_FILE, _b64_line(keys.pseudonym_key), secret)
         write_file_atomic(out_dir / TLS_KEY_FILE, keys.tls.key_pem, secret)
         write_file_atomic(out_dir / TLS_CERT_FILE, keys.tls.cert_pem, 0o644)
         public = json.dumps(keys.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
         write_file_atomic(out_dir / PUBLIC_FILE, public.encode("utf-8"), 0o644)
+        _write_service_ca(out_dir, jurisdiction, now)
     except OSError as exc:
         raise StorageFailure(f"{out_dir}: cannot write key files: {exc.strerror}") from exc
     return keys
+
+
+def _write_service_ca(out_dir: Path, jurisdiction: str, now: _dt.datetime | None) -> TlsIdentity:
+    ca = make_ca_identity(f"service systems of gw-{jurisdiction}", now=now)
+    write_file_atomic(out_dir / SERVICE_CA_KEY_FILE, ca.key_pem, 0o600)
+    write_file_atomic(out_dir / SERVICE_CA_CERT_FILE, ca.cert_pem, 0o644)
+    return ca
+
+
+def service_ca_cert(key_dir: Path) -> bytes:
+    """The service-system CA certificate (the service port's only client root)."""
+    return _read(
+        Path(key_dir) / SERVICE_CA_CERT_FILE,
+        private=False,
+        strict_permissions=False,
+        limits=DEFAULT_LIMITS,
+    )
+
+
+def load_service_ca(key_dir: Path, jurisdiction: str, create: bool = False) -> TlsIdentity:
+    """The service-system CA (key and certificate); with ``create``, make one
+    in a key directory written before there was a separate CA."""
+    key_dir = Path(key_dir)
+    if create and not (key_dir / SERVICE_CA_CERT_FILE).exists():
+        try:
+            return _write_service_ca(key_dir, jurisdiction, None)
+        except OSError as exc:
+            raise StorageFailure(f"{key_dir}: cannot write the service CA: {exc.strerror}") from exc
+    key = _read(
+        key_dir / SERVICE_CA_KEY_FILE, private=True, strict_permissions=True, limits=DEFAULT_LIMITS
+    )
+    cert = service_ca_cert(key_dir)
+    if not tls_key_matches_cert(key, cert):
+        raise InvalidArgument(
+            f"{key_dir / SERVICE_CA_KEY_FILE} is not the private key of "
+            f"{key_dir / SERVICE_CA_CERT_FILE}"
+        )
+    return TlsIdentity(key_pem=key, cert_pem=cert)
 
 
 def _b64_line(raw: bytes) -> bytes:
@@ -342,6 +430,11 @@ def load_keys(
 def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> GatewayKeys:
     signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions, limits))
     ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions, limits))
+    witness = (
+        SigningKey(_read_raw32(key_dir / WITNESS_FILE, strict_permissions, limits))
+        if (key_dir / WITNESS_FILE).exists()
+        else None
+    )
     seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions, limits))
     pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions, limits)
     tls_key = _read(
@@ -370,6 +463,13 @@ def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> Gatew
         ("ledger_key", ledger_pub, ledger.verify_key),
         ("seal_key", seal_pub, seal.public_key),
     ]
+    listed_witness = desc.witness(str(public_path))
+    if (listed_witness is None) != (witness is None):
+        raise InvalidArgument(
+            f"{public_path}: witness_key and {WITNESS_FILE} must both be present or both absent"
+        )
+    if listed_witness is not None and witness is not None:
+        mismatches.append(("witness_key", listed_witness, witness.verify_key))
     for field, listed, derived in mismatches:
         if not digest_equal(listed.raw, derived.raw):
             raise InvalidArgument(
@@ -389,4 +489,137 @@ def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> Gatew
         seal=seal,
         tls=TlsIdentity(key_pem=tls_key, cert_pem=cert),
         pseudonym_key=pseudonym,
+        witness=witness,
     )
+
+
+# Key kinds (``gateway.keyring``) -> the files holding the private half.
+ROTATABLE: Final[dict[str, tuple[str, ...]]] = {
+    "envelope": (SIGNING_FILE,),
+    "ledger": (LEDGER_FILE,),
+    "witness": (WITNESS_FILE,),
+    "sealing": (SEAL_FILE,),
+    "tls": (TLS_KEY_FILE, TLS_CERT_FILE),
+}
+
+
+def rotate_keys(
+    key_dir: Path,
+    kinds: Sequence[str],
+    rng: Rng = os.urandom,
+    now: _dt.datetime | None = None,
+) -> GatewayKeys:
+    """Replace the keys of ``kinds`` in ``key_dir`` with new ones.
+
+    The old private files are kept next to the new ones as
+    ``<file>.retired-<UTC time>`` (same mode), ``public.json`` is rewritten,
+    and everything else (pseudonym key, service-system CA) is unchanged. A new
+    TLS certificate carries the old one's DNS names. The federation authority
+    then runs ``gateway federation rotate-keys`` with the new ``public.json``.
+    """
+    unknown = [k for k in kinds if k not in ROTATABLE]
+    if unknown or not kinds:
+        raise InvalidArgument.expected("key kinds", " | ".join(ROTATABLE), ",".join(kinds))
+    key_dir = Path(key_dir)
+    old = load_keys(key_dir)
+    now = now or _dt.datetime.now(_dt.UTC)
+    new = GatewayKeys(
+        jurisdiction=old.jurisdiction,
+        name=old.name,
+        signing=SigningKey.generate(rng) if "envelope" in kinds else old.signing,
+        ledger=SigningKey.generate(rng) if "ledger" in kinds else old.ledger,
+        seal=SealPrivateKey.generate(rng) if "sealing" in kinds else old.seal,
+        tls=(
+            make_tls_identity(
+                tls_server_name(old.jurisdiction), cert_dns_names(old.tls.cert_pem), now=now
+            )
+            if "tls" in kinds
+            else old.tls
+        ),
+        pseudonym_key=old.pseudonym_key,
+        witness=SigningKey.generate(rng)
+        if "witness" in kinds or old.witness is None
+        else old.witness,
+    )
+    stamp = now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    secret = 0o600
+    try:
+        for kind in kinds:
+            for name in ROTATABLE[kind]:
+                if (key_dir / name).exists():
+                    os.replace(key_dir / name, key_dir / f"{name}.retired-{stamp}")
+        writes: list[tuple[str, bytes, int]] = [
+            (SIGNING_FILE, _b64_line(new.signing.seed()), secret),
+            (LEDGER_FILE, _b64_line(new.ledger.seed()), secret),
+            (SEAL_FILE, _b64_line(new.seal.raw()), secret),
+            (TLS_KEY_FILE, new.tls.key_pem, secret),
+            (TLS_CERT_FILE, new.tls.cert_pem, 0o644),
+        ]
+        if new.witness is not None:
+            writes.append((WITNESS_FILE, _b64_line(new.witness.seed()), secret))
+        for name, data, mode in writes:
+            if not (key_dir / name).exists():
+                write_file_atomic(key_dir / name, data, mode)
+        public = json.dumps(new.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
+        write_file_atomic(key_dir / PUBLIC_FILE, public.encode("utf-8"), 0o644)
+    except OSError as exc:
+        raise StorageFailure(f"{key_dir}: cannot rotate key files: {exc.strerror}") from exc
+    return load_keys(key_dir)
+
+
+def load_retired_seal_keys(key_dir: Path, strict_permissions: bool = True) -> list[SealPrivateKey]:
+    """This gateway's sealing keys retired by ``rotate_keys`` (newest first)."""
+    paths = sorted(Path(key_dir).glob(f"{SEAL_FILE}.retired-*"), reverse=True)
+    return [SealPrivateKey(_read_raw32(p, strict_permissions, DEFAULT_LIMITS)) for p in paths]
+
+
+class SealKeys:
+    """This gateway's X25519 private keys for opening what peers sealed to it.
+
+    The current key first, then keys retired by a rotation (a peer still on
+    the previous trust bundle seals to the old key during the overlap). When
+    nothing opens and a key directory is known, the keys are re-read from it
+    once: the bureau may have rotated the keys on disk while this process runs,
+    and peers already on the new bundle seal to the new key.
+    """
+
+    def __init__(
+        self,
+        current: SealPrivateKey,
+        retired: Sequence[SealPrivateKey] = (),
+        key_dir: Path | None = None,
+    ) -> None:
+        self._current = current
+        self._keys = (current, *retired)
+        self._dir = key_dir
+
+    @property
+    def current(self) -> SealPrivateKey:
+        """The key peers are told to seal replies to (``reply_seal_key``)."""
+        return self._current
+
+    def open(self, domain: str, blob: bytes, associated_data: bytes) -> bytes:
+        keys = self._keys
+        for k in keys:
+            try:
+                return open_sealed(k, domain, blob, associated_data)
+            except CryptoFailure:
+                continue
+        if self._dir is not None:
+            try:
+                on_disk = [
+                    SealPrivateKey(_read_raw32(self._dir / SEAL_FILE, True, DEFAULT_LIMITS)),
+                    *load_retired_seal_keys(self._dir),
+                ]
+            except (InvalidArgument, StorageFailure):
+                on_disk = []
+            known = {k.public_key.raw for k in keys}
+            fresh = [k for k in on_disk if k.public_key.raw not in known]
+            if fresh:
+                self._keys = (*keys, *fresh)
+                for k in fresh:
+                    try:
+                        return open_sealed(k, domain, blob, associated_data)
+                    except CryptoFailure:
+                        continue
+        raise CryptoFailure()

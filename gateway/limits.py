@@ -16,6 +16,14 @@ class Limits:
     # Transport
     max_message_bytes: int = 8 * 1024 * 1024
     peer_deadline_seconds: float = 10.0
+    # What a refusal echoes: a caller's value cut to max_echo_chars in a
+    # message, a whole status message (and its log line) to max_status_chars;
+    # refusals logged at most refusal_log_burst per source and kind per window.
+    max_echo_chars: int = 64
+    max_status_chars: int = 1024
+    refusal_log_burst: int = 5
+    refusal_log_window_seconds: float = 60.0
+    refusal_log_sources: int = 10_000  # counters kept; past it they are reset
     # Replay protection
     replay_window_seconds: int = 300
     # Record requests
@@ -32,6 +40,7 @@ class Limits:
     max_bundle_signatures: int = 8
     max_datasets_per_member: int = 1024
     max_cert_pem_bytes: int = 16 * 1024
+    max_retired_keys: int = 64  # per member: keys kept after rotations, with validity
     # How far in the future a bundle's issued_at may lie (clocks differ).
     max_clock_skew_seconds: float = 300.0
     # Policy

@@ -12,12 +12,12 @@ import grpc
 
 from gateway import crypto
 from gateway.client import service_channel
-from gateway.config import ServiceSystem
+from gateway.config import SERVICE_ROLES, ServiceSystem
 from gateway.identity import tls_server_name
 from gateway.ledger.events import LedgerEvent
 from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.server.access import ServiceRegistry
 from gateway.server.app import service_credentials, service_server
-from gateway.server.auth import ServiceAuthenticator
 
 
 def ledger_events(gw: Any, receipts: bool = False) -> list[LedgerEvent]:
@@ -57,8 +57,11 @@ def service_port(
     name = tls_server_name(jurisdiction)
     tls = crypto.make_tls_identity(name, [name])
     tokens = {s: secrets.token_urlsafe(24) for s in systems}
-    auth = ServiceAuthenticator(
-        [ServiceSystem(id=s, token_sha256=crypto.sha256_hex(t.encode())) for s, t in tokens.items()]
+    auth = ServiceRegistry(
+        [
+            ServiceSystem(id=s, roles=SERVICE_ROLES, token_sha256=crypto.sha256_hex(t.encode()))
+            for s, t in tokens.items()
+        ]
     )
     server = service_server(auth, limits, max_workers=4, name=f"test-svc-{jurisdiction}")
     mount(server)

@@ -79,11 +79,19 @@ def test_public_json_holds_no_private_material(tmp_path: Path) -> None:
         "name",
         "signing_key",
         "ledger_key",
+        "witness_key",
         "seal_key",
         "tls_cert_pem",
         "tls_fingerprint",
     }
-    for secret in (keys.signing.seed(), keys.ledger.seed(), keys.seal.raw(), keys.pseudonym_key):
+    assert keys.witness is not None
+    for secret in (
+        keys.signing.seed(),
+        keys.ledger.seed(),
+        keys.witness.seed(),
+        keys.seal.raw(),
+        keys.pseudonym_key,
+    ):
         assert b64(secret) not in text
     assert "PRIVATE KEY" not in text
     assert doc["tls_fingerprint"] == cert_fingerprint(keys.tls.cert_pem)

@@ -44,7 +44,9 @@ def register(sub: Any) -> None:
             f"--cert-{x}", type=Path, help=f"side {x}: the gateway's TLS certificate (tls.crt)"
         )
         r.add_argument(
-            f"--token-file-{x}", type=Path, help=f"side {x}: file holding a service-system token"
+            f"--token-file-{x}",
+            type=Path,
+            help=f"side {x}: file holding the token of a service system with the role audit",
         )
     r.set_defaults(func=cmd_reconcile)
 
@@ -105,14 +107,20 @@ def _read_api(
     with channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)
         start = 0
+        end: int | None = None  # the size at the first page: audit reads add entries
         try:
-            while True:
+            while end is None or start < end:
                 page = stub.GetEntries(ledger_pb2.GetEntriesRequest(start=start), timeout=30)
-                if not page.entries:
-                    return out
+                if end is None:
+                    end = page.tree_size
                 for e in page.entries:
-                    out.append((e.index, decode_entry(e.entry).event))
-                start = page.entries[-1].index + 1
+                    if e.index < end:
+                        out.append((e.index, decode_entry(e.entry).event))
+                nxt = page.next_start or (page.entries[-1].index + 1 if page.entries else end)
+                if nxt <= start:
+                    break
+                start = nxt
+            return out
         except grpc.RpcError as exc:
             raise error_for_status(
                 exc.code(), f"ledger API {address}: {exc.code().name}: {exc.details() or ''}"

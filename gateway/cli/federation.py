@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.crypto import SigningKey
+from gateway.errors import InvalidArgument
 from gateway.identity import key_id, load_public_descriptor
 from gateway.trust import (
     AUTHORITY_PUB_FILE,
@@ -26,6 +27,7 @@ from gateway.trust import (
     read_authority_signing_key,
     read_bundle_for_reissue,
     reissue_bundle_file,
+    rotated_member,
     with_member,
     without_member,
 )
@@ -56,6 +58,24 @@ def register(sub: Any) -> None:
     add.add_argument("--origin", default=None, help="ledger checkpoint origin (default derived)")
     add.add_argument("--replace", action="store_true", help="replace an existing member")
     add.set_defaults(func=_add_member)
+
+    rot = fsub.add_parser(
+        "rotate-keys",
+        help="replace a member's keys with those of its new public.json; the old ones stay "
+        "listed with a validity interval",
+    )
+    _bundle_args(rot)
+    rot.add_argument(
+        "--public", required=True, type=Path, help="the member's new public.json (or key dir)"
+    )
+    rot.add_argument(
+        "--overlap-hours",
+        type=float,
+        default=24.0,
+        help="how long peers still accept the old envelope key and TLS certificate, and "
+        "the old ledger and witness keys for new signatures (default 24)",
+    )
+    rot.set_defaults(func=_rotate_keys)
 
     rm = fsub.add_parser("remove-member", help="remove a member; writes a new signed bundle")
     _bundle_args(rm)
@@ -122,6 +142,31 @@ def _add_member(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_keys(args: argparse.Namespace) -> int:
+    public_path: Path = args.public
+    desc = load_public_descriptor(public_path)
+    if args.overlap_hours < 0:
+        raise InvalidArgument.expected("--overlap-hours", ">= 0", args.overlap_hours)
+    authority, current = _current(args)
+    now = _now()
+    member, kinds = rotated_member(
+        current.member(desc.jurisdiction),
+        desc,
+        now,
+        _dt.timedelta(hours=args.overlap_hours),
+        source=str(public_path),
+    )
+    members = with_member(current, member, replace=True)
+    new = reissue_bundle_file(args.bundle, authority, members, args.validity_days, now)
+    until = now + _dt.timedelta(hours=args.overlap_hours)
+    print(
+        f"rotated {', '.join(kinds)} of {member.jurisdiction}; old keys valid until "
+        f"{until.strftime('%Y-%m-%dT%H:%M:%SZ')} (and for verifying what they signed before); "
+        f"bundle version {new.version}"
+    )
+    return 0
+
+
 def _remove_member(args: argparse.Namespace) -> int:
     authority, current = _current(args)
     members = without_member(current, args.jurisdiction)
@@ -157,5 +202,9 @@ def _show(args: argparse.Namespace) -> int:
             f"      signing   id {key_id(m.signing_key)}  ledger id {key_id(m.ledger_key)}  "
             f"seal id {key_id(m.seal_key)}"
         )
+        print(f"      witness   id {key_id(m.cosigner_key)}")
         print(f"      TLS       sha256 {m.tls_fingerprint}")
+        for r in m.retired:
+            since = f"from {r.not_before.isoformat()} " if r.not_before else ""
+            print(f"      retired   {r.kind:<8} {since}until {r.not_after.isoformat()}")
     return 0

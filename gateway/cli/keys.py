@@ -10,7 +10,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gateway.identity import PUBLIC_FILE, generate_keys, key_id, tls_server_name
+from gateway.errors import InvalidArgument
+from gateway.identity import (
+    PUBLIC_FILE,
+    ROTATABLE,
+    generate_keys,
+    key_id,
+    rotate_keys,
+    tls_server_name,
+)
 
 
 def register(sub: Any) -> None:
@@ -20,9 +28,16 @@ def register(sub: Any) -> None:
         description="Write signing.key, ledger.key, seal.key, pseudonym.key, tls.key (all 0600), "
         "tls.crt and public.json (the member descriptor for the federation authority) to --out.",
     )
-    p.add_argument("--jurisdiction", required=True, help="six-digit code, e.g. 110000")
-    p.add_argument("--name", required=True, help="gateway name, e.g. 北京市大数据中心")
+    p.add_argument("--jurisdiction", help="six-digit code, e.g. 110000 (not with --rotate)")
+    p.add_argument("--name", help="gateway name, e.g. 北京市大数据中心 (not with --rotate)")
     p.add_argument("--out", required=True, type=Path, help="key directory to create")
+    p.add_argument(
+        "--rotate",
+        metavar="KINDS",
+        help="replace these keys in the existing --out directory (comma-separated of "
+        f"{', '.join(ROTATABLE)}, or all); old private files are kept as *.retired-<time>; "
+        "send the new public.json to the federation authority (federation rotate-keys)",
+    )
     p.add_argument(
         "--host",
         action="append",
@@ -35,11 +50,21 @@ def register(sub: Any) -> None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    hosts = tuple(args.host) if args.host else ("localhost",)
-    keys = generate_keys(args.out, args.jurisdiction, args.name, hostnames=hosts, force=args.force)
+    if args.rotate:
+        kinds = list(ROTATABLE) if args.rotate == "all" else args.rotate.split(",")
+        keys = rotate_keys(args.out, [k.strip() for k in kinds if k.strip()])
+        print(f"rotated {', '.join(kinds)} of {keys.jurisdiction} in {args.out}")
+    else:
+        if not args.jurisdiction or not args.name:
+            raise InvalidArgument("keygen: give --jurisdiction and --name (or --rotate KINDS)")
+        hosts = tuple(args.host) if args.host else ("localhost",)
+        keys = generate_keys(
+            args.out, args.jurisdiction, args.name, hostnames=hosts, force=args.force
+        )
     rows = [
         ("signing key (Ed25519)", keys.signing.verify_key.b64(), key_id(keys.signing.verify_key)),
         ("ledger key (Ed25519)", keys.ledger.verify_key.b64(), key_id(keys.ledger.verify_key)),
+        ("witness key (Ed25519)", keys.cosigner.verify_key.b64(), key_id(keys.cosigner.verify_key)),
         ("seal key (X25519)", keys.seal.public_key.b64(), key_id(keys.seal.public_key)),
     ]
     print(f"wrote keys for {keys.jurisdiction} {keys.name} to {args.out}")

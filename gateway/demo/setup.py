@@ -43,7 +43,8 @@ FEDERATION_NAME = "京津冀数据共享联盟"
 class MemberSpec:
     code: str
     name: str
-    service_systems: tuple[str, ...]
+    service_systems: tuple[str, ...]  # roles exchange and statistics
+    auditor: str = ""  # a service system with the role audit only (reads the ledger)
 
 
 CLUSTER: tuple[MemberSpec, ...] = (
@@ -51,9 +52,17 @@ CLUSTER: tuple[MemberSpec, ...] = (
         "110000",
         "北京市大数据中心",
         ("beijing-housing-fund", "beijing-procurement", "beijing-planning"),
+        "beijing-audit",
     ),
-    MemberSpec("120000", "天津市数据局", ("tianjin-procurement", "tianjin-planning")),
-    MemberSpec("130000", "河北省数据和政务服务局", ("hebei-housing-fund", "hebei-planning")),
+    MemberSpec(
+        "120000", "天津市数据局", ("tianjin-procurement", "tianjin-planning"), "tianjin-audit"
+    ),
+    MemberSpec(
+        "130000",
+        "河北省数据和政务服务局",
+        ("hebei-housing-fund", "hebei-planning"),
+        "hebei-audit",
+    ),
 )
 
 
@@ -130,7 +139,8 @@ def build_federation(
             f"127.0.0.1:{peer_port}",
             tuple(d.code for d in catalogue.datasets if d.code in counts),
         )
-        tokens = {sid: "svc_" + secrets.token_urlsafe(24) for sid in spec.service_systems}
+        systems = (*spec.service_systems, *((spec.auditor,) if spec.auditor else ()))
+        tokens = {sid: "svc_" + secrets.token_urlsafe(24) for sid in systems}
         token_file = site / "service-tokens.json"
         token_file.write_text(json.dumps(tokens, indent=2))
         os.chmod(token_file, 0o600)
@@ -165,8 +175,13 @@ def _config_text(
     fed: Path,
     tokens: dict[str, str],
 ) -> str:
+    def roles(sid: str) -> str:
+        wanted = ["audit"] if sid == spec.auditor else ["exchange", "statistics"]
+        return "[" + ", ".join(f'"{r}"' for r in wanted) + "]"
+
     services = "\n".join(
-        f'[[service_systems]]\nid = "{sid}"\ntoken_sha256 = "{crypto.sha256_hex(tok.encode())}"\n'
+        f'[[service_systems]]\nid = "{sid}"\nroles = {roles(sid)}\n'
+        f'token_sha256 = "{crypto.sha256_hex(tok.encode())}"\n'
         for sid, tok in tokens.items()
     )
     return f"""# Gateway of {spec.name} ({spec.code}). Paths are relative to this file.

@@ -25,6 +25,7 @@ from gateway.errors import (
     NotFound,
     PolicyDenied,
     Rejected,
+    clip,
     status_name,
 )
 from gateway.exchange.peer import PeerRequest, PeerResponder
@@ -35,6 +36,8 @@ from gateway.exchange.records import (
     refusal_from,
     seal_context,
 )
+from gateway.identity import SealKeys
+from gateway.keyring import utc_from_ms
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
@@ -54,7 +57,7 @@ class RecordHolder:
         policy: PolicyGate,
         source: DataSource,
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.SealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
@@ -66,10 +69,24 @@ class RecordHolder:
         self._policy = policy
         self._source = source
         self._ledger = ledger
-        self._seal_key = seal_key
+        self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._clock = clock_ms
         self._limits = limits
         self._rng = rng
+
+    def _reply_key(self, requester: str, named: bytes) -> crypto.SealPublicKey:
+        """The requester's sealing key to seal the records to: the one it names
+        (``reply_seal_key``) if the bundle lists it for the requester as valid
+        now (current, or retired inside a rotation's overlap), else its current."""
+        member = self._bundle().member(requester)
+        if not named:
+            return member.seal_key
+        for key in member.seal_keys_at(utc_from_ms(self._clock())):
+            if crypto.digest_equal(key.raw, named):
+                return key
+        raise InvalidArgument(
+            f"reply_seal_key is not a sealing key the trust bundle lists for {requester} now"
+        )
 
     def fetch_records(
         self, envelope: peer_pb2.SignedEnvelope, tls_identity: str | None
@@ -171,7 +188,7 @@ class RecordHolder:
         if access.dataset not in self._served():
             return Decision(
                 allowed=False,
-                reason=f"jurisdiction {access.holder} serves no dataset {access.dataset!r}",
+                reason=f"jurisdiction {access.holder} serves no dataset {clip(repr(access.dataset))}",
                 error_code=status_name(NotFound),
                 agreement_id="",
                 agreement_digest="",
@@ -198,8 +215,7 @@ class RecordHolder:
         msg = request.message
         me, requester = self._responder.me, request.sender
         try:
-            query_bytes = crypto.open_sealed(
-                self._seal_key,
+            query_bytes = self._seal_keys.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 msg.sealed_query,
                 seal_context(requester, me, request.request_id),
@@ -238,7 +254,7 @@ class RecordHolder:
         response.record_count = len(released)
         response.payload_digest = crypto.sha256(plaintext)
         response.sealed_records = crypto.seal(
-            self._bundle().member(requester).seal_key,
+            self._reply_key(requester, msg.reply_seal_key),
             domains.SEAL_RECORD_PAYLOAD,
             plaintext,
             seal_context(me, requester, request.request_id),

@@ -129,7 +129,7 @@ class PeerCaller:
         reply = self._transport.call(member, method, envelope, self._limits.peer_deadline_seconds)
         # The channel authenticated the server as `recipient` (its pinned cert).
         opened = open_envelope(
-            reply, response_type, bundle, recipient, self._limits.max_message_bytes
+            reply, response_type, bundle, recipient, self._limits.max_message_bytes, self._clock()
         )
         response = parse_payload(opened, response_cls)
         check_header(
@@ -188,7 +188,12 @@ class PeerResponder:
         tls_identity: str | None,
     ) -> PeerRequest[Req]:
         opened = open_envelope(
-            envelope, payload_type, self._bundle(), tls_identity, self._limits.max_message_bytes
+            envelope,
+            payload_type,
+            self._bundle(),
+            tls_identity,
+            self._limits.max_message_bytes,
+            self._clock(),
         )
         message = parse_payload(opened, message_cls)
         header: peer_pb2.PeerHeader = message.header  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     VerificationFailed,
+    clip,
     status_name,
 )
 from gateway.exchange.peer import PeerCaller
@@ -36,6 +37,7 @@ from gateway.exchange.records import (
     refusal_class,
     seal_context,
 )
+from gateway.identity import SealKeys
 from gateway.ledger.events import (
     INVALID,
     AppendReceipt,
@@ -55,7 +57,7 @@ class RecordRequester:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey,
+        seal_key: crypto.SealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
@@ -63,7 +65,7 @@ class RecordRequester:
     ) -> None:
         self._acknowledge = acknowledge
         self._caller = caller
-        self._seal_key = seal_key
+        self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._bundle = bundle
         self._ledger = ledger
         self._clock = clock_ms
@@ -106,6 +108,7 @@ class RecordRequester:
             fields=query.fields,
             subject_count=len(query.subject_ids),
             client_reference=query.client_reference,
+            reply_seal_key=self._seal_keys.current.public_key.raw,
             sealed_query=crypto.seal(
                 member.seal_key,
                 domains.SEAL_RECORD_PAYLOAD,
@@ -182,8 +185,7 @@ class RecordRequester:
             cls = refusal_class(resp.error_code)
             raise cls(f"holder {query.holder} refused: {d.reason}")
         try:
-            plaintext = crypto.open_sealed(
-                self._seal_key,
+            plaintext = self._seal_keys.open(
                 domains.SEAL_RECORD_PAYLOAD,
                 resp.sealed_records,
                 seal_context(query.holder, me, request_id),
@@ -233,7 +235,8 @@ class RecordRequester:
         member = self._bundle().member(query.holder)
         if query.dataset not in member.datasets:
             raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset {query.dataset!r}; "
+                f"jurisdiction {query.holder} ({member.name}) offers no dataset "
+                f"{clip(repr(query.dataset))}; "
                 f"it offers: {', '.join(member.datasets) or 'none'}"
             )
         return member

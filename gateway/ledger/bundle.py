@@ -57,7 +57,7 @@ _CONTENT_KEYS: Final = frozenset(
     {"format", "origin", "checkpoint", "selection", "entries", "members"}
 )
 _MEMBER_KEYS: Final = frozenset(
-    {"jurisdiction", "origin", "witness_name", "ledger_key", "signing_key"}
+    {"jurisdiction", "origin", "witness_name", "ledger_key", "witness_key", "signing_key"}
 )
 
 
@@ -160,6 +160,7 @@ def export_bundle(
             "origin": s.origin,
             "witness_name": s.witness_name,
             "ledger_key": [_b64(k.raw) for k in keys.keys(s.jurisdiction, "ledger")],
+            "witness_key": [_b64(k.raw) for k in keys.keys(s.jurisdiction, "witness")],
             "signing_key": [_b64(k.raw) for k in keys.keys(s.jurisdiction, "signing")],
         }
         for s in sorted(keys.signers, key=lambda s: s.jurisdiction)
@@ -318,12 +319,14 @@ def _embedded_keys(members: object, limits: Limits) -> TrustedKeys:
             raise VerificationFailed(f"evidence bundle: member {j} listed twice")
         signers.append(Signer(j, m["origin"], m["witness_name"]))
         entries.extend(KeyEntry(j, "ledger", k) for k in _keys_of(m, "ledger_key", limits))
+        entries.extend(KeyEntry(j, "witness", k) for k in _keys_of(m, "witness_key", limits))
         entries.extend(KeyEntry(j, "signing", k) for k in _keys_of(m, "signing_key", limits))
     return TrustedKeys(tuple(signers), tuple(entries), EMBEDDED)
 
 
 def _match_embedded(embedded: TrustedKeys, trusted: TrustedKeys) -> None:
-    """Every embedded member and key must be the trust bundle's own."""
+    """Every embedded member and key must be the trust bundle's own (which, after a
+    key rotation, lists the old keys with their intervals and the new ones)."""
     for s in embedded.signers:
         t = trusted.by_jurisdiction(s.jurisdiction)
         if t is None:
@@ -337,7 +340,7 @@ def _match_embedded(embedded: TrustedKeys, trusted: TrustedKeys) -> None:
         for kind in KINDS:
             mine = {k.raw for k in embedded.keys(s.jurisdiction, kind)}
             theirs = {k.raw for k in trusted.keys(s.jurisdiction, kind)}
-            if mine != theirs:
+            if not mine <= theirs:  # a later bundle may list more (rotation), never others
                 raise VerificationFailed(
                     f"evidence bundle: member {s.jurisdiction}'s {kind} key differs from the "
                     "trust bundle"

@@ -47,7 +47,14 @@ from gateway.limits import DEFAULT_LIMITS, Limits
 ENTRY_VERSION: Final = 2
 HEADER_LEN: Final = 1 + 8 + HASH_LEN
 GENESIS_PREV: Final = bytes(HASH_LEN)
-KINDS: Final = ("transfer", "refusal", "stats_release", "stats_refusal", "receipt")
+KINDS: Final = (
+    "transfer",
+    "refusal",
+    "stats_release",
+    "stats_refusal",
+    "receipt",
+    "audit_read",
+)
 ROLES: Final = ("holder", "requester")
 DECISIONS: Final = ("allow", "deny")
 

@@ -18,7 +18,12 @@ from typing import Literal, Protocol
 
 from gateway.limits import Limits
 
-EventKind = Literal["transfer", "refusal", "stats_release", "stats_refusal", "receipt"]
+# audit_read: a local auditor read the ledger through the Ledger API
+# (service_system = the auditor, purpose = the method, reason = what was read).
+# receipt: the requester's signed acknowledgement of an answer, in the holder's ledger.
+EventKind = Literal[
+    "transfer", "refusal", "stats_release", "stats_refusal", "receipt", "audit_read"
+]
 Role = Literal["holder", "requester"]
 
 

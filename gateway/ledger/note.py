@@ -257,10 +257,17 @@ def sign_checkpoint(cp: Checkpoint, key: SigningKey) -> str:
 
 
 def open_checkpoint(
-    note: str, origin: str, key: VerifyKey, limits: Limits = DEFAULT_LIMITS
+    note: str,
+    origin: str,
+    key: VerifyKey | Sequence[VerifyKey],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Checkpoint:
-    """Verify the log's signature (key name = origin) and parse the body."""
-    text, _ = open_note(note, [NoteVerifier(origin, key)], limits)
+    """Verify the log's signature (key name = origin) and parse the body.
+
+    ``key`` may be several keys (a log's keys valid when the checkpoint was
+    issued, across a rotation): a signature by any of them is accepted."""
+    keys = (key,) if isinstance(key, VerifyKey) else tuple(key)
+    text, _ = open_note(note, [NoteVerifier(origin, k) for k in keys], limits)
     cp = Checkpoint.parse(text)
     if cp.origin != origin:
         raise VerificationFailed(f"checkpoint origin: expected {origin!r}, got {cp.origin!r}")

@@ -10,16 +10,16 @@ can be traced back to a member.
 Does not own: verifying the trust bundle (``gateway.trust``), or any
 signature check (callers verify with the keys returned here).
 
-Key kinds: ``ledger`` (checkpoint signatures and, as witness, cosignatures)
+Key kinds: ``ledger`` (checkpoint signatures), ``witness`` (cosignatures)
 and ``signing`` (envelope signatures over requests, answers and receipts).
 ``member_key_entries`` is the only place that reads keys out of a ``Member``:
-when members list several keys with validity intervals, it yields one entry
-per key and interval, and nothing else changes. Until then each member has one
-key of each kind, valid at all times.
+it yields one entry per key of the member's key rings (``gateway.keyring``),
+the retired ones with their validity intervals.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -28,10 +28,17 @@ from gateway.crypto import VerifyKey
 from gateway.errors import VerificationFailed
 
 if TYPE_CHECKING:
+    from gateway.keyring import KeyKind as RingKind
     from gateway.trust import Member, TrustBundle
 
-KeyKind = Literal["ledger", "signing"]
-KINDS: tuple[KeyKind, ...] = ("ledger", "signing")
+KeyKind = Literal["ledger", "witness", "signing"]
+KINDS: tuple[KeyKind, ...] = ("ledger", "witness", "signing")
+# The trust bundle's name for each kind (``gateway.keyring``).
+_RING_KIND: dict[KeyKind, RingKind] = {
+    "ledger": "ledger",
+    "witness": "witness",
+    "signing": "envelope",
+}
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,18 @@ def witness_name_of(jurisdiction: str) -> str:
     return f"{jurisdiction}.gateway.dataexchange.cn/witness"
 
 
+def _ms(when: _dt.datetime | None) -> int | None:
+    return None if when is None else int(when.timestamp() * 1000)
+
+
 def member_key_entries(member: Member) -> Iterator[KeyEntry]:
-    """Every key the trust bundle lists for ``member``, with its validity interval."""
-    yield KeyEntry(member.jurisdiction, "ledger", member.ledger_key)
-    yield KeyEntry(member.jurisdiction, "signing", member.signing_key)
+    """Every key the trust bundle lists for ``member`` (its key rings: the current key,
+    valid at any time as ``KeyRing.at`` has it, and each retired key in its interval)."""
+    for kind in KINDS:
+        ring = member.ring(_RING_KIND[kind])
+        yield KeyEntry(member.jurisdiction, kind, ring.current)
+        for key, not_before, not_after in ring.retired:
+            yield KeyEntry(member.jurisdiction, kind, key, _ms(not_before), _ms(not_after))
 
 
 @dataclass(frozen=True)
@@ -97,7 +112,10 @@ class TrustedKeys:
         source: str = "given key",
     ) -> TrustedKeys:
         """One member's keys (e.g. ``--key`` on the command line)."""
-        entries = [KeyEntry(jurisdiction, "ledger", ledger_key)]
+        entries = [
+            KeyEntry(jurisdiction, "ledger", ledger_key),
+            KeyEntry(jurisdiction, "witness", ledger_key),
+        ]
         if signing_key is not None:
             entries.append(KeyEntry(jurisdiction, "signing", signing_key))
         return cls(

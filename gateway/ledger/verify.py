@@ -38,6 +38,7 @@ import numpy as np
 
 from gateway.crypto import VerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
 from gateway.ledger.merkle import (
     EMPTY_ROOT,
@@ -69,6 +70,7 @@ _TS_END: Final = HEADER_LEN + 8  # every entry's timestamp_ms follows the header
 _U64 = struct.Struct(">Q")
 
 Progress = Callable[[int, int], None]  # (entries done, total)
+LogKeys = Callable[[int | None], Sequence[VerifyKey]]  # time (ms; None: any) -> log keys
 RawPage = Sequence[tuple[int, bytes, bytes]]  # (index, entry bytes, stored hash)
 EntryPage = Sequence[bytes]  # entry bytes only (each header carries its index)
 NodeRange = Callable[[int, int, int], list[bytes]]  # (level, start, stop) -> stored hashes
@@ -231,7 +233,7 @@ def checkpoint_cosigners(
         at_ms = t * 1000 if t < 2**53 else None
         candidates = [
             k
-            for k in trusted.keys(signer.jurisdiction, "ledger", at_ms)
+            for k in trusted.keys(signer.jurisdiction, "witness", at_ms)
             if key_id(s.name, SIG_COSIGNATURE_V1, k) == s.key_id
         ]
         if not candidates:
@@ -248,7 +250,7 @@ def checkpoint_cosigners(
 def check_checkpoints(
     rows: Sequence[StoredCheckpoint],
     origin: str,
-    keys: Sequence[VerifyKey],
+    keys: Sequence[VerifyKey] | LogKeys,
     trusted: TrustedKeys | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[_Required], list[CheckpointInfo]]:
@@ -261,7 +263,8 @@ def check_checkpoints(
         if row.seq != n:
             raise _Stop(Problem("checkpoint-missing", f"{label}: expected sequence number {n}"))
         try:
-            cp = open_log_checkpoint(row.note, origin, keys, limits)
+            at = keys(row.issued_ms) if callable(keys) else keys
+            cp = open_log_checkpoint(row.note, origin, at, limits)
         except GatewayError as exc:
             raise _Stop(Problem("checkpoint-signature", f"{label}: {exc}")) from exc
         if cp.size != row.size:
@@ -282,7 +285,7 @@ def check_checkpoints(
         ignored: tuple[str, ...] = ()
         if trusted is not None:
             try:
-                cosigners, ignored = checkpoint_cosigners(row.note, origin, keys, trusted, limits)
+                cosigners, ignored = checkpoint_cosigners(row.note, origin, at, trusted, limits)
             except GatewayError as exc:
                 raise _Stop(Problem("cosignature-invalid", f"{label}: {exc}")) from exc
         last_size, last_ms = cp.size, row.issued_ms
@@ -656,18 +659,31 @@ def _header_problem(e: bytes, i: int) -> Problem:
 # --------------------------------------------------------------------------
 
 
+def keys_at(key: VerifyKey | KeyRing, when_ms: int | None) -> tuple[VerifyKey, ...]:
+    """The log keys to check a signature made at ``when_ms`` with: a single
+    key, or the trust bundle's ledger keys of the log valid then (a key
+    rotation keeps old checkpoints verifiable); None: any key of the ring."""
+    return (key,) if isinstance(key, VerifyKey) else key.at(when_ms)
+
+
 def _log_keys(
-    origin: str, keys: VerifyKey | TrustedKeys
-) -> tuple[list[VerifyKey], TrustedKeys | None]:
-    if isinstance(keys, VerifyKey):
-        return [keys], None
-    return list(keys.log_keys(origin)), keys
+    origin: str, keys: VerifyKey | KeyRing | TrustedKeys
+) -> tuple[LogKeys, TrustedKeys | None]:
+    """The log's keys valid at a time (ms; None: any), and the trusted keys if given."""
+    if isinstance(keys, TrustedKeys):
+        keys.log_keys(origin)  # refuses an origin the trust bundle does not list
+        signer = keys.by_origin(origin)
+        assert signer is not None
+        j = signer.jurisdiction
+        return (lambda ms: keys.keys(j, "ledger", ms)), keys
+    fixed = keys
+    return (lambda ms: keys_at(fixed, ms)), None
 
 
 def verify_store(
     store: LedgerReader,
     origin: str,
-    keys: VerifyKey | TrustedKeys,
+    keys: VerifyKey | KeyRing | TrustedKeys,
     *,
     trusted: Sequence[tuple[str, str] | str] = (),
     require_witnesses: int = 0,
@@ -706,12 +722,12 @@ def verify_store(
     for n, item in enumerate(trusted):
         label, note = item if isinstance(item, tuple) else (f"outside checkpoint {n}", item)
         try:
-            cp = open_log_checkpoint(note, origin, log_keys, limits)
+            cp = open_log_checkpoint(note, origin, log_keys(None), limits)
             cosigners: tuple[str, ...] = ()
             ignored: tuple[str, ...] = ()
             if witness_keys is not None:
                 cosigners, ignored = checkpoint_cosigners(
-                    note, origin, log_keys, witness_keys, limits
+                    note, origin, log_keys(None), witness_keys, limits
                 )
         except GatewayError as exc:
             return failed(Problem("trusted-checkpoint-invalid", f"{label}: {exc}"))

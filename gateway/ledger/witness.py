@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,7 +208,7 @@ def apply_witness_response(
     response: ledger_pb2.PeerWitnessResponse,
     peer: str,
     witness_name: str,
-    witness_key: VerifyKey,
+    witness_key: VerifyKey | Sequence[VerifyKey],
 ) -> int:
     """Verify and store the cosignature; remember the peer's size. Returns that size.
 
@@ -229,7 +230,13 @@ def apply_witness_response(
     _, sigs = parse_note(text + "\n" + sig_line)
     if len(sigs) != 1:
         raise VerificationFailed("witness response: expected exactly one cosignature line")
-    verify_cosignature(text, sigs[0], NoteVerifier(witness_name, witness_key, 0x04))
+    keys = (witness_key,) if isinstance(witness_key, VerifyKey) else tuple(witness_key)
+    # The witness's keys valid now (its current one, and a retired one in a
+    # rotation's overlap): the line's key id says which one signed.
+    matching = [k for k in keys if NoteVerifier(witness_name, k, 0x04).key_id == sigs[0].key_id]
+    if not matching:
+        raise VerificationFailed(f"cosignature is not from witness {witness_name}")
+    verify_cosignature(text, sigs[0], NoteVerifier(witness_name, matching[0], 0x04))
     mine = [c for c in ledger.checkpoints() if c.checkpoint == cp]
     if not mine:
         raise VerificationFailed("witness response: checkpoint is not one of ours")
@@ -265,7 +272,7 @@ def _reply(
 def handle_witness_request(
     req: ledger_pb2.PeerWitnessRequest,
     sender_jurisdiction: str,
-    sender_ledger_key: VerifyKey,
+    sender_ledger_key: VerifyKey | Sequence[VerifyKey],
     witness_signing_key: SigningKey,
     witness_name: str,
     store: WitnessStore,

@@ -29,7 +29,7 @@ from typing import Protocol
 
 from gateway import crypto, identifiers
 from gateway.catalogue import DataGrade, SharingClass
-from gateway.errors import InvalidArgument, NotFound, PolicyDenied, QuotaExceeded, status_name
+from gateway.errors import InvalidArgument, NotFound, PolicyDenied, QuotaExceeded, clip, status_name
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.api import AccessRequest, Decision, FieldRule
 from gateway.policy.loader import CompiledAgreement, CompiledField, PolicySet
@@ -127,12 +127,14 @@ class PolicyEngine:
             return self._deny(
                 ps,
                 NOT_FOUND,
-                f"this gateway holds jurisdiction {ps.holder}'s data, not {req.holder!r}",
+                f"this gateway holds jurisdiction {ps.holder}'s data, not {clip(repr(req.holder))}",
             )
         ds = ps.datasets.get(req.dataset)
         if ds is None:
             return self._deny(
-                ps, NOT_FOUND, f"jurisdiction {ps.holder} holds no dataset {req.dataset!r}"
+                ps,
+                NOT_FOUND,
+                f"jurisdiction {ps.holder} holds no dataset {clip(repr(req.dataset))}",
             )
         # Identifiers are echoed into reasons and the ledger: each must pass its
         # rule (gateway.identifiers); the offending value is not echoed.

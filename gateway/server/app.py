@@ -30,21 +30,30 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigurationError
+from gateway.errors import ConfigurationError, GatewayError, StorageFailure
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.receipts import Answered, ReceiptAcceptor, ReceiptSender
 from gateway.exchange.requester import RecordRequester
-from gateway.identity import GatewayKeys, load_keys
+from gateway.identity import (
+    GatewayKeys,
+    SealKeys,
+    load_keys,
+    load_retired_seal_keys,
+    service_ca_cert,
+)
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.note import open_checkpoint
 from gateway.ledger.witness import SqliteWitnessStore
 from gateway.limits import Limits
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
-from gateway.server.auth import PeerAuthenticator, ServiceAuthenticator
-from gateway.server.interceptor import GatewayServer, caller_from_context
+from gateway.server.access import ServiceRegistry, authorize_peer
+from gateway.server.auth import PeerAuthenticator
+from gateway.server.interceptor import GatewayServer, caller, caller_from_context
+from gateway.server.servicers.ledger import AuditScope, MemberScope
 from gateway.server.servicers.ledger import add_to_server as add_ledger_service
 from gateway.server.servicers.peer import PeerExchangeServicer
 from gateway.server.servicers.records import RecordExchangeServicer
@@ -114,10 +123,14 @@ class Gateway:
         )
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
+        self._check_ledger_signer()
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
+        self.seal_keys = SealKeys(
+            self.keys.seal, load_retired_seal_keys(config.key_dir), config.key_dir
+        )
         self.caller = PeerCaller(
             self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits
         )
@@ -130,7 +143,7 @@ class Gateway:
             self.caller,
             self.bundle,
             self.ledger,
-            self.keys.seal,
+            self.seal_keys,
             clock_ms,
             limits,
             rng,
@@ -153,13 +166,14 @@ class Gateway:
             self.policy,
             self.source,
             self.ledger,
-            self.keys.seal,
+            self.seal_keys,
             clock_ms,
             limits,
             rng,
         )
-        self.service_auth = ServiceAuthenticator(config.service_systems)
-        self._config_path: Path | None = None
+        self.service_auth = ServiceRegistry(
+            config.service_systems, config.config_path, clock_ms=clock_ms
+        )
         self.witness_store = SqliteWitnessStore(config.data_dir / "witness.sqlite")
         self.witnessing = Witnessing(
             self.me,
@@ -213,16 +227,42 @@ class Gateway:
             limits=self.config.limits,
         )
         me = bundle.member(self.me)
-        if not crypto.digest_equal(me.signing_key.raw, self.keys.signing.verify_key.raw):
-            raise ConfigurationError(
-                f"the trust bundle's signing key for {self.me} is not this gateway's key"
-            )
-        if me.tls_fingerprint != crypto.cert_fingerprint(self.keys.tls.cert_pem):
+        # Each of our keys must be one the bundle lists for us as valid now
+        # (the current one, or during a rotation's overlap the retired one).
+        for kind, key in (
+            ("envelope", self.keys.signing.verify_key),
+            ("ledger", self.keys.ledger.verify_key),
+            ("witness", self.keys.cosigner.verify_key),
+        ):
+            if not me.ring(kind).contains(key, now):  # type: ignore[arg-type]
+                raise ConfigurationError(
+                    f"the trust bundle lists no {kind} key of {self.me} valid now that is this "
+                    "gateway's key (rotated keys? ask the authority for `federation rotate-keys`)"
+                )
+        mine = crypto.cert_fingerprint(self.keys.tls.cert_pem)
+        if not any(crypto.digest_equal(fp, mine) for _, fp in me.tls_certs_at(now)):
             raise ConfigurationError(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
         accept_bundle(bundle, self._versions)
         return bundle
+
+    def _check_ledger_signer(self) -> None:
+        """Refuse to start on a ledger whose last checkpoint was signed by a key
+        the trust bundle does not list for us at the time it was issued."""
+        latest = self.ledger.store.latest_checkpoint()
+        if latest is None:
+            return
+        keys = self._bundle.keys_valid_at(self.me, "ledger", latest.issued_ms)
+        try:
+            open_checkpoint(latest.note, self.ledger.origin, keys)
+        except GatewayError as exc:
+            raise ConfigurationError(
+                f"{self.config.data_dir / 'ledger.sqlite'}: the last checkpoint (#{latest.seq}, "
+                f"size {latest.size}) was signed by a ledger key the trust bundle does not list "
+                f"for {self.me} at the time it was issued ({exc}); after rotating the ledger "
+                "key, the authority must list the old one (`gateway federation rotate-keys`)"
+            ) from exc
 
     def _bundle_stamp(self) -> tuple[int, int]:
         try:
@@ -264,16 +304,9 @@ class Gateway:
         self.reload_service_systems()
 
     def reload_service_systems(self) -> None:
-        """Re-read the registered service systems from the config file."""
-        if self._config_path is None:
-            return
-        try:
-            fresh = load_config(self._config_path)
-        except Exception as exc:
-            log.warning("config reload refused; keeping registered service systems: %s", exc)
-            return
-        self.service_auth.replace(fresh.service_systems)
-        log.info("service systems reloaded: %d registered", len(fresh.service_systems))
+        """Re-read the registered service systems from the config file (also
+        done on the first call after the file changes)."""
+        self.service_auth.reload()
 
     def checkpoint_and_witness(self) -> dict[str, str]:
         """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
@@ -295,7 +328,9 @@ class Gateway:
         def config_for(bundle: TrustBundle) -> grpc.ServerCertificateConfiguration:
             return grpc.ssl_server_certificate_configuration(
                 [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-                root_certificates=bundle.root_certificates_pem(),
+                root_certificates=bundle.root_certificates_pem(
+                    dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+                ),
             )
 
         def fetch() -> grpc.ServerCertificateConfiguration | None:
@@ -310,7 +345,17 @@ class Gateway:
         )
 
     def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:
-        return service_credentials(self.keys.tls, client_certificates)
+        client_ca = None
+        if client_certificates:
+            try:
+                client_ca = service_ca_cert(self.config.key_dir)
+            except StorageFailure as exc:
+                raise ConfigurationError(
+                    f"listen.service_mtls needs the service-system CA in {self.config.key_dir} "
+                    "(made by `gateway keygen`, or by the first `gateway service-system add "
+                    f"--cert-out`): {exc}"
+                ) from exc
+        return service_credentials(self.keys.tls, client_certificates, client_ca=client_ca)
 
     def start(self) -> BoundPorts:
         opts = channel_options(self.config.limits)
@@ -319,6 +364,8 @@ class Gateway:
             max_workers=self._max_workers,
             name=f"peer-{self.me}",
             options=opts,
+            authorize=authorize_peer,
+            limits=self.config.limits,
         )
         service = service_server(
             self.service_auth,
@@ -341,9 +388,19 @@ class Gateway:
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service
         )
-        # The ledger API: members (peer port) and local auditors (service port).
-        add_ledger_service(peer, self.ledger, self.config.limits, self.witness_store)
-        add_ledger_service(service, self.ledger, self.config.limits, self.witness_store)
+        # The ledger API: members (peer port: checkpoints, proofs, their own
+        # exchanges' entries) and local auditors (service port, role audit;
+        # every read is itself ledgered). Both also say what this gateway, as
+        # witness, last cosigned for another log (GetWitnessedCheckpoint).
+        limits = self.config.limits
+        add_ledger_service(
+            peer, self.ledger, limits, scope=MemberScope(), who=caller,
+            witnessed=self.witness_store,
+        )  # fmt: skip
+        add_ledger_service(
+            service, self.ledger, limits, scope=AuditScope(self.me, self.ledger, self._clock, limits),
+            who=caller, witnessed=self.witness_store,
+        )  # fmt: skip
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
@@ -406,23 +463,33 @@ class Gateway:
 
 
 def service_credentials(
-    tls: crypto.TlsIdentity, client_certificates: bool
+    tls: crypto.TlsIdentity, client_certificates: bool, client_ca: bytes | None = None
 ) -> grpc.ServerCredentials:
     """TLS of the service port. Token port: TLS only. Certificate port: the client
-    certificate must be issued by this gateway (`gateway service-system add --cert-out`)."""
+    certificate must be issued by ``client_ca``, this gateway's service-system CA
+    (`gateway service-system add --cert-out`), a root the peer port never trusts."""
+    if client_certificates and client_ca is None:
+        raise ConfigurationError("the client-certificate service port needs the service CA")
     return grpc.ssl_server_credentials(
         [(tls.key_pem, tls.cert_pem)],
-        root_certificates=tls.cert_pem if client_certificates else None,
+        root_certificates=client_ca if client_certificates else None,
         require_client_auth=client_certificates,
     )
 
 
 def service_server(
-    authenticate: ServiceAuthenticator, limits: Limits, *, max_workers: int, name: str
+    registry: ServiceRegistry, limits: Limits, *, max_workers: int, name: str
 ) -> GatewayServer:
-    """The service port's server (service systems and local auditors), nothing mounted yet."""
+    """The service port's server (service systems and local auditors), nothing
+    mounted yet: callers authenticated, and each method refused unless the
+    caller's roles allow it."""
     return GatewayServer(
-        authenticate, max_workers=max_workers, name=name, options=channel_options(limits)
+        registry,
+        max_workers=max_workers,
+        name=name,
+        options=channel_options(limits),
+        authorize=registry.authorize,
+        limits=limits,
     )
 
 
@@ -442,6 +509,4 @@ def open_ledger(
 
 
 def from_config_file(path: Path, **kwargs: object) -> Gateway:
-    gw = Gateway(load_config(path), **kwargs)  # type: ignore[arg-type]
-    gw._config_path = path
-    return gw
+    return Gateway(load_config(path), **kwargs)  # type: ignore[arg-type]

@@ -3,10 +3,14 @@
 Owns: for every RPC handler mounted on a gateway server, (1) running the
 server's authenticator (service systems on the service port, federation
 members on the peer port) unless the method is public (health), making the
-caller's identity available through ``caller()``; (2) turning ``GatewayError``
-into its status (``gateway.errors.status_of``) with its message and its
-``gateway-error`` name, and any other exception into INTERNAL with an opaque
-reference (the traceback goes to the log, never to the caller); (3) exposing
+caller's identity available through ``caller()``, then its authorizer (may
+this caller call this method; ``gateway.server.access``), and only then
+decoding the request (an undecodable body is INVALID_ARGUMENT, never grpc's
+INTERNAL with a traceback); (2) turning ``GatewayError`` into its status
+(``gateway.errors.status_of``) with its message cut to ``Limits.max_status_chars``
+and its ``gateway-error`` name, and any other exception into INTERNAL with an
+opaque reference (the traceback goes to the log, never to the caller);
+refusals are logged rate-limited per source (``gateway.server.ratelog``); (3) exposing
 the caller's deadline (``deadline_remaining()``) so outbound peer calls never
 outlive it; (4) ``GatewayServer``, the gRPC server every servicer is mounted
 on, which wraps each handler when it is registered.
@@ -34,11 +38,22 @@ from typing import Any
 
 import grpc
 
-from gateway.errors import WIRE_METADATA_KEY, GatewayError, status_of, wire_name
+from gateway.errors import (
+    WIRE_METADATA_KEY,
+    GatewayError,
+    InvalidArgument,
+    clip,
+    status_of,
+    wire_name,
+)
+from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.server.ratelog import RateLimitedLog, source_of
 
 log = logging.getLogger("gateway.rpc")
 
 Authenticator = Callable[[grpc.ServicerContext], str]
+# (method, authenticated caller) -> None, or raise PermissionDenied.
+Authorizer = Callable[[str, str], None]
 Wrapper = Callable[["GatewayInterceptor", str, bool, Any], Any]
 
 _CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
@@ -79,17 +94,31 @@ def _wrap_unary_unary(
     interceptor: GatewayInterceptor, method: str, public: bool, handler: Any
 ) -> Any:
     inner = handler.unary_unary
+    decode = handler.request_deserializer
 
-    def wrapped(request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapped(raw: bytes, context: grpc.ServicerContext) -> Any:
         with interceptor.scope(method, public, context):
-            return inner(request, context)
+            return inner(decode_request(decode, raw), context)
         raise AssertionError("unreachable: the scope aborts on error")  # pragma: no cover
 
     return grpc.unary_unary_rpc_method_handler(
         wrapped,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=None,  # raw bytes: decoded inside the scope, after authentication
         response_serializer=handler.response_serializer,
     )
+
+
+def decode_request(decode: Callable[[bytes], Any] | None, raw: bytes) -> Any:
+    """The request message, or INVALID_ARGUMENT for a body that does not decode."""
+    if decode is None:
+        return raw
+    try:
+        return decode(raw)
+    except Exception as exc:  # protobuf's DecodeError, or a bad UTF-8 string field
+        raise InvalidArgument(
+            "request body is not a valid protobuf message for this method "
+            "(check the stubs were generated from this gateway's protos/)"
+        ) from exc
 
 
 # Handler kind -> how to wrap it. A kind not listed is refused at registration.
@@ -97,8 +126,21 @@ _WRAPPERS: dict[str, Wrapper] = {"unary_unary": _wrap_unary_unary}
 
 
 class GatewayInterceptor:
-    def __init__(self, authenticate: Authenticator | None) -> None:
+    def __init__(
+        self,
+        authenticate: Authenticator | None,
+        authorize: Authorizer | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self._authenticate = authenticate
+        self._authorize = authorize
+        self._limits = limits
+        self._ratelog = RateLimitedLog(
+            log,
+            burst=limits.refusal_log_burst,
+            window_seconds=limits.refusal_log_window_seconds,
+            max_keys=limits.refusal_log_sources,
+        )
 
     def wrap(self, method: str, handler: Any) -> Any:
         """The handler that authenticates, then maps errors; refuses unknown kinds."""
@@ -127,14 +169,34 @@ class GatewayInterceptor:
             if remaining is not None:
                 deadline_token = _DEADLINE.set(time.monotonic() + remaining)
             if self._authenticate is not None and not public:
-                caller_token = _CALLER.set(self._authenticate(context))
+                who = self._authenticate(context)
+                caller_token = _CALLER.set(who)
+                if self._authorize is not None:
+                    self._authorize(method, who)
             yield
         except GatewayError as exc:
-            code, message, kind = status_of(exc), exc.message, wire_name(exc)
-            log.info("%s -> %s: %s", method, code.name, message)
+            code, kind = status_of(exc), wire_name(exc)
+            message = clip(exc.message, self._limits.max_status_chars)
+            self._ratelog.log(
+                logging.INFO,
+                source_of(context.peer()),
+                code.name,
+                "%s -> %s: %s",
+                method,
+                code.name,
+                message,
+            )
         except Exception:
             ref = uuid.uuid4().hex[:12]
-            log.exception("%s failed (reference %s)", method, ref)
+            self._ratelog.log(
+                logging.ERROR,
+                source_of(context.peer()),
+                "INTERNAL",
+                "%s failed (reference %s)",
+                method,
+                ref,
+                exc_info=True,
+            )
             code, message = grpc.StatusCode.INTERNAL, f"internal error (reference {ref})"
         finally:
             if caller_token is not None:
@@ -164,8 +226,10 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
         max_workers: int,
         name: str,
         options: Sequence[tuple[str, int | str]] = (),
+        authorize: Authorizer | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self._interceptor = GatewayInterceptor(authenticate)
+        self._interceptor = GatewayInterceptor(authenticate, authorize, limits)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
             options=list(options),

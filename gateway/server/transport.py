@@ -11,13 +11,20 @@ status's own class, with the peer's message).
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
-from gateway.errors import WIRE_METADATA_KEY, PeerTimeout, PeerUnavailable, error_for_status
+from gateway.errors import (
+    WIRE_METADATA_KEY,
+    PeerTimeout,
+    PeerUnavailable,
+    clip,
+    error_for_status,
+)
 from gateway.identity import tls_server_name
 from gateway.limits import Limits
 from gateway.server.interceptor import deadline_remaining
@@ -36,19 +43,25 @@ class GrpcPeerTransport:
         self._tls = tls
         self._limits = limits
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, str, str], grpc.Channel] = {}
-        self._stubs: dict[tuple[str, str, str], peer_pb2_grpc.PeerExchangeStub] = {}
+        self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
+        self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
 
     def _stub(self, member: Member) -> peer_pb2_grpc.PeerExchangeStub:
-        key = (member.jurisdiction, member.endpoint, member.tls_fingerprint)
+        # The member's certificates valid now: its current one and, during a
+        # key rotation's overlap, the retired one it may still serve until it
+        # restarts. A channel is kept per set, so one trusting a retired
+        # certificate is not used once its overlap ends.
+        certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
+        key = (member.jurisdiction, member.endpoint, tuple(fp for _, fp in certs))
         stub = self._stubs.get(key)
         if stub is not None:
             return stub
         with self._lock:
             ch = self._channels.get(key)
             if ch is None:
+                roots = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem, _ in certs)
                 creds = grpc.ssl_channel_credentials(
-                    root_certificates=member.tls_cert_pem,
+                    root_certificates=roots,
                     private_key=self._tls.key_pem,
                     certificate_chain=self._tls.cert_pem,
                 )
@@ -74,7 +87,9 @@ class GrpcPeerTransport:
             return reply
         except grpc.RpcError as exc:
             code = exc.code()
-            details = exc.details() or ""
+            details = clip(
+                exc.details() or "", self._limits.max_status_chars
+            )  # a peer's text, bounded
             who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise PeerUnavailable(f"{who} is unavailable: {details}") from exc

@@ -91,7 +91,7 @@ class Witnessing:
                         reply.response,
                         peer,
                         member.witness_name,
-                        member.ledger_key,
+                        member.ring("witness").at(self._clock()),
                     )
                     outcomes[peer] = f"cosigned size {size}"
                 except GatewayError as exc:
@@ -111,8 +111,8 @@ class Witnessing:
         response = handle_witness_request(
             request.message,
             request.sender,
-            member.ledger_key,
-            self._keys.ledger,
+            member.ring("ledger").at(self._clock()),
+            self._keys.cosigner,
             self._bundle().member(self._me).witness_name,
             self._store,
             now=self._clock() / 1000.0,

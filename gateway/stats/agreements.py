@@ -51,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.catalogue import Catalogue, Dataset
 from gateway.crypto import sha256_hex
-from gateway.errors import GatewayError, NotFound, PolicyDenied, PolicyFileError
+from gateway.errors import GatewayError, NotFound, PolicyDenied, PolicyFileError, clip
 from gateway.identifiers import Code, JurisdictionCode, Purpose, ServiceSystemId
 from gateway.stats.model import Statistic
 from gateway.yamlfile import load_model
@@ -297,7 +297,7 @@ class StatisticsPolicy:
         if purpose not in terms.purposes:
             raise PolicyDenied(
                 f"statistics agreement {self._loaded.agreement.id} does not allow purpose "
-                f"{purpose!r} for {dataset}; declared purposes: {', '.join(terms.purposes)}"
+                f"{clip(repr(purpose))} for {dataset}; declared purposes: {', '.join(terms.purposes)}"
             )
         a = self._loaded.agreement
         return Authorised(

@@ -61,7 +61,7 @@ from opendp.extras.polars import DPExpr, Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException
 
 from gateway.catalogue import Column, Dataset
-from gateway.errors import EnvironmentFailure, InvalidArgument, PolicyDenied
+from gateway.errors import EnvironmentFailure, InvalidArgument, PolicyDenied, clip
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.agreements import DatasetTerms
 from gateway.stats.model import (
@@ -126,11 +126,11 @@ def bin_labels(edges: Sequence[float]) -> tuple[str, ...]:
 
 def _key_column(ds: Dataset, name: str, what: str) -> Column:
     if name not in ds.column_names:
-        raise InvalidArgument(f"{what}: dataset {ds.code} has no column {name!r}")
+        raise InvalidArgument(f"{what}: dataset {ds.code} has no column {clip(repr(name))}")
     col = ds.column(name)
     if col.public_keys is None:
         raise InvalidArgument(
-            f"{what}: column {name!r} has no declared public domain; it cannot be "
+            f"{what}: column {clip(repr(name))} has no declared public domain; it cannot be "
             "grouped on or filtered by"
         )
     return col
@@ -138,12 +138,14 @@ def _key_column(ds: Dataset, name: str, what: str) -> Column:
 
 def _measure_column(ds: Dataset, terms: DatasetTerms, name: str, what: str) -> Column:
     if name not in ds.column_names:
-        raise InvalidArgument(f"{what}: dataset {ds.code} has no column {name!r}")
+        raise InvalidArgument(f"{what}: dataset {ds.code} has no column {clip(repr(name))}")
     col = ds.column(name)
     if col.bounds is None:
-        raise InvalidArgument(f"{what}: column {name!r} has no declared bounds")
+        raise InvalidArgument(f"{what}: column {clip(repr(name))} has no declared bounds")
     if name not in terms.measures:
-        raise PolicyDenied(f"{what}: the statistics agreement does not allow measuring {name!r}")
+        raise PolicyDenied(
+            f"{what}: the statistics agreement does not allow measuring {clip(repr(name))}"
+        )
     return col
 
 
@@ -189,7 +191,7 @@ def plan_query(
         col = _key_column(dataset, g, "group_by")
         if g not in terms.group_by:
             raise PolicyDenied(
-                f"group_by: the statistics agreement does not allow grouping on {g!r}"
+                f"group_by: the statistics agreement does not allow grouping on {clip(repr(g))}"
             )
         keys.append(g)
         domains.append(tuple(col.public_keys or ()))
@@ -199,7 +201,7 @@ def plan_query(
         col = _key_column(dataset, f.column, "filter")
         if f.column not in terms.filters:
             raise PolicyDenied(
-                f"filter: the statistics agreement does not allow filtering on {f.column!r}"
+                f"filter: the statistics agreement does not allow filtering on {clip(repr(f.column))}"
             )
         domain = tuple(col.public_keys or ())
         outside = [v for v in f.values if v not in domain]
@@ -232,13 +234,15 @@ def plan_query(
                 candidates = (*tuple(lo_f + i * step for i in range(DEFAULT_CANDIDATES - 1)), hi_f)
     elif s is Statistic.HISTOGRAM:
         if query.column not in dataset.column_names:
-            raise InvalidArgument(f"column: dataset {dataset.code} has no column {query.column!r}")
+            raise InvalidArgument(
+                f"column: dataset {dataset.code} has no column {clip(repr(query.column))}"
+            )
         col = dataset.column(query.column)
         if col.public_keys is not None and not query.bin_edges:
             if query.column not in terms.group_by:
                 raise PolicyDenied(
                     "histogram: the statistics agreement does not allow grouping on "
-                    f"{query.column!r}"
+                    f"{clip(repr(query.column))}"
                 )
             keys.append(query.column)
             domains.append(tuple(col.public_keys))

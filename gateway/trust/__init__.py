@@ -9,7 +9,7 @@ A package of one job per module:
   ``BundleVersionStore`` protocol (``FileVersionStore`` today);
 - ``gateway.trust.files``: reading bundle and key files (the edge);
 - ``gateway.trust.authority``: the authority's tooling (sign, init, re-issue,
-  add and remove members).
+  add and remove members, rotate a member's keys).
 
 Does not own: key generation (``gateway.identity``), TLS channel setup or peer
 authentication (the server/client modules use ``TrustBundle.member_by_fingerprint``
@@ -25,6 +25,7 @@ from gateway.trust.authority import (
     read_authority_signing_key,
     read_bundle_for_reissue,
     reissue_bundle_file,
+    rotated_member,
     sign_bundle,
     with_member,
     without_member,
@@ -64,6 +65,7 @@ __all__ = [
     "read_authority_signing_key",
     "read_bundle_for_reissue",
     "reissue_bundle_file",
+    "rotated_member",
     "sign_bundle",
     "verify_bundle",
     "verify_bundle_for_reissue",

@@ -19,10 +19,11 @@ from typing import Final
 from gateway.crypto import Rng, SigningKey, VerifyKey, b64
 from gateway.domains import TRUST_BUNDLE
 from gateway.errors import InvalidArgument, StorageFailure, TrustBundleRejected
-from gateway.identity import check_name, write_file_atomic
+from gateway.identity import PublicDescriptor, check_name, write_file_atomic
+from gateway.keyring import KeyKind, RetiredKey
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust.files import AUTHORITY_PUB_FILE, BUNDLE_FILE, read_b64_key, read_limited
-from gateway.trust.model import Member, TrustBundle, authority_key_id
+from gateway.trust.model import Member, TrustBundle, as_utc, authority_key_id
 from gateway.trust.verify import (
     bundle_payload,
     parse_payload,
@@ -168,3 +169,63 @@ def without_member(bundle: TrustBundle, jurisdiction: str) -> tuple[Member, ...]
     """Members of ``bundle`` minus ``jurisdiction``; NotFound if it is not a member."""
     bundle.member(jurisdiction)
     return tuple(m for m in bundle.members if m.jurisdiction != jurisdiction)
+
+
+def rotated_member(
+    current: Member,
+    desc: PublicDescriptor,
+    now: _dt.datetime,
+    overlap: _dt.timedelta,
+    source: str = "public.json",
+) -> tuple[Member, tuple[KeyKind, ...]]:
+    """``current`` with the keys of ``desc`` (a bureau's new ``public.json``).
+
+    Every key that changed is kept as a retired key valid until
+    ``now + overlap``: checkpoints, cosignatures and evidence it signed keep
+    verifying for good, and during the overlap peers still accept it for new
+    envelopes and TLS handshakes. Returns the member and the kinds rotated.
+    """
+    if desc.jurisdiction != current.jurisdiction:
+        raise InvalidArgument.expected(
+            f"{source}: jurisdiction", current.jurisdiction, desc.jurisdiction
+        )
+    if overlap < _dt.timedelta(0):
+        raise InvalidArgument.expected("overlap", ">= 0", overlap)
+    until = as_utc(now, "now") + overlap
+    fresh = Member.from_descriptor(
+        desc, current.endpoint, current.datasets, origin=current.origin, source=source
+    )
+    retired = list(current.retired)
+    changed: list[KeyKind] = []
+    pairs: list[tuple[KeyKind, str, str]] = [
+        ("envelope", current.signing_key.b64(), fresh.signing_key.b64()),
+        ("ledger", current.ledger_key.b64(), fresh.ledger_key.b64()),
+        ("witness", current.cosigner_key.b64(), fresh.cosigner_key.b64()),
+        ("sealing", current.seal_key.b64(), fresh.seal_key.b64()),
+        ("tls", current.tls_cert_pem.decode("ascii"), fresh.tls_cert_pem.decode("ascii")),
+    ]
+    for kind, old, new in pairs:
+        if old != new:
+            retired.append(RetiredKey(kind=kind, value=old, not_after=until))
+            changed.append(kind)
+    if not changed:
+        raise InvalidArgument(
+            f"{source}: no key differs from the bundle's keys for {desc.jurisdiction}"
+        )
+    return (
+        Member(
+            jurisdiction=fresh.jurisdiction,
+            name=fresh.name,
+            endpoint=fresh.endpoint,
+            signing_key=fresh.signing_key,
+            ledger_key=fresh.ledger_key,
+            seal_key=fresh.seal_key,
+            tls_cert_pem=fresh.tls_cert_pem,
+            tls_fingerprint=fresh.tls_fingerprint,
+            datasets=fresh.datasets,
+            origin=fresh.origin,
+            witness_key=fresh.witness_key,
+            retired=tuple(retired),
+        ),
+        tuple(changed),
+    )

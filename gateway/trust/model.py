@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from gateway import identifiers
-from gateway.crypto import SealPublicKey, VerifyKey, cert_fingerprint, digest_equal
+from gateway.crypto import SealPublicKey, VerifyKey, cert_fingerprint, digest_equal, unb64
 from gateway.errors import InvalidArgument, NotFound
 from gateway.identity import PublicDescriptor, check_name, key_id
+from gateway.keyring import KeyKind, KeyRing, RetiredKey, check_retired, ring_from
 
 _ENDPOINT = re.compile(
     r"^(?:"
@@ -63,6 +64,13 @@ class Member:
     tls_fingerprint: str  # hex SHA-256 of the certificate's DER; must match the cert
     datasets: tuple[str, ...]
     origin: str = ""  # ledger checkpoint origin; "" means default_origin(jurisdiction)
+    # Key that cosigns peers' checkpoints (C2SP asks for a distinct cosigner
+    # key); None in bundles made before it existed: the ledger key cosigns.
+    witness_key: VerifyKey | None = None
+    # Keys this member used before a rotation, each with its validity
+    # interval (``gateway.keyring``): old checkpoints, evidence and, during a
+    # rotation's overlap, old envelopes and TLS handshakes still verify.
+    retired: tuple[RetiredKey, ...] = ()
 
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
@@ -78,6 +86,25 @@ class Member:
             raise InvalidArgument("seal_key must be an X25519 public key")
         if digest_equal(self.signing_key.raw, self.ledger_key.raw):
             raise InvalidArgument("signing_key and ledger_key must be different keys")
+        if self.witness_key is not None:
+            if not isinstance(self.witness_key, VerifyKey):
+                raise InvalidArgument("witness_key must be an Ed25519 public key")
+            if digest_equal(self.witness_key.raw, self.ledger_key.raw) or digest_equal(
+                self.witness_key.raw, self.signing_key.raw
+            ):
+                raise InvalidArgument("witness_key must differ from signing_key and ledger_key")
+        object.__setattr__(self, "retired", tuple(self.retired))
+        try:
+            check_retired(self.retired)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from exc
+        for r in self.retired:
+            if r.kind == "tls":
+                check_single_cert_pem(r.value.encode("ascii", "replace"))
+            else:
+                raw = unb64(r.value, f"retired {r.kind} key")
+                if len(raw) != 32:
+                    raise InvalidArgument.expected(f"retired {r.kind} key length", 32, len(raw))
         check_single_cert_pem(self.tls_cert_pem)
         if not isinstance(self.tls_fingerprint, str) or not is_sha256_hex(self.tls_fingerprint):
             raise InvalidArgument.expected(
@@ -106,8 +133,44 @@ class Member:
     @property
     def witness_name(self) -> str:
         """Key name this member cosigns peers' checkpoints under (C2SP
-        tlog-cosignature), verified with its ``ledger_key``."""
+        tlog-cosignature), verified with its witness key."""
         return f"{self.jurisdiction}.gateway.dataexchange.cn/witness"
+
+    @property
+    def cosigner_key(self) -> VerifyKey:
+        """The current key of this member's witness cosignatures."""
+        return self.witness_key or self.ledger_key
+
+    def ring(self, kind: KeyKind) -> KeyRing:
+        """This member's Ed25519 keys of ``kind`` (envelope, ledger, witness) over
+        time: ``ring.at(t)`` is the one lookup for "keys of kind K valid at T"."""
+        current = {
+            "envelope": self.signing_key,
+            "ledger": self.ledger_key,
+            "witness": self.cosigner_key,
+        }.get(kind)
+        if current is None:
+            raise InvalidArgument.expected("key kind", "envelope | ledger | witness", kind)
+        return ring_from(kind, current, self.retired, VerifyKey)
+
+    def seal_keys_at(self, when: _dt.datetime) -> tuple[SealPublicKey, ...]:
+        """The X25519 keys of this member valid at ``when`` (current first)."""
+        old = [
+            SealPublicKey(unb64(r.value, "retired sealing key"))
+            for r in self.retired
+            if r.kind == "sealing" and r.valid_at(when)
+        ]
+        return (self.seal_key, *old)
+
+    def tls_certs_at(self, when: _dt.datetime) -> tuple[tuple[bytes, str], ...]:
+        """(PEM, fingerprint) of the TLS certificates valid at ``when``: the
+        current one and any retired one still inside its overlap window."""
+        out = [(self.tls_cert_pem, self.tls_fingerprint)]
+        for r in self.retired:
+            if r.kind == "tls" and r.valid_at(when):
+                pem = r.value.encode("ascii")
+                out.append((pem, cert_fingerprint(pem)))
+        return tuple(out)
 
     @classmethod
     def from_descriptor(
@@ -131,6 +194,7 @@ class Member:
             tls_fingerprint=desc.tls_fingerprint,
             datasets=tuple(datasets),
             origin=origin or default_origin(desc.jurisdiction),
+            witness_key=desc.witness(source),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -145,7 +209,17 @@ class Member:
             "tls_fingerprint": self.tls_fingerprint,
             "datasets": list(self.datasets),
             "origin": self.origin,
+            # Only when present, so bundles without them keep their bytes.
+            **({"witness_key": self.witness_key.b64()} if self.witness_key else {}),
+            **({"retired_keys": [_retired_json(r) for r in self.retired]} if self.retired else {}),
         }
+
+
+def _retired_json(r: RetiredKey) -> dict[str, str]:
+    out = {"kind": r.kind, "key": r.value, "not_after": format_time(r.not_after)}
+    if r.not_before is not None:
+        out["not_before"] = format_time(r.not_before)
+    return out
 
 
 _PEM_BEGIN: Final = b"-----BEGIN CERTIFICATE-----"
@@ -186,6 +260,7 @@ def check_members(members: Sequence[Member]) -> None:
             ("public key", m.signing_key.raw),
             ("public key", m.ledger_key.raw),
             ("public key", m.seal_key.raw),
+            *((("public key", m.witness_key.raw),) if m.witness_key else ()),
         ]
         for what, value in attrs:
             table = seen[what]
@@ -242,20 +317,31 @@ class TrustBundle:
             f"jurisdiction {jurisdiction} is not a member of federation {self.federation}"
         )
 
-    def member_by_fingerprint(self, fp: str) -> Member | None:
-        """The member whose pinned TLS certificate has SHA-256 fingerprint ``fp``."""
+    def member_by_fingerprint(self, fp: str, now: _dt.datetime | None = None) -> Member | None:
+        """The member whose pinned TLS certificate (current, or retired and
+        still in its overlap window at ``now``) has SHA-256 fingerprint ``fp``."""
         fp = fp.lower().replace(":", "")
+        now = now or _dt.datetime.now(_dt.UTC)
         for m in self.members:
-            if digest_equal(m.tls_fingerprint, fp):
-                return m
+            for _, known in m.tls_certs_at(now):
+                if digest_equal(known, fp):
+                    return m
         return None
 
-    def root_certificates_pem(self) -> bytes:
-        """All members' pinned TLS certificates, concatenated (gRPC root certificates)."""
-        return b"".join(
-            m.tls_cert_pem if m.tls_cert_pem.endswith(b"\n") else m.tls_cert_pem + b"\n"
-            for m in self.members
-        )
+    def root_certificates_pem(self, now: _dt.datetime | None = None) -> bytes:
+        """All members' pinned TLS certificates valid at ``now`` (current ones,
+        and retired ones inside their overlap window), concatenated (gRPC roots)."""
+        now = now or _dt.datetime.now(_dt.UTC)
+        pems = [pem for m in self.members for pem, _ in m.tls_certs_at(now)]
+        return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in pems)
+
+    def keys_valid_at(
+        self, jurisdiction: str, kind: KeyKind, when: _dt.datetime | int | None
+    ) -> tuple[VerifyKey, ...]:
+        """The one lookup verifiers use: ``jurisdiction``'s keys of ``kind``
+        (envelope, ledger, witness) valid at ``when`` (UTC datetime or Unix ms;
+        None: every key it ever held), current first."""
+        return self.member(jurisdiction).ring(kind).at(when)
 
     def jurisdictions(self) -> tuple[str, ...]:
         return tuple(m.jurisdiction for m in self.members)

@@ -41,6 +41,7 @@ from gateway.crypto import SealPublicKey, VerifyKey, sha256_hex, unb64
 from gateway.domains import TRUST_BUNDLE
 from gateway.errors import CryptoFailure, InvalidArgument, TrustBundleRejected
 from gateway.identity import MAX_NAME_LEN
+from gateway.keyring import KeyKind, RetiredKey
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust.model import (
     Member,
@@ -75,6 +76,13 @@ class _EnvelopeModel(_Strict):
     signatures: list[_SignatureModel]  # count checked against Limits
 
 
+class _RetiredModel(_Strict):
+    kind: KeyKind
+    key: Annotated[str, Field(min_length=1)]  # size checked against Limits
+    not_before: Annotated[str, Field(pattern=_TIMESTAMP_RE)] | None = None
+    not_after: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
+
+
 class _MemberModel(_Strict):
     jurisdiction: identifiers.JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
@@ -86,6 +94,8 @@ class _MemberModel(_Strict):
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     datasets: list[str]  # count checked against Limits
     origin: Annotated[str, Field(min_length=1, max_length=255)]
+    witness_key: Annotated[str, Field(max_length=64)] | None = None
+    retired_keys: list[_RetiredModel] = []  # count and sizes checked against Limits
 
 
 class _BundleModel(_Strict):
@@ -165,6 +175,14 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                 f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): tls_cert_pem: "
                 f"expected at most {limits.max_cert_pem_bytes} bytes, got {len(mm.tls_cert_pem)}"
             )
+        if len(mm.retired_keys) > limits.max_retired_keys or any(
+            len(r.key) > limits.max_cert_pem_bytes for r in mm.retired_keys
+        ):
+            raise TrustBundleRejected(
+                f"trust bundle malformed: members[{i}] ({mm.jurisdiction}): retired_keys: "
+                f"expected at most {limits.max_retired_keys} keys of at most "
+                f"{limits.max_cert_pem_bytes} bytes"
+            )
         try:
             members.append(
                 Member(
@@ -178,6 +196,22 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     tls_fingerprint=mm.tls_fingerprint,
                     datasets=tuple(mm.datasets),
                     origin=mm.origin,
+                    witness_key=(
+                        VerifyKey(unb64(mm.witness_key, "witness_key")) if mm.witness_key else None
+                    ),
+                    retired=tuple(
+                        RetiredKey(
+                            kind=r.kind,
+                            value=r.key,
+                            not_after=_parse_time(r.not_after, "retired key not_after"),
+                            not_before=(
+                                _parse_time(r.not_before, "retired key not_before")
+                                if r.not_before
+                                else None
+                            ),
+                        )
+                        for r in mm.retired_keys
+                    ),
                 )
             )
         except InvalidArgument as exc:

@@ -100,6 +100,7 @@ def federation_keys() -> Any:
         for j in MEMBERS
         for e in (
             KeyEntry(j, "ledger", SigningKey(ledger_seed(j)).verify_key),
+            KeyEntry(j, "witness", SigningKey(ledger_seed(j)).verify_key),
             KeyEntry(j, "signing", SigningKey(signing_seed(j)).verify_key),
         )
     )

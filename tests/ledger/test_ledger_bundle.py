@@ -117,7 +117,7 @@ def _swap_log_key(c: dict[str, Any]) -> None:
 
 def _swap_witness_key(c: dict[str, Any]) -> None:
     fake = SigningKey(bytes([79]) * 32).verify_key.raw
-    _member(c, "130000")["ledger_key"] = [base64.b64encode(fake).decode()]
+    _member(c, "130000")["witness_key"] = [base64.b64encode(fake).decode()]
 
 
 def _remove_counterparty(c: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from gateway.ledger.note import open_checkpoint
-from gateway.server.servicers.ledger import add_to_server
+from gateway.server.servicers.ledger import UnrestrictedScope, add_to_server
 from tests.helpers import ServicePort, service_port
 from tests.ledger.ledger_testkit import ORIGIN, make_event
 
@@ -28,7 +28,9 @@ AUDITOR = "beijing-audit"
 @pytest.fixture
 def port(new_ledger: NewLedger) -> Iterator[tuple[ServicePort, SqliteLedger]]:
     ledger = new_ledger(n=23, every=10)
-    with service_port(lambda server: add_to_server(server, ledger), [AUDITOR]) as svc:
+    with service_port(
+        lambda server: add_to_server(server, ledger, scope=UnrestrictedScope()), [AUDITOR]
+    ) as svc:
         yield svc, ledger
 
 

@@ -324,14 +324,13 @@ def test_service_system_with_gateway_issued_client_certificate_is_authenticated(
 
     from gateway._proto.dataexchange.gateway.v1 import service_pb2, service_pb2_grpc
     from gateway.cli import main
-    from gateway.config import load_config
-    from gateway.identity import tls_server_name
+    from gateway.identity import load_service_ca, tls_server_name
 
     site = federation.site("130000")
     gw = federation.gateways["130000"]
     assert main(["service-system", "add", "--config", str(site.config), "--id", "hebei-cert-client",
                  "--cert-out", str(tmp_path / "cc")]) == 0  # fmt: skip
-    gw.service_auth.replace(load_config(site.config).service_systems)  # what SIGHUP does
+    # No SIGHUP needed: the gateway re-reads its config at the next call.
 
     def call(key: bytes | None, cert: bytes | None) -> service_pb2.ListDatasetsResponse:
         creds = _grpc.ssl_channel_credentials(site.tls_cert.read_bytes(), key, cert)
@@ -356,11 +355,17 @@ def test_service_system_with_gateway_issued_client_certificate_is_authenticated(
     with pytest.raises(_grpc.RpcError) as err:
         call(None, None)
     assert err.value.code() == _grpc.StatusCode.UNAVAILABLE
-    # A certificate issued by the gateway but not registered: UNAUTHENTICATED.
-    stray = crypto.issue_client_certificate(gw.keys.tls, "stray")
+    # A certificate issued by the gateway's service CA but not registered: UNAUTHENTICATED.
+    ca = load_service_ca(site.root / "keys", "130000")
+    stray = crypto.issue_client_certificate(ca, "stray")
     with pytest.raises(_grpc.RpcError) as err:
         call(stray.key_pem, stray.cert_pem)
     assert err.value.code() == _grpc.StatusCode.UNAUTHENTICATED
+    # Signed by the gateway's peer certificate (a CA:false leaf): no handshake.
+    by_leaf = crypto.issue_client_certificate(gw.keys.tls, "by-leaf")
+    with pytest.raises(_grpc.RpcError) as err:
+        call(by_leaf.key_pem, by_leaf.cert_pem)
+    assert err.value.code() == _grpc.StatusCode.UNAVAILABLE
     # A self-made certificate the gateway did not issue cannot even connect.
     own = crypto.make_tls_identity("forged", ["forged"])
     with pytest.raises(_grpc.RpcError) as err:

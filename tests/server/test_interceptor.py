@@ -10,13 +10,13 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gateway.errors import NotFound
-from gateway.server.auth import ServiceAuthenticator
+from gateway.server.access import ServiceRegistry
 from gateway.server.interceptor import GatewayServer, UnwrappableHandler, caller
 from tests.helpers import service_port
 
 
 def _server() -> GatewayServer:
-    return GatewayServer(ServiceAuthenticator([]), max_workers=2, name="test-interceptor")
+    return GatewayServer(ServiceRegistry([]), max_workers=2, name="test-interceptor")
 
 
 def _answer(request: bytes, context: Any) -> Any:
@@ -61,14 +61,16 @@ def test_health_stays_public_while_other_methods_need_a_caller() -> None:
 
     def mount(server: grpc.Server) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        # Under a service the role table serves: anything else is refused (deny by default).
         server.add_registered_method_handlers(
-            "test.Lookup", {"Find": grpc.unary_unary_rpc_method_handler(lookup)}
+            "dataexchange.gateway.v1.RecordExchange",
+            {"Find": grpc.unary_unary_rpc_method_handler(lookup)},
         )
 
     with service_port(mount, ["beijing-audit"]) as svc, svc.channel() as channel:
         check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert check.status == health_pb2.HealthCheckResponse.SERVING
-        find = channel.unary_unary("/test.Lookup/Find")
+        find = channel.unary_unary("/dataexchange.gateway.v1.RecordExchange/Find")
         with pytest.raises(grpc.RpcError) as err:
             find(b"x", timeout=10)
         assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and not seen
@@ -87,12 +89,13 @@ def test_servicer_crash_is_internal_with_a_reference_not_its_text(
 
     def mount(server: grpc.Server) -> None:
         server.add_registered_method_handlers(
-            "test.Crash", {"Call": grpc.unary_unary_rpc_method_handler(crash)}
+            "dataexchange.gateway.v1.RecordExchange",
+            {"Call": grpc.unary_unary_rpc_method_handler(crash)},
         )
 
     with service_port(mount, ["beijing-audit"]) as svc, svc.channel("beijing-audit") as channel:
         with pytest.raises(grpc.RpcError) as err:
-            channel.unary_unary("/test.Crash/Call")(b"x", timeout=10)
+            channel.unary_unary("/dataexchange.gateway.v1.RecordExchange/Call")(b"x", timeout=10)
     assert err.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in (err.value.details() or "")
     assert "internal error (reference" in (err.value.details() or "")
@@ -110,3 +113,16 @@ def test_no_servicer_bypasses_the_interceptor_with_its_own_status() -> None:
         code = module.read_text(encoding="utf-8").split('"""', 2)[-1]  # past the docstring
         for call in ("context.abort", "context.set_code", "context.set_details"):
             assert call not in code, f"{module.name} calls {call}"
+
+
+def test_method_outside_the_role_table_is_refused_even_to_a_system_with_every_role() -> None:
+    def mount(server: grpc.Server) -> None:
+        server.add_registered_method_handlers(
+            "test.Lookup", {"Find": grpc.unary_unary_rpc_method_handler(_answer)}
+        )
+
+    with service_port(mount, ["beijing-audit"]) as svc, svc.channel("beijing-audit") as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            channel.unary_unary("/test.Lookup/Find")(b"x", timeout=10)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "not served to service systems" in (err.value.details() or "")

@@ -144,7 +144,7 @@ def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_
     name = report.cosigners[0]
     for m in doc["content"]["members"]:
         if m["jurisdiction"] == name:
-            m["ledger_key"] = [crypto.b64(crypto.SigningKey.generate().verify_key.raw)]
+            m["witness_key"] = [crypto.b64(crypto.SigningKey.generate().verify_key.raw)]
     forged = tmp_path / "forged.json"
     forged.write_bytes(seal(doc["content"]))
     assert main(["ledger", "verify", str(forged), "--bundle", bundle]) == 1
@@ -160,7 +160,7 @@ def test_reconcile_over_the_gateways_ledger_apis_with_tls_and_tokens(
     fed = own_federation
     _exchange(fed)
     args = ["audit", "reconcile"]
-    for code, service in (("110000", "beijing-planning"), ("130000", "hebei-planning")):
+    for code, service in (("110000", "beijing-audit"), ("130000", "hebei-audit")):
         site = fed.site(code)
         token = tmp_path / f"{code}.token"
         token.write_text(site.tokens[service])
@@ -198,7 +198,7 @@ def test_ledger_verify_fetches_witnessed_checkpoints_live_and_excludes_truncatio
     bj = fed.gateways["110000"]
     bj.checkpoint_and_witness()
     args = []
-    for code, service in (("120000", "tianjin-planning"), ("130000", "hebei-planning")):
+    for code, service in (("120000", "tianjin-audit"), ("130000", "hebei-audit")):
         site = fed.site(code)
         token = tmp_path / f"{code}.token"
         token.write_text(site.tokens[service])

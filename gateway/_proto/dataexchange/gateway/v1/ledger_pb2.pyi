@@ -124,12 +124,14 @@ class LedgerEntry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., entry: _Optional[bytes] = ..., entry_hash: _Optional[bytes] = ...) -> None: ...
 
 class GetEntriesResponse(_message.Message):
-    __slots__ = ("entries", "tree_size")
+    __slots__ = ("entries", "tree_size", "next_start")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_START_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[LedgerEntry]
     tree_size: int
-    def __init__(self, entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., tree_size: _Optional[int] = ...) -> None: ...
+    next_start: int
+    def __init__(self, entries: _Optional[_Iterable[_Union[LedgerEntry, _Mapping]]] = ..., tree_size: _Optional[int] = ..., next_start: _Optional[int] = ...) -> None: ...
 
 class PeerWitnessRequest(_message.Message):
     __slots__ = ("header", "old_size", "consistency_proof", "checkpoint")

@@ -28,6 +28,11 @@ if _version_not_supported:
 
 class LedgerStub:
     """Read-only access to one gateway's ledger: checkpoints, proofs, entries.
+
+    On the service port only service systems with the role `audit` may call it,
+    and every call is itself recorded in the ledger (kind `audit_read`). On the
+    peer port a federation member sees checkpoints and proofs, and only the
+    entries of exchanges it was party to (PERMISSION_DENIED for others).
     """
 
     def __init__(self, channel):
@@ -65,6 +70,11 @@ class LedgerStub:
 
 class LedgerServicer:
     """Read-only access to one gateway's ledger: checkpoints, proofs, entries.
+
+    On the service port only service systems with the role `audit` may call it,
+    and every call is itself recorded in the ledger (kind `audit_read`). On the
+    peer port a federation member sees checkpoints and proofs, and only the
+    entries of exchanges it was party to (PERMISSION_DENIED for others).
     """
 
     def GetCheckpoint(self, request, context):
@@ -142,6 +152,11 @@ def add_LedgerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Ledger:
     """Read-only access to one gateway's ledger: checkpoints, proofs, entries.
+
+    On the service port only service systems with the role `audit` may call it,
+    and every call is itself recorded in the ledger (kind `audit_read`). On the
+    peer port a federation member sees checkpoints and proofs, and only the
+    entries of exchanges it was party to (PERMISSION_DENIED for others).
     """
 
     @staticmethod

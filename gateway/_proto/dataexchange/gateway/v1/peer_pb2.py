@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from gateway._proto.dataexchange.gateway.v1 import common_pb2 as dataexchange_dot_gateway_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"dataexchange/gateway/v1/peer.proto\x12\x17\x64\x61taexchange.gateway.v1\x1a$dataexchange/gateway/v1/common.proto\"Z\n\x0eSignedEnvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0e\n\x06signer\x18\x04 \x01(\t\"\x89\x01\n\nPeerHeader\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x16\n\x0erequest_digest\x18\x05 \x01(\x0c\x12\x16\n\x0e\x62undle_version\x18\x06 \x01(\x04\"\xd9\x01\n\x11PeerRecordRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x16\n\x0eservice_system\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x15\n\rsubject_count\x18\x06 \x01(\r\x12\x14\n\x0csealed_query\x18\x07 \x01(\x0c\x12\x18\n\x10\x63lient_reference\x18\x08 \x01(\t\"\"\n\x0bRecordQuery\x12\x13\n\x0bsubject_ids\x18\x01 \x03(\t\"\xf1\x01\n\x12PeerRecordResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x39\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\'.dataexchange.gateway.v1.PolicyDecision\x12\x14\n\x0crecord_count\x18\x03 \x01(\r\x12\x16\n\x0esealed_records\x18\x04 \x01(\x0c\x12\x16\n\x0epayload_digest\x18\x05 \x01(\x0c\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x11\n\ttruncated\x18\x07 \x01(\x08\"?\n\x0bRecordBatch\x12\x30\n\x07records\x18\x01 \x03(\x0b\x32\x1f.dataexchange.gateway.v1.Record\"i\n\x0f\x45xchangeReceipt\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\x12\x17\n\x0fresponse_digest\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x83\x01\n\x10PeerReceiptBatch\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12:\n\x08receipts\x18\x02 \x03(\x0b\x32(.dataexchange.gateway.v1.ExchangeReceipt\"h\n\x0ePeerReceiptAck\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x10\n\x08recorded\x18\x02 \x01(\r\x12\x0f\n\x07refused\x18\x03 \x01(\r2\x94\x03\n\x0cPeerExchange\x12`\n\x0c\x46\x65tchRecords\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelope\x12\x64\n\x10\x43omputeStatistic\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelope\x12[\n\x07Witness\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelope\x12_\n\x0b\x41\x63knowledge\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelopeBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"dataexchange/gateway/v1/peer.proto\x12\x17\x64\x61taexchange.gateway.v1\x1a$dataexchange/gateway/v1/common.proto\"Z\n\x0eSignedEnvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x0e\n\x06signer\x18\x04 \x01(\t\"\x89\x01\n\nPeerHeader\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x03\x12\x16\n\x0erequest_digest\x18\x05 \x01(\x0c\x12\x16\n\x0e\x62undle_version\x18\x06 \x01(\x04\"\xf1\x01\n\x11PeerRecordRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x16\n\x0eservice_system\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x66ields\x18\x05 \x03(\t\x12\x15\n\rsubject_count\x18\x06 \x01(\r\x12\x14\n\x0csealed_query\x18\x07 \x01(\x0c\x12\x18\n\x10\x63lient_reference\x18\x08 \x01(\t\x12\x16\n\x0ereply_seal_key\x18\t \x01(\x0c\"\"\n\x0bRecordQuery\x12\x13\n\x0bsubject_ids\x18\x01 \x03(\t\"\xf1\x01\n\x12PeerRecordResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x39\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\'.dataexchange.gateway.v1.PolicyDecision\x12\x14\n\x0crecord_count\x18\x03 \x01(\r\x12\x16\n\x0esealed_records\x18\x04 \x01(\x0c\x12\x16\n\x0epayload_digest\x18\x05 \x01(\x0c\x12\x12\n\nerror_code\x18\x06 \x01(\t\x12\x11\n\ttruncated\x18\x07 \x01(\x08\"?\n\x0bRecordBatch\x12\x30\n\x07records\x18\x01 \x03(\x0b\x32\x1f.dataexchange.gateway.v1.Record\"i\n\x0f\x45xchangeReceipt\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\x12\x17\n\x0fresponse_digest\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x83\x01\n\x10PeerReceiptBatch\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12:\n\x08receipts\x18\x02 \x03(\x0b\x32(.dataexchange.gateway.v1.ExchangeReceipt\"h\n\x0ePeerReceiptAck\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x10\n\x08recorded\x18\x02 \x01(\r\x12\x0f\n\x07refused\x18\x03 \x01(\r2\x94\x03\n\x0cPeerExchange\x12`\n\x0c\x46\x65tchRecords\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelope\x12\x64\n\x10\x43omputeStatistic\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelope\x12[\n\x07Witness\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelope\x12_\n\x0b\x41\x63knowledge\x12\'.dataexchange.gateway.v1.SignedEnvelope\x1a\'.dataexchange.gateway.v1.SignedEnvelopeBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,19 +39,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEERHEADER']._serialized_start=194
   _globals['_PEERHEADER']._serialized_end=331
   _globals['_PEERRECORDREQUEST']._serialized_start=334
-  _globals['_PEERRECORDREQUEST']._serialized_end=551
-  _globals['_RECORDQUERY']._serialized_start=553
-  _globals['_RECORDQUERY']._serialized_end=587
-  _globals['_PEERRECORDRESPONSE']._serialized_start=590
-  _globals['_PEERRECORDRESPONSE']._serialized_end=831
-  _globals['_RECORDBATCH']._serialized_start=833
-  _globals['_RECORDBATCH']._serialized_end=896
-  _globals['_EXCHANGERECEIPT']._serialized_start=898
-  _globals['_EXCHANGERECEIPT']._serialized_end=1003
-  _globals['_PEERRECEIPTBATCH']._serialized_start=1006
-  _globals['_PEERRECEIPTBATCH']._serialized_end=1137
-  _globals['_PEERRECEIPTACK']._serialized_start=1139
-  _globals['_PEERRECEIPTACK']._serialized_end=1243
-  _globals['_PEEREXCHANGE']._serialized_start=1246
-  _globals['_PEEREXCHANGE']._serialized_end=1650
+  _globals['_PEERRECORDREQUEST']._serialized_end=575
+  _globals['_RECORDQUERY']._serialized_start=577
+  _globals['_RECORDQUERY']._serialized_end=611
+  _globals['_PEERRECORDRESPONSE']._serialized_start=614
+  _globals['_PEERRECORDRESPONSE']._serialized_end=855
+  _globals['_RECORDBATCH']._serialized_start=857
+  _globals['_RECORDBATCH']._serialized_end=920
+  _globals['_EXCHANGERECEIPT']._serialized_start=922
+  _globals['_EXCHANGERECEIPT']._serialized_end=1027
+  _globals['_PEERRECEIPTBATCH']._serialized_start=1030
+  _globals['_PEERRECEIPTBATCH']._serialized_end=1161
+  _globals['_PEERRECEIPTACK']._serialized_start=1163
+  _globals['_PEERRECEIPTACK']._serialized_end=1267
+  _globals['_PEEREXCHANGE']._serialized_start=1270
+  _globals['_PEEREXCHANGE']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

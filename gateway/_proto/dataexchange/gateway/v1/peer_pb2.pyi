@@ -36,7 +36,7 @@ class PeerHeader(_message.Message):
     def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., request_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., request_digest: _Optional[bytes] = ..., bundle_version: _Optional[int] = ...) -> None: ...
 
 class PeerRecordRequest(_message.Message):
-    __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "subject_count", "sealed_query", "client_reference")
+    __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "subject_count", "sealed_query", "client_reference", "reply_seal_key")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SERVICE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +45,7 @@ class PeerRecordRequest(_message.Message):
     SUBJECT_COUNT_FIELD_NUMBER: _ClassVar[int]
     SEALED_QUERY_FIELD_NUMBER: _ClassVar[int]
     CLIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    REPLY_SEAL_KEY_FIELD_NUMBER: _ClassVar[int]
     header: PeerHeader
     service_system: str
     dataset: str
@@ -53,7 +54,8 @@ class PeerRecordRequest(_message.Message):
     subject_count: int
     sealed_query: bytes
     client_reference: str
-    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., subject_count: _Optional[int] = ..., sealed_query: _Optional[bytes] = ..., client_reference: _Optional[str] = ...) -> None: ...
+    reply_seal_key: bytes
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., subject_count: _Optional[int] = ..., sealed_query: _Optional[bytes] = ..., client_reference: _Optional[str] = ..., reply_seal_key: _Optional[bytes] = ...) -> None: ...
 
 class RecordQuery(_message.Message):
     __slots__ = ("subject_ids",)

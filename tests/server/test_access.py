@@ -1,0 +1,83 @@
+"""Service-system credentials and roles, decided at the time of each call
+(a fake clock and a stand-in call context; the e2e files run them on real
+gateways)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from gateway import crypto
+from gateway.config import Credential, ServiceSystem
+from gateway.errors import PermissionDenied, Unauthenticated
+from gateway.server.access import ServiceRegistry
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+class _Call:
+    def __init__(self, token: str | None) -> None:
+        self._md = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def invocation_metadata(self) -> Any:
+        return self._md
+
+    def auth_context(self) -> dict[str, Any]:
+        return {}
+
+
+def _ms(t: dt.datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _registry(now: list[dt.datetime], **cred: Any) -> ServiceRegistry:
+    creds = (Credential(kind="token", sha256=crypto.sha256_hex(b"tok-a"), **cred),)
+    system = ServiceSystem(id="hebei-housing-fund", roles=("exchange",), credentials=creds)
+    return ServiceRegistry([system], clock_ms=lambda: _ms(now[0]))
+
+
+def test_token_outside_its_validity_interval_is_refused_saying_why() -> None:
+    now = [T0]
+    reg = _registry(now, not_before=T0, not_after=T0 + dt.timedelta(days=30))
+    assert reg(_Call("tok-a")) == "hebei-housing-fund"
+    now[0] = T0 - dt.timedelta(seconds=1)
+    with pytest.raises(Unauthenticated, match="not yet valid"):
+        reg(_Call("tok-a"))
+    now[0] = T0 + dt.timedelta(days=30)
+    with pytest.raises(Unauthenticated, match="expired"):
+        reg(_Call("tok-a"))
+
+
+def test_revoked_token_is_refused_from_the_revocation_time_on() -> None:
+    now = [T0]
+    reg = _registry(now, revoked_at=T0 + dt.timedelta(hours=1))
+    assert reg(_Call("tok-a")) == "hebei-housing-fund"
+    now[0] = T0 + dt.timedelta(hours=1)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        reg(_Call("tok-a"))
+
+
+def test_unknown_or_missing_token_is_unauthenticated() -> None:
+    reg = _registry([T0])
+    with pytest.raises(Unauthenticated, match="not registered"):
+        reg(_Call("tok-b"))
+    with pytest.raises(Unauthenticated, match="present a registered"):
+        reg(_Call(None))
+
+
+def test_credential_times_without_a_utc_offset_are_refused() -> None:
+    with pytest.raises(ValueError, match="UTC offset"):
+        Credential(kind="token", sha256="0" * 64, not_after=dt.datetime(2027, 1, 1))
+
+
+def test_missing_role_is_permission_denied_naming_it_and_the_roles_held() -> None:
+    reg = _registry([T0])
+    reg.authorize("/dataexchange.gateway.v1.RecordExchange/GetRecords", "hebei-housing-fund")
+    with pytest.raises(PermissionDenied) as err:
+        reg.authorize("/dataexchange.gateway.v1.Ledger/GetEntries", "hebei-housing-fund")
+    assert "lacks the role audit" in str(err.value) and "its roles: exchange" in str(err.value)
+    with pytest.raises(PermissionDenied, match="statistics"):
+        reg.authorize("/dataexchange.gateway.v1.Statistics/Query", "hebei-housing-fund")
+    reg.authorize("/grpc.health.v1.Health/Check", "hebei-housing-fund")  # public
