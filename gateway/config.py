@@ -19,6 +19,7 @@ Example::
     peer = "127.0.0.1:7101"          # mutual TLS, federation members only
     service = "127.0.0.1:7201"       # TLS + bearer token of a registered service system
     service_mtls = "127.0.0.1:7301"  # optional: TLS + client certificate issued by this gateway
+    ops = "127.0.0.1:9464"           # plain HTTP /metrics /healthz /readyz (default; "off")
 
     [[service_systems]]
     id = "beijing-housing-fund"
@@ -52,6 +53,7 @@ from gateway.limits import Limits
 
 _HOSTPORT = r"^[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5}$"
 _HEX64 = r"^[0-9a-f]{64}$"
+DEFAULT_OPS_ADDRESS = "127.0.0.1:9464"
 
 
 class _Model(BaseModel):
@@ -66,6 +68,9 @@ class Listen(_Model):
     # Optional service port requiring a client certificate issued by this
     # gateway (`gateway service-system add --cert-out`); same API.
     service_mtls: Annotated[str, Field(pattern=_HOSTPORT)] | None = None
+    # Operations listener: plain HTTP /metrics, /healthz, /readyz. Keep it on
+    # loopback or a management network; "off" disables it.
+    ops: Annotated[str, Field(pattern=_HOSTPORT + "|^off$")] = DEFAULT_OPS_ADDRESS
 
 
 # What a service system may do on the service port (``gateway.server.access``

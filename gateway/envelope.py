@@ -43,7 +43,8 @@ class OpenedEnvelope:
     payload: bytes
     signature: bytes
     signer: str
-    # SHA-256 of PAE(payload_type, payload): what a response binds to.
+    # The suite's hash (SHA-256 or SM3) of PAE(payload_type, payload): what a
+    # response binds to.
     pae_digest: bytes
 
 
@@ -52,15 +53,16 @@ def new_request_id() -> str:
 
 
 def sign_envelope(
-    key: crypto.SigningKey, signer: str, payload_type: str, payload: bytes
+    key: crypto.AnySigningKey, signer: str, payload_type: str, payload: bytes
 ) -> peer_pb2.SignedEnvelope:
     """Sign ``payload`` (already serialized, exactly as it will travel).
 
-    The signature is over ``ENVELOPE_DIGEST`` PAE of SHA-256(PAE(payload_type,
-    payload)): the exact bytes with their type, through the digest the ledger
-    entries on both sides record, so each signature verifies offline.
+    The signature is over ``ENVELOPE_DIGEST`` PAE of the key's suite hash
+    (SHA-256 or SM3) of PAE(payload_type, payload): the exact bytes with their
+    type, through the digest the ledger entries on both sides record, so each
+    signature verifies offline.
     """
-    digest = crypto.sha256(crypto.pae(payload_type, payload))
+    digest = crypto.suite_of(key).digest(crypto.pae(payload_type, payload))
     return peer_pb2.SignedEnvelope(
         payload_type=payload_type,
         payload=payload,
@@ -69,11 +71,12 @@ def sign_envelope(
     )
 
 
-def envelope_digest(env: peer_pb2.SignedEnvelope) -> bytes:
-    return crypto.sha256(crypto.pae(env.payload_type, env.payload))
+def envelope_digest(env: peer_pb2.SignedEnvelope, suite: crypto.Suite) -> bytes:
+    """The request digest: the federation suite's hash of PAE(type, payload)."""
+    return suite.digest(crypto.pae(env.payload_type, env.payload))
 
 
-def verify_digest_signature(key: crypto.VerifyKey, digest: bytes, signature: bytes) -> None:
+def verify_digest_signature(key: crypto.AnyVerifyKey, digest: bytes, signature: bytes) -> None:
     """Check an envelope signature from the digest alone (what a ledger entry records);
     raises opaque CryptoFailure."""
     key.verify(domains.ENVELOPE_DIGEST, digest, signature)
@@ -105,10 +108,11 @@ def open_envelope(
         raise Unauthenticated(
             f"envelope signed as {env.signer} but the TLS client certificate is {tls_identity}'s"
         )
+    crypto.require_signature_suite(member.signing_key, env.signature, "envelope signature")
     # The member's envelope keys valid now: its current one, and during a key
     # rotation's overlap window its retired one.
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    digest = envelope_digest(env)
+    digest = envelope_digest(env, crypto.suite_of(member.signing_key))
     verified = False
     for key in member.ring("envelope").at(now_ms):
         try:
@@ -133,7 +137,7 @@ def receipt_message(request_id: str, request_digest: bytes, response_digest: byt
 
 
 def sign_receipt(
-    key: crypto.SigningKey, request_id: str, request_digest: bytes, response_digest: bytes
+    key: crypto.AnySigningKey, request_id: str, request_digest: bytes, response_digest: bytes
 ) -> bytes:
     return key.sign(
         domains.EXCHANGE_RECEIPT, receipt_message(request_id, request_digest, response_digest)
@@ -141,7 +145,7 @@ def sign_receipt(
 
 
 def verify_receipt(
-    key: crypto.VerifyKey,
+    key: crypto.AnyVerifyKey,
     request_id: str,
     request_digest: bytes,
     response_digest: bytes,

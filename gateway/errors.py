@@ -86,6 +86,10 @@ class InvalidArgument(Rejected):
         return cls(f"{what}: expected {expected}, got {clip(repr(actual))}")
 
 
+class SuiteMismatch(InvalidArgument):
+    """A key, bundle or message belongs to the other cipher suite (gm vs intl)."""
+
+
 class Unauthenticated(Rejected):
     """The caller or peer is not who it must be (unknown, bad credential)."""
 
@@ -170,7 +174,7 @@ class PeerTimeout(EnvironmentFailure):
 # --------------------------------------------------------------------------
 
 STATUS_TABLE: tuple[tuple[StatusCode, tuple[type[GatewayError], ...]], ...] = (
-    (StatusCode.INVALID_ARGUMENT, (InvalidArgument, Rejected)),
+    (StatusCode.INVALID_ARGUMENT, (InvalidArgument, Rejected, SuiteMismatch)),
     (StatusCode.UNAUTHENTICATED, (Unauthenticated, CryptoFailure, ReplayRejected)),
     (StatusCode.PERMISSION_DENIED, (PolicyDenied, PermissionDenied)),
     (StatusCode.NOT_FOUND, (NotFound,)),

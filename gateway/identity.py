@@ -9,7 +9,8 @@ Does not own: any cryptography (every key and certificate comes from the
 recipes in ``gateway.crypto``), the trust bundle (``gateway.trust``), or
 deciding which peers to trust.
 
-Key directory layout::
+Key directory layout (intl suite; ``gateway keygen --suite gm`` writes SM2 keys
+as ``sm2:`` + base64(d || 04 || x || y) instead, see ``gateway.crypto.gm``)::
 
     signing.key     Ed25519 seed, base64 (0600)  signs peer envelopes
     ledger.key      Ed25519 seed, base64 (0600)  signs ledger checkpoints
@@ -23,7 +24,7 @@ Key directory layout::
                     trusted by the service port only, never by the peer port
     public.json     the public descriptor (no endpoint, no datasets)
 
-The Ed25519 keys are separate on purpose: a compromised or misused peer
+All keys are of one suite (the federation's). The Ed25519 keys are separate on purpose: a compromised or misused peer
 signing key must not be able to forge ledger checkpoints, and vice versa; the
 witness key only cosigns others' checkpoints (C2SP asks for a distinct
 cosigner key). ``rotate_keys`` replaces any of them, keeping the old private
@@ -32,6 +33,7 @@ files as ``<file>.retired-<UTC time>`` for the overlap window.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -46,14 +48,14 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway import identifiers
+from gateway import crypto, identifiers
 from gateway.crypto import (
+    AnySealPrivateKey,
+    AnySealPublicKey,
+    AnySigningKey,
+    AnyVerifyKey,
     Rng,
-    SealPrivateKey,
-    SealPublicKey,
-    SigningKey,
     TlsIdentity,
-    VerifyKey,
     b64,
     cert_dns_names,
     cert_fingerprint,
@@ -112,8 +114,9 @@ def tls_server_name(jurisdiction: str) -> str:
     return f"gw-{jurisdiction}"
 
 
-def key_id(key: VerifyKey | SealPublicKey) -> str:
-    """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)."""
+def key_id(key: AnyVerifyKey | AnySealPublicKey) -> str:
+    """Short public fingerprint of a key: first 16 hex digits of SHA-256(raw)
+    (an identifier in both suites)."""
     return sha256_hex(key.raw)[:16]
 
 
@@ -136,14 +139,14 @@ class GatewayKeys:
 
     jurisdiction: str
     name: str
-    signing: SigningKey  # Ed25519, signs peer envelopes
-    ledger: SigningKey  # Ed25519, signs ledger checkpoints and witness cosignatures
-    seal: SealPrivateKey  # X25519, payloads are sealed to its public key
+    signing: AnySigningKey  # Ed25519 or SM2, signs peer envelopes
+    ledger: AnySigningKey  # signs ledger checkpoints and witness cosignatures
+    seal: AnySealPrivateKey  # X25519 or SM2, payloads are sealed to its public key
     tls: TlsIdentity  # key_pem, cert_pem
     pseudonym_key: bytes  # 32 random bytes, per-gateway pseudonymisation secret
     # Ed25519, cosigns peers' checkpoints; None for a key directory made
     # before there was one (the ledger key cosigns then).
-    witness: SigningKey | None = None
+    witness: AnySigningKey | None = None
 
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.jurisdiction, "jurisdiction code")
@@ -153,6 +156,28 @@ class GatewayKeys:
                 "pseudonym key length", PSEUDONYM_KEY_LEN, len(self.pseudonym_key)
             )
         cert_fingerprint(self.tls.cert_pem)  # must parse
+        if not self.signing.suite == self.ledger.suite == self.seal.suite:
+            raise InvalidArgument(
+                "gateway keys: signing, ledger and seal keys are of different suites"
+            )
+
+    @property
+    def suite(self) -> crypto.Suite:
+        """The cipher suite of every key here (the federation's)."""
+        return crypto.suite_of(self.signing)
+
+    def with_sm2_user_id(self, user_id: str) -> GatewayKeys:
+        """The same keys signing with the SM2 signer id a gm trust bundle names
+        ("" is the standard default); intl keys are returned unchanged."""
+        if not user_id:
+            return self
+        uid = user_id.encode("ascii")
+        return dataclasses.replace(
+            self,
+            signing=self.signing.with_user_id(uid),
+            ledger=self.ledger.with_user_id(uid),
+            witness=self.witness.with_user_id(uid) if self.witness else None,
+        )
 
     def __repr__(self) -> str:
         return f"GatewayKeys(jurisdiction={self.jurisdiction!r}, name={self.name!r}, <redacted>)"
@@ -162,7 +187,7 @@ class GatewayKeys:
         return cert_fingerprint(self.tls.cert_pem)
 
     @property
-    def cosigner(self) -> SigningKey:
+    def cosigner(self) -> AnySigningKey:
         """The key this gateway cosigns peers' checkpoints with."""
         return self.witness or self.ledger
 
@@ -171,10 +196,10 @@ class GatewayKeys:
         return {
             "jurisdiction": self.jurisdiction,
             "name": self.name,
-            "signing_key": self.signing.verify_key.b64(),
-            "ledger_key": self.ledger.verify_key.b64(),
-            **({"witness_key": self.witness.verify_key.b64()} if self.witness else {}),
-            "seal_key": self.seal.public_key.b64(),
+            "signing_key": self.signing.verify_key.encode(),
+            "ledger_key": self.ledger.verify_key.encode(),
+            **({"witness_key": self.witness.verify_key.encode()} if self.witness else {}),
+            "seal_key": self.seal.public_key.encode(),
             "tls_cert_pem": self.tls.cert_pem.decode("ascii"),
             "tls_fingerprint": self.tls_fingerprint,
         }
@@ -194,25 +219,31 @@ class PublicDescriptor(BaseModel):
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     witness_key: str | None = None
 
-    def witness(self, source: str) -> VerifyKey | None:
+    def witness(self, source: str) -> AnyVerifyKey | None:
         """The witness (cosigner) public key, if the descriptor has one."""
         if self.witness_key is None:
             return None
         try:
-            return VerifyKey(unb64(self.witness_key, "witness_key"))
+            return self.suite.decode_verify_key(self.witness_key, "witness_key")
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{source}: {exc}") from exc
+            raise type(exc)(f"{source}: {exc}") from exc
 
-    def keys(self, source: str) -> tuple[VerifyKey, VerifyKey, SealPublicKey]:
-        """Decode and length-check the three public keys."""
+    @property
+    def suite(self) -> crypto.Suite:
+        """The suite the signing key names (gm keys are ``sm2:``-tagged)."""
+        return crypto.suite(crypto.suite_of_text(self.signing_key))
+
+    def keys(self, source: str) -> tuple[AnyVerifyKey, AnyVerifyKey, AnySealPublicKey]:
+        """Decode and check the three public keys, all of the signing key's suite."""
+        suite = self.suite
         try:
             return (
-                VerifyKey(unb64(self.signing_key, "signing_key")),
-                VerifyKey(unb64(self.ledger_key, "ledger_key")),
-                SealPublicKey(unb64(self.seal_key, "seal_key")),
+                suite.decode_verify_key(self.signing_key, "signing_key"),
+                suite.decode_verify_key(self.ledger_key, "ledger_key"),
+                suite.decode_seal_public_key(self.seal_key, "seal_key"),
             )
         except InvalidArgument as exc:
-            raise InvalidArgument(f"{source}: {exc}") from exc
+            raise type(exc)(f"{source}: {exc}") from exc
 
 
 def parse_public_descriptor(data: bytes, source: str) -> PublicDescriptor:
@@ -283,8 +314,9 @@ def generate_keys(
     rng: Rng = os.urandom,
     now: _dt.datetime | None = None,
     force: bool = False,
+    suite: str = crypto.DEFAULT_SUITE,
 ) -> GatewayKeys:
-    """Make a gateway's keys and write them to ``out_dir`` (created 0700 if absent).
+    """Make a gateway's keys of ``suite`` and write them to ``out_dir`` (created 0700 if absent).
 
     Refuses (InvalidArgument) if any key file already exists, unless ``force``.
     The TLS certificate names ``gw-<jurisdiction>`` plus ``hostnames`` as DNS
@@ -292,6 +324,7 @@ def generate_keys(
     """
     identifiers.jurisdiction(jurisdiction, "jurisdiction code")
     check_name(name)
+    cs = crypto.suite(suite)
     for host in hostnames:
         if not isinstance(host, str) or len(host) > 253 or not _DNS_NAME.fullmatch(host):
             raise InvalidArgument.expected("TLS hostname", "an ASCII DNS name", host)
@@ -308,21 +341,21 @@ def generate_keys(
     keys = GatewayKeys(
         jurisdiction=jurisdiction,
         name=name,
-        signing=SigningKey.generate(rng),
-        ledger=SigningKey.generate(rng),
-        seal=SealPrivateKey.generate(rng),
+        signing=cs.generate_signing_key(rng),
+        ledger=cs.generate_signing_key(rng),
+        seal=cs.generate_seal_key(rng),
         tls=make_tls_identity(server_name, dns, now=now),
         pseudonym_key=rng(PSEUDONYM_KEY_LEN),
-        witness=SigningKey.generate(rng),
+        witness=cs.generate_signing_key(rng),
     )
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         secret = 0o600
-        write_file_atomic(out_dir / SIGNING_FILE, _b64_line(keys.signing.seed()), secret)
-        write_file_atomic(out_dir / LEDGER_FILE, _b64_line(keys.ledger.seed()), secret)
+        for file, key in ((SIGNING_FILE, keys.signing), (LEDGER_FILE, keys.ledger)):
+            write_file_atomic(out_dir / file, _key_line(cs, key.secret()), secret)
         assert keys.witness is not None
-        write_file_atomic(out_dir / WITNESS_FILE, _b64_line(keys.witness.seed()), secret)
-        write_file_atomic(out_dir / SEAL_FILE, _b64_line(keys.seal.raw()), secret)
+        write_file_atomic(out_dir / WITNESS_FILE, _key_line(cs, keys.witness.secret()), secret)
+        write_file_atomic(out_dir / SEAL_FILE, _key_line(cs, keys.seal.secret()), secret)
         write_file_atomic(out_dir / PSEUDONYM_FILE, _b64_line(keys.pseudonym_key), secret)
         write_file_atomic(out_dir / TLS_KEY_FILE, keys.tls.key_pem, secret)
         write_file_atomic(out_dir / TLS_CERT_FILE, keys.tls.cert_pem, 0o644)
@@ -376,6 +409,10 @@ def _b64_line(raw: bytes) -> bytes:
     return (b64(raw) + "\n").encode("ascii")
 
 
+def _key_line(suite: crypto.Suite, secret: bytes) -> bytes:
+    return (suite.encode_secret(secret) + "\n").encode("ascii")
+
+
 def _read(path: Path, private: bool, strict_permissions: bool, limits: Limits) -> bytes:
     try:
         st = path.stat()
@@ -397,13 +434,22 @@ def _read(path: Path, private: bool, strict_permissions: bool, limits: Limits) -
         raise StorageFailure(f"{path}: cannot read key file: {exc.strerror}") from exc
 
 
-def _read_raw32(path: Path, strict_permissions: bool, limits: Limits) -> bytes:
+def _read_line(path: Path, strict_permissions: bool, limits: Limits) -> str:
     data = _read(path, private=True, strict_permissions=strict_permissions, limits=limits)
     try:
-        text = data.decode("ascii").strip()
+        return data.decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{path}: expected one line of base64, found other bytes") from exc
-    raw = unb64(text, str(path))
+
+
+def _read_secret(
+    path: Path, suite: crypto.Suite, strict_permissions: bool, limits: Limits
+) -> bytes:
+    return suite.decode_secret(_read_line(path, strict_permissions, limits), str(path))
+
+
+def _read_raw32(path: Path, strict_permissions: bool, limits: Limits) -> bytes:
+    raw = unb64(_read_line(path, strict_permissions, limits), str(path))
     if len(raw) != 32:
         raise InvalidArgument.expected(f"{path}: decoded key length", 32, len(raw))
     return raw
@@ -428,14 +474,17 @@ def load_keys(
 
 
 def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> GatewayKeys:
-    signing = SigningKey(_read_raw32(key_dir / SIGNING_FILE, strict_permissions, limits))
-    ledger = SigningKey(_read_raw32(key_dir / LEDGER_FILE, strict_permissions, limits))
-    witness = (
-        SigningKey(_read_raw32(key_dir / WITNESS_FILE, strict_permissions, limits))
-        if (key_dir / WITNESS_FILE).exists()
-        else None
-    )
-    seal = SealPrivateKey(_read_raw32(key_dir / SEAL_FILE, strict_permissions, limits))
+    # The signing key's own line names the suite; the other keys must agree.
+    first = _read_line(key_dir / SIGNING_FILE, strict_permissions, limits)
+    cs = crypto.suite(crypto.suite_of_text(first))
+
+    def secret(file: str) -> bytes:
+        return _read_secret(key_dir / file, cs, strict_permissions, limits)
+
+    signing = cs.signing_key(secret(SIGNING_FILE))
+    ledger = cs.signing_key(secret(LEDGER_FILE))
+    witness = cs.signing_key(secret(WITNESS_FILE)) if (key_dir / WITNESS_FILE).exists() else None
+    seal = cs.seal_private_key(secret(SEAL_FILE))
     pseudonym = _read_raw32(key_dir / PSEUDONYM_FILE, strict_permissions, limits)
     tls_key = _read(
         key_dir / TLS_KEY_FILE, private=True, strict_permissions=strict_permissions, limits=limits
@@ -522,13 +571,14 @@ def rotate_keys(
         raise InvalidArgument.expected("key kinds", " | ".join(ROTATABLE), ",".join(kinds))
     key_dir = Path(key_dir)
     old = load_keys(key_dir)
+    cs = old.suite
     now = now or _dt.datetime.now(_dt.UTC)
     new = GatewayKeys(
         jurisdiction=old.jurisdiction,
         name=old.name,
-        signing=SigningKey.generate(rng) if "envelope" in kinds else old.signing,
-        ledger=SigningKey.generate(rng) if "ledger" in kinds else old.ledger,
-        seal=SealPrivateKey.generate(rng) if "sealing" in kinds else old.seal,
+        signing=cs.generate_signing_key(rng) if "envelope" in kinds else old.signing,
+        ledger=cs.generate_signing_key(rng) if "ledger" in kinds else old.ledger,
+        seal=cs.generate_seal_key(rng) if "sealing" in kinds else old.seal,
         tls=(
             make_tls_identity(
                 tls_server_name(old.jurisdiction), cert_dns_names(old.tls.cert_pem), now=now
@@ -537,7 +587,7 @@ def rotate_keys(
             else old.tls
         ),
         pseudonym_key=old.pseudonym_key,
-        witness=SigningKey.generate(rng)
+        witness=cs.generate_signing_key(rng)
         if "witness" in kinds or old.witness is None
         else old.witness,
     )
@@ -549,14 +599,14 @@ def rotate_keys(
                 if (key_dir / name).exists():
                     os.replace(key_dir / name, key_dir / f"{name}.retired-{stamp}")
         writes: list[tuple[str, bytes, int]] = [
-            (SIGNING_FILE, _b64_line(new.signing.seed()), secret),
-            (LEDGER_FILE, _b64_line(new.ledger.seed()), secret),
-            (SEAL_FILE, _b64_line(new.seal.raw()), secret),
+            (SIGNING_FILE, _key_line(cs, new.signing.secret()), secret),
+            (LEDGER_FILE, _key_line(cs, new.ledger.secret()), secret),
+            (SEAL_FILE, _key_line(cs, new.seal.secret()), secret),
             (TLS_KEY_FILE, new.tls.key_pem, secret),
             (TLS_CERT_FILE, new.tls.cert_pem, 0o644),
         ]
         if new.witness is not None:
-            writes.append((WITNESS_FILE, _b64_line(new.witness.seed()), secret))
+            writes.append((WITNESS_FILE, _key_line(cs, new.witness.secret()), secret))
         for name, data, mode in writes:
             if not (key_dir / name).exists():
                 write_file_atomic(key_dir / name, data, mode)
@@ -567,10 +617,19 @@ def rotate_keys(
     return load_keys(key_dir)
 
 
-def load_retired_seal_keys(key_dir: Path, strict_permissions: bool = True) -> list[SealPrivateKey]:
+def _read_seal_key(path: Path, strict_permissions: bool) -> AnySealPrivateKey:
+    """A sealing key file of either suite (its own line names the suite)."""
+    line = _read_line(path, strict_permissions, DEFAULT_LIMITS)
+    cs = crypto.suite(crypto.suite_of_text(line))
+    return cs.seal_private_key(cs.decode_secret(line, str(path)))
+
+
+def load_retired_seal_keys(
+    key_dir: Path, strict_permissions: bool = True
+) -> list[AnySealPrivateKey]:
     """This gateway's sealing keys retired by ``rotate_keys`` (newest first)."""
     paths = sorted(Path(key_dir).glob(f"{SEAL_FILE}.retired-*"), reverse=True)
-    return [SealPrivateKey(_read_raw32(p, strict_permissions, DEFAULT_LIMITS)) for p in paths]
+    return [_read_seal_key(p, strict_permissions) for p in paths]
 
 
 class SealKeys:
@@ -585,8 +644,8 @@ class SealKeys:
 
     def __init__(
         self,
-        current: SealPrivateKey,
-        retired: Sequence[SealPrivateKey] = (),
+        current: AnySealPrivateKey,
+        retired: Sequence[AnySealPrivateKey] = (),
         key_dir: Path | None = None,
     ) -> None:
         self._current = current
@@ -594,7 +653,7 @@ class SealKeys:
         self._dir = key_dir
 
     @property
-    def current(self) -> SealPrivateKey:
+    def current(self) -> AnySealPrivateKey:
         """The key peers are told to seal replies to (``reply_seal_key``)."""
         return self._current
 
@@ -608,7 +667,7 @@ class SealKeys:
         if self._dir is not None:
             try:
                 on_disk = [
-                    SealPrivateKey(_read_raw32(self._dir / SEAL_FILE, True, DEFAULT_LIMITS)),
+                    _read_seal_key(self._dir / SEAL_FILE, True),
                     *load_retired_seal_keys(self._dir),
                 ]
             except (InvalidArgument, StorageFailure):

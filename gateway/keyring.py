@@ -21,11 +21,12 @@ old key's ``not_after`` lies in the future, so both keys are valid.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from gateway.crypto import VerifyKey, digest_equal
+from gateway.crypto import AnyVerifyKey as VerifyKey
+from gateway.crypto import digest_equal
 from gateway.errors import clip
 
 KeyKind = Literal["envelope", "sealing", "ledger", "witness", "tls"]
@@ -90,13 +91,15 @@ class KeyRing:
 
 
 def ring_from(
-    kind: KeyKind, current: VerifyKey, retired: Iterable[RetiredKey], decode: type[VerifyKey]
+    kind: KeyKind,
+    current: VerifyKey,
+    retired: Iterable[RetiredKey],
+    decode: Callable[[str, str], VerifyKey],
 ) -> KeyRing:
-    """A ring from the current key and the bundle's retired keys of ``kind``."""
-    from gateway.crypto import unb64
-
+    """A ring from the current key and the bundle's retired keys of ``kind``
+    (``decode`` reads a key's text form in the federation's suite)."""
     old = tuple(
-        (decode(unb64(r.value, f"retired {kind} key")), r.not_before, r.not_after)
+        (decode(r.value, f"retired {kind} key"), r.not_before, r.not_after)
         for r in retired
         if r.kind == kind
     )

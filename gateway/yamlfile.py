@@ -52,6 +52,19 @@ _LineLoader.add_constructor(
 )
 
 
+def _construct_timestamp(loader: _LineLoader, node: yaml.ScalarNode) -> Any:
+    """A date YAML cannot build (2028-13-45) stays text, so schema validation
+    reports it with its field and line alongside every other error in the
+    file, instead of the whole file failing to parse."""
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return str(node.value)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML safely; raise PolicyFileError naming source and line."""
     try:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks, printed as ratios against a baseline measured in the same run.
 
-Usage: python scripts/bench.py PART [--json] [--quick]
+Usage: python scripts/bench.py PART [--json] [--quick] [--suite intl|gm]
 PART: exchange | policy | ledger | stats | all
 
 Each part lives in scripts/benchparts/PART.py with ``run(quick: bool) -> Report``.
@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchparts.common import Report
 
 PARTS = ("exchange", "policy", "ledger", "stats")
+SUITED = ("exchange", "ledger")  # parts measured per cipher suite
 
 
 def main() -> int:
@@ -33,12 +34,21 @@ def main() -> int:
     ap.add_argument(
         "--quick", action="store_true", help="smaller sizes (a smoke run, not the figures)"
     )
+    ap.add_argument(
+        "--suite",
+        choices=("intl", "gm"),
+        default="intl",
+        help="cipher suite for exchange and ledger; gm also measures intl for the gm/intl ratio",
+    )
     ns = ap.parse_args()
     parts = PARTS if ns.part == "all" else (ns.part,)
     reports: dict[str, Report] = {}
     for part in parts:
         mod = importlib.import_module(f"benchparts.{part}")
-        reports[part] = mod.run(quick=ns.quick)
+        if part in SUITED:
+            reports[part] = mod.run(quick=ns.quick, suite=ns.suite)
+        else:
+            reports[part] = mod.run(quick=ns.quick)
         if not ns.json:
             reports[part].print()
     if ns.json:

@@ -51,9 +51,14 @@ class RunningFederation:
 
 
 def start_federation(
-    root: Path, rows: int = 300, policies: Path | None = None
+    root: Path,
+    rows: int = 300,
+    policies: Path | None = None,
+    suite: str = "intl",
+    sm2_user_id: str = "",
 ) -> RunningFederation:
-    fed = build_federation(root, rows=rows, **({"policies": policies} if policies else {}))
+    extra = {"policies": policies} if policies else {}
+    fed = build_federation(root, rows=rows, suite=suite, sm2_user_id=sm2_user_id, **extra)  # type: ignore[arg-type]
     gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
     for gw in gws.values():
         gw.start()
@@ -65,8 +70,16 @@ def stop_federation(rf: RunningFederation) -> None:
         gw.stop(grace=0.2)
 
 
-@pytest.fixture(scope="session")
-def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
-    rf = start_federation(tmp_path_factory.mktemp("federation"))
+SUITES = ("intl", "gm")
+
+
+@pytest.fixture(scope="session", params=SUITES)
+def federation(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[RunningFederation]:
+    """The shared federation, once per cipher suite: every test using it runs for both."""
+    rf = start_federation(
+        tmp_path_factory.mktemp(f"federation-{request.param}"), suite=request.param
+    )
     yield rf
     stop_federation(rf)

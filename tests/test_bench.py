@@ -86,3 +86,11 @@ def test_unknown_part_is_refused_with_usage() -> None:
     )
     assert proc.returncode == 2
     assert "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize("name", ["exchange", "ledger"])
+def test_gm_suite_parts_report_the_gm_over_intl_ratios_in_the_same_run(name: str) -> None:
+    obj = json.loads(_run(name, "--quick", "--json", "--suite", "gm"))
+    assert "suite gm" in obj["title"]
+    assert any(r.endswith("(gm/intl)") for r in obj["ratios"]), f"{name}: no gm/intl ratio"
+    assert any(r.endswith("(gm/intl)") is False for r in obj["ratios"])  # and the usual ones

@@ -90,7 +90,7 @@ def test_seal_is_reproducible_with_injected_rng() -> None:
         lambda b: b[:-1],  # truncated tag
         lambda b: b[:10] + bytes([b[10] ^ 1]) + b[11:],  # ephemeral key changed
         lambda b: b[:-1] + bytes([b[-1] ^ 1]),  # tag changed
-        lambda b: b"\x02" + b[1:],  # unknown version
+        lambda b: b"\x7f" + b[1:],  # unknown version
         lambda b: b"",
     ],
 )

@@ -8,8 +8,14 @@ Does not own: any behaviour; every command calls into the core.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+
+# gRPC core logs every failed TLS handshake (a load balancer's probe, a port
+# scan) at INFO on stderr, in its own format. Before grpc is first imported:
+# keep its errors only, unless the operator asks for more (GRPC_VERBOSITY=INFO).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 from gateway.errors import GatewayError, VerificationFailed
 
@@ -25,6 +31,8 @@ _MODULES = (
     "gateway.cli.ledger",
     "gateway.cli.audit",
     "gateway.cli.stats",
+    "gateway.cli.call",
+    "gateway.cli.backup",
 )
 
 

@@ -1,4 +1,8 @@
-"""`gateway audit reconcile A B`: compare two gateways' ledgers transfer by transfer.
+"""`gateway audit reconcile A B` and `gateway audit report LEDGER... -o report.html`.
+
+``reconcile`` compares two gateways' ledgers transfer by transfer; ``report``
+writes the compliance officer's self-contained HTML report
+(``gateway.report``).
 
 Owns: reading each side (a ledger SQLite file, or ``JURISDICTION@host:port``
 of a gateway's Ledger API over TLS with a service-system token, paged through
@@ -49,6 +53,31 @@ def register(sub: Any) -> None:
             help=f"side {x}: file holding the token of a service system with the role audit",
         )
     r.set_defaults(func=cmd_reconcile)
+
+    rep = asub.add_parser(
+        "report",
+        help="self-contained HTML audit report (charts, verification, reconciliation, entries)",
+        description="Verify one or more ledgers against the trust bundle and write one HTML "
+        "file a compliance officer can open anywhere (no network needed).",
+    )
+    rep.add_argument("ledgers", nargs="+", type=Path, help="ledger SQLite files (one per gateway)")
+    rep.add_argument("--bundle", type=Path, required=True, help="the federation's trust bundle")
+    rep.add_argument(
+        "--authority",
+        type=Path,
+        help="the federation authority's public key (default: authority.pub next to the bundle)",
+    )
+    rep.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="a gateway's witness store (data/witness.sqlite): its cosigned checkpoints are "
+        "checked against the ledgers and its fork/rollback evidence shown (repeatable)",
+    )
+    rep.add_argument("-o", "--out", type=Path, required=True, help="HTML file to write")
+    rep.add_argument("--title", default="Data-exchange audit report")
+    rep.set_defaults(func=cmd_report)
 
 
 def read_side(
@@ -140,6 +169,41 @@ def side_jurisdiction(spec: str) -> str:
     finally:
         ledger.close()
     return head if re.fullmatch(r"[1-9][0-9]{5}", head) else ""
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Exit 0 when everything verifies and reconciles, 1 when the report shows problems."""
+    from gateway.report.gather import gather
+    from gateway.report.html import render
+    from gateway.trust import load_bundle, read_authority_key
+
+    authority = read_authority_key(args.authority) if args.authority else None
+    bundle = load_bundle(args.bundle, authority)
+    witnesses = []
+    for spec in args.witness:
+        name, sep, path = spec.partition("=")
+        witnesses.append((name, Path(path)) if sep else (f"witness store {spec}", Path(spec)))
+    inputs = gather(args.ledgers, bundle, witnesses)
+    args.out.write_text(render(inputs, args.title), encoding="utf-8")
+    bad = [s.jurisdiction for s in inputs.ledgers if not s.ok]
+    evidence = [w.label for w in inputs.witnesses if w.evidence]
+    unreconciled = [
+        f"{r.jurisdiction_a}<->{r.jurisdiction_b}" for r in inputs.reconciliations if not r.ok
+    ]
+    print(
+        f"audit report written to {args.out}: {len(inputs.ledgers)} ledger(s), "
+        f"{len(inputs.entries)} entries"
+    )
+    if bad or unreconciled or evidence:
+        raise VerificationFailed(
+            "; ".join(
+                ([f"ledger(s) {', '.join(bad)} do not verify"] if bad else [])
+                + ([f"{', '.join(unreconciled)} do not reconcile"] if unreconciled else [])
+                + ([f"{', '.join(evidence)} hold fork or rollback evidence"] if evidence else [])
+            )
+            + " (details in the report)"
+        )
+    return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gateway.crypto import DEFAULT_SUITE, SUITE_NAMES
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -13,6 +15,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--dir", type=Path, default=Path("demo-run"), help="working folder (recreated)")
     p.add_argument("--rows", type=int, default=2000, help="synthetic rows per dataset")
+    p.add_argument(
+        "--suite",
+        choices=SUITE_NAMES,
+        default=DEFAULT_SUITE,
+        help="the federation's cipher suite: intl or gm (国密 SM2/SM3/SM4)",
+    )
     p.set_defaults(func=_demo)
 
 
@@ -20,4 +28,4 @@ def _demo(args: argparse.Namespace) -> int:
     import gateway.demo.chapters  # noqa: F401  (registers statistics and ledger chapters)
     from gateway.demo.run import run_demo
 
-    return run_demo(args.dir.resolve(), rows=args.rows)
+    return run_demo(args.dir.resolve(), rows=args.rows, suite=args.suite)

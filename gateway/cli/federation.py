@@ -13,7 +13,7 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
-from gateway.crypto import SigningKey
+from gateway.crypto import DEFAULT_SUITE, SUITE_NAMES, AnySigningKey
 from gateway.errors import InvalidArgument
 from gateway.identity import key_id, load_public_descriptor
 from gateway.trust import (
@@ -45,6 +45,20 @@ def register(sub: Any) -> None:
     init.add_argument("--out", required=True, type=Path, help="folder for authority.* and bundle")
     init.add_argument("--name", required=True, help="federation name, e.g. 京津冀数据共享联盟")
     init.add_argument("--validity-days", type=int, default=365)
+    init.add_argument(
+        "--suite",
+        choices=SUITE_NAMES,
+        default=DEFAULT_SUITE,
+        help="cipher suite of every key and message, fixed for the federation's life: "
+        "intl (Ed25519, X25519, ChaCha20-Poly1305, SHA-256) or gm (国密 SM2, SM3, SM4)",
+    )
+    init.add_argument(
+        "--sm2-user-id",
+        default="",
+        metavar="ID",
+        help="gm only: the SM2 signer id in every member key's Z value "
+        "(default the standard 1234567812345678)",
+    )
     init.add_argument("--force", action="store_true", help="overwrite an existing federation")
     init.set_defaults(func=_init)
 
@@ -109,9 +123,17 @@ def _now() -> _dt.datetime:
 
 def _init(args: argparse.Namespace) -> int:
     pub, path = init_federation(
-        args.out, args.name, validity_days=args.validity_days, force=args.force
+        args.out,
+        args.name,
+        validity_days=args.validity_days,
+        force=args.force,
+        suite=args.suite,
+        sm2_user_id=args.sm2_user_id,
     )
-    print(f"created federation {args.name}: authority key id {authority_key_id(pub)}")
+    print(
+        f"created federation {args.name} (suite {args.suite}): "
+        f"authority key id {authority_key_id(pub)}"
+    )
     print(f"  bundle version 1 (no members): {path}")
     print(
         f"  distribute {Path(args.out) / AUTHORITY_PUB_FILE} to every gateway; "
@@ -120,7 +142,7 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _current(args: argparse.Namespace) -> tuple[SigningKey, TrustBundle]:
+def _current(args: argparse.Namespace) -> tuple[AnySigningKey, TrustBundle]:
     authority = read_authority_signing_key(args.authority_key)
     return authority, read_bundle_for_reissue(args.bundle, authority.verify_key)
 
@@ -187,6 +209,9 @@ def _show(args: argparse.Namespace) -> int:
     authority = read_authority_key(authority_path)
     b = load_bundle(args.bundle, authority, now=_now())
     print(f"federation {b.federation}")
+    print(f"  suite       {b.suite}")
+    if b.suite == "gm":
+        print(f"  SM2 user id {b.sm2_user_id or '1234567812345678 (default)'}")
     print(f"  version     {b.version}")
     print(f"  issued at   {b.issued_at.isoformat()}")
     print(f"  expires at  {b.expires_at.isoformat()}")

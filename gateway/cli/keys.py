@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from gateway.crypto import DEFAULT_SUITE, SUITE_NAMES
 from gateway.errors import InvalidArgument
 from gateway.identity import (
     PUBLIC_FILE,
@@ -24,7 +25,7 @@ from gateway.identity import (
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "keygen",
-        help="make a gateway's Ed25519, X25519 and TLS keys",
+        help="make a gateway's signing, ledger, sealing and TLS keys (intl or gm suite)",
         description="Write signing.key, ledger.key, seal.key, pseudonym.key, tls.key (all 0600), "
         "tls.crt and public.json (the member descriptor for the federation authority) to --out.",
     )
@@ -45,6 +46,12 @@ def register(sub: Any) -> None:
         metavar="H",
         help="extra DNS name for the TLS certificate (repeatable; default localhost)",
     )
+    p.add_argument(
+        "--suite",
+        choices=SUITE_NAMES,
+        default=DEFAULT_SUITE,
+        help="the federation's cipher suite: intl (Ed25519/X25519) or gm (SM2)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite existing keys")
     p.set_defaults(func=_keygen)
 
@@ -59,13 +66,23 @@ def _keygen(args: argparse.Namespace) -> int:
             raise InvalidArgument("keygen: give --jurisdiction and --name (or --rotate KINDS)")
         hosts = tuple(args.host) if args.host else ("localhost",)
         keys = generate_keys(
-            args.out, args.jurisdiction, args.name, hostnames=hosts, force=args.force
+            args.out,
+            args.jurisdiction,
+            args.name,
+            hostnames=hosts,
+            force=args.force,
+            suite=args.suite,
         )
+    sig, seal = ("SM2", "SM2") if keys.suite.name == "gm" else ("Ed25519", "X25519")
     rows = [
-        ("signing key (Ed25519)", keys.signing.verify_key.b64(), key_id(keys.signing.verify_key)),
-        ("ledger key (Ed25519)", keys.ledger.verify_key.b64(), key_id(keys.ledger.verify_key)),
-        ("witness key (Ed25519)", keys.cosigner.verify_key.b64(), key_id(keys.cosigner.verify_key)),
-        ("seal key (X25519)", keys.seal.public_key.b64(), key_id(keys.seal.public_key)),
+        (f"signing key ({sig})", keys.signing.verify_key.encode(), key_id(keys.signing.verify_key)),
+        (f"ledger key ({sig})", keys.ledger.verify_key.encode(), key_id(keys.ledger.verify_key)),
+        (
+            f"witness key ({sig})",
+            keys.cosigner.verify_key.encode(),
+            key_id(keys.cosigner.verify_key),
+        ),
+        (f"seal key ({seal})", keys.seal.public_key.encode(), key_id(keys.seal.public_key)),
     ]
     print(f"wrote keys for {keys.jurisdiction} {keys.name} to {args.out}")
     for label, value, kid in rows:

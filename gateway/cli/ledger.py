@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.bundle import export_bundle, verify_bundle_bytes
 from gateway.ledger.entry import KINDS, ROLES
@@ -186,7 +186,7 @@ def _open(path: Path) -> SqliteLedger:
 
 def _log_keys(
     ledger: SqliteLedger, bundle: Path | None, key: str | None
-) -> tuple[VerifyKey | TrustedKeys, str]:
+) -> tuple[AnyVerifyKey | TrustedKeys, str]:
     if bundle is not None:
         keys = trusted_keys(bundle)
         if keys.by_origin(ledger.origin) is None:
@@ -355,7 +355,7 @@ def _verify_evidence(args: argparse.Namespace) -> int:
 
 def verify_ledger_file(
     ledger: SqliteLedger,
-    keys: VerifyKey | TrustedKeys,
+    keys: AnyVerifyKey | TrustedKeys,
     *,
     outside: Sequence[tuple[str, str]] = (),
     require_witnesses: int = 0,

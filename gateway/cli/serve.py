@@ -16,6 +16,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+log = logging.getLogger("gateway.serve")
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -23,24 +25,32 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--config", type=Path, required=True, help="path to gateway.toml")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "json", "human"],
+        help="json: one JSON object per line (default when stderr is not a terminal); "
+        "human: one readable line per record (default on a terminal)",
+    )
     p.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from gateway.ops.logs import setup_logging
     from gateway.server.app import from_config_file
 
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging(args.log_level, args.log_format)
     gw = from_config_file(args.config)
     ports = gw.start()
     print(
-        f"gateway {gw.me} ({gw.config.name}) serving: peer :{ports.peer} service :{ports.service}",
+        f"gateway {gw.me} ({gw.config.name}) serving: peer :{ports.peer} service :{ports.service}"
+        + (f" ops :{ports.ops}" if ports.ops else ""),
         flush=True,
     )
     done = threading.Event()
 
-    def stop(_sig: int, _frame: FrameType | None) -> None:
+    def stop(sig: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping", signal.Signals(sig).name, extra={"event": "signal", "signal": sig})
         done.set()
 
     def reload(_sig: int, _frame: FrameType | None) -> None:
@@ -56,6 +66,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGHUP, reload)
     signal.signal(signal.SIGUSR1, witness)
-    done.wait()
+    # Wake regularly: CPython runs signal handlers only when the main thread
+    # runs, and a bare wait() would hold SIGHUP/SIGUSR1 until the next signal.
+    while not done.wait(0.2):
+        pass
     gw.stop(grace=2.0)
     return 0

@@ -185,19 +185,26 @@ def compliance_after_stop(fed: Federation, outcomes: list[Outcome]) -> bool:
     resealed.write_bytes(_swap_requester_key(evidence.read_bytes()))
     ok = _cli("requester's key swapped and the checksum recomputed: must FAIL", "ledger", "verify",
               str(resealed), "--bundle", bundle, expect=1) and ok  # fmt: skip
+    report = fed.root / "audit-report.html"
+    ok = _cli("the compliance officer's HTML report (open it in a browser)", "audit", "report",
+              *(str(fed.sites[c].root / "data" / "ledger.sqlite") for c in codes),
+              *(f"--witness={c}={fed.sites[c].root / 'data' / 'witness.sqlite'}" for c in codes),
+              "--bundle", bundle, "-o", str(report)) and ok  # fmt: skip
     return ok
 
 
 def _swap_requester_key(data: bytes) -> bytes:
     """What a forger would do: replace a member's signing key and re-seal the file."""
     import json
+    import os
 
     from gateway import crypto
     from gateway.ledger.bundle import seal
 
     content = json.loads(data)["content"]
+    suite = crypto.suite(content["suite"])  # a key of the federation's own suite
     for m in content["members"]:
-        m["signing_key"] = [crypto.b64(crypto.SigningKey.generate().verify_key.raw)]
+        m["signing_key"] = [suite.generate_signing_key(os.urandom).verify_key.encode()]
     return seal(content)
 
 

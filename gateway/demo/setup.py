@@ -77,6 +77,11 @@ class GatewaySite:
     service_mtls_port: int
     tokens: dict[str, str]  # service system id -> bearer token (demo clients only)
     data_source: Path
+    ops_port: int = 0  # operations listener (/metrics, /healthz, /readyz)
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://127.0.0.1:{self.ops_port}"
 
     @property
     def service_address(self) -> str:
@@ -118,18 +123,21 @@ def build_federation(
     policies: Path = REPO_POLICIES,
     members: tuple[MemberSpec, ...] = CLUSTER,
     seed: int = 20260101,
+    suite: str = "intl",
+    sm2_user_id: str = "",
 ) -> Federation:
-    """Create keys, the signed bundle, configs and data under ``root``."""
+    """Create keys (of cipher suite ``suite``), the signed bundle, configs and data under ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     fed = root / "federation"
-    init_federation(fed, FEDERATION_NAME, validity_days=365)
+    init_federation(fed, FEDERATION_NAME, validity_days=365, suite=suite, sm2_user_id=sm2_user_id)
     sites: dict[str, GatewaySite] = {}
     for i, spec in enumerate(members):
         site = root / spec.code
         keys = site / "keys"
-        generate_keys(keys, spec.code, spec.name, hostnames=("localhost",))
+        generate_keys(keys, spec.code, spec.name, hostnames=("localhost",), suite=suite)
         peer_port, service_port = (ports or {}).get(spec.code) or (free_port(), free_port())
         mtls_port = free_port()
+        ops_port = free_port()
         catalogue = load_catalogue(policies / spec.code)
         data = site / "data"
         counts = seed_database(data / "source.sqlite", catalogue, rows=rows, seed=seed + i)
@@ -147,7 +155,14 @@ def build_federation(
         config = site / "gateway.toml"
         config.write_text(
             _config_text(
-                spec, peer_port, service_port, mtls_port, policies / spec.code, fed, tokens
+                spec,
+                peer_port,
+                service_port,
+                mtls_port,
+                policies / spec.code,
+                fed,
+                tokens,
+                ops_port,
             )
         )
         sites[spec.code] = GatewaySite(
@@ -160,6 +175,7 @@ def build_federation(
             mtls_port,
             tokens,
             data / "source.sqlite",
+            ops_port,
         )
     return Federation(
         root, fed / "authority.key", fed / "authority.pub", fed / "bundle.json", sites
@@ -174,6 +190,7 @@ def _config_text(
     policies: Path,
     fed: Path,
     tokens: dict[str, str],
+    ops_port: int = 0,
 ) -> str:
     def roles(sid: str) -> str:
         wanted = ["audit"] if sid == spec.auditor else ["exchange", "statistics"]
@@ -198,6 +215,7 @@ authority_key = "{(fed / "authority.pub").resolve()}"
 peer = "127.0.0.1:{peer_port}"
 service = "127.0.0.1:{service_port}"
 service_mtls = "127.0.0.1:{mtls_port}"
+ops = "127.0.0.1:{ops_port}"       # plain HTTP /metrics, /healthz, /readyz
 
 [ledger]
 checkpoint_every_entries = 16

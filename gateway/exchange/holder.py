@@ -57,7 +57,7 @@ class RecordHolder:
         policy: PolicyGate,
         source: DataSource,
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey | SealKeys,
+        seal_key: crypto.AnySealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
@@ -74,7 +74,7 @@ class RecordHolder:
         self._limits = limits
         self._rng = rng
 
-    def _reply_key(self, requester: str, named: bytes) -> crypto.SealPublicKey:
+    def _reply_key(self, requester: str, named: bytes) -> crypto.AnySealPublicKey:
         """The requester's sealing key to seal the records to: the one it names
         (``reply_seal_key``) if the bundle lists it for the requester as valid
         now (current, or retired inside a rotation's overlap), else its current."""
@@ -145,7 +145,7 @@ class RecordHolder:
                 request_digest=request.digest_hex,
                 requester_signature=request.signature_b64,
                 holder_signature=crypto.b64(out.signature),
-                response_digest=envelope_digest(out).hex(),
+                response_digest=envelope_digest(out, self._responder.suite).hex(),
                 legal_basis=decision.legal_basis,
                 approval_id=decision.approval_id,
                 details=tuple(
@@ -252,7 +252,7 @@ class RecordHolder:
         batch = peer_pb2.RecordBatch(records=[common_pb2.Record(fields=r) for r in released])
         plaintext = batch.SerializeToString(deterministic=True)
         response.record_count = len(released)
-        response.payload_digest = crypto.sha256(plaintext)
+        response.payload_digest = crypto.suite_of(self._seal_keys.current).digest(plaintext)
         response.sealed_records = crypto.seal(
             self._reply_key(requester, msg.reply_seal_key),
             domains.SEAL_RECORD_PAYLOAD,

@@ -86,7 +86,7 @@ class PeerCaller:
     def __init__(
         self,
         me: str,
-        signing_key: crypto.SigningKey,
+        signing_key: crypto.AnySigningKey,
         bundle: Callable[[], TrustBundle],
         transport: PeerTransport,
         clock_ms: Clock,
@@ -102,6 +102,10 @@ class PeerCaller:
     @property
     def me(self) -> str:
         return self._me
+
+    @property
+    def suite(self) -> crypto.Suite:
+        return crypto.suite_of(self._key)
 
     def prepare(
         self, recipient: str, message: Message, payload_type: str, request_id: str = ""
@@ -139,7 +143,7 @@ class PeerCaller:
             now_ms=self._clock(),
             window_ms=self._limits.replay_window_seconds * 1000,
             request_id=request_id,
-            request_digest=envelope_digest(envelope),
+            request_digest=envelope_digest(envelope, self.suite),
         )
         return PeerReply(response, request_id, envelope, reply)
 
@@ -163,7 +167,7 @@ class PeerResponder:
     def __init__(
         self,
         me: str,
-        signing_key: crypto.SigningKey,
+        signing_key: crypto.AnySigningKey,
         bundle: Callable[[], TrustBundle],
         replay: ReplayStore,
         clock_ms: Clock,
@@ -179,6 +183,10 @@ class PeerResponder:
     @property
     def me(self) -> str:
         return self._me
+
+    @property
+    def suite(self) -> crypto.Suite:
+        return crypto.suite_of(self._key)
 
     def open(
         self,

@@ -53,7 +53,7 @@ class ReceiptSender:
     def __init__(
         self,
         caller: PeerCaller,
-        signing_key: crypto.SigningKey,
+        signing_key: crypto.AnySigningKey,
         interval_seconds: float = 0.5,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
@@ -199,7 +199,7 @@ class ReceiptAcceptor:
         return self._responder.respond(request, ack, domains.PEER_RECEIPT_ACK)
 
     def _accept(
-        self, sender: str, key: crypto.VerifyKey, r: peer_pb2.ExchangeReceipt, seen: set[str]
+        self, sender: str, key: crypto.AnyVerifyKey, r: peer_pb2.ExchangeReceipt, seen: set[str]
     ) -> LedgerEvent | bool:
         """The receipt entry to append; True: already recorded; False: refused."""
         if (

@@ -57,7 +57,7 @@ class RecordRequester:
         caller: PeerCaller,
         bundle: Callable[[], TrustBundle],
         ledger: LedgerWriter,
-        seal_key: crypto.SealPrivateKey | SealKeys,
+        seal_key: crypto.AnySealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
         rng: crypto.Rng = os.urandom,
@@ -128,9 +128,7 @@ class RecordRequester:
             "service_system": service_system,
             "dataset": query.dataset,
             "purpose": query.purpose,
-            "request_digest": crypto.sha256_hex(
-                crypto.pae(envelope.payload_type, envelope.payload)
-            ),
+            "request_digest": envelope_digest(envelope, self._caller.suite).hex(),
             "requester_signature": crypto.b64(envelope.signature),
         }
         details = (("client_reference", query.client_reference),) if query.client_reference else ()
@@ -156,7 +154,7 @@ class RecordRequester:
         holder_sig = crypto.b64(reply.response_envelope.signature)
         signed = {
             "holder_signature": holder_sig,
-            "response_digest": envelope_digest(reply.response_envelope).hex(),
+            "response_digest": envelope_digest(reply.response_envelope, self._caller.suite).hex(),
         }
         d = resp.decision
         if not (
@@ -190,7 +188,8 @@ class RecordRequester:
                 resp.sealed_records,
                 seal_context(query.holder, me, request_id),
             )
-            if not crypto.digest_equal(crypto.sha256(plaintext), resp.payload_digest):
+            digest = crypto.suite_of(self._seal_keys.current).digest(plaintext)
+            if not crypto.digest_equal(digest, resp.payload_digest):
                 raise CryptoFailure()
             batch = peer_pb2.RecordBatch()
             batch.ParseFromString(plaintext)

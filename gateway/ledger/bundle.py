@@ -3,7 +3,11 @@
 Owns: the self-describing, versioned JSON evidence bundle for one transfer
 (by request id) or a time range: the entries' canonical bytes, an inclusion
 proof for each against one signed and cosigned checkpoint, and the
-federation members' public keys; and its offline verification.
+federation members' public keys (suite-tagged text); and its offline
+verification. The bundle names its cipher suite: the ledger's tree hash
+(SHA-256 or SM3) proves inclusion, and every key must be of that suite (with a
+trust bundle, the trust bundle's suite; a bundle of the other suite is a
+suite mismatch).
 
 Trust: only signatures and proofs are trusted. Entries are proven by their
 inclusion proofs, the checkpoint by the log's signature, cosignatures by the
@@ -33,18 +37,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway.crypto import VerifyKey
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey, Suite
 from gateway.errors import GatewayError, InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.entry import Entry, decode_entry
 from gateway.ledger.ledger import Ledger, SignedCheckpoint
-from gateway.ledger.merkle import leaf_hash, verify_inclusion
+from gateway.ledger.merkle import TreeHasher, verify_inclusion
 from gateway.ledger.note import Checkpoint
 from gateway.ledger.signatures import check_entry_signatures
 from gateway.ledger.trustkeys import KINDS, KeyEntry, Signer, TrustedKeys
@@ -54,7 +58,7 @@ from gateway.limits import DEFAULT_LIMITS, Limits
 BUNDLE_FORMAT: Final = "jgw-ledger-evidence-v2"
 EMBEDDED: Final = "embedded in the evidence (NOT independently trusted)"
 _CONTENT_KEYS: Final = frozenset(
-    {"format", "origin", "checkpoint", "selection", "entries", "members"}
+    {"format", "suite", "origin", "checkpoint", "selection", "entries", "members"}
 )
 _MEMBER_KEYS: Final = frozenset(
     {"jurisdiction", "origin", "witness_name", "ledger_key", "witness_key", "signing_key"}
@@ -91,7 +95,7 @@ def canonical(obj: Any) -> bytes:
 
 def seal(content: dict[str, Any]) -> bytes:
     """The file bytes for ``content``: canonical JSON plus its (unkeyed) checksum."""
-    digest = hashlib.sha256(canonical(content)).hexdigest()
+    digest = crypto.sha256_hex(canonical(content))
     return canonical({"content": content, "content_sha256": digest})
 
 
@@ -159,14 +163,15 @@ def export_bundle(
             "jurisdiction": s.jurisdiction,
             "origin": s.origin,
             "witness_name": s.witness_name,
-            "ledger_key": [_b64(k.raw) for k in keys.keys(s.jurisdiction, "ledger")],
-            "witness_key": [_b64(k.raw) for k in keys.keys(s.jurisdiction, "witness")],
-            "signing_key": [_b64(k.raw) for k in keys.keys(s.jurisdiction, "signing")],
+            "ledger_key": [k.encode() for k in keys.keys(s.jurisdiction, "ledger")],
+            "witness_key": [k.encode() for k in keys.keys(s.jurisdiction, "witness")],
+            "signing_key": [k.encode() for k in keys.keys(s.jurisdiction, "signing")],
         }
         for s in sorted(keys.signers, key=lambda s: s.jurisdiction)
     ]
     content = {
         "format": BUNDLE_FORMAT,
+        "suite": ledger.suite.name,
         "origin": ledger.origin,
         "checkpoint": cp.note,
         "selection": selection,
@@ -180,7 +185,7 @@ def export_bundle(
 def _best_checkpoint(
     ledger: Ledger,
     need: int,
-    log_keys: Sequence[VerifyKey],
+    log_keys: Sequence[AnyVerifyKey],
     keys: TrustedKeys,
     require_witnesses: int,
 ) -> tuple[SignedCheckpoint, tuple[str, ...]]:
@@ -226,7 +231,8 @@ def verify_bundle_bytes(
     """
     content = _open_file(data, limits)
     origin = content["origin"]
-    embedded = _embedded_keys(content["members"], limits)
+    suite = _suite_of(content, trusted)
+    embedded = _embedded_keys(content["members"], suite, limits)
     if trusted is None:
         keys, source = embedded, EMBEDDED
     else:
@@ -250,7 +256,7 @@ def verify_bundle_bytes(
             f"evidence bundle: the checkpoint is cosigned by {len(cosigners)} trusted "
             f"witness(es) ({', '.join(cosigners) or 'none'}), {require_witnesses} required"
         )
-    decoded = _verify_entries(content, cp, limits)
+    decoded = _verify_entries(content, cp, limits, TreeHasher.for_suite(suite))
     _needed_members(content, [e for e, _ in decoded], keys, cosigners)
     for e, i in decoded:
         sc = check_entry_signatures(e.event, keys)
@@ -276,7 +282,7 @@ def _open_file(data: bytes, limits: Limits) -> dict[str, Any]:
     content = doc["content"]
     if not isinstance(content, dict):
         raise VerificationFailed("evidence bundle: content is not an object")
-    if doc["content_sha256"] != hashlib.sha256(canonical(content)).hexdigest():
+    if doc["content_sha256"] != crypto.sha256_hex(canonical(content)):
         raise VerificationFailed("evidence bundle: content checksum mismatch (damaged?)")
     if content.get("format") != BUNDLE_FORMAT:
         raise VerificationFailed(
@@ -290,20 +296,34 @@ def _open_file(data: bytes, limits: Limits) -> dict[str, Any]:
     return content
 
 
-def _keys_of(m: dict[str, Any], field: str, limits: Limits) -> list[VerifyKey]:
+def _suite_of(content: dict[str, Any], trusted: TrustedKeys | None) -> Suite:
+    """The suite the bundle names; with a trust bundle it must be the log key's suite."""
+    try:
+        named = crypto.suite(content["suite"])
+        if trusted is not None:
+            log_key = trusted.log_keys(str(content["origin"]))[0]
+            crypto.require_suite("evidence bundle", named.name, log_key.suite)
+    except GatewayError as exc:
+        raise VerificationFailed(f"evidence bundle: {exc}") from exc
+    return named
+
+
+def _keys_of(m: dict[str, Any], field: str, suite: Suite, limits: Limits) -> list[AnyVerifyKey]:
     raw = m[field]
     if not isinstance(raw, list) or len(raw) > limits.max_member_keys:
         raise VerificationFailed(f"evidence bundle: member {field} is not a short list")
     out = []
     for text in raw:
-        k = _unb64(text, f"member {field}")
-        if len(k) != 32:
-            raise VerificationFailed(f"evidence bundle: member {field} length")
-        out.append(VerifyKey(k))
+        if not isinstance(text, str):
+            raise VerificationFailed(f"evidence bundle: member {field} is not a string")
+        try:  # suite-tagged text of the bundle's suite
+            out.append(suite.decode_verify_key(text, f"member {field}"))
+        except GatewayError as exc:
+            raise VerificationFailed(f"evidence bundle: {exc}") from exc
     return out
 
 
-def _embedded_keys(members: object, limits: Limits) -> TrustedKeys:
+def _embedded_keys(members: object, suite: Suite, limits: Limits) -> TrustedKeys:
     if not isinstance(members, list) or len(members) > limits.max_bundle_members:
         raise VerificationFailed("evidence bundle: members is not a list")
     signers: list[Signer] = []
@@ -318,9 +338,9 @@ def _embedded_keys(members: object, limits: Limits) -> TrustedKeys:
         if any(s.jurisdiction == j for s in signers):
             raise VerificationFailed(f"evidence bundle: member {j} listed twice")
         signers.append(Signer(j, m["origin"], m["witness_name"]))
-        entries.extend(KeyEntry(j, "ledger", k) for k in _keys_of(m, "ledger_key", limits))
-        entries.extend(KeyEntry(j, "witness", k) for k in _keys_of(m, "witness_key", limits))
-        entries.extend(KeyEntry(j, "signing", k) for k in _keys_of(m, "signing_key", limits))
+        entries.extend(KeyEntry(j, "ledger", k) for k in _keys_of(m, "ledger_key", suite, limits))
+        entries.extend(KeyEntry(j, "witness", k) for k in _keys_of(m, "witness_key", suite, limits))
+        entries.extend(KeyEntry(j, "signing", k) for k in _keys_of(m, "signing_key", suite, limits))
     return TrustedKeys(tuple(signers), tuple(entries), EMBEDDED)
 
 
@@ -368,7 +388,7 @@ def _needed_members(
 
 
 def _verify_entries(
-    content: dict[str, Any], cp: Checkpoint, limits: Limits
+    content: dict[str, Any], cp: Checkpoint, limits: Limits, th: TreeHasher
 ) -> list[tuple[Entry, int]]:
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
@@ -390,7 +410,7 @@ def _verify_entries(
             raise VerificationFailed(f"evidence bundle: entry {index}: proof is not a list")
         proof = [_unb64(p, f"entry {index} proof") for p in item["proof"]]
         try:
-            verify_inclusion(index, cp.size, leaf_hash(raw), proof, cp.root)
+            verify_inclusion(index, cp.size, th.leaf(raw), proof, cp.root, th)
         except VerificationFailed as exc:
             raise VerificationFailed(f"evidence bundle: entry {index}: {exc}") from exc
         try:

@@ -2,14 +2,14 @@
 
 Owns: the versioned, unambiguous encoding of (index, previous entry hash,
 LedgerEvent), its strict decoder, and the rule that an entry's chain hash IS
-its RFC 9162 leaf hash, SHA-256(0x00 || entry bytes). Because the entry bytes
-contain the predecessor's hash, one SHA-256 per entry serves both the hash
-chain and the Merkle tree.
+its RFC 9162 leaf hash, H(0x00 || entry bytes) with the ledger suite's hash
+(SHA-256, or SM3 for gm). Because the entry bytes contain the predecessor's
+hash, one hash per entry serves both the hash chain and the Merkle tree.
 
 Does not own: storage, proofs, or what the exchange path puts in an event
 (``gateway.ledger.events``). Events are metadata and digests only: identifiers
-are bounded and free of control characters, digests must be hex SHA-256,
-signatures must be base64 Ed25519; anything else is refused.
+are bounded and free of control characters, digests must be 64 hex digits
+(SHA-256 or SM3), signatures base64 Ed25519 or SM2; anything else is refused.
 
 Layout (version 2), all integers big-endian:
 
@@ -62,7 +62,10 @@ _HEAD = struct.Struct(">BQ")
 _FIXED = struct.Struct(">QQI")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DIGESTS = re.compile(r"(?:[0-9a-f]{64})?(?:\x00(?:[0-9a-f]{64})?){4}")
-_SIGS = re.compile(r"(?:[A-Za-z0-9+/]{86}==)?\x00(?:[A-Za-z0-9+/]{86}==)?")
+# base64 of a 64-byte Ed25519 signature (intl) or of a DER SM2 signature (gm,
+# at most 72 bytes, always starting 0x30, so "M" in base64).
+_SIG = r"(?:[A-Za-z0-9+/]{86}==|M[A-Za-z0-9+/]{10,95}={0,2})?"
+_SIGS = re.compile(_SIG + r"\x00" + _SIG)
 
 STRING_FIELDS: Final = (
     "kind",
@@ -188,7 +191,7 @@ def _checked_strings(e: LedgerEvent, limits: Limits) -> list[str]:
         )
     if not _SIGS.fullmatch("\x00".join(strings[15:17])):
         raise InvalidArgument.expected(
-            "event signatures", "base64 of a 64-byte Ed25519 signature or ''", ""
+            "event signatures", "base64 of an Ed25519 or DER SM2 signature, or ''", ""
         )
     return strings
 

@@ -18,6 +18,7 @@ neither a half-written row nor a stale cache.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,17 +26,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
-from gateway.crypto import SigningKey, VerifyKey
+from gateway import crypto
+from gateway.crypto import AnySigningKey, AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, StorageFailure
 from gateway.ledger.entry import GENESIS_PREV, decode_entry, encode_entry, validate_event
 from gateway.ledger.events import AppendReceipt, LedgerEvent
 from gateway.ledger.merkle import (
     Frontier,
+    TreeHasher,
     build_proof,
     consistency_plan,
     fold,
     inclusion_plan,
-    leaf_hash,
     prefix_nodes,
 )
 from gateway.ledger.note import Checkpoint, parse_note, sign_checkpoint, vkey
@@ -49,6 +51,16 @@ from gateway.ledger.storage import (
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 FORMAT: Final = "jgw-ledger-v1"
+log = logging.getLogger("gateway.ledger")
+
+
+def _log_checkpoint(origin: str, size: int, trigger: str) -> None:
+    log.info(
+        "checkpoint signed at size %d (%s)",
+        size,
+        trigger,
+        extra={"event": "checkpoint", "origin": origin, "size": size, "trigger": trigger},
+    )
 Clock = Callable[[], float]
 
 
@@ -101,13 +113,14 @@ class Ledger:
     def __init__(
         self,
         store: LedgerStore,
-        signer: SigningKey | None,
+        signer: AnySigningKey | None,
         origin: str,
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
         clock: Clock = time.time,
         limits: Limits = DEFAULT_LIMITS,
+        suite: str | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise InvalidArgument.expected(
@@ -131,10 +144,20 @@ class Ledger:
         stored_origin = store.get_meta("origin")
         if stored_origin is not None and stored_origin != origin:
             raise InvalidArgument.expected("ledger origin", stored_origin, origin)
+        # A ledger's suite (its tree hash and checkpoint signatures) is fixed at
+        # creation; files from before suites existed are intl.
+        stored_suite = store.get_meta("suite") or ("intl" if stored_origin else None)
+        name = signer.suite if signer is not None else (suite or stored_suite or "intl")
+        for given in (suite, stored_suite):
+            if given is not None:
+                crypto.require_suite(f"ledger {origin}", given, name)
+        self.suite = crypto.suite(name)
+        self.tree = TreeHasher.for_suite(self.suite)
         if signer is not None:
             if stored_origin is None:
                 store.set_meta("format", FORMAT)
                 store.set_meta("origin", origin)
+                store.set_meta("suite", name)
             key = vkey(origin, signer.verify_key)
             if store.get_meta("vkey") != key:
                 # Self-description only: verifiers take keys from the trust bundle.
@@ -146,7 +169,7 @@ class Ledger:
     def _load_tail(self) -> None:
         size = self.store.size()
         nodes = self.store.nodes(prefix_nodes(size))
-        self._frontier = Frontier(size, nodes)
+        self._frontier = Frontier(size, nodes, self.tree)
         self._prev = self.store.nodes([(0, size - 1)])[0] if size else GENESIS_PREV
         last = self.store.entries(size - 1, size) if size else []
         self._last_ms = last[0].timestamp_ms if last else 0
@@ -161,7 +184,7 @@ class Ledger:
         return self._frontier.size
 
     @property
-    def public_key(self) -> VerifyKey | None:
+    def public_key(self) -> AnyVerifyKey | None:
         return self._signer.verify_key if self._signer else None
 
     # -- appends -------------------------------------------------------------
@@ -260,7 +283,7 @@ class Ledger:
                 event = replace(event, timestamp_ms=last_ms)
             last_ms = event.timestamp_ms
             data = encode_entry(idx, prev, event, self._limits)
-            h = leaf_hash(data)
+            h = self.tree.leaf(data)
             rows.append(EntryRow(idx, data, h, event.request_id, event.timestamp_ms))
             nodes.extend(frontier.push(h))
             receipts.append(AppendReceipt(idx, h.hex()))
@@ -274,6 +297,8 @@ class Ledger:
         self.store.append(start, rows, nodes, cps)
         self._frontier, self._prev, self._last_ms = frontier, prev, last_ms
         self._cp_size, self._cp_time = cp_size, cp_time
+        for size, _note, _ms in cps:
+            _log_checkpoint(self.origin, size, "cadence")
         return receipts
 
     def _sign(self, frontier: Frontier, now_ms: int) -> tuple[int, str, int]:
@@ -308,6 +333,7 @@ class Ledger:
             self._load_tail()
             raise
         self._cp_size, self._cp_time = self.size, now
+        _log_checkpoint(self.origin, self.size, "timer or request")
         latest = self.latest_checkpoint()
         assert latest is not None
         return latest
@@ -343,19 +369,19 @@ class Ledger:
 
     def root_at(self, size: int) -> bytes:
         self._check_size(size)
-        return fold(self.store.nodes(prefix_nodes(size)))
+        return fold(self.store.nodes(prefix_nodes(size)), self.tree)
 
     def inclusion_proof(self, index: int, tree_size: int) -> list[bytes]:
         self._check_size(tree_size)
         if not 0 <= index < tree_size:
             raise InvalidArgument.expected("leaf index", f"0 <= index < {tree_size}", index)
-        return build_proof(inclusion_plan(index, tree_size), self.store.nodes)
+        return build_proof(inclusion_plan(index, tree_size), self.store.nodes, self.tree)
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         self._check_size(size2)
         if not 0 < size1 <= size2:
             raise InvalidArgument.expected("consistency sizes", f"0 < size1 <= {size2}", size1)
-        return build_proof(consistency_plan(size1, size2), self.store.nodes)
+        return build_proof(consistency_plan(size1, size2), self.store.nodes, self.tree)
 
     def _check_size(self, size: int) -> None:
         current = self.store.size()
@@ -402,12 +428,13 @@ class SqliteLedger(Ledger):
     def __init__(
         self,
         path: str | Path,
-        signer: SigningKey | None,
+        signer: AnySigningKey | None,
         origin: str,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
         clock: Clock = time.time,
         limits: Limits = DEFAULT_LIMITS,
+        suite: str | None = None,
     ) -> None:
         super().__init__(
             SqliteLedgerStore(path, readonly=signer is None),
@@ -417,6 +444,7 @@ class SqliteLedger(Ledger):
             checkpoint_interval=checkpoint_interval,
             clock=clock,
             limits=limits,
+            suite=suite,
         )
 
     @classmethod

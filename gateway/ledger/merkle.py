@@ -1,7 +1,8 @@
 """RFC 9162 Merkle tree hashing, proof generation plans and proof verification.
 
-Owns: leaf and node hashing (leaf = SHA-256(0x00 || data), node =
-SHA-256(0x01 || left || right)), verification of inclusion and consistency
+Owns: leaf and node hashing (leaf = H(0x00 || data), node =
+H(0x01 || left || right), H the federation suite's hash: SHA-256 for intl, SM3
+for gm; a ``TreeHasher`` carries it, SHA-256 by default), verification of inclusion and consistency
 proofs (RFC 9162 sections 2.1.3.2 and 2.1.4.2), the *plans* that say which
 subtree hashes a proof consists of, the decomposition of a range into stored
 perfect subtrees, and an append-only frontier. Everything here is a pure
@@ -18,11 +19,11 @@ hashes. A range ``[lo, hi)`` of an RFC 9162 tree decomposes into at most
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
-from gateway.crypto import digest_equal
+from gateway.crypto import INTL, Suite, digest_equal, sha256
 from gateway.errors import VerificationFailed
 
 HASH_LEN: Final = 32
@@ -30,53 +31,93 @@ HASH_LEN: Final = 32
 # ``Limits``): tree sizes are 64-bit, so any tree has fewer than 2**64 leaves
 # and a proof has at most 64 hashes; longer inputs are refused before any hashing.
 MAX_PROOF_HASHES: Final = 64
-EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
-
-_sha256 = hashlib.sha256
+EMPTY_ROOT: Final = sha256(b"")
 NodeId = tuple[int, int]  # (level, index)
 NodeReader = Callable[[Sequence[NodeId]], Sequence[bytes]]
 
 
 def leaf_hash(data: bytes) -> bytes:
-    return _sha256(b"\x00" + data).digest()
+    return sha256(b"\x00" + data)
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
-    return _sha256(b"\x01" + left + right).digest()
+    return sha256(b"\x01" + left + right)
 
 
-# Batch forms for verifiers: hashers pre-fed with the domain prefix, copied per
-# hash (no concatenation of the data), same results as leaf_hash / node_hash.
-_LEAF = _sha256(b"\x00")
-_NODE = _sha256(b"\x01")
-
-
-def leaf_hashes(leaves: Sequence[bytes]) -> list[bytes]:
-    """``leaf_hash`` of each leaf, in order."""
+def _sha256_leaves(entries: Sequence[bytes]) -> list[bytes]:
+    """SHA-256(0x00 || entry) per entry from a pre-fed hasher: no entry is copied."""
     out: list[bytes] = []
-    append, leaf = out.append, _LEAF
-    for e in leaves:
-        h = leaf.copy()
+    append, prefix = out.append, _LEAF_PREFIX
+    for e in entries:
+        h = prefix.copy()
         h.update(e)
         append(h.digest())
     return out
 
 
-def subtree_levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
+def _sha256_parents(level: Sequence[bytes]) -> list[bytes]:
+    """SHA-256(0x01 || a || b) for each adjacent pair (an odd last node is left out)."""
+    out: list[bytes] = []
+    append, prefix = out.append, _NODE_PREFIX
+    for a, b in zip(level[0::2], level[1::2], strict=False):
+        h = prefix.copy()
+        h.update(a)
+        h.update(b)
+        append(h.digest())
+    return out
+
+
+_LEAF_PREFIX = INTL.hasher(b"\x00")
+_NODE_PREFIX = INTL.hasher(b"\x01")
+
+
+@dataclass(frozen=True)
+class TreeHasher:
+    """RFC 9162 hashing with one suite's hash (``for_suite``); SHA-256 by default.
+
+    ``leaves`` and ``parents`` hash a whole page or tree level at once (the
+    verifier's hot loops), each in the fastest form its library offers.
+    """
+
+    suite: str = "intl"
+    leaf: Callable[[bytes], bytes] = leaf_hash
+    node: Callable[[bytes, bytes], bytes] = node_hash
+    empty_root: bytes = field(default=EMPTY_ROOT)
+    leaves: Callable[[Sequence[bytes]], list[bytes]] = _sha256_leaves
+    parents: Callable[[Sequence[bytes]], list[bytes]] = _sha256_parents
+
+    @classmethod
+    def for_suite(cls, suite: Suite) -> TreeHasher:
+        if suite.name == "intl":
+            return SHA256_TREE
+        digest = suite.digest
+
+        def leaf(data: bytes) -> bytes:
+            return digest(b"\x00" + data)
+
+        def node(left: bytes, right: bytes) -> bytes:
+            return digest(b"\x01" + left + right)
+
+        def leaves(entries: Sequence[bytes]) -> list[bytes]:
+            return [digest(b"\x00" + e) for e in entries]
+
+        def parents(level: Sequence[bytes]) -> list[bytes]:
+            return [digest(b"\x01" + a + b) for a, b in zip(level[0::2], level[1::2], strict=False)]
+
+        return cls(suite.name, leaf, node, digest(b""), leaves, parents)
+
+
+SHA256_TREE: Final = TreeHasher()
+
+
+def subtree_levels(leaf_hashes: list[bytes], th: TreeHasher) -> list[list[bytes]]:
     """Every level of the perfect subtrees over ``leaf_hashes``, bottom-up:
-    level k holds the nodes of 2**k leaves (an unpaired last node is dropped)."""
+    level k holds the nodes of 2**k leaves (an unpaired last node is dropped),
+    hashed a level at a time with ``th``'s batch form."""
     levels = [leaf_hashes]
     cur = leaf_hashes
-    node = _NODE
     while len(cur) > 1:
-        nxt: list[bytes] = []
-        append = nxt.append
-        for a, b in zip(cur[0::2], cur[1::2], strict=False):
-            h = node.copy()
-            h.update(a)
-            h.update(b)
-            append(h.digest())
-        cur = nxt
+        cur = th.parents(cur)
         levels.append(cur)
     return levels
 
@@ -86,11 +127,12 @@ def subtree_levels(leaf_hashes: list[bytes]) -> list[list[bytes]]:
 # --------------------------------------------------------------------------
 
 
-def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
+def root_of(leaf_hashes: Sequence[bytes], th: TreeHasher = SHA256_TREE) -> bytes:
     """MTH over already-hashed leaves (level by level; an unpaired last node is
     promoted unchanged, which equals RFC 9162's largest-power-of-two split)."""
     if not leaf_hashes:
-        return EMPTY_ROOT
+        return th.empty_root
+    node_hash = th.node
     level = list(leaf_hashes)
     while len(level) > 1:
         nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
@@ -123,10 +165,11 @@ def prefix_nodes(size: int) -> list[NodeId]:
     ]
 
 
-def fold(hashes: Sequence[bytes]) -> bytes:
+def fold(hashes: Sequence[bytes], th: TreeHasher = SHA256_TREE) -> bytes:
     """Hash of a range from its perfect pieces (left to right), folded from the right."""
     if not hashes:
-        return EMPTY_ROOT
+        return th.empty_root
+    node_hash = th.node
     acc = hashes[-1]
     for h in reversed(hashes[:-1]):
         acc = node_hash(h, acc)
@@ -185,7 +228,9 @@ def consistency_plan(size1: int, size2: int) -> list[tuple[int, int]]:
     return out
 
 
-def build_proof(plan: Sequence[tuple[int, int]], read: NodeReader) -> list[bytes]:
+def build_proof(
+    plan: Sequence[tuple[int, int]], read: NodeReader, th: TreeHasher = SHA256_TREE
+) -> list[bytes]:
     """Turn a plan into hashes, reading every needed node in one call."""
     pieces = [decompose(lo, hi) for lo, hi in plan]
     flat = [node for p in pieces for node in p]
@@ -195,7 +240,7 @@ def build_proof(plan: Sequence[tuple[int, int]], read: NodeReader) -> list[bytes
     out: list[bytes] = []
     pos = 0
     for p in pieces:
-        out.append(fold(hashes[pos : pos + len(p)]))
+        out.append(fold(hashes[pos : pos + len(p)], th))
         pos += len(p)
     return out
 
@@ -215,12 +260,15 @@ def _check_proof_shape(proof: Sequence[bytes]) -> None:
             raise VerificationFailed(f"proof hash {i}: expected {HASH_LEN} bytes, got {len(p)}")
 
 
-def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
+def root_from_inclusion_proof(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], th: TreeHasher = SHA256_TREE
+) -> bytes:
     if size <= 0 or not 0 <= index < size:
         raise VerificationFailed(f"inclusion proof: index {index} outside tree of size {size}")
     if len(leaf) != HASH_LEN:
         raise VerificationFailed(f"leaf hash: expected {HASH_LEN} bytes, got {len(leaf)}")
     _check_proof_shape(proof)
+    node_hash = th.node
     fn, sn, r = index, size - 1, leaf
     for p in proof:
         if sn == 0:
@@ -241,16 +289,26 @@ def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequenc
 
 
 def verify_inclusion(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
+    index: int,
+    size: int,
+    leaf: bytes,
+    proof: Sequence[bytes],
+    root: bytes,
+    th: TreeHasher = SHA256_TREE,
 ) -> None:
     """Raise VerificationFailed unless ``proof`` shows leaf ``index`` in the tree."""
-    computed = root_from_inclusion_proof(index, size, leaf, proof)
+    computed = root_from_inclusion_proof(index, size, leaf, proof, th)
     if not digest_equal(computed, root):
         raise VerificationFailed("inclusion proof: root mismatch")
 
 
 def verify_consistency(
-    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
+    size1: int,
+    size2: int,
+    proof: Sequence[bytes],
+    root1: bytes,
+    root2: bytes,
+    th: TreeHasher = SHA256_TREE,
 ) -> None:
     """Raise VerificationFailed unless tree ``size1`` is a prefix of tree ``size2``.
 
@@ -272,6 +330,7 @@ def verify_consistency(
         return
     if not proof:
         raise VerificationFailed("consistency proof: empty")
+    node_hash = th.node
     path = list(proof)
     if size1 & (size1 - 1) == 0:
         path.insert(0, root1)
@@ -314,22 +373,26 @@ class Frontier:
     which the store persists so that later proofs can read them.
     """
 
-    __slots__ = ("_nodes", "size")
+    __slots__ = ("_nodes", "_th", "size")
 
-    def __init__(self, size: int = 0, nodes: Sequence[bytes] = ()) -> None:
+    def __init__(
+        self, size: int = 0, nodes: Sequence[bytes] = (), th: TreeHasher = SHA256_TREE
+    ) -> None:
         if len(nodes) != bin(size).count("1"):
             raise ValueError("frontier: one node per set bit of size expected")
         self.size = size
         self._nodes = list(nodes)  # highest level first
+        self._th = th
 
     def copy(self) -> Frontier:
-        return Frontier(self.size, self._nodes)
+        return Frontier(self.size, self._nodes, self._th)
 
     def push(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         created: list[tuple[int, int, bytes]] = []
         i = self.size
         h = leaf
         level = 0
+        node_hash = self._th.node
         while i & 1:
             h = node_hash(self._nodes.pop(), h)
             i >>= 1
@@ -340,4 +403,4 @@ class Frontier:
         return created
 
     def root(self) -> bytes:
-        return fold(self._nodes)
+        return fold(self._nodes, self._th)

@@ -1,4 +1,4 @@
-"""C2SP signed notes, tlog checkpoints and tlog cosignatures (Ed25519), byte-exact.
+"""C2SP signed notes, tlog checkpoints and tlog cosignatures (Ed25519 or SM2), byte-exact.
 
 Owns: key ids (SHA-256(name || 0x0A || type || pubkey)[:4]), verifier-key
 strings (``<name>+<hex key id>+<base64(type || pubkey)>``), signing and
@@ -7,6 +7,17 @@ golang.org/x/mod/sumdb/note.Open does it), the checkpoint body
 (c2sp.org/tlog-checkpoint: origin, tree size, base64 root, optional extension
 lines) and Ed25519 cosignatures (c2sp.org/tlog-cosignature, type 0x04, signed
 message "cosignature/v1\\ntime <t>\\n" || checkpoint body).
+
+The gm suite signs notes with SM2-with-SM3 (DER signatures). C2SP assigns no
+byte to SM2, so gm keys use the spec's escape: signature type 0xff followed by
+a long identifier, ``0xff || "dataexchange.gateway.cn/sm2-sm3-note"`` for checkpoint
+signatures and ``0xff || "dataexchange.gateway.cn/sm2-sm3-cosignature/v1"`` for
+witness cosignatures (same message as tlog-cosignature: timestamp || signature).
+The key id is computed as the spec recommends, over that whole type string and
+the 65-byte uncompressed SM2 point: SHA-256(name || 0x0A || type || 04||x||y)[:4]
+(an identifier, not a security function). Callers keep passing the role
+(``SIG_ED25519`` for "note signature", ``SIG_COSIGNATURE_V1`` for
+"cosignature"); the key's suite picks the type bytes.
 
 Does not own: keys (``gateway.crypto`` signs and verifies exact bytes), trust
 decisions (callers pass the keys they trust), or storage.
@@ -25,13 +36,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from gateway.crypto import ED25519_SIGNATURE_LEN, SigningKey, VerifyKey, sha256
+from gateway.crypto import (
+    ED25519_SIGNATURE_LEN,
+    GM,
+    AnySigningKey,
+    AnyVerifyKey,
+    sha256,
+)
+from gateway.crypto import VerifyKey as Ed25519VerifyKey
 from gateway.errors import CryptoFailure, InvalidArgument, VerificationFailed
 from gateway.ledger.merkle import HASH_LEN
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 SIG_ED25519: Final = 0x01
 SIG_COSIGNATURE_V1: Final = 0x04
+SIG_GM_NOTE: Final = b"\xffdataexchange.gateway.cn/sm2-sm3-note"
+SIG_GM_COSIGNATURE: Final = b"\xffdataexchange.gateway.cn/sm2-sm3-cosignature/v1"
+_GM_TYPES: Final = {SIG_ED25519: SIG_GM_NOTE, SIG_COSIGNATURE_V1: SIG_GM_COSIGNATURE}
 # A property of the signed-note format, not a deployment limit: the reference
 # implementation of C2SP signed-note (golang.org/x/mod/sumdb/note) refuses
 # notes with more than 100 signatures, so no conforming note has more. The
@@ -51,17 +72,30 @@ def valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
-def key_id(name: str, sig_type: int, public: VerifyKey) -> bytes:
+def type_bytes(sig_type: int, public: AnyVerifyKey) -> bytes:
+    """The signature type identifier for a role and a key's suite."""
+    if public.suite == "gm":
+        return _GM_TYPES[sig_type]
+    return bytes((sig_type,))
+
+
+def key_id(name: str, sig_type: int, public: AnyVerifyKey) -> bytes:
     if not valid_name(name):
         raise InvalidArgument.expected("signed-note key name", "non-empty, no spaces or '+'", name)
-    return sha256(name.encode("utf-8") + b"\n" + bytes((sig_type,)) + public.raw)[:4]
+    return sha256(name.encode("utf-8") + b"\n" + type_bytes(sig_type, public) + public.raw)[:4]
 
 
-def vkey(name: str, public: VerifyKey, sig_type: int = SIG_ED25519) -> str:
+def vkey(name: str, public: AnyVerifyKey, sig_type: int = SIG_ED25519) -> str:
     """Verifier key string, as note.NewVerifier and every C2SP tool reads it."""
     kid = key_id(name, sig_type, public)
-    material = base64.b64encode(bytes((sig_type,)) + public.raw).decode("ascii")
+    material = base64.b64encode(type_bytes(sig_type, public) + public.raw).decode("ascii")
     return f"{name}+{kid.hex()}+{material}"
+
+
+def _signature_shape_ok(key: AnyVerifyKey, signature: bytes) -> bool:
+    if key.suite == "intl":
+        return len(signature) == ED25519_SIGNATURE_LEN
+    return 8 <= len(signature) <= 72
 
 
 @dataclass(frozen=True)
@@ -69,7 +103,7 @@ class NoteVerifier:
     """A trusted (name, key, signature type)."""
 
     name: str
-    key: VerifyKey
+    key: AnyVerifyKey
     sig_type: int = SIG_ED25519
 
     @property
@@ -91,12 +125,21 @@ def parse_vkey(text: str) -> NoteVerifier:
         material = base64.b64decode(material_b64, validate=True)
     except (ValueError, binascii.Error) as exc:
         raise InvalidArgument("verifier key: bad hex or base64") from exc
-    if len(kid_hex) != 8 or len(material) != 33:
-        raise InvalidArgument.expected("verifier key", "8 hex digits and 33 key bytes", text)
-    sig_type = material[0]
-    if sig_type not in (SIG_ED25519, SIG_COSIGNATURE_V1):
-        raise InvalidArgument.expected("verifier key type", "0x01 or 0x04", sig_type)
-    v = NoteVerifier(name, VerifyKey(material[1:]), sig_type)
+    key: AnyVerifyKey
+    if len(kid_hex) != 8:
+        raise InvalidArgument.expected("verifier key", "8 hex digits of key id", text)
+    for role, prefix in _GM_TYPES.items():
+        if material.startswith(prefix) and len(material) == len(prefix) + 65:
+            key, sig_type = GM.verify_key(material[len(prefix) :]), role
+            break
+    else:
+        if len(material) != 33:
+            raise InvalidArgument.expected("verifier key", "33 key bytes (type || Ed25519)", text)
+        sig_type = material[0]
+        if sig_type not in (SIG_ED25519, SIG_COSIGNATURE_V1):
+            raise InvalidArgument.expected("verifier key type", "0x01, 0x04 or 0xff", sig_type)
+        key = Ed25519VerifyKey(material[1:])
+    v = NoteVerifier(name, key, sig_type)
     if v.key_id != kid:
         raise InvalidArgument("verifier key: key id does not match name and key")
     return v
@@ -123,7 +166,7 @@ def _check_text(text: str) -> None:
         raise InvalidArgument("note text: must end in a newline, no blank lines or controls")
 
 
-def sign_note(text: str, name: str, key: SigningKey) -> str:
+def sign_note(text: str, name: str, key: AnySigningKey) -> str:
     """``text`` + blank line + one Ed25519 signature line."""
     _check_text(text)
     kid = key_id(name, SIG_ED25519, key.verify_key)
@@ -187,7 +230,7 @@ def open_note(
         v = known.get((s.name, s.key_id))
         if v is None:
             continue
-        if len(s.signature) != ED25519_SIGNATURE_LEN:
+        if not _signature_shape_ok(v.key, s.signature):
             raise VerificationFailed(f"invalid signature for key {s.name}+{s.key_id.hex()}")
         try:
             v.key.verify_raw(text.encode("utf-8"), s.signature)
@@ -251,7 +294,7 @@ class Checkpoint:
             raise VerificationFailed(f"malformed checkpoint: {exc}") from exc
 
 
-def sign_checkpoint(cp: Checkpoint, key: SigningKey) -> str:
+def sign_checkpoint(cp: Checkpoint, key: AnySigningKey) -> str:
     """Signed note whose key name is the origin."""
     return sign_note(cp.body(), cp.origin, key)
 
@@ -259,14 +302,14 @@ def sign_checkpoint(cp: Checkpoint, key: SigningKey) -> str:
 def open_checkpoint(
     note: str,
     origin: str,
-    key: VerifyKey | Sequence[VerifyKey],
+    key: AnyVerifyKey | Sequence[AnyVerifyKey],
     limits: Limits = DEFAULT_LIMITS,
 ) -> Checkpoint:
     """Verify the log's signature (key name = origin) and parse the body.
 
     ``key`` may be several keys (a log's keys valid when the checkpoint was
     issued, across a rotation): a signature by any of them is accepted."""
-    keys = (key,) if isinstance(key, VerifyKey) else tuple(key)
+    keys = tuple(key) if isinstance(key, (list, tuple)) else (key,)
     text, _ = open_note(note, [NoteVerifier(origin, k) for k in keys], limits)
     cp = Checkpoint.parse(text)
     if cp.origin != origin:
@@ -283,7 +326,7 @@ def cosigned_message(body: str, timestamp: int) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n".encode() + body.encode("utf-8")
 
 
-def cosign(body: str, witness_name: str, key: SigningKey, timestamp: int) -> NoteSignature:
+def cosign(body: str, witness_name: str, key: AnySigningKey, timestamp: int) -> NoteSignature:
     """A witness's cosignature over a checkpoint body at ``timestamp`` (POSIX seconds)."""
     if not 0 <= timestamp < 2**63:
         raise InvalidArgument.expected("cosignature timestamp", "[0, 2**63)", timestamp)
@@ -298,7 +341,7 @@ def verify_cosignature(body: str, sig: NoteSignature, witness: NoteVerifier) -> 
     expect_id = key_id(witness.name, SIG_COSIGNATURE_V1, witness.key)
     if sig.name != witness.name or sig.key_id != expect_id:
         raise VerificationFailed(f"cosignature is not from witness {witness.name}")
-    if len(sig.signature) != 8 + ED25519_SIGNATURE_LEN:
+    if len(sig.signature) < 8 or not _signature_shape_ok(witness.key, sig.signature[8:]):
         raise VerificationFailed("malformed cosignature")
     (timestamp,) = _U64.unpack(sig.signature[:8])
     if timestamp >= 2**63:
@@ -311,7 +354,7 @@ def verify_cosignature(body: str, sig: NoteSignature, witness: NoteVerifier) -> 
 
 
 def cosignatures_in(
-    note: str, witnesses: Mapping[str, VerifyKey], limits: Limits = DEFAULT_LIMITS
+    note: str, witnesses: Mapping[str, AnyVerifyKey], limits: Limits = DEFAULT_LIMITS
 ) -> dict[str, int]:
     """Witness name -> timestamp for every valid cosignature in ``note`` by a known witness."""
     text, sigs = parse_note(note, limits)

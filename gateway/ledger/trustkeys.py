@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from gateway.crypto import VerifyKey
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import VerificationFailed
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class KeyEntry:
 
     jurisdiction: str
     kind: KeyKind
-    key: VerifyKey
+    key: AnyVerifyKey
     valid_from_ms: int | None = None  # None: since always
     valid_until_ms: int | None = None  # None: until further notice
 
@@ -107,8 +107,8 @@ class TrustedKeys:
         cls,
         jurisdiction: str,
         origin: str,
-        ledger_key: VerifyKey,
-        signing_key: VerifyKey | None = None,
+        ledger_key: AnyVerifyKey,
+        signing_key: AnyVerifyKey | None = None,
         source: str = "given key",
     ) -> TrustedKeys:
         """One member's keys (e.g. ``--key`` on the command line)."""
@@ -133,7 +133,7 @@ class TrustedKeys:
 
     def keys(
         self, jurisdiction: str, kind: KeyKind, at_ms: int | None = None
-    ) -> tuple[VerifyKey, ...]:
+    ) -> tuple[AnyVerifyKey, ...]:
         """The keys of ``kind`` the trust bundle lists for ``jurisdiction`` at ``at_ms``
         (None: at any time)."""
         return tuple(
@@ -142,7 +142,7 @@ class TrustedKeys:
             if e.jurisdiction == jurisdiction and e.kind == kind and e.valid_at(at_ms)
         )
 
-    def log_keys(self, origin: str) -> tuple[VerifyKey, ...]:
+    def log_keys(self, origin: str) -> tuple[AnyVerifyKey, ...]:
         """The ledger keys of the member whose log is ``origin``; VerificationFailed if none."""
         signer = self.by_origin(origin)
         found = self.keys(signer.jurisdiction, "ledger") if signer else ()

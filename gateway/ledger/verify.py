@@ -1,7 +1,7 @@
 """Offline verification of a whole ledger: chain, tree, stored nodes, checkpoints, witnesses.
 
-Owns: recomputing every entry hash (one SHA-256 per entry serves chain and
-tree), the chain links, indexes and non-decreasing timestamps, every stored
+Owns: recomputing every entry hash (one hash per entry, SHA-256 or SM3 as the
+ledger's suite says, serves chain and tree), the chain links, indexes and non-decreasing timestamps, every stored
 interior node, the root at every signed checkpoint, the checkpoints'
 signatures and order (a replayed older checkpoint is named), every
 cosignature against the trusted witness keys (who cosigned each checkpoint;
@@ -12,7 +12,9 @@ first bad entry and why.
 
 Pure over a small ``LedgerReader`` protocol: storage sits at the edge (the
 SQLite store implements the protocol; ``Reopenable`` lets worker processes
-open their own reader). Hashing is ``gateway.ledger.merkle``'s.
+open their own reader). Hashing is ``gateway.ledger.merkle``'s, through the
+``TreeHasher`` of the suite the trusted log key is of; a ledger that describes
+itself as the other suite's is named as a suite mismatch.
 
 Does not own: where keys come from (callers pass a ``TrustedKeys`` from the
 trust bundle, or one log key), the progress bar (callers pass ``progress``),
@@ -36,16 +38,16 @@ from typing import Final, Protocol, cast, runtime_checkable
 
 import numpy as np
 
-from gateway.crypto import VerifyKey
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, InvalidArgument, VerificationFailed
 from gateway.keyring import KeyRing
 from gateway.ledger.entry import ENTRY_VERSION, GENESIS_PREV, HEADER_LEN, decode_entry
 from gateway.ledger.merkle import (
-    EMPTY_ROOT,
     HASH_LEN,
+    SHA256_TREE,
+    TreeHasher,
     fold,
-    leaf_hashes,
-    node_hash,
     prefix_nodes,
     subtree_levels,
 )
@@ -70,7 +72,7 @@ _TS_END: Final = HEADER_LEN + 8  # every entry's timestamp_ms follows the header
 _U64 = struct.Struct(">Q")
 
 Progress = Callable[[int, int], None]  # (entries done, total)
-LogKeys = Callable[[int | None], Sequence[VerifyKey]]  # time (ms; None: any) -> log keys
+LogKeys = Callable[[int | None], Sequence[AnyVerifyKey]]  # time (ms; None: any) -> log keys
 RawPage = Sequence[tuple[int, bytes, bytes]]  # (index, entry bytes, stored hash)
 EntryPage = Sequence[bytes]  # entry bytes only (each header carries its index)
 NodeRange = Callable[[int, int, int], list[bytes]]  # (level, start, stop) -> stored hashes
@@ -93,6 +95,10 @@ class LedgerReader(Protocol):
     """What verification reads from a ledger; ``SqliteLedgerStore`` is one."""
 
     def size(self) -> int: ...
+
+    def get_meta(self, key: str) -> str | None:
+        """The ledger's self-description (``origin``, ``suite``); None if absent."""
+        ...
 
     def checkpoints(self) -> Sequence[StoredCheckpoint]: ...
 
@@ -191,7 +197,7 @@ class _Required:
 
 
 def open_log_checkpoint(
-    note: str, origin: str, keys: Sequence[VerifyKey], limits: Limits = DEFAULT_LIMITS
+    note: str, origin: str, keys: Sequence[AnyVerifyKey], limits: Limits = DEFAULT_LIMITS
 ) -> Checkpoint:
     """Verify the log's signature with any of ``keys`` (key name = origin) and parse."""
     text, _ = open_note(note, [NoteVerifier(origin, k) for k in keys], limits)
@@ -204,7 +210,7 @@ def open_log_checkpoint(
 def checkpoint_cosigners(
     note: str,
     origin: str,
-    log_keys: Sequence[VerifyKey],
+    log_keys: Sequence[AnyVerifyKey],
     trusted: TrustedKeys,
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -250,7 +256,7 @@ def checkpoint_cosigners(
 def check_checkpoints(
     rows: Sequence[StoredCheckpoint],
     origin: str,
-    keys: Sequence[VerifyKey] | LogKeys,
+    keys: Sequence[AnyVerifyKey] | LogKeys,
     trusted: TrustedKeys | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[list[_Required], list[CheckpointInfo]]:
@@ -326,14 +332,16 @@ def verify_range(
     decode: bool = False,
     signers: TrustedKeys | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    suite: str = "intl",
 ) -> RangeResult:
-    """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page.
+    """Verify entries starting at ``lo`` (a multiple of CHUNK) page by page,
+    hashing with ``suite``'s tree hash.
 
     With ``signers`` every entry is decoded and the exchange signatures it
     records are checked against those keys (``gateway.ledger.signatures``).
 
     Each page must hold whole chunks except the last. Per page, the work is
-    done in list comprehensions (one SHA-256 per entry), not per-entry Python.
+    done in batch hashing (one hash per entry), not per-entry Python.
     With ``stored_nodes`` the pages are (index, entry, stored hash) rows and
     the stored caches are checked too; without, pages are bare entry bytes
     (each header's index and predecessor hash are checked, so a deleted,
@@ -348,6 +356,7 @@ def verify_range(
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     want = sorted(sizes)
+    th = TreeHasher.for_suite(crypto.suite(suite))
 
     def result(problem: Problem | None) -> RangeResult:
         return RangeResult(
@@ -380,7 +389,7 @@ def verify_range(
                     i + j,
                 )
             )
-        hashes = leaf_hashes(entries)
+        hashes = th.leaves(entries)
         if stored_nodes is not None and hashes != list(stored):
             j = _first_diff(hashes, stored)
             return result(
@@ -433,7 +442,7 @@ def verify_range(
         for c in range(0, m, CHUNK):
             leaves = hashes[c : c + CHUNK]
             base = i + c
-            levels = subtree_levels(leaves)
+            levels = subtree_levels(leaves, th)
             if stored_nodes is not None:
                 for level in range(1, len(levels)):
                     start = base >> level
@@ -507,10 +516,11 @@ def _range_worker(
     decode: bool,
     signers: TrustedKeys | None,
     limits: Limits,
+    suite: str,
 ) -> RangeResult:
     reader = reopen()
     try:
-        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode, signers, limits)
+        return _verify_bounds(reader, lo, hi, sizes, check_nodes, decode, signers, limits, suite)
     finally:
         reader.close()
 
@@ -524,13 +534,14 @@ def _verify_bounds(
     decode: bool,
     signers: TrustedKeys | None,
     limits: Limits,
+    suite: str,
 ) -> RangeResult:
     read: Callable[[int, int], RawPage | EntryPage] = (
         reader.raw_range if check_nodes else reader.entry_range
     )
     pages = (read(a, min(a + CHUNK * 4, hi)) for a in range(lo, hi, CHUNK * 4))
     nodes = reader.nodes_range if check_nodes else None
-    return verify_range(pages, lo, sizes, nodes, decode, signers, limits)
+    return verify_range(pages, lo, sizes, nodes, decode, signers, limits, suite)
 
 
 def combine(
@@ -538,8 +549,10 @@ def combine(
     required: Sequence[_Required],
     total: int,
     stored_nodes: NodeRange | None,
+    th: TreeHasher = SHA256_TREE,
 ) -> tuple[int, bytes, Problem | None]:
     """Join range results in order: links between ranges, upper tree, checkpoint roots."""
+    EMPTY_ROOT, node_hash = th.empty_root, th.node
     prev = GENESIS_PREV
     prev_ms = 0
     count = 0
@@ -592,7 +605,7 @@ def combine(
                     ),
                 )
     if tail and count % CHUNK:
-        levels = subtree_levels(list(tail))
+        levels = subtree_levels(list(tail), th)
         base = count - len(tail)
         low[count] = [
             levels[lv][ix - (base >> lv)] for lv, ix in prefix_nodes(count) if lv < LOG_CHUNK
@@ -601,7 +614,7 @@ def combine(
     def root_at(size: int) -> bytes:
         nodes = prefix_nodes(size)
         lows = iter(low.get(size, []))
-        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes])
+        return fold([upper[(lv, ix)] if lv >= LOG_CHUNK else next(lows) for lv, ix in nodes], th)
 
     for req in sorted(required, key=lambda r: r.size):
         if req.size > count:
@@ -659,15 +672,15 @@ def _header_problem(e: bytes, i: int) -> Problem:
 # --------------------------------------------------------------------------
 
 
-def keys_at(key: VerifyKey | KeyRing, when_ms: int | None) -> tuple[VerifyKey, ...]:
+def keys_at(key: AnyVerifyKey | KeyRing, when_ms: int | None) -> tuple[AnyVerifyKey, ...]:
     """The log keys to check a signature made at ``when_ms`` with: a single
     key, or the trust bundle's ledger keys of the log valid then (a key
     rotation keeps old checkpoints verifiable); None: any key of the ring."""
-    return (key,) if isinstance(key, VerifyKey) else key.at(when_ms)
+    return key.at(when_ms) if isinstance(key, KeyRing) else (key,)
 
 
 def _log_keys(
-    origin: str, keys: VerifyKey | KeyRing | TrustedKeys
+    origin: str, keys: AnyVerifyKey | KeyRing | TrustedKeys
 ) -> tuple[LogKeys, TrustedKeys | None]:
     """The log's keys valid at a time (ms; None: any), and the trusted keys if given."""
     if isinstance(keys, TrustedKeys):
@@ -683,7 +696,7 @@ def _log_keys(
 def verify_store(
     store: LedgerReader,
     origin: str,
-    keys: VerifyKey | KeyRing | TrustedKeys,
+    keys: AnyVerifyKey | KeyRing | TrustedKeys,
     *,
     trusted: Sequence[tuple[str, str] | str] = (),
     require_witnesses: int = 0,
@@ -709,11 +722,24 @@ def verify_store(
     rows = store.checkpoints()
     total = store.size()
     newest_size = rows[-1].size if rows else 0
+    log_keys, witness_keys = _log_keys(origin, keys)
+    first = log_keys(None)[0]
+    th = TreeHasher.for_suite(crypto.suite_of(first))  # the trusted key fixes the suite
 
     def failed(problem: Problem, verified: int = 0) -> LedgerReport:
-        return LedgerReport(total, len(rows), EMPTY_ROOT, newest_size, problem, verified=verified)
+        return LedgerReport(
+            total, len(rows), th.empty_root, newest_size, problem, verified=verified
+        )
 
-    log_keys, witness_keys = _log_keys(origin, keys)
+    stored_suite = store.get_meta("suite") or "intl"  # self-description, named in the refusal
+    if stored_suite != first.suite:
+        return failed(
+            Problem(
+                "suite-mismatch",
+                f"the ledger is a suite {stored_suite} ledger but the trusted log key is suite "
+                f"{first.suite}: verify it with its own federation's trust bundle",
+            )
+        )
     signers = witness_keys if check_signatures else None
     if check_signatures and signers is None:
         raise InvalidArgument("checking entry signatures needs the trust bundle's keys")
@@ -764,7 +790,16 @@ def verify_store(
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [
                 pool.submit(
-                    _range_worker, reopen, a, b, sizes, check_nodes, decode, signers, limits
+                    _range_worker,
+                    reopen,
+                    a,
+                    b,
+                    sizes,
+                    check_nodes,
+                    decode,
+                    signers,
+                    limits,
+                    th.suite,
                 )
                 for a, b in bounds
             ]
@@ -788,15 +823,19 @@ def verify_store(
         except _Stop as stop:
             return failed(stop.problem)
         for a, b in bounds:
-            results.append(_verify_bounds(store, a, b, sizes, check_nodes, decode, signers, limits))
+            results.append(
+                _verify_bounds(store, a, b, sizes, check_nodes, decode, signers, limits, th.suite)
+            )
             if progress is not None:
                 progress(sum(r.count for r in results), total)
             if results[-1].problem is not None:
                 break
     count, root, problem = combine(
-        results, required, total, store.nodes_range if check_nodes else None
+        results, required, total, store.nodes_range if check_nodes else None, th
     )
-    report = _conclude(total, len(rows), count, root, problem, required, infos, require_witnesses)
+    report = _conclude(
+        total, len(rows), count, root, problem, required, infos, require_witnesses, th.empty_root
+    )
     unknown = sum(r.unverifiable for r in results)
     if unknown and report.ok:
         report = replace(
@@ -825,16 +864,17 @@ def _conclude(
     required: Sequence[_Required],
     infos: Sequence[CheckpointInfo],
     require_witnesses: int,
+    empty_root: bytes,
 ) -> LedgerReport:
     """Truncation, coverage, witness requirement and warnings once the entries verified."""
     if problem is not None:
-        return LedgerReport(total, n_rows, EMPTY_ROOT, 0, problem, verified=count)
+        return LedgerReport(total, n_rows, empty_root, 0, problem, verified=count)
     biggest = max(required, key=lambda r: r.size, default=None)
     if biggest is not None and biggest.size > count:
         return LedgerReport(
             total,
             n_rows,
-            EMPTY_ROOT,
+            empty_root,
             0,
             Problem(
                 "truncated",
@@ -857,7 +897,7 @@ def _conclude(
             return LedgerReport(
                 total,
                 n_rows,
-                EMPTY_ROOT,
+                empty_root,
                 0,
                 Problem(
                     "witnesses-missing", f"{require_witnesses} witness(es) required but {what}"

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
-from gateway.crypto import SigningKey, VerifyKey, digest_equal
+from gateway.crypto import AnySigningKey, AnyVerifyKey, digest_equal
 from gateway.errors import GatewayError, StorageFailure, VerificationFailed
 from gateway.ledger.ledger import Ledger, default_origin
-from gateway.ledger.merkle import MAX_PROOF_HASHES, verify_consistency
+from gateway.ledger.merkle import MAX_PROOF_HASHES, TreeHasher, verify_consistency
 from gateway.ledger.note import (
     Checkpoint,
     NoteVerifier,
@@ -208,7 +209,7 @@ def apply_witness_response(
     response: ledger_pb2.PeerWitnessResponse,
     peer: str,
     witness_name: str,
-    witness_key: VerifyKey | Sequence[VerifyKey],
+    witness_key: AnyVerifyKey | Sequence[AnyVerifyKey],
 ) -> int:
     """Verify and store the cosignature; remember the peer's size. Returns that size.
 
@@ -230,7 +231,7 @@ def apply_witness_response(
     _, sigs = parse_note(text + "\n" + sig_line)
     if len(sigs) != 1:
         raise VerificationFailed("witness response: expected exactly one cosignature line")
-    keys = (witness_key,) if isinstance(witness_key, VerifyKey) else tuple(witness_key)
+    keys = tuple(witness_key) if isinstance(witness_key, (list, tuple)) else (witness_key,)
     # The witness's keys valid now (its current one, and a retired one in a
     # rotation's overlap): the line's key id says which one signed.
     matching = [k for k in keys if NoteVerifier(witness_name, k, 0x04).key_id == sigs[0].key_id]
@@ -272,8 +273,8 @@ def _reply(
 def handle_witness_request(
     req: ledger_pb2.PeerWitnessRequest,
     sender_jurisdiction: str,
-    sender_ledger_key: VerifyKey | Sequence[VerifyKey],
-    witness_signing_key: SigningKey,
+    sender_ledger_key: AnyVerifyKey | Sequence[AnyVerifyKey],
+    witness_signing_key: AnySigningKey,
     witness_name: str,
     store: WitnessStore,
     now: float,
@@ -339,8 +340,14 @@ def handle_witness_request(
         return _reply(req, S.WITNESS_STATUS_CONFLICT, "old size does not match", known)
     if state is not None and cp.size > state.size:
         try:
+            first: AnyVerifyKey = (
+                sender_ledger_key[0]
+                if isinstance(sender_ledger_key, (list, tuple))
+                else sender_ledger_key  # type: ignore[assignment]
+            )
+            th = TreeHasher.for_suite(crypto.suite_of(first))
             verify_consistency(
-                state.size, cp.size, list(req.consistency_proof), state.root, cp.root
+                state.size, cp.size, list(req.consistency_proof), state.root, cp.root, th
             )
         except VerificationFailed as exc:
             store.record_evidence(

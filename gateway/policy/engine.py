@@ -77,12 +77,13 @@ class PolicyEngine:
         *,
         clock: Clock = system_clock_ms,
         limits: Limits = DEFAULT_LIMITS,
+        suite: crypto.Suite = crypto.INTL,
     ) -> None:
         self._source: PolicySource = (
             StaticPolicy(source) if isinstance(source, PolicySet) else source
         )
         self._quota = quota
-        self._pseudo = Pseudonymiser(pseudonym_secret)
+        self._pseudo = Pseudonymiser(pseudonym_secret, suite)
         self._clock = clock
         self._limits = limits
 

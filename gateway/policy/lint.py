@@ -135,15 +135,32 @@ def _agreement_findings(a: CompiledAgreement, res: ScanResult, now_ms: int) -> l
             f"{ds.grade.value}; the stricter applies",
         )
     if a.needs_approval and spec.approval is None:
-        why = (
-            "conditional sharing (有条件共享)"
-            if a.sharing_class is SharingClass.CONDITIONAL
-            else "important data (重要数据)"
-        )
-        add(
-            "warning",
-            ("approval",) if doc and "approval" in doc else ("id",),
-            f"{why} needs an approval id and approver; requests will be refused",
+        # Name the rule that demands the approval, and where it comes from.
+        if a.sharing_class is SharingClass.CONDITIONAL:
+            rule_key = "sharing_class"
+            source = (
+                "this agreement's sharing_class: conditional"
+                if spec.sharing_class is SharingClass.CONDITIONAL
+                else f"the catalogue classes {ds.code} conditional"
+            )
+            rule = f"rule: conditional sharing (有条件共享) needs an approval; {source}"
+        else:
+            rule_key = "grade"
+            source = (
+                "this agreement's grade: important"
+                if spec.grade is DataGrade.IMPORTANT
+                else f"the catalogue grades {ds.code} important"
+            )
+            rule = f"rule: important data (重要数据) needs an approval; {source}"
+        out.append(
+            Finding(
+                "warning",
+                path,
+                line_at(doc, (rule_key,)) or line_at(doc, ("dataset",)),
+                "approval",
+                f"{rule}. Add `approval: {{id: <approval document number>, approver: "
+                "<approving body>}`; until then every request is refused",
+            )
         )
     for i, fs in enumerate(spec.fields):
         col = next((c for c in ds.columns if c.name == fs.name), None)

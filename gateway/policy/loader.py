@@ -44,6 +44,7 @@ from gateway.catalogue import (
 )
 from gateway.errors import PolicyFileError
 from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.policy import suggest
 from gateway.policy.api import FieldRule
 from gateway.policy.model import (
     AGREEMENT_KIND,
@@ -184,6 +185,7 @@ def schema_findings(doc: Any, model: type[BaseModel], source: str) -> tuple[Any,
         out = []
         errs = exc.errors()
         locs = [tuple(e["loc"]) for e in errs]
+        unknown = {loc for e, loc in zip(errs, locs, strict=True) if e["type"] == "extra_forbidden"}
         for err in errs:
             loc = tuple(err["loc"])
             # A list whose bad items were reported is also "too short": noise.
@@ -192,12 +194,26 @@ def schema_findings(doc: Any, model: type[BaseModel], source: str) -> tuple[Any,
             ):
                 continue
             msg = str(err["msg"]).removeprefix("Value error, ")
+            line = line_at(doc, loc)
             if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            out.append(
-                Finding("error", source, line_at(doc, loc), ".".join(str(p) for p in loc), msg)
-            )
+                msg = suggest.unknown_key_hint(model, loc)
+            elif err["type"] in ("enum", "literal_error"):
+                msg = suggest.choice_hint(msg, err.get("input"))
+            elif err["type"] == "missing":
+                siblings = [str(u[-1]) for u in unknown if u[:-1] == loc[:-1]]
+                typo = suggest.misspelt_as(str(loc[-1]), siblings)
+                if typo is not None:
+                    line = line_at(doc, (*loc[:-1], typo))
+                    msg = f"{msg}; is {typo!r} (line {line}) a misspelling of it?"
+                elif line is None:
+                    line = line_at(doc, loc[:-1]) if loc[:-1] else _first_line(doc)
+            out.append(Finding("error", source, line, ".".join(str(p) for p in loc), msg))
         return None, out
+
+
+def _first_line(doc: Any) -> int | None:
+    lines = getattr(doc, "lines", None)
+    return min(lines.values()) if lines else None
 
 
 # --------------------------------------------------------------------------
@@ -311,10 +327,16 @@ def _compile(
         )
     dataset = next((d for d in catalogue.datasets if d.code == spec.dataset), None)
     if dataset is None:
+        near = suggest.closest(spec.dataset, catalogue_codes(catalogue))
         err(
             ("dataset",),
             f"dataset {spec.dataset!r} is not in the catalogue of "
-            f"{catalogue.holder} (known: {', '.join(catalogue_codes(catalogue))})",
+            f"{catalogue.holder}"
+            + (
+                f"; did you mean {near!r}?"
+                if near
+                else f" (known: {', '.join(catalogue_codes(catalogue))})"
+            ),
         )
         return None
     cols = {c.name: c for c in dataset.columns}
@@ -323,7 +345,12 @@ def _compile(
     for i, fs in enumerate(spec.fields):
         col = cols.get(fs.name)
         if col is None:
-            err(("fields", i, "name"), f"{fs.name!r} is not a field of dataset {dataset.code}")
+            near = suggest.closest(fs.name, list(cols))
+            hint = f"; did you mean {near!r}?" if near else f" (fields: {', '.join(cols)})"
+            err(
+                ("fields", i, "name"),
+                f"{fs.name!r} is not a field of dataset {dataset.code}{hint}",
+            )
             continue
         why = _field_fits(fs, col)
         if why:

@@ -111,15 +111,17 @@ class Pseudonymiser:
 
     The requester key is ``keyed_hash(secret, PSEUDONYM_REQUESTER_KEY,
     "<jurisdiction>/<service system>")``; a token is ``keyed_hash(requester
-    key, PSEUDONYM, normalised value)``. The secret never leaves this object.
+    key, PSEUDONYM, normalised value)``, with the federation suite's HMAC
+    (HMAC-SHA256 for intl, HMAC-SM3 for gm). The secret never leaves this object.
     """
 
-    def __init__(self, secret: bytes) -> None:
+    def __init__(self, secret: bytes, suite: crypto.Suite = crypto.INTL) -> None:
         if len(secret) != PSEUDONYM_SECRET_LEN:
             raise InvalidArgument.expected(
                 "pseudonym secret length", f"{PSEUDONYM_SECRET_LEN} bytes", len(secret)
             )
         self._secret = secret
+        self._hmac = suite.keyed_hash
         self._keys: dict[tuple[str, str], bytes] = {}
         self._lock = threading.Lock()
 
@@ -131,7 +133,7 @@ class Pseudonymiser:
         key = self._keys.get(ident)
         if key is None:
             label = f"{jurisdiction}/{service_system}".encode()
-            key = crypto.keyed_hash(self._secret, domains.PSEUDONYM_REQUESTER_KEY, label)
+            key = self._hmac(self._secret, domains.PSEUDONYM_REQUESTER_KEY, label)
             with self._lock:
                 if len(self._keys) > 100_000:  # bounded: requesters come from agreements
                     self._keys.clear()
@@ -143,5 +145,5 @@ class Pseudonymiser:
         if not text:
             return ""
         key = self.requester_key(jurisdiction, service_system)
-        mac = crypto.keyed_hash(key, domains.PSEUDONYM, text.encode("utf-8"))
+        mac = self._hmac(key, domains.PSEUDONYM, text.encode("utf-8"))
         return PSEUDONYM_PREFIX + base64.b32encode(mac[:_TOKEN_BYTES]).decode("ascii").lower()

@@ -30,7 +30,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2_grpc,
 )
 from gateway.config import GatewayConfig, load_config
-from gateway.errors import ConfigurationError, GatewayError, StorageFailure
+from gateway.errors import ConfigurationError, GatewayError, StorageFailure, TrustBundleRejected
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.receipts import Answered, ReceiptAcceptor, ReceiptSender
@@ -46,13 +46,23 @@ from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import open_checkpoint
 from gateway.ledger.witness import SqliteWitnessStore
 from gateway.limits import Limits
+from gateway.ops.http import OpsListener
+from gateway.ops.metrics import GatewayMetrics, KnownLabels
+from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
+from gateway.ops.spent import refuse_shortfalls, startup_shortfalls
+from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.quota import SqliteQuotaStore
 from gateway.policy.store import PolicyStore, PolicyWatcher
 from gateway.replay import SqliteReplayStore
 from gateway.server.access import ServiceRegistry, authorize_peer
 from gateway.server.auth import PeerAuthenticator
-from gateway.server.interceptor import GatewayServer, caller, caller_from_context
+from gateway.server.interceptor import (
+    GatewayServer,
+    HandlerWrapper,
+    caller,
+    caller_from_context,
+)
 from gateway.server.servicers.ledger import AuditScope, MemberScope
 from gateway.server.servicers.ledger import add_to_server as add_ledger_service
 from gateway.server.servicers.peer import PeerExchangeServicer
@@ -82,6 +92,7 @@ class BoundPorts:
     peer: int
     service: int
     service_mtls: int = 0
+    ops: int = 0
 
 
 class Gateway:
@@ -99,6 +110,7 @@ class Gateway:
         self.me = config.jurisdiction
         limits = config.limits
         self._clock = clock_ms
+        self.clock_ms = clock_ms
         self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.keys: GatewayKeys = load_keys(config.key_dir, limits=limits)
@@ -110,6 +122,8 @@ class Gateway:
         self._versions = FileVersionStore.in_dir(config.data_dir)
         self._bundle_lock = threading.Lock()
         self._bundle = self._load_bundle()
+        # A gm bundle may name the SM2 signer id of every member key's Z value.
+        self.keys = self.keys.with_sm2_user_id(self._bundle.sm2_user_id)
 
         self.policy_store = PolicyStore(config.policies, limits=limits)
         if self.policy_store.current.catalogue.holder != self.me:
@@ -119,11 +133,22 @@ class Gateway:
             )
         self.quota = SqliteQuotaStore(config.data_dir / "quota.sqlite")
         self.policy = PolicyEngine(
-            self.policy_store, self.quota, self.keys.pseudonym_key, clock=clock_ms, limits=limits
+            self.policy_store,
+            self.quota,
+            self.keys.pseudonym_key,
+            clock=clock_ms,
+            limits=limits,
+            suite=self.keys.suite,
         )
         self.source = SqliteSource(config.data_source)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
         self._check_ledger_signer()
+        # Metrics and the per-RPC log line see every ledger append and peer call.
+        self.metrics = GatewayMetrics(
+            self.me,
+            KnownLabels(lambda: ((m.jurisdiction, m.datasets) for m in self._bundle.members)),
+        )
+        observed_ledger = ObservedLedger(self.ledger, self.metrics)
         self.replay = SqliteReplayStore(
             config.data_dir / "replay.sqlite", limits.replay_window_seconds * 1000
         )
@@ -132,7 +157,12 @@ class Gateway:
             self.keys.seal, load_retired_seal_keys(config.key_dir), config.key_dir
         )
         self.caller = PeerCaller(
-            self.me, self.keys.signing, self.bundle, self.transport, clock_ms, limits
+            self.me,
+            self.keys.signing,
+            self.bundle,
+            ObservedTransport(self.transport, self.metrics),
+            clock_ms,
+            limits,
         )
         self.responder = PeerResponder(
             self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
@@ -142,7 +172,7 @@ class Gateway:
         self.requester = RecordRequester(
             self.caller,
             self.bundle,
-            self.ledger,
+            observed_ledger,
             self.seal_keys,
             clock_ms,
             limits,
@@ -153,7 +183,7 @@ class Gateway:
             self.me,
             self.responder,
             self.bundle,
-            self.ledger,
+            observed_ledger,
             lambda rid: [r.event for r in self.ledger.find(rid)],
             clock_ms,
             limits,
@@ -165,7 +195,7 @@ class Gateway:
             self.served_datasets,
             self.policy,
             self.source,
-            self.ledger,
+            observed_ledger,
             self.seal_keys,
             clock_ms,
             limits,
@@ -193,7 +223,7 @@ class Gateway:
             config.data_dir / "budget.sqlite",
             self.policy_store,
             self.source,
-            self.ledger,
+            observed_ledger,
             self.caller,
             self.responder,
             self.bundle,
@@ -203,11 +233,18 @@ class Gateway:
                 Answered(holder, rid, bytes.fromhex(req), bytes.fromhex(resp))
             ),
         )
+        # Budgets or quotas copied back by hand must not reopen what the ledger
+        # shows as already spent (``gateway restore`` checks the same rule).
+        refuse_shortfalls(
+            startup_shortfalls(config.data_dir, self.me, clock_ms()),
+            f"gateway {self.me} refuses to start",
+        )
         self._stopping = threading.Event()
         self._peer_server: grpc.Server | None = None
         self._service_server: grpc.Server | None = None
         self._health = health.HealthServicer()
         self._watcher: PolicyWatcher | None = None
+        self._ops: OpsListener | None = None
         self.ports: BoundPorts | None = None
 
     # ------------------------------------------------------------------
@@ -227,6 +264,16 @@ class Gateway:
             limits=self.config.limits,
         )
         me = bundle.member(self.me)
+        if bundle.suite != self.keys.suite.name:
+            raise ConfigurationError(
+                f"the trust bundle is for suite {bundle.suite} but this gateway's keys are "
+                f"suite {self.keys.suite.name}"
+            )
+        in_force: TrustBundle | None = getattr(self, "_bundle", None)  # None at start-up
+        if in_force is not None and bundle.sm2_user_id != in_force.sm2_user_id:
+            raise TrustBundleRejected(
+                "the new trust bundle changes the SM2 user id; restart the gateway to adopt it"
+            )
         # Each of our keys must be one the bundle lists for us as valid now
         # (the current one, or during a rotation's overlap the retired one).
         for kind, key in (
@@ -302,6 +349,17 @@ class Gateway:
             log.warning("policy reload refused: %s", result.error)
         self.reload_bundle()
         self.reload_service_systems()
+        log.info(
+            "SIGHUP: reload done (policies %s, trust bundle version %s)",
+            "reloaded" if result.ok else "kept",
+            self._bundle.version,
+            extra={
+                "event": "sighup",
+                "outcome": "ok" if result.ok else "policies kept",
+                "bundle_version": self._bundle.version,
+                "service_systems": len(self.service_auth.systems),
+            },
+        )
 
     def reload_service_systems(self) -> None:
         """Re-read the registered service systems from the config file (also
@@ -310,7 +368,15 @@ class Gateway:
 
     def checkpoint_and_witness(self) -> dict[str, str]:
         """Issue a checkpoint now and have every peer cosign it (SIGUSR1)."""
-        return self.witnessing.round(force=True)
+        outcomes = self.witnessing.round(force=True)
+        log.info(
+            "SIGUSR1: checkpoint at size %d, %d of %d peers cosigned",
+            self.ledger.size,
+            sum(o.startswith("cosigned") for o in outcomes.values()),
+            len(outcomes),
+            extra={"event": "sigusr1", "size": self.ledger.size, "peers": outcomes},
+        )
+        return outcomes
 
     def served_datasets(self) -> tuple[str, ...]:
         codes = tuple(d.code for d in self.policy_store.current.catalogue.datasets)
@@ -360,18 +426,20 @@ class Gateway:
     def start(self) -> BoundPorts:
         opts = channel_options(self.config.limits)
         peer = GatewayServer(
-            PeerAuthenticator(self.bundle),
+            annotating(PeerAuthenticator(self.bundle)),
             max_workers=self._max_workers,
             name=f"peer-{self.me}",
             options=opts,
             authorize=authorize_peer,
             limits=self.config.limits,
+            observe=ObservingWrapper(self.metrics, "peer"),
         )
         service = service_server(
             self.service_auth,
             self.config.limits,
             max_workers=self._max_workers,
             name=f"svc-{self.me}",
+            observe=ObservingWrapper(self.metrics, "service"),
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
@@ -403,6 +471,7 @@ class Gateway:
         )  # fmt: skip
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
+        add_reflection(service)  # grpcurl / Postman explore the service port
         peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
         service_port = service.add_secure_port(
             self.config.listen.service, self._service_credentials(client_certificates=False)
@@ -412,6 +481,7 @@ class Gateway:
             mtls_port = service.add_secure_port(
                 self.config.listen.service_mtls, self._service_credentials(client_certificates=True)
             )
+        self._ops = start_ops_listener(self)  # first: a refused address starts nothing
         peer.start()
         service.start()
         self._peer_server, self._service_server = peer, service
@@ -431,7 +501,9 @@ class Gateway:
         )
         self._bundle_watcher.start()
         self.receipts.start()
-        self.ports = BoundPorts(peer_port, service_port, mtls_port)
+        self.ports = BoundPorts(
+            peer_port, service_port, mtls_port, self._ops.port if self._ops else 0
+        )
         log.info(
             "gateway %s serving: peer port %d, service port %d", self.me, peer_port, service_port
         )
@@ -440,6 +512,8 @@ class Gateway:
     def stop(self, grace: float = 1.0) -> None:
         self._stopping.set()
         self._health.enter_graceful_shutdown()
+        if self._ops:
+            self._ops.stop()
         if self._watcher:
             self._watcher.stop()
         if self._timer:
@@ -478,18 +552,24 @@ def service_credentials(
 
 
 def service_server(
-    registry: ServiceRegistry, limits: Limits, *, max_workers: int, name: str
+    registry: ServiceRegistry,
+    limits: Limits,
+    *,
+    max_workers: int,
+    name: str,
+    observe: HandlerWrapper | None = None,
 ) -> GatewayServer:
     """The service port's server (service systems and local auditors), nothing
     mounted yet: callers authenticated, and each method refused unless the
     caller's roles allow it."""
     return GatewayServer(
-        registry,
+        annotating(registry),  # the RPC's log line names the authenticated caller
         max_workers=max_workers,
         name=name,
         options=channel_options(limits),
         authorize=registry.authorize,
         limits=limits,
+        observe=observe,
     )
 
 

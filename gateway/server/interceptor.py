@@ -59,7 +59,12 @@ Wrapper = Callable[["GatewayInterceptor", str, bool, Any], Any]
 _CALLER: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 
-PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+# Public: probes, and reflection (it describes the API, which protos/ publishes;
+# every call it describes still authenticates).
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Wraps an already-authenticating handler once more (metrics and the RPC's log
+# line, ``gateway.ops.observe``), outermost, so it sees authentication refusals too.
+HandlerWrapper = Callable[[str, Any], Any]
 
 
 class UnwrappableHandler(TypeError):
@@ -228,8 +233,10 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
         options: Sequence[tuple[str, int | str]] = (),
         authorize: Authorizer | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        observe: HandlerWrapper | None = None,
     ) -> None:
         self._interceptor = GatewayInterceptor(authenticate, authorize, limits)
+        self._observe = observe
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
             options=list(options),
@@ -248,6 +255,8 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
             name: self._interceptor.wrap(f"/{service_name}/{name}", handler)
             for name, handler in method_handlers.items()
         }
+        if self._observe is not None:
+            wrapped = {n: self._observe(f"/{service_name}/{n}", h) for n, h in wrapped.items()}
         self._server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(service_name, wrapped),)
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -59,6 +59,7 @@ class RateLimitedLog:
         msg: str,
         *args: object,
         exc_info: bool = False,
+        extra: Mapping[str, object] | None = None,
     ) -> bool:
         """Write ``msg % args`` unless ``source`` used up its lines for ``kind``.
 
@@ -90,5 +91,5 @@ class RateLimitedLog:
                 return False
             w.written += 1
             first = w.written == 1
-        self._log.log(level, msg, *args, exc_info=exc_info and first)
+        self._log.log(level, msg, *args, exc_info=exc_info and first, extra=extra)
         return True

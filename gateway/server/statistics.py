@@ -72,6 +72,7 @@ class StatisticsWiring:
                 ledger=ledger,
                 limits=limits,
                 policy_set_digest=lambda: policy_store.current.digest,
+                suite=caller.suite,
             )
             policy_store.subscribe(self._reload)
         self.coordinator = StatsCoordinator(
@@ -81,6 +82,7 @@ class StatisticsWiring:
             limits=limits,
             clock_ms=clock_ms,
             acknowledge=acknowledge,
+            suite=caller.suite,
         )
 
     def _check_declared_privacy_units(self, policy: StatisticsPolicy) -> None:
@@ -145,8 +147,8 @@ class StatisticsWiring:
             reply.response,
             requester_signature=crypto.b64(reply.request_envelope.signature),
             holder_signature=crypto.b64(reply.response_envelope.signature),
-            request_digest=envelope_digest(reply.request_envelope).hex(),
-            response_digest=envelope_digest(reply.response_envelope).hex(),
+            request_digest=envelope_digest(reply.request_envelope, self._caller.suite).hex(),
+            response_digest=envelope_digest(reply.response_envelope, self._caller.suite).hex(),
         )
 
     def handle_peer(
@@ -177,7 +179,7 @@ class StatisticsWiring:
         def sign(response: stats_pb2.PeerStatsResponse) -> tuple[str, str]:
             out = self._responder.respond(request, response, domains.PEER_STATS_RESPONSE)
             signed.append(out)
-            return crypto.b64(out.signature), envelope_digest(out).hex()
+            return crypto.b64(out.signature), envelope_digest(out, self._caller.suite).hex()
 
         response = self.holder.handle_peer(
             request.message,

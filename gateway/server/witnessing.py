@@ -96,7 +96,26 @@ class Witnessing:
                     outcomes[peer] = f"cosigned size {size}"
                 except GatewayError as exc:
                     outcomes[peer] = f"not cosigned: {exc}"
-                    log.warning("witness %s did not cosign: %s", peer, exc)
+                    log.warning(
+                        "witness %s did not cosign: %s",
+                        peer,
+                        exc,
+                        extra={"event": "witness_refused", "peer": peer},
+                    )
+            cosigned = sum(o.startswith("cosigned") for o in outcomes.values())
+            log.info(
+                "witness round at size %d: %d cosigned, %d up to date, %d failed",
+                latest.checkpoint.size,
+                cosigned,
+                sum(o == "up to date" for o in outcomes.values()),
+                len(outcomes) - cosigned - sum(o == "up to date" for o in outcomes.values()),
+                extra={
+                    "event": "witness_round",
+                    "size": latest.checkpoint.size,
+                    "forced": force,
+                    "peers": outcomes,
+                },
+            )
         return outcomes
 
     # -- witnessing peers' checkpoints --------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, stats_pb2
 from gateway.errors import InvalidArgument
 from gateway.limits import DEFAULT_LIMITS, Limits
@@ -158,11 +159,10 @@ def release_to_proto(r: Release) -> stats_pb2.StatsRelease:
     )
 
 
-def release_digest(r: Release) -> str:
-    """Hex SHA-256 of the release's deterministic protobuf bytes (ledger payload digest)."""
-    from gateway.crypto import sha256_hex
-
-    return sha256_hex(release_to_proto(r).SerializeToString(deterministic=True))
+def release_digest(r: Release, suite: crypto.Suite = crypto.INTL) -> str:
+    """Hex digest (the federation suite's hash: SHA-256, or SM3 for gm) of the
+    release's deterministic protobuf bytes (the ledger's payload digest)."""
+    return suite.digest(release_to_proto(r).SerializeToString(deterministic=True)).hex()
 
 
 def _finite(what: str, x: float) -> float:

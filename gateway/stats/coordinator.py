@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import (
     EnvironmentFailure,
@@ -251,10 +252,12 @@ class StatsCoordinator:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         max_workers: int = 8,
         acknowledge: Callable[[str, str, str, str], None] | None = None,
+        suite: crypto.Suite = crypto.INTL,
     ) -> None:
         # (holder, request id, request digest, response digest) of each signed answer,
         # once ledgered: the requester's signed receipt is sent off the request path.
         self._acknowledge = acknowledge
+        self._suite = suite
         self._local = local_jurisdiction
         self._fan_out = fan_out
         self._ledger = ledger
@@ -407,7 +410,7 @@ class StatsCoordinator:
                 if o.release is not None
                 else clean_reason(o.missing.reason if o.missing else "", self._limits)
             ),
-            payload_digest=release_digest(o.release) if o.release is not None else "",
+            payload_digest=release_digest(o.release, self._suite) if o.release is not None else "",
             requester_signature=o.signatures.requester_signature if o.signatures else "",
             holder_signature=o.signatures.holder_signature if o.signatures else "",
             request_digest=o.signatures.request_digest if o.signatures else "",

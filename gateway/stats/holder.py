@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from gateway import identifiers
+from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
 from gateway.ledger.events import (
@@ -104,7 +104,9 @@ class StatsHolder:
         ledger: LedgerWriter,
         limits: Limits = DEFAULT_LIMITS,
         policy_set_digest: Callable[[], str] = lambda: "",
+        suite: crypto.Suite = crypto.INTL,
     ) -> None:
+        self._suite = suite
         self._policy = policy
         self._source = source
         self._budget = budget
@@ -115,6 +117,11 @@ class StatsHolder:
     @property
     def jurisdiction(self) -> str:
         return self._policy.holder
+
+    @property
+    def policy(self) -> StatisticsPolicy:
+        """The statistics agreement in force (operators' views and metrics)."""
+        return self._policy
 
     def replace_policy(self, policy: StatisticsPolicy) -> None:
         """Swap in a reloaded statistics agreement (one reference assignment)."""
@@ -316,7 +323,7 @@ class StatsHolder:
                 agreement_id=auth.agreement_id,
                 agreement_digest=auth.agreement_digest,
                 policy_set_digest=self._policy_set_digest(),
-                payload_digest=release_digest(release),
+                payload_digest=release_digest(release, self._suite),
                 request_digest=ctx.request_digest,
                 requester_signature=ctx.requester_signature,
                 holder_signature=holder_signature,

@@ -16,13 +16,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
-from gateway.crypto import Rng, SigningKey, VerifyKey, b64
+from gateway import crypto
+from gateway.crypto import AnySigningKey, AnyVerifyKey, Rng, b64
 from gateway.domains import TRUST_BUNDLE
-from gateway.errors import InvalidArgument, StorageFailure, TrustBundleRejected
+from gateway.errors import InvalidArgument, StorageFailure, SuiteMismatch, TrustBundleRejected
 from gateway.identity import PublicDescriptor, check_name, write_file_atomic
 from gateway.keyring import KeyKind, RetiredKey
 from gateway.limits import DEFAULT_LIMITS, Limits
-from gateway.trust.files import AUTHORITY_PUB_FILE, BUNDLE_FILE, read_b64_key, read_limited
+from gateway.trust.files import AUTHORITY_PUB_FILE, BUNDLE_FILE, read_key_line, read_limited
 from gateway.trust.model import Member, TrustBundle, as_utc, authority_key_id
 from gateway.trust.verify import (
     bundle_payload,
@@ -34,9 +35,11 @@ from gateway.trust.verify import (
 AUTHORITY_KEY_FILE: Final = "authority.key"
 
 
-def read_authority_signing_key(path: Path, limits: Limits = DEFAULT_LIMITS) -> SigningKey:
-    """Read the federation authority's private key (``authority.key``: base64 seed)."""
-    return SigningKey(read_b64_key(Path(path), "authority private key", limits))
+def read_authority_signing_key(path: Path, limits: Limits = DEFAULT_LIMITS) -> AnySigningKey:
+    """Read the federation authority's private key (``authority.key``: one line)."""
+    path = Path(path)
+    suite, text = read_key_line(path, "authority private key", limits)
+    return suite.signing_key(suite.decode_secret(text, f"{path}: authority private key"))
 
 
 def sign_bundle(
@@ -45,16 +48,23 @@ def sign_bundle(
     issued_at: _dt.datetime,
     expires_at: _dt.datetime,
     members: Iterable[Member],
-    authority: SigningKey,
+    authority: AnySigningKey,
     limits: Limits = DEFAULT_LIMITS,
+    sm2_user_id: str = "",
 ) -> bytes:
     """Produce the signed bundle file bytes.
 
     The payload is parsed back with the verifier's own rules before signing, so
     the authority never signs a bundle a gateway would reject as malformed.
-    Members are listed sorted by jurisdiction.
+    Members are listed sorted by jurisdiction. The bundle's suite is the
+    authority key's; a member of another suite is refused.
     """
-    payload = bundle_payload(federation, version, issued_at, expires_at, members)
+    members = tuple(members)
+    for m in members:
+        crypto.require_suite(f"member {m.jurisdiction}'s keys", m.suite, authority.suite)
+    payload = bundle_payload(
+        federation, version, issued_at, expires_at, members, authority.suite, sm2_user_id
+    )
     if len(payload) > limits.max_bundle_bytes:
         raise TrustBundleRejected(
             f"trust bundle too large: {len(payload)} bytes, limit {limits.max_bundle_bytes}"
@@ -80,9 +90,15 @@ def init_federation(
     now: _dt.datetime | None = None,
     rng: Rng = os.urandom,
     force: bool = False,
-) -> tuple[VerifyKey, Path]:
+    suite: str = crypto.DEFAULT_SUITE,
+    sm2_user_id: str = "",
+) -> tuple[AnyVerifyKey, Path]:
     """Create ``authority.key`` (0600), ``authority.pub`` and a version-1 bundle
-    with no members in ``out_dir``. Refuses to overwrite unless ``force``."""
+    with no members in ``out_dir``, all of cipher suite ``suite`` (``intl`` or
+    ``gm``, fixed for the federation's life; a gm federation may name another
+    SM2 signer id than the default for its members' keys). Refuses to overwrite
+    unless ``force``."""
+    cs = crypto.suite(suite)
     out_dir = Path(out_dir)
     check_name(name)
     if validity_days < 1:
@@ -95,15 +111,20 @@ def init_federation(
             "pass --force to replace them"
         )
     now = now or _dt.datetime.now(_dt.UTC)
-    authority = SigningKey.generate(rng)
-    data = sign_bundle(name, 1, now, now + _dt.timedelta(days=validity_days), (), authority)
+    authority = cs.generate_signing_key(rng)
+    data = sign_bundle(
+        name, 1, now, now + _dt.timedelta(days=validity_days), (), authority,
+        sm2_user_id=sm2_user_id,
+    )  # fmt: skip
     try:
         out_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(
-            out_dir / AUTHORITY_KEY_FILE, (b64(authority.seed()) + "\n").encode(), 0o600
+            out_dir / AUTHORITY_KEY_FILE,
+            (cs.encode_secret(authority.secret()) + "\n").encode(),
+            0o600,
         )
         write_file_atomic(
-            out_dir / AUTHORITY_PUB_FILE, (authority.verify_key.b64() + "\n").encode(), 0o644
+            out_dir / AUTHORITY_PUB_FILE, (authority.verify_key.encode() + "\n").encode(), 0o644
         )
         write_file_atomic(out_dir / BUNDLE_FILE, data, 0o644)
     except OSError as exc:
@@ -113,7 +134,7 @@ def init_federation(
 
 def reissue_bundle_file(
     bundle_path: Path,
-    authority: SigningKey,
+    authority: AnySigningKey,
     members: Sequence[Member] | None = None,
     validity_days: int = 365,
     now: _dt.datetime | None = None,
@@ -134,6 +155,7 @@ def reissue_bundle_file(
         now + _dt.timedelta(days=validity_days),
         new_members,
         authority,
+        sm2_user_id=current.sm2_user_id,
     )
     try:
         write_file_atomic(bundle_path, data, 0o644)
@@ -143,7 +165,7 @@ def reissue_bundle_file(
 
 
 def read_bundle_for_reissue(
-    path: Path, authority_key: VerifyKey, limits: Limits = DEFAULT_LIMITS
+    path: Path, authority_key: AnyVerifyKey, limits: Limits = DEFAULT_LIMITS
 ) -> TrustBundle:
     """Read a bundle file and verify it with :func:`verify_bundle_for_reissue`
     (signature and structure, not expiry). Authority tooling only."""
@@ -155,7 +177,14 @@ def read_bundle_for_reissue(
 def with_member(bundle: TrustBundle, member: Member, replace: bool = False) -> tuple[Member, ...]:
     """Members of ``bundle`` plus ``member``.
 
-    Refuses a duplicate jurisdiction unless ``replace``."""
+    Refuses a duplicate jurisdiction unless ``replace``, and a member whose keys
+    are of another cipher suite than the federation's."""
+    if member.suite != bundle.suite:
+        raise SuiteMismatch(
+            f"{member.jurisdiction}'s keys are suite {member.suite}, but federation "
+            f"{bundle.federation} uses suite {bundle.suite}; run `gateway keygen --suite "
+            f"{bundle.suite}` and send the new public.json"
+        )
     others = tuple(m for m in bundle.members if m.jurisdiction != member.jurisdiction)
     if len(others) != len(bundle.members) and not replace:
         raise InvalidArgument(
@@ -198,10 +227,10 @@ def rotated_member(
     retired = list(current.retired)
     changed: list[KeyKind] = []
     pairs: list[tuple[KeyKind, str, str]] = [
-        ("envelope", current.signing_key.b64(), fresh.signing_key.b64()),
-        ("ledger", current.ledger_key.b64(), fresh.ledger_key.b64()),
-        ("witness", current.cosigner_key.b64(), fresh.cosigner_key.b64()),
-        ("sealing", current.seal_key.b64(), fresh.seal_key.b64()),
+        ("envelope", current.signing_key.encode(), fresh.signing_key.encode()),
+        ("ledger", current.ledger_key.encode(), fresh.ledger_key.encode()),
+        ("witness", current.cosigner_key.encode(), fresh.cosigner_key.encode()),
+        ("sealing", current.seal_key.encode(), fresh.seal_key.encode()),
         ("tls", current.tls_cert_pem.decode("ascii"), fresh.tls_cert_pem.decode("ascii")),
     ]
     for kind, old, new in pairs:

@@ -12,7 +12,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Final
 
-from gateway.crypto import VerifyKey, unb64
+from gateway import crypto
+from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, StorageFailure, TrustBundleRejected
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust.model import TrustBundle
@@ -36,26 +37,28 @@ def read_limited(path: Path, limit: int, what: str) -> bytes:
     return data
 
 
-def read_b64_key(path: Path, what: str, limits: Limits = DEFAULT_LIMITS) -> bytes:
-    """A 32-byte key stored as one line of base64."""
+def read_key_line(
+    path: Path, what: str, limits: Limits = DEFAULT_LIMITS
+) -> tuple[crypto.Suite, str]:
+    """A key file's one line (base64 for intl, ``sm2:`` + base64 for gm) and its suite."""
     data = read_limited(path, limits.max_key_file_bytes, what)
     try:
-        raw = unb64(data.decode("ascii").strip(), str(path))
+        text = data.decode("ascii").strip()
     except UnicodeDecodeError as exc:
         raise InvalidArgument(f"{path}: {what}: expected one line of base64") from exc
-    if len(raw) != 32:
-        raise InvalidArgument.expected(f"{path}: {what} length", 32, len(raw))
-    return raw
+    return crypto.suite(crypto.suite_of_text(text)), text
 
 
-def read_authority_key(path: Path, limits: Limits = DEFAULT_LIMITS) -> VerifyKey:
-    """Read the federation authority's public key (``authority.pub``: base64 line)."""
-    return VerifyKey(read_b64_key(Path(path), "authority public key", limits))
+def read_authority_key(path: Path, limits: Limits = DEFAULT_LIMITS) -> AnyVerifyKey:
+    """Read the federation authority's public key (``authority.pub``: one line)."""
+    path = Path(path)
+    suite, text = read_key_line(path, "authority public key", limits)
+    return suite.decode_verify_key(text, f"{path}: authority public key")
 
 
 def load_bundle(
     path: Path,
-    authority_key: VerifyKey | None = None,
+    authority_key: AnyVerifyKey | None = None,
     now: _dt.datetime | None = None,
     min_version: int = 0,
     limits: Limits = DEFAULT_LIMITS,

@@ -3,7 +3,9 @@
 Owns: the frozen, validated ``Member`` and ``TrustBundle`` values and the rules
 every value obeys on construction (identifiers, endpoint syntax, one PEM
 certificate whose SHA-256 matches the pinned fingerprint, distinct keys,
-members unique in every identifying attribute, a validity window).
+members unique in every identifying attribute, a validity window, and one
+cipher suite: the bundle's ``suite`` (``intl`` or ``gm``) is every member
+key's, and a key of the other suite is a ``SuiteMismatch`` naming both).
 
 Does not own: the bundle's file format or its verification
 (``gateway.trust.verify``), size and count limits (``gateway.limits``, checked
@@ -19,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gateway import identifiers
-from gateway.crypto import SealPublicKey, VerifyKey, cert_fingerprint, digest_equal, unb64
+from gateway import crypto, identifiers
+from gateway.crypto import AnySealPublicKey, AnyVerifyKey, cert_fingerprint, digest_equal
 from gateway.errors import InvalidArgument, NotFound
 from gateway.identity import PublicDescriptor, check_name, key_id
 from gateway.keyring import KeyKind, KeyRing, RetiredKey, check_retired, ring_from
@@ -45,7 +47,7 @@ def default_origin(jurisdiction: str) -> str:
     return f"{jurisdiction}.gateway.dataexchange.cn/ledger"
 
 
-def authority_key_id(key: VerifyKey) -> str:
+def authority_key_id(key: AnyVerifyKey) -> str:
     """The DSSE ``keyid`` of the authority: first 16 hex digits of SHA-256(public key)."""
     return key_id(key)
 
@@ -57,16 +59,16 @@ class Member:
     jurisdiction: str  # six-digit code
     name: str
     endpoint: str  # "host:port" of its PEER port
-    signing_key: VerifyKey
-    ledger_key: VerifyKey
-    seal_key: SealPublicKey
+    signing_key: AnyVerifyKey
+    ledger_key: AnyVerifyKey
+    seal_key: AnySealPublicKey
     tls_cert_pem: bytes
     tls_fingerprint: str  # hex SHA-256 of the certificate's DER; must match the cert
     datasets: tuple[str, ...]
     origin: str = ""  # ledger checkpoint origin; "" means default_origin(jurisdiction)
     # Key that cosigns peers' checkpoints (C2SP asks for a distinct cosigner
     # key); None in bundles made before it existed: the ledger key cosigns.
-    witness_key: VerifyKey | None = None
+    witness_key: AnyVerifyKey | None = None
     # Keys this member used before a rotation, each with its validity
     # interval (``gateway.keyring``): old checkpoints, evidence and, during a
     # rotation's overlap, old envelopes and TLS handshakes still verify.
@@ -78,17 +80,17 @@ class Member:
         m = _ENDPOINT.fullmatch(self.endpoint) if isinstance(self.endpoint, str) else None
         if m is None or not 1 <= int(m.group(1)) <= 65535:
             raise InvalidArgument.expected("endpoint", "host:port with port 1-65535", self.endpoint)
-        if not isinstance(self.signing_key, VerifyKey) or not isinstance(
-            self.ledger_key, VerifyKey
-        ):
-            raise InvalidArgument("signing_key and ledger_key must be Ed25519 public keys")
-        if not isinstance(self.seal_key, SealPublicKey):
-            raise InvalidArgument("seal_key must be an X25519 public key")
+        keys = (self.signing_key, self.ledger_key, self.seal_key)
+        suites = {getattr(k, "suite", None) for k in keys}
+        if len(suites) != 1 or not suites <= set(crypto.SUITE_NAMES):
+            raise InvalidArgument(
+                "signing_key, ledger_key and seal_key must be public keys of one cipher suite"
+            )
         if digest_equal(self.signing_key.raw, self.ledger_key.raw):
             raise InvalidArgument("signing_key and ledger_key must be different keys")
         if self.witness_key is not None:
-            if not isinstance(self.witness_key, VerifyKey):
-                raise InvalidArgument("witness_key must be an Ed25519 public key")
+            if getattr(self.witness_key, "suite", None) != self.signing_key.suite:
+                raise InvalidArgument("witness_key must be a public key of the members' suite")
             if digest_equal(self.witness_key.raw, self.ledger_key.raw) or digest_equal(
                 self.witness_key.raw, self.signing_key.raw
             ):
@@ -101,10 +103,10 @@ class Member:
         for r in self.retired:
             if r.kind == "tls":
                 check_single_cert_pem(r.value.encode("ascii", "replace"))
+            elif r.kind == "sealing":
+                self.suite_of_keys.decode_seal_public_key(r.value, "retired sealing key")
             else:
-                raw = unb64(r.value, f"retired {r.kind} key")
-                if len(raw) != 32:
-                    raise InvalidArgument.expected(f"retired {r.kind} key length", 32, len(raw))
+                self.suite_of_keys.decode_verify_key(r.value, f"retired {r.kind} key")
         check_single_cert_pem(self.tls_cert_pem)
         if not isinstance(self.tls_fingerprint, str) or not is_sha256_hex(self.tls_fingerprint):
             raise InvalidArgument.expected(
@@ -131,13 +133,17 @@ class Member:
             )
 
     @property
+    def suite(self) -> str:
+        return self.signing_key.suite
+
+    @property
     def witness_name(self) -> str:
         """Key name this member cosigns peers' checkpoints under (C2SP
         tlog-cosignature), verified with its witness key."""
         return f"{self.jurisdiction}.gateway.dataexchange.cn/witness"
 
     @property
-    def cosigner_key(self) -> VerifyKey:
+    def cosigner_key(self) -> AnyVerifyKey:
         """The current key of this member's witness cosignatures."""
         return self.witness_key or self.ledger_key
 
@@ -151,12 +157,23 @@ class Member:
         }.get(kind)
         if current is None:
             raise InvalidArgument.expected("key kind", "envelope | ledger | witness", kind)
-        return ring_from(kind, current, self.retired, VerifyKey)
+        decode = crypto.suite_of(current).decode_verify_key
+        uid = getattr(current, "user_id", None)  # a gm bundle's SM2 id, kept on retired keys
 
-    def seal_keys_at(self, when: _dt.datetime) -> tuple[SealPublicKey, ...]:
-        """The X25519 keys of this member valid at ``when`` (current first)."""
+        def decode_key(text: str, what: str) -> AnyVerifyKey:
+            key = decode(text, what)
+            return key.with_user_id(uid) if uid is not None else key
+
+        return ring_from(kind, current, self.retired, decode_key)
+
+    @property
+    def suite_of_keys(self) -> crypto.Suite:
+        return crypto.suite_of(self.signing_key)
+
+    def seal_keys_at(self, when: _dt.datetime) -> tuple[AnySealPublicKey, ...]:
+        """The sealing keys of this member valid at ``when`` (current first)."""
         old = [
-            SealPublicKey(unb64(r.value, "retired sealing key"))
+            self.suite_of_keys.decode_seal_public_key(r.value, "retired sealing key")
             for r in self.retired
             if r.kind == "sealing" and r.valid_at(when)
         ]
@@ -202,15 +219,15 @@ class Member:
             "jurisdiction": self.jurisdiction,
             "name": self.name,
             "endpoint": self.endpoint,
-            "signing_key": self.signing_key.b64(),
-            "ledger_key": self.ledger_key.b64(),
-            "seal_key": self.seal_key.b64(),
+            "signing_key": self.signing_key.encode(),
+            "ledger_key": self.ledger_key.encode(),
+            "seal_key": self.seal_key.encode(),
             "tls_cert_pem": self.tls_cert_pem.decode("ascii"),
             "tls_fingerprint": self.tls_fingerprint,
             "datasets": list(self.datasets),
             "origin": self.origin,
             # Only when present, so bundles without them keep their bytes.
-            **({"witness_key": self.witness_key.b64()} if self.witness_key else {}),
+            **({"witness_key": self.witness_key.encode()} if self.witness_key else {}),
             **({"retired_keys": [_retired_json(r) for r in self.retired]} if self.retired else {}),
         }
 
@@ -292,10 +309,19 @@ class TrustBundle:
     issued_at: _dt.datetime  # UTC
     expires_at: _dt.datetime  # UTC
     members: tuple[Member, ...]
-    digest: str  # hex SHA-256 of the signed payload bytes
+    digest: str  # hex digest (the suite's hash) of the signed payload bytes
+    suite: str = crypto.DEFAULT_SUITE  # "intl" or "gm": every key is of this suite
+    # gm only: the SM2 signer id every member key's Z value uses; "" means the
+    # standard default 1234567812345678 (the authority key always uses the default).
+    sm2_user_id: str = ""
 
     def __post_init__(self) -> None:
         check_name(self.federation)
+        crypto.check_suite_name(self.suite)
+        if self.sm2_user_id and self.suite != "gm":
+            raise InvalidArgument("sm2_user_id: only a gm bundle names an SM2 user id")
+        for m in self.members:
+            crypto.require_suite(f"member {m.jurisdiction}'s keys", m.suite, self.suite)
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
             raise InvalidArgument.expected("bundle version", "an integer >= 1", self.version)
         object.__setattr__(self, "issued_at", as_utc(self.issued_at, "issued_at"))
@@ -337,7 +363,7 @@ class TrustBundle:
 
     def keys_valid_at(
         self, jurisdiction: str, kind: KeyKind, when: _dt.datetime | int | None
-    ) -> tuple[VerifyKey, ...]:
+    ) -> tuple[AnyVerifyKey, ...]:
         """The one lookup verifiers use: ``jurisdiction``'s keys of ``kind``
         (envelope, ledger, witness) valid at ``when`` (UTC datetime or Unix ms;
         None: every key it ever held), current first."""

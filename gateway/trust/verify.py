@@ -24,6 +24,11 @@ File format (``bundle.json``)::
 
 Canonical JSON: ``sort_keys``, separators ``(",", ":")``, ``ensure_ascii=False``,
 UTF-8. Timestamps are RFC 3339 UTC with second precision (``2025-01-01T00:00:00Z``).
+
+Cipher suite: the payload's ``suite`` (``intl``, the default when absent, or
+``gm``) is chosen at ``gateway federation init --suite``; the authority key and
+every member key are of that suite (gm keys are ``sm2:``-tagged), and a key or
+bundle of the other suite is refused with a message naming both suites.
 """
 
 from __future__ import annotations
@@ -32,12 +37,12 @@ import datetime as _dt
 import json
 import re
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway import identifiers
-from gateway.crypto import SealPublicKey, VerifyKey, sha256_hex, unb64
+from gateway import crypto, identifiers
+from gateway.crypto import AnyVerifyKey, unb64
 from gateway.domains import TRUST_BUNDLE
 from gateway.errors import CryptoFailure, InvalidArgument, TrustBundleRejected
 from gateway.identity import MAX_NAME_LEN
@@ -87,14 +92,14 @@ class _MemberModel(_Strict):
     jurisdiction: identifiers.JurisdictionCode
     name: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     endpoint: Annotated[str, Field(min_length=3, max_length=300)]
-    signing_key: Annotated[str, Field(max_length=64)]
-    ledger_key: Annotated[str, Field(max_length=64)]
-    seal_key: Annotated[str, Field(max_length=64)]
+    signing_key: Annotated[str, Field(max_length=128)]
+    ledger_key: Annotated[str, Field(max_length=128)]
+    seal_key: Annotated[str, Field(max_length=128)]
     tls_cert_pem: str  # size checked against Limits
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     datasets: list[str]  # count checked against Limits
     origin: Annotated[str, Field(min_length=1, max_length=255)]
-    witness_key: Annotated[str, Field(max_length=64)] | None = None
+    witness_key: Annotated[str, Field(max_length=128)] | None = None
     retired_keys: list[_RetiredModel] = []  # count and sizes checked against Limits
 
 
@@ -104,6 +109,10 @@ class _BundleModel(_Strict):
     issued_at: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
     expires_at: Annotated[str, Field(pattern=_TIMESTAMP_RE)]
     members: list[_MemberModel]
+    suite: Literal["intl", "gm"] = "intl"  # absent in bundles from before suites
+    sm2_user_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")] = (
+        "1234567812345678"
+    )
 
 
 def _malformed(exc: ValidationError, what: str) -> TrustBundleRejected:
@@ -164,6 +173,11 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
             f"limit {limits.max_bundle_members}"
         )
     members: list[Member] = []
+    suite = crypto.suite(model.suite)
+    user_id = "" if model.sm2_user_id == crypto.gm.DEFAULT_USER_ID.decode() else model.sm2_user_id
+    if user_id and suite.name != "gm":
+        raise TrustBundleRejected("trust bundle malformed: sm2_user_id in a bundle of suite intl")
+    uid = user_id.encode("ascii") or crypto.gm.DEFAULT_USER_ID
     for i, mm in enumerate(model.members):
         if len(mm.datasets) > limits.max_datasets_per_member:
             raise TrustBundleRejected(
@@ -189,15 +203,21 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
                     jurisdiction=mm.jurisdiction,
                     name=mm.name,
                     endpoint=mm.endpoint,
-                    signing_key=VerifyKey(unb64(mm.signing_key, "signing_key")),
-                    ledger_key=VerifyKey(unb64(mm.ledger_key, "ledger_key")),
-                    seal_key=SealPublicKey(unb64(mm.seal_key, "seal_key")),
+                    signing_key=suite.decode_verify_key(mm.signing_key, "signing_key").with_user_id(
+                        uid
+                    ),
+                    ledger_key=suite.decode_verify_key(mm.ledger_key, "ledger_key").with_user_id(
+                        uid
+                    ),
+                    seal_key=suite.decode_seal_public_key(mm.seal_key, "seal_key"),
                     tls_cert_pem=mm.tls_cert_pem.encode("utf-8"),
                     tls_fingerprint=mm.tls_fingerprint,
                     datasets=tuple(mm.datasets),
                     origin=mm.origin,
                     witness_key=(
-                        VerifyKey(unb64(mm.witness_key, "witness_key")) if mm.witness_key else None
+                        suite.decode_verify_key(mm.witness_key, "witness_key").with_user_id(uid)
+                        if mm.witness_key
+                        else None
                     ),
                     retired=tuple(
                         RetiredKey(
@@ -229,7 +249,9 @@ def parse_payload(payload: bytes, limits: Limits) -> TrustBundle:
             issued_at=_parse_time(model.issued_at, "issued_at"),
             expires_at=_parse_time(model.expires_at, "expires_at"),
             members=tuple(members),
-            digest=sha256_hex(payload),
+            digest=suite.digest(payload).hex(),
+            suite=suite.name,
+            sm2_user_id=user_id,
         )
     except InvalidArgument as exc:
         raise TrustBundleRejected(f"trust bundle malformed: {exc}") from exc
@@ -246,11 +268,17 @@ def bundle_payload(
     issued_at: _dt.datetime,
     expires_at: _dt.datetime,
     members: Iterable[Member],
+    suite: str = crypto.DEFAULT_SUITE,
+    sm2_user_id: str = "",
 ) -> bytes:
-    """Canonical JSON payload bytes (times truncated to whole seconds, UTC)."""
+    """Canonical JSON payload bytes (times truncated to whole seconds, UTC).
+    ``sm2_user_id`` "" (the default id) is left out of the payload."""
     ms = sorted(members, key=lambda m: m.jurisdiction)
+    extra = {"sm2_user_id": sm2_user_id} if sm2_user_id else {}
     return canonical_json(
         {
+            **extra,
+            "suite": crypto.check_suite_name(suite),
             "federation": federation,
             "version": version,
             "issued_at": format_time(as_utc(issued_at, "issued_at")),
@@ -260,7 +288,17 @@ def bundle_payload(
     )
 
 
-def verified_payload(data: bytes, authority_key: VerifyKey, limits: Limits) -> bytes:
+def _claimed_suite(payload: bytes) -> str:
+    """The suite an (unverified) payload names, only to word a refusal clearly."""
+    try:
+        doc = json.loads(payload.decode("utf-8"))
+        suite = doc.get("suite", "intl") if isinstance(doc, dict) else "intl"
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "intl"
+    return suite if suite in crypto.SUITE_NAMES else "intl"
+
+
+def verified_payload(data: bytes, authority_key: AnyVerifyKey, limits: Limits) -> bytes:
     """Check the envelope and signature; return the exact signed payload bytes."""
     if len(data) > limits.max_bundle_bytes:
         raise TrustBundleRejected(
@@ -288,6 +326,13 @@ def verified_payload(data: bytes, authority_key: VerifyKey, limits: Limits) -> b
     present = [s for s in env.signatures if s.sig]
     if not present:
         raise TrustBundleRejected("trust bundle is unsigned (no signatures)")
+    claimed = _claimed_suite(payload)
+    if claimed != authority_key.suite:
+        raise TrustBundleRejected(
+            f"trust bundle is a suite {claimed} bundle, but this federation's authority key "
+            f"is suite {authority_key.suite}; a gateway accepts bundles of its federation's "
+            "suite only"
+        )
     expected_id = authority_key_id(authority_key)
     candidates = [s for s in present if s.keyid == expected_id]
     if not candidates:
@@ -311,7 +356,7 @@ def verified_payload(data: bytes, authority_key: VerifyKey, limits: Limits) -> b
 
 def verify_bundle(
     data: bytes,
-    authority_key: VerifyKey,
+    authority_key: AnyVerifyKey,
     now: _dt.datetime,
     min_version: int = 0,
     limits: Limits = DEFAULT_LIMITS,
@@ -343,7 +388,7 @@ def verify_bundle(
 
 
 def verify_bundle_for_reissue(
-    data: bytes, authority_key: VerifyKey, limits: Limits = DEFAULT_LIMITS
+    data: bytes, authority_key: AnyVerifyKey, limits: Limits = DEFAULT_LIMITS
 ) -> TrustBundle:
     """Verify signature and structure but NOT expiry. For the authority's own
     tooling only (renewing or editing an expired bundle); gateways use

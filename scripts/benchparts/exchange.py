@@ -10,6 +10,8 @@ loop in this process, in the same run:
   payload of the same size as the gateway's answer.
 
 Reports p50/p99 latency and throughput at concurrency 1 and 32, and ratios.
+With ``--suite gm`` the gateways are a gm (SM2/SM3/SM4) federation, and an
+intl federation is measured in the same run for the gm/intl ratios.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -74,31 +77,47 @@ def _drive(
     return latencies, len(latencies) / elapsed
 
 
-def run(quick: bool = False) -> Report:
+def _start_pair(
+    tmp: Path, suite: str, quick: bool
+) -> tuple[dict[str, subprocess.Popen[bytes]], Any]:
+    """Hebei and Beijing gateways of ``suite``; returns their processes and a client call."""
+    members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
+    fed = build_federation(
+        tmp / f"fed-{suite}",
+        rows=100 if quick else 500,
+        policies=_bench_policies(tmp / f"policies-{suite}"),
+        members=members,
+        suite=suite,
+    )
+    procs = start_gateways(fed)
+    hb = fed.sites["130000"]
+    with sqlite3.connect(fed.sites["110000"].data_source) as conn:
+        subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
+    client = ServiceClient(
+        hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
+    )
+    req = dict(
+        holder_jurisdiction="110000", dataset="si_contributions",
+        purpose="housing_fund_transfer", subject_ids=[subject],
+    )  # fmt: skip
+    return procs, (client, req)
+
+
+def run(quick: bool = False, suite: str = "intl") -> Report:
+    """``suite`` gm measures a gm federation and, in the same run, an intl one."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-exchange-"))
     n1, per32 = (40, 3) if quick else (600, 40)
     relays: list[subprocess.Popen[bytes]] = []
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    suites = ("intl", "gm") if suite == "gm" else ("intl",)
     try:
-        members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
-        fed = build_federation(
-            tmp / "fed",
-            rows=100 if quick else 500,
-            policies=_bench_policies(tmp / "policies"),
-            members=members,
-        )
-        procs = start_gateways(fed)
-        hb = fed.sites["130000"]
-        with sqlite3.connect(fed.sites["110000"].data_source) as conn:
-            subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
-        client = ServiceClient(
-            hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
-        )
-        req = dict(
-            holder_jurisdiction="110000", dataset="si_contributions",
-            purpose="housing_fund_transfer", subject_ids=[subject],
-        )  # fmt: skip
-        reply_size = client.get_records(**req).ByteSize()
+        clients: dict[str, Any] = {}
+        reply_size = 0
+        for s in suites:
+            procs_s, (client, req) = _start_pair(tmp, s, quick)
+            procs.update({f"{s}-{k}": v for k, v in procs_s.items()})
+            clients[s] = (client, req)
+            reply_size = max(reply_size, client.get_records(**req).ByteSize())
 
         # Baseline relays.
         p_far, p_near = free_port(), free_port()
@@ -121,30 +140,41 @@ def run(quick: bool = False) -> Report:
         def baseline() -> object:
             return relay_call(request_bytes, timeout=10)
 
-        def gateway() -> object:
-            return client.get_records(**req)
+        def gateway_of(s: str) -> Callable[[], object]:
+            client, req = clients[s]
+            return lambda: client.get_records(**req)
 
         report = Report(
-            "exchange: one-record exchange through two gateways vs plain two-hop gRPC relay (loopback)",
+            "exchange: one-record exchange through two gateways vs plain two-hop gRPC relay "
+            f"(loopback; suite {suite})",
             ["p50 ms", "p99 ms", "req/s"],
         )
         results: dict[tuple[str, int], tuple[float, float, float]] = {}
+        paths = [("relay", baseline)] + [(f"gateway {s}", gateway_of(s)) for s in suites]
         for conc, per in ((1, n1), (32, per32)):
-            for name, fn in (("relay", baseline), ("gateway", gateway)):
+            for name, fn in paths:
                 _drive(fn, conc, max(5, per // 10))  # warm up
                 lat, thr = _drive(fn, conc, per)
                 results[(name, conc)] = (percentile(lat, 50) * 1e3, percentile(lat, 99) * 1e3, thr)
                 report.row(f"{name} c={conc}", *results[(name, conc)])
         for conc in (1, 32):
-            g, b = results[("gateway", conc)], results[("relay", conc)]
+            g, b = results[(f"gateway {suite}", conc)], results[("relay", conc)]
             report.ratio(f"latency_p50_c{conc} (gateway/relay)", g[0] / b[0], "<= 1.5")
             report.ratio(f"latency_p99_c{conc} (gateway/relay)", g[1] / b[1], "<= 1.5")
             report.ratio(f"throughput_c{conc} (gateway/relay)", g[2] / b[2], ">= 0.6")
+        if suite == "gm":
+            for conc in (1, 32):
+                g, i = results[("gateway gm", conc)], results[("gateway intl", conc)]
+                report.ratio(f"latency_p50_c{conc} (gm/intl)", g[0] / i[0], "<= 2")
+                report.ratio(f"throughput_c{conc} (gm/intl)", g[2] / i[2], ">= 0.5")
+        sig = "SM2-with-SM3" if suite == "gm" else "Ed25519"
+        seal = "SM2 + SM4-GCM" if suite == "gm" else "X25519 + ChaCha20-Poly1305"
         report.notes.append(
-            f"answer size {reply_size} bytes; gateway path: TLS, mTLS, 4 Ed25519 signatures/verifications, "
-            "2 seals/opens, policy, SQLite source, 2 durable ledger appends"
+            f"answer size {reply_size} bytes; gateway path: TLS, mTLS, 4 {sig} signatures/"
+            f"verifications, 2 {seal} seals/opens, policy, SQLite source, 2 durable ledger appends"
         )
-        client.close()
+        for client, _ in clients.values():
+            client.close()
         channel.close()
         return report
     finally:

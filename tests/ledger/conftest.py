@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.crypto import SigningKey
+from gateway import crypto
+from gateway.crypto import AnySigningKey
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.merkle import TreeHasher
 from gateway.ledger.trustkeys import TrustedKeys
-from tests.ledger.ledger_testkit import ORIGIN, FakeClock, federation_keys, make_event
+from tests.ledger.ledger_testkit import (
+    ORIGIN,
+    FakeClock,
+    federation_keys,
+    fixed_key,
+    ledger_key,
+    make_event,
+    use_suite,
+)
+
+
+@pytest.fixture(params=["intl", "gm"])
+def suite(request: pytest.FixtureRequest) -> Iterator[crypto.Suite]:
+    """Every ledger test runs for both cipher suites (the testkit signs with it)."""
+    use_suite(request.param)
+    yield crypto.suite(request.param)
+    use_suite("intl")
 
 
 @pytest.fixture
-def log_key() -> SigningKey:
-    return SigningKey(bytes(range(32)))
+def tree(suite: crypto.Suite) -> TreeHasher:
+    return TreeHasher.for_suite(suite)
+
+
+def suite_key(suite: crypto.Suite, seed: bytes) -> AnySigningKey:
+    """A fixed intl key for ``seed``; gm keys come from GmSSL's own randomness (one per
+    seed and run)."""
+    return fixed_key(suite.name, seed)
 
 
 @pytest.fixture
-def keys() -> TrustedKeys:
+def log_key(suite: crypto.Suite) -> AnySigningKey:
+    """110000's ledger key, as the test federation's trust bundle lists it."""
+    return ledger_key("110000", suite.name)
+
+
+@pytest.fixture
+def keys(suite: crypto.Suite) -> TrustedKeys:
     """The test federation's keys, as a trust bundle would list them."""
-    return federation_keys()  # type: ignore[no-any-return]
+    return federation_keys(suite.name)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -32,7 +62,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def new_ledger(
-    tmp_path: Path, log_key: SigningKey, clock: FakeClock
+    tmp_path: Path, log_key: AnySigningKey, clock: FakeClock
 ) -> Callable[..., SqliteLedger]:
     opened: list[SqliteLedger] = []
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
+from gateway import crypto
 from gateway.cli import main
-from gateway.crypto import SigningKey
 from gateway.errors import NotFound, VerificationFailed
 from gateway.ledger.bundle import export_bundle, seal, verify_bundle_bytes
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.merkle import TreeHasher
 from gateway.ledger.trustkeys import TrustedKeys
 from tests.ledger.ledger_testkit import (
+    federation_keys,
     make_event,
     witness_round,
     write_trust_bundle,
@@ -106,18 +108,21 @@ def _member(c: dict[str, Any], j: str) -> dict[str, Any]:
     return next(m for m in c["members"] if m["jurisdiction"] == j)
 
 
+def _fake_key(c: dict[str, Any]) -> str:
+    """Another valid key of the bundle's own suite (not a suite mismatch)."""
+    return crypto.suite(c["suite"]).generate_signing_key().verify_key.encode()
+
+
 def _swap_signing_key(c: dict[str, Any]) -> None:
-    _member(c, "120000")["signing_key"] = [base64.b64encode(bytes([77]) * 32).decode()]
+    _member(c, "120000")["signing_key"] = [_fake_key(c)]
 
 
 def _swap_log_key(c: dict[str, Any]) -> None:
-    fake = SigningKey(bytes([78]) * 32).verify_key.raw
-    _member(c, "110000")["ledger_key"] = [base64.b64encode(fake).decode()]
+    _member(c, "110000")["ledger_key"] = [_fake_key(c)]
 
 
 def _swap_witness_key(c: dict[str, Any]) -> None:
-    fake = SigningKey(bytes([79]) * 32).verify_key.raw
-    _member(c, "130000")["witness_key"] = [base64.b64encode(fake).decode()]
+    _member(c, "130000")["witness_key"] = [_fake_key(c)]
 
 
 def _remove_counterparty(c: dict[str, Any]) -> None:
@@ -262,6 +267,24 @@ def test_older_format_is_refused_by_name(cosigned: SqliteLedger, keys: TrustedKe
         verify_bundle_bytes(seal(c), keys)
 
 
+def test_evidence_of_the_other_suite_is_a_named_suite_mismatch(
+    cosigned: SqliteLedger, keys: TrustedKeys, suite: crypto.Suite
+) -> None:
+    """The bundle names its suite (its tree hash and key types); a trust bundle of the
+    other suite refuses it by name, and so does a re-sealed file renaming its suite."""
+    data = export_bundle(cosigned, keys, request_id="req-000003")
+    assert content(data)["suite"] == suite.name
+    other = "gm" if suite.name == "intl" else "intl"
+    with pytest.raises(VerificationFailed, match=f"suite {suite.name} .* uses suite {other}"):
+        verify_bundle_bytes(data, federation_keys(other))
+    c = content(data)
+    c["suite"] = other
+    with pytest.raises(VerificationFailed, match="suite"):
+        verify_bundle_bytes(seal(c), keys)
+    with pytest.raises(VerificationFailed, match="suite"):
+        verify_bundle_bytes(seal(c))  # its embedded keys are not of the suite it names
+
+
 # --------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------
@@ -309,7 +332,7 @@ def test_cli_range_export_verifies_and_reports_completeness(
 
 
 def test_cli_checkpoint_and_proofs(
-    new_ledger: NewLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    new_ledger: NewLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str], tree: TreeHasher
 ) -> None:
     from gateway.ledger.merkle import verify_consistency, verify_inclusion
     from gateway.ledger.note import Checkpoint, parse_note
@@ -324,11 +347,11 @@ def test_cli_checkpoint_and_proofs(
     p = json.loads(capsys.readouterr().out)
     d = base64.b64decode
     verify_inclusion(
-        p["index"], p["tree_size"], d(p["leaf_hash"]), [d(x) for x in p["proof"]], cp.root
+        p["index"], p["tree_size"], d(p["leaf_hash"]), [d(x) for x in p["proof"]], cp.root, tree
     )
     assert main(["ledger", "proof", "consistency", db, "--old", "5"]) == 0
     c = json.loads(capsys.readouterr().out)
-    verify_consistency(5, 10, [d(x) for x in c["proof"]], d(c["root1"]), cp.root)
+    verify_consistency(5, 10, [d(x) for x in c["proof"]], d(c["root1"]), cp.root, tree)
     assert make_event(0).request_id == "req-000000"
 
 

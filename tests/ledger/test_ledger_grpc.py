@@ -13,7 +13,7 @@ from gateway._proto.dataexchange.gateway.v1 import ledger_pb2_grpc
 from gateway.client import service_channel
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import SqliteLedger
-from gateway.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from gateway.ledger.merkle import verify_consistency, verify_inclusion
 from gateway.ledger.note import open_checkpoint
 from gateway.server.servicers.ledger import UnrestrictedScope, add_to_server
 from tests.helpers import ServicePort, service_port
@@ -49,18 +49,19 @@ def test_checkpoint_and_inclusion_proof_by_index_and_request_id(served, log_key)
     cp = open_checkpoint(cpr.checkpoint, ORIGIN, log_key.verify_key)
     assert cp.size == cpr.tree_size == 20 and cp.root == cpr.root_hash
     r = stub.GetInclusionProof(pb.GetInclusionProofRequest(index=7))
-    assert leaf_hash(r.entry) == r.leaf_hash
-    verify_inclusion(7, r.tree_size, r.leaf_hash, list(r.proof), cp.root)
+    tree = served[1].tree
+    assert tree.leaf(r.entry) == r.leaf_hash
+    verify_inclusion(7, r.tree_size, r.leaf_hash, list(r.proof), cp.root, tree)
     r2 = stub.GetInclusionProof(pb.GetInclusionProofRequest(request_id="req-000021"))
     assert r2.index == 21 and decode_entry(r2.entry).event.request_id == "req-000021"
     cp2 = open_checkpoint(r2.checkpoint, ORIGIN, log_key.verify_key)  # issued on demand
-    verify_inclusion(21, r2.tree_size, r2.leaf_hash, list(r2.proof), cp2.root)
+    verify_inclusion(21, r2.tree_size, r2.leaf_hash, list(r2.proof), cp2.root, tree)
 
 
 def test_consistency_proof_and_entries(served, log_key) -> None:  # type: ignore[no-untyped-def]
     stub, ledger = served
     c = stub.GetConsistencyProof(pb.GetConsistencyProofRequest(first_size=10, second_size=20))
-    verify_consistency(10, 20, list(c.proof), ledger.root_at(10), ledger.root_at(20))
+    verify_consistency(10, 20, list(c.proof), ledger.root_at(10), ledger.root_at(20), ledger.tree)
     page = stub.GetEntries(pb.GetEntriesRequest(start=20, limit=100))
     assert [e.index for e in page.entries] == [20, 21, 22] and page.tree_size == 23
     ledger.append(make_event(23))

@@ -129,9 +129,10 @@ def test_ledger_proofs_verify_against_signed_roots(
     ledger = new_ledger(name=f"h{n}-{data.draw(st.integers(0, 10**9))}.db", n=n, every=5)
     i = data.draw(st.integers(0, n - 1))
     root = ledger.root_at(n)
-    verify_inclusion(i, n, ledger.entry(i).entry_hash, ledger.inclusion_proof(i, n), root)
+    th = ledger.tree
+    verify_inclusion(i, n, ledger.entry(i).entry_hash, ledger.inclusion_proof(i, n), root, th)
     s1 = data.draw(st.integers(1, n))
-    verify_consistency(s1, n, ledger.consistency_proof(s1, n), ledger.root_at(s1), root)
+    verify_consistency(s1, n, ledger.consistency_proof(s1, n), ledger.root_at(s1), root, th)
     for cp in ledger.checkpoints():
         assert ledger.root_at(cp.checkpoint.size) == cp.checkpoint.root
 

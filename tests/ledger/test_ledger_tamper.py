@@ -11,6 +11,7 @@ import pytest
 from gateway.cli import main
 from gateway.crypto import SigningKey
 from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.merkle import TreeHasher
 from gateway.ledger.note import Checkpoint, sign_checkpoint, vkey
 from gateway.ledger.storage import SqliteLedgerStore, node_key
 from gateway.ledger.verify import LedgerReport, verify_store
@@ -74,14 +75,12 @@ def test_flipped_byte_in_an_entry_is_detected_at_that_entry(
 
 
 def test_flipped_byte_with_recomputed_hash_is_blamed_on_that_entry(
-    path: Path, log_key: SigningKey
+    path: Path, log_key: SigningKey, tree: TreeHasher
 ) -> None:
-    import hashlib
-
     data, _ = entry(path, 10)
     b = bytearray(data)
     b[-2] ^= 0x20
-    h = hashlib.sha256(b"\x00" + bytes(b)).digest()
+    h = tree.leaf(bytes(b))
     sql(path, ("UPDATE ledger_entries SET entry = ?, entry_hash = ? WHERE idx = 10", (bytes(b), h)))
     r = run_verify(path, log_key)
     assert r.problem is not None and r.problem.kind == "chain-broken" and r.problem.index == 10
@@ -213,11 +212,10 @@ def test_cli_verify_with_wrong_key_fails(path: Path) -> None:
 
 
 def test_rewritten_timestamp_that_goes_back_in_time_is_named(
-    path: Path, log_key: SigningKey
+    path: Path, log_key: SigningKey, tree: TreeHasher
 ) -> None:
     """Times along the ledger never decrease (a time range is an index range), so a
     timestamp rewritten earlier, hash and chain re-sealed from there on, is named."""
-    import hashlib
     import struct
 
     from gateway.ledger.entry import HEADER_LEN
@@ -231,7 +229,7 @@ def test_rewritten_timestamp_that_goes_back_in_time_is_named(
             b[9:HEADER_LEN] = prev
         if idx == 25:
             b[HEADER_LEN : HEADER_LEN + 8] = struct.pack(">Q", 1_600_000_000_000)
-        h = hashlib.sha256(b"\x00" + bytes(b)).digest()
+        h = tree.leaf(bytes(b))
         db.execute(
             "UPDATE ledger_entries SET entry = ?, entry_hash = ? WHERE idx = ?", (bytes(b), h, idx)
         )
@@ -262,11 +260,20 @@ def test_verification_reads_through_the_reader_protocol_in_worker_processes(
 class ListReader:
     """A LedgerReader over plain lists: no SQLite anywhere (verification is pure)."""
 
-    def __init__(self, rows: list[tuple[int, bytes, bytes]], cps: list, nodes: dict) -> None:  # type: ignore[type-arg]
-        self.rows, self.cps, self.nodes = rows, cps, nodes
+    def __init__(
+        self,
+        rows: list[tuple[int, bytes, bytes]],
+        cps: list,  # type: ignore[type-arg]
+        nodes: dict,  # type: ignore[type-arg]
+        meta: dict[str, str | None],
+    ) -> None:
+        self.rows, self.cps, self.nodes, self.meta = rows, cps, nodes, meta
 
     def size(self) -> int:
         return len(self.rows)
+
+    def get_meta(self, key: str) -> str | None:
+        return self.meta.get(key)
 
     def checkpoints(self) -> list:  # type: ignore[type-arg]
         return self.cps
@@ -297,9 +304,10 @@ def test_verification_runs_on_an_in_memory_reader_and_names_a_flipped_byte(
     db.close()
     store = SqliteLedgerStore(path, readonly=True)
     cps = store.checkpoints()
+    meta = {"suite": store.get_meta("suite")}
     store.close()
-    assert verify_store(ListReader(rows, cps, nodes), ORIGIN, log_key.verify_key).ok
+    assert verify_store(ListReader(rows, cps, nodes, meta), ORIGIN, log_key.verify_key).ok
     i, e, h = rows[7]
     rows[7] = (i, e[:-1] + bytes([e[-1] ^ 1]), h)
-    r = verify_store(ListReader(rows, cps, nodes), ORIGIN, log_key.verify_key)
+    r = verify_store(ListReader(rows, cps, nodes, meta), ORIGIN, log_key.verify_key)
     assert r.problem is not None and r.problem.index == 7

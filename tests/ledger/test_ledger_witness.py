@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
-from gateway.crypto import SigningKey
+from gateway.crypto import AnySigningKey, SigningKey
 from gateway.errors import VerificationFailed
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import NoteVerifier, cosignatures_in, open_note
@@ -18,6 +19,7 @@ from gateway.ledger.witness import (
     handle_witness_request,
     make_witness_request,
 )
+from tests.ledger.conftest import suite_key
 from tests.ledger.ledger_testkit import ORIGIN, make_event
 
 S = ledger_pb2.WitnessStatus
@@ -30,8 +32,8 @@ def header() -> peer_pb2.PeerHeader:
 
 
 @pytest.fixture
-def wkey() -> SigningKey:
-    return SigningKey(bytes([9]) * 32)
+def wkey(suite: crypto.Suite) -> AnySigningKey:
+    return suite_key(suite, bytes([9]) * 32)
 
 
 @pytest.fixture

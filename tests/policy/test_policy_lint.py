@@ -168,7 +168,7 @@ MISTAKES: list[tuple[str, Callable[[], str], str, str]] = [
     (
         "conditional-without-approval",
         lambda: dump(base_agreement(approval=None)),
-        "needs an approval id and approver",
+        "rule: conditional sharing (有条件共享) needs an approval",
         "warning",
     ),
     (
@@ -211,7 +211,10 @@ def test_errors_name_file_line_and_field(holder_dir: Callable[..., HolderDir]) -
     text = _unknown_key()
     path = h.write("bad.yaml", text)
     n = text.count("\n")  # the unknown key is on the last line
-    assert only(findings(h.root), "unknown key") == f"{path}:{n}: error: field colour: unknown key"
+    assert (
+        only(findings(h.root), "unknown key")
+        == f"{path}:{n}: error: field colour: unknown key 'colour'"
+    )
     wrong = _wrong_type()
     path2 = h.write("bad.yaml", wrong)
     line = next(i for i, t in enumerate(wrong.splitlines(), 1) if t.startswith("max_records"))

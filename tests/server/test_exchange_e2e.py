@@ -432,3 +432,31 @@ def test_refusal_reason_with_control_characters_from_a_peer_is_ledgered_cleaned(
     cleaned = clean_reason("line one\nline two\x00\u2028" + "x" * 5000, DEFAULT_LIMITS)
     assert "\n" not in cleaned and "\x00" not in cleaned and "\u2028" not in cleaned
     assert len(cleaned) == DEFAULT_LIMITS.max_reason_chars
+
+
+def test_ledgered_signatures_and_digests_are_of_the_federations_suite(
+    federation: RunningFederation,
+) -> None:
+    """A gm federation ledgers DER SM2 signatures and SM3 digests; intl, Ed25519 and SHA-256."""
+    import base64
+
+    from gateway.trust import load_bundle
+
+    with federation.client("130000", "hebei-housing-fund") as c:
+        resp = c.get_records(**_request(federation))
+    suite = load_bundle(federation.fed.bundle).suite
+    h = next(
+        e for e in ledger_events(federation.gateways["110000"]) if e.request_id == resp.request_id
+    )
+    for sig in (h.requester_signature, h.holder_signature):
+        raw = base64.b64decode(sig)
+        if suite == "gm":
+            assert raw[0] == 0x30 and raw[1] == len(raw) - 2  # DER SEQUENCE { r, s }
+        else:
+            assert len(raw) == 64
+    holder = federation.gateways["110000"]
+    assert holder.ledger.suite.name == suite
+    assert (
+        holder.ledger.tree.leaf(holder.ledger.entry(0).entry) == holder.ledger.entry(0).entry_hash
+    )
+    assert len(bytes.fromhex(h.request_digest)) == len(bytes.fromhex(h.payload_digest)) == 32

@@ -210,3 +210,14 @@ def test_member_removed_from_the_bundle_is_refused_by_the_others(
                 purpose="commuter_planning",
             )
     assert err.value.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE)
+
+
+def test_gateway_with_keys_of_the_other_suite_refuses_to_start(
+    own_federation: RunningFederation,
+) -> None:
+    from gateway.identity import generate_keys
+
+    site = own_federation.site("120000")
+    generate_keys(site.root / "keys", "120000", site.name, suite="gm", force=True)
+    with pytest.raises(ConfigurationError, match=r"suite intl.*keys are suite gm"):
+        Gateway(load_config(site.config))

@@ -8,7 +8,7 @@ import pytest
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc
 from gateway.client import service_channel
 from gateway.demo.chapters import commuters_by_age
-from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.conftest import SUITES, RunningFederation, start_federation, stop_federation
 from tests.helpers import ledger_events
 
 
@@ -22,9 +22,10 @@ def _stub(
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
-@pytest.fixture()
-def own_federation(tmp_path):  # type: ignore[no-untyped-def]
-    rf = start_federation(tmp_path, rows=200)
+@pytest.fixture(params=SUITES)
+def own_federation(tmp_path, request):  # type: ignore[no-untyped-def]
+    """A fresh federation per test, once per cipher suite."""
+    rf = start_federation(tmp_path, rows=200, suite=request.param)
     yield rf
     stop_federation(rf)
 

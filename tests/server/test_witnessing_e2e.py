@@ -11,13 +11,14 @@ from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import parse_note
 from gateway.ledger.witness import make_witness_request
-from tests.conftest import RunningFederation, start_federation, stop_federation
+from tests.conftest import SUITES, RunningFederation, start_federation, stop_federation
 from tests.helpers import ledger_events
 
 
-@pytest.fixture()
-def own_federation(tmp_path):  # type: ignore[no-untyped-def]
-    rf = start_federation(tmp_path, rows=60)
+@pytest.fixture(params=SUITES)
+def own_federation(tmp_path, request):  # type: ignore[no-untyped-def]
+    """A fresh federation per test, once per cipher suite."""
+    rf = start_federation(tmp_path, rows=60, suite=request.param)
     yield rf
     stop_federation(rf)
 

@@ -1,0 +1,145 @@
+"""`gateway backup` and `gateway restore`: consistent snapshots of a gateway's state.
+
+Owns: argument parsing, the "is the gateway still running?" guard, verifying
+the backed-up ledger against the trust bundle, keeping the replaced files,
+and printing what was done. Does not own: the snapshot and the budget rule
+(``gateway.ops.backup``, ``gateway.ops.spent``).
+
+Exit status: 0 done; 1 the backup does not verify or would reopen spent
+budget (nothing was changed); 2 a usage mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import socket
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import InvalidArgument, VerificationFailed
+
+
+def register(sub: Any) -> None:
+    b: argparse.ArgumentParser = sub.add_parser(
+        "backup",
+        help="consistent online snapshot of a gateway's ledger, budgets, quotas and state",
+        description="Snapshot the state stores of a gateway (running or not) with SQLite's "
+        "online backup API into a new folder with a manifest of digests.",
+    )
+    b.add_argument("--config", type=Path, required=True, help="the gateway's gateway.toml")
+    b.add_argument("--out", type=Path, required=True, help="a new (or empty) folder")
+    b.set_defaults(func=_backup)
+
+    r = sub.add_parser(
+        "restore",
+        help="restore a backup (refuses one that would reopen spent privacy budget or quota)",
+        description="Check a backup (digests, ledger against the trust bundle, budgets and "
+        "quotas not lower than the ledger shows as spent) and install it into a stopped "
+        "gateway's data folder. The replaced files are kept in data_dir/pre-restore-<time>/.",
+    )
+    r.add_argument("--config", type=Path, required=True, help="the gateway's gateway.toml")
+    r.add_argument(
+        "--from", dest="source", type=Path, required=True, help="a `gateway backup` folder"
+    )
+    r.set_defaults(func=_restore)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.ops.backup import take_backup
+
+    config = load_config(args.config)
+    manifest = take_backup(config.data_dir, args.out, config.jurisdiction)
+    print(
+        f"backup of {config.jurisdiction} written to {args.out}: ledger {manifest.ledger_size} "
+        f"entries; {', '.join(sorted(manifest.files))}"
+    )
+    print("keys are not in it: back up keys/ separately, encrypted, and offline")
+    return 0
+
+
+def _listening(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "::", ""):  # noqa: S104 - reading a bind address
+        host = "127.0.0.1"
+    try:
+        with socket.create_connection((host, int(port)), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from gateway.config import load_config
+    from gateway.ledger.storage import SqliteLedgerStore
+    from gateway.ledger.verify import verify_store
+    from gateway.ops.backup import (
+        DATABASES,
+        DERIVED_FILES,
+        STATE_FILES,
+        check_backup,
+        install_backup,
+    )
+    from gateway.ops.spent import check_stores_cover_ledger, refuse_shortfalls
+    from gateway.trust import load_bundle, read_authority_key
+
+    config = load_config(args.config)
+    if _listening(config.listen.service) or _listening(config.listen.peer):
+        raise InvalidArgument(
+            f"gateway {config.jurisdiction} is running (its ports answer); stop it first"
+        )
+    manifest = check_backup(args.source, config.jurisdiction)
+    bundle = load_bundle(config.trust_bundle, read_authority_key(config.authority_key))
+    member = bundle.member(config.jurisdiction)
+    store = SqliteLedgerStore(args.source / "ledger.sqlite", readonly=True)
+    try:
+        origin = store.get_meta("origin") or ""
+        report = verify_store(store, origin, member.ring("ledger"))
+    finally:
+        store.close()
+    if member.origin and origin != member.origin:
+        raise VerificationFailed(f"backup ledger origin {origin!r} is not {member.origin!r}")
+    report.raise_for_problem()
+
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    budget, quota = args.source / "budget.sqlite", args.source / "quota.sqlite"
+    me = config.jurisdiction
+    # Against the backup's own ledger, and against the ledger in place now
+    # (an old backup must not undo spends made since it was taken).
+    shortfalls = check_stores_cover_ledger(args.source / "ledger.sqlite", me, budget, quota, now_ms)
+    current = config.data_dir / "ledger.sqlite"
+    if current.is_file():
+        live = SqliteLedgerStore(current, readonly=True)
+        try:
+            current_size = live.size()
+        finally:
+            live.close()
+        if current_size > report.entries:
+            raise VerificationFailed(
+                f"the backup's ledger has {report.entries} entries but the current one has "
+                f"{current_size}: restoring would roll the ledger back (its witnesses would "
+                "report it). If the current ledger is lost or corrupt, move data_dir away first"
+            )
+        shortfalls += check_stores_cover_ledger(current, me, budget, quota, now_ms)
+    refuse_shortfalls(shortfalls, f"backup {args.source} refused")
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    keep = config.data_dir / f"pre-restore-{stamp}"
+    moved = []
+    for name in DATABASES + STATE_FILES + DERIVED_FILES:
+        for suffix in ("", "-wal", "-shm"):
+            f = config.data_dir / f"{name}{suffix}"
+            if f.exists():
+                keep.mkdir(parents=True, exist_ok=True)
+                f.rename(keep / f.name)
+                moved.append(f.name)
+    installed = install_backup(args.source, manifest, config.data_dir)
+    print(
+        f"restored {', '.join(installed)} into {config.data_dir} "
+        f"(ledger {report.entries} entries, verified against the trust bundle)"
+    )
+    if moved:
+        print(f"the replaced files are kept in {keep}")
+    return 0

@@ -1,0 +1,156 @@
+"""The operations listener: plain HTTP, loopback by default.
+
+Owns: serving ``GET /metrics`` (Prometheus text format), ``GET /healthz``
+(liveness: the process answers) and ``GET /readyz`` (readiness: every named
+check passes; 503 with the failing checks otherwise) on ``[listen] ops``.
+Nothing else is served: other paths are 404, other methods 405. No request
+body is read and no personal data or secret is in any answer; the listener
+is meant for a Prometheus scraper and a load balancer's probe on a private
+network (bind it to loopback or a management interface, never to the
+internet).
+
+Does not own: what is measured (``gateway.ops.metrics``) or what the
+readiness checks look at (``gateway.ops.ready``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from gateway.errors import InvalidArgument
+
+log = logging.getLogger("gateway.ops")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+Check = Callable[[], CheckResult]
+
+
+def run_checks(checks: Sequence[Check]) -> list[CheckResult]:
+    out = []
+    for check in checks:
+        try:
+            out.append(check())
+        except Exception as exc:  # a check that crashes is a failing check
+            out.append(CheckResult(getattr(check, "__name__", "check"), False, type(exc).__name__))
+    return out
+
+
+def split_hostport(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidArgument.expected("[listen] ops", "host:port like 127.0.0.1:9464", address)
+    return host.strip("[]"), int(port)
+
+
+class OpsListener:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on a background thread."""
+
+    def __init__(
+        self,
+        address: str,
+        metrics: Callable[[], bytes],
+        checks: Sequence[Check],
+        content_type: str,
+    ) -> None:
+        host, port = split_hostport(address)
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "jurisdiction-gateway-ops"
+            sys_version = ""
+
+            def do_GET(self) -> None:
+                listener._get(self)
+
+            def do_HEAD(self) -> None:
+                listener._get(self, head=True)
+
+            def _refuse(self) -> None:
+                self._send(405, b"method not allowed\n", "text/plain", allow="GET, HEAD")
+
+            do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+            def _send(
+                self, status: int, body: bytes, ctype: str, head: bool = False, allow: str = ""
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                if allow:
+                    self.send_header("Allow", allow)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("ops %s", format % args, extra={"event": "ops_http"})
+
+        self._metrics = metrics
+        self._checks = tuple(checks)
+        self._ctype = content_type
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="ops-listener", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def readiness(self) -> list[CheckResult]:
+        return run_checks(self._checks)
+
+    def _get(self, h: Any, head: bool = False) -> None:
+        path = h.path.split("?", 1)[0]
+        if path == "/metrics":
+            try:
+                body = self._metrics()
+            except Exception:
+                log.exception("metrics exposition failed", extra={"event": "ops_http"})
+                h._send(500, b"metrics unavailable\n", "text/plain", head)
+                return
+            h._send(200, body, self._ctype, head)
+        elif path == "/healthz":
+            h._send(200, b'{"status":"ok"}\n', "application/json", head)
+        elif path == "/readyz":
+            results = self.readiness()
+            ready = all(r.ok for r in results)
+            body = (
+                json.dumps(
+                    {
+                        "status": "ready" if ready else "not ready",
+                        "checks": {
+                            r.name: ("ok" if r.ok else r.detail or "failed") for r in results
+                        },
+                    },
+                    ensure_ascii=False,
+                ).encode()
+                + b"\n"
+            )
+            h._send(200 if ready else 503, body, "application/json", head)
+        else:
+            h._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain", head)
+
+    def start(self) -> OpsListener:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

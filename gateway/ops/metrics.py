@@ -1,0 +1,245 @@
+"""Prometheus metrics of one gateway (prometheus-client).
+
+Owns: the gateway's own ``CollectorRegistry`` (several gateways may share a
+process in tests; nothing goes to the global registry), the RPC counters and
+latency histograms the observing interceptor and the outbound transport
+update, and ``StateCollector``, which reads ledger, witness, budget, replay
+and quota state when Prometheus scrapes (so the figures are never stale and
+the hot path pays nothing for them).
+
+Labels are identifiers only (API method, port, status code, counterparty
+jurisdiction, dataset code, requester service system): bounded sets taken
+from the trust bundle, the catalogue and the registered service systems, never
+subject ids or free text. A caller-supplied dataset that is not in the
+catalogue is counted as ``other``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("gateway.metrics")
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+# Latency buckets (seconds) spanning a sub-millisecond health check to a
+# federated statistic over a slow link.
+BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BudgetFigure:
+    dataset: str
+    requester: str
+    epsilon_remaining: float
+    epsilon_spent: float
+
+
+@dataclass(frozen=True)
+class StateSources:
+    """Where the scrape-time figures come from (callables: read when scraped)."""
+
+    ledger_size: Callable[[], int]
+    newest_checkpoint_ms: Callable[[], int | None]
+    witnessed_sizes: Callable[[], dict[str, int]]
+    budgets: Callable[[], Sequence[BudgetFigure]]
+    replay_db: Path
+    quota_db: Path
+    now_ms: Callable[[], int]
+
+
+def _count_rows(path: Path, table: str) -> int | None:
+    if not path.is_file():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
+        try:
+            row = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0])
+
+
+class StateCollector(Collector):
+    """Figures read from the gateway's stores at scrape time."""
+
+    def __init__(self, jurisdiction: str, sources: StateSources) -> None:
+        self._me = jurisdiction
+        self._src = sources
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # figures are produced at collect time only
+
+    def collect(self) -> Iterator[Metric]:
+        src = self._src
+        size = src.ledger_size()
+        yield GaugeMetricFamily(
+            "gateway_ledger_entries", "Entries in this gateway's ledger.", value=size
+        )
+        newest = src.newest_checkpoint_ms()
+        age = GaugeMetricFamily(
+            "gateway_ledger_checkpoint_age_seconds",
+            "Seconds since the newest signed checkpoint (absent before the first one).",
+        )
+        if newest is not None:
+            age.add_metric([], max(0.0, (src.now_ms() - newest) / 1000.0))
+        yield age
+        lag = GaugeMetricFamily(
+            "gateway_witness_lag_entries",
+            "Ledger entries not yet covered by a checkpoint the peer has cosigned.",
+            labels=["peer"],
+        )
+        seen = GaugeMetricFamily(
+            "gateway_witness_cosigned_size",
+            "Largest tree size of this ledger the peer has cosigned.",
+            labels=["peer"],
+        )
+        for peer, cosigned in sorted(src.witnessed_sizes().items()):
+            lag.add_metric([peer], max(0, size - cosigned))
+            seen.add_metric([peer], cosigned)
+        yield lag
+        yield seen
+        remaining = GaugeMetricFamily(
+            "gateway_privacy_budget_remaining_epsilon",
+            "Epsilon a requester may still spend on a dataset (the lower of its own and the "
+            "dataset's total cap).",
+            labels=["requester", "dataset"],
+        )
+        spent = GaugeMetricFamily(
+            "gateway_privacy_budget_spent_epsilon",
+            "Epsilon a requester has spent on a dataset.",
+            labels=["requester", "dataset"],
+        )
+        try:
+            for b in src.budgets():
+                remaining.add_metric([b.requester, b.dataset], b.epsilon_remaining)
+                spent.add_metric([b.requester, b.dataset], b.epsilon_spent)
+        except Exception as exc:  # a scrape must not fail because one store is busy
+            log.warning("metrics: budget store unreadable: %s", exc, extra={"event": "metrics"})
+        yield remaining
+        yield spent
+        stores = GaugeMetricFamily(
+            "gateway_store_rows", "Rows in the gateway's local stores.", labels=["store"]
+        )
+        for name, path, table in (
+            ("replay", src.replay_db, "seen_requests"),
+            ("quota", src.quota_db, "quota_usage"),
+        ):
+            n = _count_rows(path, table)
+            if n is not None:
+                stores.add_metric([name], n)
+        yield stores
+
+
+OTHER: Final = "other"
+
+
+class KnownLabels:
+    """Bounds label values to what the trust bundle names: members and their datasets.
+
+    A caller can put any well-formed code in a request; counting it as its own
+    label value would let one service system grow the metrics without bound.
+    """
+
+    def __init__(self, members: Callable[[], Iterable[tuple[str, Iterable[str]]]]) -> None:
+        self._members = members
+        self._cache: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self._stamp: object = None
+
+    def _sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        members = tuple((j, tuple(ds)) for j, ds in self._members())
+        if members != self._stamp:
+            self._stamp = members
+            self._cache = (
+                frozenset(j for j, _ in members),
+                frozenset(d for _, ds in members for d in ds),
+            )
+        return self._cache
+
+    def counterparty(self, value: str) -> str:
+        if not value:
+            return ""
+        known = self._sets()[0]
+        parts = value.split(",")
+        return value if all(p in known for p in parts) else OTHER
+
+    def dataset(self, value: str) -> str:
+        return value if not value or value in self._sets()[1] else OTHER
+
+
+class GatewayMetrics:
+    """The registry of one gateway and the instruments its edges update."""
+
+    def __init__(self, jurisdiction: str, known: KnownLabels | None = None) -> None:
+        self.jurisdiction = jurisdiction
+        self.known = known or KnownLabels(lambda: ())
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "gateway_requests",
+            "RPCs served, by API method, port, outcome, gRPC status code, counterparty and dataset.",
+            ["api", "port", "outcome", "code", "counterparty", "dataset"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_hop_duration_seconds",
+            "Latency per hop: 'service' (service system to this gateway, whole exchange), "
+            "'peer' (a peer's request served here), 'outbound' (this gateway's call to a peer).",
+            ["hop", "api"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.outbound = Counter(
+            "gateway_peer_calls",
+            "Calls this gateway made to peers, by peer, method and result.",
+            ["peer", "api", "result"],
+            registry=self.registry,
+        )
+        self.ledger_appends = Counter(
+            "gateway_ledger_appends",
+            "Ledger entries written, by kind and decision.",
+            ["kind", "decision", "counterparty", "dataset"],
+            registry=self.registry,
+        )
+        self._state: StateCollector | None = None
+
+    def watch_state(self, sources: StateSources) -> None:
+        if self._state is not None:
+            self.registry.unregister(self._state)
+        self._state = StateCollector(self.jurisdiction, sources)
+        self.registry.register(self._state)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric, as served on /metrics."""
+        return bytes(generate_latest(self.registry))
+
+    def time_outbound(self, peer: str, api: str) -> _OutboundTimer:
+        return _OutboundTimer(self, peer, api)
+
+
+class _OutboundTimer:
+    def __init__(self, metrics: GatewayMetrics, peer: str, api: str) -> None:
+        self._m, self._peer, self._api = metrics, peer, api
+        self._t0 = 0.0
+
+    def __enter__(self) -> _OutboundTimer:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self._m.latency.labels("outbound", self._api).observe(time.perf_counter() - self._t0)
+        result = "ok" if exc_type is None else exc_type.__name__
+        self._m.outbound.labels(self._peer, self._api, result).inc()

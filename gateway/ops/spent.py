@@ -1,0 +1,301 @@
+"""What a ledger shows as spent, and whether the budget and quota stores cover it.
+
+Owns: the rule a restore and a starting gateway enforce so that privacy budget
+or quota already spent can never be reopened: every statistics release (and
+every refusal that was charged) the holder's ledger records must have its
+spend, by request id, in the budget store; and for each requester, service
+system and dataset, the quota store must show at least as many records
+released on the last two UTC days as the ledger's transfers do. Also the
+start-up cover (``BudgetCover``) that lets a restart read only new entries.
+
+Does not own: the stores' formats (``gateway.stats.budget``,
+``gateway.policy.quota``, ``gateway.ledger``) or taking backups
+(``gateway.ops.backup``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from gateway.errors import StorageFailure, VerificationFailed
+from gateway.ledger.entry import decode_entry
+from gateway.ledger.events import LedgerEvent
+from gateway.ledger.storage import EntryRow, SqliteLedgerStore
+
+DAY_MS: Final = 86_400_000
+QUOTA_DAYS: Final = 2
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A store shows less spent than the ledger: restoring it would reopen budget."""
+
+    store: str  # "budget" or "quota"
+    what: str  # dataset / requester / service system (and day for quotas)
+    ledger_shows: str
+    store_has: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.store} store: {self.what}: the ledger shows {self.ledger_shows} spent, "
+            f"the store only {self.store_has}"
+        )
+
+
+def _rows_from(store: SqliteLedgerStore, start: int, page: int = 10_000) -> Iterator[EntryRow]:
+    size = store.size()
+    for a in range(start, size, page):
+        yield from store.entries(a, min(size, a + page))
+
+
+def _holder_events(
+    store: SqliteLedgerStore, local: str, kinds: bytes, start: int = 0
+) -> Iterable[LedgerEvent]:
+    for row in _rows_from(store, start):
+        if kinds not in row.entry:  # cheap filter before decoding
+            continue
+        event = decode_entry(row.entry).event
+        if event.role == "holder" and event.local == local:
+            yield event
+
+
+def _charged(event: LedgerEvent) -> bool:
+    if event.kind == "stats_release":
+        return True
+    return event.kind == "stats_refusal" and dict(event.details).get("charged") == "true"
+
+
+def budget_shortfalls(
+    ledger: SqliteLedgerStore, local: str, budget_db: Path, start: int = 0
+) -> list[Shortfall]:
+    """Statistics spends the ledger records (from entry ``start`` on) that the budget store lacks."""
+    need: dict[str, tuple[str, str, float]] = {}
+    for e in _holder_events(ledger, local, b"stats_", start):
+        if _charged(e):
+            eps = float(dict(e.details).get("epsilon", "0") or 0)
+            need[e.request_id] = (e.dataset, f"{e.counterparty}/{e.service_system}", eps)
+    if not need:
+        return []
+    have: set[str] = set()
+    if budget_db.is_file():
+        try:
+            conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
+            try:
+                have = {r[0] for r in conn.execute("SELECT request_id FROM spends")}
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store {budget_db}: {exc}") from exc
+    missing: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for rid, (dataset, requester, eps) in need.items():
+        if rid not in have:
+            missing[(dataset, requester)].append(eps)
+    return [
+        Shortfall(
+            "budget",
+            f"dataset {ds}, requester {rq}",
+            f"{len(eps)} more release(s) (epsilon {sum(eps):g})",
+            "no record of them",
+        )
+        for (ds, rq), eps in sorted(missing.items())
+    ]
+
+
+def quota_shortfalls(
+    ledger: SqliteLedgerStore, local: str, quota_db: Path, now_ms: int
+) -> list[Shortfall]:
+    """Records released on recent days (by the ledger) above what the quota store counts."""
+    since = now_ms - QUOTA_DAYS * DAY_MS
+    days = sorted(
+        {
+            dt.datetime.fromtimestamp((now_ms - k * DAY_MS) / 1000, dt.UTC).date().isoformat()
+            for k in range(QUOTA_DAYS + 1)
+        }
+    )
+    shown: dict[tuple[str, str, str], int] = defaultdict(int)
+    for row in ledger.entries_between(since, now_ms + DAY_MS, limit=10_000_000):
+        if b"transfer" not in row.entry:
+            continue
+        e = decode_entry(row.entry).event
+        if e.role == "holder" and e.local == local and e.kind == "transfer":
+            shown[(e.dataset, e.counterparty, e.service_system)] += e.record_count
+    if not shown:
+        return []
+    counted: dict[tuple[str, str, str], int] = defaultdict(int)
+    if quota_db.is_file():
+        marks = ",".join("?" * len(days))
+        try:
+            conn = sqlite3.connect(f"file:{quota_db}?mode=ro", uri=True, timeout=30.0)
+            try:
+                for ds, rq, ss, used in conn.execute(
+                    "SELECT dataset, requester, service_system, SUM(used) FROM quota_usage "
+                    f"WHERE holder = ? AND day IN ({marks}) GROUP BY dataset, requester, service_system",
+                    (local, *days),
+                ):
+                    counted[(ds, rq, ss)] = int(used)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"quota store {quota_db}: {exc}") from exc
+    return [
+        Shortfall(
+            "quota",
+            f"dataset {ds}, requester {rq}/{ss}, UTC days {days[0]}..{days[-1]}",
+            f"{n} records",
+            f"{counted.get((ds, rq, ss), 0)}",
+        )
+        for (ds, rq, ss), n in sorted(shown.items())
+        if counted.get((ds, rq, ss), 0) < n
+    ]
+
+
+def check_stores_cover_ledger(
+    ledger_db: Path, local: str, budget_db: Path, quota_db: Path, now_ms: int
+) -> list[Shortfall]:
+    """Every shortfall of the budget and quota stores against the ledger (empty: consistent)."""
+    if not ledger_db.is_file():
+        return []
+    store = SqliteLedgerStore(ledger_db, readonly=True)
+    try:
+        return budget_shortfalls(store, local, budget_db) + quota_shortfalls(
+            store, local, quota_db, now_ms
+        )
+    finally:
+        store.close()
+
+
+# --------------------------------------------------------------------------
+# Start-up: the same rule, without re-reading a long ledger every time
+# --------------------------------------------------------------------------
+
+COVER_FILE: Final = "budget_cover.json"
+
+
+@dataclass(frozen=True)
+class BudgetCover:
+    """At the last good start-up: the ledger's first ``ledger_size`` entries (with
+    this root) had every spend in the budget store, whose newest row was
+    (``last_seq``, ``last_request_id``) of ``rows``.
+
+    Spends are append-only (the store's triggers refuse deletes), so a budget
+    store that still holds that newest row and at least that many rows holds
+    every spend it held then; only later entries need reading. A budget file
+    swapped for an older copy fails that test and the whole ledger is read.
+    """
+
+    ledger_size: int
+    ledger_root: str
+    rows: int
+    last_seq: int
+    last_request_id: str
+
+
+def _budget_state(budget_db: Path) -> tuple[int, int, str]:
+    if not budget_db.is_file():
+        return 0, 0, ""
+    try:
+        conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
+        try:
+            (rows,) = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
+            last = conn.execute(
+                "SELECT seq, request_id FROM spends ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(f"budget store {budget_db}: {exc}") from exc
+    return int(rows), int(last[0]) if last else 0, str(last[1]) if last else ""
+
+
+def _still_holds(budget_db: Path, cover: BudgetCover) -> bool:
+    if cover.rows == 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
+        try:
+            row = conn.execute(
+                "SELECT request_id FROM spends WHERE seq = ?", (cover.last_seq,)
+            ).fetchone()
+            (rows,) = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    return row is not None and row[0] == cover.last_request_id and int(rows) >= cover.rows
+
+
+def _root(store: SqliteLedgerStore, size: int) -> str:
+    from gateway.ledger.merkle import fold, prefix_nodes
+
+    return fold(store.nodes(prefix_nodes(size))).hex() if size else ""
+
+
+def _read_cover(path: Path) -> BudgetCover | None:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return BudgetCover(
+            int(doc["ledger_size"]),
+            str(doc["ledger_root"]),
+            int(doc["rows"]),
+            int(doc["last_seq"]),
+            str(doc["last_request_id"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def startup_shortfalls(data_dir: Path, local: str, now_ms: int) -> list[Shortfall]:
+    """The start-up check: budget and quota stores against the ledger.
+
+    Reads only the entries after the last good start-up's cover (see
+    ``BudgetCover``) when the ledger still extends it and the budget store
+    still descends from the one checked then; otherwise the whole ledger.
+    Records a new cover when nothing is short.
+    """
+    ledger_db, budget_db = data_dir / "ledger.sqlite", data_dir / "budget.sqlite"
+    if not ledger_db.is_file():
+        return []
+    cover_path = data_dir / COVER_FILE
+    store = SqliteLedgerStore(ledger_db, readonly=True)
+    try:
+        size = store.size()
+        start = 0
+        cover = _read_cover(cover_path)
+        if (
+            cover is not None
+            and 0 < cover.ledger_size <= size
+            and _root(store, cover.ledger_size) == cover.ledger_root
+            and _still_holds(budget_db, cover)
+        ):
+            start = cover.ledger_size
+        found = budget_shortfalls(store, local, budget_db, start) + quota_shortfalls(
+            store, local, data_dir / "quota.sqlite", now_ms
+        )
+        if not found and size:
+            rows, last_seq, last_rid = _budget_state(budget_db)
+            fresh = BudgetCover(size, _root(store, size), rows, last_seq, last_rid)
+            tmp = cover_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(fresh.__dict__), encoding="utf-8")
+            os.replace(tmp, cover_path)
+        return found
+    finally:
+        store.close()
+
+
+def refuse_shortfalls(shortfalls: list[Shortfall], where: str) -> None:
+    if shortfalls:
+        listed = "; ".join(str(s) for s in shortfalls[:5])
+        more = f" (and {len(shortfalls) - 5} more)" if len(shortfalls) > 5 else ""
+        raise VerificationFailed(
+            f"{where}: privacy budget or quota would be reopened: {listed}{more}. "
+            "Restore the budget.sqlite and quota.sqlite taken with (or after) this ledger; "
+            "`gateway backup` takes them together"
+        )

@@ -1,0 +1,138 @@
+"""Wiring the operations surface into a running gateway.
+
+Owns: building the scrape-time sources of ``GatewayMetrics`` from a gateway's
+ledger, witness state, budget store and statistics agreement; the readiness
+checks; starting the operations listener on ``[listen] ops``; and adding gRPC
+server reflection (the services' descriptors only: what ``protos/`` already
+publishes) to the service port.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection
+
+from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, service_pb2, stats_pb2
+from gateway.errors import ConfigurationError
+from gateway.ledger.witness import witnessed_size
+from gateway.ops.http import OpsListener
+from gateway.ops.metrics import CONTENT_TYPE, BudgetFigure, StateSources
+from gateway.ops.ready import (
+    bundle_check,
+    keys_check,
+    policies_check,
+    sources_check,
+    storage_check,
+)
+from gateway.stats.budget import EPS_UNIT, Caps, requester_key
+
+if TYPE_CHECKING:
+    from gateway.server.app import Gateway
+
+log = logging.getLogger("gateway.ops")
+
+# What reflection lists on the service port (the peer port is members-only
+# and its API is not for tooling).
+REFLECTED_SERVICES: tuple[str, ...] = (
+    service_pb2.DESCRIPTOR.services_by_name["RecordExchange"].full_name,
+    stats_pb2.DESCRIPTOR.services_by_name["Statistics"].full_name,
+    ledger_pb2.DESCRIPTOR.services_by_name["Ledger"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+def add_reflection(server: grpc.Server) -> None:
+    reflection.enable_server_reflection(REFLECTED_SERVICES, server)
+
+
+def budget_figures(gw: Gateway) -> Sequence[BudgetFigure]:
+    holder = gw.statistics.holder
+    if holder is None:
+        return ()
+    store = gw.statistics.budget
+    out = []
+    for terms in holder.policy.agreement.datasets:
+        caps = Caps(terms.budget.epsilon_per_requester, terms.budget.epsilon_total)
+        for r in terms.requesters:
+            for system in r.service_systems:
+                key = requester_key(r.jurisdiction, system)
+                usage = store.usage(terms.dataset, key)
+                mine, total = usage.remaining(caps)
+                out.append(
+                    BudgetFigure(
+                        terms.dataset, key, min(mine, total), usage.requester_eps / EPS_UNIT
+                    )
+                )
+    return out
+
+
+def state_sources(gw: Gateway) -> StateSources:
+    def newest_checkpoint_ms() -> int | None:
+        latest = gw.ledger.latest_checkpoint()
+        return latest.issued_ms if latest else None
+
+    def witnessed() -> dict[str, int]:
+        return {
+            m.jurisdiction: witnessed_size(gw.ledger, m.jurisdiction)
+            for m in gw.bundle().members
+            if m.jurisdiction != gw.me
+        }
+
+    return StateSources(
+        ledger_size=lambda: gw.ledger.size,
+        newest_checkpoint_ms=newest_checkpoint_ms,
+        witnessed_sizes=witnessed,
+        budgets=lambda: budget_figures(gw),
+        replay_db=gw.config.data_dir / "replay.sqlite",
+        quota_db=gw.config.data_dir / "quota.sqlite",
+        now_ms=gw.clock_ms,
+    )
+
+
+def start_ops_listener(gw: Gateway) -> OpsListener | None:
+    """Start ``/metrics``, ``/healthz``, ``/readyz`` unless ``[listen] ops = "off"``."""
+    gw.metrics.watch_state(state_sources(gw))
+    address = gw.config.listen.ops
+    if address == "off":
+        return None
+    catalogue = lambda: gw.policy_store.current.catalogue  # noqa: E731
+    data = gw.config.data_dir
+    checks = [
+        keys_check(gw.keys, gw.config.key_dir),
+        bundle_check(gw.bundle, gw.clock_ms),
+        policies_check(catalogue, gw.served_datasets),
+        storage_check(
+            data,
+            [data / n for n in ("ledger.sqlite", "budget.sqlite", "quota.sqlite", "replay.sqlite")],
+        ),
+        sources_check(gw.source, catalogue, gw.served_datasets),
+    ]
+    try:
+        listener = OpsListener(address, gw.metrics.exposition, checks, CONTENT_TYPE).start()
+    except OSError as exc:
+        if "ops" in gw.config.listen.model_fields_set:  # the operator asked for this address
+            raise ConfigurationError(
+                f"[listen] ops = {address!r}: cannot listen there: {exc.strerror or exc}"
+            ) from exc
+        # The default address is taken (say, a second gateway on this host): keep
+        # serving exchanges, say loudly that /metrics is not there.
+        log.error(
+            "operations listener not started: the default %s is taken (%s); set "
+            '[listen] ops to a free address, or "off"',
+            address,
+            exc.strerror or exc,
+            extra={"event": "ops_not_listening"},
+        )
+        return None
+    log.info(
+        "operations listener on %s (/metrics /healthz /readyz)",
+        address,
+        extra={"event": "ops_listening", "port": listener.port},
+    )
+    return listener

@@ -1,0 +1,223 @@
+"""Reading what the audit report is built from: ledgers verified against the trust bundle.
+
+Owns: opening each ledger file read-only, verifying it whole (chain, tree,
+checkpoints) with the log key the trust bundle pins for its origin (never a
+key stored in the file), checking which federation witnesses cosigned its
+newest checkpoint, decoding its entries, and reconciling every pair of
+ledgers given. Does not own: verification or reconciliation logic
+(``gateway.ledger.verify``, ``gateway.ledger.reconcile``), what the report
+computes (``gateway.report.model``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import GatewayError, NotFound, VerificationFailed
+from gateway.ledger.entry import decode_entry
+from gateway.ledger.ledger import SqliteLedger, default_origin
+from gateway.ledger.note import cosignatures_in
+from gateway.ledger.reconcile import ReconcileReport, reconcile
+from gateway.ledger.storage import LedgerStore, SqliteLedgerStore
+from gateway.ledger.verify import verify_store
+from gateway.report.model import Entry
+from gateway.trust import TrustBundle
+
+
+@dataclass(frozen=True)
+class LedgerStatus:
+    jurisdiction: str
+    name: str
+    origin: str
+    path: str
+    entries: int
+    checkpoints: int
+    root_b64: str
+    ok: bool
+    problem: str
+    warnings: tuple[str, ...]
+    newest_checkpoint_size: int
+    newest_checkpoint_ms: int | None
+    cosigned_by: tuple[tuple[str, str, int], ...]  # (jurisdiction, witness name, timestamp s)
+    witnesses_expected: tuple[str, ...]  # jurisdictions that could cosign
+    # Checkpoints of this log that witness stores hold (label, size): the ledger
+    # was verified to extend each of them (no truncation, no fork).
+    witness_held: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class WitnessView:
+    """What one witness store holds: the newest cosigned size per log, and evidence."""
+
+    label: str
+    path: str
+    sizes: tuple[tuple[str, int, int], ...]  # (origin, size, updated_ms)
+    evidence: tuple[tuple[str, str, str, int], ...]  # (origin, kind, detail, recorded_ms)
+
+
+@dataclass(frozen=True)
+class AuditInputs:
+    bundle: TrustBundle
+    ledgers: tuple[LedgerStatus, ...]
+    entries: tuple[Entry, ...]
+    reconciliations: tuple[ReconcileReport, ...]
+    generated_at: dt.datetime
+    witnesses: tuple[WitnessView, ...] = ()
+
+
+def decode_entries(store: LedgerStore, ledger: str) -> Iterator[Entry]:
+    """Every entry of one ledger, decoded (the report's one decoding place)."""
+    for row in store.iter_entries():
+        yield Entry(ledger, row.index, decode_entry(row.entry).event)
+
+
+def read_witness(label: str, path: Path) -> tuple[WitnessView, dict[str, str]]:
+    """A witness store's view, and origin -> the newest checkpoint note it cosigned."""
+    from gateway.ledger.witness import SqliteWitnessStore
+
+    if not path.is_file():
+        raise NotFound(f"{path}: no such witness store")
+    store = SqliteWitnessStore(path)
+    try:
+        sizes, notes = [], {}
+        for origin in store.origins():
+            state = store.latest(origin)
+            if state is not None:
+                sizes.append((origin, state.size, state.updated_ms))
+                notes[origin] = state.note
+        evidence = tuple((e.origin, e.kind, e.detail, e.recorded_ms) for e in store.evidence(None))
+    finally:
+        store.close()
+    return WitnessView(label, str(path), tuple(sizes), evidence), notes
+
+
+def _status(
+    path: Path, bundle: TrustBundle, held: Sequence[tuple[str, str]] = ()
+) -> tuple[LedgerStatus, list[Entry]]:
+    import base64
+
+    if not path.is_file():
+        raise NotFound(f"{path}: no such ledger file")
+    ledger = SqliteLedger.open_readonly(path)
+    try:
+        member = next(
+            (
+                m
+                for m in bundle.members
+                if (m.origin or default_origin(m.jurisdiction)) == ledger.origin
+            ),
+            None,
+        )
+        if member is None:
+            raise VerificationFailed(
+                f"{path}: ledger origin {ledger.origin!r} is not a member of the trust bundle"
+            )
+        store = ledger.store
+        assert isinstance(store, SqliteLedgerStore)
+        # Checkpoints witnesses hold for this log: the ledger must extend each.
+        report = verify_store(
+            store, ledger.origin, member.ring("ledger"), trusted=[note for _, note in held]
+        )
+        witnesses = {
+            m.witness_name: m.cosigner_key  # the current witness key
+            for m in bundle.members
+            if m.jurisdiction != member.jurisdiction
+        }
+        by_name = {m.witness_name: m.jurisdiction for m in bundle.members}
+        latest = ledger.latest_checkpoint()
+        cosigned: tuple[tuple[str, str, int], ...] = ()
+        if latest is not None:
+            try:
+                sigs = cosignatures_in(latest.note, witnesses)
+            except VerificationFailed:
+                sigs = {}
+            cosigned = tuple(sorted((by_name[n], n, t) for n, t in sigs.items()))
+        entries: list[Entry] = []
+        undecodable = ""
+        try:
+            entries.extend(decode_entries(store, member.jurisdiction))
+        except GatewayError as exc:  # a damaged ledger still gets a report saying so
+            undecodable = f"entry {len(entries)} and after could not be decoded: {exc}"
+    finally:
+        ledger.close()
+    status = LedgerStatus(
+        jurisdiction=member.jurisdiction,
+        name=member.name,
+        origin=ledger.origin,
+        path=str(path),
+        entries=report.entries,
+        checkpoints=report.checkpoints,
+        root_b64=base64.b64encode(report.root).decode(),
+        ok=report.ok,
+        problem=str(report.problem) if report.problem else "",
+        warnings=tuple(report.warnings) + ((undecodable,) if undecodable else ()),
+        newest_checkpoint_size=latest.checkpoint.size if latest else 0,
+        newest_checkpoint_ms=latest.issued_ms if latest else None,
+        cosigned_by=cosigned,
+        witnesses_expected=tuple(sorted(by_name[n] for n in witnesses)),
+        witness_held=tuple((label, _note_size(note)) for label, note in held),
+    )
+    return status, entries
+
+
+def _note_size(note: str) -> int:
+    from gateway.ledger.note import Checkpoint, parse_note
+
+    try:
+        return Checkpoint.parse(parse_note(note)[0]).size
+    except GatewayError:
+        return -1
+
+
+def gather(
+    paths: Sequence[Path],
+    bundle: TrustBundle,
+    witnesses: Sequence[tuple[str, Path]] = (),
+) -> AuditInputs:
+    views: list[WitnessView] = []
+    held_by_origin: dict[str, list[tuple[str, str]]] = {}
+    for label, wpath in witnesses:
+        view, notes = read_witness(label, wpath)
+        views.append(view)
+        for origin, note in notes.items():
+            held_by_origin.setdefault(origin, []).append((label, note))
+    statuses, entries = [], []
+    per_ledger: dict[str, list[Entry]] = {}
+    for path in paths:
+        origin = _origin_of(path)
+        status, es = _status(path, bundle, held_by_origin.get(origin, ()))
+        statuses.append(status)
+        entries.extend(es)
+        per_ledger[status.jurisdiction] = es
+    recs = []
+    for a, b in itertools.combinations(sorted(per_ledger), 2):
+        recs.append(
+            reconcile(
+                [(e.index, e.event) for e in per_ledger[a]],
+                [(e.index, e.event) for e in per_ledger[b]],
+                a,
+                b,
+            )
+        )
+    return AuditInputs(
+        bundle,
+        tuple(statuses),
+        tuple(entries),
+        tuple(recs),
+        dt.datetime.now(dt.UTC),
+        tuple(views),
+    )
+
+
+def _origin_of(path: Path) -> str:
+    if not path.is_file():
+        raise NotFound(f"{path}: no such ledger file")
+    store = SqliteLedgerStore(path, readonly=True)
+    try:
+        return store.get_meta("origin") or ""
+    finally:
+        store.close()

@@ -1,0 +1,251 @@
+"""`gateway backup` / `gateway restore` and the start-up check, against real gateways.
+
+A backup taken while exchanges and statistics run must restore to a ledger
+that verifies against the trust bundle, and no restore (nor a budget file
+copied back by hand) may reopen privacy budget or quota the ledger shows as
+already spent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import load_config
+from gateway.errors import VerificationFailed
+from gateway.server.app import Gateway
+from tests.conftest import RunningFederation, start_federation, stop_federation
+
+BJ = "110000"
+
+
+@pytest.fixture()
+def fed(tmp_path: Path):  # type: ignore[no-untyped-def]
+    rf = start_federation(tmp_path / "fed", rows=150)
+    yield rf
+    stop_federation(rf)
+
+
+def _stat(rf: RunningFederation, epsilon: float = 0.25) -> None:
+    with rf.client("120000", "tianjin-planning") as c:
+        c.query_statistics([BJ], "si_contributions", "commuter_planning", "count", epsilon=epsilon)
+
+
+def _exchange(rf: RunningFederation) -> None:
+    with rf.client("130000", "hebei-housing-fund") as c:
+        c.get_records(
+            holder_jurisdiction=BJ,
+            dataset="si_contributions",
+            purpose="housing_fund_transfer",
+            subject_ids=[rf.commuter()],
+        )
+
+
+def _deliver_receipts(rf: RunningFederation) -> None:
+    """Requesters acknowledge answers off the request path, so BJ ledgers their receipts
+    some time after each exchange: stop the background senders (finishing any batch
+    in flight) and send what is queued now, so the backup holds every receipt."""
+    for code, gw in rf.gateways.items():
+        if code != BJ:
+            gw.receipts.stop(flush=True)
+
+
+def _backup(rf: RunningFederation, out: Path) -> None:
+    _deliver_receipts(rf)
+    assert main(["backup", "--config", str(rf.site(BJ).config), "--out", str(out)]) == 0
+
+
+def _stop_bj(rf: RunningFederation) -> None:
+    rf.gateways[BJ].stop(grace=0.2)
+
+
+def _remanifest(folder: Path) -> None:
+    """What an operator mixing files by hand would end with: digests that match."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_backup_under_load_restores_to_a_verifying_ledger_without_reopening_spent_budget(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def load(fn: object) -> None:
+        while not stop.is_set():
+            try:
+                fn(fed)  # type: ignore[operator]
+            except Exception as exc:  # budget runs out: that is fine, keep going
+                if "RESOURCE_EXHAUSTED" not in repr(exc):
+                    errors.append(exc)
+
+    workers = [threading.Thread(target=load, args=(f,)) for f in (_exchange, _exchange, _stat)]
+    for w in workers:
+        w.start()
+    try:
+        while fed.gateways[BJ].ledger.size < 8:
+            threading.Event().wait(0.05)
+        _backup(fed, tmp_path / "b1")
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert not errors, errors
+    bundle = fed.fed.bundle
+    _stop_bj(fed)
+    # Disaster: the data folder's stores are lost. Restore the backup.
+    data = fed.site(BJ).root / "data"
+    for name in ("ledger.sqlite", "budget.sqlite", "quota.sqlite"):
+        for f in data.glob(name + "*"):
+            f.unlink()
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b1")]) == 0
+    )
+    assert "verified against the trust bundle" in capsys.readouterr().out
+    assert main(["ledger", "verify", str(data / "ledger.sqlite"), "--bundle", str(bundle)]) == 0
+    # The restored stores cover everything the restored ledger shows as spent,
+    # so the gateway starts (its start-up check passes).
+    gw = Gateway(load_config(fed.site(BJ).config))
+    try:
+        assert gw.ledger.size >= 8
+    finally:
+        gw.stop(grace=0.1)
+    fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_a_budget_older_than_the_ledger_it_comes_with(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stat(fed)
+    _backup(fed, tmp_path / "old")
+    _stat(fed)
+    _stat(fed)
+    _backup(fed, tmp_path / "new")
+    _stop_bj(fed)
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "new", mixed)
+    shutil.copy2(tmp_path / "old" / "budget.sqlite", mixed / "budget.sqlite")
+    _remanifest(mixed)
+    before = (fed.site(BJ).root / "data" / "budget.sqlite").read_bytes()
+    capsys.readouterr()
+    assert main(["restore", "--config", str(fed.site(BJ).config), "--from", str(mixed)]) == 1
+    err = capsys.readouterr().err
+    assert "privacy budget or quota would be reopened" in err
+    assert "budget store: dataset si_contributions, requester 120000/tianjin-planning" in err
+    assert "2 more release(s) (epsilon 0.5)" in err
+    # Nothing was changed.
+    assert (fed.site(BJ).root / "data" / "budget.sqlite").read_bytes() == before
+    fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_an_old_backup_over_a_newer_ledger_which_would_roll_it_back(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _backup(fed, tmp_path / "old")
+    _exchange(fed)
+    _stop_bj(fed)
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "old")])
+        == 1
+    )
+    assert "would roll the ledger back" in capsys.readouterr().err
+    fed.gateways.pop(BJ)
+
+
+def test_gateway_refuses_to_start_with_a_budget_file_copied_back_by_hand(
+    fed: RunningFederation, tmp_path: Path
+) -> None:
+    _backup(fed, tmp_path / "old")
+    _stat(fed)
+    _stop_bj(fed)
+    data = fed.site(BJ).root / "data"
+    for f in data.glob("budget.sqlite*"):
+        f.unlink()
+    shutil.copy2(tmp_path / "old" / "budget.sqlite", data / "budget.sqlite")
+    with pytest.raises(VerificationFailed, match="refuses to start: privacy budget"):
+        Gateway(load_config(fed.site(BJ).config))
+    fed.gateways.pop(BJ)
+
+
+def test_gateway_refuses_to_start_with_an_old_quota_file_that_forgets_todays_releases(
+    fed: RunningFederation, tmp_path: Path
+) -> None:
+    _backup(fed, tmp_path / "old")
+    _exchange(fed)
+    _stop_bj(fed)
+    data = fed.site(BJ).root / "data"
+    for f in data.glob("quota.sqlite*"):
+        f.unlink()
+    shutil.copy2(tmp_path / "old" / "quota.sqlite", data / "quota.sqlite")
+    with pytest.raises(VerificationFailed, match="quota store: dataset si_contributions"):
+        Gateway(load_config(fed.site(BJ).config))
+    fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_a_backup_whose_ledger_was_altered_even_with_a_matching_manifest(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    _exchange(fed)
+    _backup(fed, tmp_path / "b")
+    _stop_bj(fed)
+    for f in (fed.site(BJ).root / "data").glob("ledger.sqlite*"):
+        f.unlink()
+    with sqlite3.connect(tmp_path / "b" / "ledger.sqlite") as c:
+        (entry,) = c.execute("SELECT entry FROM ledger_entries WHERE idx = 0").fetchone()
+        flipped = entry[:-1] + bytes([entry[-1] ^ 1])
+        c.execute("UPDATE ledger_entries SET entry = ? WHERE idx = 0", (flipped,))
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 1
+    )
+    assert "does not match its manifest digest" in capsys.readouterr().err
+    _remanifest(tmp_path / "b")
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 1
+    )
+    assert "verification FAILED" in capsys.readouterr().err
+    fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_while_the_gateway_runs(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _backup(fed, tmp_path / "b")
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 2
+    )
+    assert "is running" in capsys.readouterr().err
+
+
+def test_start_up_cover_is_not_trusted_once_the_budget_file_no_longer_descends_from_it(
+    fed: RunningFederation, tmp_path: Path
+) -> None:
+    from gateway.ops.spent import COVER_FILE
+
+    data = fed.site(BJ).root / "data"
+    _stat(fed)
+    _backup(fed, tmp_path / "old")
+    _stat(fed)
+    _stop_bj(fed)
+    # A clean restart records a cover over the whole ledger...
+    Gateway(load_config(fed.site(BJ).config)).stop(grace=0.1)
+    cover = json.loads((data / COVER_FILE).read_text())
+    assert cover["ledger_size"] > 0 and cover["rows"] >= 2
+    # ...an older budget file copied in by hand does not hold its newest spend,
+    # so the whole ledger is read again and the missing release is found.
+    for f in data.glob("budget.sqlite*"):
+        f.unlink()
+    shutil.copy2(tmp_path / "old" / "budget.sqlite", data / "budget.sqlite")
+    with pytest.raises(VerificationFailed, match=r"1 more release\(s\) \(epsilon 0.25\)"):
+        Gateway(load_config(fed.site(BJ).config))
+    fed.gateways.pop(BJ)

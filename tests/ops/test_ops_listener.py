@@ -1,0 +1,273 @@
+"""The operations listener of a running gateway: /metrics, /healthz, /readyz.
+
+Real gateways, real HTTP on loopback, the Prometheus text format parsed with
+prometheus-client's own parser.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import RunningFederation
+
+
+def _get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read(), r.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get("Content-Type", "")
+
+
+def _samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, body, ctype = _get(url + "/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def _value(samples: dict, name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def test_metrics_count_an_exchange_on_both_sides_by_api_outcome_code_counterparty_and_dataset(
+    federation: RunningFederation,
+) -> None:
+    hb, bj = federation.site("130000").ops_url, federation.site("110000").ops_url
+    before_hb, before_bj = _samples(hb), _samples(bj)
+    with federation.client("130000", "hebei-housing-fund") as c:
+        c.get_records(
+            holder_jurisdiction="110000",
+            dataset="si_contributions",
+            purpose="housing_fund_transfer",
+            subject_ids=[federation.commuter()],
+        )
+    after_hb, after_bj = _samples(hb), _samples(bj)
+    req = dict(counterparty="110000", dataset="si_contributions", code="OK", outcome="transfer")
+    assert _value(
+        after_hb, "gateway_requests_total", api="RecordExchange/GetRecords", port="service", **req
+    ) == (
+        _value(
+            before_hb,
+            "gateway_requests_total",
+            api="RecordExchange/GetRecords",
+            port="service",
+            **req,
+        )
+        + 1
+    )
+    held = dict(req, counterparty="130000")
+    assert _value(
+        after_bj, "gateway_requests_total", api="PeerExchange/FetchRecords", port="peer", **held
+    ) == (
+        _value(
+            before_bj,
+            "gateway_requests_total",
+            api="PeerExchange/FetchRecords",
+            port="peer",
+            **held,
+        )
+        + 1
+    )
+    # Latency per hop: the service hop at the requester, the outbound call to the
+    # holder, the peer hop at the holder.
+    for samples, hop, api in (
+        (after_hb, "service", "RecordExchange/GetRecords"),
+        (after_hb, "outbound", "FetchRecords"),
+        (after_bj, "peer", "PeerExchange/FetchRecords"),
+    ):
+        assert _value(samples, "gateway_hop_duration_seconds_count", hop=hop, api=api) >= 1
+    assert (
+        _value(after_hb, "gateway_ledger_entries")
+        >= _value(before_hb, "gateway_ledger_entries") + 1
+    )
+    # Metrics carry codes and counts only: never a subject id.
+    for url in (hb, bj):
+        assert federation.commuter().encode() not in _get(url + "/metrics")[1]
+
+
+def test_metrics_show_ledger_state_witness_lag_budget_and_store_sizes(
+    federation: RunningFederation,
+) -> None:
+    gw = federation.gateways["110000"]
+    gw.checkpoint_and_witness()
+    s = _samples(federation.site("110000").ops_url)
+    assert _value(s, "gateway_ledger_entries") == gw.ledger.size
+    assert ("gateway_ledger_checkpoint_age_seconds", ()) in s
+    for peer in ("120000", "130000"):
+        assert ("gateway_witness_lag_entries", (("peer", peer),)) in s
+        assert _value(s, "gateway_witness_cosigned_size", peer=peer) > 0
+    # Beijing answers statistics: each authorised requester has a remaining budget.
+    budgets = [ls for (n, ls), _ in s.items() if n == "gateway_privacy_budget_remaining_epsilon"]
+    assert budgets and all(dict(ls)["requester"].count("/") == 1 for ls in budgets)
+    assert ("gateway_store_rows", (("store", "replay"),)) in s
+    assert ("gateway_store_rows", (("store", "quota"),)) in s
+
+
+def test_unauthenticated_caller_is_counted_as_refused_unauthenticated(
+    federation: RunningFederation,
+) -> None:
+    import grpc
+
+    url = federation.site("130000").ops_url
+    before = _value(
+        _samples(url), "gateway_requests_total", code="UNAUTHENTICATED", outcome="refused"
+    )
+    with federation.client("130000", "hebei-housing-fund", token="svc_not-registered") as c:
+        with pytest.raises(grpc.RpcError):
+            c.get_records(
+                holder_jurisdiction="110000",
+                dataset="si_contributions",
+                purpose="housing_fund_transfer",
+                subject_ids=["110105199003078515"],
+            )
+    after = _value(
+        _samples(url), "gateway_requests_total", code="UNAUTHENTICATED", outcome="refused"
+    )
+    assert after == before + 1
+
+
+def test_healthz_and_readyz_answer_for_a_ready_gateway(federation: RunningFederation) -> None:
+    url = federation.site("120000").ops_url
+    assert _get(url + "/healthz")[0] == 200
+    status, body, ctype = _get(url + "/readyz")
+    assert status == 200 and ctype == "application/json"
+    checks = json.loads(body)["checks"]
+    assert checks == {k: "ok" for k in ("keys", "trust_bundle", "policies", "storage", "sources")}
+
+
+def test_readyz_fails_with_the_reason_when_the_data_source_loses_its_table(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    import sqlite3
+
+    from tests.conftest import start_federation, stop_federation
+
+    rf = start_federation(tmp_path_factory.mktemp("unready"), rows=50)
+    try:
+        site = rf.site("120000")
+        with sqlite3.connect(site.data_source) as c:
+            table = c.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' LIMIT 1"
+            ).fetchone()[0]
+            c.execute(f'DROP TABLE "{table}"')
+        status, body, _ = _get(site.ops_url + "/readyz")
+        assert status == 503
+        report = json.loads(body)
+        assert report["status"] == "not ready"
+        assert report["checks"]["sources"] != "ok" and table in report["checks"]["sources"]
+        assert _get(site.ops_url + "/healthz")[0] == 200  # alive, just not ready
+    finally:
+        stop_federation(rf)
+
+
+def test_ops_listener_serves_nothing_else_and_refuses_writes(federation: RunningFederation) -> None:
+    url = federation.site("110000").ops_url
+    assert _get(url + "/")[0] == 404
+    assert _get(url + "/metrics/../../etc/passwd")[0] == 404
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=5)
+    conn.request("POST", "/metrics", body=b"x")
+    resp = conn.getresponse()
+    assert resp.status == 405 and resp.getheader("Allow") == "GET, HEAD"
+    conn.close()
+
+
+def test_ops_listener_defaults_to_loopback() -> None:
+    from gateway.config import DEFAULT_OPS_ADDRESS, Listen
+
+    listen = Listen(peer="0.0.0.0:7101", service="0.0.0.0:7201")
+    assert listen.ops == DEFAULT_OPS_ADDRESS and listen.ops.startswith("127.0.0.1:")
+
+
+def test_caller_chosen_codes_outside_the_trust_bundle_are_counted_as_other() -> None:
+    from gateway.ops.metrics import KnownLabels
+
+    members = [("110000", ("si_contributions",)), ("120000", ("hf_accounts",))]
+    known = KnownLabels(lambda: members)
+    assert known.counterparty("110000") == "110000"
+    assert known.counterparty("110000,120000") == "110000,120000"
+    assert known.counterparty("310000") == "other"
+    assert known.dataset("hf_accounts") == "hf_accounts"
+    assert known.dataset("made_up_dataset_" + "x" * 40) == "other"
+    members.append(("130000", ("ent_qualifications",)))  # a new bundle is picked up
+    assert (
+        known.counterparty("130000") == "130000" and known.dataset("ent_qualifications") != "other"
+    )
+
+
+def test_an_ops_address_the_operator_set_that_is_taken_refuses_to_start(
+    federation: RunningFederation, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import re
+
+    from gateway.config import load_config
+    from gateway.errors import ConfigurationError
+    from gateway.server.app import Gateway
+
+    site = federation.site("120000")
+    text = site.config.read_text()
+    taken = site.ops_port  # the running gateway holds it
+    clash = tmp_path_factory.mktemp("clash") / "gateway.toml"
+    clash.write_text(
+        re.sub(r'(?m)^(peer|service|service_mtls) = "127.0.0.1:\d+"', r'\1 = "127.0.0.1:0"', text)
+        .replace(f'ops = "127.0.0.1:{taken}"', f'ops = "127.0.0.1:{taken}"')
+        .replace('key_dir = "keys"', f'key_dir = "{site.root / "keys"}"')
+        .replace('data_dir = "data"', f'data_dir = "{clash.parent / "data"}"')
+        .replace('data_source = "data/source.sqlite"', f'data_source = "{site.data_source}"')
+    )
+    gw = Gateway(load_config(clash))
+    try:
+        with pytest.raises(ConfigurationError, match="cannot listen there"):
+            gw.start()
+    finally:
+        gw.stop(grace=0.1)
+
+
+def test_a_taken_default_ops_address_logs_an_error_and_the_gateway_serves_on(
+    federation: RunningFederation,
+    tmp_path_factory: pytest.TempPathFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import re
+
+    from gateway.config import Listen, load_config
+    from gateway.server.app import Gateway
+
+    site = federation.site("120000")
+    clash = tmp_path_factory.mktemp("default-clash") / "gateway.toml"
+    clash.write_text(
+        re.sub(
+            r'(?m)^(peer|service|service_mtls) = "127.0.0.1:\d+"',
+            r'\1 = "127.0.0.1:0"',
+            site.config.read_text(),
+        )
+        .replace('key_dir = "keys"', f'key_dir = "{site.root / "keys"}"')
+        .replace('data_dir = "data"', f'data_dir = "{clash.parent / "data"}"')
+        .replace('data_source = "data/source.sqlite"', f'data_source = "{site.data_source}"')
+    )
+    config = load_config(clash)
+    # As if the file said nothing about ops and the default were already taken.
+    listen = Listen.model_construct(
+        _fields_set={"peer", "service", "service_mtls"},
+        **{**config.listen.model_dump(), "ops": f"127.0.0.1:{site.ops_port}"},
+    )
+    gw = Gateway(config.model_copy(update={"listen": listen}))
+    try:
+        with caplog.at_level(logging.ERROR, logger="gateway.ops"):
+            ports = gw.start()
+        assert ports.ops == 0 and ports.service > 0
+        assert any(getattr(r, "event", "") == "ops_not_listening" for r in caplog.records)
+    finally:
+        gw.stop(grace=0.1)
