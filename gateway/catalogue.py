@@ -95,6 +95,33 @@ class PrivacyUnit(_Frozen):
     max_rows: Annotated[int, Field(ge=1, le=10_000)] = 1
 
 
+# A table, view or column name in a bureau's database (any case; schema-qualified tables
+# as "schema.table"). Names are quoted by SQLAlchemy, never spliced into SQL text.
+DB_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$"
+DB_TABLE_RE = r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$"
+
+
+class SourceMapping(_Frozen):
+    """Where a dataset's rows live when they are not in the embedded SQLite file.
+
+    ``url`` is a SQLAlchemy URL (``postgresql+psycopg://reader@db.bj/si``,
+    ``mysql+pymysql://reader@db.hb/ent``); ``${VAR}`` parts are read from the
+    gateway's environment when it starts, so passwords stay out of policy files.
+    """
+
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    # Table or view, optionally "schema.table".
+    table: Annotated[str, Field(pattern=DB_TABLE_RE)]
+    # Catalogue column -> database column; unmapped columns keep their names.
+    columns: dict[Code, Annotated[str, Field(pattern=DB_NAME_RE)]] = Field(default_factory=dict)
+    # Catalogue columns giving bulk transfers a stable order (resumable); declare a
+    # unique key when there is one. Default: the subject column, then every column.
+    order_by: tuple[Code, ...] = ()
+
+    def db_column(self, name: str) -> str:
+        return self.columns.get(name, name)
+
+
 class Dataset(_Frozen):
     code: Code
     title: str
@@ -104,10 +131,22 @@ class Dataset(_Frozen):
     subject_column: Code
     columns: Annotated[tuple[Column, ...], Field(min_length=1)]
     privacy_unit: PrivacyUnit | None = None
+    # Read from a database (SQLAlchemy) instead of the gateway's SQLite file.
+    source: SourceMapping | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Dataset:
         names = [c.name for c in self.columns]
+        if self.source is not None:
+            for what, cols in (
+                ("source.columns", tuple(self.source.columns)),
+                ("source.order_by", self.source.order_by),
+            ):
+                extra = [c for c in cols if c not in names]
+                if extra:
+                    raise ValueError(
+                        f"dataset {self.code}: {what} names {', '.join(extra)}, not in its columns"
+                    )
         if len(set(names)) != len(names):
             raise ValueError(f"dataset {self.code}: column names repeat")
         if self.subject_column not in names:

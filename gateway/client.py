@@ -31,7 +31,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,6 +241,37 @@ class ServiceClient:
         return reply
 
     # -- lifecycle ------------------------------------------------------------
+
+    def stream_records(
+        self,
+        holder_jurisdiction: str,
+        dataset: str,
+        purpose: str,
+        fields: tuple[str, ...] = (),
+        *,
+        cursor: str = "",
+        client_reference: str = "",
+        timeout: float | None = None,
+    ) -> Iterator[service_pb2.StreamRecordsResponse]:
+        """A streamed bulk transfer: ``started``, then ``chunk`` messages, then
+        ``completed`` (only once the holder's commitment verified). Pass the last
+        chunk's ``cursor`` to resume an interrupted transfer. Closing the iterator
+        cancels the transfer."""
+        call = self.records.StreamRecords(
+            service_pb2.StreamRecordsRequest(
+                holder_jurisdiction=holder_jurisdiction,
+                dataset=dataset,
+                purpose=purpose,
+                fields=fields,
+                cursor=cursor,
+                client_reference=client_reference,
+            ),
+            timeout=timeout,
+        )
+        try:
+            yield from call
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         """Close the channel (idempotent)."""

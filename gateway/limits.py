@@ -71,6 +71,20 @@ class Limits:
     max_stats_filter_values: int = 1000
     max_stats_candidates: int = 1000
     max_stats_bin_edges: int = 1001
+    # Database sources (gateway.sources.sql)
+    source_pool_size: int = 4
+    source_pool_overflow: int = 4
+    source_pool_timeout_seconds: float = 5.0
+    source_connect_timeout_seconds: int = 5
+    source_query_timeout_seconds: int = 60
+    source_batch_rows: int = 10_000
+    source_frame_cache_seconds: float = 30.0
+    # Streaming bulk transfers
+    stream_chunk_rows: int = 2_000
+    max_stream_rows_per_request: int = 10_000_000
+    max_stream_start_row: int = 10**12
+    max_concurrent_streams: int = 8
+    stream_deadline_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -2,7 +2,7 @@
 """Benchmarks, printed as ratios against a baseline measured in the same run.
 
 Usage: python scripts/bench.py PART [--json] [--quick] [--suite intl|gm]
-PART: exchange | policy | ledger | stats | all
+PART: exchange | policy | ledger | stats | bulk | sources | all
 
 Each part lives in scripts/benchparts/PART.py with ``run(quick: bool) -> Report``.
 A report is a table (rows of label -> figures) ending in ratio lines, each with
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchparts.common import Report
 
-PARTS = ("exchange", "policy", "ledger", "stats")
+PARTS = ("exchange", "policy", "ledger", "stats", "bulk", "sources")
 SUITED = ("exchange", "ledger")  # parts measured per cipher suite
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from gateway.client import ServiceClient
 from gateway.config import load_config
 from gateway.demo.setup import Federation, GatewaySite, build_federation
 from gateway.server.app import Gateway
+from tests.dbs import scratch_schema
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -56,8 +58,13 @@ def start_federation(
     policies: Path | None = None,
     suite: str = "intl",
     sm2_user_id: str = "",
+    source: tuple[str, str] | None = None,
 ) -> RunningFederation:
-    extra = {"policies": policies} if policies else {}
+    """Lay out and start the cluster; ``source`` = (SQLAlchemy URL, schema
+    prefix) serves the holders' registers from that database."""
+    extra: dict[str, object] = {"policies": policies} if policies else {}
+    if source is not None:
+        extra |= {"source_url": source[0], "source_schema": source[1]}
     fed = build_federation(root, rows=rows, suite=suite, sm2_user_id=sm2_user_id, **extra)  # type: ignore[arg-type]
     gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
     for gw in gws.values():
@@ -68,6 +75,27 @@ def start_federation(
 def stop_federation(rf: RunningFederation) -> None:
     for gw in rf.gateways.values():
         gw.stop(grace=0.2)
+
+
+@contextmanager
+def engine_federation(
+    engine: str, root: Path, rows: int = 300, suite: str = "intl"
+) -> Iterator[RunningFederation]:
+    """A running cluster whose holders read from ``engine`` ("sqlite", "postgresql",
+    "mariadb"); the database schemas are dropped afterwards."""
+    if engine == "sqlite":
+        rf = start_federation(root, rows=rows, suite=suite)
+        try:
+            yield rf
+        finally:
+            stop_federation(rf)
+        return
+    with scratch_schema(engine) as source:
+        rf = start_federation(root, rows=rows, suite=suite, source=source)
+        try:
+            yield rf
+        finally:
+            stop_federation(rf)
 
 
 SUITES = ("intl", "gm")

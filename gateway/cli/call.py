@@ -68,6 +68,27 @@ def register(sub: Any) -> None:
     r.add_argument("--client-reference", default="", help="your correlation id (ledgered)")
     r.set_defaults(func=_records)
 
+    b = s.add_parser(
+        "bulk",
+        help="a streamed bulk transfer, written as JSON lines (resumable with --cursor)",
+    )
+    common(b)
+    b.add_argument("--holder", required=True, help="holding jurisdiction, e.g. 110000")
+    b.add_argument("--dataset", required=True, help="dataset code of a bulk agreement")
+    b.add_argument("--purpose", required=True, help="declared purpose code")
+    b.add_argument("--field", action="append", default=[], help="only this field (repeatable)")
+    b.add_argument(
+        "--cursor", default="", help="resume after this cursor (printed on interruption)"
+    )
+    b.add_argument("--client-reference", default="", help="your correlation id (ledgered)")
+    b.add_argument(
+        "--out",
+        type=Path,
+        help="write the records here as JSON lines (default: standard output); "
+        "appended to when resuming with --cursor",
+    )
+    b.set_defaults(func=_bulk, timeout=3600.0)
+
     st = s.add_parser("stats", help="a differentially private statistic (or --dry-run)")
     common(st)
     st.add_argument(
@@ -242,6 +263,94 @@ def _records(args: argparse.Namespace) -> int:
         for r in reply.records:
             table.add_row(*(r.fields.get(c, "") for c in columns))
         console.print(table)
+    return 0
+
+
+# -- bulk -------------------------------------------------------------------
+
+
+def _bulk(args: argparse.Namespace) -> int:
+    """Stream a bulk transfer to JSON lines. Rows are written as chunks arrive;
+    only a ``completed`` message (the holder's commitment, verified by this
+    gateway) makes the transfer complete. On interruption the last cursor is
+    printed so the same command with ``--cursor`` continues."""
+    import grpc
+
+    out = sys.stdout
+    handle = None
+    if args.out is not None:
+        try:
+            handle = args.out.open("a" if args.cursor else "w", encoding="utf-8")
+        except OSError as exc:
+            raise InvalidArgument(f"--out {args.out}: {exc.strerror}") from exc
+        out = handle
+    rows = chunks = 0
+    cursor = args.cursor
+    started: Any = None
+    completed: Any = None
+    try:
+        with _client(args) as gw:
+            try:
+                for message in gw.stream_records(
+                    args.holder,
+                    args.dataset,
+                    args.purpose,
+                    tuple(args.field),
+                    cursor=args.cursor,
+                    client_reference=args.client_reference,
+                    timeout=args.timeout,
+                ):
+                    kind = message.WhichOneof("kind")
+                    if kind == "started":
+                        started = message.started
+                    elif kind == "chunk":
+                        for record in message.chunk.records:
+                            out.write(json.dumps(dict(record.fields), ensure_ascii=False) + "\n")
+                        rows += len(message.chunk.records)
+                        chunks += 1
+                        cursor = message.chunk.cursor
+                    elif kind == "completed":
+                        completed = message.completed
+            except grpc.RpcError as exc:
+                code = exc.code().name if exc.code() else "UNKNOWN"
+                print(f"gateway call: {code}: {exc.details() or ''}", file=sys.stderr)
+                if rows:
+                    print(
+                        f"interrupted after {rows} row(s) in {chunks} chunk(s); "
+                        f"not complete. Resume with: --cursor {cursor}",
+                        file=sys.stderr,
+                    )
+                return EXIT_REFUSED
+    finally:
+        out.flush()
+        if handle is not None:
+            handle.close()
+    summary = {
+        "request_id": started.request_id if started is not None else "",
+        "holder_jurisdiction": args.holder,
+        "dataset": args.dataset,
+        "agreement_id": started.decision.agreement_id if started is not None else "",
+        "rows": rows,
+        "chunks": chunks,
+        "complete": completed is not None and not completed.truncated,
+        "commitment": completed.commitment if completed is not None else "",
+        "truncated_reason": completed.truncated_reason if completed is not None else "",
+        "resume_cursor": completed.cursor if completed is not None and completed.truncated else "",
+    }
+    if args.json:
+        print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
+    else:
+        state = "complete" if summary["complete"] else "truncated by the agreement's caps"
+        print(
+            f"{rows} row(s) in {chunks} chunk(s) from {args.holder} {args.dataset}: {state}; "
+            f"commitment {summary['commitment'][:16]}…, request id {summary['request_id']}",
+            file=sys.stderr,
+        )
+        if summary["resume_cursor"]:
+            print(
+                f"{summary['truncated_reason']}; resume with: --cursor {summary['resume_cursor']}",
+                file=sys.stderr,
+            )
     return 0
 
 

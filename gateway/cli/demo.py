@@ -21,6 +21,13 @@ def register(sub: Any) -> None:
         default=DEFAULT_SUITE,
         help="the federation's cipher suite: intl or gm (国密 SM2/SM3/SM4)",
     )
+    p.add_argument(
+        "--source-url",
+        help="keep the holders' registers in this database (a SQLAlchemy URL, e.g. "
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test or "
+        "mysql+pymysql://root@127.0.0.1:3306/test); one schema per jurisdiction, "
+        "gateway_demo_<code>, replaced",
+    )
     p.set_defaults(func=_demo)
 
 
@@ -28,4 +35,6 @@ def _demo(args: argparse.Namespace) -> int:
     import gateway.demo.chapters  # noqa: F401  (registers statistics and ledger chapters)
     from gateway.demo.run import run_demo
 
-    return run_demo(args.dir.resolve(), rows=args.rows, suite=args.suite)
+    return run_demo(
+        args.dir.resolve(), rows=args.rows, suite=args.suite, source_url=args.source_url
+    )

@@ -155,10 +155,10 @@ def _credit_code(rng: random.Random, district: str) -> str:
 _SQL_TYPES = {"string": "TEXT", "date": "TEXT", "integer": "INTEGER", "float": "REAL"}
 
 
-def seed_database(
-    path: Path, catalogue: Catalogue, rows: int = 2000, seed: int = 20260101
-) -> dict[str, int]:
-    """Create (replace) ``path`` with synthetic tables; returns rows per dataset."""
+def synthetic_tables(
+    catalogue: Catalogue, rows: int, seed: int
+) -> Iterator[tuple[Dataset, int, Iterator[dict[str, object]]]]:
+    """(dataset, row count, rows) for each catalogue dataset the synthesiser knows."""
     synth = _Synth(catalogue.holder, seed)
     makers: dict[str, Callable[[int], Iterator[dict[str, object]]]] = {
         "si_contributions": synth.si_contributions,
@@ -166,21 +166,28 @@ def seed_database(
         "hf_accounts": synth.hf_accounts,
         "ent_qualifications": synth.ent_qualifications,
     }
+    for ds in catalogue.datasets:
+        if ds.code in makers:
+            n = rows if ds.code != "ent_qualifications" else max(50, rows // 10)
+            yield ds, n, makers[ds.code](n)
+
+
+def seed_database(
+    path: Path, catalogue: Catalogue, rows: int = 2000, seed: int = 20260101
+) -> dict[str, int]:
+    """Create (replace) ``path`` with synthetic tables; returns rows per dataset."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         path.unlink()
     counts: dict[str, int] = {}
     with sqlite3.connect(path) as conn:
-        for ds in catalogue.datasets:
-            if ds.code not in makers:
-                continue
+        for ds, n, made in synthetic_tables(catalogue, rows, seed):
             _create(conn, ds)
-            n = rows if ds.code != "ent_qualifications" else max(50, rows // 10)
             cols = ds.column_names
             marks = ", ".join("?" for _ in cols)
             conn.executemany(
                 f'INSERT INTO "{ds.code}" ({", ".join(cols)}) VALUES ({marks})',
-                ([r[c] for c in cols] for r in makers[ds.code](n)),
+                ([r[c] for c in cols] for r in made),
             )
             # One row per subject: the database enforces the catalogue's privacy unit.
             conn.execute(

@@ -260,3 +260,11 @@ class RecordHolder:
             seal_context(me, requester, request.request_id),
             self._rng,
         )
+
+    # Shared with the streamed bulk path (``gateway.exchange.bulk_holder``).
+
+    def check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
+        return self._check_request(msg)
+
+    def decide(self, access: AccessRequest) -> Decision:
+        return self._decide(access)

@@ -128,12 +128,26 @@ class PeerCaller:
         response_type: str,
         response_cls: type[Resp],
     ) -> PeerReply[Resp]:
-        bundle = self._bundle()
-        member = bundle.member(recipient)
+        member = self._bundle().member(recipient)
         reply = self._transport.call(member, method, envelope, self._limits.peer_deadline_seconds)
+        response = self.verify(recipient, envelope, request_id, reply, response_type, response_cls)
+        return PeerReply(response, request_id, envelope, reply)
+
+    def verify(
+        self,
+        recipient: str,
+        request_envelope: peer_pb2.SignedEnvelope,
+        request_id: str,
+        reply: peer_pb2.SignedEnvelope,
+        response_type: str,
+        response_cls: type[Resp],
+    ) -> Resp:
+        """Open a signed answer: signed by ``recipient``, addressed to us, bound
+        to our request's digest and id, fresh."""
         # The channel authenticated the server as `recipient` (its pinned cert).
         opened = open_envelope(
-            reply, response_type, bundle, recipient, self._limits.max_message_bytes, self._clock()
+            reply, response_type, self._bundle(), recipient, self._limits.max_message_bytes,
+            self._clock(),
         )
         response = parse_payload(opened, response_cls)
         check_header(
@@ -143,9 +157,9 @@ class PeerCaller:
             now_ms=self._clock(),
             window_ms=self._limits.replay_window_seconds * 1000,
             request_id=request_id,
-            request_digest=envelope_digest(envelope, self.suite),
+            request_digest=envelope_digest(request_envelope, self.suite),
         )
-        return PeerReply(response, request_id, envelope, reply)
+        return response
 
     def call(
         self,

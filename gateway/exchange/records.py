@@ -27,11 +27,13 @@ from gateway.errors import (
     QuotaExceeded,
     Rejected,
     class_for_status_name,
+    clip,
     status_name,
 )
 from gateway.ledger.events import AppendReceipt
 from gateway.limits import Limits
 from gateway.policy.api import Decision
+from gateway.trust import Member, TrustBundle
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,23 @@ HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
 AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
 # An approval id as an agreement declares it (e.g. 京数共审〔2025〕017号): printable text.
 APPROVAL_ID = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{0,128}$")
+
+
+def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> Member:
+    """The federation member a request goes to, if it is another jurisdiction
+    that offers ``dataset`` (InvalidArgument or NotFound naming what it offers)."""
+    if holder == me:
+        raise InvalidArgument(
+            f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
+            "the gateway exchanges data across boundaries only"
+        )
+    member = bundle.member(holder)
+    if dataset not in member.datasets:
+        raise NotFound(
+            f"jurisdiction {holder} ({member.name}) offers no dataset {clip(repr(dataset))}; "
+            f"it offers: {', '.join(member.datasets) or 'none'}"
+        )
+    return member
 
 
 def seal_context(sender: str, recipient: str, request_id: str) -> bytes:

@@ -20,10 +20,7 @@ from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
-    InvalidArgument,
-    NotFound,
     VerificationFailed,
-    clip,
     status_name,
 )
 from gateway.exchange.peer import PeerCaller
@@ -34,6 +31,7 @@ from gateway.exchange.records import (
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
+    offering_member,
     refusal_class,
     seal_context,
 )
@@ -46,7 +44,7 @@ from gateway.ledger.events import (
     clean_reason,
 )
 from gateway.limits import Limits
-from gateway.trust import Member, TrustBundle
+from gateway.trust import TrustBundle
 
 
 class RecordRequester:
@@ -76,7 +74,7 @@ class RecordRequester:
         query.validate(self._limits)  # garbage is refused without a ledger entry
         me = self._caller.me
         try:
-            member = self._check_holder(query)
+            member = offering_member(self._bundle(), me, query.holder, query.dataset)
         except GatewayError as exc:
             # A well-formed attempt refused here never leaves, but is still recorded.
             self._append(
@@ -223,22 +221,6 @@ class RecordRequester:
             local=me,
             truncated=resp.truncated,
         )
-
-    def _check_holder(self, query: RecordsQuery) -> Member:
-        me = self._caller.me
-        if query.holder == me:
-            raise InvalidArgument(
-                f"holder_jurisdiction {me} is this gateway's own jurisdiction; "
-                "the gateway exchanges data across boundaries only"
-            )
-        member = self._bundle().member(query.holder)
-        if query.dataset not in member.datasets:
-            raise NotFound(
-                f"jurisdiction {query.holder} ({member.name}) offers no dataset "
-                f"{clip(repr(query.dataset))}; "
-                f"it offers: {', '.join(member.datasets) or 'none'}"
-            )
-        return member
 
     def _append(
         self,

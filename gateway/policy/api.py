@@ -60,5 +60,10 @@ class PolicyGate(Protocol):
         record quota usage. Raises QuotaExceeded if the rows would exceed it."""
         ...
 
+    def quota_left(self, decision: Decision, request: AccessRequest) -> int:
+        """Records the requester may still receive today under the decision's
+        agreement (0 if none; streamed transfers size their chunks by it)."""
+        ...
+
     @property
     def policy_set_digest(self) -> str: ...

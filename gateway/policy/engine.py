@@ -341,6 +341,12 @@ class PolicyEngine:
             self._quota.consume(self._quota_key(a, request), len(out), a.spec.quota_per_day)
         return out
 
+    def quota_left(self, decision: Decision, request: AccessRequest) -> int:
+        a = self._source.current.by_id.get(decision.agreement_id)
+        if a is None or not decision.allowed:
+            return 0
+        return max(0, a.spec.quota_per_day - self._quota.used(self._quota_key(a, request)))
+
     def _transform_row(
         self, row: Mapping[str, object], plan: list[CompiledField], req: AccessRequest
     ) -> dict[str, str]:

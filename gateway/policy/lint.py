@@ -13,6 +13,7 @@ that module exists. Does not own: schema validation or compilation
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,7 @@ def check_holder(root: Path, *, now_ms: int, limits: Limits = DEFAULT_LIMITS) ->
             rep.findings.extend(_agreement_findings(a, res, now_ms))
         rep.findings.extend(_overlap_findings(res))
         rep.findings.extend(_statistics_findings(res, res.catalogue, rep.notes))
+        rep.findings.extend(_source_findings(res, res.catalogue))
     if not res.errors and res.catalogue is not None:
         rep.digest = policy_set_digest(res.files)
     for p, kind in res.foreign:
@@ -91,6 +93,30 @@ def check_holder(root: Path, *, now_ms: int, limits: Limits = DEFAULT_LIMITS) ->
             rep.notes.append(f"{p}: kind {kind} skipped")
     rep.findings.sort(key=lambda f: (f.path, f.line or 0, f.level))
     return rep
+
+
+# user:password@ in a URL whose password is not a ${VAR} reference.
+_LITERAL_PASSWORD = re.compile(r"://[^/@:]*:(?!\$\{[A-Za-z_][A-Za-z0-9_]*\}@)[^@/]+@")
+
+
+def _source_findings(res: ScanResult, catalogue: Catalogue) -> list[Finding]:
+    """A database password written into a policy file (policy files are
+    digested into every ledger entry and shared with auditors)."""
+    out: list[Finding] = []
+    doc = res.docs.get(CATALOGUE_FILE)
+    for i, ds in enumerate(catalogue.datasets):
+        if ds.source is not None and _LITERAL_PASSWORD.search(ds.source.url):
+            out.append(
+                Finding(
+                    "warning",
+                    str(res.root / CATALOGUE_FILE),
+                    line_at(doc, ("datasets", i, "source", "url")) if doc is not None else None,
+                    f"datasets.{i}.source.url",
+                    f"dataset {ds.code}: the URL carries a password; write ${{VAR}} and set VAR "
+                    "in the gateway's environment",
+                )
+            )
+    return out
 
 
 def _agreement_findings(a: CompiledAgreement, res: ScanResult, now_ms: int) -> list[Finding]:

@@ -131,7 +131,7 @@ class AgreementFile(_Frozen):
     legal_basis: _Text
     fields: Annotated[tuple[FieldSpec, ...], Field(min_length=1)]
     row_scope: RowScope = RowScope.NAMED
-    max_records_per_request: Annotated[int, Field(ge=1, le=100_000)]
+    max_records_per_request: Annotated[int, Field(ge=1, le=100_000_000)]
     quota_per_day: Annotated[int, Field(ge=1, le=100_000_000)]
     valid_from: dt.date
     valid_until: dt.date

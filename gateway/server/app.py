@@ -31,6 +31,8 @@ from gateway._proto.dataexchange.gateway.v1 import (
 )
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigurationError, GatewayError, StorageFailure, TrustBundleRejected
+from gateway.exchange.bulk_holder import BulkHolder
+from gateway.exchange.bulk_requester import BulkRequester
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
 from gateway.exchange.receipts import Answered, ReceiptAcceptor, ReceiptSender
@@ -71,7 +73,7 @@ from gateway.server.servicers.statistics import StatisticsServicer
 from gateway.server.statistics import StatisticsWiring
 from gateway.server.transport import GrpcPeerTransport, channel_options
 from gateway.server.witnessing import LedgerTimer, Witnessing
-from gateway.sources import SqliteSource
+from gateway.sources import Sources
 from gateway.trust import (
     FileVersionStore,
     TrustBundle,
@@ -140,7 +142,7 @@ class Gateway:
             limits=limits,
             suite=self.keys.suite,
         )
-        self.source = SqliteSource(config.data_source)
+        self.source = Sources(config.data_source, self.policy_store.current.catalogue, limits)
         self.ledger = open_ledger(config, self.keys, self._bundle.member(self.me).origin, clock_ms)
         self._check_ledger_signer()
         # Metrics and the per-RPC log line see every ledger append and peer call.
@@ -197,6 +199,21 @@ class Gateway:
             self.source,
             observed_ledger,
             self.seal_keys,
+            clock_ms,
+            limits,
+            rng,
+        )
+        self.bulk_requester = BulkRequester(
+            self.caller, self.transport, self.bundle, self.ledger, self.seal_keys, clock_ms, limits
+        )
+        self.bulk_holder = BulkHolder(
+            self.holder,
+            self.responder,
+            self.bundle,
+            lambda: self.policy_store.current.catalogue,
+            self.policy,
+            self.source,
+            self.ledger,
             clock_ms,
             limits,
             rng,
@@ -447,11 +464,12 @@ class Gateway:
                 statistics=self.statistics.handle_peer,
                 witness=self.witnessing.handle,
                 receipts=self.receipt_acceptor.handle,
+                bulk=self.bulk_holder,
             ),
             peer,
         )
         service_pb2_grpc.add_RecordExchangeServicer_to_server(
-            RecordExchangeServicer(self.requester, self.bundle), service
+            RecordExchangeServicer(self.requester, self.bundle, self.bulk_requester), service
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
             StatisticsServicer(self.statistics.coordinator, caller_from_context), service
@@ -527,6 +545,7 @@ class Gateway:
         self.transport.close()
         self.replay.close()
         self.quota.close()
+        self.source.close()
         close = getattr(self.ledger, "close", None)
         if close:
             close()

@@ -15,10 +15,10 @@ the caller's deadline (``deadline_remaining()``) so outbound peer calls never
 outlive it; (4) ``GatewayServer``, the gRPC server every servicer is mounted
 on, which wraps each handler when it is registered.
 
-Fails closed: a handler of a kind there is no wrapper for (``_WRAPPERS``; today
-unary-unary only) is refused when it is registered, so the server never starts
-serving it without authentication. Supporting server streaming is one new
-entry in ``_WRAPPERS`` that runs the stream inside ``GatewayInterceptor.scope``. Public
+Fails closed: a handler of a kind there is no wrapper for (``_WRAPPERS``: unary
+and server streaming) is refused when it is registered, so the server never
+starts serving it without authentication. A server stream runs inside
+``GatewayInterceptor.scope`` like a unary call. Public
 methods (the gRPC health library's) keep their handler as it is when there is
 no wrapper for its kind: they need no caller and raise no gateway errors.
 
@@ -126,8 +126,30 @@ def decode_request(decode: Callable[[bytes], Any] | None, raw: bytes) -> Any:
         ) from exc
 
 
+def _wrap_unary_stream(
+    interceptor: GatewayInterceptor, method: str, public: bool, handler: Any
+) -> Any:
+    """Server streaming (bulk transfers): the caller is authenticated before the
+    first message, and an error raised while streaming becomes the stream's status."""
+    inner = handler.unary_stream
+    decode = handler.request_deserializer
+
+    def wrapped(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
+        with interceptor.scope(method, public, context):
+            yield from inner(decode_request(decode, raw), context)
+
+    return grpc.unary_stream_rpc_method_handler(
+        wrapped,
+        request_deserializer=None,  # raw bytes: decoded inside the scope, after authentication
+        response_serializer=handler.response_serializer,
+    )
+
+
 # Handler kind -> how to wrap it. A kind not listed is refused at registration.
-_WRAPPERS: dict[str, Wrapper] = {"unary_unary": _wrap_unary_unary}
+_WRAPPERS: dict[str, Wrapper] = {
+    "unary_unary": _wrap_unary_unary,
+    "unary_stream": _wrap_unary_stream,
+}
 
 
 class GatewayInterceptor:

@@ -24,7 +24,7 @@ from gateway.exchange.peer import PeerCaller, PeerRequest, PeerResponder
 from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.store import PolicyStore, ReloadResult
-from gateway.sources import SqliteSource
+from gateway.sources import DataSource
 from gateway.stats.agreements import STATISTICS_FILE, StatisticsPolicy
 from gateway.stats.budget import SqliteBudgetStore
 from gateway.stats.coordinator import HolderReply, StatsCoordinator
@@ -41,7 +41,7 @@ class StatisticsWiring:
         policies: Path,
         budget_path: Path,
         policy_store: PolicyStore,
-        source: SqliteSource,
+        source: DataSource,
         ledger: LedgerWriter,
         caller: PeerCaller,
         responder: PeerResponder,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterator
 
 import grpc
 
@@ -20,6 +21,7 @@ from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.crypto import TlsIdentity
 from gateway.errors import (
     WIRE_METADATA_KEY,
+    GatewayError,
     PeerTimeout,
     PeerUnavailable,
     clip,
@@ -86,19 +88,22 @@ class GrpcPeerTransport:
             reply: peer_pb2.SignedEnvelope = fn(envelope, timeout=timeout)
             return reply
         except grpc.RpcError as exc:
-            code = exc.code()
-            details = clip(
-                exc.details() or "", self._limits.max_status_chars
-            )  # a peer's text, bounded
-            who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
-            if code == grpc.StatusCode.UNAVAILABLE:
-                raise PeerUnavailable(f"{who} is unavailable: {details}") from exc
-            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise PeerTimeout(f"{who} did not answer within {timeout:.1f} s") from exc
-            # A refusal keeps its kind when the peer's name agrees with the status.
-            kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
-            message = f"{who} refused ({code.name}): {details}"
-            raise error_for_status(code, message, str(kind)) from exc
+            raise _peer_error(exc, member, timeout, self._limits) from exc
+
+    def stream(
+        self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
+    ) -> Iterator[peer_pb2.PeerStreamMessage]:
+        """A server-streaming call; closing the iterator cancels the call."""
+        remaining = deadline_remaining()
+        if remaining is not None:
+            timeout = min(timeout, max(0.0, remaining - 0.05))
+        call = getattr(self._stub(member), method)(envelope, timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as exc:
+            raise _peer_error(exc, member, timeout, self._limits) from exc
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         with self._lock:
@@ -106,3 +111,19 @@ class GrpcPeerTransport:
                 ch.close()
             self._channels.clear()
             self._stubs.clear()
+
+
+def _peer_error(
+    exc: grpc.RpcError, member: Member, timeout: float, limits: Limits
+) -> GatewayError:
+    code = exc.code()
+    details = clip(exc.details() or "", limits.max_status_chars)  # a peer's text, bounded
+    who = f"peer gateway {member.jurisdiction} ({member.name}) at {member.endpoint}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return PeerUnavailable(f"{who} is unavailable: {details}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerTimeout(f"{who} did not answer within {timeout:.1f} s")
+    # A refusal keeps its kind when the peer's name agrees with the status.
+    kind = dict(exc.trailing_metadata() or ()).get(WIRE_METADATA_KEY, "")
+    message = f"{who} refused ({code.name}): {details}"
+    return error_for_status(code, message, str(kind))

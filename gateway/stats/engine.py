@@ -54,7 +54,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import opendp.prelude as dp
 import polars as pl
 from opendp.accuracy import discrete_laplacian_scale_to_accuracy, laplacian_scale_to_accuracy
 from opendp.extras.polars import DPExpr, Margin, dp_len
@@ -63,6 +62,7 @@ from opendp.mod import GLOBAL_FEATURES, OpenDPException
 from gateway.catalogue import Column, Dataset
 from gateway.errors import EnvironmentFailure, InvalidArgument, PolicyDenied, clip
 from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.stats import _dp as dp  # not opendp.prelude: see gateway.stats._dp
 from gateway.stats.agreements import DatasetTerms
 from gateway.stats.model import (
     DEFAULT_CANDIDATES,

@@ -114,3 +114,42 @@ def test_call_datasets_and_health(
     assert "120000" in out and "hf_accounts" in out
     assert main(["call", "health", "--config", str(site.config)]) == 0
     assert capsys.readouterr().out.strip() == "SERVING"
+
+
+def test_call_bulk_streams_a_pseudonymised_extract_to_json_lines_and_reports_the_commitment(
+    federation: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = federation.site("120000")
+    token = _token_file(tmp_path, federation, "120000", "tianjin-planning")
+    out = tmp_path / "extract.jsonl"
+    rc = main(
+        ["call", "bulk", "--config", str(site.config), "--token-file", str(token),
+         "--holder", "110000", "--dataset", "si_contributions",
+         "--purpose", "commuter_planning", "--out", str(out), "--json"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    summary = json.loads(err.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert summary["rows"] == len(rows) > 0
+    assert summary["commitment"] and summary["agreement_id"] == "bj-si-to-tianjin-planning"
+    # The agreement releases a pseudonym, never the resident ID number.
+    assert all(set(r) <= {"person_id", "age_band", "district_code", "residence_jurisdiction"} for r in rows)
+    assert not any(r["person_id"] == federation.commuter() for r in rows)
+
+
+def test_call_bulk_refused_for_an_undeclared_purpose_exits_3_and_writes_no_rows(
+    federation: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = federation.site("120000")
+    token = _token_file(tmp_path, federation, "120000", "tianjin-planning")
+    out = tmp_path / "extract.jsonl"
+    rc = main(
+        ["call", "bulk", "--config", str(site.config), "--token-file", str(token),
+         "--holder", "110000", "--dataset", "si_contributions",
+         "--purpose", "marketing", "--out", str(out)]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert err.startswith("gateway call: PERMISSION_DENIED")
+    assert out.read_text(encoding="utf-8") == ""

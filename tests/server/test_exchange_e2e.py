@@ -8,6 +8,7 @@ member), since outsiders cannot even complete the mutual-TLS handshake.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -23,8 +24,21 @@ from gateway.errors import (
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.server.transport import GrpcPeerTransport
-from tests.conftest import RunningFederation
+from tests.conftest import RunningFederation, engine_federation
+from tests.dbs import SUITE_ENGINES
 from tests.helpers import ledger_events
+
+
+@pytest.fixture(scope="module", params=SUITE_ENGINES, ids=lambda p: "-".join(p))
+def federation(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningFederation]:
+    """The same exchange tests for each cipher suite (registers in SQLite) and with
+    the holders' registers in PostgreSQL and MariaDB."""
+    suite, engine = request.param
+    root = tmp_path_factory.mktemp(f"{suite}-{engine}")
+    with engine_federation(engine, root, suite=suite) as rf:
+        yield rf
 
 
 def _request(fed: RunningFederation, **over: object) -> dict[str, object]:
@@ -460,3 +474,28 @@ def test_ledgered_signatures_and_digests_are_of_the_federations_suite(
         holder.ledger.tree.leaf(holder.ledger.entry(0).entry) == holder.ledger.entry(0).entry_hash
     )
     assert len(bytes.fromhex(h.request_digest)) == len(bytes.fromhex(h.payload_digest)) == 32
+
+
+def test_holder_serves_the_register_from_its_mapped_database_not_a_copy(
+    federation: RunningFederation,
+) -> None:
+    ds = federation.gateways["110000"].policy_store.current.catalogue.dataset("si_contributions")
+    if ds.source is None:
+        pytest.skip("SQLite run: the register is the gateway's own file")
+    import sqlalchemy as sa
+
+    subject = federation.commuter()
+    engine = sa.create_engine(ds.source.url)
+    schema, table = ds.source.table.split(".")
+    t = sa.table(table, sa.column("sfzh"), sa.column("employer"), schema=schema)
+    try:
+        with engine.begin() as conn:
+            before = conn.execute(sa.select(t.c.employer).where(t.c.sfzh == subject)).scalar_one()
+            conn.execute(t.update().where(t.c.sfzh == subject).values(employer="数据库直读测试单位"))
+        with federation.client("130000", "hebei-housing-fund") as c:
+            resp = c.get_records(**_request(federation, fields=["employer"]))
+        assert [dict(r.fields) for r in resp.records] == [{"employer": "数据库直读测试单位"}]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(t.update().where(t.c.sfzh == subject).values(employer=before))
+        engine.dispose()

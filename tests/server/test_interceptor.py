@@ -26,12 +26,11 @@ def _answer(request: bytes, context: Any) -> Any:
 @pytest.mark.parametrize(
     ("kind", "make"),
     [
-        ("unary_stream", grpc.unary_stream_rpc_method_handler),
         ("stream_unary", grpc.stream_unary_rpc_method_handler),
         ("stream_stream", grpc.stream_stream_rpc_method_handler),
     ],
 )
-def test_streaming_handler_is_refused_at_start_up_not_served_unauthenticated(
+def test_client_streaming_handler_is_refused_at_start_up_not_served_unauthenticated(
     kind: str, make: Any
 ) -> None:
     server = _server()
@@ -39,6 +38,36 @@ def test_streaming_handler_is_refused_at_start_up_not_served_unauthenticated(
         server.add_registered_method_handlers("test.Bulk", {"Transfer": make(_answer)})
     assert "/test.Bulk/Transfer" in str(err.value) and kind in str(err.value)
     server.stop(None)
+
+
+def test_server_stream_authenticates_before_its_first_message_and_maps_errors_mid_stream() -> None:
+    sent: list[str] = []
+
+    def transfer(request: bytes, context: Any) -> Any:
+        sent.append(caller())
+        yield b"chunk-0"
+        yield b"chunk-1"
+        raise NotFound("the register went away")
+
+    def mount(server: grpc.Server) -> None:
+        # Under a service the role table serves (deny by default elsewhere).
+        server.add_registered_method_handlers(
+            "dataexchange.gateway.v1.RecordExchange",
+            {"Transfer": grpc.unary_stream_rpc_method_handler(transfer)},
+        )
+
+    with service_port(mount, ["tianjin-planning"]) as svc, svc.channel() as channel:
+        stream = channel.unary_stream("/dataexchange.gateway.v1.RecordExchange/Transfer")
+        with pytest.raises(grpc.RpcError) as err:
+            list(stream(b"x", timeout=10))
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED and not sent
+        got: list[bytes] = []
+        with pytest.raises(grpc.RpcError) as err:
+            for m in stream(b"x", metadata=svc.metadata("tianjin-planning"), timeout=10):
+                got.append(m)
+        assert got == [b"chunk-0", b"chunk-1"] and sent == ["tianjin-planning"]
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        assert dict(err.value.trailing_metadata())["gateway-error"] == "NotFound"
 
 
 def test_handlers_without_method_names_are_refused_at_start() -> None:

@@ -8,7 +8,8 @@ import pytest
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc
 from gateway.client import service_channel
 from gateway.demo.chapters import commuters_by_age
-from tests.conftest import SUITES, RunningFederation, start_federation, stop_federation
+from tests.conftest import RunningFederation, engine_federation, start_federation, stop_federation
+from tests.dbs import SUITE_ENGINES
 from tests.helpers import ledger_events
 
 
@@ -22,12 +23,13 @@ def _stub(
     return ch, stats_pb2_grpc.StatisticsStub(ch)
 
 
-@pytest.fixture(params=SUITES)
-def own_federation(tmp_path, request):  # type: ignore[no-untyped-def]
-    """A fresh federation per test, once per cipher suite."""
-    rf = start_federation(tmp_path, rows=200, suite=request.param)
-    yield rf
-    stop_federation(rf)
+@pytest.fixture(params=SUITE_ENGINES, ids=lambda p: "-".join(p))
+def own_federation(request, tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh federation per test: each cipher suite with SQLite, and the
+    registers in PostgreSQL and MariaDB."""
+    suite, engine = request.param
+    with engine_federation(engine, tmp_path, rows=200, suite=suite) as rf:
+        yield rf
 
 
 def test_federated_count_combines_three_noisy_releases_and_ledgers_each_release(

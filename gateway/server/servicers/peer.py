@@ -2,18 +2,19 @@
 
 Owns: ``PeerExchangeServicer``: hands each signed envelope and the
 authenticated member (``caller()``, from its mutual-TLS certificate) to the
-record holder, the statistics holder or the witness. Authentication and error
+record holder, the streamed bulk holder, the statistics holder or the witness. Authentication and error
 mapping happen in ``gateway.server.interceptor``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
 from gateway.errors import NotFound
+from gateway.exchange.bulk_holder import BulkHolder
 from gateway.exchange.holder import RecordHolder
 from gateway.server.interceptor import caller
 
@@ -27,8 +28,10 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         statistics: PeerHandler | None = None,
         witness: PeerHandler | None = None,
         receipts: PeerHandler | None = None,
+        bulk: BulkHolder | None = None,
     ) -> None:
         self._holder = holder
+        self._bulk = bulk
         self._statistics = statistics
         self._witness = witness
         self._receipts = receipts
@@ -58,3 +61,10 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         if self._receipts is None:
             raise NotFound("this gateway does not accept receipts")
         return self._receipts(request, caller())
+
+    def StreamRecords(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> Iterator[peer_pb2.PeerStreamMessage]:
+        if self._bulk is None:
+            raise NotFound("this gateway does not stream bulk transfers")
+        yield from self._bulk.stream_records(request, caller())

@@ -7,7 +7,7 @@ mapping happen in ``gateway.server.interceptor``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import grpc
 
@@ -16,6 +16,9 @@ from gateway._proto.dataexchange.gateway.v1 import (
     service_pb2,
     service_pb2_grpc,
 )
+from gateway.errors import NotFound
+from gateway.exchange.bulk import BulkQuery
+from gateway.exchange.bulk_requester import BulkChunk, BulkCompleted, BulkRequester, BulkStarted
 from gateway.exchange.records import RecordsQuery
 from gateway.exchange.requester import RecordRequester
 from gateway.server.interceptor import caller
@@ -23,9 +26,15 @@ from gateway.trust import TrustBundle
 
 
 class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
-    def __init__(self, requester: RecordRequester, bundle: Callable[[], TrustBundle]) -> None:
+    def __init__(
+        self,
+        requester: RecordRequester,
+        bundle: Callable[[], TrustBundle],
+        bulk: BulkRequester | None = None,
+    ) -> None:
         self._requester = requester
         self._bundle = bundle
+        self._bulk = bulk
 
     def GetRecords(
         self, request: service_pb2.GetRecordsRequest, context: grpc.ServicerContext
@@ -52,6 +61,54 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
             ),
             truncated=result.truncated,
         )
+
+    def StreamRecords(
+        self, request: service_pb2.StreamRecordsRequest, context: grpc.ServicerContext
+    ) -> Iterator[service_pb2.StreamRecordsResponse]:
+        if self._bulk is None:
+            raise NotFound("this gateway does not stream bulk transfers")
+        query = BulkQuery(
+            holder=request.holder_jurisdiction,
+            dataset=request.dataset,
+            purpose=request.purpose,
+            fields=tuple(request.fields),
+            client_reference=request.client_reference,
+            cursor=request.cursor,
+        )
+        for event in self._bulk.stream_records(caller(), query):
+            if isinstance(event, BulkChunk):
+                chunk = service_pb2.RecordChunk(
+                    index=event.index, first_row=event.first_row, cursor=event.cursor
+                )
+                chunk.records.extend(event.records)
+                yield service_pb2.StreamRecordsResponse(chunk=chunk)
+            elif isinstance(event, BulkStarted):
+                yield service_pb2.StreamRecordsResponse(
+                    started=service_pb2.StreamStarted(
+                        request_id=event.request_id,
+                        holder_jurisdiction=event.holder,
+                        dataset=event.dataset,
+                        decision=event.decision,
+                        start_row=event.start_row,
+                        max_rows=event.max_rows,
+                    )
+                )
+            elif isinstance(event, BulkCompleted):
+                yield service_pb2.StreamRecordsResponse(
+                    completed=service_pb2.StreamCompleted(
+                        row_count=event.row_count,
+                        chunk_count=event.chunk_count,
+                        commitment=event.commitment,
+                        truncated=event.truncated,
+                        truncated_reason=event.truncated_reason,
+                        cursor=event.cursor,
+                        receipt=common_pb2.LedgerReceipt(
+                            jurisdiction=event.local,
+                            index=event.receipt.index,
+                            entry_hash=event.receipt.entry_hash,
+                        ),
+                    )
+                )
 
     def ListDatasets(
         self, request: service_pb2.ListDatasetsRequest, context: grpc.ServicerContext

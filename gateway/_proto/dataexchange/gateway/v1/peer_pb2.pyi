@@ -116,3 +116,77 @@ class PeerReceiptAck(_message.Message):
     recorded: int
     refused: int
     def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., recorded: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
+
+class PeerStreamRequest(_message.Message):
+    __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "client_reference", "start_row", "resume_of")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    START_ROW_FIELD_NUMBER: _ClassVar[int]
+    RESUME_OF_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    service_system: str
+    dataset: str
+    purpose: str
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    client_reference: str
+    start_row: int
+    resume_of: str
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., start_row: _Optional[int] = ..., resume_of: _Optional[str] = ...) -> None: ...
+
+class PeerStreamMessage(_message.Message):
+    __slots__ = ("start", "chunk", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: SignedEnvelope
+    chunk: SealedChunk
+    end: SignedEnvelope
+    def __init__(self, start: _Optional[_Union[SignedEnvelope, _Mapping]] = ..., chunk: _Optional[_Union[SealedChunk, _Mapping]] = ..., end: _Optional[_Union[SignedEnvelope, _Mapping]] = ...) -> None: ...
+
+class PeerStreamStart(_message.Message):
+    __slots__ = ("header", "decision", "error_code", "start_row", "max_rows")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    START_ROW_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    decision: _common_pb2.PolicyDecision
+    error_code: str
+    start_row: int
+    max_rows: int
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., error_code: _Optional[str] = ..., start_row: _Optional[int] = ..., max_rows: _Optional[int] = ...) -> None: ...
+
+class SealedChunk(_message.Message):
+    __slots__ = ("index", "first_row", "row_count", "sealed_rows")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ROW_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_ROWS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    first_row: int
+    row_count: int
+    sealed_rows: bytes
+    def __init__(self, index: _Optional[int] = ..., first_row: _Optional[int] = ..., row_count: _Optional[int] = ..., sealed_rows: _Optional[bytes] = ...) -> None: ...
+
+class PeerStreamEnd(_message.Message):
+    __slots__ = ("header", "chunk_count", "row_count", "commitment", "truncated", "truncated_reason", "next_row")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_REASON_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ROW_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    chunk_count: int
+    row_count: int
+    commitment: bytes
+    truncated: bool
+    truncated_reason: str
+    next_row: int
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., chunk_count: _Optional[int] = ..., row_count: _Optional[int] = ..., commitment: _Optional[bytes] = ..., truncated: _Optional[bool] = ..., truncated_reason: _Optional[str] = ..., next_row: _Optional[int] = ...) -> None: ...

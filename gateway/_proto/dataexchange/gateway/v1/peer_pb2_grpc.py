@@ -55,6 +55,11 @@ class PeerExchangeStub:
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
                 response_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
                 _registered_method=True)
+        self.StreamRecords = channel.unary_stream(
+                '/dataexchange.gateway.v1.PeerExchange/StreamRecords',
+                request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+                response_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.PeerStreamMessage.FromString,
+                _registered_method=True)
 
 
 class PeerExchangeServicer:
@@ -94,6 +99,18 @@ class PeerExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRecords(self, request, context):
+        """Streaming bulk transfer. Request payload_type
+        "cn.dataexchange.gateway.v1.PeerStreamRequest". The holder answers with a
+        signed PeerStreamStart (payload_type "cn.dataexchange.gateway.v1.PeerStreamStart":
+        its decision; a refusal ends the stream there), then SealedChunk messages in
+        order, then a signed PeerStreamEnd
+        ("cn.dataexchange.gateway.v1.PeerStreamEnd") committing to every chunk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +133,11 @@ def add_PeerExchangeServicer_to_server(servicer, server):
                     servicer.Acknowledge,
                     request_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
                     response_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+            ),
+            'StreamRecords': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRecords,
+                    request_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+                    response_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.PeerStreamMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +248,33 @@ class PeerExchange:
             '/dataexchange.gateway.v1.PeerExchange/Acknowledge',
             dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
             dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dataexchange.gateway.v1.PeerExchange/StreamRecords',
+            dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+            dataexchange_dot_gateway_dot_v1_dot_peer__pb2.PeerStreamMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,11 @@ class RecordExchangeStub:
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.ListDatasetsRequest.SerializeToString,
                 response_deserializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
+        self.StreamRecords = channel.unary_stream(
+                '/dataexchange.gateway.v1.RecordExchange/StreamRecords',
+                request_serializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.StreamRecordsRequest.SerializeToString,
+                response_deserializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.StreamRecordsResponse.FromString,
+                _registered_method=True)
 
 
 class RecordExchangeServicer:
@@ -67,6 +72,18 @@ class RecordExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamRecords(self, request, context):
+        """Bulk transfer of a whole register (agreements with row_scope: bulk), streamed:
+        first a StreamStarted, then RecordChunk messages in order, last a
+        StreamCompleted once the holder's signed commitment to every chunk has been
+        verified. A stream that ends without StreamCompleted is not complete: resume
+        it with the cursor of the last chunk received. A stream that fails
+        verification ends with DATA_LOSS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecordExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +96,11 @@ def add_RecordExchangeServicer_to_server(servicer, server):
                     servicer.ListDatasets,
                     request_deserializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.ListDatasetsRequest.FromString,
                     response_serializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'StreamRecords': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamRecords,
+                    request_deserializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.StreamRecordsRequest.FromString,
+                    response_serializer=dataexchange_dot_gateway_dot_v1_dot_service__pb2.StreamRecordsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +157,33 @@ class RecordExchange:
             '/dataexchange.gateway.v1.RecordExchange/ListDatasets',
             dataexchange_dot_gateway_dot_v1_dot_service__pb2.ListDatasetsRequest.SerializeToString,
             dataexchange_dot_gateway_dot_v1_dot_service__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamRecords(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dataexchange.gateway.v1.RecordExchange/StreamRecords',
+            dataexchange_dot_gateway_dot_v1_dot_service__pb2.StreamRecordsRequest.SerializeToString,
+            dataexchange_dot_gateway_dot_v1_dot_service__pb2.StreamRecordsResponse.FromString,
             options,
             channel_credentials,
             insecure,

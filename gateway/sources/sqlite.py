@@ -1,9 +1,7 @@
-"""Local data sources a holder gateway serves datasets from.
+"""The embedded SQLite data source (the default).
 
-Owns: the ``DataSource`` protocol and the embedded SQLite implementation
-(one table per dataset, named by the dataset code, columns as in the
-catalogue). Does not own: which rows or fields may leave (``gateway.policy``),
-statistics (``gateway.stats`` reads ``frame``).
+Owns: reading the gateway's SQLite file, one table per dataset named by the
+dataset code, columns as in the catalogue. Bulk order is ``rowid``.
 
 Identifiers reaching SQL come from the validated catalogue (``gateway.identifiers.Code``), never
 from a request; values are always bound parameters. The SQLite file is opened
@@ -12,38 +10,23 @@ read-only: a gateway never writes to its source.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from gateway.catalogue import Dataset
-from gateway.errors import InvalidArgument, NotFound, StorageFailure
+from gateway.errors import NotFound, StorageFailure
+from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.sources.common import Row, checked_columns, frame_from_batches
 
 if TYPE_CHECKING:
     import polars as pl
 
-Row = dict[str, object]
-
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766; stay well below it.
 _IN_CHUNK = 500
-
-
-class DataSource(Protocol):
-    def fetch(
-        self, dataset: Dataset, subject_ids: Sequence[str], columns: Sequence[str], limit: int
-    ) -> list[Row]:
-        """Rows whose subject column is one of ``subject_ids`` (at most ``limit``)."""
-        ...
-
-    def scan(self, dataset: Dataset, columns: Sequence[str], limit: int) -> list[Row]:
-        """Up to ``limit`` rows (bulk requests), in a stable order."""
-        ...
-
-    def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
-        """The dataset's columns as a Polars LazyFrame (for statistics)."""
-        ...
 
 
 def _quote(identifier: str) -> str:
@@ -54,10 +37,11 @@ def _quote(identifier: str) -> str:
 class SqliteSource:
     """Read-only SQLite data source; one table per dataset code."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: Limits = DEFAULT_LIMITS) -> None:
         if not path.is_file():
             raise StorageFailure(f"data source {path} does not exist")
         self._path = path
+        self._batch = limits.source_batch_rows
         self._local = threading.local()
         # Statistics frames, reused while the file is unchanged (mtime, size).
         self._frames: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, int], pl.DataFrame]] = {}
@@ -81,16 +65,12 @@ class SqliteSource:
         return conn
 
     def _columns(self, dataset: Dataset, columns: Sequence[str]) -> list[str]:
-        known = set(dataset.column_names)
-        unknown = [c for c in columns if c not in known]
-        if unknown:
-            raise InvalidArgument(f"dataset {dataset.code} has no column(s) {', '.join(unknown)}")
-        return list(columns) or list(dataset.column_names)
+        return checked_columns(dataset, columns)
 
-    def _query(self, sql: str, params: Sequence[object]) -> list[Row]:
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
         try:
-            cur = self._conn().execute(sql, params)
-            return [dict(r) for r in cur.fetchall()]
+            yield
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise NotFound(
@@ -99,6 +79,11 @@ class SqliteSource:
             raise StorageFailure(f"data source query failed: {exc}") from exc
         except sqlite3.Error as exc:
             raise StorageFailure(f"data source query failed: {exc}") from exc
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[Row]:
+        with self._errors():
+            cur = self._conn().execute(sql, params)
+            return [dict(r) for r in cur.fetchall()]
 
     def guarantees_unique(self, dataset: Dataset, column: str) -> bool:
         """True if the table has a UNIQUE index (or primary key) on exactly ``column``."""
@@ -144,6 +129,27 @@ class SqliteSource:
             [limit + 1],
         )
 
+    def stream(
+        self, dataset: Dataset, columns: Sequence[str], start: int, limit: int, batch_rows: int
+    ) -> Iterator[list[Row]]:
+        cols = self._columns(dataset, columns)
+        select = ", ".join(_quote(c) for c in cols)
+        # A connection of its own: the generator may be resumed on another thread.
+        try:
+            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"cannot open data source {self._path}: {exc}") from exc
+        try:
+            with self._errors():
+                cur = conn.execute(
+                    f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ? OFFSET ?",
+                    [limit, start],
+                )
+                while batch := cur.fetchmany(batch_rows):
+                    yield [dict(zip(cols, r, strict=True)) for r in batch]
+        finally:
+            conn.close()
+
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
         cols = self._columns(dataset, columns)
         st = self._path.stat()
@@ -159,19 +165,13 @@ class SqliteSource:
         return df.lazy()
 
     def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:
-        import polars as pl
-
         select = ", ".join(_quote(c) for c in cols)
-        try:
+        with self._errors():
             cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")
             cur.row_factory = None
-            rows = cur.fetchall()
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"data source query failed: {exc}") from exc
-        schema: dict[str, pl.DataType] = {}
-        for c in cols:
-            t = dataset.column(c).type
-            schema[c] = (
-                pl.Int64() if t == "integer" else pl.Float64() if t == "float" else pl.String()
-            )
-        return pl.DataFrame(rows, schema=schema, orient="row")
+
+            def batches() -> Iterator[list[tuple[object, ...]]]:
+                while batch := cur.fetchmany(self._batch):
+                    yield batch
+
+            return frame_from_batches(dataset, cols, batches())

@@ -1,0 +1,299 @@
+"""The holding gateway's side of a streamed bulk transfer.
+
+Owns: authenticating the peer's stream request (``PeerResponder``), the same
+identifier checks and policy decision as a record request (through
+``RecordHolder``), reading the source in batches from the requested row,
+transforming and charging each chunk (the daily quota is charged chunk by
+chunk, so concurrent transfers cannot overspend it), sealing each chunk to the
+requester bound to request and position, the hash chain, the signed first and
+last messages, and exactly one ledger entry per transfer.
+
+Ledgering: the entry is written when the transfer ends, before the signed
+final message leaves: complete (rows, chunks, commitment) or interrupted
+(rows sent so far, the chain head so far, ``complete=false``). Memory is
+bounded by one batch: gRPC pulls the next chunk only when the previous one
+was sent (flow control), and the source reads through a cursor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+
+from gateway import crypto, domains, identifiers
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2
+from gateway.catalogue import Catalogue
+from gateway.envelope import envelope_digest
+from gateway.errors import InvalidArgument, QuotaExceeded
+from gateway.exchange.bulk import ChunkChain, chunk_context
+from gateway.exchange.holder import RecordHolder
+from gateway.exchange.peer import PeerRequest, PeerResponder
+from gateway.exchange.records import decision_to_proto, refusal, refusal_from
+from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
+from gateway.limits import Limits
+from gateway.policy.api import AccessRequest, Decision, PolicyGate
+from gateway.sources import DataSource
+from gateway.trust import TrustBundle
+
+log = logging.getLogger(__name__)
+
+
+class BulkHolder:
+    """Holding gateway's side of a streamed bulk transfer."""
+
+    def __init__(
+        self,
+        records: RecordHolder,
+        responder: PeerResponder,
+        bundle: Callable[[], TrustBundle],
+        catalogue: Callable[[], Catalogue],
+        policy: PolicyGate,
+        source: DataSource,
+        ledger: LedgerWriter,
+        clock_ms: Callable[[], int],
+        limits: Limits,
+        rng: crypto.Rng = os.urandom,
+    ) -> None:
+        self._records = records
+        self._responder = responder
+        self._bundle = bundle
+        self._catalogue = catalogue
+        self._policy = policy
+        self._source = source
+        self._ledger = ledger
+        self._clock = clock_ms
+        self._limits = limits
+        self._rng = rng
+        self._slots = threading.BoundedSemaphore(limits.max_concurrent_streams)
+
+    def stream_records(
+        self, envelope: peer_pb2.SignedEnvelope, tls_identity: str | None
+    ) -> Iterator[peer_pb2.PeerStreamMessage]:
+        # Unauthenticated input: errors propagate as gRPC statuses, nothing is ledgered.
+        request = self._responder.open(
+            envelope, domains.PEER_STREAM_REQUEST, peer_pb2.PeerStreamRequest, tls_identity
+        )
+        msg = request.message
+        access = AccessRequest(
+            requester=request.sender,
+            service_system=msg.service_system,
+            holder=self._responder.me,
+            dataset=msg.dataset,
+            purpose=msg.purpose,
+            fields=tuple(msg.fields),
+            subject_count=0,
+            request_id=request.request_id,
+            timestamp_ms=msg.header.timestamp_ms,
+        )
+        # The same identifier checks as a record request (its fields, no subjects).
+        problem = self._records.check_request(
+            peer_pb2.PeerRecordRequest(
+                service_system=msg.service_system,
+                dataset=msg.dataset,
+                purpose=msg.purpose,
+                fields=msg.fields,
+                client_reference=msg.client_reference,
+            )
+        )
+        if problem is None and msg.start_row > self._limits.max_stream_start_row:
+            problem = InvalidArgument.expected(
+                "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
+            )
+        if problem is None and msg.resume_of and not identifiers.is_request_id(msg.resume_of):
+            problem = InvalidArgument(
+                "resume_of: expected the request id (UUID) of the interrupted transfer"
+            )
+        decision = (
+            refusal(self._policy.policy_set_digest, problem)
+            if problem
+            else self._records.decide(access)
+        )
+        if decision.allowed and not self._slots.acquire(blocking=False):
+            decision = refusal_from(
+                decision,
+                QuotaExceeded(
+                    f"this gateway already serves {self._limits.max_concurrent_streams} bulk "
+                    "transfers; retry later"
+                ),
+            )
+        if not decision.allowed:
+            yield self._refuse(request, decision)
+            return
+        try:
+            yield from self._transfer(request, access, decision)
+        finally:
+            self._slots.release()
+
+    def _refuse(
+        self, request: PeerRequest[peer_pb2.PeerStreamRequest], decision: Decision
+    ) -> peer_pb2.PeerStreamMessage:
+        start = peer_pb2.PeerStreamStart(
+            decision=decision_to_proto(decision),
+            error_code=decision.error_code or "PERMISSION_DENIED",
+            start_row=request.message.start_row,
+        )
+        signed = self._responder.respond(request, start, domains.PEER_STREAM_START)
+        self._append(request, decision, signed, rows=0, chain=None, extra=())
+        return peer_pb2.PeerStreamMessage(start=signed)
+
+    def _transfer(
+        self,
+        request: PeerRequest[peer_pb2.PeerStreamRequest],
+        access: AccessRequest,
+        decision: Decision,
+    ) -> Iterator[peer_pb2.PeerStreamMessage]:
+        msg = request.message
+        me, requester = self._responder.me, request.sender
+        cap = min(decision.max_records, self._limits.max_stream_rows_per_request)
+        start = peer_pb2.PeerStreamStart(
+            decision=decision_to_proto(decision), start_row=msg.start_row, max_rows=cap
+        )
+        signed_start = self._responder.respond(request, start, domains.PEER_STREAM_START)
+        recipient_key = self._bundle().member(requester).seal_key
+        chain = ChunkChain(request.opened.pae_digest, crypto.suite_of(recipient_key).digest)
+        dataset = self._catalogue().dataset(msg.dataset)
+        columns = [f.name for f in decision.fields]
+        row = msg.start_row
+        truncated_reason = ""
+        completed = False
+        # One row past the cap tells a capped transfer from a finished one.
+        batches = self._source.stream(
+            dataset, columns, msg.start_row, cap + 1, self._limits.stream_chunk_rows
+        )
+        try:
+            yield peer_pb2.PeerStreamMessage(start=signed_start)
+            for batch in batches:
+                room = cap - chain.rows
+                left = self._policy.quota_left(decision, access)
+                if left < min(room, len(batch)):
+                    room, truncated_reason = left, "the agreement's daily quota"
+                rows = batch[:room]
+                if not rows:
+                    truncated_reason = truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    break
+                try:
+                    released = self._policy.release(decision, access, rows)
+                except QuotaExceeded as exc:
+                    truncated_reason = f"the agreement's daily quota ({exc})"
+                    break
+                out = peer_pb2.RecordBatch()
+                add = out.records.add
+                for r in released:
+                    add().fields.update(r)  # half the cost of Record(fields=r) per row
+                plaintext = out.SerializeToString(deterministic=True)
+                index, n = chain.next_index, len(released)
+                sealed = crypto.seal(
+                    recipient_key,
+                    domains.SEAL_RECORD_CHUNK,
+                    plaintext,
+                    chunk_context(me, requester, request.request_id, index, row, n),
+                    self._rng,
+                )
+                chain.add(index, row, n, plaintext)
+                row += n
+                yield peer_pb2.PeerStreamMessage(
+                    chunk=peer_pb2.SealedChunk(
+                        index=index, first_row=row - n, row_count=n, sealed_rows=sealed
+                    )
+                )
+                if len(batch) > len(rows):
+                    truncated_reason = (
+                        truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    )
+                    break
+            _close(batches)
+            end = peer_pb2.PeerStreamEnd(
+                chunk_count=chain.chunks,
+                row_count=chain.rows,
+                commitment=chain.head,
+                truncated=bool(truncated_reason),
+                truncated_reason=truncated_reason,
+                next_row=row,
+            )
+            signed_end = self._responder.respond(request, end, domains.PEER_STREAM_END)
+            # Ledger before the signed commitment leaves.
+            self._append(
+                request,
+                decision,
+                signed_end,
+                rows=chain.rows,
+                chain=chain,
+                extra=(("complete", "true"), ("truncated", "true" if truncated_reason else "")),
+            )
+            completed = True
+            yield peer_pb2.PeerStreamMessage(end=signed_end)
+        finally:
+            _close(batches)
+            if not completed:
+                # Interrupted (requester went away, source failed): record what left.
+                log.info(
+                    "bulk transfer %s interrupted after %d rows", request.request_id, chain.rows
+                )
+                try:
+                    self._append(
+                        request,
+                        decision,
+                        signed_start,
+                        rows=chain.rows,
+                        chain=chain,
+                        extra=(("complete", "false"),),
+                    )
+                except Exception:
+                    log.exception("could not ledger interrupted transfer %s", request.request_id)
+
+    def _append(
+        self,
+        request: PeerRequest[peer_pb2.PeerStreamRequest],
+        decision: Decision,
+        signed: peer_pb2.SignedEnvelope,
+        rows: int,
+        chain: ChunkChain | None,
+        extra: tuple[tuple[str, str], ...],
+    ) -> None:
+        msg = request.message
+        details = (
+            ("client_reference", safe_identifier(msg.client_reference, identifiers.is_client_reference)),
+            ("stream", "true"),
+            ("start_row", str(msg.start_row) if msg.start_row else ""),
+            (
+                "resume_of",
+                safe_identifier(msg.resume_of, identifiers.is_request_id) if msg.resume_of else "",
+            ),
+            ("chunks", str(chain.chunks) if chain else ""),
+            *extra,
+        )
+        self._ledger.append(
+            LedgerEvent(
+                kind="transfer" if decision.allowed else "refusal",
+                role="holder",
+                request_id=request.request_id,
+                timestamp_ms=self._clock(),
+                local=self._responder.me,
+                counterparty=request.sender,
+                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+                dataset=safe_identifier(msg.dataset, identifiers.is_code),
+                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
+                decision="allow" if decision.allowed else "deny",
+                reason=clean_reason(decision.reason, self._limits),
+                record_count=rows,
+                agreement_id=decision.agreement_id,
+                agreement_digest=decision.agreement_digest,
+                policy_set_digest=decision.policy_set_digest,
+                payload_digest=chain.head.hex() if chain else "",
+                request_digest=request.digest_hex,
+                requester_signature=request.signature_b64,
+                holder_signature=crypto.b64(signed.signature),
+                response_digest=envelope_digest(signed, self._responder.suite).hex(),
+                legal_basis=decision.legal_basis,
+                approval_id=decision.approval_id,
+                details=tuple(sorted(kv for kv in details if kv[1])),
+            )
+        )
+
+
+def _close(it: Iterator[object]) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        close()

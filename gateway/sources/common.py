@@ -1,0 +1,107 @@
+"""What every data source shares: the row shape, value normalisation and
+building a statistics frame from batches.
+
+Owns: turning database values into the catalogue's types (so a PostgreSQL
+``date`` or ``numeric`` releases exactly as the SQLite text or real does) and
+assembling a Polars frame from row batches without holding more than one
+batch of Python objects at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from gateway.catalogue import ColumnType, Dataset
+from gateway.errors import InvalidArgument, StorageFailure
+
+if TYPE_CHECKING:
+    import polars as pl
+
+Row = dict[str, object]
+
+
+def checked_columns(dataset: Dataset, columns: Sequence[str]) -> list[str]:
+    """``columns`` if every one is in the catalogue (all columns when empty)."""
+    known = set(dataset.column_names)
+    unknown = [c for c in columns if c not in known]
+    if unknown:
+        raise InvalidArgument(f"dataset {dataset.code} has no column(s) {', '.join(unknown)}")
+    return list(columns) or list(dataset.column_names)
+
+
+def normalise(value: object, kind: ColumnType) -> object:
+    """A database value as the catalogue's type: str, int, float or ISO date text."""
+    if value is None or type(value) is _NATIVE[kind]:
+        return value
+    if kind == "integer" and isinstance(value, int | Decimal | float | str):
+        return int(value)
+    if kind == "float" and isinstance(value, int | Decimal | float | str):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if kind == "date" else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+_NATIVE: dict[str, type] = {"integer": int, "float": float, "string": str, "date": str}
+
+
+def normalise_row(row: Sequence[object], names: Sequence[str], kinds: Sequence[ColumnType]) -> Row:
+    return {n: normalise(v, k) for n, v, k in zip(names, row, kinds, strict=True)}
+
+
+def polars_schema(dataset: Dataset, cols: Sequence[str]) -> dict[str, pl.DataType]:
+    import polars as pl
+
+    schema: dict[str, pl.DataType] = {}
+    for c in cols:
+        t = dataset.column(c).type
+        schema[c] = pl.Int64() if t == "integer" else pl.Float64() if t == "float" else pl.String()
+    return schema
+
+
+def frame_from_batches(
+    dataset: Dataset, cols: Sequence[str], batches: Iterable[Sequence[Sequence[object]]]
+) -> pl.DataFrame:
+    """One DataFrame of ``cols`` from row tuples arriving in batches.
+
+    Each batch becomes a columnar (Arrow-backed) chunk at once, converted to the
+    catalogue's types with vectorised casts, so only one batch of Python objects
+    is alive at a time; the chunks are concatenated at the end, without a copy."""
+    import polars as pl
+
+    schema = polars_schema(dataset, cols)
+    parts: list[pl.DataFrame] = []
+    for batch in batches:
+        # Column by column (half the time and memory of building from row tuples).
+        columns = list(zip(*batch, strict=True)) if batch else [() for _ in cols]
+        try:
+            raw = pl.DataFrame([pl.Series(c, v) for c, v in zip(cols, columns, strict=True)])
+        except (pl.exceptions.PolarsError, TypeError, OverflowError) as exc:
+            raise StorageFailure(
+                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
+                f"column types ({type(exc).__name__})"
+            ) from exc
+        exprs = []
+        for c in cols:
+            e = pl.col(c)
+            if raw.schema[c] in (pl.Date, pl.Datetime):
+                e = e.dt.strftime("%Y-%m-%d")
+            exprs.append(e.cast(schema[c]))
+        try:
+            parts.append(raw.select(exprs))
+        except pl.exceptions.PolarsError as exc:
+            raise StorageFailure(
+                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
+                f"column types ({type(exc).__name__})"
+            ) from exc
+    if not parts:
+        return pl.DataFrame(schema=schema)
+    # No rechunk: a copy of the whole frame for nothing (Polars reads chunked columns).
+    return pl.concat(parts, rechunk=False)

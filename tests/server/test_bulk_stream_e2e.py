@@ -1,0 +1,447 @@
+"""Streamed bulk transfers end to end: two real gateways, real gRPC over (m)TLS.
+
+Each test names the failure or attack it covers. Attacks on the stream sit
+between the gateways (a wrapping transport at the requester) and re-seal what
+they change to the requester's public key, as anyone holding the trust bundle
+could: only the holder's signed commitment can catch them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway import crypto, domains
+from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, service_pb2
+from gateway.config import load_config
+from gateway.demo.setup import REPO_POLICIES, build_federation
+from gateway.exchange.bulk import ChunkChain, chunk_context
+from gateway.ledger.events import LedgerEvent
+from gateway.server.app import Gateway
+from tests.conftest import RunningFederation, stop_federation
+from tests.dbs import scratch_schema
+from tests.helpers import ledger_events
+
+ROWS = 300
+CHUNK = 40
+AGREEMENT = "agreements/si-contributions-to-tianjin-planning.yaml"
+ARGS = ("110000", "si_contributions", "commuter_planning")
+Messages = list[service_pb2.StreamRecordsResponse]
+
+
+def _federation(
+    root: Path,
+    per_request: int = 1000,
+    per_day: int = 100_000,
+    source: tuple[str, str] | None = None,
+    suite: str = "intl",
+) -> RunningFederation:
+    policies = root / "policies"
+    shutil.copytree(REPO_POLICIES, policies)
+    agreement = policies / "110000" / AGREEMENT
+    agreement.write_text(
+        agreement.read_text(encoding="utf-8")
+        .replace("max_records_per_request: 100", f"max_records_per_request: {per_request}")
+        .replace("quota_per_day: 500", f"quota_per_day: {per_day}"),
+        encoding="utf-8",
+    )
+    extra = {"source_url": source[0], "source_schema": source[1]} if source else {}
+    fed = build_federation(root / "fed", rows=ROWS, policies=policies, suite=suite, **extra)  # type: ignore[arg-type]
+    for site in fed.sites.values():
+        with site.config.open("a", encoding="utf-8") as f:
+            f.write(f"\n[limits]\nstream_chunk_rows = {CHUNK}\n")
+    gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
+    for gw in gws.values():
+        gw.start()
+    return RunningFederation(fed, gws)
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
+    """One cluster for the module; tests that change a gateway put it back."""
+    rf = _federation(tmp_path_factory.mktemp("bulk"))
+    yield rf
+    stop_federation(rf)
+
+
+@contextmanager
+def _transport(rf: RunningFederation, replacement: object) -> Iterator[None]:
+    """Route Tianjin's bulk streams through ``replacement`` for the block."""
+    bulk = rf.gateways["120000"].bulk_requester
+    real = bulk._transport
+    bulk._transport = replacement  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        bulk._transport = real
+
+
+def _stream(rf: RunningFederation, cursor: str = "", service: str = "tianjin-planning") -> Messages:
+    with rf.client("120000", service) as c:
+        return list(c.stream_records(*ARGS, cursor=cursor, timeout=30))
+
+
+def _rows(msgs: Messages) -> list[dict[str, str]]:
+    return [dict(r.fields) for m in msgs if m.HasField("chunk") for r in m.chunk.records]
+
+
+def _signatures_verify_offline(rf: RunningFederation, *entries: LedgerEvent) -> None:
+    """Both entries record the holder's signed end with the digest it is made over, and
+    the agreement's legal basis, so `ledger verify --bundle` checks their signatures."""
+    from gateway.ledger.signatures import check_entry_signatures
+    from gateway.ledger.trustkeys import TrustedKeys
+
+    keys = TrustedKeys.from_bundle(rf.gateways["110000"].bundle())
+    for e in entries:
+        assert e.response_digest and e.legal_basis
+        check = check_entry_signatures(e, keys)
+        assert (check.problem, check.checked, check.unverifiable) == ("", 2, 0)
+    assert len({e.response_digest for e in entries}) == 1
+
+
+def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_records_the_commitment(
+    fed: RunningFederation,
+) -> None:
+    bj0, tj0 = len(ledger_events(fed.gateways["110000"])), len(ledger_events(fed.gateways["120000"]))
+    msgs = _stream(fed)
+    kinds = [m.WhichOneof("kind") for m in msgs]
+    assert kinds[0] == "started" and kinds[-1] == "completed"
+    assert kinds[1:-1] == ["chunk"] * -(-ROWS // CHUNK)
+    rows = _rows(msgs)
+    assert len(rows) == ROWS
+    assert [m.chunk.first_row for m in msgs[1:-1]] == list(range(0, ROWS, CHUNK))
+    # Pseudonymised: no resident ID number leaves, and no row twice.
+    assert all(len(r["person_id"]) != 18 for r in rows)
+    assert len({r["person_id"] for r in rows}) == ROWS
+    done = msgs[-1].completed
+    assert (done.row_count, done.truncated) == (ROWS, False)
+    holder = ledger_events(fed.gateways["110000"])[bj0:]
+    requester = ledger_events(fed.gateways["120000"])[tj0:]
+    assert [e.kind for e in holder] == ["transfer"] == [e.kind for e in requester]
+    h, r = holder[0], requester[0]
+    assert h.request_id == r.request_id == msgs[0].started.request_id
+    assert h.record_count == r.record_count == ROWS
+    assert h.payload_digest == r.payload_digest == done.commitment
+    assert h.holder_signature == r.holder_signature != ""
+    assert ("complete", "true") in h.details and ("complete", "true") in r.details
+    _signatures_verify_offline(fed, h, r)
+    subject = fed.subject("110000", "SELECT person_id FROM si_contributions LIMIT 1")
+    assert subject not in repr(h) + repr(r)
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
+    tmp_path: Path, engine: str
+) -> None:
+    with scratch_schema(engine) as source:
+        rf = _federation(tmp_path, source=source)
+        try:
+            assert rf.gateways["110000"].policy_store.current.catalogue.dataset(
+                "si_contributions"
+            ).source
+            whole = _stream(rf)
+            assert whole[-1].completed.row_count == ROWS and len(_rows(whole)) == ROWS
+            rest = _stream(rf, cursor=whole[3].chunk.cursor)
+            assert _rows(whole)[3 * CHUNK :] == _rows(rest)
+        finally:
+            stop_federation(rf)
+
+
+def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: Path) -> None:
+    rf = _federation(tmp_path, suite="gm")
+    try:
+        whole = _stream(rf)
+        done = whole[-1].completed
+        assert done.row_count == ROWS and not done.truncated
+        holder = ledger_events(rf.gateways["110000"])[-1]
+        assert holder.payload_digest == done.commitment
+        _signatures_verify_offline(rf, holder, ledger_events(rf.gateways["120000"])[-1])
+        # Recompute the chain from what arrived: SM3, not SHA-256.
+        for digest, same in ((crypto.suite("gm").digest, True), (crypto.sha256, False)):
+            chain = ChunkChain(bytes.fromhex(holder.request_digest), digest)
+            for m in whole[1:-1]:
+                body = peer_pb2.RecordBatch(records=m.chunk.records)
+                chain.add(
+                    m.chunk.index, m.chunk.first_row, len(m.chunk.records),
+                    body.SerializeToString(deterministic=True),
+                )  # fmt: skip
+            assert (chain.head.hex() == done.commitment) is same
+        rest = _stream(rf, cursor=whole[2].chunk.cursor)
+        assert _rows(whole)[2 * CHUNK :] == _rows(rest)
+    finally:
+        stop_federation(rf)
+
+
+def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
+    fed: RunningFederation,
+) -> None:
+    whole = _rows(_stream(fed))
+    got: Messages = []
+    with fed.client("120000", "tianjin-planning") as c:
+        it = c.stream_records(*ARGS, timeout=30)
+        for m in it:
+            got.append(m)
+            if len(got) == 4:  # started + 3 chunks, then the caller goes away
+                break
+        it.close()  # type: ignore[attr-defined]
+    rest = _stream(fed, cursor=got[-1].chunk.cursor)
+    assert rest[0].started.start_row == 3 * CHUNK
+    assert _rows(got) + _rows(rest) == whole
+    resumed = ledger_events(fed.gateways["110000"])[-1]
+    assert ("resume_of", got[0].started.request_id) in resumed.details
+    assert ("start_row", str(3 * CHUNK)) in resumed.details
+
+
+def test_holder_ledgers_an_interrupted_transfer_with_the_rows_that_left(
+    fed: RunningFederation,
+) -> None:
+    """The requester goes away after two chunks (the server closes the stream)."""
+    tj, bj = fed.gateways["120000"], fed.gateways["110000"]
+    msg = peer_pb2.PeerStreamRequest(
+        service_system="tianjin-planning", dataset="si_contributions", purpose="commuter_planning"
+    )
+    env = tj.caller.prepare("110000", msg, domains.PEER_STREAM_REQUEST)
+    before = len(ledger_events(bj))
+    stream = bj.bulk_holder.stream_records(env, "120000")
+    kinds = [next(stream).WhichOneof("kind") for _ in range(3)]
+    assert kinds == ["start", "chunk", "chunk"] and len(ledger_events(bj)) == before
+    stream.close()  # type: ignore[attr-defined]
+    [entry] = ledger_events(bj)[before:]
+    assert (entry.kind, entry.record_count) == ("transfer", 2 * CHUNK)
+    assert ("complete", "false") in entry.details and ("chunks", "2") in entry.details
+    assert entry.payload_digest  # the chain head over the chunks that left
+
+
+def test_requester_ledgers_a_transfer_its_service_system_abandoned(
+    fed: RunningFederation,
+) -> None:
+    from gateway.exchange.bulk import BulkQuery
+
+    tj = fed.gateways["120000"]
+    before = len(ledger_events(tj))
+    events = tj.bulk_requester.stream_records(
+        "tianjin-planning", BulkQuery("110000", "si_contributions", "commuter_planning", ())
+    )
+    for _ in range(3):  # started + 2 chunks
+        next(events)
+    events.close()  # type: ignore[attr-defined]
+    [entry] = ledger_events(tj)[before:]
+    assert (entry.kind, entry.role, entry.record_count) == ("transfer", "requester", 2 * CHUNK)
+    assert ("complete", "false") in entry.details
+
+
+def test_per_request_cap_truncates_with_a_cursor_that_continues(tmp_path: Path) -> None:
+    rf = _federation(tmp_path, per_request=100)
+    try:
+        first = _stream(rf)
+        done = first[-1].completed
+        assert done.truncated and "cap of 100" in done.truncated_reason
+        assert done.row_count == 100
+        second = _stream(rf, cursor=done.cursor)
+        assert second[0].started.start_row == 100
+        assert len(_rows(first)) + len(_rows(second)) == 200
+    finally:
+        stop_federation(rf)
+
+
+def test_daily_quota_stops_the_stream_and_the_next_one_is_refused(tmp_path: Path) -> None:
+    rf = _federation(tmp_path, per_day=100)
+    try:
+        first = _stream(rf)
+        done = first[-1].completed
+        assert done.truncated and "daily quota" in done.truncated_reason
+        assert done.row_count <= 100
+        with pytest.raises(grpc.RpcError) as err:
+            _stream(rf, cursor=done.cursor)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        stop_federation(rf)
+
+
+def test_named_only_agreement_refuses_a_bulk_stream_and_both_sides_ledger_it(
+    fed: RunningFederation,
+) -> None:
+    bj0 = len(ledger_events(fed.gateways["110000"]))
+    with fed.client("130000", "hebei-housing-fund") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            list(c.stream_records("110000", "si_contributions", "housing_fund_transfer"))
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "bulk request refused" in (err.value.details() or "")
+    assert [e.kind for e in ledger_events(fed.gateways["110000"])[bj0:]] == ["refusal"]
+    assert ledger_events(fed.gateways["130000"])[-1].kind == "refusal"
+
+
+def test_unknown_caller_cannot_open_a_stream(fed: RunningFederation) -> None:
+    with fed.client("120000", "tianjin-planning", token="svc_wrong") as c:
+        with pytest.raises(grpc.RpcError) as err:
+            list(c.stream_records(*ARGS))
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_malformed_cursor_is_invalid_argument(fed: RunningFederation) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        _stream(fed, cursor="v1:not-a-request:12")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cursor" in (err.value.details() or "")
+
+
+# --------------------------------------------------------------------------
+# Attacks on the stream between the gateways.
+# --------------------------------------------------------------------------
+
+Mutation = Callable[[list[peer_pb2.PeerStreamMessage], RunningFederation], list[peer_pb2.PeerStreamMessage]]
+
+
+class _Tampering:
+    def __init__(self, real: object, rf: RunningFederation, mutate: Mutation) -> None:
+        self._real, self._rf, self._mutate = real, rf, mutate
+
+    def stream(self, member, method, envelope, timeout):  # type: ignore[no-untyped-def]
+        msgs = list(self._real.stream(member, method, envelope, timeout))  # type: ignore[attr-defined]
+        return iter(self._mutate(msgs, self._rf))
+
+
+def _request_id(msgs: list[peer_pb2.PeerStreamMessage]) -> str:
+    start = peer_pb2.PeerStreamStart()
+    start.ParseFromString(msgs[0].start.payload)
+    return start.header.request_id
+
+
+def _resealed_substitute(
+    msgs: list[peer_pb2.PeerStreamMessage], rf: RunningFederation
+) -> list[peer_pb2.PeerStreamMessage]:
+    """Replace chunk 1's rows with forged ones, sealed correctly to the requester."""
+    c = msgs[2].chunk
+    forged = peer_pb2.RecordBatch(
+        records=[common_pb2.Record(fields={"person_id": "forged", "age_band": "25-34"})]
+        * c.row_count
+    ).SerializeToString(deterministic=True)
+    requester_key = rf.gateways["120000"].bundle().member("120000").seal_key
+    c.sealed_rows = crypto.seal(
+        requester_key,
+        domains.SEAL_RECORD_CHUNK,
+        forged,
+        chunk_context("110000", "120000", _request_id(msgs), c.index, c.first_row, c.row_count),
+    )
+    return msgs
+
+
+def _tampered_commitment(
+    msgs: list[peer_pb2.PeerStreamMessage], rf: RunningFederation
+) -> list[peer_pb2.PeerStreamMessage]:
+    end = peer_pb2.PeerStreamEnd()
+    end.ParseFromString(msgs[-1].end.payload)
+    end.commitment = bytes(32)
+    msgs[-1].end.payload = end.SerializeToString(deterministic=True)
+    return msgs
+
+
+MUTATIONS: dict[str, tuple[Mutation, grpc.StatusCode]] = {
+    "dropped_chunk": (lambda m, _: m[:2] + m[3:], grpc.StatusCode.DATA_LOSS),
+    "reordered_chunks": (lambda m, _: [m[0], m[2], m[1], *m[3:]], grpc.StatusCode.DATA_LOSS),
+    "replayed_chunk": (lambda m, _: [m[0], m[1], m[1], *m[2:]], grpc.StatusCode.DATA_LOSS),
+    "truncated_without_end": (lambda m, _: m[:-1], grpc.StatusCode.DATA_LOSS),
+    "truncated_end_claims_fewer_chunks": (lambda m, _: [*m[:-2], m[-1]], grpc.StatusCode.DATA_LOSS),
+    "resealed_substituted_chunk": (_resealed_substitute, grpc.StatusCode.DATA_LOSS),
+    "tampered_commitment": (_tampered_commitment, grpc.StatusCode.UNAUTHENTICATED),
+    "chunk_smuggled_after_end": (lambda m, _: [*m, m[1]], grpc.StatusCode.DATA_LOSS),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(MUTATIONS))
+def test_tampered_stream_fails_verification_and_is_never_reported_complete(
+    fed: RunningFederation, attack: str
+) -> None:
+    mutate, code = MUTATIONS[attack]
+    tj = fed.gateways["120000"]
+    before = len(ledger_events(tj))
+    got: Messages = []
+    with _transport(fed, _Tampering(tj.transport, fed, mutate)), fed.client(
+        "120000", "tianjin-planning"
+    ) as c:
+        with pytest.raises(grpc.RpcError) as err:
+            for m in c.stream_records(*ARGS, timeout=30):
+                got.append(m)
+    assert err.value.code() == code
+    assert not any(m.HasField("completed") for m in got)
+    [entry] = ledger_events(tj)[before:]  # one entry for the transfer, a refusal
+    assert entry.role == "requester" and entry.kind == "refusal"
+    assert ("complete", "true") not in entry.details
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("start_row", 2**64 - 1, "start_row"),
+        ("resume_of", "../../etc/passwd", "resume_of"),
+        ("service_system", "Robert'); DROP TABLE--", "service_system"),
+    ],
+)
+def test_member_sending_a_hostile_stream_request_gets_a_signed_ledgered_refusal(
+    fed: RunningFederation, field: str, value: object, says: str
+) -> None:
+    """A federation member (authenticated) speaking the peer protocol directly."""
+    tj = fed.gateways["120000"]
+    msg = peer_pb2.PeerStreamRequest(
+        service_system="tianjin-planning", dataset="si_contributions", purpose="commuter_planning"
+    )
+    setattr(msg, field, value)
+    env = tj.caller.prepare("110000", msg, domains.PEER_STREAM_REQUEST)
+    bj0 = len(ledger_events(fed.gateways["110000"]))
+    member = tj.bundle().member("110000")
+    replies = list(tj.transport.stream(member, "StreamRecords", env, 10))
+    assert [r.WhichOneof("kind") for r in replies] == ["start"]
+    start = tj.caller.verify(
+        "110000", env, msg.header.request_id, replies[0].start, domains.PEER_STREAM_START,
+        peer_pb2.PeerStreamStart,
+    )  # fmt: skip
+    assert not start.decision.allowed and start.error_code == "INVALID_ARGUMENT"
+    assert says in start.decision.reason
+    entry = ledger_events(fed.gateways["110000"])[bj0]
+    assert entry.kind == "refusal"
+    if isinstance(value, str):  # hostile text never reaches the ledger as sent
+        assert value not in repr(entry)
+
+
+class _CutAfter:
+    """The link between the gateways fails after ``n`` messages (holder crashed, network)."""
+
+    def __init__(self, real: object, n: int) -> None:
+        self._real, self._n = real, n
+
+    def stream(self, member, method, envelope, timeout):  # type: ignore[no-untyped-def]
+        from gateway.errors import PeerUnavailable
+
+        it = self._real.stream(member, method, envelope, timeout)  # type: ignore[attr-defined]
+        for i, m in enumerate(it):
+            if i == self._n:
+                it.close()
+                raise PeerUnavailable("peer gateway 110000 is unavailable: connection reset")
+            yield m
+
+
+def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes(
+    fed: RunningFederation,
+) -> None:
+    whole = _rows(_stream(fed))
+    tj = fed.gateways["120000"]
+    got: Messages = []
+    with _transport(fed, _CutAfter(tj.transport, 4)), fed.client(
+        "120000", "tianjin-planning"
+    ) as c:
+        with pytest.raises(grpc.RpcError) as err:
+            for m in c.stream_records(*ARGS, timeout=30):
+                got.append(m)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert not any(m.HasField("completed") for m in got)
+    entry = ledger_events(tj)[-1]
+    assert (entry.kind, entry.record_count) == ("transfer", 3 * CHUNK)
+    assert ("complete", "false") in entry.details
+    rest = _stream(fed, cursor=got[-1].chunk.cursor)
+    assert _rows(got) + _rows(rest) == whole
+    assert rest[-1].completed.row_count == ROWS - 3 * CHUNK

@@ -1,0 +1,208 @@
+"""Bureau databases as sources: real PostgreSQL and MariaDB, each test its own schema.
+
+Covers the failures an operator meets: a mapped table or column that does not
+exist (start-up names it), a database that is down (UNAVAILABLE for its
+datasets only, the others served, no crash, no password or subject id in the
+message), a missing environment variable, and that a database serves exactly
+what the SQLite file serves (same values, same types, resumable bulk order).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from gateway.catalogue import Catalogue, Dataset, SourceMapping, load_catalogue
+from gateway.demo.seed import seed_database
+from gateway.demo.sqlseed import seed_sql_database
+from gateway.errors import PolicyFileError, StorageFailure
+from gateway.limits import Limits
+from gateway.sources import Sources, SqliteSource
+from gateway.sources.sql import SqlSource
+from tests.dbs import scratch_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+LIMITS = Limits(source_batch_rows=64, source_connect_timeout_seconds=2)
+ROWS = 300
+
+
+def _with_source(cat: Catalogue, code: str, mapping: dict[str, object] | None) -> Catalogue:
+    datasets = tuple(
+        d.model_copy(update={"source": SourceMapping(**mapping) if mapping else None})  # type: ignore[arg-type]
+        if d.code == code
+        else d
+        for d in cat.datasets
+    )
+    return cat.model_copy(update={"datasets": datasets})
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def seeded(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Catalogue, dict[str, dict[str, object]], Path]]:
+    """(catalogue, mappings, sqlite path): the same rows in SQLite and in the server."""
+    cat = load_catalogue(ROOT / "policies" / "110000")
+    sqlite = tmp_path / "source.sqlite"
+    seed_database(sqlite, cat, rows=ROWS, seed=7)
+    with scratch_schema(request.param) as (url, prefix):
+        mappings = seed_sql_database(url, f"{prefix}_bj", cat, rows=ROWS, seed=7)
+        yield cat, mappings, sqlite
+
+
+def _dataset(cat: Catalogue, mappings: dict[str, dict[str, object]]) -> Dataset:
+    return _with_source(cat, "si_contributions", mappings["si_contributions"]).dataset(
+        "si_contributions"
+    )
+
+
+def test_database_serves_the_same_values_and_types_as_sqlite(seeded) -> None:  # type: ignore[no-untyped-def]
+    cat, mappings, sqlite = seeded
+    ds = _dataset(cat, mappings)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
+    lite = SqliteSource(sqlite, LIMITS)
+    try:
+        ids = [str(r["person_id"]) for r in lite.scan(ds, ["person_id"], 5)[:5]]
+        cols = list(ds.column_names)
+        key = lambda r: str(r["person_id"])  # noqa: E731
+        assert sorted(db.fetch(ds, ids, cols, 10), key=key) == sorted(
+            lite.fetch(ds, ids, cols, 10), key=key
+        )
+        # Dates come back as ISO text, NUMERIC as float, INTEGER as int: as from SQLite.
+        row = db.fetch(ds, ids[:1], cols, 1)[0]
+        assert isinstance(row["birth_date"], str) and len(str(row["birth_date"])) == 10
+        assert isinstance(row["monthly_base"], float)
+        assert isinstance(row["months_contributed"], int)
+        measured = ["age_band", "district_code", "monthly_base", "months_contributed"]
+        a = db.frame(ds, measured).collect().sort(measured)
+        b = lite.frame(ds, measured).collect().sort(measured)
+        assert a.schema == b.schema and a.equals(b)
+    finally:
+        db.close()
+
+
+def test_interrupted_bulk_stream_resumes_at_its_offset_without_gap_or_duplicate(seeded) -> None:  # type: ignore[no-untyped-def]
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
+    try:
+        whole = [r for b in db.stream(ds, ["person_id", "age_band"], 0, ROWS, 50) for r in b]
+        assert len(whole) == ROWS
+        batches = list(db.stream(ds, ["person_id", "age_band"], 0, ROWS, 50))
+        assert all(len(b) <= 50 for b in batches)
+        first = next(iter(db.stream(ds, ["person_id", "age_band"], 0, 120, 50)))
+        rest = [r for b in db.stream(ds, ["person_id", "age_band"], 50, ROWS, 50) for r in b]
+        assert first + rest == whole
+    finally:
+        db.close()
+
+
+def test_missing_table_is_named_at_start_up(seeded) -> None:  # type: ignore[no-untyped-def]
+    cat, mappings, sqlite = seeded
+    m = dict(mappings["si_contributions"])
+    m["table"] = str(m["table"]).rsplit(".", 1)[0] + ".no_such_register"
+    with pytest.raises(PolicyFileError, match=r"no_such_register.*does not exist"):
+        Sources(sqlite, _with_source(cat, "si_contributions", m), LIMITS)
+
+
+def test_missing_column_is_named_at_start_up(seeded) -> None:  # type: ignore[no-untyped-def]
+    cat, mappings, sqlite = seeded
+    m = dict(mappings["si_contributions"])
+    m["columns"] = {**dict(m.get("columns") or {}), "employer": "dwmc"}  # type: ignore[call-overload]
+    with pytest.raises(PolicyFileError, match=r"column 'dwmc' \(catalogue column employer\)"):
+        Sources(sqlite, _with_source(cat, "si_contributions", m), LIMITS)
+
+
+def test_database_session_refuses_writes(seeded) -> None:  # type: ignore[no-untyped-def]
+    _, mappings, _ = seeded
+    m = mappings["si_contributions"]
+    db = SqlSource(str(m["url"]), LIMITS)
+    try:
+        with pytest.raises(sa.exc.DBAPIError), db._engine.connect() as conn:
+            conn.exec_driver_sql(f"DELETE FROM {m['table']}")
+    finally:
+        db.close()
+
+
+def test_source_down_answers_unavailable_for_its_datasets_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cat = load_catalogue(ROOT / "policies" / "110000")
+    sqlite = tmp_path / "source.sqlite"
+    seed_database(sqlite, cat, rows=20, seed=3)
+    down = {
+        "url": "postgresql+psycopg://reader:s3cret-pw@127.0.0.1:1/registers",
+        "table": "si_contributions",
+    }
+    mapped = _with_source(cat, "si_contributions", down)
+    with caplog.at_level(logging.WARNING):
+        sources = Sources(sqlite, mapped, LIMITS)  # starts: the others are served
+    assert "unreachable at start-up" in caplog.text and "s3cret-pw" not in caplog.text
+    try:
+        ds = mapped.dataset("si_contributions")
+        with pytest.raises(StorageFailure, match="unavailable") as err:
+            sources.fetch(ds, ["110101199001011234"], ["person_id"], 5)
+        message = str(err.value)
+        assert "s3cret-pw" not in message and "110101199001011234" not in message
+        assert "127.0.0.1" not in message  # the bureau's hosts stay in its own log
+        assert err.value.grpc_code.name == "UNAVAILABLE"
+        with pytest.raises(StorageFailure):
+            sources.frame(ds, ["age_band"])
+        other = mapped.dataset("population_core")  # still in SQLite
+        assert len(sources.scan(other, ["person_id"], 5)) == 6
+    finally:
+        sources.close()
+    assert "110101199001011234" not in caplog.text
+
+
+def test_url_variable_missing_from_environment_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BJ_SI_DB_PASSWORD", raising=False)
+    with pytest.raises(PolicyFileError, match="BJ_SI_DB_PASSWORD"):
+        SqlSource("postgresql+psycopg://reader:${BJ_SI_DB_PASSWORD}@db.bj/si", LIMITS)
+
+
+def test_mapping_naming_an_unknown_catalogue_column_is_refused() -> None:
+    ds = load_catalogue(ROOT / "policies" / "110000").dataset("si_contributions")
+    bad = {"url": "sqlite://", "table": "t", "columns": {"wage": "gz"}}
+    with pytest.raises(ValueError, match=r"source\.columns names wage"):
+        Dataset.model_validate({**ds.model_dump(), "source": bad})
+
+
+def test_statistics_read_only_the_needed_columns_in_batches(seeded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Personal-data columns a statistic does not use never leave the database,
+    and the frame arrives in batches (one batch of Python rows alive at a time)."""
+    import gateway.sources.sql as sql_module
+
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
+    statements: list[str] = []
+    sa.event.listen(
+        db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2]).lower())
+    )
+    parts: list[int] = []
+    original = sql_module.frame_from_batches
+
+    def counting(dataset, cols, batches):  # type: ignore[no-untyped-def]
+        def each():  # type: ignore[no-untyped-def]
+            for b in batches:
+                parts.append(len(b))
+                yield b
+
+        return original(dataset, cols, each())
+
+    monkeypatch.setattr(sql_module, "frame_from_batches", counting)
+    try:
+        df = db.frame(ds, ["age_band", "monthly_base"]).collect()
+    finally:
+        db.close()
+    assert df.height == ROWS and df.columns == ["age_band", "monthly_base"]
+    selects = [s for s in statements if "si_contributions" in s and "select" in s]
+    assert selects and all("sfzh" not in s and "xm" not in s and "phone" not in s for s in selects)
+    assert len(parts) == -(-ROWS // LIMITS.source_batch_rows)
+    assert max(parts) <= LIMITS.source_batch_rows
