@@ -848,6 +848,7 @@ def verify_store(
         )
     return replace(
         report,
+        checkpoint_size=newest_size,
         signatures=sum(r.signatures for r in results) if signers is not None else None,
         stored=tuple(infos),
         outside=tuple(outside_info),
