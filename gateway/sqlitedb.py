@@ -11,6 +11,7 @@ own: any schema or query (each store keeps its own), the ledger's storage
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -29,14 +30,23 @@ def open_store(
     """Open (creating if needed) a store. ``synchronous="FULL"``: durable when a
     commit returns; ``"NORMAL"``: survives a process crash, may lose the last
     commits on power loss."""
-    try:
-        conn = sqlite3.connect(
-            str(path), check_same_thread=False, isolation_level=None, timeout=timeout
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        for statement in schema:
-            conn.execute(statement)
-    except sqlite3.Error as exc:
-        raise StorageFailure(f"{what} {path}: {exc}") from exc
-    return conn
+    # Two processes opening one new file at once (replicas sharing a data
+    # folder) can get "database is locked" from the switch to WAL, which SQLite
+    # reports without waiting on the busy handler: retry that, within ``timeout``.
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            conn = sqlite3.connect(
+                str(path), check_same_thread=False, isolation_level=None, timeout=timeout
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            for statement in schema:
+                conn.execute(statement)
+            return conn
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= give_up:
+                raise StorageFailure(f"{what} {path}: {exc}") from exc
+            time.sleep(0.05)
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"{what} {path}: {exc}") from exc
