@@ -17,6 +17,14 @@ PEER_STATS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStatsRequest"
 PEER_STATS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerStatsResponse"
 PEER_WITNESS_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerWitnessRequest"
 PEER_WITNESS_RESPONSE: Final = "cn.dataexchange.gateway.v1.PeerWitnessResponse"
+# What a peer envelope's signature is made over: the federation suite's hash
+# (SHA-256; SM3 for gm) of PAE(payload type, payload), the digest both ledger entries record, so an officer can check the
+# signature offline from the entry alone.
+ENVELOPE_DIGEST: Final = "cn.dataexchange.gateway.v1.EnvelopeDigest"
+# Receipts: the requester's batch, the holder's answer, and each receipt's own signature.
+PEER_RECEIPT_BATCH: Final = "cn.dataexchange.gateway.v1.PeerReceiptBatch"
+PEER_RECEIPT_ACK: Final = "cn.dataexchange.gateway.v1.PeerReceiptAck"
+EXCHANGE_RECEIPT: Final = "cn.dataexchange.gateway.v1.ExchangeReceipt"
 PEER_STREAM_REQUEST: Final = "cn.dataexchange.gateway.v1.PeerStreamRequest"
 PEER_STREAM_START: Final = "cn.dataexchange.gateway.v1.PeerStreamStart"
 PEER_STREAM_END: Final = "cn.dataexchange.gateway.v1.PeerStreamEnd"
@@ -57,6 +65,10 @@ ALL_TAGS: Final = (
     PEER_WITNESS_RESPONSE,
     PEER_SUBJECT_REQUEST,
     PEER_SUBJECT_RESPONSE,
+    ENVELOPE_DIGEST,
+    PEER_RECEIPT_BATCH,
+    PEER_RECEIPT_ACK,
+    EXCHANGE_RECEIPT,
     PEER_STREAM_REQUEST,
     PEER_STREAM_START,
     PEER_STREAM_END,

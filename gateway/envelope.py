@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from gateway import crypto, identifiers
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.errors import (
     CryptoFailure,
@@ -55,18 +55,31 @@ def new_request_id() -> str:
 def sign_envelope(
     key: crypto.AnySigningKey, signer: str, payload_type: str, payload: bytes
 ) -> peer_pb2.SignedEnvelope:
-    """Sign ``payload`` (already serialized, exactly as it will travel)."""
+    """Sign ``payload`` (already serialized, exactly as it will travel).
+
+    The signature is over ``ENVELOPE_DIGEST`` PAE of the key's suite hash
+    (SHA-256 or SM3) of PAE(payload_type, payload): the exact bytes with their
+    type, through the digest the ledger entries on both sides record, so each
+    signature verifies offline.
+    """
+    digest = crypto.suite_of(key).digest(crypto.pae(payload_type, payload))
     return peer_pb2.SignedEnvelope(
         payload_type=payload_type,
         payload=payload,
-        signature=key.sign(payload_type, payload),
+        signature=key.sign(domains.ENVELOPE_DIGEST, digest),
         signer=signer,
     )
 
 
-def envelope_digest(env: peer_pb2.SignedEnvelope, suite: crypto.Suite = crypto.INTL) -> bytes:
+def envelope_digest(env: peer_pb2.SignedEnvelope, suite: crypto.Suite) -> bytes:
     """The request digest: the federation suite's hash of PAE(type, payload)."""
     return suite.digest(crypto.pae(env.payload_type, env.payload))
+
+
+def verify_digest_signature(key: crypto.AnyVerifyKey, digest: bytes, signature: bytes) -> None:
+    """Check an envelope signature from the digest alone (what a ledger entry records);
+    raises opaque CryptoFailure."""
+    key.verify(domains.ENVELOPE_DIGEST, digest, signature)
 
 
 def open_envelope(
@@ -99,10 +112,11 @@ def open_envelope(
     # The member's envelope keys valid now: its current one, and during a key
     # rotation's overlap window its retired one.
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    digest = envelope_digest(env, crypto.suite_of(member.signing_key))
     verified = False
     for key in member.ring("envelope").at(now_ms):
         try:
-            key.verify(env.payload_type, env.payload, env.signature)
+            verify_digest_signature(key, digest, env.signature)
             verified = True
         except CryptoFailure:
             continue
@@ -113,7 +127,35 @@ def open_envelope(
         payload=env.payload,
         signature=env.signature,
         signer=env.signer,
-        pae_digest=envelope_digest(env, crypto.suite_of(member.signing_key)),
+        pae_digest=digest,
+    )
+
+
+def receipt_message(request_id: str, request_digest: bytes, response_digest: bytes) -> bytes:
+    """What a receipt's signature covers: facts the holder's ledger entry records."""
+    return request_id.encode("utf-8") + b"\x00" + request_digest + response_digest
+
+
+def sign_receipt(
+    key: crypto.AnySigningKey, request_id: str, request_digest: bytes, response_digest: bytes
+) -> bytes:
+    return key.sign(
+        domains.EXCHANGE_RECEIPT, receipt_message(request_id, request_digest, response_digest)
+    )
+
+
+def verify_receipt(
+    key: crypto.AnyVerifyKey,
+    request_id: str,
+    request_digest: bytes,
+    response_digest: bytes,
+    signature: bytes,
+) -> None:
+    """Raises opaque CryptoFailure unless ``signature`` is the key's receipt for the exchange."""
+    key.verify(
+        domains.EXCHANGE_RECEIPT,
+        receipt_message(request_id, request_digest, response_digest),
+        signature,
     )
 
 

@@ -70,6 +70,11 @@ class Limits:
     # per requesting portal at each holder).
     max_history_entries: int = 2000
     subject_access_per_minute: int = 60
+    # Signed receipts: per batch a requester sends, and queued while a holder is unreachable.
+    max_receipt_batch: int = 500
+    max_pending_receipts: int = 100_000
+    # Keys one member may list per kind (an evidence bundle's embedded copy included).
+    max_member_keys: int = 16
     # Statistics
     max_stats_group_keys: int = 10_000
     max_stats_jurisdictions: int = 64

@@ -12,8 +12,10 @@ key offline and printing one person's verified access history and the index
 store's consistency. Does not own the comparison (``gateway.ledger.reconcile``)
 or the subject audit (``gateway.subject.audit``).
 
-Exit status: 0 when everything checks (every transfer pairs up identically;
-the history verifies and the index store agrees with the ledger), 1 otherwise.
+Exit status: for ``reconcile``, 0 when there is no true discrepancy (answered
+but unacknowledged exchanges are listed with their reason, not errors), 1 when
+an exchange is missing where it must exist or differs; for ``subject``, 0 when
+the history verifies and the index store agrees with the ledger, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway import identifiers
 from gateway.errors import InvalidArgument, VerificationFailed
@@ -30,6 +32,9 @@ from gateway.ledger.events import LedgerEvent
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.reconcile import reconcile
 from gateway.subject.audit import SubjectAudit
+
+if TYPE_CHECKING:
+    import grpc
 
 _ADDRESS = re.compile(r"^(?:(?P<j>[^@]*)@)?(?P<addr>[A-Za-z0-9.\-\[\]:]+:[0-9]{1,5})$")
 
@@ -120,22 +125,39 @@ def read_side(
     return _read_api(m.group("addr"), m.group("j"), cert, token_file)
 
 
+def ledger_api_channel(
+    address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
+) -> grpc.Channel:
+    """A channel to a gateway's Ledger API (TLS with a service-system token)."""
+    import grpc
+
+    from gateway.client import service_channel
+
+    if cert is None:  # plaintext: only for a local test server
+        return grpc.insecure_channel(address)
+    if jurisdiction is None:
+        raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
+    token = token_file.read_text(encoding="utf-8").strip() if token_file else None
+    return service_channel(address, cert.read_bytes(), jurisdiction, token)
+
+
+def parse_api_spec(spec: str) -> tuple[str, str | None]:
+    """(host:port, jurisdiction) of ``JURISDICTION@host:port``."""
+    m = _ADDRESS.match(spec)
+    if not m:
+        raise InvalidArgument.expected("Ledger API address", "JURISDICTION@host:port", spec)
+    return m.group("addr"), m.group("j")
+
+
 def _read_api(
     address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
 ) -> list[tuple[int, LedgerEvent]]:
     import grpc
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
-    from gateway.client import service_channel
     from gateway.errors import error_for_status
 
-    if cert is None:  # plaintext: only for a local test server
-        channel = grpc.insecure_channel(address)
-    else:
-        if jurisdiction is None:
-            raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
-        token = token_file.read_text(encoding="utf-8").strip() if token_file else None
-        channel = service_channel(address, cert.read_bytes(), jurisdiction, token)
+    channel = ledger_api_channel(address, jurisdiction, cert, token_file)
     out: list[tuple[int, LedgerEvent]] = []
     with channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)
@@ -158,6 +180,21 @@ def _read_api(
             raise error_for_status(
                 exc.code(), f"ledger API {address}: {exc.code().name}: {exc.details() or ''}"
             ) from exc
+
+
+def side_jurisdiction(spec: str) -> str:
+    """The jurisdiction whose ledger ``spec`` names ("" if it cannot be told), so an
+    empty side (a requester that never ledgered) still reconciles."""
+    path = Path(spec)
+    m = _ADDRESS.match(spec)
+    if not path.exists() and m:
+        return m.group("j") or ""
+    ledger = SqliteLedger.open_readonly(path)
+    try:
+        head = ledger.origin.split(".", 1)[0]
+    finally:
+        ledger.close()
+    return head if re.fullmatch(r"[1-9][0-9]{5}", head) else ""
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -199,18 +236,31 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     report = reconcile(
         read_side(args.a, args.cert_a, args.token_file_a),
         read_side(args.b, args.cert_b, args.token_file_b),
+        side_jurisdiction(args.a),
+        side_jurisdiction(args.b),
     )
     ja, jb = report.jurisdiction_a or "A", report.jurisdiction_b or "B"
-    print(f"reconcile {ja} <-> {jb}: {report.matched} transfers match")
+    print(
+        f"reconcile {ja} <-> {jb}: {report.matched} exchanges match"
+        + (f" ({report.receipts} with the requester's signed receipt)" if report.receipts else "")
+    )
+    if report.unacknowledged:
+        print(
+            f"  {len(report.unacknowledged)} answered but unacknowledged (not errors: the "
+            "holder's signed entry stands):"
+        )
+    for u in report.unacknowledged:
+        print(f"    {u.holder} entry {u.index} ({u.kind}), request {u.request_id}: {u.reason}")
     for rid, idx in report.missing_in_b:
-        print(f"  missing in {jb}: request {rid} (entry {idx} in {ja})")
+        print(f"  DISCREPANCY missing in {jb}: request {rid} (entry {idx} in {ja})")
     for rid, idx in report.missing_in_a:
-        print(f"  missing in {ja}: request {rid} (entry {idx} in {jb})")
+        print(f"  DISCREPANCY missing in {ja}: request {rid} (entry {idx} in {jb})")
     for d in report.differing:
         print(
-            f"  differs: request {d.request_id} ({ja} entry {d.index_a}, {jb} entry "
+            f"  DISCREPANCY differs: request {d.request_id} ({ja} entry {d.index_a}, {jb} entry "
             f"{d.index_b}): {', '.join(d.fields)}"
         )
+    print(f"  {report.discrepancies} true discrepancies")
     if not report.ok:
         raise VerificationFailed(
             f"{len(report.missing_in_a) + len(report.missing_in_b)} missing, "

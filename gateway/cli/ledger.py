@@ -1,11 +1,14 @@
-"""`gateway ledger ...`: verify, export, checkpoint, proof.
+"""`gateway ledger ...`: verify, export, show, checkpoint, proof.
 
 Owns: argument parsing, reading files, the progress bar and printing. Does
 not own: any verification or proof logic (``gateway.ledger.*``).
 
-    gateway ledger verify PATH [--bundle TRUST] [--key VKEY] [--checkpoint NOTE]...
+    gateway ledger verify PATH [--bundle TRUST | --key VKEY] [--checkpoint NOTE]...
+                          [--witness-db DB]... [--require-witnesses N]
     gateway ledger export --ledger PATH (--request-id ID | --since ISO --until ISO)
-                          [--bundle TRUST] -o OUT
+                          --bundle TRUST [--require-witnesses N] -o OUT
+    gateway ledger show PATH [--since ISO] [--until ISO] [--counterparty J] [--dataset D]
+                        [--kind K] [--role R] [--request-id ID] [--json] [--limit N]
     gateway ledger checkpoint PATH
     gateway ledger proof inclusion PATH (--index N | --request-id ID) [--size N]
     gateway ledger proof consistency PATH --old N [--new N]
@@ -18,17 +21,19 @@ import base64
 import datetime as _dt
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
-from gateway.keyring import KeyRing
-from gateway.ledger.bundle import MemberKeys, export_bundle, verify_bundle_bytes
-from gateway.ledger.ledger import SqliteLedger, default_origin
+from gateway.ledger.bundle import export_bundle, verify_bundle_bytes
+from gateway.ledger.entry import KINDS, ROLES
+from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.note import parse_vkey
+from gateway.ledger.show import EntryFilter, shown_entries
 from gateway.ledger.storage import SqliteLedgerStore
+from gateway.ledger.trustkeys import TrustedKeys
 from gateway.ledger.verify import LedgerReport, verify_store
 
 PROGRESS_THRESHOLD = 50_000
@@ -49,11 +54,50 @@ def register(sub: Any) -> None:
         type=Path,
         action="append",
         default=[],
-        help="a signed checkpoint obtained independently (e.g. from a witness); "
-        "the ledger must contain it (detects truncation)",
+        help="a signed checkpoint obtained outside the file (e.g. `ledger witnessed "
+        "--note-out`); the ledger must hold the tree it signs (detects truncation and forks)",
+    )
+    v.add_argument(
+        "--witness-db",
+        type=Path,
+        action="append",
+        default=[],
+        help="a witness's data/witness.sqlite: the checkpoint it last cosigned for this log "
+        "is used as with --checkpoint",
+    )
+    v.add_argument(
+        "--from-witness",
+        action="append",
+        default=[],
+        metavar="JURISDICTION@HOST:PORT",
+        help="fetch, live from that gateway's Ledger API (its service port), the checkpoint it "
+        "last cosigned as witness for this log; used as with --checkpoint (repeatable, each "
+        "with its --witness-cert and --witness-token-file)",
+    )
+    v.add_argument(
+        "--witness-cert", action="append", default=[], type=Path,
+        help="the witness gateway's TLS certificate (tls.crt), one per --from-witness",
+    )  # fmt: skip
+    v.add_argument(
+        "--witness-token-file", action="append", default=[], type=Path,
+        help="a file holding a service-system token of the witness gateway, one per --from-witness",
+    )  # fmt: skip
+    v.add_argument(
+        "--require-witnesses",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fail unless the newest checkpoint (of an evidence bundle: its checkpoint) is "
+        "cosigned by N trusted witnesses (default: 0 for ledgers; for evidence with --bundle, "
+        "1 when the federation has another member)",
     )
     v.add_argument("--decode", action="store_true", help="also strictly decode every entry")
     v.add_argument("--no-nodes", action="store_true", help="skip checking the stored Merkle nodes")
+    v.add_argument(
+        "--no-signatures",
+        action="store_true",
+        help="skip checking every entry's exchange signatures (checked with --bundle by default)",
+    )
     v.set_defaults(func=cmd_verify)
 
     e = lsub.add_parser("export", help="write a self-contained evidence bundle")
@@ -61,7 +105,17 @@ def register(sub: Any) -> None:
     e.add_argument("--request-id", help="the transfer's request id")
     e.add_argument("--since", help="ISO 8601 start (inclusive, UTC if no offset)")
     e.add_argument("--until", help="ISO 8601 end (exclusive)")
-    e.add_argument("--bundle", type=Path, help="federation trust bundle (keys to include)")
+    e.add_argument(
+        "--bundle", type=Path, required=True, help="federation trust bundle (keys to embed)"
+    )
+    e.add_argument(
+        "--require-witnesses",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use a checkpoint cosigned by N trusted witnesses (default: 1 when the "
+        "federation has another member)",
+    )
     e.add_argument("-o", "--output", type=Path, required=True, help="bundle file to write")
     e.set_defaults(func=cmd_export)
 
@@ -75,6 +129,24 @@ def register(sub: Any) -> None:
         "--note-out", type=Path, help="write that log's last cosigned checkpoint note here"
     )
     w.set_defaults(func=cmd_witnessed)
+
+    sh = lsub.add_parser(
+        "show", help="list and decode ledger entries (a table, or JSON lines), with filters"
+    )
+    sh.add_argument("path", type=Path, help="ledger SQLite file, or an evidence bundle")
+    sh.add_argument(
+        "--bundle", type=Path, help="trust bundle: verify an evidence bundle before showing it"
+    )
+    sh.add_argument("--since", help="ISO 8601 start (inclusive, UTC if no offset)")
+    sh.add_argument("--until", help="ISO 8601 end (exclusive)")
+    sh.add_argument("--counterparty", help="the other jurisdiction, e.g. 130000")
+    sh.add_argument("--dataset")
+    sh.add_argument("--kind", choices=KINDS)
+    sh.add_argument("--role", choices=ROLES)
+    sh.add_argument("--request-id")
+    sh.add_argument("--json", action="store_true", help="one JSON object per line, every field")
+    sh.add_argument("--limit", type=int, default=0, help="at most N entries (0: all)")
+    sh.set_defaults(func=cmd_show)
 
     c = lsub.add_parser("checkpoint", help="print the newest signed checkpoint")
     c.add_argument("path", type=Path)
@@ -101,52 +173,30 @@ def register(sub: Any) -> None:
 # --------------------------------------------------------------------------
 
 
-def trusted_keys(bundle_path: Path) -> tuple[dict[str, KeyRing], list[MemberKeys]]:
-    """origin -> the log's ledger keys over time, and current member keys,
-    from a verified trust bundle."""
+def trusted_keys(bundle_path: Path) -> TrustedKeys:
+    """Every member's keys and signing names, from a verified trust bundle."""
     from gateway.trust import load_bundle
 
-    bundle = load_bundle(bundle_path)
-    members = [
-        MemberKeys(
-            jurisdiction=m.jurisdiction,
-            origin=m.origin or default_origin(m.jurisdiction),
-            ledger_key=m.ledger_key,
-            signing_key=m.signing_key,
-        )
-        for m in bundle.members
-    ]
-    return {m.origin: m.ring("ledger") for m in bundle.members}, members
-
-
-def trusted_witness_keys(bundle_path: Path, exclude_origin: str = "") -> dict[str, KeyRing]:
-    """witness name -> the member's witness (cosigner) keys over time."""
-    from gateway.trust import load_bundle
-
-    return {
-        m.witness_name: m.ring("witness")
-        for m in load_bundle(bundle_path).members
-        if (m.origin or default_origin(m.jurisdiction)) != exclude_origin
-    }
+    return TrustedKeys.from_bundle(load_bundle(bundle_path))
 
 
 def _open(path: Path) -> SqliteLedger:
     return SqliteLedger.open_readonly(path)
 
 
-def _log_key(
+def _log_keys(
     ledger: SqliteLedger, bundle: Path | None, key: str | None
-) -> tuple[AnyVerifyKey | KeyRing, str]:
+) -> tuple[AnyVerifyKey | TrustedKeys, str]:
     if bundle is not None:
-        keys, _ = trusted_keys(bundle)
-        if ledger.origin not in keys:
+        keys = trusted_keys(bundle)
+        if keys.by_origin(ledger.origin) is None:
             raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
-        return keys[ledger.origin], "trust bundle"
+        return keys, keys.source
     if key is not None:
         v = parse_vkey(key)
         if v.name != ledger.origin:
             raise InvalidArgument.expected("--key name", ledger.origin, v.name)
-        return v.key, "--key"
+        return v.key, "--key (cosignatures not checked: pass --bundle)"
     stored = ledger.store.get_meta("vkey")
     if not stored:
         raise NotFound("no key to verify with: pass --bundle or --key")
@@ -157,10 +207,14 @@ def _log_key(
 # Commands
 # --------------------------------------------------------------------------
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
-def _is_bundle(path: Path) -> bool:
+
+def _is_ledger_file(path: Path) -> bool:
+    """A SQLite file is a ledger; anything else is read as an evidence bundle, so a
+    damaged evidence file is still reported as evidence."""
     with path.open("rb") as f:
-        return f.read(1) == b"{"
+        return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
 
 
 def cmd_witnessed(args: argparse.Namespace) -> int:
@@ -191,78 +245,212 @@ def cmd_witnessed(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[str, str]]:
+    """(label, note) of every checkpoint obtained from outside the ledger file."""
+    from gateway.ledger.witness import SqliteWitnessStore
+
+    out = [(f"outside checkpoint {p}", p.read_text(encoding="utf-8")) for p in args.checkpoint]
+    for db in args.witness_db:
+        if not db.is_file():
+            raise NotFound(f"{db}: no such witness database")
+        store = SqliteWitnessStore(db)
+        try:
+            state = store.latest(origin)
+        finally:
+            store.close()
+        if state is None:
+            raise NotFound(f"{db}: this witness never cosigned {origin}")
+        out.append((f"witness state {db}", state.note))
+    certs, tokens = args.witness_cert, args.witness_token_file
+    if args.from_witness and (len(certs) != len(args.from_witness) or len(tokens) > len(certs)):
+        raise InvalidArgument(
+            "give one --witness-cert (and optionally one --witness-token-file) per --from-witness"
+        )
+    for n, spec in enumerate(args.from_witness):
+        token = tokens[n] if n < len(tokens) else None
+        out.append(
+            (f"checkpoint witnessed by {spec}", fetch_witnessed(spec, certs[n], token, origin))
+        )
+    return out
+
+
+def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str) -> str:
+    """The checkpoint the gateway at ``spec`` last cosigned for ``origin``, live. Trusted
+    for nothing by itself: verification checks its signatures against the trust bundle."""
+    import grpc
+
+    from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+    from gateway.cli.audit import ledger_api_channel, parse_api_spec
+    from gateway.errors import error_for_status
+
+    address, jurisdiction = parse_api_spec(spec)
+    with ledger_api_channel(address, jurisdiction, cert, token_file) as channel:
+        try:
+            resp = ledger_pb2_grpc.LedgerStub(channel).GetWitnessedCheckpoint(
+                ledger_pb2.GetWitnessedCheckpointRequest(origin=origin), timeout=30
+            )
+        except grpc.RpcError as exc:
+            raise error_for_status(
+                exc.code(), f"ledger API {address}: {exc.code().name}: {exc.details() or ''}"
+            ) from exc
+    return str(resp.checkpoint)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     path: Path = args.path
     if not path.exists():
         raise NotFound(f"{path}: no such file")
-    if _is_bundle(path):
-        pinned: dict[str, AnyVerifyKey | KeyRing] | None = None
-        if args.bundle:
-            pinned = dict(trusted_keys(args.bundle)[0])
-        witnesses = trusted_witness_keys(args.bundle) if args.bundle else None
-        if args.key:
-            v = parse_vkey(args.key)
-            pinned = {v.name: v.key}
-        breport = verify_bundle_bytes(path.read_bytes(), pinned, witnesses)
-        print(
-            f"evidence bundle OK: {breport.entries} entries of {breport.origin} proven in tree "
-            f"of size {breport.tree_size}"
-        )
-        print(f"  cosigned by: {', '.join(breport.cosigners) or '(no witnesses)'}")
-        print(f"  log key from: {breport.key_source}")
-        return 0
+    if not _is_ledger_file(path):
+        return _verify_evidence(args)
     ledger = _open(path)
     try:
-        key, source = _log_key(ledger, args.bundle, args.key)
-        trusted = [p.read_text(encoding="utf-8") for p in args.checkpoint]
-        store = ledger.store
-        assert isinstance(store, SqliteLedgerStore)
-        total = store.size()
-        report = _run_with_progress(
-            total,
-            lambda progress: verify_store(
-                store,
-                ledger.origin,
-                key,
-                trusted=trusted,
-                progress=progress,
-                check_nodes=not args.no_nodes,
-                decode=args.decode,
-            ),
+        keys, source = _log_keys(ledger, args.bundle, args.key)
+        outside = _outside_checkpoints(args, ledger.origin)
+        report = verify_ledger_file(
+            ledger,
+            keys,
+            outside=outside,
+            require_witnesses=args.require_witnesses or 0,
+            check_nodes=not args.no_nodes,
+            decode=args.decode,
+            check_signatures=isinstance(keys, TrustedKeys) and not args.no_signatures,
         )
     finally:
         ledger.close()
-    _print_report(report, ledger.origin, source)
+    for line in report_lines(report, ledger.origin, source):
+        print(line)
     report.raise_for_problem()
     return 0
+
+
+def _verify_evidence(args: argparse.Namespace) -> int:
+    path: Path = args.path
+    if args.key:
+        raise InvalidArgument(
+            f"{path} is an evidence bundle: verify it with --bundle (the trust bundle), not --key"
+        )
+    if args.checkpoint or args.witness_db or args.from_witness:
+        raise InvalidArgument(f"{path} is an evidence bundle: --checkpoint applies to ledgers")
+    print(f"evidence bundle {path}:")
+    try:
+        breport = verify_bundle_bytes(
+            path.read_bytes(),
+            trusted_keys(args.bundle) if args.bundle else None,
+            require_witnesses=args.require_witnesses,
+        )
+    except VerificationFailed as exc:
+        print(f"  FAILED: {exc}")
+        raise
+    print(
+        f"  OK: {breport.entries} entries of {breport.origin} proven in its tree of size "
+        f"{breport.tree_size}"
+        + (f" (plus {breport.context} neighbouring entries)" if breport.context else "")
+    )
+    if breport.completeness:
+        print(f"  range {breport.completeness}")
+    print(f"  checkpoint cosigned by: {', '.join(breport.cosigners) or '(no witness)'}")
+    print(f"  keys from: {breport.key_source}")
+    return 0
+
+
+def verify_ledger_file(
+    ledger: SqliteLedger,
+    keys: AnyVerifyKey | TrustedKeys,
+    *,
+    outside: Sequence[tuple[str, str]] = (),
+    require_witnesses: int = 0,
+    check_nodes: bool = True,
+    decode: bool = False,
+    check_signatures: bool = True,
+) -> LedgerReport:
+    """The whole-ledger check ``verify`` and ``export`` share (with a progress bar)."""
+    store = ledger.store
+    assert isinstance(store, SqliteLedgerStore)
+    return _run_with_progress(
+        store.size(),
+        lambda progress: verify_store(
+            store,
+            ledger.origin,
+            keys,
+            trusted=outside,
+            require_witnesses=require_witnesses,
+            progress=progress,
+            check_nodes=check_nodes,
+            decode=decode,
+            check_signatures=check_signatures and isinstance(keys, TrustedKeys),
+        ),
+    )
 
 
 def _run_with_progress(
     total: int, run: Callable[[Callable[[int, int], None] | None], LedgerReport]
 ) -> LedgerReport:
-    if total < PROGRESS_THRESHOLD:
+    if total < PROGRESS_THRESHOLD or not sys.stderr.isatty():
         return run(None)
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    # On stderr, and only on a terminal: nothing of the bar lands in stdout or a log.
     with Progress(
         "verifying",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         transient=True,
+        console=Console(stderr=True),
     ) as bar:
         task = bar.add_task("verify", total=total)
         return run(lambda done, _total: bar.update(task, completed=done))
 
 
-def _print_report(report: LedgerReport, origin: str, source: str) -> None:
-    print(f"ledger {origin}: {report.entries} entries, {report.checkpoints} checkpoints")
-    print(f"  log key from: {source}")
+MAX_CHECKPOINT_LINES = 20
+
+
+def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
+    """What ``ledger verify`` prints for a ledger file."""
+    out = [f"ledger {origin}: {report.entries} entries, {report.checkpoints} checkpoints"]
+    out.append(f"  keys from: {source}")
+    if report.stored and report.witnesses_checked:
+        shown = report.stored[-MAX_CHECKPOINT_LINES:]
+        if len(report.stored) > len(shown):
+            bare = sum(1 for c in report.stored if not c.cosigners)
+            out.append(
+                f"  {len(report.stored) - len(shown)} older checkpoints not listed "
+                f"({bare} of all {len(report.stored)} checkpoints have no cosignature)"
+            )
+        for c in shown:
+            out.append(
+                f"  {c.label} (size {c.size}): cosigned by {', '.join(c.cosigners) or 'no witness'}"
+            )
+    elif report.stored:
+        out.append("  cosignatures not checked: no witness keys (pass --bundle)")
+    for c in report.outside:
+        by = f"; cosigned by {', '.join(c.cosigners)}" if c.cosigners else ""
+        out.append(f"  {c.label}: size {c.size}{by}")
+    if report.signatures is not None and report.ok:
+        out.append(f"  {report.signatures} exchange signatures verify (requesters' and holders')")
     if report.ok:
-        print(
-            f"  OK: chain, Merkle tree and checkpoints verify; root "
+        out.append(
+            f"  OK: chain, Merkle tree, checkpoints and cosignatures verify; root "
             f"{base64.b64encode(report.root).decode()}"
         )
+        below = report.truncation_excluded_below
+        if report.outside:
+            out.append(
+                f"  truncation: excluded below size {below} (the file holds the tree that "
+                "checkpoints from outside it sign)"
+                + (
+                    f"; the {report.entries - below} newer entries could still be cut"
+                    if report.entries > below
+                    else ""
+                )
+            )
+        else:
+            out.append(
+                "  truncation: CANNOT be excluded: this file alone cannot show that newer entries "
+                "(with their checkpoints) were not cut off; pass --checkpoint or --witness-db "
+                "with a checkpoint a witness holds"
+            )
     else:
         assert report.problem is not None
         where = (
@@ -270,10 +458,11 @@ def _print_report(report: LedgerReport, origin: str, source: str) -> None:
             if report.problem.index is not None
             else "no single entry to blame"
         )
-        print(f"  FAILED ({report.problem.kind}); {where}")
-        print(f"  why: {report.problem.detail}")
+        out.append(f"  FAILED ({report.problem.kind}); {where}")
+        out.append(f"  why: {report.problem.detail}")
     for w in report.warnings:
-        print(f"  warning: {w}")
+        out.append(f"  warning: {w}")
+    return out
 
 
 def _parse_time(text: str, what: str) -> int:
@@ -291,36 +480,111 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise InvalidArgument("export: give --request-id, or --since and --until")
     if args.request_id is None and (args.since is None or args.until is None):
         raise InvalidArgument("export: --since and --until go together")
+    keys = trusted_keys(args.bundle)
     ledger = _open(args.ledger)
     try:
-        members: list[MemberKeys] = []
-        log_key = None
-        pinned: dict[str, AnyVerifyKey | KeyRing] | None = None
-        witnesses: dict[str, AnyVerifyKey | KeyRing] | None = None
-        if args.bundle is not None:
-            keys, members = trusted_keys(args.bundle)
-            log_key = keys.get(ledger.origin)
-            if log_key is None:
-                raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
-            pinned = {ledger.origin: log_key}
-            witnesses = dict(trusted_witness_keys(args.bundle, ledger.origin))
+        if keys.by_origin(ledger.origin) is None:
+            raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
+        # The same whole-ledger check as `ledger verify`: both accept and refuse the same files.
+        report = verify_ledger_file(ledger, keys)
+        if not report.ok:
+            for line in report_lines(report, ledger.origin, keys.source):
+                print(line)
+            raise VerificationFailed(
+                f"the ledger does not verify, nothing exported: {report.problem}"
+            )
+        log = keys.by_origin(ledger.origin)
+        assert log is not None
+        need = args.require_witnesses
+        if need is None:
+            need = 1 if keys.witnesses(exclude=log.jurisdiction) else 0
         data = export_bundle(
             ledger,
+            keys,
             request_id=args.request_id,
             since_ms=_parse_time(args.since, "--since") if args.since else None,
             until_ms=_parse_time(args.until, "--until") if args.until else None,
-            members=members,
-            log_key=log_key,
-            witness_keys=witnesses,
+            require_witnesses=need,
         )
     finally:
         ledger.close()
-    # Never hand out a bundle that does not verify (with the trust bundle's keys
-    # when given: a gm bundle's SM2 user id is in those keys, not in the file).
-    verify_bundle_bytes(data, pinned, witnesses)
+    verify_bundle_bytes(data, keys, require_witnesses=need)  # never hand out what fails
     args.output.write_bytes(data)
     print(f"wrote {args.output} ({len(data)} bytes)")
     return 0
+
+
+SHOW_COLUMNS = (
+    "index", "time (UTC+8)", "kind", "role", "counterparty", "service system", "dataset",
+    "purpose", "decision", "records", "agreement", "approval", "reason",
+)  # fmt: skip
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    where = EntryFilter(
+        since_ms=_parse_time(args.since, "--since") if args.since else None,
+        until_ms=_parse_time(args.until, "--until") if args.until else None,
+        counterparty=args.counterparty,
+        dataset=args.dataset,
+        kind=args.kind,
+        role=args.role,
+        request_id=args.request_id,
+    )
+    if args.limit < 0:
+        raise InvalidArgument.expected("--limit", ">= 0", args.limit)
+    if not args.path.exists():
+        raise NotFound(f"{args.path}: no such file")
+    store = SqliteLedgerStore(args.path, readonly=True) if _is_ledger_file(args.path) else None
+    try:
+        rows: Iterable[tuple[int, bytes]]
+        if store is not None:
+            rows = ((r.index, r.entry) for r in store.iter_entries())
+        else:
+            rows = _evidence_rows(args.path, args.bundle)
+        picked = []
+        for n, e in enumerate(shown_entries(rows, where)):
+            if args.limit and n >= args.limit:
+                break
+            if args.json:
+                print(json.dumps(e.to_json(), ensure_ascii=False, sort_keys=True))
+            else:
+                picked.append(e)
+    finally:
+        if store is not None:
+            store.close()
+    if not args.json:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{args.path}: {len(picked)} entries")
+        for col in SHOW_COLUMNS:
+            table.add_column(col, no_wrap=col != "reason", overflow="fold")
+        for e in picked:
+            ev = e.event
+            table.add_row(
+                str(e.index), e.time_cst[:23], ev.kind, ev.role, ev.counterparty,
+                ev.service_system, ev.dataset, ev.purpose, ev.decision, str(ev.record_count),
+                ev.agreement_id, ev.approval_id, ev.reason,
+            )  # fmt: skip
+        console = Console()
+        # On a terminal, its width; into a file or pipe, wide enough not to fold ids.
+        Console(width=console.width if console.is_terminal else 320).print(table)
+    return 0
+
+
+def _evidence_rows(path: Path, bundle: Path | None) -> list[tuple[int, bytes]]:
+    """The entries of an evidence bundle, verified first when a trust bundle is given."""
+    data = path.read_bytes()
+    if bundle is not None:
+        verify_bundle_bytes(data, trusted_keys(bundle))
+    else:
+        print(f"note: {path} shown without verification (pass --bundle to verify it first)",
+              file=sys.stderr)  # fmt: skip
+    try:
+        entries = json.loads(data)["content"]["entries"]
+        return [(int(e["index"]), base64.b64decode(e["entry"], validate=True)) for e in entries]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise VerificationFailed(f"{path}: not a readable evidence bundle") from exc
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:

@@ -155,8 +155,12 @@ def compliance_after_stop(fed: Federation, outcomes: list[Outcome]) -> bool:
     bundle = str(fed.bundle)
     ok = True
     for site in fed.sites.values():
-        ok = _cli(f"{site.name}'s whole ledger", "ledger", "verify",
-                  str(site.root / "data" / "ledger.sqlite"), "--bundle", bundle) and ok  # fmt: skip
+        # The witnesses' own state proves the file was not cut short.
+        witnesses = [a for o in fed.sites.values() if o is not site
+                     for a in ("--witness-db", str(o.root / "data" / "witness.sqlite"))]  # fmt: skip
+        ok = _cli(f"{site.name}'s whole ledger, against what its witnesses hold", "ledger",
+                  "verify", str(site.root / "data" / "ledger.sqlite"), "--bundle", bundle,
+                  *witnesses) and ok  # fmt: skip
     codes = sorted(fed.sites)
     for i, a in enumerate(codes):
         for b in codes[i + 1 :]:
@@ -177,12 +181,31 @@ def compliance_after_stop(fed: Federation, outcomes: list[Outcome]) -> bool:
     tampered.write_bytes(bytes(data))
     ok = _cli("one byte changed: must FAIL", "ledger", "verify", str(tampered), "--bundle", bundle,
               expect=1) and ok  # fmt: skip
+    resealed = fed.root / "evidence-resealed.json"
+    resealed.write_bytes(_swap_requester_key(evidence.read_bytes()))
+    ok = _cli("requester's key swapped and the checksum recomputed: must FAIL", "ledger", "verify",
+              str(resealed), "--bundle", bundle, expect=1) and ok  # fmt: skip
     report = fed.root / "audit-report.html"
     ok = _cli("the compliance officer's HTML report (open it in a browser)", "audit", "report",
               *(str(fed.sites[c].root / "data" / "ledger.sqlite") for c in codes),
               *(f"--witness={c}={fed.sites[c].root / 'data' / 'witness.sqlite'}" for c in codes),
               "--bundle", bundle, "-o", str(report)) and ok  # fmt: skip
     return ok
+
+
+def _swap_requester_key(data: bytes) -> bytes:
+    """What a forger would do: replace a member's signing key and re-seal the file."""
+    import json
+    import os
+
+    from gateway import crypto
+    from gateway.ledger.bundle import seal
+
+    content = json.loads(data)["content"]
+    suite = crypto.suite(content["suite"])  # a key of the federation's own suite
+    for m in content["members"]:
+        m["signing_key"] = [suite.generate_signing_key(os.urandom).verify_key.encode()]
+    return seal(content)
 
 
 BEFORE_STOP.append(witness_before_stop)

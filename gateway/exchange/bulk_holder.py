@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.catalogue import Catalogue
+from gateway.envelope import envelope_digest
 from gateway.errors import InvalidArgument, QuotaExceeded
 from gateway.exchange.bulk import ChunkChain, chunk_context
 from gateway.exchange.holder import RecordHolder
@@ -284,6 +285,9 @@ class BulkHolder:
                 request_digest=request.digest_hex,
                 requester_signature=request.signature_b64,
                 holder_signature=crypto.b64(signed.signature),
+                response_digest=envelope_digest(signed, self._responder.suite).hex(),
+                legal_basis=decision.legal_basis,
+                approval_id=decision.approval_id,
                 details=tuple(sorted(kv for kv in details if kv[1])),
             )
         )

@@ -29,9 +29,15 @@ from gateway.errors import (
 )
 from gateway.exchange.bulk import BulkQuery, ChunkChain, Cursor, chunk_context
 from gateway.exchange.peer import PeerCaller
-from gateway.exchange.records import AGREEMENT_ID, HEX64_OR_EMPTY, offering_member, refusal_class
+from gateway.exchange.records import (
+    AGREEMENT_ID,
+    APPROVAL_ID,
+    HEX64_OR_EMPTY,
+    offering_member,
+    refusal_class,
+)
 from gateway.identity import SealKeys
-from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter, clean_reason
+from gateway.ledger.events import INVALID, AppendReceipt, LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import Limits
 from gateway.trust import Member, TrustBundle
 
@@ -170,13 +176,11 @@ class _Run:
         decision: str,
         reason: str,
         extra: tuple[tuple[str, str], ...] = (),
-        holder_signature: str = "",
+        decided: dict[str, str] | None = None,
     ) -> AppendReceipt:
         self._ledgered = True
         details = sorted({*self._details, ("chunks", str(self._chain.chunks)), *extra})
-        fields = self._base | self._decided
-        if holder_signature:
-            fields["holder_signature"] = holder_signature
+        fields = self._base | (self._decided if decided is None else decided)
         moved = kind == "transfer" or self._chain.chunks > 0
         return self._o._append(
             LedgerEvent(
@@ -190,6 +194,14 @@ class _Run:
                 **fields,  # type: ignore[arg-type]
             )
         )
+
+    def _holder_signed(self, env: peer_pb2.SignedEnvelope) -> dict[str, str]:
+        """The holder's signature an entry records, with the digest it is made over
+        (so it verifies offline from the entry alone)."""
+        return {
+            "holder_signature": crypto.b64(env.signature),
+            "response_digest": envelope_digest(env, self._o._caller.suite).hex(),
+        }
 
     def events(self) -> Iterator[BulkEvent]:
         o = self._o
@@ -243,20 +255,22 @@ class _Run:
             and HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
         ):
             raise VerificationFailed("holder's signed start is malformed (agreement id or digests)")
-        holder_sig = crypto.b64(first.start.signature)
+        decided = {
+            "agreement_id": d.agreement_id,
+            "agreement_digest": d.agreement_digest,
+            "policy_set_digest": d.policy_set_digest,
+            "legal_basis": clean_reason(d.legal_basis, o._limits),
+            "approval_id": d.approval_id if APPROVAL_ID.fullmatch(d.approval_id) else INVALID,
+            **self._holder_signed(first.start),
+        }
         if not d.allowed:
-            self._ledger("refusal", "deny", d.reason, holder_signature=holder_sig)
+            self._ledger("refusal", "deny", d.reason, decided=decided)
             raise refusal_class(start.error_code)(f"holder {holder} refused: {d.reason}")
         if start.start_row != self._msg.start_row:
             raise VerificationFailed(
                 f"holder starts at row {start.start_row}, row {self._msg.start_row} was asked for"
             )
-        self._decided = {
-            "agreement_id": d.agreement_id,
-            "agreement_digest": d.agreement_digest,
-            "policy_set_digest": d.policy_set_digest,
-            "holder_signature": holder_sig,
-        }
+        self._decided = decided
         allowed = {f.name for f in d.fields}
         yield BulkStarted(rid, holder, self._query.dataset, d, start.start_row, start.max_rows)
         chain = self._chain
@@ -281,7 +295,7 @@ class _Run:
                     )
                 if next(stream, None) is not None:
                     raise VerificationFailed("the holder sent more after its signed end")
-                self._decided["holder_signature"] = crypto.b64(message.end.signature)
+                self._decided.update(self._holder_signed(message.end))
                 receipt = self._ledger(
                     "transfer",
                     "allow",

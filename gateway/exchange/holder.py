@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import Catalogue
+from gateway.envelope import envelope_digest
 from gateway.errors import (
     CryptoFailure,
     InvalidArgument,
@@ -159,6 +160,9 @@ class RecordHolder:
             request_digest=request.digest_hex,
             requester_signature=request.signature_b64,
             holder_signature=crypto.b64(out.signature),
+            response_digest=envelope_digest(out, self._responder.suite).hex(),
+            legal_basis=decision.legal_basis,
+            approval_id=decision.approval_id,
             details=tuple(
                 kv
                 for kv in (

@@ -198,6 +198,10 @@ class PeerResponder:
     def me(self) -> str:
         return self._me
 
+    @property
+    def suite(self) -> crypto.Suite:
+        return crypto.suite_of(self._key)
+
     def open(
         self,
         envelope: peer_pb2.SignedEnvelope,

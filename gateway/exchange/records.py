@@ -110,6 +110,8 @@ class RecordsResult:
 
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
 AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
+# An approval id as an agreement declares it (e.g. 京数共审〔2025〕017号): printable text.
+APPROVAL_ID = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{0,128}$")
 
 
 def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> Member:
@@ -142,6 +144,8 @@ def decision_to_proto(d: Decision) -> common_pb2.PolicyDecision:
         agreement_digest=d.agreement_digest,
         policy_set_digest=d.policy_set_digest,
         fields=[common_pb2.FieldRelease(name=f.name, transform=f.transform) for f in d.fields],
+        legal_basis=d.legal_basis,
+        approval_id=d.approval_id,
     )
 
 
@@ -155,6 +159,8 @@ def refusal_from(decision: Decision, exc: Rejected) -> Decision:
         policy_set_digest=decision.policy_set_digest,
         fields=(),
         max_records=0,
+        legal_basis=decision.legal_basis,
+        approval_id=decision.approval_id,
     )
 
 

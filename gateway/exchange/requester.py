@@ -21,10 +21,13 @@ from gateway.errors import (
     CryptoFailure,
     GatewayError,
     VerificationFailed,
+    status_name,
 )
 from gateway.exchange.peer import PeerCaller
+from gateway.exchange.receipts import Answered
 from gateway.exchange.records import (
     AGREEMENT_ID,
+    APPROVAL_ID,
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
@@ -34,6 +37,7 @@ from gateway.exchange.records import (
 )
 from gateway.identity import SealKeys
 from gateway.ledger.events import (
+    INVALID,
     AppendReceipt,
     LedgerEvent,
     LedgerWriter,
@@ -57,7 +61,9 @@ class RecordRequester:
         limits: Limits,
         rng: crypto.Rng = os.urandom,
         sessions: SealSessions | None = None,
+        acknowledge: Callable[[Answered], None] | None = None,
     ) -> None:
+        self._acknowledge = acknowledge
         self._caller = caller
         self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._sessions = sessions or SealSessions(self._seal_keys, limits, rng=rng)
@@ -67,9 +73,33 @@ class RecordRequester:
         self._limits = limits
 
     def get_records(self, service_system: str, query: RecordsQuery) -> RecordsResult:
-        query.validate(self._limits)
+        query.validate(self._limits)  # garbage is refused without a ledger entry
         me = self._caller.me
-        member = offering_member(self._bundle(), me, query.holder, query.dataset)
+        try:
+            member = offering_member(self._bundle(), me, query.holder, query.dataset)
+        except GatewayError as exc:
+            # A well-formed attempt refused here never leaves, but is still recorded.
+            self._append(
+                {
+                    "role": "requester",
+                    "request_id": new_request_id(),
+                    "local": me,
+                    "counterparty": query.holder,
+                    "service_system": service_system,
+                    "dataset": query.dataset,
+                    "purpose": query.purpose,
+                },
+                "refusal",
+                "deny",
+                clean_reason(f"refused before sending: {exc}", self._limits),
+                details=(
+                    (("client_reference", query.client_reference),)
+                    if query.client_reference
+                    else ()
+                )
+                + (("error_code", status_name(exc)),),
+            )
+            raise
         request_id = new_request_id()
         msg = peer_pb2.PeerRecordRequest(
             service_system=service_system,
@@ -121,6 +151,10 @@ class RecordRequester:
             raise
         resp = reply.response
         holder_sig = crypto.b64(reply.response_envelope.signature)
+        signed = {
+            "holder_signature": holder_sig,
+            "response_digest": envelope_digest(reply.response_envelope, self._caller.suite).hex(),
+        }
         d = resp.decision
         if not (
             AGREEMENT_ID.fullmatch(d.agreement_id)
@@ -128,15 +162,14 @@ class RecordRequester:
             and HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
         ):
             reason = "holder's signed answer is malformed (agreement id or digests)"
-            self._append(
-                base | {"holder_signature": holder_sig}, "refusal", "deny", reason, details=details
-            )
+            self._append(base | signed, "refusal", "deny", reason, details=details)
             raise VerificationFailed(reason)
-        decided = {
+        decided = signed | {
             "agreement_id": d.agreement_id,
             "agreement_digest": d.agreement_digest,
             "policy_set_digest": d.policy_set_digest,
-            "holder_signature": holder_sig,
+            "legal_basis": clean_reason(d.legal_basis, self._limits),
+            "approval_id": d.approval_id if APPROVAL_ID.fullmatch(d.approval_id) else INVALID,
         }
         if not d.allowed:
             self._append(
@@ -210,4 +243,15 @@ class RecordRequester:
             details=details,
             **base,  # type: ignore[arg-type]
         )
-        return self._ledger.append(event)
+        receipt = self._ledger.append(event)
+        if self._acknowledge is not None and event.holder_signature and event.response_digest:
+            # Ledgered first; the signed receipt goes to the holder later, in a batch.
+            self._acknowledge(
+                Answered(
+                    event.counterparty,
+                    event.request_id,
+                    bytes.fromhex(event.request_digest),
+                    bytes.fromhex(event.response_digest),
+                )
+            )
+        return receipt

@@ -11,19 +11,20 @@ Does not own: storage, proofs, or what the exchange path puts in an event
 are bounded and free of control characters, digests must be 64 hex digits
 (SHA-256 or SM3), signatures base64 Ed25519 or SM2; anything else is refused.
 
-Layout (version 1), all integers big-endian:
+Layout (version 2), all integers big-endian:
 
-    0x01                      format version
+    0x02                      format version
     u64  index                zero-based position in the ledger
     32B  previous entry hash  (32 zero bytes for entry 0)
     u64  timestamp_ms
     u64  record_count
     u32  d = number of details pairs
-    UTF-8 of the 17 + 2d strings joined by 0x00, in order: kind, role,
+    UTF-8 of the 20 + 2d strings joined by 0x00, in order: kind, role,
          request_id, local, counterparty, service_system, dataset, purpose,
          decision, reason, agreement_id, agreement_digest, policy_set_digest,
          payload_digest, request_digest, requester_signature,
-         holder_signature, then details key1, value1, key2, value2, ...
+         holder_signature, response_digest, legal_basis, approval_id, then
+         details key1, value1, key2, value2, ...
 
 Unambiguous because no string may contain a control character (0x00
 included): the separator can only be a separator, and ``d`` fixes how many
@@ -43,7 +44,7 @@ from gateway.ledger.events import LedgerEvent
 from gateway.ledger.merkle import HASH_LEN, leaf_hash
 from gateway.limits import DEFAULT_LIMITS, Limits
 
-ENTRY_VERSION: Final = 1
+ENTRY_VERSION: Final = 2
 HEADER_LEN: Final = 1 + 8 + HASH_LEN
 GENESIS_PREV: Final = bytes(HASH_LEN)
 KINDS: Final = (
@@ -51,6 +52,7 @@ KINDS: Final = (
     "refusal",
     "stats_release",
     "stats_refusal",
+    "receipt",
     "audit_read",
     "subject_access",
 )
@@ -60,7 +62,7 @@ DECISIONS: Final = ("allow", "deny")
 _HEAD = struct.Struct(">BQ")
 _FIXED = struct.Struct(">QQI")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DIGESTS = re.compile(r"(?:[0-9a-f]{64})?(?:\x00(?:[0-9a-f]{64})?){3}")
+_DIGESTS = re.compile(r"(?:[0-9a-f]{64})?(?:\x00(?:[0-9a-f]{64})?){4}")
 # base64 of a 64-byte Ed25519 signature (intl) or of a DER SM2 signature (gm,
 # at most 72 bytes, always starting 0x30, so "M" in base64).
 _SIG = r"(?:[A-Za-z0-9+/]{86}==|M[A-Za-z0-9+/]{10,95}={0,2})?"
@@ -84,6 +86,9 @@ STRING_FIELDS: Final = (
     "request_digest",
     "requester_signature",
     "holder_signature",
+    "response_digest",
+    "legal_basis",
+    "approval_id",
 )
 _N_STRINGS: Final = len(STRING_FIELDS)
 _IDENT_FIELDS: Final = (
@@ -141,6 +146,9 @@ def _checked_strings(e: LedgerEvent, limits: Limits) -> list[str]:
         e.request_digest,
         e.requester_signature,
         e.holder_signature,
+        e.response_digest,
+        e.legal_basis,
+        e.approval_id,
     ]
     prev = None
     max_id = limits.max_identifier_len
@@ -169,17 +177,18 @@ def _checked_strings(e: LedgerEvent, limits: Limits) -> list[str]:
         raise InvalidArgument("event: control characters are not allowed")
     if not e.request_id:
         raise InvalidArgument.expected("event.request_id", "non-empty", "")
-    for i in (2, 3, 4, 5, 6, 7, 10):
+    for i in (2, 3, 4, 5, 6, 7, 10, 19):
         if len(strings[i]) > max_id:
             name = STRING_FIELDS[i]
             raise InvalidArgument.expected(f"event.{name} length", f"<= {max_id}", len(strings[i]))
-    if len(e.reason) > limits.max_value_len:
+    for name in ("reason", "legal_basis"):
+        if len(getattr(e, name)) > limits.max_value_len:
+            raise InvalidArgument.expected(
+                f"event.{name} length", f"<= {limits.max_value_len}", len(getattr(e, name))
+            )
+    if not _DIGESTS.fullmatch("\x00".join([*strings[11:15], strings[17]])):
         raise InvalidArgument.expected(
-            "event.reason length", f"<= {limits.max_value_len}", len(e.reason)
-        )
-    if not _DIGESTS.fullmatch("\x00".join(strings[11:15])):
-        raise InvalidArgument.expected(
-            "event digests", "64 lowercase hex digits or ''", tuple(strings[11:15])
+            "event digests", "64 lowercase hex digits or ''", (*strings[11:15], strings[17])
         )
     if not _SIGS.fullmatch("\x00".join(strings[15:17])):
         raise InvalidArgument.expected(

@@ -21,8 +21,15 @@ from gateway.limits import Limits
 # audit_read: a local auditor read the ledger through the Ledger API
 # (service_system = the auditor, purpose = the method, reason = what was read).
 # subject_access: a portal asked for a person's access history (never the id).
+# receipt: the requester's signed acknowledgement of an answer, in the holder's ledger.
 EventKind = Literal[
-    "transfer", "refusal", "stats_release", "stats_refusal", "audit_read", "subject_access"
+    "transfer",
+    "refusal",
+    "stats_release",
+    "stats_refusal",
+    "receipt",
+    "audit_read",
+    "subject_access",
 ]
 Role = Literal["holder", "requester"]
 
@@ -57,6 +64,13 @@ class LedgerEvent:
     requester_signature: str = ""
     holder_signature: str = ""
     details: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Hex SHA-256 of the response envelope's PAE bytes: with ``request_digest``
+    # what the two signatures are made over (``gateway.envelope``), so both
+    # verify offline from the entry alone.
+    response_digest: str = ""
+    # Why the transfer was lawful, from the agreement that decided it.
+    legal_basis: str = ""
+    approval_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -189,6 +189,9 @@ class Ledger:
         got = self.store.nodes([*ids, (0, size - 1)] if size else ids)
         self._frontier = Frontier(size, got[: len(ids)], self.tree)
         self._prev = got[-1] if size else GENESIS_PREV
+        # Timestamps never go backwards along the log, across replicas too.
+        last = self.store.entries(size - 1, size) if size else []
+        self._last_ms = last[0].timestamp_ms if last else 0
         if head is not None and head.checkpoint_seq == self._cp_seq:
             return
         latest = self.store.latest_checkpoint()
@@ -324,6 +327,7 @@ class Ledger:
         signing = self._may_sign()
         frontier = self._frontier.copy()
         prev = self._prev
+        last_ms = self._last_ms
         start = frontier.size
         now = self._clock()
         now_ms = int(now * 1000)
@@ -334,6 +338,12 @@ class Ledger:
         receipts: list[AppendReceipt] = []
         for event in batch:
             idx = frontier.size
+            if event.timestamp_ms < last_ms:
+                # Times never go backwards along the ledger (concurrent callers
+                # stamp events a moment apart): a time range is then an index
+                # range, which is what lets an evidence bundle prove it complete.
+                event = replace(event, timestamp_ms=last_ms)
+            last_ms = event.timestamp_ms
             data = encode_entry(idx, prev, event, self._limits)
             h = self.tree.leaf(data)
             rows.append(EntryRow(idx, data, h, event.request_id, event.timestamp_ms))
@@ -349,7 +359,7 @@ class Ledger:
         self.store.append(start, rows, nodes, cps)
         # Committed when the caller's ``exclusive()`` block ends; if that commit
         # fails, append_many reloads the tail from the store.
-        self._frontier, self._prev = frontier, prev
+        self._frontier, self._prev, self._last_ms = frontier, prev, last_ms
         self._cp_seq += len(cps)
         self._cp_size, self._cp_time = cp_size, cp_time
         for size, _note, _ms in cps:

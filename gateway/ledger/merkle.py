@@ -110,6 +110,18 @@ class TreeHasher:
 SHA256_TREE: Final = TreeHasher()
 
 
+def subtree_levels(leaf_hashes: list[bytes], th: TreeHasher) -> list[list[bytes]]:
+    """Every level of the perfect subtrees over ``leaf_hashes``, bottom-up:
+    level k holds the nodes of 2**k leaves (an unpaired last node is dropped),
+    hashed a level at a time with ``th``'s batch form."""
+    levels = [leaf_hashes]
+    cur = leaf_hashes
+    while len(cur) > 1:
+        cur = th.parents(cur)
+        levels.append(cur)
+    return levels
+
+
 # --------------------------------------------------------------------------
 # Roots
 # --------------------------------------------------------------------------

@@ -18,9 +18,10 @@ inserts). Level 0 nodes are the entries' own hashes.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,6 +374,10 @@ class SqliteLedgerStore:
     def get_meta(self, key: str) -> str | None:
         rows = self._all("SELECT v FROM ledger_meta WHERE k = ?", (key,))
         return str(rows[0][0]) if rows else None
+
+    def reopener(self) -> Callable[[], SqliteLedgerStore]:
+        """A picklable way for another process to open this file read-only."""
+        return functools.partial(SqliteLedgerStore, self.path, readonly=True)
 
     def close(self) -> None:
         with self._lock:

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final, Protocol
 
 import grpc
 
@@ -196,10 +196,16 @@ def annotating(
     return wrapped
 
 
+class BatchLedgerWriter(LedgerWriter, Protocol):
+    def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
+        """Durably append events in one transaction."""
+        ...
+
+
 class ObservedLedger:
     """``LedgerWriter`` that tells the RPC's log line and the metrics what was recorded."""
 
-    def __init__(self, inner: LedgerWriter, metrics: GatewayMetrics) -> None:
+    def __init__(self, inner: BatchLedgerWriter, metrics: GatewayMetrics) -> None:
         self._inner = inner
         self._metrics = metrics
 
@@ -222,6 +228,20 @@ class ObservedLedger:
         ).inc()
         annotate(ledger_index=receipt.index)
         return receipt
+
+    def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
+        """A batch in one transaction (the holder's receipt entries), each counted."""
+        batch = list(events)
+        receipts = self._inner.append_many(batch)
+        known = self._metrics.known
+        for event in batch:
+            self._metrics.ledger_appends.labels(
+                event.kind,
+                event.decision,
+                known.counterparty(event.counterparty),
+                known.dataset(event.dataset),
+            ).inc()
+        return receipts
 
 
 class ObservedTransport:

@@ -43,6 +43,9 @@ class Decision:
     policy_set_digest: str
     fields: tuple[FieldRule, ...]  # released fields, in order
     max_records: int
+    # Why a transfer under this agreement is lawful ("" without an agreement).
+    legal_basis: str = ""
+    approval_id: str = ""
 
 
 class PolicyGate(Protocol):

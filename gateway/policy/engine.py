@@ -118,6 +118,8 @@ class PolicyEngine:
             policy_set_digest=ps.digest,
             fields=(),
             max_records=0,
+            legal_basis=agreement.spec.legal_basis if agreement else "",
+            approval_id=agreement.approval_id if agreement else "",
         )
 
     def _decide(self, ps: PolicySet, req: AccessRequest) -> Decision:
@@ -275,6 +277,8 @@ class PolicyEngine:
             policy_set_digest=ps.digest,
             fields=rules,
             max_records=spec.max_records_per_request,
+            legal_basis=spec.legal_basis,
+            approval_id=a.approval_id,
         )
 
     @staticmethod

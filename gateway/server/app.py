@@ -36,6 +36,7 @@ from gateway.exchange.bulk_holder import BulkHolder
 from gateway.exchange.bulk_requester import BulkRequester
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerCaller, PeerResponder
+from gateway.exchange.receipts import Answered, ReceiptAcceptor, ReceiptSender
 from gateway.exchange.requester import RecordRequester
 from gateway.identity import (
     GatewayKeys,
@@ -179,6 +180,8 @@ class Gateway:
         )
         # One set of sealing sessions for both roles (gateway.sealing).
         self.sealing = SealSessions(self.seal_keys, limits, rng=rng)
+        # Signed receipts for answers this gateway received, sent off the request path.
+        self.receipts = ReceiptSender(self.caller, self.keys.signing, limits=limits)
         self.requester = RecordRequester(
             self.caller,
             self.bundle,
@@ -188,6 +191,16 @@ class Gateway:
             limits,
             rng,
             sessions=self.sealing,
+            acknowledge=self.receipts.acknowledge,
+        )
+        self.receipt_acceptor = ReceiptAcceptor(
+            self.me,
+            self.responder,
+            self.bundle,
+            observed_ledger,
+            lambda rid: [r.event for r in self.ledger.find(rid)],
+            clock_ms,
+            limits,
         )
         # Subject access: holder entries commit to whom they concern (blind indexes).
         self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
@@ -281,6 +294,9 @@ class Gateway:
             self.bundle,
             clock_ms,
             limits,
+            acknowledge=lambda holder, rid, req, resp: self.receipts.acknowledge(
+                Answered(holder, rid, bytes.fromhex(req), bytes.fromhex(resp))
+            ),
         )
         # Budgets or quotas copied back by hand must not reopen what the ledger
         # shows as already spent (``gateway restore`` checks the same rule).
@@ -508,6 +524,7 @@ class Gateway:
                 statistics=self.statistics.handle_peer,
                 witness=self.witnessing.handle,
                 subject=self.subject_holder.handle,
+                receipts=self.receipt_acceptor.handle,
                 bulk=self.bulk_holder,
             ),
             peer,
@@ -523,12 +540,16 @@ class Gateway:
         )
         # The ledger API: members (peer port: checkpoints, proofs, their own
         # exchanges' entries) and local auditors (service port, role audit;
-        # every read is itself ledgered).
+        # every read is itself ledgered). Both also say what this gateway, as
+        # witness, last cosigned for another log (GetWitnessedCheckpoint).
         limits = self.config.limits
-        add_ledger_service(peer, self.ledger, limits, scope=MemberScope(), who=caller)
+        add_ledger_service(
+            peer, self.ledger, limits, scope=MemberScope(), who=caller,
+            witnessed=self.witness_store,
+        )  # fmt: skip
         add_ledger_service(
             service, self.ledger, limits, scope=AuditScope(self.me, self.ledger, self._clock, limits),
-            who=caller,
+            who=caller, witnessed=self.witness_store,
         )  # fmt: skip
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
@@ -565,6 +586,7 @@ class Gateway:
             target=self._watch_bundle, name="bundle-watcher", daemon=True
         )
         self._bundle_watcher.start()
+        self.receipts.start()
         self.ports = BoundPorts(
             peer_port, service_port, mtls_port, self._ops.port if self._ops else 0
         )
@@ -586,6 +608,7 @@ class Gateway:
         for e in events:
             e.wait()
         self.statistics.close()
+        self.receipts.stop(flush=True)  # last receipts out before the transport closes
         self.subject_access.close()
         self.subject_store.close()
         self.transport.close()

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2, stats_pb2
 from gateway.envelope import envelope_digest, make_header, new_request_id
-from gateway.errors import GatewayError, NotFound, PolicyFileError
-from gateway.exchange.peer import PeerCaller, PeerResponder
-from gateway.ledger.events import LedgerWriter
+from gateway.errors import GatewayError, NotFound, PolicyFileError, status_name
+from gateway.exchange.peer import PeerCaller, PeerRequest, PeerResponder
+from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import Limits
 from gateway.policy.store import PolicyStore, ReloadResult
 from gateway.sources import DataSource
@@ -48,8 +48,11 @@ class StatisticsWiring:
         bundle: Callable[[], TrustBundle],
         clock_ms: Callable[[], int],
         limits: Limits,
+        acknowledge: Callable[[str, str, str, str], None] | None = None,
     ) -> None:
         self.me = me
+        self._ledger = ledger
+        self._limits = limits
         self._policies = policies
         self._policy_store = policy_store
         self._source = source
@@ -68,6 +71,7 @@ class StatisticsWiring:
                 budget=self.budget,
                 ledger=ledger,
                 limits=limits,
+                policy_set_digest=lambda: policy_store.current.digest,
                 suite=caller.suite,
             )
             policy_store.subscribe(self._reload)
@@ -77,6 +81,7 @@ class StatisticsWiring:
             ledger=ledger,
             limits=limits,
             clock_ms=clock_ms,
+            acknowledge=acknowledge,
             suite=caller.suite,
         )
 
@@ -118,10 +123,10 @@ class StatisticsWiring:
         """One holder's part of a federated statistic (local or over mTLS)."""
         msg = stats_pb2.PeerStatsRequest()
         msg.CopyFrom(request)  # shared across holders; each call writes its own header
+        rid = request.header.request_id or new_request_id()  # the coordinator's, if it chose
         if holder == self.me:
             if self.holder is None:
                 raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
-            rid = new_request_id()
             resp = self.holder.handle_peer(
                 msg, requester=self.me, request_id=rid, now_ms=self._clock()
             )
@@ -129,11 +134,12 @@ class StatisticsWiring:
                 make_header(self.me, self.me, rid, self._clock(), self._bundle().version)
             )
             return resp
-        reply = self._caller.call(
+        envelope = self._caller.prepare(holder, msg, domains.PEER_STATS_REQUEST, rid)
+        reply = self._caller.send(
             holder,
             "ComputeStatistic",
-            msg,
-            domains.PEER_STATS_REQUEST,
+            envelope,
+            rid,
             domains.PEER_STATS_RESPONSE,
             stats_pb2.PeerStatsResponse,
         )
@@ -142,16 +148,39 @@ class StatisticsWiring:
             requester_signature=crypto.b64(reply.request_envelope.signature),
             holder_signature=crypto.b64(reply.response_envelope.signature),
             request_digest=envelope_digest(reply.request_envelope, self._caller.suite).hex(),
+            response_digest=envelope_digest(reply.response_envelope, self._caller.suite).hex(),
         )
 
     def handle_peer(
         self, envelope: peer_pb2.SignedEnvelope, tls_identity: str
     ) -> peer_pb2.SignedEnvelope:
-        if self.holder is None:
-            raise NotFound(f"jurisdiction {self.me} answers no statistics queries")
+        # Authenticated first: from here every outcome is on this ledger.
         request = self._responder.open(
             envelope, domains.PEER_STATS_REQUEST, stats_pb2.PeerStatsRequest, tls_identity
         )
+        if self.holder is None:
+            refused = NotFound(
+                f"jurisdiction {self.me} answers no statistics queries (no statistics agreement)"
+            )
+            if not request.message.dry_run:
+                self._ledger.append(
+                    unanswerable_event(
+                        request,
+                        self.me,
+                        self._clock(),
+                        self._policy_store.current.digest,
+                        refused,
+                        self._limits,
+                    )
+                )
+            raise refused
+        signed: list[peer_pb2.SignedEnvelope] = []
+
+        def sign(response: stats_pb2.PeerStatsResponse) -> tuple[str, str]:
+            out = self._responder.respond(request, response, domains.PEER_STATS_RESPONSE)
+            signed.append(out)
+            return crypto.b64(out.signature), envelope_digest(out, self._caller.suite).hex()
+
         response = self.holder.handle_peer(
             request.message,
             requester=request.sender,
@@ -159,8 +188,40 @@ class StatisticsWiring:
             now_ms=self._clock(),
             requester_signature_b64=request.signature_b64,
             request_digest_hex=request.digest_hex,
+            sign=sign,
         )
+        if signed:  # a release: signed, then ledgered, now released
+            return signed[-1]
         return self._responder.respond(request, response, domains.PEER_STATS_RESPONSE)
 
     def close(self) -> None:
         self.coordinator.close()
+
+
+def unanswerable_event(
+    request: PeerRequest[stats_pb2.PeerStatsRequest],
+    me: str,
+    now_ms: int,
+    policy_set_digest: str,
+    refused: GatewayError,
+    limits: Limits,
+) -> LedgerEvent:
+    """The holder's entry for an authenticated statistics request it cannot answer at all."""
+    msg = request.message
+    return LedgerEvent(
+        kind="stats_refusal",
+        role="holder",
+        request_id=request.request_id,
+        timestamp_ms=now_ms,
+        local=me,
+        counterparty=request.sender,
+        service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+        dataset=safe_identifier(msg.query.dataset, identifiers.is_code),
+        purpose=safe_identifier(msg.query.purpose, identifiers.is_purpose),
+        decision="deny",
+        reason=clean_reason(refused.message, limits),
+        policy_set_digest=policy_set_digest,
+        request_digest=request.digest_hex,
+        requester_signature=request.signature_b64,
+        details=(("error_code", status_name(refused)),),
+    )

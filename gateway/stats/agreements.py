@@ -141,10 +141,20 @@ class DatasetTerms(_Frozen):
         )
 
 
+class StatisticsApproval(_Frozen):
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+    approver: Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class StatisticsAgreement(_Frozen):
     kind: Literal["statistics-agreement"]
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
     holder: JurisdictionCode
+    # Why releasing these statistics is lawful; recorded in every ledger entry.
+    legal_basis: Annotated[
+        str, Field(min_length=1, max_length=1000, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+    ]
+    approval: StatisticsApproval | None = None
     datasets: tuple[DatasetTerms, ...]
 
     @model_validator(mode="after")
@@ -236,6 +246,8 @@ class Authorised:
     dataset: Dataset
     agreement_id: str
     agreement_digest: str
+    legal_basis: str = ""
+    approval_id: str = ""
 
 
 class StatisticsPolicy:
@@ -287,4 +299,12 @@ class StatisticsPolicy:
                 f"statistics agreement {self._loaded.agreement.id} does not allow purpose "
                 f"{clip(repr(purpose))} for {dataset}; declared purposes: {', '.join(terms.purposes)}"
             )
-        return Authorised(terms, ds, self._loaded.agreement.id, self._loaded.digest)
+        a = self._loaded.agreement
+        return Authorised(
+            terms,
+            ds,
+            a.id,
+            self._loaded.digest,
+            a.legal_basis,
+            a.approval.id if a.approval else "",
+        )

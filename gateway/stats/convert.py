@@ -251,6 +251,9 @@ def holder_answer_to_proto(a: HolderAnswer) -> stats_pb2.PeerStatsResponse:
         agreement_id=a.agreement_id,
         agreement_digest=a.agreement_digest,
         dry_run=a.dry_run,
+        policy_set_digest=a.policy_set_digest,
+        legal_basis=a.legal_basis,
+        approval_id=a.approval_id,
     )
     if a.receipt_index is not None:
         resp.receipt.CopyFrom(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import math
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from gateway.errors import (
     VerificationFailed,
     status_name,
 )
-from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason
+from gateway.ledger.events import INVALID, LedgerEvent, LedgerWriter, clean_reason
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
     query_to_proto,
@@ -78,8 +79,11 @@ class HolderReply:
     requester_signature: str = ""  # base64 Ed25519 over the request envelope
     holder_signature: str = ""  # base64 Ed25519 over the response envelope
     request_digest: str = ""  # hex SHA-256 of the request envelope's PAE bytes
+    response_digest: str = ""  # hex SHA-256 of the response envelope's PAE bytes
 
 
+# Asks one holder. The request's header.request_id is the request id to use,
+# so both ledgers record the same id even when the holder refuses.
 FanOut = Callable[[str, stats_pb2.PeerStatsRequest], stats_pb2.PeerStatsResponse | HolderReply]
 
 
@@ -213,6 +217,25 @@ class _Outcome:
     request_id: str = ""
     error: GatewayError | None = None  # the holder's/transport's error, re-raised if none answered
     signatures: HolderReply | None = None
+    answer: stats_pb2.PeerStatsResponse | None = None
+
+
+def _agreement_facts(resp: stats_pb2.PeerStatsResponse | None, limits: Limits) -> dict[str, str]:
+    """What the holder's signed answer says about the agreement (checked for shape: it
+    comes from a peer, and the entry refuses malformed values)."""
+    if resp is None:
+        return {}
+    ident = re.compile(r"^[A-Za-z0-9._:-]{0,128}$")
+    hex64 = re.compile(r"^(?:[0-9a-f]{64})?$")
+    return {
+        "agreement_id": resp.agreement_id if ident.fullmatch(resp.agreement_id) else INVALID,
+        "agreement_digest": resp.agreement_digest if hex64.fullmatch(resp.agreement_digest) else "",
+        "policy_set_digest": (
+            resp.policy_set_digest if hex64.fullmatch(resp.policy_set_digest) else ""
+        ),
+        "legal_basis": clean_reason(resp.legal_basis, limits),
+        "approval_id": clean_reason(resp.approval_id, limits)[:128],
+    }
 
 
 class StatsCoordinator:
@@ -228,8 +251,12 @@ class StatsCoordinator:
         clock_ms: Callable[[], int],
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         max_workers: int = 8,
+        acknowledge: Callable[[str, str, str, str], None] | None = None,
         suite: crypto.Suite = crypto.INTL,
     ) -> None:
+        # (holder, request id, request digest, response digest) of each signed answer,
+        # once ledgered: the requester's signed receipt is sent off the request path.
+        self._acknowledge = acknowledge
         self._suite = suite
         self._local = local_jurisdiction
         self._fan_out = fan_out
@@ -254,10 +281,12 @@ class StatsCoordinator:
             dry_run=dry_run,
             federated_query_id=request_id,
         )
-        futures = {
-            j: self._pool.submit(self._ask, j, peer_req, fq.query, dry_run)
-            for j in fq.jurisdictions
-        }
+        futures = {}
+        for j in fq.jurisdictions:
+            part = stats_pb2.PeerStatsRequest()
+            part.CopyFrom(peer_req)
+            part.header.request_id = self._new_id()
+            futures[j] = self._pool.submit(self._ask, j, part, fq.query, dry_run)
         deadline = self._limits.peer_deadline_seconds + 5.0
         done, _ = cf.wait(futures.values(), timeout=deadline)
         outcomes: list[_Outcome] = []
@@ -319,15 +348,23 @@ class StatsCoordinator:
                 else ""
             )
             rid = resp.header.request_id if resp.HasField("header") else ""
-            return _Outcome(j, release, remaining, None, receipt, rid, signatures=reply)
+            return _Outcome(
+                j,
+                release,
+                remaining,
+                None,
+                receipt,
+                rid or req.header.request_id,
+                signatures=reply,
+                answer=resp,
+            )
         except GatewayError as exc:
             missing = Missing(j, status_name(exc), exc.message[:512])
-            return _Outcome(j, None, None, missing, error=exc)
+            return _Outcome(j, None, None, missing, request_id=req.header.request_id, error=exc)
         except Exception:
             log.exception("statistics request to %s failed", j)
-            return _Outcome(
-                j, None, None, Missing(j, status_name(EnvironmentFailure), "internal error")
-            )
+            missing = Missing(j, status_name(EnvironmentFailure), "internal error")
+            return _Outcome(j, None, None, missing, request_id=req.header.request_id)
 
     def _ledger_part(
         self, fq: FederatedQuery, service_system: str, request_id: str, o: _Outcome
@@ -356,6 +393,7 @@ class StatsCoordinator:
         else:
             assert o.missing is not None
             details.update(epsilon="0", delta="0", error_code=o.missing.code)
+        facts = _agreement_facts(o.answer, self._limits)
         event = LedgerEvent(
             kind="stats_release" if o.release is not None else "stats_refusal",
             role="requester",
@@ -376,7 +414,17 @@ class StatsCoordinator:
             requester_signature=o.signatures.requester_signature if o.signatures else "",
             holder_signature=o.signatures.holder_signature if o.signatures else "",
             request_digest=o.signatures.request_digest if o.signatures else "",
+            response_digest=o.signatures.response_digest if o.signatures else "",
             details=tuple(sorted(details.items())),
+            agreement_id=facts.get("agreement_id", ""),
+            agreement_digest=facts.get("agreement_digest", ""),
+            policy_set_digest=facts.get("policy_set_digest", ""),
+            legal_basis=facts.get("legal_basis", ""),
+            approval_id=facts.get("approval_id", ""),
         )
         r = self._ledger.append(event)
+        if self._acknowledge is not None and event.holder_signature and event.response_digest:
+            self._acknowledge(
+                event.counterparty, event.request_id, event.request_digest, event.response_digest
+            )
         return LocalReceipt(self._local, r.index, r.entry_hash)

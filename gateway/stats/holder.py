@@ -9,7 +9,10 @@ Owns: the order of operations at a holder gateway for one statistics request:
    (nothing spent, nothing released, nothing ledgered);
 3. reserve the budget atomically (``BudgetStore.reserve``);
 4. read the data and release once (``engine.execute``);
-5. append the ``stats_release`` ledger event, then settle the reservation.
+5. sign the answer (through the transport's ``sign``, so the holder's entry
+   carries its own signature and the digest it covers), append the
+   ``stats_release`` ledger event, then settle the reservation: the signed
+   answer leaves only after it is ledgered.
 
 Refusals are RAISED as GatewayError subclasses (PolicyDenied, NotFound,
 InvalidArgument, BudgetExhausted, ...), after appending a ``stats_refusal``
@@ -25,7 +28,8 @@ transport), combining jurisdictions (``gateway.stats.coordinator``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from gateway import crypto, identifiers
@@ -99,6 +103,7 @@ class StatsHolder:
         budget: BudgetStore,
         ledger: LedgerWriter,
         limits: Limits = DEFAULT_LIMITS,
+        policy_set_digest: Callable[[], str] = lambda: "",
         suite: crypto.Suite = crypto.INTL,
     ) -> None:
         self._suite = suite
@@ -107,6 +112,7 @@ class StatsHolder:
         self._budget = budget
         self._ledger = ledger
         self._limits = limits
+        self._policy_set_digest = policy_set_digest
 
     @property
     def jurisdiction(self) -> str:
@@ -136,10 +142,13 @@ class StatsHolder:
         now_ms: int,
         requester_signature_b64: str = "",
         request_digest_hex: str = "",
+        sign: Callable[[stats_pb2.PeerStatsResponse], tuple[str, str]] | None = None,
     ) -> stats_pb2.PeerStatsResponse:
         """Answer a verified peer request. ``requester`` and ``request_id`` come
-        from the verified envelope header; the response ``header`` is left for
-        the transport to fill and sign. Raises GatewayError on refusal."""
+        from the verified envelope header. ``sign`` (the transport's) fills the
+        response header and signs it, returning (base64 signature, hex digest
+        signed); it is called before the release is ledgered, so the entry
+        records the holder's signature. Raises GatewayError on refusal."""
         try:
             ctx = RequestContext(
                 requester=requester,
@@ -174,16 +183,25 @@ class StatsHolder:
                         reason=clean_reason(f"malformed statistics request: {exc}", self._limits),
                         request_digest=request_digest_hex,
                         requester_signature=requester_signature_b64,
+                        policy_set_digest=self._policy_set_digest(),
                     )
                 )
             raise
-        answer = self.answer(query, ctx, dry_run=request.dry_run)
+        signer = None
+        if sign is not None:
+            signer = lambda a: sign(holder_answer_to_proto(a))  # noqa: E731
+        answer = self.answer(query, ctx, dry_run=request.dry_run, sign=signer)
         return holder_answer_to_proto(answer)
 
     # -- core ----------------------------------------------------------------
 
     def answer(
-        self, query: StatsQuery, ctx: RequestContext, *, dry_run: bool = False
+        self,
+        query: StatsQuery,
+        ctx: RequestContext,
+        *,
+        dry_run: bool = False,
+        sign: Callable[[HolderAnswer], tuple[str, str]] | None = None,
     ) -> HolderAnswer:
         auth: Authorised | None = None
         try:
@@ -202,14 +220,7 @@ class StatsHolder:
         key = requester_key(ctx.requester, ctx.service_system)
         if dry_run:
             usage = self._budget.usage(query.dataset, key)
-            req_left, tot_left = usage.remaining(caps)
-            return HolderAnswer(
-                release=engine.dry_run_release(cal),
-                remaining=Remaining(self.jurisdiction, req_left, tot_left),
-                agreement_id=auth.agreement_id,
-                agreement_digest=auth.agreement_digest,
-                dry_run=True,
-            )
+            return self._answer(engine.dry_run_release(cal), auth, usage.remaining(caps), True)
         spend = Spend(
             dataset=query.dataset,
             requester=key,
@@ -228,22 +239,35 @@ class StatsHolder:
         try:
             frame = self._source.frame(auth.dataset, engine.source_columns(plan))
             release = engine.execute(cal, frame)
-            receipt = self._append_release(query, ctx, auth, release, usage.remaining(caps))
+            answer = self._answer(release, auth, usage.remaining(caps), False)
+            # Signed first, so the entry holds the holder's signature; the signed
+            # answer only leaves once the entry is committed.
+            signature, response_digest = sign(answer) if sign is not None else ("", "")
+            receipt = self._append_release(
+                query, ctx, auth, release, usage.remaining(caps), signature, response_digest
+            )
         except BaseException as exc:
             self._budget.settle(ctx.request_id, "failed")
             if isinstance(exc, GatewayError) and not isinstance(exc, StorageFailure):
                 self._refusal(query, ctx, auth, exc, charged=True)
             raise
         self._budget.settle(ctx.request_id, "released")
-        req_left, tot_left = usage.remaining(caps)
+        if sign is not None:
+            return answer  # a signed answer cannot hold the hash of the entry holding it
+        return replace(answer, receipt_index=receipt.index, receipt_hash=receipt.entry_hash)
+
+    def _answer(
+        self, release: Release, auth: Authorised, left: tuple[float, float], dry_run: bool
+    ) -> HolderAnswer:
         return HolderAnswer(
             release=release,
-            remaining=Remaining(self.jurisdiction, req_left, tot_left),
+            remaining=Remaining(self.jurisdiction, left[0], left[1]),
             agreement_id=auth.agreement_id,
             agreement_digest=auth.agreement_digest,
-            dry_run=False,
-            receipt_index=receipt.index,
-            receipt_hash=receipt.entry_hash,
+            dry_run=dry_run,
+            policy_set_digest=self._policy_set_digest(),
+            legal_basis=auth.legal_basis,
+            approval_id=auth.approval_id,
         )
 
     # -- ledger --------------------------------------------------------------
@@ -271,6 +295,8 @@ class StatsHolder:
         auth: Authorised,
         release: Release,
         remaining: tuple[float, float],
+        holder_signature: str = "",
+        response_digest: str = "",
     ) -> AppendReceipt:
         extra = {
             "epsilon": repr(release.epsilon),
@@ -296,9 +322,14 @@ class StatsHolder:
                 reason=f"statistics agreement {auth.agreement_id}",
                 agreement_id=auth.agreement_id,
                 agreement_digest=auth.agreement_digest,
+                policy_set_digest=self._policy_set_digest(),
                 payload_digest=release_digest(release, self._suite),
                 request_digest=ctx.request_digest,
                 requester_signature=ctx.requester_signature,
+                holder_signature=holder_signature,
+                response_digest=response_digest,
+                legal_basis=auth.legal_basis,
+                approval_id=auth.approval_id,
                 details=self._details(query, ctx, extra),
             )
         )
@@ -334,6 +365,9 @@ class StatsHolder:
                     reason=exc.message[:512],
                     agreement_id=auth.agreement_id if auth else "",
                     agreement_digest=auth.agreement_digest if auth else "",
+                    policy_set_digest=self._policy_set_digest(),
+                    legal_basis=auth.legal_basis if auth else "",
+                    approval_id=auth.approval_id if auth else "",
                     request_digest=ctx.request_digest,
                     requester_signature=ctx.requester_signature,
                     details=self._details(query, ctx, extra),

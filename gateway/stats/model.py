@@ -243,6 +243,9 @@ class HolderAnswer:
     dry_run: bool
     receipt_index: int | None = None
     receipt_hash: str = ""
+    policy_set_digest: str = ""
+    legal_basis: str = ""
+    approval_id: str = ""
 
 
 @dataclass(frozen=True)

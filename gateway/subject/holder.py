@@ -24,6 +24,7 @@ from typing import Final
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, subject_pb2
 from gateway.catalogue import Catalogue
+from gateway.envelope import envelope_digest
 from gateway.errors import CryptoFailure, InvalidArgument, Rejected, StorageFailure
 from gateway.exchange.peer import PeerResponder
 from gateway.exchange.records import seal_context
@@ -238,6 +239,7 @@ class SubjectHolder:
                 request_digest=request.digest_hex,
                 requester_signature=request.signature_b64,
                 holder_signature=crypto.b64(out.signature),
+                response_digest=envelope_digest(out, self._responder.suite).hex(),
             )
         )
         return out

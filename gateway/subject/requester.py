@@ -168,6 +168,7 @@ class SubjectAccessCoordinator:
             request_digest=sig.get("request_digest", ""),
             requester_signature=sig.get("requester_signature", ""),
             holder_signature=sig.get("holder_signature", ""),
+            response_digest=sig.get("response_digest", ""),
         )
 
     def _missing(
@@ -235,7 +236,7 @@ class SubjectAccessCoordinator:
         )
         envelope = self._caller.prepare(holder, msg, domains.PEER_SUBJECT_REQUEST, request_id)
         sig = {
-            "request_digest": envelope_digest(envelope).hex(),
+            "request_digest": envelope_digest(envelope, self._caller.suite).hex(),
             "requester_signature": crypto.b64(envelope.signature),
         }
         try:
@@ -251,6 +252,7 @@ class SubjectAccessCoordinator:
             return self._missing(bundle, holder, str(exc), portal, request_id, sig)
         resp = reply.response
         sig["holder_signature"] = crypto.b64(reply.response_envelope.signature)
+        sig["response_digest"] = envelope_digest(reply.response_envelope, self._caller.suite).hex()
         if resp.error_code:
             reason = f"refused ({resp.error_code[:32]}): {resp.reason}"
             return self._missing(bundle, holder, reason, portal, request_id, sig)

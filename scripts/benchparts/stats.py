@@ -82,6 +82,7 @@ def _holder(tmp: Path, source: _IpcSource, truncate: bool) -> StatsHolder:
         "kind": "statistics-agreement",
         "id": "bench",
         "holder": "110000",
+        "legal_basis": "bench",
         "datasets": [
             {
                 "dataset": "si_contributions",

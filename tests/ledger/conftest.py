@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway import crypto
-from gateway.crypto import AnySigningKey, SigningKey
+from gateway.crypto import AnySigningKey
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.merkle import TreeHasher
-from tests.ledger.ledger_testkit import ORIGIN, FakeClock, make_event
+from gateway.ledger.trustkeys import TrustedKeys
+from tests.ledger.ledger_testkit import (
+    ORIGIN,
+    FakeClock,
+    federation_keys,
+    fixed_key,
+    ledger_key,
+    make_event,
+    use_suite,
+)
 
 
 @pytest.fixture(params=["intl", "gm"])
-def suite(request: pytest.FixtureRequest) -> crypto.Suite:
-    """Every ledger test runs for both cipher suites."""
-    return crypto.suite(request.param)
+def suite(request: pytest.FixtureRequest) -> Iterator[crypto.Suite]:
+    """Every ledger test runs for both cipher suites (the testkit signs with it)."""
+    use_suite(request.param)
+    yield crypto.suite(request.param)
+    use_suite("intl")
 
 
 @pytest.fixture
@@ -27,15 +38,21 @@ def tree(suite: crypto.Suite) -> TreeHasher:
 
 
 def suite_key(suite: crypto.Suite, seed: bytes) -> AnySigningKey:
-    """A fixed intl key for ``seed``; gm keys come from GmSSL's own randomness."""
-    if suite.name == "intl":
-        return SigningKey(seed)
-    return suite.generate_signing_key()
+    """A fixed intl key for ``seed``; gm keys come from GmSSL's own randomness (one per
+    seed and run)."""
+    return fixed_key(suite.name, seed)
 
 
 @pytest.fixture
 def log_key(suite: crypto.Suite) -> AnySigningKey:
-    return suite_key(suite, bytes(range(32)))
+    """110000's ledger key, as the test federation's trust bundle lists it."""
+    return ledger_key("110000", suite.name)
+
+
+@pytest.fixture
+def keys(suite: crypto.Suite) -> TrustedKeys:
+    """The test federation's keys, as a trust bundle would list them."""
+    return federation_keys(suite.name)  # type: ignore[no-any-return]
 
 
 @pytest.fixture

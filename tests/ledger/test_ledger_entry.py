@@ -60,5 +60,6 @@ def test_trailing_or_missing_bytes_are_not_canonical() -> None:
     for bad in (data + b"\x00x", data[:-1] + b"\x00", data[:50], data[:60]):
         with pytest.raises(InvalidArgument):
             decode_entry(bad)
-    with pytest.raises(InvalidArgument):
-        decode_entry(b"\x02" + data[1:])
+    for version in (b"\x01", b"\x03"):  # version 1 lacked response digest and legal basis
+        with pytest.raises(InvalidArgument):
+            decode_entry(version + data[1:])

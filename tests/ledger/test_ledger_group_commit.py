@@ -58,8 +58,14 @@ def test_concurrent_appends_each_land_once_in_fewer_transactions(
     assert indices == list(range(400))
     assert commits < 400  # shared transactions
     by_index = {r.index: e for r, e in zip(out, events, strict=True)}  # type: ignore[union-attr]
+    times = []
     for rec in ledger.entries(0, 400):
-        assert rec.event == by_index[rec.index]
+        sent = by_index[rec.index]
+        # Times never go backwards along the ledger: a late-stamped event takes its predecessor's.
+        assert rec.event.timestamp_ms >= sent.timestamp_ms
+        assert rec.event == dataclasses.replace(sent, timestamp_ms=rec.event.timestamp_ms)
+        times.append(rec.event.timestamp_ms)
+    assert times == sorted(times)
     report = verify_store(ledger.store, ORIGIN, log_key.verify_key, workers=1)
     assert report.ok, report.problem
     ledger.close()

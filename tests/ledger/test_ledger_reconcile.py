@@ -45,7 +45,11 @@ def test_reconcile_reports_missing_and_different(pair: tuple[Path, Path]) -> Non
     r = reconcile(read_side(str(pair[0])), read_side(str(pair[1])))
     assert (r.jurisdiction_a, r.jurisdiction_b) == ("110000", "120000")
     assert r.matched == 6
-    assert [rid for rid, _ in r.missing_in_b] == ["req-000100"]
+    # The holder released req-000100 but the requester has no entry: it was lost, not forged.
+    assert [(u.request_id, u.kind) for u in r.unacknowledged] == [("req-000100", "transfer")]
+    assert "requester lost" in r.unacknowledged[0].reason
+    assert not r.missing_in_b
+    # The requester holds the holder's signed answer to req-000200; the holder lacks it.
     assert [rid for rid, _ in r.missing_in_a] == ["req-000200"]
     assert [(d.request_id, d.fields) for d in r.differing] == [("req-000300", ("payload_digest",))]
 
@@ -55,8 +59,8 @@ def test_reconcile_cli_exits_1_and_names_transfers(
 ) -> None:
     assert main(["audit", "reconcile", str(pair[0]), str(pair[1])]) == 1
     out = capsys.readouterr().out
-    assert "missing in 120000: request req-000100" in out
-    assert "missing in 110000: request req-000200" in out
+    assert "entry 6 (transfer), request req-000100: requester lost" in out
+    assert "DISCREPANCY missing in 110000: request req-000200" in out
     assert "differs: request req-000300" in out and "payload_digest" in out
 
 
@@ -95,3 +99,26 @@ def test_attempt_the_holder_never_answered_is_not_reported_missing(
     a.close()
     b.close()
     assert main(["audit", "reconcile", str(tmp_path / "a.db"), str(tmp_path / "b.db")]) == 0
+
+
+def test_release_the_requester_recorded_as_failed_is_unacknowledged_with_the_reason() -> None:
+    """Connection reset after the holder released: not a discrepancy, and said why."""
+    from gateway.ledger.reconcile import reconcile
+
+    held = [(0, make_event(1))]
+    failed = requester_view(
+        1, kind="refusal", decision="deny", holder_signature="", reason="exchange failed: reset"
+    )
+    r = reconcile(held, [(4, failed)])
+    assert r.ok and r.matched == 0
+    (u,) = r.unacknowledged
+    assert u.index == 0 and "connection reset or timeout" in u.reason and "entry 4" in u.reason
+
+
+def test_receipt_for_another_answer_is_a_discrepancy() -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    receipt = make_event(1, kind="receipt", response_digest="f" * 64, requester_signature="",
+                         holder_signature="")  # fmt: skip
+    r = reconcile([(0, make_event(1)), (1, receipt)], [(0, requester_view(1))])
+    assert not r.ok and r.differing[0].fields == ("receipt",)

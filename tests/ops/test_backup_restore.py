@@ -47,7 +47,17 @@ def _exchange(rf: RunningFederation) -> None:
         )
 
 
+def _deliver_receipts(rf: RunningFederation) -> None:
+    """Requesters acknowledge answers off the request path, so BJ ledgers their receipts
+    some time after each exchange: stop the background senders (finishing any batch
+    in flight) and send what is queued now, so the backup holds every receipt."""
+    for code, gw in rf.gateways.items():
+        if code != BJ:
+            gw.receipts.stop(flush=True)
+
+
 def _backup(rf: RunningFederation, out: Path) -> None:
+    _deliver_receipts(rf)
     assert main(["backup", "--config", str(rf.site(BJ).config), "--out", str(out)]) == 0
 
 

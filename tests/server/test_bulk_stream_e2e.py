@@ -21,6 +21,7 @@ from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, service
 from gateway.config import load_config
 from gateway.demo.setup import REPO_POLICIES, build_federation
 from gateway.exchange.bulk import ChunkChain, chunk_context
+from gateway.ledger.events import LedgerEvent
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, stop_federation
 from tests.dbs import scratch_schema
@@ -89,6 +90,20 @@ def _rows(msgs: Messages) -> list[dict[str, str]]:
     return [dict(r.fields) for m in msgs if m.HasField("chunk") for r in m.chunk.records]
 
 
+def _signatures_verify_offline(rf: RunningFederation, *entries: LedgerEvent) -> None:
+    """Both entries record the holder's signed end with the digest it is made over, and
+    the agreement's legal basis, so `ledger verify --bundle` checks their signatures."""
+    from gateway.ledger.signatures import check_entry_signatures
+    from gateway.ledger.trustkeys import TrustedKeys
+
+    keys = TrustedKeys.from_bundle(rf.gateways["110000"].bundle())
+    for e in entries:
+        assert e.response_digest and e.legal_basis
+        check = check_entry_signatures(e, keys)
+        assert (check.problem, check.checked, check.unverifiable) == ("", 2, 0)
+    assert len({e.response_digest for e in entries}) == 1
+
+
 def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_records_the_commitment(
     fed: RunningFederation,
 ) -> None:
@@ -114,6 +129,7 @@ def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_rec
     assert h.payload_digest == r.payload_digest == done.commitment
     assert h.holder_signature == r.holder_signature != ""
     assert ("complete", "true") in h.details and ("complete", "true") in r.details
+    _signatures_verify_offline(fed, h, r)
     subject = fed.subject("110000", "SELECT person_id FROM si_contributions LIMIT 1")
     assert subject not in repr(h) + repr(r)
 
@@ -144,6 +160,7 @@ def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: P
         assert done.row_count == ROWS and not done.truncated
         holder = ledger_events(rf.gateways["110000"])[-1]
         assert holder.payload_digest == done.commitment
+        _signatures_verify_offline(rf, holder, ledger_events(rf.gateways["120000"])[-1])
         # Recompute the chain from what arrived: SM3, not SHA-256.
         for digest, same in ((crypto.suite("gm").digest, True), (crypto.sha256, False)):
             chain = ChunkChain(bytes.fromhex(holder.request_digest), digest)

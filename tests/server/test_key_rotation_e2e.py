@@ -48,6 +48,18 @@ def _exchange(fed: RunningFederation, hebei_cert: bytes | None = None) -> str:
     return str(resp.request_id)
 
 
+def _wait_for_receipt(gw: Gateway, rid: str) -> None:
+    """The requester acknowledges off the request path: wait until the holder has
+    ledgered its receipt, so the checkpoints and exports that follow cover the whole
+    exchange."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while not any(r.event.kind == "receipt" for r in gw.ledger.find(rid)):
+        assert time.monotonic() < deadline, f"no receipt for {rid} was ledgered"
+        time.sleep(0.05)
+
+
 def _restart(fed: RunningFederation, code: str) -> Gateway:
     fed.gateways[code].stop(grace=0.2)
     gw = Gateway(load_config(fed.site(code).config))
@@ -83,6 +95,7 @@ def test_after_rotating_every_key_the_whole_ledger_and_old_evidence_verify(
     bundle = str(fed.fed.bundle)
     bj_ledger = str(fed.site("110000").root / "data" / "ledger.sqlite")
     old_rid = _exchange(fed)
+    _wait_for_receipt(fed.gateways["110000"], old_rid)
     assert all(
         o.startswith("cosigned") for o in fed.gateways["110000"].checkpoint_and_witness().values()
     )
@@ -109,6 +122,7 @@ def test_after_rotating_every_key_the_whole_ledger_and_old_evidence_verify(
 
     # Peers exchange with the rotated gateway (new TLS cert, envelope and sealing keys).
     new_rid = _exchange(fed)
+    _wait_for_receipt(bj, new_rid)
     assert all(o.startswith("cosigned") for o in bj.checkpoint_and_witness().values())
     outcomes = fed.gateways["130000"].checkpoint_and_witness()
     assert outcomes["110000"].startswith("cosigned"), outcomes

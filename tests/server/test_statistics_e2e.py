@@ -156,3 +156,63 @@ def test_malformed_peer_statistics_request_is_refused_and_ledgered_with_placehol
     new = ledger_events(bj)[before:]
     assert [(e.kind, e.service_system) for e in new] == [("stats_refusal", "(invalid)")]
     assert verify_store(bj.ledger.store, bj.ledger.origin, bj.keys.ledger.verify_key).ok
+
+
+def test_statistics_releases_are_first_class_on_both_sides_and_reconcile(
+    own_federation: RunningFederation,
+) -> None:
+    """Both sides' entries of a release carry both signatures, the agreement id and digest,
+    the policy-set digest, the legal basis and approval id; reconcile matches them and every
+    signature verifies offline against the trust bundle."""
+    from gateway.ledger.reconcile import reconcile
+    from gateway.ledger.trustkeys import TrustedKeys
+    from gateway.ledger.verify import verify_store
+    from gateway.trust import load_bundle
+
+    fed = own_federation
+    ch, stub = _stub(fed, "120000", "tianjin-planning")
+    stub.Query(commuters_by_age(["110000", "130000"], 1.0), timeout=30)
+    ch.close()
+    tj = ledger_events(fed.gateways["120000"])
+    for holder in ("110000", "130000"):
+        held = [e for e in ledger_events(fed.gateways[holder]) if e.kind == "stats_release"][-1]
+        asked = next(e for e in tj if e.request_id == held.request_id)
+        for e in (held, asked):
+            assert e.requester_signature and e.holder_signature
+            assert e.request_digest and e.response_digest
+            assert e.agreement_id == f"stats-{holder}-2026" and len(e.agreement_digest) == 64
+            assert len(e.policy_set_digest) == 64
+            assert e.legal_basis.startswith("《中华人民共和国统计法》")
+            assert e.approval_id.startswith("京津冀统审")
+        r = reconcile(list(enumerate(ledger_events(fed.gateways[holder]))), list(enumerate(tj)))
+        assert r.ok and r.matched >= 1 and not r.unacknowledged, r
+        gw = fed.gateways[holder]
+        keys = TrustedKeys.from_bundle(load_bundle(fed.fed.bundle))
+        report = verify_store(gw.ledger.store, gw.ledger.origin, keys, check_signatures=True)
+        assert report.ok and report.signatures, report.problem
+
+
+def test_holder_without_a_statistics_agreement_ledgers_the_refusal(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An authenticated statistics request to a holder with no statistics agreement is
+    refused and recorded on both sides, under the same request id."""
+    import shutil
+
+    from gateway.demo.setup import REPO_POLICIES
+
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO_POLICIES, policies)
+    (policies / "130000" / "statistics.yaml").unlink()
+    rf = start_federation(tmp_path / "fed", rows=50, policies=policies)
+    try:
+        ch, stub = _stub(rf, "120000", "tianjin-planning")
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Query(commuters_by_age(["130000"], 1.0), timeout=30)
+        ch.close()
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        held = [e for e in ledger_events(rf.gateways["130000"]) if e.kind == "stats_refusal"]
+        asked = [e for e in ledger_events(rf.gateways["120000"]) if e.kind == "stats_refusal"]
+        assert len(held) == 1 and held[0].counterparty == "120000"
+        assert "no statistics agreement" in held[0].reason and held[0].requester_signature
+        assert [e.request_id for e in asked] == [held[0].request_id]
+    finally:
+        stop_federation(rf)

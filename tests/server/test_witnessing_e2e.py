@@ -120,14 +120,12 @@ def test_rolled_back_ledger_is_detected(own_federation: RunningFederation, tmp_p
 def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_key(
     own_federation: RunningFederation, tmp_path
 ) -> None:
-    import hashlib
     import json
 
     from gateway import crypto
     from gateway.cli import main
     from gateway.errors import VerificationFailed
-    from gateway.ledger.bundle import canonical, verify_bundle_bytes
-    from gateway.ledger.note import SIG_COSIGNATURE_V1, vkey
+    from gateway.ledger.bundle import seal, verify_bundle_bytes
 
     fed = own_federation
     _exchange(fed)
@@ -142,17 +140,14 @@ def test_evidence_bundle_carries_cosignatures_and_refuses_a_substituted_witness_
     assert main(["ledger", "verify", str(out), "--bundle", bundle]) == 0
     report = verify_bundle_bytes(out.read_bytes())
     assert len(report.cosigners) == 2
-    # Swap one witness key for the attacker's and re-seal the bundle's digest.
+    # Swap one witness's key for the attacker's and re-seal the bundle's checksum.
     doc = json.loads(out.read_bytes())
     name = report.cosigners[0]
-    doc["content"]["witness_keys"] = [
-        vkey(name, crypto.SigningKey.generate().verify_key, SIG_COSIGNATURE_V1)
-        if k.startswith(name + "+") else k
-        for k in doc["content"]["witness_keys"]
-    ]  # fmt: skip
-    doc["content_sha256"] = hashlib.sha256(canonical(doc["content"])).hexdigest()
+    for m in doc["content"]["members"]:
+        if m["jurisdiction"] == name:
+            m["witness_key"] = [crypto.b64(crypto.SigningKey.generate().verify_key.raw)]
     forged = tmp_path / "forged.json"
-    forged.write_bytes(canonical(doc))
+    forged.write_bytes(seal(doc["content"]))
     assert main(["ledger", "verify", str(forged), "--bundle", bundle]) == 1
     with pytest.raises(VerificationFailed):
         verify_bundle_bytes(forged.read_bytes())  # even unpinned: the cosignature fails
@@ -187,3 +182,45 @@ def test_reconcile_over_the_gateways_ledger_apis_with_tls_and_tokens(
     assert main(bad) == 2
     with pytest.raises(Unauthenticated):
         read_side(args[2], fed.site("110000").tls_cert, None)
+
+
+def test_ledger_verify_fetches_witnessed_checkpoints_live_and_excludes_truncation(
+    own_federation: RunningFederation, tmp_path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """`ledger verify --from-witness` asks the witnesses' Ledger APIs for the checkpoint they
+    cosigned; a ledger file cut short (entries and checkpoints) then fails as truncated."""
+    import shutil
+    import sqlite3
+
+    from gateway.cli import main
+
+    fed = own_federation
+    _exchange(fed)
+    bj = fed.gateways["110000"]
+    bj.checkpoint_and_witness()
+    args = []
+    for code, service in (("120000", "tianjin-audit"), ("130000", "hebei-audit")):
+        site = fed.site(code)
+        token = tmp_path / f"{code}.token"
+        token.write_text(site.tokens[service])
+        args += ["--from-witness", f"{code}@{site.service_address}",
+                 "--witness-cert", str(site.tls_cert), "--witness-token-file", str(token)]  # fmt: skip
+    copy = tmp_path / "bj-copy.sqlite"
+    shutil.copy(fed.site("110000").root / "data" / "ledger.sqlite", copy)
+    for suffix in ("-wal", "-shm"):
+        src = fed.site("110000").root / "data" / f"ledger.sqlite{suffix}"
+        if src.exists():
+            shutil.copy(src, str(copy) + suffix)
+    bundle = str(fed.fed.bundle)
+    assert main(["ledger", "verify", str(copy), "--bundle", bundle, *args]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint witnessed by 120000@" in out and "truncation: excluded below size" in out
+    db = sqlite3.connect(copy)
+    size = db.execute("SELECT COUNT(*) FROM ledger_entries").fetchone()[0]
+    db.execute("DELETE FROM ledger_entries WHERE idx >= ?", (size - 1,))
+    db.execute("DELETE FROM ledger_checkpoints WHERE size >= ?", (size - 1,))
+    db.commit()
+    db.close()
+    assert main(["ledger", "verify", str(copy), "--bundle", bundle]) == 0  # the file alone
+    assert main(["ledger", "verify", str(copy), "--bundle", bundle, *args]) == 1
+    assert "FAILED (truncated)" in capsys.readouterr().out

@@ -35,6 +35,7 @@ from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent, clean_reason
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.storage import EntryRow
+from gateway.ledger.witness import WitnessStore
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 MAX_INDEX: Final = 2**63 - 1
@@ -119,11 +120,26 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         scope: LedgerScope,
         limits: Limits = DEFAULT_LIMITS,
         who: Callable[[], str] = lambda: "operator",
+        witnessed: WitnessStore | None = None,
     ) -> None:
         self._ledger = ledger
         self._scope = scope
         self._limits = limits
         self._who = who
+        self._witnessed = witnessed
+
+    def GetWitnessedCheckpoint(
+        self, request: ledger_pb2.GetWitnessedCheckpointRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.GetWitnessedCheckpointResponse:
+        if len(request.origin) > 255:
+            raise InvalidArgument.expected("origin length", "<= 255", len(request.origin))
+        self._scope.record_read(self._who(), "GetWitnessedCheckpoint", request.origin)
+        state = self._witnessed.latest(request.origin) if self._witnessed else None
+        if state is None:
+            raise NotFound(f"this gateway never cosigned a checkpoint of {request.origin!r}")
+        return ledger_pb2.GetWitnessedCheckpointResponse(
+            checkpoint=state.note, tree_size=state.size, cosigned_ms=state.updated_ms
+        )
 
     def _latest_size(self, need: int = 0) -> int:
         cp = self._ledger.latest_checkpoint()
@@ -238,6 +254,9 @@ def add_to_server(
     *,
     scope: LedgerScope,
     who: Callable[[], str] = lambda: "operator",
+    witnessed: WitnessStore | None = None,
 ) -> None:
     """Mount the Ledger API; ``who`` names the authenticated caller of the current RPC."""
-    ledger_pb2_grpc.add_LedgerServicer_to_server(LedgerServicer(ledger, scope, limits, who), server)
+    ledger_pb2_grpc.add_LedgerServicer_to_server(
+        LedgerServicer(ledger, scope, limits, who, witnessed), server
+    )

@@ -29,6 +29,7 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         statistics: PeerHandler | None = None,
         witness: PeerHandler | None = None,
         subject: PeerHandler | None = None,
+        receipts: PeerHandler | None = None,
         bulk: BulkHolder | None = None,
     ) -> None:
         self._holder = holder
@@ -36,6 +37,7 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         self._statistics = statistics
         self._witness = witness
         self._subject = subject
+        self._receipts = receipts
 
     def FetchRecords(
         self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
@@ -62,6 +64,12 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         if self._subject is None:
             raise NotFound("this gateway does not answer subject-access requests")
         return self._subject(request, caller())
+    def Acknowledge(
+        self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+    ) -> peer_pb2.SignedEnvelope:
+        if self._receipts is None:
+            raise NotFound("this gateway does not accept receipts")
+        return self._receipts(request, caller())
 
     def StreamRecords(
         self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext

@@ -28,20 +28,24 @@ class FieldRelease(_message.Message):
     def __init__(self, name: _Optional[str] = ..., transform: _Optional[str] = ...) -> None: ...
 
 class PolicyDecision(_message.Message):
-    __slots__ = ("allowed", "reason", "agreement_id", "agreement_digest", "policy_set_digest", "fields")
+    __slots__ = ("allowed", "reason", "agreement_id", "agreement_digest", "policy_set_digest", "fields", "legal_basis", "approval_id")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     POLICY_SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     reason: str
     agreement_id: str
     agreement_digest: str
     policy_set_digest: str
     fields: _containers.RepeatedCompositeFieldContainer[FieldRelease]
-    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., agreement_id: _Optional[str] = ..., agreement_digest: _Optional[str] = ..., policy_set_digest: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldRelease, _Mapping]]] = ...) -> None: ...
+    legal_basis: str
+    approval_id: str
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., agreement_id: _Optional[str] = ..., agreement_digest: _Optional[str] = ..., policy_set_digest: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldRelease, _Mapping]]] = ..., legal_basis: _Optional[str] = ..., approval_id: _Optional[str] = ...) -> None: ...
 
 class LedgerReceipt(_message.Message):
     __slots__ = ("jurisdiction", "index", "entry_hash")

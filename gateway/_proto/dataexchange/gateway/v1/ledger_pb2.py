@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2 as dataexchange_dot_gateway_dot_v1_dot_peer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dataexchange/gateway/v1/ledger.proto\x12\x17\x64\x61taexchange.gateway.v1\x1a\"dataexchange/gateway/v1/peer.proto\"\x16\n\x14GetCheckpointRequest\"a\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06origin\x18\x04 \x01(\t\"\\\n\x18GetInclusionProofRequest\x12\x0f\n\x05index\x18\x01 \x01(\x04H\x00\x12\x14\n\nrequest_id\x18\x02 \x01(\tH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x06\n\x04leaf\"\x82\x01\n\x19GetInclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\x12\r\n\x05\x65ntry\x18\x05 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x06 \x01(\t\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"U\n\x1bGetConsistencyProofResponse\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"1\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x0bLedgerEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\x12\n\nentry_hash\x18\x03 \x01(\x0c\"r\n\x12GetEntriesResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.dataexchange.gateway.v1.LedgerEntry\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x12\n\nnext_start\x18\x03 \x01(\x04\"\x8a\x01\n\x12PeerWitnessRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x19\n\x11\x63onsistency_proof\x18\x03 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"\xbb\x01\n\x13PeerWitnessResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32&.dataexchange.gateway.v1.WitnessStatus\x12\x13\n\x0b\x63osignature\x18\x03 \x01(\t\x12\x12\n\nknown_size\x18\x04 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t*\xa2\x02\n\rWitnessStatus\x12\x1e\n\x1aWITNESS_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WITNESS_STATUS_COSIGNED\x10\x01\x12\x1b\n\x17WITNESS_STATUS_CONFLICT\x10\x02\x12\x1e\n\x1aWITNESS_STATUS_BAD_REQUEST\x10\x03\x12\x1f\n\x1bWITNESS_STATUS_INCONSISTENT\x10\x04\x12\x17\n\x13WITNESS_STATUS_FORK\x10\x05\x12\x1b\n\x17WITNESS_STATUS_ROLLBACK\x10\x06\x12\x1e\n\x1aWITNESS_STATUS_UNKNOWN_LOG\x10\x07\x12 \n\x1cWITNESS_STATUS_BAD_SIGNATURE\x10\x08\x32\xde\x03\n\x06Ledger\x12n\n\rGetCheckpoint\x12-.dataexchange.gateway.v1.GetCheckpointRequest\x1a..dataexchange.gateway.v1.GetCheckpointResponse\x12z\n\x11GetInclusionProof\x12\x31.dataexchange.gateway.v1.GetInclusionProofRequest\x1a\x32.dataexchange.gateway.v1.GetInclusionProofResponse\x12\x80\x01\n\x13GetConsistencyProof\x12\x33.dataexchange.gateway.v1.GetConsistencyProofRequest\x1a\x34.dataexchange.gateway.v1.GetConsistencyProofResponse\x12\x65\n\nGetEntries\x12*.dataexchange.gateway.v1.GetEntriesRequest\x1a+.dataexchange.gateway.v1.GetEntriesResponseBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dataexchange/gateway/v1/ledger.proto\x12\x17\x64\x61taexchange.gateway.v1\x1a\"dataexchange/gateway/v1/peer.proto\"/\n\x1dGetWitnessedCheckpointRequest\x12\x0e\n\x06origin\x18\x01 \x01(\t\"\\\n\x1eGetWitnessedCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x13\n\x0b\x63osigned_ms\x18\x03 \x01(\x03\"\x16\n\x14GetCheckpointRequest\"a\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\troot_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06origin\x18\x04 \x01(\t\"\\\n\x18GetInclusionProofRequest\x12\x0f\n\x05index\x18\x01 \x01(\x04H\x00\x12\x14\n\nrequest_id\x18\x02 \x01(\tH\x00\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x42\x06\n\x04leaf\"\x82\x01\n\x19GetInclusionProofResponse\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x11\n\tleaf_hash\x18\x03 \x01(\x0c\x12\r\n\x05proof\x18\x04 \x03(\x0c\x12\r\n\x05\x65ntry\x18\x05 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x06 \x01(\t\"E\n\x1aGetConsistencyProofRequest\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\"U\n\x1bGetConsistencyProofResponse\x12\x12\n\nfirst_size\x18\x01 \x01(\x04\x12\x13\n\x0bsecond_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"1\n\x11GetEntriesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"?\n\x0bLedgerEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\r\n\x05\x65ntry\x18\x02 \x01(\x0c\x12\x12\n\nentry_hash\x18\x03 \x01(\x0c\"r\n\x12GetEntriesResponse\x12\x35\n\x07\x65ntries\x18\x01 \x03(\x0b\x32$.dataexchange.gateway.v1.LedgerEntry\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x12\n\nnext_start\x18\x03 \x01(\x04\"\x8a\x01\n\x12PeerWitnessRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x10\n\x08old_size\x18\x02 \x01(\x04\x12\x19\n\x11\x63onsistency_proof\x18\x03 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"\xbb\x01\n\x13PeerWitnessResponse\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32#.dataexchange.gateway.v1.PeerHeader\x12\x36\n\x06status\x18\x02 \x01(\x0e\x32&.dataexchange.gateway.v1.WitnessStatus\x12\x13\n\x0b\x63osignature\x18\x03 \x01(\t\x12\x12\n\nknown_size\x18\x04 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t*\xa2\x02\n\rWitnessStatus\x12\x1e\n\x1aWITNESS_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WITNESS_STATUS_COSIGNED\x10\x01\x12\x1b\n\x17WITNESS_STATUS_CONFLICT\x10\x02\x12\x1e\n\x1aWITNESS_STATUS_BAD_REQUEST\x10\x03\x12\x1f\n\x1bWITNESS_STATUS_INCONSISTENT\x10\x04\x12\x17\n\x13WITNESS_STATUS_FORK\x10\x05\x12\x1b\n\x17WITNESS_STATUS_ROLLBACK\x10\x06\x12\x1e\n\x1aWITNESS_STATUS_UNKNOWN_LOG\x10\x07\x12 \n\x1cWITNESS_STATUS_BAD_SIGNATURE\x10\x08\x32\xea\x04\n\x06Ledger\x12n\n\rGetCheckpoint\x12-.dataexchange.gateway.v1.GetCheckpointRequest\x1a..dataexchange.gateway.v1.GetCheckpointResponse\x12z\n\x11GetInclusionProof\x12\x31.dataexchange.gateway.v1.GetInclusionProofRequest\x1a\x32.dataexchange.gateway.v1.GetInclusionProofResponse\x12\x80\x01\n\x13GetConsistencyProof\x12\x33.dataexchange.gateway.v1.GetConsistencyProofRequest\x1a\x34.dataexchange.gateway.v1.GetConsistencyProofResponse\x12\x65\n\nGetEntries\x12*.dataexchange.gateway.v1.GetEntriesRequest\x1a+.dataexchange.gateway.v1.GetEntriesResponse\x12\x89\x01\n\x16GetWitnessedCheckpoint\x12\x36.dataexchange.gateway.v1.GetWitnessedCheckpointRequest\x1a\x37.dataexchange.gateway.v1.GetWitnessedCheckpointResponseBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,30 +34,34 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dataexchange.gateway.v1.led
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\032cn.dataexchange.gateway.v1P\001ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1'
-  _globals['_WITNESSSTATUS']._serialized_start=1173
-  _globals['_WITNESSSTATUS']._serialized_end=1463
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=101
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=123
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=125
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=222
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=224
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=316
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=319
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=449
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=451
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=520
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=522
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=607
-  _globals['_GETENTRIESREQUEST']._serialized_start=609
-  _globals['_GETENTRIESREQUEST']._serialized_end=658
-  _globals['_LEDGERENTRY']._serialized_start=660
-  _globals['_LEDGERENTRY']._serialized_end=723
-  _globals['_GETENTRIESRESPONSE']._serialized_start=725
-  _globals['_GETENTRIESRESPONSE']._serialized_end=839
-  _globals['_PEERWITNESSREQUEST']._serialized_start=842
-  _globals['_PEERWITNESSREQUEST']._serialized_end=980
-  _globals['_PEERWITNESSRESPONSE']._serialized_start=983
-  _globals['_PEERWITNESSRESPONSE']._serialized_end=1170
-  _globals['_LEDGER']._serialized_start=1466
-  _globals['_LEDGER']._serialized_end=1944
+  _globals['_WITNESSSTATUS']._serialized_start=1316
+  _globals['_WITNESSSTATUS']._serialized_end=1606
+  _globals['_GETWITNESSEDCHECKPOINTREQUEST']._serialized_start=101
+  _globals['_GETWITNESSEDCHECKPOINTREQUEST']._serialized_end=148
+  _globals['_GETWITNESSEDCHECKPOINTRESPONSE']._serialized_start=150
+  _globals['_GETWITNESSEDCHECKPOINTRESPONSE']._serialized_end=242
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=244
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=266
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=268
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=365
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=367
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=459
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=462
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=592
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=594
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=663
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=665
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=750
+  _globals['_GETENTRIESREQUEST']._serialized_start=752
+  _globals['_GETENTRIESREQUEST']._serialized_end=801
+  _globals['_LEDGERENTRY']._serialized_start=803
+  _globals['_LEDGERENTRY']._serialized_end=866
+  _globals['_GETENTRIESRESPONSE']._serialized_start=868
+  _globals['_GETENTRIESRESPONSE']._serialized_end=982
+  _globals['_PEERWITNESSREQUEST']._serialized_start=985
+  _globals['_PEERWITNESSREQUEST']._serialized_end=1123
+  _globals['_PEERWITNESSRESPONSE']._serialized_start=1126
+  _globals['_PEERWITNESSRESPONSE']._serialized_end=1313
+  _globals['_LEDGER']._serialized_start=1609
+  _globals['_LEDGER']._serialized_end=2227
 # @@protoc_insertion_point(module_scope)

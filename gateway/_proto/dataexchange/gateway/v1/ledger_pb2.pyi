@@ -29,6 +29,22 @@ WITNESS_STATUS_ROLLBACK: WitnessStatus
 WITNESS_STATUS_UNKNOWN_LOG: WitnessStatus
 WITNESS_STATUS_BAD_SIGNATURE: WitnessStatus
 
+class GetWitnessedCheckpointRequest(_message.Message):
+    __slots__ = ("origin",)
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    origin: str
+    def __init__(self, origin: _Optional[str] = ...) -> None: ...
+
+class GetWitnessedCheckpointResponse(_message.Message):
+    __slots__ = ("checkpoint", "tree_size", "cosigned_ms")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    COSIGNED_MS_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: str
+    tree_size: int
+    cosigned_ms: int
+    def __init__(self, checkpoint: _Optional[str] = ..., tree_size: _Optional[int] = ..., cosigned_ms: _Optional[int] = ...) -> None: ...
+
 class GetCheckpointRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -61,6 +61,11 @@ class LedgerStub:
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetEntriesRequest.SerializeToString,
                 response_deserializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetEntriesResponse.FromString,
                 _registered_method=True)
+        self.GetWitnessedCheckpoint = channel.unary_unary(
+                '/dataexchange.gateway.v1.Ledger/GetWitnessedCheckpoint',
+                request_serializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetWitnessedCheckpointRequest.SerializeToString,
+                response_deserializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetWitnessedCheckpointResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -100,6 +105,15 @@ class LedgerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWitnessedCheckpoint(self, request, context):
+        """This gateway as a witness: the newest checkpoint of another member's log
+        that it cosigned. An auditor's checkpoint from outside that log (proves the
+        log was not truncated below its size, or names a fork).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -122,6 +136,11 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.GetEntries,
                     request_deserializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetEntriesRequest.FromString,
                     response_serializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetEntriesResponse.SerializeToString,
+            ),
+            'GetWitnessedCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWitnessedCheckpoint,
+                    request_deserializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetWitnessedCheckpointRequest.FromString,
+                    response_serializer=dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetWitnessedCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -238,6 +257,33 @@ class Ledger:
             '/dataexchange.gateway.v1.Ledger/GetEntries',
             dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetEntriesRequest.SerializeToString,
             dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWitnessedCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataexchange.gateway.v1.Ledger/GetWitnessedCheckpoint',
+            dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetWitnessedCheckpointRequest.SerializeToString,
+            dataexchange_dot_gateway_dot_v1_dot_ledger__pb2.GetWitnessedCheckpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -87,6 +87,36 @@ class RecordBatch(_message.Message):
     records: _containers.RepeatedCompositeFieldContainer[_common_pb2.Record]
     def __init__(self, records: _Optional[_Iterable[_Union[_common_pb2.Record, _Mapping]]] = ...) -> None: ...
 
+class ExchangeReceipt(_message.Message):
+    __slots__ = ("request_id", "request_digest", "response_digest", "signature")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    request_digest: bytes
+    response_digest: bytes
+    signature: bytes
+    def __init__(self, request_id: _Optional[str] = ..., request_digest: _Optional[bytes] = ..., response_digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class PeerReceiptBatch(_message.Message):
+    __slots__ = ("header", "receipts")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    receipts: _containers.RepeatedCompositeFieldContainer[ExchangeReceipt]
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., receipts: _Optional[_Iterable[_Union[ExchangeReceipt, _Mapping]]] = ...) -> None: ...
+
+class PeerReceiptAck(_message.Message):
+    __slots__ = ("header", "recorded", "refused")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    header: PeerHeader
+    recorded: int
+    refused: int
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., recorded: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
+
 class PeerStreamRequest(_message.Message):
     __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "client_reference", "start_row", "resume_of")
     HEADER_FIELD_NUMBER: _ClassVar[int]

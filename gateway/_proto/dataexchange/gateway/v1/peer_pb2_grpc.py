@@ -55,6 +55,11 @@ class PeerExchangeStub:
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
                 response_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
                 _registered_method=True)
+        self.Acknowledge = channel.unary_unary(
+                '/dataexchange.gateway.v1.PeerExchange/Acknowledge',
+                request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+                response_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+                _registered_method=True)
         self.StreamRecords = channel.unary_stream(
                 '/dataexchange.gateway.v1.PeerExchange/StreamRecords',
                 request_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
@@ -97,6 +102,16 @@ class PeerExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Acknowledge(self, request, context):
+        """payload_type "cn.dataexchange.gateway.v1.PeerReceiptBatch" ->
+        "cn.dataexchange.gateway.v1.PeerReceiptAck": the requesting gateway's
+        signed receipts for answers it received, sent in batches off the request
+        path; the holder ledgers each one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamRecords(self, request, context):
         """Streaming bulk transfer. Request payload_type
         "cn.dataexchange.gateway.v1.PeerStreamRequest". The holder answers with a
@@ -129,6 +144,11 @@ def add_PeerExchangeServicer_to_server(servicer, server):
             ),
             'SubjectHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.SubjectHistory,
+                    request_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+                    response_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+            ),
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
                     request_deserializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
                     response_serializer=dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
             ),
@@ -244,6 +264,33 @@ class PeerExchange:
             request,
             target,
             '/dataexchange.gateway.v1.PeerExchange/SubjectHistory',
+            dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
+            dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dataexchange.gateway.v1.PeerExchange/Acknowledge',
             dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.SerializeToString,
             dataexchange_dot_gateway_dot_v1_dot_peer__pb2.SignedEnvelope.FromString,
             options,

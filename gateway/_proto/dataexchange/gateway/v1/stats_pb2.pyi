@@ -187,7 +187,7 @@ class PeerStatsRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[_peer_pb2.PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., query: _Optional[_Union[StatsQuery, _Mapping]] = ..., dry_run: _Optional[bool] = ..., federated_query_id: _Optional[str] = ...) -> None: ...
 
 class PeerStatsResponse(_message.Message):
-    __slots__ = ("header", "release", "remaining", "receipt", "agreement_id", "agreement_digest", "dry_run")
+    __slots__ = ("header", "release", "remaining", "receipt", "agreement_id", "agreement_digest", "dry_run", "policy_set_digest", "legal_basis", "approval_id")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     REMAINING_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +195,9 @@ class PeerStatsResponse(_message.Message):
     AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
     AGREEMENT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    POLICY_SET_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_BASIS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     header: _peer_pb2.PeerHeader
     release: StatsRelease
     remaining: BudgetRemaining
@@ -202,4 +205,7 @@ class PeerStatsResponse(_message.Message):
     agreement_id: str
     agreement_digest: str
     dry_run: bool
-    def __init__(self, header: _Optional[_Union[_peer_pb2.PeerHeader, _Mapping]] = ..., release: _Optional[_Union[StatsRelease, _Mapping]] = ..., remaining: _Optional[_Union[BudgetRemaining, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.LedgerReceipt, _Mapping]] = ..., agreement_id: _Optional[str] = ..., agreement_digest: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    policy_set_digest: str
+    legal_basis: str
+    approval_id: str
+    def __init__(self, header: _Optional[_Union[_peer_pb2.PeerHeader, _Mapping]] = ..., release: _Optional[_Union[StatsRelease, _Mapping]] = ..., remaining: _Optional[_Union[BudgetRemaining, _Mapping]] = ..., receipt: _Optional[_Union[_common_pb2.LedgerReceipt, _Mapping]] = ..., agreement_id: _Optional[str] = ..., agreement_digest: _Optional[str] = ..., dry_run: _Optional[bool] = ..., policy_set_digest: _Optional[str] = ..., legal_basis: _Optional[str] = ..., approval_id: _Optional[str] = ...) -> None: ...
