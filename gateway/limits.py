@@ -16,6 +16,10 @@ class Limits:
     # Transport
     max_message_bytes: int = 8 * 1024 * 1024
     peer_deadline_seconds: float = 10.0
+    # Longest wait between reconnection attempts to a peer that is down, so a
+    # restarted peer is reached again within about this long (gRPC's own
+    # default grows to 120 s).
+    peer_reconnect_backoff_seconds: float = 1.0
     # What a refusal echoes: a caller's value cut to max_echo_chars in a
     # message, a whole status message (and its log line) to max_status_chars;
     # refusals logged at most refusal_log_burst per source and kind per window.

@@ -15,6 +15,12 @@ to the next one: nothing was delivered, so this cannot replay a request. A
 call that failed after it may have been delivered (the connection broke
 mid-call) is never re-sent: it fails UNAVAILABLE, and the endpoint is marked
 down for the calls that follow.
+
+Reconnection backoff is bounded (``Limits.peer_reconnect_backoff_seconds``):
+background calls (receipts, witness rounds) that fail while a peer is down
+would otherwise leave its channel refusing calls for up to two minutes after it
+is back. A call that found no connection on its last endpoint waits, within
+its deadline, for one more connection attempt before it fails.
 """
 
 from __future__ import annotations
@@ -48,6 +54,20 @@ def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
     return [
         ("grpc.max_send_message_length", limits.max_message_bytes),
         ("grpc.max_receive_message_length", limits.max_message_bytes),
+    ]
+
+
+def peer_channel_options(limits: Limits) -> list[tuple[str, int | str]]:
+    """Channel options for a peer gateway: reconnection backoff bounded by
+    ``peer_reconnect_backoff_seconds``, so background calls to a peer that was
+    down (receipts, witnessing) do not leave its channel refusing calls for
+    minutes after it is back."""
+    backoff_ms = max(1, int(limits.peer_reconnect_backoff_seconds * 1000))
+    return [
+        *channel_options(limits),
+        ("grpc.initial_reconnect_backoff_ms", min(100, backoff_ms)),
+        ("grpc.min_reconnect_backoff_ms", min(100, backoff_ms)),
+        ("grpc.max_reconnect_backoff_ms", backoff_ms),
     ]
 
 
@@ -88,19 +108,24 @@ class GrpcPeerTransport:
         if len(member.endpoints) > 1:
             self._down_until[(member.jurisdiction, endpoint)] = self._clock() + DOWN_SECONDS
 
+    @staticmethod
+    def _key(member: Member, endpoint: str) -> tuple[str, str, tuple[str, ...]]:
+        certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
+        return (member.jurisdiction, endpoint, tuple(fp for _, fp in certs))
+
     def _stub(self, member: Member, endpoint: str) -> peer_pb2_grpc.PeerExchangeStub:
         # The member's certificates valid now: its current one and, during a
         # key rotation's overlap, the retired one it may still serve until it
         # restarts. A channel is kept per set (and endpoint), so one trusting a
         # retired certificate is not used once its overlap ends.
-        certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
-        key = (member.jurisdiction, endpoint, tuple(fp for _, fp in certs))
+        key = self._key(member, endpoint)
         stub = self._stubs.get(key)
         if stub is not None:
             return stub
         with self._lock:
             ch = self._channels.get(key)
             if ch is None:
+                certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
                 roots = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem, _ in certs)
                 creds = grpc.ssl_channel_credentials(
                     root_certificates=roots,
@@ -108,7 +133,7 @@ class GrpcPeerTransport:
                     certificate_chain=self._tls.cert_pem,
                 )
                 opts = [
-                    *channel_options(self._limits),
+                    *peer_channel_options(self._limits),
                     ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
                 ]
                 ch = grpc.secure_channel(endpoint, creds, options=opts)
@@ -138,11 +163,41 @@ class GrpcPeerTransport:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     self._mark_down(member, endpoint)
                     last = n == len(order) - 1
-                    if _not_connected(exc.details() or "") and not last:
-                        if self._clock() < deadline:
+                    if _not_connected(exc.details() or "") and self._clock() < deadline:
+                        if not last:
                             continue  # nothing was delivered: try the next replica
+                        try:
+                            again = self._after_backoff(member, endpoint, fn, envelope, deadline)
+                        except grpc.RpcError as exc2:
+                            self._raise(member, endpoint, exc2, timeout)
+                        if again is not None:
+                            return again
                 self._raise(member, endpoint, exc, timeout)
         raise PeerUnavailable(f"peer gateway {member.jurisdiction} has no endpoint")
+
+    def _after_backoff(
+        self,
+        member: Member,
+        endpoint: str,
+        fn: Callable[..., peer_pb2.SignedEnvelope],
+        envelope: peer_pb2.SignedEnvelope,
+        deadline: float,
+    ) -> peer_pb2.SignedEnvelope | None:
+        """Nothing was delivered and no other endpoint is left: the channel may
+        only be waiting out its reconnection backoff after the peer was down
+        (and is back). Wait for one more connection attempt, bounded by the
+        backoff and the call's deadline, then send once; None if the peer is
+        still not there (the caller reports the first failure)."""
+        wait = min(deadline - self._clock(), self._limits.peer_reconnect_backoff_seconds + 0.5)
+        channel = self._channels.get(self._key(member, endpoint))
+        if wait <= 0 or channel is None:
+            return None
+        try:
+            grpc.channel_ready_future(channel).result(timeout=wait)
+        except grpc.FutureTimeoutError:
+            return None
+        reply: peer_pb2.SignedEnvelope = fn(envelope, timeout=max(0.0, deadline - self._clock()))
+        return reply
 
     def stream(
         self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float

@@ -66,3 +66,48 @@ def test_endpoints_must_start_with_the_endpoint_and_not_repeat(
         except InvalidArgument:
             continue
         raise AssertionError(f"accepted {bad}")
+
+
+def test_a_restarted_peer_is_reached_at_once_after_failed_background_calls(
+    federation: RunningFederation,
+) -> None:
+    """Calls (receipts, witness rounds) that failed while a peer was down push
+    its channel into reconnection backoff; gRPC would then fail the first
+    calls after the peer is back without trying. The backoff is bounded and a
+    call that found no connection waits for one more attempt."""
+    from concurrent import futures
+
+    import grpc
+
+    from gateway._proto.dataexchange.gateway.v1 import peer_pb2, peer_pb2_grpc
+    from gateway.demo.setup import free_port
+    from gateway.errors import PeerUnavailable
+
+    class _Echo(peer_pb2_grpc.PeerExchangeServicer):
+        def FetchRecords(
+            self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
+        ) -> peer_pb2.SignedEnvelope:
+            return peer_pb2.SignedEnvelope(payload_type="echo", payload=request.payload)
+
+    holder_tls: TlsIdentity = federation.gateways["110000"].keys.tls
+    t = GrpcPeerTransport(federation.gateways["130000"].keys.tls, DEFAULT_LIMITS)
+    address = f"127.0.0.1:{free_port()}"
+    m = _member(federation, (address,))
+    envelope = peer_pb2.SignedEnvelope(payload_type="x", payload=b"hello")
+    for _ in range(6):  # the peer is down: each call fails, the backoff grows
+        try:
+            t.call(m, "FetchRecords", envelope, timeout=0.3)
+        except PeerUnavailable:
+            continue
+        raise AssertionError("a call to a port nobody listens on succeeded")
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    peer_pb2_grpc.add_PeerExchangeServicer_to_server(_Echo(), server)
+    creds = grpc.ssl_server_credentials([(holder_tls.key_pem, holder_tls.cert_pem)])
+    server.add_secure_port(address, creds)
+    server.start()
+    try:
+        reply = t.call(m, "FetchRecords", envelope, timeout=5.0)
+        assert reply.payload == b"hello"
+    finally:
+        server.stop(0)
+        t.close()
