@@ -146,10 +146,20 @@ def test_history_lists_every_exchange_naming_the_person_and_none_that_did_not(
     assert together in bob_named and alone not in bob_named
 
     # The request is ledgered on both sides, without the id; the id is never logged.
+    # Both signatures of each subject-access exchange verify offline from the entry.
+    from gateway.ledger.signatures import check_entry_signatures
+    from gateway.ledger.trustkeys import TrustedKeys
+
+    keys = TrustedKeys.from_bundle(fed.gateways["110000"].bundle())
     for code in ("110000", "120000", "130000"):
         events = ledger_events(fed.gateways[code])
         sa = [e for e in events if e.kind == "subject_access" and e.request_id == h.request_id]
         assert sa, code
+        for e in sa:
+            if e.counterparty == e.local:
+                continue  # the portal's own gateway answering itself: nothing crossed
+            check = check_entry_signatures(e, keys)
+            assert (check.problem, check.checked) == ("", 2), (code, e.role, check)
         data = Path(fed.site(code).config).parent / "data"
         for f in [*data.glob("ledger.sqlite*"), *data.glob("subject_index.sqlite*")]:
             assert alice.encode() not in f.read_bytes(), f
