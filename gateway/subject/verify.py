@@ -138,7 +138,8 @@ def verify_answer(
                 service_system=ev.service_system,
                 dataset=ev.dataset,
                 purpose=ev.purpose,
-                legal_basis=_legal_basis(ev) or p.legal_basis,
+                legal_basis=ev.legal_basis
+                or p.legal_basis,  # the entry's, signed; else the holder's word
                 fields=fields,
                 agreement_id=ev.agreement_id,
                 kind=item_kind(subjects.coverage, ev.kind),
@@ -152,10 +153,6 @@ def verify_answer(
             )
         )
     return tuple(items)
-
-
-def _legal_basis(event: object) -> str:
-    return str(getattr(event, "legal_basis", ""))
 
 
 def holder_keys(bundle: TrustBundle, jurisdiction: str, when_ms: int | None) -> HolderKeys:
