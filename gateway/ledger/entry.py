@@ -37,26 +37,18 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, get_args
 
 from gateway.errors import InvalidArgument
-from gateway.ledger.events import LedgerEvent
+from gateway.ledger.events import EventKind, LedgerEvent, Role
 from gateway.ledger.merkle import HASH_LEN, leaf_hash
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 ENTRY_VERSION: Final = 2
 HEADER_LEN: Final = 1 + 8 + HASH_LEN
 GENESIS_PREV: Final = bytes(HASH_LEN)
-KINDS: Final = (
-    "transfer",
-    "refusal",
-    "stats_release",
-    "stats_refusal",
-    "receipt",
-    "audit_read",
-    "subject_access",
-)
-ROLES: Final = ("holder", "requester")
+KINDS: Final = get_args(EventKind)  # the one list lives with the event type
+ROLES: Final = get_args(Role)
 DECISIONS: Final = ("allow", "deny")
 
 _HEAD = struct.Struct(">BQ")

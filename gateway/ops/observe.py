@@ -219,6 +219,11 @@ class ObservedLedger:
             outcome=event.kind,
         )
         receipt = self._inner.append(event)
+        self._count(event)
+        annotate(ledger_index=receipt.index)
+        return receipt
+
+    def _count(self, event: LedgerEvent) -> None:
         known = self._metrics.known
         self._metrics.ledger_appends.labels(
             event.kind,
@@ -226,21 +231,13 @@ class ObservedLedger:
             known.counterparty(event.counterparty),
             known.dataset(event.dataset),
         ).inc()
-        annotate(ledger_index=receipt.index)
-        return receipt
 
     def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
         """A batch in one transaction (the holder's receipt entries), each counted."""
         batch = list(events)
         receipts = self._inner.append_many(batch)
-        known = self._metrics.known
         for event in batch:
-            self._metrics.ledger_appends.labels(
-                event.kind,
-                event.decision,
-                known.counterparty(event.counterparty),
-                known.dataset(event.dataset),
-            ).inc()
+            self._count(event)
         return receipts
 
 
