@@ -83,7 +83,15 @@ def suite_of(key: AnyVerifyKey | AnySigningKey | AnySealPublicKey | AnySealPriva
 
 
 def _der_shaped(signature: bytes) -> bool:
-    return len(signature) >= 8 and signature[0] == 0x30 and signature[1] == len(signature) - 2
+    """A DER SEQUENCE of exactly two short INTEGERs (an SM2 signature's shape)."""
+    if len(signature) < 8 or signature[0] != 0x30 or signature[1] != len(signature) - 2:
+        return False
+    at = 2
+    for _ in range(2):
+        if at + 2 > len(signature) or signature[at] != 0x02:
+            return False
+        at += 2 + signature[at + 1]
+    return at == len(signature)
 
 
 def require_signature_suite(key: AnyVerifyKey, signature: bytes, what: str) -> None:
@@ -91,7 +99,10 @@ def require_signature_suite(key: AnyVerifyKey, signature: bytes, what: str) -> N
     Ed25519 signature for an SM2 key, a DER SM2 signature for an Ed25519 key)
     with a SuiteMismatch, before any verification. Says nothing about keys:
     the verification that follows stays opaque."""
-    if _der_shaped(signature):
+    der = _der_shaped(signature)
+    if der and len(signature) == ED25519_SIGNATURE_LEN:
+        return  # both shapes (a random Ed25519 signature can parse as DER): no verdict
+    if der:
         shaped = "gm"
     elif len(signature) == ED25519_SIGNATURE_LEN:
         shaped = "intl"

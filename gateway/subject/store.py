@@ -20,11 +20,12 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import StorageFailure
+from gateway.groupcommit import GroupCommit
 from gateway.sqlitedb import open_store
 from gateway.subject.index import COVERAGES, Coverage
 
@@ -115,15 +116,27 @@ def _row(r: Sequence[Any]) -> IndexedEntry:
 
 
 class SqliteSubjectIndexStore:
-    """``SubjectIndexStore`` in one SQLite file (``data/subject_index.sqlite``)."""
+    """``SubjectIndexStore`` in one SQLite file (``data/subject_index.sqlite``).
+
+    Concurrent ``record`` calls are group-committed (one transaction and one
+    fsync for all waiting exchanges). ``link`` is a cache of where an entry
+    landed, not part of what is proven: links are kept in memory, written with
+    the next transaction (or at close) and shown to readers at once; a link
+    lost in a crash leaves the row found through the ledger's request-id
+    index, as for a failed link."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db = open_store(path, what="subject index store", synchronous="FULL", schema=_SCHEMA)
         self._lock = threading.Lock()
+        self._links: dict[str, int] = {}  # linked in memory, not yet written
+        self._links_lock = threading.Lock()  # never waits for a write in progress
+        self._group: GroupCommit[tuple[IndexedEntry, Sequence[bytes]]] = GroupCommit(self._tx)
 
     def _tx(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
         with self._lock:
+            with self._links_lock:
+                links = dict(self._links)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -146,55 +159,71 @@ class SqliteSubjectIndexStore:
                         "INSERT INTO subject_index (blind, request_id) VALUES (?, ?)",
                         [(b, e.request_id) for e, idx in rows for b in set(idx)],
                     )
+                    self._write_links(links)
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
                 raise StorageFailure(f"subject index store: write failed: {exc}") from exc
+            with self._links_lock:
+                for rid in links:
+                    self._links.pop(rid, None)
+
+    def _write_links(self, links: dict[str, int]) -> None:
+        self._db.executemany(
+            "UPDATE subject_entries SET entry_index = ? WHERE request_id = ?",
+            [(index, rid) for rid, index in links.items()],
+        )
 
     def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
-        self._tx([(entry, indexes)])
+        self._group.submit((entry, indexes))
 
     def record_many(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
         self._tx(rows)
 
     def link(self, request_id: str, entry_index: int) -> None:
-        with self._lock:
-            try:
-                self._db.execute(
-                    "UPDATE subject_entries SET entry_index = ? WHERE request_id = ?",
-                    (entry_index, request_id),
-                )
-            except sqlite3.Error as exc:
-                raise StorageFailure(f"subject index store: write failed: {exc}") from exc
+        with self._links_lock:
+            self._links[request_id] = entry_index
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[Sequence[Any]]:
+    def _query(self, sql: str, params: tuple[object, ...]) -> list[IndexedEntry]:
         with self._lock:
             try:
-                return list(self._db.execute(sql, params).fetchall())
+                rows = [_row(r) for r in self._db.execute(sql, params).fetchall()]
             except sqlite3.Error as exc:
                 raise StorageFailure(f"subject index store: read failed: {exc}") from exc
+        with self._links_lock:
+            links = {e.request_id: self._links.get(e.request_id) for e in rows}
+        return [
+            replace(e, entry_index=links[e.request_id])
+            if e.entry_index is None and links[e.request_id] is not None
+            else e
+            for e in rows
+        ]
 
     def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
-        rows = self._query(
+        return self._query(
             f"SELECT {_COLS} FROM subject_index i JOIN subject_entries e "
             "ON e.request_id = i.request_id WHERE i.blind = ? "
             "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
             (blind, limit),
         )
-        return [_row(r) for r in rows]
 
     def covering(self, limit: int) -> list[IndexedEntry]:
-        rows = self._query(
+        return self._query(
             f"SELECT {_COLS} FROM subject_entries e WHERE e.coverage IN (?, ?, ?) "
             "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
             ("dataset", "pseudonymised", "statistics", limit),
         )
-        return [_row(r) for r in rows]
 
     def indexes_of(self, request_id: str) -> list[bytes]:
-        rows = self._query("SELECT blind FROM subject_index WHERE request_id = ?", (request_id,))
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT blind FROM subject_index WHERE request_id = ?", (request_id,)
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageFailure(f"subject index store: read failed: {exc}") from exc
         return [bytes(r[0]) for r in rows]
 
     def all_entries(self) -> Iterator[IndexedEntry]:
@@ -207,10 +236,17 @@ class SqliteSubjectIndexStore:
             )
             if not rows:
                 return
-            for r in rows:
-                yield _row(r)
-            last = str(rows[-1][0])
+            yield from rows
+            last = rows[-1].request_id
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            try:
+                if self._links:
+                    with self._db:
+                        self._write_links(self._links)
+                    self._links.clear()
+            except sqlite3.Error:
+                pass  # only a cache: the rows are found through the ledger instead
+            finally:
+                self._db.close()

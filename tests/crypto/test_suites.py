@@ -117,3 +117,24 @@ def test_keyed_hash_separates_domains_and_keys(suite: crypto.Suite) -> None:
 def test_private_keys_never_print() -> None:
     for sign, seal in _KEYS.values():
         assert "redacted" in repr(sign) and "redacted" in repr(seal)
+
+
+def test_ed25519_signature_that_happens_to_parse_as_der_is_not_refused_as_gm() -> None:
+    """One Ed25519 signature in 65,536 starts 0x30 0x3E, the header of a 64-byte
+    DER SEQUENCE: the suite check must not refuse a valid intl exchange for it."""
+    key = _KEYS["intl"][0].verify_key
+    der_shaped = bytes([0x30, 0x3E, 0x02, 0x1D]) + bytes(29) + bytes([0x02, 0x1D]) + bytes(29)
+    assert len(der_shaped) == 64
+    crypto.require_signature_suite(key, der_shaped, "envelope signature")  # no verdict
+    header_only = bytes([0x30, 0x3E]) + bytes(62)
+    crypto.require_signature_suite(key, header_only, "envelope signature")
+    sm2 = _KEYS["gm"][0].sign("d", b"m")
+    assert len(sm2) != 64 or sm2[2] == 0x02
+    if len(sm2) != 64:
+        with pytest.raises(SuiteMismatch):
+            crypto.require_signature_suite(key, sm2, "envelope signature")
+    gm_key = _KEYS["gm"][0].verify_key
+    with pytest.raises(SuiteMismatch):
+        crypto.require_signature_suite(
+            gm_key, _KEYS["intl"][0].sign("d", b"m")[:1] + bytes(63), "x"
+        )

@@ -69,3 +69,50 @@ def test_store_reopens_with_its_rows(tmp_path: Path) -> None:
     again = SqliteSubjectIndexStore(tmp_path / "s.sqlite")
     assert [r.request_id for r in again.named(b"\x01" * 32, 5)] == ["r1"]
     again.close()
+
+
+def test_link_is_seen_at_once_and_written_with_the_next_record_or_at_close(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "subject_index.sqlite"
+    store = SqliteSubjectIndexStore(path)
+    first = IndexedEntry("r-1", "named", "household_register", FIELDS, 1)
+    store.record(first, [b"\x01" * 32])
+    store.link("r-1", 7)
+    (row,) = store.named(b"\x01" * 32, 10)
+    assert row.entry_index == 7  # shown before it is written
+    store.record(IndexedEntry("r-2", "named", "household_register", FIELDS, 2), [b"\x02" * 32])
+    store.link("r-2", 8)
+    store.close()  # r-1's link went with r-2's transaction, r-2's at close
+    again = SqliteSubjectIndexStore(path)
+    try:
+        assert {e.request_id: e.entry_index for e in again.all_entries()} == {"r-1": 7, "r-2": 8}
+    finally:
+        again.close()
+
+
+def test_concurrent_records_share_transactions_and_a_duplicate_fails_only_its_caller(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = SqliteSubjectIndexStore(tmp_path / "subject_index.sqlite")
+    store.record(IndexedEntry("dup", "named", "household_register", FIELDS, 0), [b"\x00" * 32])
+
+    def one(i: int) -> str:
+        rid = "dup" if i == 13 else f"r-{i}"
+        try:
+            store.record(
+                IndexedEntry(rid, "named", "household_register", FIELDS, i), [bytes([i]) * 32]
+            )
+        except StorageFailure:
+            return "failed"
+        return "ok"
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            outcomes = list(pool.map(one, range(64)))
+        assert outcomes.count("failed") == 1 and outcomes[13] == "failed"
+        assert len(list(store.all_entries())) == 64  # "dup" once, 63 others
+    finally:
+        store.close()
