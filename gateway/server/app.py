@@ -79,7 +79,6 @@ from gateway.subject.holder import HistoryResponder, SubjectHolder
 from gateway.subject.index import index_key
 from gateway.subject.indexer import SubjectIndexer
 from gateway.subject.requester import SubjectAccessCoordinator
-from gateway.subject.store import SqliteSubjectIndexStore
 from gateway.trust import (
     TrustBundle,
     accept_bundle,
@@ -203,7 +202,8 @@ class Gateway:
             limits,
         )
         # Subject access: holder entries commit to whom they concern (blind indexes).
-        self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
+        # Shared by replicas on PostgreSQL, like the ledger it indexes.
+        self.subject_store = self.stores.subject
         subject_key = index_key(self.keys.pseudonym_key)
         self.indexer = SubjectIndexer(observed_ledger, self.subject_store, subject_key, limits)
         self.history = HistoryResponder(
@@ -610,7 +610,6 @@ class Gateway:
         self.statistics.close()
         self.receipts.stop(flush=True)  # last receipts out before the transport closes
         self.subject_access.close()
-        self.subject_store.close()
         self.transport.close()
         self.source.close()
         self.stores.close()

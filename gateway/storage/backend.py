@@ -1,8 +1,8 @@
 """Opening every stateful part of one gateway, on SQLite or PostgreSQL.
 
 Owns: reading ``[storage]`` and returning one ``Stores`` value: the ledger's
-store, replay memory, quotas, privacy budgets, witness state, the accepted
-bundle version and the checkpoint-signing lease. SQLite (the default) keeps
+store, replay memory, quotas, privacy budgets, witness state, the subject-access
+blind-index store, the accepted bundle version and the checkpoint-signing lease. SQLite (the default) keeps
 today's files in ``data_dir``; a PostgreSQL URL opens one shared database
 (schema created and migrated on start-up) that several replicas of the gateway
 may use at once. Does not own: any store's rules (each implementation) or the
@@ -23,6 +23,7 @@ from gateway.policy.quota import QuotaStore, SqliteQuotaStore
 from gateway.replay import ReplayStore, SqliteReplayStore
 from gateway.stats.budget import BudgetStore, SqliteBudgetStore
 from gateway.storage.lease import Lease, SoleWriter
+from gateway.subject.store import SqliteSubjectIndexStore, SubjectIndexStore
 from gateway.trust import BundleVersionStore, FileVersionStore
 
 LEDGER_FILE = "ledger.sqlite"
@@ -30,6 +31,7 @@ REPLAY_FILE = "replay.sqlite"
 QUOTA_FILE = "quota.sqlite"
 BUDGET_FILE = "budget.sqlite"
 WITNESS_FILE = "witness.sqlite"
+SUBJECT_FILE = "subject_index.sqlite"
 
 
 class _Closeable(Protocol):
@@ -43,6 +45,7 @@ class Stores:
     quota: QuotaStore
     budget: BudgetStore
     witness: WitnessStore
+    subject: SubjectIndexStore
     versions: BundleVersionStore
     lease: Lease
     description: str  # for logs: "SQLite files in …" or "PostgreSQL user@host:port/db"
@@ -81,13 +84,15 @@ def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
     quota = SqliteQuotaStore(data_dir / QUOTA_FILE)
     budget = SqliteBudgetStore(data_dir / BUDGET_FILE)
     witness = SqliteWitnessStore(data_dir / WITNESS_FILE)
-    closers: list[_Closeable] = [witness, quota, replay, ledger]
+    subject = SqliteSubjectIndexStore(data_dir / SUBJECT_FILE)
+    closers: list[_Closeable] = [subject, witness, quota, replay, ledger]
     return Stores(
         ledger=ledger,
         replay=replay,
         quota=quota,
         budget=budget,
         witness=witness,
+        subject=subject,
         versions=FileVersionStore.in_dir(data_dir),
         lease=SoleWriter(),
         description=f"SQLite files in {data_dir}",
@@ -103,6 +108,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
     from gateway.storage.postgres.ledger import PgLedgerStore
     from gateway.storage.postgres.quota import PgQuotaStore
     from gateway.storage.postgres.replay import PgReplayStore
+    from gateway.storage.postgres.subject import PgSubjectIndexStore
     from gateway.storage.postgres.versions import PgVersionStore
     from gateway.storage.postgres.witness import PgWitnessStore
 
@@ -114,6 +120,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
         quota=PgQuotaStore(db),
         budget=PgBudgetStore(db),
         witness=PgWitnessStore(db),
+        subject=PgSubjectIndexStore(db),
         versions=PgVersionStore(db),
         lease=PgLease(db),
         description=f"PostgreSQL {db.where} (schema {db.schema})",

@@ -11,8 +11,9 @@ Does not own: computing indexes or commitments (``gateway.subject.index``),
 the order of writes around a ledger append (``gateway.subject.indexer``).
 
 Holds no personal data: blind indexes are MACs under a key that is not
-stored here. Portable SQL (``?`` placeholders, no SQLite-only functions in the
-DML), so a PostgreSQL store is a new implementation of ``SubjectIndexStore``.
+stored here. The PostgreSQL implementation, shared by replicas, is
+``gateway.storage.postgres.subject.PgSubjectIndexStore``; both are opened by
+``gateway.storage.backend.open_stores``.
 """
 
 from __future__ import annotations
@@ -92,11 +93,14 @@ _SCHEMA = (
 _COLS = "e.request_id, e.coverage, e.dataset, e.fields, e.recorded_ms, e.entry_index"
 
 
-def _fields_text(fields: Sequence[tuple[str, str]]) -> str:
+def fields_text(fields: Sequence[tuple[str, str]]) -> str:
+    """The released (field, transform) pairs as stored: one ``name:transform`` a line."""
     return "\n".join(f"{n}:{t}" for n, t in fields)
 
 
-def _row(r: Sequence[Any]) -> IndexedEntry:
+def entry_from_row(r: Sequence[Any]) -> IndexedEntry:
+    """An ``IndexedEntry`` from a (request_id, coverage, dataset, fields, recorded_ms,
+    entry_index) row (shared with the PostgreSQL store)."""
     request_id, coverage, dataset, fields, recorded_ms, entry_index = r
     if coverage not in COVERAGES:
         raise StorageFailure(f"subject index store: unknown coverage {str(coverage)[:20]!r}")
@@ -135,7 +139,7 @@ class SqliteSubjectIndexStore:
                                 e.request_id,
                                 e.coverage,
                                 e.dataset,
-                                _fields_text(e.fields),
+                                fields_text(e.fields),
                                 e.recorded_ms,
                                 e.entry_index,
                             )
@@ -183,7 +187,7 @@ class SqliteSubjectIndexStore:
             "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
             (blind, limit),
         )
-        return [_row(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     def covering(self, limit: int) -> list[IndexedEntry]:
         rows = self._query(
@@ -191,7 +195,7 @@ class SqliteSubjectIndexStore:
             "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
             ("dataset", "pseudonymised", "statistics", limit),
         )
-        return [_row(r) for r in rows]
+        return [entry_from_row(r) for r in rows]
 
     def indexes_of(self, request_id: str) -> list[bytes]:
         rows = self._query("SELECT blind FROM subject_index WHERE request_id = ?", (request_id,))
@@ -208,7 +212,7 @@ class SqliteSubjectIndexStore:
             if not rows:
                 return
             for r in rows:
-                yield _row(r)
+                yield entry_from_row(r)
             last = str(rows[-1][0])
 
     def close(self) -> None:
