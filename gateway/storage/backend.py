@@ -2,7 +2,9 @@
 
 Owns: reading ``[storage]`` and returning one ``Stores`` value: the ledger's
 store, replay memory, quotas, privacy budgets, witness state, the subject-access
-blind-index store, the accepted bundle version and the checkpoint-signing lease. SQLite (the default) keeps
+blind-index store, the accepted bundle version, the checkpoint-signing lease
+and the probe readiness checks and metrics ask (so on PostgreSQL they report
+the shared database's state). SQLite (the default) keeps
 today's files in ``data_dir``; a PostgreSQL URL opens one shared database
 (schema created and migrated on start-up) that several replicas of the gateway
 may use at once. Does not own: any store's rules (each implementation) or the
@@ -23,6 +25,7 @@ from gateway.policy.quota import QuotaStore, SqliteQuotaStore
 from gateway.replay import ReplayStore, SqliteReplayStore
 from gateway.stats.budget import BudgetStore, SqliteBudgetStore
 from gateway.storage.lease import Lease, SoleWriter
+from gateway.storage.probe import SqliteProbe, StoreProbe
 from gateway.subject.store import SqliteSubjectIndexStore, SubjectIndexStore
 from gateway.trust import BundleVersionStore, FileVersionStore
 
@@ -48,6 +51,7 @@ class Stores:
     subject: SubjectIndexStore
     versions: BundleVersionStore
     lease: Lease
+    probe: StoreProbe
     description: str  # for logs: "SQLite files in …" or "PostgreSQL user@host:port/db"
     shared: bool  # True: other replicas may write the same state
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
@@ -95,6 +99,11 @@ def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
         subject=subject,
         versions=FileVersionStore.in_dir(data_dir),
         lease=SoleWriter(),
+        probe=SqliteProbe(
+            data_dir,
+            (LEDGER_FILE, BUDGET_FILE, QUOTA_FILE, REPLAY_FILE, WITNESS_FILE, SUBJECT_FILE),
+            {"replay": REPLAY_FILE, "quota": QUOTA_FILE},
+        ),
         description=f"SQLite files in {data_dir}",
         shared=False,
         _closers=[c.close for c in closers],
@@ -106,6 +115,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
     from gateway.storage.postgres.db import PgDatabase
     from gateway.storage.postgres.lease import PgLease
     from gateway.storage.postgres.ledger import PgLedgerStore
+    from gateway.storage.postgres.probe import PgProbe
     from gateway.storage.postgres.quota import PgQuotaStore
     from gateway.storage.postgres.replay import PgReplayStore
     from gateway.storage.postgres.subject import PgSubjectIndexStore
@@ -123,6 +133,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
         subject=PgSubjectIndexStore(db),
         versions=PgVersionStore(db),
         lease=PgLease(db),
+        probe=PgProbe(db),
         description=f"PostgreSQL {db.where} (schema {db.schema})",
         shared=True,
         _closers=[db.close],
