@@ -576,6 +576,9 @@ class Gateway:
         )
         self._watcher = PolicyWatcher(self.policy_store).start()
         self.stores.lease.start()
+        # Replicas without the lease ask its holder for checkpoints; only the
+        # holder signs (the others' asks reach whichever replica holds it).
+        self.stores.asks.serve(self.ledger.sign_if_holder)
         self._timer = LedgerTimer(
             self.ledger,
             self.witnessing,
@@ -664,7 +667,8 @@ def open_ledger(
     clock_ms: Callable[[], int],
 ) -> Ledger:
     """The gateway's ledger on its store, signing with its ledger key; only the
-    holder of the signing lease runs the checkpoint cadence."""
+    holder of the signing lease signs checkpoints (the cadence, and those other
+    replicas ask it for)."""
     return Ledger(
         stores.ledger,
         keys.ledger,
@@ -674,6 +678,7 @@ def open_ledger(
         clock=lambda: clock_ms() / 1000.0,
         limits=config.limits,
         may_sign=stores.lease.held,
+        ask_signer=stores.asks.ask,
     )
 
 

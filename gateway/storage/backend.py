@@ -3,6 +3,7 @@
 Owns: reading ``[storage]`` and returning one ``Stores`` value: the ledger's
 store, replay memory, quotas, privacy budgets, witness state, the subject-access
 blind-index store, the accepted bundle version, the checkpoint-signing lease
+(and the channel by which other replicas ask its holder for a checkpoint)
 and the probe readiness checks and metrics ask (so on PostgreSQL they report
 the shared database's state). SQLite (the default) keeps
 today's files in ``data_dir``; a PostgreSQL URL opens one shared database
@@ -24,7 +25,7 @@ from gateway.ledger.witness import SqliteWitnessStore, WitnessStore
 from gateway.policy.quota import QuotaStore, SqliteQuotaStore
 from gateway.replay import ReplayStore, SqliteReplayStore
 from gateway.stats.budget import BudgetStore, SqliteBudgetStore
-from gateway.storage.lease import Lease, SoleWriter
+from gateway.storage.lease import CheckpointAsks, Lease, NoAsks, SoleWriter
 from gateway.storage.probe import SqliteProbe, StoreProbe
 from gateway.subject.store import SqliteSubjectIndexStore, SubjectIndexStore
 from gateway.trust import BundleVersionStore, FileVersionStore
@@ -51,12 +52,14 @@ class Stores:
     subject: SubjectIndexStore
     versions: BundleVersionStore
     lease: Lease
+    asks: CheckpointAsks  # a replica without the lease asks the holder for checkpoints
     probe: StoreProbe
     description: str  # for logs: "SQLite files in …" or "PostgreSQL user@host:port/db"
     shared: bool  # True: other replicas may write the same state
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
+        self.asks.stop()
         self.lease.stop()
         for close in self._closers:
             close()
@@ -99,6 +102,7 @@ def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
         subject=subject,
         versions=FileVersionStore.in_dir(data_dir),
         lease=SoleWriter(),
+        asks=NoAsks(),
         probe=SqliteProbe(
             data_dir,
             (LEDGER_FILE, BUDGET_FILE, QUOTA_FILE, REPLAY_FILE, WITNESS_FILE, SUBJECT_FILE),
@@ -113,7 +117,7 @@ def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
 def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> Stores:
     from gateway.storage.postgres.budget import PgBudgetStore
     from gateway.storage.postgres.db import PgDatabase
-    from gateway.storage.postgres.lease import PgLease
+    from gateway.storage.postgres.lease import PgCheckpointAsks, PgLease
     from gateway.storage.postgres.ledger import PgLedgerStore
     from gateway.storage.postgres.probe import PgProbe
     from gateway.storage.postgres.quota import PgQuotaStore
@@ -133,6 +137,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
         subject=PgSubjectIndexStore(db),
         versions=PgVersionStore(db),
         lease=PgLease(db),
+        asks=PgCheckpointAsks(db),
         probe=PgProbe(db),
         description=f"PostgreSQL {db.where} (schema {db.schema})",
         shared=True,
