@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from gateway.cli import main
@@ -32,6 +35,18 @@ def _a_seen_request(data_dir: Path) -> tuple[str, str]:
     with sqlite3.connect(data_dir / "replay.sqlite") as conn:
         row = conn.execute("SELECT sender, request_id FROM seen_requests LIMIT 1").fetchone()
     return str(row[0]), str(row[1])
+
+
+def _until_reconnected(call: Callable[[], object], timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > end:
+                raise
+            time.sleep(0.25)
 
 
 def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Path) -> None:
@@ -99,7 +114,9 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
             assert len(list(moved.stores.subject.all_entries())) == 4
             with pytest.raises(ReplayRejected):
                 moved.stores.replay.check_and_record(sender, request_id, 0, 0)
-            hebei_exchange(rf)  # the migrated gateway goes on appending to the same log
+            # The migrated gateway goes on appending to the same log (Hebei's channel
+            # to the old process may still be in gRPC's reconnect backoff: retry).
+            _until_reconnected(lambda: hebei_exchange(rf))
             moved.ledger.checkpoint_now()
             report = verify_store(
                 moved.stores.ledger, moved.ledger.origin, moved.keys.ledger.verify_key
