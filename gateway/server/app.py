@@ -51,7 +51,13 @@ from gateway.limits import Limits
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics, KnownLabels
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
-from gateway.ops.spent import refuse_shortfalls, startup_shortfalls
+from gateway.ops.spent import (
+    COVER_FILE,
+    POSTGRES_HINT,
+    SQLITE_HINT,
+    refuse_shortfalls,
+    startup_shortfalls,
+)
 from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.store import PolicyStore, PolicyWatcher
@@ -301,8 +307,16 @@ class Gateway:
         # Budgets or quotas copied back by hand must not reopen what the ledger
         # shows as already spent (``gateway restore`` checks the same rule).
         refuse_shortfalls(
-            startup_shortfalls(config.data_dir, self.me, clock_ms()),
+            startup_shortfalls(
+                self.stores.ledger,
+                self.stores.spends,
+                self.stores.quota,
+                config.data_dir / COVER_FILE,
+                self.me,
+                clock_ms(),
+            ),
             f"gateway {self.me} refuses to start",
+            POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
         )
         self._stopping = threading.Event()
         self._peer_server: grpc.Server | None = None

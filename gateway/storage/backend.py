@@ -24,7 +24,7 @@ from gateway.ledger.storage import LedgerStore, SqliteLedgerStore
 from gateway.ledger.witness import SqliteWitnessStore, WitnessStore
 from gateway.policy.quota import QuotaStore, SqliteQuotaStore
 from gateway.replay import ReplayStore, SqliteReplayStore
-from gateway.stats.budget import BudgetStore, SqliteBudgetStore
+from gateway.stats.budget import BudgetStore, SpendIndex, SqliteBudgetStore, SqliteSpendIndex
 from gateway.storage.lease import CheckpointAsks, Lease, NoAsks, SoleWriter
 from gateway.storage.probe import SqliteProbe, StoreProbe
 from gateway.subject.store import SqliteSubjectIndexStore, SubjectIndexStore
@@ -48,6 +48,7 @@ class Stores:
     replay: ReplayStore
     quota: QuotaStore
     budget: BudgetStore
+    spends: SpendIndex  # the budget store as the start-up check reads it (gateway.ops.spent)
     witness: WitnessStore
     subject: SubjectIndexStore
     versions: BundleVersionStore
@@ -98,6 +99,7 @@ def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
         replay=replay,
         quota=quota,
         budget=budget,
+        spends=SqliteSpendIndex(data_dir / BUDGET_FILE),
         witness=witness,
         subject=subject,
         versions=FileVersionStore.in_dir(data_dir),
@@ -128,11 +130,13 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
 
     assert settings.url is not None
     db = PgDatabase(settings.url, schema=settings.db_schema, pool_size=settings.pool_size)
+    budget = PgBudgetStore(db)
     return Stores(
         ledger=PgLedgerStore(db),
         replay=PgReplayStore(db, replay_window_ms),
         quota=PgQuotaStore(db),
-        budget=PgBudgetStore(db),
+        budget=budget,
+        spends=budget,
         witness=PgWitnessStore(db),
         subject=PgSubjectIndexStore(db),
         versions=PgVersionStore(db),
