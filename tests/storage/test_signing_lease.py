@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 
 import grpc
 import pytest
@@ -108,3 +109,60 @@ def test_without_an_answering_holder_the_non_holder_fails_unavailable_and_signs_
     assert cp.checkpoint.size == 1 and cp.issued_ms == OTHER_MS
     assert _signers(lb) == {OTHER_MS}
     del la
+
+
+def test_proof_asked_of_a_replica_without_the_lease_is_against_the_holders_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Two real replicas of Beijing (gRPC, one schema). The second runs its
+    clock two minutes ahead, so a checkpoint's issue time says who signed it:
+    an auditor's inclusion proof for the newest entry, asked of the replica
+    without the lease, is served against a checkpoint the holder signed."""
+    from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+    from gateway.client import ServiceClient
+    from gateway.config import load_config
+    from gateway.demo.setup import add_replicas, build_federation
+    from gateway.server.app import Gateway
+    from tests.conftest import RunningFederation
+    from tests.pgtest import fresh_schema, postgres_dsn
+    from tests.storage.kit import hebei_exchange
+
+    ahead_ms = 120_000
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "sign") as schema:
+        fed = build_federation(tmp_path, rows=60)
+        sites = add_replicas(fed, "110000", dsn, schema, 2)
+        holder = Gateway(load_config(sites[0].config))
+        other = Gateway(
+            load_config(sites[1].config), clock_ms=lambda: int(time.time() * 1000) + ahead_ms
+        )
+        gws = {c: Gateway(load_config(fed.sites[c].config)) for c in ("120000", "130000")}
+        rf = RunningFederation(fed, {**gws, "110000": holder})
+        try:
+            holder.start()
+            assert holder.stores.lease.held()
+            for gw in [other, *gws.values()]:
+                gw.start()
+            assert not other.stores.lease.held()
+            for _ in range(3):
+                hebei_exchange(rf)
+            newest = other.stores.ledger.size() - 1
+            latest = other.ledger.latest_checkpoint()
+            assert latest is None or latest.checkpoint.size <= newest
+            site = sites[1]
+            with ServiceClient(
+                site.service_address, site.tls_cert, "110000", site.tokens["beijing-audit"]
+            ) as c:
+                resp = ledger_pb2_grpc.LedgerStub(c.channel).GetInclusionProof(
+                    ledger_pb2.GetInclusionProofRequest(index=newest), timeout=15
+                )
+            assert resp.tree_size >= newest + 1
+            signed = other.ledger.checkpoint_covering(resp.tree_size)
+            assert signed is not None and signed.checkpoint.size == resp.tree_size
+            now_ms = int(time.time() * 1000)
+            assert abs(signed.issued_ms - now_ms) < ahead_ms / 2, "signed by the non-holder"
+            issued = [c.issued_ms for c in holder.ledger.checkpoints()]
+            assert all(abs(ms - now_ms) < ahead_ms / 2 for ms in issued), issued
+        finally:
+            for gw in [other, holder, *gws.values()]:
+                gw.stop(grace=0.2)
