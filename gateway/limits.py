@@ -67,6 +67,10 @@ class Limits:
     # A signed checkpoint note (C2SP signed-note) read from a file or a peer.
     max_note_bytes: int = 1 << 20
     max_entry_details: int = 64
+    # Replicas: a replica without the signing lease asked for a checkpoint
+    # newer than the last one asks the lease holder to sign it and waits at
+    # most this long (then UNAVAILABLE); it never signs itself.
+    checkpoint_wait_seconds: float = 5.0
     # Free text recorded as an entry's reason is cut to this many characters.
     max_reason_chars: int = 1000
     # Subject access: entries one holder returns for one person (the newest

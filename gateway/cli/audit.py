@@ -8,7 +8,8 @@ Owns: for ``reconcile``, reading each side (a ledger SQLite file, or
 ``JURISDICTION@host:port`` of a gateway's Ledger API over TLS with a
 service-system token, paged through GetEntries) and printing the
 reconciliation; for ``subject``, reading a holder's ledger, index store and
-key offline and printing one person's verified access history and the index
+key offline (SQLite files, or with ``--config`` wherever its ``[storage]``
+keeps them: PostgreSQL for replicas) and printing one person's verified access history and the index
 store's consistency. Does not own the comparison (``gateway.ledger.reconcile``)
 or the subject audit (``gateway.subject.audit``).
 
@@ -22,16 +23,19 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import identifiers
-from gateway.errors import InvalidArgument, VerificationFailed
+from gateway.config import GatewayConfig, load_config
+from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
-from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.ledger import Ledger, SqliteLedger
 from gateway.ledger.reconcile import reconcile
 from gateway.subject.audit import SubjectAudit
+from gateway.subject.store import SubjectIndexStore
 
 if TYPE_CHECKING:
     import grpc
@@ -64,12 +68,20 @@ def register(sub: Any) -> None:
         description="Run at the holder (its key is needed to find the person's entries). "
         "Give the id in a file or on stdin ('-') so it stays out of shell history.",
     )
-    s.add_argument("--ledger", type=Path, required=True, help="the holder's data/ledger.sqlite")
-    s.add_argument(
-        "--index-store", type=Path, required=True, help="the holder's data/subject_index.sqlite"
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--config",
+        type=Path,
+        help="the holder's gateway.toml: read its ledger and index store where it keeps them "
+        "(SQLite files in data_dir, or the PostgreSQL database of [storage] url); --keys and "
+        "--bundle default to its key_dir and trust_bundle",
     )
-    s.add_argument("--keys", type=Path, required=True, help="the holder's key directory")
-    s.add_argument("--bundle", type=Path, required=True, help="the federation trust bundle")
+    where.add_argument("--ledger", type=Path, help="the holder's data/ledger.sqlite")
+    s.add_argument(
+        "--index-store", type=Path, help="the holder's data/subject_index.sqlite (with --ledger)"
+    )
+    s.add_argument("--keys", type=Path, help="the holder's key directory")
+    s.add_argument("--bundle", type=Path, help="the federation trust bundle")
     s.add_argument("--id-file", required=True, help="file holding the person's id, or - for stdin")
     s.add_argument(
         "--requester-ledger",
@@ -276,6 +288,34 @@ def _cst(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _holder_state(
+    args: argparse.Namespace, config: GatewayConfig | None
+) -> tuple[Ledger, SubjectIndexStore, Callable[[], None]]:
+    """The holder's ledger (read-only) and index store, and how to close them:
+    from the files given, or wherever the config's ``[storage]`` keeps them."""
+    from gateway.subject.store import SqliteSubjectIndexStore
+
+    if config is None:
+        if not args.index_store.exists():
+            raise InvalidArgument(f"{args.index_store}: no such index store")
+        ledger = SqliteLedger.open_readonly(args.ledger)
+        store = SqliteSubjectIndexStore(args.index_store)
+
+        def close_files() -> None:
+            store.close()
+            ledger.close()
+
+        return ledger, store, close_files
+    from gateway.storage.backend import open_stores
+
+    stores = open_stores(config)
+    origin = stores.ledger.get_meta("origin")
+    if origin is None:
+        stores.close()
+        raise NotFound(f"{stores.description}: no ledger there yet")
+    return Ledger(stores.ledger, None, origin), stores.subject, stores.close
+
+
 def cmd_subject(args: argparse.Namespace) -> int:
     import sys
 
@@ -283,30 +323,34 @@ def cmd_subject(args: argparse.Namespace) -> int:
     from gateway.limits import DEFAULT_LIMITS
     from gateway.subject.audit import audit_subject, check_store
     from gateway.subject.index import index_key
-    from gateway.subject.store import SqliteSubjectIndexStore
     from gateway.subject.verify import holder_keys
     from gateway.trust import load_bundle
 
     raw = sys.stdin.readline() if args.id_file == "-" else Path(args.id_file).read_text("utf-8")
     subject = identifiers.subject_id(raw.strip(), "subject id")
-    bundle = load_bundle(args.bundle)
-    ledger = SqliteLedger.open_readonly(args.ledger)
+    config = load_config(args.config) if args.config else None
+    keys_dir: Path | None = args.keys or (config.key_dir if config else None)
+    bundle_path: Path | None = args.bundle or (config.trust_bundle if config else None)
+    if keys_dir is None or bundle_path is None:
+        raise InvalidArgument("give --keys and --bundle (or --config)")
+    if config is None and args.index_store is None:
+        raise InvalidArgument("give --index-store with --ledger (or --config)")
+    bundle = load_bundle(bundle_path)
+    ledger, store, close = _holder_state(args, config)
     peers: dict[str, SqliteLedger] = {}
     for path in args.requester_ledger:
         peer = SqliteLedger.open_readonly(path)
         owner = next((m.jurisdiction for m in bundle.members if m.origin == peer.origin), None)
         if owner is None:
             peer.close()
+            close()
             raise VerificationFailed(f"{path}: origin {peer.origin!r} is not in the trust bundle")
         peers[owner] = peer
-    if not args.index_store.exists():
-        raise InvalidArgument(f"{args.index_store}: no such index store")
-    store = SqliteSubjectIndexStore(args.index_store)
     try:
         member = next((m for m in bundle.members if m.origin == ledger.origin), None)
         if member is None:
             raise VerificationFailed(f"origin {ledger.origin!r} is not in the trust bundle")
-        key = index_key(load_keys(args.keys).pseudonym_key)
+        key = index_key(load_keys(keys_dir).pseudonym_key)
         report = check_store(ledger, store, DEFAULT_LIMITS)
         try:
             audit: SubjectAudit | None = audit_subject(
@@ -322,8 +366,7 @@ def cmd_subject(args: argparse.Namespace) -> int:
         except VerificationFailed as exc:
             audit, failure = None, str(exc)
     finally:
-        store.close()
-        ledger.close()
+        close()
         for peer_ledger in peers.values():
             peer_ledger.close()
     bad: list[str] = []

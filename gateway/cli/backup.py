@@ -15,9 +15,12 @@ import argparse
 import datetime as dt
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import InvalidArgument, VerificationFailed
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 
 def register(sub: Any) -> None:
@@ -50,6 +53,7 @@ def _backup(args: argparse.Namespace) -> int:
     from gateway.ops.backup import take_backup
 
     config = load_config(args.config)
+    _refuse_postgres(config, "backup")
     manifest = take_backup(config.data_dir, args.out, config.jurisdiction)
     print(
         f"backup of {config.jurisdiction} written to {args.out}: ledger {manifest.ledger_size} "
@@ -57,6 +61,16 @@ def _backup(args: argparse.Namespace) -> int:
     )
     print("keys are not in it: back up keys/ separately, encrypted, and offline")
     return 0
+
+
+def _refuse_postgres(config: GatewayConfig, what: str) -> None:
+    """``backup``/``restore`` copy SQLite files; a gateway on PostgreSQL has none."""
+    if config.storage.url is not None:
+        raise InvalidArgument(
+            f"[storage] url is set: this gateway's state is in PostgreSQL, not in "
+            f"{config.data_dir}; {what} it with PostgreSQL's tools (pg_dump -Fc -n <schema>, "
+            "or pg_basebackup with WAL archiving), then run `gateway storage verify-ledger`"
+        )
 
 
 def _listening(address: str) -> bool:
@@ -86,6 +100,7 @@ def _restore(args: argparse.Namespace) -> int:
     from gateway.trust import load_bundle, read_authority_key
 
     config = load_config(args.config)
+    _refuse_postgres(config, "restore")
     if _listening(config.listen.service) or _listening(config.listen.peer):
         raise InvalidArgument(
             f"gateway {config.jurisdiction} is running (its ports answer); stop it first"

@@ -9,6 +9,7 @@ not own: any verification or proof logic (``gateway.ledger.*``).
                           --bundle TRUST [--require-witnesses N] -o OUT
     gateway ledger show PATH [--since ISO] [--until ISO] [--counterparty J] [--dataset D]
                         [--kind K] [--role R] [--request-id ID] [--json] [--limit N]
+    gateway ledger witnessed (DB | --config gateway.toml) [--origin O] [--note-out NOTE]
     gateway ledger checkpoint PATH
     gateway ledger proof inclusion PATH (--index N | --request-id ID) [--size N]
     gateway ledger proof consistency PATH --old N [--new N]
@@ -23,7 +24,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
@@ -35,6 +36,9 @@ from gateway.ledger.show import EntryFilter, shown_entries
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.trustkeys import TrustedKeys
 from gateway.ledger.verify import LedgerReport, verify_store
+
+if TYPE_CHECKING:
+    from gateway.ledger.witness import WitnessStore
 
 PROGRESS_THRESHOLD = 50_000
 
@@ -123,7 +127,15 @@ def register(sub: Any) -> None:
         "witnessed",
         help="what this gateway, as witness, last cosigned for each peer log, and any fork evidence",
     )
-    w.add_argument("db", type=Path, help="a gateway's data/witness.sqlite")
+    w.add_argument(
+        "db", type=Path, nargs="?", help="a gateway's data/witness.sqlite (or give --config)"
+    )
+    w.add_argument(
+        "--config",
+        type=Path,
+        help="the gateway's gateway.toml: read the witness state where it keeps it (its "
+        "data_dir's witness.sqlite, or the PostgreSQL database of [storage] url its replicas share)",
+    )
     w.add_argument("--origin", help="only this log (e.g. 110000.gateway.dataexchange.cn/ledger)")
     w.add_argument(
         "--note-out", type=Path, help="write that log's last cosigned checkpoint note here"
@@ -219,11 +231,7 @@ def _is_ledger_file(path: Path) -> bool:
 
 def cmd_witnessed(args: argparse.Namespace) -> int:
     """Print witnessed sizes and evidence; exit 1 if any fork/rollback evidence is held."""
-    from gateway.ledger.witness import SqliteWitnessStore
-
-    if not args.db.is_file():
-        raise NotFound(f"{args.db}: no such witness database")
-    store = SqliteWitnessStore(args.db)
+    store, close = _witness_store(args.db, args.config)
     try:
         origins = [args.origin] if args.origin else store.origins()
         for origin in origins:
@@ -242,7 +250,34 @@ def cmd_witnessed(args: argparse.Namespace) -> int:
             print("  conflicting checkpoint shown:\n    " + ev.shown_note.replace("\n", "\n    "))
         return 1 if evidence else 0
     finally:
-        store.close()
+        close()
+
+
+def _witness_store(
+    db: Path | None, config_path: Path | None
+) -> tuple[WitnessStore, Callable[[], None]]:
+    """The witness store of a file, or of a gateway's configured storage; and its closer."""
+    from gateway.ledger.witness import SqliteWitnessStore
+
+    if (db is None) == (config_path is None):
+        raise InvalidArgument("give either a witness.sqlite file or --config gateway.toml")
+    if config_path is not None:
+        from gateway.config import load_config
+        from gateway.storage.backend import WITNESS_FILE
+
+        config = load_config(config_path)
+        if config.storage.url is not None:
+            from gateway.storage.postgres.db import PgDatabase
+            from gateway.storage.postgres.witness import PgWitnessStore
+
+            pg = PgDatabase(config.storage.url, schema=config.storage.db_schema, pool_size=2)
+            return PgWitnessStore(pg), pg.close
+        db = config.data_dir / WITNESS_FILE
+    assert db is not None
+    if not db.is_file():
+        raise NotFound(f"{db}: no such witness database")
+    store = SqliteWitnessStore(db)
+    return store, store.close
 
 
 def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[str, str]]:

@@ -19,10 +19,14 @@ build on one linear order without conflicts. In-memory state changes only
 after the store committed, so a failed append leaves neither a half-written
 row nor a stale cache.
 
-Checkpoint cadence: ``may_sign`` (default: always) says whether this process
-holds the signing lease; only the holder signs cadence checkpoints (in
-appends and ``tick``). ``checkpoint_now`` (asked for explicitly) signs under the
-same lock on any replica, so no two checkpoints are ever stored for one size.
+Checkpoint signing: ``may_sign`` (default: always) says whether this process
+holds the signing lease; only the holder ever signs: cadence checkpoints (in
+appends and ``tick``) and checkpoints asked for explicitly (``checkpoint_now``).
+On a replica without the lease, ``checkpoint_now`` asks the holder through
+``ask_signer`` (the holder's listener calls ``sign_if_holder``) and waits, at
+most ``Limits.checkpoint_wait_seconds``, for a stored checkpoint covering the
+size it saw; none in time is ``StorageFailure`` (UNAVAILABLE). Checkpoints are
+signed under the append lock, so no two are ever stored for one size.
 """
 
 from __future__ import annotations
@@ -134,6 +138,7 @@ class Ledger:
         limits: Limits = DEFAULT_LIMITS,
         may_sign: Callable[[], bool] = lambda: True,
         suite: str | None = None,
+        ask_signer: Callable[[int], None] | None = None,
     ) -> None:
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise InvalidArgument.expected(
@@ -150,6 +155,7 @@ class Ledger:
         self._clock = clock
         self._limits = limits
         self._may_sign = may_sign
+        self._ask_signer = ask_signer
         self._cp_seq = -1  # newest stored checkpoint seq (set by _load_tail)
         self._lock = threading.RLock()
         # Group commit: concurrent appends share one transaction and one fsync.
@@ -392,9 +398,50 @@ class Ledger:
             return self.latest_checkpoint()
 
     def checkpoint_now(self) -> SignedCheckpoint:
-        """Issue a checkpoint for the current size unless the latest already covers it."""
+        """A checkpoint covering the current size: the latest if it does, else a
+        new one, signed here by the lease holder or asked of it by any other replica."""
         if self._signer is None:
             raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
+        if not self._may_sign():
+            return self._checkpoint_from_holder()
+        return self._checkpoint_here()
+
+    def sign_if_holder(self) -> SignedCheckpoint | None:
+        """What the lease holder does when a replica asks: sign a checkpoint of
+        the current size if none covers it. Never asks anyone (None: not the holder)."""
+        if self._signer is None or not self._may_sign():
+            return None
+        return self._checkpoint_here()
+
+    def _checkpoint_from_holder(self) -> SignedCheckpoint:
+        need = self.store.size()
+        latest = self.latest_checkpoint()
+        if latest is not None and latest.checkpoint.size >= need:
+            return latest
+        wait = self._limits.checkpoint_wait_seconds
+        deadline = time.monotonic() + wait
+        next_ask, pause = 0.0, 0.005
+        while True:
+            if self._may_sign():  # the lease came here meanwhile
+                return self._checkpoint_here()
+            now = time.monotonic()
+            if self._ask_signer is not None and now >= next_ask:
+                self._ask_signer(need)  # again now and then: the holder may have changed
+                next_ask = now + 0.5
+            if now >= deadline:
+                raise StorageFailure(
+                    f"no signed checkpoint covers the ledger's {need} entries yet: the replica "
+                    f"holding the signing lease did not sign one within {wait:g} s (this "
+                    "replica does not sign; retry)"
+                )
+            time.sleep(min(pause, deadline - now))
+            pause = min(pause * 2, 0.05)
+            latest = self.latest_checkpoint()
+            if latest is not None and latest.checkpoint.size >= need:
+                return latest
+
+    def _checkpoint_here(self) -> SignedCheckpoint:
+        assert self._signer is not None
         with self._lock:
             try:
                 with self.store.exclusive() as head:

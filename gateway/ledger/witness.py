@@ -65,6 +65,10 @@ class WitnessConflict(StorageFailure):
 
 
 class WitnessStore(Protocol):
+    def origins(self) -> list[str]:
+        """Every log this witness has cosigned, sorted."""
+        ...
+
     def latest(self, origin: str) -> WitnessState | None: ...
 
     def advance(self, expected_size: int | None, state: WitnessState) -> None:

@@ -11,7 +11,10 @@ Order matters for consistency under load. The holder reserves budget and
 consumes quota *before* it ledgers, so the ledger is copied first and the
 budget and quota stores after it: every spend the copied ledger shows is
 then in the copied stores (they may hold a little more: spends reserved but
-not yet ledgered, which is the safe side). Data-source files are not the
+not yet ledgered, which is the safe side). The subject-access index store is
+written before the ledger append too, so copied after the ledger it holds a
+row for every copied entry; rows of entries appended after the ledger was
+copied are unlinked in the copy (what a failed append leaves). Data-source files are not the
 gateway's state and are not copied; keys are backed up separately (they are
 secrets).
 """
@@ -40,6 +43,7 @@ FORMAT: Final = "jgw-backup-v1"
 # Copied in this order (see the module docstring): the ledger first.
 DATABASES: Final = (
     "ledger.sqlite",
+    "subject_index.sqlite",
     "witness.sqlite",
     "budget.sqlite",
     "quota.sqlite",
@@ -120,6 +124,24 @@ def _online_copy(src: Path, dst: Path) -> None:
         raise StorageFailure(f"backup of {src.name} failed: {exc}") from exc
 
 
+def _unlink_beyond(index_db: Path, ledger_size: int) -> None:
+    """In the copied subject index: entries appended after the ledger was copied
+    are not in the backup's ledger, so their rows become what they are there,
+    rows of appends that never happened (unlinked: shown to nobody)."""
+    try:
+        conn = sqlite3.connect(index_db)
+        try:
+            with conn:
+                conn.execute(
+                    "UPDATE subject_entries SET entry_index = NULL WHERE entry_index >= ?",
+                    (ledger_size,),
+                )
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(f"backup of subject_index.sqlite failed: {exc}") from exc
+
+
 def take_backup(data_dir: Path, out: Path, jurisdiction: str) -> BackupManifest:
     """Snapshot the gateway's state stores from ``data_dir`` into the new folder ``out``."""
     if out.exists() and any(out.iterdir()):
@@ -128,21 +150,24 @@ def take_backup(data_dir: Path, out: Path, jurisdiction: str) -> BackupManifest:
         raise NotFound(f"{data_dir}: no ledger.sqlite (is this the gateway's data_dir?)")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
-    files: dict[str, str] = {}
+    copied: list[str] = []
     for name in DATABASES:
         src = data_dir / name
         if src.is_file():
             _online_copy(src, out / name)
-            files[name] = _sha256(out / name)
+            copied.append(name)
     for name in STATE_FILES:
         if (data_dir / name).is_file():
             shutil.copy2(data_dir / name, out / name)
-            files[name] = _sha256(out / name)
+            copied.append(name)
     store = SqliteLedgerStore(out / "ledger.sqlite", readonly=True)
     try:
         size = store.size()
     finally:
         store.close()
+    if "subject_index.sqlite" in copied:
+        _unlink_beyond(out / "subject_index.sqlite", size)
+    files = {name: _sha256(out / name) for name in copied}
     manifest = BackupManifest(
         FORMAT,
         jurisdiction,

@@ -4,7 +4,8 @@ Owns: the gateway's own ``CollectorRegistry`` (several gateways may share a
 process in tests; nothing goes to the global registry), the RPC counters and
 latency histograms the observing interceptor and the outbound transport
 update, and ``StateCollector``, which reads ledger, witness, budget, replay
-and quota state when Prometheus scrapes (so the figures are never stale and
+and quota state (through the stores: on PostgreSQL, the shared database's) and
+whether this process holds the signing lease when Prometheus scrapes (so the figures are never stale and
 the hot path pays nothing for them).
 
 Labels are identifiers only (API method, port, status code, counterparty
@@ -17,11 +18,9 @@ catalogue is counted as ``other``.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -55,23 +54,9 @@ class StateSources:
     newest_checkpoint_ms: Callable[[], int | None]
     witnessed_sizes: Callable[[], dict[str, int]]
     budgets: Callable[[], Sequence[BudgetFigure]]
-    replay_db: Path
-    quota_db: Path
+    store_rows: Callable[[], dict[str, int]]  # "replay", "quota" -> rows (unreadable: absent)
     now_ms: Callable[[], int]
-
-
-def _count_rows(path: Path, table: str) -> int | None:
-    if not path.is_file():
-        return 0
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0)
-        try:
-            row = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return int(row[0])
+    lease_held: Callable[[], bool] = lambda: True
 
 
 class StateCollector(Collector):
@@ -85,19 +70,15 @@ class StateCollector(Collector):
         return []  # figures are produced at collect time only
 
     def collect(self) -> Iterator[Metric]:
+        # A store that does not answer now (a busy SQLite file, an unreachable
+        # PostgreSQL) leaves its figures out of this scrape; the scrape itself
+        # and every other figure still succeed (readiness says what is wrong).
         src = self._src
-        size = src.ledger_size()
-        yield GaugeMetricFamily(
-            "gateway_ledger_entries", "Entries in this gateway's ledger.", value=size
-        )
-        newest = src.newest_checkpoint_ms()
+        entries = GaugeMetricFamily("gateway_ledger_entries", "Entries in this gateway's ledger.")
         age = GaugeMetricFamily(
             "gateway_ledger_checkpoint_age_seconds",
             "Seconds since the newest signed checkpoint (absent before the first one).",
         )
-        if newest is not None:
-            age.add_metric([], max(0.0, (src.now_ms() - newest) / 1000.0))
-        yield age
         lag = GaugeMetricFamily(
             "gateway_witness_lag_entries",
             "Ledger entries not yet covered by a checkpoint the peer has cosigned.",
@@ -108,9 +89,19 @@ class StateCollector(Collector):
             "Largest tree size of this ledger the peer has cosigned.",
             labels=["peer"],
         )
-        for peer, cosigned in sorted(src.witnessed_sizes().items()):
-            lag.add_metric([peer], max(0, size - cosigned))
-            seen.add_metric([peer], cosigned)
+        try:
+            size = src.ledger_size()
+            entries.add_metric([], size)
+            newest = src.newest_checkpoint_ms()
+            if newest is not None:
+                age.add_metric([], max(0.0, (src.now_ms() - newest) / 1000.0))
+            for peer, cosigned in sorted(src.witnessed_sizes().items()):
+                lag.add_metric([peer], max(0, size - cosigned))
+                seen.add_metric([peer], cosigned)
+        except Exception as exc:
+            log.warning("metrics: ledger store unreadable: %s", exc, extra={"event": "metrics"})
+        yield entries
+        yield age
         yield lag
         yield seen
         remaining = GaugeMetricFamily(
@@ -133,16 +124,18 @@ class StateCollector(Collector):
         yield remaining
         yield spent
         stores = GaugeMetricFamily(
-            "gateway_store_rows", "Rows in the gateway's local stores.", labels=["store"]
+            "gateway_store_rows",
+            "Rows in the gateway's stores (on PostgreSQL: the database its replicas share).",
+            labels=["store"],
         )
-        for name, path, table in (
-            ("replay", src.replay_db, "seen_requests"),
-            ("quota", src.quota_db, "quota_usage"),
-        ):
-            n = _count_rows(path, table)
-            if n is not None:
-                stores.add_metric([name], n)
+        for name, n in sorted(src.store_rows().items()):
+            stores.add_metric([name], n)
         yield stores
+        yield GaugeMetricFamily(
+            "gateway_signing_lease_held",
+            "1 if this process holds the checkpoint-signing lease (always, on SQLite).",
+            value=1 if src.lease_held() else 0,
+        )
 
 
 OTHER: Final = "other"

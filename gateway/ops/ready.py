@@ -8,8 +8,6 @@ a secret's content or any data. Does not own: serving them (``gateway.ops.http``
 from __future__ import annotations
 
 import datetime as dt
-import os
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from gateway.errors import GatewayError
 from gateway.identity import GatewayKeys
 from gateway.ops.http import Check, CheckResult
 from gateway.sources import DataSource
+from gateway.storage.probe import StoreProbe
 from gateway.trust import TrustBundle
 
 
@@ -60,21 +59,14 @@ def policies_check(
     return policies
 
 
-def storage_check(data_dir: Path, databases: Sequence[Path]) -> Check:
+def storage_check(probe: StoreProbe) -> Check:
+    """The stores answer: SQLite files open (and the data folder is writable), or
+    the PostgreSQL database the replicas share answers at this gateway's schema."""
+
     def storage() -> CheckResult:
-        if not os.access(data_dir, os.W_OK):
-            return CheckResult("storage", False, f"data folder {data_dir} is not writable")
-        for path in databases:
-            if not path.exists():
-                continue
-            try:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
-                try:
-                    conn.execute("PRAGMA schema_version").fetchone()
-                finally:
-                    conn.close()
-            except sqlite3.Error as exc:
-                return CheckResult("storage", False, f"{path.name}: {exc}")
+        problem = probe.problem()
+        if problem is not None:
+            return CheckResult("storage", False, problem)
         return CheckResult("storage", True)
 
     return storage

@@ -7,6 +7,10 @@ spend, by request id, in the budget store; and for each requester, service
 system and dataset, the quota store must show at least as many records
 released on the last two UTC days as the ledger's transfers do. Also the
 start-up cover (``BudgetCover``) that lets a restart read only new entries.
+The rule reads the stores through small Protocols (``LedgerStore``,
+``SpendIndex``, ``QuotaCounts``), so a gateway on PostgreSQL checks the shared
+database at start-up just as one on SQLite checks its files; a backup folder's
+files are read read-only (``check_stores_cover_ledger``).
 
 Does not own: the stores' formats (``gateway.stats.budget``,
 ``gateway.policy.quota``, ``gateway.ledger``) or taking backups
@@ -23,15 +27,47 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from gateway.errors import StorageFailure, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
-from gateway.ledger.storage import EntryRow, SqliteLedgerStore
+from gateway.ledger.storage import EntryRow, LedgerStore, SqliteLedgerStore
+from gateway.policy.quota import QuotaKey
+from gateway.stats.budget import SpendIndex, SqliteSpendIndex
 
 DAY_MS: Final = 86_400_000
 QUOTA_DAYS: Final = 2
+
+
+class QuotaCounts(Protocol):
+    """What the check reads of a quota store (every ``QuotaStore`` has it)."""
+
+    def used(self, key: QuotaKey) -> int: ...
+
+
+class SqliteQuotaCounts:
+    """``QuotaCounts`` of a ``quota.sqlite`` file, read-only (missing: nothing used)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def used(self, key: QuotaKey) -> int:
+        if not self.path.is_file():
+            return 0
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0)
+            try:
+                row = conn.execute(
+                    "SELECT used FROM quota_usage WHERE holder = ? AND dataset = ? AND "
+                    "requester = ? AND service_system = ? AND day = ?",
+                    (key.holder, key.dataset, key.requester, key.service_system, key.day),
+                ).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"quota store {self.path}: {exc}") from exc
+        return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)
@@ -50,14 +86,14 @@ class Shortfall:
         )
 
 
-def _rows_from(store: SqliteLedgerStore, start: int, page: int = 10_000) -> Iterator[EntryRow]:
+def _rows_from(store: LedgerStore, start: int, page: int = 10_000) -> Iterator[EntryRow]:
     size = store.size()
     for a in range(start, size, page):
         yield from store.entries(a, min(size, a + page))
 
 
 def _holder_events(
-    store: SqliteLedgerStore, local: str, kinds: bytes, start: int = 0
+    store: LedgerStore, local: str, kinds: bytes, start: int = 0
 ) -> Iterable[LedgerEvent]:
     for row in _rows_from(store, start):
         if kinds not in row.entry:  # cheap filter before decoding
@@ -74,7 +110,7 @@ def _charged(event: LedgerEvent) -> bool:
 
 
 def budget_shortfalls(
-    ledger: SqliteLedgerStore, local: str, budget_db: Path, start: int = 0
+    ledger: LedgerStore, local: str, spends: SpendIndex, start: int = 0
 ) -> list[Shortfall]:
     """Statistics spends the ledger records (from entry ``start`` on) that the budget store lacks."""
     need: dict[str, tuple[str, str, float]] = {}
@@ -84,16 +120,7 @@ def budget_shortfalls(
             need[e.request_id] = (e.dataset, f"{e.counterparty}/{e.service_system}", eps)
     if not need:
         return []
-    have: set[str] = set()
-    if budget_db.is_file():
-        try:
-            conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
-            try:
-                have = {r[0] for r in conn.execute("SELECT request_id FROM spends")}
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"budget store {budget_db}: {exc}") from exc
+    have = spends.recorded(list(need))
     missing: dict[tuple[str, str], list[float]] = defaultdict(list)
     for rid, (dataset, requester, eps) in need.items():
         if rid not in have:
@@ -110,7 +137,7 @@ def budget_shortfalls(
 
 
 def quota_shortfalls(
-    ledger: SqliteLedgerStore, local: str, quota_db: Path, now_ms: int
+    ledger: LedgerStore, local: str, quota: QuotaCounts, now_ms: int
 ) -> list[Shortfall]:
     """Records released on recent days (by the ledger) above what the quota store counts."""
     since = now_ms - QUOTA_DAYS * DAY_MS
@@ -129,22 +156,10 @@ def quota_shortfalls(
             shown[(e.dataset, e.counterparty, e.service_system)] += e.record_count
     if not shown:
         return []
-    counted: dict[tuple[str, str, str], int] = defaultdict(int)
-    if quota_db.is_file():
-        marks = ",".join("?" * len(days))
-        try:
-            conn = sqlite3.connect(f"file:{quota_db}?mode=ro", uri=True, timeout=30.0)
-            try:
-                for ds, rq, ss, used in conn.execute(
-                    "SELECT dataset, requester, service_system, SUM(used) FROM quota_usage "
-                    f"WHERE holder = ? AND day IN ({marks}) GROUP BY dataset, requester, service_system",
-                    (local, *days),
-                ):
-                    counted[(ds, rq, ss)] = int(used)
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"quota store {quota_db}: {exc}") from exc
+    counted = {
+        (ds, rq, ss): sum(quota.used(QuotaKey(local, ds, rq, ss, day)) for day in days)
+        for ds, rq, ss in shown
+    }
     return [
         Shortfall(
             "quota",
@@ -165,8 +180,8 @@ def check_stores_cover_ledger(
         return []
     store = SqliteLedgerStore(ledger_db, readonly=True)
     try:
-        return budget_shortfalls(store, local, budget_db) + quota_shortfalls(
-            store, local, quota_db, now_ms
+        return budget_shortfalls(store, local, SqliteSpendIndex(budget_db)) + quota_shortfalls(
+            store, local, SqliteQuotaCounts(quota_db), now_ms
         )
     finally:
         store.close()
@@ -198,41 +213,17 @@ class BudgetCover:
     last_request_id: str
 
 
-def _budget_state(budget_db: Path) -> tuple[int, int, str]:
-    if not budget_db.is_file():
-        return 0, 0, ""
-    try:
-        conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
-        try:
-            (rows,) = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
-            last = conn.execute(
-                "SELECT seq, request_id FROM spends ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise StorageFailure(f"budget store {budget_db}: {exc}") from exc
-    return int(rows), int(last[0]) if last else 0, str(last[1]) if last else ""
-
-
-def _still_holds(budget_db: Path, cover: BudgetCover) -> bool:
+def _still_holds(spends: SpendIndex, cover: BudgetCover) -> bool:
     if cover.rows == 0:
         return True
     try:
-        conn = sqlite3.connect(f"file:{budget_db}?mode=ro", uri=True, timeout=30.0)
-        try:
-            row = conn.execute(
-                "SELECT request_id FROM spends WHERE seq = ?", (cover.last_seq,)
-            ).fetchone()
-            (rows,) = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+        rows, _, _ = spends.newest()
+        return spends.request_at(cover.last_seq) == cover.last_request_id and rows >= cover.rows
+    except StorageFailure:
         return False
-    return row is not None and row[0] == cover.last_request_id and int(rows) >= cover.rows
 
 
-def _root(store: SqliteLedgerStore, size: int) -> str:
+def _root(store: LedgerStore, size: int) -> str:
     from gateway.ledger.merkle import fold, prefix_nodes
 
     return fold(store.nodes(prefix_nodes(size))).hex() if size else ""
@@ -252,50 +243,60 @@ def _read_cover(path: Path) -> BudgetCover | None:
         return None
 
 
-def startup_shortfalls(data_dir: Path, local: str, now_ms: int) -> list[Shortfall]:
+def startup_shortfalls(
+    ledger: LedgerStore,
+    spends: SpendIndex,
+    quota: QuotaCounts,
+    cover_path: Path,
+    local: str,
+    now_ms: int,
+) -> list[Shortfall]:
     """The start-up check: budget and quota stores against the ledger.
 
     Reads only the entries after the last good start-up's cover (see
-    ``BudgetCover``) when the ledger still extends it and the budget store
-    still descends from the one checked then; otherwise the whole ledger.
-    Records a new cover when nothing is short.
+    ``BudgetCover``, kept at ``cover_path``) when the ledger still extends it
+    and the budget store still descends from the one checked then; otherwise
+    the whole ledger. Records a new cover when nothing is short.
     """
-    ledger_db, budget_db = data_dir / "ledger.sqlite", data_dir / "budget.sqlite"
-    if not ledger_db.is_file():
+    size = ledger.size()
+    if size == 0:
         return []
-    cover_path = data_dir / COVER_FILE
-    store = SqliteLedgerStore(ledger_db, readonly=True)
-    try:
-        size = store.size()
-        start = 0
-        cover = _read_cover(cover_path)
-        if (
-            cover is not None
-            and 0 < cover.ledger_size <= size
-            and _root(store, cover.ledger_size) == cover.ledger_root
-            and _still_holds(budget_db, cover)
-        ):
-            start = cover.ledger_size
-        found = budget_shortfalls(store, local, budget_db, start) + quota_shortfalls(
-            store, local, data_dir / "quota.sqlite", now_ms
-        )
-        if not found and size:
-            rows, last_seq, last_rid = _budget_state(budget_db)
-            fresh = BudgetCover(size, _root(store, size), rows, last_seq, last_rid)
-            tmp = cover_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(fresh.__dict__), encoding="utf-8")
-            os.replace(tmp, cover_path)
-        return found
-    finally:
-        store.close()
+    start = 0
+    cover = _read_cover(cover_path)
+    if (
+        cover is not None
+        and 0 < cover.ledger_size <= size
+        and _root(ledger, cover.ledger_size) == cover.ledger_root
+        and _still_holds(spends, cover)
+    ):
+        start = cover.ledger_size
+    found = budget_shortfalls(ledger, local, spends, start) + quota_shortfalls(
+        ledger, local, quota, now_ms
+    )
+    if not found:
+        rows, last_seq, last_rid = spends.newest()
+        fresh = BudgetCover(size, _root(ledger, size), rows, last_seq, last_rid)
+        # Replicas may share a data folder: each writes its own temporary file.
+        tmp = cover_path.with_name(f".{cover_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(fresh.__dict__), encoding="utf-8")
+        os.replace(tmp, cover_path)
+    return found
 
 
-def refuse_shortfalls(shortfalls: list[Shortfall], where: str) -> None:
+SQLITE_HINT: Final = (
+    "Restore the budget.sqlite and quota.sqlite taken with (or after) this ledger; "
+    "`gateway backup` takes them together"
+)
+POSTGRES_HINT: Final = (
+    "Restore the whole schema from one snapshot taken with (or after) this ledger "
+    "(pg_dump -n <schema>), never the spends or quota_usage table on its own"
+)
+
+
+def refuse_shortfalls(shortfalls: list[Shortfall], where: str, hint: str = SQLITE_HINT) -> None:
     if shortfalls:
         listed = "; ".join(str(s) for s in shortfalls[:5])
         more = f" (and {len(shortfalls) - 5} more)" if len(shortfalls) > 5 else ""
         raise VerificationFailed(
-            f"{where}: privacy budget or quota would be reopened: {listed}{more}. "
-            "Restore the budget.sqlite and quota.sqlite taken with (or after) this ledger; "
-            "`gateway backup` takes them together"
+            f"{where}: privacy budget or quota would be reopened: {listed}{more}. {hint}"
         )

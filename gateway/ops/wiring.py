@@ -85,13 +85,14 @@ def state_sources(gw: Gateway) -> StateSources:
         }
 
     return StateSources(
-        ledger_size=lambda: gw.ledger.size,
+        # The stored size: on PostgreSQL other replicas append too.
+        ledger_size=gw.ledger.store.size,
         newest_checkpoint_ms=newest_checkpoint_ms,
         witnessed_sizes=witnessed,
         budgets=lambda: budget_figures(gw),
-        replay_db=gw.config.data_dir / "replay.sqlite",
-        quota_db=gw.config.data_dir / "quota.sqlite",
+        store_rows=gw.stores.probe.rows,
         now_ms=gw.clock_ms,
+        lease_held=gw.stores.lease.held,
     )
 
 
@@ -102,15 +103,11 @@ def start_ops_listener(gw: Gateway) -> OpsListener | None:
     if address == "off":
         return None
     catalogue = lambda: gw.policy_store.current.catalogue  # noqa: E731
-    data = gw.config.data_dir
     checks = [
         keys_check(gw.keys, gw.config.key_dir),
         bundle_check(gw.bundle, gw.clock_ms),
         policies_check(catalogue, gw.served_datasets),
-        storage_check(
-            data,
-            [data / n for n in ("ledger.sqlite", "budget.sqlite", "quota.sqlite", "replay.sqlite")],
-        ),
+        storage_check(gw.stores.probe),
         sources_check(gw.source, catalogue, gw.served_datasets),
     ]
     try:

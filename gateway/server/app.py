@@ -51,7 +51,13 @@ from gateway.limits import Limits
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics, KnownLabels
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
-from gateway.ops.spent import refuse_shortfalls, startup_shortfalls
+from gateway.ops.spent import (
+    COVER_FILE,
+    POSTGRES_HINT,
+    SQLITE_HINT,
+    refuse_shortfalls,
+    startup_shortfalls,
+)
 from gateway.ops.wiring import add_reflection, start_ops_listener
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.store import PolicyStore, PolicyWatcher
@@ -79,7 +85,6 @@ from gateway.subject.holder import HistoryResponder, SubjectHolder
 from gateway.subject.index import index_key
 from gateway.subject.indexer import SubjectIndexer
 from gateway.subject.requester import SubjectAccessCoordinator
-from gateway.subject.store import SqliteSubjectIndexStore
 from gateway.trust import (
     TrustBundle,
     accept_bundle,
@@ -203,7 +208,8 @@ class Gateway:
             limits,
         )
         # Subject access: holder entries commit to whom they concern (blind indexes).
-        self.subject_store = SqliteSubjectIndexStore(config.data_dir / "subject_index.sqlite")
+        # Shared by replicas on PostgreSQL, like the ledger it indexes.
+        self.subject_store = self.stores.subject
         subject_key = index_key(self.keys.pseudonym_key)
         self.indexer = SubjectIndexer(observed_ledger, self.subject_store, subject_key, limits)
         self.history = HistoryResponder(
@@ -301,8 +307,16 @@ class Gateway:
         # Budgets or quotas copied back by hand must not reopen what the ledger
         # shows as already spent (``gateway restore`` checks the same rule).
         refuse_shortfalls(
-            startup_shortfalls(config.data_dir, self.me, clock_ms()),
+            startup_shortfalls(
+                self.stores.ledger,
+                self.stores.spends,
+                self.stores.quota,
+                config.data_dir / COVER_FILE,
+                self.me,
+                clock_ms(),
+            ),
             f"gateway {self.me} refuses to start",
+            POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
         )
         self._stopping = threading.Event()
         self._peer_server: grpc.Server | None = None
@@ -576,6 +590,9 @@ class Gateway:
         )
         self._watcher = PolicyWatcher(self.policy_store).start()
         self.stores.lease.start()
+        # Replicas without the lease ask its holder for checkpoints; only the
+        # holder signs (the others' asks reach whichever replica holds it).
+        self.stores.asks.serve(self.ledger.sign_if_holder)
         self._timer = LedgerTimer(
             self.ledger,
             self.witnessing,
@@ -610,7 +627,6 @@ class Gateway:
         self.statistics.close()
         self.receipts.stop(flush=True)  # last receipts out before the transport closes
         self.subject_access.close()
-        self.subject_store.close()
         self.transport.close()
         self.source.close()
         self.stores.close()
@@ -665,7 +681,8 @@ def open_ledger(
     clock_ms: Callable[[], int],
 ) -> Ledger:
     """The gateway's ledger on its store, signing with its ledger key; only the
-    holder of the signing lease runs the checkpoint cadence."""
+    holder of the signing lease signs checkpoints (the cadence, and those other
+    replicas ask it for)."""
     return Ledger(
         stores.ledger,
         keys.ledger,
@@ -675,6 +692,7 @@ def open_ledger(
         clock=lambda: clock_ms() / 1000.0,
         limits=config.limits,
         may_sign=stores.lease.held,
+        ask_signer=stores.asks.ask,
     )
 
 

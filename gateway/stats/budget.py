@@ -2,7 +2,9 @@
 
 Owns: the pure budget arithmetic (``check_charge``: exact integer units, never
 overspend), the ``BudgetStore`` protocol and its SQLite implementation
-(``SqliteBudgetStore``): an append-only spend table, totals are sums of its
+(``SqliteBudgetStore``), the ``SpendIndex`` protocol (what the start-up and
+restore checks of ``gateway.ops.spent`` read) and its read-only reader of a
+``budget.sqlite`` file (``SqliteSpendIndex``): an append-only spend table, totals are sums of its
 rows, and every reservation runs in one ``BEGIN IMMEDIATE`` transaction so
 concurrent queries (threads or processes) can never overspend. Budgets survive
 restarts because they are nothing but the rows of a real file.
@@ -27,11 +29,11 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from gateway.errors import BudgetExhausted, InvalidArgument, ReplayRejected, StorageFailure
 
@@ -193,6 +195,61 @@ WHEN OLD.status != 'reserved' OR NEW.status = 'reserved'
   OR NEW.at_ms != OLD.at_ms
 BEGIN SELECT RAISE(ABORT, 'only a reservation may be settled'); END;
 """
+
+
+class SpendIndex(Protocol):
+    """Which spends a budget store holds, for checking it against a ledger."""
+
+    def recorded(self, request_ids: Collection[str]) -> set[str]:
+        """Those of ``request_ids`` that have a spend row (whatever its status)."""
+        ...
+
+    def newest(self) -> tuple[int, int, str]:
+        """(rows, newest seq, its request id); (0, 0, "") for an empty store."""
+        ...
+
+    def request_at(self, seq: int) -> str | None:
+        """The request id of spend ``seq`` (None: no such row)."""
+        ...
+
+
+class SqliteSpendIndex:
+    """``SpendIndex`` of a ``budget.sqlite`` file, opened read-only for each
+    question (a missing file holds no spends); never changes the file."""
+
+    def __init__(self, path: Path, timeout_seconds: float = 30.0) -> None:
+        self.path = path
+        self._timeout = timeout_seconds
+
+    def _rows(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        if not self.path.is_file():
+            return []
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self._timeout)
+            try:
+                return list(conn.execute(query, params).fetchall())
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store {self.path}: {exc}") from exc
+
+    def recorded(self, request_ids: Collection[str]) -> set[str]:
+        if not request_ids:
+            return set()
+        have = {str(r[0]) for r in self._rows("SELECT request_id FROM spends")}
+        return have & set(request_ids)
+
+    def newest(self) -> tuple[int, int, str]:
+        count = self._rows("SELECT COUNT(*) FROM spends")
+        last = self._rows("SELECT seq, request_id FROM spends ORDER BY seq DESC LIMIT 1")
+        rows = int(count[0][0]) if count else 0
+        if not last:
+            return rows, 0, ""
+        return rows, int(last[0][0]), str(last[0][1])
+
+    def request_at(self, seq: int) -> str | None:
+        row = self._rows("SELECT request_id FROM spends WHERE seq = ?", (seq,))
+        return str(row[0][0]) if row else None
 
 
 class SqliteBudgetStore:

@@ -3,7 +3,8 @@
 Owns: ``migrate_from_sqlite``: verify the SQLite ledger against the ledger key
 from the trust bundle, copy every store (ledger entries, nodes, checkpoints
 and metadata; replay ids; quotas; budget spends with their status; witness
-state and evidence; the accepted bundle version) into an EMPTY PostgreSQL
+state and evidence; the subject-access blind-index store; the accepted bundle
+version) into an EMPTY PostgreSQL
 schema in one transaction (all or nothing), then verify the PostgreSQL ledger
 and require the same size, checkpoints and root. Rows are copied verbatim:
 nothing is re-encoded or re-hashed, so the log is the same log.
@@ -29,6 +30,7 @@ from gateway.storage.backend import (
     LEDGER_FILE,
     QUOTA_FILE,
     REPLAY_FILE,
+    SUBJECT_FILE,
     WITNESS_FILE,
 )
 from gateway.storage.postgres.db import Connection, PgDatabase
@@ -79,6 +81,12 @@ _TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "witness_evidence",
         ("id", "origin", "kind", "held_note", "shown_note", "detail", "recorded_ms"),
     ),
+    (
+        SUBJECT_FILE,
+        "subject_entries",
+        ("request_id", "coverage", "dataset", "fields", "recorded_ms", "entry_index"),
+    ),
+    (SUBJECT_FILE, "subject_index", ("blind", "request_id")),
 )
 _SERIALS = (("spends", "seq"), ("witness_evidence", "id"))
 

@@ -11,8 +11,9 @@ Does not own: computing indexes or commitments (``gateway.subject.index``),
 the order of writes around a ledger append (``gateway.subject.indexer``).
 
 Holds no personal data: blind indexes are MACs under a key that is not
-stored here. Portable SQL (``?`` placeholders, no SQLite-only functions in the
-DML), so a PostgreSQL store is a new implementation of ``SubjectIndexStore``.
+stored here. The PostgreSQL implementation, shared by replicas, is
+``gateway.storage.postgres.subject.PgSubjectIndexStore``; both are opened by
+``gateway.storage.backend.open_stores``.
 """
 
 from __future__ import annotations
@@ -93,11 +94,14 @@ _SCHEMA = (
 _COLS = "e.request_id, e.coverage, e.dataset, e.fields, e.recorded_ms, e.entry_index"
 
 
-def _fields_text(fields: Sequence[tuple[str, str]]) -> str:
+def fields_text(fields: Sequence[tuple[str, str]]) -> str:
+    """The released (field, transform) pairs as stored: one ``name:transform`` a line."""
     return "\n".join(f"{n}:{t}" for n, t in fields)
 
 
-def _row(r: Sequence[Any]) -> IndexedEntry:
+def entry_from_row(r: Sequence[Any]) -> IndexedEntry:
+    """An ``IndexedEntry`` from a (request_id, coverage, dataset, fields, recorded_ms,
+    entry_index) row (shared with the PostgreSQL store)."""
     request_id, coverage, dataset, fields, recorded_ms, entry_index = r
     if coverage not in COVERAGES:
         raise StorageFailure(f"subject index store: unknown coverage {str(coverage)[:20]!r}")
@@ -148,7 +152,7 @@ class SqliteSubjectIndexStore:
                                 e.request_id,
                                 e.coverage,
                                 e.dataset,
-                                _fields_text(e.fields),
+                                fields_text(e.fields),
                                 e.recorded_ms,
                                 e.entry_index,
                             )
@@ -189,7 +193,7 @@ class SqliteSubjectIndexStore:
     def _query(self, sql: str, params: tuple[object, ...]) -> list[IndexedEntry]:
         with self._lock:
             try:
-                rows = [_row(r) for r in self._db.execute(sql, params).fetchall()]
+                rows = [entry_from_row(r) for r in self._db.execute(sql, params).fetchall()]
             except sqlite3.Error as exc:
                 raise StorageFailure(f"subject index store: read failed: {exc}") from exc
         with self._links_lock:

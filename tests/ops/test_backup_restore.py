@@ -19,7 +19,9 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import VerificationFailed
+from gateway.limits import DEFAULT_LIMITS
 from gateway.server.app import Gateway
+from gateway.subject.audit import check_store
 from tests.conftest import RunningFederation, start_federation, stop_federation
 
 BJ = "110000"
@@ -103,7 +105,7 @@ def test_backup_under_load_restores_to_a_verifying_ledger_without_reopening_spen
     _stop_bj(fed)
     # Disaster: the data folder's stores are lost. Restore the backup.
     data = fed.site(BJ).root / "data"
-    for name in ("ledger.sqlite", "budget.sqlite", "quota.sqlite"):
+    for name in ("ledger.sqlite", "budget.sqlite", "quota.sqlite", "subject_index.sqlite"):
         for f in data.glob(name + "*"):
             f.unlink()
     capsys.readouterr()
@@ -117,6 +119,11 @@ def test_backup_under_load_restores_to_a_verifying_ledger_without_reopening_spen
     gw = Gateway(load_config(fed.site(BJ).config))
     try:
         assert gw.ledger.size >= 8
+        # The subject index came back with the ledger: a row for every indexed
+        # entry, none for an entry the restored ledger lacks (exchanges that ran
+        # after the ledger was copied are unlinked rows, shown to nobody).
+        report = check_store(gw.ledger, gw.stores.subject, DEFAULT_LIMITS)
+        assert report.entries_checked >= 1 and report.problems == (), report.problems
     finally:
         gw.stop(grace=0.1)
     fed.gateways.pop(BJ)
@@ -215,6 +222,21 @@ def test_restore_refuses_a_backup_whose_ledger_was_altered_even_with_a_matching_
     )
     assert "verification FAILED" in capsys.readouterr().err
     fed.gateways.pop(BJ)
+
+
+def test_backup_and_restore_of_a_gateway_on_postgresql_point_to_pg_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its state is not in data_dir: copying SQLite files there would back up nothing."""
+    from gateway.demo.setup import build_federation, use_storage
+
+    fed = build_federation(tmp_path, rows=20)
+    config = fed.sites[BJ].config
+    use_storage(config, "postgresql://gw@127.0.0.1:1/gateway", "gw_110000")
+    for argv in (["backup", "--out", str(tmp_path / "b")], ["restore", "--from", str(tmp_path)]):
+        assert main([*argv, "--config", str(config)]) == 2
+        assert "pg_dump" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
 
 
 def test_restore_refuses_while_the_gateway_runs(

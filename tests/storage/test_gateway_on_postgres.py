@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import load_config
 from gateway.demo.setup import use_storage
 from gateway.ledger.verify import verify_store
@@ -40,6 +43,22 @@ def test_exchange_with_a_holder_on_postgres_is_ledgered_there_and_verifies(tmp_p
             key = holder.keys.ledger.verify_key
             report = verify_store(holder.stores.ledger, holder.ledger.origin, key)
             assert report.ok and report.entries == len(events)
+            # Issue 16 on PostgreSQL: the blind-index rows are in the shared
+            # database too, and the officer's offline audit reads them there.
+            assert not (fed.sites["110000"].root / "data" / "subject_index.sqlite").exists()
+            assert [e.request_id for e in holder.stores.subject.all_entries()] == [request_id]
+            holder.checkpoint_and_witness()
+            id_file = tmp_path / "id.txt"
+            id_file.write_text(rf.commuter() + "\n")
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                status = main(
+                    ["audit", "subject", "--config", str(fed.sites["110000"].config),
+                     "--id-file", str(id_file)]
+                )  # fmt: skip
+            assert status == 0, out.getvalue()
+            assert f"request {request_id}" in out.getvalue()
+            assert "1 indexed entries checked against the ledger, 0 problems" in out.getvalue()
         finally:
             for gw in gws.values():
                 gw.stop(grace=0.2)

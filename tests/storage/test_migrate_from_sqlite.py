@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
 from gateway.cli import main
@@ -32,6 +35,18 @@ def _a_seen_request(data_dir: Path) -> tuple[str, str]:
     with sqlite3.connect(data_dir / "replay.sqlite") as conn:
         row = conn.execute("SELECT sender, request_id FROM seen_requests LIMIT 1").fetchone()
     return str(row[0]), str(row[1])
+
+
+def _until_reconnected(call: Callable[[], object], timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > end:
+                raise
+            time.sleep(0.25)
 
 
 def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Path) -> None:
@@ -71,6 +86,7 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
             status, out = _cli("storage", "migrate-from-sqlite", "--config", str(config))
             assert status == 0, out
             assert "same entries, checkpoints and root" in out
+            assert "copied subject_entries: 4" in out, out  # 3 exchanges, 1 statistic
             assert out.count("OK: chain, Merkle tree and checkpoints verify") == 2
             # A second migration into the now non-empty schema is refused.
             from gateway.storage.migrate import migrate_from_sqlite
@@ -95,9 +111,12 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
             assert moved.stores.shared
             assert moved.ledger.root_at(moved.ledger.store.size()) == sqlite_root
             assert moved.stores.budget.totals() == spent
+            assert len(list(moved.stores.subject.all_entries())) == 4
             with pytest.raises(ReplayRejected):
                 moved.stores.replay.check_and_record(sender, request_id, 0, 0)
-            hebei_exchange(rf)  # the migrated gateway goes on appending to the same log
+            # The migrated gateway goes on appending to the same log (Hebei's channel
+            # to the old process may still be in gRPC's reconnect backoff: retry).
+            _until_reconnected(lambda: hebei_exchange(rf))
             moved.ledger.checkpoint_now()
             report = verify_store(
                 moved.stores.ledger, moved.ledger.origin, moved.keys.ledger.verify_key
@@ -141,3 +160,43 @@ def test_ledger_that_does_not_verify_is_not_migrated(tmp_path: Path) -> None:
             assert row is not None and row[0] == 0
         finally:
             db.close()
+
+
+def test_subject_index_moves_with_the_ledger_and_answers_verify_on_postgres(
+    tmp_path: Path,
+) -> None:
+    """Issue 16 on replicas: the blind-index rows are copied verbatim (same
+    blind indexes, same ledger links), so a person's history answered from
+    PostgreSQL still proves every entry against the migrated ledger."""
+    from gateway.limits import DEFAULT_LIMITS
+    from gateway.storage.migrate import migrate_from_sqlite
+    from gateway.storage.postgres.db import PgDatabase
+    from gateway.subject.verify import verify_answer
+    from tests.subject.subject_testkit import ALICE, BOB, named, open_holder
+
+    h = open_holder(tmp_path)
+    a = h.exchange(1, named(ALICE))
+    h.exchange(2, named(BOB))
+    both = h.exchange(3, named(ALICE, BOB))
+    h.cosign_latest()
+    before = sorted((e.request_id, e.entry_index) for e in h.store.all_entries())
+    h.close()
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "mig") as schema:
+        db = PgDatabase(dsn, schema=schema, pool_size=2)
+        try:
+            report = migrate_from_sqlite(tmp_path, db, h.ledger.origin, h.log_key.verify_key)
+        finally:
+            db.close()
+        assert report.copied["subject_entries"] == 3 and report.copied["subject_index"] == 4
+        moved = open_holder(tmp_path / "unused", (dsn, schema))
+        try:
+            assert (
+                sorted((e.request_id, e.entry_index) for e in moved.store.all_entries()) == before
+            )
+            proofs, _ = moved.history.answer(ALICE)
+            items = verify_answer(proofs, moved.keys(), DEFAULT_LIMITS)
+            assert {i.request_id for i in items} == {a.request_id, both.request_id}
+            assert all(i.cosigned_by for i in items)
+        finally:
+            moved.close()

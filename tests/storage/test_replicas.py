@@ -90,9 +90,10 @@ def test_replicas_share_one_log_spread_calls_and_hand_over_the_lease(tmp_path: P
             outcomes = other.checkpoint_and_witness()
             assert all(o.startswith("cosigned") for o in outcomes.values()), outcomes
             cp = other.ledger.checkpoint_now()
-            assert cp.checkpoint.size == other.stores.ledger.size()
             # Every exchange once as a transfer, plus at most one signed receipt
-            # each (the requesters' batched acknowledgements, issue 10).
+            # each (the requesters' batched acknowledgements, issue 10; off the
+            # request path, so more may arrive after the checkpoint).
+            assert cp.checkpoint.size <= other.stores.ledger.size()
             kinds: dict[str, list[str]] = {}
             for r in other.ledger.entries(0, cp.checkpoint.size):
                 kinds.setdefault(r.event.kind, []).append(r.event.request_id)

@@ -1,20 +1,40 @@
-"""A holder's ledger and index store in a folder, for the subject-access tests."""
+"""A holder's ledger and index store, for the subject-access tests.
+
+``open_holder`` opens them on SQLite files in a folder (the default) or, given
+a PostgreSQL DSN and schema, on the shared database a gateway's replicas use
+(``open_stores`` with ``[storage] url``): every test taking the ``holder``
+fixture runs on both.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Literal
 
+import psycopg
+from psycopg import sql
+
+from gateway.config import StorageSettings
 from gateway.crypto import SigningKey
 from gateway.ledger.events import LedgerEvent
-from gateway.ledger.ledger import SqliteLedger
+from gateway.ledger.ledger import Ledger
 from gateway.ledger.note import cosign, parse_note
 from gateway.limits import DEFAULT_LIMITS
+from gateway.storage.backend import (
+    LEDGER_FILE,
+    SUBJECT_FILE,
+    Stores,
+    open_postgres_stores,
+    open_sqlite_stores,
+)
 from gateway.subject.holder import HistoryResponder
 from gateway.subject.index import index_key
 from gateway.subject.indexer import Concerned, SubjectIndexer
-from gateway.subject.store import SqliteSubjectIndexStore
+from gateway.subject.store import SubjectIndexStore
 from gateway.subject.verify import HolderKeys
 from tests.ledger.ledger_testkit import ORIGIN, FakeClock, make_event
 
@@ -25,13 +45,21 @@ FIELDS = (("person_id", "mask"), ("name", "mask"))
 
 @dataclass
 class Holder:
-    ledger: SqliteLedger
-    store: SqliteSubjectIndexStore
+    ledger: Ledger
+    store: SubjectIndexStore
     indexer: SubjectIndexer
     history: HistoryResponder
     log_key: SigningKey
     witness_key: SigningKey
     key: bytes
+    stores: Stores
+    backend: Literal["sqlite", "postgres"]
+    # Raw SQL on the stored state ("ledger" or "subject"), as someone editing
+    # the holder's database behind its back would: ``?`` placeholders.
+    _raw: Callable[[str, str, tuple[Any, ...]], list[tuple[Any, ...]]] = field(repr=False)
+
+    def tamper(self, store: str, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        return self._raw(store, statement, params)
 
     def keys(self) -> HolderKeys:
         return HolderKeys(
@@ -50,16 +78,43 @@ class Holder:
         self.ledger.add_cosignature_lines(cp.seq, [line])
 
     def close(self) -> None:
-        self.store.close()
-        self.ledger.close()
+        self.stores.close()
 
 
-def open_holder(folder: Path) -> Holder:
+def _sqlite_raw(folder: Path) -> Callable[[str, str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+    files = {"ledger": folder / LEDGER_FILE, "subject": folder / SUBJECT_FILE}
+
+    def run(store: str, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(files[store]) as db:
+            return list(db.execute(statement, params).fetchall())
+
+    return run
+
+
+def _postgres_raw(
+    dsn: str, schema: str
+) -> Callable[[str, str, tuple[Any, ...]], list[tuple[Any, ...]]]:
+    def run(_store: str, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            cur = conn.execute(statement.replace("?", "%s"), params)  # type: ignore[call-overload]
+            return list(cur.fetchall()) if cur.description else []
+
+    return run
+
+
+def open_holder(folder: Path, postgres: tuple[str, str] | None = None) -> Holder:
+    """A holder on SQLite files in ``folder``, or on PostgreSQL ``(dsn, schema)``."""
     log_key = SigningKey(bytes(range(32)))
-    ledger = SqliteLedger(
-        folder / "ledger.sqlite", log_key, ORIGIN, checkpoint_every=1000, clock=FakeClock()
-    )
-    store = SqliteSubjectIndexStore(folder / "subject_index.sqlite")
+    if postgres is None:
+        stores = open_sqlite_stores(folder, 300_000)
+        raw = _sqlite_raw(folder)
+    else:
+        dsn, schema = postgres
+        stores = open_postgres_stores(StorageSettings(url=dsn, schema=schema, pool_size=4), 300_000)
+        raw = _postgres_raw(dsn, schema)
+    ledger = Ledger(stores.ledger, log_key, ORIGIN, checkpoint_every=1000, clock=FakeClock())
+    store = stores.subject
     key = index_key(b"p" * 32)
     return Holder(
         ledger,
@@ -69,6 +124,9 @@ def open_holder(folder: Path) -> Holder:
         log_key,
         SigningKey(bytes(range(1, 33))),
         key,
+        stores,
+        "sqlite" if postgres is None else "postgres",
+        raw,
     )
 
 

@@ -1,16 +1,18 @@
-"""The holder's index store and the indexing ledger writer, on real SQLite files."""
+"""The holder's index store and the indexing ledger writer: one contract, run on
+real SQLite files and on the PostgreSQL database a gateway's replicas share
+(``holder`` is parametrised over both; ``two_stores`` opens the same state twice)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from gateway.errors import InvalidArgument, StorageFailure
 from gateway.ledger.entry import decode_entry
+from gateway.storage.backend import Stores
 from gateway.subject.index import blind_index, commit, subjects_of
 from gateway.subject.indexer import Concerned
-from gateway.subject.store import IndexedEntry, SqliteSubjectIndexStore
+from gateway.subject.store import IndexedEntry
+from tests.storage.conftest import Backend
 from tests.subject.subject_testkit import ALICE, BOB, FIELDS, Holder, named
 
 
@@ -26,8 +28,17 @@ def test_entry_commits_to_exactly_the_indexes_stored_for_it(holder: Holder) -> N
 
 def test_ledger_entry_never_holds_the_subject_id(holder: Holder) -> None:
     holder.exchange(1, named(ALICE))
-    for path in holder.ledger.store.path.parent.glob("*.sqlite*"):
-        assert ALICE.encode() not in path.read_bytes()
+    if holder.backend == "sqlite":
+        for path in holder.ledger.store.path.parent.glob("*.sqlite*"):  # type: ignore[attr-defined]
+            assert ALICE.encode() not in path.read_bytes()
+        return
+    for table in ("ledger_entries", "ledger_meta", "subject_entries", "subject_index"):
+        for row in holder.tamper("ledger", f"SELECT * FROM {table}"):
+            for value in row:
+                raw = (
+                    bytes(value) if isinstance(value, (bytes, memoryview)) else str(value).encode()
+                )
+                assert ALICE.encode() not in raw, table
 
 
 def test_failed_ledger_append_leaves_an_unlinked_row_never_shown(holder: Holder) -> None:
@@ -62,41 +73,84 @@ def test_dataset_wide_entries_are_listed_newest_first(holder: Holder) -> None:
     assert [r.coverage for r in holder.store.covering(10)] == ["statistics", "dataset"]
 
 
-def test_store_reopens_with_its_rows(tmp_path: Path) -> None:
-    store = SqliteSubjectIndexStore(tmp_path / "s.sqlite")
-    store.record(IndexedEntry("r1", "named", "d", (("a", "pass"),), 5), [b"\x01" * 32])
-    store.close()
-    again = SqliteSubjectIndexStore(tmp_path / "s.sqlite")
-    assert [r.request_id for r in again.named(b"\x01" * 32, 5)] == ["r1"]
-    again.close()
+def _entry(rid: str, ms: int, coverage: str = "named") -> IndexedEntry:
+    return IndexedEntry(rid, coverage, "d", (("a", "pass"), ("b", "mask")), ms)  # type: ignore[arg-type]
 
 
-def test_link_is_seen_at_once_and_written_with_the_next_record_or_at_close(
-    tmp_path: Path,
-) -> None:
-    path = tmp_path / "subject_index.sqlite"
-    store = SqliteSubjectIndexStore(path)
-    first = IndexedEntry("r-1", "named", "household_register", FIELDS, 1)
-    store.record(first, [b"\x01" * 32])
+def test_store_reopens_with_its_rows(backend: Backend) -> None:
+    store = backend.open().subject
+    store.record(_entry("r1", 5), [b"\x01" * 32])
+    store.link("r1", 7)
+    backend.opened.pop().close()
+    again = backend.open().subject
+    (row,) = again.named(b"\x01" * 32, 5)
+    assert (row.request_id, row.entry_index, row.fields) == (
+        "r1",
+        7,
+        (("a", "pass"), ("b", "mask")),
+    )
+
+
+def test_a_request_id_indexed_twice_is_refused_and_writes_nothing(backend: Backend) -> None:
+    store = backend.open().subject
+    store.record(_entry("r1", 5), [b"\x01" * 32])
+    with pytest.raises(StorageFailure):
+        store.record_many([(_entry("r2", 6), [b"\x02" * 32]), (_entry("r1", 7), [b"\x03" * 32])])
+    assert [e.request_id for e in store.all_entries()] == ["r1"]
+    assert store.named(b"\x02" * 32, 5) == [] and store.named(b"\x03" * 32, 5) == []
+    assert store.indexes_of("r1") == [b"\x01" * 32]
+
+
+def test_every_replica_sees_the_index_rows_another_replica_wrote(backend: Backend) -> None:
+    """On PostgreSQL replicas share one index (a request answered by any replica
+    sees every exchange); on SQLite the second "replica" is the same process's
+    files reopened."""
+    a, b = backend.open().subject, backend.open().subject
+    a.record_many(
+        [(_entry(f"r{i:04d}", i), [b"\x01" * 32, bytes([i % 256]) * 32]) for i in range(1, 2501)]
+    )
+    b.record(_entry("bulk", 9999, "dataset"), [])
+    b.link("r0001", 0)
+    assert len(b.named(b"\x01" * 32, 10_000)) == 2500
+    assert [e.request_id for e in b.named(b"\x01" * 32, 2)] == ["r2500", "r2499"]
+    assert [e.request_id for e in a.covering(5)] == ["bulk"]
+    ids = [e.request_id for e in a.all_entries()]  # pages of 1000, byte order
+    assert ids == sorted(ids) and len(ids) == 2501
+    assert next(e for e in b.all_entries() if e.request_id == "r0001").entry_index == 0
+    # A link is a cache (an unlinked row is found through the ledger's request-id
+    # index): SQLite writes it with the next transaction, PostgreSQL at once.
+    seen = next(e for e in a.all_entries() if e.request_id == "r0001").entry_index
+    assert seen == 0 if backend.name != "sqlite" else seen in (0, None)
+    assert sorted(a.indexes_of("r0002")) == [b"\x01" * 32, b"\x02" * 32]
+
+
+def test_stores_open_the_subject_index_on_the_configured_backend(backend: Backend) -> None:
+    stores: Stores = backend.open()
+    kind = type(stores.subject).__name__
+    assert kind == (
+        "SqliteSubjectIndexStore" if backend.name == "sqlite" else "PgSubjectIndexStore"
+    )
+
+
+def test_link_is_seen_at_once_and_kept_after_reopening(backend: Backend) -> None:
+    store = backend.open().subject
+    store.record(_entry("r-1", 1), [b"\x01" * 32])
     store.link("r-1", 7)
     (row,) = store.named(b"\x01" * 32, 10)
-    assert row.entry_index == 7  # shown before it is written
-    store.record(IndexedEntry("r-2", "named", "household_register", FIELDS, 2), [b"\x02" * 32])
+    assert row.entry_index == 7  # shown before it is written (SQLite keeps it in memory)
+    store.record(_entry("r-2", 2), [b"\x02" * 32])
     store.link("r-2", 8)
-    store.close()  # r-1's link went with r-2's transaction, r-2's at close
-    again = SqliteSubjectIndexStore(path)
-    try:
-        assert {e.request_id: e.entry_index for e in again.all_entries()} == {"r-1": 7, "r-2": 8}
-    finally:
-        again.close()
+    backend.opened.pop().close()  # SQLite: r-1's link went with r-2's transaction, r-2's at close
+    again = backend.open().subject
+    assert {e.request_id: e.entry_index for e in again.all_entries()} == {"r-1": 7, "r-2": 8}
 
 
 def test_concurrent_records_share_transactions_and_a_duplicate_fails_only_its_caller(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    store = SqliteSubjectIndexStore(tmp_path / "subject_index.sqlite")
+    store = backend.open().subject
     store.record(IndexedEntry("dup", "named", "household_register", FIELDS, 0), [b"\x00" * 32])
 
     def one(i: int) -> str:
@@ -109,10 +163,7 @@ def test_concurrent_records_share_transactions_and_a_duplicate_fails_only_its_ca
             return "failed"
         return "ok"
 
-    try:
-        with ThreadPoolExecutor(16) as pool:
-            outcomes = list(pool.map(one, range(64)))
-        assert outcomes.count("failed") == 1 and outcomes[13] == "failed"
-        assert len(list(store.all_entries())) == 64  # "dup" once, 63 others
-    finally:
-        store.close()
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(one, range(64)))
+    assert outcomes.count("failed") == 1 and outcomes[13] == "failed"
+    assert len(list(store.all_entries())) == 64  # "dup" once, 63 others

@@ -1,13 +1,12 @@
 """A holder's subject-access answer verifies, and every mutation of it fails.
 
-The answer is built by the real holder code over a real SQLite ledger and index
-store; mutations change what an attacker (a lying holder, or someone who edited
+The answer is built by the real holder code over a real ledger and index store
+(SQLite files, and the PostgreSQL database replicas share: ``holder`` runs
+each test on both); mutations change what an attacker (a lying holder, or someone who edited
 the holder's stores) could change, and verification must fail naming the check.
 """
 
 from __future__ import annotations
-
-import sqlite3
 
 import pytest
 
@@ -83,11 +82,12 @@ def _resolved(h: Holder) -> subject_pb2.SubjectHistoryProofs:
 def test_index_row_added_in_the_store_later_fails_its_proof(holder: Holder) -> None:
     bob_only = holder.exchange(1, named(BOB))
     holder.cosign_latest()
-    with sqlite3.connect(holder.store.path) as db:
-        db.execute(
-            "INSERT INTO subject_index (blind, request_id) VALUES (?, ?)",
-            (blind_index(holder.key, ALICE), bob_only.request_id),
-        )
+    holder.tamper(
+        "subject",
+        "INSERT INTO subject_index (blind, request_id) VALUES (?, ?)",
+        blind_index(holder.key, ALICE),
+        bob_only.request_id,
+    )
     with pytest.raises(VerificationFailed, match="index-set proof"):
         verify_answer(_answer(holder), holder.keys(), DEFAULT_LIMITS)
 
@@ -96,11 +96,13 @@ def test_index_row_moved_to_another_entry_fails_its_proof(holder: Holder) -> Non
     a = holder.exchange(1, named(ALICE, BOB))
     b = holder.exchange(2, named(BOB))
     holder.cosign_latest()
-    with sqlite3.connect(holder.store.path) as db:
-        db.execute(
-            "UPDATE subject_index SET request_id = ? WHERE request_id = ? AND blind = ?",
-            (b.request_id, a.request_id, blind_index(holder.key, ALICE)),
-        )
+    holder.tamper(
+        "subject",
+        "UPDATE subject_index SET request_id = ? WHERE request_id = ? AND blind = ?",
+        b.request_id,
+        a.request_id,
+        blind_index(holder.key, ALICE),
+    )
     with pytest.raises(VerificationFailed, match="index-set proof"):
         verify_answer(_answer(holder), holder.keys(), DEFAULT_LIMITS)
 
@@ -108,12 +110,12 @@ def test_index_row_moved_to_another_entry_fails_its_proof(holder: Holder) -> Non
 def test_ledger_entry_edited_in_the_store_fails_its_inclusion_proof(holder: Holder) -> None:
     holder.exchange(1, named(ALICE))
     holder.cosign_latest()
-    with sqlite3.connect(holder.ledger.store.path) as db:
-        (entry,) = db.execute("SELECT entry FROM ledger_entries WHERE idx = 0").fetchone()
-        db.execute(
-            "UPDATE ledger_entries SET entry = ? WHERE idx = 0",
-            (entry.replace(b"benefit_eligibility", b"benefit_eligibilitx"),),
-        )
+    ((entry,),) = holder.tamper("ledger", "SELECT entry FROM ledger_entries WHERE idx = 0")
+    holder.tamper(
+        "ledger",
+        "UPDATE ledger_entries SET entry = ? WHERE idx = 0",
+        bytes(entry).replace(b"benefit_eligibility", b"benefit_eligibilitx"),
+    )
     with pytest.raises(VerificationFailed, match="inclusion proof"):
         verify_answer(_answer(holder), holder.keys(), DEFAULT_LIMITS)
 

@@ -6,10 +6,13 @@ units). Each reservation is one transaction holding a transaction-scoped
 advisory lock for its dataset (the dataset-wide cap couples every requester
 of a dataset), then summing, checking and inserting; the lock ends with the
 commit. The unique request id refuses a replayed reservation; triggers keep
-the spend table append-only (``schema``).
+the spend table append-only (``schema``). Also the ``SpendIndex`` the start-up
+check reads (which spends exist; the newest row).
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import psycopg
 
@@ -124,6 +127,32 @@ class PgBudgetStore:
             )
             for r in rows
         ]
+
+    def recorded(self, request_ids: Collection[str]) -> set[str]:
+        ids = list(request_ids)
+        have: set[str] = set()
+        with self._db.connection("budget store") as conn:
+            for a in range(0, len(ids), 10_000):
+                rows = conn.execute(
+                    "SELECT request_id FROM spends WHERE request_id = ANY(%s)",
+                    (ids[a : a + 10_000],),
+                ).fetchall()
+                have.update(str(r[0]) for r in rows)
+        return have
+
+    def newest(self) -> tuple[int, int, str]:
+        with self._db.connection("budget store") as conn:
+            count = conn.execute("SELECT COUNT(*) FROM spends").fetchone()
+            last = conn.execute(
+                "SELECT seq, request_id FROM spends ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        rows = int(count[0]) if count else 0
+        return (rows, int(last[0]), str(last[1])) if last else (rows, 0, "")
+
+    def request_at(self, seq: int) -> str | None:
+        with self._db.connection("budget store") as conn:
+            row = conn.execute("SELECT request_id FROM spends WHERE seq = %s", (seq,)).fetchone()
+        return str(row[0]) if row else None
 
     def close(self) -> None:
         """The database is closed by its owner."""

@@ -8,6 +8,12 @@ the moment the holder's session ends: a killed process closes its socket at
 once; a dead machine is noticed by TCP keepalives within about ten seconds.
 A holder that loses its connection stops acting as holder at its next check.
 
+``PgCheckpointAsks``: a replica without the lease that is asked for a
+checkpoint newer than the last one (a proof for the newest entries) never
+signs it: it sends ``NOTIFY`` on a channel scoped to the schema with the size
+it needs, and the holder, which ``LISTEN``s on its own connection, signs at
+once; the asker reads the stored checkpoint (``gateway.ledger.ledger``).
+
 Safety does not rest on the lease: appends and checkpoints are serialised by
 the ledger's append lock and checkpoint sizes are unique in the schema, so even
 two replicas that both believed they held the lease could not store two
@@ -16,10 +22,13 @@ checkpoints for one size or two roots. The lease keeps the work in one place.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
+from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
 from gateway.errors import StorageFailure
 from gateway.storage.postgres.db import Connection, PgDatabase
@@ -95,3 +104,67 @@ class PgLease:
         with self._lock:
             self._held.clear()
             self._drop()  # closing the session releases the lock at once
+
+
+class PgCheckpointAsks:
+    """Checkpoint requests to the lease holder over ``LISTEN``/``NOTIFY``."""
+
+    def __init__(self, db: PgDatabase, wait: float = 0.5) -> None:
+        self._db = db
+        digest = hashlib.sha256(f"jgw:{db.schema}:checkpoint-asks".encode()).hexdigest()
+        self.channel = f"jgw_cp_{digest[:24]}"  # one per schema (jurisdiction)
+        self._wait = wait
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sign: Callable[[], object] | None = None
+
+    def ask(self, size: int) -> None:
+        with self._db.connection("asking the lease holder for a checkpoint") as conn:
+            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(size)))
+
+    def serve(self, sign: Callable[[], object]) -> None:
+        if self._thread is not None:
+            return
+        self._sign = sign
+        self._thread = threading.Thread(target=self._run, name="checkpoint-asks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        while not self._stop.is_set():
+            try:
+                if conn is None or conn.closed:
+                    conn = self._db.connect()
+                    # Asks sent while not listening are lost; askers repeat theirs.
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                asked = False
+                for _ in conn.notifies(timeout=self._wait, stop_after=1):
+                    asked = True
+                if asked:
+                    self._call()
+            except (psycopg.Error, StorageFailure) as exc:
+                log.warning("storage: listening for checkpoint requests: %s", exc)
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except psycopg.Error:
+                        pass
+                conn = None
+                self._stop.wait(1.0)
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+    def _call(self) -> None:
+        assert self._sign is not None
+        try:
+            self._sign()
+        except Exception as exc:  # keep listening; the asker times out and says so
+            log.warning("storage: signing an asked-for checkpoint failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(timeout=5)

@@ -121,6 +121,24 @@ _V1 = (
         digest TEXT)""",
 )
 
+_V2 = (
+    # -- subject access: the holder's blind-index store (gateway.storage.postgres.subject) --
+    """CREATE TABLE subject_entries (
+        request_id TEXT PRIMARY KEY,
+        coverage TEXT NOT NULL,
+        dataset TEXT NOT NULL,
+        fields TEXT NOT NULL,
+        recorded_ms BIGINT NOT NULL,
+        entry_index BIGINT CHECK (entry_index >= 0))""",
+    "CREATE INDEX subject_entries_coverage ON subject_entries (coverage, recorded_ms)",
+    """CREATE TABLE subject_index (
+        blind BYTEA NOT NULL,
+        request_id TEXT NOT NULL REFERENCES subject_entries (request_id),
+        PRIMARY KEY (blind, request_id))""",
+    "CREATE INDEX subject_index_request ON subject_index (request_id)",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "gateway state: ledger, replay, quota, budget, witness, bundle version", _V1),
+    Migration(2, "subject access: the holder's blind-index store", _V2),
 )

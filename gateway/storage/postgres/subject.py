@@ -1,0 +1,118 @@
+"""The holder's blind-index store on PostgreSQL, shared by the gateway's replicas.
+
+Owns: the ``SubjectIndexStore`` Protocol (``gateway.subject.store``) on the
+shared database, with the SQLite store's rules: an entry row and its blind
+indexes are written in one transaction before the ledger append, a request id
+is indexed once (primary key: a second ``record`` for it fails and writes
+nothing), and the ledger index is linked afterwards. Every replica reads and
+writes the same rows, so a subject-access request answered by any replica sees
+the entries every replica appended. Tables: ``subject_entries`` and
+``subject_index`` (``gateway.storage.postgres.schema``, migration 2).
+
+Holds no personal data: blind indexes are MACs under a key not stored here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, LiteralString
+
+from gateway.groupcommit import GroupCommit
+from gateway.storage.postgres.db import PgDatabase
+from gateway.subject.store import IndexedEntry, entry_from_row, fields_text
+
+_COLS = "e.request_id, e.coverage, e.dataset, e.fields, e.recorded_ms, e.entry_index"
+_WHAT = "subject index store"
+PAGE = 1000
+
+
+class PgSubjectIndexStore:
+    """Concurrent ``record`` calls of one replica are group-committed (one
+    transaction for all waiting exchanges); a link, only a cache of where an
+    entry landed, is committed without waiting for the WAL flush."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+        self._group: GroupCommit[tuple[IndexedEntry, Sequence[bytes]]] = GroupCommit(
+            self.record_many
+        )
+
+    def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
+        self._group.submit((entry, indexes))
+
+    def record_many(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
+        if not rows:
+            return
+        with self._db.transaction(_WHAT) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO subject_entries (request_id, coverage, dataset, fields,"
+                " recorded_ms, entry_index) VALUES (%s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        e.request_id,
+                        e.coverage,
+                        e.dataset,
+                        fields_text(e.fields),
+                        e.recorded_ms,
+                        e.entry_index,
+                    )
+                    for e, _ in rows
+                ],
+            )
+            blinds = [(b, e.request_id) for e, idx in rows for b in set(idx)]
+            if blinds:
+                cur.executemany(
+                    "INSERT INTO subject_index (blind, request_id) VALUES (%s, %s)", blinds
+                )
+
+    def link(self, request_id: str, entry_index: int) -> None:
+        with self._db.transaction(_WHAT) as conn:
+            conn.execute("SET LOCAL synchronous_commit = off")
+            conn.execute(
+                "UPDATE subject_entries SET entry_index = %s WHERE request_id = %s",
+                (entry_index, request_id),
+            )
+
+    def _query(self, query: LiteralString, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        with self._db.connection(_WHAT) as conn:
+            return conn.execute(query, params).fetchall()
+
+    def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
+        rows = self._query(
+            f"SELECT {_COLS} FROM subject_index i JOIN subject_entries e"
+            " ON e.request_id = i.request_id WHERE i.blind = %s"
+            " ORDER BY e.recorded_ms DESC, e.request_id LIMIT %s",
+            (blind, limit),
+        )
+        return [entry_from_row(r) for r in rows]
+
+    def covering(self, limit: int) -> list[IndexedEntry]:
+        rows = self._query(
+            f"SELECT {_COLS} FROM subject_entries e WHERE e.coverage IN (%s, %s, %s)"
+            " ORDER BY e.recorded_ms DESC, e.request_id LIMIT %s",
+            ("dataset", "pseudonymised", "statistics", limit),
+        )
+        return [entry_from_row(r) for r in rows]
+
+    def indexes_of(self, request_id: str) -> list[bytes]:
+        rows = self._query("SELECT blind FROM subject_index WHERE request_id = %s", (request_id,))
+        return [bytes(r[0]) for r in rows]
+
+    def all_entries(self) -> Iterator[IndexedEntry]:
+        # Byte order (COLLATE "C"), like SQLite's: the pages never depend on the
+        # database's locale.
+        last = ""
+        while True:
+            rows = self._query(
+                f'SELECT {_COLS} FROM subject_entries e WHERE e.request_id > %s COLLATE "C"'
+                ' ORDER BY e.request_id COLLATE "C" LIMIT %s',
+                (last, PAGE),
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield entry_from_row(r)
+            last = str(rows[-1][0])
+
+    def close(self) -> None:
+        """The database is closed by its owner."""

@@ -1,0 +1,168 @@
+"""Only the replica holding the signing lease ever signs a checkpoint.
+
+Two ``Ledger`` objects on one PostgreSQL schema, each with its own real
+``PgLease`` and ``PgCheckpointAsks`` (two "replicas"). Their clocks differ, so a
+stored checkpoint's issue time says which replica signed it. A replica
+without the lease asked for a checkpoint (a proof for its newest entries)
+asks the holder and returns the holder's checkpoint; with no holder answering
+it fails UNAVAILABLE within ``Limits.checkpoint_wait_seconds`` and signs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.config import StorageSettings
+from gateway.errors import StorageFailure
+from gateway.ledger.ledger import Ledger
+from gateway.limits import DEFAULT_LIMITS
+from gateway.storage.backend import Stores, open_postgres_stores
+from tests.ledger.ledger_testkit import ORIGIN, make_event
+from tests.storage.test_store_contracts import KEY
+
+HOLDER_MS, OTHER_MS = 1_000_000, 2_000_000  # each replica's clock: who signed what
+
+
+def _replica(settings: StorageSettings, now_ms: int, wait: float = 5.0) -> tuple[Stores, Ledger]:
+    stores = open_postgres_stores(settings, 300_000)
+    ledger = Ledger(
+        stores.ledger,
+        KEY,
+        ORIGIN,
+        checkpoint_every=1000,
+        checkpoint_interval=3600.0,
+        clock=lambda: now_ms / 1000.0,
+        limits=replace(DEFAULT_LIMITS, checkpoint_wait_seconds=wait),
+        may_sign=stores.lease.held,
+        ask_signer=stores.asks.ask,
+    )
+    stores.lease.start()
+    stores.asks.serve(ledger.sign_if_holder)
+    return stores, ledger
+
+
+@pytest.fixture
+def two(pg_settings: StorageSettings) -> Iterator[tuple[Stores, Ledger, Stores, Ledger]]:
+    a, la = _replica(pg_settings, HOLDER_MS)
+    assert a.lease.held()
+    b, lb = _replica(pg_settings, OTHER_MS, wait=0.6)
+    assert not b.lease.held()
+    yield a, la, b, lb
+    b.close()
+    a.close()
+
+
+def _signers(ledger: Ledger) -> set[int]:
+    return {c.issued_ms for c in ledger.checkpoints()}
+
+
+def test_replica_without_the_lease_gets_a_checkpoint_signed_by_the_holder(
+    two: tuple[Stores, Ledger, Stores, Ledger],
+) -> None:
+    _a, la, _b, lb = two
+    for i in range(5):
+        lb.append(make_event(i))
+    assert lb.checkpoints() == [], "the non-holder signed a cadence checkpoint"
+    t0 = time.perf_counter()
+    cp = lb.checkpoint_now()
+    took = time.perf_counter() - t0
+    assert cp.checkpoint.size == 5 and cp.issued_ms == HOLDER_MS
+    assert took < 2.0, f"the holder answered in {took:.3f} s"
+    print(f"on-demand checkpoint through the holder: {took * 1000:.1f} ms")
+    # Many proofs asked at once of the non-holder: one holder signature per size.
+    for i in range(5, 9):
+        lb.append(make_event(i))
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(lambda _: lb.checkpoint_now().checkpoint.size, range(8)))
+    assert sizes == [9] * 8
+    assert [c.checkpoint.size for c in la.checkpoints()] == [5, 9]
+    assert _signers(la) == {HOLDER_MS}, "a checkpoint was signed by the replica without the lease"
+
+
+def test_without_an_answering_holder_the_non_holder_fails_unavailable_and_signs_nothing(
+    two: tuple[Stores, Ledger, Stores, Ledger],
+) -> None:
+    a, la, b, lb = two
+    lb.append(make_event(0))
+    a.asks.stop()  # the holder keeps the lease but no longer answers (stuck, partitioned)
+    t0 = time.perf_counter()
+    with pytest.raises(StorageFailure, match=r"did not sign one within 0\.6 s") as info:
+        lb.checkpoint_now()
+    took = time.perf_counter() - t0
+    assert info.value.grpc_code == grpc.StatusCode.UNAVAILABLE
+    assert 0.6 <= took < 1.5, took
+    assert lb.checkpoints() == []
+    # The holder goes away: the lease moves to the other replica, which then signs itself.
+    a.close()
+    end = time.monotonic() + 10
+    while not b.lease.held():
+        assert time.monotonic() < end, "no takeover"
+        time.sleep(0.1)
+    cp = lb.checkpoint_now()
+    assert cp.checkpoint.size == 1 and cp.issued_ms == OTHER_MS
+    assert _signers(lb) == {OTHER_MS}
+    del la
+
+
+def test_proof_asked_of_a_replica_without_the_lease_is_against_the_holders_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Two real replicas of Beijing (gRPC, one schema). The second runs its
+    clock two minutes ahead, so a checkpoint's issue time says who signed it:
+    an auditor's inclusion proof for the newest entry, asked of the replica
+    without the lease, is served against a checkpoint the holder signed."""
+    from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+    from gateway.client import ServiceClient
+    from gateway.config import load_config
+    from gateway.demo.setup import add_replicas, build_federation
+    from gateway.server.app import Gateway
+    from tests.conftest import RunningFederation
+    from tests.pgtest import fresh_schema, postgres_dsn
+    from tests.storage.kit import hebei_exchange
+
+    ahead_ms = 120_000
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "sign") as schema:
+        fed = build_federation(tmp_path, rows=60)
+        sites = add_replicas(fed, "110000", dsn, schema, 2)
+        holder = Gateway(load_config(sites[0].config))
+        other = Gateway(
+            load_config(sites[1].config), clock_ms=lambda: int(time.time() * 1000) + ahead_ms
+        )
+        gws = {c: Gateway(load_config(fed.sites[c].config)) for c in ("120000", "130000")}
+        rf = RunningFederation(fed, {**gws, "110000": holder})
+        try:
+            holder.start()
+            assert holder.stores.lease.held()
+            for gw in [other, *gws.values()]:
+                gw.start()
+            assert not other.stores.lease.held()
+            for _ in range(3):
+                hebei_exchange(rf)
+            newest = other.stores.ledger.size() - 1
+            latest = other.ledger.latest_checkpoint()
+            assert latest is None or latest.checkpoint.size <= newest
+            site = sites[1]
+            with ServiceClient(
+                site.service_address, site.tls_cert, "110000", site.tokens["beijing-audit"]
+            ) as c:
+                resp = ledger_pb2_grpc.LedgerStub(c.channel).GetInclusionProof(
+                    ledger_pb2.GetInclusionProofRequest(index=newest), timeout=15
+                )
+            assert resp.tree_size >= newest + 1
+            signed = other.ledger.checkpoint_covering(resp.tree_size)
+            assert signed is not None and signed.checkpoint.size == resp.tree_size
+            now_ms = int(time.time() * 1000)
+            assert abs(signed.issued_ms - now_ms) < ahead_ms / 2, "signed by the non-holder"
+            issued = [c.issued_ms for c in holder.ledger.checkpoints()]
+            assert all(abs(ms - now_ms) < ahead_ms / 2 for ms in issued), issued
+        finally:
+            for gw in [other, holder, *gws.values()]:
+                gw.stop(grace=0.2)
