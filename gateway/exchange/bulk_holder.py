@@ -6,11 +6,20 @@ identifier checks and policy decision as a record request (through
 transforming and charging each chunk (the daily quota is charged chunk by
 chunk, so concurrent transfers cannot overspend it), sealing each chunk to the
 requester bound to request and position, the hash chain, the signed first and
-last messages, and exactly one ledger entry per transfer.
+last messages, and the transfer's ledger entries.
 
-Ledgering: the entry is written when the transfer ends, before the signed
-final message leaves: complete (rows, chunks, commitment) or interrupted
-(rows sent so far, the chain head so far, ``complete=false``). Memory is
+Ledgering (before release): a refused request is one ``refusal`` entry. An
+allowed transfer is two ``transfer`` entries with its request id: the
+*started* entry (``stream_phase=started``: the request digest and requester's
+signature, the decision, the holder's signed start) is durable before the
+signed start or any chunk leaves, so a holder killed mid-stream still has the
+transfer on record; the *closing* entry (``stream_phase=closed``) when it ends,
+before the signed end leaves: complete (rows, chunks, commitment, the holder's
+signed end) or interrupted (rows sent so far, the chain head so far,
+``complete=false``, the holder's signature over an end message made for the
+ledger, never sent). A started entry without a closing one is a transfer cut
+short by a holder crash (``gateway audit reconcile`` lists it as interrupted).
+Memory is
 bounded by one batch: gRPC pulls the next chunk only when the previous one
 was sent (flow control), and the source reads through a cursor.
 """
@@ -31,10 +40,24 @@ from gateway.exchange.bulk import ChunkChain, chunk_context
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerRequest, PeerResponder
 from gateway.exchange.records import decision_to_proto, refusal, refusal_from
-from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
+from gateway.ledger.events import (
+    STREAM_CLOSED as CLOSED,
+)
+from gateway.ledger.events import (
+    STREAM_PHASE as PHASE,
+)
+from gateway.ledger.events import (
+    STREAM_STARTED as STARTED,
+)
+from gateway.ledger.events import (
+    LedgerEvent,
+    LedgerWriter,
+    clean_reason,
+    safe_identifier,
+)
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
-from gateway.sources import DataSource
+from gateway.sources import DataSource, Row
 from gateway.trust import TrustBundle
 
 log = logging.getLogger(__name__)
@@ -135,7 +158,7 @@ class BulkHolder:
             start_row=request.message.start_row,
         )
         signed = self._responder.respond(request, start, domains.PEER_STREAM_START)
-        self._append(request, decision, signed, rows=0, chain=None, extra=())
+        self._append(request, decision, signed, rows=0, chain=None)
         return peer_pb2.PeerStreamMessage(start=signed)
 
     def _transfer(
@@ -157,12 +180,15 @@ class BulkHolder:
         columns = [f.name for f in decision.fields]
         row = msg.start_row
         truncated_reason = ""
-        completed = False
-        # One row past the cap tells a capped transfer from a finished one.
-        batches = self._source.stream(
-            dataset, columns, msg.start_row, cap + 1, self._limits.stream_chunk_rows
-        )
+        closed = False
+        # Ledger before release: the started entry is durable before anything leaves.
+        self._append(request, decision, signed_start, rows=0, chain=None, phase=STARTED)
+        batches: Iterator[list[Row]] = iter(())
         try:
+            # One row past the cap tells a capped transfer from a finished one.
+            batches = self._source.stream(
+                dataset, columns, msg.start_row, cap + 1, self._limits.stream_chunk_rows
+            )
             yield peer_pb2.PeerStreamMessage(start=signed_start)
             for batch in batches:
                 room = cap - chain.rows
@@ -171,7 +197,9 @@ class BulkHolder:
                     room, truncated_reason = left, "the agreement's daily quota"
                 rows = batch[:room]
                 if not rows:
-                    truncated_reason = truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    truncated_reason = (
+                        truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    )
                     break
                 try:
                     released = self._policy.release(decision, access, rows)
@@ -204,30 +232,24 @@ class BulkHolder:
                     )
                     break
             _close(batches)
-            end = peer_pb2.PeerStreamEnd(
-                chunk_count=chain.chunks,
-                row_count=chain.rows,
-                commitment=chain.head,
-                truncated=bool(truncated_reason),
-                truncated_reason=truncated_reason,
-                next_row=row,
-            )
-            signed_end = self._responder.respond(request, end, domains.PEER_STREAM_END)
-            # Ledger before the signed commitment leaves.
+            signed_end = self._end(request, chain, row, truncated_reason)
+            # Ledger the closing entry before the signed commitment leaves.
             self._append(
                 request,
                 decision,
                 signed_end,
                 rows=chain.rows,
                 chain=chain,
+                phase=CLOSED,
                 extra=(("complete", "true"), ("truncated", "true" if truncated_reason else "")),
             )
-            completed = True
+            closed = True
             yield peer_pb2.PeerStreamMessage(end=signed_end)
         finally:
             _close(batches)
-            if not completed:
-                # Interrupted (requester went away, source failed): record what left.
+            if not closed:
+                # Interrupted (requester went away, source failed): record what left, under
+                # the holder's signature over the commitment so far (never sent).
                 log.info(
                     "bulk transfer %s interrupted after %d rows", request.request_id, chain.rows
                 )
@@ -235,13 +257,31 @@ class BulkHolder:
                     self._append(
                         request,
                         decision,
-                        signed_start,
+                        self._end(request, chain, row, "interrupted"),
                         rows=chain.rows,
                         chain=chain,
+                        phase=CLOSED,
                         extra=(("complete", "false"),),
                     )
                 except Exception:
                     log.exception("could not ledger interrupted transfer %s", request.request_id)
+
+    def _end(
+        self,
+        request: PeerRequest[peer_pb2.PeerStreamRequest],
+        chain: ChunkChain,
+        next_row: int,
+        truncated_reason: str,
+    ) -> peer_pb2.SignedEnvelope:
+        end = peer_pb2.PeerStreamEnd(
+            chunk_count=chain.chunks,
+            row_count=chain.rows,
+            commitment=chain.head,
+            truncated=bool(truncated_reason),
+            truncated_reason=truncated_reason,
+            next_row=next_row,
+        )
+        return self._responder.respond(request, end, domains.PEER_STREAM_END)
 
     def _append(
         self,
@@ -250,12 +290,17 @@ class BulkHolder:
         signed: peer_pb2.SignedEnvelope,
         rows: int,
         chain: ChunkChain | None,
-        extra: tuple[tuple[str, str], ...],
+        phase: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
         msg = request.message
         details = (
-            ("client_reference", safe_identifier(msg.client_reference, identifiers.is_client_reference)),
+            (
+                "client_reference",
+                safe_identifier(msg.client_reference, identifiers.is_client_reference),
+            ),
             ("stream", "true"),
+            (PHASE, phase),
             ("start_row", str(msg.start_row) if msg.start_row else ""),
             (
                 "resume_of",

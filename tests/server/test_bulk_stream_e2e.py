@@ -107,7 +107,10 @@ def _signatures_verify_offline(rf: RunningFederation, *entries: LedgerEvent) -> 
 def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_records_the_commitment(
     fed: RunningFederation,
 ) -> None:
-    bj0, tj0 = len(ledger_events(fed.gateways["110000"])), len(ledger_events(fed.gateways["120000"]))
+    bj0, tj0 = (
+        len(ledger_events(fed.gateways["110000"])),
+        len(ledger_events(fed.gateways["120000"])),
+    )
     msgs = _stream(fed)
     kinds = [m.WhichOneof("kind") for m in msgs]
     assert kinds[0] == "started" and kinds[-1] == "completed"
@@ -122,16 +125,22 @@ def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_rec
     assert (done.row_count, done.truncated) == (ROWS, False)
     holder = ledger_events(fed.gateways["110000"])[bj0:]
     requester = ledger_events(fed.gateways["120000"])[tj0:]
-    assert [e.kind for e in holder] == ["transfer"] == [e.kind for e in requester]
-    h, r = holder[0], requester[0]
-    assert h.request_id == r.request_id == msgs[0].started.request_id
+    # The holder: a started entry (before anything left) and a closing one; the requester: one.
+    assert [e.kind for e in holder] == ["transfer", "transfer"]
+    assert [e.kind for e in requester] == ["transfer"]
+    s, h, r = holder[0], holder[1], requester[0]
+    assert ("stream_phase", "started") in s.details and ("stream_phase", "closed") in h.details
+    assert s.request_id == h.request_id == r.request_id == msgs[0].started.request_id
+    assert (s.record_count, s.payload_digest) == (0, "")
+    assert (s.request_digest, s.requester_signature) == (r.request_digest, r.requester_signature)
     assert h.record_count == r.record_count == ROWS
     assert h.payload_digest == r.payload_digest == done.commitment
-    assert h.holder_signature == r.holder_signature != ""
+    assert h.holder_signature == r.holder_signature != s.holder_signature != ""
     assert ("complete", "true") in h.details and ("complete", "true") in r.details
     _signatures_verify_offline(fed, h, r)
+    _signatures_verify_offline(fed, s)  # the started entry records the signed start
     subject = fed.subject("110000", "SELECT person_id FROM si_contributions LIMIT 1")
-    assert subject not in repr(h) + repr(r)
+    assert subject not in repr(s) + repr(h) + repr(r)
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
@@ -141,9 +150,11 @@ def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
     with scratch_schema(engine) as source:
         rf = _federation(tmp_path, source=source)
         try:
-            assert rf.gateways["110000"].policy_store.current.catalogue.dataset(
-                "si_contributions"
-            ).source
+            assert (
+                rf.gateways["110000"]
+                .policy_store.current.catalogue.dataset("si_contributions")
+                .source
+            )
             whole = _stream(rf)
             assert whole[-1].completed.row_count == ROWS and len(_rows(whole)) == ROWS
             rest = _stream(rf, cursor=whole[3].chunk.cursor)
@@ -208,13 +219,19 @@ def test_holder_ledgers_an_interrupted_transfer_with_the_rows_that_left(
     env = tj.caller.prepare("110000", msg, domains.PEER_STREAM_REQUEST)
     before = len(ledger_events(bj))
     stream = bj.bulk_holder.stream_records(env, "120000")
-    kinds = [next(stream).WhichOneof("kind") for _ in range(3)]
-    assert kinds == ["start", "chunk", "chunk"] and len(ledger_events(bj)) == before
+    assert next(stream).WhichOneof("kind") == "start"
+    # The started entry was durable before the signed start left.
+    [started] = ledger_events(bj)[before:]
+    assert ("stream_phase", "started") in started.details and started.record_count == 0
+    kinds = [next(stream).WhichOneof("kind") for _ in range(2)]
+    assert kinds == ["chunk", "chunk"] and len(ledger_events(bj)) == before + 1
     stream.close()  # type: ignore[attr-defined]
-    [entry] = ledger_events(bj)[before:]
+    [_, entry] = ledger_events(bj)[before:]
     assert (entry.kind, entry.record_count) == ("transfer", 2 * CHUNK)
     assert ("complete", "false") in entry.details and ("chunks", "2") in entry.details
+    assert ("stream_phase", "closed") in entry.details
     assert entry.payload_digest  # the chain head over the chunks that left
+    _signatures_verify_offline(fed, entry)  # signed by the holder over what left
 
 
 def test_requester_ledgers_a_transfer_its_service_system_abandoned(
@@ -294,7 +311,9 @@ def test_malformed_cursor_is_invalid_argument(fed: RunningFederation) -> None:
 # Attacks on the stream between the gateways.
 # --------------------------------------------------------------------------
 
-Mutation = Callable[[list[peer_pb2.PeerStreamMessage], RunningFederation], list[peer_pb2.PeerStreamMessage]]
+Mutation = Callable[
+    [list[peer_pb2.PeerStreamMessage], RunningFederation], list[peer_pb2.PeerStreamMessage]
+]
 
 
 class _Tampering:
@@ -361,9 +380,10 @@ def test_tampered_stream_fails_verification_and_is_never_reported_complete(
     tj = fed.gateways["120000"]
     before = len(ledger_events(tj))
     got: Messages = []
-    with _transport(fed, _Tampering(tj.transport, fed, mutate)), fed.client(
-        "120000", "tianjin-planning"
-    ) as c:
+    with (
+        _transport(fed, _Tampering(tj.transport, fed, mutate)),
+        fed.client("120000", "tianjin-planning") as c,
+    ):
         with pytest.raises(grpc.RpcError) as err:
             for m in c.stream_records(*ARGS, timeout=30):
                 got.append(m)
@@ -431,9 +451,7 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
     whole = _rows(_stream(fed))
     tj = fed.gateways["120000"]
     got: Messages = []
-    with _transport(fed, _CutAfter(tj.transport, 4)), fed.client(
-        "120000", "tianjin-planning"
-    ) as c:
+    with _transport(fed, _CutAfter(tj.transport, 4)), fed.client("120000", "tianjin-planning") as c:
         with pytest.raises(grpc.RpcError) as err:
             for m in c.stream_records(*ARGS, timeout=30):
                 got.append(m)
@@ -442,6 +460,20 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
     entry = ledger_events(tj)[-1]
     assert (entry.kind, entry.record_count) == ("transfer", 3 * CHUNK)
     assert ("complete", "false") in entry.details
+    # Reconcile pairs the requester's entry with the holder's started (+ closing) entries:
+    # an interrupted transfer, not a discrepancy.
+    from gateway.ledger.reconcile import reconcile
+
+    rid = entry.request_id
+    held = [
+        (i, e) for i, e in enumerate(ledger_events(fed.gateways["110000"])) if e.request_id == rid
+    ]
+    asked = [(i, e) for i, e in enumerate(ledger_events(tj)) if e.request_id == rid]
+    assert len(held) in (1, 2) and len(asked) == 1
+    report = reconcile(held, asked, "110000", "120000")
+    assert report.ok and report.matched == 0
+    [cut] = report.interrupted
+    assert (cut.request_id, cut.rows_received) == (rid, 3 * CHUNK)
     rest = _stream(fed, cursor=got[-1].chunk.cursor)
     assert _rows(got) + _rows(rest) == whole
     assert rest[-1].completed.row_count == ROWS - 3 * CHUNK
