@@ -34,25 +34,16 @@ from collections.abc import Callable, Iterator
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.catalogue import Catalogue
-from gateway.envelope import envelope_digest
 from gateway.errors import InvalidArgument, QuotaExceeded
 from gateway.exchange.bulk import ChunkChain, chunk_context
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerRequest, PeerResponder
-from gateway.exchange.records import decision_to_proto, refusal, refusal_from
+from gateway.exchange.records import decision_to_proto, refusal_from
 from gateway.ledger.events import (
-    STREAM_CLOSED as CLOSED,
-)
-from gateway.ledger.events import (
-    STREAM_PHASE as PHASE,
-)
-from gateway.ledger.events import (
-    STREAM_STARTED as STARTED,
-)
-from gateway.ledger.events import (
-    LedgerEvent,
+    STREAM_CLOSED,
+    STREAM_PHASE,
+    STREAM_STARTED,
     LedgerWriter,
-    clean_reason,
     safe_identifier,
 )
 from gateway.limits import Limits
@@ -99,40 +90,20 @@ class BulkHolder:
             envelope, domains.PEER_STREAM_REQUEST, peer_pb2.PeerStreamRequest, tls_identity
         )
         msg = request.message
-        access = AccessRequest(
-            requester=request.sender,
-            service_system=msg.service_system,
-            holder=self._responder.me,
-            dataset=msg.dataset,
-            purpose=msg.purpose,
-            fields=tuple(msg.fields),
-            subject_count=0,
-            request_id=request.request_id,
-            timestamp_ms=msg.header.timestamp_ms,
-        )
-        # The same identifier checks as a record request (its fields, no subjects).
-        problem = self._records.check_request(
-            peer_pb2.PeerRecordRequest(
-                service_system=msg.service_system,
-                dataset=msg.dataset,
-                purpose=msg.purpose,
-                fields=msg.fields,
-                client_reference=msg.client_reference,
-            )
-        )
-        if problem is None and msg.start_row > self._limits.max_stream_start_row:
-            problem = InvalidArgument.expected(
-                "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
-            )
-        if problem is None and msg.resume_of and not identifiers.is_request_id(msg.resume_of):
-            problem = InvalidArgument(
-                "resume_of: expected the request id (UUID) of the interrupted transfer"
-            )
-        decision = (
-            refusal(self._policy.policy_set_digest, problem)
-            if problem
-            else self._records.decide(access)
-        )
+
+        def stream_problem() -> InvalidArgument | None:
+            if msg.start_row > self._limits.max_stream_start_row:
+                return InvalidArgument.expected(
+                    "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
+                )
+            if msg.resume_of and not identifiers.is_request_id(msg.resume_of):
+                return InvalidArgument(
+                    "resume_of: expected the request id (UUID) of the interrupted transfer"
+                )
+            return None
+
+        # The same identifier checks and decision as a record request (no subjects).
+        access, decision = self._records.judge(request, 0, stream_problem)
         if decision.allowed and not self._slots.acquire(blocking=False):
             decision = refusal_from(
                 decision,
@@ -182,7 +153,7 @@ class BulkHolder:
         truncated_reason = ""
         closed = False
         # Ledger before release: the started entry is durable before anything leaves.
-        self._append(request, decision, signed_start, rows=0, chain=None, phase=STARTED)
+        self._append(request, decision, signed_start, rows=0, chain=None, phase=STREAM_STARTED)
         batches: Iterator[list[Row]] = iter(())
         try:
             # One row past the cap tells a capped transfer from a finished one.
@@ -240,7 +211,7 @@ class BulkHolder:
                 signed_end,
                 rows=chain.rows,
                 chain=chain,
-                phase=CLOSED,
+                phase=STREAM_CLOSED,
                 extra=(("complete", "true"), ("truncated", "true" if truncated_reason else "")),
             )
             closed = True
@@ -260,7 +231,7 @@ class BulkHolder:
                         self._end(request, chain, row, "interrupted"),
                         rows=chain.rows,
                         chain=chain,
-                        phase=CLOSED,
+                        phase=STREAM_CLOSED,
                         extra=(("complete", "false"),),
                     )
                 except Exception:
@@ -295,12 +266,8 @@ class BulkHolder:
     ) -> None:
         msg = request.message
         details = (
-            (
-                "client_reference",
-                safe_identifier(msg.client_reference, identifiers.is_client_reference),
-            ),
             ("stream", "true"),
-            (PHASE, phase),
+            (STREAM_PHASE, phase),
             ("start_row", str(msg.start_row) if msg.start_row else ""),
             (
                 "resume_of",
@@ -310,30 +277,13 @@ class BulkHolder:
             *extra,
         )
         self._ledger.append(
-            LedgerEvent(
-                kind="transfer" if decision.allowed else "refusal",
-                role="holder",
-                request_id=request.request_id,
-                timestamp_ms=self._clock(),
-                local=self._responder.me,
-                counterparty=request.sender,
-                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
-                dataset=safe_identifier(msg.dataset, identifiers.is_code),
-                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
-                decision="allow" if decision.allowed else "deny",
-                reason=clean_reason(decision.reason, self._limits),
+            self._records.event(
+                request,
+                decision,
+                signed,
                 record_count=rows,
-                agreement_id=decision.agreement_id,
-                agreement_digest=decision.agreement_digest,
-                policy_set_digest=decision.policy_set_digest,
                 payload_digest=chain.head.hex() if chain else "",
-                request_digest=request.digest_hex,
-                requester_signature=request.signature_b64,
-                holder_signature=crypto.b64(signed.signature),
-                response_digest=envelope_digest(signed, self._responder.suite).hex(),
-                legal_basis=decision.legal_basis,
-                approval_id=decision.approval_id,
-                details=tuple(sorted(kv for kv in details if kv[1])),
+                details=details,
             )
         )
 
