@@ -17,7 +17,10 @@ transfer on record; the *closing* entry (``stream_phase=closed``) when it ends,
 before the signed end leaves: complete (rows, chunks, commitment, the holder's
 signed end) or interrupted (rows sent so far, the chain head so far,
 ``complete=false``, the holder's signature over an end message made for the
-ledger, never sent). A started entry without a closing one is a transfer cut
+ledger, never sent). The started entry (and a refusal) goes through the
+holder's subject indexer (``RecordHolder.append``): a streamed transfer
+appears in every person's history as covering the whole dataset or a
+pseudonymised extract, like a unary bulk read. A started entry without a closing one is a transfer cut
 short by a holder crash (``gateway audit reconcile`` lists it as interrupted).
 Memory is
 bounded by one batch: gRPC pulls the next chunk only when the previous one
@@ -276,16 +279,19 @@ class BulkHolder:
             ("chunks", str(chain.chunks) if chain else ""),
             *extra,
         )
-        self._ledger.append(
-            self._records.event(
-                request,
-                decision,
-                signed,
-                record_count=rows,
-                payload_digest=chain.head.hex() if chain else "",
-                details=details,
-            )
+        event = self._records.event(
+            request,
+            decision,
+            signed,
+            record_count=rows,
+            payload_digest=chain.head.hex() if chain else "",
+            details=details,
         )
+        if phase == STREAM_CLOSED:
+            # The started entry already committed to whom the transfer concerns.
+            self._ledger.append(event)
+        else:
+            self._records.append(event, self._records.concerned(msg.dataset, (), decision))
 
 
 def _close(it: Iterator[object]) -> None:

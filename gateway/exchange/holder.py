@@ -156,11 +156,16 @@ class RecordHolder:
             payload_digest=response.payload_digest.hex(),
             details=(("truncated", "true" if response.truncated else ""),),
         )
+        self.append(event, self.concerned(msg.dataset, ids, decision))
+        return out
+
+    def append(self, event: LedgerEvent, concerned: Concerned | None) -> None:
+        """Ledger a holder entry, through the subject indexer when there is one (so
+        the entry commits to whom it concerns). Shared with the streamed bulk path."""
         if self._indexer is None:
             self._ledger.append(event)
         else:
-            self._indexer.append(event, self._concerned(msg.dataset, ids, decision))
-        return out
+            self._indexer.append(event, concerned)
 
     def _open_query(self, request: PeerRequest[peer_pb2.PeerRecordRequest]) -> tuple[str, ...]:
         msg = request.message
@@ -176,10 +181,11 @@ class RecordHolder:
             raise InvalidArgument("sealed_query could not be opened") from exc
         return tuple(query.subject_ids)
 
-    def _concerned(
+    def concerned(
         self, dataset_code: str, ids: tuple[str, ...] | None, decision: Decision
     ) -> Concerned | None:
-        """Whom the entry concerns, for subject access (None: nobody we can name)."""
+        """Whom the entry concerns, for subject access (None: nobody we can name).
+        ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract."""
         if ids is None or dataset_code not in self._served():
             return None
         try:

@@ -437,3 +437,28 @@ def test_portal_with_only_the_subject_access_role_cannot_read_records(
             subject_ids=_commuters(fed, 1),
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_streamed_bulk_transfer_is_in_every_persons_history_as_a_pseudonymised_extract(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A streamed bulk transfer (StreamRecords) names nobody and covers everyone: the
+    holder's started entry is indexed before the first chunk leaves, so it is listed
+    (proven) in any person's history, and the officer's audit pairs it with the
+    requester's entry (the commitment compared from the holder's closing entry)."""
+    alice, dave = _commuters(fed, 10)[8:10]
+    with fed.client("120000", "tianjin-planning") as c:
+        msgs = list(c.stream_records("110000", "si_contributions", "commuter_planning"))
+    rid = msgs[0].started.request_id
+    assert msgs[-1].HasField("completed") and msgs[-1].completed.row_count > 0
+    for who in (alice, dave):
+        [e] = [e for e in _history(fed, who).events if e.request_id == rid]
+        assert e.kind == "bulk_pseudonymised"
+        assert (e.requester_jurisdiction, e.service_system) == ("120000", "tianjin-planning")
+        assert ("person_id", "pseudonymise") in {(f.name, f.transform) for f in e.fields}
+        assert len(e.proof.cosigned_by) == 2
+    tj_ledger = str(fed.site("120000").root / "data" / "ledger.sqlite")
+    assert _audit(fed, alice, tmp_path, "--requester-ledger", tj_ledger) == 0
+    out = capsys.readouterr().out
+    assert f"request {rid}" in out
+    assert "120000's ledger: matches" in out.split(f"request {rid}")[1].split("request ")[0]
