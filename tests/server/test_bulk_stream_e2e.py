@@ -17,10 +17,10 @@ import grpc
 import pytest
 
 from gateway import crypto, domains
-from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, service_pb2
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2, service_pb2
 from gateway.config import load_config
 from gateway.demo.setup import REPO_POLICIES, build_federation
-from gateway.exchange.bulk import ChunkChain, chunk_context
+from gateway.exchange.bulk import ChunkChain, chunk_context, column_batch
 from gateway.ledger.events import LedgerEvent
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, stop_federation
@@ -81,13 +81,20 @@ def _transport(rf: RunningFederation, replacement: object) -> Iterator[None]:
         bulk._transport = real
 
 
-def _stream(rf: RunningFederation, cursor: str = "", service: str = "tianjin-planning") -> Messages:
+def _stream(
+    rf: RunningFederation,
+    cursor: str = "",
+    service: str = "tianjin-planning",
+    columnar: bool = False,
+) -> Messages:
     with rf.client("120000", service) as c:
-        return list(c.stream_records(*ARGS, cursor=cursor, timeout=30))
+        return list(c.stream_records(*ARGS, cursor=cursor, timeout=30, columnar=columnar))
 
 
 def _rows(msgs: Messages) -> list[dict[str, str]]:
-    return [dict(r.fields) for m in msgs if m.HasField("chunk") for r in m.chunk.records]
+    from gateway.client import chunk_rows
+
+    return [r for m in msgs if m.HasField("chunk") for r in chunk_rows(m.chunk)]
 
 
 def _signatures_verify_offline(rf: RunningFederation, *entries: LedgerEvent) -> None:
@@ -166,7 +173,7 @@ def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
 def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: Path) -> None:
     rf = _federation(tmp_path, suite="gm")
     try:
-        whole = _stream(rf)
+        whole = _stream(rf, columnar=True)
         done = whole[-1].completed
         assert done.row_count == ROWS and not done.truncated
         holder = ledger_events(rf.gateways["110000"])[-1]
@@ -175,17 +182,30 @@ def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: P
         # Recompute the chain from what arrived: SM3, not SHA-256.
         for digest, same in ((crypto.suite("gm").digest, True), (crypto.sha256, False)):
             chain = ChunkChain(bytes.fromhex(holder.request_digest), digest)
-            for m in whole[1:-1]:
-                body = peer_pb2.RecordBatch(records=m.chunk.records)
+            for m in whole[1:-1]:  # each chunk's plaintext is its ColumnBatch
                 chain.add(
-                    m.chunk.index, m.chunk.first_row, len(m.chunk.records),
-                    body.SerializeToString(deterministic=True),
+                    m.chunk.index, m.chunk.first_row, m.chunk.columns.row_count,
+                    m.chunk.columns.SerializeToString(deterministic=True),
                 )  # fmt: skip
             assert (chain.head.hex() == done.commitment) is same
-        rest = _stream(rf, cursor=whole[2].chunk.cursor)
+        rest = _stream(rf, cursor=whole[2].chunk.cursor)  # records, not columns: same rows
         assert _rows(whole)[2 * CHUNK :] == _rows(rest)
     finally:
         stop_federation(rf)
+
+
+def test_columnar_and_per_record_deliveries_give_the_same_rows_and_commitment(
+    fed: RunningFederation,
+) -> None:
+    """A service system asking for columns gets exactly the rows (values, order) a
+    per-record one gets, both verified complete."""
+    records, columns = _stream(fed), _stream(fed, columnar=True)
+    assert all(not m.chunk.columns.columns for m in records if m.HasField("chunk"))
+    assert all(not m.chunk.records for m in columns if m.HasField("chunk"))
+    assert len(_rows(records)) == ROWS and _rows(records) == _rows(columns)
+    assert records[-1].completed.row_count == columns[-1].completed.row_count == ROWS
+    names = [c.name for c in columns[1].chunk.columns.columns]
+    assert names == [f.name for f in columns[0].started.decision.fields]
 
 
 def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
@@ -336,10 +356,10 @@ def _resealed_substitute(
 ) -> list[peer_pb2.PeerStreamMessage]:
     """Replace chunk 1's rows with forged ones, sealed correctly to the requester."""
     c = msgs[2].chunk
-    forged = peer_pb2.RecordBatch(
-        records=[common_pb2.Record(fields={"person_id": "forged", "age_band": "25-34"})]
-        * c.row_count
-    ).SerializeToString(deterministic=True)
+    forged = column_batch(
+        c.row_count,
+        [("person_id", ["forged"] * c.row_count), ("age_band", ["25-34"] * c.row_count)],
+    )
     requester_key = rf.gateways["120000"].bundle().member("120000").seal_key
     c.sealed_rows = crypto.seal(
         requester_key,
