@@ -51,7 +51,7 @@ from gateway.ledger.events import (
 )
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
-from gateway.sources import DataSource, Row
+from gateway.sources import DataSource, RowBatch
 from gateway.trust import TrustBundle
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class BulkHolder:
         closed = False
         # Ledger before release: the started entry is durable before anything leaves.
         self._append(request, decision, signed_start, rows=0, chain=None, phase=STREAM_STARTED)
-        batches: Iterator[list[Row]] = iter(())
+        batches: Iterator[RowBatch] = iter(())
         try:
             # One row past the cap tells a capped transfer from a finished one.
             batches = self._source.stream(
@@ -169,14 +169,16 @@ class BulkHolder:
                 left = self._policy.quota_left(decision, access)
                 if left < min(room, len(batch)):
                     room, truncated_reason = left, "the agreement's daily quota"
-                rows = batch[:room]
+                rows = batch.head(room)
                 if not rows:
                     truncated_reason = (
                         truncated_reason or f"the agreement's cap of {cap} rows per transfer"
                     )
                     break
                 try:
-                    released = self._policy.release_columns(decision, access, rows)
+                    released = self._policy.release_columns(
+                        decision, access, rows.as_columns(), len(rows)
+                    )
                 except QuotaExceeded as exc:
                     truncated_reason = f"the agreement's daily quota ({exc})"
                     break

@@ -61,10 +61,15 @@ class PolicyGate(Protocol):
         ...
 
     def release_columns(
-        self, decision: Decision, request: AccessRequest, rows: Sequence[Mapping[str, object]]
+        self,
+        decision: Decision,
+        request: AccessRequest,
+        columns: Mapping[str, Sequence[object]],
+        n_rows: int,
     ) -> list[tuple[str, list[str]]]:
-        """``release``, column by column: (field, values in row order) for each
-        released field, transforms applied over the batch. Same checks and charge."""
+        """``release`` of ``n_rows`` rows given column by column: (field, values in
+        row order) for each released field, transforms applied over the batch.
+        Same checks and quota charge."""
         ...
 
     def quota_left(self, decision: Decision, request: AccessRequest) -> int:

@@ -309,19 +309,28 @@ class PolicyEngine:
         return out
 
     def release_columns(
-        self, decision: Decision, request: AccessRequest, rows: Sequence[Mapping[str, object]]
+        self,
+        decision: Decision,
+        request: AccessRequest,
+        columns: Mapping[str, Sequence[object]],
+        n_rows: int,
     ) -> list[tuple[str, list[str]]]:
-        """``release``, column by column: each released field's values in row order,
-        each transform applied over the whole batch (streamed bulk transfers). The
-        same checks, values and quota charge as ``release``."""
-        a, plan = self._plan(decision, request, len(rows))
-        try:
-            columns = [(cf, [row.get(cf.name) for row in rows]) for cf in plan]
-        except AttributeError as exc:
-            raise InvalidArgument.expected("row", "a mapping of column to value", "") from exc
-        out = [(cf.name, self._transform_column(cf, values, request)) for cf, values in columns]
-        if rows:
-            self._quota.consume(self._quota_key(a, request), len(rows), a.spec.quota_per_day)
+        """``release`` of ``n_rows`` rows given column by column (a column absent
+        is all None, as a row without the key): each released field's values in
+        row order, each transform applied over the whole batch (streamed bulk
+        transfers). The same checks, values and quota charge as ``release``."""
+        a, plan = self._plan(decision, request, n_rows)
+        picked: list[tuple[CompiledField, Sequence[object]]] = []
+        for cf in plan:
+            values = columns.get(cf.name)
+            if values is None:
+                values = [None] * n_rows
+            elif len(values) != n_rows:
+                raise InvalidArgument.expected(f"column {cf.name} length", n_rows, len(values))
+            picked.append((cf, values))
+        out = [(cf.name, self._transform_column(cf, values, request)) for cf, values in picked]
+        if n_rows:
+            self._quota.consume(self._quota_key(a, request), n_rows, a.spec.quota_per_day)
         return out
 
     def _plan(
@@ -366,7 +375,7 @@ class PolicyEngine:
         return a, plan
 
     def _transform_column(
-        self, cf: CompiledField, values: list[object], req: AccessRequest
+        self, cf: CompiledField, values: Sequence[object], req: AccessRequest
     ) -> list[str]:
         t = cf.transform
         if t is Transform.PASS:

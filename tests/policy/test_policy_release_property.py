@@ -121,7 +121,8 @@ def test_only_allowlisted_fields_leave_and_every_transform_applies(
     assert [f.name for f in decision.fields] == expected_names
     out = eng.release(decision, req, rows)
     # The streamed path's vectorised release gives exactly the same values, in order.
-    by_column = eng.release_columns(decision, req, rows)
+    given = {c: [r.get(c) for r in rows] for c in columns}
+    by_column = eng.release_columns(decision, req, given, len(rows))
     assert [name for name, _ in by_column] == expected_names
     assert all(len(vals) == len(rows) for _, vals in by_column)
     rebuilt = [
