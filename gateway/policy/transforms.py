@@ -157,7 +157,13 @@ class Pseudonymiser:
     ) -> list[str]:
         """``token`` of each value, for a batch (streamed bulk transfers): the same
         strings, with the HMAC key prepared once and the base32 done in one pass."""
-        texts = [_normalise(render(v), pii) for v in values]
+        upper = pii is PiiKind.ID_NUMBER
+        texts = [
+            (v.strip().upper() if upper else v.strip())
+            if type(v) is str
+            else _normalise(render(v), pii)
+            for v in values
+        ]  # _normalise(render(v)) with the common case (text) inline
         present = [t.encode("utf-8") for t in texts if t]
         key = self.requester_key(jurisdiction, service_system)
         made = iter(_b32_tokens(self._hmacs(key, domains.PSEUDONYM, present)))
@@ -173,8 +179,8 @@ def _b32_tokens(macs: Sequence[bytes]) -> list[str]:
     """``pn_`` + lower-case base32 of each MAC's first 160 bits (as ``token``), vectorised."""
     if not macs:
         return []
-    raw = np.frombuffer(b"".join(m[:_TOKEN_BYTES] for m in macs), dtype=np.uint8)
-    five = raw.reshape(-1, _TOKEN_BYTES // 5, 5).astype(np.uint64)
+    raw = np.frombuffer(b"".join(macs), dtype=np.uint8).reshape(len(macs), -1)
+    five = raw[:, :_TOKEN_BYTES].reshape(-1, _TOKEN_BYTES // 5, 5).astype(np.uint64)
     groups = (
         (five[..., 0] << 32) | (five[..., 1] << 24) | (five[..., 2] << 16)
         | (five[..., 3] << 8) | five[..., 4]
