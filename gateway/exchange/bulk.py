@@ -24,6 +24,8 @@ import struct
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2
 from gateway.errors import InvalidArgument, VerificationFailed
@@ -126,7 +128,7 @@ def open_column_batch(
     batch = common_pb2.ColumnBatch()
     try:
         batch.ParseFromString(plaintext)
-    except ValueError as exc:  # protobuf's DecodeError
+    except (DecodeError, ValueError) as exc:
         raise VerificationFailed(f"chunk {index} could not be opened") from exc
     if batch.row_count != row_count or row_count == 0:
         raise VerificationFailed(f"chunk {index} does not hold its {row_count} rows")

@@ -18,6 +18,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from google.protobuf.message import DecodeError
+
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import Catalogue
@@ -177,7 +179,7 @@ class RecordHolder:
             )
             query = peer_pb2.RecordQuery()
             query.ParseFromString(query_bytes)
-        except (CryptoFailure, ValueError) as exc:
+        except (CryptoFailure, DecodeError, ValueError) as exc:
             raise InvalidArgument("sealed_query could not be opened") from exc
         return tuple(query.subject_ids)
 
