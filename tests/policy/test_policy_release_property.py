@@ -153,3 +153,26 @@ def test_only_allowlisted_fields_leave_and_every_transform_applies(
             else:
                 assert cf.transform is Transform.GENERALISE and cf.to is not None
                 assert got[name] == generalise(v, cf.to)
+
+
+def test_column_release_refuses_a_column_of_the_wrong_length_and_reads_an_absent_one_as_none(
+    engines: dict[str, PolicyEngine],
+) -> None:
+    from gateway.errors import InvalidArgument
+
+    holder, dataset, requester, system, purpose, _ = CASES["tianjin-planning"]
+    eng = engines[holder]
+    req = AccessRequest(
+        requester, system, holder, dataset, purpose, ("person_id", "age_band"),
+        subject_count=0, request_id="p", timestamp_ms=NOW_MS,
+    )  # fmt: skip
+    decision = eng.decide(req)
+    assert decision.allowed, decision.reason
+    with pytest.raises(InvalidArgument):
+        eng.release_columns(decision, req, {"person_id": ["a", "b"], "age_band": ["1"]}, 2)
+    got = eng.release_columns(decision, req, {"person_id": ["a", "b"]}, 2)
+    assert got[1] == ("age_band", ["", ""])
+    assert eng.release(decision, req, [{"person_id": "a"}, {"person_id": "b"}]) == [
+        dict(zip(("person_id", "age_band"), r, strict=True))
+        for r in zip(got[0][1], got[1][1], strict=True)
+    ]
