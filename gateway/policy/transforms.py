@@ -166,7 +166,10 @@ class Pseudonymiser:
         ]  # _normalise(render(v)) with the common case (text) inline
         present = [t.encode("utf-8") for t in texts if t]
         key = self.requester_key(jurisdiction, service_system)
-        made = iter(_b32_tokens(self._hmacs(key, domains.PSEUDONYM, present)))
+        tokens = _b32_tokens(self._hmacs(key, domains.PSEUDONYM, present))
+        if len(tokens) == len(texts):  # no empty value: nothing to put back
+            return tokens
+        made = iter(tokens)
         return [next(made) if t else "" for t in texts]
 
 
