@@ -2,11 +2,12 @@
 
 Owns: authenticating the peer's stream request (``PeerResponder``), the same
 identifier checks and policy decision as a record request (through
-``RecordHolder``), reading the source in batches from the requested row,
-transforming (column by column, over the whole batch) and charging each chunk (the daily quota is charged chunk by
-chunk, so concurrent transfers cannot overspend it), sealing each chunk to the
-requester bound to request and position, the hash chain, the signed first and
-last messages, and the transfer's ledger entries.
+``RecordHolder.judge``), reading the source in column batches from the
+requested row, transforming each batch column by column and charging it (the
+daily quota is charged chunk by chunk, so concurrent transfers cannot
+overspend it), sealing each chunk (a ``ColumnBatch``) to the requester bound
+to request and position, the hash chain, the signed first and last messages,
+and the transfer's ledger entries.
 
 Ledgering (before release): a refused request is one ``refusal`` entry. An
 allowed transfer is two ``transfer`` entries with its request id: the
@@ -17,14 +18,15 @@ transfer on record; the *closing* entry (``stream_phase=closed``) when it ends,
 before the signed end leaves: complete (rows, chunks, commitment, the holder's
 signed end) or interrupted (rows sent so far, the chain head so far,
 ``complete=false``, the holder's signature over an end message made for the
-ledger, never sent). The started entry (and a refusal) goes through the
-holder's subject indexer (``RecordHolder.append``): a streamed transfer
-appears in every person's history as covering the whole dataset or a
-pseudonymised extract, like a unary bulk read. A started entry without a closing one is a transfer cut
+ledger, never sent). A started entry without a closing one is a transfer cut
 short by a holder crash (``gateway audit reconcile`` lists it as interrupted).
-Memory is
-bounded by one batch: gRPC pulls the next chunk only when the previous one
-was sent (flow control), and the source reads through a cursor.
+The started entry (and a refusal) goes through the holder's subject indexer
+(``RecordHolder.append``): a streamed transfer appears in every person's
+history as covering the whole dataset or a pseudonymised extract, like a
+unary bulk read.
+
+Memory is bounded by one batch: gRPC pulls the next chunk only when the
+previous one was sent (flow control), and the source reads through a cursor.
 """
 
 from __future__ import annotations
