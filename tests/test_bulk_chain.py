@@ -59,7 +59,9 @@ def test_any_change_to_the_chunk_sequence_changes_the_signed_commitment(
     good = _chunks(ps)
     signed = _seal(digest, good)
     i = data.draw(st.integers(0, len(good) - 1))
-    attack = data.draw(st.sampled_from(["drop", "duplicate", "swap", "flip", "renumber", "other_request"]))
+    attack = data.draw(
+        st.sampled_from(["drop", "duplicate", "swap", "flip", "renumber", "other_request"])
+    )
     bad = list(good)
     other = digest
     if attack == "drop":
@@ -102,3 +104,51 @@ def test_cursor_round_trips_and_refuses_anything_else() -> None:
                 "v1:3c9d63cc-2a4b-4c5d-8e6f-0123456789ab:1\n"):  # fmt: skip
         with pytest.raises(InvalidArgument, match="cursor"):
             Cursor.parse(bad)
+
+
+# --------------------------------------------------------------------------
+# The chunk plaintext: a ColumnBatch, checked by the requester before use.
+# --------------------------------------------------------------------------
+
+
+def test_column_batch_round_trips_rows_in_order() -> None:
+    from gateway.exchange.bulk import batch_rows, column_batch, open_column_batch
+
+    raw = column_batch(3, [("person_id", ["a", "b", "c"]), ("age_band", ["1", "", "3"])])
+    batch = open_column_batch(raw, 0, 3, {"person_id", "age_band", "other"})
+    assert list(batch_rows(batch)) == [
+        {"person_id": "a", "age_band": "1"},
+        {"person_id": "b", "age_band": ""},
+        {"person_id": "c", "age_band": "3"},
+    ]
+    assert column_batch(3, [("person_id", ["a", "b", "c"]), ("age_band", ["1", "", "3"])]) == raw
+
+
+@pytest.mark.parametrize(
+    ("what", "columns", "claimed"),
+    [
+        ("fewer rows than claimed", [("person_id", ["a", "b"])], 3),
+        ("a short column", [("person_id", ["a", "b", "c"]), ("age_band", ["1"])], 3),
+        ("a field outside the decision", [("salary", ["1", "2", "3"])], 3),
+        ("the same column twice", [("person_id", ["a"] * 3), ("person_id", ["b"] * 3)], 3),
+        ("no column at all", [], 3),
+        ("an empty chunk", [("person_id", [])], 0),
+    ],
+)
+def test_hostile_chunk_plaintext_fails_verification(
+    what: str, columns: list[tuple[str, list[str]]], claimed: int
+) -> None:
+    from gateway.errors import VerificationFailed
+    from gateway.exchange.bulk import column_batch, open_column_batch
+
+    raw = column_batch(claimed, columns)
+    with pytest.raises(VerificationFailed):
+        open_column_batch(raw, 4, claimed, {"person_id", "age_band"})
+
+
+def test_garbage_chunk_plaintext_fails_verification_not_internal() -> None:
+    from gateway.errors import VerificationFailed
+    from gateway.exchange.bulk import open_column_batch
+
+    with pytest.raises(VerificationFailed):
+        open_column_batch(b"\xff\xff\xff\xff", 0, 1, {"person_id"})

@@ -263,6 +263,13 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         )
     for u in report.unacknowledged:
         print(f"    {u.holder} entry {u.index} ({u.kind}), request {u.request_id}: {u.reason}")
+    if report.interrupted:
+        print(
+            f"  {len(report.interrupted)} interrupted streamed transfers (not errors: both "
+            "sides agree; resume with the cursor):"
+        )
+    for t in report.interrupted:
+        print(f"    {t.holder} entry {t.index}, request {t.request_id}: {t.reason}")
     for rid, idx in report.missing_in_b:
         print(f"  DISCREPANCY missing in {jb}: request {rid} (entry {idx} in {ja})")
     for rid, idx in report.missing_in_a:

@@ -276,6 +276,8 @@ def _bulk(args: argparse.Namespace) -> int:
     printed so the same command with ``--cursor`` continues."""
     import grpc
 
+    from gateway.client import chunk_row_count, chunk_rows
+
     out = sys.stdout
     handle = None
     if args.out is not None:
@@ -299,14 +301,15 @@ def _bulk(args: argparse.Namespace) -> int:
                     cursor=args.cursor,
                     client_reference=args.client_reference,
                     timeout=args.timeout,
+                    columnar=True,
                 ):
                     kind = message.WhichOneof("kind")
                     if kind == "started":
                         started = message.started
                     elif kind == "chunk":
-                        for record in message.chunk.records:
-                            out.write(json.dumps(dict(record.fields), ensure_ascii=False) + "\n")
-                        rows += len(message.chunk.records)
+                        for row in chunk_rows(message.chunk):
+                            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        rows += chunk_row_count(message.chunk)
                         chunks += 1
                         cursor = message.chunk.cursor
                     elif kind == "completed":

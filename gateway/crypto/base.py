@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol, TypeVar
 
 from gateway.errors import InvalidArgument, SuiteMismatch
@@ -216,6 +216,9 @@ class Suite(Protocol):
 
     def keyed_hash(self, key: bytes, domain: str, data: bytes) -> bytes:
         """HMAC with the suite's hash over PAE(domain, data)."""
+
+    def keyed_hashes(self, key: bytes, domain: str, items: Sequence[bytes]) -> list[bytes]:
+        """``keyed_hash`` of each item, with the key prepared once (bulk transforms)."""
 
     def generate_signing_key(self, rng: Rng) -> AnySigningKey: ...
 

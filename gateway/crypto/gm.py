@@ -28,7 +28,7 @@ the seal secret and nonce. Failures to verify or open are opaque
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import gmssl_pyx as _g
@@ -412,6 +412,9 @@ class GmSuite:
 
     def keyed_hash(self, key: bytes, domain: str, data: bytes) -> bytes:
         return keyed_hash(key, domain, data)
+
+    def keyed_hashes(self, key: bytes, domain: str, items: Sequence[bytes]) -> list[bytes]:
+        return [keyed_hash(key, domain, item) for item in items]
 
     def generate_signing_key(self, rng: Rng = os.urandom) -> Sm2SigningKey:
         return Sm2SigningKey.generate()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.crypto.base import HashObject, KeyText, Rng, b64, pae
+from gateway.crypto.base import PAE_PREFIX, HashObject, KeyText, Rng, b64, pae
 from gateway.errors import CryptoFailure, InvalidArgument
 
 NAME: Final = "intl"
@@ -53,6 +54,31 @@ def keyed_hash(key: bytes, domain: str, data: bytes) -> bytes:
     if len(key) < 16:
         raise InvalidArgument.expected("HMAC key length", ">= 16 bytes", len(key))
     return hmac.new(key, pae(domain, data), hashlib.sha256).digest()
+
+
+def keyed_hashes(key: bytes, domain: str, items: Sequence[bytes]) -> list[bytes]:
+    """``keyed_hash(key, domain, item)`` for each item, fast: HMAC-SHA256 (RFC 2104)
+    from inner and outer SHA-256 states prepared once (key pads and the PAE head
+    hashed once), two state copies per item. The bulk path's pseudonyms."""
+    if len(key) < 16:
+        raise InvalidArgument.expected("HMAC key length", ">= 16 bytes", len(key))
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\x00")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    t = domain.encode("utf-8")
+    inner.update(b" ".join([PAE_PREFIX, str(len(t)).encode(), t, b""]))
+    new_inner, new_outer = inner.copy, outer.copy
+    out: list[bytes] = []
+    add = out.append
+    for item in items:
+        i = new_inner()
+        i.update(b"%d %b" % (len(item), item))
+        o = new_outer()
+        o.update(i.digest())
+        add(o.digest())
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -349,6 +375,9 @@ class IntlSuite:
 
     def keyed_hash(self, key: bytes, domain: str, data: bytes) -> bytes:
         return keyed_hash(key, domain, data)
+
+    def keyed_hashes(self, key: bytes, domain: str, items: Sequence[bytes]) -> list[bytes]:
+        return keyed_hashes(key, domain, items)
 
     def generate_signing_key(self, rng: Rng = os.urandom) -> SigningKey:
         return SigningKey.generate(rng)

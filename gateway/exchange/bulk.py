@@ -1,9 +1,11 @@
 """Streamed bulk transfers: the values and rules both sides share.
 
 Owns: ``BulkQuery`` (a service system's bulk request, validated), the resume
-``cursor`` (request id and next row), the associated data binding a sealed
-chunk to sender, recipient, request, position and size, and ``ChunkChain``,
-the hash chain the holder signs in its final message. Pure: bytes in, bytes out.
+``cursor`` (request id and next row), the chunk plaintext (a ``ColumnBatch``:
+the rows column by column, made and checked here), the associated data
+binding a sealed chunk to sender, recipient, request, position and size, and
+``ChunkChain``, the hash chain the holder signs in its final message. Pure:
+bytes in, bytes out.
 
 The holder side is ``gateway.exchange.bulk_holder``, the requester side
 ``gateway.exchange.bulk_requester``.
@@ -19,11 +21,14 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from gateway import crypto, domains, identifiers
-from gateway.errors import InvalidArgument
+from gateway._proto.dataexchange.gateway.v1 import common_pb2
+from gateway.errors import InvalidArgument, VerificationFailed
 from gateway.exchange.records import RecordsQuery
 from gateway.limits import Limits
 
@@ -103,3 +108,42 @@ class ChunkChain:
         )
         self.chunks += 1
         self.rows += row_count
+
+
+def column_batch(row_count: int, columns: Sequence[tuple[str, Sequence[str]]]) -> bytes:
+    """A chunk's plaintext: its rows as a ``ColumnBatch`` (one message per chunk,
+    not one per row), deterministically serialised (the chain hashes these bytes)."""
+    batch = common_pb2.ColumnBatch(row_count=row_count)
+    for name, values in columns:
+        batch.columns.add(name=name).values.extend(values)
+    return batch.SerializeToString(deterministic=True)
+
+
+def open_column_batch(
+    plaintext: bytes, index: int, row_count: int, allowed: Collection[str]
+) -> common_pb2.ColumnBatch:
+    """Parse and check a received chunk's plaintext: ``row_count`` (> 0) rows, every
+    column exactly that long, column names distinct and among the ``allowed``
+    (released) fields. Raises VerificationFailed."""
+    batch = common_pb2.ColumnBatch()
+    try:
+        batch.ParseFromString(plaintext)
+    except (DecodeError, ValueError) as exc:
+        raise VerificationFailed(f"chunk {index} could not be opened") from exc
+    if batch.row_count != row_count or row_count == 0:
+        raise VerificationFailed(f"chunk {index} does not hold its {row_count} rows")
+    names = [c.name for c in batch.columns]
+    if not names or len(set(names)) != len(names) or not set(names) <= set(allowed):
+        raise VerificationFailed(
+            f"chunk {index} carries fields outside the holder's signed decision"
+        )
+    if any(len(c.values) != row_count for c in batch.columns):
+        raise VerificationFailed(f"chunk {index} does not hold its {row_count} rows")
+    return batch
+
+
+def batch_rows(batch: common_pb2.ColumnBatch) -> Iterator[dict[str, str]]:
+    """The rows of a ``ColumnBatch``, one dict each (field -> value)."""
+    names = [c.name for c in batch.columns]
+    for values in zip(*(c.values for c in batch.columns), strict=True):
+        yield dict(zip(names, values, strict=True))

@@ -2,17 +2,31 @@
 
 Owns: authenticating the peer's stream request (``PeerResponder``), the same
 identifier checks and policy decision as a record request (through
-``RecordHolder``), reading the source in batches from the requested row,
-transforming and charging each chunk (the daily quota is charged chunk by
-chunk, so concurrent transfers cannot overspend it), sealing each chunk to the
-requester bound to request and position, the hash chain, the signed first and
-last messages, and exactly one ledger entry per transfer.
+``RecordHolder.judge``), reading the source in column batches from the
+requested row, transforming each batch column by column and charging it (the
+daily quota is charged chunk by chunk, so concurrent transfers cannot
+overspend it), sealing each chunk (a ``ColumnBatch``) to the requester bound
+to request and position, the hash chain, the signed first and last messages,
+and the transfer's ledger entries.
 
-Ledgering: the entry is written when the transfer ends, before the signed
-final message leaves: complete (rows, chunks, commitment) or interrupted
-(rows sent so far, the chain head so far, ``complete=false``). Memory is
-bounded by one batch: gRPC pulls the next chunk only when the previous one
-was sent (flow control), and the source reads through a cursor.
+Ledgering (before release): a refused request is one ``refusal`` entry. An
+allowed transfer is two ``transfer`` entries with its request id: the
+*started* entry (``stream_phase=started``: the request digest and requester's
+signature, the decision, the holder's signed start) is durable before the
+signed start or any chunk leaves, so a holder killed mid-stream still has the
+transfer on record; the *closing* entry (``stream_phase=closed``) when it ends,
+before the signed end leaves: complete (rows, chunks, commitment, the holder's
+signed end) or interrupted (rows sent so far, the chain head so far,
+``complete=false``, the holder's signature over an end message made for the
+ledger, never sent). A started entry without a closing one is a transfer cut
+short by a holder crash (``gateway audit reconcile`` lists it as interrupted).
+The started entry (and a refusal) goes through the holder's subject indexer
+(``RecordHolder.append``): a streamed transfer appears in every person's
+history as covering the whole dataset or a pseudonymised extract, like a
+unary bulk read.
+
+Memory is bounded by one batch: gRPC pulls the next chunk only when the
+previous one was sent (flow control), and the source reads through a cursor.
 """
 
 from __future__ import annotations
@@ -25,16 +39,21 @@ from collections.abc import Callable, Iterator
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.catalogue import Catalogue
-from gateway.envelope import envelope_digest
 from gateway.errors import InvalidArgument, QuotaExceeded
-from gateway.exchange.bulk import ChunkChain, chunk_context
+from gateway.exchange.bulk import ChunkChain, chunk_context, column_batch
 from gateway.exchange.holder import RecordHolder
 from gateway.exchange.peer import PeerRequest, PeerResponder
-from gateway.exchange.records import decision_to_proto, refusal, refusal_from
-from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
+from gateway.exchange.records import decision_to_proto, refusal_from
+from gateway.ledger.events import (
+    STREAM_CLOSED,
+    STREAM_PHASE,
+    STREAM_STARTED,
+    LedgerWriter,
+    safe_identifier,
+)
 from gateway.limits import Limits
 from gateway.policy.api import AccessRequest, Decision, PolicyGate
-from gateway.sources import DataSource
+from gateway.sources import DataSource, RowBatch
 from gateway.trust import TrustBundle
 
 log = logging.getLogger(__name__)
@@ -76,40 +95,20 @@ class BulkHolder:
             envelope, domains.PEER_STREAM_REQUEST, peer_pb2.PeerStreamRequest, tls_identity
         )
         msg = request.message
-        access = AccessRequest(
-            requester=request.sender,
-            service_system=msg.service_system,
-            holder=self._responder.me,
-            dataset=msg.dataset,
-            purpose=msg.purpose,
-            fields=tuple(msg.fields),
-            subject_count=0,
-            request_id=request.request_id,
-            timestamp_ms=msg.header.timestamp_ms,
-        )
-        # The same identifier checks as a record request (its fields, no subjects).
-        problem = self._records.check_request(
-            peer_pb2.PeerRecordRequest(
-                service_system=msg.service_system,
-                dataset=msg.dataset,
-                purpose=msg.purpose,
-                fields=msg.fields,
-                client_reference=msg.client_reference,
-            )
-        )
-        if problem is None and msg.start_row > self._limits.max_stream_start_row:
-            problem = InvalidArgument.expected(
-                "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
-            )
-        if problem is None and msg.resume_of and not identifiers.is_request_id(msg.resume_of):
-            problem = InvalidArgument(
-                "resume_of: expected the request id (UUID) of the interrupted transfer"
-            )
-        decision = (
-            refusal(self._policy.policy_set_digest, problem)
-            if problem
-            else self._records.decide(access)
-        )
+
+        def stream_problem() -> InvalidArgument | None:
+            if msg.start_row > self._limits.max_stream_start_row:
+                return InvalidArgument.expected(
+                    "start_row", f"at most {self._limits.max_stream_start_row}", msg.start_row
+                )
+            if msg.resume_of and not identifiers.is_request_id(msg.resume_of):
+                return InvalidArgument(
+                    "resume_of: expected the request id (UUID) of the interrupted transfer"
+                )
+            return None
+
+        # The same identifier checks and decision as a record request (no subjects).
+        access, decision = self._records.judge(request, 0, stream_problem)
         if decision.allowed and not self._slots.acquire(blocking=False):
             decision = refusal_from(
                 decision,
@@ -135,7 +134,7 @@ class BulkHolder:
             start_row=request.message.start_row,
         )
         signed = self._responder.respond(request, start, domains.PEER_STREAM_START)
-        self._append(request, decision, signed, rows=0, chain=None, extra=())
+        self._append(request, decision, signed, rows=0, chain=None)
         return peer_pb2.PeerStreamMessage(start=signed)
 
     def _transfer(
@@ -157,33 +156,36 @@ class BulkHolder:
         columns = [f.name for f in decision.fields]
         row = msg.start_row
         truncated_reason = ""
-        completed = False
-        # One row past the cap tells a capped transfer from a finished one.
-        batches = self._source.stream(
-            dataset, columns, msg.start_row, cap + 1, self._limits.stream_chunk_rows
-        )
+        closed = False
+        # Ledger before release: the started entry is durable before anything leaves.
+        self._append(request, decision, signed_start, rows=0, chain=None, phase=STREAM_STARTED)
+        batches: Iterator[RowBatch] = iter(())
         try:
+            # One row past the cap tells a capped transfer from a finished one.
+            batches = self._source.stream(
+                dataset, columns, msg.start_row, cap + 1, self._limits.stream_chunk_rows
+            )
             yield peer_pb2.PeerStreamMessage(start=signed_start)
             for batch in batches:
                 room = cap - chain.rows
                 left = self._policy.quota_left(decision, access)
                 if left < min(room, len(batch)):
                     room, truncated_reason = left, "the agreement's daily quota"
-                rows = batch[:room]
+                rows = batch.head(room)
                 if not rows:
-                    truncated_reason = truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    truncated_reason = (
+                        truncated_reason or f"the agreement's cap of {cap} rows per transfer"
+                    )
                     break
                 try:
-                    released = self._policy.release(decision, access, rows)
+                    released = self._policy.release_columns(
+                        decision, access, rows.as_columns(), len(rows)
+                    )
                 except QuotaExceeded as exc:
                     truncated_reason = f"the agreement's daily quota ({exc})"
                     break
-                out = peer_pb2.RecordBatch()
-                add = out.records.add
-                for r in released:
-                    add().fields.update(r)  # half the cost of Record(fields=r) per row
-                plaintext = out.SerializeToString(deterministic=True)
-                index, n = chain.next_index, len(released)
+                index, n = chain.next_index, len(rows)
+                plaintext = column_batch(n, released)
                 sealed = crypto.seal(
                     recipient_key,
                     domains.SEAL_RECORD_CHUNK,
@@ -204,30 +206,24 @@ class BulkHolder:
                     )
                     break
             _close(batches)
-            end = peer_pb2.PeerStreamEnd(
-                chunk_count=chain.chunks,
-                row_count=chain.rows,
-                commitment=chain.head,
-                truncated=bool(truncated_reason),
-                truncated_reason=truncated_reason,
-                next_row=row,
-            )
-            signed_end = self._responder.respond(request, end, domains.PEER_STREAM_END)
-            # Ledger before the signed commitment leaves.
+            signed_end = self._end(request, chain, row, truncated_reason)
+            # Ledger the closing entry before the signed commitment leaves.
             self._append(
                 request,
                 decision,
                 signed_end,
                 rows=chain.rows,
                 chain=chain,
+                phase=STREAM_CLOSED,
                 extra=(("complete", "true"), ("truncated", "true" if truncated_reason else "")),
             )
-            completed = True
+            closed = True
             yield peer_pb2.PeerStreamMessage(end=signed_end)
         finally:
             _close(batches)
-            if not completed:
-                # Interrupted (requester went away, source failed): record what left.
+            if not closed:
+                # Interrupted (requester went away, source failed): record what left, under
+                # the holder's signature over the commitment so far (never sent).
                 log.info(
                     "bulk transfer %s interrupted after %d rows", request.request_id, chain.rows
                 )
@@ -235,13 +231,31 @@ class BulkHolder:
                     self._append(
                         request,
                         decision,
-                        signed_start,
+                        self._end(request, chain, row, "interrupted"),
                         rows=chain.rows,
                         chain=chain,
+                        phase=STREAM_CLOSED,
                         extra=(("complete", "false"),),
                     )
                 except Exception:
                     log.exception("could not ledger interrupted transfer %s", request.request_id)
+
+    def _end(
+        self,
+        request: PeerRequest[peer_pb2.PeerStreamRequest],
+        chain: ChunkChain,
+        next_row: int,
+        truncated_reason: str,
+    ) -> peer_pb2.SignedEnvelope:
+        end = peer_pb2.PeerStreamEnd(
+            chunk_count=chain.chunks,
+            row_count=chain.rows,
+            commitment=chain.head,
+            truncated=bool(truncated_reason),
+            truncated_reason=truncated_reason,
+            next_row=next_row,
+        )
+        return self._responder.respond(request, end, domains.PEER_STREAM_END)
 
     def _append(
         self,
@@ -250,12 +264,13 @@ class BulkHolder:
         signed: peer_pb2.SignedEnvelope,
         rows: int,
         chain: ChunkChain | None,
-        extra: tuple[tuple[str, str], ...],
+        phase: str = "",
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
         msg = request.message
         details = (
-            ("client_reference", safe_identifier(msg.client_reference, identifiers.is_client_reference)),
             ("stream", "true"),
+            (STREAM_PHASE, phase),
             ("start_row", str(msg.start_row) if msg.start_row else ""),
             (
                 "resume_of",
@@ -264,33 +279,19 @@ class BulkHolder:
             ("chunks", str(chain.chunks) if chain else ""),
             *extra,
         )
-        self._ledger.append(
-            LedgerEvent(
-                kind="transfer" if decision.allowed else "refusal",
-                role="holder",
-                request_id=request.request_id,
-                timestamp_ms=self._clock(),
-                local=self._responder.me,
-                counterparty=request.sender,
-                service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
-                dataset=safe_identifier(msg.dataset, identifiers.is_code),
-                purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
-                decision="allow" if decision.allowed else "deny",
-                reason=clean_reason(decision.reason, self._limits),
-                record_count=rows,
-                agreement_id=decision.agreement_id,
-                agreement_digest=decision.agreement_digest,
-                policy_set_digest=decision.policy_set_digest,
-                payload_digest=chain.head.hex() if chain else "",
-                request_digest=request.digest_hex,
-                requester_signature=request.signature_b64,
-                holder_signature=crypto.b64(signed.signature),
-                response_digest=envelope_digest(signed, self._responder.suite).hex(),
-                legal_basis=decision.legal_basis,
-                approval_id=decision.approval_id,
-                details=tuple(sorted(kv for kv in details if kv[1])),
-            )
+        event = self._records.event(
+            request,
+            decision,
+            signed,
+            record_count=rows,
+            payload_digest=chain.head.hex() if chain else "",
+            details=details,
         )
+        if phase == STREAM_CLOSED:
+            # The started entry already committed to whom the transfer concerns.
+            self._ledger.append(event)
+        else:
+            self._records.append(event, self._records.concerned(msg.dataset, (), decision))
 
 
 def _close(it: Iterator[object]) -> None:

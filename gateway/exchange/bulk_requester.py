@@ -4,7 +4,8 @@ Owns: validating a service system's bulk request (and its resume cursor),
 signing the peer request, and verifying the holder's stream as it arrives: the
 signed start (holder's decision bound to this request), each chunk in order
 (index and first row as expected, opened with associated data binding request
-and position, record count and fields as signed), and the signed end (chunk
+and position, its ``ColumnBatch`` holding exactly its row count in every
+column, fields as signed), and the signed end (chunk
 count, row count and hash-chain commitment equal to what arrived). Rows are
 handed on chunk by chunk (memory stays at one chunk); the transfer is reported
 complete only after the end verified. Exactly one ledger entry per transfer:
@@ -15,7 +16,7 @@ Does not own: the holder's side (``gateway.exchange.bulk_holder``), transport.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +28,14 @@ from gateway.errors import (
     GatewayError,
     VerificationFailed,
 )
-from gateway.exchange.bulk import BulkQuery, ChunkChain, Cursor, chunk_context
+from gateway.exchange.bulk import (
+    BulkQuery,
+    ChunkChain,
+    Cursor,
+    batch_rows,
+    chunk_context,
+    open_column_batch,
+)
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
     AGREEMENT_ID,
@@ -64,8 +72,15 @@ class BulkStarted:
 class BulkChunk:
     index: int
     first_row: int
-    records: Sequence[common_pb2.Record]
+    columns: common_pb2.ColumnBatch  # the rows, column by column (checked)
     cursor: str  # resume after this chunk
+
+    @property
+    def row_count(self) -> int:
+        return self.columns.row_count
+
+    def rows(self) -> Iterator[dict[str, str]]:
+        return batch_rows(self.columns)
 
 
 @dataclass(frozen=True)
@@ -322,22 +337,14 @@ class _Run:
                     c.sealed_rows,
                     chunk_context(holder, me, rid, c.index, c.first_row, c.row_count),
                 )
-                batch = peer_pb2.RecordBatch()
-                batch.ParseFromString(plaintext)
             except (CryptoFailure, ValueError) as exc:
                 raise VerificationFailed(f"chunk {c.index} could not be opened") from exc
-            if len(batch.records) != c.row_count or c.row_count == 0:
-                raise VerificationFailed(f"chunk {c.index} does not hold its {c.row_count} rows")
-            for r in batch.records:
-                if not allowed.issuperset(r.fields):
-                    raise VerificationFailed(
-                        f"chunk {c.index} carries fields outside the holder's signed decision"
-                    )
+            batch = open_column_batch(plaintext, c.index, c.row_count, allowed)
             chain.add(c.index, c.first_row, c.row_count, plaintext)
             next_row += c.row_count
             if chain.rows > start.max_rows:
                 raise VerificationFailed("the holder sent more rows than its signed cap")
-            yield BulkChunk(c.index, c.first_row, batch.records, Cursor(rid, next_row).encode())
+            yield BulkChunk(c.index, c.first_row, batch, Cursor(rid, next_row).encode())
         raise VerificationFailed(
             f"the holder's stream ended after {chain.chunks} chunks without its signed end "
             "(truncated); resume with the last cursor"

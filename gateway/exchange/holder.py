@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from google.protobuf.message import DecodeError
 
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
@@ -48,6 +51,27 @@ from gateway.sources import DataSource
 from gateway.subject.index import bulk_coverage
 from gateway.subject.indexer import Concerned, SubjectIndexer
 from gateway.trust import TrustBundle
+
+
+class _Header(Protocol):
+    timestamp_ms: int
+
+
+class _Asked(Protocol):
+    """What record and stream requests share: the fields the checks and decision read."""
+
+    @property
+    def header(self) -> _Header: ...
+    @property
+    def service_system(self) -> str: ...
+    @property
+    def dataset(self) -> str: ...
+    @property
+    def purpose(self) -> str: ...
+    @property
+    def fields(self) -> Sequence[str]: ...
+    @property
+    def client_reference(self) -> str: ...
 
 
 class RecordHolder:
@@ -106,22 +130,8 @@ class RecordHolder:
         )
         # From here the request is authenticated: every outcome is signed and ledgered.
         msg = request.message
-        access = AccessRequest(
-            requester=request.sender,
-            service_system=msg.service_system,
-            holder=self._responder.me,
-            dataset=msg.dataset,
-            purpose=msg.purpose,
-            fields=tuple(msg.fields),
-            subject_count=msg.subject_count,
-            request_id=request.request_id,
-            timestamp_ms=msg.header.timestamp_ms,
-        )
         response = peer_pb2.PeerRecordResponse()
-        problem = self._check_request(msg)
-        decision = (
-            refusal(self._policy.policy_set_digest, problem) if problem else self._decide(access)
-        )
+        access, decision = self.judge(request, msg.subject_count)
         try:
             ids: tuple[str, ...] | None = self._open_query(request)
         except InvalidArgument as exc:
@@ -140,46 +150,24 @@ class RecordHolder:
             response.error_code = decision.error_code or status_name(PolicyDenied)
         out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
         # Ledger before release: if this fails the records never leave.
-        event = LedgerEvent(
-            kind="transfer" if decision.allowed else "refusal",
-            role="holder",
-            request_id=request.request_id,
-            timestamp_ms=self._clock(),
-            local=self._responder.me,
-            counterparty=request.sender,
-            service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
-            dataset=safe_identifier(msg.dataset, identifiers.is_code),
-            purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
-            decision="allow" if decision.allowed else "deny",
-            reason=clean_reason(decision.reason, self._limits),
+        event = self.event(
+            request,
+            decision,
+            out,
             record_count=response.record_count,
-            agreement_id=decision.agreement_id,
-            agreement_digest=decision.agreement_digest,
-            policy_set_digest=decision.policy_set_digest,
             payload_digest=response.payload_digest.hex(),
-            request_digest=request.digest_hex,
-            requester_signature=request.signature_b64,
-            holder_signature=crypto.b64(out.signature),
-            response_digest=envelope_digest(out, self._responder.suite).hex(),
-            legal_basis=decision.legal_basis,
-            approval_id=decision.approval_id,
-            details=tuple(
-                kv
-                for kv in (
-                    (
-                        "client_reference",
-                        safe_identifier(msg.client_reference, identifiers.is_client_reference),
-                    ),
-                    ("truncated", "true" if response.truncated else ""),
-                )
-                if kv[1]
-            ),
+            details=(("truncated", "true" if response.truncated else ""),),
         )
+        self.append(event, self.concerned(msg.dataset, ids, decision))
+        return out
+
+    def append(self, event: LedgerEvent, concerned: Concerned | None) -> None:
+        """Ledger a holder entry, through the subject indexer when there is one (so
+        the entry commits to whom it concerns). Shared with the streamed bulk path."""
         if self._indexer is None:
             self._ledger.append(event)
         else:
-            self._indexer.append(event, self._concerned(msg.dataset, ids, decision))
-        return out
+            self._indexer.append(event, concerned)
 
     def _open_query(self, request: PeerRequest[peer_pb2.PeerRecordRequest]) -> tuple[str, ...]:
         msg = request.message
@@ -191,14 +179,15 @@ class RecordHolder:
             )
             query = peer_pb2.RecordQuery()
             query.ParseFromString(query_bytes)
-        except (CryptoFailure, ValueError) as exc:
+        except (CryptoFailure, DecodeError, ValueError) as exc:
             raise InvalidArgument("sealed_query could not be opened") from exc
         return tuple(query.subject_ids)
 
-    def _concerned(
+    def concerned(
         self, dataset_code: str, ids: tuple[str, ...] | None, decision: Decision
     ) -> Concerned | None:
-        """Whom the entry concerns, for subject access (None: nobody we can name)."""
+        """Whom the entry concerns, for subject access (None: nobody we can name).
+        ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract."""
         if ids is None or dataset_code not in self._served():
             return None
         try:
@@ -212,7 +201,84 @@ class RecordHolder:
         coverage = bulk_coverage(dataset.subject_column, fields) if decision.allowed else "dataset"
         return Concerned(coverage, dataset.code, (), fields)
 
-    def _check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
+    def judge(
+        self,
+        request: PeerRequest[Any],
+        subject_count: int,
+        more: Callable[[], InvalidArgument | None] = lambda: None,
+    ) -> tuple[AccessRequest, Decision]:
+        """The access request an authenticated peer request (records or stream) makes,
+        and the decision on it: a refusal if its identifiers (or ``more``, the caller's
+        own structural checks) fail, else the policy's. Shared with the streamed bulk
+        path (``gateway.exchange.bulk_holder``)."""
+        msg: _Asked = request.message
+        access = AccessRequest(
+            requester=request.sender,
+            service_system=msg.service_system,
+            holder=self._responder.me,
+            dataset=msg.dataset,
+            purpose=msg.purpose,
+            fields=tuple(msg.fields),
+            subject_count=subject_count,
+            request_id=request.request_id,
+            timestamp_ms=msg.header.timestamp_ms,
+        )
+        problem = self._check_request(msg) or more()
+        if problem:
+            return access, refusal(self._policy.policy_set_digest, problem)
+        return access, self._decide(access)
+
+    def event(
+        self,
+        request: PeerRequest[Any],
+        decision: Decision,
+        signed: peer_pb2.SignedEnvelope,
+        record_count: int,
+        payload_digest: str,
+        details: tuple[tuple[str, str], ...] = (),
+    ) -> LedgerEvent:
+        """The holder's ledger entry for an answer ``signed`` to ``request``: identifiers
+        as sent only when well formed, both signatures with the digests they cover."""
+        msg: _Asked = request.message
+        return LedgerEvent(
+            kind="transfer" if decision.allowed else "refusal",
+            role="holder",
+            request_id=request.request_id,
+            timestamp_ms=self._clock(),
+            local=self._responder.me,
+            counterparty=request.sender,
+            service_system=safe_identifier(msg.service_system, identifiers.is_service_system),
+            dataset=safe_identifier(msg.dataset, identifiers.is_code),
+            purpose=safe_identifier(msg.purpose, identifiers.is_purpose),
+            decision="allow" if decision.allowed else "deny",
+            reason=clean_reason(decision.reason, self._limits),
+            record_count=record_count,
+            agreement_id=decision.agreement_id,
+            agreement_digest=decision.agreement_digest,
+            policy_set_digest=decision.policy_set_digest,
+            payload_digest=payload_digest,
+            request_digest=request.digest_hex,
+            requester_signature=request.signature_b64,
+            holder_signature=crypto.b64(signed.signature),
+            response_digest=envelope_digest(signed, self._responder.suite).hex(),
+            legal_basis=decision.legal_basis,
+            approval_id=decision.approval_id,
+            details=tuple(
+                sorted(
+                    kv
+                    for kv in (
+                        (
+                            "client_reference",
+                            safe_identifier(msg.client_reference, identifiers.is_client_reference),
+                        ),
+                        *details,
+                    )
+                    if kv[1]
+                )
+            ),
+        )
+
+    def _check_request(self, msg: _Asked) -> InvalidArgument | None:
         """Structural checks of an authenticated request (the peer may be buggy)."""
         if not identifiers.is_service_system(msg.service_system):
             return InvalidArgument.expected(
@@ -298,11 +364,3 @@ class RecordHolder:
             plaintext,
             seal_context(me, requester, request.request_id),
         )
-
-    # Shared with the streamed bulk path (``gateway.exchange.bulk_holder``).
-
-    def check_request(self, msg: peer_pb2.PeerRecordRequest) -> InvalidArgument | None:
-        return self._check_request(msg)
-
-    def decide(self, access: AccessRequest) -> Decision:
-        return self._decide(access)

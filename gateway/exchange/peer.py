@@ -146,7 +146,11 @@ class PeerCaller:
         to our request's digest and id, fresh."""
         # The channel authenticated the server as `recipient` (its pinned cert).
         opened = open_envelope(
-            reply, response_type, self._bundle(), recipient, self._limits.max_message_bytes,
+            reply,
+            response_type,
+            self._bundle(),
+            recipient,
+            self._limits.max_message_bytes,
             self._clock(),
         )
         response = parse_payload(opened, response_cls)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from google.protobuf.message import DecodeError
+
 from gateway import crypto, domains
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.envelope import envelope_digest, new_request_id
@@ -197,7 +199,7 @@ class RecordRequester:
                 set(r.fields) - allowed for r in batch.records
             ):
                 raise VerificationFailed("holder's records do not match its signed decision")
-        except (GatewayError, ValueError) as exc:
+        except (GatewayError, DecodeError, ValueError) as exc:
             reason = clean_reason(f"holder's answer failed verification: {exc}", self._limits)
             self._append(base | decided, "refusal", "deny", reason, details=details)
             if isinstance(exc, GatewayError):

@@ -91,6 +91,14 @@ class LedgerWriter(Protocol):
 # --------------------------------------------------------------------------
 
 INVALID = "(invalid)"
+
+# A holder ledgers a streamed bulk transfer in two entries with the same request
+# id: ``stream_phase=started`` (the request, the decision and the holder's signed
+# start) before the first chunk leaves, then ``stream_phase=closed`` (rows sent,
+# chain head, the holder's signed end) when it ends, complete or interrupted.
+STREAM_PHASE = "stream_phase"
+STREAM_STARTED = "started"
+STREAM_CLOSED = "closed"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 

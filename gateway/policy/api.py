@@ -60,6 +60,18 @@ class PolicyGate(Protocol):
         record quota usage. Raises QuotaExceeded if the rows would exceed it."""
         ...
 
+    def release_columns(
+        self,
+        decision: Decision,
+        request: AccessRequest,
+        columns: Mapping[str, Sequence[object]],
+        n_rows: int,
+    ) -> list[tuple[str, list[str]]]:
+        """``release`` of ``n_rows`` rows given column by column: (field, values in
+        row order) for each released field, transforms applied over the batch.
+        Same checks and quota charge."""
+        ...
+
     def quota_left(self, decision: Decision, request: AccessRequest) -> int:
         """Records the requester may still receive today under the decision's
         agreement (0 if none; streamed transfers size their chunks by it)."""

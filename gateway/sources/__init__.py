@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.catalogue import Catalogue, Dataset
 from gateway.limits import Limits
-from gateway.sources.common import Row
+from gateway.sources.common import Row, RowBatch
 from gateway.sources.sqlite import SqliteSource
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from gateway.sources.sql import SqlSource
 
-__all__ = ["DataSource", "Row", "Sources", "SqliteSource"]
+__all__ = ["DataSource", "Row", "RowBatch", "Sources", "SqliteSource"]
 
 log = logging.getLogger("gateway.sources")
 
@@ -49,9 +49,9 @@ class DataSource(Protocol):
 
     def stream(
         self, dataset: Dataset, columns: Sequence[str], start: int, limit: int, batch_rows: int
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[RowBatch]:
         """Rows ``start`` .. ``start + limit`` in the stable bulk order, in batches
-        of at most ``batch_rows``; memory stays at one batch."""
+        of at most ``batch_rows``, column by column; memory stays at one batch."""
         ...
 
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
@@ -116,7 +116,7 @@ class Sources:
 
     def stream(
         self, dataset: Dataset, columns: Sequence[str], start: int, limit: int, batch_rows: int
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[RowBatch]:
         return self._for(dataset).stream(dataset, columns, start, limit, batch_rows)
 
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:

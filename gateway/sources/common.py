@@ -1,5 +1,6 @@
-"""What every data source shares: the row shape, value normalisation and
-building a statistics frame from batches.
+"""What every data source shares: the row shape, the column batch a bulk stream
+yields (``RowBatch``), value normalisation and building a statistics frame
+from batches.
 
 Owns: turning database values into the catalogue's types (so a PostgreSQL
 ``date`` or ``numeric`` releases exactly as the SQLite text or real does) and
@@ -10,7 +11,8 @@ batch of Python objects at a time.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,40 @@ if TYPE_CHECKING:
     import polars as pl
 
 Row = dict[str, object]
+
+
+@dataclass(frozen=True)
+class RowBatch:
+    """A batch of rows column by column (a streamed bulk read): ``columns[i]`` holds
+    the values of ``names[i]``, each of length ``len(batch)``. Cheaper to read and
+    transform than one dict per row."""
+
+    names: tuple[str, ...]
+    columns: tuple[Sequence[object], ...]
+    size: int
+
+    @classmethod
+    def of_tuples(cls, names: Sequence[str], rows: Sequence[Sequence[object]]) -> RowBatch:
+        """From database row tuples in ``names`` order."""
+        cols = tuple(zip(*rows, strict=True)) if rows else tuple(() for _ in names)
+        return cls(tuple(names), cols, len(rows))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def head(self, n: int) -> RowBatch:
+        """The first ``n`` rows."""
+        if n >= self.size:
+            return self
+        n = max(n, 0)
+        return RowBatch(self.names, tuple(c[:n] for c in self.columns), n)
+
+    def as_columns(self) -> dict[str, Sequence[object]]:
+        return dict(zip(self.names, self.columns, strict=True))
+
+    def rows(self) -> Iterator[Row]:
+        for values in zip(*self.columns, strict=True):
+            yield dict(zip(self.names, values, strict=True))
 
 
 def checked_columns(dataset: Dataset, columns: Sequence[str]) -> list[str]:

@@ -33,7 +33,14 @@ from sqlalchemy import exc as sa_exc
 from gateway.catalogue import Dataset, SourceMapping
 from gateway.errors import PolicyFileError, StorageFailure
 from gateway.limits import Limits
-from gateway.sources.common import Row, checked_columns, frame_from_batches, normalise_row
+from gateway.sources.common import (
+    Row,
+    RowBatch,
+    checked_columns,
+    frame_from_batches,
+    normalise,
+    normalise_row,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -255,14 +262,11 @@ class SqlSource:
 
     def stream(
         self, dataset: Dataset, columns: Sequence[str], start: int, limit: int, batch_rows: int
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[RowBatch]:
         cols = checked_columns(dataset, columns)
         kinds = [dataset.column(c).type for c in cols]
         query = (
-            self._select(dataset, cols)
-            .order_by(*self._order(dataset))
-            .offset(start)
-            .limit(limit)
+            self._select(dataset, cols).order_by(*self._order(dataset)).offset(start).limit(limit)
         )
         with self._errors(dataset), self._engine.connect() as conn:
             # A server-side cursor: the database sends rows as they are consumed.
@@ -272,7 +276,10 @@ class SqlSource:
             finished = False
             try:
                 for part in result.partitions(batch_rows):
-                    yield [normalise_row(r, cols, kinds) for r in part]
+                    yield RowBatch.of_tuples(
+                        cols,
+                        [[normalise(v, k) for v, k in zip(r, kinds, strict=True)] for r in part],
+                    )
                 finished = True
             finally:
                 if not finished:

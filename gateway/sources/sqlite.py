@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from gateway.catalogue import Dataset
 from gateway.errors import NotFound, StorageFailure
 from gateway.limits import DEFAULT_LIMITS, Limits
-from gateway.sources.common import Row, checked_columns, frame_from_batches
+from gateway.sources.common import Row, RowBatch, checked_columns, frame_from_batches
 
 if TYPE_CHECKING:
     import polars as pl
@@ -131,7 +131,7 @@ class SqliteSource:
 
     def stream(
         self, dataset: Dataset, columns: Sequence[str], start: int, limit: int, batch_rows: int
-    ) -> Iterator[list[Row]]:
+    ) -> Iterator[RowBatch]:
         cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
         # A connection of its own: the generator may be resumed on another thread.
@@ -146,7 +146,7 @@ class SqliteSource:
                     [limit, start],
                 )
                 while batch := cur.fetchmany(batch_rows):
-                    yield [dict(zip(cols, r, strict=True)) for r in batch]
+                    yield RowBatch.of_tuples(cols, batch)
         finally:
             conn.close()
 

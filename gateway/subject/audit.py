@@ -6,7 +6,8 @@ index set, different fields or coverage, and rows whose entry is gone) and
 ``audit_subject`` (one person's history at one holder, built by the same code
 the gateway answers with and verified with the trust bundle's keys, each entry
 paired with its counterpart in the requesting members' ledgers when those are
-given). Works on files: a read-only ledger, the index store, the holder's key.
+given; a streamed transfer's commitment is compared from the holder's closing
+entry). Works on files: a read-only ledger, the index store, the holder's key.
 
 Does not own: the command line (``gateway.cli.audit``).
 """
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from gateway import crypto
 from gateway.errors import GatewayError
 from gateway.ledger.entry import decode_entry
+from gateway.ledger.events import STREAM_CLOSED, STREAM_PHASE, STREAM_STARTED
 from gateway.ledger.ledger import Ledger
 from gateway.limits import Limits
 from gateway.subject.holder import HistoryResponder
@@ -147,11 +149,21 @@ def audit_subject(
             state = "missing"
         else:
             e = found[0]
-            diff = [
-                name
-                for name in ("dataset", "purpose", "payload_digest", "request_digest", "decision")
-                if getattr(e, name) != getattr(holder_event, name)
-            ]
+            names = ["dataset", "purpose", "payload_digest", "request_digest", "decision"]
+            if (STREAM_PHASE, STREAM_STARTED) in holder_event.details:
+                # A streamed transfer: its commitment is in the holder's closing entry, and
+                # only a transfer both sides completed has one commitment to compare.
+                closing = [
+                    r.event
+                    for r in ledger.find(item.request_id)
+                    if r.event.role == "holder" and (STREAM_PHASE, STREAM_CLOSED) in r.event.details
+                ]
+                done = ("complete", "true")
+                if closing and done in closing[0].details and done in e.details:
+                    holder_event = closing[0]
+                else:
+                    names.remove("payload_digest")
+            diff = [name for name in names if getattr(e, name) != getattr(holder_event, name)]
             state = f"differs: {', '.join(diff)}" if diff else "matches"
         counterparts.setdefault(item.request_id, {})[item.requester] = state
     return SubjectAudit(items, truncated, counterparts)

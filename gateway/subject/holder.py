@@ -21,6 +21,8 @@ import os
 from collections.abc import Callable
 from typing import Final
 
+from google.protobuf.message import DecodeError
+
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, subject_pb2
 from gateway.catalogue import Catalogue
@@ -201,7 +203,7 @@ class SubjectHolder:
                             seal_context(requester, me, request.request_id),
                         )
                     )
-                except (CryptoFailure, ValueError) as exc:
+                except (CryptoFailure, DecodeError, ValueError) as exc:
                     raise InvalidArgument("sealed_query could not be opened") from exc
                 subject = identifiers.subject_id(query.subject_id)
                 proofs, truncated = self._history.answer(subject)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import subject_pb2
 from gateway.catalogue import Catalogue
@@ -269,7 +271,7 @@ class SubjectAccessCoordinator:
             proofs = subject_pb2.SubjectHistoryProofs.FromString(plaintext)
             if len(proofs.entries) != resp.entry_count:
                 raise VerificationFailed("entry count differs from the signed answer's")
-        except (CryptoFailure, ValueError, VerificationFailed) as exc:
+        except (CryptoFailure, DecodeError, ValueError, VerificationFailed) as exc:
             reason = f"the sealed answer could not be opened: {exc}"
             result = JurisdictionResult(holder, member.name, "failed_verification", reason)
             event = self._event(portal, holder, request_id, "failed_verification", reason, sig=sig)

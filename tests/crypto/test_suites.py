@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import crypto
-from gateway.errors import CryptoFailure, SuiteMismatch
+from gateway.errors import CryptoFailure, InvalidArgument, SuiteMismatch
 
 SUITES = [crypto.INTL, crypto.GM]
 ids = [s.name for s in SUITES]
@@ -138,3 +138,19 @@ def test_ed25519_signature_that_happens_to_parse_as_der_is_not_refused_as_gm() -
         crypto.require_signature_suite(
             gm_key, _KEYS["intl"][0].sign("d", b"m")[:1] + bytes(63), "x"
         )
+@pytest.mark.parametrize("suite_name", ["intl", "gm"])
+def test_batched_keyed_hashes_equal_one_at_a_time_for_every_key_length_and_item(
+    suite_name: str,
+) -> None:
+    """The bulk path's prepared-key HMAC must give the very same pseudonym MACs."""
+    import os
+
+    from gateway import crypto
+
+    s = crypto.suite(suite_name)
+    items = [b"", b"x", "张三丰".encode(), os.urandom(63), os.urandom(64), os.urandom(1000)]
+    for key in (os.urandom(16), os.urandom(32), os.urandom(64), os.urandom(65), os.urandom(200)):
+        got = s.keyed_hashes(key, "cn.dataexchange.test", items)
+        assert got == [s.keyed_hash(key, "cn.dataexchange.test", i) for i in items]
+    with pytest.raises(InvalidArgument):
+        s.keyed_hashes(b"short", "cn.dataexchange.test", items)

@@ -122,3 +122,107 @@ def test_receipt_for_another_answer_is_a_discrepancy() -> None:
                          holder_signature="")  # fmt: skip
     r = reconcile([(0, make_event(1)), (1, receipt)], [(0, requester_view(1))])
     assert not r.ok and r.differing[0].fields == ("receipt",)
+
+
+# --------------------------------------------------------------------------
+# Streamed bulk transfers: the holder's started + closing entries, one requester entry.
+# --------------------------------------------------------------------------
+
+START_SIG_DIGEST, END_SIG_DIGEST = "1" * 64, "2" * 64
+
+
+def _started(i: int) -> object:
+    return make_event(
+        i, record_count=0, payload_digest="", response_digest=START_SIG_DIGEST,
+        details=(("stream", "true"), ("stream_phase", "started")),
+    )  # fmt: skip
+
+
+def _closing(i: int, rows: int, complete: bool) -> object:
+    return make_event(
+        i, record_count=rows, payload_digest="c" * 64,
+        response_digest=END_SIG_DIGEST if complete else "3" * 64,
+        details=(("complete", "true" if complete else "false"), ("stream", "true"),
+                 ("stream_phase", "closed")),
+    )  # fmt: skip
+
+
+def _asked(i: int, rows: int, complete: bool) -> object:
+    """The requester holds the signed end when complete, else only the signed start."""
+    return requester_view(
+        i, record_count=rows, payload_digest="c" * 64 if complete else "f" * 64,
+        response_digest=END_SIG_DIGEST if complete else START_SIG_DIGEST,
+        details=(("complete", "true" if complete else "false"), ("stream", "true")),
+    )  # fmt: skip
+
+
+def test_completed_stream_pairs_the_requester_entry_with_the_holder_closing_entry() -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    r = reconcile([(0, _started(1)), (1, _closing(1, 50, True))], [(0, _asked(1, 50, True))])
+    assert (r.ok, r.matched, r.interrupted, r.unacknowledged) == (True, 1, (), ())
+
+
+def test_holder_killed_mid_stream_is_an_interrupted_transfer_not_a_discrepancy() -> None:
+    """A started entry without a closing one (kill -9 of the holder)."""
+    from gateway.ledger.reconcile import reconcile
+
+    r = reconcile([(7, _started(1))], [(3, _asked(1, 40, False))])
+    assert r.ok and r.discrepancies == 0 and r.matched == 0
+    [t] = r.interrupted
+    assert (t.request_id, t.index, t.rows_sent, t.rows_received) == ("req-000001", 7, None, 40)
+    assert "no closing entry" in t.reason
+    # Also when the requester died too and has no entry at all.
+    alone = reconcile([(7, _started(1))], [], "110000", "120000")
+    assert alone.ok and alone.interrupted[0].rows_received is None
+
+
+def test_stream_cut_between_the_gateways_is_interrupted_on_both_sides() -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    held = [(0, _started(1)), (1, _closing(1, 80, False))]
+    r = reconcile(held, [(0, _asked(1, 40, False))])
+    assert r.ok and [(t.rows_sent, t.rows_received) for t in r.interrupted] == [(80, 40)]
+    # The holder finished (rows buffered in flight) but the requester gave up: interrupted too.
+    held = [(0, _started(1)), (1, _closing(1, 80, True))]
+    assert reconcile(held, [(0, _asked(1, 40, False))]).interrupted[0].rows_sent == 80
+
+
+def test_requester_claiming_more_rows_than_the_holder_sent_is_a_discrepancy() -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    held = [(0, _started(1)), (1, _closing(1, 40, False))]
+    r = reconcile(held, [(0, _asked(1, 80, False))])
+    assert not r.ok and r.differing[0].fields == ("record_count",)
+
+
+def test_requester_holding_a_signed_end_the_holder_never_closed_with_is_a_discrepancy() -> None:
+    from gateway.ledger.reconcile import reconcile
+
+    r = reconcile([(0, _started(1))], [(5, _asked(1, 50, True))])
+    assert not r.ok and r.missing_in_a == (("req-000001", 5),)
+
+
+def test_stream_closing_entry_disagreeing_with_its_started_entry_is_a_discrepancy() -> None:
+    from dataclasses import replace
+
+    from gateway.ledger.reconcile import reconcile
+
+    closing = replace(_closing(1, 50, True), agreement_digest="9" * 64)  # type: ignore[type-var]
+    r = reconcile([(0, _started(1)), (1, closing)], [(0, _asked(1, 50, True))])
+    assert not r.ok and "agreement_digest" in r.differing[0].fields
+
+
+def test_reconcile_cli_lists_an_interrupted_stream_and_exits_0(
+    new_ledger: NewLedger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = new_ledger(name="a.db", origin=BJ)
+    b = new_ledger(name="b.db", origin=TJ)
+    a.append(_started(1))  # type: ignore[arg-type]
+    b.append(_asked(1, 40, False))  # type: ignore[arg-type]
+    a.close()
+    b.close()
+    assert main(["audit", "reconcile", str(tmp_path / "a.db"), str(tmp_path / "b.db")]) == 0
+    out = capsys.readouterr().out
+    assert "1 interrupted streamed transfers" in out and "request req-000001" in out
+    assert "0 true discrepancies" in out

@@ -1,6 +1,7 @@
 """Property: whatever the rows and the requested subset, release emits exactly
 the decision's fields, in order, each transformed as the agreement says; no
-other column (and no raw value of a transformed field) ever leaves."""
+other column (and no raw value of a transformed field) ever leaves. The
+column-by-column release of streamed transfers gives the very same values."""
 
 from __future__ import annotations
 
@@ -119,6 +120,16 @@ def test_only_allowlisted_fields_leave_and_every_transform_applies(
     expected_names = list(subset) if subset else allowed
     assert [f.name for f in decision.fields] == expected_names
     out = eng.release(decision, req, rows)
+    # The streamed path's vectorised release gives exactly the same values, in order.
+    given = {c: [r.get(c) for r in rows] for c in columns}
+    by_column = eng.release_columns(decision, req, given, len(rows))
+    assert [name for name, _ in by_column] == expected_names
+    assert all(len(vals) == len(rows) for _, vals in by_column)
+    rebuilt = [
+        dict(zip(expected_names, r, strict=True))
+        for r in zip(*(v for _, v in by_column), strict=True)
+    ]
+    assert rebuilt == out
     pseudo = Pseudonymiser(SECRET)
     assert len(out) == len(rows)
     for raw, got in zip(rows, out, strict=True):
@@ -142,3 +153,26 @@ def test_only_allowlisted_fields_leave_and_every_transform_applies(
             else:
                 assert cf.transform is Transform.GENERALISE and cf.to is not None
                 assert got[name] == generalise(v, cf.to)
+
+
+def test_column_release_refuses_a_column_of_the_wrong_length_and_reads_an_absent_one_as_none(
+    engines: dict[str, PolicyEngine],
+) -> None:
+    from gateway.errors import InvalidArgument
+
+    holder, dataset, requester, system, purpose, _ = CASES["tianjin-planning"]
+    eng = engines[holder]
+    req = AccessRequest(
+        requester, system, holder, dataset, purpose, ("person_id", "age_band"),
+        subject_count=0, request_id="p", timestamp_ms=NOW_MS,
+    )  # fmt: skip
+    decision = eng.decide(req)
+    assert decision.allowed, decision.reason
+    with pytest.raises(InvalidArgument):
+        eng.release_columns(decision, req, {"person_id": ["a", "b"], "age_band": ["1"]}, 2)
+    got = eng.release_columns(decision, req, {"person_id": ["a", "b"]}, 2)
+    assert got[1] == ("age_band", ["", ""])
+    assert eng.release(decision, req, [{"person_id": "a"}, {"person_id": "b"}]) == [
+        dict(zip(("person_id", "age_band"), r, strict=True))
+        for r in zip(got[0][1], got[1][1], strict=True)
+    ]

@@ -162,3 +162,24 @@ def test_pseudonym_secret_must_be_32_bytes(bad: bytes) -> None:
 
 def test_pseudonymiser_repr_hides_secret() -> None:
     assert "0001" not in repr(Pseudonymiser(KEY)) and "\\x00" not in repr(Pseudonymiser(KEY))
+
+
+@pytest.mark.parametrize("suite_name", ["intl", "gm"])
+def test_batched_pseudonyms_equal_one_at_a_time_including_empty_and_odd_values(
+    suite_name: str,
+) -> None:
+    import datetime as dt
+
+    from gateway import crypto
+    from gateway.catalogue import PiiKind
+    from gateway.policy.transforms import Pseudonymiser
+
+    p = Pseudonymiser(bytes(range(32)), crypto.suite(suite_name))
+    values: list[object] = [
+        "110105199003078515", " 11010519900307851x ", "", "   ", None, 42, 1.5,
+        dt.date(2020, 1, 2), "张三丰", *(f"1101051990{i:08d}" for i in range(50)),
+    ]  # fmt: skip
+    for pii in PiiKind:
+        batched = p.tokens(values, "120000", "tianjin-planning", pii)
+        assert batched == [p.token(v, "120000", "tianjin-planning", pii) for v in values]
+    assert p.tokens([], "120000", "tianjin-planning", PiiKind.ID_NUMBER) == []

@@ -17,10 +17,10 @@ import grpc
 import pytest
 
 from gateway import crypto, domains
-from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2, service_pb2
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2, service_pb2
 from gateway.config import load_config
 from gateway.demo.setup import REPO_POLICIES, build_federation
-from gateway.exchange.bulk import ChunkChain, chunk_context
+from gateway.exchange.bulk import ChunkChain, chunk_context, column_batch
 from gateway.ledger.events import LedgerEvent
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, stop_federation
@@ -81,13 +81,20 @@ def _transport(rf: RunningFederation, replacement: object) -> Iterator[None]:
         bulk._transport = real
 
 
-def _stream(rf: RunningFederation, cursor: str = "", service: str = "tianjin-planning") -> Messages:
+def _stream(
+    rf: RunningFederation,
+    cursor: str = "",
+    service: str = "tianjin-planning",
+    columnar: bool = False,
+) -> Messages:
     with rf.client("120000", service) as c:
-        return list(c.stream_records(*ARGS, cursor=cursor, timeout=30))
+        return list(c.stream_records(*ARGS, cursor=cursor, timeout=30, columnar=columnar))
 
 
 def _rows(msgs: Messages) -> list[dict[str, str]]:
-    return [dict(r.fields) for m in msgs if m.HasField("chunk") for r in m.chunk.records]
+    from gateway.client import chunk_rows
+
+    return [r for m in msgs if m.HasField("chunk") for r in chunk_rows(m.chunk)]
 
 
 def _signatures_verify_offline(rf: RunningFederation, *entries: LedgerEvent) -> None:
@@ -107,7 +114,10 @@ def _signatures_verify_offline(rf: RunningFederation, *entries: LedgerEvent) -> 
 def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_records_the_commitment(
     fed: RunningFederation,
 ) -> None:
-    bj0, tj0 = len(ledger_events(fed.gateways["110000"])), len(ledger_events(fed.gateways["120000"]))
+    bj0, tj0 = (
+        len(ledger_events(fed.gateways["110000"])),
+        len(ledger_events(fed.gateways["120000"])),
+    )
     msgs = _stream(fed)
     kinds = [m.WhichOneof("kind") for m in msgs]
     assert kinds[0] == "started" and kinds[-1] == "completed"
@@ -122,16 +132,22 @@ def test_bulk_stream_delivers_every_row_once_in_order_and_one_entry_per_side_rec
     assert (done.row_count, done.truncated) == (ROWS, False)
     holder = ledger_events(fed.gateways["110000"])[bj0:]
     requester = ledger_events(fed.gateways["120000"])[tj0:]
-    assert [e.kind for e in holder] == ["transfer"] == [e.kind for e in requester]
-    h, r = holder[0], requester[0]
-    assert h.request_id == r.request_id == msgs[0].started.request_id
+    # The holder: a started entry (before anything left) and a closing one; the requester: one.
+    assert [e.kind for e in holder] == ["transfer", "transfer"]
+    assert [e.kind for e in requester] == ["transfer"]
+    s, h, r = holder[0], holder[1], requester[0]
+    assert ("stream_phase", "started") in s.details and ("stream_phase", "closed") in h.details
+    assert s.request_id == h.request_id == r.request_id == msgs[0].started.request_id
+    assert (s.record_count, s.payload_digest) == (0, "")
+    assert (s.request_digest, s.requester_signature) == (r.request_digest, r.requester_signature)
     assert h.record_count == r.record_count == ROWS
     assert h.payload_digest == r.payload_digest == done.commitment
-    assert h.holder_signature == r.holder_signature != ""
+    assert h.holder_signature == r.holder_signature != s.holder_signature != ""
     assert ("complete", "true") in h.details and ("complete", "true") in r.details
     _signatures_verify_offline(fed, h, r)
+    _signatures_verify_offline(fed, s)  # the started entry records the signed start
     subject = fed.subject("110000", "SELECT person_id FROM si_contributions LIMIT 1")
-    assert subject not in repr(h) + repr(r)
+    assert subject not in repr(s) + repr(h) + repr(r)
 
 
 @pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
@@ -141,9 +157,11 @@ def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
     with scratch_schema(engine) as source:
         rf = _federation(tmp_path, source=source)
         try:
-            assert rf.gateways["110000"].policy_store.current.catalogue.dataset(
-                "si_contributions"
-            ).source
+            assert (
+                rf.gateways["110000"]
+                .policy_store.current.catalogue.dataset("si_contributions")
+                .source
+            )
             whole = _stream(rf)
             assert whole[-1].completed.row_count == ROWS and len(_rows(whole)) == ROWS
             rest = _stream(rf, cursor=whole[3].chunk.cursor)
@@ -155,7 +173,7 @@ def test_bulk_stream_from_a_database_register_streams_every_row_and_resumes(
 def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: Path) -> None:
     rf = _federation(tmp_path, suite="gm")
     try:
-        whole = _stream(rf)
+        whole = _stream(rf, columnar=True)
         done = whole[-1].completed
         assert done.row_count == ROWS and not done.truncated
         holder = ledger_events(rf.gateways["110000"])[-1]
@@ -164,17 +182,30 @@ def test_bulk_stream_in_a_gm_federation_commits_with_sm3_and_resumes(tmp_path: P
         # Recompute the chain from what arrived: SM3, not SHA-256.
         for digest, same in ((crypto.suite("gm").digest, True), (crypto.sha256, False)):
             chain = ChunkChain(bytes.fromhex(holder.request_digest), digest)
-            for m in whole[1:-1]:
-                body = peer_pb2.RecordBatch(records=m.chunk.records)
+            for m in whole[1:-1]:  # each chunk's plaintext is its ColumnBatch
                 chain.add(
-                    m.chunk.index, m.chunk.first_row, len(m.chunk.records),
-                    body.SerializeToString(deterministic=True),
+                    m.chunk.index, m.chunk.first_row, m.chunk.columns.row_count,
+                    m.chunk.columns.SerializeToString(deterministic=True),
                 )  # fmt: skip
             assert (chain.head.hex() == done.commitment) is same
-        rest = _stream(rf, cursor=whole[2].chunk.cursor)
+        rest = _stream(rf, cursor=whole[2].chunk.cursor)  # records, not columns: same rows
         assert _rows(whole)[2 * CHUNK :] == _rows(rest)
     finally:
         stop_federation(rf)
+
+
+def test_columnar_and_per_record_deliveries_give_the_same_rows_and_commitment(
+    fed: RunningFederation,
+) -> None:
+    """A service system asking for columns gets exactly the rows (values, order) a
+    per-record one gets, both verified complete."""
+    records, columns = _stream(fed), _stream(fed, columnar=True)
+    assert all(not m.chunk.columns.columns for m in records if m.HasField("chunk"))
+    assert all(not m.chunk.records for m in columns if m.HasField("chunk"))
+    assert len(_rows(records)) == ROWS and _rows(records) == _rows(columns)
+    assert records[-1].completed.row_count == columns[-1].completed.row_count == ROWS
+    names = [c.name for c in columns[1].chunk.columns.columns]
+    assert names == [f.name for f in columns[0].started.decision.fields]
 
 
 def test_interrupted_stream_resumes_from_its_cursor_without_gap_or_duplicate(
@@ -208,13 +239,19 @@ def test_holder_ledgers_an_interrupted_transfer_with_the_rows_that_left(
     env = tj.caller.prepare("110000", msg, domains.PEER_STREAM_REQUEST)
     before = len(ledger_events(bj))
     stream = bj.bulk_holder.stream_records(env, "120000")
-    kinds = [next(stream).WhichOneof("kind") for _ in range(3)]
-    assert kinds == ["start", "chunk", "chunk"] and len(ledger_events(bj)) == before
+    assert next(stream).WhichOneof("kind") == "start"
+    # The started entry was durable before the signed start left.
+    [started] = ledger_events(bj)[before:]
+    assert ("stream_phase", "started") in started.details and started.record_count == 0
+    kinds = [next(stream).WhichOneof("kind") for _ in range(2)]
+    assert kinds == ["chunk", "chunk"] and len(ledger_events(bj)) == before + 1
     stream.close()  # type: ignore[attr-defined]
-    [entry] = ledger_events(bj)[before:]
+    [_, entry] = ledger_events(bj)[before:]
     assert (entry.kind, entry.record_count) == ("transfer", 2 * CHUNK)
     assert ("complete", "false") in entry.details and ("chunks", "2") in entry.details
+    assert ("stream_phase", "closed") in entry.details
     assert entry.payload_digest  # the chain head over the chunks that left
+    _signatures_verify_offline(fed, entry)  # signed by the holder over what left
 
 
 def test_requester_ledgers_a_transfer_its_service_system_abandoned(
@@ -294,7 +331,9 @@ def test_malformed_cursor_is_invalid_argument(fed: RunningFederation) -> None:
 # Attacks on the stream between the gateways.
 # --------------------------------------------------------------------------
 
-Mutation = Callable[[list[peer_pb2.PeerStreamMessage], RunningFederation], list[peer_pb2.PeerStreamMessage]]
+Mutation = Callable[
+    [list[peer_pb2.PeerStreamMessage], RunningFederation], list[peer_pb2.PeerStreamMessage]
+]
 
 
 class _Tampering:
@@ -317,10 +356,10 @@ def _resealed_substitute(
 ) -> list[peer_pb2.PeerStreamMessage]:
     """Replace chunk 1's rows with forged ones, sealed correctly to the requester."""
     c = msgs[2].chunk
-    forged = peer_pb2.RecordBatch(
-        records=[common_pb2.Record(fields={"person_id": "forged", "age_band": "25-34"})]
-        * c.row_count
-    ).SerializeToString(deterministic=True)
+    forged = column_batch(
+        c.row_count,
+        [("person_id", ["forged"] * c.row_count), ("age_band", ["25-34"] * c.row_count)],
+    )
     requester_key = rf.gateways["120000"].bundle().member("120000").seal_key
     c.sealed_rows = crypto.seal(
         requester_key,
@@ -361,9 +400,10 @@ def test_tampered_stream_fails_verification_and_is_never_reported_complete(
     tj = fed.gateways["120000"]
     before = len(ledger_events(tj))
     got: Messages = []
-    with _transport(fed, _Tampering(tj.transport, fed, mutate)), fed.client(
-        "120000", "tianjin-planning"
-    ) as c:
+    with (
+        _transport(fed, _Tampering(tj.transport, fed, mutate)),
+        fed.client("120000", "tianjin-planning") as c,
+    ):
         with pytest.raises(grpc.RpcError) as err:
             for m in c.stream_records(*ARGS, timeout=30):
                 got.append(m)
@@ -431,9 +471,7 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
     whole = _rows(_stream(fed))
     tj = fed.gateways["120000"]
     got: Messages = []
-    with _transport(fed, _CutAfter(tj.transport, 4)), fed.client(
-        "120000", "tianjin-planning"
-    ) as c:
+    with _transport(fed, _CutAfter(tj.transport, 4)), fed.client("120000", "tianjin-planning") as c:
         with pytest.raises(grpc.RpcError) as err:
             for m in c.stream_records(*ARGS, timeout=30):
                 got.append(m)
@@ -442,6 +480,20 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
     entry = ledger_events(tj)[-1]
     assert (entry.kind, entry.record_count) == ("transfer", 3 * CHUNK)
     assert ("complete", "false") in entry.details
+    # Reconcile pairs the requester's entry with the holder's started (+ closing) entries:
+    # an interrupted transfer, not a discrepancy.
+    from gateway.ledger.reconcile import reconcile
+
+    rid = entry.request_id
+    held = [
+        (i, e) for i, e in enumerate(ledger_events(fed.gateways["110000"])) if e.request_id == rid
+    ]
+    asked = [(i, e) for i, e in enumerate(ledger_events(tj)) if e.request_id == rid]
+    assert len(held) in (1, 2) and len(asked) == 1
+    report = reconcile(held, asked, "110000", "120000")
+    assert report.ok and report.matched == 0
+    [cut] = report.interrupted
+    assert (cut.request_id, cut.rows_received) == (rid, 3 * CHUNK)
     rest = _stream(fed, cursor=got[-1].chunk.cursor)
     assert _rows(got) + _rows(rest) == whole
     assert rest[-1].completed.row_count == ROWS - 3 * CHUNK

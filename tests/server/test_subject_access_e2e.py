@@ -447,3 +447,67 @@ def test_portal_with_only_the_subject_access_role_cannot_read_records(
             subject_ids=_commuters(fed, 1),
         )
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_streamed_bulk_transfer_is_in_every_persons_history_as_a_pseudonymised_extract(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A streamed bulk transfer (StreamRecords) names nobody and covers everyone: the
+    holder's started entry is indexed before the first chunk leaves, so it is listed
+    (proven) in any person's history, and the officer's audit pairs it with the
+    requester's entry (the commitment compared from the holder's closing entry)."""
+    alice, dave = _commuters(fed, 10)[8:10]
+    with fed.client("120000", "tianjin-planning") as c:
+        msgs = list(c.stream_records("110000", "si_contributions", "commuter_planning"))
+    rid = msgs[0].started.request_id
+    assert msgs[-1].HasField("completed") and msgs[-1].completed.row_count > 0
+    for who in (alice, dave):
+        [e] = [e for e in _history(fed, who).events if e.request_id == rid]
+        assert e.kind == "bulk_pseudonymised"
+        assert (e.requester_jurisdiction, e.service_system) == ("120000", "tianjin-planning")
+        assert ("person_id", "pseudonymise") in {(f.name, f.transform) for f in e.fields}
+        assert len(e.proof.cosigned_by) == 2
+    tj_ledger = str(fed.site("120000").root / "data" / "ledger.sqlite")
+    assert _audit(fed, alice, tmp_path, "--requester-ledger", tj_ledger) == 0
+    out = capsys.readouterr().out
+    assert f"request {rid}" in out
+    assert "120000's ledger: matches" in out.split(f"request {rid}")[1].split("request ")[0]
+
+
+def test_member_sealing_protobuf_garbage_as_the_query_gets_a_signed_invalid_argument(
+    fed: RunningFederation,
+) -> None:
+    """A sealed query that opens but is not a SubjectQuery is the requester's
+    mistake: a signed, ledgered INVALID_ARGUMENT refusal, never INTERNAL."""
+    import os
+
+    from gateway import crypto, domains
+    from gateway.envelope import new_request_id
+    from gateway.exchange.records import seal_context
+
+    hebei = fed.gateways["130000"]
+    rid = new_request_id()
+    member = hebei.bundle().member("110000")
+    msg = subject_pb2.PeerSubjectRequest(
+        service_system="hebei-citizen-portal",
+        sealed_query=crypto.seal(
+            member.seal_key,
+            domains.SEAL_SUBJECT_QUERY,
+            b"\x0a\xff\xff",  # a length-delimited field that runs past the end
+            seal_context("130000", "110000", rid),
+            os.urandom,
+        ),
+    )
+    envelope = hebei.caller.prepare("110000", msg, domains.PEER_SUBJECT_REQUEST, rid)
+    reply = hebei.caller.send(
+        "110000",
+        "SubjectHistory",
+        envelope,
+        rid,
+        domains.PEER_SUBJECT_RESPONSE,
+        subject_pb2.PeerSubjectResponse,
+    )
+    assert reply.response.error_code == "INVALID_ARGUMENT"
+    assert "sealed_query" in reply.response.reason
+    (entry,) = [e for e in ledger_events(fed.gateways["110000"]) if e.request_id == rid]
+    assert (entry.kind, entry.decision) == ("subject_access", "deny")

@@ -89,12 +89,13 @@ def test_interrupted_bulk_stream_resumes_at_its_offset_without_gap_or_duplicate(
     ds = _dataset(cat, mappings)
     db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
     try:
-        whole = [r for b in db.stream(ds, ["person_id", "age_band"], 0, ROWS, 50) for r in b]
+        cols = ["person_id", "age_band"]
+        whole = [r for b in db.stream(ds, cols, 0, ROWS, 50) for r in b.rows()]
         assert len(whole) == ROWS
-        batches = list(db.stream(ds, ["person_id", "age_band"], 0, ROWS, 50))
+        batches = list(db.stream(ds, cols, 0, ROWS, 50))
         assert all(len(b) <= 50 for b in batches)
-        first = next(iter(db.stream(ds, ["person_id", "age_band"], 0, 120, 50)))
-        rest = [r for b in db.stream(ds, ["person_id", "age_band"], 50, ROWS, 50) for r in b]
+        first = list(next(iter(db.stream(ds, cols, 0, 120, 50))).rows())
+        rest = [r for b in db.stream(ds, cols, 50, ROWS, 50) for r in b.rows()]
         assert first + rest == whole
     finally:
         db.close()

@@ -64,6 +64,7 @@ class PeerExchangeServicer(peer_pb2_grpc.PeerExchangeServicer):
         if self._subject is None:
             raise NotFound("this gateway does not answer subject-access requests")
         return self._subject(request, caller())
+
     def Acknowledge(
         self, request: peer_pb2.SignedEnvelope, context: grpc.ServicerContext
     ) -> peer_pb2.SignedEnvelope:

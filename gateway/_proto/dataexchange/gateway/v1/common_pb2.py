@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dataexchange/gateway/v1/common.proto\x12\x17\x64\x61taexchange.gateway.v1\"t\n\x06Record\x12;\n\x06\x66ields\x18\x01 \x03(\x0b\x32+.dataexchange.gateway.v1.Record.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\x0c\x46ieldRelease\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttransform\x18\x02 \x01(\t\"\xdd\x01\n\x0ePolicyDecision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x03 \x01(\t\x12\x18\n\x10\x61greement_digest\x18\x04 \x01(\t\x12\x19\n\x11policy_set_digest\x18\x05 \x01(\t\x12\x35\n\x06\x66ields\x18\x06 \x03(\x0b\x32%.dataexchange.gateway.v1.FieldRelease\x12\x13\n\x0blegal_basis\x18\x07 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x08 \x01(\t\"H\n\rLedgerReceipt\x12\x14\n\x0cjurisdiction\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x12\n\nentry_hash\x18\x03 \x01(\tBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$dataexchange/gateway/v1/common.proto\x12\x17\x64\x61taexchange.gateway.v1\"t\n\x06Record\x12;\n\x06\x66ields\x18\x01 \x03(\x0b\x32+.dataexchange.gateway.v1.Record.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"R\n\x0b\x43olumnBatch\x12\x11\n\trow_count\x18\x01 \x01(\r\x12\x30\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x1f.dataexchange.gateway.v1.Column\"&\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"/\n\x0c\x46ieldRelease\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttransform\x18\x02 \x01(\t\"\xdd\x01\n\x0ePolicyDecision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x03 \x01(\t\x12\x18\n\x10\x61greement_digest\x18\x04 \x01(\t\x12\x19\n\x11policy_set_digest\x18\x05 \x01(\t\x12\x35\n\x06\x66ields\x18\x06 \x03(\x0b\x32%.dataexchange.gateway.v1.FieldRelease\x12\x13\n\x0blegal_basis\x18\x07 \x01(\t\x12\x13\n\x0b\x61pproval_id\x18\x08 \x01(\t\"H\n\rLedgerReceipt\x12\x14\n\x0cjurisdiction\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x12\n\nentry_hash\x18\x03 \x01(\tBh\n\x1a\x63n.dataexchange.gateway.v1P\x01ZHgithub.com/dataexchange/gateway/gen/go/dataexchange/gateway/v1;gatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,10 +39,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORD']._serialized_end=181
   _globals['_RECORD_FIELDSENTRY']._serialized_start=136
   _globals['_RECORD_FIELDSENTRY']._serialized_end=181
-  _globals['_FIELDRELEASE']._serialized_start=183
-  _globals['_FIELDRELEASE']._serialized_end=230
-  _globals['_POLICYDECISION']._serialized_start=233
-  _globals['_POLICYDECISION']._serialized_end=454
-  _globals['_LEDGERRECEIPT']._serialized_start=456
-  _globals['_LEDGERRECEIPT']._serialized_end=528
+  _globals['_COLUMNBATCH']._serialized_start=183
+  _globals['_COLUMNBATCH']._serialized_end=265
+  _globals['_COLUMN']._serialized_start=267
+  _globals['_COLUMN']._serialized_end=305
+  _globals['_FIELDRELEASE']._serialized_start=307
+  _globals['_FIELDRELEASE']._serialized_end=354
+  _globals['_POLICYDECISION']._serialized_start=357
+  _globals['_POLICYDECISION']._serialized_end=578
+  _globals['_LEDGERRECEIPT']._serialized_start=580
+  _globals['_LEDGERRECEIPT']._serialized_end=652
 # @@protoc_insertion_point(module_scope)

@@ -19,6 +19,22 @@ class Record(_message.Message):
     fields: _containers.ScalarMap[str, str]
     def __init__(self, fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class ColumnBatch(_message.Message):
+    __slots__ = ("row_count", "columns")
+    ROW_COUNT_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    row_count: int
+    columns: _containers.RepeatedCompositeFieldContainer[Column]
+    def __init__(self, row_count: _Optional[int] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ...) -> None: ...
+
+class Column(_message.Message):
+    __slots__ = ("name", "values")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class FieldRelease(_message.Message):
     __slots__ = ("name", "transform")
     NAME_FIELD_NUMBER: _ClassVar[int]

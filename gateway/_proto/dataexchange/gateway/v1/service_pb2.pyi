@@ -62,20 +62,22 @@ class MemberDatasets(_message.Message):
     def __init__(self, jurisdiction: _Optional[str] = ..., name: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
-    __slots__ = ("holder_jurisdiction", "dataset", "purpose", "fields", "client_reference", "cursor")
+    __slots__ = ("holder_jurisdiction", "dataset", "purpose", "fields", "client_reference", "cursor", "columnar")
     HOLDER_JURISDICTION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     CLIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    COLUMNAR_FIELD_NUMBER: _ClassVar[int]
     holder_jurisdiction: str
     dataset: str
     purpose: str
     fields: _containers.RepeatedScalarFieldContainer[str]
     client_reference: str
     cursor: str
-    def __init__(self, holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+    columnar: bool
+    def __init__(self, holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., cursor: _Optional[str] = ..., columnar: _Optional[bool] = ...) -> None: ...
 
 class StreamRecordsResponse(_message.Message):
     __slots__ = ("started", "chunk", "completed")
@@ -104,16 +106,18 @@ class StreamStarted(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., decision: _Optional[_Union[_common_pb2.PolicyDecision, _Mapping]] = ..., start_row: _Optional[int] = ..., max_rows: _Optional[int] = ...) -> None: ...
 
 class RecordChunk(_message.Message):
-    __slots__ = ("index", "first_row", "records", "cursor")
+    __slots__ = ("index", "first_row", "records", "cursor", "columns")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     FIRST_ROW_FIELD_NUMBER: _ClassVar[int]
     RECORDS_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     index: int
     first_row: int
     records: _containers.RepeatedCompositeFieldContainer[_common_pb2.Record]
     cursor: str
-    def __init__(self, index: _Optional[int] = ..., first_row: _Optional[int] = ..., records: _Optional[_Iterable[_Union[_common_pb2.Record, _Mapping]]] = ..., cursor: _Optional[str] = ...) -> None: ...
+    columns: _common_pb2.ColumnBatch
+    def __init__(self, index: _Optional[int] = ..., first_row: _Optional[int] = ..., records: _Optional[_Iterable[_Union[_common_pb2.Record, _Mapping]]] = ..., cursor: _Optional[str] = ..., columns: _Optional[_Union[_common_pb2.ColumnBatch, _Mapping]] = ...) -> None: ...
 
 class StreamCompleted(_message.Message):
     __slots__ = ("row_count", "chunk_count", "commitment", "truncated", "truncated_reason", "cursor", "receipt")
