@@ -8,6 +8,7 @@ A signature made under the default id does not verify for such a member.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -43,10 +44,20 @@ def test_bundle_user_id_is_used_for_every_signature_and_verified_offline(
         )  # fmt: skip
     assert len(resp.records) == 1
     bj = fed.gateways["110000"]
+    event = next(e for e in reversed(ledger_events(bj)) if e.kind == "transfer")
+    # The requester's receipt is ledgered off the request path: wait for it, so the
+    # checkpoint below covers every entry of this request id.
+    deadline = time.monotonic() + 10
+    while not any(
+        e.kind == "receipt" and e.request_id == event.request_id
+        for e in ledger_events(bj, receipts=True)
+    ):
+        assert time.monotonic() < deadline, "the receipt never arrived"
+        fed.gateways["130000"].receipts.flush()
+        time.sleep(0.05)
     outcomes = bj.checkpoint_and_witness()
     assert all(o.startswith("cosigned") for o in outcomes.values()), outcomes
     # The holder's answer signature verifies under the bundle's id, not the default one.
-    event = ledger_events(bj)[-1]
     assert event.holder_signature
     # Offline: the whole ledger and an evidence bundle, both pinned to the trust bundle.
     ledger_file = str(fed.site("110000").root / "data" / "ledger.sqlite")
