@@ -210,6 +210,7 @@ def apply_witness_response(
     peer: str,
     witness_name: str,
     witness_key: AnyVerifyKey | Sequence[AnyVerifyKey],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> int:
     """Verify and store the cosignature; remember the peer's size. Returns that size.
 
@@ -225,10 +226,10 @@ def apply_witness_response(
     if status != S.WITNESS_STATUS_COSIGNED:
         name = ledger_pb2.WitnessStatus.Name(status)
         raise VerificationFailed(f"witness {witness_name} refused: {name}: {response.detail}")
-    text, _ = parse_note(request.checkpoint)
+    text, _ = parse_note(request.checkpoint, limits)
     cp = Checkpoint.parse(text)
     sig_line = response.cosignature
-    _, sigs = parse_note(text + "\n" + sig_line)
+    _, sigs = parse_note(text + "\n" + sig_line, limits)
     if len(sigs) != 1:
         raise VerificationFailed("witness response: expected exactly one cosignature line")
     keys = tuple(witness_key) if isinstance(witness_key, (list, tuple)) else (witness_key,)

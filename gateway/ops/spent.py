@@ -29,6 +29,7 @@ from gateway.errors import StorageFailure, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.storage import EntryRow, SqliteLedgerStore
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 DAY_MS: Final = 86_400_000
 QUOTA_DAYS: Final = 2
@@ -57,12 +58,12 @@ def _rows_from(store: SqliteLedgerStore, start: int, page: int = 10_000) -> Iter
 
 
 def _holder_events(
-    store: SqliteLedgerStore, local: str, kinds: bytes, start: int = 0
+    store: SqliteLedgerStore, local: str, kinds: bytes, start: int, limits: Limits
 ) -> Iterable[LedgerEvent]:
     for row in _rows_from(store, start):
         if kinds not in row.entry:  # cheap filter before decoding
             continue
-        event = decode_entry(row.entry).event
+        event = decode_entry(row.entry, limits).event
         if event.role == "holder" and event.local == local:
             yield event
 
@@ -74,11 +75,15 @@ def _charged(event: LedgerEvent) -> bool:
 
 
 def budget_shortfalls(
-    ledger: SqliteLedgerStore, local: str, budget_db: Path, start: int = 0
+    ledger: SqliteLedgerStore,
+    local: str,
+    budget_db: Path,
+    start: int = 0,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """Statistics spends the ledger records (from entry ``start`` on) that the budget store lacks."""
     need: dict[str, tuple[str, str, float]] = {}
-    for e in _holder_events(ledger, local, b"stats_", start):
+    for e in _holder_events(ledger, local, b"stats_", start, limits):
         if _charged(e):
             eps = float(dict(e.details).get("epsilon", "0") or 0)
             need[e.request_id] = (e.dataset, f"{e.counterparty}/{e.service_system}", eps)
@@ -110,7 +115,11 @@ def budget_shortfalls(
 
 
 def quota_shortfalls(
-    ledger: SqliteLedgerStore, local: str, quota_db: Path, now_ms: int
+    ledger: SqliteLedgerStore,
+    local: str,
+    quota_db: Path,
+    now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """Records released on recent days (by the ledger) above what the quota store counts."""
     since = now_ms - QUOTA_DAYS * DAY_MS
@@ -124,7 +133,7 @@ def quota_shortfalls(
     for row in ledger.entries_between(since, now_ms + DAY_MS, limit=10_000_000):
         if b"transfer" not in row.entry:
             continue
-        e = decode_entry(row.entry).event
+        e = decode_entry(row.entry, limits).event
         if e.role == "holder" and e.local == local and e.kind == "transfer":
             shown[(e.dataset, e.counterparty, e.service_system)] += e.record_count
     if not shown:
@@ -158,15 +167,20 @@ def quota_shortfalls(
 
 
 def check_stores_cover_ledger(
-    ledger_db: Path, local: str, budget_db: Path, quota_db: Path, now_ms: int
+    ledger_db: Path,
+    local: str,
+    budget_db: Path,
+    quota_db: Path,
+    now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """Every shortfall of the budget and quota stores against the ledger (empty: consistent)."""
     if not ledger_db.is_file():
         return []
     store = SqliteLedgerStore(ledger_db, readonly=True)
     try:
-        return budget_shortfalls(store, local, budget_db) + quota_shortfalls(
-            store, local, quota_db, now_ms
+        return budget_shortfalls(store, local, budget_db, 0, limits) + quota_shortfalls(
+            store, local, quota_db, now_ms, limits
         )
     finally:
         store.close()
@@ -252,7 +266,9 @@ def _read_cover(path: Path) -> BudgetCover | None:
         return None
 
 
-def startup_shortfalls(data_dir: Path, local: str, now_ms: int) -> list[Shortfall]:
+def startup_shortfalls(
+    data_dir: Path, local: str, now_ms: int, limits: Limits = DEFAULT_LIMITS
+) -> list[Shortfall]:
     """The start-up check: budget and quota stores against the ledger.
 
     Reads only the entries after the last good start-up's cover (see
@@ -276,8 +292,8 @@ def startup_shortfalls(data_dir: Path, local: str, now_ms: int) -> list[Shortfal
             and _still_holds(budget_db, cover)
         ):
             start = cover.ledger_size
-        found = budget_shortfalls(store, local, budget_db, start) + quota_shortfalls(
-            store, local, data_dir / "quota.sqlite", now_ms
+        found = budget_shortfalls(store, local, budget_db, start, limits) + quota_shortfalls(
+            store, local, data_dir / "quota.sqlite", now_ms, limits
         )
         if not found and size:
             rows, last_seq, last_rid = _budget_state(budget_db)

@@ -267,7 +267,7 @@ class Gateway:
             rng,
         )
         self.service_auth = ServiceRegistry(
-            config.service_systems, config.config_path, clock_ms=clock_ms
+            config.service_systems, config.config_path, clock_ms=clock_ms, limits=limits
         )
         self.witness_store = self.stores.witness
         self.witnessing = Witnessing(
@@ -301,7 +301,7 @@ class Gateway:
         # Budgets or quotas copied back by hand must not reopen what the ledger
         # shows as already spent (``gateway restore`` checks the same rule).
         refuse_shortfalls(
-            startup_shortfalls(config.data_dir, self.me, clock_ms()),
+            startup_shortfalls(config.data_dir, self.me, clock_ms(), limits),
             f"gateway {self.me} refuses to start",
         )
         self._stopping = threading.Event()
@@ -367,7 +367,7 @@ class Gateway:
             return
         keys = self._bundle.keys_valid_at(self.me, "ledger", latest.issued_ms)
         try:
-            open_checkpoint(latest.note, self.ledger.origin, keys)
+            open_checkpoint(latest.note, self.ledger.origin, keys, self.config.limits)
         except GatewayError as exc:
             raise ConfigurationError(
                 f"{self.stores.description}: the ledger's last checkpoint (#{latest.seq}, "
@@ -501,22 +501,23 @@ class Gateway:
         return service_credentials(self.keys.tls, client_certificates, client_ca=client_ca)
 
     def start(self) -> BoundPorts:
-        opts = channel_options(self.config.limits)
+        limits = self.config.limits
+        opts = channel_options(limits)
         peer = GatewayServer(
-            annotating(PeerAuthenticator(self.bundle)),
+            annotating(PeerAuthenticator(self.bundle, self.config.limits)),
             max_workers=self._max_workers,
             name=f"peer-{self.me}",
             options=opts,
             authorize=authorize_peer,
             limits=self.config.limits,
-            observe=ObservingWrapper(self.metrics, "peer"),
+            observe=ObservingWrapper(self.metrics, "peer", limits),
         )
         service = service_server(
             self.service_auth,
             self.config.limits,
             max_workers=self._max_workers,
             name=f"svc-{self.me}",
-            observe=ObservingWrapper(self.metrics, "service"),
+            observe=ObservingWrapper(self.metrics, "service", limits),
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
@@ -533,7 +534,7 @@ class Gateway:
             RecordExchangeServicer(self.requester, self.bundle, self.bulk_requester), service
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
-            StatisticsServicer(self.statistics.coordinator, caller_from_context), service
+            StatisticsServicer(self.statistics.coordinator, caller_from_context, limits), service
         )
         subject_pb2_grpc.add_SubjectAccessServicer_to_server(
             SubjectAccessServicer(self.subject_access, caller), service
@@ -542,9 +543,8 @@ class Gateway:
         # exchanges' entries) and local auditors (service port, role audit;
         # every read is itself ledgered). Both also say what this gateway, as
         # witness, last cosigned for another log (GetWitnessedCheckpoint).
-        limits = self.config.limits
         add_ledger_service(
-            peer, self.ledger, limits, scope=MemberScope(), who=caller,
+            peer, self.ledger, limits, scope=MemberScope(limits), who=caller,
             witnessed=self.witness_store,
         )  # fmt: skip
         add_ledger_service(

@@ -162,12 +162,7 @@ class GatewayInterceptor:
         self._authenticate = authenticate
         self._authorize = authorize
         self._limits = limits
-        self._ratelog = RateLimitedLog(
-            log,
-            burst=limits.refusal_log_burst,
-            window_seconds=limits.refusal_log_window_seconds,
-            max_keys=limits.refusal_log_sources,
-        )
+        self._ratelog = RateLimitedLog(log, limits)
 
     def wrap(self, method: str, handler: Any) -> Any:
         """The handler that authenticates, then maps errors; refuses unknown kinds."""

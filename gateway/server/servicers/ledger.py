@@ -54,8 +54,11 @@ class LedgerScope(Protocol):
 class MemberScope:
     """Peer port: entries whose counterparty is the calling member."""
 
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+
     def visible(self, row: EntryRow, who: str) -> bool:
-        return decode_entry(row.entry).event.counterparty == who
+        return decode_entry(row.entry, self._limits).event.counterparty == who
 
     def record_read(self, who: str, method: str, detail: str) -> None:
         return None
