@@ -165,7 +165,10 @@ class Gateway:
         self.replay = self.stores.replay
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
         self.seal_keys = SealKeys(
-            self.keys.seal, load_retired_seal_keys(config.key_dir), config.key_dir
+            self.keys.seal,
+            load_retired_seal_keys(config.key_dir, limits=limits),
+            config.key_dir,
+            limits,
         )
         self.caller = PeerCaller(
             self.me,
@@ -491,7 +494,7 @@ class Gateway:
         client_ca = None
         if client_certificates:
             try:
-                client_ca = service_ca_cert(self.config.key_dir)
+                client_ca = service_ca_cert(self.config.key_dir, self.config.limits)
             except StorageFailure as exc:
                 raise ConfigurationError(
                     f"listen.service_mtls needs the service-system CA in {self.config.key_dir} "
