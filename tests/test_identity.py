@@ -238,5 +238,5 @@ def test_corrupt_retired_seal_key_is_a_configuration_error(tmp_path: Path) -> No
     generate_keys(tmp_path, "110000", "gw", now=NOW)
     (tmp_path / "seal.key.retired-20250101T000000Z").write_text("not a key\n")
     os.chmod(tmp_path / "seal.key.retired-20250101T000000Z", 0o600)
-    with pytest.raises(ConfigurationError, match="seal.key.retired"):
+    with pytest.raises(ConfigurationError, match=r"seal\.key\.retired"):
         load_retired_seal_keys(tmp_path)

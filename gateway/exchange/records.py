@@ -109,9 +109,10 @@ class RecordsResult:
 
 
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
-AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
-# An approval id as an agreement declares it (e.g. 京数共审〔2025〕017号): printable text.
-APPROVAL_ID = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{0,128}$")
+# What a holder's answer may carry (the rules are ``gateway.identifiers``'s;
+# compiled here for the bulk requester, which matches them directly).
+AGREEMENT_ID = re.compile(identifiers.ANSWERED_AGREEMENT_ID_PATTERN, re.ASCII)
+APPROVAL_ID = re.compile(identifiers.ANSWERED_APPROVAL_ID_PATTERN)
 
 
 def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> Member:

@@ -52,7 +52,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.catalogue import Catalogue, Dataset
 from gateway.crypto import sha256_hex
 from gateway.errors import GatewayError, NotFound, PolicyDenied, PolicyFileError, clip
-from gateway.identifiers import Code, JurisdictionCode, Purpose, ServiceSystemId
+from gateway.identifiers import (
+    ApprovalId,
+    Code,
+    JurisdictionCode,
+    Purpose,
+    ServiceSystemId,
+    StatsAgreementId,
+)
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.model import Statistic
 from gateway.yamlfile import load_model
@@ -143,13 +150,13 @@ class DatasetTerms(_Frozen):
 
 
 class StatisticsApproval(_Frozen):
-    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+    id: ApprovalId
     approver: Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class StatisticsAgreement(_Frozen):
     kind: Literal["statistics-agreement"]
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    id: StatsAgreementId
     holder: JurisdictionCode
     # Why releasing these statistics is lawful; recorded in every ledger entry.
     legal_basis: Annotated[

@@ -84,8 +84,7 @@ class RequestContext:
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.requester, "requester")
         identifiers.service_system(self.service_system)
-        if not self.request_id or len(self.request_id) > 128:
-            raise InvalidArgument.expected("request_id", "1..128 characters", self.request_id)
+        identifiers.request_id(self.request_id)
 
 
 def caps_of(auth: Authorised) -> Caps:
