@@ -2,7 +2,7 @@
 
 Owns: what a jurisdiction code, a service-system id, a catalogue code (dataset
 codes, column and field names), a purpose code, a request id, a caller's client
-reference, an agreement id and an approval id look like, and the normal form of
+reference, a log origin, an agreement id and an approval id look like, and the normal form of
 a data subject's id.
 Every other module parses through the functions here (``jurisdiction``,
 ``service_system``, ``code``, ``purpose``, ``request_id``), tests with the
@@ -37,6 +37,8 @@ PURPOSE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 REQUEST_ID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 
 CLIENT_REFERENCE_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,64}$"
+# A transparency log's origin (the C2SP checkpoint's first line).
+ORIGIN_PATTERN: Final = r"^[\x21-\x7e]{1,255}$"
 # Agreement ids: as a sharing-agreement file declares one, as a statistics-
 # agreement file declares one, and as a peer's signed answer may carry one
 # (either form, or "" when no agreement applied).
@@ -106,6 +108,10 @@ _CLIENT_REFERENCE = _Rule(
     re.compile(CLIENT_REFERENCE_PATTERN, re.ASCII), "at most 64 characters of [A-Za-z0-9._:-]"
 )
 
+_ORIGIN = _Rule(
+    re.compile(ORIGIN_PATTERN, re.ASCII), "1-255 printable ASCII characters without spaces"
+)
+
 _SUBJECT_ID = re.compile(SUBJECT_ID_PATTERN, re.ASCII)
 
 MAX_MESSAGE_CHARS: Final = (
@@ -148,6 +154,11 @@ def request_id(value: object, what: str = "request_id") -> str:
 def client_reference(value: object, what: str = "client_reference") -> str:
     """A caller's own reference for a request (may be empty), echoed back and recorded."""
     return _CLIENT_REFERENCE.parse(value, what)
+
+
+def origin(value: object, what: str = "origin") -> str:
+    """A transparency log's origin, e.g. ``110000.gateway.dataexchange.cn/ledger``."""
+    return _ORIGIN.parse(value, what)
 
 
 def subject_id(value: object, what: str = "subject_id") -> str:

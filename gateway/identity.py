@@ -215,7 +215,7 @@ class PublicDescriptor(BaseModel):
     signing_key: str
     ledger_key: str
     seal_key: str
-    tls_cert_pem: Annotated[str, Field(max_length=64 * 1024)]
+    tls_cert_pem: str  # bounded by the file's own limit (``Limits.max_key_file_bytes``)
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     witness_key: str | None = None
 

@@ -29,6 +29,7 @@ from typing import Final, Protocol
 
 import grpc
 
+from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
 from gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.ledger.entry import decode_entry
@@ -134,8 +135,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def GetWitnessedCheckpoint(
         self, request: ledger_pb2.GetWitnessedCheckpointRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetWitnessedCheckpointResponse:
-        if len(request.origin) > 255:
-            raise InvalidArgument.expected("origin length", "<= 255", len(request.origin))
+        identifiers.origin(request.origin)
         self._scope.record_read(self._who(), "GetWitnessedCheckpoint", request.origin)
         state = self._witnessed.latest(request.origin) if self._witnessed else None
         if state is None:
