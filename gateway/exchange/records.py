@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2
@@ -151,28 +151,17 @@ def decision_to_proto(d: Decision) -> common_pb2.PolicyDecision:
 
 
 def refusal_from(decision: Decision, exc: Rejected) -> Decision:
-    return Decision(
+    """``decision`` turned into a refusal for ``exc``: its agreement is kept, nothing released."""
+    return replace(
+        decision,
         allowed=False,
         reason=str(exc),
         error_code=status_name(exc),
-        agreement_id=decision.agreement_id,
-        agreement_digest=decision.agreement_digest,
-        policy_set_digest=decision.policy_set_digest,
         fields=(),
         max_records=0,
-        legal_basis=decision.legal_basis,
-        approval_id=decision.approval_id,
     )
 
 
 def refusal(policy_set_digest: str, exc: Rejected) -> Decision:
-    return Decision(
-        allowed=False,
-        reason=str(exc),
-        error_code=status_name(exc),
-        agreement_id="",
-        agreement_digest="",
-        policy_set_digest=policy_set_digest,
-        fields=(),
-        max_records=0,
-    )
+    """A refusal under no agreement."""
+    return refusal_from(Decision(False, "", "", "", "", policy_set_digest, (), 0), exc)
