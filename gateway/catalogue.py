@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.errors import NotFound, clip
 from gateway.identifiers import Code, JurisdictionCode
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.yamlfile import load_model
 
 
@@ -200,11 +201,11 @@ class Catalogue(_Frozen):
 CATALOGUE_FILE = "catalogue.yaml"
 
 
-def load_catalogue(path: Path) -> Catalogue:
+def load_catalogue(path: Path, limits: Limits = DEFAULT_LIMITS) -> Catalogue:
     """Load and validate a catalogue file (or ``<dir>/catalogue.yaml``).
 
     Raises PolicyFileError naming the file, line and field on any problem.
     """
     if path.is_dir():
         path = path / CATALOGUE_FILE
-    return load_model(path, Catalogue)
+    return load_model(path, Catalogue, limits)

@@ -1,13 +1,15 @@
 """Validated identifiers: one rule, one parser and one pydantic type each.
 
 Owns: what a jurisdiction code, a service-system id, a catalogue code (dataset
-codes, column and field names), a purpose code, a request id and a caller's client reference look
-like, and the normal form of a data subject's id.
+codes, column and field names), a purpose code, a request id, a caller's client
+reference, a log origin, an agreement id and an approval id look like, and the normal form of
+a data subject's id.
 Every other module parses through the functions here (``jurisdiction``,
 ``service_system``, ``code``, ``purpose``, ``request_id``), tests with the
 ``is_*`` predicates, or declares a pydantic field with the annotated types
 (``JurisdictionCode``, ``ServiceSystemId``, ``Code``, ``Purpose``,
-``RequestId``); no other module holds a pattern for these.
+``RequestId``, ``SharingAgreementId``, ``StatsAgreementId``, ``ApprovalId``);
+no other module holds a pattern for these.
 
 A parser returns the value unchanged when it is valid and otherwise raises
 ``InvalidArgument`` whose message names the field, says what was expected and
@@ -35,6 +37,18 @@ PURPOSE_PATTERN: Final = r"^[a-z][a-z0-9_]{0,63}$"
 REQUEST_ID_PATTERN: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 
 CLIENT_REFERENCE_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,64}$"
+# A transparency log's origin (the C2SP checkpoint's first line).
+ORIGIN_PATTERN: Final = r"^[\x21-\x7e]{1,255}$"
+# Agreement ids: as a sharing-agreement file declares one, as a statistics-
+# agreement file declares one, and as a peer's signed answer may carry one
+# (either form, or "" when no agreement applied).
+SHARING_AGREEMENT_ID_PATTERN: Final = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+STATS_AGREEMENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+ANSWERED_AGREEMENT_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{0,128}$"
+# An approval id as an agreement declares it (e.g. 京数共审〔2025〕017号):
+# printable text (no control characters), at most 128 characters.
+APPROVAL_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]{1,128}$"
+ANSWERED_APPROVAL_ID_PATTERN: Final = r"^[^\x00-\x1f\x7f-\x9f]{0,128}$"  # "": none
 # A data subject's id (an 18-character resident ID number, a credit code).
 # Personal data: a refusal never quotes it.
 SUBJECT_ID_PATTERN: Final = r"^[0-9A-Za-z]{1,64}$"
@@ -94,6 +108,10 @@ _CLIENT_REFERENCE = _Rule(
     re.compile(CLIENT_REFERENCE_PATTERN, re.ASCII), "at most 64 characters of [A-Za-z0-9._:-]"
 )
 
+_ORIGIN = _Rule(
+    re.compile(ORIGIN_PATTERN, re.ASCII), "1-255 printable ASCII characters without spaces"
+)
+
 _SUBJECT_ID = re.compile(SUBJECT_ID_PATTERN, re.ASCII)
 
 MAX_MESSAGE_CHARS: Final = (
@@ -136,6 +154,11 @@ def request_id(value: object, what: str = "request_id") -> str:
 def client_reference(value: object, what: str = "client_reference") -> str:
     """A caller's own reference for a request (may be empty), echoed back and recorded."""
     return _CLIENT_REFERENCE.parse(value, what)
+
+
+def origin(value: object, what: str = "origin") -> str:
+    """A transparency log's origin, e.g. ``110000.gateway.dataexchange.cn/ledger``."""
+    return _ORIGIN.parse(value, what)
 
 
 def subject_id(value: object, what: str = "subject_id") -> str:
@@ -181,6 +204,20 @@ def is_client_reference(value: object) -> bool:
     return _CLIENT_REFERENCE.matches(value)
 
 
+_ANSWERED_AGREEMENT_ID = re.compile(ANSWERED_AGREEMENT_ID_PATTERN, re.ASCII)
+_ANSWERED_APPROVAL_ID = re.compile(ANSWERED_APPROVAL_ID_PATTERN)
+
+
+def is_answered_agreement_id(value: object) -> bool:
+    """An agreement id a peer's answer may carry: either file's form, or ""."""
+    return isinstance(value, str) and _ANSWERED_AGREEMENT_ID.fullmatch(value) is not None
+
+
+def is_answered_approval_id(value: object) -> bool:
+    """An approval id a peer's answer may carry: an agreement's, or "" (none)."""
+    return isinstance(value, str) and _ANSWERED_APPROVAL_ID.fullmatch(value) is not None
+
+
 Kind = Literal[
     "jurisdiction", "service_system", "code", "purpose", "request_id", "client_reference"
 ]
@@ -212,3 +249,6 @@ ServiceSystemId = Annotated[str, Field(pattern=SERVICE_SYSTEM_PATTERN)]
 Code = Annotated[str, Field(pattern=CODE_PATTERN)]
 Purpose = Annotated[str, Field(pattern=PURPOSE_PATTERN)]
 RequestId = Annotated[str, Field(pattern=REQUEST_ID_PATTERN)]
+SharingAgreementId = Annotated[str, Field(pattern=SHARING_AGREEMENT_ID_PATTERN)]
+StatsAgreementId = Annotated[str, Field(pattern=STATS_AGREEMENT_ID_PATTERN)]
+ApprovalId = Annotated[str, Field(pattern=APPROVAL_ID_PATTERN)]

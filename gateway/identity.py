@@ -215,7 +215,7 @@ class PublicDescriptor(BaseModel):
     signing_key: str
     ledger_key: str
     seal_key: str
-    tls_cert_pem: Annotated[str, Field(max_length=64 * 1024)]
+    tls_cert_pem: str  # bounded by the file's own limit (``Limits.max_key_file_bytes``)
     tls_fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     witness_key: str | None = None
 
@@ -374,31 +374,40 @@ def _write_service_ca(out_dir: Path, jurisdiction: str, now: _dt.datetime | None
     return ca
 
 
-def service_ca_cert(key_dir: Path) -> bytes:
+def service_ca_cert(key_dir: Path, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """The service-system CA certificate (the service port's only client root)."""
-    return _read(
-        Path(key_dir) / SERVICE_CA_CERT_FILE,
-        private=False,
-        strict_permissions=False,
-        limits=DEFAULT_LIMITS,
-    )
+    try:
+        return _read(
+            Path(key_dir) / SERVICE_CA_CERT_FILE,
+            private=False,
+            strict_permissions=False,
+            limits=limits,
+        )
+    except InvalidArgument as exc:  # our own file: the operator's to fix
+        raise ConfigurationError(exc.message) from exc
 
 
-def load_service_ca(key_dir: Path, jurisdiction: str, create: bool = False) -> TlsIdentity:
+def load_service_ca(
+    key_dir: Path, jurisdiction: str, create: bool = False, limits: Limits = DEFAULT_LIMITS
+) -> TlsIdentity:
     """The service-system CA (key and certificate); with ``create``, make one
-    in a key directory written before there was a separate CA."""
+    in a key directory written before there was a separate CA. A bad or
+    mismatched file is a ``ConfigurationError`` (the gateway's own files)."""
     key_dir = Path(key_dir)
     if create and not (key_dir / SERVICE_CA_CERT_FILE).exists():
         try:
             return _write_service_ca(key_dir, jurisdiction, None)
         except OSError as exc:
             raise StorageFailure(f"{key_dir}: cannot write the service CA: {exc.strerror}") from exc
-    key = _read(
-        key_dir / SERVICE_CA_KEY_FILE, private=True, strict_permissions=True, limits=DEFAULT_LIMITS
-    )
-    cert = service_ca_cert(key_dir)
+    try:
+        key = _read(
+            key_dir / SERVICE_CA_KEY_FILE, private=True, strict_permissions=True, limits=limits
+        )
+    except InvalidArgument as exc:
+        raise ConfigurationError(exc.message) from exc
+    cert = service_ca_cert(key_dir, limits)
     if not tls_key_matches_cert(key, cert):
-        raise InvalidArgument(
+        raise ConfigurationError(
             f"{key_dir / SERVICE_CA_KEY_FILE} is not the private key of "
             f"{key_dir / SERVICE_CA_CERT_FILE}"
         )
@@ -617,19 +626,23 @@ def rotate_keys(
     return load_keys(key_dir)
 
 
-def _read_seal_key(path: Path, strict_permissions: bool) -> AnySealPrivateKey:
+def _read_seal_key(path: Path, strict_permissions: bool, limits: Limits) -> AnySealPrivateKey:
     """A sealing key file of either suite (its own line names the suite)."""
-    line = _read_line(path, strict_permissions, DEFAULT_LIMITS)
+    line = _read_line(path, strict_permissions, limits)
     cs = crypto.suite(crypto.suite_of_text(line))
     return cs.seal_private_key(cs.decode_secret(line, str(path)))
 
 
 def load_retired_seal_keys(
-    key_dir: Path, strict_permissions: bool = True
+    key_dir: Path, strict_permissions: bool = True, limits: Limits = DEFAULT_LIMITS
 ) -> list[AnySealPrivateKey]:
-    """This gateway's sealing keys retired by ``rotate_keys`` (newest first)."""
+    """This gateway's sealing keys retired by ``rotate_keys`` (newest first); a
+    bad file is a ``ConfigurationError`` (the gateway's own files)."""
     paths = sorted(Path(key_dir).glob(f"{SEAL_FILE}.retired-*"), reverse=True)
-    return [_read_seal_key(p, strict_permissions) for p in paths]
+    try:
+        return [_read_seal_key(p, strict_permissions, limits) for p in paths]
+    except InvalidArgument as exc:
+        raise ConfigurationError(exc.message) from exc
 
 
 class SealKeys:
@@ -647,10 +660,12 @@ class SealKeys:
         current: AnySealPrivateKey,
         retired: Sequence[AnySealPrivateKey] = (),
         key_dir: Path | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._current = current
         self._keys = (current, *retired)
         self._dir = key_dir
+        self._limits = limits
 
     @property
     def current(self) -> AnySealPrivateKey:
@@ -672,10 +687,10 @@ class SealKeys:
         if self._dir is not None:
             try:
                 on_disk = [
-                    _read_seal_key(self._dir / SEAL_FILE, True),
-                    *load_retired_seal_keys(self._dir),
+                    _read_seal_key(self._dir / SEAL_FILE, True, self._limits),
+                    *load_retired_seal_keys(self._dir, True, self._limits),
                 ]
-            except (InvalidArgument, StorageFailure):
+            except (InvalidArgument, ConfigurationError, StorageFailure):
                 on_disk = []
             known = {k.public_key.raw for k in keys}
             fresh = [k for k in on_disk if k.public_key.raw not in known]

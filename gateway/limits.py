@@ -28,6 +28,9 @@ class Limits:
     refusal_log_burst: int = 5
     refusal_log_window_seconds: float = 60.0
     refusal_log_sources: int = 10_000  # counters kept; past it they are reset
+    # Fingerprints of the TLS client certificates callers presented, cached by
+    # their PEM bytes (one parse and hash per certificate); cleared when full.
+    max_cached_certificates: int = 1024
     # Replay protection
     replay_window_seconds: int = 300
     # Sealing sessions (gateway.sealing): one ephemeral agreement per recipient
@@ -83,6 +86,9 @@ class Limits:
     max_pending_receipts: int = 100_000
     # Keys one member may list per kind (an evidence bundle's embedded copy included).
     max_member_keys: int = 16
+    # The compliance officer's HTML audit report: rows of its entry table (the
+    # newest are shown; every entry is still counted in the figures).
+    max_report_rows: int = 20_000
     # Statistics
     max_stats_group_keys: int = 10_000
     max_stats_jurisdictions: int = 64

@@ -141,3 +141,34 @@ def test_client_reference_may_be_empty_but_not_spaced() -> None:
     assert identifiers.client_reference("case:2026/1"[:6]) == "case:2"
     with pytest.raises(InvalidArgument, match="client_reference"):
         identifiers.client_reference("two words")
+
+
+def test_an_approval_id_a_file_may_declare_is_one_a_peer_answer_may_carry() -> None:
+    """One rule: what the sharing- and statistics-agreement files accept as an
+    approval id is what a requester records from a holder's answer, so a file
+    cannot declare an id that every requester would record as ``(invalid)``."""
+    from gateway.policy.model import Approval
+    from gateway.stats.agreements import StatisticsApproval
+
+    good, long, control = "京数共审〔2025〕017号", "号" * 129, "A\u0085B"
+    for model in (Approval, StatisticsApproval):
+        assert model(id=good, approver="北京市大数据中心").id == good
+        for bad in (long, control, ""):
+            with pytest.raises(ValidationError):
+                model(id=bad, approver="北京市大数据中心")
+    assert identifiers.is_answered_approval_id(good) and identifiers.is_answered_approval_id("")
+    assert not identifiers.is_answered_approval_id(long)
+    assert not identifiers.is_answered_approval_id(control)
+
+
+def test_agreement_ids_of_either_file_are_accepted_in_a_peer_answer() -> None:
+    sharing = TypeAdapter(identifiers.SharingAgreementId)
+    stats = TypeAdapter(identifiers.StatsAgreementId)
+    assert sharing.validate_python("bj-si-to-hebei-housing-fund")
+    assert stats.validate_python("stats-120000-2026:V2")
+    with pytest.raises(ValidationError):
+        sharing.validate_python("Stats:V2")  # the sharing form is lowercase, no ':'
+    for value in ("bj-si-to-hebei-housing-fund", "stats-120000-2026:V2", ""):
+        assert identifiers.is_answered_agreement_id(value)
+    assert not identifiers.is_answered_agreement_id("x y")
+    assert not identifiers.is_answered_agreement_id("a" * 129)

@@ -20,6 +20,8 @@ from gateway.identity import (
     generate_keys,
     load_keys,
     load_public_descriptor,
+    load_retired_seal_keys,
+    load_service_ca,
     tls_server_name,
 )
 
@@ -220,3 +222,21 @@ def test_tls_key_that_does_not_match_the_certificate_is_refused_at_load(tmp_path
     (d / "tls.key").write_bytes(other.key_pem)
     with _pytest.raises(ConfigurationError, match="not the private key"):
         load_keys(d)
+
+
+def test_swapped_service_ca_certificate_is_a_configuration_error(tmp_path: Path) -> None:
+    """The gateway's own CA files disagreeing is the operator's mistake, never a caller's."""
+    generate_keys(tmp_path, "110000", "gw", now=NOW)
+    assert load_service_ca(tmp_path, "110000").cert_pem
+    other = make_tls_identity("service-ca", ["service-ca"], now=NOW)
+    (tmp_path / "service-ca.crt").write_bytes(other.cert_pem)
+    with pytest.raises(ConfigurationError, match=r"service-ca\.key is not the private key"):
+        load_service_ca(tmp_path, "110000")
+
+
+def test_corrupt_retired_seal_key_is_a_configuration_error(tmp_path: Path) -> None:
+    generate_keys(tmp_path, "110000", "gw", now=NOW)
+    (tmp_path / "seal.key.retired-20250101T000000Z").write_text("not a key\n")
+    os.chmod(tmp_path / "seal.key.retired-20250101T000000Z", 0o600)
+    with pytest.raises(ConfigurationError, match=r"seal\.key\.retired"):
+        load_retired_seal_keys(tmp_path)

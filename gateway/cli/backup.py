@@ -106,12 +106,15 @@ def _restore(args: argparse.Namespace) -> int:
             f"gateway {config.jurisdiction} is running (its ports answer); stop it first"
         )
     manifest = check_backup(args.source, config.jurisdiction)
-    bundle = load_bundle(config.trust_bundle, read_authority_key(config.authority_key))
+    limits = config.limits
+    bundle = load_bundle(
+        config.trust_bundle, read_authority_key(config.authority_key, limits), limits=limits
+    )
     member = bundle.member(config.jurisdiction)
     store = SqliteLedgerStore(args.source / "ledger.sqlite", readonly=True)
     try:
         origin = store.get_meta("origin") or ""
-        report = verify_store(store, origin, member.ring("ledger"))
+        report = verify_store(store, origin, member.ring("ledger"), limits=limits)
     finally:
         store.close()
     if member.origin and origin != member.origin:
@@ -123,7 +126,9 @@ def _restore(args: argparse.Namespace) -> int:
     me = config.jurisdiction
     # Against the backup's own ledger, and against the ledger in place now
     # (an old backup must not undo spends made since it was taken).
-    shortfalls = check_stores_cover_ledger(args.source / "ledger.sqlite", me, budget, quota, now_ms)
+    shortfalls = check_stores_cover_ledger(
+        args.source / "ledger.sqlite", me, budget, quota, now_ms, limits
+    )
     current = config.data_dir / "ledger.sqlite"
     if current.is_file():
         live = SqliteLedgerStore(current, readonly=True)
@@ -137,7 +142,7 @@ def _restore(args: argparse.Namespace) -> int:
                 f"{current_size}: restoring would roll the ledger back (its witnesses would "
                 "report it). If the current ledger is lost or corrupt, move data_dir away first"
             )
-        shortfalls += check_stores_cover_ledger(current, me, budget, quota, now_ms)
+        shortfalls += check_stores_cover_ledger(current, me, budget, quota, now_ms, limits)
     refuse_shortfalls(shortfalls, f"backup {args.source} refused")
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

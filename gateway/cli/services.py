@@ -205,7 +205,7 @@ def _issue(args: argparse.Namespace, config: GatewayConfig, sid: str) -> tuple[T
             f"bearer token (shown once, store it in the service system's secret store):\n{token}"
         )
         return _credential("token", crypto.sha256_hex(token.encode()), now, not_after), shown
-    ca = load_service_ca(config.key_dir, config.jurisdiction, create=True)
+    ca = load_service_ca(config.key_dir, config.jurisdiction, create=True, limits=config.limits)
     cert_days = max(1, int(days)) if days is not None else 397
     ident = crypto.issue_client_certificate(
         ca, f"{sid}@{config.jurisdiction}", now=now, days=cert_days

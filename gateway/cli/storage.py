@@ -52,7 +52,11 @@ def _own_log(config: GatewayConfig) -> tuple[str, AnyVerifyKey]:
     """This gateway's ledger origin and key, from its authority-verified trust bundle."""
     from gateway.trust import load_bundle, read_authority_key
 
-    bundle = load_bundle(config.trust_bundle, read_authority_key(config.authority_key))
+    bundle = load_bundle(
+        config.trust_bundle,
+        read_authority_key(config.authority_key, config.limits),
+        limits=config.limits,
+    )
     me = bundle.member(config.jurisdiction)
     return me.origin, me.ledger_key
 
@@ -104,7 +108,7 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
     origin, key = _own_log(config)
     stores = open_stores(config)
     try:
-        report = verify_store(stores.ledger, origin, key)
+        report = verify_store(stores.ledger, origin, key, limits=config.limits)
     finally:
         stores.close()
     _print(report, origin, stores.description)
@@ -130,7 +134,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     origin, key = _own_log(config)
     db = _postgres(config)
     try:
-        report = migrate_from_sqlite(source, db, origin, key)
+        report = migrate_from_sqlite(source, db, origin, key, limits=config.limits)
     finally:
         db.close()
     _print(report.before, origin, f"SQLite {source}")

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import ClassVar, Final, Self
 
 import gmssl_pyx as _g
 from cryptography.exceptions import InvalidTag
@@ -234,39 +234,71 @@ def _split_secret(secret: bytes, what: str) -> tuple[bytes, bytes]:
     return secret[:SM2_PRIVATE_LEN], secret[SM2_PRIVATE_LEN:]
 
 
-class Sm2SigningKey:
+class _Sm2PrivateKey:
+    """What both SM2 private keys share: the scalar ``d`` kept with its public
+    point (GmSSL derives no point from ``d``), loaded from ``d || 04 || x || y``
+    only when the two halves are checked to belong together."""
+
+    __slots__ = ("_d",)
+    _WHAT: ClassVar[str]
+
+    def __init__(self, d: bytes, public: bytes) -> None:
+        """Checks ``d``; the subclass keeps ``public`` as its public key type."""
+        _check_private(d, self._WHAT)
+        self._d = bytes(d)
+
+    @classmethod
+    def from_secret(cls, secret: bytes, what: str = "") -> Self:
+        what = what or cls._WHAT
+        key = cls(*_split_secret(secret, what))
+        if not key._halves_match():
+            raise InvalidArgument(f"{what}: public half does not match the private key")
+        return key
+
+    def _halves_match(self) -> bool:
+        raise NotImplementedError
+
+    def _public_raw(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def suite(self) -> str:
+        return NAME
+
+    def secret(self) -> bytes:
+        return self._d + self._public_raw()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<redacted>)"
+
+
+class Sm2SigningKey(_Sm2PrivateKey):
     """An SM2 private key. Never printed, never logged."""
 
-    __slots__ = ("_d", "_public")
+    __slots__ = ("_public",)
+    _WHAT = "SM2 signing key"
 
     def __init__(self, d: bytes, public: bytes, user_id: bytes = DEFAULT_USER_ID) -> None:
-        _check_private(d, "SM2 signing key")
-        self._d = bytes(d)
+        super().__init__(d, public)
         self._public = Sm2VerifyKey(public, user_id)
 
     @classmethod
     def generate(cls, user_id: bytes = DEFAULT_USER_ID) -> Sm2SigningKey:
         return cls(*_generate(), user_id)
 
-    @classmethod
-    def from_secret(cls, secret: bytes, what: str = "SM2 signing key") -> Sm2SigningKey:
-        key = cls(*_split_secret(secret, what))
+    def _halves_match(self) -> bool:
         try:
-            key.verify_key.verify_raw(_PROBE, key.sign_raw(_PROBE))
-        except CryptoFailure as exc:
-            raise InvalidArgument(f"{what}: public half does not match the private key") from exc
-        return key
+            self._public.verify_raw(_PROBE, self.sign_raw(_PROBE))
+        except CryptoFailure:
+            return False
+        return True
 
-    @property
-    def suite(self) -> str:
-        return NAME
+    def _public_raw(self) -> bytes:
+        return self._public.raw
 
     @property
     def verify_key(self) -> Sm2VerifyKey:
         return self._public
-
-    def secret(self) -> bytes:
-        return self._d + self._public.raw
 
     def sign(self, domain: str, payload: bytes) -> bytes:
         return self.sign_raw(pae(domain, payload))
@@ -277,9 +309,6 @@ class Sm2SigningKey:
 
     def with_user_id(self, user_id: bytes) -> Sm2SigningKey:
         return Sm2SigningKey(self._d, self._public.raw, user_id)
-
-    def __repr__(self) -> str:
-        return "Sm2SigningKey(<redacted>)"
 
 
 # --------------------------------------------------------------------------
@@ -335,41 +364,33 @@ def _seal_key(domain: str, secret: bytes, capsule: bytes, recipient: bytes) -> b
     return hmac_sm3(secret, pae(_SEAL_KEY_DOMAIN, pae(domain, capsule + recipient)))[:16]
 
 
-class Sm2SealPrivateKey:
+class Sm2SealPrivateKey(_Sm2PrivateKey):
     """An SM2 decryption key. Never printed, never logged."""
 
-    __slots__ = ("_d", "_public")
+    __slots__ = ("_public",)
+    _WHAT = "SM2 seal key"
 
     def __init__(self, d: bytes, public: bytes) -> None:
-        _check_private(d, "SM2 seal key")
-        self._d = bytes(d)
+        super().__init__(d, public)
         self._public = Sm2SealPublicKey(public)
 
     @classmethod
     def generate(cls) -> Sm2SealPrivateKey:
         return cls(*_generate())
 
-    @classmethod
-    def from_secret(cls, secret: bytes, what: str = "SM2 seal key") -> Sm2SealPrivateKey:
-        key = cls(*_split_secret(secret, what))
+    def _halves_match(self) -> bool:
+        domain = _PROBE.decode()
         try:
-            ok = key.open(_PROBE.decode(), key.public_key.seal(_PROBE.decode(), _PROBE, b""), b"")
+            return self.open(domain, self._public.seal(domain, _PROBE, b""), b"") == _PROBE
         except CryptoFailure:
-            ok = b""
-        if ok != _PROBE:
-            raise InvalidArgument(f"{what}: public half does not match the private key")
-        return key
+            return False
 
-    @property
-    def suite(self) -> str:
-        return NAME
+    def _public_raw(self) -> bytes:
+        return self._public.raw
 
     @property
     def public_key(self) -> Sm2SealPublicKey:
         return self._public
-
-    def secret(self) -> bytes:
-        return self._d + self._public.raw
 
     def open(self, domain: str, blob: bytes, associated_data: bytes) -> bytes:
         """Open a sealed blob; raises opaque CryptoFailure on any problem."""
@@ -386,9 +407,6 @@ class Sm2SealPrivateKey:
         key = _seal_key(domain, secret, capsule, self._public.raw)
         nonce, sealed = rest[:_SEAL_NONCE_LEN], rest[_SEAL_NONCE_LEN:]
         return sm4_gcm_decrypt(key, nonce, pae(domain, associated_data), sealed)
-
-    def __repr__(self) -> str:
-        return "Sm2SealPrivateKey(<redacted>)"
 
 
 # --------------------------------------------------------------------------

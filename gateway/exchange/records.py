@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2
@@ -109,9 +109,10 @@ class RecordsResult:
 
 
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
-AGREEMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{0,128}$")
-# An approval id as an agreement declares it (e.g. 京数共审〔2025〕017号): printable text.
-APPROVAL_ID = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{0,128}$")
+# What a holder's answer may carry (the rules are ``gateway.identifiers``'s;
+# compiled here for the bulk requester, which matches them directly).
+AGREEMENT_ID = re.compile(identifiers.ANSWERED_AGREEMENT_ID_PATTERN, re.ASCII)
+APPROVAL_ID = re.compile(identifiers.ANSWERED_APPROVAL_ID_PATTERN)
 
 
 def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> Member:
@@ -150,28 +151,17 @@ def decision_to_proto(d: Decision) -> common_pb2.PolicyDecision:
 
 
 def refusal_from(decision: Decision, exc: Rejected) -> Decision:
-    return Decision(
+    """``decision`` turned into a refusal for ``exc``: its agreement is kept, nothing released."""
+    return replace(
+        decision,
         allowed=False,
         reason=str(exc),
         error_code=status_name(exc),
-        agreement_id=decision.agreement_id,
-        agreement_digest=decision.agreement_digest,
-        policy_set_digest=decision.policy_set_digest,
         fields=(),
         max_records=0,
-        legal_basis=decision.legal_basis,
-        approval_id=decision.approval_id,
     )
 
 
 def refusal(policy_set_digest: str, exc: Rejected) -> Decision:
-    return Decision(
-        allowed=False,
-        reason=str(exc),
-        error_code=status_name(exc),
-        agreement_id="",
-        agreement_digest="",
-        policy_set_digest=policy_set_digest,
-        fields=(),
-        max_records=0,
-    )
+    """A refusal under no agreement."""
+    return refusal_from(Decision(False, "", "", "", "", policy_set_digest, (), 0), exc)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from google.protobuf.message import DecodeError
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
@@ -28,8 +28,6 @@ from gateway.errors import (
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.receipts import Answered
 from gateway.exchange.records import (
-    AGREEMENT_ID,
-    APPROVAL_ID,
     HEX64_OR_EMPTY,
     RecordsQuery,
     RecordsResult,
@@ -39,11 +37,11 @@ from gateway.exchange.records import (
 )
 from gateway.identity import SealKeys
 from gateway.ledger.events import (
-    INVALID,
     AppendReceipt,
     LedgerEvent,
     LedgerWriter,
     clean_reason,
+    safe_identifier,
 )
 from gateway.limits import Limits
 from gateway.sealing import SealSessions
@@ -159,7 +157,7 @@ class RecordRequester:
         }
         d = resp.decision
         if not (
-            AGREEMENT_ID.fullmatch(d.agreement_id)
+            identifiers.is_answered_agreement_id(d.agreement_id)
             and HEX64_OR_EMPTY.fullmatch(d.agreement_digest)
             and HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
         ):
@@ -171,7 +169,7 @@ class RecordRequester:
             "agreement_digest": d.agreement_digest,
             "policy_set_digest": d.policy_set_digest,
             "legal_basis": clean_reason(d.legal_basis, self._limits),
-            "approval_id": d.approval_id if APPROVAL_ID.fullmatch(d.approval_id) else INVALID,
+            "approval_id": safe_identifier(d.approval_id, identifiers.is_answered_approval_id),
         }
         if not d.allowed:
             self._append(

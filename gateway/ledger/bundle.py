@@ -112,6 +112,7 @@ def export_bundle(
     since_ms: int | None = None,
     until_ms: int | None = None,
     require_witnesses: int = 0,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> bytes:
     """Bundle bytes for one request id or the half-open range [since_ms, until_ms).
 
@@ -129,7 +130,7 @@ def export_bundle(
         if not records:
             raise NotFound("no ledger entries match the selection")
         need = max(r.index for r in records) + 1
-        cp, _ = _best_checkpoint(ledger, need, log_keys, keys, require_witnesses)
+        cp, _ = _best_checkpoint(ledger, need, log_keys, keys, require_witnesses, limits)
     else:
         assert since_ms is not None and until_ms is not None
         if until_ms <= since_ms:
@@ -143,9 +144,9 @@ def export_bundle(
         # without a checkpoint that covers it, the tree's end has to serve.
         after = hi + 1 if hi < ledger.size else hi
         try:
-            cp, _ = _best_checkpoint(ledger, after, log_keys, keys, require_witnesses)
+            cp, _ = _best_checkpoint(ledger, after, log_keys, keys, require_witnesses, limits)
         except NotFound:
-            cp, _ = _best_checkpoint(ledger, hi, log_keys, keys, require_witnesses)
+            cp, _ = _best_checkpoint(ledger, hi, log_keys, keys, require_witnesses, limits)
         first = max(lo - 1, 0)
         last = min(hi + 1, cp.checkpoint.size)
         records = ledger.entries(first, last - first)
@@ -178,7 +179,7 @@ def export_bundle(
         "entries": entries,
         "members": members,
     }
-    _needed_members(content, [decode_entry(r.entry) for r in records], keys)
+    _needed_members(content, [decode_entry(r.entry, limits) for r in records], keys)
     return seal(content)
 
 
@@ -188,6 +189,7 @@ def _best_checkpoint(
     log_keys: Sequence[AnyVerifyKey],
     keys: TrustedKeys,
     require_witnesses: int,
+    limits: Limits,
 ) -> tuple[SignedCheckpoint, tuple[str, ...]]:
     """Newest verified checkpoint covering ``need`` entries, cosigned by enough witnesses."""
     covering = [c for c in ledger.checkpoints() if c.checkpoint.size >= need]
@@ -197,8 +199,8 @@ def _best_checkpoint(
         )
     best: tuple[SignedCheckpoint, tuple[str, ...]] | None = None
     for c in covering:
-        open_log_checkpoint(c.note, ledger.origin, log_keys)  # never export what cannot verify
-        cosigners, _ = checkpoint_cosigners(c.note, ledger.origin, log_keys, keys)
+        open_log_checkpoint(c.note, ledger.origin, log_keys, limits)  # never export the unverified
+        cosigners, _ = checkpoint_cosigners(c.note, ledger.origin, log_keys, keys, limits)
         if len(cosigners) >= require_witnesses and (best is None or len(cosigners) >= len(best[1])):
             best = (c, cosigners)
     if best is None:

@@ -40,16 +40,17 @@ from dataclasses import dataclass
 from typing import Final, get_args
 
 from gateway.errors import InvalidArgument
-from gateway.ledger.events import EventKind, LedgerEvent, Role
+from gateway.ledger.events import Decision, EventKind, LedgerEvent, Role
 from gateway.ledger.merkle import HASH_LEN, leaf_hash
 from gateway.limits import DEFAULT_LIMITS, Limits
 
 ENTRY_VERSION: Final = 2
 HEADER_LEN: Final = 1 + 8 + HASH_LEN
 GENESIS_PREV: Final = bytes(HASH_LEN)
-KINDS: Final = get_args(EventKind)  # the one list lives with the event type
-ROLES: Final = get_args(Role)
-DECISIONS: Final = ("allow", "deny")
+# The values the event types allow (``gateway.ledger.events`` declares them once).
+KINDS: Final[tuple[str, ...]] = get_args(EventKind)
+ROLES: Final[tuple[str, ...]] = get_args(Role)
+DECISIONS: Final[tuple[str, ...]] = get_args(Decision)
 
 _HEAD = struct.Struct(">BQ")
 _FIXED = struct.Struct(">QQI")

@@ -32,6 +32,7 @@ EventKind = Literal[
     "subject_access",
 ]
 Role = Literal["holder", "requester"]
+Decision = Literal["allow", "deny"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class LedgerEvent:
     dataset: str
     purpose: str
     # "allow" or "deny", and the human-readable reason / agreement.
-    decision: Literal["allow", "deny"]
+    decision: Decision
     reason: str
     record_count: int = 0
     agreement_id: str = ""

@@ -118,8 +118,8 @@ class LedgerRecord:
     event: LedgerEvent
 
 
-def _signed(row: CheckpointRow) -> SignedCheckpoint:
-    text, _ = parse_note(row.note)
+def _signed(row: CheckpointRow, limits: Limits) -> SignedCheckpoint:
+    text, _ = parse_note(row.note, limits)
     return SignedCheckpoint(row.seq, Checkpoint.parse(text), row.note, row.issued_ms)
 
 
@@ -468,14 +468,14 @@ class Ledger:
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
         row = self.store.latest_checkpoint()
-        return _signed(row) if row else None
+        return _signed(row, self._limits) if row else None
 
     def checkpoints(self) -> list[SignedCheckpoint]:
-        return [_signed(r) for r in self.store.checkpoints()]
+        return [_signed(r, self._limits) for r in self.store.checkpoints()]
 
     def checkpoint_covering(self, size: int) -> SignedCheckpoint | None:
         row = self.store.checkpoint_covering(size)
-        return _signed(row) if row else None
+        return _signed(row, self._limits) if row else None
 
     def add_cosignature_lines(self, seq: int, lines: Sequence[str]) -> SignedCheckpoint:
         """Merge already-verified cosignature lines into checkpoint ``seq``'s note."""
@@ -483,13 +483,15 @@ class Ledger:
             rows = [r for r in self.store.checkpoints() if r.seq == seq]
             if not rows:
                 raise NotFound(f"checkpoint #{seq} not found")
-            _text, sigs = parse_note(rows[0].note)
+            _text, sigs = parse_note(rows[0].note, self._limits)
             existing = {s.line() for s in sigs}
             new = [ln if ln.endswith("\n") else ln + "\n" for ln in lines]
             merged = rows[0].note + "".join(ln for ln in new if ln not in existing)
-            parse_note(merged)
+            parse_note(merged, self._limits)
             self.store.replace_checkpoint_note(seq, merged)
-            return _signed(CheckpointRow(seq, rows[0].size, merged, rows[0].issued_ms))
+            return _signed(
+                CheckpointRow(seq, rows[0].size, merged, rows[0].issued_ms), self._limits
+            )
 
     # -- proofs --------------------------------------------------------------
 
@@ -517,7 +519,9 @@ class Ledger:
     # -- lookups -------------------------------------------------------------
 
     def _record(self, row: EntryRow) -> LedgerRecord:
-        return LedgerRecord(row.index, row.entry, row.entry_hash, decode_entry(row.entry).event)
+        return LedgerRecord(
+            row.index, row.entry, row.entry_hash, decode_entry(row.entry, self._limits).event
+        )
 
     def entry(self, index: int) -> LedgerRecord:
         rows = self.store.entries(index, index + 1)

@@ -19,6 +19,7 @@ from typing import Any
 
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 CST = _dt.timezone(_dt.timedelta(hours=8), "CST")
 
@@ -43,9 +44,9 @@ def _iso(ms: int, tz: _dt.tzinfo) -> str:
     return _dt.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="milliseconds")
 
 
-def shown(index: int, entry: bytes) -> ShownEntry:
+def shown(index: int, entry: bytes, limits: Limits = DEFAULT_LIMITS) -> ShownEntry:
     """Decode one entry's bytes (raises InvalidArgument if they are not a valid entry)."""
-    ev = decode_entry(entry).event
+    ev = decode_entry(entry, limits).event
     return ShownEntry(index, _iso(ev.timestamp_ms, _dt.UTC), _iso(ev.timestamp_ms, CST), ev)
 
 
@@ -74,10 +75,12 @@ class EntryFilter:
 
 
 def shown_entries(
-    rows: Iterable[tuple[int, bytes]], where: EntryFilter = EntryFilter()
+    rows: Iterable[tuple[int, bytes]],
+    where: EntryFilter = EntryFilter(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Iterator[ShownEntry]:
     """Decode ``(index, entry bytes)`` rows and keep those ``where`` matches."""
     for index, entry in rows:
-        s = shown(index, entry)
+        s = shown(index, entry, limits)
         if where.matches(s.event):
             yield s

@@ -7,7 +7,9 @@ verification (``gateway.ledger.ledger`` and ``gateway.ledger.verify``).
 
 Other backends: ``gateway.storage.postgres.ledger`` implements the same
 Protocol on PostgreSQL, shared by several replicas (``exclusive()`` there is a
-cross-replica lock). The optimistic ``expected_size`` check inside the write
+cross-replica lock). Both run the same read queries (``SqlLedgerReads``) and
+the same small write statements, written once with ``?`` placeholders and
+rewritten for psycopg's ``%s`` (``in_dialect``). The optimistic ``expected_size`` check inside the write
 transaction is what keeps concurrent writers from forking the log: a writer
 that lost the race gets ``SizeConflict`` and reloads the tail.
 
@@ -25,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from gateway.errors import NotFound, StorageFailure
 
@@ -140,14 +142,150 @@ _DDL = (
 )
 
 _ENTRY_COLS = "idx, entry, entry_hash, request_id, timestamp_ms"
+_CP_COLS = "seq, size, note, issued_ms"
+
+# Statements both SQL backends run, written with ``?`` placeholders
+# (``in_dialect`` rewrites them for drivers that use ``%s``).
+SIZE_SQL = "SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries"
+INSERT_CHECKPOINT_SQL = (
+    "INSERT INTO ledger_checkpoints (seq, size, note, issued_ms) VALUES "
+    "((SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_checkpoints), ?, ?, ?)"
+)
+REPLACE_NOTE_SQL = "UPDATE ledger_checkpoints SET note = ? WHERE seq = ?"
+SET_META_SQL = (
+    "INSERT INTO ledger_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+)
 
 
-def _row(r: tuple[int, bytes, bytes, str, int]) -> EntryRow:
+@functools.cache
+def in_dialect(sql: str, placeholder: str) -> str:
+    """``sql`` with each ``?`` placeholder written as ``placeholder`` (none of
+    these statements has a ``?`` or ``%`` anywhere else)."""
+    return sql if placeholder == "?" else sql.replace("?", placeholder)
+
+
+def _row(r: Sequence[Any]) -> EntryRow:
     return EntryRow(int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
 
 
-class SqliteLedgerStore:
+def _cp(r: Sequence[Any]) -> CheckpointRow:
+    return CheckpointRow(int(r[0]), int(r[1]), str(r[2]), int(r[3]))
+
+
+class SqlLedgerReads:
+    """The ``LedgerStore`` reads every SQL backend shares: one set of queries over
+    the same tables, whatever the driver's placeholder style (``PLACEHOLDER``).
+
+    A backend supplies ``_all`` (run one query, return every row, raising
+    ``StorageFailure`` on a database error) and its writes.
+    """
+
+    PLACEHOLDER: ClassVar[str] = "?"
+    # The driver already returns BLOBs as ``bytes`` and integers as ``int``
+    # (sqlite3 does): the verifier's page reads then skip a copy per row.
+    TYPED_ROWS: ClassVar[bool] = False
+
+    def _all(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._all(in_dialect(sql, self.PLACEHOLDER), params)
+
+    def size(self) -> int:
+        return int(self._read(SIZE_SQL)[0][0])
+
+    def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]:
+        rows = self._read(
+            "SELECT hash FROM ledger_nodes WHERE id >= ? AND id < ? ORDER BY id",
+            (node_key(level, start), node_key(level, stop)),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def entries(self, start: int, stop: int) -> list[EntryRow]:
+        rows = self._read(
+            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, stop),
+        )
+        return [_row(r) for r in rows]
+
+    def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]:
+        """Every stored row in index order, in pages (gaps are visible to the caller)."""
+        for rows in self._pages(_ENTRY_COLS, batch):
+            yield from (_row(r) for r in rows)
+
+    def _pages(self, cols: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
+        last = -1
+        while True:
+            rows = self._read(
+                f"SELECT {cols} FROM ledger_entries WHERE idx > ? ORDER BY idx LIMIT ?",
+                (last, batch),
+            )
+            if not rows:
+                return
+            yield rows
+            last = int(rows[-1][0])
+
+    def entry_range(self, start: int, stop: int) -> list[bytes]:
+        """Entry bytes with start <= index < stop, in order (each entry's header
+        carries its own index, so the verifier needs nothing else)."""
+        rows = self._read(
+            "SELECT entry FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, stop),
+        )
+        return [r[0] for r in rows] if self.TYPED_ROWS else [bytes(r[0]) for r in rows]
+
+    def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]:
+        """(index, entry, entry_hash) rows with start <= index < stop, in order."""
+        rows = self._read(
+            "SELECT idx, entry, entry_hash FROM ledger_entries WHERE idx >= ? AND idx < ? "
+            "ORDER BY idx",
+            (start, stop),
+        )
+        if self.TYPED_ROWS:
+            return rows
+        return [(int(a), bytes(b), bytes(c)) for a, b, c in rows]
+
+    def find_request(self, request_id: str) -> list[EntryRow]:
+        rows = self._read(
+            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE request_id = ? ORDER BY idx",
+            (request_id,),
+        )
+        return [_row(r) for r in rows]
+
+    def entries_between(self, since_ms: int, until_ms: int, limit: int) -> list[EntryRow]:
+        rows = self._read(
+            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE timestamp_ms >= ? AND "
+            "timestamp_ms < ? ORDER BY idx LIMIT ?",
+            (since_ms, until_ms, limit),
+        )
+        return [_row(r) for r in rows]
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        return [
+            _cp(r) for r in self._read(f"SELECT {_CP_COLS} FROM ledger_checkpoints ORDER BY seq")
+        ]
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        rows = self._read(f"SELECT {_CP_COLS} FROM ledger_checkpoints ORDER BY seq DESC LIMIT 1")
+        return _cp(rows[0]) if rows else None
+
+    def checkpoint_covering(self, size: int) -> CheckpointRow | None:
+        """The earliest checkpoint whose tree has at least ``size`` entries."""
+        rows = self._read(
+            f"SELECT {_CP_COLS} FROM ledger_checkpoints WHERE size >= ? ORDER BY seq LIMIT 1",
+            (size,),
+        )
+        return _cp(rows[0]) if rows else None
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._read("SELECT v FROM ledger_meta WHERE k = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+
+class SqliteLedgerStore(SqlLedgerReads):
     """One SQLite file (WAL, synchronous=FULL: durable when ``append`` returns)."""
+
+    TYPED_ROWS = True
 
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -193,9 +331,7 @@ class SqliteLedgerStore:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    (size,) = db.execute(
-                        "SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries"
-                    ).fetchone()
+                    (size,) = db.execute(SIZE_SQL).fetchone()
                     if size != expected_size:
                         raise SizeConflict(f"ledger size changed: {expected_size} -> {size}")
                     db.executemany(
@@ -211,12 +347,7 @@ class SqliteLedgerStore:
                         [(node_key(lv, ix), h) for lv, ix, h in nodes],
                     )
                     for size_cp, note, issued_ms in checkpoints:
-                        db.execute(
-                            "INSERT INTO ledger_checkpoints (seq, size, note, issued_ms) "
-                            "VALUES ((SELECT COALESCE(MAX(seq) + 1, 0) FROM ledger_checkpoints),"
-                            " ?, ?, ?)",
-                            (size_cp, note, issued_ms),
-                        )
+                        db.execute(INSERT_CHECKPOINT_SQL, (size_cp, note, issued_ms))
                     db.execute("COMMIT")
                 except BaseException:
                     db.execute("ROLLBACK")
@@ -225,13 +356,10 @@ class SqliteLedgerStore:
                 raise StorageFailure(f"ledger append failed: {exc}") from exc
 
     def replace_checkpoint_note(self, seq: int, note: str) -> None:
-        self._write("UPDATE ledger_checkpoints SET note = ? WHERE seq = ?", (note, seq))
+        self._write(REPLACE_NOTE_SQL, (note, seq))
 
     def set_meta(self, key: str, value: str) -> None:
-        self._write(
-            "INSERT INTO ledger_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = ?",
-            (key, value, value),
-        )
+        self._write(SET_META_SQL, (key, value))
 
     def _write(self, sql: str, params: tuple[object, ...]) -> None:
         with self._lock:
@@ -255,9 +383,6 @@ class SqliteLedgerStore:
             except sqlite3.Error as exc:
                 raise StorageFailure(f"ledger read failed: {exc}") from exc
 
-    def size(self) -> int:
-        return int(self._all("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")[0][0])
-
     def nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
         out: list[bytes] = []
         with self._lock:
@@ -278,102 +403,9 @@ class SqliteLedgerStore:
                 raise StorageFailure(f"ledger read failed: {exc}") from exc
         return out
 
-    def nodes_range(self, level: int, start: int, stop: int) -> list[bytes]:
-        rows = self._all(
-            "SELECT hash FROM ledger_nodes WHERE id >= ? AND id < ? ORDER BY id",
-            (node_key(level, start), node_key(level, stop)),
-        )
-        return [bytes(r[0]) for r in rows]
-
-    def entries(self, start: int, stop: int) -> list[EntryRow]:
-        rows = self._all(
-            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-            (start, stop),
-        )
-        return [_row(r) for r in rows]
-
-    def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]:
-        """Every stored row in index order, in pages (gaps are visible to the caller)."""
-        last = -1
-        while True:
-            rows = self._all(
-                f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE idx > ? ORDER BY idx LIMIT ?",
-                (last, batch),
-            )
-            if not rows:
-                return
-            for r in rows:
-                yield _row(r)
-            last = int(rows[-1][0])
-
     def iter_raw(self, batch: int = 50_000) -> Iterator[list[tuple[int, bytes, bytes]]]:
         """Pages of (index, entry, entry_hash) for the fast verifier."""
-        last = -1
-        while True:
-            rows = self._all(
-                "SELECT idx, entry, entry_hash FROM ledger_entries WHERE idx > ? "
-                "ORDER BY idx LIMIT ?",
-                (last, batch),
-            )
-            if not rows:
-                return
-            yield rows
-            last = int(rows[-1][0])
-
-    def entry_range(self, start: int, stop: int) -> list[bytes]:
-        """Entry bytes with start <= index < stop, in order (each entry's header
-        carries its own index, so the verifier needs nothing else)."""
-        rows = self._all(
-            "SELECT entry FROM ledger_entries WHERE idx >= ? AND idx < ? ORDER BY idx",
-            (start, stop),
-        )
-        return [r[0] for r in rows]
-
-    def raw_range(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]:
-        """(index, entry, entry_hash) rows with start <= index < stop, in order."""
-        return self._all(
-            "SELECT idx, entry, entry_hash FROM ledger_entries WHERE idx >= ? AND idx < ? "
-            "ORDER BY idx",
-            (start, stop),
-        )
-
-    def find_request(self, request_id: str) -> list[EntryRow]:
-        rows = self._all(
-            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE request_id = ? ORDER BY idx",
-            (request_id,),
-        )
-        return [_row(r) for r in rows]
-
-    def entries_between(self, since_ms: int, until_ms: int, limit: int) -> list[EntryRow]:
-        rows = self._all(
-            f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE timestamp_ms >= ? AND "
-            "timestamp_ms < ? ORDER BY idx LIMIT ?",
-            (since_ms, until_ms, limit),
-        )
-        return [_row(r) for r in rows]
-
-    def checkpoints(self) -> list[CheckpointRow]:
-        rows = self._all("SELECT seq, size, note, issued_ms FROM ledger_checkpoints ORDER BY seq")
-        return [CheckpointRow(int(a), int(b), str(c), int(d)) for a, b, c, d in rows]
-
-    def latest_checkpoint(self) -> CheckpointRow | None:
-        rows = self._all(
-            "SELECT seq, size, note, issued_ms FROM ledger_checkpoints ORDER BY seq DESC LIMIT 1"
-        )
-        return CheckpointRow(*rows[0]) if rows else None
-
-    def checkpoint_covering(self, size: int) -> CheckpointRow | None:
-        """The earliest checkpoint whose tree has at least ``size`` entries."""
-        rows = self._all(
-            "SELECT seq, size, note, issued_ms FROM ledger_checkpoints WHERE size >= ? "
-            "ORDER BY seq LIMIT 1",
-            (size,),
-        )
-        return CheckpointRow(*rows[0]) if rows else None
-
-    def get_meta(self, key: str) -> str | None:
-        rows = self._all("SELECT v FROM ledger_meta WHERE k = ?", (key,))
-        return str(rows[0][0]) if rows else None
+        yield from self._pages("idx, entry, entry_hash", batch)
 
     def reopener(self) -> Callable[[], SqliteLedgerStore]:
         """A picklable way for another process to open this file read-only."""

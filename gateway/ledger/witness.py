@@ -81,6 +81,40 @@ class WitnessStore(Protocol):
     def evidence(self, origin: str | None = None) -> list[Evidence]: ...
 
 
+# Statements both witness stores (SQLite here, PostgreSQL in
+# ``gateway.storage.postgres.witness``) run, with ``?`` placeholders.
+ORIGINS_SQL = "SELECT origin FROM witness_state ORDER BY origin"
+LATEST_SQL = "SELECT origin, size, root, note, updated_ms FROM witness_state WHERE origin = ?"
+INSERT_EVIDENCE_SQL = (
+    "INSERT INTO witness_evidence (origin, kind, held_note, shown_note, detail, recorded_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def state_of(row: Sequence[Any] | None) -> WitnessState | None:
+    return (
+        None
+        if row is None
+        else WitnessState(str(row[0]), int(row[1]), bytes(row[2]), str(row[3]), int(row[4]))
+    )
+
+
+def evidence_values(e: Evidence) -> tuple[str, str, str, str, str, int]:
+    return (e.origin, e.kind, e.held_note, e.shown_note, e.detail, e.recorded_ms)
+
+
+def evidence_query(origin: str | None) -> tuple[str, tuple[str, ...]]:
+    """The evidence recorded (about ``origin``, or about every log), oldest first."""
+    sql = "SELECT origin, kind, held_note, shown_note, detail, recorded_ms FROM witness_evidence"
+    if origin is None:
+        return sql + " ORDER BY id", ()
+    return sql + " WHERE origin = ? ORDER BY id", (origin,)
+
+
+def evidence_of(rows: Sequence[Sequence[Any]]) -> list[Evidence]:
+    return [Evidence(str(a), str(b), str(c), str(d), str(e), int(f)) for a, b, c, d, e, f in rows]
+
+
 class SqliteWitnessStore:
     def __init__(self, path: str | Path) -> None:
         self._lock = threading.Lock()
@@ -101,18 +135,12 @@ class SqliteWitnessStore:
     def origins(self) -> list[str]:
         """Every log this witness has cosigned, sorted."""
         with self._lock:
-            rows = self._db.execute("SELECT origin FROM witness_state ORDER BY origin").fetchall()
+            rows = self._db.execute(ORIGINS_SQL).fetchall()
         return [str(r[0]) for r in rows]
 
     def latest(self, origin: str) -> WitnessState | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT origin, size, root, note, updated_ms FROM witness_state WHERE origin = ?",
-                (origin,),
-            ).fetchone()
-        return (
-            WitnessState(row[0], int(row[1]), bytes(row[2]), row[3], int(row[4])) if row else None
-        )
+            return state_of(self._db.execute(LATEST_SQL, (origin,)).fetchone())
 
     def advance(self, expected_size: int | None, state: WitnessState) -> None:
         with self._lock:
@@ -142,32 +170,13 @@ class SqliteWitnessStore:
     def record_evidence(self, evidence: Evidence) -> None:
         with self._lock:
             try:
-                self._db.execute(
-                    "INSERT INTO witness_evidence (origin, kind, held_note, shown_note, detail, "
-                    "recorded_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        evidence.origin,
-                        evidence.kind,
-                        evidence.held_note,
-                        evidence.shown_note,
-                        evidence.detail,
-                        evidence.recorded_ms,
-                    ),
-                )
+                self._db.execute(INSERT_EVIDENCE_SQL, evidence_values(evidence))
             except sqlite3.Error as exc:
                 raise StorageFailure(f"witness store write failed: {exc}") from exc
 
     def evidence(self, origin: str | None = None) -> list[Evidence]:
-        sql = (
-            "SELECT origin, kind, held_note, shown_note, detail, recorded_ms FROM witness_evidence"
-        )
-        params: tuple[str, ...] = ()
-        if origin is not None:
-            sql += " WHERE origin = ?"
-            params = (origin,)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id", params).fetchall()
-        return [Evidence(*r) for r in rows]
+            return evidence_of(self._db.execute(*evidence_query(origin)).fetchall())
 
     def close(self) -> None:
         with self._lock:
@@ -214,6 +223,7 @@ def apply_witness_response(
     peer: str,
     witness_name: str,
     witness_key: AnyVerifyKey | Sequence[AnyVerifyKey],
+    limits: Limits = DEFAULT_LIMITS,
 ) -> int:
     """Verify and store the cosignature; remember the peer's size. Returns that size.
 
@@ -229,10 +239,10 @@ def apply_witness_response(
     if status != S.WITNESS_STATUS_COSIGNED:
         name = ledger_pb2.WitnessStatus.Name(status)
         raise VerificationFailed(f"witness {witness_name} refused: {name}: {response.detail}")
-    text, _ = parse_note(request.checkpoint)
+    text, _ = parse_note(request.checkpoint, limits)
     cp = Checkpoint.parse(text)
     sig_line = response.cosignature
-    _, sigs = parse_note(text + "\n" + sig_line)
+    _, sigs = parse_note(text + "\n" + sig_line, limits)
     if len(sigs) != 1:
         raise VerificationFailed("witness response: expected exactly one cosignature line")
     keys = tuple(witness_key) if isinstance(witness_key, (list, tuple)) else (witness_key,)

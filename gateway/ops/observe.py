@@ -27,6 +27,7 @@ import grpc
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.exchange.peer import PeerTransport
 from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.ops.logs import annotate, rpc_context
 from gateway.ops.metrics import GatewayMetrics
 from gateway.server.ratelog import RateLimitedLog, source_of
@@ -76,10 +77,10 @@ class ObservingWrapper:
     Handlers of other kinds than unary-unary (reflection's stream) pass unchanged.
     """
 
-    def __init__(self, metrics: GatewayMetrics, port: str) -> None:
+    def __init__(self, metrics: GatewayMetrics, port: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self._metrics = metrics
         self._port = port  # "service" or "peer"
-        self._limited = RateLimitedLog(log)
+        self._limited = RateLimitedLog(log, limits)
 
     def __call__(self, method: str, handler: Any) -> Any:
         if handler is None:

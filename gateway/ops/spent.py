@@ -33,6 +33,7 @@ from gateway.errors import StorageFailure, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.ledger.storage import EntryRow, LedgerStore, SqliteLedgerStore
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.quota import QuotaKey
 from gateway.stats.budget import SpendIndex, SqliteSpendIndex
 
@@ -93,12 +94,12 @@ def _rows_from(store: LedgerStore, start: int, page: int = 10_000) -> Iterator[E
 
 
 def _holder_events(
-    store: LedgerStore, local: str, kinds: bytes, start: int = 0
+    store: LedgerStore, local: str, kinds: bytes, start: int, limits: Limits
 ) -> Iterable[LedgerEvent]:
     for row in _rows_from(store, start):
         if kinds not in row.entry:  # cheap filter before decoding
             continue
-        event = decode_entry(row.entry).event
+        event = decode_entry(row.entry, limits).event
         if event.role == "holder" and event.local == local:
             yield event
 
@@ -110,11 +111,15 @@ def _charged(event: LedgerEvent) -> bool:
 
 
 def budget_shortfalls(
-    ledger: LedgerStore, local: str, spends: SpendIndex, start: int = 0
+    ledger: LedgerStore,
+    local: str,
+    spends: SpendIndex,
+    start: int = 0,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """Statistics spends the ledger records (from entry ``start`` on) that the budget store lacks."""
     need: dict[str, tuple[str, str, float]] = {}
-    for e in _holder_events(ledger, local, b"stats_", start):
+    for e in _holder_events(ledger, local, b"stats_", start, limits):
         if _charged(e):
             eps = float(dict(e.details).get("epsilon", "0") or 0)
             need[e.request_id] = (e.dataset, f"{e.counterparty}/{e.service_system}", eps)
@@ -137,7 +142,11 @@ def budget_shortfalls(
 
 
 def quota_shortfalls(
-    ledger: LedgerStore, local: str, quota: QuotaCounts, now_ms: int
+    ledger: LedgerStore,
+    local: str,
+    quota: QuotaCounts,
+    now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """Records released on recent days (by the ledger) above what the quota store counts."""
     since = now_ms - QUOTA_DAYS * DAY_MS
@@ -151,7 +160,7 @@ def quota_shortfalls(
     for row in ledger.entries_between(since, now_ms + DAY_MS, limit=10_000_000):
         if b"transfer" not in row.entry:
             continue
-        e = decode_entry(row.entry).event
+        e = decode_entry(row.entry, limits).event
         if e.role == "holder" and e.local == local and e.kind == "transfer":
             shown[(e.dataset, e.counterparty, e.service_system)] += e.record_count
     if not shown:
@@ -173,16 +182,21 @@ def quota_shortfalls(
 
 
 def check_stores_cover_ledger(
-    ledger_db: Path, local: str, budget_db: Path, quota_db: Path, now_ms: int
+    ledger_db: Path,
+    local: str,
+    budget_db: Path,
+    quota_db: Path,
+    now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """Every shortfall of the budget and quota stores against the ledger (empty: consistent)."""
     if not ledger_db.is_file():
         return []
     store = SqliteLedgerStore(ledger_db, readonly=True)
     try:
-        return budget_shortfalls(store, local, SqliteSpendIndex(budget_db)) + quota_shortfalls(
-            store, local, SqliteQuotaCounts(quota_db), now_ms
-        )
+        return budget_shortfalls(
+            store, local, SqliteSpendIndex(budget_db), 0, limits
+        ) + quota_shortfalls(store, local, SqliteQuotaCounts(quota_db), now_ms, limits)
     finally:
         store.close()
 
@@ -250,6 +264,7 @@ def startup_shortfalls(
     cover_path: Path,
     local: str,
     now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
     """The start-up check: budget and quota stores against the ledger.
 
@@ -270,8 +285,8 @@ def startup_shortfalls(
         and _still_holds(spends, cover)
     ):
         start = cover.ledger_size
-    found = budget_shortfalls(ledger, local, spends, start) + quota_shortfalls(
-        ledger, local, quota, now_ms
+    found = budget_shortfalls(ledger, local, spends, start, limits) + quota_shortfalls(
+        ledger, local, quota, now_ms, limits
     )
     if not found:
         rows, last_seq, last_rid = spends.newest()

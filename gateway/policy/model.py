@@ -40,10 +40,16 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from gateway.catalogue import DataGrade, SharingClass
-from gateway.identifiers import Code, JurisdictionCode, Purpose, ServiceSystemId
+from gateway.identifiers import (
+    ApprovalId,
+    Code,
+    JurisdictionCode,
+    Purpose,
+    ServiceSystemId,
+    SharingAgreementId,
+)
 
 AGREEMENT_KIND = "sharing-agreement"
-AGREEMENT_ID_RE = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 # Validity dates are read in China Standard Time.
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
@@ -114,13 +120,13 @@ class Requester(_Frozen):
 
 
 class Approval(_Frozen):
-    id: _Text
+    id: ApprovalId
     approver: _Text
 
 
 class AgreementFile(_Frozen):
     kind: Literal["sharing-agreement"]
-    id: Annotated[str, Field(pattern=AGREEMENT_ID_RE)]
+    id: SharingAgreementId
     title: str = ""
     holder: JurisdictionCode
     dataset: Code

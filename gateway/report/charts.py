@@ -27,7 +27,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from gateway.report.model import CST, Breakdown, BudgetSeries
+from gateway.ledger.show import CST
+from gateway.report.model import Breakdown, BudgetSeries
 
 COLOURS = {
     "transfer": "#2e7d32",

@@ -3,26 +3,27 @@
 Owns: opening each ledger file read-only, verifying it whole (chain, tree,
 checkpoints) with the log key the trust bundle pins for its origin (never a
 key stored in the file), checking which federation witnesses cosigned its
-newest checkpoint, decoding its entries, and reconciling every pair of
-ledgers given. Does not own: verification or reconciliation logic
-(``gateway.ledger.verify``, ``gateway.ledger.reconcile``), what the report
-computes (``gateway.report.model``).
+newest checkpoint, and reconciling every pair of ledgers given. Does not
+own: verification, decoding or reconciliation logic (``gateway.ledger.verify``,
+``gateway.ledger.show``, the decoder ``gateway ledger show`` uses,
+``gateway.ledger.reconcile``), what the report computes
+(``gateway.report.model``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import GatewayError, NotFound, VerificationFailed
-from gateway.ledger.entry import decode_entry
 from gateway.ledger.ledger import SqliteLedger, default_origin
 from gateway.ledger.note import cosignatures_in
 from gateway.ledger.reconcile import ReconcileReport, reconcile
-from gateway.ledger.storage import LedgerStore, SqliteLedgerStore
+from gateway.ledger.show import shown_entries
+from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.verify import verify_store
 from gateway.report.model import Entry
 from gateway.trust import TrustBundle
@@ -67,12 +68,6 @@ class AuditInputs:
     reconciliations: tuple[ReconcileReport, ...]
     generated_at: dt.datetime
     witnesses: tuple[WitnessView, ...] = ()
-
-
-def decode_entries(store: LedgerStore, ledger: str) -> Iterator[Entry]:
-    """Every entry of one ledger, decoded (the report's one decoding place)."""
-    for row in store.iter_entries():
-        yield Entry(ledger, row.index, decode_entry(row.entry).event)
 
 
 def read_witness(label: str, path: Path) -> tuple[WitnessView, dict[str, str]]:
@@ -139,7 +134,10 @@ def _status(
         entries: list[Entry] = []
         undecodable = ""
         try:
-            entries.extend(decode_entries(store, member.jurisdiction))
+            rows = ((row.index, row.entry) for row in store.iter_entries())
+            entries.extend(
+                Entry(member.jurisdiction, s.index, s.event) for s in shown_entries(rows)
+            )
         except GatewayError as exc:  # a damaged ledger still gets a report saying so
             undecodable = f"entry {len(entries)} and after could not be decoded: {exc}"
     finally:

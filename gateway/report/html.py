@@ -16,12 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from html import escape
-from typing import Final
 
+from gateway.ledger.show import CST
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.report import charts, model
 from gateway.report.gather import AuditInputs, LedgerStatus
-
-MAX_TABLE_ROWS: Final = 20_000
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","PingFang SC",sans-serif;
@@ -89,7 +88,7 @@ def _verification(ledgers: Sequence[LedgerStatus]) -> str:
         for w in s.warnings:
             status += f'<br><span class="warn">{escape(w)}</span>'
         cosigners = ", ".join(
-            f"{escape(j)} ({escape(dt.datetime.fromtimestamp(t, model.CST).strftime('%m-%d %H:%M'))})"
+            f"{escape(j)} ({escape(dt.datetime.fromtimestamp(t, CST).strftime('%m-%d %H:%M'))})"
             for j, _name, t in s.cosigned_by
         )
         n, of = len(s.cosigned_by), len(s.witnesses_expected)
@@ -223,10 +222,10 @@ def _reconciliation(inputs: AuditInputs) -> str:
     return f"<section id='reconciliation'><h2>Reconciliation</h2>{''.join(parts)}</section>"
 
 
-def _entries(inputs: AuditInputs) -> str:
+def _entries(inputs: AuditInputs, max_rows: int) -> str:
     entries = sorted(inputs.entries, key=lambda e: (e.event.timestamp_ms, e.ledger, e.index))
-    cut = len(entries) - MAX_TABLE_ROWS
-    shown = entries[-MAX_TABLE_ROWS:] if cut > 0 else entries
+    cut = len(entries) - max_rows
+    shown = entries[-max_rows:] if cut > 0 else entries
     rows = []
     for e in shown:
         ev = e.event
@@ -252,7 +251,7 @@ def _entries(inputs: AuditInputs) -> str:
         for s in inputs.ledgers
     )
     note = (
-        f"<p class='warn'>Showing the newest {MAX_TABLE_ROWS:,} of {len(entries):,} entries; "
+        f"<p class='warn'>Showing the newest {max_rows:,} of {len(entries):,} entries; "
         "export a time range with `gateway ledger export` for the rest.</p>"
         if cut > 0
         else ""
@@ -272,7 +271,12 @@ def _entries(inputs: AuditInputs) -> str:
     )
 
 
-def render(inputs: AuditInputs, title: str = "Data-exchange audit report") -> str:
+def render(
+    inputs: AuditInputs,
+    title: str = "Data-exchange audit report",
+    limits: Limits = DEFAULT_LIMITS,
+) -> str:
+    """The whole report; its entry table shows the newest ``limits.max_report_rows``."""
     items = model.exchanges(inputs.entries)
     series = model.budget_series(inputs.entries)
     s = model.summary(items)
@@ -298,7 +302,7 @@ def render(inputs: AuditInputs, title: str = "Data-exchange audit report") -> st
             ("records released", s.records_released),
         )
     )
-    generated = inputs.generated_at.astimezone(model.CST).strftime("%Y-%m-%d %H:%M CST")
+    generated = inputs.generated_at.astimezone(CST).strftime("%Y-%m-%d %H:%M CST")
     return (
         "<!DOCTYPE html><html lang='zh-CN'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -316,6 +320,6 @@ def render(inputs: AuditInputs, title: str = "Data-exchange audit report") -> st
         "</section>"
         f"{_verification(inputs.ledgers)}{_witnesses(inputs)}{_charts(items, series)}"
         f"{_budget(series)}"
-        f"{_reconciliation(inputs)}{_entries(inputs)}</main>"
+        f"{_reconciliation(inputs)}{_entries(inputs, limits.max_report_rows)}</main>"
         f"<script>{_SCRIPT}</script></body></html>"
     )

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.ledger.events import LedgerEvent
+from gateway.ledger.show import CST
 
-CST = dt.timezone(dt.timedelta(hours=8), "CST")
 OUTCOMES = ("transfer", "refusal", "stats_release", "stats_refusal")
 _VOLATILE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32,}|\b\d+(?:\.\d+)?\b"

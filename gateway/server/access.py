@@ -28,7 +28,8 @@ import grpc
 from gateway import crypto
 from gateway.config import Credential, ServiceRole, ServiceSystem, load_config
 from gateway.errors import PermissionDenied, Unauthenticated, clip
-from gateway.server.auth import peer_cert_fingerprint
+from gateway.limits import DEFAULT_LIMITS, Limits
+from gateway.server.auth import CertFingerprints
 from gateway.server.interceptor import PUBLIC_PREFIXES
 
 log = logging.getLogger("gateway.access")
@@ -106,8 +107,10 @@ class ServiceRegistry:
         systems: Sequence[ServiceSystem],
         config_path: Path | None = None,
         clock_ms: Callable[[], int] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._state = _State.of(systems)
+        self._fingerprints = CertFingerprints(limits)
         self._path = config_path
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._lock = threading.Lock()
@@ -166,7 +169,7 @@ class ServiceRegistry:
         token = _bearer_token(context)
         if token:
             return self._match(creds, "token", crypto.sha256_hex(token.encode()), now)
-        fp = peer_cert_fingerprint(context)
+        fp = self._fingerprints(context)
         if fp:
             return self._match(creds, "cert", fp, now)
         raise Unauthenticated(

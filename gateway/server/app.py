@@ -170,7 +170,10 @@ class Gateway:
         self.replay = self.stores.replay
         self.transport = GrpcPeerTransport(self.keys.tls, limits)
         self.seal_keys = SealKeys(
-            self.keys.seal, load_retired_seal_keys(config.key_dir), config.key_dir
+            self.keys.seal,
+            load_retired_seal_keys(config.key_dir, limits=limits),
+            config.key_dir,
+            limits,
         )
         self.caller = PeerCaller(
             self.me,
@@ -273,7 +276,7 @@ class Gateway:
             rng,
         )
         self.service_auth = ServiceRegistry(
-            config.service_systems, config.config_path, clock_ms=clock_ms
+            config.service_systems, config.config_path, clock_ms=clock_ms, limits=limits
         )
         self.witness_store = self.stores.witness
         self.witnessing = Witnessing(
@@ -314,6 +317,7 @@ class Gateway:
                 config.data_dir / COVER_FILE,
                 self.me,
                 clock_ms(),
+                limits,
             ),
             f"gateway {self.me} refuses to start",
             POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
@@ -381,7 +385,7 @@ class Gateway:
             return
         keys = self._bundle.keys_valid_at(self.me, "ledger", latest.issued_ms)
         try:
-            open_checkpoint(latest.note, self.ledger.origin, keys)
+            open_checkpoint(latest.note, self.ledger.origin, keys, self.config.limits)
         except GatewayError as exc:
             raise ConfigurationError(
                 f"{self.stores.description}: the ledger's last checkpoint (#{latest.seq}, "
@@ -505,7 +509,7 @@ class Gateway:
         client_ca = None
         if client_certificates:
             try:
-                client_ca = service_ca_cert(self.config.key_dir)
+                client_ca = service_ca_cert(self.config.key_dir, self.config.limits)
             except StorageFailure as exc:
                 raise ConfigurationError(
                     f"listen.service_mtls needs the service-system CA in {self.config.key_dir} "
@@ -515,22 +519,23 @@ class Gateway:
         return service_credentials(self.keys.tls, client_certificates, client_ca=client_ca)
 
     def start(self) -> BoundPorts:
-        opts = channel_options(self.config.limits)
+        limits = self.config.limits
+        opts = channel_options(limits)
         peer = GatewayServer(
-            annotating(PeerAuthenticator(self.bundle)),
+            annotating(PeerAuthenticator(self.bundle, self.config.limits)),
             max_workers=self._max_workers,
             name=f"peer-{self.me}",
             options=opts,
             authorize=authorize_peer,
             limits=self.config.limits,
-            observe=ObservingWrapper(self.metrics, "peer"),
+            observe=ObservingWrapper(self.metrics, "peer", limits),
         )
         service = service_server(
             self.service_auth,
             self.config.limits,
             max_workers=self._max_workers,
             name=f"svc-{self.me}",
-            observe=ObservingWrapper(self.metrics, "service"),
+            observe=ObservingWrapper(self.metrics, "service", limits),
         )
         peer_pb2_grpc.add_PeerExchangeServicer_to_server(
             PeerExchangeServicer(
@@ -547,7 +552,7 @@ class Gateway:
             RecordExchangeServicer(self.requester, self.bundle, self.bulk_requester), service
         )
         stats_pb2_grpc.add_StatisticsServicer_to_server(
-            StatisticsServicer(self.statistics.coordinator, caller_from_context), service
+            StatisticsServicer(self.statistics.coordinator, caller_from_context, limits), service
         )
         subject_pb2_grpc.add_SubjectAccessServicer_to_server(
             SubjectAccessServicer(self.subject_access, caller), service
@@ -556,9 +561,8 @@ class Gateway:
         # exchanges' entries) and local auditors (service port, role audit;
         # every read is itself ledgered). Both also say what this gateway, as
         # witness, last cosigned for another log (GetWitnessedCheckpoint).
-        limits = self.config.limits
         add_ledger_service(
-            peer, self.ledger, limits, scope=MemberScope(), who=caller,
+            peer, self.ledger, limits, scope=MemberScope(limits), who=caller,
             witnessed=self.witness_store,
         )  # fmt: skip
         add_ledger_service(

@@ -14,37 +14,53 @@ import grpc
 
 from gateway import crypto
 from gateway.errors import Unauthenticated
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust import TrustBundle
 
-# Fingerprints of the certificates peers presented, by their exact PEM bytes: a
-# connection presents the same certificate on every call, so each is parsed and
-# hashed once (a pure function of the bytes; bounded, cleared when full).
-_FINGERPRINTS: dict[bytes, str] = {}
-_MAX_FINGERPRINTS = 1024
 
+class CertFingerprints:
+    """Fingerprints of the certificates callers presented, by their exact PEM bytes.
 
-def peer_cert_fingerprint(context: grpc.ServicerContext) -> str | None:
-    certs = context.auth_context().get("x509_pem_cert")
-    if not certs:
-        return None
-    pem = certs[0]
-    fp = _FINGERPRINTS.get(pem)
-    if fp is None:
-        fp = crypto.cert_fingerprint(pem)
-        if len(_FINGERPRINTS) >= _MAX_FINGERPRINTS:
-            _FINGERPRINTS.clear()
-        _FINGERPRINTS[pem] = fp
-    return fp
+    A connection presents the same certificate on every call, so each is parsed
+    and hashed once (a pure function of the bytes; at most
+    ``limits.max_cached_certificates`` kept, cleared when full). Only the
+    fingerprint is cached: who it belongs to is looked up on every call.
+    """
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._max = limits.max_cached_certificates
+        self._cache: dict[bytes, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def __contains__(self, pem: bytes) -> bool:
+        return pem in self._cache
+
+    def __call__(self, context: grpc.ServicerContext) -> str | None:
+        """The fingerprint of the caller's TLS client certificate, or None."""
+        certs = context.auth_context().get("x509_pem_cert")
+        if not certs:
+            return None
+        pem = certs[0]
+        fp = self._cache.get(pem)
+        if fp is None:
+            fp = crypto.cert_fingerprint(pem)
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[pem] = fp
+        return fp
 
 
 class PeerAuthenticator:
     """Mutual-TLS client certificate -> federation member jurisdiction."""
 
-    def __init__(self, bundle: Callable[[], TrustBundle]) -> None:
+    def __init__(self, bundle: Callable[[], TrustBundle], limits: Limits = DEFAULT_LIMITS) -> None:
         self._bundle = bundle
+        self.fingerprints = CertFingerprints(limits)
 
     def __call__(self, context: grpc.ServicerContext) -> str:
-        fp = peer_cert_fingerprint(context)
+        fp = self.fingerprints(context)
         if fp is None:
             raise Unauthenticated("peer presented no TLS client certificate")
         member = self._bundle().member_by_fingerprint(fp)

@@ -153,21 +153,20 @@ _WRAPPERS: dict[str, Wrapper] = {
 
 
 class GatewayInterceptor:
+    """Authenticates, authorizes and maps errors around every handler. Both
+    checks are required: there is no way to build one that serves a
+    non-public method to an unauthenticated or unauthorized caller."""
+
     def __init__(
         self,
-        authenticate: Authenticator | None,
-        authorize: Authorizer | None = None,
+        authenticate: Authenticator,
+        authorize: Authorizer,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._authenticate = authenticate
         self._authorize = authorize
         self._limits = limits
-        self._ratelog = RateLimitedLog(
-            log,
-            burst=limits.refusal_log_burst,
-            window_seconds=limits.refusal_log_window_seconds,
-            max_keys=limits.refusal_log_sources,
-        )
+        self._ratelog = RateLimitedLog(log, limits)
 
     def wrap(self, method: str, handler: Any) -> Any:
         """The handler that authenticates, then maps errors; refuses unknown kinds."""
@@ -195,11 +194,10 @@ class GatewayInterceptor:
             remaining = context.time_remaining()
             if remaining is not None:
                 deadline_token = _DEADLINE.set(time.monotonic() + remaining)
-            if self._authenticate is not None and not public:
+            if not public:
                 who = self._authenticate(context)
                 caller_token = _CALLER.set(who)
-                if self._authorize is not None:
-                    self._authorize(method, who)
+                self._authorize(method, who)
             yield
         except GatewayError as exc:
             code, kind = status_of(exc), wire_name(exc)
@@ -248,12 +246,12 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
 
     def __init__(
         self,
-        authenticate: Authenticator | None,
+        authenticate: Authenticator,
         *,
         max_workers: int,
         name: str,
+        authorize: Authorizer,
         options: Sequence[tuple[str, int | str]] = (),
-        authorize: Authorizer | None = None,
         limits: Limits = DEFAULT_LIMITS,
         observe: HandlerWrapper | None = None,
     ) -> None:

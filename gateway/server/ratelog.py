@@ -1,11 +1,12 @@
 """Rate-limited logging of refusals, per source.
 
 Owns: deciding whether a log line about a refused call is written. Each
-(source, kind) pair may write ``burst`` lines per ``window`` seconds; further
-lines are counted, and the next line after the window says how many were
-suppressed. A source is the caller's network address without its port, so a
-client opening a fresh connection per call is still one source. Memory is
-bounded: past ``max_keys`` pairs the table is cleared (and a line says so).
+(source, kind) pair may write ``limits.refusal_log_burst`` lines per
+``limits.refusal_log_window_seconds``; further lines are counted, and the next
+line after the window says how many were suppressed. A source is the caller's
+network address without its port, so a client opening a fresh connection per
+call is still one source. Memory is bounded: past
+``limits.refusal_log_sources`` pairs the table is cleared (and a line says so).
 
 Does not own: what is logged (the interceptor), log formatting or handlers.
 """
@@ -17,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 
 def source_of(peer: str) -> str:
@@ -38,15 +41,13 @@ class RateLimitedLog:
     def __init__(
         self,
         logger: logging.Logger,
-        burst: int = 5,
-        window_seconds: float = 60.0,
-        max_keys: int = 10_000,
+        limits: Limits = DEFAULT_LIMITS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._log = logger
-        self._burst = burst
-        self._window = window_seconds
-        self._max_keys = max_keys
+        self._burst = limits.refusal_log_burst
+        self._window = limits.refusal_log_window_seconds
+        self._max_keys = limits.refusal_log_sources
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], _Window] = {}

@@ -63,7 +63,7 @@ class StatisticsWiring:
         self.budget = budget
         self.holder: StatsHolder | None = None
         if (policies / STATISTICS_FILE).is_file():
-            policy = StatisticsPolicy.from_dir(policies, policy_store.current.catalogue)
+            policy = StatisticsPolicy.from_dir(policies, policy_store.current.catalogue, limits)
             self._check_declared_privacy_units(policy)
             self.holder = StatsHolder(
                 policy=policy,
@@ -110,7 +110,9 @@ class StatisticsWiring:
         if self.holder is None or not result.ok:
             return
         try:
-            fresh = StatisticsPolicy.from_dir(self._policies, self._policy_store.current.catalogue)
+            fresh = StatisticsPolicy.from_dir(
+                self._policies, self._policy_store.current.catalogue, self._limits
+            )
             self._check_declared_privacy_units(fresh)
         except GatewayError as exc:
             log.warning("statistics agreement reload refused; keeping the one in force: %s", exc)

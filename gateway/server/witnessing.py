@@ -92,6 +92,7 @@ class Witnessing:
                         peer,
                         member.witness_name,
                         member.ring("witness").at(self._clock()),
+                        self._limits,
                     )
                     outcomes[peer] = f"cosigned size {size}"
                 except GatewayError as exc:

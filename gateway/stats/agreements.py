@@ -52,7 +52,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gateway.catalogue import Catalogue, Dataset
 from gateway.crypto import sha256_hex
 from gateway.errors import GatewayError, NotFound, PolicyDenied, PolicyFileError, clip
-from gateway.identifiers import Code, JurisdictionCode, Purpose, ServiceSystemId
+from gateway.identifiers import (
+    ApprovalId,
+    Code,
+    JurisdictionCode,
+    Purpose,
+    ServiceSystemId,
+    StatsAgreementId,
+)
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.model import Statistic
 from gateway.yamlfile import load_model
 
@@ -142,13 +150,13 @@ class DatasetTerms(_Frozen):
 
 
 class StatisticsApproval(_Frozen):
-    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")]
+    id: ApprovalId
     approver: Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class StatisticsAgreement(_Frozen):
     kind: Literal["statistics-agreement"]
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    id: StatsAgreementId
     holder: JurisdictionCode
     # Why releasing these statistics is lawful; recorded in every ledger entry.
     legal_basis: Annotated[
@@ -178,11 +186,11 @@ class LoadedAgreement:
     path: Path
 
 
-def load_agreement(path: Path) -> LoadedAgreement:
+def load_agreement(path: Path, limits: Limits = DEFAULT_LIMITS) -> LoadedAgreement:
     """Load ``path`` (or ``<dir>/statistics.yaml``); PolicyFileError on any problem."""
     if path.is_dir():
         path = path / STATISTICS_FILE
-    agreement = load_model(path, StatisticsAgreement)
+    agreement = load_model(path, StatisticsAgreement, limits)
     return LoadedAgreement(agreement, sha256_hex(path.read_bytes()), path)
 
 
@@ -226,13 +234,13 @@ def _check_terms(t: DatasetTerms, ds: Dataset) -> list[str]:
     return out
 
 
-def validate_file(path: Path, catalogue: Catalogue) -> list[str]:
+def validate_file(path: Path, catalogue: Catalogue, limits: Limits = DEFAULT_LIMITS) -> list[str]:
     """Validate one statistics agreement file against ``catalogue``.
 
     Returns a list of problems (empty if the file is fine); each names the file.
     """
     try:
-        loaded = load_agreement(path)
+        loaded = load_agreement(path, limits)
     except GatewayError as exc:
         return [str(exc)]
     return [f"{loaded.path}: {p}" for p in cross_check(loaded.agreement, catalogue)]
@@ -261,8 +269,10 @@ class StatisticsPolicy:
         self._catalogue = catalogue
 
     @classmethod
-    def from_dir(cls, policies_dir: Path, catalogue: Catalogue) -> StatisticsPolicy:
-        return cls(load_agreement(policies_dir / STATISTICS_FILE), catalogue)
+    def from_dir(
+        cls, policies_dir: Path, catalogue: Catalogue, limits: Limits = DEFAULT_LIMITS
+    ) -> StatisticsPolicy:
+        return cls(load_agreement(policies_dir / STATISTICS_FILE, limits), catalogue)
 
     @property
     def holder(self) -> str:

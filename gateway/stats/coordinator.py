@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway import crypto
+from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import (
     EnvironmentFailure,
@@ -46,7 +46,7 @@ from gateway.errors import (
     VerificationFailed,
     status_name,
 )
-from gateway.ledger.events import INVALID, LedgerEvent, LedgerWriter, clean_reason
+from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
     query_to_proto,
@@ -225,16 +225,15 @@ def _agreement_facts(resp: stats_pb2.PeerStatsResponse | None, limits: Limits) -
     comes from a peer, and the entry refuses malformed values)."""
     if resp is None:
         return {}
-    ident = re.compile(r"^[A-Za-z0-9._:-]{0,128}$")
     hex64 = re.compile(r"^(?:[0-9a-f]{64})?$")
     return {
-        "agreement_id": resp.agreement_id if ident.fullmatch(resp.agreement_id) else INVALID,
+        "agreement_id": safe_identifier(resp.agreement_id, identifiers.is_answered_agreement_id),
         "agreement_digest": resp.agreement_digest if hex64.fullmatch(resp.agreement_digest) else "",
         "policy_set_digest": (
             resp.policy_set_digest if hex64.fullmatch(resp.policy_set_digest) else ""
         ),
         "legal_basis": clean_reason(resp.legal_basis, limits),
-        "approval_id": clean_reason(resp.approval_id, limits)[:128],
+        "approval_id": safe_identifier(resp.approval_id, identifiers.is_answered_approval_id),
     }
 
 

@@ -30,13 +30,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
 from gateway.ledger.events import (
     AppendReceipt,
+    Decision,
     LedgerEvent,
     LedgerWriter,
     clean_reason,
@@ -83,8 +84,7 @@ class RequestContext:
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.requester, "requester")
         identifiers.service_system(self.service_system)
-        if not self.request_id or len(self.request_id) > 128:
-            raise InvalidArgument.expected("request_id", "1..128 characters", self.request_id)
+        identifiers.request_id(self.request_id)
 
 
 def caps_of(auth: Authorised) -> Caps:
@@ -307,31 +307,50 @@ class StatsHolder:
             "remaining_epsilon_requester": repr(remaining[0]),
             "remaining_epsilon_dataset": repr(remaining[1]),
         }
+        event = self._event(
+            "stats_release", "allow", f"statistics agreement {auth.agreement_id}",
+            query, ctx, auth, extra,
+        )  # fmt: skip
         return self._ledger.append(
-            LedgerEvent(
-                kind="stats_release",
-                role="holder",
-                request_id=ctx.request_id,
-                timestamp_ms=ctx.now_ms,
-                local=self.jurisdiction,
-                counterparty=ctx.requester,
-                service_system=ctx.service_system,
-                dataset=query.dataset,
-                purpose=query.purpose,
-                decision="allow",
-                reason=f"statistics agreement {auth.agreement_id}",
-                agreement_id=auth.agreement_id,
-                agreement_digest=auth.agreement_digest,
-                policy_set_digest=self._policy_set_digest(),
+            replace(
+                event,
                 payload_digest=release_digest(release, self._suite),
-                request_digest=ctx.request_digest,
-                requester_signature=ctx.requester_signature,
                 holder_signature=holder_signature,
                 response_digest=response_digest,
-                legal_basis=auth.legal_basis,
-                approval_id=auth.approval_id,
-                details=self._details(query, ctx, extra),
             )
+        )
+
+    def _event(
+        self,
+        kind: Literal["stats_release", "stats_refusal"],
+        decision: Decision,
+        reason: str,
+        query: StatsQuery,
+        ctx: RequestContext,
+        auth: Authorised | None,
+        extra: dict[str, str],
+    ) -> LedgerEvent:
+        """This holder's entry for one query: release or refusal alike."""
+        return LedgerEvent(
+            kind=kind,
+            role="holder",
+            request_id=ctx.request_id,
+            timestamp_ms=ctx.now_ms,
+            local=self.jurisdiction,
+            counterparty=ctx.requester,
+            service_system=ctx.service_system,
+            dataset=query.dataset,
+            purpose=query.purpose,
+            decision=decision,
+            reason=reason,
+            agreement_id=auth.agreement_id if auth else "",
+            agreement_digest=auth.agreement_digest if auth else "",
+            policy_set_digest=self._policy_set_digest(),
+            request_digest=ctx.request_digest,
+            requester_signature=ctx.requester_signature,
+            legal_basis=auth.legal_basis if auth else "",
+            approval_id=auth.approval_id if auth else "",
+            details=self._details(query, ctx, extra),
         )
 
     def _refusal(
@@ -351,27 +370,7 @@ class StatsHolder:
         }
         try:
             self._ledger.append(
-                LedgerEvent(
-                    kind="stats_refusal",
-                    role="holder",
-                    request_id=ctx.request_id,
-                    timestamp_ms=ctx.now_ms,
-                    local=self.jurisdiction,
-                    counterparty=ctx.requester,
-                    service_system=ctx.service_system,
-                    dataset=query.dataset,
-                    purpose=query.purpose,
-                    decision="deny",
-                    reason=exc.message[:512],
-                    agreement_id=auth.agreement_id if auth else "",
-                    agreement_digest=auth.agreement_digest if auth else "",
-                    policy_set_digest=self._policy_set_digest(),
-                    legal_basis=auth.legal_basis if auth else "",
-                    approval_id=auth.approval_id if auth else "",
-                    request_digest=ctx.request_digest,
-                    requester_signature=ctx.requester_signature,
-                    details=self._details(query, ctx, extra),
-                )
+                self._event("stats_refusal", "deny", exc.message[:512], query, ctx, auth, extra)
             )
         except GatewayError:
             # The refusal itself still stands; the ledger failure is logged

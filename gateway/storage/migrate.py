@@ -25,6 +25,7 @@ from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.verify import LedgerReport, verify_store
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.storage.backend import (
     BUDGET_FILE,
     LEDGER_FILE,
@@ -127,6 +128,7 @@ def migrate_from_sqlite(
     origin: str,
     ledger_key: AnyVerifyKey,
     progress: Callable[[str, int], None] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> MigrationReport:
     """Copy ``data_dir``'s SQLite state into ``db``; verify before and after."""
     ledger_path = data_dir / LEDGER_FILE
@@ -137,7 +139,7 @@ def migrate_from_sqlite(
         stored_origin = source.get_meta("origin")
         if stored_origin not in (None, origin):
             raise InvalidArgument.expected("ledger origin", origin, stored_origin)
-        before = verify_store(source, origin, ledger_key)
+        before = verify_store(source, origin, ledger_key, limits=limits)
     finally:
         source.close()
     if not before.ok:
@@ -171,7 +173,7 @@ def migrate_from_sqlite(
         target = PgVersionStore(db)
         target.record(versions.highest(), versions.highest_digest())
         copied["bundle_version"] = versions.highest()
-    after = verify_store(PgLedgerStore(db), origin, ledger_key)
+    after = verify_store(PgLedgerStore(db), origin, ledger_key, limits=limits)
     same = (
         after.ok
         and after.entries == before.entries

@@ -33,7 +33,6 @@ _ENDPOINT = re.compile(
     r"|\[[0-9A-Fa-f:.]{2,45}\]"
     r"):([0-9]{1,5})$"
 )
-_ORIGIN = re.compile(r"^[\x21-\x7e]{1,255}$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -138,10 +137,7 @@ class Member:
             raise InvalidArgument(f"datasets of {self.jurisdiction} repeat a code")
         if self.origin == "":
             object.__setattr__(self, "origin", default_origin(self.jurisdiction))
-        if not isinstance(self.origin, str) or not _ORIGIN.fullmatch(self.origin):
-            raise InvalidArgument.expected(
-                "origin", "1-255 printable ASCII characters without spaces", self.origin
-            )
+        identifiers.origin(self.origin)
 
     @property
     def suite(self) -> str:

@@ -95,6 +95,22 @@ def test_consistency_proof_and_entries(served, log_key) -> None:  # type: ignore
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
         ),
+        (  # an origin no log can have (the rule in gateway.identifiers), not a lookup
+            lambda s: s.GetWitnessedCheckpoint(
+                pb.GetWitnessedCheckpointRequest(origin="two words\n")
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            lambda s: s.GetWitnessedCheckpoint(pb.GetWitnessedCheckpointRequest(origin="x" * 256)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            lambda s: s.GetWitnessedCheckpoint(
+                pb.GetWitnessedCheckpointRequest(origin="130000.gateway.dataexchange.cn/ledger")
+            ),
+            grpc.StatusCode.NOT_FOUND,
+        ),
     ],
 )
 def test_bad_requests_get_status_codes(served, call, code) -> None:  # type: ignore[no-untyped-def]

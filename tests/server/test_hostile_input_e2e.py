@@ -31,7 +31,7 @@ from gateway._proto.dataexchange.gateway.v1 import (
     stats_pb2,
 )
 from gateway.cli import main
-from gateway.limits import DEFAULT_LIMITS
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.server.ratelog import RateLimitedLog, source_of
 from tests.conftest import RunningFederation, start_federation, stop_federation
 from tests.server.access_testkit import peer_channel, raw_call, token_from_output
@@ -281,7 +281,9 @@ def test_rate_limited_log_reports_how_many_lines_it_suppressed() -> None:
     logger = logging.getLogger("tests.ratelog")
     logger.addHandler(lines)
     logger.setLevel(logging.INFO)
-    rl = RateLimitedLog(logger, burst=2, window_seconds=10, clock=lambda: now[0])
+    rl = RateLimitedLog(
+        logger, Limits(refusal_log_burst=2, refusal_log_window_seconds=10), clock=lambda: now[0]
+    )
     written = [rl.log(logging.INFO, "ipv4:10.0.0.1", "X", "line %d", i) for i in range(5)]
     assert written == [True, True, False, False, False]
     assert rl.log(logging.INFO, "ipv4:10.0.0.2", "X", "other source")  # sources are separate

@@ -16,7 +16,10 @@ from tests.helpers import service_port
 
 
 def _server() -> GatewayServer:
-    return GatewayServer(ServiceRegistry([]), max_workers=2, name="test-interceptor")
+    registry = ServiceRegistry([])
+    return GatewayServer(
+        registry, max_workers=2, name="test-interceptor", authorize=registry.authorize
+    )
 
 
 def _answer(request: bytes, context: Any) -> Any:

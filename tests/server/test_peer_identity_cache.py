@@ -9,6 +9,7 @@ import pytest
 
 from gateway import crypto
 from gateway.errors import Unauthenticated
+from gateway.limits import Limits
 from gateway.server import auth
 from gateway.server.auth import PeerAuthenticator
 
@@ -46,20 +47,18 @@ def test_member_removed_from_bundle_is_refused_despite_cached_fingerprint() -> N
     bundle = FakeBundle({crypto.cert_fingerprint(PINNED): "110000"})
     authn = PeerAuthenticator(lambda: bundle)  # type: ignore[arg-type, return-value]
     assert authn(FakeContext(PINNED)) == "110000"  # type: ignore[arg-type]
-    assert PINNED in auth._FINGERPRINTS
+    assert PINNED in authn.fingerprints
     bundle.members.clear()  # the next bundle version drops it
     with pytest.raises(Unauthenticated):
         authn(FakeContext(PINNED))  # type: ignore[arg-type]
 
 
-def test_fingerprint_cache_stays_bounded() -> None:
-    for _ in range(3):
-        auth.peer_cert_fingerprint(FakeContext(OTHER))  # type: ignore[arg-type]
-    assert len(auth._FINGERPRINTS) <= auth._MAX_FINGERPRINTS
-    auth._FINGERPRINTS.clear()
-    auth._FINGERPRINTS.update(
-        {bytes([i % 256]) * (i + 1): "x" for i in range(auth._MAX_FINGERPRINTS)}
-    )
-    auth.peer_cert_fingerprint(FakeContext(PINNED))  # type: ignore[arg-type]
-    assert len(auth._FINGERPRINTS) <= auth._MAX_FINGERPRINTS
-    assert auth._FINGERPRINTS[PINNED] == crypto.cert_fingerprint(PINNED)
+def test_fingerprint_cache_stays_within_the_configured_bound() -> None:
+    """A peer cycling through certificates cannot grow the cache past the limit."""
+    cache = auth.CertFingerprints(Limits(max_cached_certificates=2))
+    pems = [crypto.make_tls_identity("gw-110000", ["gw-110000"]).cert_pem for _ in range(2)]
+    for pem in (*pems, PINNED, OTHER):
+        cache(FakeContext(pem))  # type: ignore[arg-type]
+        assert len(cache) <= 2
+    assert cache(FakeContext(PINNED)) == crypto.cert_fingerprint(PINNED)  # type: ignore[arg-type]
+    assert OTHER in cache and len(cache) == 2

@@ -379,7 +379,7 @@ def test_peer_seam_round_trips_protobuf(
     resp = holder.handle_peer(
         req,
         requester="130000",
-        request_id="r-1",
+        request_id="6f1c2a4e-7b1d-4c3e-9a2f-0d8e5b7c1a23",
         now_ms=5,
         requester_signature_b64="c2ln",
         request_digest_hex="aa" * 32,

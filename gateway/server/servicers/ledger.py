@@ -29,6 +29,7 @@ from typing import Final, Protocol
 
 import grpc
 
+from gateway import identifiers
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
 from gateway.errors import InvalidArgument, NotFound, PermissionDenied
 from gateway.ledger.entry import decode_entry
@@ -54,8 +55,11 @@ class LedgerScope(Protocol):
 class MemberScope:
     """Peer port: entries whose counterparty is the calling member."""
 
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self._limits = limits
+
     def visible(self, row: EntryRow, who: str) -> bool:
-        return decode_entry(row.entry).event.counterparty == who
+        return decode_entry(row.entry, self._limits).event.counterparty == who
 
     def record_read(self, who: str, method: str, detail: str) -> None:
         return None
@@ -131,8 +135,7 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def GetWitnessedCheckpoint(
         self, request: ledger_pb2.GetWitnessedCheckpointRequest, context: grpc.ServicerContext
     ) -> ledger_pb2.GetWitnessedCheckpointResponse:
-        if len(request.origin) > 255:
-            raise InvalidArgument.expected("origin length", "<= 255", len(request.origin))
+        identifiers.origin(request.origin)
         self._scope.record_read(self._who(), "GetWitnessedCheckpoint", request.origin)
         state = self._witnessed.latest(request.origin) if self._witnessed else None
         if state is None:

@@ -21,8 +21,16 @@ from gateway.exchange.bulk import BulkQuery
 from gateway.exchange.bulk_requester import BulkChunk, BulkCompleted, BulkRequester, BulkStarted
 from gateway.exchange.records import RecordsQuery
 from gateway.exchange.requester import RecordRequester
+from gateway.ledger.events import AppendReceipt
 from gateway.server.interceptor import caller
 from gateway.trust import TrustBundle
+
+
+def _receipt(jurisdiction: str, receipt: AppendReceipt) -> common_pb2.LedgerReceipt:
+    """Where the caller's gateway ledgered the exchange."""
+    return common_pb2.LedgerReceipt(
+        jurisdiction=jurisdiction, index=receipt.index, entry_hash=receipt.entry_hash
+    )
 
 
 class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
@@ -54,11 +62,7 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
             dataset=result.dataset,
             records=result.records,
             decision=result.decision,
-            receipt=common_pb2.LedgerReceipt(
-                jurisdiction=result.local,
-                index=result.receipt.index,
-                entry_hash=result.receipt.entry_hash,
-            ),
+            receipt=_receipt(result.local, result.receipt),
             truncated=result.truncated,
         )
 
@@ -107,11 +111,7 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
                         truncated=event.truncated,
                         truncated_reason=event.truncated_reason,
                         cursor=event.cursor,
-                        receipt=common_pb2.LedgerReceipt(
-                            jurisdiction=event.local,
-                            index=event.receipt.index,
-                            entry_hash=event.receipt.entry_hash,
-                        ),
+                        receipt=_receipt(event.local, event.receipt),
                     )
                 )
 

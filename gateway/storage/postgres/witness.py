@@ -9,7 +9,19 @@ Fork and rollback evidence is append-only.
 
 from __future__ import annotations
 
-from gateway.ledger.witness import Evidence, WitnessConflict, WitnessState
+from gateway.ledger.storage import in_dialect
+from gateway.ledger.witness import (
+    INSERT_EVIDENCE_SQL,
+    LATEST_SQL,
+    ORIGINS_SQL,
+    Evidence,
+    WitnessConflict,
+    WitnessState,
+    evidence_of,
+    evidence_query,
+    evidence_values,
+    state_of,
+)
 from gateway.storage.postgres.db import PgDatabase
 
 
@@ -19,18 +31,12 @@ class PgWitnessStore:
 
     def origins(self) -> list[str]:
         with self._db.connection("witness store") as conn:
-            rows = conn.execute("SELECT origin FROM witness_state ORDER BY origin").fetchall()
+            rows = conn.execute(ORIGINS_SQL).fetchall()
         return [str(r[0]) for r in rows]
 
     def latest(self, origin: str) -> WitnessState | None:
         with self._db.connection("witness store") as conn:
-            row = conn.execute(
-                "SELECT origin, size, root, note, updated_ms FROM witness_state WHERE origin = %s",
-                (origin,),
-            ).fetchone()
-        if row is None:
-            return None
-        return WitnessState(str(row[0]), int(row[1]), bytes(row[2]), str(row[3]), int(row[4]))
+            return state_of(conn.execute(in_dialect(LATEST_SQL, "%s"), (origin,)).fetchone())
 
     def advance(self, expected_size: int | None, state: WitnessState) -> None:
         values = (state.origin, state.size, state.root, state.note, state.updated_ms)
@@ -59,32 +65,12 @@ class PgWitnessStore:
 
     def record_evidence(self, evidence: Evidence) -> None:
         with self._db.connection("witness store") as conn:
-            conn.execute(
-                "INSERT INTO witness_evidence (origin, kind, held_note, shown_note, detail,"
-                " recorded_ms) VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    evidence.origin,
-                    evidence.kind,
-                    evidence.held_note,
-                    evidence.shown_note,
-                    evidence.detail,
-                    evidence.recorded_ms,
-                ),
-            )
+            conn.execute(in_dialect(INSERT_EVIDENCE_SQL, "%s"), evidence_values(evidence))
 
     def evidence(self, origin: str | None = None) -> list[Evidence]:
-        query = (
-            "SELECT origin, kind, held_note, shown_note, detail, recorded_ms FROM witness_evidence"
-        )
-        params: tuple[str, ...] = ()
-        if origin is not None:
-            query += " WHERE origin = %s"
-            params = (origin,)
+        sql, params = evidence_query(origin)
         with self._db.connection("witness store") as conn:
-            rows = conn.execute(query + " ORDER BY id", params).fetchall()
-        return [
-            Evidence(str(a), str(b), str(c), str(d), str(e), int(f)) for a, b, c, d, e, f in rows
-        ]
+            return evidence_of(conn.execute(in_dialect(sql, "%s"), params).fetchall())
 
     def close(self) -> None:
         """The database is closed by its owner."""
