@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway import crypto, domains
+from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
@@ -38,8 +38,6 @@ from gateway.exchange.bulk import (
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
-    AGREEMENT_ID,
-    APPROVAL_ID,
     HEX64_OR_EMPTY,
     offering_member,
     refusal_class,
@@ -265,7 +263,7 @@ class _Run:
         )  # fmt: skip
         d = start.decision
         if not (
-            AGREEMENT_ID.fullmatch(d.agreement_id)
+            identifiers.is_answered_agreement_id(d.agreement_id)
             and HEX64_OR_EMPTY.fullmatch(d.agreement_digest)
             and HEX64_OR_EMPTY.fullmatch(d.policy_set_digest)
         ):
@@ -275,7 +273,9 @@ class _Run:
             "agreement_digest": d.agreement_digest,
             "policy_set_digest": d.policy_set_digest,
             "legal_basis": clean_reason(d.legal_basis, o._limits),
-            "approval_id": d.approval_id if APPROVAL_ID.fullmatch(d.approval_id) else INVALID,
+            "approval_id": d.approval_id
+            if identifiers.is_answered_approval_id(d.approval_id)
+            else INVALID,
             **self._holder_signed(first.start),
         }
         if not d.allowed:

@@ -111,8 +111,6 @@ class RecordsResult:
 HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
 # What a holder's answer may carry (the rules are ``gateway.identifiers``'s;
 # compiled here for the bulk requester, which matches them directly).
-AGREEMENT_ID = re.compile(identifiers.ANSWERED_AGREEMENT_ID_PATTERN, re.ASCII)
-APPROVAL_ID = re.compile(identifiers.ANSWERED_APPROVAL_ID_PATTERN)
 
 
 def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> Member:
