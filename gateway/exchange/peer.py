@@ -13,7 +13,9 @@ Does not own: sockets and TLS (``gateway.server.transport`` implements
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -34,6 +36,21 @@ from gateway.envelope import (
 from gateway.limits import Limits
 from gateway.replay import ReplayStore
 from gateway.trust import Member, TrustBundle
+
+# Whether a call that found no connection may wait for one more reconnection
+# attempt (``GrpcPeerTransport``). Background senders that retry anyway
+# (receipts) turn it off, so a peer that is down never holds them up.
+RECONNECT_WAIT: ContextVar[bool] = ContextVar("reconnect_wait", default=True)
+
+
+@contextmanager
+def without_reconnect_wait() -> Iterator[None]:
+    token = RECONNECT_WAIT.set(False)
+    try:
+        yield
+    finally:
+        RECONNECT_WAIT.reset(token)
+
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)

@@ -29,7 +29,7 @@ from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.envelope import sign_receipt, verify_receipt
 from gateway.errors import CryptoFailure, GatewayError, InvalidArgument, status_name
-from gateway.exchange.peer import PeerCaller, PeerResponder
+from gateway.exchange.peer import PeerCaller, PeerResponder, without_reconnect_wait
 from gateway.ledger.events import AppendReceipt, LedgerEvent
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.trust import TrustBundle
@@ -112,6 +112,10 @@ class ReceiptSender:
         Receipts for a holder that cannot be reached stay queued for the next flush."""
         with self._lock:
             batches, self._pending, self._count = self._pending, {}, 0
+        with without_reconnect_wait():  # queued receipts are retried anyway
+            return self._send(batches)
+
+    def _send(self, batches: dict[str, list[peer_pb2.ExchangeReceipt]]) -> int:
         recorded = 0
         for holder, receipts in batches.items():
             step = self._limits.max_receipt_batch

@@ -105,7 +105,10 @@ class OpsListener:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="ops-listener", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # how long stop() waits for the loop
+            name="ops-listener",
+            daemon=True,
         )
 
     @property

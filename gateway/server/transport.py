@@ -19,13 +19,16 @@ down for the calls that follow.
 Reconnection backoff is bounded (``Limits.peer_reconnect_backoff_seconds``):
 background calls (receipts, witness rounds) that fail while a peer is down
 would otherwise leave its channel refusing calls for up to two minutes after it
-is back. A call that found no connection on its last endpoint waits, within
-its deadline, for one more connection attempt before it fails.
+is back. A call that found no connection on its last endpoint, on a channel
+that was already failing before the call (so gRPC may not even have tried),
+waits within its deadline for one more connection attempt before it fails; a
+fresh attempt that fails means the peer is down, and the call fails at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import threading
 import time
@@ -44,6 +47,7 @@ from gateway.errors import (
     clip,
     error_for_status,
 )
+from gateway.exchange.peer import RECONNECT_WAIT
 from gateway.identity import tls_server_name
 from gateway.limits import Limits
 from gateway.server.interceptor import deadline_remaining
@@ -72,6 +76,7 @@ def peer_channel_options(limits: Limits) -> list[tuple[str, int | str]]:
 
 
 DOWN_SECONDS = 3.0
+_FAILING = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 def _not_connected(details: str) -> bool:
@@ -91,6 +96,8 @@ class GrpcPeerTransport:
         self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
         self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
         self._down_until: dict[tuple[str, str], float] = {}
+        # Each channel's connectivity, as gRPC reports it (public subscribe API).
+        self._states: dict[tuple[str, str, tuple[str, ...]], grpc.ChannelConnectivity] = {}
         self._turn = itertools.count()
 
     def _order(self, member: Member) -> list[str]:
@@ -137,6 +144,7 @@ class GrpcPeerTransport:
                     ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
                 ]
                 ch = grpc.secure_channel(endpoint, creds, options=opts)
+                ch.subscribe(functools.partial(self._states.__setitem__, key))
                 self._channels[key] = ch
             stub = peer_pb2_grpc.PeerExchangeStub(ch)
             self._stubs[key] = stub
@@ -152,6 +160,9 @@ class GrpcPeerTransport:
         order = self._order(member)
         for n, endpoint in enumerate(order):
             fn = getattr(self._stub(member, endpoint), method)
+            # Only a channel already failing before this call may be waiting out
+            # its backoff; a failure of a fresh attempt means the peer is down.
+            backing_off = self._states.get(self._key(member, endpoint)) == _FAILING
             try:
                 reply: peer_pb2.SignedEnvelope = fn(
                     envelope, timeout=max(0.0, deadline - self._clock())
@@ -166,6 +177,8 @@ class GrpcPeerTransport:
                     if _not_connected(exc.details() or "") and self._clock() < deadline:
                         if not last:
                             continue  # nothing was delivered: try the next replica
+                        if not backing_off or not RECONNECT_WAIT.get():
+                            self._raise(member, endpoint, exc, timeout)
                         try:
                             again = self._after_backoff(member, endpoint, fn, envelope, deadline)
                         except grpc.RpcError as exc2:
@@ -188,7 +201,7 @@ class GrpcPeerTransport:
         (and is back). Wait for one more connection attempt, bounded by the
         backoff and the call's deadline, then send once; None if the peer is
         still not there (the caller reports the first failure)."""
-        wait = min(deadline - self._clock(), self._limits.peer_reconnect_backoff_seconds + 0.5)
+        wait = min(deadline - self._clock(), self._limits.peer_reconnect_backoff_seconds + 0.25)
         channel = self._channels.get(self._key(member, endpoint))
         if wait <= 0 or channel is None:
             return None
