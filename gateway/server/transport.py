@@ -20,7 +20,7 @@ Reconnection backoff is bounded (``Limits.peer_reconnect_backoff_seconds``):
 background calls (receipts, witness rounds) that fail while a peer is down
 would otherwise leave its channel refusing calls for up to two minutes after it
 is back. A call that found no connection on its last endpoint, on a channel
-that was already failing before the call (so gRPC may not even have tried),
+that failed to connect shortly before (so gRPC may not even have tried),
 waits within its deadline for one more connection attempt before it fails; a
 fresh attempt that fails means the peer is down, and the call fails at once.
 """
@@ -28,7 +28,6 @@ fresh attempt that fails means the peer is down, and the call fails at once.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import itertools
 import threading
 import time
@@ -76,7 +75,6 @@ def peer_channel_options(limits: Limits) -> list[tuple[str, int | str]]:
 
 
 DOWN_SECONDS = 3.0
-_FAILING = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 
 
 def _not_connected(details: str) -> bool:
@@ -96,8 +94,9 @@ class GrpcPeerTransport:
         self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
         self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
         self._down_until: dict[tuple[str, str], float] = {}
-        # Each channel's connectivity, as gRPC reports it (public subscribe API).
-        self._states: dict[tuple[str, str, tuple[str, ...]], grpc.ChannelConnectivity] = {}
+        # When a call last found no connection to an endpoint (cleared on success).
+        self._failed_at: dict[tuple[str, str], float] = {}
+        self._backoff_window = 2 * limits.peer_reconnect_backoff_seconds + 1.0
         self._turn = itertools.count()
 
     def _order(self, member: Member) -> list[str]:
@@ -144,7 +143,6 @@ class GrpcPeerTransport:
                     ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
                 ]
                 ch = grpc.secure_channel(endpoint, creds, options=opts)
-                ch.subscribe(functools.partial(self._states.__setitem__, key))
                 self._channels[key] = ch
             stub = peer_pb2_grpc.PeerExchangeStub(ch)
             self._stubs[key] = stub
@@ -160,21 +158,26 @@ class GrpcPeerTransport:
         order = self._order(member)
         for n, endpoint in enumerate(order):
             fn = getattr(self._stub(member, endpoint), method)
-            # Only a channel already failing before this call may be waiting out
-            # its backoff; a failure of a fresh attempt means the peer is down.
-            backing_off = self._states.get(self._key(member, endpoint)) == _FAILING
+            # Only a channel that failed to connect shortly before may be waiting
+            # out its backoff; a fresh attempt that fails means the peer is down.
+            failed_at = self._failed_at.get((member.jurisdiction, endpoint))
+            backing_off = failed_at is not None and self._clock() - failed_at < self._backoff_window
             try:
                 reply: peer_pb2.SignedEnvelope = fn(
                     envelope, timeout=max(0.0, deadline - self._clock())
                 )
                 if len(member.endpoints) > 1:
                     self._down_until.pop((member.jurisdiction, endpoint), None)
+                self._failed_at.pop((member.jurisdiction, endpoint), None)
                 return reply
             except grpc.RpcError as exc:
                 if exc.code() == grpc.StatusCode.UNAVAILABLE:
                     self._mark_down(member, endpoint)
                     last = n == len(order) - 1
-                    if _not_connected(exc.details() or "") and self._clock() < deadline:
+                    not_connected = _not_connected(exc.details() or "")
+                    if not_connected:
+                        self._failed_at[(member.jurisdiction, endpoint)] = self._clock()
+                    if not_connected and self._clock() < deadline:
                         if not last:
                             continue  # nothing was delivered: try the next replica
                         if not backing_off or not RECONNECT_WAIT.get():
