@@ -131,6 +131,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
     assert settings.url is not None
     db = PgDatabase(settings.url, schema=settings.db_schema, pool_size=settings.pool_size)
     budget = PgBudgetStore(db)
+    subject = PgSubjectIndexStore(db)
     return Stores(
         ledger=PgLedgerStore(db),
         replay=PgReplayStore(db, replay_window_ms),
@@ -138,12 +139,12 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
         budget=budget,
         spends=budget,
         witness=PgWitnessStore(db),
-        subject=PgSubjectIndexStore(db),
+        subject=subject,
         versions=PgVersionStore(db),
         lease=PgLease(db),
         asks=PgCheckpointAsks(db),
         probe=PgProbe(db),
         description=f"PostgreSQL {db.where} (schema {db.schema})",
         shared=True,
-        _closers=[db.close],
+        _closers=[subject.close, db.close],  # the index's pending links first
     )

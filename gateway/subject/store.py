@@ -119,6 +119,41 @@ def entry_from_row(r: Sequence[Any]) -> IndexedEntry:
     )
 
 
+class PendingLinks:
+    """Links (request id -> ledger index) not yet written. A link only caches
+    where an entry landed (an unlinked row is found through the ledger's
+    request-id index), so stores write links with their next transaction
+    instead of paying one of their own, and show them to readers at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # never waits for a write in progress
+        self._links: dict[str, int] = {}
+
+    def add(self, request_id: str, entry_index: int) -> None:
+        with self._lock:
+            self._links[request_id] = entry_index
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._links)
+
+    def written(self, links: dict[str, int]) -> None:
+        with self._lock:
+            for rid, index in links.items():
+                if self._links.get(rid) == index:
+                    del self._links[rid]
+
+    def overlay(self, rows: list[IndexedEntry]) -> list[IndexedEntry]:
+        with self._lock:
+            found = {e.request_id: self._links.get(e.request_id) for e in rows}
+        return [
+            replace(e, entry_index=found[e.request_id])
+            if e.entry_index is None and found[e.request_id] is not None
+            else e
+            for e in rows
+        ]
+
+
 class SqliteSubjectIndexStore:
     """``SubjectIndexStore`` in one SQLite file (``data/subject_index.sqlite``).
 
@@ -133,14 +168,12 @@ class SqliteSubjectIndexStore:
         self.path = Path(path)
         self._db = open_store(path, what="subject index store", synchronous="FULL", schema=_SCHEMA)
         self._lock = threading.Lock()
-        self._links: dict[str, int] = {}  # linked in memory, not yet written
-        self._links_lock = threading.Lock()  # never waits for a write in progress
+        self._links = PendingLinks()
         self._group: GroupCommit[tuple[IndexedEntry, Sequence[bytes]]] = GroupCommit(self._tx)
 
     def _tx(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
         with self._lock:
-            with self._links_lock:
-                links = dict(self._links)
+            links = self._links.snapshot()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
@@ -170,9 +203,7 @@ class SqliteSubjectIndexStore:
                     raise
             except sqlite3.Error as exc:
                 raise StorageFailure(f"subject index store: write failed: {exc}") from exc
-            with self._links_lock:
-                for rid in links:
-                    self._links.pop(rid, None)
+            self._links.written(links)
 
     def _write_links(self, links: dict[str, int]) -> None:
         self._db.executemany(
@@ -187,8 +218,7 @@ class SqliteSubjectIndexStore:
         self._tx(rows)
 
     def link(self, request_id: str, entry_index: int) -> None:
-        with self._links_lock:
-            self._links[request_id] = entry_index
+        self._links.add(request_id, entry_index)
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[IndexedEntry]:
         with self._lock:
@@ -196,14 +226,7 @@ class SqliteSubjectIndexStore:
                 rows = [entry_from_row(r) for r in self._db.execute(sql, params).fetchall()]
             except sqlite3.Error as exc:
                 raise StorageFailure(f"subject index store: read failed: {exc}") from exc
-        with self._links_lock:
-            links = {e.request_id: self._links.get(e.request_id) for e in rows}
-        return [
-            replace(e, entry_index=links[e.request_id])
-            if e.entry_index is None and links[e.request_id] is not None
-            else e
-            for e in rows
-        ]
+        return self._links.overlay(rows)
 
     def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
         return self._query(
@@ -246,10 +269,11 @@ class SqliteSubjectIndexStore:
     def close(self) -> None:
         with self._lock:
             try:
-                if self._links:
+                links = self._links.snapshot()
+                if links:
                     with self._db:
-                        self._write_links(self._links)
-                    self._links.clear()
+                        self._write_links(links)
+                    self._links.written(links)
             except sqlite3.Error:
                 pass  # only a cache: the rows are found through the ledger instead
             finally:

@@ -64,6 +64,8 @@ def test_replicas_report_the_shared_databases_state_and_readiness(tmp_path: Path
                 gw.start()
             for _ in range(4):
                 hebei_exchange(rf)
+            for gw in gws.values():  # receipts (and their request ids) arrive no more
+                gw.receipts.stop(flush=True)
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f'SET search_path TO "{schema}"')
                 (replay,) = conn.execute("SELECT count(*) FROM seen_requests").fetchone()  # type: ignore[misc]

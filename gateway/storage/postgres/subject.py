@@ -17,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, LiteralString
 
+from gateway.errors import StorageFailure
 from gateway.groupcommit import GroupCommit
 from gateway.storage.postgres.db import PgDatabase
-from gateway.subject.store import IndexedEntry, entry_from_row, fields_text
+from gateway.subject.store import IndexedEntry, PendingLinks, entry_from_row, fields_text
 
 _COLS = "e.request_id, e.coverage, e.dataset, e.fields, e.recorded_ms, e.entry_index"
 _WHAT = "subject index store"
@@ -28,11 +29,12 @@ PAGE = 1000
 
 class PgSubjectIndexStore:
     """Concurrent ``record`` calls of one replica are group-committed (one
-    transaction for all waiting exchanges); a link, only a cache of where an
-    entry landed, is committed without waiting for the WAL flush."""
+    transaction for all waiting exchanges); links, only a cache of where an
+    entry landed, go with the next transaction (``PendingLinks``)."""
 
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
+        self._links = PendingLinks()
         self._group: GroupCommit[tuple[IndexedEntry, Sequence[bytes]]] = GroupCommit(
             self.record_many
         )
@@ -64,13 +66,19 @@ class PgSubjectIndexStore:
                 cur.executemany(
                     "INSERT INTO subject_index (blind, request_id) VALUES (%s, %s)", blinds
                 )
+            links = self._links.snapshot()
+            self._write_links(cur, links)
+        self._links.written(links)
 
     def link(self, request_id: str, entry_index: int) -> None:
-        with self._db.transaction(_WHAT) as conn:
-            conn.execute("SET LOCAL synchronous_commit = off")
-            conn.execute(
+        self._links.add(request_id, entry_index)
+
+    @staticmethod
+    def _write_links(cur: Any, links: dict[str, int]) -> None:
+        if links:
+            cur.executemany(
                 "UPDATE subject_entries SET entry_index = %s WHERE request_id = %s",
-                (entry_index, request_id),
+                [(index, rid) for rid, index in links.items()],
             )
 
     def _query(self, query: LiteralString, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
@@ -84,7 +92,7 @@ class PgSubjectIndexStore:
             " ORDER BY e.recorded_ms DESC, e.request_id LIMIT %s",
             (blind, limit),
         )
-        return [entry_from_row(r) for r in rows]
+        return self._links.overlay([entry_from_row(r) for r in rows])
 
     def covering(self, limit: int) -> list[IndexedEntry]:
         rows = self._query(
@@ -92,7 +100,7 @@ class PgSubjectIndexStore:
             " ORDER BY e.recorded_ms DESC, e.request_id LIMIT %s",
             ("dataset", "pseudonymised", "statistics", limit),
         )
-        return [entry_from_row(r) for r in rows]
+        return self._links.overlay([entry_from_row(r) for r in rows])
 
     def indexes_of(self, request_id: str) -> list[bytes]:
         rows = self._query("SELECT blind FROM subject_index WHERE request_id = %s", (request_id,))
@@ -110,9 +118,17 @@ class PgSubjectIndexStore:
             )
             if not rows:
                 return
-            for r in rows:
-                yield entry_from_row(r)
+            yield from self._links.overlay([entry_from_row(r) for r in rows])
             last = str(rows[-1][0])
 
     def close(self) -> None:
-        """The database is closed by its owner."""
+        """Writes the links not yet written; the database is closed by its owner."""
+        links = self._links.snapshot()
+        if not links:
+            return
+        try:
+            with self._db.transaction(_WHAT) as conn, conn.cursor() as cur:
+                self._write_links(cur, links)
+            self._links.written(links)
+        except StorageFailure:
+            pass  # only a cache: the rows are found through the ledger instead
