@@ -45,27 +45,27 @@ class PgSubjectIndexStore:
     def record_many(self, rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> None:
         if not rows:
             return
+        blinds = [(b, e.request_id) for e, idx in rows for b in set(idx)]
         with self._db.transaction(_WHAT) as conn, conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO subject_entries (request_id, coverage, dataset, fields,"
-                " recorded_ms, entry_index) VALUES (%s, %s, %s, %s, %s, %s)",
-                [
-                    (
-                        e.request_id,
-                        e.coverage,
-                        e.dataset,
-                        fields_text(e.fields),
-                        e.recorded_ms,
-                        e.entry_index,
-                    )
-                    for e, _ in rows
-                ],
+            # One statement for the entry rows and their indexes (arrays, not a
+            # round trip a row): this runs once per exchange group on the holder.
+            cur.execute(
+                "WITH e AS (INSERT INTO subject_entries (request_id, coverage, dataset,"
+                " fields, recorded_ms, entry_index) SELECT * FROM unnest(%s::text[],"
+                " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]))"
+                " INSERT INTO subject_index (blind, request_id)"
+                " SELECT * FROM unnest(%s::bytea[], %s::text[])",
+                (
+                    [e.request_id for e, _ in rows],
+                    [e.coverage for e, _ in rows],
+                    [e.dataset for e, _ in rows],
+                    [fields_text(e.fields) for e, _ in rows],
+                    [e.recorded_ms for e, _ in rows],
+                    [e.entry_index for e, _ in rows],
+                    [b for b, _ in blinds],
+                    [r for _, r in blinds],
+                ),
             )
-            blinds = [(b, e.request_id) for e, idx in rows for b in set(idx)]
-            if blinds:
-                cur.executemany(
-                    "INSERT INTO subject_index (blind, request_id) VALUES (%s, %s)", blinds
-                )
             links = self._links.snapshot()
             self._write_links(cur, links)
         self._links.written(links)
@@ -76,9 +76,10 @@ class PgSubjectIndexStore:
     @staticmethod
     def _write_links(cur: Any, links: dict[str, int]) -> None:
         if links:
-            cur.executemany(
-                "UPDATE subject_entries SET entry_index = %s WHERE request_id = %s",
-                [(index, rid) for rid, index in links.items()],
+            cur.execute(
+                "UPDATE subject_entries s SET entry_index = u.i"
+                " FROM unnest(%s::text[], %s::bigint[]) AS u(r, i) WHERE s.request_id = u.r",
+                (list(links), list(links.values())),
             )
 
     def _query(self, query: LiteralString, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
