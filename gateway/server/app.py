@@ -134,201 +134,213 @@ class Gateway:
         # Every stateful part: SQLite files in data_dir, or a PostgreSQL
         # database shared with this gateway's other replicas ([storage] url).
         self.stores: Stores = open_stores(config)
-        log.info("gateway %s state: %s", self.me, self.stores.description)
-        self._versions = self.stores.versions
-        self._bundle_lock = threading.Lock()
-        self._bundle = self._load_bundle()
-        # A gm bundle may name the SM2 signer id of every member key's Z value.
-        self.keys = self.keys.with_sm2_user_id(self._bundle.sm2_user_id)
+        try:
+            log.info("gateway %s state: %s", self.me, self.stores.description)
+            self._versions = self.stores.versions
+            self._bundle_lock = threading.Lock()
+            self._bundle = self._load_bundle()
+            # A gm bundle may name the SM2 signer id of every member key's Z value.
+            self.keys = self.keys.with_sm2_user_id(self._bundle.sm2_user_id)
 
-        self.policy_store = PolicyStore(config.policies, limits=limits)
-        if self.policy_store.current.catalogue.holder != self.me:
-            raise ConfigurationError(
-                f"policies in {config.policies} are for holder "
-                f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
+            self.policy_store = PolicyStore(config.policies, limits=limits)
+            if self.policy_store.current.catalogue.holder != self.me:
+                raise ConfigurationError(
+                    f"policies in {config.policies} are for holder "
+                    f"{self.policy_store.current.catalogue.holder}, this gateway is {self.me}"
+                )
+            self.quota = self.stores.quota
+            self.policy = PolicyEngine(
+                self.policy_store,
+                self.quota,
+                self.keys.pseudonym_key,
+                clock=clock_ms,
+                limits=limits,
+                suite=self.keys.suite,
             )
-        self.quota = self.stores.quota
-        self.policy = PolicyEngine(
-            self.policy_store,
-            self.quota,
-            self.keys.pseudonym_key,
-            clock=clock_ms,
-            limits=limits,
-            suite=self.keys.suite,
-        )
-        self.source = Sources(config.data_source, self.policy_store.current.catalogue, limits)
-        self.ledger = open_ledger(
-            config, self.stores, self.keys, self._bundle.member(self.me).origin, clock_ms
-        )
-        self._check_ledger_signer()
-        # Metrics and the per-RPC log line see every ledger append and peer call.
-        self.metrics = GatewayMetrics(
-            self.me,
-            KnownLabels(lambda: ((m.jurisdiction, m.datasets) for m in self._bundle.members)),
-        )
-        observed_ledger = ObservedLedger(self.ledger, self.metrics)
-        self.replay = self.stores.replay
-        self.transport = GrpcPeerTransport(self.keys.tls, limits)
-        self.seal_keys = SealKeys(
-            self.keys.seal,
-            load_retired_seal_keys(config.key_dir, limits=limits),
-            config.key_dir,
-            limits,
-        )
-        self.caller = PeerCaller(
-            self.me,
-            self.keys.signing,
-            self.bundle,
-            ObservedTransport(self.transport, self.metrics),
-            clock_ms,
-            limits,
-        )
-        self.responder = PeerResponder(
-            self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
-        )
-        # One set of sealing sessions for both roles (gateway.sealing).
-        self.sealing = SealSessions(self.seal_keys, limits, rng=rng)
-        # Signed receipts for answers this gateway received, sent off the request path.
-        self.receipts = ReceiptSender(self.caller, self.keys.signing, limits=limits)
-        self.requester = RecordRequester(
-            self.caller,
-            self.bundle,
-            observed_ledger,
-            self.seal_keys,
-            clock_ms,
-            limits,
-            rng,
-            sessions=self.sealing,
-            acknowledge=self.receipts.acknowledge,
-        )
-        self.receipt_acceptor = ReceiptAcceptor(
-            self.me,
-            self.responder,
-            self.bundle,
-            observed_ledger,
-            lambda rid: [r.event for r in self.ledger.find(rid)],
-            clock_ms,
-            limits,
-        )
-        # Subject access: holder entries commit to whom they concern (blind indexes).
-        # Shared by replicas on PostgreSQL, like the ledger it indexes.
-        self.subject_store = self.stores.subject
-        subject_key = index_key(self.keys.pseudonym_key)
-        self.indexer = SubjectIndexer(observed_ledger, self.subject_store, subject_key, limits)
-        self.history = HistoryResponder(
-            self.ledger,
-            self.subject_store,
-            subject_key,
-            limits,
-            legal_basis=self._agreement_legal_basis,
-        )
-        self.holder = RecordHolder(
-            self.responder,
-            self.bundle,
-            lambda: self.policy_store.current.catalogue,
-            self.served_datasets,
-            self.policy,
-            self.source,
-            observed_ledger,
-            self.seal_keys,
-            clock_ms,
-            limits,
-            rng,
-            indexer=self.indexer,
-            sessions=self.sealing,
-        )
-        catalogue = lambda: self.policy_store.current.catalogue  # noqa: E731
-        self.subject_holder = SubjectHolder(
-            self.responder,
-            self.history,
-            self.bundle,
-            catalogue,
-            observed_ledger,
-            self.seal_keys,
-            clock_ms,
-            limits,
-            rng,
-        )
-        self.subject_access = SubjectAccessCoordinator(
-            self.caller,
-            self.bundle,
-            observed_ledger,
-            self.seal_keys,
-            self.history,
-            catalogue,
-            clock_ms,
-            limits,
-            rng,
-        )
-        self.bulk_requester = BulkRequester(
-            self.caller, self.transport, self.bundle, self.ledger, self.seal_keys, clock_ms, limits
-        )
-        self.bulk_holder = BulkHolder(
-            self.holder,
-            self.responder,
-            self.bundle,
-            lambda: self.policy_store.current.catalogue,
-            self.policy,
-            self.source,
-            self.ledger,
-            clock_ms,
-            limits,
-            rng,
-        )
-        self.service_auth = ServiceRegistry(
-            config.service_systems, config.config_path, clock_ms=clock_ms, limits=limits
-        )
-        self.witness_store = self.stores.witness
-        self.witnessing = Witnessing(
-            self.me,
-            self.keys,
-            self.bundle,
-            self.ledger,
-            self.caller,
-            self.responder,
-            self.witness_store,
-            clock_ms,
-            limits,
-        )
-        self._timer: LedgerTimer | None = None
-        self.statistics = StatisticsWiring(
-            self.me,
-            config.policies,
-            self.stores.budget,
-            self.policy_store,
-            self.source,
-            self.indexer,
-            self.caller,
-            self.responder,
-            self.bundle,
-            clock_ms,
-            limits,
-            acknowledge=lambda holder, rid, req, resp: self.receipts.acknowledge(
-                Answered(holder, rid, bytes.fromhex(req), bytes.fromhex(resp))
-            ),
-        )
-        # Budgets or quotas copied back by hand must not reopen what the ledger
-        # shows as already spent (``gateway restore`` checks the same rule).
-        refuse_shortfalls(
-            startup_shortfalls(
-                self.stores.ledger,
-                self.stores.spends,
-                self.stores.quota,
-                config.data_dir / COVER_FILE,
+            self.source = Sources(config.data_source, self.policy_store.current.catalogue, limits)
+            self.ledger = open_ledger(
+                config, self.stores, self.keys, self._bundle.member(self.me).origin, clock_ms
+            )
+            self._check_ledger_signer()
+            # Metrics and the per-RPC log line see every ledger append and peer call.
+            self.metrics = GatewayMetrics(
                 self.me,
-                clock_ms(),
+                KnownLabels(lambda: ((m.jurisdiction, m.datasets) for m in self._bundle.members)),
+            )
+            observed_ledger = ObservedLedger(self.ledger, self.metrics)
+            self.replay = self.stores.replay
+            self.transport = GrpcPeerTransport(self.keys.tls, limits)
+            self.seal_keys = SealKeys(
+                self.keys.seal,
+                load_retired_seal_keys(config.key_dir, limits=limits),
+                config.key_dir,
                 limits,
-            ),
-            f"gateway {self.me} refuses to start",
-            POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
-        )
-        self._stopping = threading.Event()
-        self._peer_server: grpc.Server | None = None
-        self._service_server: grpc.Server | None = None
-        self._health = health.HealthServicer()
-        self._watcher: PolicyWatcher | None = None
-        self._ops: OpsListener | None = None
-        self.ports: BoundPorts | None = None
+            )
+            self.caller = PeerCaller(
+                self.me,
+                self.keys.signing,
+                self.bundle,
+                ObservedTransport(self.transport, self.metrics),
+                clock_ms,
+                limits,
+            )
+            self.responder = PeerResponder(
+                self.me, self.keys.signing, self.bundle, self.replay, clock_ms, limits
+            )
+            # One set of sealing sessions for both roles (gateway.sealing).
+            self.sealing = SealSessions(self.seal_keys, limits, rng=rng)
+            # Signed receipts for answers this gateway received, sent off the request path.
+            self.receipts = ReceiptSender(self.caller, self.keys.signing, limits=limits)
+            self.requester = RecordRequester(
+                self.caller,
+                self.bundle,
+                observed_ledger,
+                self.seal_keys,
+                clock_ms,
+                limits,
+                rng,
+                sessions=self.sealing,
+                acknowledge=self.receipts.acknowledge,
+            )
+            self.receipt_acceptor = ReceiptAcceptor(
+                self.me,
+                self.responder,
+                self.bundle,
+                observed_ledger,
+                lambda rid: [r.event for r in self.ledger.find(rid)],
+                clock_ms,
+                limits,
+            )
+            # Subject access: holder entries commit to whom they concern (blind indexes).
+            # Shared by replicas on PostgreSQL, like the ledger it indexes.
+            self.subject_store = self.stores.subject
+            subject_key = index_key(self.keys.pseudonym_key)
+            self.indexer = SubjectIndexer(observed_ledger, self.subject_store, subject_key, limits)
+            self.history = HistoryResponder(
+                self.ledger,
+                self.subject_store,
+                subject_key,
+                limits,
+                legal_basis=self._agreement_legal_basis,
+            )
+            self.holder = RecordHolder(
+                self.responder,
+                self.bundle,
+                lambda: self.policy_store.current.catalogue,
+                self.served_datasets,
+                self.policy,
+                self.source,
+                observed_ledger,
+                self.seal_keys,
+                clock_ms,
+                limits,
+                rng,
+                indexer=self.indexer,
+                sessions=self.sealing,
+            )
+            catalogue = lambda: self.policy_store.current.catalogue  # noqa: E731
+            self.subject_holder = SubjectHolder(
+                self.responder,
+                self.history,
+                self.bundle,
+                catalogue,
+                observed_ledger,
+                self.seal_keys,
+                clock_ms,
+                limits,
+                rng,
+            )
+            self.subject_access = SubjectAccessCoordinator(
+                self.caller,
+                self.bundle,
+                observed_ledger,
+                self.seal_keys,
+                self.history,
+                catalogue,
+                clock_ms,
+                limits,
+                rng,
+            )
+            self.bulk_requester = BulkRequester(
+                self.caller,
+                self.transport,
+                self.bundle,
+                self.ledger,
+                self.seal_keys,
+                clock_ms,
+                limits,
+            )
+            self.bulk_holder = BulkHolder(
+                self.holder,
+                self.responder,
+                self.bundle,
+                lambda: self.policy_store.current.catalogue,
+                self.policy,
+                self.source,
+                self.ledger,
+                clock_ms,
+                limits,
+                rng,
+            )
+            self.service_auth = ServiceRegistry(
+                config.service_systems, config.config_path, clock_ms=clock_ms, limits=limits
+            )
+            self.witness_store = self.stores.witness
+            self.witnessing = Witnessing(
+                self.me,
+                self.keys,
+                self.bundle,
+                self.ledger,
+                self.caller,
+                self.responder,
+                self.witness_store,
+                clock_ms,
+                limits,
+            )
+            self._timer: LedgerTimer | None = None
+            self.statistics = StatisticsWiring(
+                self.me,
+                config.policies,
+                self.stores.budget,
+                self.policy_store,
+                self.source,
+                self.indexer,
+                self.caller,
+                self.responder,
+                self.bundle,
+                clock_ms,
+                limits,
+                acknowledge=lambda holder, rid, req, resp: self.receipts.acknowledge(
+                    Answered(holder, rid, bytes.fromhex(req), bytes.fromhex(resp))
+                ),
+            )
+            # Budgets or quotas copied back by hand must not reopen what the ledger
+            # shows as already spent (``gateway restore`` checks the same rule).
+            refuse_shortfalls(
+                startup_shortfalls(
+                    self.stores.ledger,
+                    self.stores.spends,
+                    self.stores.quota,
+                    config.data_dir / COVER_FILE,
+                    self.me,
+                    clock_ms(),
+                    limits,
+                ),
+                f"gateway {self.me} refuses to start",
+                POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
+            )
+            self._stopping = threading.Event()
+            self._peer_server: grpc.Server | None = None
+            self._service_server: grpc.Server | None = None
+            self._health = health.HealthServicer()
+            self._watcher: PolicyWatcher | None = None
+            self._ops: OpsListener | None = None
+            self.ports: BoundPorts | None = None
+        except BaseException:
+            # A refusal to start (start-up checks, a bad bundle) must not leak the
+            # stores: on PostgreSQL that would be a connection pool per attempt.
+            self.stores.close()
+            raise
 
     # ------------------------------------------------------------------
     # Trust bundle
