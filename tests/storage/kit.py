@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from tests.conftest import RunningFederation
 
 
@@ -16,3 +20,26 @@ def hebei_exchange(rf: RunningFederation) -> str:
         )
     assert len(resp.records) == 1
     return str(resp.request_id)
+
+
+@contextmanager
+def running_with_one_site_on_postgres(
+    root: Path, dsn: str, schema: str, code: str, rows: int
+) -> Iterator[RunningFederation]:
+    """The three-gateway federation, ``code`` keeping its state in PostgreSQL
+    (``schema``), the others on SQLite; every gateway stopped afterwards."""
+    from gateway.config import load_config
+    from gateway.demo.setup import build_federation, use_storage
+    from gateway.server.app import Gateway
+
+    fed = build_federation(root, rows=rows)
+    use_storage(fed.sites[code].config, dsn, schema)
+    gws = {c: Gateway(load_config(site.config)) for c, site in fed.sites.items()}
+    rf = RunningFederation(fed, gws)
+    try:
+        for gw in gws.values():
+            gw.start()
+        yield rf
+    finally:
+        for gw in gws.values():
+            gw.stop(grace=0.2)

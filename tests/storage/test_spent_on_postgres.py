@@ -16,13 +16,11 @@ import psycopg
 import pytest
 
 from gateway.config import load_config
-from gateway.demo.setup import build_federation, use_storage
 from gateway.errors import VerificationFailed
 from gateway.ops.spent import COVER_FILE
 from gateway.server.app import Gateway
-from tests.conftest import RunningFederation
 from tests.pgtest import fresh_schema, postgres_dsn
-from tests.storage.kit import hebei_exchange
+from tests.storage.kit import hebei_exchange, running_with_one_site_on_postgres
 
 BJ = "110000"
 
@@ -39,26 +37,17 @@ def test_start_up_check_reads_the_shared_database_and_refuses_rolled_back_tables
 ) -> None:
     dsn = postgres_dsn()
     with fresh_schema(dsn, "spent") as schema:
-        fed = build_federation(tmp_path, rows=100)
-        config = fed.sites[BJ].config
-        use_storage(config, dsn, schema)
-        gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
-        rf = RunningFederation(fed, gws)
-        try:
-            for gw in gws.values():
-                gw.start()
+        with running_with_one_site_on_postgres(tmp_path, dsn, schema, BJ, 100) as rf:
             hebei_exchange(rf)
             with rf.client("120000", "tianjin-planning") as c:
                 c.query_statistics(
                     [BJ], "si_contributions", "commuter_planning", "count", epsilon=0.25
                 )
-        finally:
-            for gw in gws.values():
-                gw.stop(grace=0.2)
+        config = rf.site(BJ).config
 
         # A clean restart passes and records what it verified.
         Gateway(load_config(config)).stop(grace=0.1)
-        cover = json.loads((fed.sites[BJ].root / "data" / COVER_FILE).read_text())
+        cover = json.loads((rf.site(BJ).root / "data" / COVER_FILE).read_text())
         assert cover["ledger_size"] > 0 and cover["rows"] == 1
 
         # quota_usage rolled back: today's release is no longer counted.

@@ -15,12 +15,9 @@ from pathlib import Path
 
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.demo.setup import build_federation, use_storage
 from gateway.ledger.witness import Evidence
-from gateway.server.app import Gateway
-from tests.conftest import RunningFederation
 from tests.pgtest import fresh_schema, postgres_dsn
-from tests.storage.kit import hebei_exchange
+from tests.storage.kit import hebei_exchange, running_with_one_site_on_postgres
 
 
 def _cli(*argv: str) -> tuple[int, str]:
@@ -33,22 +30,14 @@ def _cli(*argv: str) -> tuple[int, str]:
 def test_witnessed_reads_the_witness_state_of_a_gateway_on_postgresql(tmp_path: Path) -> None:
     dsn = postgres_dsn()
     with fresh_schema(dsn, "wit") as schema:
-        fed = build_federation(tmp_path, rows=40)
-        tj_config = fed.sites["120000"].config
-        use_storage(tj_config, dsn, schema)
-        gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
-        rf = RunningFederation(fed, gws)
-        try:
-            for gw in gws.values():
-                gw.start()
+        with running_with_one_site_on_postgres(tmp_path, dsn, schema, "120000", 40) as rf:
             hebei_exchange(rf)
-            bj = gws["110000"]
+            bj = rf.gateways["110000"]
             outcomes = bj.checkpoint_and_witness()
             assert outcomes["120000"].startswith("cosigned"), outcomes
             size = bj.ledger.latest_checkpoint().checkpoint.size  # type: ignore[union-attr]
-        finally:
-            for gw in gws.values():
-                gw.stop(grace=0.2)
+        fed = rf.fed
+        tj_config = fed.sites["120000"].config
         assert not (fed.sites["120000"].root / "data" / "witness.sqlite").exists()
 
         note = tmp_path / "seen-by-120000.note"
