@@ -57,10 +57,9 @@ class TcpProxy:
         self._socket = socket
         self._threading = threading
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = int(probe.getsockname()[1])
-        probe.close()
+        from gateway.demo.setup import free_port
+
+        self.port = free_port()  # re-bound by restore(): outside the ephemeral range
         self._conns: list[object] = []
         self._lock = threading.Lock()
         self._listener: object | None = None

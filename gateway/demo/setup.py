@@ -15,9 +15,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,10 +115,44 @@ class Federation:
         return read_authority_key(self.authority_pub)
 
 
+_ports_lock = threading.Lock()
+_ports_handed: set[int] = set()
+_ports_rng = random.Random()  # noqa: S311 (spreads test ports; protects nothing)
+
+
+def _ephemeral_start() -> int:
+    """Where the kernel starts picking ports for outgoing connections."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port to listen on, never handed out twice by this process. It is
+    taken below the kernel's ephemeral range: a port picked there could be taken
+    by any outgoing connection (a database client, a gRPC channel) before the
+    gateway binds it."""
+    top = _ephemeral_start() - 1
+    with _ports_lock:
+        if top > 12000:
+            for _ in range(200):
+                port = _ports_rng.randint(10000, top)
+                if port in _ports_handed:
+                    continue
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    try:
+                        s.bind(("127.0.0.1", port))
+                    except OSError:
+                        continue
+                _ports_handed.add(port)
+                return port
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        _ports_handed.add(port)
+        return port
 
 
 def _add_member(fed: Path, keys: Path, endpoint: str, datasets: tuple[str, ...]) -> None:
