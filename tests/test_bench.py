@@ -50,12 +50,13 @@ def _run(*args: str, env: dict[str, str] | None = None) -> str:
 def part(request: pytest.FixtureRequest) -> tuple[str, str, dict[str, Any]]:
     name = str(request.param)
     env = None
-    if name == "scale":  # needs PostgreSQL: skipped (or, with CI=true, failed) without one
+    if name in ("scale", "sources"):  # need PostgreSQL: skipped (CI=true: failed) without one
         import os
 
         from tests.pgtest import postgres_dsn
 
-        env = {**os.environ, "GATEWAY_BENCH_POSTGRES_DSN": postgres_dsn()}
+        dsn = postgres_dsn()
+        env = {**os.environ, "GATEWAY_BENCH_POSTGRES_DSN": dsn} if name == "scale" else None
     return (
         name,
         _run(name, "--quick", env=env),
