@@ -187,6 +187,7 @@ class GrpcPeerTransport:
                         except grpc.RpcError as exc2:
                             self._raise(member, endpoint, exc2, timeout)
                         if again is not None:
+                            self._failed_at.pop((member.jurisdiction, endpoint), None)
                             return again
                 self._raise(member, endpoint, exc, timeout)
         raise PeerUnavailable(f"peer gateway {member.jurisdiction} has no endpoint")
@@ -208,10 +209,13 @@ class GrpcPeerTransport:
         channel = self._channels.get(self._key(member, endpoint))
         if wait <= 0 or channel is None:
             return None
+        ready = grpc.channel_ready_future(channel)
         try:
-            grpc.channel_ready_future(channel).result(timeout=wait)
+            ready.result(timeout=wait)
         except grpc.FutureTimeoutError:
             return None
+        finally:
+            ready.cancel()  # stops watching the channel (a no-op once it is ready)
         reply: peer_pb2.SignedEnvelope = fn(envelope, timeout=max(0.0, deadline - self._clock()))
         return reply
 
