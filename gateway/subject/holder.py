@@ -101,7 +101,9 @@ class HistoryResponder:
             )
             if self._legal_basis is not None:
                 ev = decode_entry(stored.entry, self._limits).event
-                if ev.agreement_id:
+                # An entry v2 signs its own legal basis (the portal shows that one);
+                # only an older entry needs the agreement in force looked up.
+                if ev.agreement_id and not ev.legal_basis:
                     p.legal_basis = self._legal_basis(ev.agreement_id, ev.agreement_digest)
             if row.coverage == "named":
                 proof = prove(self._store.indexes_of(row.request_id), blind)

@@ -46,6 +46,17 @@ def _wait_listening(site: GatewaySite, timeout: float = 60.0) -> None:
     raise AssertionError(f"gateway {site.code} did not start")
 
 
+def _verifies_offline(site: GatewaySite, bundle: Path) -> None:
+    """The site's ledger verifies against the trust bundle, exchange signatures included."""
+    keys = TrustedKeys.from_bundle(load_bundle(bundle))
+    ledger = SqliteLedger.open_readonly(site.root / "data" / "ledger.sqlite")
+    try:
+        r = verify_store(ledger.store, ledger.origin, keys, check_signatures=True, workers=1)
+    finally:
+        ledger.close()
+    assert r.ok, r.problem
+
+
 def _events(site: GatewaySite) -> list:  # type: ignore[type-arg]
     ledger = SqliteLedger.open_readonly(site.root / "data" / "ledger.sqlite")
     try:
@@ -118,14 +129,8 @@ def test_kill_9_loop_loses_no_acknowledged_exchange_and_reconciles_without_discr
     assert report.matched >= len(acknowledged)
     for u in report.unacknowledged:
         assert u.holder == BJ and ("requester lost" in u.reason or "connection" in u.reason)
-    keys = TrustedKeys.from_bundle(load_bundle(fed.bundle))
     for site in (bj, hb):
-        ledger = SqliteLedger.open_readonly(site.root / "data" / "ledger.sqlite")
-        try:
-            r = verify_store(ledger.store, ledger.origin, keys, check_signatures=True, workers=1)
-        finally:
-            ledger.close()
-        assert r.ok, r.problem
+        _verifies_offline(site, fed.bundle)
 
 
 TJ = "120000"
@@ -215,13 +220,7 @@ def test_holder_killed_mid_stream_has_ledgered_the_transfer_before_its_first_chu
     started = mine[0]
     assert (started.kind, started.decision, started.record_count) == ("transfer", "allow", 0)
     assert started.requester_signature and started.holder_signature and started.agreement_id
-    keys = TrustedKeys.from_bundle(load_bundle(fed.bundle))
-    ledger = SqliteLedger.open_readonly(bj.root / "data" / "ledger.sqlite")
-    try:
-        r = verify_store(ledger.store, ledger.origin, keys, check_signatures=True, workers=1)
-    finally:
-        ledger.close()
-    assert r.ok, r.problem
+    _verifies_offline(bj, fed.bundle)
     [requester] = [e for _, e in asked if e.request_id == rid]
     assert ("complete", "false") in requester.details and requester.record_count >= 100
     report = reconcile(held, asked, BJ, TJ)
