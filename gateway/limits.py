@@ -74,6 +74,11 @@ class Limits:
     # newer than the last one asks the lease holder to sign it and waits at
     # most this long (then UNAVAILABLE); it never signs itself.
     checkpoint_wait_seconds: float = 5.0
+    # Replicas: the policy's early quota check may use a reading of the shared
+    # quota this old (saves a database round trip an exchange); the charge
+    # itself is always exact, so no replica ever releases past the quota.
+    quota_reading_seconds: float = 1.0
+    max_quota_readings: int = 10_000  # keys remembered (then forgotten, all at once)
     # Free text recorded as an entry's reason is cut to this many characters.
     max_reason_chars: int = 1000
     # Subject access: entries one holder returns for one person (the newest

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -160,7 +160,7 @@ class ReceiptAcceptor:
         responder: PeerResponder,
         bundle: Callable[[], TrustBundle],
         ledger: BatchWriter,
-        answered: Callable[[str], Sequence[LedgerEvent]],
+        answered: Callable[[Sequence[str]], Mapping[str, Sequence[LedgerEvent]]],
         clock_ms: Callable[[], int],
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
@@ -169,7 +169,7 @@ class ReceiptAcceptor:
         self._responder = responder
         self._bundle = bundle
         self._ledger = ledger
-        self._answered = answered  # request id -> this ledger's entries for it
+        self._answered = answered  # request ids -> this ledger's entries for each
         self._clock = clock_ms
         self._lock = threading.Lock()
 
@@ -186,12 +186,16 @@ class ReceiptAcceptor:
                 "receipts per batch", f"<= {self._limits.max_receipt_batch}", n
             )
         key = self._bundle().member(sender).signing_key
-        recorded = refused = 0
+        signed = [r for r in request.message.receipts if _well_signed(key, r)]
+        refused = n - len(signed)
+        recorded = 0
         with self._lock:  # one receipt entry per exchange, even for concurrent batches
+            # This ledger's entries for every signed receipt, in one lookup.
+            answered = self._answered([r.request_id for r in signed])
             events: list[LedgerEvent] = []
             seen: set[str] = set()
-            for r in request.message.receipts:
-                outcome = self._accept(sender, key, r, seen)
+            for r in signed:
+                outcome = self._accept(sender, r, answered.get(r.request_id, ()), seen)
                 if isinstance(outcome, LedgerEvent):
                     events.append(outcome)
                     seen.add(outcome.request_id)
@@ -203,20 +207,15 @@ class ReceiptAcceptor:
         return self._responder.respond(request, ack, domains.PEER_RECEIPT_ACK)
 
     def _accept(
-        self, sender: str, key: crypto.AnyVerifyKey, r: peer_pb2.ExchangeReceipt, seen: set[str]
+        self,
+        sender: str,
+        r: peer_pb2.ExchangeReceipt,
+        entries: Sequence[LedgerEvent],
+        seen: set[str],
     ) -> LedgerEvent | bool:
-        """The receipt entry to append; True: already recorded; False: refused."""
-        if (
-            len(r.request_digest) != 32
-            or len(r.response_digest) != 32
-            or not identifiers.is_request_id(r.request_id)
-        ):
-            return False
-        try:
-            verify_receipt(key, r.request_id, r.request_digest, r.response_digest, r.signature)
-        except CryptoFailure:
-            return False
-        entries = self._answered(r.request_id)
+        """The receipt entry to append for a well-signed receipt, given this
+        ledger's ``entries`` for its request id; True: already recorded; False:
+        refused (no answer of ours to ``sender`` to acknowledge)."""
         mine = [
             e
             for e in entries
@@ -247,3 +246,18 @@ class ReceiptAcceptor:
             response_digest=r.response_digest.hex(),
             requester_signature=crypto.b64(r.signature),
         )
+
+
+def _well_signed(key: crypto.AnyVerifyKey, r: peer_pb2.ExchangeReceipt) -> bool:
+    """A receipt's shape and its own signature by the sending member."""
+    if (
+        len(r.request_digest) != 32
+        or len(r.response_digest) != 32
+        or not identifiers.is_request_id(r.request_id)
+    ):
+        return False
+    try:
+        verify_receipt(key, r.request_id, r.request_digest, r.response_digest, r.signature)
+    except CryptoFailure:
+        return False
+    return True

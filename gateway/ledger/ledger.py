@@ -198,8 +198,10 @@ class Ledger:
         # Timestamps never go backwards along the log, across replicas too.
         last = self.store.entries(size - 1, size) if size else []
         self._last_ms = last[0].timestamp_ms if last else 0
-        if head is not None and head.checkpoint_seq == self._cp_seq:
-            return
+        if head is None or head.checkpoint_seq != self._cp_seq:
+            self._load_checkpoint_state()
+
+    def _load_checkpoint_state(self) -> None:
         latest = self.store.latest_checkpoint()
         if latest is None:
             self._cp_seq, self._cp_size, self._cp_time = -1, -1, self._clock()
@@ -208,9 +210,21 @@ class Ledger:
             self._cp_size, self._cp_time = latest.size, latest.issued_ms / 1000.0
 
     def _refresh(self, head: Head | None) -> None:
-        """Inside ``store.exclusive()``: catch up if another writer moved the tail."""
-        if head is not None and (head.size, head.checkpoint_seq) != (self.size, self._cp_seq):
+        """Inside ``store.exclusive()``: catch up if another writer moved the tail,
+        from the leaf hashes the store sent with the head when it could (the
+        frontier recomputes the same interior nodes; nothing is read back)."""
+        if head is None or (head.size, head.checkpoint_seq) == (self.size, self._cp_seq):
+            return
+        if head.tail is None or head.size - self.size != len(head.tail):
             self._load_tail(head)
+            return
+        for leaf in head.tail:
+            self._frontier.push(leaf)
+        if head.tail:
+            self._prev = head.tail[-1]
+            self._last_ms = max(self._last_ms, head.last_ms)
+        if head.checkpoint_seq != self._cp_seq:
+            self._load_checkpoint_state()
 
     @property
     def size(self) -> int:
@@ -260,7 +274,7 @@ class Ledger:
         everything queued while waiting goes into this one commit."""
         batch: list[_Waiter] = []
         try:
-            with self._lock, self.store.exclusive() as head:
+            with self._lock, self.store.exclusive(self.size) as head:
                 with self._commit:
                     batch, self._pending = self._pending, []
                 self._refresh(head)
@@ -324,7 +338,7 @@ class Ledger:
 
     def _append_locked(self, batch: Sequence[LedgerEvent]) -> list[AppendReceipt]:
         assert self._signer is not None
-        with self.store.exclusive() as head:
+        with self.store.exclusive(self.size) as head:
             self._refresh(head)
             return self._build_and_append(batch)
 
@@ -383,7 +397,7 @@ class Ledger:
             return None
         with self._lock:
             try:
-                with self.store.exclusive() as head:
+                with self.store.exclusive(self.size) as head:
                     self._refresh(head)
                     uncovered = self.size - max(self._cp_size, 0)
                     due = self.size > self._cp_size and (
@@ -444,7 +458,7 @@ class Ledger:
         assert self._signer is not None
         with self._lock:
             try:
-                with self.store.exclusive() as head:
+                with self.store.exclusive(self.size) as head:
                     self._refresh(head)
                     if self.size != self._cp_size:
                         self._issue_checkpoint()
@@ -539,6 +553,13 @@ class Ledger:
 
     def find(self, request_id: str) -> list[LedgerRecord]:
         return [self._record(r) for r in self.store.find_request(request_id)]
+
+    def find_many(self, request_ids: Sequence[str]) -> dict[str, list[LedgerRecord]]:
+        """Each request id's entries (ids with none are absent), in one query a page."""
+        found: dict[str, list[LedgerRecord]] = {}
+        for r in self.store.find_requests(request_ids):
+            found.setdefault(r.request_id, []).append(self._record(r))
+        return found
 
     def between(self, since_ms: int, until_ms: int) -> list[LedgerRecord]:
         rows = self.store.entries_between(since_ms, until_ms, self._limits.max_export_entries + 1)

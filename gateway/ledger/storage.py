@@ -57,10 +57,16 @@ class CheckpointRow:
 
 @dataclass(frozen=True)
 class Head:
-    """The stored tail a writer must build on: entry count and newest checkpoint seq (-1: none)."""
+    """The stored tail a writer must build on: entry count and newest checkpoint
+    seq (-1: none). A shared store may add what others appended since the
+    writer's own size (``exclusive(since)``): their leaf hashes in index order
+    and the newest entry's time, so the writer catches up without reading
+    nodes back (``tail`` None: not sent, reload)."""
 
     size: int
     checkpoint_seq: int
+    tail: tuple[bytes, ...] | None = None
+    last_ms: int = 0
 
 
 class SizeConflict(StorageFailure):
@@ -70,14 +76,15 @@ class SizeConflict(StorageFailure):
 class LedgerStore(Protocol):
     def size(self) -> int: ...
 
-    def exclusive(self) -> AbstractContextManager[Head | None]:
+    def exclusive(self, since: int) -> AbstractContextManager[Head | None]:
         """Hold the log's write lock across all writers (threads, processes,
         replicas) until the block ends; ``append`` calls inside it join the
         same transaction, committed when the block ends (a failed append
         inside it makes the whole block fail). Re-entrant on one thread: an
-        inner block joins the outer one. Yields the stored head, or None when
-        the caller's in-memory tail is known to be current (the only writer,
-        or an inner block)."""
+        inner block joins the outer one. Yields the stored head (with the
+        entries after ``since``, the caller's own size, when the store can
+        send them), or None when the caller's in-memory tail is known to be
+        current (the only writer, or an inner block)."""
         ...
 
     def append(
@@ -104,6 +111,8 @@ class LedgerStore(Protocol):
     def iter_entries(self, batch: int = 10_000) -> Iterator[EntryRow]: ...
 
     def find_request(self, request_id: str) -> list[EntryRow]: ...
+
+    def find_requests(self, request_ids: Sequence[str]) -> list[EntryRow]: ...
 
     def entries_between(self, since_ms: int, until_ms: int, limit: int) -> list[EntryRow]: ...
 
@@ -142,6 +151,7 @@ _DDL = (
 )
 
 _ENTRY_COLS = "idx, entry, entry_hash, request_id, timestamp_ms"
+FIND_PAGE = 500  # request ids per query (SQLite allows 32,766 parameters)
 _CP_COLS = "seq, size, note, issued_ms"
 
 # Statements both SQL backends run, written with ``?`` placeholders
@@ -252,6 +262,22 @@ class SqlLedgerReads:
         )
         return [_row(r) for r in rows]
 
+    def find_requests(self, request_ids: Sequence[str]) -> list[EntryRow]:
+        """The entries of several exchanges, in index order: one query a page of ids."""
+        ids = sorted(set(request_ids))
+        out: list[EntryRow] = []
+        for start in range(0, len(ids), FIND_PAGE):
+            page = ids[start : start + FIND_PAGE]
+            out += [
+                _row(r)
+                for r in self._read(
+                    f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE request_id IN "
+                    f"({', '.join('?' * len(page))})",
+                    tuple(page),
+                )
+            ]
+        return sorted(out, key=lambda e: e.index)
+
     def entries_between(self, since_ms: int, until_ms: int, limit: int) -> list[EntryRow]:
         rows = self._read(
             f"SELECT {_ENTRY_COLS} FROM ledger_entries WHERE timestamp_ms >= ? AND "
@@ -313,7 +339,7 @@ class SqliteLedgerStore(SqlLedgerReads):
     # -- writes ------------------------------------------------------------
 
     @contextmanager
-    def exclusive(self) -> Iterator[Head | None]:
+    def exclusive(self, since: int) -> Iterator[Head | None]:
         # One process owns a SQLite ledger; another process appending anyway is
         # caught by the size check in ``append`` (SizeConflict).
         with self._lock:

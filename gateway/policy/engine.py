@@ -255,7 +255,7 @@ class PolicyEngine:
                 ),
             )
         key = self._quota_key(a, req)
-        used = self._quota.used(key)
+        used = self._quota.reading(key)
         need = max(req.subject_count, 1)
         if used + need > spec.quota_per_day:
             return (

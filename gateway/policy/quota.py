@@ -44,6 +44,13 @@ class QuotaStore(Protocol):
         """Records already released under ``key`` (0 if none)."""
         ...
 
+    def reading(self, key: QuotaKey) -> int:
+        """``used`` for the policy's early refusal: on a store that replicas
+        share it may be up to ``Limits.quota_reading_seconds`` old, so a
+        request another replica just pushed over the limit is refused by
+        ``consume`` instead (same status, nothing released). Exact elsewhere."""
+        ...
+
     def consume(self, key: QuotaKey, count: int, limit: int) -> int:
         """Atomically add ``count``; return the new total. Raise QuotaExceeded
         (and change nothing) if the total would pass ``limit``."""
@@ -88,6 +95,9 @@ class SqliteQuotaStore:
         except sqlite3.Error as exc:
             raise StorageFailure(f"quota store {self._path}: {exc}") from exc
         return int(row[0]) if row else 0
+
+    def reading(self, key: QuotaKey) -> int:
+        return self.used(key)  # a library call: always exact
 
     def consume(self, key: QuotaKey, count: int, limit: int) -> int:
         if count < 0:

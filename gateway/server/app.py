@@ -207,7 +207,9 @@ class Gateway:
                 self.responder,
                 self.bundle,
                 observed_ledger,
-                lambda rid: [r.event for r in self.ledger.find(rid)],
+                lambda ids: {
+                    rid: [r.event for r in found] for rid, found in self.ledger.find_many(ids).items()
+                },
                 clock_ms,
                 limits,
             )

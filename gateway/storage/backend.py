@@ -22,6 +22,7 @@ from typing import Protocol
 from gateway.config import GatewayConfig, StorageSettings
 from gateway.ledger.storage import LedgerStore, SqliteLedgerStore
 from gateway.ledger.witness import SqliteWitnessStore, WitnessStore
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.quota import QuotaStore, SqliteQuotaStore
 from gateway.replay import ReplayStore, SqliteReplayStore
 from gateway.stats.budget import BudgetStore, SpendIndex, SqliteBudgetStore, SqliteSpendIndex
@@ -71,7 +72,7 @@ def open_stores(config: GatewayConfig) -> Stores:
     window_ms = config.limits.replay_window_seconds * 1000
     if config.storage.url is None:
         return open_sqlite_stores(config.data_dir, window_ms)
-    return open_postgres_stores(config.storage, window_ms)
+    return open_postgres_stores(config.storage, window_ms, limits=config.limits)
 
 
 def open_budget_store(config: GatewayConfig) -> BudgetStore:
@@ -116,7 +117,12 @@ def open_sqlite_stores(data_dir: Path, replay_window_ms: int) -> Stores:
     )
 
 
-def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> Stores:
+def open_postgres_stores(
+    settings: StorageSettings,
+    replay_window_ms: int,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Stores:
     from gateway.storage.postgres.budget import PgBudgetStore
     from gateway.storage.postgres.db import PgDatabase
     from gateway.storage.postgres.lease import PgCheckpointAsks, PgLease
@@ -135,7 +141,7 @@ def open_postgres_stores(settings: StorageSettings, replay_window_ms: int) -> St
     return Stores(
         ledger=PgLedgerStore(db),
         replay=PgReplayStore(db, replay_window_ms),
-        quota=PgQuotaStore(db),
+        quota=PgQuotaStore(db, limits),
         budget=budget,
         spends=budget,
         witness=PgWitnessStore(db),

@@ -63,6 +63,9 @@ class _Unmetered:
     def used(self, key: QuotaKey) -> int:
         return 0
 
+    def reading(self, key: QuotaKey) -> int:
+        return 0
+
     def consume(self, key: QuotaKey, count: int, limit: int) -> int:
         return count
 

@@ -124,6 +124,38 @@ def test_ledger_replicas_appending_at_once_keep_one_linear_order(backend: Backen
     assert sizes == sorted(set(sizes)), "two checkpoints for one size"
 
 
+def test_replica_behind_catches_up_from_the_lock_reply_or_reloads_when_far_behind(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica whose tail another moved builds on the stored head: from the leaf
+    hashes sent with the lock when the gap is small, else by reloading its tail;
+    either way one chain and one tree."""
+    if backend.name == "sqlite":
+        pytest.skip("one process owns a SQLite ledger: no other writer moves its tail")
+    from gateway.storage.postgres import ledger as pg_ledger
+
+    monkeypatch.setattr(pg_ledger, "CATCH_UP_ROWS", 5)
+    r1, r2 = backend.open(), backend.open()
+    l1 = Ledger(r1.ledger, KEY, ORIGIN, checkpoint_every=4)
+    l2 = Ledger(r2.ledger, KEY, ORIGIN, checkpoint_every=4)
+    reloads: list[int] = []
+    load_tail = l2._load_tail
+    monkeypatch.setattr(l2, "_load_tail", lambda head=None: (reloads.append(1), load_tail(head)))
+    for i in range(3):
+        l1.append(make_event(i))
+    assert l2.append(make_event(3)).index == 3
+    assert not reloads, "a gap of 3 must be caught up from the lock's reply"
+    for i in range(4, 14):
+        l1.append(make_event(i))
+    assert l2.append(make_event(14)).index == 14
+    assert reloads, "a gap of 10 > CATCH_UP_ROWS must reload the tail"
+    l2.checkpoint_now()
+    assert l2.root_at(15) == l1.root_at(15)
+    report = verify_store(r1.ledger, ORIGIN, KEY.verify_key)
+    assert report.ok, report.problem
+    assert report.entries == 15
+
+
 # -- replay --------------------------------------------------------------------
 
 
@@ -167,6 +199,22 @@ def test_racing_replicas_never_overspend_a_quota(backend: Backend) -> None:
     assert sum(1 for o in out if isinstance(o, int)) == 25
     assert all(isinstance(o, QuotaExceeded) for o in out if not isinstance(o, int))
     assert a.quota.used(QK) == 25
+
+
+def test_stale_quota_reading_never_lets_a_replica_release_past_the_quota(
+    backend: Backend,
+) -> None:
+    """The policy's early check may read another replica's charges late; the
+    charge itself refuses, and refreshes the reading."""
+    a, b = backend.open().quota, backend.open().quota
+    assert a.consume(QK, 6, 10) == 6
+    assert a.reading(QK) == 6
+    assert b.consume(QK, 4, 10) == 10
+    assert a.reading(QK) in ((6, 10) if backend.name == "postgres" else (10,))
+    with pytest.raises(QuotaExceeded, match="used 10 of 10"):
+        a.consume(QK, 1, 10)
+    assert a.reading(QK) == 10
+    assert a.used(QK) == b.used(QK) == 10
 
 
 # -- budget ----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Owns: the ``LedgerStore`` Protocol on PostgreSQL: one linear order across
 replicas. ``exclusive()`` opens a transaction and takes a transaction-scoped
-advisory lock (one per schema), then reads the stored head; the ``Ledger``
-refreshes its in-memory tail from that head if another replica appended,
+advisory lock (one per schema), then reads the stored head and the leaf hashes
+appended since the caller's size; the ``Ledger`` catches its in-memory tail up
+with them if another replica appended,
 builds its whole group commit and appends it in that same transaction, which
 commits (durably: ``synchronous_commit`` on) before any caller is answered.
 The lock is released by the commit, so a replica that dies mid-batch leaves
@@ -37,6 +38,10 @@ from gateway.ledger.storage import (
 )
 from gateway.storage.postgres.db import Connection, PgDatabase
 
+# At most this many leaf hashes come back with the lock (a replica that fell
+# further behind reloads its tail from the stored nodes instead).
+CATCH_UP_ROWS = 4096
+
 _HEAD = (
     "SELECT (SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries),"
     " (SELECT COALESCE(MAX(seq), -1) FROM ledger_checkpoints)"
@@ -57,16 +62,26 @@ class PgLedgerStore(SqlLedgerReads):
     # -- writes ------------------------------------------------------------
 
     @contextmanager
-    def exclusive(self) -> Iterator[Head | None]:
+    def exclusive(self, since: int) -> Iterator[Head | None]:
         if getattr(self._local, "conn", None) is not None:
             yield None  # inner block: joins the outer transaction
             return
-        with self._db.transaction("ledger append") as conn:
-            # Lock, then the head as committed after the lock was granted
-            # (schema: ledger_lock_head).
-            row = conn.execute("SELECT * FROM ledger_lock_head(%s)", (self._lock_key,)).fetchone()
+        # Pipelined: BEGIN goes with the lock query, the group's insert with COMMIT.
+        with self._db.transaction("ledger append", pipelined=True) as conn:
+            # Lock, then the head as committed after the lock was granted, with
+            # the leaf hashes other replicas appended since ``since`` (schema:
+            # ledger_lock_tail): one round trip, and no reads under the lock.
+            row = conn.execute(
+                "SELECT * FROM ledger_lock_tail(%s, %s, %s)",
+                (self._lock_key, since, CATCH_UP_ROWS),
+            ).fetchone()
             assert row is not None
-            head = Head(int(row[0]), int(row[1]))
+            head = Head(
+                int(row[0]),
+                int(row[1]),
+                None if row[2] is None else tuple(bytes(h) for h in row[2]),
+                int(row[3]),
+            )
             self._local.conn, self._local.size, self._local.failed = conn, head.size, False
             try:
                 yield head

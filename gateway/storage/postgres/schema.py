@@ -138,7 +138,29 @@ _V2 = (
     "CREATE INDEX subject_index_request ON subject_index (request_id)",
 )
 
+_V3 = (
+    # The append lock with what a replica needs to catch up: the head and, when
+    # at most max_rows entries were appended since its own size, their leaf
+    # hashes in index order and the newest entry's time (NULL hashes: reload).
+    """CREATE FUNCTION ledger_lock_tail(lock_key BIGINT, since BIGINT, max_rows BIGINT,
+        OUT size BIGINT, OUT checkpoint_seq BIGINT, OUT hashes BYTEA[], OUT last_ms BIGINT)
+    LANGUAGE plpgsql VOLATILE AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(lock_key);
+        SELECT COALESCE(MAX(idx) + 1, 0) INTO size FROM ledger_entries;
+        SELECT COALESCE(MAX(seq), -1) INTO checkpoint_seq FROM ledger_checkpoints;
+        last_ms := 0;
+        IF size > since AND size - since <= max_rows AND since >= 0 THEN
+            SELECT array_agg(entry_hash ORDER BY idx), MAX(timestamp_ms) INTO hashes, last_ms
+                FROM ledger_entries WHERE idx >= since;
+        ELSIF size = since THEN
+            hashes := '{}';
+        END IF;
+    END $$""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "gateway state: ledger, replay, quota, budget, witness, bundle version", _V1),
     Migration(2, "subject access: the holder's blind-index store", _V2),
+    Migration(3, "ledger: the append lock returns what a replica needs to catch up", _V3),
 )

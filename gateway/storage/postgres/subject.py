@@ -46,16 +46,22 @@ class PgSubjectIndexStore:
         if not rows:
             return
         blinds = [(b, e.request_id) for e, idx in rows for b in set(idx)]
-        with self._db.transaction(_WHAT) as conn, conn.cursor() as cur:
-            # One statement for the entry rows and their indexes (arrays, not a
-            # round trip a row): this runs once per exchange group on the holder.
-            cur.execute(
-                "WITH e AS (INSERT INTO subject_entries (request_id, coverage, dataset,"
+        links = self._links.snapshot()
+        with self._db.connection(_WHAT) as conn:
+            # One statement, so one round trip and (autocommit) one atomic
+            # transaction a group: the pending links of earlier entries, the
+            # entry rows and their indexes (arrays, not a row at a time).
+            conn.execute(
+                "WITH l AS (UPDATE subject_entries s SET entry_index = u.i"
+                " FROM unnest(%s::text[], %s::bigint[]) AS u(r, i) WHERE s.request_id = u.r),"
+                " e AS (INSERT INTO subject_entries (request_id, coverage, dataset,"
                 " fields, recorded_ms, entry_index) SELECT * FROM unnest(%s::text[],"
                 " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]))"
                 " INSERT INTO subject_index (blind, request_id)"
                 " SELECT * FROM unnest(%s::bytea[], %s::text[])",
                 (
+                    list(links),
+                    list(links.values()),
                     [e.request_id for e, _ in rows],
                     [e.coverage for e, _ in rows],
                     [e.dataset for e, _ in rows],
@@ -66,8 +72,6 @@ class PgSubjectIndexStore:
                     [r for _, r in blinds],
                 ),
             )
-            links = self._links.snapshot()
-            self._write_links(cur, links)
         self._links.written(links)
 
     def link(self, request_id: str, entry_index: int) -> None:
