@@ -4,7 +4,8 @@ Owns: argument parsing, reading files, the progress bar and printing. Does
 not own: any verification or proof logic (``gateway.ledger.*``).
 
     gateway ledger verify PATH [--bundle TRUST | --key VKEY] [--checkpoint NOTE]...
-                          [--witness-db DB]... [--require-witnesses N]
+                          [--witness-db DB]... [--witness-config gateway.toml]...
+                          [--require-witnesses N]
     gateway ledger export --ledger PATH (--request-id ID | --since ISO --until ISO)
                           --bundle TRUST [--require-witnesses N] -o OUT
     gateway ledger show PATH [--since ISO] [--until ISO] [--counterparty J] [--dataset D]
@@ -68,6 +69,16 @@ def register(sub: Any) -> None:
         default=[],
         help="a witness's data/witness.sqlite: the checkpoint it last cosigned for this log "
         "is used as with --checkpoint",
+    )
+    v.add_argument(
+        "--witness-config",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="GATEWAY_TOML",
+        help="a witness gateway's gateway.toml: as --witness-db, from where that gateway keeps "
+        "its witness state (its data_dir's witness.sqlite, or the PostgreSQL database of "
+        "[storage] url its replicas share, read-only)",
     )
     v.add_argument(
         "--from-witness",
@@ -270,7 +281,9 @@ def _witness_store(
             from gateway.storage.postgres.db import PgDatabase
             from gateway.storage.postgres.witness import PgWitnessStore
 
-            pg = PgDatabase(config.storage.url, schema=config.storage.db_schema, pool_size=2)
+            pg = PgDatabase(
+                config.storage.url, schema=config.storage.db_schema, pool_size=2, read_only=True
+            )
             return PgWitnessStore(pg), pg.close
         db = config.data_dir / WITNESS_FILE
     assert db is not None
@@ -282,20 +295,19 @@ def _witness_store(
 
 def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[str, str]]:
     """(label, note) of every checkpoint obtained from outside the ledger file."""
-    from gateway.ledger.witness import SqliteWitnessStore
-
     out = [(f"outside checkpoint {p}", p.read_text(encoding="utf-8")) for p in args.checkpoint]
-    for db in args.witness_db:
-        if not db.is_file():
-            raise NotFound(f"{db}: no such witness database")
-        store = SqliteWitnessStore(db)
+    witnesses: list[tuple[Path | None, Path | None]] = [(db, None) for db in args.witness_db]
+    witnesses += [(None, config) for config in args.witness_config]
+    for db, config in witnesses:
+        where = f"witness state {db}" if db else f"witness state of {config}"
+        store, close = _witness_store(db, config)
         try:
             state = store.latest(origin)
         finally:
-            store.close()
+            close()
         if state is None:
-            raise NotFound(f"{db}: this witness never cosigned {origin}")
-        out.append((f"witness state {db}", state.note))
+            raise NotFound(f"{where}: this witness never cosigned {origin}")
+        out.append((where, state.note))
     certs, tokens = args.witness_cert, args.witness_token_file
     if args.from_witness and (len(certs) != len(args.from_witness) or len(tokens) > len(certs)):
         raise InvalidArgument(
@@ -364,7 +376,7 @@ def _verify_evidence(args: argparse.Namespace) -> int:
         raise InvalidArgument(
             f"{path} is an evidence bundle: verify it with --bundle (the trust bundle), not --key"
         )
-    if args.checkpoint or args.witness_db or args.from_witness:
+    if args.checkpoint or args.witness_db or args.witness_config or args.from_witness:
         raise InvalidArgument(f"{path} is an evidence bundle: --checkpoint applies to ledgers")
     print(f"evidence bundle {path}:")
     try:
@@ -483,8 +495,8 @@ def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
         else:
             out.append(
                 "  truncation: CANNOT be excluded: this file alone cannot show that newer entries "
-                "(with their checkpoints) were not cut off; pass --checkpoint or --witness-db "
-                "with a checkpoint a witness holds"
+                "(with their checkpoints) were not cut off; pass --checkpoint, --witness-db or "
+                "--witness-config with a checkpoint a witness holds"
             )
     else:
         assert report.problem is not None

@@ -11,6 +11,7 @@ Does not own: any decision; everything here is plumbing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -95,6 +96,15 @@ from gateway.trust import (
 log = logging.getLogger("gateway")
 
 
+def _close_quietly(close: Callable[[], None], what: str) -> None:
+    """Close one part after a failed start; a failure here is logged, never
+    raised over the reason the gateway did not start."""
+    try:
+        close()
+    except Exception:
+        log.warning("closing %s after a failed start failed", what, exc_info=True)
+
+
 def system_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -131,10 +141,13 @@ class Gateway:
                 f"keys in {config.key_dir} are for {self.keys.jurisdiction}, config says {self.me}"
             )
         self._authority = read_authority_key(config.authority_key, limits)
-        # Every stateful part: SQLite files in data_dir, or a PostgreSQL
-        # database shared with this gateway's other replicas ([storage] url).
-        self.stores: Stores = open_stores(config)
-        try:
+        # A refusal to start (start-up checks, a bad bundle) must not leak what was
+        # opened before it: on PostgreSQL a connection pool per attempt.
+        with contextlib.ExitStack() as opened:
+            # Every stateful part: SQLite files in data_dir, or a PostgreSQL
+            # database shared with this gateway's other replicas ([storage] url).
+            self.stores: Stores = open_stores(config)
+            opened.callback(_close_quietly, self.stores.close, "the stores")
             log.info("gateway %s state: %s", self.me, self.stores.description)
             self._versions = self.stores.versions
             self._bundle_lock = threading.Lock()
@@ -158,6 +171,7 @@ class Gateway:
                 suite=self.keys.suite,
             )
             self.source = Sources(config.data_source, self.policy_store.current.catalogue, limits)
+            opened.callback(_close_quietly, self.source.close, "the data sources")
             self.ledger = open_ledger(
                 config, self.stores, self.keys, self._bundle.member(self.me).origin, clock_ms
             )
@@ -170,6 +184,7 @@ class Gateway:
             observed_ledger = ObservedLedger(self.ledger, self.metrics)
             self.replay = self.stores.replay
             self.transport = GrpcPeerTransport(self.keys.tls, limits)
+            opened.callback(_close_quietly, self.transport.close, "the peer transport")
             self.seal_keys = SealKeys(
                 self.keys.seal,
                 load_retired_seal_keys(config.key_dir, limits=limits),
@@ -338,11 +353,7 @@ class Gateway:
             self._watcher: PolicyWatcher | None = None
             self._ops: OpsListener | None = None
             self.ports: BoundPorts | None = None
-        except BaseException:
-            # A refusal to start (start-up checks, a bad bundle) must not leak the
-            # stores: on PostgreSQL that would be a connection pool per attempt.
-            self.stores.close()
-            raise
+            opened.pop_all()  # started: from now on stop() closes them
 
     # ------------------------------------------------------------------
     # Trust bundle

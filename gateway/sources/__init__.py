@@ -78,7 +78,11 @@ class Sources:
         self._sql: dict[str, SqlSource] = {}
         if any(d.source is None for d in catalogue.datasets):
             self._default = SqliteSource(default_path, limits)
-        self.check(catalogue)
+        try:
+            self.check(catalogue)
+        except BaseException:
+            self.close()  # the pools opened for the tables checked before the bad one
+            raise
 
     def check(self, catalogue: Catalogue) -> None:
         """Check every mapped table and column exists (PolicyFileError naming the

@@ -170,6 +170,44 @@ def test_gateway_refuses_declared_privacy_unit_the_source_does_not_enforce(
     assert "truncate_by_identifier" in str(err.value) and "UNIQUE" in str(err.value)
 
 
+def test_gateway_refusing_to_start_closes_what_it_opened_even_if_a_close_fails(
+    own_federation: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal comes after the data source and the peer transport are open
+    (the statistics policy is checked against the source): each is closed, last
+    opened first, and a close that fails does not hide why the gateway refused."""
+    import sqlite3
+
+    from gateway.errors import PolicyFileError
+    from gateway.server.transport import GrpcPeerTransport
+    from gateway.sources import Sources
+    from gateway.storage.backend import Stores
+
+    closed: list[str] = []
+
+    def transport_close(self: GrpcPeerTransport) -> None:
+        closed.append("transport")
+        raise RuntimeError("channel close failed")
+
+    def recording(name: str, real):  # type: ignore[no-untyped-def]
+        def close(self) -> None:  # type: ignore[no-untyped-def]
+            closed.append(name)
+            real(self)
+
+        return close
+
+    site = own_federation.site("120000")
+    own_federation.gateways["120000"].stop(grace=0)
+    with sqlite3.connect(site.data_source) as conn:
+        conn.execute('DROP INDEX "si_contributions_subject"')
+    monkeypatch.setattr(GrpcPeerTransport, "close", transport_close)
+    monkeypatch.setattr(Sources, "close", recording("source", Sources.close))
+    monkeypatch.setattr(Stores, "close", recording("stores", Stores.close))
+    with pytest.raises(PolicyFileError, match="truncate_by_identifier"):
+        Gateway(load_config(site.config))
+    assert closed == ["transport", "source", "stores"]
+
+
 def test_running_gateway_picks_up_a_newly_distributed_bundle_without_restart(
     own_federation: RunningFederation,
 ) -> None:

@@ -101,12 +101,23 @@ def test_interrupted_bulk_stream_resumes_at_its_offset_without_gap_or_duplicate(
         db.close()
 
 
-def test_missing_table_is_named_at_start_up(seeded) -> None:  # type: ignore[no-untyped-def]
+def test_missing_table_is_named_at_start_up_and_its_pool_released(  # type: ignore[no-untyped-def]
+    seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cat, mappings, sqlite = seeded
     m = dict(mappings["si_contributions"])
     m["table"] = str(m["table"]).rsplit(".", 1)[0] + ".no_such_register"
+    disposed: list[str] = []
+    real_close = SqlSource.close
+
+    def close(self: SqlSource) -> None:
+        disposed.append(self.name)
+        real_close(self)
+
+    monkeypatch.setattr(SqlSource, "close", close)
     with pytest.raises(PolicyFileError, match=r"no_such_register.*does not exist"):
         Sources(sqlite, _with_source(cat, "si_contributions", m), LIMITS)
+    assert len(disposed) == 1  # the pool opened to check the table
 
 
 def test_missing_column_is_named_at_start_up(seeded) -> None:  # type: ignore[no-untyped-def]

@@ -28,6 +28,9 @@ from tests.ledger.ledger_testkit import ORIGIN, make_event
 from tests.storage.test_store_contracts import KEY
 
 HOLDER_MS, OTHER_MS = 1_000_000, 2_000_000  # each replica's clock: who signed what
+# How long the non-holder waits for the holder's checkpoint: ample by default (an
+# answer ends the wait at once, however loaded the machine), short where no one answers.
+ANSWERED_WAIT, UNANSWERED_WAIT = 30.0, 0.6
 
 
 def _replica(settings: StorageSettings, now_ms: int, wait: float = 5.0) -> tuple[Stores, Ledger]:
@@ -49,10 +52,12 @@ def _replica(settings: StorageSettings, now_ms: int, wait: float = 5.0) -> tuple
 
 
 @pytest.fixture
-def two(pg_settings: StorageSettings) -> Iterator[tuple[Stores, Ledger, Stores, Ledger]]:
+def two(
+    pg_settings: StorageSettings, request: pytest.FixtureRequest
+) -> Iterator[tuple[Stores, Ledger, Stores, Ledger]]:
     a, la = _replica(pg_settings, HOLDER_MS)
     assert a.lease.held()
-    b, lb = _replica(pg_settings, OTHER_MS, wait=0.6)
+    b, lb = _replica(pg_settings, OTHER_MS, wait=getattr(request, "param", ANSWERED_WAIT))
     assert not b.lease.held()
     yield a, la, b, lb
     b.close()
@@ -74,7 +79,6 @@ def test_replica_without_the_lease_gets_a_checkpoint_signed_by_the_holder(
     cp = lb.checkpoint_now()
     took = time.perf_counter() - t0
     assert cp.checkpoint.size == 5 and cp.issued_ms == HOLDER_MS
-    assert took < 2.0, f"the holder answered in {took:.3f} s"
     print(f"on-demand checkpoint through the holder: {took * 1000:.1f} ms")
     # Many proofs asked at once of the non-holder: one holder signature per size.
     for i in range(5, 9):
@@ -86,18 +90,21 @@ def test_replica_without_the_lease_gets_a_checkpoint_signed_by_the_holder(
     assert _signers(la) == {HOLDER_MS}, "a checkpoint was signed by the replica without the lease"
 
 
+@pytest.mark.parametrize("two", [UNANSWERED_WAIT], indirect=True)
 def test_without_an_answering_holder_the_non_holder_fails_unavailable_and_signs_nothing(
     two: tuple[Stores, Ledger, Stores, Ledger],
 ) -> None:
     a, la, b, lb = two
     lb.append(make_event(0))
     a.asks.stop()  # the holder keeps the lease but no longer answers (stuck, partitioned)
-    t0 = time.perf_counter()
+    t0 = time.monotonic()  # the clock the ledger's deadline is on
     with pytest.raises(StorageFailure, match=r"did not sign one within 0\.6 s") as info:
         lb.checkpoint_now()
-    took = time.perf_counter() - t0
+    took = time.monotonic() - t0
     assert info.value.grpc_code == grpc.StatusCode.UNAVAILABLE
-    assert 0.6 <= took < 1.5, took
+    # It waited out the configured limit for the holder, then gave up (the generous
+    # upper bound tells giving up from waiting on; it measures no speed).
+    assert UNANSWERED_WAIT <= took < 10.0, took
     assert lb.checkpoints() == []
     # The holder goes away: the lease moves to the other replica, which then signs itself.
     a.close()

@@ -6,7 +6,10 @@ schema), the first connection that turns "unreachable", "no such database" and
 password), creating the schema and applying versioned migrations on start-up
 (``schema.MIGRATIONS``; serialised by an advisory lock so replicas starting
 together apply each exactly once), and advisory-lock keys scoped to the schema
-(two jurisdictions sharing a database never share a lock).
+(two jurisdictions sharing a database never share a lock). Opened ``read_only``
+(operator and officer tools that only read a gateway's state) it migrates
+nothing, refuses a schema no gateway created or a newer one, and every
+session is read-only.
 
 Does not own: any table or query (each store module owns its own).
 """
@@ -26,7 +29,7 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.errors import StorageFailure
+from gateway.errors import NotFound, StorageFailure
 from gateway.storage.postgres.schema import MIGRATIONS
 
 SETTING: Final = "[storage] url"
@@ -63,16 +66,21 @@ class PgDatabase:
         schema: str | None = None,
         pool_size: int = 16,
         connect_timeout: float = 5.0,
+        read_only: bool = False,
     ) -> None:
         self.url = url
         self.where = describe(url)
         self._schema = schema
+        self._read_only = read_only
         self._connect_timeout = connect_timeout
         self._last_check = 0.0
         self._down = False
         probe = self.connect()
         try:
-            self._migrate(probe)
+            if read_only:
+                self._check_version(probe)
+            else:
+                self._migrate(probe)
             row = probe.execute("SELECT current_schema()").fetchone()
             self.schema = str(row[0]) if row and row[0] else "public"
         except psycopg.Error as exc:
@@ -102,6 +110,8 @@ class PgDatabase:
     def _configure(self, conn: Connection) -> None:
         if self._schema:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
+        if self._read_only:
+            conn.execute("SET default_transaction_read_only = on")
 
     def connect(self) -> Connection:
         """A new connection outside the pool (the lease, the probe, migrations)."""
@@ -138,9 +148,14 @@ class PgDatabase:
 
     def _translate(self, exc: BaseException, what: str) -> StorageFailure:
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            needs = (
+                "USAGE on the schema and SELECT on its tables"
+                if self._read_only
+                else "CREATE on the database or schema, and use of its tables"
+            )
             return StorageFailure(
                 f"{what}: the PostgreSQL role lacks rights ({SETTING} = {self.where}; grant it "
-                f"CREATE on the database or schema, and use of its tables): {_first_line(exc)}"
+                f"{needs}): {_first_line(exc)}"
             )
         text = str(exc)
         if isinstance(exc, psycopg.errors.InvalidCatalogName) or (
@@ -235,14 +250,7 @@ class PgDatabase:
                 " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
             )
             applied = {int(r[0]) for r in conn.execute("SELECT version FROM gateway_schema")}
-            known = {m.version for m in MIGRATIONS}
-            newer = applied - known
-            if newer:
-                raise StorageFailure(
-                    f"{SETTING} = {self.where}: the database schema is at version "
-                    f"{max(newer)}, newer than this gateway knows ({max(known)}); "
-                    "upgrade the gateway before starting it on this database"
-                )
+            self._refuse_newer(applied)
             for m in MIGRATIONS:
                 if m.version in applied:
                     continue
@@ -253,6 +261,28 @@ class PgDatabase:
                     (m.version, m.description),
                 )
                 log.info("storage: applied schema migration %d (%s)", m.version, m.description)
+
+    def _check_version(self, conn: Connection) -> None:
+        """Read-only: the schema must be one a gateway created, not newer than known."""
+        try:
+            rows = conn.execute("SELECT version FROM gateway_schema").fetchall()
+        except psycopg.errors.UndefinedTable as exc:
+            where = f"schema {self._schema}" if self._schema else "its default schema"
+            raise NotFound(
+                f"{SETTING} = {self.where}: no gateway state in {where} (no gateway has run "
+                "on it; check [storage] url and schema)"
+            ) from exc
+        self._refuse_newer({int(r[0]) for r in rows})
+
+    def _refuse_newer(self, applied: set[int]) -> None:
+        known = {m.version for m in MIGRATIONS}
+        newer = applied - known
+        if newer:
+            raise StorageFailure(
+                f"{SETTING} = {self.where}: the database schema is at version "
+                f"{max(newer)}, newer than this gateway knows ({max(known)}); "
+                "upgrade the gateway before starting it on this database"
+            )
 
     def schema_version(self) -> int:
         with self.connection("reading the schema version") as conn:
