@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -95,63 +96,78 @@ def _exchange_rate(client: ServiceClient, req: dict[str, object], per: int) -> f
     def call() -> object:
         return client.get_records(**req)
 
-    # A restarted holder: the requester's channel reconnects after its backoff.
-    end = time.monotonic() + 30
-    while True:
-        try:
-            call()
-            break
-        except grpc.RpcError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.2)
-    _drive(call, 32, 2)  # warm up
+    _drive(call, 32, per)  # warm up
     _, rate = _drive(call, 32, per)
     return rate
 
 
+def _first_call(client: ServiceClient, req: dict[str, object]) -> None:
+    """Wait until the requester reaches its holder (a new bundle, a restarted holder)."""
+    end = time.monotonic() + 30
+    while True:
+        try:
+            client.get_records(**req)
+            return
+        except grpc.RpcError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
 def _exchange_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -> dict[str, float]:
-    per = 6 if quick else 40
+    """Three federations side by side (holder on SQLite, on PostgreSQL, two
+    PostgreSQL replicas), measured in interleaved rounds so that a change in the
+    machine's load falls on all three alike; each figure is the median round."""
+    rounds, per = (1, 3) if quick else (7, 20)
     members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
-    fed = build_federation(
-        tmp / "fed", rows=500, policies=_bench_policies(tmp / "policies"), members=members
-    )
-    procs = start_gateways(fed)
-    extra: list[subprocess.Popen[bytes]] = []
-    out: dict[str, float] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    clients: dict[str, tuple[ServiceClient, dict[str, object]]] = {}
     try:
-        hb = fed.sites["130000"]
-        with sqlite3.connect(fed.sites["110000"].data_source) as conn:
-            subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
-        client = ServiceClient(
-            hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
-        )
-        req: dict[str, object] = dict(
-            holder_jurisdiction="110000", dataset="si_contributions",
-            purpose="housing_fund_transfer", subject_ids=[subject],
-        )  # fmt: skip
-        out["1 replica, SQLite"] = _exchange_rate(client, req, per)
-
-        holder_site = fed.sites["110000"]
-        stop_gateways({"110000": procs.pop("110000")})
-        use_storage(holder_site.config, dsn, schema)
-        procs["110000"] = _serve(holder_site.config, holder_site.root)
-        _wait_healthy(holder_site, procs["110000"])
-        out["1 replica, PostgreSQL"] = _exchange_rate(client, req, per)
-
-        # The running PostgreSQL holder becomes replica 1; start replica 2.
-        replicas = add_replicas(fed, "110000", dsn, schema, 2)  # re-signs the bundle
-        second = _serve(replicas[1].config, holder_site.root)
-        extra.append(second)
-        _wait_healthy(replicas[1], second)
-        time.sleep(2.5)  # every gateway picks up the new bundle (file watcher, 1 s)
-        out["2 replicas, PostgreSQL"] = _exchange_rate(client, req, per)
-        client.close()
+        for name, where, replicas in (
+            ("1 replica, SQLite", None, 1),
+            ("1 replica, PostgreSQL", schema + "_one", 1),
+            ("2 replicas, PostgreSQL", schema + "_two", 2),
+        ):
+            fed = build_federation(
+                tmp / f"fed-{len(clients)}", rows=500,
+                policies=_bench_policies(tmp / f"policies-{len(clients)}"), members=members,
+            )  # fmt: skip
+            holder = fed.sites["110000"]
+            if where is not None:
+                use_storage(holder.config, dsn, where)
+            sites = add_replicas(fed, "110000", dsn, where or "", 2) if replicas == 2 else []
+            started = start_gateways(fed)  # re-signed bundle: both endpoints listed
+            procs.update({f"{name}/{k}": v for k, v in started.items()})
+            for i, site in enumerate(sites[1:], 2):
+                procs[f"{name}/replica {i}"] = p = _serve(site.config, site.root)
+                _wait_healthy(site, p)
+            hb = fed.sites["130000"]
+            with sqlite3.connect(holder.data_source) as conn:
+                subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
+            client = ServiceClient(
+                hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
+            )
+            req: dict[str, object] = dict(
+                holder_jurisdiction="110000", dataset="si_contributions",
+                purpose="housing_fund_transfer", subject_ids=[subject],
+            )  # fmt: skip
+            clients[name] = (client, req)
+        for client, req in clients.values():
+            _first_call(client, req)
+        rates: dict[str, list[float]] = {name: [] for name in clients}
+        for _ in range(rounds):
+            for name, (client, req) in clients.items():
+                rates[name].append(_exchange_rate(client, req, per))
+        out = {name: statistics.median(r) for name, r in rates.items()}
         for name, rate in out.items():
             rep.row(f"exchanges c=32, holder {name}", rate, "req/s")
+        rep.notes.append(
+            f"exchanges: median of {rounds} interleaved rounds of {32 * per} calls; rounds "
+            + "; ".join(f"{n}: " + ", ".join(f"{r:.0f}" for r in rs) for n, rs in rates.items())
+        )
     finally:
-        for p in extra:
-            stop_gateways({"x": p})
+        for client, _ in clients.values():
+            client.close()
         stop_gateways(procs)
     return out
 
@@ -224,4 +240,4 @@ def run(quick: bool = False) -> Report:
         raise SystemExit(f"scale benchmark needs PostgreSQL (set {ENV}): {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        _drop_schemas(dsn, schema, schema + "_ledger")
+        _drop_schemas(dsn, schema + "_one", schema + "_two", schema + "_ledger")
