@@ -35,6 +35,7 @@ from psycopg import sql
 
 from benchparts.common import Report
 from benchparts.exchange import _bench_policies, _drive
+from benchparts.procstat import cpu_seconds
 from gateway.client import ServiceClient
 from gateway.config import StorageSettings
 from gateway.crypto import SigningKey
@@ -143,7 +144,9 @@ def _exchange_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -
                 _wait_healthy(site, p)
             hb = fed.sites["130000"]
             with sqlite3.connect(holder.data_source) as conn:
-                subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
+                subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[
+                    0
+                ]
             client = ServiceClient(
                 hb.service_address, hb.tls_cert, "130000", hb.tokens["hebei-housing-fund"]
             )
@@ -155,12 +158,36 @@ def _exchange_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -
         for client, req in clients.values():
             _first_call(client, req)
         rates: dict[str, list[float]] = {name: [] for name in clients}
+        cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in clients}
         for _ in range(rounds):
             for name, (client, req) in clients.items():
+                holders = [
+                    p.pid for k, p in procs.items() if k.startswith(name) and "130000" not in k
+                ]
+                before = (sum(map(cpu_seconds, holders)), _postgres_cpu())
                 rates[name].append(_exchange_rate(client, req, per))
+                calls = 2 * 32 * per  # warm-up and measured calls
+                cpu[name].append(
+                    (
+                        1000 * (sum(map(cpu_seconds, holders)) - before[0]) / calls,
+                        1000 * (_postgres_cpu() - before[1]) / calls,
+                    )
+                )
         out = {name: statistics.median(r) for name, r in rates.items()}
         for name, rate in out.items():
             rep.row(f"exchanges c=32, holder {name}", rate, "req/s")
+        for name in clients:
+            rep.row(
+                f"CPU per exchange, holder {name}",
+                statistics.median(c[0] for c in cpu[name]),
+                "ms",
+            )
+            if "PostgreSQL" in name:
+                rep.row(
+                    f"CPU per exchange, PostgreSQL server ({name})",
+                    statistics.median(c[1] for c in cpu[name]),
+                    "ms",
+                )
         rep.notes.append(
             f"exchanges: median of {rounds} interleaved rounds of {32 * per} calls; rounds "
             + "; ".join(f"{n}: " + ", ".join(f"{r:.0f}" for r in rs) for n, rs in rates.items())
@@ -170,6 +197,20 @@ def _exchange_part(rep: Report, dsn: str, schema: str, tmp: Path, quick: bool) -
             client.close()
         stop_gateways(procs)
     return out
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (its
+    backends do the gateways' statements; other clients of the server count too)."""
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "comm").read_text().strip() == "postgres":
+                    total += cpu_seconds(int(proc.name))
+            except OSError:  # ended meanwhile, or not ours to read
+                continue
+    return total
 
 
 def _serve(config: Path, root: Path) -> subprocess.Popen[bytes]:
