@@ -223,7 +223,8 @@ class Gateway:
                 self.bundle,
                 observed_ledger,
                 lambda ids: {
-                    rid: [r.event for r in found] for rid, found in self.ledger.find_many(ids).items()
+                    rid: [r.event for r in found]
+                    for rid, found in self.ledger.find_many(ids).items()
                 },
                 clock_ms,
                 limits,

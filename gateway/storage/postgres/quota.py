@@ -22,6 +22,8 @@ from gateway.policy.quota import QuotaKey
 from gateway.storage.postgres.db import PgDatabase
 
 _WHERE = "holder=%s AND dataset=%s AND requester=%s AND service_system=%s AND day=%s"
+
+
 def _args(key: QuotaKey) -> tuple[str, str, str, str, str]:
     return (key.holder, key.dataset, key.requester, key.service_system, key.day)
 
