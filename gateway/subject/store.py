@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from gateway.errors import StorageFailure
 from gateway.groupcommit import GroupCommit
+from gateway.ledger.storage import in_dialect
 from gateway.sqlitedb import open_store
 from gateway.subject.index import COVERAGES, Coverage
 
@@ -119,6 +120,62 @@ def entry_from_row(r: Sequence[Any]) -> IndexedEntry:
     )
 
 
+class SqlSubjectReads:
+    """The queries subject access needs, shared by the SQLite and PostgreSQL
+    stores: written with ``?`` placeholders, run through ``_rows`` in the
+    store's own style (``PLACEHOLDER``), with the store's pending links shown."""
+
+    PLACEHOLDER = "?"
+    # Request-id order by bytes on every backend (PostgreSQL's default follows the
+    # database's locale; SQLite's is bytes already), so paging never depends on it.
+    BYTE_ORDER = ""
+    PAGE = 1000
+
+    _links: PendingLinks
+
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _entries(self, sql: str, params: tuple[object, ...]) -> list[IndexedEntry]:
+        rows = self._rows(in_dialect(sql, self.PLACEHOLDER), params)
+        return self._links.overlay([entry_from_row(r) for r in rows])
+
+    def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
+        return self._entries(
+            f"SELECT {_COLS} FROM subject_index i JOIN subject_entries e"
+            " ON e.request_id = i.request_id WHERE i.blind = ?"
+            " ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
+            (blind, limit),
+        )
+
+    def covering(self, limit: int) -> list[IndexedEntry]:
+        return self._entries(
+            f"SELECT {_COLS} FROM subject_entries e WHERE e.coverage IN (?, ?, ?)"
+            " ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
+            ("dataset", "pseudonymised", "statistics", limit),
+        )
+
+    def indexes_of(self, request_id: str) -> list[bytes]:
+        rows = self._rows(
+            in_dialect("SELECT blind FROM subject_index WHERE request_id = ?", self.PLACEHOLDER),
+            (request_id,),
+        )
+        return [bytes(r[0]) for r in rows]
+
+    def all_entries(self) -> Iterator[IndexedEntry]:
+        last = ""
+        while True:
+            rows = self._entries(
+                f"SELECT {_COLS} FROM subject_entries e WHERE e.request_id > ?{self.BYTE_ORDER}"
+                f" ORDER BY e.request_id{self.BYTE_ORDER} LIMIT ?",
+                (last, self.PAGE),
+            )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].request_id
+
+
 class PendingLinks:
     """Links (request id -> ledger index) not yet written. A link only caches
     where an entry landed (an unlinked row is found through the ledger's
@@ -154,7 +211,7 @@ class PendingLinks:
         ]
 
 
-class SqliteSubjectIndexStore:
+class SqliteSubjectIndexStore(SqlSubjectReads):
     """``SubjectIndexStore`` in one SQLite file (``data/subject_index.sqlite``).
 
     Concurrent ``record`` calls are group-committed (one transaction and one
@@ -220,51 +277,12 @@ class SqliteSubjectIndexStore:
     def link(self, request_id: str, entry_index: int) -> None:
         self._links.add(request_id, entry_index)
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[IndexedEntry]:
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         with self._lock:
             try:
-                rows = [entry_from_row(r) for r in self._db.execute(sql, params).fetchall()]
+                return self._db.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StorageFailure(f"subject index store: read failed: {exc}") from exc
-        return self._links.overlay(rows)
-
-    def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
-        return self._query(
-            f"SELECT {_COLS} FROM subject_index i JOIN subject_entries e "
-            "ON e.request_id = i.request_id WHERE i.blind = ? "
-            "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
-            (blind, limit),
-        )
-
-    def covering(self, limit: int) -> list[IndexedEntry]:
-        return self._query(
-            f"SELECT {_COLS} FROM subject_entries e WHERE e.coverage IN (?, ?, ?) "
-            "ORDER BY e.recorded_ms DESC, e.request_id LIMIT ?",
-            ("dataset", "pseudonymised", "statistics", limit),
-        )
-
-    def indexes_of(self, request_id: str) -> list[bytes]:
-        with self._lock:
-            try:
-                rows = self._db.execute(
-                    "SELECT blind FROM subject_index WHERE request_id = ?", (request_id,)
-                ).fetchall()
-            except sqlite3.Error as exc:
-                raise StorageFailure(f"subject index store: read failed: {exc}") from exc
-        return [bytes(r[0]) for r in rows]
-
-    def all_entries(self) -> Iterator[IndexedEntry]:
-        last = ""
-        while True:
-            rows = self._query(
-                f"SELECT {_COLS} FROM subject_entries e WHERE e.request_id > ? "
-                "ORDER BY e.request_id LIMIT 1000",
-                (last,),
-            )
-            if not rows:
-                return
-            yield from rows
-            last = rows[-1].request_id
 
     def close(self) -> None:
         with self._lock:

@@ -14,23 +14,24 @@ Holds no personal data: blind indexes are MACs under a key not stored here.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Any, LiteralString
+from collections.abc import Sequence
+from typing import Any
 
 from gateway.errors import StorageFailure
 from gateway.groupcommit import GroupCommit
 from gateway.storage.postgres.db import PgDatabase
-from gateway.subject.store import IndexedEntry, PendingLinks, entry_from_row, fields_text
+from gateway.subject.store import IndexedEntry, PendingLinks, SqlSubjectReads, fields_text
 
-_COLS = "e.request_id, e.coverage, e.dataset, e.fields, e.recorded_ms, e.entry_index"
 _WHAT = "subject index store"
-PAGE = 1000
 
 
-class PgSubjectIndexStore:
+class PgSubjectIndexStore(SqlSubjectReads):
     """Concurrent ``record`` calls of one replica are group-committed (one
     transaction for all waiting exchanges); links, only a cache of where an
     entry landed, go with the next transaction (``PendingLinks``)."""
+
+    PLACEHOLDER = "%s"
+    BYTE_ORDER = ' COLLATE "C"'
 
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
@@ -86,45 +87,9 @@ class PgSubjectIndexStore:
                 (list(links), list(links.values())),
             )
 
-    def _query(self, query: LiteralString, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
         with self._db.connection(_WHAT) as conn:
-            return conn.execute(query, params).fetchall()
-
-    def named(self, blind: bytes, limit: int) -> list[IndexedEntry]:
-        rows = self._query(
-            f"SELECT {_COLS} FROM subject_index i JOIN subject_entries e"
-            " ON e.request_id = i.request_id WHERE i.blind = %s"
-            " ORDER BY e.recorded_ms DESC, e.request_id LIMIT %s",
-            (blind, limit),
-        )
-        return self._links.overlay([entry_from_row(r) for r in rows])
-
-    def covering(self, limit: int) -> list[IndexedEntry]:
-        rows = self._query(
-            f"SELECT {_COLS} FROM subject_entries e WHERE e.coverage IN (%s, %s, %s)"
-            " ORDER BY e.recorded_ms DESC, e.request_id LIMIT %s",
-            ("dataset", "pseudonymised", "statistics", limit),
-        )
-        return self._links.overlay([entry_from_row(r) for r in rows])
-
-    def indexes_of(self, request_id: str) -> list[bytes]:
-        rows = self._query("SELECT blind FROM subject_index WHERE request_id = %s", (request_id,))
-        return [bytes(r[0]) for r in rows]
-
-    def all_entries(self) -> Iterator[IndexedEntry]:
-        # Byte order (COLLATE "C"), like SQLite's: the pages never depend on the
-        # database's locale.
-        last = ""
-        while True:
-            rows = self._query(
-                f'SELECT {_COLS} FROM subject_entries e WHERE e.request_id > %s COLLATE "C"'
-                ' ORDER BY e.request_id COLLATE "C" LIMIT %s',
-                (last, PAGE),
-            )
-            if not rows:
-                return
-            yield from self._links.overlay([entry_from_row(r) for r in rows])
-            last = str(rows[-1][0])
+            return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         """Writes the links not yet written; the database is closed by its owner."""
