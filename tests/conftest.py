@@ -7,6 +7,7 @@ TLS. Tests that stop or reconfigure gateways build their own.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +18,28 @@ import pytest
 
 from gateway.client import ServiceClient
 from gateway.config import load_config
-from gateway.demo.setup import Federation, GatewaySite, build_federation
+from gateway.demo.setup import PORT_RANGE_ENV, Federation, GatewaySite, build_federation, port_range
 from gateway.server.app import Gateway
 from tests.dbs import scratch_schema
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _ports_of_this_worker() -> None:
+    """Under pytest-xdist each worker (and every gateway, bench or demo process it
+    starts) picks listening ports from its own slice, so two workers never hand
+    out the same port between picking it and binding it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2 or PORT_RANGE_ENV in os.environ:
+        return
+    lo, hi = port_range()
+    span = (hi - lo + 1) // count
+    first = lo + int(worker[2:]) * span
+    os.environ[PORT_RANGE_ENV] = f"{first}-{first + span - 1}"
+
+
+_ports_of_this_worker()
 
 
 @dataclass

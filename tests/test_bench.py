@@ -1,7 +1,9 @@
 """Benchmarks cannot rot: every ``scripts/bench.py`` part runs in ``--quick`` mode.
 
 Each part is run as a user would run it (a subprocess of ``scripts/bench.py``),
-once printing its table and once with ``--json``. The test checks the shape of
+once, printing its table and writing the same figures as JSON (``--json-to``);
+``--json`` alone (only the JSON object on standard output) is checked on the
+cheap policy part and by the gm-suite runs. The test checks the shape of
 the output, never the figures: timing is not asserted (the ratios are reported
 as met / NOT met by the benchmark itself). Select these alone with ``-m bench``,
 or leave them out with ``-m "not bench"``.
@@ -27,7 +29,9 @@ RATIO_LINE = re.compile(
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench import PARTS  # noqa: E402
 
-pytestmark = pytest.mark.bench
+# One worker runs them all (``--dist loadgroup``): a part's module-scoped run is
+# shared by its tests, and two benchmarks never compete for the cores.
+pytestmark = [pytest.mark.bench, pytest.mark.xdist_group("bench")]
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> str:
@@ -46,9 +50,18 @@ def _run(*args: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
+_RUNS: dict[str, tuple[str, str, dict[str, Any]]] = {}
+
+
 @pytest.fixture(scope="module", params=PARTS)
-def part(request: pytest.FixtureRequest) -> tuple[str, str, dict[str, Any]]:
+def part(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, str, dict[str, Any]]:
+    """One ``--quick`` run of the part, shared by its tests (kept here, not only in
+    the fixture, because a worker may interleave the tests of several parts)."""
     name = str(request.param)
+    if name in _RUNS:
+        return _RUNS[name]
     env = None
     if name in ("scale", "sources"):  # need PostgreSQL: skipped (CI=true: failed) without one
         import os
@@ -57,11 +70,10 @@ def part(request: pytest.FixtureRequest) -> tuple[str, str, dict[str, Any]]:
 
         dsn = postgres_dsn()
         env = {**os.environ, "GATEWAY_BENCH_POSTGRES_DSN": dsn} if name == "scale" else None
-    return (
-        name,
-        _run(name, "--quick", env=env),
-        json.loads(_run(name, "--quick", "--json", env=env)),
-    )
+    out = tmp_path_factory.mktemp(f"bench-{name}") / "report.json"
+    table = _run(name, "--quick", "--json-to", str(out), env=env)
+    _RUNS[name] = (name, table, json.loads(out.read_text(encoding="utf-8")))
+    return _RUNS[name]
 
 
 def test_every_part_prints_its_table_and_ratio_lines(
@@ -91,6 +103,23 @@ def test_every_part_prints_one_json_object_with_its_ratios(
         assert isinstance(fig["value"], float | int), (name, ratio)
         assert re.fullmatch(r"[<>]= \S+", fig["target"]), (name, ratio)
         assert isinstance(fig["met"], bool), (name, ratio)
+
+
+def test_json_flag_prints_the_json_object_and_nothing_else() -> None:
+    stdout = _run("policy", "--quick", "--json")
+    obj = json.loads(stdout)  # fails on anything printed besides the object
+    assert obj["title"] and obj["rows"] and obj["ratios"]
+    assert "┏" not in stdout
+
+
+def test_json_and_json_to_together_are_refused(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "policy", "--json", "--json-to", str(tmp_path / "r.json")],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "alternatives" in proc.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_unknown_part_is_refused_with_usage() -> None:

@@ -129,16 +129,32 @@ def _ephemeral_start() -> int:
         return 32768
 
 
+PORT_RANGE_ENV = "GATEWAY_DEMO_PORT_RANGE"
+
+
+def port_range() -> tuple[int, int]:
+    """Where ``free_port`` picks: ``GATEWAY_DEMO_PORT_RANGE`` ("LO-HI", set by a test
+    runner to give each of its parallel workers, and their subprocesses, ports of
+    their own), else from 10000 to just below the kernel's ephemeral range."""
+    text = os.environ.get(PORT_RANGE_ENV, "")
+    if text:
+        lo, sep, hi = text.partition("-")
+        if not (sep and lo.isdigit() and hi.isdigit() and 1024 <= int(lo) < int(hi) <= 65535):
+            raise ValueError(f"{PORT_RANGE_ENV}={text!r}: expected LO-HI, 1024 <= LO < HI <= 65535")
+        return int(lo), int(hi)
+    return 10000, _ephemeral_start() - 1
+
+
 def free_port() -> int:
     """A loopback port to listen on, never handed out twice by this process. It is
     taken below the kernel's ephemeral range: a port picked there could be taken
     by any outgoing connection (a database client, a gRPC channel) before the
     gateway binds it."""
-    top = _ephemeral_start() - 1
+    lo, top = port_range()
     with _ports_lock:
-        if top > 12000:
+        if top > lo + 2000:
             for _ in range(200):
-                port = _ports_rng.randint(10000, top)
+                port = _ports_rng.randint(lo, top)
                 if port in _ports_handed:
                     continue
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -598,14 +598,17 @@ class Gateway:
         for srv in (peer, service):
             health_pb2_grpc.add_HealthServicer_to_server(self._health, srv)
         add_reflection(service)  # grpcurl / Postman explore the service port
-        peer_port = peer.add_secure_port(self.config.listen.peer, self._peer_credentials())
-        service_port = service.add_secure_port(
-            self.config.listen.service, self._service_credentials(client_certificates=False)
+        listen = self.config.listen
+        peer_port = peer.listen("listen.peer", listen.peer, self._peer_credentials())
+        service_port = service.listen(
+            "listen.service", listen.service, self._service_credentials(client_certificates=False)
         )
         mtls_port = 0
-        if self.config.listen.service_mtls:
-            mtls_port = service.add_secure_port(
-                self.config.listen.service_mtls, self._service_credentials(client_certificates=True)
+        if listen.service_mtls:
+            mtls_port = service.listen(
+                "listen.service_mtls",
+                listen.service_mtls,
+                self._service_credentials(client_certificates=True),
             )
         self._ops = start_ops_listener(self)  # first: a refused address starts nothing
         peer.start()

@@ -40,6 +40,7 @@ import grpc
 
 from gateway.errors import (
     WIRE_METADATA_KEY,
+    ConfigurationError,
     GatewayError,
     InvalidArgument,
     clip,
@@ -259,7 +260,11 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
         self._observe = observe
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name),
-            options=list(options),
+            # Never share a port: with gRPC's default SO_REUSEPORT a second
+            # process listening on the same address (a stale gateway, another
+            # jurisdiction's on the same host) would silently take half the
+            # connections. Binding an address in use fails instead.
+            options=[*options, ("grpc.so_reuseport", 0)],
         )
         self._opaque = 0  # generic handlers not (yet) matched by a registered service
 
@@ -288,6 +293,17 @@ class GatewayServer(grpc.Server):  # type: ignore[misc]
 
     def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
         return int(self._server.add_secure_port(address, server_credentials))
+
+    def listen(self, setting: str, address: str, credentials: grpc.ServerCredentials) -> int:
+        """Bind ``address`` (the value of configuration ``setting``) or raise
+        ``ConfigurationError`` naming both: in use, or not an address of this host."""
+        try:
+            return self.add_secure_port(address, credentials)
+        except RuntimeError as exc:  # grpc: "Failed to bind to address ..."
+            raise ConfigurationError(
+                f"{setting} = {address!r}: cannot listen there (the port is in use by another "
+                "process, or the address is not one of this host's)"
+            ) from exc
 
     def start(self) -> None:
         if self._opaque > 0:

@@ -208,6 +208,31 @@ def test_gateway_refusing_to_start_closes_what_it_opened_even_if_a_close_fails(
     assert closed == ["transport", "source", "stores"]
 
 
+@pytest.mark.parametrize("setting", ["peer", "service"])
+def test_gateway_refuses_to_share_its_port_with_another_listener(
+    own_federation: RunningFederation, setting: str
+) -> None:
+    """Another process listening on the gateway's address with SO_REUSEPORT (gRPC's
+    default) would silently take half its connections: the gateway refuses to start,
+    naming the setting, and the squatter keeps the port to itself."""
+    from concurrent import futures
+
+    site = own_federation.site("120000")
+    own_federation.gateways["120000"].stop(grace=0)
+    port = site.peer_port if setting == "peer" else site.service_port
+    squatter = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # SO_REUSEPORT on
+    assert squatter.add_insecure_port(f"127.0.0.1:{port}") == port
+    squatter.start()
+    gw = Gateway(load_config(site.config))
+    try:
+        with pytest.raises(ConfigurationError, match=rf"listen\.{setting} = .*:{port}.*in use"):
+            gw.start()
+        assert gw.ports is None
+    finally:
+        gw.stop(grace=0)
+        squatter.stop(0)
+
+
 def test_running_gateway_picks_up_a_newly_distributed_bundle_without_restart(
     own_federation: RunningFederation,
 ) -> None:
