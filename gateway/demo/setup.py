@@ -29,6 +29,7 @@ from gateway import crypto
 from gateway.catalogue import load_catalogue
 from gateway.demo.seed import seed_database
 from gateway.demo.sqlseed import seed_sql_database
+from gateway.errors import ConfigurationError
 from gateway.identity import PUBLIC_FILE, generate_keys, load_public_descriptor
 from gateway.trust import (
     AUTHORITY_KEY_FILE,
@@ -140,7 +141,9 @@ def port_range() -> tuple[int, int]:
     if text:
         lo, sep, hi = text.partition("-")
         if not (sep and lo.isdigit() and hi.isdigit() and 1024 <= int(lo) < int(hi) <= 65535):
-            raise ValueError(f"{PORT_RANGE_ENV}={text!r}: expected LO-HI, 1024 <= LO < HI <= 65535")
+            raise ConfigurationError(
+                f"{PORT_RANGE_ENV}={text[:40]!r}: expected LO-HI, 1024 <= LO < HI <= 65535"
+            )
         return int(lo), int(hi)
     return 10000, _ephemeral_start() - 1
 
