@@ -319,6 +319,16 @@ def handle_witness_request(
         cp = open_checkpoint(req.checkpoint, origin, sender_ledger_key, limits)
     except GatewayError:
         return _reply(req, S.WITNESS_STATUS_BAD_SIGNATURE, "checkpoint signature does not verify")
+    first: AnyVerifyKey = (
+        sender_ledger_key[0]
+        if isinstance(sender_ledger_key, (list, tuple))
+        else sender_ledger_key  # type: ignore[assignment]
+    )
+    th = TreeHasher.for_suite(crypto.suite_of(first))
+    if cp.size == 0 and not digest_equal(cp.root, th.empty_root):
+        return _reply(
+            req, S.WITNESS_STATUS_BAD_REQUEST, "a size-0 checkpoint must carry the empty tree's root"
+        )
     state = store.latest(origin)
     known = state.size if state else 0
     if state is not None:
@@ -354,15 +364,16 @@ def handle_witness_request(
         return _reply(req, S.WITNESS_STATUS_CONFLICT, "old size does not match", known)
     if state is not None and cp.size > state.size:
         try:
-            first: AnyVerifyKey = (
-                sender_ledger_key[0]
-                if isinstance(sender_ledger_key, (list, tuple))
-                else sender_ledger_key  # type: ignore[assignment]
-            )
-            th = TreeHasher.for_suite(crypto.suite_of(first))
-            verify_consistency(
-                state.size, cp.size, list(req.consistency_proof), state.root, cp.root, th
-            )
+            if state.size == 0:
+                # Every tree extends the empty one: nothing to prove (tlog-witness:
+                # the proof is empty when the old size is 0); what was cosigned at
+                # size 0 was the empty tree's root, checked above.
+                if req.consistency_proof:
+                    return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "proof must be empty", known)
+            else:
+                verify_consistency(
+                    state.size, cp.size, list(req.consistency_proof), state.root, cp.root, th
+                )
         except VerificationFailed as exc:
             store.record_evidence(
                 Evidence(origin, "inconsistent", state.note, req.checkpoint, str(exc), now_ms)

@@ -12,7 +12,13 @@ from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
 from gateway.crypto import AnySigningKey, SigningKey
 from gateway.errors import VerificationFailed
 from gateway.ledger.ledger import SqliteLedger
-from gateway.ledger.note import NoteVerifier, cosignatures_in, open_note
+from gateway.ledger.note import (
+    Checkpoint,
+    NoteVerifier,
+    cosignatures_in,
+    open_note,
+    sign_checkpoint,
+)
 from gateway.ledger.witness import (
     SqliteWitnessStore,
     apply_witness_response,
@@ -70,6 +76,53 @@ def test_cosign_then_extend_with_consistency_proof(
     assert cosignatures_in(note, {WITNESS: wkey.verify_key}) == {WITNESS: 1_700_000_100}
     # The cosigned checkpoint still opens with a standard verifier holding only the log key.
     open_note(note, [NoteVerifier(ORIGIN, log_key.verify_key)])
+
+
+def test_log_witnessed_while_empty_is_cosigned_once_it_grows_not_called_inconsistent(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    """A fresh gateway's witnessing round can come before its first entry: the
+    witness cosigns the empty tree, and the grown log is then consistent with it
+    (no proof from size 0), not evidence of a forked log."""
+    ledger = new_ledger(every=8)
+    assert round_trip(ledger, log_key, wkey, wstore) == 0
+    assert wstore.latest(ORIGIN).size == 0  # type: ignore[union-attr]
+    ledger.append_many(make_event(i) for i in range(5))
+    ledger.checkpoint_now()
+    req = make_witness_request(ledger, header())
+    assert (req.old_size, list(req.consistency_proof)) == (0, [])
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_COSIGNED, resp.detail
+    apply_witness_response(ledger, req, resp, "120000", WITNESS, wkey.verify_key)
+    assert wstore.latest(ORIGIN).size == 5  # type: ignore[union-attr]
+    assert wstore.evidence() == []
+
+
+def test_size_zero_checkpoint_with_another_root_is_refused_and_not_cosigned(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    """A log signing "size 0" over a root that is not the empty tree's would have
+    a later, real tree accepted without proof: refused, nothing stored."""
+    ledger = new_ledger(every=8)
+    req = make_witness_request(ledger, header())
+    forged = Checkpoint(ORIGIN, 0, bytes(32))
+    req.checkpoint = sign_checkpoint(forged, log_key)  # re-sealed with the log's own key
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_BAD_REQUEST and "empty tree" in resp.detail
+    assert not resp.cosignature
+    assert wstore.latest(ORIGIN) is None
+
+
+def test_proof_sent_from_size_zero_is_refused(new_ledger: NewLedger, log_key, wkey, wstore) -> None:  # type: ignore[no-untyped-def]
+    ledger = new_ledger(every=8)
+    round_trip(ledger, log_key, wkey, wstore)
+    ledger.append_many(make_event(i) for i in range(4))
+    ledger.checkpoint_now()
+    req = make_witness_request(ledger, header())
+    req.consistency_proof.append(bytes(32))
+    resp = witness(req, log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_BAD_REQUEST and resp.detail == "proof must be empty"
+    assert wstore.latest(ORIGIN).size == 0  # type: ignore[union-attr]
 
 
 def test_wrong_old_size_gets_conflict_and_sender_learns(

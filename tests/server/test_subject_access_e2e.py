@@ -85,6 +85,21 @@ def _history(
         return c.access_history(who)
 
 
+def _statistics(fed: RunningFederation) -> None:
+    """Tianjin's planning office asks a federated statistic: every member (Tianjin
+    included) ledgers a holder's release covering its dataset."""
+    site = fed.site("120000")
+    ch = service_channel(
+        site.service_address, site.tls_cert.read_bytes(), "120000", site.tokens["tianjin-planning"]
+    )
+    try:
+        stats_pb2_grpc.StatisticsStub(ch).Query(
+            commuters_by_age(["110000", "120000", "130000"], 0.5), timeout=30
+        )
+    finally:
+        ch.close()
+
+
 def _holder_request_ids(fed: RunningFederation, code: str, kinds: tuple[str, ...]) -> set[str]:
     return {
         e.request_id
@@ -109,14 +124,7 @@ def test_history_lists_every_exchange_naming_the_person_and_none_that_did_not(
         bulk = c.get_records(
             holder_jurisdiction="110000", dataset="si_contributions", purpose="commuter_planning"
         ).request_id
-    site = fed.site("120000")
-    ch = service_channel(
-        site.service_address, site.tls_cert.read_bytes(), "120000", site.tokens["tianjin-planning"]
-    )
-    stats_pb2_grpc.StatisticsStub(ch).Query(
-        commuters_by_age(["110000", "120000", "130000"], 0.5), timeout=30
-    )
-    ch.close()
+    _statistics(fed)
 
     h = _history(fed, alice)
     assert [(j.jurisdiction, j.status) for j in h.jurisdictions] == [
@@ -377,19 +385,23 @@ def test_malicious_member_resigning_a_tampered_answer_fails_verification(
     from gateway.subject import holder as holder_mod
 
     alice = _commuters(fed, 1)[0]
+    _statistics(fed)  # Tianjin's release covers everyone: an entry in alice's answer
     tj = fed.gateways["120000"]
     real = tj.history.answer
+    altered: list[int] = []
 
     def lying(subject_id: str):  # type: ignore[no-untyped-def]
         proofs, truncated = real(subject_id)
         for e in proofs.entries:
             e.entry = e.entry.replace(b"commuter_planning", b"commuter_plannin_")
+            altered.append(1)
         return proofs, truncated
 
     monkeypatch.setattr(tj.history, "answer", lying)
     assert holder_mod  # the real holder code seals and signs what `answer` returns
     with fed.client("130000", PORTAL) as c:
         h = c.access_history(alice)
+    assert altered, "Tianjin's answer held no entry to tamper with"
     part = next(j for j in h.jurisdictions if j.jurisdiction == "120000")
     assert part.status == A.FAILED_VERIFICATION, part
     assert not [e for e in h.events if e.holder_jurisdiction == "120000"]
