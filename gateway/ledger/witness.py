@@ -319,16 +319,13 @@ def handle_witness_request(
         cp = open_checkpoint(req.checkpoint, origin, sender_ledger_key, limits)
     except GatewayError:
         return _reply(req, S.WITNESS_STATUS_BAD_SIGNATURE, "checkpoint signature does not verify")
-    first: AnyVerifyKey = (
-        sender_ledger_key[0]
-        if isinstance(sender_ledger_key, (list, tuple))
-        else sender_ledger_key  # type: ignore[assignment]
+    keys: Sequence[AnyVerifyKey] = (
+        sender_ledger_key if isinstance(sender_ledger_key, list | tuple) else [sender_ledger_key]  # type: ignore[list-item]
     )
-    th = TreeHasher.for_suite(crypto.suite_of(first))
+    th = TreeHasher.for_suite(crypto.suite_of(keys[0]))
     if cp.size == 0 and not digest_equal(cp.root, th.empty_root):
-        return _reply(
-            req, S.WITNESS_STATUS_BAD_REQUEST, "a size-0 checkpoint must carry the empty tree's root"
-        )
+        detail = "a size-0 checkpoint must carry the empty tree's root"
+        return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, detail)
     state = store.latest(origin)
     known = state.size if state else 0
     if state is not None:
@@ -366,10 +363,13 @@ def handle_witness_request(
         try:
             if state.size == 0:
                 # Every tree extends the empty one: nothing to prove (tlog-witness:
-                # the proof is empty when the old size is 0); what was cosigned at
-                # size 0 was the empty tree's root, checked above.
+                # the proof is empty when the old size is 0), provided what was
+                # cosigned at size 0 was the empty tree (checked above since; a
+                # state kept by an earlier build is checked here).
                 if req.consistency_proof:
                     return _reply(req, S.WITNESS_STATUS_BAD_REQUEST, "proof must be empty", known)
+                if not digest_equal(state.root, th.empty_root):
+                    raise VerificationFailed("cosigned size 0 with a root not the empty tree's")
             else:
                 verify_consistency(
                     state.size, cp.size, list(req.consistency_proof), state.root, cp.root, th

@@ -21,6 +21,7 @@ from gateway.ledger.note import (
 )
 from gateway.ledger.witness import (
     SqliteWitnessStore,
+    WitnessState,
     apply_witness_response,
     handle_witness_request,
     make_witness_request,
@@ -111,6 +112,22 @@ def test_size_zero_checkpoint_with_another_root_is_refused_and_not_cosigned(
     assert resp.status == S.WITNESS_STATUS_BAD_REQUEST and "empty tree" in resp.detail
     assert not resp.cosignature
     assert wstore.latest(ORIGIN) is None
+
+
+def test_size_zero_state_with_another_root_kept_by_an_earlier_build_is_evidence(
+    new_ledger: NewLedger, log_key, wkey, wstore
+) -> None:  # type: ignore[no-untyped-def]
+    """A witness store written before size-0 roots were checked may hold a forged
+    "size 0" root: the grown log is not taken on trust, it is kept as evidence."""
+    ledger = new_ledger(every=8)
+    forged_note = sign_checkpoint(Checkpoint(ORIGIN, 0, bytes(32)), log_key)
+    wstore.advance(None, WitnessState(ORIGIN, 0, bytes(32), forged_note, 1_700_000_000_000))
+    ledger.append_many(make_event(i) for i in range(3))
+    ledger.checkpoint_now()
+    resp = witness(make_witness_request(ledger, header(), peer_seen_size=0), log_key, wkey, wstore)
+    assert resp.status == S.WITNESS_STATUS_INCONSISTENT and not resp.cosignature
+    assert [e.kind for e in wstore.evidence()] == ["inconsistent"]
+    assert wstore.latest(ORIGIN).size == 0  # type: ignore[union-attr]
 
 
 def test_proof_sent_from_size_zero_is_refused(new_ledger: NewLedger, log_key, wkey, wstore) -> None:  # type: ignore[no-untyped-def]
