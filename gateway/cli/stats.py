@@ -76,16 +76,25 @@ def _budget(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from gateway.stats.budget import Caps
+    from gateway.stats.budget import Caps, UsageRow, requester_key
 
     store = _store(args)
     caps: dict[str, Caps] = {}
+    # Every requester the agreement names, spent or not: before its first release a
+    # requester has its whole budget left, and the operator must see it (the
+    # spends table alone lists nothing on a new gateway).
+    named: list[tuple[str, str]] = []
     if args.policies is not None:
         from gateway.stats.agreements import load_agreement
 
         for t in load_agreement(args.policies).agreement.datasets:
             b = t.budget
             caps[t.dataset] = Caps(b.epsilon_per_requester, b.epsilon_total)
+            named += [
+                (t.dataset, requester_key(r.jurisdiction, s))
+                for r in t.requesters
+                for s in r.service_systems
+            ]
     where = args.db or args.config
     table = Table(title=f"Privacy budget spent ({where})", title_justify="left")
     for col in ("dataset", "requester", "releases", "epsilon spent", "delta spent"):
@@ -95,7 +104,10 @@ def _budget(args: argparse.Namespace) -> int:
     if caps:
         table.add_column("requester left", justify="right")
         table.add_column("dataset left", justify="right")
-    for row in store.totals():
+    totals = store.totals()
+    spent = {(r.dataset, r.requester) for r in totals}
+    unspent = [UsageRow(d, r, 0.0, 0.0, 0) for d, r in dict.fromkeys(named) if (d, r) not in spent]
+    for row in sorted([*totals, *unspent], key=lambda r: (r.dataset, r.requester)):
         cells = [
             row.dataset,
             row.requester,

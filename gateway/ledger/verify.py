@@ -619,6 +619,17 @@ def combine(
     for req in sorted(required, key=lambda r: r.size):
         if req.size > count:
             break
+        if req.size == 0 and req.root != EMPTY_ROOT:
+            # Nothing to fork or alter below size 0: the note itself is malformed (a
+            # witness refuses to cosign it), whether stored or from outside the file.
+            return (
+                count,
+                EMPTY_ROOT,
+                Problem(
+                    "trusted-checkpoint-invalid" if req.outside else "checkpoint-root-mismatch",
+                    f"{req.label} signs size 0 with a root other than the empty tree's",
+                ),
+            )
         if req.size and root_at(req.size) != req.root:
             if req.outside:
                 return (

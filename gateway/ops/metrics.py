@@ -51,7 +51,7 @@ class StateSources:
     """Where the scrape-time figures come from (callables: read when scraped)."""
 
     ledger_size: Callable[[], int]
-    newest_checkpoint_ms: Callable[[], int | None]
+    newest_checkpoint: Callable[[], tuple[int, int] | None]  # (issued ms, tree size)
     witnessed_sizes: Callable[[], dict[str, int]]
     budgets: Callable[[], Sequence[BudgetFigure]]
     store_rows: Callable[[], dict[str, int]]  # "replay", "quota" -> rows (unreadable: absent)
@@ -77,7 +77,8 @@ class StateCollector(Collector):
         entries = GaugeMetricFamily("gateway_ledger_entries", "Entries in this gateway's ledger.")
         age = GaugeMetricFamily(
             "gateway_ledger_checkpoint_age_seconds",
-            "Seconds since the newest signed checkpoint (absent before the first one).",
+            "Seconds since the newest signed checkpoint while entries wait for one; 0 when "
+            "it covers every entry (an idle ledger needs none); absent before the first one.",
         )
         lag = GaugeMetricFamily(
             "gateway_witness_lag_entries",
@@ -92,9 +93,15 @@ class StateCollector(Collector):
         try:
             size = src.ledger_size()
             entries.add_metric([], size)
-            newest = src.newest_checkpoint_ms()
+            newest = src.newest_checkpoint()
             if newest is not None:
-                age.add_metric([], max(0.0, (src.now_ms() - newest) / 1000.0))
+                issued_ms, covered = newest
+                # An idle ledger (a new gateway's empty one, or no traffic overnight)
+                # is not signed again: its checkpoint ages, but nothing is waiting.
+                waiting = covered < size
+                age.add_metric(
+                    [], max(0.0, (src.now_ms() - issued_ms) / 1000.0) if waiting else 0.0
+                )
             for peer, cosigned in sorted(src.witnessed_sizes().items()):
                 lag.add_metric([peer], max(0, size - cosigned))
                 seen.add_metric([peer], cosigned)

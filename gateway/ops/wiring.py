@@ -73,9 +73,9 @@ def budget_figures(gw: Gateway) -> Sequence[BudgetFigure]:
 
 
 def state_sources(gw: Gateway) -> StateSources:
-    def newest_checkpoint_ms() -> int | None:
+    def newest_checkpoint() -> tuple[int, int] | None:
         latest = gw.ledger.latest_checkpoint()
-        return latest.issued_ms if latest else None
+        return (latest.issued_ms, latest.checkpoint.size) if latest else None
 
     def witnessed() -> dict[str, int]:
         return {
@@ -87,7 +87,7 @@ def state_sources(gw: Gateway) -> StateSources:
     return StateSources(
         # The stored size: on PostgreSQL other replicas append too.
         ledger_size=gw.ledger.store.size,
-        newest_checkpoint_ms=newest_checkpoint_ms,
+        newest_checkpoint=newest_checkpoint,
         witnessed_sizes=witnessed,
         budgets=lambda: budget_figures(gw),
         store_rows=gw.stores.probe.rows,

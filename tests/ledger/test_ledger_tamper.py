@@ -161,6 +161,29 @@ def test_substituted_checkpoint_is_detected(path: Path, log_key: SigningKey) -> 
     assert r.problem is not None and r.problem.kind == "checkpoint-root-mismatch"
 
 
+@pytest.mark.parametrize("grown", [0, 5])
+def test_size_0_checkpoint_with_a_root_other_than_the_empty_trees_is_detected(
+    new_ledger: NewLedger, tmp_path: Path, log_key: SigningKey, grown: int
+) -> None:
+    # A new gateway's first checkpoint is of its empty log. One carrying any other root
+    # is malformed (a witness refuses to cosign it); verify skipped the root at size 0,
+    # stored or from outside the file, and passed it.
+    ledger = new_ledger(n=0)
+    ledger.checkpoint_now()
+    if grown:
+        ledger.append_many(make_event(i) for i in range(grown))
+        ledger.checkpoint_now()
+    ledger.close()
+    p = tmp_path / "ledger.db"
+    forged = sign_checkpoint(Checkpoint(ORIGIN, 0, bytes(32)), log_key)  # right key, wrong root
+    r = run_verify(p, log_key, trusted=(forged,))
+    assert r.problem is not None and r.problem.kind == "trusted-checkpoint-invalid"
+    assert "size 0" in r.problem.detail
+    sql(p, ("UPDATE ledger_checkpoints SET note = ? WHERE size = 0", (forged,)))
+    r = run_verify(p, log_key)
+    assert r.problem is not None and r.problem.kind == "checkpoint-root-mismatch"
+
+
 def test_checkpoint_signed_by_another_key_is_detected(path: Path, log_key: SigningKey) -> None:
     store = SqliteLedgerStore(path, readonly=True)
     real = next(c for c in store.checkpoints() if c.size == 16)

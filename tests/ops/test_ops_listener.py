@@ -211,6 +211,40 @@ def test_caller_chosen_codes_outside_the_trust_bundle_are_counted_as_other() -> 
     )
 
 
+def test_checkpoint_age_of_an_idle_ledger_its_newest_checkpoint_covers_is_zero() -> None:
+    # A new gateway's empty ledger is checkpointed once (size 0) and never again while
+    # nothing is appended: the README's alert ("checkpoint age above a few intervals")
+    # fired on every idle gateway. The age counts only while entries wait for a checkpoint.
+    from gateway.ops.metrics import GatewayMetrics, StateSources
+
+    now_ms, size, newest = 10_000_000, 0, (10_000_000 - 3_600_000, 0)
+
+    def scrape() -> float:
+        m = GatewayMetrics("110000")
+        m.watch_state(
+            StateSources(
+                ledger_size=lambda: size,
+                newest_checkpoint=lambda: newest,
+                witnessed_sizes=dict,
+                budgets=tuple,
+                store_rows=dict,
+                now_ms=lambda: now_ms,
+            )
+        )
+        samples = {
+            s.name: s.value
+            for fam in text_string_to_metric_families(m.exposition().decode())
+            for s in fam.samples
+        }
+        return samples["gateway_ledger_checkpoint_age_seconds"]
+
+    assert scrape() == 0.0  # empty, checkpointed an hour ago: nothing waits
+    size, newest = 5, (now_ms - 3_600_000, 5)
+    assert scrape() == 0.0  # idle since its last entries, all covered
+    size = 6  # an entry waits: the age since the newest checkpoint is what to alert on
+    assert scrape() == 3600.0
+
+
 def test_an_ops_address_the_operator_set_that_is_taken_refuses_to_start(
     federation: RunningFederation, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
