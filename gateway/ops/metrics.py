@@ -57,6 +57,7 @@ class StateSources:
     store_rows: Callable[[], dict[str, int]]  # "replay", "quota" -> rows (unreadable: absent)
     now_ms: Callable[[], int]
     lease_held: Callable[[], bool] = lambda: True
+    entry_ms: Callable[[int], int] = lambda index: 0  # the time entry ``index`` was recorded
 
 
 class StateCollector(Collector):
@@ -77,8 +78,9 @@ class StateCollector(Collector):
         entries = GaugeMetricFamily("gateway_ledger_entries", "Entries in this gateway's ledger.")
         age = GaugeMetricFamily(
             "gateway_ledger_checkpoint_age_seconds",
-            "Seconds since the newest signed checkpoint while entries wait for one; 0 when "
-            "it covers every entry (an idle ledger needs none); absent before the first one.",
+            "Seconds the oldest entry not covered by a signed checkpoint has waited for one "
+            "(0 when the newest checkpoint covers every entry: an idle ledger needs none); "
+            "absent before the first checkpoint.",
         )
         lag = GaugeMetricFamily(
             "gateway_witness_lag_entries",
@@ -98,10 +100,12 @@ class StateCollector(Collector):
                 issued_ms, covered = newest
                 # An idle ledger (a new gateway's empty one, or no traffic overnight)
                 # is not signed again: its checkpoint ages, but nothing is waiting.
-                waiting = covered < size
-                age.add_metric(
-                    [], max(0.0, (src.now_ms() - issued_ms) / 1000.0) if waiting else 0.0
-                )
+                # After an idle spell the wait starts with the first new entry.
+                waited = 0.0
+                if covered < size:
+                    since = max(issued_ms, src.entry_ms(covered))
+                    waited = max(0.0, (src.now_ms() - since) / 1000.0)
+                age.add_metric([], waited)
             for peer, cosigned in sorted(src.witnessed_sizes().items()):
                 lag.add_metric([peer], max(0, size - cosigned))
                 seen.add_metric([peer], cosigned)

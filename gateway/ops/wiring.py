@@ -88,6 +88,7 @@ def state_sources(gw: Gateway) -> StateSources:
         # The stored size: on PostgreSQL other replicas append too.
         ledger_size=gw.ledger.store.size,
         newest_checkpoint=newest_checkpoint,
+        entry_ms=lambda index: gw.ledger.entry(index).event.timestamp_ms,
         witnessed_sizes=witnessed,
         budgets=lambda: budget_figures(gw),
         store_rows=gw.stores.probe.rows,

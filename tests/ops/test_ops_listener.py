@@ -218,6 +218,7 @@ def test_checkpoint_age_of_an_idle_ledger_its_newest_checkpoint_covers_is_zero()
     from gateway.ops.metrics import GatewayMetrics, StateSources
 
     now_ms, size, newest = 10_000_000, 0, (10_000_000 - 3_600_000, 0)
+    recorded = {5: now_ms - 60_000}  # entry 5: a minute ago
 
     def scrape() -> float:
         m = GatewayMetrics("110000")
@@ -229,6 +230,7 @@ def test_checkpoint_age_of_an_idle_ledger_its_newest_checkpoint_covers_is_zero()
                 budgets=tuple,
                 store_rows=dict,
                 now_ms=lambda: now_ms,
+                entry_ms=recorded.__getitem__,
             )
         )
         samples = {
@@ -241,7 +243,9 @@ def test_checkpoint_age_of_an_idle_ledger_its_newest_checkpoint_covers_is_zero()
     assert scrape() == 0.0  # empty, checkpointed an hour ago: nothing waits
     size, newest = 5, (now_ms - 3_600_000, 5)
     assert scrape() == 0.0  # idle since its last entries, all covered
-    size = 6  # an entry waits: the age since the newest checkpoint is what to alert on
+    size = 6  # an entry waits: how long it has waited is what to alert on
+    assert scrape() == 60.0  # not the hour of idleness before it came
+    recorded[5] = now_ms - 7_200_000  # (an entry older than the checkpoint: its issue time)
     assert scrape() == 3600.0
 
 
