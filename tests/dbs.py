@@ -34,7 +34,9 @@ class Server:
 
 SERVERS = {
     "postgresql": Server(
-        "postgresql", "GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        "postgresql",
+        "GATEWAY_TEST_POSTGRES_URL",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
     ),
     "mariadb": Server(
         "mariadb", "GATEWAY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"

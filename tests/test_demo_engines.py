@@ -17,4 +17,7 @@ from tests.dbs import scratch_schema
 @pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
 def test_demo_passes_with_the_registers_in_a_database(tmp_path: Path, engine: str) -> None:
     with scratch_schema(engine) as (url, prefix):
-        assert run_demo(tmp_path / "demo", rows=300, keep=False, source_url=url, source_schema=prefix) == 0
+        assert (
+            run_demo(tmp_path / "demo", rows=300, keep=False, source_url=url, source_schema=prefix)
+            == 0
+        )

@@ -175,7 +175,9 @@ def _bulk_stream(fed: Federation) -> list[Outcome]:
     title = "Tianjin planning streams the pseudonymised Beijing commuter register, then resumes"
     caller = "120000/tianjin-planning"
     args = ("110000", "si_contributions", "commuter_planning")
-    with ServiceClient(tj.service_address, tj.tls_cert, "120000", tj.tokens["tianjin-planning"]) as c:
+    with ServiceClient(
+        tj.service_address, tj.tls_cert, "120000", tj.tokens["tianjin-planning"]
+    ) as c:
         try:
             parts = []
             cursor = ""

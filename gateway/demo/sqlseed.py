@@ -91,9 +91,7 @@ def seed_sql_database(
             with engine.begin() as conn:
                 batch: list[dict[str, object]] = []
                 for r in made:
-                    batch.append(
-                        {DB_NAMES.get(c, c): _value(ds, c, r[c]) for c in ds.column_names}
-                    )
+                    batch.append({DB_NAMES.get(c, c): _value(ds, c, r[c]) for c in ds.column_names})
                     if len(batch) >= _BATCH:
                         conn.execute(table.insert(), batch)
                         batch = []

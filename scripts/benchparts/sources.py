@@ -29,7 +29,9 @@ from benchparts.stats import _rows
 
 ROOT = Path(__file__).resolve().parents[2]
 COLUMNS = ["age_band", "district_code", "monthly_base"]
-URL = os.environ.get("GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+URL = os.environ.get(
+    "GATEWAY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 _CHILD = """
 import json, sys, time
@@ -83,7 +85,9 @@ def run(quick: bool = False) -> Report:
             pass
     except sa.exc.SQLAlchemyError:
         shown = sa.make_url(URL).render_as_string(hide_password=True)
-        report.notes.append(f"skipped: PostgreSQL not reachable at {shown}; set GATEWAY_TEST_POSTGRES_URL")
+        report.notes.append(
+            f"skipped: PostgreSQL not reachable at {shown}; set GATEWAY_TEST_POSTGRES_URL"
+        )
         return report
     finally:
         probe.dispose()
@@ -130,7 +134,9 @@ def run(quick: bool = False) -> Report:
         growth[name] = (r["peak_kb"] - r["before_kb"]) / 1024
         report.row(name, r["seconds"], int(r["rows"]), growth[name], r["frame_kb"] / 1024)
     report.ratio(
-        "peak_rss_growth (postgresql/sqlite)", growth["postgresql"] / max(growth["sqlite"], 0.1), "<= 1.2"
+        "peak_rss_growth (postgresql/sqlite)",
+        growth["postgresql"] / max(growth["sqlite"], 0.1),
+        "<= 1.2",
     )
     report.notes.append(
         "each load in a fresh process; RSS growth = peak resident set during the load minus before it"

@@ -138,6 +138,8 @@ def test_ed25519_signature_that_happens_to_parse_as_der_is_not_refused_as_gm() -
         crypto.require_signature_suite(
             gm_key, _KEYS["intl"][0].sign("d", b"m")[:1] + bytes(63), "x"
         )
+
+
 @pytest.mark.parametrize("suite_name", ["intl", "gm"])
 def test_batched_keyed_hashes_equal_one_at_a_time_for_every_key_length_and_item(
     suite_name: str,

@@ -63,7 +63,9 @@ def test_node_client_gets_records_and_typed_refusals(federation: RunningFederati
     assert unauth["error"]["code"] == 16  # type: ignore[index]  # UNAUTHENTICATED
 
 
-def _node_stream(fed: RunningFederation, token: str, request: dict[str, object]) -> dict[str, object]:
+def _node_stream(
+    fed: RunningFederation, token: str, request: dict[str, object]
+) -> dict[str, object]:
     site = fed.site("120000")
     out = subprocess.run(
         ["node", "stream.mjs", site.service_address, "120000", str(site.tls_cert), json.dumps(request)],

@@ -134,7 +134,9 @@ def test_call_bulk_streams_a_pseudonymised_extract_to_json_lines_and_reports_the
     assert summary["rows"] == len(rows) > 0
     assert summary["commitment"] and summary["agreement_id"] == "bj-si-to-tianjin-planning"
     # The agreement releases a pseudonym, never the resident ID number.
-    assert all(set(r) <= {"person_id", "age_band", "district_code", "residence_jurisdiction"} for r in rows)
+    assert all(
+        set(r) <= {"person_id", "age_band", "district_code", "residence_jurisdiction"} for r in rows
+    )
     assert not any(r["person_id"] == federation.commuter() for r in rows)
 
 

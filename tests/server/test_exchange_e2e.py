@@ -491,7 +491,9 @@ def test_holder_serves_the_register_from_its_mapped_database_not_a_copy(
     try:
         with engine.begin() as conn:
             before = conn.execute(sa.select(t.c.employer).where(t.c.sfzh == subject)).scalar_one()
-            conn.execute(t.update().where(t.c.sfzh == subject).values(employer="数据库直读测试单位"))
+            conn.execute(
+                t.update().where(t.c.sfzh == subject).values(employer="数据库直读测试单位")
+            )
         with federation.client("130000", "hebei-housing-fund") as c:
             resp = c.get_records(**_request(federation, fields=["employer"]))
         assert [dict(r.fields) for r in resp.records] == [{"employer": "数据库直读测试单位"}]
