@@ -236,7 +236,9 @@ def checkpoint_cosigners(
         if len(s.signature) < 8:
             raise VerificationFailed(f"malformed cosignature from witness {s.name}")
         (t,) = _U64.unpack(s.signature[:8])
-        at_ms = t * 1000 if t < 2**53 else None
+        # Exact, however far in the future: "None" (any time) would let a retired
+        # witness key cosign again by stamping a huge time.
+        at_ms = t * 1000
         candidates = [
             k
             for k in trusted.keys(signer.jurisdiction, "witness", at_ms)
