@@ -386,3 +386,39 @@ def test_entry_recording_a_forged_signature_fails_evidence_and_ledger_verificati
     assert r.problem.index == 2
     ok = verify_store(ledger.store, ledger.origin, keys)  # type: ignore[arg-type]
     assert ok.ok and ok.signatures is None  # structure alone does not see it
+
+
+def test_cli_verify_refuses_a_forged_ledger_or_evidence_that_vouches_for_itself(
+    new_ledger: NewLedger, keys: TrustedKeys, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forger writes a whole ledger (and evidence from it) under the real origin with its
+    own log key. The files carry that key (the ledger's ``vkey``, the evidence's embedded
+    members); verifying with it proves nothing, so without --bundle (or --key) verify must
+    not exit 0."""
+    import dataclasses
+
+    from tests.ledger.ledger_testkit import fixed_key
+
+    forger = fixed_key(keys.entries[0].key.suite, bytes([66]) * 32)
+    ledger = new_ledger("forged.db", n=0, every=4, signer=forger)
+    ledger.append_many(make_event(i, reason="history the forger wants") for i in range(8))
+    forged_keys = TrustedKeys(
+        keys.signers,
+        tuple(
+            dataclasses.replace(e, key=forger.verify_key)
+            if e.jurisdiction == "110000" and e.kind in ("ledger", "witness")
+            else e
+            for e in keys.entries
+        ),
+        "the forger's keys",
+    )
+    evidence = tmp_path / "forged.json"
+    evidence.write_bytes(export_bundle(ledger, forged_keys, request_id="req-000003"))
+    ledger.close()
+    for path in (tmp_path / "forged.db", evidence):
+        assert main(["ledger", "verify", str(path)]) != 0
+        out, err = capsys.readouterr()
+        assert "OK" not in out and "--bundle" in err
+    trust = write_trust_bundle(tmp_path / "trust")  # the real federation's keys refuse both
+    for path in (tmp_path / "forged.db", evidence):
+        assert main(["ledger", "verify", str(path), "--bundle", str(trust)]) == 1
