@@ -562,6 +562,8 @@ def combine(
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     for r in results:
+        if (r.count or r.problem) and r.lo != count:
+            return count, EMPTY_ROOT, _missing(count)  # a range ended early
         if r.count and r.first_prev != prev and not (r.problem and r.problem.index == r.lo):
             return (
                 count,
@@ -583,6 +585,8 @@ def combine(
         roots.extend(r.chunk_roots)
         low.update(r.low_nodes)
         tail = r.tail or tail
+    if count != total:
+        return count, EMPTY_ROOT, _missing(count)
     upper: dict[tuple[int, int], bytes] = {}
     stack: list[tuple[int, int]] = []
     created: list[tuple[int, int]] = []
@@ -644,6 +648,14 @@ def combine(
                 ),
             )
     return count, root_at(count) if count else EMPTY_ROOT, None
+
+
+def _missing(index: int) -> Problem:
+    return Problem(
+        "entry-missing",
+        "no entry stored at this index, though entries are stored after it: an entry was deleted",
+        index,
+    )
 
 
 def _first_possible(required: Sequence[_Required], size: int) -> int:
