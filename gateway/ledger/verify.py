@@ -625,7 +625,7 @@ def combine(
     for req in sorted(required, key=lambda r: r.size):
         if req.size > count:
             break
-        if req.size and root_at(req.size) != req.root:
+        if (root_at(req.size) if req.size else EMPTY_ROOT) != req.root:
             if req.outside:
                 return (
                     count,

@@ -209,3 +209,14 @@ def test_retired_witness_key_cosigning_with_a_far_future_time_fails(
     set_newest_note(path, text + "\n" + "".join([*lines, forged.line()]))
     r = run(path, rotated)
     assert r.problem is not None and r.problem.kind == "cosignature-invalid", r
+
+
+def test_signed_empty_tree_with_a_non_empty_root_fails(path: Path, keys: TrustedKeys) -> None:
+    """A checkpoint of size 0 has exactly one valid root (the empty tree's); one signing
+    any other root was accepted because size-0 roots were never compared."""
+    from gateway.ledger.note import Checkpoint, sign_checkpoint
+    from tests.ledger.ledger_testkit import ledger_key
+
+    bogus = sign_checkpoint(Checkpoint(ORIGIN, 0, b"\x01" * 32), ledger_key("110000"))
+    r = run(path, keys, trusted=[("outside checkpoint 0", bogus)])
+    assert r.problem is not None and r.problem.kind == "fork", r.problem
