@@ -75,6 +75,25 @@ def test_range_bundle_at_the_start_of_the_ledger_needs_no_left_neighbour(
     assert verify_bundle_bytes(data, keys).entries == 2
 
 
+def test_range_bundle_at_the_export_limit_is_complete_or_refused_never_clipped(
+    new_ledger: NewLedger, keys: TrustedKeys
+) -> None:
+    """Export fetched the range plus its two neighbours through a read capped at
+    max_export_entries: a range of exactly that many entries lost its last ones and its
+    right neighbour, and the evidence could not verify. Verification bounds the entries
+    it reads by the same limit (plus the two neighbours)."""
+    from gateway.limits import Limits
+
+    at_limit = Limits(max_export_entries=4)
+    ledger = new_ledger("limit.db", n=40, every=8, limits=at_limit)
+    data = export_bundle(ledger, keys, since_ms=T0 + 3000, until_ms=T0 + 7000, limits=at_limit)
+    assert [e["index"] for e in content(data)["entries"]] == [2, 3, 4, 5, 6, 7]
+    ok = verify_bundle_bytes(data, keys, require_witnesses=0, limits=at_limit)
+    assert ok.entries == 4 and ok.completeness.startswith("complete")
+    with pytest.raises(VerificationFailed, match="more than 3 entries"):
+        verify_bundle_bytes(data, keys, require_witnesses=0, limits=Limits(max_export_entries=3))
+
+
 def test_every_flipped_byte_fails_verification(cosigned: SqliteLedger, keys: TrustedKeys) -> None:
     data = export_bundle(cosigned, keys, request_id="req-000002")
     verify_bundle_bytes(data, keys)
