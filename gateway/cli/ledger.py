@@ -220,10 +220,11 @@ def _log_keys(
         if v.name != ledger.origin:
             raise InvalidArgument.expected("--key name", ledger.origin, v.name)
         return v.key, "--key (cosignatures not checked: pass --bundle)"
-    stored = ledger.store.get_meta("vkey")
-    if not stored:
-        raise NotFound("no key to verify with: pass --bundle or --key")
-    return parse_vkey(stored).key, "the ledger file itself (NOT independently trusted)"
+    # Never the key the file carries (its ``vkey``): a forger writes that too.
+    raise InvalidArgument(
+        "no trusted key to verify with: pass --bundle (the federation trust bundle) or --key; "
+        "the key the ledger file itself names proves nothing"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -378,12 +379,16 @@ def _verify_evidence(args: argparse.Namespace) -> int:
         )
     if args.checkpoint or args.witness_db or args.witness_config or args.from_witness:
         raise InvalidArgument(f"{path} is an evidence bundle: --checkpoint applies to ledgers")
+    if not args.bundle:
+        # Never the keys the evidence embeds: a forger embeds its own.
+        raise InvalidArgument(
+            f"{path} is an evidence bundle: verify it with --bundle (the federation trust "
+            "bundle); the keys it embeds prove nothing"
+        )
     print(f"evidence bundle {path}:")
     try:
         breport = verify_bundle_bytes(
-            path.read_bytes(),
-            trusted_keys(args.bundle) if args.bundle else None,
-            require_witnesses=args.require_witnesses,
+            path.read_bytes(), trusted_keys(args.bundle), require_witnesses=args.require_witnesses
         )
     except VerificationFailed as exc:
         print(f"  FAILED: {exc}")

@@ -149,7 +149,14 @@ def export_bundle(
             cp, _ = _best_checkpoint(ledger, hi, log_keys, keys, require_witnesses, limits)
         first = max(lo - 1, 0)
         last = min(hi + 1, cp.checkpoint.size)
-        records = ledger.entries(first, last - first)
+        # Up to max_export_entries plus the two neighbours: read on past the cap of
+        # one read, so a range at the limit is never clipped (``between`` bounds it).
+        records = []
+        while first + len(records) < last:
+            page = ledger.entries(first + len(records), last - first - len(records))
+            if not page:
+                break
+            records += page
     size = cp.checkpoint.size
     entries = [
         {
@@ -395,6 +402,10 @@ def _verify_entries(
     entries = content["entries"]
     if not isinstance(entries, list) or not entries:
         raise VerificationFailed("evidence bundle: no entries")
+    if len(entries) > limits.max_export_entries + 2:  # a range and its two neighbours
+        raise VerificationFailed(
+            f"evidence bundle: more than {limits.max_export_entries} entries (limits)"
+        )
     out: list[tuple[Entry, int]] = []
     last = -1
     for n, item in enumerate(entries):

@@ -310,7 +310,13 @@ def _pair(holder_j: str, holder: _Side, requester: _Side, holder_is_a: bool) -> 
         elif hs:
             (xh, eh) = hs[0]
             unsigned = rs[0] if rs else None
-            if rid in holder.receipts:
+            if len(hs) != 1:
+                # One exchange, several holder entries: pairing the first alone would let
+                # a later one (e.g. a release after a refusal) go unexamined.
+                xr = unsigned[0] if unsigned else -1
+                xa, xb = (xh, xr) if holder_is_a else (xr, xh)
+                out.differing.append(Difference(rid, ("entry count",), xa, xb))
+            elif rid in holder.receipts:
                 # The requester signed a receipt for an answer its ledger does not hold.
                 out.missing_in_requester.append((rid, xh))
             elif (

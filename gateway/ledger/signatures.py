@@ -87,6 +87,8 @@ def check_entry_signatures(ev: LedgerEvent, keys: TrustedKeys) -> SignatureCheck
     """Check every signature ``ev`` records; never raises for a bad entry."""
     requester, holder = _parties(ev)
     if ev.kind == "receipt":  # the requester's signed acknowledgement, ledgered by the holder
+        if not ev.requester_signature:  # a receipt is that signature: none is no receipt
+            return SignatureCheck(0, 0, "a receipt carries no requester signature")
         ok, unknown, problem = _one(
             keys, requester, "receipt", ev.requester_signature, ev.request_digest,
             ev.timestamp_ms, receipt_of=ev,

@@ -236,7 +236,9 @@ def checkpoint_cosigners(
         if len(s.signature) < 8:
             raise VerificationFailed(f"malformed cosignature from witness {s.name}")
         (t,) = _U64.unpack(s.signature[:8])
-        at_ms = t * 1000 if t < 2**53 else None
+        # Exact, however far in the future: "None" (any time) would let a retired
+        # witness key cosign again by stamping a huge time.
+        at_ms = t * 1000
         candidates = [
             k
             for k in trusted.keys(signer.jurisdiction, "witness", at_ms)
@@ -560,6 +562,8 @@ def combine(
     low: dict[int, list[bytes]] = {}
     tail: tuple[bytes, ...] = ()
     for r in results:
+        if (r.count or r.problem) and r.lo != count:
+            return count, EMPTY_ROOT, _missing(count)  # a range ended early
         if r.count and r.first_prev != prev and not (r.problem and r.problem.index == r.lo):
             return (
                 count,
@@ -581,6 +585,8 @@ def combine(
         roots.extend(r.chunk_roots)
         low.update(r.low_nodes)
         tail = r.tail or tail
+    if count != total:
+        return count, EMPTY_ROOT, _missing(count)
     upper: dict[tuple[int, int], bytes] = {}
     stack: list[tuple[int, int]] = []
     created: list[tuple[int, int]] = []
@@ -653,6 +659,14 @@ def combine(
                 ),
             )
     return count, root_at(count) if count else EMPTY_ROOT, None
+
+
+def _missing(index: int) -> Problem:
+    return Problem(
+        "entry-missing",
+        "no entry stored at this index, though entries are stored after it: an entry was deleted",
+        index,
+    )
 
 
 def _first_possible(required: Sequence[_Required], size: int) -> int:

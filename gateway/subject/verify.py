@@ -75,7 +75,12 @@ def _trees(notes: list[str], keys: HolderKeys, limits: Limits) -> dict[int, _Tre
             cosigners = cosignatures_in(note, keys.witnesses, limits)
         except GatewayError as exc:
             raise VerificationFailed(f"checkpoint {n}: {exc}") from exc
-        out[cp.size] = _Tree(cp, tuple(sorted(cosigners)))
+        seen = out.get(cp.size)
+        if seen is not None and not crypto.digest_equal(seen.checkpoint.root, cp.root):
+            raise VerificationFailed(
+                f"checkpoint {n}: the log signed two different trees of size {cp.size} (a fork)"
+            )
+        out[cp.size] = _Tree(cp, tuple(sorted({*cosigners, *(seen.cosigned_by if seen else ())})))
     return out
 
 

@@ -75,6 +75,25 @@ def test_range_bundle_at_the_start_of_the_ledger_needs_no_left_neighbour(
     assert verify_bundle_bytes(data, keys).entries == 2
 
 
+def test_range_bundle_at_the_export_limit_is_complete_or_refused_never_clipped(
+    new_ledger: NewLedger, keys: TrustedKeys
+) -> None:
+    """Export fetched the range plus its two neighbours through a read capped at
+    max_export_entries: a range of exactly that many entries lost its last ones and its
+    right neighbour, and the evidence could not verify. Verification bounds the entries
+    it reads by the same limit (plus the two neighbours)."""
+    from gateway.limits import Limits
+
+    at_limit = Limits(max_export_entries=4)
+    ledger = new_ledger("limit.db", n=40, every=8, limits=at_limit)
+    data = export_bundle(ledger, keys, since_ms=T0 + 3000, until_ms=T0 + 7000, limits=at_limit)
+    assert [e["index"] for e in content(data)["entries"]] == [2, 3, 4, 5, 6, 7]
+    ok = verify_bundle_bytes(data, keys, require_witnesses=0, limits=at_limit)
+    assert ok.entries == 4 and ok.completeness.startswith("complete")
+    with pytest.raises(VerificationFailed, match="more than 3 entries"):
+        verify_bundle_bytes(data, keys, require_witnesses=0, limits=Limits(max_export_entries=3))
+
+
 def test_every_flipped_byte_fails_verification(cosigned: SqliteLedger, keys: TrustedKeys) -> None:
     data = export_bundle(cosigned, keys, request_id="req-000002")
     verify_bundle_bytes(data, keys)
@@ -386,3 +405,39 @@ def test_entry_recording_a_forged_signature_fails_evidence_and_ledger_verificati
     assert r.problem.index == 2
     ok = verify_store(ledger.store, ledger.origin, keys)  # type: ignore[arg-type]
     assert ok.ok and ok.signatures is None  # structure alone does not see it
+
+
+def test_cli_verify_refuses_a_forged_ledger_or_evidence_that_vouches_for_itself(
+    new_ledger: NewLedger, keys: TrustedKeys, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forger writes a whole ledger (and evidence from it) under the real origin with its
+    own log key. The files carry that key (the ledger's ``vkey``, the evidence's embedded
+    members); verifying with it proves nothing, so without --bundle (or --key) verify must
+    not exit 0."""
+    import dataclasses
+
+    from tests.ledger.ledger_testkit import fixed_key
+
+    forger = fixed_key(keys.entries[0].key.suite, bytes([66]) * 32)
+    ledger = new_ledger("forged.db", n=0, every=4, signer=forger)
+    ledger.append_many(make_event(i, reason="history the forger wants") for i in range(8))
+    forged_keys = TrustedKeys(
+        keys.signers,
+        tuple(
+            dataclasses.replace(e, key=forger.verify_key)
+            if e.jurisdiction == "110000" and e.kind in ("ledger", "witness")
+            else e
+            for e in keys.entries
+        ),
+        "the forger's keys",
+    )
+    evidence = tmp_path / "forged.json"
+    evidence.write_bytes(export_bundle(ledger, forged_keys, request_id="req-000003"))
+    ledger.close()
+    for path in (tmp_path / "forged.db", evidence):
+        assert main(["ledger", "verify", str(path)]) != 0
+        out, err = capsys.readouterr()
+        assert "OK" not in out and "--bundle" in err
+    trust = write_trust_bundle(tmp_path / "trust")  # the real federation's keys refuse both
+    for path in (tmp_path / "forged.db", evidence):
+        assert main(["ledger", "verify", str(path), "--bundle", str(trust)]) == 1

@@ -124,6 +124,27 @@ def test_receipt_for_another_answer_is_a_discrepancy() -> None:
     assert not r.ok and r.differing[0].fields == ("receipt",)
 
 
+def test_release_hidden_behind_a_refusal_for_the_same_request_is_a_discrepancy() -> None:
+    """The holder's ledger records a refusal and then a release for one request; the
+    requester recorded the refusal. Pairing only the first holder entry matched the
+    refusal and never looked at the release."""
+    from gateway.ledger.reconcile import reconcile
+
+    refusal = make_event(
+        1, kind="refusal", decision="deny", record_count=0, payload_digest="",
+        holder_signature="", reason="no agreement",
+    )  # fmt: skip
+    released = make_event(1, record_count=5)  # same request id, data released
+    asked = requester_view(
+        1, kind="refusal", decision="deny", holder_signature="", reason="holder refused"
+    )
+    r = reconcile([(0, refusal), (1, released)], [(0, asked)])
+    assert not r.ok and r.matched == 0
+    assert [(d.request_id, d.fields) for d in r.differing] == [("req-000001", ("entry count",))]
+    r = reconcile([(0, released), (1, make_event(1, record_count=9))], [], "110000", "120000")
+    assert not r.ok and r.differing[0].fields == ("entry count",)  # not one "unacknowledged"
+
+
 # --------------------------------------------------------------------------
 # Streamed bulk transfers: the holder's started + closing entries, one requester entry.
 # --------------------------------------------------------------------------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from gateway.crypto import SigningKey
-from gateway.ledger.signatures import check_entry_signatures
+from gateway.crypto import SigningKey, b64
+from gateway.envelope import sign_receipt
+from gateway.ledger.signatures import SignatureCheck, check_entry_signatures
 from gateway.ledger.trustkeys import KeyEntry, TrustedKeys
 from tests.ledger.ledger_testkit import federation_keys, make_event, signing_seed
 
@@ -44,3 +45,19 @@ def test_signer_the_trust_bundle_does_not_list_is_counted_not_trusted() -> None:
     ev = make_event(1, counterparty="310000")
     check = check_entry_signatures(ev, federation_keys())
     assert not check.problem and check.unverifiable == 1
+
+
+def test_receipt_entry_without_the_requesters_signature_fails() -> None:
+    """A receipt is the requester's signature and nothing else (the holder ledgers one
+    only after verifying it): an unsigned receipt entry is a fabricated acknowledgement,
+    not a receipt with nothing to check."""
+    receipt = make_event(
+        1, kind="receipt", response_digest="e" * 64, requester_signature="", holder_signature=""
+    )
+    check = check_entry_signatures(receipt, federation_keys())
+    assert check.checked == 0 and "no requester signature" in check.problem
+    signed = sign_receipt(
+        SigningKey(signing_seed("120000")), receipt.request_id, b"\xdd" * 32, b"\xee" * 32
+    )
+    real = dataclasses.replace(receipt, requester_signature=b64(signed))
+    assert check_entry_signatures(real, federation_keys()) == SignatureCheck(1, 0)

@@ -173,3 +173,51 @@ def test_cli_output_has_no_progress_bar_lines_when_not_on_a_terminal(
     out, err = capsys.readouterr()
     assert all(line.startswith(("ledger ", "  ")) for line in out.splitlines()), out
     assert "verifying" not in out + err
+
+
+def test_retired_witness_key_cosigning_with_a_far_future_time_fails(
+    path: Path, keys: TrustedKeys
+) -> None:
+    """A witness key retired (e.g. after a compromise) must not cosign again by stamping
+    its cosignature with a time too large for milliseconds: that time is still checked
+    against the key's validity interval, not read as "any time"."""
+    import dataclasses
+
+    from gateway.ledger.note import cosign, parse_note
+    from gateway.ledger.trustkeys import KeyEntry
+    from tests.ledger.ledger_testkit import fixed_key, ledger_key, witness_name
+
+    retired_at = 1_000_000_000_000  # long before the ledger's entries
+    new_key = fixed_key(ledger_key("120000").verify_key.suite, bytes([77]) * 32).verify_key
+    rotated = TrustedKeys(
+        keys.signers,
+        (
+            *(
+                dataclasses.replace(e, valid_until_ms=retired_at)
+                if (e.jurisdiction, e.kind) == ("120000", "witness")
+                else e
+                for e in keys.entries
+            ),
+            KeyEntry("120000", "witness", new_key, valid_from_ms=retired_at),
+        ),
+        keys.source,
+    )
+    note = newest_note(path)
+    text, sigs = parse_note(note)
+    forged = cosign(text, witness_name("120000"), ledger_key("120000"), 2**60)
+    lines = [s.line() for s in sigs if s.name != witness_name("120000")]
+    set_newest_note(path, text + "\n" + "".join([*lines, forged.line()]))
+    r = run(path, rotated)
+    assert r.problem is not None and r.problem.kind == "cosignature-invalid", r
+
+
+def test_signed_empty_tree_with_a_non_empty_root_fails(path: Path, keys: TrustedKeys) -> None:
+    """A checkpoint of size 0 has exactly one valid root (the empty tree's); one signing
+    any other root was accepted because size-0 roots were never compared."""
+    from gateway.ledger.note import Checkpoint, sign_checkpoint
+    from tests.ledger.ledger_testkit import ledger_key
+
+    bogus = sign_checkpoint(Checkpoint(ORIGIN, 0, b"\x01" * 32), ledger_key("110000"))
+    r = run(path, keys, trusted=[("outside checkpoint 0", bogus)])
+    assert r.problem is not None and r.problem.kind == "trusted-checkpoint-invalid", r.problem
+    assert "size 0" in r.problem.detail

@@ -152,6 +152,20 @@ def test_checkpoint_of_a_forged_tree_resigned_by_the_attacker_fails(holder: Hold
         verify_answer(proofs, holder.keys(), DEFAULT_LIMITS)
 
 
+def test_two_checkpoints_of_one_size_with_different_roots_fail(holder: Holder) -> None:
+    """The holder's own key signed a second tree of the cosigned size (a fork). Keeping
+    whichever came last dropped the other without a word: the answer verified while
+    carrying the holder's signed equivocation."""
+    from gateway.ledger.note import open_checkpoint
+
+    proofs = _resolved(holder)
+    cp = open_checkpoint(proofs.checkpoints[0], ORIGIN, holder.keys().ledger_keys)
+    forked = sign_checkpoint(Checkpoint(ORIGIN, cp.size, bytes(32)), holder.log_key)
+    proofs.checkpoints.insert(0, forked)
+    with pytest.raises(VerificationFailed, match="fork"):
+        verify_answer(proofs, holder.keys(), DEFAULT_LIMITS)
+
+
 def test_entry_listed_twice_or_at_another_index_fails(holder: Holder) -> None:
     proofs = _resolved(holder)
     twice = subject_pb2.SubjectHistoryProofs()
