@@ -1,0 +1,58 @@
+"""Attacks on agreements and transforms, as a hostile requester or a careless
+bureau operator would try them: each test is named after the attack it covers."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.policy.model import Generalisation
+from gateway.policy.transforms import generalise
+
+# ---------------------------------------------------------------------------
+# generalise to district: never more than the county-level unit
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "detail"),
+    [
+        # No county-level unit: the first 市/区/县 is part of a building or a room.
+        ("中关村大街27号中关村大厦市场部", "中关村"),
+        ("朝阳门外大街18号丰联广场A座1201市", "朝阳门"),
+        ("海淀路1号院2号楼3单元401室（海淀区）", "海淀路"),
+        ("张三 13800138000 北京市朝阳区", "张三"),
+        # A residential compound (小区) or community (社区) is not a district.
+        ("北京市望京花园小区3号楼201", "望京"),
+        ("天津市体院北社区5号楼", "体院"),
+    ],
+)
+def test_generalise_to_district_does_not_leak_street_house_number_or_compound(
+    address: str, detail: str
+) -> None:
+    out = generalise(address, Generalisation.DISTRICT)
+    assert detail not in out, out
+    assert address.startswith(out)  # at most a coarser prefix (e.g. 北京市), never more
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("北京市朝阳区建国路88号", "北京市朝阳区"),
+        (
+            "新疆维吾尔自治区克孜勒苏柯尔克孜自治州阿图什市光明路",
+            "新疆维吾尔自治区克孜勒苏柯尔克孜自治州阿图什市",
+        ),
+        ("青海省海东市互助土族自治县威远镇", "青海省海东市互助土族自治县"),
+        (
+            "甘肃省临夏回族自治州积石山保安族东乡族撒拉族自治县吹麻滩镇",
+            "甘肃省临夏回族自治州积石山保安族东乡族撒拉族自治县",
+        ),
+        ("内蒙古自治区呼伦贝尔市鄂温克族自治旗巴彦托海镇", "内蒙古自治区呼伦贝尔市鄂温克族自治旗"),
+        ("河北省唐山市路北区新华道1号", "河北省唐山市路北区"),
+        ("江苏省南京市鼓楼区中山路1号", "江苏省南京市鼓楼区"),
+    ],
+)
+def test_generalise_to_district_still_keeps_real_county_level_units(
+    address: str, expected: str
+) -> None:
+    assert generalise(address, Generalisation.DISTRICT) == expected
