@@ -34,10 +34,18 @@ One file holds one agreement, e.g.::
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from gateway.catalogue import DataGrade, SharingClass
 from gateway.identifiers import (
@@ -53,7 +61,25 @@ AGREEMENT_KIND = "sharing-agreement"
 # Validity dates are read in China Standard Time.
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(text: str) -> str:
+    # The legal basis goes into every ledger entry, which refuses control characters:
+    # refused here, with the file and line, not at each exchange's ledger append.
+    if _CONTROL.search(text):
+        raise ValueError(
+            "expected one line of text without control characters (a YAML `|` block "
+            "keeps its line breaks: write it on one line, or use `>`)"
+        )
+    return text
+
+
+_Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_one_line),
+]
 
 
 class Transform(StrEnum):

@@ -3,10 +3,15 @@ bureau operator would try them: each test is named after the attack it covers.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
+from gateway.errors import PolicyFileError
+from gateway.policy.loader import load_policy_set
 from gateway.policy.model import Generalisation
 from gateway.policy.transforms import generalise
+from tests.policy.policy_testkit import HolderDir, base_agreement, dump
 
 # ---------------------------------------------------------------------------
 # generalise to district: never more than the county-level unit
@@ -56,3 +61,24 @@ def test_generalise_to_district_still_keeps_real_county_level_units(
     address: str, expected: str
 ) -> None:
     assert generalise(address, Generalisation.DISTRICT) == expected
+
+
+# ---------------------------------------------------------------------------
+# Agreement text that loads but breaks (or changes) every exchange under it
+# ---------------------------------------------------------------------------
+
+
+def test_multiline_legal_basis_is_refused_at_load_not_at_every_exchanges_ledger_append(
+    holder_dir: Callable[..., HolderDir],
+) -> None:
+    # A YAML literal block keeps its line breaks. Loaded, every exchange under the
+    # agreement was released (quota charged) and then refused by the holder's own
+    # ledger append (control characters), as INVALID_ARGUMENT to an innocent peer.
+    h = holder_dir()
+    text = dump(base_agreement(legal_basis="PLACEHOLDER")).replace(
+        "legal_basis: PLACEHOLDER",
+        "legal_basis: |\n  《住房公积金管理条例》\n  第二十条",
+    )
+    h.write("a.yaml", text)
+    with pytest.raises(PolicyFileError, match="legal_basis"):
+        load_policy_set(h.root)
