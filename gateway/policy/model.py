@@ -41,6 +41,7 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -74,6 +75,30 @@ def _one_line(text: str) -> str:
         )
     return text
 
+
+def _whole_number(value: object) -> object:
+    # YAML reads yes/no/on/off/true as booleans, which pydantic would take as 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {str(value).lower()} (a YAML boolean)")
+    return value
+
+
+def _calendar_day(value: object) -> object:
+    # pydantic would read a number as Unix time (0 -> 1970-01-01, 1861920000 ->
+    # 2029-01-01) and a date with a time zone as the date in that zone, not China's.
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"expected a calendar date like 2028-12-31, got the number {value!r}")
+    if isinstance(value, dt.datetime):
+        raise ValueError(
+            f"expected a calendar date like 2028-12-31 (read in China Standard Time), "
+            f"got a date and time {value.isoformat()}"
+        )
+    return value
+
+
+_Count = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=100_000_000)]
+_Keep = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=32)]
+_Day = Annotated[dt.date, BeforeValidator(_calendar_day)]
 
 _Text = Annotated[
     str,
@@ -109,8 +134,8 @@ class FieldSpec(_Frozen):
     name: Code
     transform: Transform
     # mask only: how many leading / trailing characters stay visible.
-    keep_first: Annotated[int, Field(ge=0, le=32)] | None = None
-    keep_last: Annotated[int, Field(ge=0, le=32)] | None = None
+    keep_first: _Keep | None = None
+    keep_last: _Keep | None = None
     # generalise only: to what level.
     to: Generalisation | None = None
 
@@ -163,10 +188,10 @@ class AgreementFile(_Frozen):
     legal_basis: _Text
     fields: Annotated[tuple[FieldSpec, ...], Field(min_length=1)]
     row_scope: RowScope = RowScope.NAMED
-    max_records_per_request: Annotated[int, Field(ge=1, le=100_000_000)]
-    quota_per_day: Annotated[int, Field(ge=1, le=100_000_000)]
-    valid_from: dt.date
-    valid_until: dt.date
+    max_records_per_request: _Count
+    quota_per_day: _Count
+    valid_from: _Day
+    valid_until: _Day
     approval: Approval | None = None
 
     @model_validator(mode="after")

@@ -82,3 +82,35 @@ def test_multiline_legal_basis_is_refused_at_load_not_at_every_exchanges_ledger_
     h.write("a.yaml", text)
     with pytest.raises(PolicyFileError, match="legal_basis"):
         load_policy_set(h.root)
+
+
+@pytest.mark.parametrize(
+    ("key", "yaml_value"),
+    [
+        ("quota_per_day", "yes"),  # YAML 1.1 boolean: was loaded as a quota of 1
+        ("max_records_per_request", "on"),
+        ("valid_from", "0"),  # was read as Unix time: in force since 1970-01-01
+        ("valid_until", "1861920000"),  # was read as Unix time: 2029-01-01
+        ("valid_until", "2028-12-31T00:00:00-10:00"),  # a time zone that is not China's
+    ],
+)
+def test_agreement_value_of_the_wrong_type_is_refused_not_coerced_into_another_meaning(
+    holder_dir: Callable[..., HolderDir], key: str, yaml_value: str
+) -> None:
+    h = holder_dir()
+    lines = dump(base_agreement()).splitlines()
+    text = "\n".join(f"{key}: {yaml_value}" if ln.startswith(f"{key}:") else ln for ln in lines)
+    h.write("a.yaml", text + "\n")
+    with pytest.raises(PolicyFileError, match=key):
+        load_policy_set(h.root)
+
+
+def test_mask_keep_given_as_a_yaml_boolean_is_refused(
+    holder_dir: Callable[..., HolderDir],
+) -> None:
+    h = holder_dir()
+    text = dump(base_agreement()).replace("keep_first: 6", "keep_first: yes")
+    assert "keep_first: yes" in text
+    h.write("a.yaml", text)
+    with pytest.raises(PolicyFileError, match="keep_first"):
+        load_policy_set(h.root)
