@@ -222,5 +222,6 @@ def valid_from_ms(day: dt.date) -> int:
 
 
 def valid_until_ms(day: dt.date) -> int:
-    """Last millisecond of ``day`` in China Standard Time, as Unix ms."""
-    return valid_from_ms(day + dt.timedelta(days=1)) - 1
+    """Last millisecond of ``day`` in China Standard Time, as Unix ms (9999-12-31,
+    "until further notice", has no next day to count back from)."""
+    return valid_from_ms(day) + 86_400_000 - 1

@@ -3,13 +3,14 @@ bureau operator would try them: each test is named after the attack it covers.""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
 
 from gateway.errors import PolicyFileError
 from gateway.policy.loader import load_policy_set
-from gateway.policy.model import Generalisation
+from gateway.policy.model import Generalisation, valid_from_ms, valid_until_ms
 from gateway.policy.transforms import generalise
 from tests.policy.policy_testkit import HolderDir, base_agreement, dump
 
@@ -114,3 +115,15 @@ def test_mask_keep_given_as_a_yaml_boolean_is_refused(
     h.write("a.yaml", text)
     with pytest.raises(PolicyFileError, match="keep_first"):
         load_policy_set(h.root)
+
+
+def test_agreement_valid_until_the_last_representable_day_loads_instead_of_a_traceback(
+    holder_dir: Callable[..., HolderDir],
+) -> None:
+    # "Until further notice" written as 9999-12-31: counting back from the next day
+    # overflowed (OverflowError out of policy check, gateway start and reload).
+    h = holder_dir()
+    h.write("a.yaml", base_agreement(valid_until=dt.date(9999, 12, 31)))
+    a = load_policy_set(h.root).by_id["test-agreement"]
+    assert a.until_ms == valid_from_ms(dt.date(9999, 12, 31)) + 86_400_000 - 1
+    assert valid_until_ms(dt.date(2028, 12, 31)) == valid_from_ms(dt.date(2029, 1, 1)) - 1
