@@ -34,10 +34,19 @@ One file holds one agreement, e.g.::
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from gateway.catalogue import DataGrade, SharingClass
 from gateway.identifiers import (
@@ -53,7 +62,49 @@ AGREEMENT_KIND = "sharing-agreement"
 # Validity dates are read in China Standard Time.
 CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
-_Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _one_line(text: str) -> str:
+    # The legal basis goes into every ledger entry, which refuses control characters:
+    # refused here, with the file and line, not at each exchange's ledger append.
+    if _CONTROL.search(text):
+        raise ValueError(
+            "expected one line of text without control characters (a YAML `|` block "
+            "keeps its line breaks: write it on one line, or use `>`)"
+        )
+    return text
+
+
+def _whole_number(value: object) -> object:
+    # YAML reads yes/no/on/off/true as booleans, which pydantic would take as 1 and 0.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {str(value).lower()} (a YAML boolean)")
+    return value
+
+
+def _calendar_day(value: object) -> object:
+    # pydantic would read a number as Unix time (0 -> 1970-01-01, 1861920000 ->
+    # 2029-01-01) and a date with a time zone as the date in that zone, not China's.
+    if isinstance(value, bool | int | float):
+        raise ValueError(f"expected a calendar date like 2028-12-31, got the number {value!r}")
+    if isinstance(value, dt.datetime):
+        raise ValueError(
+            f"expected a calendar date like 2028-12-31 (read in China Standard Time), "
+            f"got a date and time {value.isoformat()}"
+        )
+    return value
+
+
+_Count = Annotated[int, BeforeValidator(_whole_number), Field(ge=1, le=100_000_000)]
+_Keep = Annotated[int, BeforeValidator(_whole_number), Field(ge=0, le=32)]
+_Day = Annotated[dt.date, BeforeValidator(_calendar_day)]
+
+_Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_one_line),
+]
 
 
 class Transform(StrEnum):
@@ -83,8 +134,8 @@ class FieldSpec(_Frozen):
     name: Code
     transform: Transform
     # mask only: how many leading / trailing characters stay visible.
-    keep_first: Annotated[int, Field(ge=0, le=32)] | None = None
-    keep_last: Annotated[int, Field(ge=0, le=32)] | None = None
+    keep_first: _Keep | None = None
+    keep_last: _Keep | None = None
     # generalise only: to what level.
     to: Generalisation | None = None
 
@@ -137,10 +188,10 @@ class AgreementFile(_Frozen):
     legal_basis: _Text
     fields: Annotated[tuple[FieldSpec, ...], Field(min_length=1)]
     row_scope: RowScope = RowScope.NAMED
-    max_records_per_request: Annotated[int, Field(ge=1, le=100_000_000)]
-    quota_per_day: Annotated[int, Field(ge=1, le=100_000_000)]
-    valid_from: dt.date
-    valid_until: dt.date
+    max_records_per_request: _Count
+    quota_per_day: _Count
+    valid_from: _Day
+    valid_until: _Day
     approval: Approval | None = None
 
     @model_validator(mode="after")
@@ -171,5 +222,6 @@ def valid_from_ms(day: dt.date) -> int:
 
 
 def valid_until_ms(day: dt.date) -> int:
-    """Last millisecond of ``day`` in China Standard Time, as Unix ms."""
-    return valid_from_ms(day + dt.timedelta(days=1)) - 1
+    """Last millisecond of ``day`` in China Standard Time, as Unix ms (9999-12-31,
+    "until further notice", has no next day to count back from)."""
+    return valid_from_ms(day) + 86_400_000 - 1

@@ -73,10 +73,16 @@ _DATE_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 
 # Province-level, then optional prefecture-level, then the county-level unit
 # (区/县/旗 or a county-level 市). Everything after it (street, number) is cut.
+# Division names are Chinese characters only, and short (the longest county-level
+# name, 积石山保安族东乡族撒拉族自治县, has 14 before its 县): a prefix with a digit,
+# a Latin letter, a space or punctuation, or a longer run, is a street, a building or
+# a room, never a division, and a residential compound (小区) or community (社区) is
+# not a district: such an address releases nothing rather than that detail.
+_NAME = r"(?:(?![省市区县旗])[\u4e00-\u9fff])"
 _ADDRESS_RE = re.compile(
-    r"^(?P<prov>[^省市区县旗]+?(?:省|自治区|特别行政区)|北京市|天津市|上海市|重庆市)?"
-    r"(?P<pref>[^省市区县旗]+?(?:自治州|地区|盟|市))?"
-    r"(?P<county>[^省市区县旗]+?(?:区|县|旗|市))"
+    rf"^(?P<prov>{_NAME}{{1,10}}?(?:省|自治区|特别行政区)|北京市|天津市|上海市|重庆市)?"
+    rf"(?P<pref>{_NAME}{{1,12}}?(?:自治州|地区|盟|市))?"
+    rf"(?P<county>{_NAME}{{1,15}}?(?<![小社])(?:区|县|旗|市))"
 )
 
 
