@@ -8,6 +8,7 @@ remembered: ids older than twice the window are pruned.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Protocol
 
 from gateway.errors import ReplayRejected, StorageFailure
 from gateway.sqlitedb import open_store
+
+log = logging.getLogger("gateway.replay")
 
 
 class ReplayStore(Protocol):
@@ -60,10 +63,13 @@ class SqliteReplayStore:
                 raise StorageFailure(f"replay store: {exc}") from exc
             self._inserts += 1
             if self._inserts % 1000 == 0:
-                self._conn.execute(
-                    "DELETE FROM seen_requests WHERE timestamp_ms < ?",
-                    (now_ms - 2 * self._window_ms,),
-                )
+                try:  # housekeeping: the id is recorded; a failed cleanup is retried later
+                    self._conn.execute(
+                        "DELETE FROM seen_requests WHERE timestamp_ms < ?",
+                        (now_ms - 2 * self._window_ms,),
+                    )
+                except sqlite3.Error as exc:
+                    log.warning("replay store: pruning old request ids failed: %s", exc)
 
     def close(self) -> None:
         with self._lock:

@@ -221,7 +221,10 @@ class RecordHolder:
             fields=tuple(msg.fields),
             subject_count=subject_count,
             request_id=request.request_id,
-            timestamp_ms=msg.header.timestamp_ms,
+            # The holder's own time, not the header's: the quota day is this
+            # gateway's to decide (a requester may skew its header by the replay
+            # window, which near midnight would pick the day it charges).
+            timestamp_ms=self._clock(),
         )
         problem = self._check_request(msg) or more()
         if problem:

@@ -1,0 +1,63 @@
+"""Which day a holder charges an exchange to: its own, never the requester's."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from gateway.client import ServiceClient
+from gateway.config import load_config
+from gateway.demo.setup import CLUSTER, build_federation
+from gateway.policy.quota import QuotaKey, utc_day
+from gateway.server.app import Gateway
+
+DAY_MS = 86_400_000
+
+
+def test_requester_skewing_its_header_across_midnight_cannot_pick_the_quota_day(
+    tmp_path: Path,
+) -> None:
+    """Hebei's clock (so its request headers) runs 250 s ahead of Beijing's, inside the
+    replay window, across UTC midnight: Beijing charges the exchange to its own day.
+    (The header's time chose the day, so a requester could move its requests into
+    the next day's quota near midnight.)"""
+    members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
+    fed = build_federation(tmp_path, rows=50, members=members)
+    real0 = time.time()
+    holder_base = ((int(real0 * 1000) // DAY_MS) + 1) * DAY_MS - 100_000  # 23:58:20 UTC
+
+    def holder_clock() -> int:
+        return holder_base + int((time.time() - real0) * 1000)
+
+    def requester_clock() -> int:
+        return holder_clock() + 250_000  # the next UTC day
+
+    bj_site, hb_site = fed.sites["110000"], fed.sites["130000"]
+    bj = Gateway(load_config(bj_site.config), clock_ms=holder_clock)
+    hb = Gateway(load_config(hb_site.config), clock_ms=requester_clock)
+    try:
+        bj.start()
+        hb.start()
+        with sqlite3.connect(bj_site.data_source) as conn:
+            subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
+        with ServiceClient(
+            hb_site.service_address, hb_site.tls_cert, "130000",
+            hb_site.tokens["hebei-housing-fund"],
+        ) as c:  # fmt: skip
+            reply = c.get_records(
+                holder_jurisdiction="110000", dataset="si_contributions",
+                purpose="housing_fund_transfer", subject_ids=[subject],
+            )  # fmt: skip
+        assert len(reply.records) == 1
+        holder_day, requester_day = utc_day(holder_clock()), utc_day(requester_clock())
+        assert holder_day != requester_day
+        key = QuotaKey("110000", "si_contributions", "130000", "hebei-housing-fund", holder_day)
+        assert bj.quota.used(key) == 1
+        other = QuotaKey(
+            "110000", "si_contributions", "130000", "hebei-housing-fund", requester_day
+        )
+        assert bj.quota.used(other) == 0
+    finally:
+        hb.stop(grace=0)
+        bj.stop(grace=0)
