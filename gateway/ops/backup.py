@@ -108,13 +108,18 @@ def _sha256(path: Path) -> str:
 
 
 def _online_copy(src: Path, dst: Path) -> None:
-    """SQLite online backup: a consistent snapshot while writers keep writing."""
+    """SQLite online backup: a consistent snapshot while writers keep writing.
+
+    One step (``pages=-1``): the whole file is read inside one read transaction,
+    which in WAL mode (every store's) blocks no writer. Copied in smaller steps,
+    the backup restarts from the first page whenever the gateway commits between
+    two steps, so a busy gateway with a large ledger was never backed up."""
     try:
         source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30.0)
         try:
             target = sqlite3.connect(dst)
             try:
-                source.backup(target, pages=1024)
+                source.backup(target, pages=-1)
                 target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
             finally:
                 target.close()
