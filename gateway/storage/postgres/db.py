@@ -139,12 +139,18 @@ class PgDatabase:
         """Turn driver errors into ``StorageFailure`` (UNAVAILABLE) with a bounded message."""
         try:
             yield
+        except psycopg_pool.PoolTimeout as exc:
+            # A ``psycopg.OperationalError`` too, but while the database is not
+            # known to be down it means every pooled connection is busy: not an
+            # outage, and later callers must keep waiting the full time.
+            if self._down:
+                raise self._translate(exc, what) from exc
+            raise StorageFailure(
+                f"{what}: no database connection free in time ({SETTING} = {self.where}; "
+                "every pooled connection is busy: raise [storage] pool_size or add replicas)"
+            ) from exc
         except psycopg.Error as exc:
             raise self._translate(exc, what) from exc
-        except psycopg_pool.PoolTimeout as exc:
-            raise StorageFailure(
-                f"{what}: no database connection free in time ({SETTING} = {self.where})"
-            ) from exc
 
     def _translate(self, exc: BaseException, what: str) -> StorageFailure:
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
