@@ -211,6 +211,33 @@ def check_backup(folder: Path, jurisdiction: str) -> BackupManifest:
     return manifest
 
 
+def first_difference(backup: SqliteLedgerStore, current: SqliteLedgerStore) -> int | None:
+    """The first index at which the ``current`` ledger is not a prefix of the
+    backup's (None: the backup extends it). Each entry's hash covers the one
+    before it, so equal hashes at an index mean equal logs up to it: a binary
+    search reads O(log n) entries."""
+    size = current.size()
+    if size == 0:
+        return None
+    if backup.size() < size:
+        return backup.size()
+
+    def same(i: int) -> bool:
+        mine, theirs = current.raw_range(i, i + 1), backup.raw_range(i, i + 1)
+        return bool(mine) and bool(theirs) and mine[0][2] == theirs[0][2]
+
+    if same(size - 1):
+        return None
+    lo, hi = 0, size - 1  # the first difference is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if same(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path) -> list[str]:
     """Copy the checked files into ``data_dir`` (each via a temporary file and rename)."""
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -79,3 +79,43 @@ def test_backup_finishes_while_the_gateway_keeps_committing_to_a_large_ledger(
     assert seen > 0  # the gateway was not blocked meanwhile
     manifest = check_backup(tmp_path / "b", BJ)
     assert manifest.ledger_size == 60_000
+
+
+def test_restore_finds_where_a_backup_stops_extending_the_ledger_in_place(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import replace
+
+    from gateway.crypto import SigningKey
+    from gateway.ledger.ledger import SqliteLedger
+    from gateway.ops.backup import first_difference
+    from tests.ledger.ledger_testkit import ORIGIN, make_event
+
+    key = SigningKey.generate()
+    paths = {name: tmp_path / f"{name}.sqlite" for name in ("short", "long", "fork", "empty")}
+    ledgers = {name: SqliteLedger(p, key, ORIGIN) for name, p in paths.items()}
+    for i in range(7):
+        ledgers["long"].append(make_event(i))
+        if i < 4:
+            ledgers["short"].append(make_event(i))
+        ledgers["fork"].append(
+            make_event(i) if i < 5 else replace(make_event(i), request_id=f"other-{i}")
+        )
+    for ledger in ledgers.values():
+        ledger.close()
+
+    def diff(backup: str, current: str) -> int | None:
+        b = SqliteLedgerStore(paths[backup], readonly=True)
+        c = SqliteLedgerStore(paths[current], readonly=True)
+        try:
+            return first_difference(b, c)
+        finally:
+            b.close()
+            c.close()
+
+    assert diff("long", "short") is None  # a continuation: restorable
+    assert diff("long", "long") is None
+    assert diff("long", "empty") is None
+    assert diff("fork", "long") == 5
+    assert diff("long", "fork") == 5
+    assert diff("short", "long") == 4  # shorter: refused as a rollback anyway
