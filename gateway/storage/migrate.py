@@ -148,6 +148,8 @@ def migrate_from_sqlite(
         )
     copied: dict[str, int] = {}
     with db.transaction("migrating SQLite state") as conn:
+        # One long transaction that waits on SQLite reads and verification.
+        conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
         _require_empty(conn)
         for file, table, cols in _TABLES:
             path = data_dir / file
