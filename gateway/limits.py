@@ -74,6 +74,11 @@ class Limits:
     # newer than the last one asks the lease holder to sign it and waits at
     # most this long (then UNAVAILABLE); it never signs itself.
     checkpoint_wait_seconds: float = 5.0
+    # Replicas: a session left idle inside a transaction this long is ended by
+    # PostgreSQL (rolled back, its locks freed): a replica whose machine dies or
+    # whose process stops mid-append would otherwise hold the ledger's append
+    # lock, and stall every other replica, until the server's TCP keepalive.
+    storage_idle_transaction_seconds: float = 10.0
     # Replicas: the policy's early quota check may use a reading of the shared
     # quota this old (saves a database round trip an exchange); the charge
     # itself is always exact, so no replica ever releases past the quota.

@@ -94,6 +94,7 @@ def _restore(args: argparse.Namespace) -> int:
         DERIVED_FILES,
         STATE_FILES,
         check_backup,
+        first_difference,
         install_backup,
     )
     from gateway.ops.spent import check_stores_cover_ledger, refuse_shortfalls
@@ -132,15 +133,25 @@ def _restore(args: argparse.Namespace) -> int:
     current = config.data_dir / "ledger.sqlite"
     if current.is_file():
         live = SqliteLedgerStore(current, readonly=True)
+        backed_up = SqliteLedgerStore(args.source / "ledger.sqlite", readonly=True)
         try:
             current_size = live.size()
+            differs = None if current_size > report.entries else first_difference(backed_up, live)
         finally:
             live.close()
+            backed_up.close()
         if current_size > report.entries:
             raise VerificationFailed(
                 f"the backup's ledger has {report.entries} entries but the current one has "
                 f"{current_size}: restoring would roll the ledger back (its witnesses would "
                 "report it). If the current ledger is lost or corrupt, move data_dir away first"
+            )
+        if differs is not None:
+            raise VerificationFailed(
+                f"the backup's ledger does not extend the current one: they differ at entry "
+                f"{differs} (a backup of another history); restoring would drop the current "
+                "entries from there on and fork the log its witnesses cosigned. If the current "
+                "ledger is lost or corrupt, move data_dir away first"
             )
         shortfalls += check_stores_cover_ledger(current, me, budget, quota, now_ms, limits)
     refuse_shortfalls(shortfalls, f"backup {args.source} refused")

@@ -61,7 +61,9 @@ def _own_log(config: GatewayConfig) -> tuple[str, AnyVerifyKey]:
     return me.origin, me.ledger_key
 
 
-def _postgres(config: GatewayConfig) -> Any:
+def _postgres(config: GatewayConfig, *, read_only: bool = False) -> Any:
+    """The configured database; ``read_only``: a schema no gateway created is
+    refused (``NotFound``), never created, and nothing is migrated."""
     from gateway.storage.postgres.db import PgDatabase
 
     if config.storage.url is None:
@@ -69,7 +71,9 @@ def _postgres(config: GatewayConfig) -> Any:
             "[storage] url is not set in the config: the gateway uses SQLite files in "
             f"{config.data_dir}; set it to the PostgreSQL database to use"
         )
-    return PgDatabase(config.storage.url, schema=config.storage.db_schema, pool_size=2)
+    return PgDatabase(
+        config.storage.url, schema=config.storage.db_schema, pool_size=2, read_only=read_only
+    )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -77,7 +81,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if config.storage.url is None:
         print(f"storage: SQLite files in {config.data_dir} (one process; no replicas)")
         return 0
-    db = _postgres(config)
+    db = _postgres(config, read_only=True)
     try:
         print(f"storage: PostgreSQL {db.where}, schema {db.schema}")
         print(f"  schema version: {db.schema_version()}")
@@ -101,17 +105,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_ledger(args: argparse.Namespace) -> int:
+    from gateway.ledger.storage import SqliteLedgerStore
     from gateway.ledger.verify import verify_store
-    from gateway.storage.backend import open_stores
+    from gateway.storage.backend import LEDGER_FILE
+    from gateway.storage.postgres.ledger import PgLedgerStore
 
     config = load_config(args.config)
     origin, key = _own_log(config)
-    stores = open_stores(config)
+    # Read-only: a wrong data_dir or schema is named, never created (an empty
+    # ledger created there would verify "OK").
+    if config.storage.url is None:
+        store: Any = SqliteLedgerStore(config.data_dir / LEDGER_FILE, readonly=True)
+        where, close = f"SQLite files in {config.data_dir}", store.close
+    else:
+        db = _postgres(config, read_only=True)
+        store = PgLedgerStore(db)
+        where, close = f"PostgreSQL {db.where} (schema {db.schema})", db.close
     try:
-        report = verify_store(stores.ledger, origin, key, limits=config.limits)
+        report = verify_store(store, origin, key, limits=config.limits)
     finally:
-        stores.close()
-    _print(report, origin, stores.description)
+        close()
+    _print(report, origin, where)
     report.raise_for_problem()
     return 0
 

@@ -108,13 +108,18 @@ def _sha256(path: Path) -> str:
 
 
 def _online_copy(src: Path, dst: Path) -> None:
-    """SQLite online backup: a consistent snapshot while writers keep writing."""
+    """SQLite online backup: a consistent snapshot while writers keep writing.
+
+    One step (``pages=-1``): the whole file is read inside one read transaction,
+    which in WAL mode (every store's) blocks no writer. Copied in smaller steps,
+    the backup restarts from the first page whenever the gateway commits between
+    two steps, so a busy gateway with a large ledger was never backed up."""
     try:
         source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30.0)
         try:
             target = sqlite3.connect(dst)
             try:
-                source.backup(target, pages=1024)
+                source.backup(target, pages=-1)
                 target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
             finally:
                 target.close()
@@ -204,6 +209,33 @@ def check_backup(folder: Path, jurisdiction: str) -> BackupManifest:
         if _sha256(path) != digest:
             raise VerificationFailed(f"{folder}: {name} does not match its manifest digest")
     return manifest
+
+
+def first_difference(backup: SqliteLedgerStore, current: SqliteLedgerStore) -> int | None:
+    """The first index at which the ``current`` ledger is not a prefix of the
+    backup's (None: the backup extends it). Each entry's hash covers the one
+    before it, so equal hashes at an index mean equal logs up to it: a binary
+    search reads O(log n) entries."""
+    size = current.size()
+    if size == 0:
+        return None
+    if backup.size() < size:
+        return backup.size()
+
+    def same(i: int) -> bool:
+        mine, theirs = current.raw_range(i, i + 1), backup.raw_range(i, i + 1)
+        return bool(mine) and bool(theirs) and mine[0][2] == theirs[0][2]
+
+    if same(size - 1):
+        return None
+    lo, hi = 0, size - 1  # the first difference is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if same(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path) -> list[str]:

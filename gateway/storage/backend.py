@@ -135,7 +135,12 @@ def open_postgres_stores(
     from gateway.storage.postgres.witness import PgWitnessStore
 
     assert settings.url is not None
-    db = PgDatabase(settings.url, schema=settings.db_schema, pool_size=settings.pool_size)
+    db = PgDatabase(
+        settings.url,
+        schema=settings.db_schema,
+        pool_size=settings.pool_size,
+        idle_transaction_timeout=limits.storage_idle_transaction_seconds,
+    )
     budget = PgBudgetStore(db)
     subject = PgSubjectIndexStore(db)
     return Stores(

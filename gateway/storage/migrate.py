@@ -36,7 +36,6 @@ from gateway.storage.backend import (
 )
 from gateway.storage.postgres.db import Connection, PgDatabase
 from gateway.storage.postgres.ledger import PgLedgerStore
-from gateway.storage.postgres.versions import PgVersionStore
 from gateway.trust import FileVersionStore
 
 BATCH = 20_000
@@ -149,6 +148,8 @@ def migrate_from_sqlite(
         )
     copied: dict[str, int] = {}
     with db.transaction("migrating SQLite state") as conn:
+        # One long transaction that waits on SQLite reads and verification.
+        conn.execute("SET LOCAL idle_in_transaction_session_timeout = 0")
         _require_empty(conn)
         for file, table, cols in _TABLES:
             path = data_dir / file
@@ -168,22 +169,39 @@ def migrate_from_sqlite(
                 f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'),"
                 f" COALESCE((SELECT MAX({column}) FROM {table}), 0) + 1, false)"
             )
-    versions = FileVersionStore.in_dir(data_dir)
-    if versions.highest() > 0:
-        target = PgVersionStore(db)
-        target.record(versions.highest(), versions.highest_digest())
-        copied["bundle_version"] = versions.highest()
-    after = verify_store(PgLedgerStore(db), origin, ledger_key, limits=limits)
-    same = (
-        after.ok
-        and after.entries == before.entries
-        and after.checkpoints == before.checkpoints
-        and after.root == before.root
-    )
-    if not same:
-        raise VerificationFailed(
-            "the migrated PostgreSQL ledger does not match the SQLite one "
-            f"({after.entries} entries, root {after.root.hex()[:16]} vs {before.entries}, "
-            f"{before.root.hex()[:16]}): {after.problem}"
+        versions = FileVersionStore.in_dir(data_dir)
+        if versions.highest() > 0:
+            conn.execute(
+                "INSERT INTO bundle_version (id, version, digest) VALUES (1, %s, %s)",
+                (versions.highest(), versions.highest_digest()),
+            )
+            copied["bundle_version"] = versions.highest()
+        # Verified before the commit, on this transaction's own view: a copy
+        # that differs (the SQLite gateway still appending, say) commits nothing.
+        after = verify_store(_Uncommitted(db, conn), origin, ledger_key, limits=limits)
+        same = (
+            after.ok
+            and after.entries == before.entries
+            and after.checkpoints == before.checkpoints
+            and after.root == before.root
         )
+        if not same:
+            raise VerificationFailed(
+                "the migrated PostgreSQL ledger does not match the SQLite one "
+                f"({after.entries} entries, root {after.root.hex()[:16]} vs {before.entries}, "
+                f"{before.root.hex()[:16]}): {after.problem}; nothing was copied (is a "
+                "gateway still running on the SQLite files? stop it first)"
+            )
     return MigrationReport(before, after, copied)
+
+
+class _Uncommitted(PgLedgerStore):
+    """The ledger as the migrating transaction sees it (not yet committed)."""
+
+    def __init__(self, db: PgDatabase, conn: Connection) -> None:
+        super().__init__(db)
+        self._conn = conn
+
+    def _all(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._db.errors("verifying the migrated ledger"):
+            return self._conn.execute(query, params).fetchall()

@@ -271,3 +271,41 @@ def test_start_up_cover_is_not_trusted_once_the_budget_file_no_longer_descends_f
     with pytest.raises(VerificationFailed, match=r"1 more release\(s\) \(epsilon 0.25\)"):
         Gateway(load_config(fed.site(BJ).config))
     fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_a_backup_whose_ledger_does_not_extend_the_one_in_place(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backup of another history (the gateway ran on after an older backup
+    was restored, while a newer backup of the first history was kept) is as
+    long as the ledger in place but not its continuation: installing it would
+    drop acknowledged entries and fork the log its witnesses cosigned."""
+    from dataclasses import replace
+
+    from tests.ledger.ledger_testkit import make_event
+
+    _backup(fed, tmp_path / "old")
+    _exchange(fed)
+    _backup(fed, tmp_path / "new")
+    _stop_bj(fed)
+    data = fed.site(BJ).root / "data"
+    for f in data.glob("ledger.sqlite*"):
+        f.unlink()
+    shutil.copy2(tmp_path / "old" / "ledger.sqlite", data / "ledger.sqlite")
+    gw = Gateway(load_config(fed.site(BJ).config))
+    try:  # the other history: one entry the newer backup does not hold
+        gw.ledger.append(replace(make_event(1), local=BJ, request_id="the-other-history"))
+        forked_size = gw.ledger.size
+    finally:
+        gw.stop(grace=0.1)
+    before = (data / "ledger.sqlite").read_bytes()
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "new")])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "does not extend the current one" in err
+    assert f"entry {forked_size - 1}" in err
+    assert (data / "ledger.sqlite").read_bytes() == before  # nothing was changed
+    fed.gateways.pop(BJ)

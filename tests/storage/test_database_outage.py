@@ -73,3 +73,63 @@ def test_database_outage_fails_calls_unavailable_and_recovers_without_a_torn_ent
         finally:
             stores.close()
             proxy.cut()
+
+
+def test_replica_frozen_inside_a_ledger_append_does_not_block_the_other_replicas_forever() -> None:
+    """A replica whose machine dies (or whose process is stopped) in the middle of
+    a group commit leaves its transaction open, holding the ledger's append lock;
+    PostgreSQL sees no closed socket, so without a bound every other replica's
+    appends wait for hours (the server's TCP keepalive). The frozen session is
+    ended after ``[limits] storage_idle_transaction_seconds``: the others go on,
+    and the frozen replica's batch, never acknowledged, is not stored."""
+    import threading
+
+    from gateway.limits import Limits
+
+    dsn = postgres_dsn()
+    limits = Limits(storage_idle_transaction_seconds=2.0)
+    with fresh_schema(dsn, "frz") as schema:
+        settings = StorageSettings(url=dsn, schema=schema, pool_size=4)
+        frozen = open_postgres_stores(settings, 300_000, limits=limits)
+        other = open_postgres_stores(settings, 300_000, limits=limits)
+        try:
+            a = Ledger(frozen.ledger, KEY, ORIGIN)
+            b = Ledger(other.ledger, KEY, ORIGIN)
+            a.append(make_event(0))
+            in_lock, resume = threading.Event(), threading.Event()
+            a_failed: list[BaseException] = []
+
+            def freeze_mid_append() -> None:
+                try:
+                    with frozen.ledger.exclusive(a.size) as head:
+                        assert head is not None
+                        frozen.ledger.append(head.size, [], [], [])
+                        in_lock.set()
+                        resume.wait(30)  # the machine is gone, as far as anyone can tell
+                except StorageFailure as exc:
+                    a_failed.append(exc)
+
+            t = threading.Thread(target=freeze_mid_append)
+            t.start()
+            assert in_lock.wait(10)
+            done = threading.Event()
+            b_result: list[object] = []
+
+            def append_on_other() -> None:
+                try:
+                    b_result.append(b.append(make_event(1)))
+                except BaseException as exc:
+                    b_result.append(exc)
+                done.set()
+
+            threading.Thread(target=append_on_other, daemon=True).start()
+            finished = done.wait(15)
+            resume.set()
+            t.join(30)
+            assert finished, "the other replica's append waited for the frozen one's lock"
+            assert not isinstance(b_result[0], BaseException), b_result
+            assert a_failed, "the frozen replica's transaction was committed after all"
+            assert other.ledger.size() == 2
+        finally:
+            frozen.close()
+            other.close()

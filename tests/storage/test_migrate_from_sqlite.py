@@ -200,3 +200,43 @@ def test_subject_index_moves_with_the_ledger_and_answers_verify_on_postgres(
             assert all(i.cosigned_by for i in items)
         finally:
             moved.close()
+
+
+def test_migration_whose_copy_differs_from_the_verified_ledger_leaves_the_schema_empty(
+    tmp_path: Path,
+) -> None:
+    """The SQLite gateway was not stopped: an entry appended after the ledger
+    was verified reaches the copy. The mismatch is found and nothing stays in
+    PostgreSQL (before, the copy was committed first: the schema then held an
+    unverified ledger and refused every later migration as non-empty)."""
+    from gateway.crypto import SigningKey
+    from gateway.errors import VerificationFailed
+    from gateway.ledger.ledger import SqliteLedger
+    from gateway.storage.migrate import migrate_from_sqlite
+    from gateway.storage.postgres.db import PgDatabase
+    from tests.ledger.ledger_testkit import ORIGIN, make_event
+
+    key = SigningKey.generate()
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite", key, ORIGIN, checkpoint_every=2)
+    for i in range(4):
+        ledger.append(make_event(i))
+
+    def still_running(table: str, _n: int) -> None:
+        if table == "ledger_meta":
+            ledger.append(make_event(4))
+
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "mig") as schema:
+        db = PgDatabase(dsn, schema=schema, pool_size=2)
+        try:
+            with pytest.raises(VerificationFailed, match="does not match the SQLite one"):
+                migrate_from_sqlite(tmp_path, db, ORIGIN, key.verify_key, progress=still_running)
+            with db.connection("t") as conn:
+                for table in ("ledger_meta", "ledger_entries", "ledger_checkpoints"):
+                    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                    assert row == (0,), f"{table} kept rows of a refused migration"
+            ledger.close()  # the gateway stopped: the migration runs now
+            report = migrate_from_sqlite(tmp_path, db, ORIGIN, key.verify_key)
+            assert report.after.entries == 5 and report.after.root == report.before.root
+        finally:
+            db.close()

@@ -167,3 +167,44 @@ def test_only_the_lease_holder_signs_cadence_checkpoints(pg_settings: StorageSet
     finally:
         holder.close()
         other.close()
+
+
+def test_busy_pool_is_not_reported_as_an_unreachable_database_nor_makes_later_callers_fail_fast(
+    pg_settings: StorageSettings,
+) -> None:
+    db = PgDatabase(pg_settings.url or "", schema=pg_settings.db_schema, pool_size=2)
+    try:
+        with db.connection("first"), db.connection("second"):
+            # Every pooled connection busy: the caller waits its turn, then is
+            # told so (not "PostgreSQL unreachable": the database answers).
+            with pytest.raises(StorageFailure) as info:
+                with db.connection("third"):
+                    pass
+            assert "no database connection free" in str(info.value)
+            assert "unreachable" not in str(info.value)
+        # A caller that finds the pool busy still waits the normal time for a
+        # connection, not the half second meant for a database that is down.
+        held = threading.Event()
+        release = threading.Event()
+
+        def busy_for_a_while() -> None:
+            with db.connection("busy"), db.connection("busy"):
+                held.set()
+                release.wait(10)
+
+        def release_soon() -> None:
+            time.sleep(1.0)
+            release.set()
+
+        worker = threading.Thread(target=busy_for_a_while)
+        worker.start()
+        assert held.wait(5)
+        threading.Thread(target=release_soon).start()
+        try:
+            with db.connection("patient") as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        finally:
+            release.set()
+            worker.join()
+    finally:
+        db.close()

@@ -67,14 +67,17 @@ class PgDatabase:
         pool_size: int = 16,
         connect_timeout: float = 5.0,
         read_only: bool = False,
+        idle_transaction_timeout: float = 10.0,
     ) -> None:
         self.url = url
+        self._idle_ms = max(1, int(idle_transaction_timeout * 1000))
         self.where = describe(url)
         self._schema = schema
         self._read_only = read_only
         self._connect_timeout = connect_timeout
         self._last_check = 0.0
         self._down = False
+        self._pipes = threading.local()  # this thread's pipelined transaction, if any
         probe = self.connect()
         try:
             if read_only:
@@ -108,6 +111,14 @@ class PgDatabase:
     # -- connections -------------------------------------------------------
 
     def _configure(self, conn: Connection) -> None:
+        # A session idle inside a transaction (its replica's machine died, or
+        # the process was stopped, mid-append) is ended by the server, which
+        # frees the locks it held: no TCP keepalive needed, no replica stalled.
+        conn.execute(
+            sql.SQL("SET idle_in_transaction_session_timeout = {}").format(
+                sql.Literal(self._idle_ms)
+            )
+        )
         if self._schema:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
         if self._read_only:
@@ -139,12 +150,18 @@ class PgDatabase:
         """Turn driver errors into ``StorageFailure`` (UNAVAILABLE) with a bounded message."""
         try:
             yield
+        except psycopg_pool.PoolTimeout as exc:
+            # A ``psycopg.OperationalError`` too, but while the database is not
+            # known to be down it means every pooled connection is busy: not an
+            # outage, and later callers must keep waiting the full time.
+            if self._down:
+                raise self._translate(exc, what) from exc
+            raise StorageFailure(
+                f"{what}: no database connection free in time ({SETTING} = {self.where}; "
+                "every pooled connection is busy: raise [storage] pool_size or add replicas)"
+            ) from exc
         except psycopg.Error as exc:
             raise self._translate(exc, what) from exc
-        except psycopg_pool.PoolTimeout as exc:
-            raise StorageFailure(
-                f"{what}: no database connection free in time ({SETTING} = {self.where})"
-            ) from exc
 
     def _translate(self, exc: BaseException, what: str) -> StorageFailure:
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
@@ -211,12 +228,27 @@ class PgDatabase:
         with self.errors(what):
             with self.pool.connection(timeout=self._wait()) as conn:
                 if pipelined:
-                    with conn.pipeline(), conn.transaction():
-                        yield conn
+                    with conn.pipeline() as pipe, conn.transaction():
+                        self._pipes.current = pipe
+                        try:
+                            yield conn
+                        finally:
+                            self._pipes.current = None
                 else:
                     with conn.transaction():
                         yield conn
             self._down = False
+
+    def sync(self) -> None:
+        """Inside this thread's pipelined transaction: send what is queued with a
+        Sync and wait for the results (the one round trip a fetch would cost).
+        The server then sees the session idle in its transaction, not busy, so
+        ``idle_in_transaction_session_timeout`` ends it if the client never
+        comes back (its locks freed); between Syncs a pipelined session counts
+        as active, which no timeout of PostgreSQL 13 ends."""
+        pipe: psycopg.Pipeline | None = getattr(self._pipes, "current", None)
+        if pipe is not None:
+            pipe.sync()
 
     @contextmanager
     def connection(self, what: str) -> Iterator[Connection]:

@@ -8,7 +8,10 @@ with them if another replica appended,
 builds its whole group commit and appends it in that same transaction, which
 commits (durably: ``synchronous_commit`` on) before any caller is answered.
 The lock is released by the commit, so a replica that dies mid-batch leaves
-nothing behind and blocks nobody. Unique indexes on entry index and checkpoint
+nothing behind; one whose machine dies or whose process freezes holding it
+blocks the others at most ``Limits.storage_idle_transaction_seconds``, after
+which the server ends its idle transaction (``PgDatabase.sync`` makes the
+session count as idle, not busy, while the batch is built). Unique indexes on entry index and checkpoint
 size make a fork impossible even for a writer that skipped the lock.
 
 Does not own: hashing, encoding or signing (``gateway.ledger.ledger`` computes
@@ -71,10 +74,16 @@ class PgLedgerStore(SqlLedgerReads):
             # Lock, then the head as committed after the lock was granted, with
             # the leaf hashes other replicas appended since ``since`` (schema:
             # ledger_lock_tail): one round trip, and no reads under the lock.
-            row = conn.execute(
+            cur = conn.execute(
                 "SELECT * FROM ledger_lock_tail(%s, %s, %s)",
                 (self._lock_key, since, CATCH_UP_ROWS),
-            ).fetchone()
+            )
+            # Wait for the lock with a Sync (no extra round trip): while this
+            # replica builds the batch the server then sees the session idle in
+            # its transaction, and ends it (freeing the lock for the other
+            # replicas) if this replica dies or freezes before committing.
+            self._db.sync()
+            row = cur.fetchone()
             assert row is not None
             head = Head(
                 int(row[0]),
