@@ -5,7 +5,9 @@ it is written (or raises why not). Whoever finds no write in progress takes
 every queued item and writes them in one call of ``write`` (one transaction,
 one fsync), then wakes the others; items queued meanwhile go into the next
 call. A batch whose write fails is retried item by item, so one caller's bad
-item never fails another caller's write.
+item never fails another caller's write, unless ``retry_alone`` says the
+failure is not an item's (the database is down: every item would fail the
+same way, each after its own wait).
 
 Does not own: what is written or how (the store passed as ``write``), nor the
 ledger's own group commit (``gateway.ledger.ledger``), which must also hold
@@ -30,8 +32,13 @@ class _Waiter(Generic[T]):
 
 
 class GroupCommit(Generic[T]):
-    def __init__(self, write: Callable[[Sequence[T]], None]) -> None:
+    def __init__(
+        self,
+        write: Callable[[Sequence[T]], None],
+        retry_alone: Callable[[Exception], bool] = lambda exc: True,
+    ) -> None:
         self._write = write
+        self._retry_alone = retry_alone
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Waiter[T]] = []
         self._writing = False
@@ -61,8 +68,9 @@ class GroupCommit(Generic[T]):
         try:
             self._write([w.item for w in batch])
         except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error, batch[0].done = exc, True
+            if len(batch) == 1 or not self._retry_alone(exc):
+                for w in batch:
+                    w.error, w.done = exc, True
             else:  # isolate the offender; the others still commit
                 for w in batch:
                     self._flush([w])

@@ -108,6 +108,11 @@ class PgDatabase:
                 f"{SETTING}: cannot open a connection pool to PostgreSQL at {self.where}"
             ) from exc
 
+    @property
+    def down(self) -> bool:
+        """The last attempt found the database unreachable (until one succeeds)."""
+        return self._down
+
     # -- connections -------------------------------------------------------
 
     def _configure(self, conn: Connection) -> None:

@@ -37,7 +37,7 @@ class PgSubjectIndexStore(SqlSubjectReads):
         self._db = db
         self._links = PendingLinks()
         self._group: GroupCommit[tuple[IndexedEntry, Sequence[bytes]]] = GroupCommit(
-            self.record_many
+            self.record_many, retry_alone=lambda exc: not db.down
         )
 
     def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
