@@ -274,6 +274,18 @@ def test_dry_run_reports_cost_and_accuracy_without_spending(
     assert budget.spends() == [] and ledger.events == []
 
 
+def test_tiny_epsilon_query_is_charged_one_unit_not_refused_as_unavailable(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, ledger, budget = make_holder()
+    holder.answer(q(epsilon=1e-13), new_ctx(), dry_run=True)  # accepted by the dry run ...
+    ans = holder.answer(q(epsilon=1e-13), new_ctx())  # ... and so by the query itself
+    assert len(ans.release.cells) == 1
+    (row,) = budget.spends()
+    assert row.status == "released" and row.epsilon == 1e-9
+    assert [e.kind for e in ledger.events] == ["stats_release"]
+
+
 def test_100_concurrent_queries_never_overspend(
     make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
 ) -> None:
