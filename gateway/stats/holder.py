@@ -79,12 +79,16 @@ class RequestContext:
     now_ms: int
     requester_signature: str = ""  # base64, as carried by the envelope
     request_digest: str = ""  # hex SHA-256 of the request envelope's PAE bytes
-    federated_query_id: str = ""
+    federated_query_id: str = ""  # the requesting gateway's request id, or ""
 
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.requester, "requester")
         identifiers.service_system(self.service_system)
         identifiers.request_id(self.request_id)
+        # Recorded in the ledger entry: checked before any budget is reserved, so
+        # a value the ledger would refuse cannot leave a spend without an entry.
+        if self.federated_query_id:
+            identifiers.request_id(self.federated_query_id, "federated_query_id")
 
 
 def caps_of(auth: Authorised) -> Caps:
@@ -157,7 +161,7 @@ class StatsHolder:
                 now_ms=now_ms,
                 requester_signature=requester_signature_b64,
                 request_digest=request_digest_hex,
-                federated_query_id=request.federated_query_id[:128],
+                federated_query_id=request.federated_query_id,
             )
             if not request.HasField("query"):
                 raise InvalidArgument.expected("query", "a StatsQuery", None)

@@ -21,6 +21,7 @@ from gateway.errors import (
     NotFound,
     PolicyDenied,
 )
+from gateway.ledger.entry import validate_event
 from gateway.stats import engine
 from gateway.stats.convert import query_to_proto
 from gateway.stats.model import Statistic, StatsFilter, StatsQuery
@@ -386,7 +387,7 @@ def test_peer_seam_round_trips_protobuf(
     req = stats_pb2.PeerStatsRequest(
         service_system="hebei-planning",
         query=query_to_proto(q(group_by=("age_band",))),
-        federated_query_id="fq-1",
+        federated_query_id="0b6f3c1e-2d4a-4f5b-8c7d-9e0f1a2b3c4d",
     )
     resp = holder.handle_peer(
         req,
@@ -401,7 +402,7 @@ def test_peer_seam_round_trips_protobuf(
     assert resp.receipt.index == 0 and resp.agreement_id == "stats-120000-2026"
     (event,) = ledger.events
     assert event.requester_signature == "c2ln" and event.request_digest == "aa" * 32
-    assert dict(event.details)["federated_query_id"] == "fq-1"
+    assert dict(event.details)["federated_query_id"] == "0b6f3c1e-2d4a-4f5b-8c7d-9e0f1a2b3c4d"
 
 
 def test_declared_privacy_unit_ungrouped_unfiltered_count_counts_every_row(
@@ -426,3 +427,36 @@ def test_undeclared_purpose_is_refused(
         holder.answer(query, new_ctx())
     assert budget.spends() == []  # nothing spent on a refusal
     assert len(ledger.of_kind("stats_refusal")) == 1
+
+
+class StrictLedger:
+    """A ledger that refuses what the real one refuses (``validate_event``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def append(self, event: Any) -> Any:
+        validate_event(event)
+        return self.inner.append(event)
+
+
+@pytest.mark.parametrize("fqid", ["x\ny", "a" * 200, "\x1b[2J"])
+def test_peer_federated_query_id_the_ledger_refuses_is_refused_before_any_budget_is_spent(
+    make_holder: Callable[..., Any], fqid: str
+) -> None:
+    # Attack: a peer sends a federated_query_id the ledger cannot record. It was
+    # copied into the entry's details unchecked: the holder reserved budget, read
+    # the data and computed the release, then failed to ledger both the release
+    # and the refusal: a spend with no entry at all.
+    holder, ledger, budget = make_holder()
+    holder._ledger = StrictLedger(ledger)
+    req = stats_pb2.PeerStatsRequest(
+        service_system="hebei-planning", query=query_to_proto(q()), federated_query_id=fqid
+    )
+    with pytest.raises(InvalidArgument, match="federated_query_id"):
+        holder.handle_peer(
+            req, requester="130000", request_id="6f1c2a4e-7b1d-4c3e-9a2f-0d8e5b7c1a23", now_ms=5
+        )
+    assert budget.spends() == []
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and "malformed" in event.reason
