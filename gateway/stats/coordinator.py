@@ -46,7 +46,13 @@ from gateway.errors import (
     VerificationFailed,
     status_name,
 )
-from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
+from gateway.ledger.events import (
+    LedgerEvent,
+    LedgerWriter,
+    clean_reason,
+    list_details,
+    safe_identifier,
+)
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
     query_to_proto,
@@ -373,11 +379,11 @@ class StatsCoordinator:
             "query_digest": q.digest,
             "statistic": q.statistic.value,
             "column": q.column,
-            "group_by": ",".join(q.group_by),
-            "filters": ",".join(sorted(f.column for f in q.filters)),
+            **list_details("group_by", q.group_by, self._limits),
+            **list_details("filters", sorted(f.column for f in q.filters), self._limits),
             "confidence": repr(q.confidence),
             "federated_query_id": request_id,
-            "jurisdictions": ",".join(fq.jurisdictions),
+            **list_details("jurisdictions", fq.jurisdictions, self._limits),
             "client_reference": fq.client_reference,
         }
         if o.release is not None:

@@ -41,6 +41,7 @@ from gateway.ledger.events import (
     LedgerEvent,
     LedgerWriter,
     clean_reason,
+    list_details,
     safe_identifier,
 )
 from gateway.limits import DEFAULT_LIMITS, Limits
@@ -283,8 +284,8 @@ class StatsHolder:
             "query_digest": query.digest,
             "statistic": query.statistic.value,
             "column": query.column,
-            "group_by": ",".join(query.group_by),
-            "filters": ",".join(sorted(f.column for f in query.filters)),
+            **list_details("group_by", query.group_by, self._limits),
+            **list_details("filters", sorted(f.column for f in query.filters), self._limits),
             "epsilon_requested": repr(query.epsilon),
             "confidence": repr(query.confidence),
             "federated_query_id": ctx.federated_query_id,

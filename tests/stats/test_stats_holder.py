@@ -460,3 +460,21 @@ def test_peer_federated_query_id_the_ledger_refuses_is_refused_before_any_budget
     assert budget.spends() == []
     (event,) = ledger.events
     assert event.kind == "stats_refusal" and "malformed" in event.reason
+
+
+def test_holder_entry_of_a_query_over_long_column_names_fits_the_ledger(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    # A catalogue may name columns of up to 64 characters and a query may group by
+    # 8 and filter on 16 of them: joined into one details value they exceeded what
+    # the ledger accepts, so such a release was charged and then never ledgered.
+    holder, _, _ = make_holder()
+    long = [f"c{i}_" + "x" * 60 for i in range(8)]
+    query = q(
+        group_by=tuple(long[:4]),
+        filters=tuple(StatsFilter(c, ("v",)) for c in long[4:]),
+    )
+    event = holder._event("stats_release", "allow", "r", query, new_ctx(), None, {})
+    validate_event(event)
+    details = dict(event.details)
+    assert details["group_by_2"] and details["filters_2"]
