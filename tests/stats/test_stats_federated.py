@@ -240,6 +240,7 @@ def test_federated_query_over_twenty_jurisdictions_is_ledgered_not_failed_after_
         rid = req.header.request_id
         resp = holder.handle_peer(req, requester="120000", request_id=rid, now_ms=0)
         resp.release.jurisdictions[:] = [j]  # twenty holders, played by one
+        resp.receipt.jurisdiction = j
         return resp
 
     ledger = StrictLedger()
@@ -256,6 +257,40 @@ def test_federated_query_over_twenty_jurisdictions_is_ledgered_not_failed_after_
     details = dict(ledger.events[0].details)
     recorded = [v for k, v in sorted(details.items()) if k.startswith("jurisdictions")]
     assert ",".join(recorded).split(",") == list(js)
+
+
+@pytest.mark.parametrize("tamper", ["mechanism", "receipt"])
+def test_hostile_holder_strings_the_ledger_refuses_make_a_missing_part_not_a_failed_query(
+    make_holder: Callable[..., Any], tamper: str
+) -> None:
+    # Attack: a holder answers with a mechanism name (or a receipt) holding a
+    # control character. The requester copied it unchecked into its ledger entry,
+    # which the ledger refused, failing the whole federated query after the
+    # honest holders had spent their budget and released.
+    holders = {c: make_holder(c)[0] for c in CODES}
+    ledger = StrictLedger()
+    fed = Federation(holders, "120000", ledger)
+    real = fed.fan_out
+
+    def liar(j: str, req: stats_pb2.PeerStatsRequest) -> stats_pb2.PeerStatsResponse:
+        resp = real(j, req)
+        if j == "130000":
+            if tamper == "mechanism":
+                resp.release.components[0].mechanism = "integer_laplace\n"
+            else:
+                resp.receipt.jurisdiction = "130000\x1b"
+                resp.receipt.entry_hash = "ab" * 32
+        return resp
+
+    fed.coordinator._fan_out = liar
+    try:
+        ans = fed.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
+    finally:
+        fed.coordinator.close()
+    (missing,) = ans.missing
+    assert missing.jurisdiction == "130000" and missing.code == "DATA_LOSS"
+    assert len(ans.parts) == 2 and ans.combined is not None
+    assert [e.kind for e in ledger.events] == ["stats_release", "stats_release", "stats_refusal"]
 
 
 def test_long_detail_lists_continue_under_numbered_keys_and_never_split_an_item() -> None:
