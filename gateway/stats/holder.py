@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
-from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
+from gateway.errors import (
+    EnvironmentFailure,
+    GatewayError,
+    InvalidArgument,
+    StorageFailure,
+    status_name,
+)
 from gateway.ledger.events import (
     AppendReceipt,
     Decision,
@@ -241,6 +247,7 @@ class StatsHolder:
             self._refusal(query, ctx, auth, exc, charged=False)
             raise
         # From here on the budget is spent whatever happens.
+        ledgering = False
         try:
             frame = self._source.frame(auth.dataset, engine.source_columns(plan))
             release = engine.execute(cal, frame)
@@ -248,13 +255,22 @@ class StatsHolder:
             # Signed first, so the entry holds the holder's signature; the signed
             # answer only leaves once the entry is committed.
             signature, response_digest = sign(answer) if sign is not None else ("", "")
+            ledgering = True
             receipt = self._append_release(
                 query, ctx, auth, release, usage.remaining(caps), signature, response_digest
             )
         except BaseException as exc:
             self._budget.settle(ctx.request_id, "failed")
-            if isinstance(exc, GatewayError) and not isinstance(exc, StorageFailure):
-                self._refusal(query, ctx, auth, exc, charged=True)
+            # A charged failure is on the ledger, unless the ledger itself failed
+            # (the release's entry may then be committed: no refusal after it).
+            # Any other exception is recorded by class only (its text may hold data).
+            if isinstance(exc, Exception) and not (ledgering and isinstance(exc, StorageFailure)):
+                refused = (
+                    exc
+                    if isinstance(exc, GatewayError)
+                    else EnvironmentFailure(f"internal error ({type(exc).__name__})")
+                )
+                self._refusal(query, ctx, auth, refused, charged=True)
             raise
         self._budget.settle(ctx.request_id, "released")
         if sign is not None:

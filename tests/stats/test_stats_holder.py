@@ -20,6 +20,7 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     PolicyDenied,
+    StorageFailure,
 )
 from gateway.ledger.entry import validate_event
 from gateway.stats import engine
@@ -352,6 +353,47 @@ def test_failure_after_reservation_keeps_the_spend(
     assert row.status == "failed" and row.epsilon == 0.5
     (event,) = ledger.events
     assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
+
+
+@pytest.mark.parametrize(
+    "failure", [StorageFailure("source database unreachable"), RuntimeError("value 4711 of p1")]
+)
+def test_source_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    # A data source that fails (or an unexpected error) after the budget was
+    # reserved left the spend charged with no holder entry at all: the audit
+    # trail missed a charged refusal. Its text is not recorded (it may hold data).
+    holder, ledger, budget = make_holder()
+
+    def boom(*_: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(holder._source, "frame", boom)
+    with pytest.raises(type(failure)):
+        holder.answer(q(epsilon=0.5), new_ctx())
+    (row,) = budget.spends()
+    assert row.status == "failed"
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
+    assert "4711" not in event.reason
+
+
+def test_ledger_failure_of_a_release_is_not_followed_by_a_refusal(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder, ledger, budget = make_holder()
+
+    def down(*_: object, **__: object) -> None:
+        raise StorageFailure("ledger unavailable")
+
+    monkeypatch.setattr(holder, "_append_release", down)
+    with pytest.raises(StorageFailure):
+        holder.answer(q(epsilon=0.5), new_ctx())
+    assert [r.status for r in budget.spends()] == ["failed"] and ledger.events == []
 
 
 def test_release_refused_if_honest_but_curious_is_enabled(
