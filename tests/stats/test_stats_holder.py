@@ -520,3 +520,37 @@ def test_holder_entry_of_a_query_over_long_column_names_fits_the_ledger(
     validate_event(event)
     details = dict(event.details)
     assert details["group_by_2"] and details["filters_2"]
+
+
+@pytest.mark.parametrize(
+    ("statistic", "extra"),
+    [
+        (Statistic.MEDIAN, {}),  # failed (INTERNAL) after the budget was spent
+        (Statistic.HISTOGRAM, {"bin_edges": (0.0, 300.0, 600.0)}),  # silently all empty
+        (Statistic.SUM, {}),
+    ],
+)
+def test_filter_on_the_measured_column_is_refused_before_any_budget_is_spent(
+    make_holder: Callable[..., Any], statistic: Statistic, extra: dict[str, Any]
+) -> None:
+    # A catalogue may declare both public_keys and bounds on a column, and an
+    # agreement list it as both a filter and a measure. A query measuring it and
+    # filtering on it turned the measured values into filter keys.
+    holder, _, _ = make_holder()
+    auth = holder._policy.authorise(SI, "110000", "beijing-planning", "planning")
+    terms = auth.terms.model_copy(update={"filters": (*auth.terms.filters, "months_contributed")})
+    keyed = tuple(
+        c.model_copy(update={"public_keys": ("1", "2", "600")})
+        if c.name == "months_contributed"
+        else c
+        for c in auth.dataset.columns
+    )
+    dataset = auth.dataset.model_copy(update={"columns": keyed})
+    query = q(
+        statistic,
+        column="months_contributed",
+        filters=(StatsFilter("months_contributed", ("600",)),),
+        **extra,
+    )
+    with pytest.raises(InvalidArgument, match="cannot also be a filter"):
+        engine.plan_query(query, dataset, terms, "120000")
