@@ -12,7 +12,7 @@ delta for a statistics release) as sorted (key, value) string pairs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -109,6 +109,25 @@ def clean_reason(text: str, limits: Limits) -> str:
     text = _CONTROL.sub(" ", text)
     cap = limits.max_reason_chars
     return text if len(text) <= cap else text[: cap - 1] + "…"
+
+
+def list_details(key: str, items: Sequence[str], limits: Limits) -> dict[str, str]:
+    """``items`` comma-joined as ``details`` under ``key``. A details value holds at
+    most ``limits.max_identifier_len`` characters, so a longer list continues under
+    ``key_2``, ``key_3``, ... (an item is never split): e.g. the 64 jurisdictions a
+    federated statistic may name are all recorded instead of the entry being refused."""
+    cap = limits.max_identifier_len
+    parts: list[str] = []
+    part = ""
+    for item in items:
+        joined = f"{part},{item}" if part else item
+        if part and len(joined) > cap:
+            parts.append(part)
+            part = item
+        else:
+            part = joined
+    parts.append(part)
+    return {key if i == 0 else f"{key}_{i + 1}": p for i, p in enumerate(parts)}
 
 
 def safe_identifier(value: str, valid: Callable[[object], bool]) -> str:

@@ -15,7 +15,8 @@ computing releases.
 Accounting rules (conservative by design):
 
 * Amounts are stored as integers: epsilon in units of 1e-9 (a charge is
-  rounded UP, a cap DOWN), delta in units of 1e-18. No float drift.
+  rounded UP, to at least one unit; a cap DOWN), delta in units of 1e-18. No
+  float drift.
 * Reserve-then-compute: a spend row (status ``reserved``) is committed BEFORE
   the data is touched; afterwards it is marked ``released`` or ``failed``.
   A failed computation is NOT refunded: we cannot prove nothing was
@@ -42,10 +43,12 @@ DELTA_UNIT = 10**18  # delta units per 1.0
 
 
 def eps_charge_units(epsilon: float) -> int:
-    """Epsilon to charge, in integer units, rounded up."""
+    """Epsilon to charge, in integer units, rounded up: any epsilon > 0 costs at
+    least one unit (rounding it to 0 would release for free, and every store
+    refuses a 0-unit spend)."""
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise InvalidArgument.expected("epsilon", "a finite number > 0", epsilon)
-    return math.ceil(round(epsilon * EPS_UNIT, 3))
+    return max(1, math.ceil(round(epsilon * EPS_UNIT, 3)))
 
 
 def eps_cap_units(epsilon: float) -> int:

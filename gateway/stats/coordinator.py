@@ -46,7 +46,13 @@ from gateway.errors import (
     VerificationFailed,
     status_name,
 )
-from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
+from gateway.ledger.events import (
+    LedgerEvent,
+    LedgerWriter,
+    clean_reason,
+    list_details,
+    safe_identifier,
+)
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats.convert import (
     query_to_proto,
@@ -87,6 +93,12 @@ class HolderReply:
 FanOut = Callable[[str, stats_pb2.PeerStatsRequest], stats_pb2.PeerStatsResponse | HolderReply]
 
 
+# What a holder may call a noise mechanism (e.g. ``integer_laplace``): recorded in
+# the requester's ledger entry, so nothing the ledger would refuse.
+_MECHANISM = re.compile(r"[a-z0-9_]{1,64}", re.ASCII)
+_HASH_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
 def expected_components(s: Statistic) -> tuple[str, ...]:
     return ("sum", "count") if s is Statistic.MEAN else ("value",)
 
@@ -114,6 +126,8 @@ def check_part(release: Release, query: StatsQuery, jurisdiction: str, dry_run: 
         problems.append("group_by")
     if tuple(c.name for c in release.components) != expected_components(query.statistic):
         problems.append("components")
+    if not all(_MECHANISM.fullmatch(c.mechanism) for c in release.components):
+        problems.append("mechanism names")  # they go into this gateway's ledger entry
     if any(not c.scale > 0 for c in release.components):
         problems.append("noise scale")
     if dry_run != (not release.cells):
@@ -341,11 +355,12 @@ class StatsCoordinator:
             if resp.dry_run != dry_run:
                 raise VerificationFailed(f"{j} answered dry_run={resp.dry_run}")
             remaining = remaining_from_proto(resp.remaining) if resp.HasField("remaining") else None
-            receipt = (
-                f"{resp.receipt.jurisdiction}:{resp.receipt.index}:{resp.receipt.entry_hash}"
-                if resp.HasField("receipt")
-                else ""
-            )
+            receipt = ""
+            if resp.HasField("receipt"):
+                r = resp.receipt
+                if r.jurisdiction != j or not _HASH_HEX.fullmatch(r.entry_hash):
+                    raise VerificationFailed(f"{j} answered with a malformed ledger receipt")
+                receipt = f"{r.jurisdiction}:{r.index}:{r.entry_hash}"
             rid = resp.header.request_id if resp.HasField("header") else ""
             return _Outcome(
                 j,
@@ -373,11 +388,11 @@ class StatsCoordinator:
             "query_digest": q.digest,
             "statistic": q.statistic.value,
             "column": q.column,
-            "group_by": ",".join(q.group_by),
-            "filters": ",".join(sorted(f.column for f in q.filters)),
+            **list_details("group_by", q.group_by, self._limits),
+            **list_details("filters", sorted(f.column for f in q.filters), self._limits),
             "confidence": repr(q.confidence),
             "federated_query_id": request_id,
-            "jurisdictions": ",".join(fq.jurisdictions),
+            **list_details("jurisdictions", fq.jurisdictions, self._limits),
             "client_reference": fq.client_reference,
         }
         if o.release is not None:

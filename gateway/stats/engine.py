@@ -259,6 +259,13 @@ def plan_query(
             keys.append(query.column)
             domains.append(labels)
 
+    if measure is not None and any(f.column == measure.name for f in query.filters):
+        # The prepared frame holds one column per name: filtering would turn the
+        # measured values into filter keys (a failed or empty release, after the
+        # budget is spent), so refuse while nothing is spent.
+        raise InvalidArgument(
+            f"column {measure.name} is measured and cannot also be a filter of the same query"
+        )
     plan = Plan(
         query=query,
         dataset=dataset,

@@ -34,13 +34,20 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
-from gateway.errors import GatewayError, InvalidArgument, StorageFailure, status_name
+from gateway.errors import (
+    EnvironmentFailure,
+    GatewayError,
+    InvalidArgument,
+    StorageFailure,
+    status_name,
+)
 from gateway.ledger.events import (
     AppendReceipt,
     Decision,
     LedgerEvent,
     LedgerWriter,
     clean_reason,
+    list_details,
     safe_identifier,
 )
 from gateway.limits import DEFAULT_LIMITS, Limits
@@ -79,12 +86,16 @@ class RequestContext:
     now_ms: int
     requester_signature: str = ""  # base64, as carried by the envelope
     request_digest: str = ""  # hex SHA-256 of the request envelope's PAE bytes
-    federated_query_id: str = ""
+    federated_query_id: str = ""  # the requesting gateway's request id, or ""
 
     def __post_init__(self) -> None:
         identifiers.jurisdiction(self.requester, "requester")
         identifiers.service_system(self.service_system)
         identifiers.request_id(self.request_id)
+        # Recorded in the ledger entry: checked before any budget is reserved, so
+        # a value the ledger would refuse cannot leave a spend without an entry.
+        if self.federated_query_id:
+            identifiers.request_id(self.federated_query_id, "federated_query_id")
 
 
 def caps_of(auth: Authorised) -> Caps:
@@ -157,7 +168,7 @@ class StatsHolder:
                 now_ms=now_ms,
                 requester_signature=requester_signature_b64,
                 request_digest=request_digest_hex,
-                federated_query_id=request.federated_query_id[:128],
+                federated_query_id=request.federated_query_id,
             )
             if not request.HasField("query"):
                 raise InvalidArgument.expected("query", "a StatsQuery", None)
@@ -236,6 +247,7 @@ class StatsHolder:
             self._refusal(query, ctx, auth, exc, charged=False)
             raise
         # From here on the budget is spent whatever happens.
+        ledgering = False
         try:
             frame = self._source.frame(auth.dataset, engine.source_columns(plan))
             release = engine.execute(cal, frame)
@@ -243,13 +255,22 @@ class StatsHolder:
             # Signed first, so the entry holds the holder's signature; the signed
             # answer only leaves once the entry is committed.
             signature, response_digest = sign(answer) if sign is not None else ("", "")
+            ledgering = True
             receipt = self._append_release(
                 query, ctx, auth, release, usage.remaining(caps), signature, response_digest
             )
         except BaseException as exc:
             self._budget.settle(ctx.request_id, "failed")
-            if isinstance(exc, GatewayError) and not isinstance(exc, StorageFailure):
-                self._refusal(query, ctx, auth, exc, charged=True)
+            # A charged failure is on the ledger, unless the ledger itself failed
+            # (the release's entry may then be committed: no refusal after it).
+            # Any other exception is recorded by class only (its text may hold data).
+            if isinstance(exc, Exception) and not (ledgering and isinstance(exc, StorageFailure)):
+                refused = (
+                    exc
+                    if isinstance(exc, GatewayError)
+                    else EnvironmentFailure(f"internal error ({type(exc).__name__})")
+                )
+                self._refusal(query, ctx, auth, refused, charged=True)
             raise
         self._budget.settle(ctx.request_id, "released")
         if sign is not None:
@@ -279,8 +300,8 @@ class StatsHolder:
             "query_digest": query.digest,
             "statistic": query.statistic.value,
             "column": query.column,
-            "group_by": ",".join(query.group_by),
-            "filters": ",".join(sorted(f.column for f in query.filters)),
+            **list_details("group_by", query.group_by, self._limits),
+            **list_details("filters", sorted(f.column for f in query.filters), self._limits),
             "epsilon_requested": repr(query.epsilon),
             "confidence": repr(query.confidence),
             "federated_query_id": ctx.federated_query_id,

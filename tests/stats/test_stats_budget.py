@@ -54,6 +54,18 @@ def test_charge_rounds_up_never_down(eps: float) -> None:
     assert eps_charge_units(eps) / EPS_UNIT >= eps - 1e-12
 
 
+@pytest.mark.parametrize("eps", [1e-13, 4e-13, 1e-300])
+def test_epsilon_below_half_a_unit_is_charged_one_unit_not_zero(tmp_path: Path, eps: float) -> None:
+    # Attack: epsilon so small that rounding made the charge 0 units. Every store
+    # refuses a 0-unit row (CHECK epsilon_units > 0), so the query failed as a
+    # StorageFailure (UNAVAILABLE) after the dry run had accepted it; without
+    # that CHECK it would have been a free release.
+    assert eps_charge_units(eps) == 1
+    store = SqliteBudgetStore(tmp_path / "b.db")
+    usage = store.reserve(spend(1, eps), CAPS)
+    assert usage.requester_eps == 1
+
+
 def test_tenth_epsilon_thirty_times_fits_three_exactly_no_float_drift(tmp_path: Path) -> None:
     store = SqliteBudgetStore(tmp_path / "b.db")
     for i in range(30):

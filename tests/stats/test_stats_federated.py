@@ -14,6 +14,9 @@ import pytest
 
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
 from gateway.errors import BudgetExhausted, PeerUnavailable
+from gateway.ledger.entry import validate_event
+from gateway.ledger.events import AppendReceipt, LedgerEvent, list_details
+from gateway.limits import DEFAULT_LIMITS
 from gateway.server.interceptor import caller_from_context
 from gateway.server.servicers.statistics import StatisticsServicer
 from gateway.stats.convert import federated_to_proto, query_to_proto
@@ -21,6 +24,7 @@ from gateway.stats.coordinator import StatsCoordinator, combine
 from gateway.stats.holder import StatsHolder
 from gateway.stats.model import FederatedQuery, Statistic, StatsQuery
 from tests.helpers import ServicePort, service_port
+from tests.stats.conftest import MemoryLedger
 
 CODES = ("110000", "120000", "130000")
 SI = "si_contributions"
@@ -213,6 +217,89 @@ def test_tampered_release_from_a_peer_is_rejected(federation: Federation) -> Non
     ans = federation.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
     (missing,) = ans.missing
     assert missing.jurisdiction == "110000" and missing.code == "DATA_LOSS"
+
+
+class StrictLedger(MemoryLedger):
+    """A memory ledger that refuses what the real one refuses (``validate_event``)."""
+
+    def append(self, event: LedgerEvent) -> AppendReceipt:
+        validate_event(event)
+        return super().append(event)
+
+
+def test_federated_query_over_twenty_jurisdictions_is_ledgered_not_failed_after_holders_spent(
+    make_holder: Callable[..., Any],
+) -> None:
+    # Attack (or just a national query): 19+ jurisdictions made the requester's
+    # "jurisdictions" detail longer than a details value may be, so its ledger
+    # refused every part AFTER every holder had spent budget and released: the
+    # service system got INVALID_ARGUMENT and the releases went unrecorded.
+    holder, _, budget = make_holder("120000")
+
+    def fan_out(j: str, req: stats_pb2.PeerStatsRequest) -> stats_pb2.PeerStatsResponse:
+        rid = req.header.request_id
+        resp = holder.handle_peer(req, requester="120000", request_id=rid, now_ms=0)
+        resp.release.jurisdictions[:] = [j]  # twenty holders, played by one
+        resp.receipt.jurisdiction = j
+        return resp
+
+    ledger = StrictLedger()
+    coordinator = StatsCoordinator(
+        local_jurisdiction="120000", fan_out=fan_out, ledger=ledger, clock_ms=lambda: 0
+    )
+    try:
+        js = tuple(str(110000 + 10000 * i) for i in range(20))
+        ans = coordinator.query(FederatedQuery(js, q()), "tianjin-planning")
+    finally:
+        coordinator.close()
+    assert ans.complete and len(ans.parts) == 20 and len(budget.spends()) == 20
+    assert len(ledger.of_kind("stats_release")) == 20
+    details = dict(ledger.events[0].details)
+    recorded = [v for k, v in sorted(details.items()) if k.startswith("jurisdictions")]
+    assert ",".join(recorded).split(",") == list(js)
+
+
+@pytest.mark.parametrize("tamper", ["mechanism", "receipt"])
+def test_hostile_holder_strings_the_ledger_refuses_make_a_missing_part_not_a_failed_query(
+    make_holder: Callable[..., Any], tamper: str
+) -> None:
+    # Attack: a holder answers with a mechanism name (or a receipt) holding a
+    # control character. The requester copied it unchecked into its ledger entry,
+    # which the ledger refused, failing the whole federated query after the
+    # honest holders had spent their budget and released.
+    holders = {c: make_holder(c)[0] for c in CODES}
+    ledger = StrictLedger()
+    fed = Federation(holders, "120000", ledger)
+    real = fed.fan_out
+
+    def liar(j: str, req: stats_pb2.PeerStatsRequest) -> stats_pb2.PeerStatsResponse:
+        resp = real(j, req)
+        if j == "130000":
+            if tamper == "mechanism":
+                resp.release.components[0].mechanism = "integer_laplace\n"
+            else:
+                resp.receipt.jurisdiction = "130000\x1b"
+                resp.receipt.entry_hash = "ab" * 32
+        return resp
+
+    fed.coordinator._fan_out = liar
+    try:
+        ans = fed.coordinator.query(FederatedQuery(CODES, q()), "tianjin-planning")
+    finally:
+        fed.coordinator.close()
+    (missing,) = ans.missing
+    assert missing.jurisdiction == "130000" and missing.code == "DATA_LOSS"
+    assert len(ans.parts) == 2 and ans.combined is not None
+    assert [e.kind for e in ledger.events] == ["stats_release", "stats_release", "stats_refusal"]
+
+
+def test_long_detail_lists_continue_under_numbered_keys_and_never_split_an_item() -> None:
+    cols = [f"c{i}_" + "x" * 60 for i in range(8)]  # 8 columns of 63 characters
+    out = list_details("group_by", cols, DEFAULT_LIMITS)
+    assert list(out) == ["group_by", "group_by_2", "group_by_3", "group_by_4"]
+    assert all(len(v) <= DEFAULT_LIMITS.max_identifier_len for v in out.values())
+    assert ",".join(out.values()).split(",") == cols
+    assert list_details("filters", [], DEFAULT_LIMITS) == {"filters": ""}
 
 
 def test_combine_refuses_nothing_and_is_pure() -> None:

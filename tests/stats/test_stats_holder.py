@@ -20,7 +20,9 @@ from gateway.errors import (
     InvalidArgument,
     NotFound,
     PolicyDenied,
+    StorageFailure,
 )
+from gateway.ledger.entry import validate_event
 from gateway.stats import engine
 from gateway.stats.convert import query_to_proto
 from gateway.stats.model import Statistic, StatsFilter, StatsQuery
@@ -274,6 +276,18 @@ def test_dry_run_reports_cost_and_accuracy_without_spending(
     assert budget.spends() == [] and ledger.events == []
 
 
+def test_tiny_epsilon_query_is_charged_one_unit_not_refused_as_unavailable(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    holder, ledger, budget = make_holder()
+    holder.answer(q(epsilon=1e-13), new_ctx(), dry_run=True)  # accepted by the dry run ...
+    ans = holder.answer(q(epsilon=1e-13), new_ctx())  # ... and so by the query itself
+    assert len(ans.release.cells) == 1
+    (row,) = budget.spends()
+    assert row.status == "released" and row.epsilon == 1e-9
+    assert [e.kind for e in ledger.events] == ["stats_release"]
+
+
 def test_100_concurrent_queries_never_overspend(
     make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
 ) -> None:
@@ -341,6 +355,47 @@ def test_failure_after_reservation_keeps_the_spend(
     assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
 
 
+@pytest.mark.parametrize(
+    "failure", [StorageFailure("source database unreachable"), RuntimeError("value 4711 of p1")]
+)
+def test_source_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    # A data source that fails (or an unexpected error) after the budget was
+    # reserved left the spend charged with no holder entry at all: the audit
+    # trail missed a charged refusal. Its text is not recorded (it may hold data).
+    holder, ledger, budget = make_holder()
+
+    def boom(*_: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(holder._source, "frame", boom)
+    with pytest.raises(type(failure)):
+        holder.answer(q(epsilon=0.5), new_ctx())
+    (row,) = budget.spends()
+    assert row.status == "failed"
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
+    assert "4711" not in event.reason
+
+
+def test_ledger_failure_of_a_release_is_not_followed_by_a_refusal(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder, ledger, budget = make_holder()
+
+    def down(*_: object, **__: object) -> None:
+        raise StorageFailure("ledger unavailable")
+
+    monkeypatch.setattr(holder, "_append_release", down)
+    with pytest.raises(StorageFailure):
+        holder.answer(q(epsilon=0.5), new_ctx())
+    assert [r.status for r in budget.spends()] == ["failed"] and ledger.events == []
+
+
 def test_release_refused_if_honest_but_curious_is_enabled(
     make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
 ) -> None:
@@ -374,7 +429,7 @@ def test_peer_seam_round_trips_protobuf(
     req = stats_pb2.PeerStatsRequest(
         service_system="hebei-planning",
         query=query_to_proto(q(group_by=("age_band",))),
-        federated_query_id="fq-1",
+        federated_query_id="0b6f3c1e-2d4a-4f5b-8c7d-9e0f1a2b3c4d",
     )
     resp = holder.handle_peer(
         req,
@@ -389,7 +444,7 @@ def test_peer_seam_round_trips_protobuf(
     assert resp.receipt.index == 0 and resp.agreement_id == "stats-120000-2026"
     (event,) = ledger.events
     assert event.requester_signature == "c2ln" and event.request_digest == "aa" * 32
-    assert dict(event.details)["federated_query_id"] == "fq-1"
+    assert dict(event.details)["federated_query_id"] == "0b6f3c1e-2d4a-4f5b-8c7d-9e0f1a2b3c4d"
 
 
 def test_declared_privacy_unit_ungrouped_unfiltered_count_counts_every_row(
@@ -414,3 +469,88 @@ def test_undeclared_purpose_is_refused(
         holder.answer(query, new_ctx())
     assert budget.spends() == []  # nothing spent on a refusal
     assert len(ledger.of_kind("stats_refusal")) == 1
+
+
+class StrictLedger:
+    """A ledger that refuses what the real one refuses (``validate_event``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def append(self, event: Any) -> Any:
+        validate_event(event)
+        return self.inner.append(event)
+
+
+@pytest.mark.parametrize("fqid", ["x\ny", "a" * 200, "\x1b[2J"])
+def test_peer_federated_query_id_the_ledger_refuses_is_refused_before_any_budget_is_spent(
+    make_holder: Callable[..., Any], fqid: str
+) -> None:
+    # Attack: a peer sends a federated_query_id the ledger cannot record. It was
+    # copied into the entry's details unchecked: the holder reserved budget, read
+    # the data and computed the release, then failed to ledger both the release
+    # and the refusal: a spend with no entry at all.
+    holder, ledger, budget = make_holder()
+    holder._ledger = StrictLedger(ledger)
+    req = stats_pb2.PeerStatsRequest(
+        service_system="hebei-planning", query=query_to_proto(q()), federated_query_id=fqid
+    )
+    with pytest.raises(InvalidArgument, match="federated_query_id"):
+        holder.handle_peer(
+            req, requester="130000", request_id="6f1c2a4e-7b1d-4c3e-9a2f-0d8e5b7c1a23", now_ms=5
+        )
+    assert budget.spends() == []
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and "malformed" in event.reason
+
+
+def test_holder_entry_of_a_query_over_long_column_names_fits_the_ledger(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
+) -> None:
+    # A catalogue may name columns of up to 64 characters and a query may group by
+    # 8 and filter on 16 of them: joined into one details value they exceeded what
+    # the ledger accepts, so such a release was charged and then never ledgered.
+    holder, _, _ = make_holder()
+    long = [f"c{i}_" + "x" * 60 for i in range(8)]
+    query = q(
+        group_by=tuple(long[:4]),
+        filters=tuple(StatsFilter(c, ("v",)) for c in long[4:]),
+    )
+    event = holder._event("stats_release", "allow", "r", query, new_ctx(), None, {})
+    validate_event(event)
+    details = dict(event.details)
+    assert details["group_by_2"] and details["filters_2"]
+
+
+@pytest.mark.parametrize(
+    ("statistic", "extra"),
+    [
+        (Statistic.MEDIAN, {}),  # failed (INTERNAL) after the budget was spent
+        (Statistic.HISTOGRAM, {"bin_edges": (0.0, 300.0, 600.0)}),  # silently all empty
+        (Statistic.SUM, {}),
+    ],
+)
+def test_filter_on_the_measured_column_is_refused_before_any_budget_is_spent(
+    make_holder: Callable[..., Any], statistic: Statistic, extra: dict[str, Any]
+) -> None:
+    # A catalogue may declare both public_keys and bounds on a column, and an
+    # agreement list it as both a filter and a measure. A query measuring it and
+    # filtering on it turned the measured values into filter keys.
+    holder, _, _ = make_holder()
+    auth = holder._policy.authorise(SI, "110000", "beijing-planning", "planning")
+    terms = auth.terms.model_copy(update={"filters": (*auth.terms.filters, "months_contributed")})
+    keyed = tuple(
+        c.model_copy(update={"public_keys": ("1", "2", "600")})
+        if c.name == "months_contributed"
+        else c
+        for c in auth.dataset.columns
+    )
+    dataset = auth.dataset.model_copy(update={"columns": keyed})
+    query = q(
+        statistic,
+        column="months_contributed",
+        filters=(StatsFilter("months_contributed", ("600",)),),
+        **extra,
+    )
+    with pytest.raises(InvalidArgument, match="cannot also be a filter"):
+        engine.plan_query(query, dataset, terms, "120000")
