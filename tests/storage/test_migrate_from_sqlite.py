@@ -118,10 +118,13 @@ def test_migrated_gateway_keeps_its_log_root_replay_ids_and_budgets(tmp_path: Pa
             # to the old process may still be in gRPC's reconnect backoff: retry).
             _until_reconnected(lambda: hebei_exchange(rf))
             moved.ledger.checkpoint_now()
+            # Hebei's receipts for the earlier exchanges may still be arriving (each one
+            # a new entry): the report covers at least what was stored before it.
+            stored = moved.ledger.store.size()
             report = verify_store(
                 moved.stores.ledger, moved.ledger.origin, moved.keys.ledger.verify_key
             )
-            assert report.ok and report.entries == moved.ledger.store.size()
+            assert report.ok and report.entries >= stored, report
             status, out = _cli("storage", "verify-ledger", "--config", str(config))
             assert status == 0 and "OK" in out
             status, out = _cli("stats", "budget", "--config", str(config))
