@@ -39,7 +39,8 @@ def register(sub: Any) -> None:
         help="restore a backup (refuses one that would reopen spent privacy budget or quota)",
         description="Check a backup (digests, ledger against the trust bundle, budgets and "
         "quotas not lower than the ledger shows as spent) and install it into a stopped "
-        "gateway's data folder. The replaced files are kept in data_dir/pre-restore-<time>/.",
+        "gateway's data folder. The replaced files are kept in data_dir/pre-restore-<time>/; "
+        "a store the backup lacks is kept as it is in place.",
     )
     r.add_argument("--config", type=Path, required=True, help="the gateway's gateway.toml")
     r.add_argument(
@@ -122,8 +123,16 @@ def _restore(args: argparse.Namespace) -> int:
         raise VerificationFailed(f"backup ledger origin {origin!r} is not {member.origin!r}")
     report.raise_for_problem()
 
+    # A store the backup lacks is kept as it is in place, never wiped: the
+    # replay memory, the witness store and the accepted-bundle version only
+    # protect more the more they hold, and a budget or quota store kept is
+    # checked below like one installed (what will be in place is what counts).
+    kept = [n for n in DATABASES + STATE_FILES if n not in manifest.files]
     now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    budget, quota = args.source / "budget.sqlite", args.source / "quota.sqlite"
+    budget, quota = (
+        (args.source if name in manifest.files else config.data_dir) / name
+        for name in ("budget.sqlite", "quota.sqlite")
+    )
     me = config.jurisdiction
     # Against the backup's own ledger, and against the ledger in place now
     # (an old backup must not undo spends made since it was taken).
@@ -159,7 +168,7 @@ def _restore(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     keep = config.data_dir / f"pre-restore-{stamp}"
     moved = []
-    for name in DATABASES + STATE_FILES + DERIVED_FILES:
+    for name in (*manifest.files, *DERIVED_FILES):
         for suffix in ("", "-wal", "-shm"):
             f = config.data_dir / f"{name}{suffix}"
             if f.exists():
@@ -173,4 +182,7 @@ def _restore(args: argparse.Namespace) -> int:
     )
     if moved:
         print(f"the replaced files are kept in {keep}")
+    in_place = [n for n in kept if (config.data_dir / n).exists()]
+    if in_place:
+        print(f"not in the backup, so kept as they are in place: {', '.join(in_place)}")
     return 0

@@ -309,3 +309,34 @@ def test_restore_refuses_a_backup_whose_ledger_does_not_extend_the_one_in_place(
     assert f"entry {forked_size - 1}" in err
     assert (data / "ledger.sqlite").read_bytes() == before  # nothing was changed
     fed.gateways.pop(BJ)
+
+
+def test_restore_keeps_in_place_the_stores_a_backup_lacks_instead_of_wiping_them(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backup without the replay memory, the witness store or the accepted-bundle
+    version (taken before they existed, or pruned by hand) moved the ones in place
+    aside and installed nothing for them: the gateway came back with no replay
+    memory, no cosigned checkpoints and no rollback protection for its bundle."""
+    _exchange(fed)
+    _backup(fed, tmp_path / "b")
+    _stop_bj(fed)
+    data = fed.site(BJ).root / "data"
+    lacking = ("replay.sqlite", "witness.sqlite", "trust_bundle_state.json")
+    for name in lacking:
+        assert (data / name).is_file(), name
+        (tmp_path / "b" / name).unlink()
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    for name in lacking:
+        del manifest["files"][name]
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    before = {name: (data / name).read_bytes() for name in lacking}
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 0
+    )
+    out = capsys.readouterr().out
+    for name in lacking:
+        assert (data / name).read_bytes() == before[name], name
+        assert name in out  # named as kept
+    fed.gateways.pop(BJ)
