@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
 from gateway.errors import NotFound, clip
 from gateway.identifiers import Code, JurisdictionCode
@@ -69,8 +69,9 @@ class Column(_Frozen):
     # age bands, months). Only columns with a declared domain can be grouped on
     # or filtered by equality.
     public_keys: tuple[str, ...] | None = None
-    # Statistics: clamping bounds for sums/means/quantiles on numeric columns.
-    bounds: tuple[float, float] | None = None
+    # Statistics: clamping bounds for sums/means/quantiles on numeric columns
+    # (finite: YAML's .inf and .nan would pass here and fail every query later).
+    bounds: tuple[FiniteFloat, FiniteFloat] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Column:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import PolicyDenied, QuotaExceeded
+from gateway.errors import PolicyDenied, PolicyFileError, QuotaExceeded
 from gateway.policy import AccessRequest, Decision, FieldRule, PolicyEngine, SqliteQuotaStore
 from gateway.policy.loader import load_policy_set
 from gateway.policy.model import valid_from_ms, valid_until_ms
@@ -622,3 +622,19 @@ def test_refused_decision_type_is_frozen() -> None:
     d = Decision(False, "x", "PERMISSION_DENIED", "", "", "", (), 0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.allowed = True  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("bounds", ["[0, .inf]", "[-.inf, 40000]", "[.nan, 40000]"])
+def test_catalogue_bounds_that_are_not_finite_are_refused_at_load_not_at_query_time(
+    holder_dir: Callable[..., HolderDir], bounds: str
+) -> None:
+    from gateway.catalogue import load_catalogue
+
+    h = holder_dir("110000")
+    cat = (h.root / "catalogue.yaml").read_text(encoding="utf-8")
+    assert "bounds: [0, 40000]" in cat
+    (h.root / "catalogue.yaml").write_text(
+        cat.replace("bounds: [0, 40000]", f"bounds: {bounds}", 1), encoding="utf-8"
+    )
+    with pytest.raises(PolicyFileError, match=r"catalogue\.yaml:\d+: .*bounds.*finite"):
+        load_catalogue(h.root)
