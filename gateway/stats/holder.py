@@ -260,7 +260,16 @@ class StatsHolder:
                 query, ctx, auth, release, usage.remaining(caps), signature, response_digest
             )
         except BaseException as exc:
-            self._budget.settle(ctx.request_id, "failed")
+            try:
+                self._budget.settle(ctx.request_id, "failed")
+            except Exception as settle_exc:
+                # The reservation stays counted (the safe side); the caller still
+                # sees the original failure and the refusal is still ledgered.
+                log.error(
+                    "could not settle failed statistics request %s (%s)",
+                    ctx.request_id,
+                    type(settle_exc).__name__,
+                )
             # A charged failure is on the ledger, unless the ledger itself failed
             # (the release's entry may then be committed: no refusal after it).
             # Any other exception is recorded by class only (its text may hold data).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable
@@ -380,6 +381,34 @@ def test_source_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
     (event,) = ledger.events
     assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
     assert "4711" not in event.reason
+
+
+def test_settle_failure_after_a_source_failure_keeps_the_original_error_and_the_refusal(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The budget store failing to mark the reservation failed replaced the
+    # source's error with its own and skipped the charged refusal's entry.
+    holder, ledger, budget = make_holder()
+
+    def boom(*_: object) -> None:
+        raise EnvironmentFailure("source went away")
+
+    def settle_down(*_: object) -> None:
+        raise StorageFailure("budget store failed: disk I/O error")
+
+    monkeypatch.setattr(holder._source, "frame", boom)
+    monkeypatch.setattr(budget, "settle", settle_down)
+    with caplog.at_level(logging.ERROR, logger="gateway.stats.holder"):
+        with pytest.raises(EnvironmentFailure, match="source went away"):
+            holder.answer(q(epsilon=0.5), new_ctx())
+    (row,) = budget.spends()
+    assert row.status == "reserved" and row.epsilon == 0.5  # still counted
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "true"
+    assert any("could not settle" in r.getMessage() for r in caplog.records)
 
 
 def test_ledger_failure_of_a_release_is_not_followed_by_a_refusal(
