@@ -12,7 +12,7 @@ delta for a statistics release) as sorted (key, value) string pairs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -115,7 +115,8 @@ def list_details(key: str, items: Sequence[str], limits: Limits) -> dict[str, st
     """``items`` comma-joined as ``details`` under ``key``. A details value holds at
     most ``limits.max_identifier_len`` characters, so a longer list continues under
     ``key_2``, ``key_3``, ... (an item is never split): e.g. the 64 jurisdictions a
-    federated statistic may name are all recorded instead of the entry being refused."""
+    federated statistic may name are all recorded instead of the entry being refused.
+    Read such a list back with ``read_list_details``."""
     cap = limits.max_identifier_len
     parts: list[str] = []
     part = ""
@@ -128,6 +129,20 @@ def list_details(key: str, items: Sequence[str], limits: Limits) -> dict[str, st
             part = joined
     parts.append(part)
     return {key if i == 0 else f"{key}_{i + 1}": p for i, p in enumerate(parts)}
+
+
+def read_list_details(details: Iterable[tuple[str, str]], key: str) -> tuple[str, ...]:
+    """The items ``list_details`` recorded under ``key``, continuations included, in
+    their order (an entry keeps its details sorted by key, so ``key_10`` comes before
+    ``key_2`` there: reading by prefix or in stored order would scramble or cut the
+    list). Empty when ``key`` is absent or recorded an empty list."""
+    d = dict(details)
+    items: list[str] = []
+    n = 1
+    while (name := key if n == 1 else f"{key}_{n}") in d:
+        items += (item for item in d[name].split(",") if item)
+        n += 1
+    return tuple(items)
 
 
 def safe_identifier(value: str, valid: Callable[[object], bool]) -> str:

@@ -15,7 +15,7 @@ import pytest
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2, stats_pb2_grpc
 from gateway.errors import BudgetExhausted, PeerUnavailable
 from gateway.ledger.entry import validate_event
-from gateway.ledger.events import AppendReceipt, LedgerEvent, list_details
+from gateway.ledger.events import AppendReceipt, LedgerEvent, list_details, read_list_details
 from gateway.limits import DEFAULT_LIMITS
 from gateway.server.interceptor import caller_from_context
 from gateway.server.servicers.statistics import StatisticsServicer
@@ -254,9 +254,7 @@ def test_federated_query_over_twenty_jurisdictions_is_ledgered_not_failed_after_
         coordinator.close()
     assert ans.complete and len(ans.parts) == 20 and len(budget.spends()) == 20
     assert len(ledger.of_kind("stats_release")) == 20
-    details = dict(ledger.events[0].details)
-    recorded = [v for k, v in sorted(details.items()) if k.startswith("jurisdictions")]
-    assert ",".join(recorded).split(",") == list(js)
+    assert read_list_details(ledger.events[0].details, "jurisdictions") == js
 
 
 @pytest.mark.parametrize("tamper", ["mechanism", "receipt"])
@@ -300,6 +298,21 @@ def test_long_detail_lists_continue_under_numbered_keys_and_never_split_an_item(
     assert all(len(v) <= DEFAULT_LIMITS.max_identifier_len for v in out.values())
     assert ",".join(out.values()).split(",") == cols
     assert list_details("filters", [], DEFAULT_LIMITS) == {"filters": ""}
+
+
+def test_list_details_of_ten_or_more_parts_read_back_whole_and_in_order_from_an_entry() -> None:
+    # An entry keeps its details sorted by key, so a list continued past key_9
+    # is stored as key, key_10, key_11, key_2, ...: read in stored order (or by
+    # prefix) it came back scrambled.
+    items = [f"c{i:02d}_" + "x" * 50 for i in range(24)]  # 12 parts of two items
+    out = list_details("group_by", items, DEFAULT_LIMITS)
+    assert len(out) == 12 and "group_by_12" in out
+    stored = tuple(sorted(out.items()))
+    assert [k for k, _ in stored][:3] == ["group_by", "group_by_10", "group_by_11"]
+    assert read_list_details(stored, "group_by") == tuple(items)
+    assert read_list_details(stored, "filters") == ()
+    empty = tuple(list_details("filters", [], DEFAULT_LIMITS).items())
+    assert read_list_details(empty, "filters") == ()
 
 
 def test_combine_refuses_nothing_and_is_pure() -> None:
