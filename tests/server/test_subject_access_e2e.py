@@ -596,3 +596,32 @@ def test_member_naming_a_person_in_a_form_the_index_skips_gets_no_records_off_th
     ]
     assert (entry.kind, entry.decision) == ("refusal", "deny")
     assert alice not in entry.reason
+
+
+def test_portals_own_gateway_failing_its_part_hides_neither_the_others_nor_their_entries(
+    fed: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The portal's own gateway cannot answer its part (its index store is down).
+    The other holders have already been asked (and ledgered the request): their
+    verified parts are still shown and the requesting gateway still ledgers one
+    entry per holder asked, its own part listed as missing. It used to fail the
+    whole request, leaving the holders' entries without the requester's."""
+    from gateway.errors import StorageFailure
+
+    hebei = fed.gateways["130000"]
+
+    def down(subject_id: str):  # type: ignore[no-untyped-def]
+        raise StorageFailure("subject index store: read failed: connection refused")
+
+    monkeypatch.setattr(hebei.subject_access._local, "answer", down)
+    before = len(ledger_events(hebei))
+    with fed.client("130000", PORTAL) as c:
+        h = c.access_history(_commuters(fed, 1)[0])
+    status = {j.jurisdiction: j.status for j in h.jurisdictions}
+    assert status == {"110000": A.ANSWERED, "120000": A.ANSWERED, "130000": A.MISSING}
+    new = [
+        e
+        for e in ledger_events(hebei)[before:]
+        if e.kind == "subject_access" and e.role == "requester" and e.request_id == h.request_id
+    ]
+    assert sorted(e.counterparty for e in new) == ["110000", "120000", "130000"]
