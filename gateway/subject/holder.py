@@ -178,6 +178,7 @@ class SubjectHolder:
         self._limits = limits
         self._rng = rng
         self._rate = RateLimiter(limits.subject_access_per_minute)
+        self._member_rate = RateLimiter(limits.subject_access_per_member_per_minute)
 
     def _digest(self, data: bytes) -> bytes:
         """The federation suite's hash (payload digests, as record exchanges record them)."""
@@ -200,6 +201,7 @@ class SubjectHolder:
             if not self._catalogue().subject_access.participate:
                 reason = NOT_PARTICIPATING
             else:
+                self._member_rate.take(requester, f"member {requester} (all its portals)")
                 self._rate.take(f"{requester}/{portal}", f"portal {portal} of {requester}")
                 try:
                     query = subject_pb2.SubjectQuery.FromString(

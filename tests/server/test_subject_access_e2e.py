@@ -625,3 +625,33 @@ def test_portals_own_gateway_failing_its_part_hides_neither_the_others_nor_their
         if e.kind == "subject_access" and e.role == "requester" and e.request_id == h.request_id
     ]
     assert sorted(e.counterparty for e in new) == ["110000", "120000", "130000"]
+
+
+def test_member_naming_a_new_portal_on_every_request_is_still_rate_limited_at_the_holder(
+    fed: RunningFederation,
+) -> None:
+    """The holder cannot check which portal a member's gateway asks for, only which
+    member asks. A compromised member that names a fresh (well-formed) portal id on
+    every request used to get a fresh per-portal window each time: unlimited
+    look-ups of anyone's history. The holder now also limits each member across
+    all its portals (``subject_access_per_member_per_minute``)."""
+    from gateway.envelope import new_request_id
+    from gateway.subject.ratelimit import RateLimiter
+
+    holder = fed.gateways["110000"].subject_holder
+    coordinator = fed.gateways["130000"].subject_access
+    saved = holder._rate, getattr(holder, "_member_rate", None)
+    holder._rate, holder._member_rate = RateLimiter(1), RateLimiter(3)
+    who = _commuters(fed, 1)[0]
+    try:
+        statuses = [
+            coordinator._ask_peer(
+                fed.gateways["130000"].bundle(), f"portal-{n}", who, "110000", new_request_id()
+            ).result
+            for n in range(5)
+        ]
+    finally:
+        holder._rate, holder._member_rate = saved  # type: ignore[assignment]
+    assert [r.status for r in statuses] == ["answered"] * 3 + ["missing"] * 2
+    assert "RESOURCE_EXHAUSTED" in statuses[-1].reason
+    assert "130000" in statuses[-1].reason
