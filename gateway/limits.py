@@ -91,6 +91,10 @@ class Limits:
     # per requesting portal at each holder).
     max_history_entries: int = 2000
     subject_access_per_minute: int = 60
+    # At each holder, per requesting member across all its portals (a holder
+    # cannot check the portal a member names, so a member naming a new one on
+    # every request would otherwise never be limited).
+    subject_access_per_member_per_minute: int = 600
     # Signed receipts: per batch a requester sends, and queued while a holder is unreachable.
     max_receipt_batch: int = 500
     max_pending_receipts: int = 100_000

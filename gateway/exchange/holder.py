@@ -181,6 +181,13 @@ class RecordHolder:
             query.ParseFromString(query_bytes)
         except (CryptoFailure, DecodeError, ValueError) as exc:
             raise InvalidArgument("sealed_query could not be opened") from exc
+        # Only ids the subject index can record may reach the source: a form it would
+        # skip (a trailing space, which some registers' collations ignore) would
+        # release records that no person's history lists. Never echoed.
+        if not all(identifiers.is_subject_id(i) for i in query.subject_ids):
+            raise InvalidArgument(
+                "subject_ids: each id must be 1-64 letters or digits (e.g. an 18-character ID number)"
+            )
         return tuple(query.subject_ids)
 
     def concerned(

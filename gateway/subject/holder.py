@@ -82,7 +82,10 @@ class HistoryResponder:
         rows = self._store.named(blind, cap + 1) + self._store.covering(cap + 1)
         rows.sort(key=lambda r: (r.recorded_ms, r.request_id), reverse=True)
         truncated = len(rows) > cap
-        located = [(r, i) for r in rows[:cap] if (i := self._locate(r)) is not None]
+        # The stored size, not this instance's: replicas sharing the store append
+        # (and link) entries this one has not loaded.
+        size = self._ledger.store.size()
+        located = [(r, i) for r in rows[:cap] if (i := self._locate(r, size)) is not None]
         located.sort(key=lambda ri: ri[1])
         out = subject_pb2.SubjectHistoryProofs(blind_index=blind)
         if not located:
@@ -111,10 +114,11 @@ class HistoryResponder:
                 p.set_proof.extend(proof.hashes)
         return out, truncated
 
-    def _locate(self, row: IndexedEntry) -> int | None:
-        """The ledger index of a row's entry (None: its append never happened)."""
+    def _locate(self, row: IndexedEntry, size: int) -> int | None:
+        """The ledger index of a row's entry (None: its append never happened);
+        ``size`` is the stored ledger's."""
         if row.entry_index is not None:
-            return row.entry_index if row.entry_index < self._ledger.size else None
+            return row.entry_index if row.entry_index < size else None
         for r in self._ledger.store.find_request(row.request_id):
             if decode_entry(r.entry, self._limits).event.role == "holder":
                 return r.index
@@ -174,6 +178,7 @@ class SubjectHolder:
         self._limits = limits
         self._rng = rng
         self._rate = RateLimiter(limits.subject_access_per_minute)
+        self._member_rate = RateLimiter(limits.subject_access_per_member_per_minute)
 
     def _digest(self, data: bytes) -> bytes:
         """The federation suite's hash (payload digests, as record exchanges record them)."""
@@ -196,6 +201,7 @@ class SubjectHolder:
             if not self._catalogue().subject_access.participate:
                 reason = NOT_PARTICIPATING
             else:
+                self._member_rate.take(requester, f"member {requester} (all its portals)")
                 self._rate.take(f"{requester}/{portal}", f"portal {portal} of {requester}")
                 try:
                     query = subject_pb2.SubjectQuery.FromString(

@@ -127,7 +127,9 @@ class SubjectAccessCoordinator:
             for j in asked
             if j != me
         }
-        outcomes = [self._ask_self(bundle, portal, subject, request_id)] if me in asked else []
+        outcomes = (
+            [self._ask_self_safely(bundle, portal, subject, request_id)] if me in asked else []
+        )
         for j, fut in pending.items():
             try:
                 outcomes.append(fut.result())
@@ -187,6 +189,21 @@ class SubjectAccessCoordinator:
             JurisdictionResult(j, name, "missing", reason),
             self._event(portal, j, request_id, "missing", reason, sig=sig),
         )
+
+    def _ask_self_safely(
+        self, bundle: TrustBundle, portal: str, subject: str, request_id: str
+    ) -> _Outcome:
+        """This gateway's own part; a failure is its part missing, never the whole
+        request (the other holders have been asked and ledgered it already)."""
+        me = self._caller.me
+        try:
+            return self._ask_self(bundle, portal, subject, request_id)
+        except GatewayError as exc:
+            log.warning("subject access: this gateway's own part failed: %s", exc)
+            return self._missing(bundle, me, str(exc), portal, request_id)
+        except Exception:  # a bug in one part must not hide the others
+            log.exception("subject access: this gateway's own part failed")
+            return self._missing(bundle, me, "internal error", portal, request_id)
 
     def _ask_self(
         self, bundle: TrustBundle, portal: str, subject: str, request_id: str

@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway._proto.dataexchange.gateway.v1 import stats_pb2_grpc, subject_pb2
+from gateway._proto.dataexchange.gateway.v1 import peer_pb2, stats_pb2_grpc, subject_pb2
 from gateway.client import service_channel
 from gateway.config import load_config
 from gateway.demo.chapters import commuters_by_age
@@ -525,3 +525,133 @@ def test_member_sealing_protobuf_garbage_as_the_query_gets_a_signed_invalid_argu
     assert "sealed_query" in reply.response.reason
     (entry,) = [e for e in ledger_events(fed.gateways["110000"]) if e.request_id == rid]
     assert (entry.kind, entry.decision) == ("subject_access", "deny")
+
+
+def _hostile_records_request(
+    fed: RunningFederation, ids: list[str]
+) -> tuple[str, peer_pb2.PeerRecordResponse]:
+    """Hebei's gateway (a compromised member) asks Beijing for records naming ``ids``
+    exactly as given, skipping its own checks of them."""
+    from gateway import domains
+    from gateway.envelope import new_request_id
+    from gateway.exchange.records import seal_context
+
+    hebei = fed.gateways["130000"]
+    rid = new_request_id()
+    msg = peer_pb2.PeerRecordRequest(
+        service_system="hebei-housing-fund",
+        dataset="si_contributions",
+        purpose="housing_fund_transfer",
+        subject_count=len(ids),
+        reply_seal_key=hebei.seal_keys.current.public_key.raw,
+        sealed_query=hebei.sealing.seal(
+            hebei.bundle().member("110000").seal_key,
+            domains.SEAL_RECORD_PAYLOAD,
+            peer_pb2.RecordQuery(subject_ids=ids).SerializeToString(deterministic=True),
+            seal_context("130000", "110000", rid),
+        ),
+    )
+    envelope = hebei.caller.prepare("110000", msg, domains.PEER_RECORD_REQUEST, rid)
+    reply = hebei.caller.send(
+        "110000",
+        "FetchRecords",
+        envelope,
+        rid,
+        domains.PEER_RECORD_RESPONSE,
+        peer_pb2.PeerRecordResponse,
+    )
+    return rid, reply.response
+
+
+def test_member_naming_a_person_in_a_form_the_index_skips_gets_no_records_off_the_record(
+    fed: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compromised member names a person with a trailing space. A register whose
+    comparison ignores trailing spaces (MariaDB's PAD SPACE collations, PostgreSQL's
+    char(n)) finds the person, but the id is not a well-formed subject id, so the
+    holder used to leave it out of the entry's index set: records released and the
+    exchange missing from the person's history, with no verification failure. The
+    holder now refuses the request (signed INVALID_ARGUMENT) before reading anything."""
+    alice = _commuters(fed, 20)[19]
+    holder = fed.gateways["110000"].holder
+    real_fetch = holder._source.fetch
+    asked: list[list[str]] = []
+
+    def pad_space(dataset, ids, columns, limit):  # type: ignore[no-untyped-def]
+        asked.append(list(ids))
+        return real_fetch(dataset, [i.rstrip(" ") for i in ids], columns, limit)
+
+    monkeypatch.setattr(holder._source, "fetch", pad_space)
+    rid, resp = _hostile_records_request(fed, [alice + " "])
+    released = resp.record_count
+    listed = [e for e in _history(fed, alice).events if e.request_id == rid]
+    assert released == 0 or listed, "records released for alice, absent from her history"
+    assert resp.error_code == "INVALID_ARGUMENT", resp
+    assert not asked
+    assert alice not in resp.decision.reason
+    (entry,) = [
+        e
+        for e in ledger_events(fed.gateways["110000"])
+        if e.request_id == rid and e.role == "holder"
+    ]
+    assert (entry.kind, entry.decision) == ("refusal", "deny")
+    assert alice not in entry.reason
+
+
+def test_portals_own_gateway_failing_its_part_hides_neither_the_others_nor_their_entries(
+    fed: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The portal's own gateway cannot answer its part (its index store is down).
+    The other holders have already been asked (and ledgered the request): their
+    verified parts are still shown and the requesting gateway still ledgers one
+    entry per holder asked, its own part listed as missing. It used to fail the
+    whole request, leaving the holders' entries without the requester's."""
+    from gateway.errors import StorageFailure
+
+    hebei = fed.gateways["130000"]
+
+    def down(subject_id: str):  # type: ignore[no-untyped-def]
+        raise StorageFailure("subject index store: read failed: connection refused")
+
+    monkeypatch.setattr(hebei.subject_access._local, "answer", down)
+    before = len(ledger_events(hebei))
+    with fed.client("130000", PORTAL) as c:
+        h = c.access_history(_commuters(fed, 1)[0])
+    status = {j.jurisdiction: j.status for j in h.jurisdictions}
+    assert status == {"110000": A.ANSWERED, "120000": A.ANSWERED, "130000": A.MISSING}
+    new = [
+        e
+        for e in ledger_events(hebei)[before:]
+        if e.kind == "subject_access" and e.role == "requester" and e.request_id == h.request_id
+    ]
+    assert sorted(e.counterparty for e in new) == ["110000", "120000", "130000"]
+
+
+def test_member_naming_a_new_portal_on_every_request_is_still_rate_limited_at_the_holder(
+    fed: RunningFederation,
+) -> None:
+    """The holder cannot check which portal a member's gateway asks for, only which
+    member asks. A compromised member that names a fresh (well-formed) portal id on
+    every request used to get a fresh per-portal window each time: unlimited
+    look-ups of anyone's history. The holder now also limits each member across
+    all its portals (``subject_access_per_member_per_minute``)."""
+    from gateway.envelope import new_request_id
+    from gateway.subject.ratelimit import RateLimiter
+
+    holder = fed.gateways["110000"].subject_holder
+    coordinator = fed.gateways["130000"].subject_access
+    saved = holder._rate, getattr(holder, "_member_rate", None)
+    holder._rate, holder._member_rate = RateLimiter(1), RateLimiter(3)
+    who = _commuters(fed, 1)[0]
+    try:
+        statuses = [
+            coordinator._ask_peer(
+                fed.gateways["130000"].bundle(), f"portal-{n}", who, "110000", new_request_id()
+            ).result
+            for n in range(5)
+        ]
+    finally:
+        holder._rate, holder._member_rate = saved  # type: ignore[assignment]
+    assert [r.status for r in statuses] == ["answered"] * 3 + ["missing"] * 2
+    assert "RESOURCE_EXHAUSTED" in statuses[-1].reason
+    assert "130000" in statuses[-1].reason

@@ -8,6 +8,8 @@ the holder's stores) could change, and verification must fail naming the check.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, subject_pb2
@@ -19,7 +21,8 @@ from gateway.subject.index import blind_index
 from gateway.subject.indexer import Concerned
 from gateway.subject.verify import verify_answer
 from tests.ledger.ledger_testkit import ORIGIN
-from tests.subject.subject_testkit import ALICE, BOB, FIELDS, Holder, named
+from tests.pgtest import fresh_schema, postgres_dsn
+from tests.subject.subject_testkit import ALICE, BOB, FIELDS, Holder, named, open_holder
 
 
 def _answer(h: Holder, who: str = ALICE) -> subject_pb2.SubjectHistoryProofs:
@@ -219,3 +222,32 @@ def test_more_matches_than_one_answer_holds_keeps_the_newest_and_says_so(
     assert len(verify_answer(proofs, holder.keys(), limits)) == 3
     with pytest.raises(VerificationFailed, match="more than 2 entries"):
         verify_answer(proofs, holder.keys(), replace(limits, max_history_entries=2))
+
+
+def test_replica_that_has_not_appended_lately_still_lists_entries_another_replica_linked(
+    tmp_path: Path,
+) -> None:
+    """Two replicas share the holder's PostgreSQL ledger and index store. Replica 1
+    ledgers two exchanges naming alice (the first one's link is written with the
+    second's rows); replica 2, which has appended nothing since it started, answers.
+    It used to compare the linked index with its own in-memory ledger size and drop
+    the entry silently (no truncation, no verification failure)."""
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "subj") as schema:
+        one = open_holder(tmp_path / "1", (dsn, schema))
+        two = open_holder(tmp_path / "2", (dsn, schema))
+        try:
+            first = one.exchange(1, named(ALICE))
+            second = one.exchange(2, named(ALICE))
+            (linked,) = one.tamper(
+                "subject",
+                "SELECT entry_index FROM subject_entries WHERE request_id = ?",
+                first.request_id,
+            )
+            assert linked == (0,)
+            one.cosign_latest()
+            items = verify_answer(_answer(two), two.keys(), DEFAULT_LIMITS)
+            assert {i.request_id for i in items} == {first.request_id, second.request_id}
+        finally:
+            two.close()
+            one.close()
