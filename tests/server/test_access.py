@@ -81,3 +81,31 @@ def test_missing_role_is_permission_denied_naming_it_and_the_roles_held() -> Non
     with pytest.raises(PermissionDenied, match="statistics"):
         reg.authorize("/dataexchange.gateway.v1.Statistics/Query", "hebei-housing-fund")
     reg.authorize("/grpc.health.v1.Health/Check", "hebei-housing-fund")  # public
+
+
+def test_revoked_token_still_listed_in_the_legacy_shorthand_is_refused() -> None:
+    # A hand-edited gateway.toml: the token's one-line shorthand (never expires)
+    # stays, and a [[service_systems.credentials]] table revokes the same token.
+    # The revocation wins; another entry of the same digest does not revive it.
+    digest = crypto.sha256_hex(b"tok-a")
+    revoked = Credential(kind="token", sha256=digest, revoked_at=T0 - dt.timedelta(hours=1))
+    system = ServiceSystem(
+        id="hebei-housing-fund", roles=("exchange",), token_sha256=digest, credentials=(revoked,)
+    )
+    reg = ServiceRegistry([system], clock_ms=lambda: _ms(T0))
+    with pytest.raises(Unauthenticated, match="revoked"):
+        reg(_Call("tok-a"))
+
+
+def test_token_registered_to_two_service_systems_is_refused_not_given_either_role() -> None:
+    # Whichever system a shared credential matched last would decide the caller's
+    # roles: an audit token copied into an exchange system's entry (or the reverse)
+    # must not authenticate as either.
+    digest = crypto.sha256_hex(b"tok-a")
+    systems = [
+        ServiceSystem(id="hebei-housing-fund", roles=("exchange",), token_sha256=digest),
+        ServiceSystem(id="hebei-audit", roles=("audit",), token_sha256=digest),
+    ]
+    reg = ServiceRegistry(systems, clock_ms=lambda: _ms(T0))
+    with pytest.raises(Unauthenticated, match="more than one service system"):
+        reg(_Call("tok-a"))
