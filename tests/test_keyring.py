@@ -118,6 +118,22 @@ def test_rotated_member_retires_exactly_the_changed_keys_until_the_overlap_ends(
 
 
 
+def test_rotating_keys_keeps_the_members_replica_endpoints(tmp_path: Path) -> None:
+    from gateway.trust import Member
+
+    generate_keys(tmp_path / "k", "110000", "北京", now=T0)
+    current = Member.from_descriptor(
+        load_public_descriptor(tmp_path / "k"), "gw-a:7101", ("si",),
+        endpoints=("gw-a:7101", "gw-b:7101"),
+    )  # fmt: skip
+    rotate_keys(tmp_path / "k", ["envelope"], now=ROTATED)
+    rotated, _ = rotated_member(
+        current, load_public_descriptor(tmp_path / "k"), ROTATED, dt.timedelta(hours=24)
+    )
+    assert rotated.endpoints == ("gw-a:7101", "gw-b:7101")
+    assert rotated.datasets == ("si",) and rotated.origin == current.origin
+
+
 def test_rotating_the_same_key_twice_in_one_second_keeps_every_retired_private_key(
     tmp_path: Path,
 ) -> None:
