@@ -117,7 +117,6 @@ def test_rotated_member_retires_exactly_the_changed_keys_until_the_overlap_ends(
         rotated_member(rotated, new_desc, ROTATED, dt.timedelta(hours=1))
 
 
-
 def test_rotating_keys_keeps_the_members_replica_endpoints(tmp_path: Path) -> None:
     from gateway.trust import Member
 
@@ -147,6 +146,7 @@ def test_rotating_the_same_key_twice_in_one_second_keeps_every_retired_private_k
     # Neither earlier key was overwritten by the later rotation's backup.
     assert retired == {first, second}
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.glob("*.retired-*"))
+
 
 def _ledger_signed_by(path: Path, key: SigningKey, at_ms: int) -> SqliteLedger:
     ledger = SqliteLedger(
