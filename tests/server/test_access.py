@@ -109,3 +109,30 @@ def test_token_registered_to_two_service_systems_is_refused_not_given_either_rol
     reg = ServiceRegistry(systems, clock_ms=lambda: _ms(T0))
     with pytest.raises(Unauthenticated, match="more than one service system"):
         reg(_Call("tok-a"))
+
+
+def test_client_certificate_credential_expires_when_asked_not_when_its_certificate_does(
+    tmp_path: Any,
+) -> None:
+    # `--expires-days 0.5`: the certificate is issued for whole days (one), but the
+    # credential must run out after the twelve hours asked for, not the day.
+    from gateway.config import load_config
+    from gateway.identity import generate_keys
+    from tests.server.access_testkit import cli
+
+    generate_keys(tmp_path / "keys", "110000", "北京")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        'jurisdiction = "110000"\nname = "北京"\nkey_dir = "keys"\ndata_dir = "data"\n'
+        'data_source = "data/source.sqlite"\npolicies = "policies"\n'
+        'trust_bundle = "bundle.json"\nauthority_key = "authority.pub"\n'
+        '[listen]\npeer = "127.0.0.1:7101"\nservice = "127.0.0.1:7201"\n'
+    )
+    before = dt.datetime.now(dt.UTC)
+    cli("service-system", "add", "--config", str(cfg), "--id", "bj-short",
+        "--cert-out", str(tmp_path / "cc"), "--expires-days", "0.5")  # fmt: skip
+    system = load_config(cfg).service_system("bj-short")
+    assert system is not None
+    (cred,) = system.credentials
+    assert cred.not_after is not None
+    assert cred.not_after <= before + dt.timedelta(hours=12, seconds=5)
