@@ -561,6 +561,18 @@ ROTATABLE: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+def _retired_stamp(key_dir: Path, names: Sequence[str], now: _dt.datetime) -> str:
+    """The suffix the files being rotated are kept under: the UTC time, and a
+    counter when a backup of that second already exists (two rotations in one
+    second must not overwrite the first one's retired private key)."""
+    base = now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp, n = base, 0
+    while any((key_dir / f"{name}.retired-{stamp}").exists() for name in names):
+        n += 1
+        stamp = f"{base}-{n}"
+    return stamp
+
+
 def rotate_keys(
     key_dir: Path,
     kinds: Sequence[str],
@@ -600,7 +612,7 @@ def rotate_keys(
         if "witness" in kinds or old.witness is None
         else old.witness,
     )
-    stamp = now.astimezone(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _retired_stamp(key_dir, [n for k in kinds for n in ROTATABLE[k]], now)
     secret = 0o600
     try:
         for kind in kinds:

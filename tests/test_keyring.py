@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,12 @@ import pytest
 from gateway.crypto import SigningKey, unb64
 from gateway.domains import TRUST_BUNDLE
 from gateway.errors import InvalidArgument, TrustBundleRejected
-from gateway.identity import generate_keys, load_public_descriptor, rotate_keys
+from gateway.identity import (
+    generate_keys,
+    load_public_descriptor,
+    load_retired_seal_keys,
+    rotate_keys,
+)
 from gateway.keyring import KeyRing, RetiredKey
 from gateway.ledger.ledger import SqliteLedger
 from gateway.ledger.verify import verify_store
@@ -109,6 +115,37 @@ def test_rotated_member_retires_exactly_the_changed_keys_until_the_overlap_ends(
     assert list((tmp_path / "k").glob("ledger.key.retired-*"))
     with pytest.raises(InvalidArgument, match="no key differs"):
         rotated_member(rotated, new_desc, ROTATED, dt.timedelta(hours=1))
+
+
+def test_rotating_keys_keeps_the_members_replica_endpoints(tmp_path: Path) -> None:
+    from gateway.trust import Member
+
+    generate_keys(tmp_path / "k", "110000", "北京", now=T0)
+    current = Member.from_descriptor(
+        load_public_descriptor(tmp_path / "k"), "gw-a:7101", ("si",),
+        endpoints=("gw-a:7101", "gw-b:7101"),
+    )  # fmt: skip
+    rotate_keys(tmp_path / "k", ["envelope"], now=ROTATED)
+    rotated, _ = rotated_member(
+        current, load_public_descriptor(tmp_path / "k"), ROTATED, dt.timedelta(hours=24)
+    )
+    assert rotated.endpoints == ("gw-a:7101", "gw-b:7101")
+    assert rotated.datasets == ("si",) and rotated.origin == current.origin
+
+
+def test_rotating_the_same_key_twice_in_one_second_keeps_every_retired_private_key(
+    tmp_path: Path,
+) -> None:
+    from gateway.identity import load_keys
+
+    first = generate_keys(tmp_path, "110000", "北京", now=T0).seal.public_key
+    second = rotate_keys(tmp_path, ["sealing"], now=ROTATED).seal.public_key
+    third = rotate_keys(tmp_path, ["sealing"], now=ROTATED).seal.public_key
+    assert load_keys(tmp_path).seal.public_key == third
+    retired = {k.public_key for k in load_retired_seal_keys(tmp_path)}
+    # Neither earlier key was overwritten by the later rotation's backup.
+    assert retired == {first, second}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.glob("*.retired-*"))
 
 
 def _ledger_signed_by(path: Path, key: SigningKey, at_ms: int) -> SqliteLedger:

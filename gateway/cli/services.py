@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import re
 import secrets
@@ -206,7 +207,7 @@ def _issue(args: argparse.Namespace, config: GatewayConfig, sid: str) -> tuple[T
         )
         return _credential("token", crypto.sha256_hex(token.encode()), now, not_after), shown
     ca = load_service_ca(config.key_dir, config.jurisdiction, create=True, limits=config.limits)
-    cert_days = max(1, int(days)) if days is not None else 397
+    cert_days = max(1, math.ceil(days)) if days is not None else 397
     ident = crypto.issue_client_certificate(
         ca, f"{sid}@{config.jurisdiction}", now=now, days=cert_days
     )
@@ -216,9 +217,11 @@ def _issue(args: argparse.Namespace, config: GatewayConfig, sid: str) -> tuple[T
     write_file_atomic(out / "client.crt", ident.cert_pem, 0o644)
     keys_dir = config.key_dir
     write_file_atomic(out / "gateway.crt", (keys_dir / "tls.crt").read_bytes(), 0o644)
-    cred = _credential(
-        "cert", crypto.cert_fingerprint(ident.cert_pem), now, crypto.cert_not_after(ident.cert_pem)
-    )
+    # The certificate lasts whole days; the credential ends when asked, if sooner.
+    not_after = crypto.cert_not_after(ident.cert_pem)
+    if days is not None:
+        not_after = min(not_after, now + dt.timedelta(days=days))
+    cred = _credential("cert", crypto.cert_fingerprint(ident.cert_pem), now, not_after)
     shown = (
         f"client certificate written to {out}/client.crt (key client.key; "
         "trust gateway.crt for the gateway's server certificate)"

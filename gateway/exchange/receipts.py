@@ -185,8 +185,10 @@ class ReceiptAcceptor:
             raise InvalidArgument.expected(
                 "receipts per batch", f"<= {self._limits.max_receipt_batch}", n
             )
-        key = self._bundle().member(sender).signing_key
-        signed = [r for r in request.message.receipts if _well_signed(key, r)]
+        # The sender's envelope keys valid now: during a rotation's overlap a gateway
+        # not yet restarted still signs its receipts with the retired one.
+        keys = self._bundle().member(sender).ring("envelope").at(self._clock())
+        signed = [r for r in request.message.receipts if _well_signed(keys, r)]
         refused = n - len(signed)
         recorded = 0
         with self._lock:  # one receipt entry per exchange, even for concurrent batches
@@ -248,16 +250,18 @@ class ReceiptAcceptor:
         )
 
 
-def _well_signed(key: crypto.AnyVerifyKey, r: peer_pb2.ExchangeReceipt) -> bool:
-    """A receipt's shape and its own signature by the sending member."""
+def _well_signed(keys: Sequence[crypto.AnyVerifyKey], r: peer_pb2.ExchangeReceipt) -> bool:
+    """A receipt's shape and its own signature by one of the sending member's keys."""
     if (
         len(r.request_digest) != 32
         or len(r.response_digest) != 32
         or not identifiers.is_request_id(r.request_id)
     ):
         return False
-    try:
-        verify_receipt(key, r.request_id, r.request_digest, r.response_digest, r.signature)
-    except CryptoFailure:
-        return False
-    return True
+    for key in keys:
+        try:
+            verify_receipt(key, r.request_id, r.request_digest, r.response_digest, r.signature)
+        except CryptoFailure:
+            continue
+        return True
+    return False

@@ -182,14 +182,27 @@ class ServiceRegistry:
         creds: Sequence[tuple[str, Credential]], kind: str, digest: str, now: dt.datetime
     ) -> str:
         found: tuple[str, Credential] | None = None
+        revoked: tuple[str, Credential] | None = None
+        owners: set[str] = set()  # systems holding a valid entry of this digest
         for sid, c in creds:  # no early exit: same work whatever matches
             if c.kind == kind and crypto.digest_equal(digest, c.sha256):
+                if c.valid_at(now):
+                    owners.add(sid)
+                if c.revoked_at is not None and now >= c.revoked_at:
+                    revoked = (sid, c)
                 if found is None or c.valid_at(now):
                     found = (sid, c)
         what = "bearer token" if kind == "token" else "client certificate"
         if found is None:
             raise Unauthenticated(f"unknown caller: the {what} is not registered with this gateway")
-        sid, cred = found
+        # A revocation is final: another entry of the same digest (a hand-edited
+        # file keeping the one-line shorthand) does not revive the credential.
+        sid, cred = revoked or found
+        if len(owners) > 1:
+            raise Unauthenticated(
+                f"the {what} is registered to more than one service system "
+                f"({', '.join(sorted(owners))}); ask the gateway's bureau to fix gateway.toml"
+            )
         if not cred.valid_at(now):
             raise Unauthenticated(
                 f"the {what} of service system {sid} is {cred.state(now)}; "

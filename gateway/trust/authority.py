@@ -222,7 +222,12 @@ def rotated_member(
         raise InvalidArgument.expected("overlap", ">= 0", overlap)
     until = as_utc(now, "now") + overlap
     fresh = Member.from_descriptor(
-        desc, current.endpoint, current.datasets, origin=current.origin, source=source
+        desc,
+        current.endpoint,
+        current.datasets,
+        origin=current.origin,
+        source=source,
+        endpoints=current.endpoints,  # every replica stays listed
     )
     retired = list(current.retired)
     changed: list[KeyKind] = []
@@ -253,6 +258,7 @@ def rotated_member(
             tls_fingerprint=fresh.tls_fingerprint,
             datasets=fresh.datasets,
             origin=fresh.origin,
+            endpoints=fresh.endpoints,
             witness_key=fresh.witness_key,
             retired=tuple(retired),
         ),

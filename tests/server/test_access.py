@@ -81,3 +81,58 @@ def test_missing_role_is_permission_denied_naming_it_and_the_roles_held() -> Non
     with pytest.raises(PermissionDenied, match="statistics"):
         reg.authorize("/dataexchange.gateway.v1.Statistics/Query", "hebei-housing-fund")
     reg.authorize("/grpc.health.v1.Health/Check", "hebei-housing-fund")  # public
+
+
+def test_revoked_token_still_listed_in_the_legacy_shorthand_is_refused() -> None:
+    # A hand-edited gateway.toml: the token's one-line shorthand (never expires)
+    # stays, and a [[service_systems.credentials]] table revokes the same token.
+    # The revocation wins; another entry of the same digest does not revive it.
+    digest = crypto.sha256_hex(b"tok-a")
+    revoked = Credential(kind="token", sha256=digest, revoked_at=T0 - dt.timedelta(hours=1))
+    system = ServiceSystem(
+        id="hebei-housing-fund", roles=("exchange",), token_sha256=digest, credentials=(revoked,)
+    )
+    reg = ServiceRegistry([system], clock_ms=lambda: _ms(T0))
+    with pytest.raises(Unauthenticated, match="revoked"):
+        reg(_Call("tok-a"))
+
+
+def test_token_registered_to_two_service_systems_is_refused_not_given_either_role() -> None:
+    # Whichever system a shared credential matched last would decide the caller's
+    # roles: an audit token copied into an exchange system's entry (or the reverse)
+    # must not authenticate as either.
+    digest = crypto.sha256_hex(b"tok-a")
+    systems = [
+        ServiceSystem(id="hebei-housing-fund", roles=("exchange",), token_sha256=digest),
+        ServiceSystem(id="hebei-audit", roles=("audit",), token_sha256=digest),
+    ]
+    reg = ServiceRegistry(systems, clock_ms=lambda: _ms(T0))
+    with pytest.raises(Unauthenticated, match="more than one service system"):
+        reg(_Call("tok-a"))
+
+
+def test_client_certificate_credential_expires_when_asked_not_when_its_certificate_does(
+    tmp_path: Any,
+) -> None:
+    # `--expires-days 0.5`: the certificate is issued for whole days (one), but the
+    # credential must run out after the twelve hours asked for, not the day.
+    from gateway.config import load_config
+    from gateway.identity import generate_keys
+    from tests.server.access_testkit import cli
+
+    generate_keys(tmp_path / "keys", "110000", "北京")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        'jurisdiction = "110000"\nname = "北京"\nkey_dir = "keys"\ndata_dir = "data"\n'
+        'data_source = "data/source.sqlite"\npolicies = "policies"\n'
+        'trust_bundle = "bundle.json"\nauthority_key = "authority.pub"\n'
+        '[listen]\npeer = "127.0.0.1:7101"\nservice = "127.0.0.1:7201"\n'
+    )
+    before = dt.datetime.now(dt.UTC)
+    cli("service-system", "add", "--config", str(cfg), "--id", "bj-short",
+        "--cert-out", str(tmp_path / "cc"), "--expires-days", "0.5")  # fmt: skip
+    system = load_config(cfg).service_system("bj-short")
+    assert system is not None
+    (cred,) = system.credentials
+    assert cred.not_after is not None
+    assert cred.not_after <= before + dt.timedelta(hours=12, seconds=5)

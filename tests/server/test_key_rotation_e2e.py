@@ -214,3 +214,18 @@ def test_during_the_overlap_a_gateway_not_yet_restarted_keeps_exchanging_both_wa
             purpose="procurement_qualification_check", subject_ids=[enterprise],
         )  # fmt: skip
     assert resp.decision.allowed and len(resp.records) == 1
+
+
+def test_during_the_overlap_the_holder_ledgers_receipts_signed_with_the_old_envelope_key(
+    fed: RunningFederation,
+) -> None:
+    # Hebei rotated its keys but has not restarted: it still signs envelopes and
+    # receipts with its old envelope key, which the bundle lists as valid for the
+    # overlap. Beijing must record its receipt, not refuse it as badly signed.
+    old = fed.gateways["130000"].keys
+    _rotate_all(fed, "130000", overlap_hours="2")
+    version = fed.gateways["110000"].bundle().version + 1
+    _wait_for_bundle(fed, version)
+    assert fed.gateways["130000"].keys.signing.verify_key.raw == old.signing.verify_key.raw
+    rid = _exchange(fed, hebei_cert=old.tls.cert_pem)
+    _wait_for_receipt(fed.gateways["110000"], rid)
