@@ -218,10 +218,16 @@ class ReceiptAcceptor:
         """The receipt entry to append for a well-signed receipt, given this
         ledger's ``entries`` for its request id; True: already recorded; False:
         refused (no answer of ours to ``sender`` to acknowledge)."""
+        # The answer the receipt acknowledges: same request and response digests
+        # as this ledger recorded (a receipt for an answer never given is refused).
         mine = [
             e
             for e in entries
-            if e.role == "holder" and e.counterparty == sender and e.kind != "receipt"
+            if e.role == "holder"
+            and e.counterparty == sender
+            and e.kind != "receipt"
+            and e.request_digest == r.request_digest.hex()
+            and e.response_digest == r.response_digest.hex()
         ]
         if not mine:
             return False

@@ -92,6 +92,31 @@ def test_forged_receipt_is_refused_and_not_ledgered(fed: RunningFederation) -> N
     assert reply.response.refused == 1 and reply.response.recorded == 0
 
 
+def test_well_signed_receipt_for_an_answer_never_given_is_refused_and_not_ledgered(
+    fed: RunningFederation,
+) -> None:
+    """The requester signs, with its real key, a receipt naming a real request id but
+    digests of an answer the holder never gave (to claim it received something else):
+    the holder compares them with its own entry and refuses it."""
+    from gateway.envelope import sign_receipt
+
+    rid = _ask(fed)
+    hb = fed.gateways[HB]
+    made_up = (b"\x01" * 32, b"\x02" * 32)
+    receipt = peer_pb2.ExchangeReceipt(
+        request_id=rid, request_digest=made_up[0], response_digest=made_up[1],
+        signature=sign_receipt(hb.keys.signing, rid, *made_up),
+    )  # fmt: skip
+    before = [e for e in ledger_events(fed.gateways[BJ]) if e.kind == "receipt"]
+    reply = hb.caller.call(
+        BJ, "Acknowledge", peer_pb2.PeerReceiptBatch(receipts=[receipt]),
+        domains.PEER_RECEIPT_BATCH, domains.PEER_RECEIPT_ACK, peer_pb2.PeerReceiptAck,
+    )  # fmt: skip
+    assert reply.response.refused == 1 and reply.response.recorded == 0
+    after = [e for e in ledger_events(fed.gateways[BJ]) if e.kind == "receipt"]
+    assert [e for e in after if e not in before and e.request_digest == made_up[0].hex()] == []
+
+
 def test_answer_the_requester_never_ledgered_is_unacknowledged_not_a_discrepancy(
     fed: RunningFederation,
 ) -> None:
