@@ -21,6 +21,7 @@ from gateway import crypto
 from gateway.crypto import gm
 from gateway.errors import CryptoFailure
 from tests.crypto.test_gm_vectors import P_A, SIG_R, SIG_S, _der_int, _der_seq
+from tests.interop.npm import ensure_node_modules
 
 NODE_DIR = Path(__file__).resolve().parent / "sm_node"
 DOMAIN = "cn.dataexchange.gateway.v1.seal.RecordPayload"
@@ -31,11 +32,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _node(*ops: dict[str, Any]) -> list[dict[str, Any]]:
-    if not (NODE_DIR / "node_modules" / "sm-crypto").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=NODE_DIR, check=True, capture_output=True, timeout=300,
-        )  # fmt: skip
+    ensure_node_modules(NODE_DIR)
     out = subprocess.run(
         ["node", "gm.mjs"], cwd=NODE_DIR, input=json.dumps(list(ops)),
         check=True, capture_output=True, text=True, timeout=60,

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RunningFederation
+from tests.interop.npm import ensure_node_modules
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
@@ -25,12 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _ensure_node_modules() -> None:
-    if (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        return
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=NODE_DIR, check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    ensure_node_modules(NODE_DIR)
 
 
 def _node(fed: RunningFederation, token: str, request: dict[str, object]) -> dict[str, object]:
