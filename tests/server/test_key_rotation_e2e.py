@@ -19,6 +19,7 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.errors import ConfigurationError
+from gateway.identity import GatewayKeys
 from gateway.ledger.note import SIG_COSIGNATURE_V1, key_id, parse_note
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation, start_federation, stop_federation
@@ -190,15 +191,20 @@ def test_old_tls_certificate_is_refused_once_the_overlap_ends(
     _exchange(fed)
 
 
+def _rotated_but_not_restarted(fed: RunningFederation) -> GatewayKeys:
+    """Hebei rotates every key with a 2-hour overlap and the authority issues the new
+    bundle (picked up by all); Hebei's process keeps its old keys. Returns them."""
+    old = fed.gateways["130000"].keys
+    _rotate_all(fed, "130000", overlap_hours="2")
+    _wait_for_bundle(fed, fed.gateways["110000"].bundle().version + 1)
+    assert fed.gateways["130000"].keys.signing.verify_key.raw == old.signing.verify_key.raw
+    return old
+
+
 def test_during_the_overlap_a_gateway_not_yet_restarted_keeps_exchanging_both_ways(
     fed: RunningFederation,
 ) -> None:
-    old = fed.gateways["130000"].keys
-    _rotate_all(fed, "130000", overlap_hours="2")
-    version = fed.gateways["110000"].bundle().version + 1
-    _wait_for_bundle(fed, version)
-    hb = fed.gateways["130000"]
-    assert hb.keys.signing.verify_key.raw == old.signing.verify_key.raw  # still the old keys
+    old = _rotated_but_not_restarted(fed)
     member = fed.gateways["110000"].bundle().member("130000")
     assert member.signing_key.raw != old.signing.verify_key.raw  # the bundle has the new ones
     # As requester: old TLS certificate, old envelope key, replies sealed to
@@ -222,10 +228,6 @@ def test_during_the_overlap_the_holder_ledgers_receipts_signed_with_the_old_enve
     # Hebei rotated its keys but has not restarted: it still signs envelopes and
     # receipts with its old envelope key, which the bundle lists as valid for the
     # overlap. Beijing must record its receipt, not refuse it as badly signed.
-    old = fed.gateways["130000"].keys
-    _rotate_all(fed, "130000", overlap_hours="2")
-    version = fed.gateways["110000"].bundle().version + 1
-    _wait_for_bundle(fed, version)
-    assert fed.gateways["130000"].keys.signing.verify_key.raw == old.signing.verify_key.raw
+    old = _rotated_but_not_restarted(fed)
     rid = _exchange(fed, hebei_cert=old.tls.cert_pem)
     _wait_for_receipt(fed.gateways["110000"], rid)

@@ -488,6 +488,15 @@ def test_streamed_bulk_transfer_is_in_every_persons_history_as_a_pseudonymised_e
     assert "120000's ledger: matches" in out.split(f"request {rid}")[1].split("request ")[0]
 
 
+def _as_hebei(  # type: ignore[no-untyped-def]
+    fed: RunningFederation, method: str, msg, rid: str, request_type: str, response_type: str, cls
+):
+    """Hebei's gateway signs ``msg`` as it is and sends it to Beijing's peer port."""
+    hebei = fed.gateways["130000"]
+    envelope = hebei.caller.prepare("110000", msg, request_type, rid)
+    return hebei.caller.send("110000", method, envelope, rid, response_type, cls).response
+
+
 def test_member_sealing_protobuf_garbage_as_the_query_gets_a_signed_invalid_argument(
     fed: RunningFederation,
 ) -> None:
@@ -512,17 +521,12 @@ def test_member_sealing_protobuf_garbage_as_the_query_gets_a_signed_invalid_argu
             os.urandom,
         ),
     )
-    envelope = hebei.caller.prepare("110000", msg, domains.PEER_SUBJECT_REQUEST, rid)
-    reply = hebei.caller.send(
-        "110000",
-        "SubjectHistory",
-        envelope,
-        rid,
-        domains.PEER_SUBJECT_RESPONSE,
-        subject_pb2.PeerSubjectResponse,
-    )
-    assert reply.response.error_code == "INVALID_ARGUMENT"
-    assert "sealed_query" in reply.response.reason
+    reply = _as_hebei(
+        fed, "SubjectHistory", msg, rid, domains.PEER_SUBJECT_REQUEST,
+        domains.PEER_SUBJECT_RESPONSE, subject_pb2.PeerSubjectResponse,
+    )  # fmt: skip
+    assert reply.error_code == "INVALID_ARGUMENT"
+    assert "sealed_query" in reply.reason
     (entry,) = [e for e in ledger_events(fed.gateways["110000"]) if e.request_id == rid]
     assert (entry.kind, entry.decision) == ("subject_access", "deny")
 
@@ -551,16 +555,10 @@ def _hostile_records_request(
             seal_context("130000", "110000", rid),
         ),
     )
-    envelope = hebei.caller.prepare("110000", msg, domains.PEER_RECORD_REQUEST, rid)
-    reply = hebei.caller.send(
-        "110000",
-        "FetchRecords",
-        envelope,
-        rid,
-        domains.PEER_RECORD_RESPONSE,
-        peer_pb2.PeerRecordResponse,
-    )
-    return rid, reply.response
+    return rid, _as_hebei(
+        fed, "FetchRecords", msg, rid, domains.PEER_RECORD_REQUEST,
+        domains.PEER_RECORD_RESPONSE, peer_pb2.PeerRecordResponse,
+    )  # fmt: skip
 
 
 def test_member_naming_a_person_in_a_form_the_index_skips_gets_no_records_off_the_record(
