@@ -113,6 +113,8 @@ _ORIGIN = _Rule(
 )
 
 _SUBJECT_ID = re.compile(SUBJECT_ID_PATTERN, re.ASCII)
+# A SHA-256 digest (or SM3) in lowercase hex, as entries record them; "" where none.
+HEX64_OR_EMPTY: Final = re.compile(r"^(?:[0-9a-f]{64})?$")
 
 MAX_MESSAGE_CHARS: Final = (
     _MAX_WHAT
@@ -168,11 +170,24 @@ def subject_id(value: object, what: str = "subject_id") -> str:
     quotes the value: it is personal data."""
     text = unicodedata.normalize("NFKC", value).strip().upper() if isinstance(value, str) else ""
     if _SUBJECT_ID.fullmatch(text) is None:
-        raise InvalidArgument(
-            f"{what[:_MAX_WHAT]}: expected 1-64 letters or digits "
-            "(e.g. an 18-character resident ID number)"
-        )
+        raise _bad_subject_id(what)
     return text
+
+
+def subject_id_as_given(value: object, what: str = "subject_id") -> str:
+    """A subject id exactly as given, nothing normalised: what a holder may look up
+    (a register could match forms the subject index would not record, such as a
+    trailing space under a collation that ignores it). Never quoted either."""
+    if not is_subject_id(value):
+        raise _bad_subject_id(what)
+    return str(value)
+
+
+def _bad_subject_id(what: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{what[:_MAX_WHAT]}: expected 1-64 letters or digits "
+        "(e.g. an 18-character resident ID number)"
+    )
 
 
 def is_subject_id(value: object) -> bool:

@@ -184,11 +184,7 @@ class RecordHolder:
         # Only ids the subject index can record may reach the source: a form it would
         # skip (a trailing space, which some registers' collations ignore) would
         # release records that no person's history lists. Never echoed.
-        if not all(identifiers.is_subject_id(i) for i in query.subject_ids):
-            raise InvalidArgument(
-                "subject_ids: each id must be 1-64 letters or digits (e.g. an 18-character ID number)"
-            )
-        return tuple(query.subject_ids)
+        return tuple(identifiers.subject_id_as_given(i, "subject_ids") for i in query.subject_ids)
 
     def concerned(
         self, dataset_code: str, ids: tuple[str, ...] | None, decision: Decision
@@ -203,7 +199,7 @@ class RecordHolder:
             return None
         fields = tuple((f.name, f.transform) for f in decision.fields) if decision.allowed else ()
         if ids:
-            named = sorted({identifiers.subject_id(i) for i in ids if identifiers.is_subject_id(i)})
+            named = sorted({identifiers.subject_id(i) for i in ids})  # valid: _open_query
             return Concerned("named", dataset.code, tuple(named), fields) if named else None
         coverage = bulk_coverage(dataset.subject_column, fields) if decision.allowed else "dataset"
         return Concerned(coverage, dataset.code, (), fields)

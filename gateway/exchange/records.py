@@ -15,7 +15,6 @@ conversion for service systems (``gateway.server.servicers``).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, replace
 
 from gateway import identifiers
@@ -79,10 +78,7 @@ class RecordsQuery:
                 f"{len(self.subject_ids)} ids",
             )
         for sid in self.subject_ids:
-            if not identifiers.is_subject_id(sid):
-                raise InvalidArgument(
-                    "subject_ids: each id must be 1-64 letters or digits (e.g. an 18-character ID number)"
-                )
+            identifiers.subject_id_as_given(sid, "subject_ids")
         if len(set(self.subject_ids)) != len(self.subject_ids):
             raise InvalidArgument("subject_ids: an id is repeated")
         if len(self.fields) > limits.max_fields:
@@ -108,9 +104,8 @@ class RecordsResult:
     truncated: bool = False
 
 
-HEX64_OR_EMPTY = re.compile(r"^(?:[0-9a-f]{64})?$")
-# What a holder's answer may carry (the rules are ``gateway.identifiers``'s;
-# compiled here for the bulk requester, which matches them directly).
+# The digests a holder's answer may carry (the rule is ``gateway.identifiers``'s).
+HEX64_OR_EMPTY = identifiers.HEX64_OR_EMPTY
 
 
 def offering_member(bundle: TrustBundle, me: str, holder: str, dataset: str) -> Member:

@@ -96,7 +96,6 @@ FanOut = Callable[[str, stats_pb2.PeerStatsRequest], stats_pb2.PeerStatsResponse
 # What a holder may call a noise mechanism (e.g. ``integer_laplace``): recorded in
 # the requester's ledger entry, so nothing the ledger would refuse.
 _MECHANISM = re.compile(r"[a-z0-9_]{1,64}", re.ASCII)
-_HASH_HEX = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 
 def expected_components(s: Statistic) -> tuple[str, ...]:
@@ -239,7 +238,7 @@ def _agreement_facts(resp: stats_pb2.PeerStatsResponse | None, limits: Limits) -
     comes from a peer, and the entry refuses malformed values)."""
     if resp is None:
         return {}
-    hex64 = re.compile(r"^(?:[0-9a-f]{64})?$")
+    hex64 = identifiers.HEX64_OR_EMPTY
     return {
         "agreement_id": safe_identifier(resp.agreement_id, identifiers.is_answered_agreement_id),
         "agreement_digest": resp.agreement_digest if hex64.fullmatch(resp.agreement_digest) else "",
@@ -358,7 +357,11 @@ class StatsCoordinator:
             receipt = ""
             if resp.HasField("receipt"):
                 r = resp.receipt
-                if r.jurisdiction != j or not _HASH_HEX.fullmatch(r.entry_hash):
+                if (
+                    r.jurisdiction != j
+                    or not r.entry_hash
+                    or not identifiers.HEX64_OR_EMPTY.fullmatch(r.entry_hash)
+                ):
                     raise VerificationFailed(f"{j} answered with a malformed ledger receipt")
                 receipt = f"{r.jurisdiction}:{r.index}:{r.entry_hash}"
             rid = resp.header.request_id if resp.HasField("header") else ""

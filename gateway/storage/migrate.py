@@ -36,6 +36,7 @@ from gateway.storage.backend import (
 )
 from gateway.storage.postgres.db import Connection, PgDatabase
 from gateway.storage.postgres.ledger import PgLedgerStore
+from gateway.storage.postgres.versions import record_version
 from gateway.trust import FileVersionStore
 
 BATCH = 20_000
@@ -171,10 +172,7 @@ def migrate_from_sqlite(
             )
         versions = FileVersionStore.in_dir(data_dir)
         if versions.highest() > 0:
-            conn.execute(
-                "INSERT INTO bundle_version (id, version, digest) VALUES (1, %s, %s)",
-                (versions.highest(), versions.highest_digest()),
-            )
+            record_version(conn, versions.highest(), versions.highest_digest())
             copied["bundle_version"] = versions.highest()
         # Verified before the commit, on this transaction's own view: a copy
         # that differs (the SQLite gateway still appending, say) commits nothing.

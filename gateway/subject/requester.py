@@ -127,15 +127,18 @@ class SubjectAccessCoordinator:
             for j in asked
             if j != me
         }
+        # This gateway's own part first (the peers are asked meanwhile). A part that
+        # fails is that holder missing, never the whole request: every holder
+        # asked has ledgered it, so each gets its paired entry here too.
         outcomes = (
-            [self._ask_self_safely(bundle, portal, subject, request_id)] if me in asked else []
-        )
-        for j, fut in pending.items():
-            try:
-                outcomes.append(fut.result())
-            except Exception:  # a bug in one part must not hide the others
-                log.exception("subject access: asking %s failed", j)
-                outcomes.append(self._missing(bundle, j, "internal error", portal, request_id))
+            [self._part(bundle, me, portal, request_id,
+                        lambda: self._ask_self(bundle, portal, subject, request_id))]
+            if me in asked
+            else []
+        )  # fmt: skip
+        outcomes += [
+            self._part(bundle, j, portal, request_id, fut.result) for j, fut in pending.items()
+        ]
         # Appended concurrently, so the ledger group-commits them (one fsync).
         for done in [self._pool.submit(self._ledger.append, o.event) for o in outcomes]:
             done.result()
@@ -190,20 +193,23 @@ class SubjectAccessCoordinator:
             self._event(portal, j, request_id, "missing", reason, sig=sig),
         )
 
-    def _ask_self_safely(
-        self, bundle: TrustBundle, portal: str, subject: str, request_id: str
+    def _part(
+        self,
+        bundle: TrustBundle,
+        j: str,
+        portal: str,
+        request_id: str,
+        ask: Callable[[], _Outcome],
     ) -> _Outcome:
-        """This gateway's own part; a failure is its part missing, never the whole
-        request (the other holders have been asked and ledgered it already)."""
-        me = self._caller.me
+        """Holder ``j``'s outcome from ``ask``; a failure makes that part missing."""
         try:
-            return self._ask_self(bundle, portal, subject, request_id)
+            return ask()
         except GatewayError as exc:
-            log.warning("subject access: this gateway's own part failed: %s", exc)
-            return self._missing(bundle, me, str(exc), portal, request_id)
+            log.warning("subject access: asking %s failed: %s", j, exc)
+            return self._missing(bundle, j, str(exc), portal, request_id)
         except Exception:  # a bug in one part must not hide the others
-            log.exception("subject access: this gateway's own part failed")
-            return self._missing(bundle, me, "internal error", portal, request_id)
+            log.exception("subject access: asking %s failed", j)
+            return self._missing(bundle, j, "internal error", portal, request_id)
 
     def _ask_self(
         self, bundle: TrustBundle, portal: str, subject: str, request_id: str

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import RunningFederation
+from tests.storage.kit import hebei_exchange
 
 
 def _get(url: str) -> tuple[int, bytes, str]:
@@ -99,11 +100,7 @@ def test_metrics_count_an_exchange_on_both_sides_by_api_outcome_code_counterpart
 def test_metrics_show_ledger_state_witness_lag_budget_and_store_sizes(
     federation: RunningFederation,
 ) -> None:
-    with federation.client("130000", "hebei-housing-fund") as c:  # something to cosign
-        c.get_records(
-            holder_jurisdiction="110000", dataset="si_contributions",
-            purpose="housing_fund_transfer", subject_ids=[federation.commuter()],
-        )  # fmt: skip
+    hebei_exchange(federation)  # something to cosign
     gw = federation.gateways["110000"]
     gw.checkpoint_and_witness()
     s = _samples(federation.site("110000").ops_url)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
-from gateway.client import ServiceClient
 from gateway.config import load_config
 from gateway.demo.setup import CLUSTER, build_federation
 from gateway.policy.quota import QuotaKey, utc_day
 from gateway.server.app import Gateway
+from tests.conftest import RunningFederation
+from tests.storage.kit import hebei_exchange
 
 DAY_MS = 86_400_000
 
@@ -39,17 +39,7 @@ def test_requester_skewing_its_header_across_midnight_cannot_pick_the_quota_day(
     try:
         bj.start()
         hb.start()
-        with sqlite3.connect(bj_site.data_source) as conn:
-            subject = conn.execute("SELECT person_id FROM si_contributions LIMIT 1").fetchone()[0]
-        with ServiceClient(
-            hb_site.service_address, hb_site.tls_cert, "130000",
-            hb_site.tokens["hebei-housing-fund"],
-        ) as c:  # fmt: skip
-            reply = c.get_records(
-                holder_jurisdiction="110000", dataset="si_contributions",
-                purpose="housing_fund_transfer", subject_ids=[subject],
-            )  # fmt: skip
-        assert len(reply.records) == 1
+        hebei_exchange(RunningFederation(fed, {"110000": bj, "130000": hb}))
         holder_day, requester_day = utc_day(holder_clock()), utc_day(requester_clock())
         assert holder_day != requester_day
         key = QuotaKey("110000", "si_contributions", "130000", "hebei-housing-fund", holder_day)

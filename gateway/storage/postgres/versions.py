@@ -8,7 +8,7 @@ the read-compare-write, so replicas loading bundles at once agree.
 
 from __future__ import annotations
 
-from gateway.storage.postgres.db import PgDatabase
+from gateway.storage.postgres.db import Connection, PgDatabase
 from gateway.trust.state import advance_version
 
 
@@ -29,19 +29,24 @@ class PgVersionStore:
 
     def record(self, version: int, digest: str | None = None) -> None:
         with self._db.transaction("bundle version store") as conn:
-            conn.execute(
-                "INSERT INTO bundle_version (id, version, digest) VALUES (1, 0, NULL)"
-                " ON CONFLICT (id) DO NOTHING"
-            )
-            row = conn.execute(
-                "SELECT version, digest FROM bundle_version WHERE id = 1 FOR UPDATE"
-            ).fetchone()
-            assert row is not None
-            version, digest = advance_version(int(row[0]), row[1], version, digest)
-            conn.execute(
-                "UPDATE bundle_version SET version = %s, digest = %s WHERE id = 1",
-                (version, digest),
-            )
+            record_version(conn, version, digest)
 
     def close(self) -> None:
         """The database is closed by its owner."""
+
+
+def record_version(conn: Connection, version: int, digest: str | None) -> None:
+    """Inside the caller's transaction: advance the accepted version (never down;
+    another bundle under the same version refused), the row locked meanwhile."""
+    conn.execute(
+        "INSERT INTO bundle_version (id, version, digest) VALUES (1, 0, NULL)"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+    row = conn.execute(
+        "SELECT version, digest FROM bundle_version WHERE id = 1 FOR UPDATE"
+    ).fetchone()
+    assert row is not None
+    version, digest = advance_version(int(row[0]), row[1], version, digest)
+    conn.execute(
+        "UPDATE bundle_version SET version = %s, digest = %s WHERE id = 1", (version, digest)
+    )
