@@ -300,6 +300,52 @@ def test_revoked_token_is_refused_at_once_on_a_running_gateway(fed: RunningFeder
     assert "revoked" in err.value.details()
 
 
+def test_token_hand_copied_into_a_second_service_system_is_refused_naming_both(
+    fed: RunningFederation,
+) -> None:
+    """gateway.toml edited by hand: a second system given an existing system's token
+    digest (other roles) would have authenticated the token as whichever matched
+    last. The running gateway refuses it: UNAUTHENTICATED, naming both systems and
+    where to fix it, the token never echoed; removing the copy restores the first."""
+    import time
+
+    from gateway.config import load_config as load
+
+    site = fed.site("120000")
+    cfg = site.config
+    token = token_from_output(
+        _cli("service-system", "add", "--config", str(cfg), "--id", "tj-shared", "--token")
+    )
+    digest = crypto.sha256_hex(token.encode())
+    original = cfg.read_text(encoding="utf-8")
+    try:
+        cfg.write_text(
+            original + f'\n[[service_systems]]\nid = "tj-copy"\nroles = ["audit"]\n'
+            f'token_sha256 = "{digest}"\n',
+            encoding="utf-8",
+        )
+        assert [s.id for s in load(cfg).service_systems].count("tj-copy") == 1
+        deadline = time.monotonic() + 10
+        while _list_datasets(fed, "120000", token) == grpc.StatusCode.OK:
+            assert time.monotonic() < deadline, "the edited gateway.toml was never picked up"
+            time.sleep(0.1)
+        with fed.client("120000", "", token=token) as c, pytest.raises(grpc.RpcError) as err:
+            service_pb2_grpc.RecordExchangeStub(c.channel).ListDatasets(
+                service_pb2.ListDatasetsRequest(), timeout=10
+            )
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        details = err.value.details() or ""
+        assert "more than one service system (tj-copy, tj-shared)" in details, details
+        assert "gateway.toml" in details and len(details) <= 500
+        assert token not in details and digest not in details
+    finally:
+        cfg.write_text(original, encoding="utf-8")
+    deadline = time.monotonic() + 10
+    while _list_datasets(fed, "120000", token) != grpc.StatusCode.OK:
+        assert time.monotonic() < deadline, "the restored gateway.toml was never picked up"
+        time.sleep(0.1)
+
+
 def _rotate_token(cfg: str, sid: str, overlap_hours: int) -> str:
     args = ["--config", cfg, "--id", sid, "--token", "--overlap-hours", str(overlap_hours)]
     return token_from_output(_cli("service-system", "rotate", *args))

@@ -587,6 +587,7 @@ def test_member_naming_a_person_in_a_form_the_index_skips_gets_no_records_off_th
     assert resp.error_code == "INVALID_ARGUMENT", resp
     assert not asked
     assert alice not in resp.decision.reason
+    assert "subject_ids" in resp.decision.reason and len(resp.decision.reason) <= 500
     (entry,) = [
         e
         for e in ledger_events(fed.gateways["110000"])
