@@ -14,9 +14,15 @@ computing releases.
 
 Accounting rules (conservative by design):
 
-* Amounts are stored as integers: epsilon in units of 1e-9 (a charge is
-  rounded UP, to at least one unit; a cap DOWN), delta in units of 1e-18. No
-  float drift.
+* Amounts are stored as integers: epsilon in units of 1e-9, delta in units
+  of 1e-18. No float drift. Conversions are exact (``fractions.Fraction``,
+  no float multiplication or decimal rounding on the way): a charge is
+  rounded UP, to at least one unit, a cap DOWN. Epsilon (charges and caps)
+  is read as the shortest decimal that denotes the float (``repr``: what the
+  agreement or the requester wrote, so 30 charges of 0.1 fit a cap of 3.0
+  exactly); the engine calibrates noise to at most the charged units
+  (``eps_loss_bound``), so the charge is never below the epsilon OpenDP
+  says was spent. Delta charges are the float's exact value rounded up.
 * Reserve-then-compute: a spend row (status ``reserved``) is committed BEFORE
   the data is touched; afterwards it is marked ``released`` or ``failed``.
   A failed computation is NOT refunded: we cannot prove nothing was
@@ -33,6 +39,7 @@ import threading
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -42,27 +49,49 @@ EPS_UNIT = 10**9  # epsilon units per 1.0
 DELTA_UNIT = 10**18  # delta units per 1.0
 
 
+def _written(x: float) -> Fraction:
+    """The shortest decimal that reads back as ``x`` (``repr``), exactly."""
+    return Fraction(repr(x))
+
+
 def eps_charge_units(epsilon: float) -> int:
-    """Epsilon to charge, in integer units, rounded up: any epsilon > 0 costs at
-    least one unit (rounding it to 0 would release for free, and every store
-    refuses a 0-unit spend)."""
+    """Epsilon to charge, in integer units, rounded UP (exactly: never below
+    the decimal epsilon by any amount): any epsilon > 0 costs at least one unit
+    (rounding it to 0 would release for free, and every store refuses a 0-unit
+    spend)."""
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise InvalidArgument.expected("epsilon", "a finite number > 0", epsilon)
-    return max(1, math.ceil(round(epsilon * EPS_UNIT, 3)))
+    return max(1, math.ceil(_written(epsilon) * EPS_UNIT))
+
+
+def eps_loss_bound(epsilon: float) -> float:
+    """The privacy loss a release charged ``eps_charge_units(epsilon)`` may
+    have: the largest float that is at most both ``epsilon`` and the charged
+    units exactly (e.g. the float just below 0.1, as the float 0.1 is
+    0.1000000000000000055...). The engine calibrates noise to it, so what is
+    charged is never below what is spent."""
+    units = eps_charge_units(epsilon)
+    bound = units / EPS_UNIT  # correctly rounded; may be above the exact quotient
+    if Fraction(bound) > Fraction(units, EPS_UNIT):
+        bound = math.nextafter(bound, 0.0)
+    return min(epsilon, bound)
 
 
 def eps_cap_units(epsilon: float) -> int:
-    return math.floor(round(epsilon * EPS_UNIT, 3))
+    """A declared epsilon cap in integer units, rounded DOWN (exactly)."""
+    return math.floor(_written(epsilon) * EPS_UNIT)
 
 
 def delta_charge_units(delta: float) -> int:
+    """Delta to charge, in integer units: the float's exact value rounded UP."""
     if not math.isfinite(delta) or not 0 <= delta < 1:
         raise InvalidArgument.expected("delta", "a number in [0, 1)", delta)
-    return math.ceil(delta * DELTA_UNIT)
+    return math.ceil(Fraction(delta) * DELTA_UNIT)
 
 
 def delta_cap_units(delta: float) -> int:
-    return math.floor(delta * DELTA_UNIT)
+    """A declared delta cap in integer units, rounded DOWN (exactly)."""
+    return math.floor(_written(delta) * DELTA_UNIT)
 
 
 @dataclass(frozen=True)

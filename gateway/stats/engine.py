@@ -42,7 +42,10 @@ How a query maps onto OpenDP (pure differential privacy, delta = 0):
 * Calibration: the measurement is built at global scale 1, its privacy map
   gives epsilon(1); Laplace and exponential mechanisms scale as 1/scale, so
   scale = epsilon(1)/epsilon, then nudged up until OpenDP's own map confirms
-  the loss is <= epsilon (no binary search: ~3 measurement builds).
+  the loss is <= epsilon (no binary search: ~3 measurement builds). The
+  target is ``budget.eps_loss_bound(epsilon)``: at most the requested epsilon
+  and at most the integer units the budget charges for it (for 0.1, the
+  float just below 0.1), so a charge is never below the loss.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from gateway.errors import EnvironmentFailure, InvalidArgument, PolicyDenied, cl
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats import _dp as dp  # not opendp.prelude: see gateway.stats._dp
 from gateway.stats.agreements import DatasetTerms
+from gateway.stats.budget import eps_loss_bound
 from gateway.stats.model import (
     DEFAULT_CANDIDATES,
     Cell,
@@ -393,7 +397,7 @@ class Calibrated:
     plan: Plan
     measurement: Any  # opendp Measurement (LazyFrame -> OnceFrame)
     global_scale: float
-    epsilon: float  # what is charged: the requested epsilon (>= OpenDP's map)
+    epsilon: float  # the requested epsilon, what is charged (OpenDP's map <= its units)
     components: tuple[NoiseComponent, ...]
     value_columns: tuple[str, ...]  # output column of each component
 
@@ -500,6 +504,9 @@ def calibrate(plan: Plan) -> Calibrated:
 def _calibrate(plan: Plan) -> Calibrated:
     domain, metric, d_in = _input(plan)
     eps = plan.query.epsilon
+    # At most what the budget charges for ``eps`` (integer units), not only at
+    # most ``eps``: the charge is then never below OpenDP's privacy loss.
+    target = eps_loss_bound(eps)
 
     def make(scale: float) -> Any:
         return dp.m.make_private_lazyframe(
@@ -510,10 +517,10 @@ def _calibrate(plan: Plan) -> Calibrated:
         eps_at_1 = float(make(1.0).map(d_in))
         if not eps_at_1 > 0 or not math.isfinite(eps_at_1):
             raise EnvironmentFailure(f"OpenDP reported privacy loss {eps_at_1} at scale 1")
-        scale = eps_at_1 / eps
+        scale = eps_at_1 / target
         m = make(scale)
         for i in range(40):
-            if float(m.map(d_in)) <= eps:
+            if float(m.map(d_in)) <= target:
                 break
             scale *= 1 + 2.0**-40 * 2**i
             m = make(scale)

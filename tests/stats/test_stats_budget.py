@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from gateway.stats.budget import (
     check_charge,
     eps_cap_units,
     eps_charge_units,
+    eps_loss_bound,
 )
 
 CAPS = Caps(epsilon_per_requester=3.0, epsilon_total=10.0)
@@ -49,9 +51,41 @@ def test_check_charge_refuses_exactly_when_a_cap_would_be_exceeded(
         check_charge(usage, units, 0, CAPS, "x")
 
 
-@given(st.floats(1e-9, 100.0))
+@given(st.floats(1e-12, 100.0))
 def test_charge_rounds_up_never_down(eps: float) -> None:
-    assert eps_charge_units(eps) / EPS_UNIT >= eps - 1e-12
+    # Exactly: no tolerance (rounding to 3 decimals of a unit undercharged by
+    # up to 5e-13 per query).
+    units = eps_charge_units(eps)
+    assert Fraction(units, EPS_UNIT) >= Fraction(repr(eps))
+    assert units == 1 or Fraction(units - 1, EPS_UNIT) < Fraction(repr(eps))  # one unit at most
+    bound = eps_loss_bound(eps)
+    assert 0 < bound <= eps and Fraction(bound) <= Fraction(units, EPS_UNIT)
+
+
+@pytest.mark.parametrize(
+    ("eps", "units"),
+    [(0.1000000000004, 100_000_001), (0.0000000010004, 2), (2.0000000000001, 2_000_000_001)],
+)
+def test_epsilon_just_above_a_unit_is_charged_the_next_unit(eps: float, units: int) -> None:
+    # Attack: the charge was rounded to 3 decimals of a unit first, so an epsilon
+    # less than half a thousandth of a unit above a whole unit was charged DOWN.
+    assert eps_charge_units(eps) == units
+
+
+@pytest.mark.parametrize(
+    ("cap", "units"), [(2.9999999999996, 2_999_999_999), (0.9999999999999, 999_999_999)]
+)
+def test_cap_just_below_a_unit_is_rounded_down(cap: float, units: int) -> None:
+    assert eps_cap_units(cap) == units
+    assert eps_cap_units(3.0) == 3 * EPS_UNIT and eps_cap_units(0.3) == 3 * 10**8
+
+
+def test_loss_bound_of_a_tenth_is_below_the_float_tenth() -> None:
+    # The float 0.1 is 0.1000000000000000055...: a loss of exactly that float is
+    # above the 10**8 units charged for it.
+    assert eps_charge_units(0.1) == 10**8
+    assert eps_loss_bound(0.1) < 0.1 and Fraction(eps_loss_bound(0.1)) <= Fraction(1, 10)
+    assert eps_loss_bound(0.5) == 0.5 and eps_loss_bound(1e-300) == 1e-300
 
 
 @pytest.mark.parametrize("eps", [1e-13, 4e-13, 1e-300])

@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from gateway.errors import (
 )
 from gateway.ledger.entry import validate_event
 from gateway.stats import engine
+from gateway.stats.budget import EPS_UNIT, eps_charge_units
 from gateway.stats.convert import query_to_proto
 from gateway.stats.model import Statistic, StatsFilter, StatsQuery
 
@@ -449,6 +451,32 @@ def test_identifier_truncation_bounds_one_persons_rows(make_holder: Callable[...
     (cell,) = engine.execute(cal, rows).cells
     # Scale 1: |noise| >= 25 has probability ~1e-11; untruncated (60) would fail.
     assert abs(cell.value - 11) < 25
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.2, 0.07, 0.9])
+@pytest.mark.parametrize(
+    ("statistic", "column"),
+    [
+        (Statistic.COUNT, ""),
+        (Statistic.SUM, "months_contributed"),
+        (Statistic.MEAN, "monthly_base"),
+    ],
+)
+def test_opendp_privacy_loss_is_never_above_the_units_charged(
+    make_holder: Callable[..., Any], eps: float, statistic: Statistic, column: str
+) -> None:
+    # The noise was calibrated to the float epsilon (0.1 is 0.1000000000000000055...)
+    # while the budget charged 10**8 units (0.1 exactly): OpenDP's own privacy map
+    # then said more was spent than was charged.
+    holder, _, _ = make_holder()
+    auth = holder._policy.authorise(SI, "110000", "beijing-planning", "planning")
+    plan = engine.plan_query(
+        q(statistic, column=column, epsilon=eps), auth.dataset, auth.terms, "120000"
+    )
+    cal = engine.calibrate(plan)
+    loss = float(cal.measurement.map(engine._input(plan)[2]))
+    assert Fraction(loss) <= Fraction(eps_charge_units(eps), EPS_UNIT)
+    assert cal.epsilon == eps  # what the release states and the ledger records
 
 
 def test_peer_seam_round_trips_protobuf(

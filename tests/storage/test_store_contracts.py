@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from fractions import Fraction
 
 import pytest
 
@@ -262,6 +263,40 @@ def test_racing_replicas_never_overspend_a_budget_of_10(backend: Backend) -> Non
     assert all(isinstance(o, BudgetExhausted) for o in out if isinstance(o, Exception))
     total = sum(t.epsilon for t in a.budget.totals())
     assert total == 10.0
+
+
+def test_thirty_charges_of_an_epsilon_just_above_a_unit_cannot_overspend_the_cap(
+    backend: Backend,
+) -> None:
+    # Attack: an epsilon 4e-13 above a whole number of units (1e-9) was charged
+    # rounded to 3 decimals of a unit, i.e. DOWN to 0.1 exactly: 30 such queries
+    # fitted a cap of 3.0 while spending 3.000000000012.
+    budget = backend.open().budget
+    caps = Caps(epsilon_per_requester=3.0, epsilon_total=3.0)
+    eps = 0.1000000000004
+    granted = 0
+    for i in range(30):
+        try:
+            budget.reserve(_spend(i, eps), caps)
+            granted += 1
+        except BudgetExhausted:
+            break
+    assert granted == 29
+    spent = budget.usage("household_register", "120000/tj").requester_eps
+    assert Fraction(spent, 10**9) >= granted * Fraction(repr(eps))
+    assert spent <= 3 * 10**9
+
+
+def test_cap_just_below_a_unit_is_not_rounded_up_to_it(backend: Backend) -> None:
+    # A cap of 2.9999999999996 was rounded to 3 decimals of a unit, i.e. UP to
+    # 3.0: thirty queries at 0.1 fitted it.
+    budget = backend.open().budget
+    caps = Caps(epsilon_per_requester=2.9999999999996, epsilon_total=10.0)
+    for i in range(29):
+        budget.reserve(_spend(i, 0.1), caps)
+    with pytest.raises(BudgetExhausted):
+        budget.reserve(_spend(29, 0.1), caps)
+    assert budget.usage("household_register", "120000/tj").requester_eps == 29 * 10**8
 
 
 # -- witness -----------------------------------------------------------------------
