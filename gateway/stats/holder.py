@@ -12,7 +12,9 @@ Owns: the order of operations at a holder gateway for one statistics request:
 5. sign the answer (through the transport's ``sign``, so the holder's entry
    carries its own signature and the digest it covers), append the
    ``stats_release`` ledger event, then settle the reservation: the signed
-   answer leaves only after it is ledgered.
+   answer leaves only after it is ledgered. Once the release is ledgered the
+   answer is returned even if settling fails (logged as a warning): a
+   reservation left ``reserved`` counts as spent exactly like a settled one.
 
 Refusals are RAISED as GatewayError subclasses (PolicyDenied, NotFound,
 InvalidArgument, BudgetExhausted, ...), after appending a ``stats_refusal``
@@ -281,7 +283,18 @@ class StatsHolder:
                 )
                 self._refusal(query, ctx, auth, refused, charged=True)
             raise
-        self._budget.settle(ctx.request_id, "released")
+        try:
+            self._budget.settle(ctx.request_id, "released")
+        except Exception as exc:
+            # The release is ledgered: the answer stands. The reservation stays
+            # ``reserved``, which counts as spent like any other row (never
+            # refunded); only its status label is left open.
+            log.warning(
+                "statistics request %s was released and ledgered, but its budget "
+                "reservation could not be marked released (%s); it stays counted as spent",
+                ctx.request_id,
+                type(exc).__name__,
+            )
         if sign is not None:
             return answer  # a signed answer cannot hold the hash of the entry holding it
         return replace(answer, receipt_index=receipt.index, receipt_hash=receipt.entry_hash)

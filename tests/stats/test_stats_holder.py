@@ -427,6 +427,54 @@ def test_ledger_failure_of_a_release_is_not_followed_by_a_refusal(
     assert [r.status for r in budget.spends()] == ["failed"] and ledger.events == []
 
 
+@pytest.mark.parametrize("signed", [False, True])
+def test_settle_failure_after_the_release_is_ledgered_still_returns_the_answer(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    signed: bool,
+) -> None:
+    # The budget store failing to mark a ledgered release ``released`` turned an
+    # answer already on the ledger (and charged) into an error for the caller.
+    path = tmp_path / "settle.db"
+    holder, ledger, budget = make_holder(shipped=True, budget_path=path)
+
+    def settle_down(*_: object) -> None:
+        raise StorageFailure("budget store failed: disk I/O error")
+
+    monkeypatch.setattr(budget, "settle", settle_down)
+    c = new_ctx()
+    with caplog.at_level(logging.WARNING, logger="gateway.stats.holder"):
+        if signed:
+            resp = holder.handle_peer(
+                stats_pb2.PeerStatsRequest(
+                    service_system=c.service_system, query=query_to_proto(q(epsilon=1.0))
+                ),
+                requester=c.requester,
+                request_id=c.request_id,
+                now_ms=c.now_ms,
+                sign=lambda _: ("c2ln", "bb" * 32),
+            )
+            assert len(resp.release.cells) == 1
+        else:
+            ans = holder.answer(q(epsilon=1.0), c)
+            assert len(ans.release.cells) == 1 and ans.receipt_hash
+    assert [e.kind for e in ledger.events] == ["stats_release"]  # no refusal after it
+    (row,) = budget.spends()
+    assert row.status == "reserved" and row.request_id == c.request_id
+    (record,) = [r for r in caplog.records if r.name == "gateway.stats.holder"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert c.request_id in record.getMessage() and "StorageFailure" in record.getMessage()
+    # Counted as spent, also after a restart: never refunded.
+    restarted, _, _ = make_holder(shipped=True, budget_path=path)
+    for _ in range(2):
+        restarted.answer(q(epsilon=1.0), new_ctx())
+    with pytest.raises(BudgetExhausted, match="remaining epsilon 0"):
+        restarted.answer(q(epsilon=1.0), new_ctx())
+
+
 def test_release_refused_if_honest_but_curious_is_enabled(
     make_holder: Callable[..., Any], new_ctx: Callable[..., Any]
 ) -> None:

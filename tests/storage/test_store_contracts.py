@@ -265,6 +265,20 @@ def test_racing_replicas_never_overspend_a_budget_of_10(backend: Backend) -> Non
     assert total == 10.0
 
 
+def test_reservation_never_settled_stays_counted_as_spent_after_a_restart(
+    backend: Backend,
+) -> None:
+    # A release whose settle failed (its answer was already ledgered) leaves its
+    # row ``reserved``: a restart or another replica must count it, never refund it.
+    backend.open().budget.reserve(_spend(0, 6.0), CAPS)
+    again = backend.open()
+    assert again.budget.usage("household_register", "120000/tj").requester_eps == 6 * 10**9
+    with pytest.raises(BudgetExhausted, match="remaining epsilon 4"):
+        again.budget.reserve(_spend(1, 4.5), CAPS)
+    assert again.spends.recorded(["stat-0"]) == {"stat-0"}  # the start-up check sees it
+    again.budget.settle("stat-0", "released")  # a later settle still closes it once
+
+
 def test_thirty_charges_of_an_epsilon_just_above_a_unit_cannot_overspend_the_cap(
     backend: Backend,
 ) -> None:
