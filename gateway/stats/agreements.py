@@ -38,7 +38,9 @@ File format (one file per holder; every field is required unless noted)::
 catalogue's ``max_rows`` as a guarantee of the source (e.g. a primary key) and
 skips the per-person window, which is much cheaper on large tables.
 ``max_rows`` is a public, declared bound (e.g. the population), never read
-from data; OpenDP needs it to bound floating-point and overflow error.
+from data for calibration; OpenDP needs it to bound floating-point and
+overflow error and does not check it, so a holder whose data hold more rows
+refuses the query before spending any budget (``gateway.stats.holder``).
 """
 
 from __future__ import annotations
@@ -285,6 +287,11 @@ class StatisticsPolicy:
     @property
     def digest(self) -> str:
         return self._loaded.digest
+
+    @property
+    def path(self) -> Path:
+        """The agreement file (named in operators' messages)."""
+        return self._loaded.path
 
     def authorise(
         self, dataset: str, jurisdiction: str, service_system: str, purpose: str

@@ -4,8 +4,10 @@ Owns: checking a query against the catalogue (declared domains and bounds) and
 the agreement terms (``plan_query``); building the OpenDP Polars measurement
 and calibrating its noise to exactly the requested epsilon (``calibrate``,
 data independent: bounds, group keys and row bounds come from the catalogue
-and the agreement, never from data); running it once over the data
-(``execute``); reporting mechanism, scale and confidence intervals.
+and the agreement, never from data); refusing data with more rows than the
+agreement's ``max_rows`` (``check_rows``: OpenDP assumes the bound and does
+not check it); running it once over the data (``execute``); reporting
+mechanism, scale and confidence intervals.
 
 Does not own: who may ask (``gateway.stats.agreements``), budgets
 (``gateway.stats.budget``), ledgers or transport (``gateway.stats.holder``).
@@ -63,7 +65,13 @@ from opendp.extras.polars import DPExpr, Margin, dp_len
 from opendp.mod import GLOBAL_FEATURES, OpenDPException
 
 from gateway.catalogue import Column, Dataset
-from gateway.errors import EnvironmentFailure, InvalidArgument, PolicyDenied, clip
+from gateway.errors import (
+    ConfigurationError,
+    EnvironmentFailure,
+    InvalidArgument,
+    PolicyDenied,
+    clip,
+)
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.stats import _dp as dp  # not opendp.prelude: see gateway.stats._dp
 from gateway.stats.agreements import DatasetTerms
@@ -610,10 +618,29 @@ def build_cells(
     return tuple(cells)
 
 
+def check_rows(plan: Plan, rows: int) -> None:
+    """Refuse input of ``rows`` rows if it exceeds the agreement's ``max_rows``.
+
+    OpenDP's bounds on floating-point and overflow error (and so its privacy
+    map) assume at most ``max_rows`` rows; it does not check them. The message
+    does not give ``rows``: the size of the data is itself a statistic.
+    """
+    if rows > plan.terms.max_rows:
+        raise ConfigurationError(
+            f"dataset {plan.dataset.code}: the holder's data exceed the max_rows its "
+            "statistics agreement declares, so no differentially private release can be "
+            "made; the holder's operator must raise max_rows for this dataset"
+        )
+
+
 def execute(cal: Calibrated, frame: pl.LazyFrame) -> Release:
-    """Run the measurement once over ``frame`` (the source's rows) and build the release."""
+    """Run the measurement once over ``frame`` (the source's rows) and build the release.
+
+    ConfigurationError if ``frame`` holds more rows than the agreement's
+    ``max_rows`` (``check_rows``; the holder checks this before reserving budget)."""
     _check_features()
     plan = cal.plan
+    check_rows(plan, frame.select(pl.len()).collect().item())
     prepared = prepare_frame(plan, frame)
     try:
         with _OPENDP:

@@ -7,9 +7,13 @@ Owns: the order of operations at a holder gateway for one statistics request:
    independent; a refusal here spends nothing);
 2. dry run: stop here and report cost, expected accuracy and remaining budget
    (nothing spent, nothing released, nothing ledgered);
-3. reserve the budget atomically (``BudgetStore.reserve``);
-4. read the data and release once (``engine.execute``);
-5. sign the answer (through the transport's ``sign``, so the holder's entry
+3. read the data and refuse them if they hold more rows than the agreement's
+   ``max_rows`` (FAILED_PRECONDITION to the caller without the count, one
+   error line with the counts to the operator); a refusal here, or a source
+   that fails, spends nothing;
+4. reserve the budget atomically (``BudgetStore.reserve``);
+5. release once (``engine.execute``);
+6. sign the answer (through the transport's ``sign``, so the holder's entry
    carries its own signature and the digest it covers), append the
    ``stats_release`` ledger event, then settle the reservation: the signed
    answer leaves only after it is ledgered. Once the release is ledgered the
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from gateway import crypto, identifiers
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import (
+    ConfigurationError,
     EnvironmentFailure,
     GatewayError,
     InvalidArgument,
@@ -98,6 +103,14 @@ class RequestContext:
         # a value the ledger would refuse cannot leave a spend without an entry.
         if self.federated_query_id:
             identifiers.request_id(self.federated_query_id, "federated_query_id")
+
+
+def _recordable(exc: Exception) -> GatewayError:
+    """``exc`` as recorded in a refusal: any other exception by class only
+    (its text may hold data)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    return EnvironmentFailure(f"internal error ({type(exc).__name__})")
 
 
 def caps_of(auth: Authorised) -> Caps:
@@ -234,6 +247,13 @@ class StatsHolder:
         if dry_run:
             usage = self._budget.usage(query.dataset, key)
             return self._answer(engine.dry_run_release(cal), auth, usage.remaining(caps), True)
+        # The data are read, and checked against the agreement's max_rows, before
+        # any budget is reserved: a refusal here spends nothing.
+        try:
+            frame = self._frame(plan, auth)
+        except Exception as exc:
+            self._refusal(query, ctx, auth, _recordable(exc), charged=False)
+            raise
         spend = Spend(
             dataset=query.dataset,
             requester=key,
@@ -251,7 +271,6 @@ class StatsHolder:
         # From here on the budget is spent whatever happens.
         ledgering = False
         try:
-            frame = self._source.frame(auth.dataset, engine.source_columns(plan))
             release = engine.execute(cal, frame)
             answer = self._answer(release, auth, usage.remaining(caps), False)
             # Signed first, so the entry holds the holder's signature; the signed
@@ -276,12 +295,7 @@ class StatsHolder:
             # (the release's entry may then be committed: no refusal after it).
             # Any other exception is recorded by class only (its text may hold data).
             if isinstance(exc, Exception) and not (ledgering and isinstance(exc, StorageFailure)):
-                refused = (
-                    exc
-                    if isinstance(exc, GatewayError)
-                    else EnvironmentFailure(f"internal error ({type(exc).__name__})")
-                )
-                self._refusal(query, ctx, auth, refused, charged=True)
+                self._refusal(query, ctx, auth, _recordable(exc), charged=True)
             raise
         try:
             self._budget.settle(ctx.request_id, "released")
@@ -298,6 +312,26 @@ class StatsHolder:
         if sign is not None:
             return answer  # a signed answer cannot hold the hash of the entry holding it
         return replace(answer, receipt_index=receipt.index, receipt_hash=receipt.entry_hash)
+
+    def _frame(self, plan: engine.Plan, auth: Authorised) -> pl.LazyFrame:
+        """The source's rows for ``plan``, read once; ConfigurationError (and one
+        operator log line with the counts) if there are more than the agreement's
+        ``max_rows``."""
+        df = self._source.frame(auth.dataset, engine.source_columns(plan)).collect()
+        try:
+            engine.check_rows(plan, df.height)
+        except ConfigurationError:
+            log.error(
+                "statistics dataset %s: the source holds %d rows, more than the max_rows %d "
+                "declared for it in %s; its statistics are refused (nothing spent) until "
+                "max_rows there is raised to at least the number of rows the source can hold",
+                auth.dataset.code,
+                df.height,
+                auth.terms.max_rows,
+                self._policy.path,
+            )
+            raise
+        return df.lazy()
 
     def _answer(
         self, release: Release, auth: Authorised, left: tuple[float, float], dry_run: bool

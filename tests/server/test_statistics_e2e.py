@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -214,5 +216,55 @@ def test_holder_without_a_statistics_agreement_ledgers_the_refusal(tmp_path) -> 
         assert len(held) == 1 and held[0].counterparty == "120000"
         assert "no statistics agreement" in held[0].reason and held[0].requester_signature
         assert [e.request_id for e in asked] == [held[0].request_id]
+    finally:
+        stop_federation(rf)
+
+
+def test_holder_whose_data_exceed_its_declared_max_rows_refuses_without_spending(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A running holder whose source holds more rows than its agreement's max_rows
+    (OpenDP's row bound) answers FAILED_PRECONDITION naming the dataset and max_rows
+    but not the row count, spends no budget, ledgers an uncharged refusal, and tells
+    its operator in one error line (counts and the file to edit, no traceback)."""
+    import logging
+    import shutil
+
+    from gateway.demo.setup import REPO_POLICIES
+
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO_POLICIES, policies)
+    f = policies / "110000" / "statistics.yaml"
+    f.write_text(f.read_text().replace("max_rows: 10000000", "max_rows: 5"))
+    rf = start_federation(tmp_path / "fed", rows=60, policies=policies)
+    try:
+        holder = rf.gateways["110000"].statistics.holder
+        assert holder is not None
+        ds = holder.policy.authorise(
+            "si_contributions", "120000", "tianjin-planning", "commuter_planning"
+        ).dataset
+        rows = holder._source.frame(ds, ["person_id"]).collect().height
+        assert rows > 5
+        ch, stub = _stub(rf, "120000", "tianjin-planning")
+        with caplog.at_level(logging.INFO, logger="gateway.stats.holder"):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Query(commuters_by_age(["110000"], 1.0), timeout=30)
+        ch.close()
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        details = err.value.details() or ""
+        assert "si_contributions" in details and "max_rows" in details
+        assert str(rows) not in details and len(details) < 400
+        assert rf.gateways["110000"].stores.budget.totals() == []
+        held = [
+            e
+            for e in ledger_events(rf.gateways["110000"])
+            if e.kind in ("stats_release", "stats_refusal")
+        ]
+        assert [(e.kind, dict(e.details)["charged"]) for e in held] == [("stats_refusal", "false")]
+        (line,) = [r for r in caplog.records if r.name == "gateway.stats.holder"]
+        text = line.getMessage()
+        assert line.levelno == logging.ERROR and line.exc_info is None
+        assert "si_contributions" in text and str(rows) in text and "max_rows 5" in text
+        assert str(f) in text
     finally:
         stop_federation(rf)

@@ -18,11 +18,13 @@ from opendp.mod import GLOBAL_FEATURES
 from gateway._proto.dataexchange.gateway.v1 import stats_pb2
 from gateway.errors import (
     BudgetExhausted,
+    ConfigurationError,
     EnvironmentFailure,
     InvalidArgument,
     NotFound,
     PolicyDenied,
     StorageFailure,
+    status_name,
 )
 from gateway.ledger.entry import validate_event
 from gateway.stats import engine
@@ -347,9 +349,9 @@ def test_failure_after_reservation_keeps_the_spend(
     holder, ledger, budget = make_holder()
 
     def boom(*_: object) -> None:
-        raise EnvironmentFailure("source went away")
+        raise EnvironmentFailure("OpenDP failed to release")
 
-    monkeypatch.setattr(holder._source, "frame", boom)
+    monkeypatch.setattr(engine, "execute", boom)
     with pytest.raises(EnvironmentFailure):
         holder.answer(q(epsilon=0.5), new_ctx())
     (row,) = budget.spends()
@@ -359,15 +361,15 @@ def test_failure_after_reservation_keeps_the_spend(
 
 
 @pytest.mark.parametrize(
-    "failure", [StorageFailure("source database unreachable"), RuntimeError("value 4711 of p1")]
+    "failure", [StorageFailure("disk I/O error"), RuntimeError("value 4711 of p1")]
 )
-def test_source_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
+def test_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
     make_holder: Callable[..., Any],
     new_ctx: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
     failure: Exception,
 ) -> None:
-    # A data source that fails (or an unexpected error) after the budget was
+    # A release that fails (or an unexpected error) after the budget was
     # reserved left the spend charged with no holder entry at all: the audit
     # trail missed a charged refusal. Its text is not recorded (it may hold data).
     holder, ledger, budget = make_holder()
@@ -375,7 +377,7 @@ def test_source_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
     def boom(*_: object) -> None:
         raise failure
 
-    monkeypatch.setattr(holder._source, "frame", boom)
+    monkeypatch.setattr(engine, "execute", boom)
     with pytest.raises(type(failure)):
         holder.answer(q(epsilon=0.5), new_ctx())
     (row,) = budget.spends()
@@ -385,26 +387,52 @@ def test_source_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
     assert "4711" not in event.reason
 
 
-def test_settle_failure_after_a_source_failure_keeps_the_original_error_and_the_refusal(
+@pytest.mark.parametrize(
+    "failure", [StorageFailure("source database unreachable"), RuntimeError("value 4711 of p1")]
+)
+def test_source_failure_is_a_refusal_on_the_ledger_that_spends_nothing(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+) -> None:
+    # The data are read (and their row count checked) before any budget is
+    # reserved: a source that fails is refused, recorded (its text not: it may
+    # hold data), and charged nothing.
+    holder, ledger, budget = make_holder()
+
+    def boom(*_: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(holder._source, "frame", boom)
+    with pytest.raises(type(failure)):
+        holder.answer(q(epsilon=0.5), new_ctx())
+    assert budget.spends() == []
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal" and dict(event.details)["charged"] == "false"
+    assert "4711" not in event.reason
+
+
+def test_settle_failure_after_a_release_failure_keeps_the_original_error_and_the_refusal(
     make_holder: Callable[..., Any],
     new_ctx: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # The budget store failing to mark the reservation failed replaced the
-    # source's error with its own and skipped the charged refusal's entry.
+    # release's error with its own and skipped the charged refusal's entry.
     holder, ledger, budget = make_holder()
 
     def boom(*_: object) -> None:
-        raise EnvironmentFailure("source went away")
+        raise EnvironmentFailure("OpenDP failed to release")
 
     def settle_down(*_: object) -> None:
         raise StorageFailure("budget store failed: disk I/O error")
 
-    monkeypatch.setattr(holder._source, "frame", boom)
+    monkeypatch.setattr(engine, "execute", boom)
     monkeypatch.setattr(budget, "settle", settle_down)
     with caplog.at_level(logging.ERROR, logger="gateway.stats.holder"):
-        with pytest.raises(EnvironmentFailure, match="source went away"):
+        with pytest.raises(EnvironmentFailure, match="OpenDP failed to release"):
             holder.answer(q(epsilon=0.5), new_ctx())
     (row,) = budget.spends()
     assert row.status == "reserved" and row.epsilon == 0.5  # still counted
@@ -473,6 +501,64 @@ def test_settle_failure_after_the_release_is_ledgered_still_returns_the_answer(
         restarted.answer(q(epsilon=1.0), new_ctx())
     with pytest.raises(BudgetExhausted, match="remaining epsilon 0"):
         restarted.answer(q(epsilon=1.0), new_ctx())
+
+
+@pytest.mark.parametrize("statistic", [Statistic.COUNT, Statistic.SUM])
+def test_data_over_the_declared_max_rows_are_refused_before_any_budget_is_spent(
+    make_holder: Callable[..., Any],
+    new_ctx: Callable[..., Any],
+    sources: dict[str, Path],
+    caplog: pytest.LogCaptureFixture,
+    statistic: Statistic,
+) -> None:
+    # Attack/failure: a source holding more rows than the agreement's max_rows
+    # (OpenDP's float-sum error bound assumes it and never checks it) was
+    # released anyway: the stated privacy guarantee silently did not hold.
+    rows = _read(sources["120000"]).height
+    holder, ledger, budget = make_holder(max_rows=rows - 1)
+    column = "" if statistic is Statistic.COUNT else "months_contributed"
+    with caplog.at_level(logging.INFO, logger="gateway.stats.holder"):
+        with pytest.raises(ConfigurationError) as err:
+            holder.answer(q(statistic, column=column), new_ctx())
+    assert status_name(err.value) == "FAILED_PRECONDITION"
+    message = err.value.message
+    assert SI in message and "max_rows" in message and len(message) < 300
+    assert str(rows) not in message  # the size of the data is itself a statistic
+    # Nothing spent, nothing released; the refusal is on the ledger, uncharged.
+    assert budget.spends() == []
+    (event,) = ledger.events
+    assert event.kind == "stats_refusal"
+    details = dict(event.details)
+    assert details["charged"] == "false" and details["error_code"] == "FAILED_PRECONDITION"
+    assert str(rows) not in event.reason
+    # The operator: one error line, no traceback, with both counts and the file.
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert record.levelno == logging.ERROR and record.exc_info is None and "\n" not in text
+    assert SI in text and str(rows) in text and str(rows - 1) in text
+    assert "max_rows" in text and str(holder.policy.path) in text
+
+
+def test_data_at_exactly_the_declared_max_rows_are_released(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], sources: dict[str, Path]
+) -> None:
+    holder, ledger, budget = make_holder(max_rows=_read(sources["120000"]).height)
+    assert len(holder.answer(q(), new_ctx()).release.cells) == 1
+    assert [r.status for r in budget.spends()] == ["released"]
+    assert [e.kind for e in ledger.events] == ["stats_release"]
+
+
+def test_engine_refuses_to_release_over_more_rows_than_max_rows(
+    make_holder: Callable[..., Any],
+) -> None:
+    # The engine's own check, whoever calls it (the holder checks first, before
+    # reserving): a frame over the bound is never measured.
+    holder, _, _ = make_holder(max_rows=10)
+    auth = holder._policy.authorise(SI, "110000", "beijing-planning", "planning")
+    cal = engine.calibrate(engine.plan_query(q(), auth.dataset, auth.terms, "120000"))
+    engine.execute(cal, pl.LazyFrame({"person_id": [f"p{i}" for i in range(10)]}))
+    with pytest.raises(ConfigurationError, match="max_rows"):
+        engine.execute(cal, pl.LazyFrame({"person_id": [f"p{i}" for i in range(11)]}))
 
 
 def test_release_refused_if_honest_but_curious_is_enabled(
