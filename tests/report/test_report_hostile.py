@@ -48,3 +48,17 @@ def test_report_fails_a_ledger_whose_entry_carries_a_forged_requester_signature(
     assert "ledger(s) 110000 do not verify" in capsys.readouterr().err
     assert "every ledger verifies" not in html
     assert '<span class="bad">FAILED</span>: entry-signature-invalid: entry 1:' in html
+
+
+def test_report_draws_a_peers_refusal_reason_holding_mathtext_as_plain_text(
+    tmp_path: Path,
+) -> None:
+    # A reason is the holder's text, ledgered by the requester too: "$...$" must not be
+    # parsed by the chart library (an unbalanced \frac made the whole report fail).
+    reason = r"quota of $\frac{a}{b$ used"
+    path = _ledger(
+        tmp_path / "l.sqlite", make_event(0, kind="refusal", decision="deny", reason=reason)
+    )
+    rc, html = _report(tmp_path, path)
+    assert rc == 0
+    assert r"quota of $\frac{a}{b$ used" in html  # the table, and the chart's alt text
