@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.cli.output import check_output, is_sqlite
 from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.bundle import export_bundle, verify_bundle_bytes
@@ -149,7 +150,9 @@ def register(sub: Any) -> None:
     )
     w.add_argument("--origin", help="only this log (e.g. 110000.gateway.dataexchange.cn/ledger)")
     w.add_argument(
-        "--note-out", type=Path, help="write that log's last cosigned checkpoint note here"
+        "--note-out",
+        type=Path,
+        help="write the last cosigned checkpoint note of the log given by --origin here",
     )
     w.set_defaults(func=cmd_witnessed)
 
@@ -231,18 +234,21 @@ def _log_keys(
 # Commands
 # --------------------------------------------------------------------------
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 
 def _is_ledger_file(path: Path) -> bool:
     """A SQLite file is a ledger; anything else is read as an evidence bundle, so a
     damaged evidence file is still reported as evidence."""
-    with path.open("rb") as f:
-        return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    return is_sqlite(path)
 
 
 def cmd_witnessed(args: argparse.Namespace) -> int:
     """Print witnessed sizes and evidence; exit 1 if any fork/rollback evidence is held."""
+    if args.note_out is not None:
+        if not args.origin:
+            raise InvalidArgument(
+                "--note-out writes one log's checkpoint note: give --origin (the log's origin)"
+            )
+        check_output(args.note_out, "--note-out", [args.db, args.config])
     store, close = _witness_store(args.db, args.config)
     try:
         origins = [args.origin] if args.origin else store.origins()
@@ -532,6 +538,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise InvalidArgument("export: give --request-id, or --since and --until")
     if args.request_id is None and (args.since is None or args.until is None):
         raise InvalidArgument("export: --since and --until go together")
+    check_output(args.output, "-o", [args.ledger, args.bundle])
     keys = trusted_keys(args.bundle)
     ledger = _open(args.ledger)
     try:
