@@ -161,7 +161,10 @@ def register(sub: Any) -> None:
     )
     sh.add_argument("path", type=Path, help="ledger SQLite file, or an evidence bundle")
     sh.add_argument(
-        "--bundle", type=Path, help="trust bundle: verify an evidence bundle before showing it"
+        "--bundle",
+        type=Path,
+        help="trust bundle: verify the ledger (as `ledger verify` does) or the evidence bundle "
+        "before showing it",
     )
     sh.add_argument("--since", help="ISO 8601 start (inclusive, UTC if no offset)")
     sh.add_argument("--until", help="ISO 8601 end (exclusive)")
@@ -593,7 +596,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise InvalidArgument.expected("--limit", ">= 0", args.limit)
     if not args.path.exists():
         raise NotFound(f"{args.path}: no such file")
-    store = SqliteLedgerStore(args.path, readonly=True) if _is_ledger_file(args.path) else None
+    is_ledger = _is_ledger_file(args.path)
+    if is_ledger:
+        _verify_before_showing(args.path, args.bundle)
+    store = SqliteLedgerStore(args.path, readonly=True) if is_ledger else None
     try:
         rows: Iterable[tuple[int, bytes]]
         if store is not None:
@@ -629,6 +635,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         # On a terminal, its width; into a file or pipe, wide enough not to fold ids.
         Console(width=console.width if console.is_terminal else 320).print(table)
     return 0
+
+
+def _verify_before_showing(path: Path, bundle: Path | None) -> None:
+    """With a trust bundle, the whole-ledger check of ``ledger verify``: nothing is shown
+    from a ledger that fails it. Without one, a note says nothing was verified."""
+    if bundle is None:
+        print(f"note: {path} shown without verification (pass --bundle to verify it first)",
+              file=sys.stderr)  # fmt: skip
+        return
+    ledger = _open(path)
+    try:
+        keys, source = _log_keys(ledger, bundle, None)
+        report = verify_ledger_file(ledger, keys)
+    finally:
+        ledger.close()
+    if not report.ok:
+        for line in report_lines(report, ledger.origin, source):
+            print(line, file=sys.stderr)
+        raise VerificationFailed(f"{path} does not verify, nothing shown: {report.problem}")
 
 
 def _evidence_rows(path: Path, bundle: Path | None) -> list[tuple[int, bytes]]:
