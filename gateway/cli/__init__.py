@@ -1,7 +1,8 @@
 """The ``gateway`` command. Each subcommand group lives in its own module.
 
-Owns: argument parsing and turning GatewayError into a one-line message and
-exit status 2 (1 for verification failures, so scripts can tell them apart).
+Owns: argument parsing and turning GatewayError, and an OSError on a file the user
+named, into a one-line message and exit status 2 (1 for verification failures, so
+scripts can tell them apart).
 Does not own: any behaviour; every command calls into the core.
 """
 
@@ -61,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except GatewayError as exc:
         print(f"gateway: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A file the user named is missing, a folder, unreadable or unwritable: a mistake
+        # to fix, said in one line naming the file (never a traceback).
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"gateway: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway import identifiers
+from gateway.cli.output import check_output
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.entry import decode_entry
@@ -215,6 +216,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from gateway.report.html import render
     from gateway.trust import load_bundle, read_authority_key
 
+    witness_paths = [Path(spec.partition("=")[2] or spec) for spec in args.witness]
+    check_output(args.out, "-o", [*args.ledgers, args.bundle, args.authority, *witness_paths])
     authority = read_authority_key(args.authority) if args.authority else None
     bundle = load_bundle(args.bundle, authority)
     witnesses = []

@@ -15,7 +15,9 @@ show in the process list and the shell history); subject ids likewise may come
 from ``--subjects-file`` (one per line, ``-`` for standard input).
 
 Exit status: 0 on success, 3 when the gateway refused or failed (the gRPC
-status and its message are printed), 2 for a usage mistake.
+status and its message are printed) or a bulk stream ended without the holder's
+completion, 2 for a usage mistake. A bulk ``--out`` file is created 0600 (it
+holds records about people).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.output import check_output
 from gateway.errors import InvalidArgument
 
 EXIT_REFUSED = 3
@@ -84,8 +87,8 @@ def register(sub: Any) -> None:
     b.add_argument(
         "--out",
         type=Path,
-        help="write the records here as JSON lines (default: standard output); "
-        "appended to when resuming with --cursor",
+        help="write the records here as JSON lines (default: standard output); a new file "
+        "is made readable by you only (0600); appended to when resuming with --cursor",
     )
     b.set_defaults(func=_bulk, timeout=3600.0)
 
@@ -278,12 +281,16 @@ def _bulk(args: argparse.Namespace) -> int:
 
     from gateway.client import chunk_row_count, chunk_rows
 
-    out = sys.stdout
+    out: Any = sys.stdout
     handle = None
     if args.out is not None:
+        check_output(args.out, "--out")
+    gw = _client(args)  # a usage mistake (no token, no certificate) leaves --out untouched
+    if args.out is not None:
         try:
-            handle = args.out.open("a" if args.cursor else "w", encoding="utf-8")
+            handle = _open_extract(args.out, append=bool(args.cursor))
         except OSError as exc:
+            gw.close()
             raise InvalidArgument(f"--out {args.out}: {exc.strerror}") from exc
         out = handle
     rows = chunks = 0
@@ -291,7 +298,7 @@ def _bulk(args: argparse.Namespace) -> int:
     started: Any = None
     completed: Any = None
     try:
-        with _client(args) as gw:
+        with gw:
             try:
                 for message in gw.stream_records(
                     args.holder,
@@ -328,6 +335,16 @@ def _bulk(args: argparse.Namespace) -> int:
         out.flush()
         if handle is not None:
             handle.close()
+    if completed is None:
+        # Only the holder's verified commitment ends a transfer: a stream that simply
+        # stops (a gateway cut off, a proxy) is incomplete, whatever arrived.
+        print(
+            f"gateway call: the stream ended without the holder's completion after {rows} "
+            f"row(s) in {chunks} chunk(s); not complete."
+            + (f" Resume with: --cursor {cursor}" if cursor else ""),
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
     summary = {
         "request_id": started.request_id if started is not None else "",
         "holder_jurisdiction": args.holder,
@@ -335,10 +352,10 @@ def _bulk(args: argparse.Namespace) -> int:
         "agreement_id": started.decision.agreement_id if started is not None else "",
         "rows": rows,
         "chunks": chunks,
-        "complete": completed is not None and not completed.truncated,
-        "commitment": completed.commitment if completed is not None else "",
-        "truncated_reason": completed.truncated_reason if completed is not None else "",
-        "resume_cursor": completed.cursor if completed is not None and completed.truncated else "",
+        "complete": not completed.truncated,
+        "commitment": completed.commitment,
+        "truncated_reason": completed.truncated_reason,
+        "resume_cursor": completed.cursor if completed.truncated else "",
     }
     if args.json:
         print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
@@ -355,6 +372,13 @@ def _bulk(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _open_extract(path: Path, append: bool) -> Any:
+    """The extract file: records about people, so a new one is readable by its owner
+    only (0600); an existing one keeps the mode its owner gave it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    return os.fdopen(os.open(path, flags, 0o600), "w", encoding="utf-8")
 
 
 # -- statistics -------------------------------------------------------------

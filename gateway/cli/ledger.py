@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.cli.output import check_output, is_sqlite
 from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.bundle import export_bundle, verify_bundle_bytes
@@ -149,7 +150,9 @@ def register(sub: Any) -> None:
     )
     w.add_argument("--origin", help="only this log (e.g. 110000.gateway.dataexchange.cn/ledger)")
     w.add_argument(
-        "--note-out", type=Path, help="write that log's last cosigned checkpoint note here"
+        "--note-out",
+        type=Path,
+        help="write the last cosigned checkpoint note of the log given by --origin here",
     )
     w.set_defaults(func=cmd_witnessed)
 
@@ -158,7 +161,10 @@ def register(sub: Any) -> None:
     )
     sh.add_argument("path", type=Path, help="ledger SQLite file, or an evidence bundle")
     sh.add_argument(
-        "--bundle", type=Path, help="trust bundle: verify an evidence bundle before showing it"
+        "--bundle",
+        type=Path,
+        help="trust bundle: verify the ledger (as `ledger verify` does) or the evidence bundle "
+        "before showing it",
     )
     sh.add_argument("--since", help="ISO 8601 start (inclusive, UTC if no offset)")
     sh.add_argument("--until", help="ISO 8601 end (exclusive)")
@@ -231,18 +237,21 @@ def _log_keys(
 # Commands
 # --------------------------------------------------------------------------
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
 
 def _is_ledger_file(path: Path) -> bool:
     """A SQLite file is a ledger; anything else is read as an evidence bundle, so a
     damaged evidence file is still reported as evidence."""
-    with path.open("rb") as f:
-        return f.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+    return is_sqlite(path)
 
 
 def cmd_witnessed(args: argparse.Namespace) -> int:
     """Print witnessed sizes and evidence; exit 1 if any fork/rollback evidence is held."""
+    if args.note_out is not None:
+        if not args.origin:
+            raise InvalidArgument(
+                "--note-out writes one log's checkpoint note: give --origin (the log's origin)"
+            )
+        check_output(args.note_out, "--note-out", [args.db, args.config])
     store, close = _witness_store(args.db, args.config)
     try:
         origins = [args.origin] if args.origin else store.origins()
@@ -532,6 +541,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise InvalidArgument("export: give --request-id, or --since and --until")
     if args.request_id is None and (args.since is None or args.until is None):
         raise InvalidArgument("export: --since and --until go together")
+    check_output(args.output, "-o", [args.ledger, args.bundle])
     keys = trusted_keys(args.bundle)
     ledger = _open(args.ledger)
     try:
@@ -586,7 +596,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise InvalidArgument.expected("--limit", ">= 0", args.limit)
     if not args.path.exists():
         raise NotFound(f"{args.path}: no such file")
-    store = SqliteLedgerStore(args.path, readonly=True) if _is_ledger_file(args.path) else None
+    is_ledger = _is_ledger_file(args.path)
+    if is_ledger:
+        _verify_before_showing(args.path, args.bundle)
+    store = SqliteLedgerStore(args.path, readonly=True) if is_ledger else None
     try:
         rows: Iterable[tuple[int, bytes]]
         if store is not None:
@@ -622,6 +635,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         # On a terminal, its width; into a file or pipe, wide enough not to fold ids.
         Console(width=console.width if console.is_terminal else 320).print(table)
     return 0
+
+
+def _verify_before_showing(path: Path, bundle: Path | None) -> None:
+    """With a trust bundle, the whole-ledger check of ``ledger verify``: nothing is shown
+    from a ledger that fails it. Without one, a note says nothing was verified."""
+    if bundle is None:
+        print(f"note: {path} shown without verification (pass --bundle to verify it first)",
+              file=sys.stderr)  # fmt: skip
+        return
+    ledger = _open(path)
+    try:
+        keys, source = _log_keys(ledger, bundle, None)
+        report = verify_ledger_file(ledger, keys)
+    finally:
+        ledger.close()
+    if not report.ok:
+        for line in report_lines(report, ledger.origin, source):
+            print(line, file=sys.stderr)
+        raise VerificationFailed(f"{path} does not verify, nothing shown: {report.problem}")
 
 
 def _evidence_rows(path: Path, bundle: Path | None) -> list[tuple[int, bytes]]:

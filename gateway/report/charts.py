@@ -3,7 +3,8 @@
 Owns: one function per chart, each returning ``Chart`` (title, alt text and
 an ``data:image/png;base64,...`` URI the HTML embeds, so the file needs no
 network and no side files). Labels are codes (jurisdictions, datasets,
-purposes) and reasons; CJK fonts are used when the system has one.
+purposes) and reasons, drawn as plain text (never mathtext: a "$" in a reason is a
+dollar sign); CJK fonts are used when the system has one.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def _fonts() -> None:
     plt.rcParams["font.family"] = ["DejaVu Sans", *(f for f in _CJK if f in have)]
     plt.rcParams["axes.spines.top"] = False
     plt.rcParams["axes.spines.right"] = False
+    # Labels are ledger values (a refusal reason is a peer's text): shown as written,
+    # never parsed as mathtext, where "$\frac{a}{b$" raises and would stop the report.
+    plt.rcParams["text.parse_math"] = False
 
 
 @dataclass(frozen=True)

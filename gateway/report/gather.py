@@ -1,8 +1,9 @@
 """Reading what the audit report is built from: ledgers verified against the trust bundle.
 
 Owns: opening each ledger file read-only, verifying it whole (chain, tree,
-checkpoints) with the log key the trust bundle pins for its origin (never a
-key stored in the file), checking which federation witnesses cosigned its
+checkpoints, cosignatures, every entry's exchange signatures: what ``ledger
+verify --bundle`` checks) with the keys the trust bundle lists (never a key
+stored in the file), checking which federation witnesses cosigned its
 newest checkpoint, and reconciling every pair of ledgers given. Does not
 own: verification, decoding or reconciliation logic (``gateway.ledger.verify``,
 ``gateway.ledger.show``, the decoder ``gateway ledger show`` uses,
@@ -24,6 +25,7 @@ from gateway.ledger.note import cosignatures_in
 from gateway.ledger.reconcile import ReconcileReport, reconcile
 from gateway.ledger.show import shown_entries
 from gateway.ledger.storage import SqliteLedgerStore
+from gateway.ledger.trustkeys import TrustedKeys
 from gateway.ledger.verify import verify_store
 from gateway.report.model import Entry
 from gateway.trust import TrustBundle
@@ -113,9 +115,16 @@ def _status(
             )
         store = ledger.store
         assert isinstance(store, SqliteLedgerStore)
+        # The same whole-ledger check as `ledger verify --bundle`: every key from the
+        # trust bundle, every cosignature and both exchange signatures of every entry
+        # (a log key alone would pass an entry whose requester never signed it).
         # Checkpoints witnesses hold for this log: the ledger must extend each.
         report = verify_store(
-            store, ledger.origin, member.ring("ledger"), trusted=[note for _, note in held]
+            store,
+            ledger.origin,
+            TrustedKeys.from_bundle(bundle),
+            trusted=[note for _, note in held],
+            check_signatures=True,
         )
         witnesses = {
             m.witness_name: m.cosigner_key  # the current witness key

@@ -111,8 +111,9 @@ def _verification(ledgers: Sequence[LedgerStatus]) -> str:
     return (
         "<section id='verification'><h2>Verification</h2>"
         "<p>Each ledger was verified whole (every entry's hash chain and Merkle leaf, every "
-        "stored node, every signed checkpoint) with the log key the trust bundle pins for its "
-        "origin, never a key stored in the file. Witnesses: federation members whose "
+        "stored node, every signed checkpoint and cosignature, both exchange signatures of "
+        "every entry) with the keys the trust bundle lists, never a key stored in the file. "
+        "Witnesses: federation members whose "
         "cosignature on the newest checkpoint verifies with their key from the bundle.</p>"
         "<table><thead><tr><th>ledger</th><th>status</th><th>entries</th><th>checkpoints</th>"
         "<th>newest checkpoint</th><th>cosigned by</th><th>witness-held checkpoints "

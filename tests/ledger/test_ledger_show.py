@@ -94,3 +94,32 @@ def test_evidence_bundle_is_shown_decoded_after_verification(
     bad[len(bad) // 2] ^= 1
     out.write_bytes(bytes(bad))
     assert main(["ledger", "show", str(out), "--bundle", str(trust)]) == 1  # refused, not shown
+
+
+def test_ledger_shown_with_a_trust_bundle_is_verified_first_and_a_forged_one_not_shown(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from tests.ledger.ledger_testkit import write_trust_bundle
+
+    trust = write_trust_bundle(tmp_path / "trust")
+    assert main(["ledger", "show", str(path), "--bundle", str(trust), "--json"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 12
+    with sqlite3.connect(path) as c:  # a rewritten entry: the chain no longer holds
+        (entry,) = c.execute("SELECT entry FROM ledger_entries WHERE idx = 5").fetchone()
+        c.execute(
+            "UPDATE ledger_entries SET entry = ? WHERE idx = 5",
+            (entry[:-1] + bytes([entry[-1] ^ 1]),),
+        )
+    assert main(["ledger", "show", str(path), "--bundle", str(trust), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # refused, not shown
+    assert "does not verify, nothing shown" in captured.err and "first bad entry: 5" in captured.err
+
+
+def test_ledger_shown_without_a_trust_bundle_says_it_was_not_verified(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ledger", "show", str(path), "--json"]) == 0
+    assert "shown without verification" in capsys.readouterr().err
