@@ -6,7 +6,8 @@ local source, applying the agreement's transforms, sealing the records to the
 requester, ledgering (before anything leaves) and signing the answer. Every
 authenticated request ends in exactly one ledger entry, and a refusal is signed
 like a transfer. With a ``SubjectIndexer`` the entry also commits to whom it
-concerns (the subjects it named, or the dataset a bulk request covered;
+concerns (the subjects whose rows it released and the ids it asked for, each in
+the normal form subject access looks up; or the dataset a bulk request covered;
 ``gateway.subject``).
 
 Quota: a named request is charged one unit per distinct subject id it asks for,
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ from google.protobuf.message import DecodeError
 
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
-from gateway.catalogue import Catalogue
+from gateway.catalogue import Catalogue, Dataset
 from gateway.envelope import envelope_digest
 from gateway.errors import (
     CryptoFailure,
@@ -96,9 +97,35 @@ class _Asked(Protocol):
 @dataclass(frozen=True)
 class _Served:
     """What serving an allowed request did: the quota charge to give back if the
-    exchange then fails."""
+    exchange then fails, and the normal forms of the subjects whose rows it
+    released (None: no rows were read)."""
 
     charge: QuotaCharge | None = None
+    subjects: tuple[str, ...] | None = None
+
+
+def _numeric_subjects(dataset: Dataset) -> bool:
+    return dataset.column(dataset.subject_column).type in ("integer", "float")
+
+
+def _check_asked(dataset: Dataset, ids: Sequence[str]) -> None:
+    """InvalidArgument (never quoting it) if an id asked can match nothing in
+    ``dataset``'s subject column (``identifiers.subject_id_in_column``)."""
+    numeric = _numeric_subjects(dataset)
+    for i in ids:
+        identifiers.subject_id_in_column(i, numeric)
+
+
+def _released_subjects(dataset: Dataset, rows: Sequence[Mapping[str, object]]) -> tuple[str, ...]:
+    """The normal forms of the subject values of ``rows`` as the source returned them."""
+    forms = {identifiers.subject_id_of_value(r.get(dataset.subject_column)) for r in rows}
+    if None in forms:  # never the value: it is personal data
+        log.warning(
+            "dataset %s: a released row's subject value has no subject-id form; "
+            "it is indexed under the ids asked only",
+            dataset.code,
+        )
+    return tuple(sorted(f for f in forms if f is not None))
 
 
 class RecordHolder:
@@ -192,7 +219,7 @@ class RecordHolder:
                     (QUOTA_CHARGED, str(charged.units) if charged is not None else ""),
                 ),
             )
-            self.append(event, self.concerned(msg.dataset, ids, decision))
+            self.append(event, self.concerned(msg.dataset, ids, decision, served.subjects))
         except BaseException:
             self._refund(served.charge)
             raise
@@ -241,10 +268,18 @@ class RecordHolder:
         return tuple(identifiers.subject_id_as_given(i, "subject_ids") for i in query.subject_ids)
 
     def concerned(
-        self, dataset_code: str, ids: tuple[str, ...] | None, decision: Decision
+        self,
+        dataset_code: str,
+        ids: tuple[str, ...] | None,
+        decision: Decision,
+        released: tuple[str, ...] | None = None,
     ) -> Concerned | None:
         """Whom the entry concerns, for subject access (None: nobody we can name).
-        ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract."""
+        ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract.
+        A named entry names the subjects whose rows it ``released`` (normal forms of
+        the values the source returned) and every id asked, in the normal form the
+        dataset's subject column matches it by (``0012345`` against a number column
+        is ``12345``), so the person subject access looks up finds it either way."""
         if ids is None or dataset_code not in self._served():
             return None
         try:
@@ -253,8 +288,14 @@ class RecordHolder:
             return None
         fields = tuple((f.name, f.transform) for f in decision.fields) if decision.allowed else ()
         if ids:
-            named = sorted({identifiers.subject_id(i) for i in ids})  # valid: _open_query
-            return Concerned("named", dataset.code, tuple(named), fields) if named else None
+            numeric = _numeric_subjects(dataset)
+            named = set(released or ())
+            for i in ids:  # valid as given: _open_query
+                try:
+                    named.add(identifiers.subject_id_in_column(i, numeric))
+                except InvalidArgument:  # refused: it could match nobody there
+                    named.add(identifiers.subject_id(i))
+            return Concerned("named", dataset.code, tuple(sorted(named)), fields)
         coverage = bulk_coverage(dataset.subject_column, fields) if decision.allowed else "dataset"
         return Concerned(coverage, dataset.code, (), fields)
 
@@ -399,8 +440,10 @@ class RecordHolder:
                 "subject ids", f"<= {self._limits.max_subject_ids}", len(ids)
             )
         dataset = self._catalogue().dataset(msg.dataset)
-        # Checked before anything is charged or read: the key to seal to.
+        # Checked before anything is charged or read: the key to seal to, and that
+        # every id asked can match the subject column (a number column: digits).
         reply_key = self._reply_key(requester, msg.reply_seal_key)
+        _check_asked(dataset, ids)
         limit = min(decision.max_records, self._limits.max_records_per_response)
         columns = [f.name for f in decision.fields]
         if dataset.subject_column not in columns:
@@ -438,4 +481,4 @@ class RecordHolder:
         except BaseException:
             self._refund(charge)
             raise
-        return _Served(charge)
+        return _Served(charge, _released_subjects(dataset, rows) if ids else None)

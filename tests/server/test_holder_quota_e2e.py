@@ -1,18 +1,21 @@
 """The holder's daily quota on record exchanges: what it charges, when, and what a
-failure gives back.
+failure gives back; and whom a named exchange's entry names.
 
 A named request is charged one unit per distinct subject id it asks for, found or
 not, and refused before the source is read when that does not fit (asking for ids
 not in the register used to cost nothing: a free membership oracle). Only a
 released exchange stays charged (a failure at the reply-key check or at the ledger
 append used to burn the requester's quota), racing requests never pass the quota,
-and the start-up check adds up exactly what the ledger says was charged.
+and the start-up check adds up exactly what the ledger says was charged. Against a
+number subject column, ``0012345`` releases person 12345: the entry must be in
+person 12345's history (it used to be indexed as ``0012345``).
 """
 
 from __future__ import annotations
 
 import itertools
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -23,15 +26,21 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
+import yaml
 
 from gateway._proto.dataexchange.gateway.v1 import service_pb2
 from gateway.config import load_config
 from gateway.demo.setup import CLUSTER, REPO_POLICIES, build_federation
+from gateway.demo.sqlseed import _type, _value, create_schema
 from gateway.errors import InvalidArgument, StorageFailure, VerificationFailed
+from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
+from gateway.limits import DEFAULT_LIMITS
 from gateway.policy.quota import QuotaKey, SqliteQuotaStore, utc_day
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation
+from tests.dbs import ENGINES, scratch_schema
 from tests.helpers import ledger_events
 
 BJ, HB = "110000", "130000"
@@ -216,3 +225,112 @@ def test_racing_exchanges_never_pass_the_quota_and_failed_ones_give_their_charge
         # The store holds exactly what released exchanges were charged, as the ledger says.
         assert _used(rf) == released
         assert sum(int(dict(e.details)["quota_charged"]) for e in _transfers(rf)) == released
+
+
+# -- whom a named entry names, against a number subject column -------------------
+
+PERSON = 12345
+
+
+def _number_subjects(policies: Path, mapping: dict[str, object] | None = None) -> None:
+    """Beijing's si_contributions identified by a number column (and read from a
+    database when ``mapping`` is given)."""
+    path = policies / BJ / "catalogue.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    [ds] = [d for d in doc["datasets"] if d["code"] == DATASET]
+    [col] = [c for c in ds["columns"] if c["name"] == "person_id"]
+    col["type"] = "integer"
+    if mapping is not None:
+        ds["source"] = mapping
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+def _person_row(source: Path) -> dict[str, object]:
+    """A commuter to Hebei numbered ``PERSON``, its other values from a seeded row."""
+    with sqlite3.connect(source) as conn:
+        conn.row_factory = sqlite3.Row
+        row = dict(conn.execute(f"SELECT * FROM {DATASET} LIMIT 1").fetchone())
+    return {**row, "person_id": PERSON, "residence_jurisdiction": HB}
+
+
+def _add_person_to_sqlite(source: Path) -> None:
+    row = _person_row(source)
+    with sqlite3.connect(source) as conn:
+        marks = ", ".join("?" for _ in row)
+        conn.execute(
+            f"INSERT INTO {DATASET} ({', '.join(row)}) VALUES ({marks})", list(row.values())
+        )
+
+
+def _add_person_to_database(url: str, schema: str, policies: Path, source: Path) -> None:
+    """A table in ``schema`` holding only ``PERSON`` (a BIGINT id), mapped in the catalogue."""
+    from gateway.catalogue import load_catalogue
+
+    _number_subjects(policies)
+    ds = load_catalogue(policies / BJ).dataset(DATASET)
+    create_schema(url, schema, replace=True)
+    meta = sa.MetaData(schema=schema)
+    table = sa.Table(
+        DATASET,
+        meta,
+        *(
+            sa.Column(c, sa.BigInteger() if c == "person_id" else _type(ds, c), nullable=True)
+            for c in ds.column_names
+        ),
+        sa.UniqueConstraint("person_id"),
+    )
+    engine = sa.create_engine(url)
+    try:
+        meta.create_all(engine)
+        row = _person_row(source)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{c: _value(ds, c, row[c]) for c in ds.column_names}])
+    finally:
+        engine.dispose()
+    _number_subjects(policies, {"url": url, "table": f"{schema}.{DATASET}"})
+
+
+@contextmanager
+def _number_federation(root: Path, engine: str) -> Iterator[RunningFederation]:
+    policies = _policies(root)
+    if engine == "sqlite":
+        _number_subjects(policies)
+        with _running(
+            root / "fed", policies, lambda fed: _add_person_to_sqlite(fed.sites[BJ].data_source)
+        ) as rf:
+            yield rf
+        return
+    with scratch_schema(engine) as (url, prefix):
+        with _running(
+            root / "fed",
+            policies,
+            lambda fed: _add_person_to_database(
+                url, f"{prefix}_bj", policies, fed.sites[BJ].data_source
+            ),
+        ) as rf:
+            yield rf
+
+
+def _history(rf: RunningFederation, subject: str) -> list[str]:
+    """Request ids of the entries Beijing's subject access lists for ``subject``."""
+    bj = rf.gateways[BJ]
+    proofs, _ = bj.history.answer(subject)
+    return [decode_entry(p.entry, DEFAULT_LIMITS).event.request_id for p in proofs.entries]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_zero_padded_id_against_a_number_column_is_in_the_released_persons_history(
+    tmp_path: Path, engine: str
+) -> None:
+    with _number_federation(tmp_path, engine) as rf:
+        resp = _ask(rf, [f"00{PERSON}"])
+        assert len(resp.records) == 1  # the register matches 0012345 to person 12345
+        assert _history(rf, str(PERSON)) == [resp.request_id]
+        assert _history(rf, f"00{PERSON}") == []
+        # An id a number column can match nothing by is refused before the source is
+        # read (PostgreSQL would fail the query, MariaDB match its leading digits).
+        err = _refused(rf, [f"{PERSON}A"])
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        message = err.details() or ""
+        assert "by number" in message and f"{PERSON}A" not in message and len(message) <= 1000
+        assert _used(rf) == 1
