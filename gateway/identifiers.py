@@ -3,7 +3,8 @@
 Owns: what a jurisdiction code, a service-system id, a catalogue code (dataset
 codes, column and field names), a purpose code, a request id, a caller's client
 reference, a log origin, an agreement id and an approval id look like, and the normal form of
-a data subject's id.
+a data subject's id (as asked, as a number subject column matches it, and of a subject value a
+source returns).
 Every other module parses through the functions here (``jurisdiction``,
 ``service_system``, ``code``, ``purpose``, ``request_id``), tests with the
 ``is_*`` predicates, or declares a pydantic field with the annotated types
@@ -181,6 +182,41 @@ def subject_id_as_given(value: object, what: str = "subject_id") -> str:
     if not is_subject_id(value):
         raise _bad_subject_id(what)
     return str(value)
+
+
+_INT64_MAX: Final = 2**63 - 1
+
+
+def subject_id_in_column(value: str, numeric: bool, what: str = "subject_ids") -> str:
+    """The normal form of a subject id as a source's subject column matches it:
+    against a numeric column the number it equals (``0012345`` finds person
+    12345, whose normal form is ``12345``), else ``subject_id``. A number column
+    matches only digits within a 64-bit integer; anything else is refused
+    (InvalidArgument, never quoting the id) before any source is asked."""
+    if not numeric:
+        return subject_id(value, what)
+    if not (is_subject_id(value) and value.isdigit() and int(value) <= _INT64_MAX):
+        raise InvalidArgument(
+            f"{what[:_MAX_WHAT]}: this dataset identifies subjects by number: expected "
+            f"digits only, at most {_INT64_MAX}"
+        )
+    return str(int(value))
+
+
+def subject_id_of_value(value: object) -> str | None:
+    """The normal form of a subject column's value as a source returns it (text,
+    an integer, or a float holding one), as subject access looks it up; None if
+    it has none (NULL, a negative or fractional number, text outside the rule)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if value >= 0 else None
+    if isinstance(value, str):
+        try:
+            return subject_id(value)
+        except InvalidArgument:
+            return None
+    return None
 
 
 def _bad_subject_id(what: str) -> InvalidArgument:

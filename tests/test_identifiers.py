@@ -172,3 +172,25 @@ def test_agreement_ids_of_either_file_are_accepted_in_a_peer_answer() -> None:
         assert identifiers.is_answered_agreement_id(value)
     assert not identifiers.is_answered_agreement_id("x y")
     assert not identifiers.is_answered_agreement_id("a" * 129)
+
+
+def test_a_subject_id_against_a_number_column_is_the_number_it_matches() -> None:
+    """``0012345`` finds person 12345 in a number column: its normal form there is
+    ``12345``, the form subject access looks up; an id no number equals is refused
+    without being quoted."""
+    assert identifiers.subject_id_in_column("0012345", numeric=True) == "12345"
+    assert identifiers.subject_id_in_column("0", numeric=True) == "0"
+    assert identifiers.subject_id_in_column("0012345", numeric=False) == "0012345"
+    assert identifiers.subject_id_in_column("11010119900307851x", numeric=False).endswith("X")
+    for bad in ("12345A", "99999999999999999999", "１２３"):
+        with pytest.raises(InvalidArgument, match="by number") as err:
+            identifiers.subject_id_in_column(bad, numeric=True)
+        assert bad not in str(err.value)
+
+
+def test_a_subject_value_as_a_source_returns_it_has_the_normal_form_subject_access_uses() -> None:
+    assert identifiers.subject_id_of_value(12345) == "12345"
+    assert identifiers.subject_id_of_value(12345.0) == "12345"
+    assert identifiers.subject_id_of_value(" 11010119900307851x ") == "11010119900307851X"
+    for none in (None, -5, 1.5, True, "12-34", b"12345"):
+        assert identifiers.subject_id_of_value(none) is None

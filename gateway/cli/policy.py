@@ -105,6 +105,9 @@ class _NoUsage:
     def consume(self, key: QuotaKey, count: int, limit: int) -> int:
         return count
 
+    def refund(self, key: QuotaKey, count: int) -> int:
+        return 0
+
 
 def _decide(args: argparse.Namespace) -> int:
     ps = load_policy_set(args.dir)

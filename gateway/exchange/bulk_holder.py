@@ -178,12 +178,17 @@ class BulkHolder:
                     )
                     break
                 try:
-                    released = self._policy.release_columns(
-                        decision, access, rows.as_columns(), len(rows)
-                    )
+                    charged = self._policy.charge(decision, access, len(rows))
                 except QuotaExceeded as exc:
                     truncated_reason = f"the agreement's daily quota ({exc})"
                     break
+                try:
+                    released = self._policy.release_columns(
+                        decision, access, rows.as_columns(), len(rows)
+                    )
+                except BaseException:
+                    self._policy.refund(charged)  # this chunk never leaves
+                    raise
                 index, n = chain.next_index, len(rows)
                 plaintext = column_batch(n, released)
                 sealed = crypto.seal(

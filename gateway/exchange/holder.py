@@ -1,12 +1,22 @@
 """The holding gateway's side of a record exchange.
 
 Owns: authenticating the peer request (``PeerResponder``), checking its
-identifiers, asking the policy gate, reading the local source, applying the
-agreement's transforms, sealing the records to the requester, ledgering (before
-anything leaves) and signing the answer. Every authenticated request ends in
-exactly one ledger entry, and a refusal is signed like a transfer. With a
-``SubjectIndexer`` the entry also commits to whom it concerns (the subjects it
-named, or the dataset a bulk request covered; ``gateway.subject``).
+identifiers, asking the policy gate, charging the daily quota, reading the
+local source, applying the agreement's transforms, sealing the records to the
+requester, ledgering (before anything leaves) and signing the answer. Every
+authenticated request ends in exactly one ledger entry, and a refusal is signed
+like a transfer. With a ``SubjectIndexer`` the entry also commits to whom it
+concerns (the subjects whose rows it released and the ids it asked for, each in
+the normal form subject access looks up; or the dataset a bulk request covered;
+``gateway.subject``).
+
+Quota: a named request is charged one unit per distinct subject id it asks for,
+before the source is read (a refusal then costs nothing, and asking for ids
+that are not in the register costs as much as asking for ones that are); a bulk
+request one unit per record released. Only a released exchange stays charged:
+any failure after the charge (sealing to the requester, signing, the ledger
+append) gives it back. A transfer entry records what it was charged
+(``quota_charged``), which the start-up check (``gateway.ops.spent``) adds up.
 
 Does not own: the requester's side (``gateway.exchange.requester``), policy
 evaluation, storage.
@@ -14,15 +24,17 @@ evaluation, storage.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from google.protobuf.message import DecodeError
 
 from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
-from gateway.catalogue import Catalogue
+from gateway.catalogue import Catalogue, Dataset
 from gateway.envelope import envelope_digest
 from gateway.errors import (
     CryptoFailure,
@@ -43,14 +55,22 @@ from gateway.exchange.records import (
 )
 from gateway.identity import SealKeys
 from gateway.keyring import utc_from_ms
-from gateway.ledger.events import LedgerEvent, LedgerWriter, clean_reason, safe_identifier
+from gateway.ledger.events import (
+    QUOTA_CHARGED,
+    LedgerEvent,
+    LedgerWriter,
+    clean_reason,
+    safe_identifier,
+)
 from gateway.limits import Limits
-from gateway.policy.api import AccessRequest, Decision, PolicyGate
+from gateway.policy.api import AccessRequest, Decision, PolicyGate, QuotaCharge
 from gateway.sealing import SealSessions
 from gateway.sources import DataSource
 from gateway.subject.index import bulk_coverage
 from gateway.subject.indexer import Concerned, SubjectIndexer
 from gateway.trust import TrustBundle
+
+log = logging.getLogger(__name__)
 
 
 class _Header(Protocol):
@@ -72,6 +92,40 @@ class _Asked(Protocol):
     def fields(self) -> Sequence[str]: ...
     @property
     def client_reference(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _Served:
+    """What serving an allowed request did: the quota charge to give back if the
+    exchange then fails, and the normal forms of the subjects whose rows it
+    released (None: no rows were read)."""
+
+    charge: QuotaCharge | None = None
+    subjects: tuple[str, ...] | None = None
+
+
+def _numeric_subjects(dataset: Dataset) -> bool:
+    return dataset.column(dataset.subject_column).type in ("integer", "float")
+
+
+def _check_asked(dataset: Dataset, ids: Sequence[str]) -> None:
+    """InvalidArgument (never quoting it) if an id asked can match nothing in
+    ``dataset``'s subject column (``identifiers.subject_id_in_column``)."""
+    numeric = _numeric_subjects(dataset)
+    for i in ids:
+        identifiers.subject_id_in_column(i, numeric)
+
+
+def _released_subjects(dataset: Dataset, rows: Sequence[Mapping[str, object]]) -> tuple[str, ...]:
+    """The normal forms of the subject values of ``rows`` as the source returned them."""
+    forms = {identifiers.subject_id_of_value(r.get(dataset.subject_column)) for r in rows}
+    if None in forms:  # never the value: it is personal data
+        log.warning(
+            "dataset %s: a released row's subject value has no subject-id form; "
+            "it is indexed under the ids asked only",
+            dataset.code,
+        )
+    return tuple(sorted(f for f in forms if f is not None))
 
 
 class RecordHolder:
@@ -138,28 +192,55 @@ class RecordHolder:
             ids = None
             if decision.allowed:
                 decision = refusal_from(decision, exc)
+        served = _Served()
         if decision.allowed:
             assert ids is not None
             try:
-                self._serve(request, access, decision, response, ids)
-            except Rejected as exc:
+                served = self._serve(request, access, decision, response, ids)
+            except Rejected as exc:  # _serve gave back what it charged
                 decision = refusal_from(decision, exc)
                 response.Clear()
-        response.decision.CopyFrom(decision_to_proto(decision))
-        if not decision.allowed:
-            response.error_code = decision.error_code or status_name(PolicyDenied)
-        out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
-        # Ledger before release: if this fails the records never leave.
-        event = self.event(
-            request,
-            decision,
-            out,
-            record_count=response.record_count,
-            payload_digest=response.payload_digest.hex(),
-            details=(("truncated", "true" if response.truncated else ""),),
-        )
-        self.append(event, self.concerned(msg.dataset, ids, decision))
+        try:
+            response.decision.CopyFrom(decision_to_proto(decision))
+            if not decision.allowed:
+                response.error_code = decision.error_code or status_name(PolicyDenied)
+            out = self._responder.respond(request, response, domains.PEER_RECORD_RESPONSE)
+            # Ledger before release: if this fails the records never leave, and the
+            # quota charge is given back.
+            charged = served.charge
+            event = self.event(
+                request,
+                decision,
+                out,
+                record_count=response.record_count,
+                payload_digest=response.payload_digest.hex(),
+                details=(
+                    ("truncated", "true" if response.truncated else ""),
+                    (QUOTA_CHARGED, str(charged.units) if charged is not None else ""),
+                ),
+            )
+            self.append(event, self.concerned(msg.dataset, ids, decision, served.subjects))
+        except BaseException:
+            self._refund(served.charge)
+            raise
         return out
+
+    def _refund(self, charge: QuotaCharge | None) -> None:
+        """Give back the quota charge of an exchange that failed before its records
+        left. A refund that fails leaves the requester over-charged, never under."""
+        if charge is None:
+            return
+        try:
+            self._policy.refund(charge)
+        except Exception as exc:  # the exchange's own failure is the one to report
+            log.warning(
+                "quota charge of %d for %s/%s on %s not given back: %s",
+                charge.units,
+                charge.key.requester,
+                charge.key.service_system,
+                charge.key.dataset,
+                type(exc).__name__,
+            )
 
     def append(self, event: LedgerEvent, concerned: Concerned | None) -> None:
         """Ledger a holder entry, through the subject indexer when there is one (so
@@ -187,10 +268,18 @@ class RecordHolder:
         return tuple(identifiers.subject_id_as_given(i, "subject_ids") for i in query.subject_ids)
 
     def concerned(
-        self, dataset_code: str, ids: tuple[str, ...] | None, decision: Decision
+        self,
+        dataset_code: str,
+        ids: tuple[str, ...] | None,
+        decision: Decision,
+        released: tuple[str, ...] | None = None,
     ) -> Concerned | None:
         """Whom the entry concerns, for subject access (None: nobody we can name).
-        ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract."""
+        ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract.
+        A named entry names the subjects whose rows it ``released`` (normal forms of
+        the values the source returned) and every id asked, in the normal form the
+        dataset's subject column matches it by (``0012345`` against a number column
+        is ``12345``), so the person subject access looks up finds it either way."""
         if ids is None or dataset_code not in self._served():
             return None
         try:
@@ -199,8 +288,14 @@ class RecordHolder:
             return None
         fields = tuple((f.name, f.transform) for f in decision.fields) if decision.allowed else ()
         if ids:
-            named = sorted({identifiers.subject_id(i) for i in ids})  # valid: _open_query
-            return Concerned("named", dataset.code, tuple(named), fields) if named else None
+            numeric = _numeric_subjects(dataset)
+            named = set(released or ())
+            for i in ids:  # valid as given: _open_query
+                try:
+                    named.add(identifiers.subject_id_in_column(i, numeric))
+                except InvalidArgument:  # refused: it could match nobody there
+                    named.add(identifiers.subject_id(i))
+            return Concerned("named", dataset.code, tuple(sorted(named)), fields)
         coverage = bulk_coverage(dataset.subject_column, fields) if decision.allowed else "dataset"
         return Concerned(coverage, dataset.code, (), fields)
 
@@ -333,7 +428,9 @@ class RecordHolder:
         decision: Decision,
         response: peer_pb2.PeerRecordResponse,
         ids: tuple[str, ...],
-    ) -> None:
+    ) -> _Served:
+        """Charge, read, transform and seal an allowed request into ``response``. A
+        failure after the charge gives it back before it propagates."""
         msg = request.message
         me, requester = self._responder.me, request.sender
         if len(ids) != msg.subject_count:
@@ -343,30 +440,45 @@ class RecordHolder:
                 "subject ids", f"<= {self._limits.max_subject_ids}", len(ids)
             )
         dataset = self._catalogue().dataset(msg.dataset)
+        # Checked before anything is charged or read: the key to seal to, and that
+        # every id asked can match the subject column (a number column: digits).
+        reply_key = self._reply_key(requester, msg.reply_seal_key)
+        _check_asked(dataset, ids)
         limit = min(decision.max_records, self._limits.max_records_per_response)
         columns = [f.name for f in decision.fields]
         if dataset.subject_column not in columns:
             columns.append(dataset.subject_column)
-        if ids:
-            rows = self._source.fetch(dataset, ids, columns, limit)
-        else:
-            rows = self._source.scan(dataset, columns, limit)
-        if len(rows) > limit and not ids:
-            rows = rows[:limit]
-            response.truncated = True
-        if len(rows) > limit:
-            raise PolicyDenied(
-                f"the request matches more than {limit} records, the agreement's maximum per request; "
-                "narrow it"
+        charge: QuotaCharge | None = None
+        try:
+            if ids:
+                # One unit per distinct id asked, before the source is read: the
+                # same cost whether or not the register holds the person.
+                charge = self._policy.charge(decision, access, len(set(ids)))
+                rows = self._source.fetch(dataset, ids, columns, limit)
+            else:
+                rows = self._source.scan(dataset, columns, limit)
+            if len(rows) > limit and not ids:
+                rows = rows[:limit]
+                response.truncated = True
+            if len(rows) > limit:
+                raise PolicyDenied(
+                    f"the request matches more than {limit} records, the agreement's maximum "
+                    "per request; narrow it"
+                )
+            released = self._policy.release(decision, access, rows)
+            if not ids:
+                charge = self._policy.charge(decision, access, len(released))
+            batch = peer_pb2.RecordBatch(records=[common_pb2.Record(fields=r) for r in released])
+            plaintext = batch.SerializeToString(deterministic=True)
+            response.record_count = len(released)
+            response.payload_digest = crypto.suite_of(self._seal_keys.current).digest(plaintext)
+            response.sealed_records = self._sessions.seal(
+                reply_key,
+                domains.SEAL_RECORD_PAYLOAD,
+                plaintext,
+                seal_context(me, requester, request.request_id),
             )
-        released = self._policy.release(decision, access, rows)
-        batch = peer_pb2.RecordBatch(records=[common_pb2.Record(fields=r) for r in released])
-        plaintext = batch.SerializeToString(deterministic=True)
-        response.record_count = len(released)
-        response.payload_digest = crypto.suite_of(self._seal_keys.current).digest(plaintext)
-        response.sealed_records = self._sessions.seal(
-            self._reply_key(requester, msg.reply_seal_key),
-            domains.SEAL_RECORD_PAYLOAD,
-            plaintext,
-            seal_context(me, requester, request.request_id),
-        )
+        except BaseException:
+            self._refund(charge)
+            raise
+        return _Served(charge, _released_subjects(dataset, rows) if ids else None)

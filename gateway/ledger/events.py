@@ -100,6 +100,11 @@ INVALID = "(invalid)"
 STREAM_PHASE = "stream_phase"
 STREAM_STARTED = "started"
 STREAM_CLOSED = "closed"
+# A holder's record-transfer entry: the units it charged to the requester's daily
+# quota (a named request: the distinct subject ids asked; a bulk one: the records
+# released). The start-up check adds these up (``gateway.ops.spent``); an entry
+# without it was charged its record count.
+QUOTA_CHARGED = "quota_charged"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 

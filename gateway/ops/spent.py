@@ -4,8 +4,10 @@ Owns: the rule a restore and a starting gateway enforce so that privacy budget
 or quota already spent can never be reopened: every statistics release (and
 every refusal that was charged) the holder's ledger records must have its
 spend, by request id, in the budget store; and for each requester, service
-system and dataset, the quota store must show at least as many records
-released on the last two UTC days as the ledger's transfers do. Also the
+system and dataset, the quota store must show at least as many units charged
+on the last two UTC days as the ledger's transfers were charged (an entry's
+``quota_charged``: the distinct subjects a named request asked for; else,
+for bulk and streamed transfers, its record count). Also the
 start-up cover (``BudgetCover``) that lets a restart read only new entries.
 The rule reads the stores through small Protocols (``LedgerStore``,
 ``SpendIndex``, ``QuotaCounts``), so a gateway on PostgreSQL checks the shared
@@ -31,7 +33,7 @@ from typing import Final, Protocol
 
 from gateway.errors import StorageFailure, VerificationFailed
 from gateway.ledger.entry import decode_entry
-from gateway.ledger.events import LedgerEvent
+from gateway.ledger.events import QUOTA_CHARGED, LedgerEvent
 from gateway.ledger.storage import EntryRow, LedgerStore, SqliteLedgerStore
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.quota import QuotaKey
@@ -110,6 +112,16 @@ def _charged(event: LedgerEvent) -> bool:
     return event.kind == "stats_refusal" and dict(event.details).get("charged") == "true"
 
 
+def quota_charged(event: LedgerEvent) -> int:
+    """The units a holder's transfer entry charged to the daily quota: what it
+    records as ``quota_charged``, else (bulk and streamed transfers, entries
+    written before named requests were charged per subject asked) its record count."""
+    given = dict(event.details).get(QUOTA_CHARGED, "")
+    if given.isascii() and given.isdigit():
+        return int(given)
+    return event.record_count
+
+
 def budget_shortfalls(
     ledger: LedgerStore,
     local: str,
@@ -148,7 +160,7 @@ def quota_shortfalls(
     now_ms: int,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[Shortfall]:
-    """Records released on recent days (by the ledger) above what the quota store counts."""
+    """Quota charged on recent days (by the ledger) above what the quota store counts."""
     since = now_ms - QUOTA_DAYS * DAY_MS
     days = sorted(
         {
@@ -162,7 +174,7 @@ def quota_shortfalls(
             continue
         e = decode_entry(row.entry, limits).event
         if e.role == "holder" and e.local == local and e.kind == "transfer":
-            shown[(e.dataset, e.counterparty, e.service_system)] += e.record_count
+            shown[(e.dataset, e.counterparty, e.service_system)] += quota_charged(e)
     if not shown:
         return []
     counted = {
@@ -173,7 +185,7 @@ def quota_shortfalls(
         Shortfall(
             "quota",
             f"dataset {ds}, requester {rq}/{ss}, UTC days {days[0]}..{days[-1]}",
-            f"{n} records",
+            f"{n} quota units",
             f"{counted.get((ds, rq, ss), 0)}",
         )
         for (ds, rq, ss), n in sorted(shown.items())

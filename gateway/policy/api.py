@@ -1,8 +1,15 @@
 """The seam between the exchange path and the policy engine.
 
 Owns: the request the exchange path asks about (``AccessRequest``), the answer
-(``Decision``) and the ``PolicyGate`` protocol. Does not own: agreement files,
-evaluation or transforms (the rest of ``gateway.policy``).
+(``Decision``), a charge to the daily quota (``QuotaCharge``) and the
+``PolicyGate`` protocol. Does not own: agreement files, evaluation or transforms
+(the rest of ``gateway.policy``).
+
+Quota units: a named request is charged one unit per distinct subject id it
+asks for, found or not, before the source is read (so asking costs the same
+whether or not a person is in the register); a bulk request one unit per
+record released. A charge is given back (``refund``) only when the exchange
+fails before anything leaves.
 """
 
 from __future__ import annotations
@@ -10,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+from gateway.policy.quota import QuotaKey
 
 
 @dataclass(frozen=True)
@@ -48,16 +57,34 @@ class Decision:
     approval_id: str = ""
 
 
+@dataclass(frozen=True)
+class QuotaCharge:
+    """Units charged to one requester's daily quota (what ``refund`` gives back)."""
+
+    key: QuotaKey
+    units: int
+
+
 class PolicyGate(Protocol):
     def decide(self, request: AccessRequest) -> Decision:
         """Evaluate; deny by default. Pure apart from reading quota usage."""
         ...
 
+    def charge(self, decision: Decision, request: AccessRequest, units: int) -> QuotaCharge:
+        """Charge ``units`` to the requester's daily quota under the decision's
+        agreement (re-checked as in force): atomically, or QuotaExceeded and
+        nothing charged. Charge before anything is released."""
+        ...
+
+    def refund(self, charge: QuotaCharge) -> None:
+        """Give back a charge whose exchange failed before anything was released."""
+        ...
+
     def release(
         self, decision: Decision, request: AccessRequest, rows: Sequence[Mapping[str, object]]
     ) -> list[dict[str, str]]:
-        """Apply the decision's transforms to rows, keep only its fields, and
-        record quota usage. Raises QuotaExceeded if the rows would exceed it."""
+        """Apply the decision's transforms to rows and keep only its fields (the
+        caller charges the quota: ``charge``)."""
         ...
 
     def release_columns(
@@ -69,11 +96,11 @@ class PolicyGate(Protocol):
     ) -> list[tuple[str, list[str]]]:
         """``release`` of ``n_rows`` rows given column by column: (field, values in
         row order) for each released field, transforms applied over the batch.
-        Same checks and quota charge."""
+        Same checks; the caller charges the quota too."""
         ...
 
     def quota_left(self, decision: Decision, request: AccessRequest) -> int:
-        """Records the requester may still receive today under the decision's
+        """Units the requester may still be charged today under the decision's
         agreement (0 if none; streamed transfers size their chunks by it)."""
         ...
 

@@ -3,7 +3,8 @@
 Owns: ``PolicyEngine``, the ``PolicyGate`` implementation: deny by default,
 name the agreement (id and digest of its exact bytes) that allowed a request
 or give the precise reason for refusing it, apply field transforms, keep
-only the allowed fields, and charge the requester's daily quota. Does not
+only the allowed fields, and charge (or refund) the requester's daily quota
+in the units ``gateway.policy.api`` defines. Does not
 own: loading files (``gateway.policy.loader``), reload (``gateway.policy.store``),
 quota storage (``gateway.policy.quota``), or the ledger (the exchange path
 writes the decision into its ledger entry).
@@ -16,8 +17,10 @@ Order of checks (the first failing one is the reason given):
   approval id if the data is conditional or important -> the requested fields
   are all released by it -> bulk only if it allows bulk -> at most its
   maximum records per request -> the day's quota is not used up
-  (RESOURCE_EXHAUSTED). When several agreements match, the first (by id) that
-  allows wins; otherwise the reason of the one that got furthest is given.
+  (RESOURCE_EXHAUSTED; a named request needs one unit per subject it names,
+  a bulk one at least one). When several agreements match, the first (by id)
+  that allows wins; otherwise the reason of the one that got furthest is given.
+  ``decide`` only reads the quota; ``charge`` takes it, atomically.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from gateway import crypto, identifiers
 from gateway.catalogue import DataGrade, SharingClass
 from gateway.errors import InvalidArgument, NotFound, PolicyDenied, QuotaExceeded, clip, status_name
 from gateway.limits import DEFAULT_LIMITS, Limits
-from gateway.policy.api import AccessRequest, Decision, FieldRule
+from gateway.policy.api import AccessRequest, Decision, FieldRule, QuotaCharge
 from gateway.policy.loader import CompiledAgreement, CompiledField, PolicySet
 from gateway.policy.model import RowScope, Transform
 from gateway.policy.quota import QuotaKey, QuotaStore, utc_day
@@ -263,8 +266,9 @@ class PolicyEngine:
                 RESOURCE_EXHAUSTED,
                 (
                     f"daily quota of agreement {a.id} for {req.requester}/{req.service_system} "
-                    f"is used up: {used} of {spec.quota_per_day} records on {key.day} (UTC), "
-                    f"{need} more requested"
+                    f"is used up: {used} of {spec.quota_per_day} used on {key.day} (UTC), "
+                    f"{need} more asked (a named request counts each subject it names, "
+                    "found or not; a bulk one each record)"
                 ),
             )
         approval = f"; approval {a.approval_id}" if a.approval_id else ""
@@ -295,18 +299,27 @@ class PolicyEngine:
     # release
     # ------------------------------------------------------------------
 
+    def charge(self, decision: Decision, request: AccessRequest, units: int) -> QuotaCharge:
+        """Charge ``units`` to the day's quota of the decision's agreement, re-checked
+        against the agreement in force now: atomically, or QuotaExceeded and nothing
+        charged (so two racing requests never both take the last units)."""
+        a, _ = self._plan(decision, request, units)
+        key = self._quota_key(a, request)
+        if units:
+            self._quota.consume(key, units, a.spec.quota_per_day)
+        return QuotaCharge(key, units)
+
+    def refund(self, charge: QuotaCharge) -> None:
+        if charge.units:
+            self._quota.refund(charge.key, charge.units)
+
     def release(
         self, decision: Decision, request: AccessRequest, rows: Sequence[Mapping[str, object]]
     ) -> list[dict[str, str]]:
-        """Transform rows under the decision's agreement; charge quota; return them.
-
-        Nothing is charged unless every row transformed; nothing is returned
-        unless the charge succeeded (QuotaExceeded otherwise)."""
-        a, plan = self._plan(decision, request, len(rows))
-        out = [self._transform_row(row, plan, request) for row in rows]
-        if out:
-            self._quota.consume(self._quota_key(a, request), len(out), a.spec.quota_per_day)
-        return out
+        """Transform rows under the decision's agreement and return them (the
+        caller charges the quota, before anything leaves: ``charge``)."""
+        _, plan = self._plan(decision, request, len(rows))
+        return [self._transform_row(row, plan, request) for row in rows]
 
     def release_columns(
         self,
@@ -318,8 +331,8 @@ class PolicyEngine:
         """``release`` of ``n_rows`` rows given column by column (a column absent
         is all None, as a row without the key): each released field's values in
         row order, each transform applied over the whole batch (streamed bulk
-        transfers). The same checks, values and quota charge as ``release``."""
-        a, plan = self._plan(decision, request, n_rows)
+        transfers). The same checks and values as ``release``."""
+        _, plan = self._plan(decision, request, n_rows)
         picked: list[tuple[CompiledField, Sequence[object]]] = []
         for cf in plan:
             values = columns.get(cf.name)
@@ -328,16 +341,13 @@ class PolicyEngine:
             elif len(values) != n_rows:
                 raise InvalidArgument.expected(f"column {cf.name} length", n_rows, len(values))
             picked.append((cf, values))
-        out = [(cf.name, self._transform_column(cf, values, request)) for cf, values in picked]
-        if n_rows:
-            self._quota.consume(self._quota_key(a, request), n_rows, a.spec.quota_per_day)
-        return out
+        return [(cf.name, self._transform_column(cf, values, request)) for cf, values in picked]
 
     def _plan(
         self, decision: Decision, request: AccessRequest, n_rows: int
     ) -> tuple[CompiledAgreement, list[CompiledField]]:
-        """The agreement and compiled fields a release of ``n_rows`` rows applies,
-        re-checked against the agreement in force now."""
+        """The agreement and compiled fields a release (or charge) of ``n_rows``
+        rows applies, re-checked against the agreement in force now."""
         if not decision.allowed:
             raise PolicyDenied(decision.reason or "request was refused")
         ps = self._source.current

@@ -25,7 +25,7 @@ One file holds one agreement, e.g.::
       - {name: employer, transform: pass}
     row_scope: named                # named | bulk
     max_records_per_request: 10
-    quota_per_day: 1000
+    quota_per_day: 1000             # units a day: a subject asked (named), a record (bulk)
     valid_from: 2025-01-01          # inclusive, China Standard Time (UTC+8)
     valid_until: 2028-12-31         # inclusive through 23:59:59.999 UTC+8
     approval: {id: 京数共审〔2025〕017号, approver: 北京市大数据中心}

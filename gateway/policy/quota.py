@@ -1,13 +1,16 @@
-"""Per-requester daily record quotas: the storage behind a small protocol.
+"""Per-requester daily quotas: the storage behind a small protocol.
 
-Owns: counting released records per (holder, dataset, requester jurisdiction,
-service system, UTC day) and refusing, atomically, an increment that would
-pass the limit. Does not own: what the limit is (the agreement;
-``gateway.policy.engine``) or which day a request falls on (the request's
-``timestamp_ms``, mapped by ``utc_day``).
+Owns: counting the units charged per (holder, dataset, requester jurisdiction,
+service system, UTC day), refusing, atomically, a charge that would pass the
+limit, and giving back (``refund``) a charge whose exchange failed before
+anything was released. Does not own: what the limit is (the agreement;
+``gateway.policy.engine``), what a unit is (the engine: a subject asked by a
+named request, a record released by a bulk one) or which day a request falls
+on (the request's ``timestamp_ms``, mapped by ``utc_day``).
 
 The SQLite store uses ``BEGIN IMMEDIATE`` so two gateways' worker threads
 (or processes) sharing the file can never both take the last unit of quota.
+A refund only lowers a counter, so it can never let a charge pass the limit.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class QuotaKey:
 
 class QuotaStore(Protocol):
     def used(self, key: QuotaKey) -> int:
-        """Records already released under ``key`` (0 if none)."""
+        """Units already charged under ``key`` (0 if none)."""
         ...
 
     def reading(self, key: QuotaKey) -> int:
@@ -55,6 +58,19 @@ class QuotaStore(Protocol):
         """Atomically add ``count``; return the new total. Raise QuotaExceeded
         (and change nothing) if the total would pass ``limit``."""
         ...
+
+    def refund(self, key: QuotaKey, count: int) -> int:
+        """Atomically take back ``count`` that ``consume`` charged (never below
+        0); return the new total."""
+        ...
+
+
+def exceeded(key: QuotaKey, used: int, limit: int, count: int) -> str:
+    """The refusal of a charge that would pass the limit (both stores give it)."""
+    return (
+        f"quota exceeded: {key.requester}/{key.service_system} has used {used} of {limit} "
+        f"on its {key.dataset} quota for {key.day} (UTC); {count} more refused"
+    )
 
 
 _SCHEMA = """
@@ -118,11 +134,7 @@ class SqliteQuotaStore:
                 total = used + count
                 if total > limit:
                     self._db.execute("ROLLBACK")
-                    raise QuotaExceeded(
-                        f"quota exceeded: {key.requester}/{key.service_system} has used {used} "
-                        f"of {limit} {key.dataset} records on {key.day} (UTC); "
-                        f"{count} more refused"
-                    )
+                    raise QuotaExceeded(exceeded(key, used, limit, count))
                 self._db.execute(
                     "INSERT INTO quota_usage"
                     " (holder, dataset, requester, service_system, day, used)"
@@ -135,6 +147,21 @@ class SqliteQuotaStore:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageFailure(f"quota store {self._path}: {exc}") from exc
+
+    def refund(self, key: QuotaKey, count: int) -> int:
+        if count < 0:
+            raise InvalidArgument.expected("quota refund", ">= 0", count)
+        try:
+            with self._lock:
+                # One statement: atomic on its own (autocommit), and it only lowers.
+                row = self._db.execute(
+                    "UPDATE quota_usage SET used = MAX(used - ?, 0) WHERE holder=? AND dataset=?"
+                    " AND requester=? AND service_system=? AND day=? RETURNING used",
+                    (count, key.holder, key.dataset, key.requester, key.service_system, key.day),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"quota store {self._path}: {exc}") from exc
+        return int(row[0]) if row else 0
 
     def _rollback(self) -> None:
         try:

@@ -3,7 +3,8 @@ yields (``RowBatch``), value normalisation and building a statistics frame
 from batches.
 
 Owns: turning database values into the catalogue's types (so a PostgreSQL
-``date`` or ``numeric`` releases exactly as the SQLite text or real does) and
+``date`` or ``numeric`` releases exactly as the SQLite text or real does), the
+subject ids asked as values of the subject column's type (``subject_keys``) and
 assembling a Polars frame from row batches without holding more than one
 batch of Python objects at a time.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from gateway import identifiers
 from gateway.catalogue import ColumnType, Dataset
 from gateway.errors import InvalidArgument, StorageFailure
 
@@ -66,6 +68,25 @@ def checked_columns(dataset: Dataset, columns: Sequence[str]) -> list[str]:
     if unknown:
         raise InvalidArgument(f"dataset {dataset.code} has no column(s) {', '.join(unknown)}")
     return list(columns) or list(dataset.column_names)
+
+
+def subject_keys(dataset: Dataset, subject_ids: Sequence[str]) -> list[object]:
+    """The ids asked (de-duplicated) as values of the subject column's type, to bind
+    in the lookup: a number column is compared with numbers (``0012345`` is 12345;
+    an id that is no number, ``identifiers.subject_id_in_column``, matches nothing
+    and is dropped), so every database compares alike (PostgreSQL has no
+    integer = text operator; MariaDB would read ``12A`` as 12)."""
+    kind = dataset.column(dataset.subject_column).type
+    if kind not in ("integer", "float"):
+        return list(dict.fromkeys(subject_ids))
+    keys: list[object] = []
+    for i in subject_ids:
+        try:
+            number = int(identifiers.subject_id_in_column(i, numeric=True))
+        except InvalidArgument:
+            continue
+        keys.append(number if kind == "integer" else float(number))
+    return list(dict.fromkeys(keys))
 
 
 def normalise(value: object, kind: ColumnType) -> object:

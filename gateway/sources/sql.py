@@ -40,6 +40,7 @@ from gateway.sources.common import (
     frame_from_batches,
     normalise,
     normalise_row,
+    subject_keys,
 )
 
 if TYPE_CHECKING:
@@ -240,7 +241,7 @@ class SqlSource:
     ) -> list[Row]:
         cols = checked_columns(dataset, columns)
         subject = self._col(dataset, dataset.subject_column)
-        ids = list(dict.fromkeys(subject_ids))
+        ids = subject_keys(dataset, subject_ids)
         rows: list[Row] = []
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = ids[i : i + _IN_CHUNK]

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING
 from gateway.catalogue import Dataset
 from gateway.errors import NotFound, StorageFailure
 from gateway.limits import DEFAULT_LIMITS, Limits
-from gateway.sources.common import Row, RowBatch, checked_columns, frame_from_batches
+from gateway.sources.common import (
+    Row,
+    RowBatch,
+    checked_columns,
+    frame_from_batches,
+    subject_keys,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -109,7 +115,7 @@ class SqliteSource:
         subject = _quote(dataset.subject_column)
         table = _quote(dataset.code)
         rows: list[Row] = []
-        ids = list(dict.fromkeys(subject_ids))
+        ids = subject_keys(dataset, subject_ids)
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = ids[i : i + _IN_CHUNK]
             marks = ", ".join("?" for _ in chunk)

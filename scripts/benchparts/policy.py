@@ -137,7 +137,12 @@ def run(quick: bool) -> Report:
         )
         rel_dec = engine.decide(rel_req)
         rows = [row] * 10
-        s_rel = time_calls(lambda: engine.release(rel_dec, rel_req, rows), n_samples // 10)
+
+        def charge_and_release() -> object:
+            engine.charge(rel_dec, rel_req, len(rows))
+            return engine.release(rel_dec, rel_req, rows)
+
+        s_rel = time_calls(charge_and_release, n_samples // 10)
         quota.close()
 
     def add(label: str, s: list[float]) -> None:

@@ -582,22 +582,39 @@ def test_quota_boundary_per_requester_per_utc_day(
     eng = engine_for(h.root, tmp_path)
     day_end = (NOW_MS // DAY_MS + 1) * DAY_MS - 1  # last ms of the UTC day
     r2 = req(subject_count=2, timestamp_ms=day_end)
-    assert len(eng.release(eng.decide(r2), r2, [ROW, ROW])) == 2
+    assert eng.charge(eng.decide(r2), r2, 2).units == 2
     assert eng.decide(req(subject_count=1, timestamp_ms=day_end)).allowed  # 2 + 1 == 3
     over = eng.decide(req(subject_count=2, timestamp_ms=day_end))
     assert not over.allowed and over.error_code == "RESOURCE_EXHAUSTED"
     assert "2 of 3" in over.reason
-    # A decision made before the quota ran out cannot overspend at release.
+    # A decision made before the quota ran out cannot overspend at the charge.
     r1 = req(subject_count=1, timestamp_ms=day_end)
     d_ok = eng.decide(r1)
     assert d_ok.allowed
-    eng.release(eng.decide(r1), r1, [ROW])  # used == 3
+    eng.charge(eng.decide(r1), r1, 1)  # used == 3
     with pytest.raises(QuotaExceeded):
-        eng.release(d_ok, r1, [ROW])
+        eng.charge(d_ok, r1, 1)
     exhausted = eng.decide(req(subject_count=1, timestamp_ms=day_end))
     assert exhausted.error_code == "RESOURCE_EXHAUSTED"
     # Next UTC day: fresh quota. Other requesters never shared it.
     assert eng.decide(req(subject_count=1, timestamp_ms=day_end + 1)).allowed
+
+
+def test_a_failed_exchange_refunds_its_charge_and_a_refused_decision_charges_nothing(
+    tmp_path: Path, holder_dir: Callable[..., HolderDir]
+) -> None:
+    h = holder_dir("110000")
+    h.write("a.yaml", base_agreement(quota_per_day=3))
+    eng = engine_for(h.root, tmp_path)
+    r3 = req(subject_count=3)
+    charge = eng.charge(eng.decide(r3), r3, 3)
+    assert eng.decide(req()).error_code == "RESOURCE_EXHAUSTED"
+    eng.refund(charge)  # the exchange failed before anything left
+    assert eng.decide(r3).allowed
+    refused = req(purpose="marketing")
+    with pytest.raises(PolicyDenied):
+        eng.charge(eng.decide(refused), refused, 1)
+    assert eng.quota_left(eng.decide(r3), r3) == 3
 
 
 def test_quota_is_per_service_system(tmp_path: Path, holder_dir: Callable[..., HolderDir]) -> None:
@@ -613,7 +630,7 @@ def test_quota_is_per_service_system(tmp_path: Path, holder_dir: Callable[..., H
     )
     eng = engine_for(h.root, tmp_path)
     r = req()
-    eng.release(eng.decide(r), r, [ROW])
+    eng.charge(eng.decide(r), r, 1)
     assert eng.decide(r).error_code == "RESOURCE_EXHAUSTED"
     assert eng.decide(req(service_system="hebei-b")).allowed
 

@@ -17,6 +17,7 @@ import pytest
 from gateway.crypto import SigningKey
 from gateway.errors import (
     BudgetExhausted,
+    InvalidArgument,
     QuotaExceeded,
     ReplayRejected,
     StorageFailure,
@@ -200,6 +201,45 @@ def test_racing_replicas_never_overspend_a_quota(backend: Backend) -> None:
     assert sum(1 for o in out if isinstance(o, int)) == 25
     assert all(isinstance(o, QuotaExceeded) for o in out if not isinstance(o, int))
     assert a.quota.used(QK) == 25
+
+
+def test_quota_refund_gives_back_a_charge_and_never_goes_below_zero(backend: Backend) -> None:
+    a, b = backend.open().quota, backend.open().quota
+    assert a.consume(QK, 7, 10) == 7
+    assert b.refund(QK, 3) == 4
+    assert b.reading(QK) == 4 and a.used(QK) == 4  # the refund refreshed its reading
+    assert a.refund(QK, 9) == 0  # floored: a refund never makes room the day never had
+    next_day = QuotaKey(QK.holder, QK.dataset, QK.requester, QK.service_system, "2026-12-02")
+    assert a.refund(next_day, 1) == 0 and a.used(next_day) == 0  # nothing to give back
+    with pytest.raises(InvalidArgument):
+        a.refund(QK, -1)
+
+
+def test_racing_charges_and_refunds_never_hold_more_than_the_quota(backend: Backend) -> None:
+    """Exchanges that fail give their charge back while others charge: at no moment
+    do the charges held pass the quota, and the counter ends exactly at what stayed."""
+    a, b = backend.open(), backend.open()
+    limit, held, peak = 5, [0], [0]
+    lock = threading.Lock()
+
+    def exchange(i: int) -> object:
+        store = (a if i % 2 else b).quota
+        store.consume(QK, 1, limit)
+        with lock:
+            held[0] += 1
+            peak[0] = max(peak[0], held[0])
+        if i % 3:  # failed after the charge: give it back
+            with lock:
+                held[0] -= 1
+            store.refund(QK, 1)
+            return "refunded"
+        return "kept"
+
+    out = _race(60, exchange)
+    kept = out.count("kept")
+    assert peak[0] <= limit and 0 < kept <= limit
+    assert all(o in ("kept", "refunded") or isinstance(o, QuotaExceeded) for o in out), out
+    assert a.quota.used(QK) == b.quota.used(QK) == kept
 
 
 def test_stale_quota_reading_never_lets_a_replica_release_past_the_quota(

@@ -3,7 +3,9 @@
 Owns: the ``QuotaStore`` Protocol on the shared database. ``consume`` is one
 statement: an upsert whose UPDATE only applies while the new total stays
 within the limit, so racing replicas are serialised by the row lock and the
-loser sees no row come back (refused, nothing changed). ``reading`` (the
+loser sees no row come back (refused, nothing changed). ``refund`` is one
+UPDATE that only lowers the counter (never below 0), so it can never let a
+racing charge pass the limit. ``reading`` (the
 policy's early check) answers from this replica's last reading of a key while
 it is at most ``Limits.quota_reading_seconds`` old (refreshed by every
 ``consume``; at most ``Limits.max_quota_readings`` keys remembered);
@@ -18,7 +20,7 @@ from collections.abc import Callable
 
 from gateway.errors import InvalidArgument, QuotaExceeded
 from gateway.limits import DEFAULT_LIMITS, Limits
-from gateway.policy.quota import QuotaKey
+from gateway.policy.quota import QuotaKey, exceeded
 from gateway.storage.postgres.db import PgDatabase
 
 _WHERE = "holder=%s AND dataset=%s AND requester=%s AND service_system=%s AND day=%s"
@@ -90,10 +92,21 @@ class PgQuotaStore:
             ).fetchone()
         used = int(held[0]) if held else 0
         self._remember(key, used, at)
-        raise QuotaExceeded(
-            f"quota exceeded: {key.requester}/{key.service_system} has used {used} "
-            f"of {limit} {key.dataset} records on {key.day} (UTC); {count} more refused"
-        )
+        raise QuotaExceeded(exceeded(key, used, limit, count))
+
+    def refund(self, key: QuotaKey, count: int) -> int:
+        if count < 0:
+            raise InvalidArgument.expected("quota refund", ">= 0", count)
+        at = self._clock()
+        with self._db.connection("quota store") as conn:
+            row = conn.execute(
+                f"UPDATE quota_usage SET used = GREATEST(used - %s, 0) WHERE {_WHERE}"
+                " RETURNING used",
+                (count, *_args(key)),
+            ).fetchone()
+        used = int(row[0]) if row else 0
+        self._remember(key, used, at)
+        return used
 
     def close(self) -> None:
         """The database is closed by its owner."""
