@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gateway.catalogue import ColumnType, Dataset
 from gateway.errors import InvalidArgument, StorageFailure
@@ -68,8 +68,24 @@ def checked_columns(dataset: Dataset, columns: Sequence[str]) -> list[str]:
     return list(columns) or list(dataset.column_names)
 
 
+# What turning a database value into the catalogue's type raises when it does
+# not fit (text in an integer column, a NUMERIC NaN or infinity as an integer).
+# The exception's text holds the value: it never reaches a caller or a log.
+MISFITS: Final = (ValueError, TypeError, ArithmeticError)
+
+
+def misfit(dataset: Dataset, exc: BaseException) -> StorageFailure:
+    """The failure for source values that do not fit the catalogue's column types:
+    names the dataset and the exception's class, never the value."""
+    return StorageFailure(
+        f"dataset {dataset.code}: the source's values do not fit the catalogue's "
+        f"column types ({type(exc).__name__})"
+    )
+
+
 def normalise(value: object, kind: ColumnType) -> object:
-    """A database value as the catalogue's type: str, int, float or ISO date text."""
+    """A database value as the catalogue's type: str, int, float or ISO date text
+    (one of ``MISFITS`` if it does not fit)."""
     if value is None or type(value) is _NATIVE[kind]:
         return value
     if kind == "integer" and isinstance(value, int | Decimal | float | str):
@@ -119,11 +135,10 @@ def frame_from_batches(
         columns = list(zip(*batch, strict=True)) if batch else [() for _ in cols]
         try:
             raw = pl.DataFrame([pl.Series(c, v) for c, v in zip(cols, columns, strict=True)])
-        except (pl.exceptions.PolarsError, TypeError, OverflowError) as exc:
-            raise StorageFailure(
-                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
-                f"column types ({type(exc).__name__})"
-            ) from exc
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, *MISFITS) as exc:
+            # A panic (a PostgreSQL NUMERIC NaN or infinity) is a BaseException:
+            # uncaught, it would leave the RPC unanswered until its deadline.
+            raise misfit(dataset, exc) from None
         exprs = []
         for c in cols:
             e = pl.col(c)
@@ -132,11 +147,8 @@ def frame_from_batches(
             exprs.append(e.cast(schema[c]))
         try:
             parts.append(raw.select(exprs))
-        except pl.exceptions.PolarsError as exc:
-            raise StorageFailure(
-                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
-                f"column types ({type(exc).__name__})"
-            ) from exc
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+            raise misfit(dataset, exc) from None
     if not parts:
         return pl.DataFrame(schema=schema)
     # No rechunk: a copy of the whole frame for nothing (Polars reads chunked columns).

@@ -34,10 +34,12 @@ from gateway.catalogue import Dataset, SourceMapping
 from gateway.errors import PolicyFileError, StorageFailure
 from gateway.limits import Limits
 from gateway.sources.common import (
+    MISFITS,
     Row,
     RowBatch,
     checked_columns,
     frame_from_batches,
+    misfit,
     normalise,
     normalise_row,
 )
@@ -210,6 +212,17 @@ class SqlSource:
             yield
         except sa_exc.SQLAlchemyError as exc:
             raise self._failure(dataset, exc) from exc
+        except MISFITS as exc:
+            # A value the catalogue's type cannot hold (text in an integer
+            # column): the exception's text is the value, so neither it nor a
+            # traceback goes anywhere; the operator learns the dataset and class.
+            log.warning(
+                "data source %s: values of %s do not fit the catalogue's column types (%s)",
+                self.name,
+                dataset.code,
+                type(exc).__name__,
+            )
+            raise misfit(dataset, exc) from None
 
     def _failure(self, dataset: Dataset, exc: sa_exc.SQLAlchemyError) -> StorageFailure:
         kind = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
