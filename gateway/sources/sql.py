@@ -12,8 +12,10 @@ Does not own: the mapping (``gateway.catalogue.SourceMapping``), routing
 Failures: a server that is down or times out raises ``StorageFailure``
 (UNAVAILABLE) for the datasets it holds, never a crash; messages name the
 database without its password and never carry driver text (which can echo bound
-values, i.e. subject ids). Sessions are read-only where the dialect has a switch
-(PostgreSQL, MySQL/MariaDB); give the gateway's database user SELECT rights only.
+values, i.e. subject ids); a value that does not fit its catalogue type raises
+``StorageFailure`` too, naming the dataset, never the value. Sessions are
+read-only where the dialect has a switch (PostgreSQL, MySQL/MariaDB); give the
+gateway's database user SELECT rights only.
 """
 
 from __future__ import annotations
