@@ -60,3 +60,22 @@ def test_statistics_see_commits_a_wal_mode_writer_has_not_checkpointed(tmp_path:
         assert src.frame(DS, ["age_band"]).collect().height == 25
     finally:
         writer.close()
+
+
+def test_a_removed_source_file_answers_unavailable_for_statistics_and_records(
+    tmp_path: Path,
+) -> None:
+    """Statistics stat()ed the file unguarded: FileNotFoundError, i.e. INTERNAL."""
+    import pytest
+
+    from gateway.errors import StorageFailure
+
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=5, seed=1)
+    src = SqliteSource(path)
+    assert len(src.scan(DS, ["person_id"], 10)) == 5
+    path.unlink()
+    for read in (lambda: src.frame(DS, ["age_band"]), lambda: src.scan(DS, ["person_id"], 10)):
+        with pytest.raises(StorageFailure, match="unavailable") as err:
+            read()
+        assert err.value.grpc_code.name == "UNAVAILABLE"
