@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from gateway.errors import PolicyFileError, StorageFailure
 from gateway.limits import Limits
 from gateway.sources.common import (
     MISFITS,
+    FrameCache,
     Row,
     RowBatch,
     checked_columns,
@@ -119,8 +119,7 @@ class SqlSource:
         if dialect in ("mysql", "mariadb"):
             sa.event.listen(self._engine, "connect", _mysql_read_only)
         self._tables: dict[tuple[str, tuple[str, ...]], sa.TableClause] = {}
-        self._frames: dict[tuple[str, tuple[str, ...]], tuple[float, pl.DataFrame]] = {}
-        self._lock = threading.Lock()
+        self._frames = FrameCache(limits.source_frame_cache_entries)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -307,20 +306,22 @@ class SqlSource:
         ``source_batch_rows`` into columnar chunks; kept for
         ``source_frame_cache_seconds`` so repeated queries do not re-read."""
         cols = checked_columns(dataset, columns)
-        key = (dataset.code, tuple(cols))
         now = time.monotonic()
-        with self._lock:
-            cached = self._frames.get(key)
-        if cached is not None and now - cached[0] < self._limits.source_frame_cache_seconds:
-            return cached[1].lazy()
+
+        def fresh(loaded: object) -> bool:
+            assert isinstance(loaded, float)
+            return now - loaded < self._limits.source_frame_cache_seconds
+
+        cached = self._frames.get(dataset.code, cols, fresh)
+        if cached is not None:
+            return cached
         batch = self._limits.source_batch_rows
         with self._errors(dataset), self._engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                 self._select(dataset, cols)
             )
             df = frame_from_batches(dataset, cols, result.partitions(batch))
-        with self._lock:
-            self._frames[key] = (now, df)
+        self._frames.put(dataset.code, cols, now, df, fresh)
         return df.lazy()
 
 

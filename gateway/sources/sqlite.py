@@ -16,14 +16,20 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.catalogue import Dataset
 from gateway.errors import NotFound, StorageFailure
 from gateway.limits import DEFAULT_LIMITS, Limits
-from gateway.sources.common import Row, RowBatch, checked_columns, frame_from_batches
+from gateway.sources.common import (
+    FrameCache,
+    Row,
+    RowBatch,
+    checked_columns,
+    frame_from_batches,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -47,8 +53,7 @@ class SqliteSource:
         self._batch = limits.source_batch_rows
         self._local = threading.local()
         # Statistics frames, reused while the file and its WAL are unchanged (_version).
-        self._frames: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], pl.DataFrame]] = {}
-        self._frames_lock = threading.Lock()
+        self._frames = FrameCache(limits.source_frame_cache_entries)
 
     @property
     def path(self) -> Path:
@@ -186,14 +191,12 @@ class SqliteSource:
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
         cols = self._columns(dataset, columns)
         version = self._version()
-        key = (dataset.code, tuple(cols))
-        with self._frames_lock:
-            cached = self._frames.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1].lazy()
+        fresh: Callable[[object], bool] = lambda stamp: stamp == version  # noqa: E731
+        cached = self._frames.get(dataset.code, cols, fresh)
+        if cached is not None:
+            return cached
         df = self._load_frame(dataset, cols)
-        with self._frames_lock:
-            self._frames[key] = (version, df)
+        self._frames.put(dataset.code, cols, version, df, fresh)
         return df.lazy()
 
     def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:

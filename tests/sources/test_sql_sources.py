@@ -304,3 +304,29 @@ def test_a_numeric_nan_in_a_statistics_column_answers_unavailable_instead_of_han
         assert err.value.grpc_code.name == "UNAVAILABLE"
     finally:
         db.close()
+
+
+def test_statistics_frames_kept_by_a_database_source_stay_bounded(seeded) -> None:  # type: ignore[no-untyped-def]
+    """Expired frames were never dropped and one was kept per column tuple ever
+    queried: memory grew with every combination requesters chose."""
+    from itertools import permutations
+
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    limits = Limits(source_batch_rows=64, source_frame_cache_entries=3)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), limits)
+    statements: list[str] = []
+    sa.event.listen(db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    try:
+        measured = ["age_band", "gender", "district_code"]
+        for k in (1, 2, 3):
+            for cols in permutations(measured, k):
+                df = db.frame(ds, list(cols)).collect()
+                assert df.columns == list(cols) and df.height == ROWS
+                assert len(db._frames) <= limits.source_frame_cache_entries
+        # A column set read moments ago, asked in another order, is not read again.
+        before = len(statements)
+        assert db.frame(ds, ["gender", "district_code", "age_band"]).collect().height == ROWS
+        assert len(statements) == before
+    finally:
+        db.close()

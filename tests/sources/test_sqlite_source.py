@@ -79,3 +79,30 @@ def test_a_removed_source_file_answers_unavailable_for_statistics_and_records(
         with pytest.raises(StorageFailure, match="unavailable") as err:
             read()
         assert err.value.grpc_code.name == "UNAVAILABLE"
+
+
+def test_statistics_frames_kept_stay_bounded_however_requesters_vary_their_columns(
+    tmp_path: Path,
+) -> None:
+    """One frame was kept per (dataset, column tuple) ever queried, never dropped:
+    a requester varying group_by and filters (each order a new tuple) made the
+    holder keep one copy of the dataset per combination."""
+    from itertools import permutations
+
+    from gateway.limits import Limits
+
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=50, seed=1)
+    limits = Limits(source_frame_cache_entries=4)
+    src = SqliteSource(path, limits)
+    measured = ["age_band", "gender", "district_code", "status"]
+    for k in (1, 2, 3):
+        for cols in permutations(measured, k):
+            df = src.frame(DS, list(cols)).collect()
+            assert df.columns == list(cols) and df.height == 50
+            assert len(src._frames) <= limits.source_frame_cache_entries
+    # The same columns in another order reuse the frame.
+    loads = len(src._frames)
+    src.frame(DS, ["status", "gender"]).collect()
+    src.frame(DS, ["gender", "status"]).collect()
+    assert len(src._frames) <= max(loads, 1) + 1
