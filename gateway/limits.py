@@ -119,6 +119,14 @@ class Limits:
     source_query_timeout_seconds: int = 60
     source_batch_rows: int = 10_000
     source_frame_cache_seconds: float = 30.0
+    # Statistics frames a source keeps (one per dataset and column set; the
+    # least recently used is dropped first).
+    source_frame_cache_entries: int = 8
+    # The operations listener (/metrics, /healthz, /readyz): a connection that
+    # sends no request, or reads no answer, for this long is closed; past
+    # ops_max_connections at once, new ones are closed unanswered.
+    ops_request_timeout_seconds: float = 10.0
+    ops_max_connections: int = 32
     # Streaming bulk transfers
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000

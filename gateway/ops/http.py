@@ -4,7 +4,9 @@ Owns: serving ``GET /metrics`` (Prometheus text format), ``GET /healthz``
 (liveness: the process answers) and ``GET /readyz`` (readiness: every named
 check passes; 503 with the failing checks otherwise) on ``[listen] ops``.
 Nothing else is served: other paths are 404, other methods 405. No request
-body is read and no personal data or secret is in any answer; the listener
+body is read and no personal data or secret is in any answer. A stalled
+connection is closed after ``ops_request_timeout_seconds`` and at most
+``ops_max_connections`` are served at once (``Limits``); the listener
 is meant for a Prometheus scraper and a load balancer's probe on a private
 network (bind it to loopback or a management interface, never to the
 internet).
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from gateway.errors import InvalidArgument
+from gateway.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger("gateway.ops")
 
@@ -55,6 +59,45 @@ def split_hostport(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once (past it a
+    connection is closed unanswered); a connection that fails (reset, timed
+    out) is one DEBUG line, not a traceback on standard error."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        max_connections: int,
+    ) -> None:
+        super().__init__(address, handler)
+        self._max = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("ops connection closed: %d already open", self._max)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        log.debug("ops connection failed: %s", type(exc).__name__, extra={"event": "ops_http"})
+
+
 class OpsListener:
     """``/metrics``, ``/healthz`` and ``/readyz`` on a background thread."""
 
@@ -64,6 +107,7 @@ class OpsListener:
         metrics: Callable[[], bytes],
         checks: Sequence[Check],
         content_type: str,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         host, port = split_hostport(address)
         listener = self
@@ -71,6 +115,9 @@ class OpsListener:
         class Handler(BaseHTTPRequestHandler):
             server_version = "jurisdiction-gateway-ops"
             sys_version = ""
+            # Reading the request and writing the answer: a client that stalls
+            # is dropped instead of holding its thread for ever.
+            timeout = limits.ops_request_timeout_seconds
 
             def do_GET(self) -> None:
                 listener._get(self)
@@ -102,8 +149,7 @@ class OpsListener:
         self._metrics = metrics
         self._checks = tuple(checks)
         self._ctype = content_type
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), Handler, limits.ops_max_connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},  # how long stop() waits for the loop

@@ -67,7 +67,21 @@ def outcome_for(code: grpc.StatusCode, annotated: str | None) -> str:
         return annotated
     if code == grpc.StatusCode.OK:
         return "ok"
+    if code == grpc.StatusCode.CANCELLED:
+        return "cancelled"  # the caller went away: neither refused nor our failure
     return "refused" if code in _REFUSED else "failed"
+
+
+def _ended_by_caller(context: grpc.ServicerContext) -> grpc.StatusCode:
+    """The status of an RPC that ended with no status set: gRPC closed the
+    stream because the caller cancelled it or its deadline passed (UNKNOWN if
+    the call is still live, which no handler of ours leaves)."""
+    if context.is_active():
+        return grpc.StatusCode.UNKNOWN
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
 
 
 class ObservingWrapper:
@@ -103,7 +117,7 @@ class ObservingWrapper:
         api = _api(method)
         code = context.code() if failed else None
         if code is None:
-            code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
+            code = grpc.StatusCode.OK if not failed else _ended_by_caller(context)
         outcome = outcome_for(code, fields.pop("outcome", None))
         m = self._metrics
         counterparty = m.known.counterparty(str(fields.get("counterparty", "")))

@@ -112,7 +112,9 @@ def start_ops_listener(gw: Gateway) -> OpsListener | None:
         sources_check(gw.source, catalogue, gw.served_datasets),
     ]
     try:
-        listener = OpsListener(address, gw.metrics.exposition, checks, CONTENT_TYPE).start()
+        listener = OpsListener(
+            address, gw.metrics.exposition, checks, CONTENT_TYPE, gw.config.limits
+        ).start()
     except OSError as exc:
         if "ops" in gw.config.listen.model_fields_set:  # the operator asked for this address
             raise ConfigurationError(

@@ -4,18 +4,21 @@ from batches.
 
 Owns: turning database values into the catalogue's types (so a PostgreSQL
 ``date`` or ``numeric`` releases exactly as the SQLite text or real does), the
-subject ids asked as values of the subject column's type (``subject_keys``) and
+subject ids asked as values of the subject column's type (``subject_keys``),
 assembling a Polars frame from row batches without holding more than one
-batch of Python objects at a time.
+batch of Python objects at a time, and the bounded cache of such frames
+(``FrameCache``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from gateway import identifiers
 from gateway.catalogue import ColumnType, Dataset
@@ -89,8 +92,24 @@ def subject_keys(dataset: Dataset, subject_ids: Sequence[str]) -> list[object]:
     return list(dict.fromkeys(keys))
 
 
+# What turning a database value into the catalogue's type raises when it does
+# not fit (text in an integer column, a NUMERIC NaN or infinity as an integer).
+# The exception's text holds the value: it never reaches a caller or a log.
+MISFITS: Final = (ValueError, TypeError, ArithmeticError)
+
+
+def misfit(dataset: Dataset, exc: BaseException) -> StorageFailure:
+    """The failure for source values that do not fit the catalogue's column types:
+    names the dataset and the exception's class, never the value."""
+    return StorageFailure(
+        f"dataset {dataset.code}: the source's values do not fit the catalogue's "
+        f"column types ({type(exc).__name__})"
+    )
+
+
 def normalise(value: object, kind: ColumnType) -> object:
-    """A database value as the catalogue's type: str, int, float or ISO date text."""
+    """A database value as the catalogue's type: str, int, float or ISO date text
+    (one of ``MISFITS`` if it does not fit)."""
     if value is None or type(value) is _NATIVE[kind]:
         return value
     if kind == "integer" and isinstance(value, int | Decimal | float | str):
@@ -140,11 +159,10 @@ def frame_from_batches(
         columns = list(zip(*batch, strict=True)) if batch else [() for _ in cols]
         try:
             raw = pl.DataFrame([pl.Series(c, v) for c, v in zip(cols, columns, strict=True)])
-        except (pl.exceptions.PolarsError, TypeError, OverflowError) as exc:
-            raise StorageFailure(
-                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
-                f"column types ({type(exc).__name__})"
-            ) from exc
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, *MISFITS) as exc:
+            # A panic (a PostgreSQL NUMERIC NaN or infinity) is a BaseException:
+            # uncaught, it would leave the RPC unanswered until its deadline.
+            raise misfit(dataset, exc) from None
         exprs = []
         for c in cols:
             e = pl.col(c)
@@ -153,12 +171,57 @@ def frame_from_batches(
             exprs.append(e.cast(schema[c]))
         try:
             parts.append(raw.select(exprs))
-        except pl.exceptions.PolarsError as exc:
-            raise StorageFailure(
-                f"dataset {dataset.code}: the source's values do not fit the catalogue's "
-                f"column types ({type(exc).__name__})"
-            ) from exc
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
+            raise misfit(dataset, exc) from None
     if not parts:
         return pl.DataFrame(schema=schema)
     # No rechunk: a copy of the whole frame for nothing (Polars reads chunked columns).
     return pl.concat(parts, rechunk=False)
+
+
+class FrameCache:
+    """A source's statistics frames, at most ``entries`` of them.
+
+    Keyed by dataset and column *set* (a query naming the same columns in
+    another order reuses the frame). Each frame carries a stamp (load time,
+    file version) that ``fresh`` judges; stale frames are dropped whenever one
+    is stored, and past ``entries`` the least recently used goes, so requesters
+    varying their columns cannot make a source hold one frame per combination.
+    """
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._frames: OrderedDict[tuple[str, frozenset[str]], tuple[object, pl.DataFrame]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(
+        self, dataset: str, cols: Sequence[str], fresh: Callable[[object], bool]
+    ) -> pl.LazyFrame | None:
+        """The cached frame of ``cols`` (in that order) if its stamp is still fresh."""
+        key = (dataset, frozenset(cols))
+        with self._lock:
+            cached = self._frames.get(key)
+            if cached is None or not fresh(cached[0]):
+                return None
+            self._frames.move_to_end(key)
+        return cached[1].lazy().select(list(cols))
+
+    def put(
+        self,
+        dataset: str,
+        cols: Sequence[str],
+        stamp: object,
+        df: pl.DataFrame,
+        fresh: Callable[[object], bool],
+    ) -> None:
+        with self._lock:
+            for key in [k for k, (s, _) in self._frames.items() if not fresh(s)]:
+                del self._frames[key]
+            self._frames[(dataset, frozenset(cols))] = (stamp, df)
+            while len(self._frames) > self._entries:
+                self._frames.popitem(last=False)

@@ -12,8 +12,10 @@ Does not own: the mapping (``gateway.catalogue.SourceMapping``), routing
 Failures: a server that is down or times out raises ``StorageFailure``
 (UNAVAILABLE) for the datasets it holds, never a crash; messages name the
 database without its password and never carry driver text (which can echo bound
-values, i.e. subject ids). Sessions are read-only where the dialect has a switch
-(PostgreSQL, MySQL/MariaDB); give the gateway's database user SELECT rights only.
+values, i.e. subject ids); a value that does not fit its catalogue type raises
+``StorageFailure`` too, naming the dataset, never the value. Sessions are
+read-only where the dialect has a switch (PostgreSQL, MySQL/MariaDB); give the
+gateway's database user SELECT rights only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import contextlib
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,10 +35,13 @@ from gateway.catalogue import Dataset, SourceMapping
 from gateway.errors import PolicyFileError, StorageFailure
 from gateway.limits import Limits
 from gateway.sources.common import (
+    MISFITS,
+    FrameCache,
     Row,
     RowBatch,
     checked_columns,
     frame_from_batches,
+    misfit,
     normalise,
     normalise_row,
     subject_keys,
@@ -116,8 +120,7 @@ class SqlSource:
         if dialect in ("mysql", "mariadb"):
             sa.event.listen(self._engine, "connect", _mysql_read_only)
         self._tables: dict[tuple[str, tuple[str, ...]], sa.TableClause] = {}
-        self._frames: dict[tuple[str, tuple[str, ...]], tuple[float, pl.DataFrame]] = {}
-        self._lock = threading.Lock()
+        self._frames = FrameCache(limits.source_frame_cache_entries)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -211,6 +214,17 @@ class SqlSource:
             yield
         except sa_exc.SQLAlchemyError as exc:
             raise self._failure(dataset, exc) from exc
+        except MISFITS as exc:
+            # A value the catalogue's type cannot hold (text in an integer
+            # column): the exception's text is the value, so neither it nor a
+            # traceback goes anywhere; the operator learns the dataset and class.
+            log.warning(
+                "data source %s: values of %s do not fit the catalogue's column types (%s)",
+                self.name,
+                dataset.code,
+                type(exc).__name__,
+            )
+            raise misfit(dataset, exc) from None
 
     def _failure(self, dataset: Dataset, exc: sa_exc.SQLAlchemyError) -> StorageFailure:
         kind = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
@@ -293,20 +307,22 @@ class SqlSource:
         ``source_batch_rows`` into columnar chunks; kept for
         ``source_frame_cache_seconds`` so repeated queries do not re-read."""
         cols = checked_columns(dataset, columns)
-        key = (dataset.code, tuple(cols))
         now = time.monotonic()
-        with self._lock:
-            cached = self._frames.get(key)
-        if cached is not None and now - cached[0] < self._limits.source_frame_cache_seconds:
-            return cached[1].lazy()
+
+        def fresh(loaded: object) -> bool:
+            assert isinstance(loaded, float)
+            return now - loaded < self._limits.source_frame_cache_seconds
+
+        cached = self._frames.get(dataset.code, cols, fresh)
+        if cached is not None:
+            return cached
         batch = self._limits.source_batch_rows
         with self._errors(dataset), self._engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                 self._select(dataset, cols)
             )
             df = frame_from_batches(dataset, cols, result.partitions(batch))
-        with self._lock:
-            self._frames[key] = (now, df)
+        self._frames.put(dataset.code, cols, now, df, fresh)
         return df.lazy()
 
 

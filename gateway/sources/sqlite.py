@@ -5,15 +5,18 @@ dataset code, columns as in the catalogue. Bulk order is ``rowid``.
 
 Identifiers reaching SQL come from the validated catalogue (``gateway.identifiers.Code``), never
 from a request; values are always bound parameters. The SQLite file is opened
-read-only: a gateway never writes to its source.
+read-only: a gateway never writes to its source. The bureau may update it
+while the gateway runs, in place (WAL mode included) or by renaming a new file
+over it: every read sees the file as it is now.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +24,7 @@ from gateway.catalogue import Dataset
 from gateway.errors import NotFound, StorageFailure
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.sources.common import (
+    FrameCache,
     Row,
     RowBatch,
     checked_columns,
@@ -49,16 +53,31 @@ class SqliteSource:
         self._path = path
         self._batch = limits.source_batch_rows
         self._local = threading.local()
-        # Statistics frames, reused while the file is unchanged (mtime, size).
-        self._frames: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, int], pl.DataFrame]] = {}
-        self._frames_lock = threading.Lock()
+        # Statistics frames, reused while the file and its WAL are unchanged (_version).
+        self._frames = FrameCache(limits.source_frame_cache_entries)
 
     @property
     def path(self) -> Path:
         return self._path
 
+    def _stat(self, path: Path) -> os.stat_result:
+        try:
+            return path.stat()
+        except OSError as exc:
+            raise StorageFailure(
+                f"data source {self._path.name} is unavailable ({type(exc).__name__})"
+            ) from exc
+
     def _conn(self) -> sqlite3.Connection:
+        # The file as it is now: a bureau that replaces it (a new file renamed
+        # over the old one) is read from the next query on, not from the old
+        # file an open connection would keep reading.
+        st = self._stat(self._path)
+        identity = (st.st_dev, st.st_ino)
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.identity != identity:
+            conn.close()
+            conn = None
         if conn is None:
             try:
                 conn = sqlite3.connect(
@@ -68,7 +87,21 @@ class SqliteSource:
                 raise StorageFailure(f"cannot open data source {self._path}: {exc}") from exc
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
+            self._local.identity = identity
         return conn
+
+    def _version(self) -> tuple[int, ...]:
+        """Changes whenever the data may have: the file's identity, size and
+        modification time, and those of its write-ahead log (a writer in WAL
+        mode commits there, leaving the main file untouched until a checkpoint)."""
+        st = self._stat(self._path)
+        wal = Path(f"{self._path}-wal")
+        try:
+            w = wal.stat()
+            logged = (w.st_ino, w.st_mtime_ns, w.st_size)
+        except FileNotFoundError:
+            logged = (0, 0, 0)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size, *logged)
 
     def _columns(self, dataset: Dataset, columns: Sequence[str]) -> list[str]:
         return checked_columns(dataset, columns)
@@ -158,16 +191,13 @@ class SqliteSource:
 
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
         cols = self._columns(dataset, columns)
-        st = self._path.stat()
-        version = (st.st_mtime_ns, st.st_size)
-        key = (dataset.code, tuple(cols))
-        with self._frames_lock:
-            cached = self._frames.get(key)
-        if cached is not None and cached[0] == version:
-            return cached[1].lazy()
+        version = self._version()
+        fresh: Callable[[object], bool] = lambda stamp: stamp == version  # noqa: E731
+        cached = self._frames.get(dataset.code, cols, fresh)
+        if cached is not None:
+            return cached
         df = self._load_frame(dataset, cols)
-        with self._frames_lock:
-            self._frames[key] = (version, df)
+        self._frames.put(dataset.code, cols, version, df, fresh)
         return df.lazy()
 
     def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:

@@ -113,3 +113,40 @@ def test_refusals_before_any_ledger_entry_are_rate_limited_per_source(
     lines = [r for r in caplog.records if getattr(r, "event", "") == "rpc"]
     assert 1 <= len(lines) <= 5 and lines[0].code == "UNAUTHENTICATED"
     assert _count(m, code="UNAUTHENTICATED") == 40  # every one is still counted
+
+
+def test_a_stream_the_caller_cancels_is_counted_cancelled_not_failed_unknown() -> None:
+    """gRPC closes the stream's generator when the caller cancels, with no status
+    set: it was counted outcome=failed, code=UNKNOWN, tripping the failure alert
+    for a service system that merely stopped reading (a bulk transfer resumes)."""
+    import time
+    from concurrent import futures
+
+    def stream(request: Any, context: Any) -> Iterator[bytes]:
+        for _ in range(200):
+            time.sleep(0.02)
+            yield b"x"
+
+    m = _metrics()
+    handler = ObservingWrapper(m, "service")("/x.v1.RecordExchange/StreamRecords",
+                                             grpc.unary_stream_rpc_method_handler(stream))  # fmt: skip
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("x.v1.RecordExchange", {"StreamRecords": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        call = channel.unary_stream("/x.v1.RecordExchange/StreamRecords")(b"", timeout=30)
+        next(call)
+        next(call)
+        call.cancel()
+        deadline = time.monotonic() + 5
+        while _count(m) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        channel.close()
+        server.stop(None)
+    assert _count(m, code="CANCELLED", outcome="cancelled") == 1
+    assert _count(m, outcome="failed") == 0 and _count(m, code="UNKNOWN") == 0

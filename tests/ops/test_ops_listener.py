@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import struct
+import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.limits import Limits
+from gateway.ops.http import OpsListener
 from tests.conftest import RunningFederation
 from tests.storage.kit import hebei_exchange
 
@@ -311,3 +317,73 @@ def test_a_taken_default_ops_address_logs_an_error_and_the_gateway_serves_on(
         assert any(getattr(r, "event", "") == "ops_not_listening" for r in caplog.records)
     finally:
         gw.stop(grace=0.1)
+
+
+def _listener(body: bytes = b"m 1\n", **limits: Any) -> OpsListener:
+    return OpsListener("127.0.0.1:0", lambda: body, [], "text/plain", Limits(**limits)).start()
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+def test_an_ops_connection_that_sends_no_request_is_closed_after_the_timeout() -> None:
+    """Each connection held a thread with no timeout: a client (or a scanner)
+    that connects and says nothing kept it for ever, and many of them grew the
+    process's threads without bound."""
+    listener = _listener(ops_request_timeout_seconds=0.5)
+    try:
+        idle = socket.create_connection(("127.0.0.1", listener.port))
+        try:
+            assert _closed_within(idle, 5.0)
+        finally:
+            idle.close()
+    finally:
+        listener.stop()
+
+
+def test_ops_connections_beyond_the_cap_are_closed_and_probes_answer_once_they_go() -> None:
+    listener = _listener(ops_request_timeout_seconds=1.0, ops_max_connections=3)
+    port = listener.port
+    try:
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        time.sleep(0.2)  # accepted: every slot taken
+        extra = socket.create_connection(("127.0.0.1", port))
+        try:
+            assert _closed_within(extra, 0.5)  # closed at once, not after the timeout
+        finally:
+            extra.close()
+        for s in held:
+            assert _closed_within(s, 5.0)
+            s.close()
+        assert _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    finally:
+        listener.stop()
+
+
+def test_an_ops_client_that_resets_mid_answer_leaves_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """socketserver printed 'Exception occurred during processing of request'
+    and a traceback to standard error for a client that went away."""
+    listener = _listener(body=b"x" * (16 << 20))
+    try:
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", listener.port))
+            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            s.recv(1024)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()  # RST while the server still writes
+        time.sleep(1.0)
+    finally:
+        listener.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err

@@ -218,3 +218,115 @@ def test_statistics_read_only_the_needed_columns_in_batches(seeded, monkeypatch)
     assert selects and all("sfzh" not in s and "xm" not in s and "phone" not in s for s in selects)
     assert len(parts) == -(-ROWS // LIMITS.source_batch_rows)
     assert max(parts) <= LIMITS.source_batch_rows
+
+
+SECRET_ID = "110101199001011234"
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def misfit_register(request: pytest.FixtureRequest) -> Iterator[tuple[str, Dataset]]:
+    """(engine, dataset) over a register whose ``months_contributed`` (an integer in
+    the catalogue) is text holding a subject id, and whose ``monthly_base`` holds
+    a NUMERIC NaN on PostgreSQL (MariaDB's DECIMAL has none)."""
+    from gateway.demo.sqlseed import create_schema
+
+    with scratch_schema(request.param) as (url, prefix):
+        schema = f"{prefix}_misfit"
+        create_schema(url, schema)
+        eng = sa.create_engine(url)
+        nan = "'NaN'" if request.param == "postgresql" else "1.5"
+        try:
+            with eng.begin() as conn:
+                conn.exec_driver_sql(
+                    f"CREATE TABLE {schema}.reg (person_id VARCHAR(32), "
+                    "months_contributed VARCHAR(64), monthly_base NUMERIC(14, 2))"
+                )
+                conn.exec_driver_sql(
+                    f"INSERT INTO {schema}.reg VALUES ('{SECRET_ID}', 'see {SECRET_ID}', {nan})"
+                )
+        finally:
+            eng.dispose()
+        ds = load_catalogue(ROOT / "policies" / "110000").dataset("si_contributions")
+        keep = ("person_id", "months_contributed", "monthly_base")
+        yield (
+            request.param,
+            ds.model_copy(
+                update={
+                    "columns": tuple(c for c in ds.columns if c.name in keep),
+                    "source": SourceMapping(url=url, table=f"{schema}.reg"),
+                }
+            ),
+        )
+
+
+def test_a_value_that_does_not_fit_its_catalogue_type_answers_unavailable_without_the_value(
+    misfit_register: tuple[str, Dataset], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Text in a column the catalogue calls integer used to raise ValueError from
+    the conversion: INTERNAL, and a traceback in the log whose message is the
+    database value (here, a subject id)."""
+    _, ds = misfit_register
+    assert ds.source is not None
+    db = SqlSource(ds.source.url, LIMITS)
+    cols = ["person_id", "months_contributed"]
+    try:
+        with caplog.at_level(logging.DEBUG):
+            for read in (
+                lambda: db.fetch(ds, [SECRET_ID], cols, 5),
+                lambda: db.scan(ds, cols, 5),
+                lambda: [b for b in db.stream(ds, cols, 0, 5, 5)],
+            ):
+                with pytest.raises(StorageFailure, match="si_contributions") as err:
+                    read()
+                assert err.value.grpc_code.name == "UNAVAILABLE"
+                assert SECRET_ID not in str(err.value)
+                assert err.value.__cause__ is None and err.value.__suppress_context__
+    finally:
+        db.close()
+    assert "do not fit" in caplog.text and SECRET_ID not in caplog.text
+
+
+def test_a_numeric_nan_in_a_statistics_column_answers_unavailable_instead_of_hanging(
+    misfit_register: tuple[str, Dataset],
+) -> None:
+    """PostgreSQL NUMERIC 'NaN' made Polars panic while building the frame: a
+    BaseException that passed every ``except Exception``, so the statistics RPC
+    was never answered (the caller waited for its deadline) and its budget was
+    charged with no ledger entry."""
+    engine, ds = misfit_register
+    if engine != "postgresql":
+        pytest.skip("only PostgreSQL's NUMERIC has NaN")
+    assert ds.source is not None
+    db = SqlSource(ds.source.url, LIMITS)
+    try:
+        with pytest.raises(StorageFailure, match="do not fit") as err:
+            db.frame(ds, ["monthly_base"])
+        assert err.value.grpc_code.name == "UNAVAILABLE"
+    finally:
+        db.close()
+
+
+def test_statistics_frames_kept_by_a_database_source_stay_bounded(seeded) -> None:  # type: ignore[no-untyped-def]
+    """Expired frames were never dropped and one was kept per column tuple ever
+    queried: memory grew with every combination requesters chose."""
+    from itertools import permutations
+
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    limits = Limits(source_batch_rows=64, source_frame_cache_entries=3)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), limits)
+    statements: list[str] = []
+    sa.event.listen(db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    try:
+        measured = ["age_band", "gender", "district_code"]
+        for k in (1, 2, 3):
+            for cols in permutations(measured, k):
+                df = db.frame(ds, list(cols)).collect()
+                assert df.columns == list(cols) and df.height == ROWS
+                assert len(db._frames) <= limits.source_frame_cache_entries
+        # A column set read moments ago, asked in another order, is not read again.
+        before = len(statements)
+        assert db.frame(ds, ["gender", "district_code", "age_band"]).collect().height == ROWS
+        assert len(statements) == before
+    finally:
+        db.close()

@@ -1,0 +1,108 @@
+"""The embedded SQLite source follows the file the bureau keeps up to date.
+
+A bureau refreshes ``data_source`` either in place (often in WAL mode, whose
+commits leave the main file untouched until a checkpoint) or by writing a new
+file and renaming it over the old one. Records and statistics must both show
+the data as it is now: rows removed from the register must stop being
+released and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from gateway.catalogue import load_catalogue
+from gateway.demo.seed import seed_database
+from gateway.sources import SqliteSource
+
+ROOT = Path(__file__).resolve().parents[2]
+CAT = load_catalogue(ROOT / "policies" / "110000")
+DS = CAT.dataset("si_contributions")
+
+
+def test_a_source_file_replaced_by_rename_is_read_from_the_next_query_on(tmp_path: Path) -> None:
+    """An open connection kept reading the old (unlinked) file: fetch, scan and
+    statistics went on serving rows the bureau had removed, until a restart."""
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=50, seed=1)
+    src = SqliteSource(path)
+    old_ids = [str(r["person_id"]) for r in src.scan(DS, ["person_id"], 100)]
+    assert len(old_ids) == 50 and src.frame(DS, ["age_band"]).collect().height == 50
+    assert len(src.fetch(DS, old_ids[:3], ["person_id"], 10)) == 3
+
+    seed_database(tmp_path / "new.sqlite", CAT, rows=20, seed=2)
+    os.replace(tmp_path / "new.sqlite", path)
+
+    new_ids = {str(r["person_id"]) for r in src.scan(DS, ["person_id"], 100)}
+    assert len(new_ids) == 20
+    assert src.frame(DS, ["age_band"]).collect().height == 20
+    gone = [i for i in old_ids if i not in new_ids][:3]
+    assert gone and src.fetch(DS, gone, ["person_id"], 10) == []
+
+
+def test_statistics_see_commits_a_wal_mode_writer_has_not_checkpointed(tmp_path: Path) -> None:
+    """The statistics frame was reused while the main file's size and mtime were
+    unchanged; a WAL-mode writer's commits do not change them, so statistics kept
+    counting deleted rows that records no longer showed."""
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=50, seed=1)
+    writer = sqlite3.connect(path)
+    try:
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute("PRAGMA wal_autocheckpoint=0")  # commits stay in the WAL
+        src = SqliteSource(path)
+        assert src.frame(DS, ["age_band"]).collect().height == 50
+        with writer:
+            writer.execute("DELETE FROM si_contributions WHERE rowid % 2 = 0")
+        assert len(src.scan(DS, ["person_id"], 100)) == 25
+        assert src.frame(DS, ["age_band"]).collect().height == 25
+    finally:
+        writer.close()
+
+
+def test_a_removed_source_file_answers_unavailable_for_statistics_and_records(
+    tmp_path: Path,
+) -> None:
+    """Statistics stat()ed the file unguarded: FileNotFoundError, i.e. INTERNAL."""
+    import pytest
+
+    from gateway.errors import StorageFailure
+
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=5, seed=1)
+    src = SqliteSource(path)
+    assert len(src.scan(DS, ["person_id"], 10)) == 5
+    path.unlink()
+    for read in (lambda: src.frame(DS, ["age_band"]), lambda: src.scan(DS, ["person_id"], 10)):
+        with pytest.raises(StorageFailure, match="unavailable") as err:
+            read()
+        assert err.value.grpc_code.name == "UNAVAILABLE"
+
+
+def test_statistics_frames_kept_stay_bounded_however_requesters_vary_their_columns(
+    tmp_path: Path,
+) -> None:
+    """One frame was kept per (dataset, column tuple) ever queried, never dropped:
+    a requester varying group_by and filters (each order a new tuple) made the
+    holder keep one copy of the dataset per combination."""
+    from itertools import permutations
+
+    from gateway.limits import Limits
+
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=50, seed=1)
+    limits = Limits(source_frame_cache_entries=4)
+    src = SqliteSource(path, limits)
+    measured = ["age_band", "gender", "district_code", "status"]
+    for k in (1, 2, 3):
+        for cols in permutations(measured, k):
+            df = src.frame(DS, list(cols)).collect()
+            assert df.columns == list(cols) and df.height == 50
+            assert len(src._frames) <= limits.source_frame_cache_entries
+    # The same columns in another order reuse the frame.
+    loads = len(src._frames)
+    src.frame(DS, ["status", "gender"]).collect()
+    src.frame(DS, ["gender", "status"]).collect()
+    assert len(src._frames) <= max(loads, 1) + 1
