@@ -38,6 +38,9 @@ class Limits:
     seal_session_messages: int = 10_000
     seal_session_seconds: int = 300
     seal_open_sessions: int = 1024  # agreements an opener keeps (LRU)
+    # A payload no sealing key in memory opens makes the gateway look (stat
+    # only) whether its sealing keys were rotated on disk at most this often.
+    seal_key_recheck_seconds: float = 1.0
     # Record requests
     max_subject_ids: int = 1000
     max_fields: int = 64
