@@ -20,6 +20,11 @@ class Limits:
     # restarted peer is reached again within about this long (gRPC's own
     # default grows to 120 s).
     peer_reconnect_backoff_seconds: float = 1.0
+    # Outbound channels to peers kept (one per member endpoint; the least
+    # recently used is closed past it), and how long a channel replaced after
+    # a trust change may finish the calls still on it before it is closed.
+    max_peer_channels: int = 1024
+    peer_channel_retire_seconds: float = 60.0
     # What a refusal echoes: a caller's value cut to max_echo_chars in a
     # message, a whole status message (and its log line) to max_status_chars;
     # refusals logged at most refusal_log_burst per source and kind per window.
