@@ -133,6 +133,9 @@ class Limits:
     max_stream_start_row: int = 10**12
     max_concurrent_streams: int = 8
     stream_deadline_seconds: float = 3600.0
+    # A resume naming a transfer this gateway is still ending (its service
+    # system cut it and resumed at once) waits this long for its ledger entry.
+    stream_resume_wait_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
