@@ -286,13 +286,16 @@ class ServiceClient:
         client_reference: str = "",
         timeout: float | None = None,
         columnar: bool = False,
+        max_rows: int = 0,
     ) -> Iterator[service_pb2.StreamRecordsResponse]:
         """A streamed bulk transfer: ``started``, then ``chunk`` messages, then
         ``completed`` (only once the holder's commitment verified). Pass the last
         chunk's ``cursor`` to resume an interrupted transfer. Closing the iterator
         cancels the transfer. With ``columnar`` each chunk carries its rows as
         columns (``chunk.columns``), much cheaper at both ends than one Record per
-        row; ``chunk_rows(chunk)`` gives the rows of either form."""
+        row; ``chunk_rows(chunk)`` gives the rows of either form. ``max_rows``
+        (0: as many as the agreement allows) caps the transfer: one it ends is
+        ``truncated`` and its cursor continues."""
         call = self.records.StreamRecords(
             service_pb2.StreamRecordsRequest(
                 holder_jurisdiction=holder_jurisdiction,
@@ -302,6 +305,7 @@ class ServiceClient:
                 cursor=cursor,
                 client_reference=client_reference,
                 columnar=columnar,
+                max_rows=max_rows,
             ),
             timeout=timeout,
         )

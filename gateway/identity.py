@@ -40,8 +40,10 @@ import os
 import re
 import stat
 import tempfile
+import threading
+import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -661,10 +663,16 @@ class SealKeys:
     """This gateway's X25519 private keys for opening what peers sealed to it.
 
     The current key first, then keys retired by a rotation (a peer still on
-    the previous trust bundle seals to the old key during the overlap). When
-    nothing opens and a key directory is known, the keys are re-read from it
-    once: the bureau may have rotated the keys on disk while this process runs,
-    and peers already on the new bundle seal to the new key.
+    the previous trust bundle seals to the old key during the overlap). The
+    keys live in memory: a payload no key opens costs no file I/O. The bureau
+    may rotate the keys on disk while this process runs (peers already on the
+    new bundle then seal to the new key), so when nothing opens a payload and a
+    key directory is known, the directory is looked at (``stat`` only, at most
+    once per ``Limits.seal_key_recheck_seconds``) and the key files are re-read
+    only when it changed (``seal.key``'s inode, mtime or size, or the
+    directory's mtime: a rotation renames and writes files). ``reload()`` re-reads
+    them at once (SIGHUP, and a trust bundle that lists a sealing key of this
+    gateway not in memory).
     """
 
     def __init__(
@@ -673,11 +681,18 @@ class SealKeys:
         retired: Sequence[AnySealPrivateKey] = (),
         key_dir: Path | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._current = current
         self._keys = (current, *retired)
         self._dir = key_dir
         self._limits = limits
+        self._clock = clock
+        self._lock = threading.Lock()
+        # What the directory looked like when the keys in memory were read, and
+        # when it was last looked at (the first payload no key opens looks).
+        self._stamp = self._disk_stamp()
+        self._checked = clock() - limits.seal_key_recheck_seconds
 
     @property
     def current(self) -> AnySealPrivateKey:
@@ -690,27 +705,62 @@ class SealKeys:
         return self._keys
 
     def open(self, domain: str, blob: bytes, associated_data: bytes) -> bytes:
-        keys = self._keys
-        for k in keys:
+        tried = self._keys
+        for k in tried:
             try:
                 return open_sealed(k, domain, blob, associated_data)
             except CryptoFailure:
                 continue
-        if self._dir is not None:
+        for k in self._keys_since(tried):
             try:
-                on_disk = [
-                    _read_seal_key(self._dir / SEAL_FILE, True, self._limits),
-                    *load_retired_seal_keys(self._dir, True, self._limits),
-                ]
-            except (InvalidArgument, ConfigurationError, StorageFailure):
-                on_disk = []
-            known = {k.public_key.raw for k in keys}
-            fresh = [k for k in on_disk if k.public_key.raw not in known]
-            if fresh:
-                self._keys = (*keys, *fresh)
-                for k in fresh:
-                    try:
-                        return open_sealed(k, domain, blob, associated_data)
-                    except CryptoFailure:
-                        continue
+                return open_sealed(k, domain, blob, associated_data)
+            except CryptoFailure:
+                continue
         raise CryptoFailure()
+
+    def _disk_stamp(self) -> tuple[int, ...] | None:
+        if self._dir is None:
+            return None
+        try:
+            key, folder = (self._dir / SEAL_FILE).stat(), self._dir.stat()
+        except OSError:
+            return None
+        return (key.st_ino, key.st_mtime_ns, key.st_size, folder.st_mtime_ns)
+
+    def _keys_since(self, tried: tuple[AnySealPrivateKey, ...]) -> tuple[AnySealPrivateKey, ...]:
+        """The keys known now beyond ``tried``, after re-reading the key files if
+        the directory changed since they were read (looked at, with ``stat``, no
+        more often than the interval)."""
+        if self._dir is None:
+            return ()
+        with self._lock:
+            now = self._clock()
+            if now - self._checked >= self._limits.seal_key_recheck_seconds:
+                self._checked = now
+                stamp = self._disk_stamp()
+                if stamp is not None and stamp != self._stamp:
+                    self._reload_locked(self._dir, stamp)
+            return self._keys[len(tried) :]  # keys are only ever added, at the end
+
+    def reload(self) -> tuple[AnySealPrivateKey, ...]:
+        """Re-read the key files now (SIGHUP); return the keys not known before."""
+        if self._dir is None:
+            return ()
+        with self._lock:
+            return self._reload_locked(self._dir, self._disk_stamp())
+
+    def _reload_locked(
+        self, key_dir: Path, stamp: tuple[int, ...] | None
+    ) -> tuple[AnySealPrivateKey, ...]:
+        try:
+            on_disk = [
+                _read_seal_key(key_dir / SEAL_FILE, True, self._limits),
+                *load_retired_seal_keys(key_dir, True, self._limits),
+            ]
+        except (InvalidArgument, ConfigurationError, StorageFailure):
+            return ()  # e.g. caught mid-rotation: looked at again after the interval
+        self._stamp = stamp
+        known = {k.public_key.raw for k in self._keys}
+        fresh = tuple(k for k in on_disk if k.public_key.raw not in known)
+        self._keys = (*self._keys, *fresh)
+        return fresh

@@ -20,6 +20,11 @@ class Limits:
     # restarted peer is reached again within about this long (gRPC's own
     # default grows to 120 s).
     peer_reconnect_backoff_seconds: float = 1.0
+    # Outbound channels to peers kept (one per member endpoint; the least
+    # recently used is closed past it), and how long a channel replaced after
+    # a trust change may finish the calls still on it before it is closed.
+    max_peer_channels: int = 1024
+    peer_channel_retire_seconds: float = 60.0
     # What a refusal echoes: a caller's value cut to max_echo_chars in a
     # message, a whole status message (and its log line) to max_status_chars;
     # refusals logged at most refusal_log_burst per source and kind per window.
@@ -38,6 +43,9 @@ class Limits:
     seal_session_messages: int = 10_000
     seal_session_seconds: int = 300
     seal_open_sessions: int = 1024  # agreements an opener keeps (LRU)
+    # A payload no sealing key in memory opens makes the gateway look (stat
+    # only) whether its sealing keys were rotated on disk at most this often.
+    seal_key_recheck_seconds: float = 1.0
     # Record requests
     max_subject_ids: int = 1000
     max_fields: int = 64
@@ -133,6 +141,9 @@ class Limits:
     max_stream_start_row: int = 10**12
     max_concurrent_streams: int = 8
     stream_deadline_seconds: float = 3600.0
+    # A resume naming a transfer this gateway is still ending (its service
+    # system cut it and resumed at once) waits this long for its ledger entry.
+    stream_resume_wait_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -240,3 +240,104 @@ def test_corrupt_retired_seal_key_is_a_configuration_error(tmp_path: Path) -> No
     os.chmod(tmp_path / "seal.key.retired-20250101T000000Z", 0o600)
     with pytest.raises(ConfigurationError, match=r"seal\.key\.retired"):
         load_retired_seal_keys(tmp_path)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _DiskCounter:
+    """Counts key-file reads and looks (stat of the key directory) by SealKeys."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import gateway.identity as identity
+
+        self.reads = self.looks = 0
+        real_read, real_stamp = identity._read, identity.SealKeys._disk_stamp
+
+        def read(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return real_read(*args, **kwargs)
+
+        def stamp(keys):  # type: ignore[no-untyped-def]
+            self.looks += 1
+            return real_stamp(keys)
+
+        monkeypatch.setattr(identity, "_read", read)
+        monkeypatch.setattr(identity.SealKeys, "_disk_stamp", stamp)
+
+
+def _garbage(keys) -> bytes:  # type: ignore[no-untyped-def]
+    from gateway import crypto
+
+    return crypto.seal(crypto.SealPrivateKey.generate().public_key, "dom", b"", b"")
+
+
+def _seal_keys(tmp_path: Path, clock: _Clock):  # type: ignore[no-untyped-def]
+    from gateway.identity import SealKeys
+    from gateway.limits import Limits
+
+    keys = generate_keys(tmp_path, "110000", "北京", now=NOW)
+    limits = Limits(seal_key_recheck_seconds=5.0)
+    return SealKeys(keys.seal, load_retired_seal_keys(tmp_path), tmp_path, limits, clock=clock)
+
+
+def test_garbage_payloads_from_a_member_never_make_the_holder_read_its_key_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import crypto
+    from gateway.errors import CryptoFailure
+
+    clock = _Clock()
+    keys = _seal_keys(tmp_path, clock)
+    disk = _DiskCounter(monkeypatch)
+    stranger = crypto.SealPrivateKey.generate().public_key
+    mine = crypto.seal(keys.current.public_key, "dom", b"x", b"ctx")
+    for i in range(200):
+        # Sealed to another key, or ours with its tag broken.
+        blob = crypto.seal(stranger, "dom", b"x", b"ctx") if i % 2 else mine[:-1] + b"\0"
+        with pytest.raises(CryptoFailure):
+            keys.open("dom", blob, b"ctx")
+        clock.now += 0.1  # 20 s of garbage: the directory is looked at every 5 s, never read
+    assert disk.reads == 0
+    assert disk.looks <= 5
+    # What is sealed to the key in memory opens without touching the disk.
+    looks = disk.looks
+    assert keys.open("dom", crypto.seal(keys.current.public_key, "dom", b"ok", b"c"), b"c") == b"ok"
+    assert (disk.reads, disk.looks) == (0, looks)
+
+
+def test_a_sealing_key_rotated_on_disk_is_read_once_and_then_opens_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import crypto
+    from gateway.errors import CryptoFailure
+    from gateway.identity import rotate_keys
+
+    clock = _Clock()
+    keys = _seal_keys(tmp_path, clock)
+    with pytest.raises(CryptoFailure):  # looks now: nothing changed, nothing read
+        keys.open("dom", _garbage(keys), b"")
+    new = rotate_keys(tmp_path, ["sealing"], now=NOW).seal.public_key
+    disk = _DiskCounter(monkeypatch)
+    sealed = crypto.seal(new, "dom", b"rows", b"ctx")
+    with pytest.raises(CryptoFailure):  # looked at 0 s ago: not yet
+        keys.open("dom", sealed, b"ctx")
+    assert (disk.reads, disk.looks) == (0, 0)
+    clock.now += 5
+    assert keys.open("dom", sealed, b"ctx") == b"rows"  # the rotation is seen and read
+    assert (disk.reads, disk.looks) == (2, 1)  # seal.key and the retired one
+    for _ in range(10):
+        assert keys.open("dom", crypto.seal(new, "dom", b"more", b""), b"") == b"more"
+        with pytest.raises(CryptoFailure):
+            keys.open("dom", _garbage(keys), b"")
+        clock.now += 5
+    assert disk.reads == 2  # unchanged directory: looked at, never re-read
+    # The explicit hook (SIGHUP, a new trust bundle) reads at once.
+    newer = rotate_keys(tmp_path, ["sealing"], now=NOW).seal.public_key
+    assert [k.public_key for k in keys.reload()] == [newer]
+    assert keys.open("dom", crypto.seal(newer, "dom", b"z", b""), b"") == b"z"

@@ -85,6 +85,12 @@ def register(sub: Any) -> None:
     )
     b.add_argument("--client-reference", default="", help="your correlation id (ledgered)")
     b.add_argument(
+        "--max-rows",
+        type=int,
+        default=0,
+        help="at most this many rows (default: as many as the agreement allows)",
+    )
+    b.add_argument(
         "--out",
         type=Path,
         help="write the records here as JSON lines (default: standard output); a new file "
@@ -281,6 +287,8 @@ def _bulk(args: argparse.Namespace) -> int:
 
     from gateway.client import chunk_row_count, chunk_rows
 
+    if args.max_rows < 0:
+        raise InvalidArgument.expected("--max-rows", "a whole number >= 0", args.max_rows)
     out: Any = sys.stdout
     handle = None
     if args.out is not None:
@@ -309,6 +317,7 @@ def _bulk(args: argparse.Namespace) -> int:
                     client_reference=args.client_reference,
                     timeout=args.timeout,
                     columnar=True,
+                    max_rows=args.max_rows,
                 ):
                     kind = message.WhichOneof("kind")
                     if kind == "started":

@@ -1,7 +1,9 @@
 """Streamed bulk transfers: the values and rules both sides share.
 
 Owns: ``BulkQuery`` (a service system's bulk request, validated), the resume
-``cursor`` (request id and next row), the chunk plaintext (a ``ColumnBatch``:
+``cursor`` (request id and next row) and the rule saying which of the
+requesting gateway's own ledger entries vouches for one (``vouches_for``), the
+chunk plaintext (a ``ColumnBatch``:
 the rows column by column, made and checked here), the associated data
 binding a sealed chunk to sender, recipient, request, position and size, and
 ``ChunkChain``, the hash chain the holder signs in its final message. Pure:
@@ -30,6 +32,7 @@ from gateway import crypto, domains, identifiers
 from gateway._proto.dataexchange.gateway.v1 import common_pb2
 from gateway.errors import InvalidArgument, VerificationFailed
 from gateway.exchange.records import RecordsQuery
+from gateway.ledger.events import LedgerEvent
 from gateway.limits import Limits
 
 _CURSOR = re.compile(r"^v1:([0-9a-f-]{36}):([0-9]{1,12})$")
@@ -66,12 +69,49 @@ class BulkQuery:
     fields: tuple[str, ...]
     client_reference: str = ""
     cursor: str = ""
+    max_rows: int = 0  # most rows wanted; 0: as many as the agreement allows
 
     def validate(self, limits: Limits) -> Cursor | None:
         RecordsQuery(
             self.holder, self.dataset, self.purpose, (), self.fields, self.client_reference
         ).validate(limits)
+        if (
+            isinstance(self.max_rows, bool)
+            or not isinstance(self.max_rows, int)
+            or self.max_rows < 0
+        ):
+            raise InvalidArgument.expected("max_rows", "a whole number >= 0", self.max_rows)
         return Cursor.parse(self.cursor) if self.cursor else None
+
+    def rows_asked(self, limits: Limits) -> int:
+        """The most rows the requesting gateway accepts in this transfer: the
+        service system's ``max_rows``, never more than its own per-transfer cap."""
+        cap = limits.max_stream_rows_per_request
+        return min(self.max_rows, cap) if self.max_rows else cap
+
+
+def vouches_for(
+    entry: LedgerEvent, cursor: Cursor, me: str, service_system: str, query: BulkQuery
+) -> bool:
+    """Whether ``entry``, in the requesting gateway's own ledger, is the transfer
+    ``cursor`` continues: one this gateway (``me``) received from the same holder
+    for the same service system, dataset and purpose, and the cursor's row lies
+    within the rows it received (from its first row to the last one received)."""
+    if not (
+        entry.role == "requester"
+        and entry.local == me
+        and entry.request_id == cursor.request_id
+        and entry.counterparty == query.holder
+        and entry.service_system == service_system
+        and entry.dataset == query.dataset
+        and entry.purpose == query.purpose
+        and ("stream", "true") in entry.details
+    ):
+        return False
+    first = next((v for k, v in entry.details if k == "start_row"), "0")
+    if not (first.isascii() and first.isdigit()):
+        return False
+    return int(first) <= cursor.next_row <= int(first) + entry.record_count
 
 
 def chunk_context(

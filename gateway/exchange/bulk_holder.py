@@ -3,7 +3,8 @@
 Owns: authenticating the peer's stream request (``PeerResponder``), the same
 identifier checks and policy decision as a record request (through
 ``RecordHolder.judge``), reading the source in column batches from the
-requested row, transforming each batch column by column and charging it (the
+requested row (at most the agreement's per-transfer cap, or the rows the
+requester asked for, ``max_rows``, if fewer), transforming each batch column by column and charging it (the
 daily quota is charged chunk by chunk, so concurrent transfers cannot
 overspend it), sealing each chunk (a ``ColumnBatch``) to the requester bound
 to request and position, the hash chain, the signed first and last messages,
@@ -146,6 +147,10 @@ class BulkHolder:
         msg = request.message
         me, requester = self._responder.me, request.sender
         cap = min(decision.max_records, self._limits.max_stream_rows_per_request)
+        # The requester accepts no more than it asked for (0: no cap of its own).
+        cap_reason = f"the agreement's cap of {cap} rows per transfer"
+        if 0 < msg.max_rows < cap:
+            cap, cap_reason = msg.max_rows, f"the request's cap of {msg.max_rows} rows"
         start = peer_pb2.PeerStreamStart(
             decision=decision_to_proto(decision), start_row=msg.start_row, max_rows=cap
         )
@@ -173,9 +178,7 @@ class BulkHolder:
                     room, truncated_reason = left, "the agreement's daily quota"
                 rows = batch.head(room)
                 if not rows:
-                    truncated_reason = (
-                        truncated_reason or f"the agreement's cap of {cap} rows per transfer"
-                    )
+                    truncated_reason = truncated_reason or cap_reason
                     break
                 try:
                     charged = self._policy.charge(decision, access, len(rows))
@@ -206,9 +209,7 @@ class BulkHolder:
                     )
                 )
                 if len(batch) > len(rows):
-                    truncated_reason = (
-                        truncated_reason or f"the agreement's cap of {cap} rows per transfer"
-                    )
+                    truncated_reason = truncated_reason or cap_reason
                     break
             _close(batches)
             signed_end = self._end(request, chain, row, truncated_reason)

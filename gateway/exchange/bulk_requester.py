@@ -1,22 +1,29 @@
 """The requesting gateway's side of a streamed bulk transfer.
 
-Owns: validating a service system's bulk request (and its resume cursor),
-signing the peer request, and verifying the holder's stream as it arrives: the
-signed start (holder's decision bound to this request), each chunk in order
-(index and first row as expected, opened with associated data binding request
-and position, its ``ColumnBatch`` holding exactly its row count in every
-column, fields as signed), and the signed end (chunk
-count, row count and hash-chain commitment equal to what arrived). Rows are
-handed on chunk by chunk (memory stays at one chunk); the transfer is reported
-complete only after the end verified. Exactly one ledger entry per transfer:
-complete, interrupted (rows received so far, resumable) or failed verification.
+Owns: validating a service system's bulk request and its resume cursor (a
+resume is accepted only for a transfer this gateway's own ledger shows it
+received for the same service system, holder, dataset and purpose, from a row
+within those it received: ``bulk.vouches_for``), signing the peer request (with
+the most rows it accepts: the service system's ``max_rows``, at most
+``Limits.max_stream_rows_per_request``), and verifying the holder's stream as
+it arrives: the signed start (holder's decision bound to this request), each
+chunk in order (index and first row as expected, never past the smaller of the
+holder's signed cap and the rows asked for, opened with associated data
+binding request and position, its ``ColumnBatch`` holding exactly its row count
+in every column, fields as signed), and the signed end (chunk count, row count
+and hash-chain commitment equal to what arrived). Rows are handed on chunk by
+chunk (memory stays at one chunk); the transfer is reported complete only
+after the end verified. Exactly one ledger entry per transfer: complete,
+interrupted (rows received so far, resumable) or failed verification (rows
+received before the failure).
 
 Does not own: the holder's side (``gateway.exchange.bulk_holder``), transport.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +33,7 @@ from gateway.envelope import envelope_digest, new_request_id
 from gateway.errors import (
     CryptoFailure,
     GatewayError,
+    InvalidArgument,
     VerificationFailed,
 )
 from gateway.exchange.bulk import (
@@ -35,6 +43,7 @@ from gateway.exchange.bulk import (
     batch_rows,
     chunk_context,
     open_column_batch,
+    vouches_for,
 )
 from gateway.exchange.peer import PeerCaller
 from gateway.exchange.records import (
@@ -44,8 +53,15 @@ from gateway.exchange.records import (
 )
 from gateway.identity import SealKeys
 from gateway.ledger.events import INVALID, AppendReceipt, LedgerEvent, LedgerWriter, clean_reason
+from gateway.ledger.ledger import LedgerRecord
 from gateway.limits import Limits
 from gateway.trust import Member, TrustBundle
+
+
+class TransferLedger(LedgerWriter, Protocol):
+    def find(self, request_id: str) -> Sequence[LedgerRecord]:
+        """Every entry of one request id, in ledger order."""
+        ...
 
 
 class PeerStreamTransport(Protocol):
@@ -104,7 +120,7 @@ class BulkRequester:
         caller: PeerCaller,
         transport: PeerStreamTransport,
         bundle: Callable[[], TrustBundle],
-        ledger: LedgerWriter,
+        ledger: TransferLedger,
         seal_key: crypto.AnySealPrivateKey | SealKeys,
         clock_ms: Callable[[], int],
         limits: Limits,
@@ -116,11 +132,17 @@ class BulkRequester:
         self._seal_keys = seal_key if isinstance(seal_key, SealKeys) else SealKeys(seal_key)
         self._clock = clock_ms
         self._limits = limits
+        # Transfers being received now (request id -> service system, set once
+        # ledgered): a resume may arrive before the cut transfer's entry is written.
+        self._running: dict[str, tuple[str, threading.Event]] = {}
+        self._running_lock = threading.Lock()
 
     def stream_records(self, service_system: str, query: BulkQuery) -> Iterator[BulkEvent]:
         cursor = query.validate(self._limits)
         me = self._caller.me
         member = offering_member(self._bundle(), me, query.holder, query.dataset)
+        if cursor is not None:
+            self._check_resume(service_system, query, cursor)
         request_id = new_request_id()
         msg = peer_pb2.PeerStreamRequest(
             service_system=service_system,
@@ -130,14 +152,47 @@ class BulkRequester:
             client_reference=query.client_reference,
             start_row=cursor.next_row if cursor else 0,
             resume_of=cursor.request_id if cursor else "",
+            max_rows=query.rows_asked(self._limits),
         )
         envelope = self._caller.prepare(query.holder, msg, domains.PEER_STREAM_REQUEST, request_id)
         run = _Run(self, service_system, query, msg, envelope, request_id, member)
         return run.events()
 
+    def _check_resume(self, service_system: str, query: BulkQuery, cursor: Cursor) -> None:
+        """A cursor is a claim by the caller: accept it only if this gateway's own
+        ledger shows that transfer, received for this service system, holder,
+        dataset and purpose, and the row is within what it received."""
+        me = self._caller.me
+        entries = self._ledger.find(cursor.request_id)
+        if not entries:
+            # The service system cut that transfer and resumed at once: this gateway
+            # may still be ending it (its entry is written when it notices).
+            with self._running_lock:
+                running = self._running.get(cursor.request_id)
+            if running is not None and running[0] == service_system:
+                if running[1].wait(self._limits.stream_resume_wait_seconds):
+                    entries = self._ledger.find(cursor.request_id)
+        if not any(vouches_for(r.event, cursor, me, service_system, query) for r in entries):
+            raise InvalidArgument(
+                "cursor: not the cursor of a bulk transfer this gateway received for service "
+                f"system {service_system} from {query.holder} ({query.dataset}, purpose "
+                f"{query.purpose}); resume with the cursor of a chunk, or of the completion, "
+                "of such a transfer, or leave cursor empty to start from the first row"
+            )
+
     # Used by _Run.
     def _append(self, event: LedgerEvent) -> AppendReceipt:
         return self._ledger.append(event)
+
+    def _begin(self, request_id: str, service_system: str) -> None:
+        with self._running_lock:
+            self._running[request_id] = (service_system, threading.Event())
+
+    def _end(self, request_id: str) -> None:
+        with self._running_lock:
+            running = self._running.pop(request_id, None)
+        if running is not None:
+            running[1].set()
 
 
 class _Run:
@@ -218,6 +273,14 @@ class _Run:
 
     def events(self) -> Iterator[BulkEvent]:
         o = self._o
+        o._begin(self._request_id, self._base["service_system"])
+        try:
+            yield from self._events()
+        finally:
+            o._end(self._request_id)  # after its entry is written (or could not be)
+
+    def _events(self) -> Iterator[BulkEvent]:
+        o = self._o
         stream = o._transport.stream(
             self._member, "StreamRecords", self._envelope, o._limits.stream_deadline_seconds
         )
@@ -287,7 +350,9 @@ class _Run:
             )
         self._decided = decided
         allowed = {f.name for f in d.fields}
-        yield BulkStarted(rid, holder, self._query.dataset, d, start.start_row, start.max_rows)
+        # The holder's signed cap, and never more than this gateway asked for.
+        cap = min(start.max_rows, self._msg.max_rows)
+        yield BulkStarted(rid, holder, self._query.dataset, d, start.start_row, cap)
         chain = self._chain
         next_row = start.start_row
         for message in stream:
@@ -331,6 +396,12 @@ class _Run:
                     f"chunk {c.index} (first row {c.first_row}) arrived where chunk "
                     f"{chain.next_index} (first row {next_row}) was due"
                 )
+            if chain.rows + c.row_count > cap:  # refused unopened, never handed on
+                raise VerificationFailed(
+                    f"the holder sent more than {cap} rows (its signed cap {start.max_rows}, "
+                    f"{self._msg.max_rows} asked for): chunk {c.index} refused after "
+                    f"{chain.rows} rows received"
+                )
             try:
                 plaintext = o._seal_keys.open(
                     domains.SEAL_RECORD_CHUNK,
@@ -342,8 +413,6 @@ class _Run:
             batch = open_column_batch(plaintext, c.index, c.row_count, allowed)
             chain.add(c.index, c.first_row, c.row_count, plaintext)
             next_row += c.row_count
-            if chain.rows > start.max_rows:
-                raise VerificationFailed("the holder sent more rows than its signed cap")
             yield BulkChunk(c.index, c.first_row, batch, Cursor(rid, next_row).encode())
         raise VerificationFailed(
             f"the holder's stream ended after {chain.chunks} chunks without its signed end "

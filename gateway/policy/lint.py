@@ -3,7 +3,8 @@
 Owns: the checks beyond loading: expired (and not-yet-valid) agreements,
 core or not-shared data offered, sharing class or grade that disagrees with
 the catalogue, conditional or important data without an approval, personal
-data passed in clear, and overlapping or contradictory agreements; and
+data passed in clear, a mask on an ID number weak enough to be undone through
+its check digit, and overlapping or contradictory agreements; and
 delegating ``statistics-agreement`` files to ``gateway.stats.agreements`` when
 that module exists. Does not own: schema validation or compilation
 (``gateway.policy.loader``, whose errors are reported here too) or printing
@@ -29,11 +30,39 @@ from gateway.policy.loader import (
     policy_set_digest,
     scan_holder,
 )
-from gateway.policy.model import Transform
+from gateway.policy.model import FieldSpec, Transform
+from gateway.policy.transforms import MASK_CHAR, mask
 
 _PERSONAL = frozenset(
     {PiiKind.ID_NUMBER, PiiKind.NAME, PiiKind.PHONE, PiiKind.ADDRESS, PiiKind.BIRTH_DATE}
 )
+
+# An 18-character resident ID number (GB 11643) ends in a check digit over the
+# other 17 (ISO 7064 MOD 11-2; the unified social credit code has one too): one
+# hidden character is recovered exactly, two to about ten guesses (fewer once
+# the birth date must be a real day). A mask must hide at least this many.
+ID_NUMBER_LEN = 18
+MIN_HIDDEN_ID_CHARS = 3
+
+
+def weak_id_mask(fs: FieldSpec) -> str:
+    """Why a mask on an ID-number field can be undone ("" when it hides enough)."""
+    if fs.transform is not Transform.MASK:
+        return ""
+    shown = mask("0" * ID_NUMBER_LEN, fs.keep_first or 0, fs.keep_last or 0)
+    hidden = shown.count(MASK_CHAR)
+    if hidden >= MIN_HIDDEN_ID_CHARS:
+        return ""
+    check = (
+        "the check digit stays visible"
+        if not shown.endswith(MASK_CHAR)
+        else "the hidden check digit is computed from the 17 characters before it"
+    )
+    return (
+        f"hides only {hidden} of an 18-character ID number's characters and {check} "
+        "(ISO 7064 MOD 11-2), so the masked value can be reversed; hide at least "
+        f"{MIN_HIDDEN_ID_CHARS} (e.g. keep_first: 6, keep_last: 4) or pseudonymise"
+    )
 
 
 @dataclass
@@ -196,6 +225,13 @@ def _agreement_findings(a: CompiledAgreement, res: ScanResult, now_ms: int) -> l
                 ("fields", i),
                 f"personal data ({col.pii.value}) {fs.name} passed in clear; consider mask, "
                 "pseudonymise or generalise (minimum necessary)",
+            )
+        weak = weak_id_mask(fs) if col is not None and col.pii is PiiKind.ID_NUMBER else ""
+        if weak:
+            add(
+                "warning",
+                ("fields", i),
+                f"agreement {a.id}: the mask of ID-number field {fs.name} {weak}",
             )
     return out
 

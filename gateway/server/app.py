@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -449,15 +450,29 @@ class Gateway:
                 return False
             changed = new.digest != self._bundle.digest
             self._bundle = new
+            if changed:
+                self._adopt(new)
             return changed
 
+    def _adopt(self, bundle: TrustBundle) -> None:
+        """What follows a new bundle: outbound channels trusting certificates it
+        no longer lists are closed, and a sealing key of ours it lists that is not
+        in memory (a rotation on disk; peers on this bundle seal to it) is read."""
+        self.transport.refresh(bundle)
+        held = {k.public_key.raw for k in self.seal_keys.keys}
+        listed = bundle.member(self.me).seal_keys_at(dt.datetime.now(dt.UTC))
+        if any(k.raw not in held for k in listed):
+            self.seal_keys.reload()
+
     def reload_all(self) -> None:
-        """SIGHUP: reload policies and the trust bundle, keeping what is in force on error."""
+        """SIGHUP: reload policies, the trust bundle and the sealing keys, keeping
+        what is in force on error."""
         result = self.policy_store.reload("SIGHUP")
         if not result.ok:
             log.warning("policy reload refused: %s", result.error)
         self.reload_bundle()
         self.reload_service_systems()
+        self.seal_keys.reload()  # a sealing key rotated on disk
         log.info(
             "SIGHUP: reload done (policies %s, trust bundle version %s)",
             "reloaded" if result.ok else "kept",
@@ -510,25 +525,33 @@ class Gateway:
     # ------------------------------------------------------------------
 
     def _peer_credentials(self) -> grpc.ServerCredentials:
-        state = {"digest": self._bundle.digest}
+        """Mutual TLS of the peer port: the client certificates trusted are the
+        members' certificates valid now. gRPC asks ``fetch`` before each new
+        handshake; the trusted set is rebuilt when a new bundle is in force and
+        when a rotation's overlap starts or ends (a retired certificate stops
+        completing handshakes when its overlap ends, not at the next bundle).
+        This gateway's own key and certificate are those it started with."""
+        state: dict[str, Any] = {}  # the bundle digest and instant the config in force is for
 
-        def config_for(bundle: TrustBundle) -> grpc.ServerCertificateConfiguration:
+        def now() -> dt.datetime:
+            return dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+
+        def config_for(bundle: TrustBundle, at: dt.datetime) -> grpc.ServerCertificateConfiguration:
+            state["digest"], state["until"] = bundle.digest, bundle.tls_roots_change_after(at)
             return grpc.ssl_server_certificate_configuration(
                 [(self.keys.tls.key_pem, self.keys.tls.cert_pem)],
-                root_certificates=bundle.root_certificates_pem(
-                    dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
-                ),
+                root_certificates=bundle.root_certificates_pem(at),
             )
 
         def fetch() -> grpc.ServerCertificateConfiguration | None:
-            bundle = self._bundle
-            if bundle.digest == state["digest"]:
+            bundle, at = self._bundle, now()
+            until = state["until"]
+            if bundle.digest == state["digest"] and (until is None or at < until):
                 return None
-            state["digest"] = bundle.digest
-            return config_for(bundle)
+            return config_for(bundle, at)
 
         return grpc.dynamic_ssl_server_credentials(
-            config_for(self._bundle), fetch, require_client_authentication=True
+            config_for(self._bundle, now()), fetch, require_client_authentication=True
         )
 
     def _service_credentials(self, client_certificates: bool) -> grpc.ServerCredentials:

@@ -23,6 +23,19 @@ is back. A call that found no connection on its last endpoint, on a channel
 that failed to connect shortly before (so gRPC may not even have tried),
 waits within its deadline for one more connection attempt before it fails; a
 fresh attempt that fails means the peer is down, and the call fails at once.
+
+Channels follow the trust bundle: a channel trusts the member's certificates
+valid when it was made. When they change (a new bundle rotates, adds or
+removes a certificate, or a rotation's overlap ends) or the endpoint leaves the
+bundle, the channel is replaced: the next call builds a new one, and the old
+one is closed as soon as its calls in flight have finished, and at the latest
+``Limits.peer_channel_retire_seconds`` after it was replaced (a call still on
+it then is cancelled). ``refresh(bundle)`` (on every bundle change) retires at
+once the channels the new bundle no longer vouches for. At most
+``Limits.max_peer_channels`` channels are kept (the least recently used one is
+retired first). This gateway's own TLS key and certificate are fixed for the
+life of the process (a rotated one is used after a restart, README "Rotating
+keys and credentials"), so they never make a channel stale.
 """
 
 from __future__ import annotations
@@ -31,7 +44,9 @@ import datetime as dt
 import itertools
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import NoReturn
 
 import grpc
@@ -50,7 +65,7 @@ from gateway.exchange.peer import RECONNECT_WAIT
 from gateway.identity import tls_server_name
 from gateway.limits import Limits
 from gateway.server.interceptor import deadline_remaining
-from gateway.trust import Member
+from gateway.trust import Member, TrustBundle
 
 
 def channel_options(limits: Limits) -> list[tuple[str, int | str]]:
@@ -83,6 +98,21 @@ def _not_connected(details: str) -> bool:
     return "failed to connect" in text or "connection refused" in text
 
 
+Slot = tuple[str, str]  # (jurisdiction, endpoint)
+
+
+@dataclass(eq=False)
+class _Channel:
+    """One channel to one member endpoint, trusting ``trust`` (fingerprints)."""
+
+    channel: grpc.Channel
+    stub: peer_pb2_grpc.PeerExchangeStub
+    trust: tuple[str, ...]
+    calls: int = 0  # in flight
+    retired_at: float | None = None
+    closed: bool = False
+
+
 class GrpcPeerTransport:
     def __init__(
         self, tls: TlsIdentity, limits: Limits, clock: Callable[[], float] = time.monotonic
@@ -91,8 +121,10 @@ class GrpcPeerTransport:
         self._limits = limits
         self._clock = clock
         self._lock = threading.Lock()
-        self._channels: dict[tuple[str, str, tuple[str, ...]], grpc.Channel] = {}
-        self._stubs: dict[tuple[str, str, tuple[str, ...]], peer_pb2_grpc.PeerExchangeStub] = {}
+        # Least recently used first.
+        self._slots: OrderedDict[Slot, _Channel] = OrderedDict()
+        # Replaced, closed once their calls in flight end (or their grace runs out).
+        self._retired: list[_Channel] = []
         self._down_until: dict[tuple[str, str], float] = {}
         # When a call last found no connection to an endpoint (cleared on success).
         self._failed_at: dict[tuple[str, str], float] = {}
@@ -115,38 +147,94 @@ class GrpcPeerTransport:
             self._down_until[(member.jurisdiction, endpoint)] = self._clock() + DOWN_SECONDS
 
     @staticmethod
-    def _key(member: Member, endpoint: str) -> tuple[str, str, tuple[str, ...]]:
-        certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
-        return (member.jurisdiction, endpoint, tuple(fp for _, fp in certs))
-
-    def _stub(self, member: Member, endpoint: str) -> peer_pb2_grpc.PeerExchangeStub:
+    def _trust(member: Member) -> tuple[tuple[bytes, str], ...]:
         # The member's certificates valid now: its current one and, during a
         # key rotation's overlap, the retired one it may still serve until it
-        # restarts. A channel is kept per set (and endpoint), so one trusting a
-        # retired certificate is not used once its overlap ends.
-        key = self._key(member, endpoint)
-        stub = self._stubs.get(key)
-        if stub is not None:
-            return stub
+        # restarts. A channel trusting a retired certificate is not used once
+        # its overlap ends.
+        return member.tls_certs_at(dt.datetime.now(dt.UTC))
+
+    def _acquire(self, member: Member, endpoint: str) -> _Channel:
+        """The channel to use for one call (counted in flight until ``_release``)."""
+        certs = self._trust(member)
+        trust = tuple(fp for _, fp in certs)
+        slot = (member.jurisdiction, endpoint)
         with self._lock:
-            ch = self._channels.get(key)
-            if ch is None:
-                certs = member.tls_certs_at(dt.datetime.now(dt.UTC))
-                roots = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem, _ in certs)
-                creds = grpc.ssl_channel_credentials(
-                    root_certificates=roots,
-                    private_key=self._tls.key_pem,
-                    certificate_chain=self._tls.cert_pem,
-                )
-                opts = [
-                    *peer_channel_options(self._limits),
-                    ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
-                ]
-                ch = grpc.secure_channel(endpoint, creds, options=opts)
-                self._channels[key] = ch
-            stub = peer_pb2_grpc.PeerExchangeStub(ch)
-            self._stubs[key] = stub
-        return stub
+            self._sweep()
+            ch = self._slots.get(slot)
+            if ch is not None and ch.trust == trust:
+                self._slots.move_to_end(slot)
+            else:
+                if ch is not None:  # built for certificates no longer valid
+                    self._retire(self._slots.pop(slot))
+                ch = self._slots[slot] = self._open(member, endpoint, certs, trust)
+                while len(self._slots) > self._limits.max_peer_channels:
+                    self._retire(self._slots.popitem(last=False)[1])
+            ch.calls += 1
+            return ch
+
+    def _release(self, ch: _Channel) -> None:
+        with self._lock:
+            ch.calls -= 1
+            if ch.retired_at is not None and ch.calls == 0:
+                self._close(ch)
+
+    def _open(
+        self,
+        member: Member,
+        endpoint: str,
+        certs: tuple[tuple[bytes, str], ...],
+        trust: tuple[str, ...],
+    ) -> _Channel:
+        roots = b"".join(pem if pem.endswith(b"\n") else pem + b"\n" for pem, _ in certs)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=roots,
+            private_key=self._tls.key_pem,
+            certificate_chain=self._tls.cert_pem,
+        )
+        opts = [
+            *peer_channel_options(self._limits),
+            ("grpc.ssl_target_name_override", tls_server_name(member.jurisdiction)),
+        ]
+        channel = grpc.secure_channel(endpoint, creds, options=opts)
+        return _Channel(channel, peer_pb2_grpc.PeerExchangeStub(channel), trust)
+
+    def _retire(self, ch: _Channel) -> None:
+        """Stop handing ``ch`` out; close it now if idle, else when its calls end (lock held)."""
+        ch.retired_at = self._clock()
+        if ch.calls == 0:
+            self._close(ch)
+        else:
+            self._retired.append(ch)
+
+    def _sweep(self) -> None:
+        """Close retired channels whose grace ran out, cancelling what is still on them."""
+        grace = self._limits.peer_channel_retire_seconds
+        now = self._clock()
+        for ch in self._retired:
+            if not ch.closed and ch.retired_at is not None and now - ch.retired_at >= grace:
+                self._close(ch)
+        self._retired = [ch for ch in self._retired if not ch.closed]
+
+    def _close(self, ch: _Channel) -> None:
+        if not ch.closed:
+            ch.closed = True
+            ch.channel.close()
+
+    def refresh(self, bundle: TrustBundle) -> None:
+        """A new trust bundle is in force: retire every channel to an endpoint it
+        no longer lists, or trusting other certificates than its member's valid now."""
+        with self._lock:
+            for slot, ch in list(self._slots.items()):
+                jurisdiction, endpoint = slot
+                member = next((m for m in bundle.members if m.jurisdiction == jurisdiction), None)
+                if (
+                    member is None
+                    or endpoint not in member.endpoints
+                    or tuple(fp for _, fp in self._trust(member)) != ch.trust
+                ):
+                    self._retire(self._slots.pop(slot))
+            self._sweep()
 
     def call(
         self, member: Member, method: str, envelope: peer_pb2.SignedEnvelope, timeout: float
@@ -157,45 +245,50 @@ class GrpcPeerTransport:
         deadline = self._clock() + timeout
         order = self._order(member)
         for n, endpoint in enumerate(order):
-            fn = getattr(self._stub(member, endpoint), method)
-            # Only a channel that failed to connect shortly before may be waiting
-            # out its backoff; a fresh attempt that fails means the peer is down.
-            failed_at = self._failed_at.get((member.jurisdiction, endpoint))
-            backing_off = failed_at is not None and self._clock() - failed_at < self._backoff_window
+            ch = self._acquire(member, endpoint)
             try:
-                reply: peer_pb2.SignedEnvelope = fn(
-                    envelope, timeout=max(0.0, deadline - self._clock())
+                fn = getattr(ch.stub, method)
+                # Only a channel that failed to connect shortly before may be waiting
+                # out its backoff; a fresh attempt that fails means the peer is down.
+                failed_at = self._failed_at.get((member.jurisdiction, endpoint))
+                backing_off = (
+                    failed_at is not None and self._clock() - failed_at < self._backoff_window
                 )
-                if len(member.endpoints) > 1:
-                    self._down_until.pop((member.jurisdiction, endpoint), None)
-                self._failed_at.pop((member.jurisdiction, endpoint), None)
-                return reply
-            except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    self._mark_down(member, endpoint)
-                    last = n == len(order) - 1
-                    not_connected = _not_connected(exc.details() or "")
-                    if not_connected:
-                        self._failed_at[(member.jurisdiction, endpoint)] = self._clock()
-                    if not_connected and self._clock() < deadline:
-                        if not last:
-                            continue  # nothing was delivered: try the next replica
-                        if not backing_off or not RECONNECT_WAIT.get():
-                            self._raise(member, endpoint, exc, timeout)
-                        try:
-                            again = self._after_backoff(member, endpoint, fn, envelope, deadline)
-                        except grpc.RpcError as exc2:
-                            self._raise(member, endpoint, exc2, timeout)
-                        if again is not None:
-                            self._failed_at.pop((member.jurisdiction, endpoint), None)
-                            return again
-                self._raise(member, endpoint, exc, timeout)
+                try:
+                    reply: peer_pb2.SignedEnvelope = fn(
+                        envelope, timeout=max(0.0, deadline - self._clock())
+                    )
+                    if len(member.endpoints) > 1:
+                        self._down_until.pop((member.jurisdiction, endpoint), None)
+                    self._failed_at.pop((member.jurisdiction, endpoint), None)
+                    return reply
+                except grpc.RpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        self._mark_down(member, endpoint)
+                        last = n == len(order) - 1
+                        not_connected = _not_connected(exc.details() or "")
+                        if not_connected:
+                            self._failed_at[(member.jurisdiction, endpoint)] = self._clock()
+                        if not_connected and self._clock() < deadline:
+                            if not last:
+                                continue  # nothing was delivered: try the next replica
+                            if not backing_off or not RECONNECT_WAIT.get():
+                                self._raise(member, endpoint, exc, timeout)
+                            try:
+                                again = self._after_backoff(ch.channel, fn, envelope, deadline)
+                            except grpc.RpcError as exc2:
+                                self._raise(member, endpoint, exc2, timeout)
+                            if again is not None:
+                                self._failed_at.pop((member.jurisdiction, endpoint), None)
+                                return again
+                    self._raise(member, endpoint, exc, timeout)
+            finally:
+                self._release(ch)
         raise PeerUnavailable(f"peer gateway {member.jurisdiction} has no endpoint")
 
     def _after_backoff(
         self,
-        member: Member,
-        endpoint: str,
+        channel: grpc.Channel,
         fn: Callable[..., peer_pb2.SignedEnvelope],
         envelope: peer_pb2.SignedEnvelope,
         deadline: float,
@@ -206,8 +299,7 @@ class GrpcPeerTransport:
         backoff and the call's deadline, then send once; None if the peer is
         still not there (the caller reports the first failure)."""
         wait = min(deadline - self._clock(), self._limits.peer_reconnect_backoff_seconds + 0.25)
-        channel = self._channels.get(self._key(member, endpoint))
-        if wait <= 0 or channel is None:
+        if wait <= 0:
             return None
         ready = grpc.channel_ready_future(channel)
         try:
@@ -229,25 +321,29 @@ class GrpcPeerTransport:
         if remaining is not None:
             timeout = min(timeout, max(0.0, remaining - 0.05))
         endpoint = self._order(member)[0]
-        call = getattr(self._stub(member, endpoint), method)(envelope, timeout=timeout)
+        ch = self._acquire(member, endpoint)
         try:
-            yield from call
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                self._mark_down(member, endpoint)
-            self._raise(member, endpoint, exc, timeout)
+            call = getattr(ch.stub, method)(envelope, timeout=timeout)
+            try:
+                yield from call
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self._mark_down(member, endpoint)
+                self._raise(member, endpoint, exc, timeout)
+            finally:
+                call.cancel()
         finally:
-            call.cancel()
+            self._release(ch)
 
     def _raise(self, member: Member, endpoint: str, exc: grpc.RpcError, timeout: float) -> NoReturn:
         raise _peer_error(exc, member, endpoint, timeout, self._limits) from exc
 
     def close(self) -> None:
         with self._lock:
-            for ch in self._channels.values():
-                ch.close()
-            self._channels.clear()
-            self._stubs.clear()
+            for ch in (*self._slots.values(), *self._retired):
+                self._close(ch)
+            self._slots.clear()
+            self._retired.clear()
 
 
 def _peer_error(

@@ -371,6 +371,20 @@ class TrustBundle:
         pems = [pem for m in self.members for pem, _ in m.tls_certs_at(now)]
         return b"".join(p if p.endswith(b"\n") else p + b"\n" for p in pems)
 
+    def tls_roots_change_after(self, now: _dt.datetime) -> _dt.datetime | None:
+        """The next instant after ``now`` at which ``root_certificates_pem`` changes
+        without a new bundle (a retired certificate's overlap starts or ends), or
+        None if it never does."""
+        edges = [
+            t
+            for m in self.members
+            for r in m.retired
+            if r.kind == "tls"
+            for t in (r.not_before, r.not_after)
+            if t is not None and t > now
+        ]
+        return min(edges, default=None)
+
     def keys_valid_at(
         self, jurisdiction: str, kind: KeyKind, when: _dt.datetime | int | None
     ) -> tuple[AnyVerifyKey, ...]:

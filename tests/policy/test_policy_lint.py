@@ -373,3 +373,75 @@ def test_cli_digest_of_bad_folder_exits_2(
     h.write("a.yaml", "kind: sharing-agreement\n")
     assert cli_main(["policy", "digest", str(h.root)]) == 2
     assert "not loaded" in capsys.readouterr().err
+
+
+def _id_mask(keep_first: int, keep_last: int) -> dict[str, object]:
+    return {
+        "name": "person_id",
+        "transform": "mask",
+        "keep_first": keep_first,
+        "keep_last": keep_last,
+    }
+
+
+def _check_digit(first17: str) -> str:
+    """ISO 7064 MOD 11-2 check character of an 18-character resident ID number."""
+    weights = [2 ** (17 - i) % 11 for i in range(17)]
+    return "10X98765432"[sum(int(c) * w for c, w in zip(first17, weights, strict=True)) % 11]
+
+
+@pytest.mark.parametrize(
+    ("keep_first", "keep_last", "hidden", "check_visible"),
+    [(6, 11, 1, True), (6, 10, 2, True), (16, 0, 2, False), (17, 0, 1, False), (0, 16, 2, True)],
+)
+def test_id_number_mask_reversible_through_its_check_digit_is_a_warning(
+    holder_dir: Callable[..., HolderDir],
+    keep_first: int,
+    keep_last: int,
+    hidden: int,
+    check_visible: bool,
+) -> None:
+    # The attack: with the check digit visible, one hidden digit has one solution.
+    pid = "11010519491231002"
+    pid += _check_digit(pid)
+    from gateway.policy.transforms import mask
+
+    shown = mask(pid, keep_first, keep_last)
+    assert shown.count("*") == hidden
+    if hidden == 1 and check_visible:
+        i = shown.index("*")
+        guesses = [
+            d
+            for d in "0123456789"
+            if _check_digit((shown[:i] + d + shown[i + 1 :])[:17]) == shown[17]
+        ]
+        assert guesses == [pid[i]]
+    h = holder_dir("110000")
+    h.write(
+        "weak.yaml",
+        base_agreement(
+            id="weak-mask",
+            fields=[_id_mask(keep_first, keep_last)],
+        ),
+    )
+    line = only(findings(h.root), "agreement weak-mask: the mask of ID-number field person_id")
+    assert ": warning: field fields.0: " in line
+    assert f"hides only {hidden} of" in line and "MOD 11-2" in line
+    assert ("check digit stays visible" in line) is check_visible
+    assert not check_path(h.root, now_ms=NOW_MS).ok
+    load_policy_set(h.root)  # a warning: the set still loads
+
+
+@pytest.mark.parametrize(("keep_first", "keep_last"), [(6, 4), (6, 9), (0, 0), (18, 0), (10, 10)])
+def test_id_number_mask_hiding_three_or_more_characters_is_not_flagged(
+    holder_dir: Callable[..., HolderDir], keep_first: int, keep_last: int
+) -> None:
+    h = holder_dir("110000")
+    h.write(
+        "ok.yaml",
+        base_agreement(
+            fields=[_id_mask(keep_first, keep_last)],
+        ),
+    )
+    assert not any("ID-number field" in x for x in findings(h.root))
+    assert check_path(h.root, now_ms=NOW_MS).ok

@@ -8,6 +8,7 @@ could: only the holder's signed commitment can catch them.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -497,3 +498,176 @@ def test_holder_lost_mid_transfer_is_unavailable_ledgered_incomplete_and_resumes
     rest = _stream(fed, cursor=got[-1].chunk.cursor)
     assert _rows(got) + _rows(rest) == whole
     assert rest[-1].completed.row_count == ROWS - 3 * CHUNK
+
+
+# --------------------------------------------------------------------------
+# Resume cursors are checked against the requesting gateway's own ledger.
+# --------------------------------------------------------------------------
+
+
+def _refused(
+    rf: RunningFederation,
+    cursor: str,
+    service: str = "tianjin-planning",
+    args: tuple[str, str, str] = ARGS,
+) -> grpc.RpcError:
+    with rf.client("120000", service) as c, pytest.raises(grpc.RpcError) as err:
+        list(c.stream_records(*args, cursor=cursor, timeout=30))
+    return err.value
+
+
+def _wait_until_closed(rf: RunningFederation, rid: str) -> None:
+    """Both gateways have ledgered the end of the transfer its service system cut."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while not (
+        rf.gateways["120000"].ledger.find(rid)
+        and any(("stream_phase", "closed") in r.event.details
+                for r in rf.gateways["110000"].ledger.find(rid))
+    ):  # fmt: skip
+        assert time.monotonic() < deadline, "the cut transfer was never ledgered"
+        time.sleep(0.02)
+
+
+def _entries(rf: RunningFederation) -> tuple[int, int]:
+    return len(ledger_events(rf.gateways["110000"])), len(ledger_events(rf.gateways["120000"]))
+
+
+def test_a_forged_resume_cursor_is_refused_before_the_holder_is_asked_anything(
+    fed: RunningFederation,
+) -> None:
+    """A cursor is the caller's claim: one naming no transfer this gateway received
+    does not reach the holder (it would start a 'resumed' transfer anywhere)."""
+    import uuid
+
+    before = _entries(fed)
+    for cursor in (f"v1:{uuid.uuid4()}:0", f"v1:{uuid.uuid4()}:{3 * CHUNK}"):
+        err = _refused(fed, cursor)
+        details = err.details() or ""
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert details.startswith("cursor: not the cursor of a bulk transfer this gateway received")
+        assert len(details) <= fed.gateways["120000"].config.limits.max_status_chars
+    assert _entries(fed) == before  # nothing ledgered, nothing asked of the holder
+
+
+def test_a_resume_cursor_holds_only_for_the_same_service_system_holder_dataset_purpose_and_rows(
+    fed: RunningFederation,
+) -> None:
+    got: Messages = []
+    with fed.client("120000", "tianjin-planning") as c:
+        it = c.stream_records(*ARGS, timeout=30)
+        for m in it:
+            got.append(m)
+            if len(got) == 3:  # started + 2 chunks, then the caller goes away
+                break
+        it.close()  # type: ignore[attr-defined]
+    rid, cursor = got[0].started.request_id, got[-1].chunk.cursor
+    assert cursor == f"v1:{rid}:{2 * CHUNK}"
+    _wait_until_closed(fed, rid)
+    [cut] = fed.gateways["120000"].ledger.find(rid)
+    received = cut.event.record_count  # what the gateway took in (it may be a chunk ahead)
+    assert received >= 2 * CHUNK
+    before = _entries(fed)
+    # Another service system of the same gateway, another purpose, rows never received.
+    for err in (
+        _refused(fed, cursor, service="tianjin-procurement"),
+        _refused(fed, cursor, args=("110000", "si_contributions", "housing_fund_transfer")),
+        _refused(fed, f"v1:{rid}:{received + 1}"),
+        _refused(fed, f"v1:{rid}:{10**9}"),
+    ):
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert (err.details() or "").startswith("cursor: ")
+    assert _entries(fed) == before
+    # Its own service system resumes from any row it received, including the first.
+    rest = _stream(fed, cursor=cursor)
+    assert rest[0].started.start_row == 2 * CHUNK and rest[-1].HasField("completed")
+    again = _stream(fed, cursor=f"v1:{rid}:{CHUNK}")
+    assert _rows(again)[CHUNK:] == _rows(rest)
+    # And a resumed transfer is itself resumable (its entry names its first row).
+    done = rest[-1].completed
+    assert _stream(fed, cursor=done.cursor)[-1].completed.row_count == 0
+
+
+def test_a_resume_sent_before_the_cut_transfer_is_ledgered_waits_for_its_entry(
+    fed: RunningFederation,
+) -> None:
+    """The service system cuts a transfer and resumes at once: its gateway is still
+    ending the first one (its entry not yet written); the resume waits for it."""
+    import threading
+
+    from gateway.exchange.bulk import BulkQuery
+
+    bulk = fed.gateways["120000"].bulk_requester
+    events = bulk.stream_records("tianjin-planning", BulkQuery(*ARGS, ()))
+    got = [next(events) for _ in range(3)]  # started + 2 chunks; not ledgered yet
+    cursor = got[-1].cursor  # type: ignore[union-attr]
+    assert not fed.gateways["120000"].ledger.find(got[0].request_id)  # type: ignore[union-attr]
+    threading.Timer(0.3, events.close).start()  # type: ignore[attr-defined]
+    rest = list(bulk.stream_records("tianjin-planning", BulkQuery(*ARGS, (), cursor=cursor)))
+    assert rest[0].start_row == 2 * CHUNK  # type: ignore[union-attr]
+    assert rest[-1].row_count == ROWS - 2 * CHUNK  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------
+# The requesting gateway takes no more rows than it asked for.
+# --------------------------------------------------------------------------
+
+
+def test_a_service_system_asking_for_fewer_rows_gets_no_more_and_its_cursor_continues(
+    fed: RunningFederation,
+) -> None:
+    whole = _rows(_stream(fed))
+    with fed.client("120000", "tianjin-planning") as c:
+        first = list(c.stream_records(*ARGS, max_rows=100, timeout=30))
+    assert first[0].started.max_rows == 100
+    done = first[-1].completed
+    assert (done.row_count, done.truncated) == (100, True)
+    assert "the request's cap of 100 rows" in done.truncated_reason
+    assert len(_rows(first)) == 100
+    rest = _stream(fed, cursor=done.cursor)
+    assert _rows(first) + _rows(rest) == whole
+
+
+def test_the_requesting_gateways_own_row_cap_bounds_a_transfer(fed: RunningFederation) -> None:
+    """[limits] max_stream_rows_per_request at the requester, not only the holder's cap."""
+    bulk = fed.gateways["120000"].bulk_requester
+    real = bulk._limits
+    bulk._limits = dataclasses.replace(real, max_stream_rows_per_request=100)
+    try:
+        msgs = _stream(fed)
+    finally:
+        bulk._limits = real
+    assert msgs[0].started.max_rows == 100
+    assert msgs[-1].completed.row_count == 100 and len(_rows(msgs)) == 100
+    assert msgs[-1].completed.truncated
+
+
+def test_a_holder_sending_more_rows_than_asked_fails_the_stream_and_what_was_received_is_ledgered(
+    fed: RunningFederation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A holder that ignores the requester's cap (old, or hostile): the chunk past it
+    is refused unopened, the stream fails, and the entry records the rows handed on."""
+    responder = fed.gateways["110000"].bulk_holder._responder
+    real_open = responder.open
+
+    def ignoring_the_cap(*args, **kwargs):  # type: ignore[no-untyped-def]
+        request = real_open(*args, **kwargs)
+        request.message.max_rows = 0
+        return request
+
+    monkeypatch.setattr(responder, "open", ignoring_the_cap)
+    tj = fed.gateways["120000"]
+    before = len(ledger_events(tj))
+    got: Messages = []
+    with fed.client("120000", "tianjin-planning") as c, pytest.raises(grpc.RpcError) as err:
+        for m in c.stream_records(*ARGS, max_rows=100, timeout=30):
+            got.append(m)
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "the holder sent more than 100 rows" in (err.value.details() or "")
+    assert not any(m.HasField("completed") for m in got)
+    assert len(_rows(got)) == 2 * CHUNK  # the chunks before the one that went past 100
+    [entry] = ledger_events(tj)[before:]
+    assert (entry.role, entry.kind, entry.record_count) == ("requester", "refusal", 2 * CHUNK)
+    assert ("chunks", "2") in entry.details and entry.payload_digest  # the chain so far
+    assert "more than 100 rows" in entry.reason

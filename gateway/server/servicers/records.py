@@ -78,6 +78,7 @@ class RecordExchangeServicer(service_pb2_grpc.RecordExchangeServicer):
             fields=tuple(request.fields),
             client_reference=request.client_reference,
             cursor=request.cursor,
+            max_rows=request.max_rows,
         )
         for event in self._bulk.stream_records(caller(), query):
             if isinstance(event, BulkChunk):

@@ -118,7 +118,7 @@ class PeerReceiptAck(_message.Message):
     def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., recorded: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
 
 class PeerStreamRequest(_message.Message):
-    __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "client_reference", "start_row", "resume_of")
+    __slots__ = ("header", "service_system", "dataset", "purpose", "fields", "client_reference", "start_row", "resume_of", "max_rows")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     SERVICE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -127,6 +127,7 @@ class PeerStreamRequest(_message.Message):
     CLIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     START_ROW_FIELD_NUMBER: _ClassVar[int]
     RESUME_OF_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     header: PeerHeader
     service_system: str
     dataset: str
@@ -135,7 +136,8 @@ class PeerStreamRequest(_message.Message):
     client_reference: str
     start_row: int
     resume_of: str
-    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., start_row: _Optional[int] = ..., resume_of: _Optional[str] = ...) -> None: ...
+    max_rows: int
+    def __init__(self, header: _Optional[_Union[PeerHeader, _Mapping]] = ..., service_system: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., start_row: _Optional[int] = ..., resume_of: _Optional[str] = ..., max_rows: _Optional[int] = ...) -> None: ...
 
 class PeerStreamMessage(_message.Message):
     __slots__ = ("start", "chunk", "end")

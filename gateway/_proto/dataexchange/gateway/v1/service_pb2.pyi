@@ -62,7 +62,7 @@ class MemberDatasets(_message.Message):
     def __init__(self, jurisdiction: _Optional[str] = ..., name: _Optional[str] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StreamRecordsRequest(_message.Message):
-    __slots__ = ("holder_jurisdiction", "dataset", "purpose", "fields", "client_reference", "cursor", "columnar")
+    __slots__ = ("holder_jurisdiction", "dataset", "purpose", "fields", "client_reference", "cursor", "columnar", "max_rows")
     HOLDER_JURISDICTION_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,7 @@ class StreamRecordsRequest(_message.Message):
     CLIENT_REFERENCE_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     COLUMNAR_FIELD_NUMBER: _ClassVar[int]
+    MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     holder_jurisdiction: str
     dataset: str
     purpose: str
@@ -77,7 +78,8 @@ class StreamRecordsRequest(_message.Message):
     client_reference: str
     cursor: str
     columnar: bool
-    def __init__(self, holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., cursor: _Optional[str] = ..., columnar: _Optional[bool] = ...) -> None: ...
+    max_rows: int
+    def __init__(self, holder_jurisdiction: _Optional[str] = ..., dataset: _Optional[str] = ..., purpose: _Optional[str] = ..., fields: _Optional[_Iterable[str]] = ..., client_reference: _Optional[str] = ..., cursor: _Optional[str] = ..., columnar: _Optional[bool] = ..., max_rows: _Optional[int] = ...) -> None: ...
 
 class StreamRecordsResponse(_message.Message):
     __slots__ = ("started", "chunk", "completed")
