@@ -263,15 +263,12 @@ class Installed:
     notes: list[str]
 
 
-def _accepted(path: Path, what: str) -> tuple[int, str | None]:
+def _accepted(path: Path, hint: str = "") -> tuple[int, str | None]:
     store = FileVersionStore(path)
     try:
         return store.highest(), store.highest_digest()
     except StorageFailure as exc:
-        raise StorageFailure(
-            f"{exc.message}; {what} (move it aside to restore without it, then the "
-            "gateway accepts the backup's version)"
-        ) from exc
+        raise StorageFailure(f"{exc.message}{hint}") from exc
 
 
 def _keep_accepted_version(folder: Path, data_dir: Path) -> str | None:
@@ -281,8 +278,12 @@ def _keep_accepted_version(folder: Path, data_dir: Path) -> str | None:
     since could be accepted again."""
     if not (data_dir / VERSION_STATE_FILE).is_file():
         return None
-    current, current_digest = _accepted(data_dir / VERSION_STATE_FILE, "the one in place")
-    backed_up, backed_up_digest = _accepted(folder / VERSION_STATE_FILE, "the backup's")
+    current, current_digest = _accepted(
+        data_dir / VERSION_STATE_FILE,
+        " (restore keeps the higher accepted version of this one and the backup's; move it "
+        "aside to restore the backup's)",
+    )
+    backed_up, backed_up_digest = _accepted(folder / VERSION_STATE_FILE)
     if backed_up > current or (backed_up, backed_up_digest) == (current, current_digest):
         return None
     return (

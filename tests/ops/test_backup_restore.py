@@ -426,3 +426,28 @@ def test_restoring_an_old_backup_after_losing_the_ledger_forgets_no_request_id_s
     out = capsys.readouterr().out
     assert "replay.sqlite: the backup's request ids merged with the ones in place" in out
     fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_when_the_accepted_bundle_version_in_place_is_unreadable_and_changes_nothing(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Restore cannot tell whether the backup's version is lower than a corrupt
+    state file's: it refuses (naming the file) rather than guess downwards."""
+    _backup(fed, tmp_path / "b")
+    _stop_bj(fed)
+    data = fed.site(BJ).root / "data"
+    (data / "trust_bundle_state.json").write_text("{not json")
+
+    def files() -> dict[str, bytes]:  # SQLite's -wal/-shm come and go with any reader
+        return {p.name: p.read_bytes() for p in data.glob("*") if p.suffix in (".sqlite", ".json")}
+
+    before = files()
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "trust_bundle_state.json" in err and "move it aside" in err
+    assert files() == before
+    assert not list(data.glob("pre-restore-*")) and not list(data.glob(".*.restoring"))
+    fed.gateways.pop(BJ)
