@@ -28,7 +28,9 @@ All keys are of one suite (the federation's). The Ed25519 keys are separate on p
 signing key must not be able to forge ledger checkpoints, and vice versa; the
 witness key only cosigns others' checkpoints (C2SP asks for a distinct
 cosigner key). ``rotate_keys`` replaces any of them, keeping the old private
-files as ``<file>.retired-<UTC time>`` for the overlap window.
+files as ``<file>.retired-<UTC time>`` for the overlap window; it stages the
+new files and commits with a journal, so an error or a crash midway never
+leaves a half-rotated set in use (``finish_rotation`` completes a crashed one).
 """
 
 from __future__ import annotations
@@ -485,6 +487,11 @@ def load_keys(
 
 
 def _load_keys(key_dir: Path, strict_permissions: bool, limits: Limits) -> GatewayKeys:
+    if (key_dir / ROTATION_JOURNAL).exists():
+        raise InvalidArgument(
+            f"{key_dir}: a key rotation was interrupted there (its {ROTATION_JOURNAL} is "
+            "left): run `gateway keygen --rotate` on it again to finish it"
+        )
     # The signing key's own line names the suite; the other keys must agree.
     first = _read_line(key_dir / SIGNING_FILE, strict_permissions, limits)
     cs = crypto.suite(crypto.suite_of_text(first))
@@ -584,16 +591,29 @@ def rotate_keys(
     """Replace the keys of ``kinds`` in ``key_dir`` with new ones.
 
     The old private files are kept next to the new ones as
-    ``<file>.retired-<UTC time>`` (same mode), ``public.json`` is rewritten,
-    and everything else (pseudonym key, service-system CA) is unchanged. A new
-    TLS certificate carries the old one's DNS names. The federation authority
-    then runs ``gateway federation rotate-keys`` with the new ``public.json``.
+    ``<file>.retired-<UTC time>`` (same file, so same mode), ``public.json`` is
+    rewritten, and everything else (pseudonym key, service-system CA) is
+    unchanged. A new TLS certificate carries the old one's DNS names. The
+    federation authority then runs ``gateway federation rotate-keys`` with the
+    new ``public.json``.
+
+    Crash-safe in three steps. (1) Every new file is written and fsynced under
+    a temporary name in ``key_dir`` (``.<file>.rotating``); the old set is
+    untouched, so a failure here leaves it in use (a rerun removes the
+    leftovers). (2) A journal (``.rotation.json``) naming the files is written:
+    from then on the rotation is committed. (3) Each old file is linked to its
+    retired name (it stays in place meanwhile) and the new one renamed over
+    it, ``public.json`` last; then the journal is removed. An error during (3)
+    puts the old files back (the directory holds the old, complete set again);
+    a crash during it leaves the journal, ``load_keys`` refuses the mixed set
+    and ``finish_rotation`` (run by ``gateway keygen --rotate``) completes it.
     """
     unknown = [k for k in kinds if k not in ROTATABLE]
     if unknown or not kinds:
         raise InvalidArgument.expected("key kinds", " | ".join(ROTATABLE), ",".join(kinds))
     key_dir = Path(key_dir)
-    old = load_keys(key_dir)
+    old = load_keys(key_dir)  # refuses a directory with an unfinished rotation
+    old_public = (key_dir / PUBLIC_FILE).read_bytes()
     cs = old.suite
     now = now or _dt.datetime.now(_dt.UTC)
     new = GatewayKeys(
@@ -614,30 +634,180 @@ def rotate_keys(
         if "witness" in kinds or old.witness is None
         else old.witness,
     )
-    stamp = _retired_stamp(key_dir, [n for k in kinds for n in ROTATABLE[k]], now)
+    rotated = [n for k in kinds for n in ROTATABLE[k]]
     secret = 0o600
+    contents: dict[str, tuple[bytes, int]] = {
+        SIGNING_FILE: (_key_line(cs, new.signing.secret()), secret),
+        LEDGER_FILE: (_key_line(cs, new.ledger.secret()), secret),
+        SEAL_FILE: (_key_line(cs, new.seal.secret()), secret),
+        TLS_KEY_FILE: (new.tls.key_pem, secret),
+        TLS_CERT_FILE: (new.tls.cert_pem, 0o644),
+    }
+    if new.witness is not None:
+        contents[WITNESS_FILE] = (_key_line(cs, new.witness.secret()), secret)
+    # The files of the rotated kinds, a witness key made for a directory that had
+    # none, then public.json (last: until it is in place the old one is).
+    files = [n for n in contents if n in rotated or not (key_dir / n).exists()]
+    public = json.dumps(new.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
+    contents[PUBLIC_FILE] = (public.encode("utf-8"), 0o644)
+    files.append(PUBLIC_FILE)
+    journal = _RotationJournal(
+        stamp=_retired_stamp(key_dir, rotated, now),
+        kinds=tuple(kinds),
+        files=tuple(files),
+        retire=tuple(n for n in files if n in rotated and (key_dir / n).exists()),
+    )
     try:
-        for kind in kinds:
-            for name in ROTATABLE[kind]:
-                if (key_dir / name).exists():
-                    os.replace(key_dir / name, key_dir / f"{name}.retired-{stamp}")
-        writes: list[tuple[str, bytes, int]] = [
-            (SIGNING_FILE, _key_line(cs, new.signing.secret()), secret),
-            (LEDGER_FILE, _key_line(cs, new.ledger.secret()), secret),
-            (SEAL_FILE, _key_line(cs, new.seal.secret()), secret),
-            (TLS_KEY_FILE, new.tls.key_pem, secret),
-            (TLS_CERT_FILE, new.tls.cert_pem, 0o644),
-        ]
-        if new.witness is not None:
-            writes.append((WITNESS_FILE, _key_line(cs, new.witness.secret()), secret))
-        for name, data, mode in writes:
-            if not (key_dir / name).exists():
-                write_file_atomic(key_dir / name, data, mode)
-        public = json.dumps(new.public_descriptor(), ensure_ascii=False, indent=2) + "\n"
-        write_file_atomic(key_dir / PUBLIC_FILE, public.encode("utf-8"), 0o644)
+        _remove_staged(key_dir)  # an earlier attempt's, never committed
+        for name in files:  # (1)
+            data, mode = contents[name]
+            write_file_atomic(_staged(key_dir, name), data, mode)
+        _fsync_dir(key_dir)
+        write_file_atomic(key_dir / ROTATION_JOURNAL, journal.encode(), 0o600)  # (2)
+        _fsync_dir(key_dir)
     except OSError as exc:
-        raise StorageFailure(f"{key_dir}: cannot rotate key files: {exc.strerror}") from exc
+        _remove_staged(key_dir)
+        raise StorageFailure(
+            f"{key_dir}: cannot write the new key files ({exc.strerror}); the old keys are "
+            "unchanged and in use"
+        ) from exc
+    try:
+        _install_rotation(key_dir, journal)  # (3)
+    except OSError as exc:
+        try:
+            _undo_rotation(key_dir, journal, old_public)
+        except OSError as undo:
+            raise StorageFailure(
+                f"{key_dir}: key rotation failed ({exc.strerror}) and could not be undone "
+                f"({undo.strerror}); run the same `gateway keygen --rotate` again to finish it"
+            ) from exc
+        raise StorageFailure(
+            f"{key_dir}: cannot rotate key files ({exc.strerror}); the old keys were put back "
+            "and are in use"
+        ) from exc
     return load_keys(key_dir)
+
+
+ROTATION_JOURNAL: Final = ".rotation.json"
+_STAGED: Final = ".rotating"
+
+
+@dataclass(frozen=True)
+class _RotationJournal:
+    """A committed rotation: which files replace which, the retired suffix."""
+
+    stamp: str
+    kinds: tuple[str, ...]
+    files: tuple[str, ...]  # in the order they are put in place
+    retire: tuple[str, ...]  # of ``files``, those whose old version is kept
+
+    def encode(self) -> bytes:
+        doc = {
+            "stamp": self.stamp,
+            "kinds": list(self.kinds),
+            "files": list(self.files),
+            "retire": list(self.retire),
+        }
+        return (json.dumps(doc) + "\n").encode("ascii")
+
+    @classmethod
+    def read(cls, key_dir: Path, limits: Limits) -> _RotationJournal:
+        path = key_dir / ROTATION_JOURNAL
+        raw = _read(path, private=False, strict_permissions=False, limits=limits)
+        allowed = set(ALL_FILES)
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+            journal = cls(
+                str(doc["stamp"]),
+                tuple(str(k) for k in doc["kinds"]),
+                tuple(str(f) for f in doc["files"]),
+                tuple(str(f) for f in doc["retire"]),
+            )
+            if not re.fullmatch(r"[0-9TZ-]{1,40}", journal.stamp):
+                raise ValueError("stamp")
+            if not set(journal.files) <= allowed or not set(journal.retire) <= set(journal.files):
+                raise ValueError("files")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(
+                f"{path}: unreadable key-rotation journal; restore the key folder from its backup"
+            ) from exc
+        return journal
+
+
+def _staged(key_dir: Path, name: str) -> Path:
+    return key_dir / f".{name}{_STAGED}"
+
+
+def _remove_staged(key_dir: Path) -> None:
+    for name in ALL_FILES:
+        _staged(key_dir, name).unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _install_rotation(key_dir: Path, journal: _RotationJournal) -> None:
+    """Step (3), idempotent (a rerun after a crash repeats it): for each file
+    still staged, keep the old one under its retired name (a second link: the
+    old file stays in place until the rename) and rename the new one over it."""
+    for name in journal.files:
+        staged = _staged(key_dir, name)
+        if not staged.exists():
+            continue  # already in place
+        target = key_dir / name
+        retired = key_dir / f"{name}.retired-{journal.stamp}"
+        if name in journal.retire and target.exists() and not retired.exists():
+            os.link(target, retired)
+        os.replace(staged, target)
+    _fsync_dir(key_dir)
+    (key_dir / ROTATION_JOURNAL).unlink()
+    _fsync_dir(key_dir)
+
+
+def _undo_rotation(key_dir: Path, journal: _RotationJournal, old_public: bytes) -> None:
+    """After an error in step (3): the old files back in place, nothing staged,
+    no journal: the directory holds the set it held before."""
+    for name in journal.files:
+        staged = _staged(key_dir, name)
+        target = key_dir / name
+        retired = key_dir / f"{name}.retired-{journal.stamp}"
+        if staged.exists():  # not replaced: the old file is still in place
+            staged.unlink()
+            retired.unlink(missing_ok=True)
+        elif name == PUBLIC_FILE:
+            write_file_atomic(target, old_public, 0o644)
+        elif name in journal.retire:
+            os.replace(retired, target)
+        else:  # new in this rotation (a witness key for a directory without one)
+            target.unlink(missing_ok=True)
+    (key_dir / ROTATION_JOURNAL).unlink(missing_ok=True)
+    _fsync_dir(key_dir)
+
+
+def finish_rotation(key_dir: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...] | None:
+    """Complete a rotation a crash interrupted after it was committed (the kinds
+    it rotated), or None if there was none; a rotation interrupted before it
+    was committed is forgotten (its temporary files removed, the old keys stay)."""
+    key_dir = Path(key_dir)
+    if not (key_dir / ROTATION_JOURNAL).exists():
+        try:
+            _remove_staged(key_dir)
+        except OSError as exc:
+            raise StorageFailure(f"{key_dir}: cannot remove temporary key files: {exc}") from exc
+        return None
+    journal = _RotationJournal.read(key_dir, limits)
+    try:
+        _install_rotation(key_dir, journal)
+    except OSError as exc:
+        raise StorageFailure(
+            f"{key_dir}: cannot finish the interrupted key rotation: {exc.strerror}"
+        ) from exc
+    return journal.kinds
 
 
 def _read_seal_key(path: Path, strict_permissions: bool, limits: Limits) -> AnySealPrivateKey:

@@ -48,7 +48,9 @@ def fresh_schema(dsn: str, prefix: str = "t") -> Iterator[str]:
 class TcpProxy:
     """A loopback TCP forwarder to stand for the network between a gateway and
     its database: ``cut()`` drops every connection and refuses new ones,
-    ``restore()`` listens again on the same port."""
+    ``restore()`` listens again on the same port; ``freeze()`` keeps every
+    connection open but forwards nothing (a hung link: no error, no answer)
+    until ``thaw()``."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         import socket
@@ -62,6 +64,8 @@ class TcpProxy:
         self.port = free_port()  # re-bound by restore(): outside the ephemeral range
         self._conns: list[object] = []
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._listener: object | None = None
         self.restore()
 
@@ -90,12 +94,18 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 self._threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(a: object, b: object) -> None:
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def _pipe(self, a: object, b: object) -> None:
         import socket
 
         try:
             while data := a.recv(65536):  # type: ignore[attr-defined]
+                self._flowing.wait()
                 b.sendall(data)  # type: ignore[attr-defined]
         except OSError:
             pass
@@ -125,6 +135,7 @@ class TcpProxy:
             except OSError:
                 pass
             c.close()  # type: ignore[attr-defined]
+        self._flowing.set()  # a frozen pipe wakes, finds its socket closed, and ends
 
     def url_for(self, dsn: str) -> str:
         info = psycopg.conninfo.conninfo_to_dict(dsn)

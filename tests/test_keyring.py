@@ -176,3 +176,104 @@ def test_old_checkpoints_verify_with_the_key_valid_when_they_were_issued(tmp_pat
     report = verify_store(ledger.store, origin, KeyRing.single("ledger", NEW.verify_key))
     assert report.problem is not None
     ledger.close()
+
+
+class _Crash(BaseException):
+    """The process killed at this point: no handler of the code under test runs."""
+
+
+def _files(key_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(key_dir.iterdir())}
+
+
+@pytest.mark.parametrize("fails", ["write of the new tls.key", "rename of the new tls.crt"])
+def test_key_rotation_failing_midway_leaves_the_old_complete_key_set_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """A full disk or an I/O error on one file of a rotation must not leave a key
+    folder with the old keys renamed away and the new ones half written: the
+    gateway would not start (or start with a key that matches nothing)."""
+    import errno
+    import os
+
+    from gateway import identity
+    from gateway.errors import StorageFailure
+    from gateway.identity import ROTATABLE, load_keys
+
+    key_dir = tmp_path / "k"
+    old = generate_keys(key_dir, "110000", "北京", now=T0)
+    before = _files(key_dir)
+    real_write, real_replace = identity.write_file_atomic, os.replace
+
+    def write(path: Path, data: bytes, mode: int) -> None:
+        if "tls.key" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data, mode)
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(dst)).name == "tls.crt":
+            raise OSError(errno.EIO, "Input/output error")
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    if fails.startswith("write"):
+        monkeypatch.setattr(identity, "write_file_atomic", write)
+    else:
+        monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(StorageFailure) as info:
+        rotate_keys(key_dir, list(ROTATABLE), now=ROTATED)
+    monkeypatch.undo()
+    # The old set, complete and matching its public.json, and nothing left behind.
+    assert load_keys(key_dir).public_descriptor() == old.public_descriptor()
+    assert _files(key_dir) == before
+    assert "old keys" in info.value.message and "in use" in info.value.message
+    # A rerun rotates.
+    new = rotate_keys(key_dir, list(ROTATABLE), now=ROTATED)
+    assert new.signing.verify_key != old.signing.verify_key
+    assert [k.public_key for k in load_retired_seal_keys(key_dir)] == [old.seal.public_key]
+
+
+def test_key_rotation_killed_midway_is_refused_until_a_rerun_finishes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Killed after some new files are in place: the gateway must not start on the
+    mixed set (its message says what to do) and `keygen --rotate` run again
+    completes the rotation, keeping every old private key as retired."""
+    import os
+
+    from gateway.cli import main
+    from gateway.errors import ConfigurationError
+    from gateway.identity import load_keys
+
+    key_dir = tmp_path / "k"
+    old = generate_keys(key_dir, "110000", "北京", now=T0)
+    before = _files(key_dir)
+    real_replace = os.replace
+
+    def replace(src: object, dst: object) -> None:
+        if Path(str(dst)).name == "tls.key":
+            raise _Crash()
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Crash):
+        main(["keygen", "--rotate", "all", "--out", str(key_dir)])
+    monkeypatch.undo()
+    with pytest.raises(ConfigurationError, match=r"interrupted there .* keygen --rotate"):
+        load_keys(key_dir)
+    capsys.readouterr()
+    assert main(["keygen", "--rotate", "all", "--out", str(key_dir)]) == 0
+    assert "finished the interrupted rotation of envelope, ledger" in capsys.readouterr().out
+    new = load_keys(key_dir)
+    for kind in ("signing", "ledger", "witness"):
+        assert getattr(new, kind).verify_key != getattr(old, kind).verify_key, kind
+    assert new.seal.public_key != old.seal.public_key
+    assert new.tls.cert_pem != old.tls.cert_pem
+    # Every old file kept under one retired suffix, byte for byte; no leftovers.
+    after = _files(key_dir)
+    for name in ("signing.key", "ledger.key", "witness.key", "seal.key", "tls.key", "tls.crt"):
+        (retired,) = [n for n in after if n.startswith(f"{name}.retired-")]
+        assert after[retired] == before[name], name
+    assert not [n for n in after if n.startswith(".")]
+    # And then an ordinary rotation works again.
+    assert main(["keygen", "--rotate", "sealing", "--out", str(key_dir)]) == 0
+    assert "rotated sealing" in capsys.readouterr().out

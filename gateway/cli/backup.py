@@ -40,7 +40,8 @@ def register(sub: Any) -> None:
         description="Check a backup (digests, ledger against the trust bundle, budgets and "
         "quotas not lower than the ledger shows as spent) and install it into a stopped "
         "gateway's data folder. The replaced files are kept in data_dir/pre-restore-<time>/; "
-        "a store the backup lacks is kept as it is in place.",
+        "a store the backup lacks is kept as it is in place; the accepted trust-bundle "
+        "version never goes down and the replay memory keeps the request ids seen in place.",
     )
     r.add_argument("--config", type=Path, required=True, help="the gateway's gateway.toml")
     r.add_argument(
@@ -92,7 +93,6 @@ def _restore(args: argparse.Namespace) -> int:
     from gateway.ledger.verify import verify_store
     from gateway.ops.backup import (
         DATABASES,
-        DERIVED_FILES,
         STATE_FILES,
         check_backup,
         first_difference,
@@ -166,22 +166,17 @@ def _restore(args: argparse.Namespace) -> int:
     refuse_shortfalls(shortfalls, f"backup {args.source} refused")
 
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    keep = config.data_dir / f"pre-restore-{stamp}"
-    moved = []
-    for name in (*manifest.files, *DERIVED_FILES):
-        for suffix in ("", "-wal", "-shm"):
-            f = config.data_dir / f"{name}{suffix}"
-            if f.exists():
-                keep.mkdir(parents=True, exist_ok=True)
-                f.rename(keep / f.name)
-                moved.append(f.name)
-    installed = install_backup(args.source, manifest, config.data_dir)
+    done = install_backup(
+        args.source, manifest, config.data_dir, config.data_dir / f"pre-restore-{stamp}"
+    )
     print(
-        f"restored {', '.join(installed)} into {config.data_dir} "
+        f"restored {', '.join(done.installed)} into {config.data_dir} "
         f"(ledger {report.entries} entries, verified against the trust bundle)"
     )
-    if moved:
-        print(f"the replaced files are kept in {keep}")
+    for note in done.notes:
+        print(note)
+    if done.moved:
+        print(f"the replaced files are kept in {done.keep}")
     in_place = [n for n in kept if (config.data_dir / n).exists()]
     if in_place:
         print(f"not in the backup, so kept as they are in place: {', '.join(in_place)}")

@@ -15,8 +15,10 @@ from gateway.errors import InvalidArgument
 from gateway.identity import (
     PUBLIC_FILE,
     ROTATABLE,
+    finish_rotation,
     generate_keys,
     key_id,
+    load_keys,
     rotate_keys,
     tls_server_name,
 )
@@ -37,7 +39,8 @@ def register(sub: Any) -> None:
         metavar="KINDS",
         help="replace these keys in the existing --out directory (comma-separated of "
         f"{', '.join(ROTATABLE)}, or all); old private files are kept as *.retired-<time>; "
-        "send the new public.json to the federation authority (federation rotate-keys)",
+        "send the new public.json to the federation authority (federation rotate-keys). "
+        "Run again after a crash midway: it finishes that rotation",
     )
     p.add_argument(
         "--host",
@@ -59,8 +62,18 @@ def register(sub: Any) -> None:
 def _keygen(args: argparse.Namespace) -> int:
     if args.rotate:
         kinds = list(ROTATABLE) if args.rotate == "all" else args.rotate.split(",")
-        keys = rotate_keys(args.out, [k.strip() for k in kinds if k.strip()])
-        print(f"rotated {', '.join(kinds)} of {keys.jurisdiction} in {args.out}")
+        finished = finish_rotation(args.out)
+        if finished is not None:
+            # A rotation a crash interrupted: completed, and nothing more rotated
+            # (its public.json was never sent; run again to rotate once more).
+            keys = load_keys(args.out)
+            print(
+                f"finished the interrupted rotation of {', '.join(finished)} of "
+                f"{keys.jurisdiction} in {args.out} (nothing else rotated)"
+            )
+        else:
+            keys = rotate_keys(args.out, [k.strip() for k in kinds if k.strip()])
+            print(f"rotated {', '.join(kinds)} of {keys.jurisdiction} in {args.out}")
     else:
         if not args.jurisdiction or not args.name:
             raise InvalidArgument("keygen: give --jurisdiction and --name (or --rotate KINDS)")

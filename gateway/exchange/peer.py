@@ -9,6 +9,10 @@ replays, sign a response bound to the request digest).
 Does not own: sockets and TLS (``gateway.server.transport`` implements
 ``PeerTransport``), what records or statistics mean (``gateway.exchange.records``,
 ``gateway.stats``).
+
+Both sides refuse every exchange once this gateway's trust bundle has expired
+(``gateway.trust.check_in_force``: FAILED_PRECONDITION saying when, and that a
+new bundle must be installed).
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from gateway.envelope import (
     parse_payload,
     sign_envelope,
 )
+from gateway.keyring import utc_from_ms
 from gateway.limits import Limits
 from gateway.replay import ReplayStore
-from gateway.trust import Member, TrustBundle
+from gateway.trust import Member, TrustBundle, check_in_force
 
 # Whether a call that found no connection may wait for one more reconnection
 # attempt (``GrpcPeerTransport``). Background senders that retry anyway
@@ -127,10 +132,13 @@ class PeerCaller:
     def prepare(
         self, recipient: str, message: Message, payload_type: str, request_id: str = ""
     ) -> peer_pb2.SignedEnvelope:
-        """Fill ``message.header`` and sign the serialized bytes."""
+        """Fill ``message.header`` and sign the serialized bytes (refused once
+        this gateway's trust bundle has expired)."""
         bundle = self._bundle()
+        now = self._clock()
+        check_in_force(bundle, utc_from_ms(now))
         header = make_header(
-            self._me, recipient, request_id or new_request_id(), self._clock(), bundle.version
+            self._me, recipient, request_id or new_request_id(), now, bundle.version
         )
         message.header.CopyFrom(header)  # type: ignore[attr-defined]
         payload = message.SerializeToString(deterministic=True)
@@ -230,10 +238,14 @@ class PeerResponder:
         message_cls: type[Req],
         tls_identity: str | None,
     ) -> PeerRequest[Req]:
+        bundle = self._bundle()
+        # An expired bundle no longer vouches for anyone's keys: every peer
+        # exchange is refused (FAILED_PRECONDITION) until a new one is installed.
+        check_in_force(bundle, utc_from_ms(self._clock()))
         opened = open_envelope(
             envelope,
             payload_type,
-            self._bundle(),
+            bundle,
             tls_identity,
             self._limits.max_message_bytes,
             self._clock(),

@@ -3,7 +3,11 @@
 Owns: ``take_backup`` (SQLite's online backup API, file by file, while the
 gateway runs, into a new folder with a manifest of SHA-256 digests),
 ``check_backup`` (every listed file present with its digest) and
-``install_backup`` (each file in place by rename). Whether a backup's budgets
+``install_backup`` (every file staged, then each in place by rename; the
+accepted trust-bundle version in place is kept unless the backup's is higher,
+and the replay memory installed is the union of the backup's and the one in
+place: anti-rollback state only grows, so an old backup cannot make a revoked
+bundle or a replayed request acceptable again). Whether a backup's budgets
 and quotas cover what a ledger shows as spent is ``gateway.ops.spent``; the
 CLI (``gateway restore``) runs both, and verifies the ledger, before installing.
 
@@ -35,6 +39,15 @@ from typing import Final
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ops.spent import COVER_FILE
+from gateway.storage.backend import (
+    BUDGET_FILE,
+    LEDGER_FILE,
+    QUOTA_FILE,
+    REPLAY_FILE,
+    SUBJECT_FILE,
+    WITNESS_FILE,
+)
+from gateway.trust import VERSION_STATE_FILE, FileVersionStore
 
 log = logging.getLogger("gateway.backup")
 
@@ -42,14 +55,14 @@ MANIFEST: Final = "manifest.json"
 FORMAT: Final = "jgw-backup-v1"
 # Copied in this order (see the module docstring): the ledger first.
 DATABASES: Final = (
-    "ledger.sqlite",
-    "subject_index.sqlite",
-    "witness.sqlite",
-    "budget.sqlite",
-    "quota.sqlite",
-    "replay.sqlite",
+    LEDGER_FILE,
+    SUBJECT_FILE,
+    WITNESS_FILE,
+    BUDGET_FILE,
+    QUOTA_FILE,
+    REPLAY_FILE,
 )
-STATE_FILES: Final = ("trust_bundle_state.json",)
+STATE_FILES: Final = (VERSION_STATE_FILE,)
 # Not backed up, removed by a restore: derived from the stores (see BudgetCover).
 DERIVED_FILES: Final = (COVER_FILE,)
 
@@ -238,18 +251,140 @@ def first_difference(backup: SqliteLedgerStore, current: SqliteLedgerStore) -> i
     return lo
 
 
-def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path) -> list[str]:
-    """Copy the checked files into ``data_dir`` (each via a temporary file and rename)."""
+@dataclass(frozen=True)
+class Installed:
+    """What ``install_backup`` did: the files put in place, the files moved
+    aside (into ``keep``), and one line per store whose protection was kept
+    rather than replaced by the backup's older copy."""
+
+    installed: list[str]
+    moved: list[str]
+    keep: Path
+    notes: list[str]
+
+
+def _accepted(path: Path, hint: str = "") -> tuple[int, str | None]:
+    store = FileVersionStore(path)
+    try:
+        return store.highest(), store.highest_digest()
+    except StorageFailure as exc:
+        raise StorageFailure(f"{exc.message}{hint}") from exc
+
+
+def _keep_accepted_version(folder: Path, data_dir: Path) -> str | None:
+    """None: install the backup's ``trust_bundle_state.json``; else why the one
+    in place is kept. It is anti-rollback state (the highest bundle version this
+    gateway accepted): an older backup must never lower it, or a bundle revoked
+    since could be accepted again."""
+    if not (data_dir / VERSION_STATE_FILE).is_file():
+        return None
+    current, current_digest = _accepted(
+        data_dir / VERSION_STATE_FILE,
+        " (restore keeps the higher accepted version of this one and the backup's; move it "
+        "aside to restore the backup's)",
+    )
+    backed_up, backed_up_digest = _accepted(folder / VERSION_STATE_FILE)
+    if backed_up > current or (backed_up, backed_up_digest) == (current, current_digest):
+        return None
+    return (
+        f"{VERSION_STATE_FILE}: kept the one in place (trust bundle version {current} "
+        f"accepted; the backup's says {backed_up}): a restore never lowers the accepted version"
+    )
+
+
+def _merge_replay(staged: Path, current: Path) -> int:
+    """Add to the staged copy of the backup's replay memory every request id
+    remembered in place (a restore must not forget an id already seen, or a
+    replay of that request would be accepted). Returns the ids added."""
+    try:
+        conn = sqlite3.connect(staged)
+        try:
+            # Read only, but not opened mode=ro: a replay store left in WAL mode
+            # by a stopped gateway is read with its -wal file.
+            conn.execute("ATTACH DATABASE ? AS current", (str(current),))
+        except sqlite3.Error:
+            conn.close()
+            raise
+        try:
+            with conn:
+                has = conn.execute(
+                    "SELECT 1 FROM current.sqlite_master WHERE type = 'table'"
+                    " AND name = 'seen_requests'"
+                ).fetchone()
+                if has is None:
+                    return 0
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS main.seen_requests ("
+                    " sender TEXT NOT NULL, request_id TEXT NOT NULL,"
+                    " timestamp_ms INTEGER NOT NULL, PRIMARY KEY (sender, request_id))"
+                )
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO main.seen_requests (sender, request_id, timestamp_ms)"
+                    " SELECT sender, request_id, timestamp_ms FROM current.seen_requests"
+                )
+                return max(0, cur.rowcount)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(
+            f"{current}: the replay memory in place is unreadable ({exc}); a restore merges it "
+            "with the backup's so that no request id already seen is forgotten (move it aside "
+            "to restore the backup's alone)"
+        ) from exc
+
+
+def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path, keep: Path) -> Installed:
+    """Put the checked files into ``data_dir``, the replaced ones moved to ``keep``.
+
+    Every file is first staged under a temporary name in ``data_dir`` (nothing
+    in place changes until all are ready), then the files in place are moved
+    aside and the staged ones renamed in. Two stores only ever grow in
+    protection: the accepted trust-bundle version in place is kept when it is
+    not lower than the backup's, and the replay memory installed is the union
+    of the backup's and the one in place (see ``notes``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    installed = []
-    for name in manifest.files:
-        target = data_dir / name
-        tmp = data_dir / f".{name}.restoring"
-        shutil.copy2(folder / name, tmp)
-        for suffix in ("-wal", "-shm", "-journal"):
-            stale = data_dir / f"{name}{suffix}"
-            if stale.exists():
-                stale.unlink()
-        os.replace(tmp, target)
-        installed.append(name)
-    return installed
+    notes: list[str] = []
+    names = list(manifest.files)
+    if VERSION_STATE_FILE in names:
+        note = _keep_accepted_version(folder, data_dir)
+        if note is not None:
+            names.remove(VERSION_STATE_FILE)
+            notes.append(note)
+    staged: dict[str, Path] = {}
+    try:
+        for name in names:
+            tmp = data_dir / f".{name}.restoring"
+            shutil.copy2(folder / name, tmp)
+            staged[name] = tmp
+        if REPLAY_FILE in staged and (data_dir / REPLAY_FILE).is_file():
+            added = _merge_replay(staged[REPLAY_FILE], data_dir / REPLAY_FILE)
+            notes.append(
+                f"{REPLAY_FILE}: the backup's request ids merged with the ones in place "
+                f"({added} not in the backup): a restore forgets no request id already seen"
+            )
+        for tmp in staged.values():
+            _fsync(tmp)
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    moved: list[str] = []
+    for name in (*names, *DERIVED_FILES):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            f = data_dir / f"{name}{suffix}"
+            if f.exists():
+                keep.mkdir(parents=True, exist_ok=True)
+                f.rename(keep / f.name)
+                moved.append(f.name)
+    for name, tmp in staged.items():
+        os.replace(tmp, data_dir / name)
+    _fsync(data_dir)
+    return Installed(list(staged), moved, keep, notes)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -18,7 +18,7 @@ from gateway.identity import GatewayKeys
 from gateway.ops.http import Check, CheckResult
 from gateway.sources import DataSource
 from gateway.storage.probe import StoreProbe
-from gateway.trust import TrustBundle
+from gateway.trust import TrustBundle, bundle_expired
 
 
 def keys_check(keys: GatewayKeys, key_dir: Path) -> Check:
@@ -34,12 +34,9 @@ def keys_check(keys: GatewayKeys, key_dir: Path) -> Check:
 
 def bundle_check(bundle: Callable[[], TrustBundle], now_ms: Callable[[], int]) -> Check:
     def trust_bundle() -> CheckResult:
-        b = bundle()
-        now = dt.datetime.fromtimestamp(now_ms() / 1000, dt.UTC)
-        if now >= b.expires_at:
-            return CheckResult(
-                "trust_bundle", False, f"version {b.version} expired at {b.expires_at.isoformat()}"
-            )
+        problem = bundle_expired(bundle(), dt.datetime.fromtimestamp(now_ms() / 1000, dt.UTC))
+        if problem is not None:
+            return CheckResult("trust_bundle", False, problem)
         return CheckResult("trust_bundle", True)
 
     return trust_bundle

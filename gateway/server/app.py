@@ -90,6 +90,7 @@ from gateway.subject.requester import SubjectAccessCoordinator
 from gateway.trust import (
     TrustBundle,
     accept_bundle,
+    bundle_expired,
     load_bundle,
     read_authority_key,
 )
@@ -429,14 +430,29 @@ class Gateway:
         return (st.st_mtime_ns, st.st_size)
 
     def _watch_bundle(self) -> None:
-        """Pick up a newly distributed trust bundle (members joining or leaving)."""
+        """Pick up a newly distributed trust bundle (members joining or leaving),
+        and say once when the one in force expires (peer exchanges are refused
+        from then on, ``gateway.exchange.peer``)."""
         stamp = self._bundle_stamp()
+        expired_logged = ""  # digest of the bundle whose expiry was logged
         while not self._stopping.wait(1.0):
             now = self._bundle_stamp()
             if now != stamp:
                 stamp = now
                 if self.reload_bundle():
                     log.info("trust bundle version %s now in force", self._bundle.version)
+            bundle = self._bundle
+            if bundle.digest != expired_logged:
+                problem = bundle_expired(
+                    bundle, dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+                )
+                if problem is not None:
+                    expired_logged = bundle.digest
+                    log.error(
+                        "%s; until then every peer exchange, both ways, is refused",
+                        problem,
+                        extra={"event": "trust_bundle_expired", "bundle_version": bundle.version},
+                    )
 
     def reload_bundle(self) -> bool:
         """Load a newer bundle if one is there; keep the current one on any problem."""

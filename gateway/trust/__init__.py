@@ -39,8 +39,10 @@ from gateway.trust.state import (
     accept_bundle,
 )
 from gateway.trust.verify import (
+    bundle_expired,
     bundle_payload,
     canonical_json,
+    check_in_force,
     verify_bundle,
     verify_bundle_for_reissue,
 )
@@ -56,8 +58,10 @@ __all__ = [
     "TrustBundle",
     "accept_bundle",
     "authority_key_id",
+    "bundle_expired",
     "bundle_payload",
     "canonical_json",
+    "check_in_force",
     "default_origin",
     "init_federation",
     "load_bundle",

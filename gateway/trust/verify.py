@@ -3,7 +3,8 @@
 Owns: the signed bundle format (a DSSE envelope over canonical JSON, signed
 with ``gateway.domains.TRUST_BUNDLE``), its strict wire models, encoding a
 bundle's payload (``bundle_payload``) and verifying bundle bytes
-(``verify_bundle``). As python-tuf's ``TrustedMetadataSet``, verification does
+(``verify_bundle``), and whether a bundle is still in force (``check_in_force``:
+a running gateway asks it on every peer exchange). As python-tuf's ``TrustedMetadataSet``, verification does
 no file or network I/O and keeps no state: it takes the bytes, the trusted
 authority key, the time and the highest version already accepted, and returns
 a frozen ``TrustBundle`` or raises ``TrustBundleRejected`` naming the failed
@@ -380,11 +381,7 @@ def verify_bundle(
     """
     bundle = parse_payload(verified_payload(data, authority_key, limits), limits)
     now = as_utc(now, "now")
-    if now >= bundle.expires_at:
-        raise TrustBundleRejected(
-            f"trust bundle version {bundle.version} expired at {format_time(bundle.expires_at)} "
-            f"(now {format_time(now)})"
-        )
+    check_in_force(bundle, now)
     if bundle.issued_at > now + _dt.timedelta(seconds=limits.max_clock_skew_seconds):
         raise TrustBundleRejected(
             f"trust bundle version {bundle.version} is not yet valid: issued at "
@@ -396,6 +393,27 @@ def verify_bundle(
             "already accepted"
         )
     return bundle
+
+
+def bundle_expired(bundle: TrustBundle, now: _dt.datetime) -> str | None:
+    """Why ``bundle`` is no longer in force at ``now`` (None: it is), in words an
+    operator can act on: one message for start-up, reload, readiness and every
+    peer exchange a running gateway refuses once its bundle has expired."""
+    now = as_utc(now, "now")
+    if now < bundle.expires_at:
+        return None
+    return (
+        f"trust bundle version {bundle.version} expired at {format_time(bundle.expires_at)} "
+        f"(now {format_time(now)}); the operator must install a new bundle from the "
+        "federation authority (`gateway federation renew` issues one)"
+    )
+
+
+def check_in_force(bundle: TrustBundle, now: _dt.datetime) -> None:
+    """Refuse (``TrustBundleRejected``, FAILED_PRECONDITION) a bundle past its validity."""
+    problem = bundle_expired(bundle, now)
+    if problem is not None:
+        raise TrustBundleRejected(problem)
 
 
 def verify_bundle_for_reissue(

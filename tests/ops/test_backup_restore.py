@@ -18,7 +18,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import load_config
-from gateway.errors import VerificationFailed
+from gateway.errors import GatewayError, VerificationFailed
 from gateway.limits import DEFAULT_LIMITS
 from gateway.server.app import Gateway
 from gateway.subject.audit import check_store
@@ -339,4 +339,115 @@ def test_restore_keeps_in_place_the_stores_a_backup_lacks_instead_of_wiping_them
     for name in lacking:
         assert (data / name).read_bytes() == before[name], name
         assert name in out  # named as kept
+    fed.gateways.pop(BJ)
+
+
+def test_restoring_an_old_backup_keeps_the_higher_accepted_bundle_version_so_a_revoked_bundle_stays_refused(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The attack: the authority replaced bundle version N (say it still pinned
+    a stolen key); an attacker holding the old bundle file gets an operator to
+    restore a backup taken under N. If the backup's trust_bundle_state.json
+    (highest accepted: N) replaced the one in place (N+1), the gateway would
+    accept the revoked bundle N again."""
+    from gateway.trust import FileVersionStore, read_authority_signing_key, reissue_bundle_file
+
+    data = fed.site(BJ).root / "data"
+    _backup(fed, tmp_path / "b")
+    old_bundle = fed.fed.bundle.read_bytes()
+    old_version = FileVersionStore.in_dir(data).highest()
+    authority = read_authority_signing_key(fed.fed.authority_key)
+    reissue_bundle_file(fed.fed.bundle, authority)  # N+1 replaces (revokes) N
+    assert fed.gateways[BJ].reload_bundle()
+    assert FileVersionStore.in_dir(data).highest() == old_version + 1
+    _stop_bj(fed)
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert FileVersionStore.in_dir(data).highest() == old_version + 1
+    assert (
+        f"trust_bundle_state.json: kept the one in place (trust bundle version "
+        f"{old_version + 1} accepted; the backup's says {old_version})" in out
+    )
+    # The revoked bundle put back is refused at start-up; the current one starts.
+    current_bundle = fed.fed.bundle.read_bytes()
+    fed.fed.bundle.write_bytes(old_bundle)
+    with pytest.raises(GatewayError, match=f"older than version {old_version + 1}"):
+        Gateway(load_config(fed.site(BJ).config))
+    fed.fed.bundle.write_bytes(current_bundle)
+    Gateway(load_config(fed.site(BJ).config)).stop(grace=0.1)
+    fed.gateways.pop(BJ)
+
+
+def test_restoring_an_old_backup_after_losing_the_ledger_forgets_no_request_id_so_replays_stay_refused(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ledger is lost (disk fault) but replay.sqlite survived. The backup's
+    replay memory predates the last exchanges: installed alone, it would forget
+    their request ids and a captured request resent within the timestamp window
+    would be served again. Restore installs the union of both."""
+    import sqlite3
+
+    from gateway.errors import ReplayRejected
+    from gateway.replay import SqliteReplayStore
+
+    data = fed.site(BJ).root / "data"
+    _backup(fed, tmp_path / "old")
+    _exchange(fed)
+    _exchange(fed)
+    _stop_bj(fed)
+
+    def seen() -> set[tuple[str, str, int]]:
+        with sqlite3.connect(data / "replay.sqlite") as c:
+            return set(c.execute("SELECT sender, request_id, timestamp_ms FROM seen_requests"))
+
+    before = seen()
+    with sqlite3.connect(tmp_path / "old" / "replay.sqlite") as c:
+        in_backup = set(c.execute("SELECT sender, request_id, timestamp_ms FROM seen_requests"))
+    newer = before - in_backup
+    assert len(newer) >= 2  # the two exchanges after the backup
+    for f in data.glob("ledger.sqlite*"):
+        f.unlink()
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "old")])
+        == 0
+    )
+    assert seen() == before | in_backup
+    store = SqliteReplayStore(data / "replay.sqlite", 300_000)
+    try:
+        for sender, request_id, ts in newer:
+            with pytest.raises(ReplayRejected):
+                store.check_and_record(sender, request_id, ts, ts)
+    finally:
+        store.close()
+    out = capsys.readouterr().out
+    assert "replay.sqlite: the backup's request ids merged with the ones in place" in out
+    fed.gateways.pop(BJ)
+
+
+def test_restore_refuses_when_the_accepted_bundle_version_in_place_is_unreadable_and_changes_nothing(
+    fed: RunningFederation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Restore cannot tell whether the backup's version is lower than a corrupt
+    state file's: it refuses (naming the file) rather than guess downwards."""
+    _backup(fed, tmp_path / "b")
+    _stop_bj(fed)
+    data = fed.site(BJ).root / "data"
+    (data / "trust_bundle_state.json").write_text("{not json")
+
+    def files() -> dict[str, bytes]:  # SQLite's -wal/-shm come and go with any reader
+        return {p.name: p.read_bytes() for p in data.glob("*") if p.suffix in (".sqlite", ".json")}
+
+    before = files()
+    capsys.readouterr()
+    assert (
+        main(["restore", "--config", str(fed.site(BJ).config), "--from", str(tmp_path / "b")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "trust_bundle_state.json" in err and "move it aside" in err
+    assert files() == before
+    assert not list(data.glob("pre-restore-*")) and not list(data.glob(".*.restoring"))
     fed.gateways.pop(BJ)

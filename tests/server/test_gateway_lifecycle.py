@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -284,3 +285,105 @@ def test_gateway_with_keys_of_the_other_suite_refuses_to_start(
     generate_keys(site.root / "keys", "120000", site.name, suite="gm", force=True)
     with pytest.raises(ConfigurationError, match=r"suite intl.*keys are suite gm"):
         Gateway(load_config(site.config))
+
+
+def test_trust_bundle_expiring_on_a_running_gateway_stops_peer_exchanges_both_ways_but_not_ledger_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Start-up refuses an expired bundle, but one that expired while the gateway
+    ran stayed in force: peers kept exchanging on keys nobody vouches for any
+    more (a member removed or a key revoked only in the next bundle, which the
+    operator never installed). Once it expires, each gateway refuses peer
+    exchanges (as requester and as holder) with FAILED_PRECONDITION saying when
+    and what to do; officers still read the ledger; /readyz says why.
+
+    The bundle expires 200 s after the test starts; a gateway sees it expired by
+    running its clock 250 s ahead, inside the ±300 s window in which the other
+    accepts its messages, so without the rule the exchange would go through."""
+    import logging
+    import urllib.error
+    import urllib.request
+
+    from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
+    from gateway.demo.setup import CLUSTER, build_federation
+    from gateway.trust import read_authority_signing_key
+    from tests.storage.kit import hebei_exchange
+
+    members = tuple(m for m in CLUSTER if m.code in ("110000", "130000"))
+    fed = build_federation(tmp_path, rows=50, members=members)
+    current = read_bundle_for_reissue(fed.bundle, read_authority_key(fed.authority_pub))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    expires = now + dt.timedelta(seconds=200)
+    short_lived = sign_bundle(
+        current.federation,
+        current.version + 1,
+        now - dt.timedelta(days=1),
+        expires,
+        current.members,
+        read_authority_signing_key(fed.authority_key),
+    )
+    fed.bundle.write_bytes(short_lived)
+    version, expired_at = current.version + 1, expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ahead = 250_000
+    skew = {"110000": 0, "130000": 0}  # ms each gateway's clock runs ahead
+
+    def clock(code: str) -> Callable[[], int]:
+        return lambda: int(time.time() * 1000) + skew[code]
+
+    gws = {c: Gateway(load_config(fed.sites[c].config), clock_ms=clock(c)) for c in skew}
+    rf = RunningFederation(fed, gws)
+
+    def refused() -> grpc.RpcError:
+        with rf.client("130000", "hebei-housing-fund") as c, pytest.raises(grpc.RpcError) as err:
+            c.get_records(
+                holder_jurisdiction="110000", dataset="si_contributions",
+                purpose="housing_fund_transfer", subject_ids=[rf.commuter()],
+            )  # fmt: skip
+        return err.value
+
+    try:
+        for gw in gws.values():
+            gw.start()
+        hebei_exchange(rf)  # in force: fine
+        # The requester's bundle expired: it sends nothing.
+        skew["130000"] = ahead
+        bj_size = gws["110000"].ledger.size
+        err = refused()
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+        details = err.details() or ""
+        assert f"trust bundle version {version} expired at {expired_at}" in details, details
+        assert "must install a new bundle from the federation authority" in details
+        assert len(details) < 400
+        assert gws["110000"].ledger.size == bj_size  # the holder never heard of it
+        skew["130000"] = 0
+        # The holder's bundle expired: it refuses what a peer sends it.
+        with caplog.at_level(logging.ERROR, "gateway"):
+            skew["110000"] = ahead
+            err = refused()
+            assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, err.details()
+            details = err.details() or ""
+            assert "peer gateway 110000" in details and "refused" in details, details
+            assert f"trust bundle version {version} expired at {expired_at}" in details, details
+            assert gws["110000"].ledger.size == bj_size
+            # Officers still read the ledger of the gateway whose bundle expired.
+            with rf.client("110000", "beijing-audit") as c:
+                stub = ledger_pb2_grpc.LedgerStub(c.channel)
+                page = stub.GetEntries(ledger_pb2.GetEntriesRequest(start=0), timeout=10)
+            assert page.tree_size >= 1 and len(page.entries) >= 1
+            # Readiness says why; the operator's log says it once.
+            url = fed.sites["110000"].ops_url + "/readyz"
+            with pytest.raises(urllib.error.HTTPError) as not_ready:
+                urllib.request.urlopen(url, timeout=5)
+            assert not_ready.value.code == 503
+            report = json.loads(not_ready.value.read())
+            assert f"expired at {expired_at}" in report["checks"]["trust_bundle"]
+            end = time.monotonic() + 5
+            while not [r for r in caplog.records if "every peer exchange" in r.getMessage()]:
+                assert time.monotonic() < end, "no log line saying the bundle expired"
+                time.sleep(0.1)
+            time.sleep(1.5)  # the watcher checks every second: still one line
+            lines = [r for r in caplog.records if "every peer exchange" in r.getMessage()]
+            assert len(lines) == 1 and "expired at" in lines[0].getMessage()
+    finally:
+        for gw in gws.values():
+            gw.stop(grace=0)

@@ -173,3 +173,109 @@ def test_proof_asked_of_a_replica_without_the_lease_is_against_the_holders_check
         finally:
             for gw in [other, holder, *gws.values()]:
                 gw.stop(grace=0.2)
+
+
+# --------------------------------------------------------------------------
+# A holder whose keep-alive hangs must stop acting as holder
+# --------------------------------------------------------------------------
+
+KEEPALIVE_CHECK = 0.25  # the lease's check interval in these tests: keep-alive timeout 0.5 s
+
+
+def _lease_lost(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "lease lost" in r.getMessage()]
+
+
+def test_lease_holder_whose_keep_alive_blocks_on_the_server_loses_the_lease_and_frees_it(
+    pg_settings: StorageSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The keep-alive blocks in the server (here a pg_sleep in its place): without a
+    statement timeout the holder waited on it indefinitely, still saying it held
+    the lease, and kept the lock from every other replica."""
+    import logging
+    import threading
+
+    from gateway.storage.postgres.db import PgDatabase
+    from gateway.storage.postgres.lease import PgLease
+
+    url, schema = pg_settings.url or "", pg_settings.db_schema
+    db1 = PgDatabase(url, schema=schema, pool_size=2)
+    db2 = PgDatabase(url, schema=schema, pool_size=2)
+    first = PgLease(db1, interval=KEEPALIVE_CHECK)
+    second = PgLease(db2, interval=KEEPALIVE_CHECK)
+    try:
+        assert first.poll() and not second.poll()
+        monkeypatch.setattr(PgLease, "keepalive_sql", "SELECT pg_sleep(8)")
+        result: list[bool] = []
+        with caplog.at_level(logging.WARNING, "gateway.storage"):
+            check = threading.Thread(target=lambda: result.append(first.poll()), daemon=True)
+            check.start()
+            end = time.monotonic() + 4
+            while first.held() and time.monotonic() < end:
+                time.sleep(0.02)
+            assert not first.held(), "the holder still signs while its keep-alive hangs"
+            check.join(4)  # the server cancelled the keep-alive: the check ended
+            assert result == [False]
+        monkeypatch.undo()
+        # Its session was closed, so the lock is free: the other replica takes it.
+        end = time.monotonic() + 10
+        while not second.poll():
+            assert time.monotonic() < end, "the lock was not freed"
+            time.sleep(0.05)
+        (lost,) = _lease_lost(caplog)  # logged once
+        assert "keep-alive did not answer within 0.5 s" in lost
+    finally:
+        first.stop()
+        second.stop()
+        db1.close()
+        db2.close()
+
+
+def test_lease_holder_cut_off_by_a_hung_connection_stops_signing_within_the_keep_alive_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The link to the database hangs (no error, no answer: a frozen proxy): the
+    server never sees the keep-alive, so only the holder's own clock can tell.
+    It stops saying it holds the lease once the keep-alive is overdue, logs it
+    once, and holds the lease again after the link recovers."""
+    import logging
+
+    import psycopg
+
+    from gateway.storage.postgres.db import PgDatabase
+    from gateway.storage.postgres.lease import PgLease
+    from tests.pgtest import TcpProxy, fresh_schema, postgres_dsn
+
+    dsn = postgres_dsn()
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    with fresh_schema(dsn, "hang") as schema:
+        db = PgDatabase(proxy.url_for(dsn), schema=schema, pool_size=2)
+        lease = PgLease(db, interval=KEEPALIVE_CHECK)
+        try:
+            with caplog.at_level(logging.WARNING, "gateway.storage"):
+                assert lease.start().held()
+                proxy.freeze()
+                t0 = time.monotonic()
+                while lease.held() and time.monotonic() - t0 < 5:
+                    time.sleep(0.02)
+                took = time.monotonic() - t0
+                assert not lease.held(), "the holder still signs on a hung connection"
+                # One check interval until the next keep-alive, then its timeout
+                # (a generous bound: it tells "stopped" from "never stops").
+                assert took < 3.0, took
+                assert not lease.held()
+                proxy.thaw()
+                end = time.monotonic() + 10
+                while not lease.held():
+                    assert time.monotonic() < end, "the lease was not taken again"
+                    time.sleep(0.05)
+            (lost,) = _lease_lost(caplog)
+            assert "keep-alive has not answered within 0.5 s" in lost
+        finally:
+            proxy.thaw()
+            lease.stop()
+            db.close()
+            proxy.cut()

@@ -7,6 +7,12 @@ seconds and tries to take the lock when free. PostgreSQL releases the lock
 the moment the holder's session ends: a killed process closes its socket at
 once; a dead machine is noticed by TCP keepalives within about ten seconds.
 A holder that loses its connection stops acting as holder at its next check.
+Its keep-alive (``SELECT 1`` on that connection) runs under a statement timeout
+of ``KEEPALIVE_INTERVALS`` check intervals (2 s): one that times out, fails, or
+answers later counts as losing the lease (logged once; the session is closed,
+which frees the lock for the other replicas), and ``held`` says False as soon
+as a keep-alive has run longer than that, even while a hung connection still
+blocks it, so a holder cut off that way stops signing within that time.
 
 ``PgCheckpointAsks``: a replica without the lease that is asked for a
 checkpoint newer than the last one (a proof for the newest entries) never
@@ -25,7 +31,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
+from typing import Final
 
 import psycopg
 from psycopg import sql
@@ -35,22 +43,53 @@ from gateway.storage.postgres.db import Connection, PgDatabase
 
 log = logging.getLogger("gateway.storage")
 
+# A keep-alive (or a try for the lock) may take this many check intervals.
+KEEPALIVE_INTERVALS: Final = 2.0
+
 
 class PgLease:
+    # The keep-alive a holder runs at each check (a class attribute so a test
+    # can make it block on the server).
+    keepalive_sql = "SELECT 1"
+
     def __init__(
         self, db: PgDatabase, purpose: str = "checkpoint-signer", interval: float = 1.0
     ) -> None:
         self._db = db
         self._key = db.lock_key(purpose)
         self._interval = interval
+        # How long a keep-alive (or a try for the lock) may take: the server
+        # cancels it then (statement_timeout), and ``held`` says False as soon as
+        # one has run longer, even while it is still stuck on a hung connection.
+        self.keepalive_timeout = KEEPALIVE_INTERVALS * interval
         self._conn: Connection | None = None
         self._held = threading.Event()
+        self._probe_since: float | None = None  # monotonic start of the keep-alive in flight
         self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one check at a time (the connection)
+        self._losing = threading.Lock()  # the held -> lost transition, logged once
         self._thread = threading.Thread(target=self._run, name="storage-lease", daemon=True)
 
     def held(self) -> bool:
-        return self._held.is_set()
+        if not self._held.is_set():
+            return False
+        since = self._probe_since
+        if since is not None and time.monotonic() - since > self.keepalive_timeout:
+            self._lose(f"its keep-alive has not answered within {self.keepalive_timeout:g} s")
+            return False
+        return True
+
+    def _lose(self, why: str) -> None:
+        with self._losing:
+            if not self._held.is_set():
+                return
+            self._held.clear()
+        log.warning(
+            "storage: checkpoint-signing lease lost (%s); this replica stops signing "
+            "checkpoints until it holds the lease again",
+            why,
+            extra={"event": "lease_lost"},
+        )
 
     def start(self) -> PgLease:
         self.poll()
@@ -69,8 +108,12 @@ class PgLease:
                         "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
                         " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000"
                     )
+                    timeout_ms = max(1, int(self.keepalive_timeout * 1000))
+                    self._conn.execute(
+                        sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms))
+                    )
                 if self._held.is_set():
-                    self._conn.execute("SELECT 1")
+                    self._keepalive(self._conn)
                 else:
                     row = self._conn.execute(
                         "SELECT pg_try_advisory_lock(%s)", (self._key,)
@@ -78,12 +121,28 @@ class PgLease:
                     if row and row[0]:
                         self._held.set()
                         log.info("storage: this replica now holds the checkpoint-signing lease")
+            except psycopg.errors.QueryCanceled:
+                self._lose(f"its keep-alive did not answer within {self.keepalive_timeout:g} s")
+                self._drop()
             except (psycopg.Error, StorageFailure) as exc:
-                if self._held.is_set():
-                    log.warning("storage: checkpoint-signing lease lost: %s", exc)
-                self._held.clear()
+                lines = str(exc).strip().splitlines()
+                self._lose(lines[0][:300] if lines else type(exc).__name__)
                 self._drop()
         return self._held.is_set()
+
+    def _keepalive(self, conn: Connection) -> None:
+        started = time.monotonic()
+        self._probe_since = started
+        try:
+            conn.execute(self.keepalive_sql)
+        finally:
+            self._probe_since = None
+        took = time.monotonic() - started
+        if took > self.keepalive_timeout or not self._held.is_set():
+            # Answered too late: this replica already stopped acting as holder
+            # (``held``); end the session so the server frees the lock for the others.
+            self._lose(f"its keep-alive took {took:.1f} s (at most {self.keepalive_timeout:g} s)")
+            self._drop()
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -101,9 +160,14 @@ class PgLease:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        with self._lock:
-            self._held.clear()
-            self._drop()  # closing the session releases the lock at once
+        self._held.clear()
+        # A check stuck on a hung connection keeps the lock: the server ends that
+        # session by itself (TCP keepalive) and frees the lease then.
+        if self._lock.acquire(timeout=5):
+            try:
+                self._drop()  # closing the session releases the lock at once
+            finally:
+                self._lock.release()
 
 
 class PgCheckpointAsks:
