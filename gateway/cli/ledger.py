@@ -5,7 +5,8 @@ not own: any verification or proof logic (``gateway.ledger.*``).
 
     gateway ledger verify PATH [--bundle TRUST | --key VKEY] [--checkpoint NOTE]...
                           [--witness-db DB]... [--witness-config gateway.toml]...
-                          [--require-witnesses N]
+                          [--from-witness J@HOST:PORT --witness-cert CRT
+                           --witness-token-file TOKEN]... [--require-witnesses N]
     gateway ledger export --ledger PATH (--request-id ID | --since ISO --until ISO)
                           --bundle TRUST [--require-witnesses N] -o OUT
     gateway ledger show PATH [--since ISO] [--until ISO] [--counterparty J] [--dataset D]
@@ -305,6 +306,15 @@ def _witness_store(
 
 def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[str, str]]:
     """(label, note) of every checkpoint obtained from outside the ledger file."""
+    certs, tokens = args.witness_cert, args.witness_token_file
+    n_live = len(args.from_witness)
+    if len(certs) != n_live or len(tokens) != n_live:
+        # Live reads are TLS with the named certificate and a token, never plaintext.
+        raise InvalidArgument(
+            "give one --witness-cert and one --witness-token-file per --from-witness "
+            f"({n_live} --from-witness, {len(certs)} --witness-cert, "
+            f"{len(tokens)} --witness-token-file)"
+        )
     out = [(f"outside checkpoint {p}", p.read_text(encoding="utf-8")) for p in args.checkpoint]
     witnesses: list[tuple[Path | None, Path | None]] = [(db, None) for db in args.witness_db]
     witnesses += [(None, config) for config in args.witness_config]
@@ -318,22 +328,15 @@ def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[st
         if state is None:
             raise NotFound(f"{where}: this witness never cosigned {origin}")
         out.append((where, state.note))
-    certs, tokens = args.witness_cert, args.witness_token_file
-    if args.from_witness and (len(certs) != len(args.from_witness) or len(tokens) > len(certs)):
-        raise InvalidArgument(
-            "give one --witness-cert (and optionally one --witness-token-file) per --from-witness"
-        )
-    for n, spec in enumerate(args.from_witness):
-        token = tokens[n] if n < len(tokens) else None
-        out.append(
-            (f"checkpoint witnessed by {spec}", fetch_witnessed(spec, certs[n], token, origin))
-        )
+    for spec, cert, token in zip(args.from_witness, certs, tokens, strict=True):
+        out.append((f"checkpoint witnessed by {spec}", fetch_witnessed(spec, cert, token, origin)))
     return out
 
 
-def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str) -> str:
-    """The checkpoint the gateway at ``spec`` last cosigned for ``origin``, live. Trusted
-    for nothing by itself: verification checks its signatures against the trust bundle."""
+def fetch_witnessed(spec: str, cert: Path, token_file: Path, origin: str) -> str:
+    """The checkpoint the gateway at ``spec`` last cosigned for ``origin``, live (TLS
+    trusting ``cert``, with the token in ``token_file``). Trusted for nothing by
+    itself: verification checks its signatures against the trust bundle."""
     import grpc
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
@@ -341,7 +344,8 @@ def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str)
     from gateway.errors import error_for_status
 
     address, jurisdiction = parse_api_spec(spec)
-    with ledger_api_channel(address, jurisdiction, cert, token_file) as channel:
+    options = ("--witness-cert", "--witness-token-file")
+    with ledger_api_channel(address, jurisdiction, cert, token_file, options) as channel:
         try:
             resp = ledger_pb2_grpc.LedgerStub(channel).GetWitnessedCheckpoint(
                 ledger_pb2.GetWitnessedCheckpointRequest(origin=origin), timeout=30
