@@ -226,7 +226,7 @@ def _log_keys(
         v = parse_vkey(key)
         if v.name != ledger.origin:
             raise InvalidArgument.expected("--key name", ledger.origin, v.name)
-        return v.key, "--key (cosignatures not checked: pass --bundle)"
+        return v.key, "--key (the log's key only)"
     # Never the key the file carries (its ``vkey``): a forger writes that too.
     raise InvalidArgument(
         "no trusted key to verify with: pass --bundle (the federation trust bundle) or --key; "
@@ -378,7 +378,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     finally:
         ledger.close()
-    for line in report_lines(report, ledger.origin, source):
+    for line in report_lines(report, ledger.origin, source, check_nodes=not args.no_nodes):
         print(line)
     report.raise_for_problem()
     return 0
@@ -471,8 +471,33 @@ def _run_with_progress(
 MAX_CHECKPOINT_LINES = 20
 
 
-def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
-    """What ``ledger verify`` prints for a ledger file."""
+def _what_was_checked(report: LedgerReport, check_nodes: bool) -> tuple[list[str], list[str]]:
+    """(what verified, what was not checked and how to check it) for an OK report."""
+    done = ["hash chain", "Merkle tree"]
+    skipped = []
+    if check_nodes:
+        done.append("stored Merkle nodes")
+    else:
+        skipped.append("stored Merkle nodes (--no-nodes)")
+    done.append(f"log signatures of {report.checkpoints} checkpoints")
+    if report.witnesses_checked:
+        done.append("cosignatures")
+    else:
+        skipped.append("cosignatures (no witness keys: pass --bundle)")
+    if report.signatures is not None:
+        done.append("exchange signatures")
+    elif report.witnesses_checked:
+        skipped.append("exchange signatures (--no-signatures)")
+    else:
+        skipped.append("exchange signatures (no member keys: pass --bundle)")
+    return done, skipped
+
+
+def report_lines(
+    report: LedgerReport, origin: str, source: str, *, check_nodes: bool = True
+) -> list[str]:
+    """What ``ledger verify`` prints for a ledger file: the OK line names exactly what
+    was checked and what was not (``check_nodes``: the stored nodes were checked)."""
     out = [f"ledger {origin}: {report.entries} entries, {report.checkpoints} checkpoints"]
     out.append(f"  keys from: {source}")
     if report.stored and report.witnesses_checked:
@@ -487,18 +512,19 @@ def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
             out.append(
                 f"  {c.label} (size {c.size}): cosigned by {', '.join(c.cosigners) or 'no witness'}"
             )
-    elif report.stored:
-        out.append("  cosignatures not checked: no witness keys (pass --bundle)")
     for c in report.outside:
         by = f"; cosigned by {', '.join(c.cosigners)}" if c.cosigners else ""
         out.append(f"  {c.label}: size {c.size}{by}")
     if report.signatures is not None and report.ok:
         out.append(f"  {report.signatures} exchange signatures verify (requesters' and holders')")
     if report.ok:
+        done, skipped = _what_was_checked(report, check_nodes)
         out.append(
-            f"  OK: chain, Merkle tree, checkpoints and cosignatures verify; root "
+            f"  OK: {', '.join(done[:-1])} and {done[-1]} verify; root "
             f"{base64.b64encode(report.root).decode()}"
         )
+        if skipped:
+            out.append(f"  NOT checked: {'; '.join(skipped)}")
         below = report.truncation_excluded_below
         if report.outside:
             out.append(
