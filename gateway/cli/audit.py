@@ -286,9 +286,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     unreconciled = [
         f"{r.jurisdiction_a}<->{r.jurisdiction_b}" for r in inputs.reconciliations if not r.ok
     ]
+    dropped = len(inputs.entries) - len(inputs.trusted_entries)
     print(
         f"audit report written to {args.out}: {len(inputs.ledgers)} ledger(s), "
         f"{len(inputs.entries)} entries"
+        + (
+            f" ({dropped} of them in ledgers that do not verify: marked UNVERIFIED and left "
+            "out of the figures and charts)"
+            if bad
+            else ""
+        )
     )
     if bad or unreconciled or evidence:
         raise VerificationFailed(
