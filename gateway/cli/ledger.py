@@ -357,7 +357,18 @@ def fetch_witnessed(spec: str, cert: Path, token_file: Path, origin: str) -> str
     return str(resp.checkpoint)
 
 
+def _check_require_witnesses(n: int | None) -> None:
+    if n is not None and n < 0:
+        raise InvalidArgument.expected("--require-witnesses", "a count >= 0", n)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    _check_require_witnesses(args.require_witnesses)
+    if args.require_witnesses and args.key and not args.bundle:
+        raise InvalidArgument(
+            "--require-witnesses counts cosignatures, which need the witnesses' keys: "
+            "pass --bundle (the federation trust bundle); --key is the log's key only"
+        )
     path: Path = args.path
     if not path.exists():
         raise NotFound(f"{path}: no such file")
@@ -567,6 +578,7 @@ def _parse_time(text: str, what: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _check_require_witnesses(args.require_witnesses)
     if (args.request_id is None) == (args.since is None and args.until is None):
         raise InvalidArgument("export: give --request-id, or --since and --until")
     if args.request_id is None and (args.since is None or args.until is None):

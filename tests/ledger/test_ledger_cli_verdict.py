@@ -76,3 +76,35 @@ def test_ok_line_names_each_check_made_and_each_left_out_by_an_option(
     rc, ok, not_checked = _verify(capsys, path, "--bundle", trust, "--no-nodes")
     assert rc == 0 and "stored Merkle nodes" not in ok
     assert "stored Merkle nodes (--no-nodes)" in not_checked
+
+
+def test_negative_witness_requirement_is_refused_by_verify_and_export(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(_ledger(tmp_path, forged=False))
+    trust = str(write_trust_bundle(tmp_path / "trust"))
+    out = tmp_path / "evidence.json"
+    export = ["ledger", "export", "--ledger", path, "--request-id", "req-000000",
+              "--bundle", trust, "-o", str(out)]  # fmt: skip
+    for argv in (
+        ["ledger", "verify", path, "--bundle", trust, "--require-witnesses", "-1"],
+        [*export, "--require-witnesses", "-1"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "--require-witnesses" in err and ">= 0" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert main(export) == 0
+    assert main(["ledger", "verify", str(out), "--bundle", trust, "--require-witnesses", "-3"]) == 2
+    assert "--require-witnesses" in capsys.readouterr().err
+
+
+def test_witness_requirement_with_only_the_log_key_is_refused_as_unanswerable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --key no cosignature can be checked, so "N witnesses" could only ever fail
+    as "cosigned by 0 trusted witnesses": say what to give instead."""
+    path = str(_ledger(tmp_path, forged=False))
+    key = vkey(ORIGIN, ledger_key("110000", "intl").verify_key)
+    assert main(["ledger", "verify", path, "--key", key, "--require-witnesses", "1"]) == 2
+    assert "pass --bundle" in capsys.readouterr().err
