@@ -297,3 +297,24 @@ def test_add_member_rejects_bad_endpoint_and_dataset(
     rc, _, err = run(capsys, *base, "--endpoint", "h:1", "--datasets", "Bad-Code")
     assert rc == 2 and "dataset code" in err
     assert load_bundle(fed_dir / "bundle.json").version == 1
+
+
+def test_show_of_a_missing_bundle_names_the_bundle_not_authority_pub(
+    tmp_path: Path, fed_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --bundle used to be reported as "/authority.pub: authority public key
+    not found" (the folder it would sit in has none); offline tools that read
+    authority.pub next to the bundle said the same."""
+    missing = tmp_path / "nowhere" / "bundle.json"
+    rc, _, err = run(capsys, "federation", "show", "--bundle", str(missing))
+    assert rc == 2 and f"{missing}: trust bundle not found" in err, err
+    assert "authority" not in err and len(err.splitlines()) == 1
+    ledger = tmp_path / "ledger.sqlite"
+    ledger.write_bytes(b"")
+    rc, _, err = run(capsys, "audit", "report", str(ledger), "--bundle", str(missing),
+                     "-o", str(tmp_path / "r.html"))  # fmt: skip
+    assert rc == 2 and f"{missing}: trust bundle not found" in err, err
+    # A bundle that is there, with no authority.pub beside it: that is what is named.
+    (fed_dir / "authority.pub").unlink()
+    rc, _, err = run(capsys, "federation", "show", "--bundle", str(fed_dir / "bundle.json"))
+    assert rc == 2 and f"{fed_dir / 'authority.pub'}: authority public key not found" in err

@@ -6,7 +6,8 @@
 
 Owns: for ``reconcile``, reading each side (a ledger SQLite file, or
 ``JURISDICTION@host:port`` of a gateway's Ledger API over TLS with a
-service-system token, paged through GetEntries) and printing the
+service-system token, paged through GetEntries; never plaintext: a live side
+without its ``--cert-X`` or ``--token-file-X`` is a usage error) and printing the
 reconciliation; for ``subject``, reading a holder's ledger, index store and
 key offline (SQLite files, or with ``--config`` wherever its ``[storage]``
 keeps them: PostgreSQL for replicas) and printing one person's verified access history and the index
@@ -120,12 +121,16 @@ def register(sub: Any) -> None:
 
 
 def read_side(
-    spec: str, cert: Path | None = None, token_file: Path | None = None
+    spec: str,
+    cert: Path | None = None,
+    token_file: Path | None = None,
+    options: tuple[str, str] = ("--cert", "--token-file"),
 ) -> list[tuple[int, LedgerEvent]]:
+    """The entries of a ledger file, or, for ``JURISDICTION@host:port``, of that
+    gateway's Ledger API read live (``options``: the command's names of the
+    certificate and token options, for the message when one is missing)."""
     path = Path(spec)
-    m = _ADDRESS.match(spec)
-    if m and m["j"] is not None and not identifiers.is_jurisdiction(m["j"]):
-        m = None
+    m = _live_address(spec)
     if path.exists() or not m:
         ledger = SqliteLedger.open_readonly(path)
         try:
@@ -135,22 +140,68 @@ def read_side(
             return out
         finally:
             ledger.close()
-    return _read_api(m.group("addr"), m.group("j"), cert, token_file)
+    return _read_api(m.group("addr"), m.group("j"), cert, token_file, options)
+
+
+def _live_address(spec: str) -> re.Match[str] | None:
+    m = _ADDRESS.match(spec)
+    if m and m["j"] is not None and not identifiers.is_jurisdiction(m["j"]):
+        return None
+    return m
+
+
+def check_live_side(
+    spec: str, cert: Path | None, token_file: Path | None, options: tuple[str, str]
+) -> None:
+    """Refuse, before anything is read, a live side (not an existing file) given
+    without its certificate or token: a usage mistake naming the option to give."""
+    m = _live_address(spec)
+    if m and not Path(spec).exists():
+        _check_credentials(m.group("addr"), m.group("j"), cert, token_file, options)
+
+
+def _check_credentials(
+    address: str,
+    jurisdiction: str | None,
+    cert: Path | None,
+    token_file: Path | None,
+    options: tuple[str, str],
+) -> tuple[str, Path, Path]:
+    cert_option, token_option = options
+    if jurisdiction is None:
+        raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
+    if cert is None:
+        raise InvalidArgument(
+            f"{jurisdiction}@{address}: a live read needs that gateway's TLS certificate: "
+            f"give {cert_option} (its keys/tls.crt); it is never read without TLS"
+        )
+    if token_file is None:
+        raise InvalidArgument(
+            f"{jurisdiction}@{address}: a live read needs a service-system token: give "
+            f"{token_option} (a file holding the token of a service system with the role audit)"
+        )
+    return jurisdiction, cert, token_file
 
 
 def ledger_api_channel(
-    address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
+    address: str,
+    jurisdiction: str | None,
+    cert: Path | None,
+    token_file: Path | None,
+    options: tuple[str, str] = ("--cert", "--token-file"),
 ) -> grpc.Channel:
-    """A channel to a gateway's Ledger API (TLS with a service-system token)."""
-    import grpc
-
+    """A channel to a gateway's Ledger API: always TLS, trusting only ``cert``, with
+    the service-system token in ``token_file``. Never plaintext: a missing
+    certificate or token is ``InvalidArgument`` naming the option (``options``:
+    the command's certificate and token options) to give."""
     from gateway.client import service_channel
 
-    if cert is None:  # plaintext: only for a local test server
-        return grpc.insecure_channel(address)
-    if jurisdiction is None:
-        raise InvalidArgument.expected("ledger API side", "JURISDICTION@host:port", address)
-    token = token_file.read_text(encoding="utf-8").strip() if token_file else None
+    jurisdiction, cert, token_file = _check_credentials(
+        address, jurisdiction, cert, token_file, options
+    )
+    token = token_file.read_text(encoding="utf-8").strip()
+    if not token:
+        raise InvalidArgument(f"{token_file}: the token file is empty ({options[1]})")
     return service_channel(address, cert.read_bytes(), jurisdiction, token)
 
 
@@ -163,14 +214,18 @@ def parse_api_spec(spec: str) -> tuple[str, str | None]:
 
 
 def _read_api(
-    address: str, jurisdiction: str | None, cert: Path | None, token_file: Path | None
+    address: str,
+    jurisdiction: str | None,
+    cert: Path | None,
+    token_file: Path | None,
+    options: tuple[str, str],
 ) -> list[tuple[int, LedgerEvent]]:
     import grpc
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
     from gateway.errors import error_for_status
 
-    channel = ledger_api_channel(address, jurisdiction, cert, token_file)
+    channel = ledger_api_channel(address, jurisdiction, cert, token_file, options)
     out: list[tuple[int, LedgerEvent]] = []
     with channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)
@@ -231,9 +286,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     unreconciled = [
         f"{r.jurisdiction_a}<->{r.jurisdiction_b}" for r in inputs.reconciliations if not r.ok
     ]
+    dropped = len(inputs.entries) - len(inputs.trusted_entries)
     print(
         f"audit report written to {args.out}: {len(inputs.ledgers)} ledger(s), "
         f"{len(inputs.entries)} entries"
+        + (
+            f" ({dropped} of them in ledgers that do not verify: marked UNVERIFIED and left "
+            "out of the figures and charts)"
+            if bad
+            else ""
+        )
     )
     if bad or unreconciled or evidence:
         raise VerificationFailed(
@@ -248,9 +310,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    sides = (
+        (args.a, args.cert_a, args.token_file_a, ("--cert-a", "--token-file-a")),
+        (args.b, args.cert_b, args.token_file_b, ("--cert-b", "--token-file-b")),
+    )
+    for side in sides:  # both sides' options before either is read
+        check_live_side(*side)
     report = reconcile(
-        read_side(args.a, args.cert_a, args.token_file_a),
-        read_side(args.b, args.cert_b, args.token_file_b),
+        read_side(*sides[0]),
+        read_side(*sides[1]),
         side_jurisdiction(args.a),
         side_jurisdiction(args.b),
     )

@@ -16,21 +16,23 @@ from typing import Any
 from gateway.crypto import DEFAULT_SUITE, SUITE_NAMES, AnySigningKey
 from gateway.errors import InvalidArgument
 from gateway.identity import key_id, load_public_descriptor
+from gateway.limits import DEFAULT_LIMITS
 from gateway.trust import (
     AUTHORITY_PUB_FILE,
     Member,
     TrustBundle,
     authority_key_id,
     init_federation,
-    load_bundle,
     read_authority_key,
     read_authority_signing_key,
     read_bundle_for_reissue,
     reissue_bundle_file,
     rotated_member,
+    verify_bundle,
     with_member,
     without_member,
 )
+from gateway.trust.files import read_limited
 
 
 def register(sub: Any) -> None:
@@ -217,9 +219,12 @@ def _renew(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    # The bundle is read first, so a wrong --bundle is named as such (not as a
+    # missing authority.pub next to it).
+    data = read_limited(args.bundle, DEFAULT_LIMITS.max_bundle_bytes, "trust bundle")
     authority_path = args.authority or args.bundle.parent / AUTHORITY_PUB_FILE
     authority = read_authority_key(authority_path)
-    b = load_bundle(args.bundle, authority, now=_now())
+    b = verify_bundle(data, authority, _now())
     print(f"federation {b.federation}")
     print(f"  suite       {b.suite}")
     if b.suite == "gm":

@@ -5,7 +5,8 @@ not own: any verification or proof logic (``gateway.ledger.*``).
 
     gateway ledger verify PATH [--bundle TRUST | --key VKEY] [--checkpoint NOTE]...
                           [--witness-db DB]... [--witness-config gateway.toml]...
-                          [--require-witnesses N]
+                          [--from-witness J@HOST:PORT --witness-cert CRT
+                           --witness-token-file TOKEN]... [--require-witnesses N]
     gateway ledger export --ledger PATH (--request-id ID | --since ISO --until ISO)
                           --bundle TRUST [--require-witnesses N] -o OUT
     gateway ledger show PATH [--since ISO] [--until ISO] [--counterparty J] [--dataset D]
@@ -225,7 +226,7 @@ def _log_keys(
         v = parse_vkey(key)
         if v.name != ledger.origin:
             raise InvalidArgument.expected("--key name", ledger.origin, v.name)
-        return v.key, "--key (cosignatures not checked: pass --bundle)"
+        return v.key, "--key (the log's key only)"
     # Never the key the file carries (its ``vkey``): a forger writes that too.
     raise InvalidArgument(
         "no trusted key to verify with: pass --bundle (the federation trust bundle) or --key; "
@@ -305,6 +306,15 @@ def _witness_store(
 
 def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[str, str]]:
     """(label, note) of every checkpoint obtained from outside the ledger file."""
+    certs, tokens = args.witness_cert, args.witness_token_file
+    n_live = len(args.from_witness)
+    if len(certs) != n_live or len(tokens) != n_live:
+        # Live reads are TLS with the named certificate and a token, never plaintext.
+        raise InvalidArgument(
+            "give one --witness-cert and one --witness-token-file per --from-witness "
+            f"({n_live} --from-witness, {len(certs)} --witness-cert, "
+            f"{len(tokens)} --witness-token-file)"
+        )
     out = [(f"outside checkpoint {p}", p.read_text(encoding="utf-8")) for p in args.checkpoint]
     witnesses: list[tuple[Path | None, Path | None]] = [(db, None) for db in args.witness_db]
     witnesses += [(None, config) for config in args.witness_config]
@@ -318,22 +328,15 @@ def _outside_checkpoints(args: argparse.Namespace, origin: str) -> list[tuple[st
         if state is None:
             raise NotFound(f"{where}: this witness never cosigned {origin}")
         out.append((where, state.note))
-    certs, tokens = args.witness_cert, args.witness_token_file
-    if args.from_witness and (len(certs) != len(args.from_witness) or len(tokens) > len(certs)):
-        raise InvalidArgument(
-            "give one --witness-cert (and optionally one --witness-token-file) per --from-witness"
-        )
-    for n, spec in enumerate(args.from_witness):
-        token = tokens[n] if n < len(tokens) else None
-        out.append(
-            (f"checkpoint witnessed by {spec}", fetch_witnessed(spec, certs[n], token, origin))
-        )
+    for spec, cert, token in zip(args.from_witness, certs, tokens, strict=True):
+        out.append((f"checkpoint witnessed by {spec}", fetch_witnessed(spec, cert, token, origin)))
     return out
 
 
-def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str) -> str:
-    """The checkpoint the gateway at ``spec`` last cosigned for ``origin``, live. Trusted
-    for nothing by itself: verification checks its signatures against the trust bundle."""
+def fetch_witnessed(spec: str, cert: Path, token_file: Path, origin: str) -> str:
+    """The checkpoint the gateway at ``spec`` last cosigned for ``origin``, live (TLS
+    trusting ``cert``, with the token in ``token_file``). Trusted for nothing by
+    itself: verification checks its signatures against the trust bundle."""
     import grpc
 
     from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, ledger_pb2_grpc
@@ -341,7 +344,8 @@ def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str)
     from gateway.errors import error_for_status
 
     address, jurisdiction = parse_api_spec(spec)
-    with ledger_api_channel(address, jurisdiction, cert, token_file) as channel:
+    options = ("--witness-cert", "--witness-token-file")
+    with ledger_api_channel(address, jurisdiction, cert, token_file, options) as channel:
         try:
             resp = ledger_pb2_grpc.LedgerStub(channel).GetWitnessedCheckpoint(
                 ledger_pb2.GetWitnessedCheckpointRequest(origin=origin), timeout=30
@@ -353,7 +357,18 @@ def fetch_witnessed(spec: str, cert: Path, token_file: Path | None, origin: str)
     return str(resp.checkpoint)
 
 
+def _check_require_witnesses(n: int | None) -> None:
+    if n is not None and n < 0:
+        raise InvalidArgument.expected("--require-witnesses", "a count >= 0", n)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    _check_require_witnesses(args.require_witnesses)
+    if args.require_witnesses and args.key and not args.bundle:
+        raise InvalidArgument(
+            "--require-witnesses counts cosignatures, which need the witnesses' keys: "
+            "pass --bundle (the federation trust bundle); --key is the log's key only"
+        )
     path: Path = args.path
     if not path.exists():
         raise NotFound(f"{path}: no such file")
@@ -374,7 +389,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     finally:
         ledger.close()
-    for line in report_lines(report, ledger.origin, source):
+    for line in report_lines(report, ledger.origin, source, check_nodes=not args.no_nodes):
         print(line)
     report.raise_for_problem()
     return 0
@@ -467,8 +482,33 @@ def _run_with_progress(
 MAX_CHECKPOINT_LINES = 20
 
 
-def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
-    """What ``ledger verify`` prints for a ledger file."""
+def _what_was_checked(report: LedgerReport, check_nodes: bool) -> tuple[list[str], list[str]]:
+    """(what verified, what was not checked and how to check it) for an OK report."""
+    done = ["hash chain", "Merkle tree"]
+    skipped = []
+    if check_nodes:
+        done.append("stored Merkle nodes")
+    else:
+        skipped.append("stored Merkle nodes (--no-nodes)")
+    done.append(f"log signatures of {report.checkpoints} checkpoints")
+    if report.witnesses_checked:
+        done.append("cosignatures")
+    else:
+        skipped.append("cosignatures (no witness keys: pass --bundle)")
+    if report.signatures is not None:
+        done.append("exchange signatures")
+    elif report.witnesses_checked:
+        skipped.append("exchange signatures (--no-signatures)")
+    else:
+        skipped.append("exchange signatures (no member keys: pass --bundle)")
+    return done, skipped
+
+
+def report_lines(
+    report: LedgerReport, origin: str, source: str, *, check_nodes: bool = True
+) -> list[str]:
+    """What ``ledger verify`` prints for a ledger file: the OK line names exactly what
+    was checked and what was not (``check_nodes``: the stored nodes were checked)."""
     out = [f"ledger {origin}: {report.entries} entries, {report.checkpoints} checkpoints"]
     out.append(f"  keys from: {source}")
     if report.stored and report.witnesses_checked:
@@ -483,18 +523,19 @@ def report_lines(report: LedgerReport, origin: str, source: str) -> list[str]:
             out.append(
                 f"  {c.label} (size {c.size}): cosigned by {', '.join(c.cosigners) or 'no witness'}"
             )
-    elif report.stored:
-        out.append("  cosignatures not checked: no witness keys (pass --bundle)")
     for c in report.outside:
         by = f"; cosigned by {', '.join(c.cosigners)}" if c.cosigners else ""
         out.append(f"  {c.label}: size {c.size}{by}")
     if report.signatures is not None and report.ok:
         out.append(f"  {report.signatures} exchange signatures verify (requesters' and holders')")
     if report.ok:
+        done, skipped = _what_was_checked(report, check_nodes)
         out.append(
-            f"  OK: chain, Merkle tree, checkpoints and cosignatures verify; root "
+            f"  OK: {', '.join(done[:-1])} and {done[-1]} verify; root "
             f"{base64.b64encode(report.root).decode()}"
         )
+        if skipped:
+            out.append(f"  NOT checked: {'; '.join(skipped)}")
         below = report.truncation_excluded_below
         if report.outside:
             out.append(
@@ -537,6 +578,7 @@ def _parse_time(text: str, what: str) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _check_require_witnesses(args.require_witnesses)
     if (args.request_id is None) == (args.since is None and args.until is None):
         raise InvalidArgument("export: give --request-id, or --since and --until")
     if args.request_id is None and (args.since is None or args.until is None):

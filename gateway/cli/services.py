@@ -5,7 +5,9 @@ A service system has roles (``exchange``, ``statistics``, ``audit``,
 once; only its SHA-256 is stored in gateway.toml) or a TLS client certificate
 issued by this gateway's service-system CA (its fingerprint is stored). Each
 credential may expire; ``rotate`` issues a new one and lets the old ones run
-out after an overlap window; ``revoke`` ends one or all at once. The file is
+out after an overlap window (a certificate goes to a new ``--cert-out`` folder:
+``client.key``/``client.crt`` already there are never overwritten without
+``--force``); ``revoke`` ends one or all at once. The file is
 edited in place, comments and layout kept. A running gateway notices the
 change at its next call: a revoked or expired credential is refused at once.
 """
@@ -49,6 +51,12 @@ def register(sub: Any) -> None:
         )
         kind.add_argument(
             "--cert-out", type=Path, help="issue a TLS client certificate into this folder"
+        )
+        q.add_argument(
+            "--force",
+            action="store_true",
+            help="with --cert-out: write over a client.key and client.crt already in that "
+            "folder (by default refused: the credential they hold may still be valid)",
         )
         q.add_argument(
             "--expires-days",
@@ -206,12 +214,20 @@ def _issue(args: argparse.Namespace, config: GatewayConfig, sid: str) -> tuple[T
             f"bearer token (shown once, store it in the service system's secret store):\n{token}"
         )
         return _credential("token", crypto.sha256_hex(token.encode()), now, not_after), shown
+    out: Path = args.cert_out
+    # The credential files in that folder may be the one still valid for the overlap
+    # (or another system's): never replaced unless asked.
+    there = [n for n in ("client.key", "client.crt") if (out / n).exists()]
+    if there and not args.force:
+        raise InvalidArgument(
+            f"{out}: {' and '.join(there)} already there (a credential that may still be "
+            "valid): give --cert-out a new folder, or --force to write over them"
+        )
     ca = load_service_ca(config.key_dir, config.jurisdiction, create=True, limits=config.limits)
     cert_days = max(1, math.ceil(days)) if days is not None else 397
     ident = crypto.issue_client_certificate(
         ca, f"{sid}@{config.jurisdiction}", now=now, days=cert_days
     )
-    out: Path = args.cert_out
     out.mkdir(parents=True, exist_ok=True)
     write_file_atomic(out / "client.key", ident.key_pem, 0o600)
     write_file_atomic(out / "client.crt", ident.cert_pem, 0o644)

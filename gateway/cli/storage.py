@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig, load_config
-from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument
+from gateway.keyring import KeyRing
 
 
 def register(sub: Any) -> None:
@@ -48,8 +48,10 @@ def register(sub: Any) -> None:
     m.set_defaults(func=cmd_migrate)
 
 
-def _own_log(config: GatewayConfig) -> tuple[str, AnyVerifyKey]:
-    """This gateway's ledger origin and key, from its authority-verified trust bundle."""
+def _own_log(config: GatewayConfig) -> tuple[str, KeyRing]:
+    """This gateway's ledger origin and ledger key ring (the current key and the retired
+    ones with their validity, so checkpoints signed before a rotation still verify),
+    from its authority-verified trust bundle."""
     from gateway.trust import load_bundle, read_authority_key
 
     bundle = load_bundle(
@@ -58,7 +60,7 @@ def _own_log(config: GatewayConfig) -> tuple[str, AnyVerifyKey]:
         limits=config.limits,
     )
     me = bundle.member(config.jurisdiction)
-    return me.origin, me.ledger_key
+    return me.origin, me.ring("ledger")
 
 
 def _postgres(config: GatewayConfig, *, read_only: bool = False) -> Any:
@@ -111,7 +113,7 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
     from gateway.storage.postgres.ledger import PgLedgerStore
 
     config = load_config(args.config)
-    origin, key = _own_log(config)
+    origin, ring = _own_log(config)
     # Read-only: a wrong data_dir or schema is named, never created (an empty
     # ledger created there would verify "OK").
     if config.storage.url is None:
@@ -122,7 +124,7 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
         store = PgLedgerStore(db)
         where, close = f"PostgreSQL {db.where} (schema {db.schema})", db.close
     try:
-        report = verify_store(store, origin, key, limits=config.limits)
+        report = verify_store(store, origin, ring, limits=config.limits)
     finally:
         close()
     _print(report, origin, where)
@@ -132,7 +134,7 @@ def cmd_verify_ledger(args: argparse.Namespace) -> int:
 
 def _print(report: Any, origin: str, where: str) -> None:
     print(f"ledger {origin} in {where}: {report.entries} entries, {report.checkpoints} checkpoints")
-    print("  log key from: trust bundle")
+    print("  log keys from: trust bundle (current and retired ledger keys)")
     if report.ok:
         root = base64.b64encode(report.root).decode()
         print(f"  OK: chain, Merkle tree and checkpoints verify; root {root}")
@@ -145,10 +147,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     source: Path = args.source or config.data_dir
-    origin, key = _own_log(config)
+    origin, ring = _own_log(config)
     db = _postgres(config)
     try:
-        report = migrate_from_sqlite(source, db, origin, key, limits=config.limits)
+        report = migrate_from_sqlite(source, db, origin, ring, limits=config.limits)
     finally:
         db.close()
     _print(report.before, origin, f"SQLite {source}")

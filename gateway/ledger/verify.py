@@ -221,10 +221,24 @@ def checkpoint_cosigners(
     or re-keyed cosignature raises VerificationFailed. The log's own
     signature(s) and lines under unknown names are not cosignatures.
     """
+    found, ignored = checkpoint_cosignatures(note, origin, log_keys, trusted, limits)
+    return tuple(sorted({j for j, _, _ in found})), ignored
+
+
+def checkpoint_cosignatures(
+    note: str,
+    origin: str,
+    log_keys: Sequence[AnyVerifyKey],
+    trusted: TrustedKeys,
+    limits: Limits = DEFAULT_LIMITS,
+) -> tuple[tuple[tuple[str, str, int], ...], tuple[str, ...]]:
+    """As ``checkpoint_cosigners``, each verified cosignature as (jurisdiction, witness
+    name, its timestamp in seconds), checked with the witness keys (current or
+    retired) the trust bundle lists at that time."""
     text, sigs = parse_note(note, limits)
     log_ids = {key_id(origin, SIG_ED25519, k) for k in log_keys}
     log = trusted.by_origin(origin)
-    cosigners: list[str] = []
+    found: list[tuple[str, str, int]] = []
     ignored: list[str] = []
     for s in sigs:
         if s.name == origin and s.key_id in log_ids:
@@ -249,10 +263,12 @@ def checkpoint_cosigners(
                 f"cosignature from witness {s.name} has key id {s.key_id.hex()}, which is not "
                 f"a key the trust bundle lists for {signer.jurisdiction} at that time"
             )
-        verify_cosignature(text, s, NoteVerifier(s.name, candidates[0], SIG_COSIGNATURE_V1))
-        if signer.jurisdiction not in cosigners:
-            cosigners.append(signer.jurisdiction)
-    return tuple(sorted(cosigners)), tuple(ignored)
+        stamped = verify_cosignature(
+            text, s, NoteVerifier(s.name, candidates[0], SIG_COSIGNATURE_V1)
+        )
+        if all(j != signer.jurisdiction for j, _, _ in found):
+            found.append((signer.jurisdiction, s.name, stamped))
+    return tuple(sorted(found)), tuple(ignored)
 
 
 def check_checkpoints(

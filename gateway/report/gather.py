@@ -4,7 +4,11 @@ Owns: opening each ledger file read-only, verifying it whole (chain, tree,
 checkpoints, cosignatures, every entry's exchange signatures: what ``ledger
 verify --bundle`` checks) with the keys the trust bundle lists (never a key
 stored in the file), checking which federation witnesses cosigned its
-newest checkpoint, and reconciling every pair of ledgers given. Does not
+newest checkpoint (with each witness's key valid at the cosignature's time,
+current or retired), refusing two ledgers of one jurisdiction, telling the
+entries of ledgers that verify (``AuditInputs.trusted_entries``: what the
+figures count) from those of ledgers that do not, and reconciling every pair
+of ledgers given. Does not
 own: verification, decoding or reconciliation logic (``gateway.ledger.verify``,
 ``gateway.ledger.show``, the decoder ``gateway ledger show`` uses,
 ``gateway.ledger.reconcile``), what the report computes
@@ -19,14 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import GatewayError, NotFound, VerificationFailed
+from gateway.errors import GatewayError, InvalidArgument, NotFound, VerificationFailed
 from gateway.ledger.ledger import SqliteLedger, default_origin
-from gateway.ledger.note import cosignatures_in
 from gateway.ledger.reconcile import ReconcileReport, reconcile
 from gateway.ledger.show import shown_entries
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.trustkeys import TrustedKeys
-from gateway.ledger.verify import verify_store
+from gateway.ledger.verify import checkpoint_cosignatures, verify_store
 from gateway.report.model import Entry
 from gateway.trust import TrustBundle
 
@@ -70,6 +73,18 @@ class AuditInputs:
     reconciliations: tuple[ReconcileReport, ...]
     generated_at: dt.datetime
     witnesses: tuple[WitnessView, ...] = ()
+
+    @property
+    def unverified(self) -> tuple[str, ...]:
+        """Jurisdictions whose ledger does not verify."""
+        return tuple(s.jurisdiction for s in self.ledgers if not s.ok)
+
+    @property
+    def trusted_entries(self) -> tuple[Entry, ...]:
+        """The entries of ledgers that verify: the only ones the figures, charts and
+        budget count (a ledger that fails verification proves nothing it holds)."""
+        bad = set(self.unverified)
+        return tuple(e for e in self.entries if e.ledger not in bad)
 
 
 def read_witness(label: str, path: Path) -> tuple[WitnessView, dict[str, str]]:
@@ -119,27 +134,25 @@ def _status(
         # trust bundle, every cosignature and both exchange signatures of every entry
         # (a log key alone would pass an entry whose requester never signed it).
         # Checkpoints witnesses hold for this log: the ledger must extend each.
+        keys = TrustedKeys.from_bundle(bundle)
         report = verify_store(
             store,
             ledger.origin,
-            TrustedKeys.from_bundle(bundle),
+            keys,
             trusted=[note for _, note in held],
             check_signatures=True,
         )
-        witnesses = {
-            m.witness_name: m.cosigner_key  # the current witness key
-            for m in bundle.members
-            if m.jurisdiction != member.jurisdiction
-        }
-        by_name = {m.witness_name: m.jurisdiction for m in bundle.members}
         latest = ledger.latest_checkpoint()
         cosigned: tuple[tuple[str, str, int], ...] = ()
         if latest is not None:
+            # Each witness's key valid when it cosigned (a witness that rotated its
+            # key since still counts), as `ledger verify --bundle` checks them.
             try:
-                sigs = cosignatures_in(latest.note, witnesses)
-            except VerificationFailed:
-                sigs = {}
-            cosigned = tuple(sorted((by_name[n], n, t) for n, t in sigs.items()))
+                cosigned, _ = checkpoint_cosignatures(
+                    latest.note, ledger.origin, keys.log_keys(ledger.origin), keys
+                )
+            except GatewayError:  # the verification above names the bad line
+                cosigned = ()
         entries: list[Entry] = []
         undecodable = ""
         try:
@@ -165,7 +178,9 @@ def _status(
         newest_checkpoint_size=latest.checkpoint.size if latest else 0,
         newest_checkpoint_ms=latest.issued_ms if latest else None,
         cosigned_by=cosigned,
-        witnesses_expected=tuple(sorted(by_name[n] for n in witnesses)),
+        witnesses_expected=tuple(
+            sorted(m.jurisdiction for m in bundle.members if m.jurisdiction != member.jurisdiction)
+        ),
         witness_held=tuple((label, _note_size(note)) for label, note in held),
     )
     return status, entries
@@ -192,10 +207,20 @@ def gather(
         views.append(view)
         for origin, note in notes.items():
             held_by_origin.setdefault(origin, []).append((label, note))
-    statuses, entries = [], []
-    per_ledger: dict[str, list[Entry]] = {}
+    origins: dict[str, Path] = {}
     for path in paths:
         origin = _origin_of(path)
+        if origin in origins:
+            # Each jurisdiction is one side of the reconciliation: a second ledger of it
+            # (a copy, a backup, another replica's file) would silently replace the first.
+            raise InvalidArgument(
+                f"{origins[origin]} and {path} are both ledgers of {origin}: give one "
+                "ledger per jurisdiction (report on the other in a separate run)"
+            )
+        origins[origin] = path
+    statuses, entries = [], []
+    per_ledger: dict[str, list[Entry]] = {}
+    for origin, path in origins.items():
         status, es = _status(path, bundle, held_by_origin.get(origin, ()))
         statuses.append(status)
         entries.extend(es)

@@ -9,6 +9,9 @@ a ledger is evidence, not markup.
 
 Entries are metadata only (the ledger holds no personal data), so the table
 shows what the ledger shows: ids, codes, decisions, reasons and digests.
+The figures, charts and budget count only the entries of ledgers that verify;
+the entries of a ledger that fails are listed in the table marked UNVERIFIED
+and the page says they were left out.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .scroll{max-height:620px;overflow:auto;border:1px solid #e6e9ef}
 tr.k-refusal td.kind,tr.k-stats_refusal td.kind{color:#b71c1c}
 tr.k-transfer td.kind{color:#1b5e20} tr.k-stats_release td.kind{color:#0d47a1}
+tr.unverified td{background:#fdecea}
 """
 
 _SCRIPT = """
@@ -114,7 +118,8 @@ def _verification(ledgers: Sequence[LedgerStatus]) -> str:
         "stored node, every signed checkpoint and cosignature, both exchange signatures of "
         "every entry) with the keys the trust bundle lists, never a key stored in the file. "
         "Witnesses: federation members whose "
-        "cosignature on the newest checkpoint verifies with their key from the bundle.</p>"
+        "cosignature on the newest checkpoint verifies with the key the bundle lists for them at "
+        "the cosignature's time.</p>"
         "<table><thead><tr><th>ledger</th><th>status</th><th>entries</th><th>checkpoints</th>"
         "<th>newest checkpoint</th><th>cosigned by</th><th>witness-held checkpoints "
         "(the ledger extends each)</th><th>root (base64)</th></tr></thead>"
@@ -148,7 +153,9 @@ def _witnesses(inputs: AuditInputs) -> str:
     return f"<section id='witnesses'><h2>Witness stores</h2>{''.join(parts)}</section>"
 
 
-def _charts(items: Sequence[model.Exchange], series: Sequence[model.BudgetSeries]) -> str:
+def _charts(
+    items: Sequence[model.Exchange], series: Sequence[model.BudgetSeries], left_out: str = ""
+) -> str:
     made = [
         charts.stacked_bars(
             "by-day", "Exchanges per day (CST)", model.breakdown(items, "day", True), False
@@ -169,12 +176,18 @@ def _charts(items: Sequence[model.Exchange], series: Sequence[model.BudgetSeries
         "</figure>"
         for c in made
     )
-    return f"<section id='charts'><h2>Transfers and refusals</h2><div class='charts'>{figs}</div></section>"
+    return (
+        f"<section id='charts'><h2>Transfers and refusals</h2>{left_out}"
+        f"<div class='charts'>{figs}</div></section>"
+    )
 
 
-def _budget(series: Sequence[model.BudgetSeries]) -> str:
+def _budget(series: Sequence[model.BudgetSeries], left_out: str = "") -> str:
     if not series:
-        return "<section id='budget'><h2>Privacy budget spent</h2><p>No statistics released.</p></section>"
+        return (
+            "<section id='budget'><h2>Privacy budget spent</h2>"
+            f"<p>No statistics released.</p>{left_out}</section>"
+        )
     rows = "".join(
         f"<tr><td>{escape(s.holder)}</td><td>{escape(s.dataset)}</td><td>{escape(s.requester)}</td>"
         f'<td class="num">{len(s.points)}</td><td class="num">{s.spent:g}</td>'
@@ -184,7 +197,7 @@ def _budget(series: Sequence[model.BudgetSeries]) -> str:
     return (
         "<section id='budget'><h2>Privacy budget spent</h2>"
         "<p>Epsilon each holder charged, from its own ledger entries (releases and refusals "
-        "that were charged).</p><table><thead><tr><th>holder</th><th>dataset</th>"
+        f"that were charged).</p>{left_out}<table><thead><tr><th>holder</th><th>dataset</th>"
         "<th>requester</th><th>charges</th><th>ε spent</th><th>last</th></tr></thead>"
         f"<tbody>{rows}</tbody></table></section>"
     )
@@ -198,8 +211,10 @@ def _reconciliation(inputs: AuditInputs) -> str:
             "two entries.</p></section>"
         )
     parts = []
+    unverified = set(inputs.unverified)
     for r in inputs.reconciliations:
         a, b = escape(r.jurisdiction_a), escape(r.jurisdiction_b)
+        failed = sorted({r.jurisdiction_a, r.jurisdiction_b} & unverified)
         head = (
             f'<span class="ok">all {r.matched} paired transfers match</span>'
             if r.ok
@@ -219,7 +234,13 @@ def _reconciliation(inputs: AuditInputs) -> str:
             f"({a} entry {d.index_a}, {b} entry {d.index_b}): {escape(', '.join(d.fields))}</li>"
             for d in r.differing
         ]
-        parts.append(f"<h3>{a} ↔ {b}: {head}</h3><ul>{''.join(items)}</ul>")
+        caveat = (
+            f"<p class='bad'>{escape(', '.join(failed))}'s ledger does not verify: its side of "
+            "this comparison is unverified.</p>"
+            if failed
+            else ""
+        )
+        parts.append(f"<h3>{a} ↔ {b}: {head}</h3>{caveat}<ul>{''.join(items)}</ul>")
     return f"<section id='reconciliation'><h2>Reconciliation</h2>{''.join(parts)}</section>"
 
 
@@ -227,14 +248,18 @@ def _entries(inputs: AuditInputs, max_rows: int) -> str:
     entries = sorted(inputs.entries, key=lambda e: (e.event.timestamp_ms, e.ledger, e.index))
     cut = len(entries) - max_rows
     shown = entries[-max_rows:] if cut > 0 else entries
+    unverified = set(inputs.unverified)
     rows = []
     for e in shown:
         ev = e.event
         d = dict(ev.details)
         extra = f"ε {d['epsilon']}" if "epsilon" in d and ev.kind.startswith("stats") else ""
+        bad = e.ledger in unverified
+        mark = "<br><span class='bad'>UNVERIFIED</span>" if bad else ""
         rows.append(
-            f'<tr class="k-{escape(ev.kind)}" data-kind="{escape(ev.kind)}" data-ledger="{escape(e.ledger)}">'
-            f"<td>{escape(e.ledger)}</td><td class='num'>{e.index}</td>"
+            f'<tr class="k-{escape(ev.kind)}{" unverified" if bad else ""}" '
+            f'data-kind="{escape(ev.kind)}" data-ledger="{escape(e.ledger)}">'
+            f"<td>{escape(e.ledger)}{mark}</td><td class='num'>{e.index}</td>"
             f"<td>{escape(model.cst_time(ev.timestamp_ms))}</td><td>{escape(ev.role)}</td>"
             f"<td class='kind'>{escape(ev.kind)}</td><td>{escape(ev.counterparty)}</td>"
             f"<td>{escape(ev.service_system)}</td><td>{escape(ev.dataset)}</td>"
@@ -257,6 +282,11 @@ def _entries(inputs: AuditInputs, max_rows: int) -> str:
         if cut > 0
         else ""
     )
+    if unverified:
+        note += (
+            f"<p class='bad'>Entries of {escape(', '.join(sorted(unverified)))} are marked "
+            "UNVERIFIED: that ledger does not verify, so nothing it holds is proven.</p>"
+        )
     return (
         "<section id='entries-section'><h2>Ledger entries (decoded)</h2>"
         f"{note}<div class='filters'><input id='q' type='search' "
@@ -277,9 +307,11 @@ def render(
     title: str = "Data-exchange audit report",
     limits: Limits = DEFAULT_LIMITS,
 ) -> str:
-    """The whole report; its entry table shows the newest ``limits.max_report_rows``."""
-    items = model.exchanges(inputs.entries)
-    series = model.budget_series(inputs.entries)
+    """The whole report; its entry table shows the newest ``limits.max_report_rows``.
+    Figures, charts and budget count only ``inputs.trusted_entries``."""
+    trusted = inputs.trusted_entries
+    items = model.exchanges(trusted)
+    series = model.budget_series(trusted)
     s = model.summary(items)
     b = inputs.bundle
     all_ok = (
@@ -304,6 +336,15 @@ def render(
         )
     )
     generated = inputs.generated_at.astimezone(CST).strftime("%Y-%m-%d %H:%M CST")
+    dropped = len(inputs.entries) - len(trusted)
+    left_out = (
+        f"<p class='bad'>Not counted: the {dropped:,} entries of "
+        f"{escape(', '.join(inputs.unverified))}, whose ledger does not verify, are left out "
+        "of these figures, the charts and the budget (listed in the table, marked "
+        "UNVERIFIED).</p>"
+        if inputs.unverified
+        else ""
+    )
     return (
         "<!DOCTYPE html><html lang='zh-CN'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
@@ -318,9 +359,9 @@ def render(
         f"<section id='summary'><h2>Summary</h2><p>{verdict}</p><div class='cards'>{cards}</div>"
         "<p>Each exchange is counted once (the holder's entry when both ledgers are given). "
         "Ledgers hold metadata and digests only: no names, ID numbers or record values.</p>"
-        "</section>"
-        f"{_verification(inputs.ledgers)}{_witnesses(inputs)}{_charts(items, series)}"
-        f"{_budget(series)}"
+        f"{left_out}</section>"
+        f"{_verification(inputs.ledgers)}{_witnesses(inputs)}{_charts(items, series, left_out)}"
+        f"{_budget(series, left_out)}"
         f"{_reconciliation(inputs)}{_entries(inputs, limits.max_report_rows)}</main>"
         f"<script>{_SCRIPT}</script></body></html>"
     )

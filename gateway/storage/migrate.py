@@ -1,10 +1,10 @@
 """Moving a single-machine gateway's SQLite state into PostgreSQL.
 
-Owns: ``migrate_from_sqlite``: verify the SQLite ledger against the ledger key
-from the trust bundle, copy every store (ledger entries, nodes, checkpoints
-and metadata; replay ids; quotas; budget spends with their status; witness
-state and evidence; the subject-access blind-index store; the accepted bundle
-version) into an EMPTY PostgreSQL
+Owns: ``migrate_from_sqlite``: verify the SQLite ledger against the ledger keys
+from the trust bundle (the key ring: current and retired keys), copy every store
+(ledger entries, nodes, checkpoints and metadata; replay ids; quotas; budget
+spends with their status; witness state and evidence; the subject-access
+blind-index store; the accepted bundle version) into an EMPTY PostgreSQL
 schema in one transaction (all or nothing), then verify the PostgreSQL ledger
 and require the same size, checkpoints and root. Rows are copied verbatim:
 nothing is re-encoded or re-hashed, so the log is the same log.
@@ -23,6 +23,7 @@ from typing import Any
 
 from gateway.crypto import AnyVerifyKey
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
+from gateway.keyring import KeyRing
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.verify import LedgerReport, verify_store
 from gateway.limits import DEFAULT_LIMITS, Limits
@@ -126,11 +127,12 @@ def migrate_from_sqlite(
     data_dir: Path,
     db: PgDatabase,
     origin: str,
-    ledger_key: AnyVerifyKey,
+    ledger_key: AnyVerifyKey | KeyRing,
     progress: Callable[[str, int], None] | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> MigrationReport:
-    """Copy ``data_dir``'s SQLite state into ``db``; verify before and after."""
+    """Copy ``data_dir``'s SQLite state into ``db``; verify before and after
+    (``ledger_key``: the log's key, or its key ring when it was rotated)."""
     ledger_path = data_dir / LEDGER_FILE
     if not ledger_path.is_file():
         raise NotFound(f"{ledger_path}: no ledger to migrate")

@@ -70,7 +70,9 @@ def load_bundle(
     from its own configuration, never from next to the bundle it verifies.
     """
     path = Path(path)
+    # The bundle first: a wrong bundle path is named as such, not as a missing
+    # authority.pub next to it.
+    data = read_limited(path, limits.max_bundle_bytes, "trust bundle")
     if authority_key is None:
         authority_key = read_authority_key(path.parent / AUTHORITY_PUB_FILE, limits)
-    data = read_limited(path, limits.max_bundle_bytes, "trust bundle")
     return verify_bundle(data, authority_key, now or _dt.datetime.now(_dt.UTC), min_version, limits)

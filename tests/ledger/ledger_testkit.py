@@ -142,11 +142,31 @@ def federation_keys(suite: str | None = None) -> Any:
     return TrustedKeys(signers, entries, "test federation")
 
 
-def write_trust_bundle(folder: Any, *, ledger_seeds: dict[str, bytes] | None = None) -> Any:
-    """A signed trust bundle file for MEMBERS in the test's suite (with authority.pub beside it)."""
+def rotated_witness_key(j: str, suite: str | None = None) -> AnySigningKey:
+    """The witness key member ``j`` cosigns with after rotating it (``write_trust_bundle``)."""
+    return fixed_key(suite or active_suite(), bytes([int(j[:2]) + 200]) * 32)
+
+
+# Until when a witness key rotated by ``write_trust_bundle`` was valid: after every
+# cosignature ``witness_round`` stamps by default.
+WITNESS_ROTATED_AT = 1_700_500_000
+
+
+def write_trust_bundle(
+    folder: Any,
+    *,
+    ledger_seeds: dict[str, bytes] | None = None,
+    rotated_witnesses: tuple[str, ...] = (),
+) -> Any:
+    """A signed trust bundle file for MEMBERS in the test's suite (with authority.pub beside it).
+
+    ``rotated_witnesses``: members whose witness key was rotated at
+    ``WITNESS_ROTATED_AT``: the bundle lists ``rotated_witness_key(j)`` as current and the
+    key ``witness_round`` cosigns with as retired."""
     import datetime as dt
 
     from gateway.crypto import cert_fingerprint, make_tls_identity
+    from gateway.keyring import RetiredKey
     from gateway.trust import AUTHORITY_PUB_FILE, BUNDLE_FILE, Member, sign_bundle
 
     suite = crypto.suite(active_suite())
@@ -154,6 +174,14 @@ def write_trust_bundle(folder: Any, *, ledger_seeds: dict[str, bytes] | None = N
     members = []
     for n, j in enumerate(MEMBERS):
         tls = make_tls_identity(f"gw-{j}", [f"gw{n}.example"])
+        rotated: dict[str, Any] = {}
+        if j in rotated_witnesses:
+            until = dt.datetime.fromtimestamp(WITNESS_ROTATED_AT, dt.UTC)
+            old = ledger_key(j).verify_key.encode()
+            rotated = {
+                "witness_key": rotated_witness_key(j).verify_key,
+                "retired": (RetiredKey("witness", old, until),),
+            }
         members.append(
             Member(
                 jurisdiction=j,
@@ -165,6 +193,7 @@ def write_trust_bundle(folder: Any, *, ledger_seeds: dict[str, bytes] | None = N
                 tls_cert_pem=tls.cert_pem,
                 tls_fingerprint=cert_fingerprint(tls.cert_pem),
                 datasets=("household_register",),
+                **rotated,
             )
         )
     authority = fixed_key(suite.name, bytes([1]) * 32)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -148,3 +149,57 @@ def test_reconcile_reads_a_ledger_api(port, tmp_path: Path) -> None:  # type: ig
     token.write_text(svc.tokens[AUDITOR], encoding="utf-8")
     side = read_side(f"{svc.jurisdiction}@{svc.address}", cert, token)
     assert len(side) == 23 and side[3][1].request_id == "req-000003"
+
+
+class _CountingInterceptor(grpc.ServerInterceptor):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def intercept_service(self, continuation, details):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return continuation(details)
+
+
+def test_live_reads_without_a_certificate_or_token_refuse_instead_of_trusting_plaintext(
+    new_ledger: NewLedger, log_key: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An impostor serves a forged 110000 ledger in plaintext. `audit reconcile` and
+    `ledger verify --from-witness` given no certificate (or no token) read nothing from
+    it: exit 2, one line naming the option to give (they used to connect in plaintext,
+    token-less, and trust what came back)."""
+    from concurrent import futures
+
+    from gateway.cli import main
+    from gateway.ledger.note import vkey
+
+    key = vkey(ORIGIN, log_key.verify_key)
+    forged = new_ledger("forged.db", n=5, every=5)
+    counter = _CountingInterceptor()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[counter])
+    add_to_server(server, forged, scope=UnrestrictedScope())
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    theirs = new_ledger("theirs.db", n=5, every=5)
+    theirs.close()
+    cert, token = tmp_path / "gw.pem", tmp_path / "audit.token"
+    cert.write_bytes(b"not used: the command stops before connecting")
+    token.write_text("svc_token\n", encoding="utf-8")
+    live = f"110000@127.0.0.1:{port}"
+    try:
+        theirs_file = str(tmp_path / "theirs.db")
+        verify = ["ledger", "verify", theirs_file, "--key", key, "--from-witness", live]
+        cases = [
+            (["audit", "reconcile", live, theirs_file], "--cert-a"),
+            (["audit", "reconcile", theirs_file, live], "--cert-b"),
+            (["audit", "reconcile", live, theirs_file, "--cert-a", str(cert)], "--token-file-a"),
+            ([*verify, "--witness-token-file", str(token)], "--witness-cert"),
+            ([*verify, "--witness-cert", str(cert)], "--witness-token-file"),
+        ]
+        for argv, option in cases:
+            assert main(argv) == 2, argv
+            out, err = capsys.readouterr()
+            assert err.startswith("gateway: error: ") and len(err.splitlines()) == 1, err
+            assert option in err and "reconcile" not in out, (argv, err)
+        assert counter.calls == 0, "a live read went out without TLS or a token"
+    finally:
+        server.stop(None)

@@ -136,3 +136,44 @@ def test_client_certificate_credential_expires_when_asked_not_when_its_certifica
     (cred,) = system.credentials
     assert cred.not_after is not None
     assert cred.not_after <= before + dt.timedelta(hours=12, seconds=5)
+
+
+def test_rotating_a_certificate_into_the_folder_of_the_one_still_valid_is_refused_unless_forced(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The old client.key/client.crt stay valid for the overlap: writing the new ones
+    # over them left the service system, mid-rollout, with neither.
+    from gateway.cli import main
+    from gateway.config import load_config
+    from gateway.identity import generate_keys
+    from tests.server.access_testkit import cli
+
+    generate_keys(tmp_path / "keys", "110000", "北京")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        'jurisdiction = "110000"\nname = "北京"\nkey_dir = "keys"\ndata_dir = "data"\n'
+        'data_source = "data/source.sqlite"\npolicies = "policies"\n'
+        'trust_bundle = "bundle.json"\nauthority_key = "authority.pub"\n'
+        '[listen]\npeer = "127.0.0.1:7101"\nservice = "127.0.0.1:7201"\n'
+    )
+    cc = tmp_path / "cc"
+    cli("service-system", "add", "--config", str(cfg), "--id", "bj-proc", "--cert-out", str(cc))
+    old = {n: (cc / n).read_bytes() for n in ("client.key", "client.crt")}
+    toml_before = cfg.read_bytes()
+    rotate = ["service-system", "rotate", "--config", str(cfg), "--id", "bj-proc"]
+    assert main([*rotate, "--cert-out", str(cc)]) == 2
+    err = capsys.readouterr().err
+    assert f"{cc}: client.key and client.crt already there" in err and "--force" in err
+    assert len(err.splitlines()) == 1
+    assert {n: (cc / n).read_bytes() for n in old} == old and cfg.read_bytes() == toml_before
+    # A new folder, as the README's rotation section does; or --force.
+    cli(*rotate, "--cert-out", str(tmp_path / "cc-2027"))
+    assert (tmp_path / "cc-2027" / "client.crt").read_bytes() != old["client.crt"]
+    cli(*rotate, "--cert-out", str(cc), "--force")
+    assert (cc / "client.crt").read_bytes() != old["client.crt"]
+    system = load_config(cfg).service_system("bj-proc")
+    assert system is not None and len(system.all_credentials()) == 3
+    # `add` into a folder holding another system's credential is refused the same way.
+    assert main(["service-system", "add", "--config", str(cfg), "--id", "bj-other",
+                 "--cert-out", str(cc)]) == 2  # fmt: skip
+    assert "already there" in capsys.readouterr().err

@@ -174,14 +174,19 @@ def test_reconcile_over_the_gateways_ledger_apis_with_tls_and_tokens(
             str(tmp_path / f"{code}.token"),
         ]
     assert main(args) == 0
-    # Without a token the gateway refuses the auditor.
+    # Without a token the command asks for one; with a token the gateway does not
+    # know, the gateway refuses the auditor.
     bad = [a for a in args if not a.startswith("--token-file") and not a.endswith(".token")]
     from gateway.cli.audit import read_side
-    from gateway.errors import Unauthenticated
+    from gateway.errors import InvalidArgument, Unauthenticated
 
     assert main(bad) == 2
-    with pytest.raises(Unauthenticated):
+    with pytest.raises(InvalidArgument, match="--token-file"):
         read_side(args[2], fed.site("110000").tls_cert, None)
+    unknown = tmp_path / "unknown.token"
+    unknown.write_text("svc_not-a-registered-token")
+    with pytest.raises(Unauthenticated):
+        read_side(args[2], fed.site("110000").tls_cert, unknown)
 
 
 def test_ledger_verify_fetches_witnessed_checkpoints_live_and_excludes_truncation(
