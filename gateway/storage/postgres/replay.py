@@ -4,17 +4,20 @@ Owns: the ``ReplayStore`` Protocol on the shared database. The primary key
 (sender, request id) decides: of two replicas racing to record one id, exactly
 one insert succeeds; the other is refused as a replay. Ids older than twice
 the timestamp window (which ``gateway.envelope.check_header`` enforces) are
-pruned now and then.
+pruned now and then; a prune that fails is logged and retried later, never
+reported as the failure of the request whose id was just recorded.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 
-from gateway.errors import ReplayRejected
+from gateway.errors import ReplayRejected, StorageFailure
 from gateway.storage.postgres.db import PgDatabase
 
 PRUNE_EVERY = 1000
+log = logging.getLogger("gateway.storage")
 
 
 class PgReplayStore:
@@ -36,11 +39,21 @@ class PgReplayStore:
                 raise ReplayRejected(
                     f"request id {request_id} from {sender} was already processed; refusing a replay"
                 )
-            if next(self._inserts) % PRUNE_EVERY == 0:
+        if next(self._inserts) % PRUNE_EVERY == 0:
+            self._prune(now_ms)
+
+    def _prune(self, now_ms: int) -> None:
+        """Forget ids too old to be accepted anyway. The id just recorded is
+        committed: its caller must not be told otherwise (a retry would then be
+        refused as a replay of itself), so a failure here only delays the prune."""
+        try:
+            with self._db.connection("replay store") as conn:
                 conn.execute(
                     "DELETE FROM seen_requests WHERE timestamp_ms < %s",
                     (now_ms - 2 * self._window_ms,),
                 )
+        except StorageFailure as exc:
+            log.warning("replay memory not pruned (retried later): %s", exc)
 
     def close(self) -> None:
         """The database is closed by its owner."""
