@@ -9,7 +9,8 @@ on the last two UTC days as the ledger's transfers were charged (an entry's
 ``quota_charged``: the distinct subjects a named request asked for; else,
 for bulk and streamed transfers, its record count). Also the
 start-up cover (``BudgetCover``) that lets a restart read only new entries.
-The rule reads the stores through small Protocols (``LedgerStore``,
+At start-up, spends left ``reserved`` are settled from what the ledger shows
+(``settle_open_reservations``). The rule reads the stores through small Protocols (``LedgerStore``,
 ``SpendIndex``, ``QuotaCounts``), so a gateway on PostgreSQL checks the shared
 database at start-up just as one on SQLite checks its files; a backup folder's
 files are read read-only (``check_stores_cover_ledger``).
@@ -37,7 +38,7 @@ from gateway.ledger.events import QUOTA_CHARGED, LedgerEvent
 from gateway.ledger.storage import EntryRow, LedgerStore, SqliteLedgerStore
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.quota import QuotaKey
-from gateway.stats.budget import SpendIndex, SqliteSpendIndex
+from gateway.stats.budget import SpendIndex, SqliteSpendIndex, Status
 
 DAY_MS: Final = 86_400_000
 QUOTA_DAYS: Final = 2
@@ -308,6 +309,70 @@ def startup_shortfalls(
         tmp.write_text(json.dumps(fresh.__dict__), encoding="utf-8")
         os.replace(tmp, cover_path)
     return found
+
+
+class OpenReservations(Protocol):
+    """What settling left-over reservations needs of a budget store (every
+    ``BudgetStore`` has it)."""
+
+    def open_reservations(self) -> list[tuple[str, int]]: ...
+
+    def settle(self, request_id: str, status: Status) -> None: ...
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Reservations left ``reserved`` that the start-up settled."""
+
+    released: int  # the ledger holds their release
+    failed: int  # the ledger holds a charged refusal, or nothing and they are old
+
+    def __str__(self) -> str:
+        return f"{self.released} marked released, {self.failed} marked failed"
+
+
+def settle_open_reservations(
+    ledger: LedgerStore,
+    local: str,
+    budget: OpenReservations,
+    now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Settled:
+    """Settle every spend left ``reserved`` (its settle failed after the
+    release was ledgered, or the process stopped between the append and the
+    settle): ``released`` if this holder's ledger holds its ``stats_release``,
+    ``failed`` if it holds a charged refusal, or nothing and the reservation is
+    older than ``limits.stats_reservation_open_seconds`` (a request still in
+    progress on a replica is left alone). Either way the spend stays counted
+    (a settle only changes its status). A row another replica settled first
+    is skipped."""
+    open_rows = budget.open_reservations()
+    if not open_rows:
+        return Settled(0, 0)
+    ledgered: dict[str, Status] = {}
+    for row in ledger.find_requests([rid for rid, _ in open_rows]):
+        e = decode_entry(row.entry, limits).event
+        if e.role != "holder" or e.local != local:
+            continue
+        if e.kind == "stats_release":
+            ledgered[e.request_id] = "released"
+        elif _charged(e):
+            ledgered.setdefault(e.request_id, "failed")
+    stale_before = now_ms - int(limits.stats_reservation_open_seconds * 1000)
+    released = failed = 0
+    for rid, at_ms in open_rows:
+        status = ledgered.get(rid) or ("failed" if at_ms < stale_before else None)
+        if status is None:
+            continue
+        try:
+            budget.settle(rid, status)
+        except StorageFailure:
+            continue  # settled meanwhile (another replica); it stays counted either way
+        if status == "released":
+            released += 1
+        else:
+            failed += 1
+    return Settled(released, failed)
 
 
 SQLITE_HINT: Final = (

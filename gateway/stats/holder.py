@@ -18,7 +18,8 @@ Owns: the order of operations at a holder gateway for one statistics request:
    ``stats_release`` ledger event, then settle the reservation: the signed
    answer leaves only after it is ledgered. Once the release is ledgered the
    answer is returned even if settling fails (logged as a warning): a
-   reservation left ``reserved`` counts as spent exactly like a settled one.
+   reservation left ``reserved`` counts as spent exactly like a settled one
+   (the next start-up settles it from the ledger: ``gateway.ops.spent``).
 
 Refusals are RAISED as GatewayError subclasses (PolicyDenied, NotFound,
 InvalidArgument, BudgetExhausted, ...), after appending a ``stats_refusal``
