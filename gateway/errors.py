@@ -28,7 +28,9 @@ Shape (status in brackets):
         │   └── PolicyFileError  a policy, catalogue, agreement or config file fails validation
         ├── StorageFailure       SQLite etc. [UNAVAILABLE]
         ├── PeerUnavailable      a peer gateway cannot be reached [UNAVAILABLE]
-        └── PeerTimeout          a peer did not answer in time [DEADLINE_EXCEEDED]
+        ├── PeerTimeout          a peer did not answer in time [DEADLINE_EXCEEDED]
+        └── PeerPreconditionFailed  a peer's own state refuses (its configuration,
+                                 its data over max_rows) [FAILED_PRECONDITION]
 
 Crypto failures are deliberately opaque (like Fernet's single ``InvalidToken``):
 ``CryptoFailure`` takes no message, so none can say *which* check failed.
@@ -169,6 +171,13 @@ class PeerTimeout(EnvironmentFailure):
     """A peer gateway did not answer within the deadline."""
 
 
+class PeerPreconditionFailed(EnvironmentFailure):
+    """A peer gateway answered FAILED_PRECONDITION for a reason on its side: its
+    own configuration or policy files (e.g. its data exceed its statistics
+    agreement's ``max_rows``), or a status it did not name. What a peer's
+    ``ConfigurationError`` becomes here, so it is never taken for our own."""
+
+
 # --------------------------------------------------------------------------
 # The one table: error class <-> gRPC status.
 # --------------------------------------------------------------------------
@@ -179,7 +188,10 @@ STATUS_TABLE: tuple[tuple[StatusCode, tuple[type[GatewayError], ...]], ...] = (
     (StatusCode.PERMISSION_DENIED, (PolicyDenied, PermissionDenied)),
     (StatusCode.NOT_FOUND, (NotFound,)),
     (StatusCode.RESOURCE_EXHAUSTED, (QuotaExceeded, BudgetExhausted)),
-    (StatusCode.FAILED_PRECONDITION, (TrustBundleRejected, ConfigurationError, PolicyFileError)),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        (PeerPreconditionFailed, TrustBundleRejected, ConfigurationError, PolicyFileError),
+    ),
     (StatusCode.DATA_LOSS, (VerificationFailed,)),
     (StatusCode.UNAVAILABLE, (PeerUnavailable, StorageFailure)),
     (StatusCode.DEADLINE_EXCEEDED, (PeerTimeout,)),
@@ -199,11 +211,14 @@ _FROM_STATUS: dict[StatusCode, type[GatewayError]] = {
 # Error classes that may cross the wire by name (trailing metadata
 # ``gateway-error``), so a peer's refusal keeps its kind. Only the leaves of the
 # tree (never a base class), and only when the name agrees with the status: a
-# name never selects arbitrary code.
+# name never selects arbitrary code. Never a ``ConfigurationError`` (or its
+# ``PolicyFileError``): a gateway's own files are no other gateway's; a peer's
+# arrives as ``PeerPreconditionFailed``, and crosses on under that name.
 WIRE_NAMES: dict[str, type[GatewayError]] = {
     cls.__name__: cls
     for cls in _STATUS
-    if cls not in (GatewayError, Rejected, EnvironmentFailure, ConfigurationError)
+    if cls not in (GatewayError, Rejected, EnvironmentFailure)
+    and not issubclass(cls, ConfigurationError)
 }
 WIRE_METADATA_KEY = "gateway-error"
 
