@@ -385,10 +385,26 @@ POSTGRES_HINT: Final = (
 )
 
 
-def refuse_shortfalls(shortfalls: list[Shortfall], where: str, hint: str = SQLITE_HINT) -> None:
+QUOTA_STARTUP_HINT: Final = (
+    "If no store was restored, a quota shortfall means a charge was given back after a "
+    "ledger append that reported failure yet was stored (a PostgreSQL commit whose outcome "
+    "is unknown keeps its charge, logged as 'the commit's outcome is unknown'): the ledger "
+    "is right, so with the gateway stopped raise that day's quota_usage row (holder, "
+    "dataset, requester, service_system, day) to the units the ledger shows; only the last "
+    "two UTC days are checked"
+)
+
+
+def refuse_shortfalls(
+    shortfalls: list[Shortfall], where: str, hint: str = SQLITE_HINT, quota_hint: str = ""
+) -> None:
+    """Raise VerificationFailed listing ``shortfalls`` (if any) with ``hint``;
+    ``quota_hint`` is added when a quota store is short."""
     if shortfalls:
         listed = "; ".join(str(s) for s in shortfalls[:5])
         more = f" (and {len(shortfalls) - 5} more)" if len(shortfalls) > 5 else ""
+        if quota_hint and any(s.store == "quota" for s in shortfalls):
+            hint = f"{hint}. {quota_hint}"
         raise VerificationFailed(
             f"{where}: privacy budget or quota would be reopened: {listed}{more}. {hint}"
         )

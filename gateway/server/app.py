@@ -56,6 +56,7 @@ from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrap
 from gateway.ops.spent import (
     COVER_FILE,
     POSTGRES_HINT,
+    QUOTA_STARTUP_HINT,
     SQLITE_HINT,
     refuse_shortfalls,
     settle_open_reservations,
@@ -349,6 +350,7 @@ class Gateway:
                 ),
                 f"gateway {self.me} refuses to start",
                 POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
+                QUOTA_STARTUP_HINT,
             )
             # Spends left ``reserved`` (a settle that failed, a process stopped
             # mid-request) are labelled from the ledger; they stay counted.
