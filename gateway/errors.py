@@ -27,8 +27,11 @@ Shape (status in brackets):
         ├── ConfigurationError   our own files disagree (keys, bundle, policies) [FAILED_PRECONDITION]
         │   └── PolicyFileError  a policy, catalogue, agreement or config file fails validation
         ├── StorageFailure       SQLite etc. [UNAVAILABLE]
+        │   └── CommitUnknown    a COMMIT sent, its outcome never confirmed: maybe stored
         ├── PeerUnavailable      a peer gateway cannot be reached [UNAVAILABLE]
-        └── PeerTimeout          a peer did not answer in time [DEADLINE_EXCEEDED]
+        ├── PeerTimeout          a peer did not answer in time [DEADLINE_EXCEEDED]
+        └── PeerPreconditionFailed  a peer's own state refuses (its configuration,
+                                 its data over max_rows) [FAILED_PRECONDITION]
 
 Crypto failures are deliberately opaque (like Fernet's single ``InvalidToken``):
 ``CryptoFailure`` takes no message, so none can say *which* check failed.
@@ -161,12 +164,27 @@ class StorageFailure(EnvironmentFailure):
     """Persistent storage (SQLite, files) failed."""
 
 
+class CommitUnknown(StorageFailure):
+    """A transaction's COMMIT was sent but its outcome never came back (the
+    database connection was lost): what it wrote may or may not be stored.
+    Unlike any other ``StorageFailure`` (nothing was stored), a caller must not
+    undo what depends on the write (e.g. give back a quota charge). Never sent
+    to a peer under this name: the uncertainty is about our own storage."""
+
+
 class PeerUnavailable(EnvironmentFailure):
     """A peer gateway could not be reached."""
 
 
 class PeerTimeout(EnvironmentFailure):
     """A peer gateway did not answer within the deadline."""
+
+
+class PeerPreconditionFailed(EnvironmentFailure):
+    """A peer gateway answered FAILED_PRECONDITION for a reason on its side: its
+    own configuration or policy files (e.g. its data exceed its statistics
+    agreement's ``max_rows``), or a status it did not name. What a peer's
+    ``ConfigurationError`` becomes here, so it is never taken for our own."""
 
 
 # --------------------------------------------------------------------------
@@ -179,9 +197,12 @@ STATUS_TABLE: tuple[tuple[StatusCode, tuple[type[GatewayError], ...]], ...] = (
     (StatusCode.PERMISSION_DENIED, (PolicyDenied, PermissionDenied)),
     (StatusCode.NOT_FOUND, (NotFound,)),
     (StatusCode.RESOURCE_EXHAUSTED, (QuotaExceeded, BudgetExhausted)),
-    (StatusCode.FAILED_PRECONDITION, (TrustBundleRejected, ConfigurationError, PolicyFileError)),
+    (
+        StatusCode.FAILED_PRECONDITION,
+        (PeerPreconditionFailed, TrustBundleRejected, ConfigurationError, PolicyFileError),
+    ),
     (StatusCode.DATA_LOSS, (VerificationFailed,)),
-    (StatusCode.UNAVAILABLE, (PeerUnavailable, StorageFailure)),
+    (StatusCode.UNAVAILABLE, (PeerUnavailable, StorageFailure, CommitUnknown)),
     (StatusCode.DEADLINE_EXCEEDED, (PeerTimeout,)),
     (StatusCode.INTERNAL, (EnvironmentFailure, GatewayError)),
 )
@@ -197,13 +218,18 @@ _FROM_STATUS: dict[StatusCode, type[GatewayError]] = {
 }
 
 # Error classes that may cross the wire by name (trailing metadata
-# ``gateway-error``), so a peer's refusal keeps its kind. Only the leaves of the
-# tree (never a base class), and only when the name agrees with the status: a
-# name never selects arbitrary code.
+# ``gateway-error``), so a peer's refusal keeps its kind. Never the tree's
+# three bases, and only when the name agrees with the status: a name never
+# selects arbitrary code (``StorageFailure`` still crosses: its one subclass is
+# kept at home). Never a ``ConfigurationError`` (or its
+# ``PolicyFileError``): a gateway's own files are no other gateway's; a peer's
+# arrives as ``PeerPreconditionFailed``, and crosses on under that name. Nor a
+# ``CommitUnknown``: a peer's uncertain commit is no commit of ours.
 WIRE_NAMES: dict[str, type[GatewayError]] = {
     cls.__name__: cls
     for cls in _STATUS
-    if cls not in (GatewayError, Rejected, EnvironmentFailure, ConfigurationError)
+    if cls not in (GatewayError, Rejected, EnvironmentFailure, CommitUnknown)
+    and not issubclass(cls, ConfigurationError)
 }
 WIRE_METADATA_KEY = "gateway-error"
 

@@ -119,6 +119,11 @@ class Limits:
     max_stats_filter_values: int = 1000
     max_stats_candidates: int = 1000
     max_stats_bin_edges: int = 1001
+    # A privacy-budget reservation still ``reserved`` this long after its
+    # request, with no entry for it in the ledger, is marked ``failed`` at
+    # start-up (it stays counted as spent); far above any request's lifetime,
+    # so a replica's request still in progress is never settled under it.
+    stats_reservation_open_seconds: float = 3600.0
     # Database sources (gateway.sources.sql)
     source_pool_size: int = 4
     source_pool_overflow: int = 4

@@ -13,15 +13,19 @@ from gateway.errors import (
     STATUS_TABLE,
     WIRE_NAMES,
     BudgetExhausted,
+    ConfigurationError,
     CryptoFailure,
     EnvironmentFailure,
     GatewayError,
     InvalidArgument,
     NotFound,
+    PeerPreconditionFailed,
     PeerTimeout,
     PeerUnavailable,
     PolicyDenied,
+    PolicyFileError,
     QuotaExceeded,
+    TrustBundleRejected,
     Unauthenticated,
     class_for_status,
     error_for_status,
@@ -75,6 +79,24 @@ def test_bare_statuses_map_to_the_first_class_of_their_row() -> None:
     assert type(error_for_status(grpc.StatusCode.UNAVAILABLE, "m")) is PeerUnavailable
     assert type(error_for_status(grpc.StatusCode.DEADLINE_EXCEEDED, "m")) is PeerTimeout
     assert type(error_for_status(grpc.StatusCode.NOT_FOUND, "m")) is NotFound
+
+
+@pytest.mark.parametrize("name", ["", "ConfigurationError", "PolicyFileError"])
+def test_a_peer_precondition_failure_is_never_taken_for_our_own_bundle_or_configuration(
+    name: str,
+) -> None:
+    # Failure: a holder's FAILED_PRECONDITION (its data over max_rows: its own
+    # ConfigurationError, sent unnamed) became TrustBundleRejected here, and went
+    # on to our service system under that name. A peer's configuration error is
+    # its own, never ours: it arrives as (and crosses on as) PeerPreconditionFailed.
+    err = error_for_status(grpc.StatusCode.FAILED_PRECONDITION, "holder refused", name)
+    assert type(err) is PeerPreconditionFailed and err.message == "holder refused"
+    assert wire_name(err) == "PeerPreconditionFailed"
+    assert wire_name(ConfigurationError("ours")) == wire_name(PolicyFileError("ours")) == ""
+    # A bundle refusal the peer names still keeps its kind.
+    assert class_for_status(grpc.StatusCode.FAILED_PRECONDITION, "TrustBundleRejected") is (
+        TrustBundleRejected
+    )
 
 
 def test_crypto_failure_from_a_peer_stays_opaque() -> None:

@@ -15,7 +15,8 @@ before the source is read (a refusal then costs nothing, and asking for ids
 that are not in the register costs as much as asking for ones that are); a bulk
 request one unit per record released. Only a released exchange stays charged:
 any failure after the charge (sealing to the requester, signing, the ledger
-append) gives it back. A transfer entry records what it was charged
+append) gives it back, except a ledger append whose commit's outcome is unknown
+(``CommitUnknown``: the entry, charge and all, may be stored), which keeps it. A transfer entry records what it was charged
 (``quota_charged``), which the start-up check (``gateway.ops.spent``) adds up.
 
 Does not own: the requester's side (``gateway.exchange.requester``), policy
@@ -37,6 +38,7 @@ from gateway._proto.dataexchange.gateway.v1 import common_pb2, peer_pb2
 from gateway.catalogue import Catalogue, Dataset
 from gateway.envelope import envelope_digest
 from gateway.errors import (
+    CommitUnknown,
     CryptoFailure,
     InvalidArgument,
     NotFound,
@@ -193,6 +195,7 @@ class RecordHolder:
             if decision.allowed:
                 decision = refusal_from(decision, exc)
         served = _Served()
+        appending = False
         if decision.allowed:
             assert ids is not None
             try:
@@ -219,7 +222,22 @@ class RecordHolder:
                     (QUOTA_CHARGED, str(charged.units) if charged is not None else ""),
                 ),
             )
+            appending = True
             self.append(event, self.concerned(msg.dataset, ids, decision, served.subjects))
+        except CommitUnknown:
+            if not appending:
+                self._refund(served.charge)
+                raise
+            # The entry may be committed, charge and all: giving the charge back
+            # could leave the quota store below what the ledger says was charged.
+            # Kept (the requester is at worst over-charged), never refunded.
+            log.error(
+                "ledger append of request %s: the commit's outcome is unknown (connection "
+                "lost); its quota charge%s is kept, not given back",
+                request.request_id,
+                f" of {served.charge.units}" if served.charge is not None else "",
+            )
+            raise
         except BaseException:
             self._refund(served.charge)
             raise

@@ -286,7 +286,9 @@ class Ledger:
             failure = (
                 exc if isinstance(exc, StorageFailure) else StorageFailure("ledger append failed")
             )
-            for w in batch:  # nothing of this batch was committed
+            # Nothing of this batch was committed, unless the failure is
+            # CommitUnknown (a lost COMMIT answer): the reload below finds out.
+            for w in batch:
                 w.receipt, w.error, w.done = None, failure, True
             try:
                 self._load_tail()
@@ -307,7 +309,7 @@ class Ledger:
                 for w in batch:
                     self._flush([w])
             return
-        except Exception as exc:  # nothing in the batch was committed
+        except Exception as exc:  # nothing committed (CommitUnknown: maybe all of it)
             _fail(batch, exc)
             return
         except BaseException:

@@ -9,7 +9,8 @@ on the last two UTC days as the ledger's transfers were charged (an entry's
 ``quota_charged``: the distinct subjects a named request asked for; else,
 for bulk and streamed transfers, its record count). Also the
 start-up cover (``BudgetCover``) that lets a restart read only new entries.
-The rule reads the stores through small Protocols (``LedgerStore``,
+At start-up, spends left ``reserved`` are settled from what the ledger shows
+(``settle_open_reservations``). The rule reads the stores through small Protocols (``LedgerStore``,
 ``SpendIndex``, ``QuotaCounts``), so a gateway on PostgreSQL checks the shared
 database at start-up just as one on SQLite checks its files; a backup folder's
 files are read read-only (``check_stores_cover_ledger``).
@@ -37,7 +38,7 @@ from gateway.ledger.events import QUOTA_CHARGED, LedgerEvent
 from gateway.ledger.storage import EntryRow, LedgerStore, SqliteLedgerStore
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.quota import QuotaKey
-from gateway.stats.budget import SpendIndex, SqliteSpendIndex
+from gateway.stats.budget import SpendIndex, SqliteSpendIndex, Status
 
 DAY_MS: Final = 86_400_000
 QUOTA_DAYS: Final = 2
@@ -310,6 +311,70 @@ def startup_shortfalls(
     return found
 
 
+class OpenReservations(Protocol):
+    """What settling left-over reservations needs of a budget store (every
+    ``BudgetStore`` has it)."""
+
+    def open_reservations(self) -> list[tuple[str, int]]: ...
+
+    def settle(self, request_id: str, status: Status) -> None: ...
+
+
+@dataclass(frozen=True)
+class Settled:
+    """Reservations left ``reserved`` that the start-up settled."""
+
+    released: int  # the ledger holds their release
+    failed: int  # the ledger holds a charged refusal, or nothing and they are old
+
+    def __str__(self) -> str:
+        return f"{self.released} marked released, {self.failed} marked failed"
+
+
+def settle_open_reservations(
+    ledger: LedgerStore,
+    local: str,
+    budget: OpenReservations,
+    now_ms: int,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Settled:
+    """Settle every spend left ``reserved`` (its settle failed after the
+    release was ledgered, or the process stopped between the append and the
+    settle): ``released`` if this holder's ledger holds its ``stats_release``,
+    ``failed`` if it holds a charged refusal, or nothing and the reservation is
+    older than ``limits.stats_reservation_open_seconds`` (a request still in
+    progress on a replica is left alone). Either way the spend stays counted
+    (a settle only changes its status). A row another replica settled first
+    is skipped."""
+    open_rows = budget.open_reservations()
+    if not open_rows:
+        return Settled(0, 0)
+    ledgered: dict[str, Status] = {}
+    for row in ledger.find_requests([rid for rid, _ in open_rows]):
+        e = decode_entry(row.entry, limits).event
+        if e.role != "holder" or e.local != local:
+            continue
+        if e.kind == "stats_release":
+            ledgered[e.request_id] = "released"
+        elif _charged(e):
+            ledgered.setdefault(e.request_id, "failed")
+    stale_before = now_ms - int(limits.stats_reservation_open_seconds * 1000)
+    released = failed = 0
+    for rid, at_ms in open_rows:
+        status = ledgered.get(rid) or ("failed" if at_ms < stale_before else None)
+        if status is None:
+            continue
+        try:
+            budget.settle(rid, status)
+        except StorageFailure:
+            continue  # settled meanwhile (another replica); it stays counted either way
+        if status == "released":
+            released += 1
+        else:
+            failed += 1
+    return Settled(released, failed)
+
+
 SQLITE_HINT: Final = (
     "Restore the budget.sqlite and quota.sqlite taken with (or after) this ledger; "
     "`gateway backup` takes them together"
@@ -320,10 +385,26 @@ POSTGRES_HINT: Final = (
 )
 
 
-def refuse_shortfalls(shortfalls: list[Shortfall], where: str, hint: str = SQLITE_HINT) -> None:
+QUOTA_STARTUP_HINT: Final = (
+    "If no store was restored, a quota shortfall means a charge was given back after a "
+    "ledger append that reported failure yet was stored (a PostgreSQL commit whose outcome "
+    "is unknown keeps its charge, logged as 'the commit's outcome is unknown'): the ledger "
+    "is right, so with the gateway stopped raise that day's quota_usage row (holder, "
+    "dataset, requester, service_system, day) to the units the ledger shows; only the last "
+    "two UTC days are checked"
+)
+
+
+def refuse_shortfalls(
+    shortfalls: list[Shortfall], where: str, hint: str = SQLITE_HINT, quota_hint: str = ""
+) -> None:
+    """Raise VerificationFailed listing ``shortfalls`` (if any) with ``hint``;
+    ``quota_hint`` is added when a quota store is short."""
     if shortfalls:
         listed = "; ".join(str(s) for s in shortfalls[:5])
         more = f" (and {len(shortfalls) - 5} more)" if len(shortfalls) > 5 else ""
+        if quota_hint and any(s.store == "quota" for s in shortfalls):
+            hint = f"{hint}. {quota_hint}"
         raise VerificationFailed(
             f"{where}: privacy budget or quota would be reopened: {listed}{more}. {hint}"
         )

@@ -56,8 +56,10 @@ from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrap
 from gateway.ops.spent import (
     COVER_FILE,
     POSTGRES_HINT,
+    QUOTA_STARTUP_HINT,
     SQLITE_HINT,
     refuse_shortfalls,
+    settle_open_reservations,
     startup_shortfalls,
 )
 from gateway.ops.wiring import add_reflection, start_ops_listener
@@ -348,7 +350,19 @@ class Gateway:
                 ),
                 f"gateway {self.me} refuses to start",
                 POSTGRES_HINT if self.stores.shared else SQLITE_HINT,
+                QUOTA_STARTUP_HINT,
             )
+            # Spends left ``reserved`` (a settle that failed, a process stopped
+            # mid-request) are labelled from the ledger; they stay counted.
+            settled = settle_open_reservations(
+                self.stores.ledger, self.me, self.stores.budget, clock_ms(), limits
+            )
+            if settled.released or settled.failed:
+                log.warning(
+                    "privacy budget: reservations left open by earlier requests settled "
+                    "from the ledger: %s (all stay counted as spent)",
+                    settled,
+                )
             self._stopping = threading.Event()
             self._peer_server: grpc.Server | None = None
             self._service_server: grpc.Server | None = None

@@ -27,7 +27,11 @@ Accounting rules (conservative by design):
   the data is touched; afterwards it is marked ``released`` or ``failed``.
   A failed computation is NOT refunded: we cannot prove nothing was
   observable. Rows are never deleted or changed except ``status`` moving from
-  ``reserved`` (SQLite triggers enforce both).
+  ``reserved`` (SQLite triggers enforce both). A row left ``reserved`` (its
+  settle failed, or the process stopped between the ledger append and the
+  settle) is settled at the next start-up (``gateway.ops.spent``): ``released``
+  if the ledger holds its release, ``failed`` if it holds a charged refusal or,
+  past ``Limits.stats_reservation_open_seconds``, nothing.
 * A reservation whose request id was already used is refused (replay).
 """
 
@@ -201,6 +205,11 @@ class BudgetStore(Protocol):
 
     def totals(self) -> list[UsageRow]:
         """Spent per (dataset, requester), for operators."""
+        ...
+
+    def open_reservations(self) -> list[tuple[str, int]]:
+        """(request id, at_ms) of every spend still ``reserved``, oldest first
+        (the start-up check settles those the ledger or their age decide)."""
         ...
 
 
@@ -399,6 +408,16 @@ class SqliteBudgetStore:
             UsageRow(ds, rq, int(e) / EPS_UNIT, int(d) / DELTA_UNIT, int(n))
             for ds, rq, e, d, n in rows
         ]
+
+    def open_reservations(self) -> list[tuple[str, int]]:
+        try:
+            with self._connect() as conn:
+                rows = conn.execute(
+                    "SELECT request_id, at_ms FROM spends WHERE status = 'reserved' ORDER BY seq"
+                ).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageFailure(f"budget store failed: {exc}") from exc
+        return [(str(r[0]), int(r[1])) for r in rows]
 
     def spends(self, limit: int = 1000) -> list[SpendRow]:
         """The most recent spend rows (operators, tests)."""

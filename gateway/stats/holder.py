@@ -5,12 +5,13 @@ Owns: the order of operations at a holder gateway for one statistics request:
 1. authorise against the statistics agreement, check the query against the
    catalogue, build and calibrate the OpenDP measurement (all data
    independent; a refusal here spends nothing);
-2. dry run: stop here and report cost, expected accuracy and remaining budget
-   (nothing spent, nothing released, nothing ledgered);
-3. read the data and refuse them if they hold more rows than the agreement's
+2. read the data and refuse them if they hold more rows than the agreement's
    ``max_rows`` (FAILED_PRECONDITION to the caller without the count, one
    error line with the counts to the operator); a refusal here, or a source
    that fails, spends nothing;
+3. dry run: stop here and report cost, expected accuracy and remaining budget
+   (nothing spent, nothing released, nothing ledgered; a dry run refused in
+   step 2 is refused exactly as the query would be, but not ledgered);
 4. reserve the budget atomically (``BudgetStore.reserve``);
 5. release once (``engine.execute``);
 6. sign the answer (through the transport's ``sign``, so the holder's entry
@@ -18,7 +19,8 @@ Owns: the order of operations at a holder gateway for one statistics request:
    ``stats_release`` ledger event, then settle the reservation: the signed
    answer leaves only after it is ledgered. Once the release is ledgered the
    answer is returned even if settling fails (logged as a warning): a
-   reservation left ``reserved`` counts as spent exactly like a settled one.
+   reservation left ``reserved`` counts as spent exactly like a settled one
+   (the next start-up settles it from the ledger: ``gateway.ops.spent``).
 
 Refusals are RAISED as GatewayError subclasses (PolicyDenied, NotFound,
 InvalidArgument, BudgetExhausted, ...), after appending a ``stats_refusal``
@@ -244,16 +246,18 @@ class StatsHolder:
             raise
         caps = caps_of(auth)
         key = requester_key(ctx.requester, ctx.service_system)
-        if dry_run:
-            usage = self._budget.usage(query.dataset, key)
-            return self._answer(engine.dry_run_release(cal), auth, usage.remaining(caps), True)
         # The data are read, and checked against the agreement's max_rows, before
-        # any budget is reserved: a refusal here spends nothing.
+        # any budget is reserved: a refusal here spends nothing. A dry run reads
+        # them too (sources cache frames), so it fails exactly where the query would.
         try:
             frame = self._frame(plan, auth)
         except Exception as exc:
-            self._refusal(query, ctx, auth, _recordable(exc), charged=False)
+            if not dry_run:
+                self._refusal(query, ctx, auth, _recordable(exc), charged=False)
             raise
+        if dry_run:
+            usage = self._budget.usage(query.dataset, key)
+            return self._answer(engine.dry_run_release(cal), auth, usage.remaining(caps), True)
         spend = Spend(
             dataset=query.dataset,
             requester=key,

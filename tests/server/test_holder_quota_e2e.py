@@ -33,10 +33,11 @@ from gateway._proto.dataexchange.gateway.v1 import service_pb2
 from gateway.config import load_config
 from gateway.demo.setup import CLUSTER, REPO_POLICIES, build_federation
 from gateway.demo.sqlseed import _type, _value, create_schema
-from gateway.errors import InvalidArgument, StorageFailure, VerificationFailed
+from gateway.errors import CommitUnknown, InvalidArgument, StorageFailure, VerificationFailed
 from gateway.ledger.entry import decode_entry
 from gateway.ledger.events import LedgerEvent
 from gateway.limits import DEFAULT_LIMITS
+from gateway.ops.spent import quota_shortfalls
 from gateway.policy.quota import QuotaKey, SqliteQuotaStore, utc_day
 from gateway.server.app import Gateway
 from tests.conftest import RunningFederation
@@ -154,8 +155,10 @@ def test_restart_adds_up_exactly_the_quota_the_ledger_says_was_charged_for_ids_n
     store.close()
     with pytest.raises(
         VerificationFailed, match="ledger shows 4 quota units spent, the store only 3"
-    ):
+    ) as err:
         Gateway(load_config(config))
+    # What to do when nothing was restored: the ledger is right, raise the store to it.
+    assert "If no store was restored" in str(err.value) and "quota_usage row" in str(err.value)
 
 
 def test_exchange_failing_at_the_ledger_append_leaves_the_quota_unchanged(
@@ -174,6 +177,32 @@ def test_exchange_failing_at_the_ledger_append_leaves_the_quota_unchanged(
         assert _used(rf) == 0 and _transfers(rf) == []
         assert len(_ask(rf, [rf.commuter()]).records) == 1
         assert _used(rf) == 1
+
+
+def test_ledger_commit_of_unknown_outcome_keeps_the_quota_charge_the_entry_may_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Failure: any failed append gave the charge back, even a COMMIT whose
+    # confirmation was lost but which was in fact stored: the quota store then
+    # held less than the ledger says was charged, and the next start refused.
+    with _running(tmp_path / "fed", _policies(tmp_path)) as rf:
+        bj = rf.gateways[BJ]
+        append = bj.indexer.append
+
+        def lost_confirmation(event: LedgerEvent, concerned: Any = None) -> Any:
+            append(event, concerned)  # stored ...
+            raise CommitUnknown("connection lost at COMMIT (test)")  # ... but not confirmed
+
+        with monkeypatch.context() as m, caplog.at_level("ERROR", "gateway.exchange.holder"):
+            m.setattr(bj.indexer, "append", lost_confirmation)
+            err = _refused(rf, [rf.commuter(), UNKNOWN[0]])
+        assert err.code() == grpc.StatusCode.UNAVAILABLE
+        [entry] = _transfers(rf)
+        assert dict(entry.details)["quota_charged"] == "2"
+        assert _used(rf) == 2  # kept: the ledger says it was charged
+        assert quota_shortfalls(bj.stores.ledger, BJ, bj.quota, time.time_ns() // 10**6) == []
+        [line] = [r for r in caplog.records if "outcome is unknown" in r.getMessage()]
+        assert "kept" in line.getMessage() and line.exc_info is None
 
 
 def test_exchange_refused_at_the_reply_key_check_leaves_the_quota_unchanged(

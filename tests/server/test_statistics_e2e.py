@@ -254,6 +254,9 @@ def test_holder_whose_data_exceed_its_declared_max_rows_refuses_without_spending
         details = err.value.details() or ""
         assert "si_contributions" in details and "max_rows" in details
         assert str(rows) not in details and len(details) < 400
+        # The holder's configuration, not the requester's trust bundle or files.
+        kind = dict(err.value.trailing_metadata() or ())["gateway-error"]
+        assert kind == "PeerPreconditionFailed"
         assert rf.gateways["110000"].stores.budget.totals() == []
         held = [
             e

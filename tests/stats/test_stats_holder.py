@@ -539,6 +539,23 @@ def test_data_over_the_declared_max_rows_are_refused_before_any_budget_is_spent(
     assert "max_rows" in text and str(holder.policy.path) in text
 
 
+def test_dry_run_over_the_declared_max_rows_fails_as_the_query_would_without_spending(
+    make_holder: Callable[..., Any], new_ctx: Callable[..., Any], sources: dict[str, Path]
+) -> None:
+    # Failure: a dry run read no data, so it succeeded on data over max_rows and
+    # the real query then got FAILED_PRECONDITION.
+    rows = _read(sources["120000"]).height
+    holder, ledger, budget = make_holder(max_rows=rows - 1)
+    with pytest.raises(ConfigurationError) as err:
+        holder.answer(q(), new_ctx(), dry_run=True)
+    assert status_name(err.value) == "FAILED_PRECONDITION"
+    assert SI in err.value.message and str(rows) not in err.value.message
+    assert budget.spends() == [] and ledger.events == []  # a dry run is never ledgered
+    # Within max_rows the dry run still answers.
+    holder, ledger, budget = make_holder(max_rows=rows)
+    assert holder.answer(q(), new_ctx(), dry_run=True).dry_run
+
+
 def test_data_at_exactly_the_declared_max_rows_are_released(
     make_holder: Callable[..., Any], new_ctx: Callable[..., Any], sources: dict[str, Path]
 ) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import psycopg
 import pytest
 
 from gateway.config import StorageSettings
-from gateway.errors import StorageFailure
+from gateway.errors import CommitUnknown, StorageFailure
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.verify import verify_store
 from gateway.storage.backend import open_postgres_stores
@@ -133,3 +134,47 @@ def test_replica_frozen_inside_a_ledger_append_does_not_block_the_other_replicas
         finally:
             frozen.close()
             other.close()
+
+
+def test_connection_lost_at_commit_is_commit_unknown_and_lost_before_it_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Failure: a COMMIT whose answer never came back was an ordinary
+    # StorageFailure ("nothing stored"), so a holder gave back the quota charge
+    # of an entry that may well be stored. It is now CommitUnknown; a failure
+    # before the COMMIT is sent stays a plain StorageFailure.
+    from gateway.storage.postgres.ledger import PgLedgerStore
+
+    dsn = postgres_dsn()
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    with fresh_schema(dsn, "commit") as schema:
+        stores = open_postgres_stores(
+            StorageSettings(url=proxy.url_for(dsn), schema=schema, pool_size=2), 300_000
+        )
+        try:
+            ledger = Ledger(stores.ledger, KEY, ORIGIN, checkpoint_every=100)
+            ledger.append(make_event(0))
+            write = PgLedgerStore.append
+
+            def then_cut(self: PgLedgerStore, *args: Any) -> None:
+                write(self, *args)  # the batch is written in the open transaction ...
+                proxy.cut()  # ... and the connection is gone before its COMMIT is answered
+
+            with monkeypatch.context() as m:
+                m.setattr(PgLedgerStore, "append", then_cut)
+                with pytest.raises(CommitUnknown) as lost:
+                    ledger.append(make_event(1))
+            assert lost.value.grpc_code == grpc.StatusCode.UNAVAILABLE
+            assert "may or may not be stored" in str(lost.value)
+            # The connection lost before anything was sent: certainly not stored.
+            with pytest.raises(StorageFailure) as before:
+                ledger.append(make_event(2))
+            assert not isinstance(before.value, CommitUnknown)
+            proxy.restore()
+            _until_ok(lambda: ledger.append(make_event(3)))
+            report = verify_store(stores.ledger, ORIGIN, KEY.verify_key)
+            assert report.ok, report.problem
+        finally:
+            stores.close()
+            proxy.cut()

@@ -50,6 +50,16 @@ def test_start_up_check_reads_the_shared_database_and_refuses_rolled_back_tables
         cover = json.loads((rf.site(BJ).root / "data" / COVER_FILE).read_text())
         assert cover["ledger_size"] > 0 and cover["rows"] == 1
 
+        # The release's settle lost (its row left ``reserved``): the next start
+        # marks it released from the ledger, still counted.
+        _sql(dsn, schema, "ALTER TABLE spends DISABLE TRIGGER USER",
+             "UPDATE spends SET status = 'reserved'",
+             "ALTER TABLE spends ENABLE TRIGGER USER")  # fmt: skip
+        Gateway(load_config(config)).stop(grace=0.1)
+        with psycopg.connect(dsn) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            assert conn.execute("SELECT status FROM spends").fetchall() == [("released",)]
+
         # quota_usage rolled back: today's release is no longer counted.
         _sql(dsn, schema, "CREATE TABLE quota_saved AS SELECT * FROM quota_usage",
              "UPDATE quota_usage SET used = 0")  # fmt: skip

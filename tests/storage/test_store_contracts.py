@@ -319,6 +319,56 @@ def test_reservation_never_settled_stays_counted_as_spent_after_a_restart(
     again.budget.settle("stat-0", "released")  # a later settle still closes it once
 
 
+def test_reservations_left_open_are_settled_at_start_up_from_the_ledger(
+    backend: Backend,
+) -> None:
+    # Failure: a settle that failed after the release was ledgered (or a process
+    # stopped between the append and the settle) left rows ``reserved`` forever,
+    # indistinguishable from a request in progress. The start-up settles them
+    # from the ledger; every one stays counted as spent.
+    from gateway.ops.spent import Settled, settle_open_reservations
+
+    stores = backend.open()
+    ledger = Ledger(stores.ledger, KEY, ORIGIN)
+    hour = 3_600_000
+    now = 10 * hour
+
+    def spend(i: int, at_ms: int) -> Spend:
+        return Spend("household_register", "120000/tj", 1.0, 0.0, f"stat-{i}", "q" * 64, at_ms)
+
+    for i, at in enumerate((hour, hour, hour, now - 1000, hour, hour)):
+        stores.budget.reserve(spend(i, at), CAPS)
+    stats = {"kind": "stats_release", "record_count": 0, "details": (("epsilon", "1.0"),)}
+    ledger.append(make_event(0, request_id="stat-0", **stats))  # released, settle lost
+    refusal = (("charged", "true"), ("epsilon", "1.0"))
+    ledger.append(
+        make_event(1, request_id="stat-1", kind="stats_refusal", decision="deny",
+                   record_count=0, details=refusal)
+    )  # fmt: skip
+    # stat-2: nothing ledgered, an hour old: failed. stat-3: recent, maybe in
+    # progress on a replica: left alone. stat-4: another gateway's entry only.
+    ledger.append(make_event(4, request_id="stat-4", local="130000", **stats))
+    stores.budget.settle("stat-5", "released")  # settled normally: untouched
+    before = stores.budget.usage("household_register", "120000/tj")
+
+    settled = settle_open_reservations(stores.ledger, "110000", stores.budget, now)
+
+    assert settled == Settled(released=1, failed=3)
+    status = {r.request_id: r.status for r in stores.budget.spends()}
+    assert status == {
+        "stat-0": "released",
+        "stat-1": "failed",
+        "stat-2": "failed",
+        "stat-3": "reserved",
+        "stat-4": "failed",
+        "stat-5": "released",
+    }
+    assert stores.budget.usage("household_register", "120000/tj") == before  # none refunded
+    # Another replica starting next finds nothing left to settle.
+    again = backend.open()
+    assert settle_open_reservations(again.ledger, "110000", again.budget, now) == Settled(0, 0)
+
+
 def test_thirty_charges_of_an_epsilon_just_above_a_unit_cannot_overspend_the_cap(
     backend: Backend,
 ) -> None:

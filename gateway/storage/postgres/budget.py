@@ -107,6 +107,13 @@ class PgBudgetStore:
             for ds, rq, e, dl, n in rows
         ]
 
+    def open_reservations(self) -> list[tuple[str, int]]:
+        with self._db.connection("budget store") as conn:
+            rows = conn.execute(
+                "SELECT request_id, at_ms FROM spends WHERE status = 'reserved' ORDER BY seq"
+            ).fetchall()
+        return [(str(r[0]), int(r[1])) for r in rows]
+
     def spends(self, limit: int = 1000) -> list[SpendRow]:
         with self._db.connection("budget store") as conn:
             rows = conn.execute(

@@ -6,7 +6,9 @@ schema), the first connection that turns "unreachable", "no such database" and
 password), creating the schema and applying versioned migrations on start-up
 (``schema.MIGRATIONS``; serialised by an advisory lock so replicas starting
 together apply each exactly once), and advisory-lock keys scoped to the schema
-(two jurisdictions sharing a database never share a lock). Opened ``read_only``
+(two jurisdictions sharing a database never share a lock). A transaction whose
+connection is lost once its COMMIT is sent raises ``CommitUnknown`` (it may be
+stored), any other failure ``StorageFailure`` (nothing of it is stored). Opened ``read_only``
 (operator and officer tools that only read a gateway's state) it migrates
 nothing, refuses a schema no gateway created or a newer one, and every
 session is read-only.
@@ -29,7 +31,7 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway.errors import NotFound, StorageFailure
+from gateway.errors import CommitUnknown, NotFound, StorageFailure
 from gateway.storage.postgres.schema import MIGRATIONS
 
 SETTING: Final = "[storage] url"
@@ -232,17 +234,34 @@ class PgDatabase:
         statement's own; the commit is confirmed before this block returns."""
         with self.errors(what):
             with self.pool.connection(timeout=self._wait()) as conn:
-                if pipelined:
-                    with conn.pipeline() as pipe, conn.transaction():
-                        self._pipes.current = pipe
-                        try:
+                committing = False  # the block is done: what fails now is the COMMIT
+                try:
+                    if pipelined:
+                        with conn.pipeline() as pipe, conn.transaction():
+                            self._pipes.current = pipe
+                            try:
+                                yield conn
+                            finally:
+                                self._pipes.current = None
+                            committing = True
+                    else:
+                        with conn.transaction():
                             yield conn
-                        finally:
-                            self._pipes.current = None
-                else:
-                    with conn.transaction():
-                        yield conn
+                            committing = True
+                except psycopg.OperationalError as exc:
+                    if committing and conn.broken:
+                        raise self._commit_unknown(exc, what) from exc
+                    raise
             self._down = False
+
+    def _commit_unknown(self, exc: psycopg.OperationalError, what: str) -> CommitUnknown:
+        """The connection was lost once the COMMIT was sent: it may have been
+        applied or not (a failure before it certainly rolled everything back)."""
+        self._translate(exc, what)  # marks the database down, rechecks the pool
+        return CommitUnknown(
+            f"{what}: PostgreSQL connection lost at COMMIT ({SETTING} = {self.where}): "
+            f"the transaction may or may not be stored: {_first_line(exc)}"
+        )
 
     def sync(self) -> None:
         """Inside this thread's pipelined transaction: send what is queued with a
