@@ -119,12 +119,19 @@ class Limits:
     max_stats_filter_values: int = 1000
     max_stats_candidates: int = 1000
     max_stats_bin_edges: int = 1001
-    # Database sources (gateway.sources.sql)
-    source_pool_size: int = 4
-    source_pool_overflow: int = 4
-    source_pool_timeout_seconds: float = 5.0
+    # Database sources (gateway.sources.sql). One database holds at most
+    # pool_size + overflow connections, fewer than a server's 8 workers, so a
+    # database that hangs cannot take every worker; a request that finds no
+    # free connection within source_pool_timeout_seconds answers UNAVAILABLE.
+    # Every query is bounded by source_query_timeout_seconds (PostgreSQL
+    # statement_timeout and TCP user timeout with keepalives every
+    # source_keepalive_seconds; MySQL/MariaDB read/write timeouts).
+    source_pool_size: int = 2
+    source_pool_overflow: int = 2
+    source_pool_timeout_seconds: float = 1.0
     source_connect_timeout_seconds: int = 5
     source_query_timeout_seconds: int = 60
+    source_keepalive_seconds: int = 10
     source_batch_rows: int = 10_000
     source_frame_cache_seconds: float = 30.0
     # Statistics frames a source keeps (one per dataset and column set; the

@@ -10,6 +10,8 @@ what the SQLite file serves (same values, same types, resumable bulk order).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -328,5 +330,95 @@ def test_statistics_frames_kept_by_a_database_source_stay_bounded(seeded) -> Non
         before = len(statements)
         assert db.frame(ds, ["gender", "district_code", "age_band"]).collect().height == ROWS
         assert len(statements) == before
+    finally:
+        db.close()
+
+
+def _hold_lock(url: str, table: str) -> tuple[sa.Engine, sa.Connection]:
+    """Another session holding an exclusive lock on ``table``: every read of it waits."""
+    eng = sa.create_engine(url)
+    locker = eng.connect()
+    if eng.dialect.name == "postgresql":
+        locker.begin()
+        locker.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    else:
+        locker.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+    return eng, locker
+
+
+def _release_lock(eng: sa.Engine, locker: sa.Connection) -> None:
+    if eng.dialect.name != "postgresql":
+        locker.exec_driver_sql("UNLOCK TABLES")
+    locker.close()
+    eng.dispose()
+
+
+def test_a_hung_database_answers_unavailable_within_the_bound_while_other_datasets_are_served(
+    seeded,  # type: ignore[no-untyped-def]
+) -> None:
+    """A database whose table another session keeps locked (as a stalled disk or
+    a dropped network would) took every one of a server's 8 workers (its pool
+    allowed 4 + 4 connections), so a dataset in another source waited until the
+    hung queries ended: one hung bureau database stopped every dataset."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cat, mappings, sqlite = seeded
+    mapped = _with_source(cat, "si_contributions", mappings["si_contributions"])
+    hung = mapped.dataset("si_contributions")
+    other = mapped.dataset("population_core")  # in the SQLite file
+    query_bound = 3
+    limits = Limits(source_query_timeout_seconds=query_bound, source_connect_timeout_seconds=2)
+    sources = Sources(sqlite, mapped, limits)
+    eng, locker = _hold_lock(str(mappings["si_contributions"]["url"]), str(hung.source.table))  # type: ignore[union-attr]
+    workers = ThreadPoolExecutor(8)  # a gRPC server's workers
+    try:
+        started = time.monotonic()
+        stuck = [
+            workers.submit(sources.scan, hung, ["person_id"], 5)
+            for _ in range(8)  # a burst of requests for the hung dataset
+        ]
+        time.sleep(0.3)
+        asked = time.monotonic()
+        served = workers.submit(sources.scan, other, ["person_id"], 5)
+        assert len(served.result(timeout=30)) == 6
+        assert time.monotonic() - asked < query_bound - 1  # not queued behind the hung ones
+        for f in stuck:
+            with pytest.raises(StorageFailure, match="si_contributions") as err:
+                f.result(timeout=30)
+            assert err.value.grpc_code.name == "UNAVAILABLE"
+        assert time.monotonic() - started < query_bound + 3
+    finally:
+        _release_lock(eng, locker)
+        workers.shutdown()
+        sources.close()
+
+
+def test_database_sessions_end_a_query_the_network_or_server_stops_answering(
+    seeded,  # type: ignore[no-untyped-def]
+) -> None:
+    """PostgreSQL's statement_timeout is enforced by the server: a network that
+    dropped mid-query left the client reading for ever (no keepalive, no TCP
+    user timeout). MariaDB kept running a query the client had given up on."""
+    import socket
+
+    _, mappings, _ = seeded
+    limits = Limits(source_query_timeout_seconds=7, source_keepalive_seconds=4)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), limits)
+    try:
+        with db._engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            if db._engine.dialect.name == "postgresql":
+                sock = socket.socket(fileno=os.dup(raw.pgconn.socket))  # type: ignore[union-attr]
+                try:
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
+                finally:
+                    sock.close()
+                shown = conn.exec_driver_sql("SHOW statement_timeout").scalar()
+                assert shown == "7s"
+            else:
+                shown = conn.exec_driver_sql("SELECT @@max_statement_time").scalar()
+                assert float(shown) == 7.0
     finally:
         db.close()
