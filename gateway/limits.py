@@ -142,6 +142,9 @@ class Limits:
     # ops_max_connections at once, new ones are closed unanswered.
     ops_request_timeout_seconds: float = 10.0
     ops_max_connections: int = 32
+    # /readyz and /metrics reuse the result of the sources' readiness check
+    # (one row per served dataset) for this long; one check runs at a time.
+    ready_check_seconds: float = 1.0
     # Streaming bulk transfers
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000

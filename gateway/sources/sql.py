@@ -255,6 +255,19 @@ class SqlSource:
             )
         return StorageFailure(f"the data source query for dataset {dataset.code} failed ({kind})")
 
+    def probe(self, dataset: Dataset) -> None:
+        """One row of the subject column in no order (readiness): the table need
+        not be sorted. Failures are not logged here (the caller logs a change)."""
+        query = self._select(dataset, [dataset.subject_column]).limit(1)
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(query).fetchall()
+        except sa_exc.SQLAlchemyError as exc:
+            kind = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
+            raise StorageFailure(
+                f"the data source of dataset {dataset.code} is unavailable ({kind})"
+            ) from None
+
     def _rows(self, dataset: Dataset, cols: Sequence[str], query: sa.Select[Any]) -> list[Row]:
         kinds = [dataset.column(c).type for c in cols]
         with self._errors(dataset), self._engine.connect() as conn:

@@ -140,6 +140,12 @@ class SqliteSource:
             raise StorageFailure(f"data source {self._path}: {exc}") from exc
         return False
 
+    def probe(self, dataset: Dataset) -> None:
+        """One row of the subject column (readiness)."""
+        self._query(
+            f"SELECT {_quote(dataset.subject_column)} FROM {_quote(dataset.code)} LIMIT 1", []
+        )
+
     def fetch(
         self, dataset: Dataset, subject_ids: Sequence[str], columns: Sequence[str], limit: int
     ) -> list[Row]:

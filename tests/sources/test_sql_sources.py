@@ -422,3 +422,30 @@ def test_database_sessions_end_a_query_the_network_or_server_stops_answering(
                 assert float(shown) == 7.0
     finally:
         db.close()
+
+
+def test_readiness_probe_reads_one_row_without_sorting_the_table_or_logging(
+    seeded,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Readiness ran ``scan(..., 1)``: with no ``order_by`` mapped, a sort of the
+    whole register on the bureau's database per probe, and a WARNING per failing probe."""
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
+    statements: list[str] = []
+    sa.event.listen(db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    try:
+        db.probe(ds)
+        reads = [s for s in statements if "si_contributions" in s.lower()]
+        assert len(reads) == 1 and "ORDER BY" not in reads[0].upper()
+    finally:
+        db.close()
+    down = SqlSource("postgresql+psycopg://reader:pw@127.0.0.1:1/registers", LIMITS)
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.sources"):
+            with pytest.raises(StorageFailure, match="si_contributions is unavailable"):
+                down.probe(ds)
+        assert not caplog.records  # the readiness probe logs a change, once
+    finally:
+        down.close()
