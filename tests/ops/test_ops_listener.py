@@ -169,9 +169,7 @@ def test_readyz_stays_ready_naming_the_dataset_whose_source_lost_its_table(
     try:
         site = rf.site("120000")
         with sqlite3.connect(site.data_source) as c:
-            tables = [
-                r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            ]
+            tables = [r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")]
             served = json.loads(_get(site.ops_url + "/readyz")[1])
             assert served["status"] == "ready" and len(tables) > 1
             c.execute(f'DROP TABLE "{tables[0]}"')
