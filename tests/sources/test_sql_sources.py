@@ -449,3 +449,59 @@ def test_readiness_probe_reads_one_row_without_sorting_the_table_or_logging(
         assert not caplog.records  # the readiness probe logs a change, once
     finally:
         down.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_a_fraction_in_a_catalogue_integer_column_answers_unavailable_instead_of_a_wrong_value(
+    engine: str,
+) -> None:
+    """NUMERIC 1.5 in a column the catalogue calls integer was released as 1
+    (records) or 2 (statistics): a wrong value, silently."""
+    from decimal import Decimal
+
+    from gateway.demo.sqlseed import create_schema
+    from gateway.sources.common import normalise
+
+    with pytest.raises(ValueError):
+        normalise(Decimal("1.5"), "integer")
+    assert normalise(Decimal("2.0"), "integer") == 2 and normalise(3.0, "integer") == 3
+    with scratch_schema(engine) as (url, prefix):
+        schema = f"{prefix}_frac"
+        create_schema(url, schema)
+        eng = sa.create_engine(url)
+        try:
+            with eng.begin() as conn:
+                conn.exec_driver_sql(
+                    f"CREATE TABLE {schema}.reg (person_id VARCHAR(32), "
+                    "months_contributed NUMERIC(10, 1))"
+                )
+                conn.exec_driver_sql(
+                    f"INSERT INTO {schema}.reg VALUES ('{SECRET_ID}', 1.5), ('2', 2.0)"
+                )
+        finally:
+            eng.dispose()
+        ds = load_catalogue(ROOT / "policies" / "110000").dataset("si_contributions")
+        ds = ds.model_copy(
+            update={
+                "columns": tuple(
+                    c for c in ds.columns if c.name in ("person_id", "months_contributed")
+                ),
+                "source": SourceMapping(url=url, table=f"{schema}.reg"),
+            }
+        )
+        assert ds.column("months_contributed").type == "integer"
+        db = SqlSource(url, LIMITS)
+        cols = ["person_id", "months_contributed"]
+        try:
+            for read in (
+                lambda: db.fetch(ds, [SECRET_ID], cols, 5),
+                lambda: db.scan(ds, cols, 5),
+                lambda: [b for b in db.stream(ds, cols, 0, 5, 5)],
+                lambda: db.frame(ds, ["months_contributed"]),
+            ):
+                with pytest.raises(StorageFailure, match="si_contributions") as err:
+                    read()
+                assert err.value.grpc_code.name == "UNAVAILABLE"
+                assert "1.5" not in str(err.value) and SECRET_ID not in str(err.value)
+        finally:
+            db.close()
