@@ -124,12 +124,19 @@ class Limits:
     # start-up (it stays counted as spent); far above any request's lifetime,
     # so a replica's request still in progress is never settled under it.
     stats_reservation_open_seconds: float = 3600.0
-    # Database sources (gateway.sources.sql)
+    # Database sources (gateway.sources.sql). One database holds at most
+    # pool_size + overflow connections, fewer than a server's 8 workers, so a
+    # database that hangs cannot take every worker; a request that finds no
+    # free connection within source_pool_timeout_seconds answers UNAVAILABLE.
+    # Every query is bounded by source_query_timeout_seconds (PostgreSQL
+    # statement_timeout and TCP user timeout with keepalives every
+    # source_keepalive_seconds; MySQL/MariaDB read/write timeouts).
     source_pool_size: int = 4
-    source_pool_overflow: int = 4
-    source_pool_timeout_seconds: float = 5.0
+    source_pool_overflow: int = 2
+    source_pool_timeout_seconds: float = 2.0
     source_connect_timeout_seconds: int = 5
     source_query_timeout_seconds: int = 60
+    source_keepalive_seconds: int = 10
     source_batch_rows: int = 10_000
     source_frame_cache_seconds: float = 30.0
     # Statistics frames a source keeps (one per dataset and column set; the
@@ -140,6 +147,9 @@ class Limits:
     # ops_max_connections at once, new ones are closed unanswered.
     ops_request_timeout_seconds: float = 10.0
     ops_max_connections: int = 32
+    # /readyz and /metrics reuse the result of the sources' readiness check
+    # (one row per served dataset) for this long; one check runs at a time.
+    ready_check_seconds: float = 1.0
     # Streaming bulk transfers
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000

@@ -162,11 +162,19 @@ def _unlink_beyond(index_db: Path, ledger_size: int) -> None:
 
 def take_backup(data_dir: Path, out: Path, jurisdiction: str) -> BackupManifest:
     """Snapshot the gateway's state stores from ``data_dir`` into the new folder ``out``."""
+    if out.exists() and not out.is_dir():
+        raise InvalidArgument(f"--out {out} is a file, not a folder; give a new folder")
     if out.exists() and any(out.iterdir()):
         raise InvalidArgument(f"{out} exists and is not empty; give a new folder")
     if not (data_dir / "ledger.sqlite").is_file():
         raise NotFound(f"{data_dir}: no ledger.sqlite (is this the gateway's data_dir?)")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a parent folder should be, no permission
+        raise InvalidArgument(
+            f"--out {out}: cannot create the folder ({exc.strerror or type(exc).__name__}); "
+            "give a new folder"
+        ) from None
     os.chmod(out, 0o700)
     copied: list[str] = []
     for name in DATABASES:

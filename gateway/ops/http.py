@@ -184,7 +184,10 @@ class OpsListener:
                     {
                         "status": "ready" if ready else "not ready",
                         "checks": {
-                            r.name: ("ok" if r.ok else r.detail or "failed") for r in results
+                            # A passing check may still say something (a source down
+                            # while the other datasets are served).
+                            r.name: (r.detail or ("ok" if r.ok else "failed"))
+                            for r in results
                         },
                     },
                     ensure_ascii=False,

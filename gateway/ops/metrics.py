@@ -58,6 +58,8 @@ class StateSources:
     now_ms: Callable[[], int]
     lease_held: Callable[[], bool] = lambda: True
     entry_ms: Callable[[int], int] = lambda index: 0  # the time entry ``index`` was recorded
+    # Served dataset -> whether its source answers (readiness probe, reused briefly).
+    sources_up: Callable[[], dict[str, bool]] = lambda: {}
 
 
 class StateCollector(Collector):
@@ -142,6 +144,18 @@ class StateCollector(Collector):
         for name, n in sorted(src.store_rows().items()):
             stores.add_metric([name], n)
         yield stores
+        up = GaugeMetricFamily(
+            "gateway_dataset_source_up",
+            "1 if the source of a served dataset answers a one-row read, 0 if it cannot be "
+            "served now (the other datasets are).",
+            labels=["dataset"],
+        )
+        try:
+            for dataset, ok in sorted(src.sources_up().items()):
+                up.add_metric([dataset], 1 if ok else 0)
+        except Exception as exc:
+            log.warning("metrics: sources unreadable: %s", exc, extra={"event": "metrics"})
+        yield up
         yield GaugeMetricFamily(
             "gateway_signing_lease_held",
             "1 if this process holds the checkpoint-signing lease (always, on SQLite).",

@@ -2,12 +2,19 @@
 
 Owns: one small function per check, each returning a ``CheckResult`` whose
 detail says what is wrong in words an operator can act on, never a path to
-a secret's content or any data. Does not own: serving them (``gateway.ops.http``).
+a secret's content or any data; ``SourcesProbe``, which reads one row per
+served dataset (one check at a time, its result reused briefly) and is not
+ready only when no dataset can be served (a down source is named in the
+detail and the ``gateway_dataset_source_up`` metric). Does not own: serving
+them (``gateway.ops.http``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,10 +22,13 @@ from gateway import crypto
 from gateway.catalogue import Catalogue
 from gateway.errors import GatewayError
 from gateway.identity import GatewayKeys
+from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.ops.http import Check, CheckResult
 from gateway.sources import DataSource
 from gateway.storage.probe import StoreProbe
 from gateway.trust import TrustBundle, bundle_expired
+
+log = logging.getLogger("gateway.ops")
 
 
 def keys_check(keys: GatewayKeys, key_dir: Path) -> Check:
@@ -69,19 +79,104 @@ def storage_check(probe: StoreProbe) -> Check:
     return storage
 
 
-def sources_check(
-    source: DataSource, catalogue: Callable[[], Catalogue], served: Callable[[], Sequence[str]]
-) -> Check:
-    def sources() -> CheckResult:
-        cat = catalogue()
-        for code in served():
-            dataset = cat.dataset(code)
+class SourcesProbe:
+    """Whether each served dataset's source answers now (``/readyz``, ``/metrics``).
+
+    One check runs at a time (a probe arriving meanwhile gets the last result,
+    or waits for the first), and its result is reused for
+    ``ready_check_seconds``: load balancers and scrapers probing often cost the
+    bureau's databases one single-row read per dataset per interval, never a
+    sort of the table. A dataset going down is logged (WARNING) once, and its
+    return (INFO) once, not on every probe.
+    """
+
+    def __init__(
+        self,
+        source: DataSource,
+        catalogue: Callable[[], Catalogue],
+        served: Callable[[], Sequence[str]],
+        limits: Limits = DEFAULT_LIMITS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._source = source
+        self._catalogue = catalogue
+        self._served = served
+        self._ttl = limits.ready_check_seconds
+        self._clock = clock
+        self._checking = threading.Lock()
+        self._at: float | None = None
+        self._last: dict[str, str | None] = {}
+
+    def status(self) -> dict[str, str | None]:
+        """Served dataset -> None if its source answers, else what is wrong."""
+        if self._at is not None and self._clock() - self._at < self._ttl:
+            return self._last
+        if not self._checking.acquire(blocking=self._at is None):
+            return self._last  # another probe is checking: its predecessor's result
+        try:
+            if self._at is not None and self._clock() - self._at < self._ttl:
+                return self._last  # checked while this probe waited
+            now = self._check()
+            self._log_changes(now)
+            self._last, self._at = now, self._clock()
+            return now
+        finally:
+            self._checking.release()
+
+    def _check(self) -> dict[str, str | None]:
+        cat = self._catalogue()
+        out: dict[str, str | None] = {}
+        for code in self._served():
             try:
-                source.scan(dataset, [dataset.subject_column], 1)
+                self._source.probe(cat.dataset(code))
+                out[code] = None
             except GatewayError as exc:
-                return CheckResult("sources", False, f"dataset {code}: {exc.message[:200]}")
+                out[code] = exc.message[:200]
             except Exception as exc:
-                return CheckResult("sources", False, f"dataset {code}: {type(exc).__name__}")
-        return CheckResult("sources", True)
+                out[code] = type(exc).__name__
+        return out
+
+    def _log_changes(self, now: dict[str, str | None]) -> None:
+        for code, problem in now.items():
+            before = self._last.get(code)
+            if problem is not None and before is None:
+                log.warning(
+                    "dataset %s cannot be served: %s (the other datasets are)",
+                    code,
+                    problem,
+                    extra={"event": "source_down", "dataset": code},
+                )
+            elif problem is None and before is not None:
+                log.info(
+                    "dataset %s is served again",
+                    code,
+                    extra={"event": "source_up", "dataset": code},
+                )
+
+    def up(self) -> dict[str, bool]:
+        """Served dataset -> whether its source answers (the per-dataset metric)."""
+        return {code: problem is None for code, problem in self.status().items()}
+
+    def check(self) -> CheckResult:
+        """Fails only when no served dataset can be read: a load balancer must
+        not drop every dataset because one source is down. Datasets that
+        cannot be served are named in the detail either way."""
+        status = self.status()
+        down = [f"dataset {c}: {p}" for c, p in sorted(status.items()) if p is not None]
+        if not down:
+            return CheckResult("sources", True)
+        if len(down) == len(status):
+            return CheckResult("sources", False, "no dataset can be served; " + "; ".join(down))
+        return CheckResult(
+            "sources",
+            True,
+            f"{len(down)} of {len(status)} datasets unavailable (the others are served); "
+            + "; ".join(down),
+        )
+
+
+def sources_check(probe: SourcesProbe) -> Check:
+    def sources() -> CheckResult:
+        return probe.check()
 
     return sources

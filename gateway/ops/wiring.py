@@ -10,7 +10,7 @@ publishes) to the service port.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -23,6 +23,7 @@ from gateway.ledger.witness import witnessed_size
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import CONTENT_TYPE, BudgetFigure, StateSources
 from gateway.ops.ready import (
+    SourcesProbe,
     bundle_check,
     keys_check,
     policies_check,
@@ -72,7 +73,7 @@ def budget_figures(gw: Gateway) -> Sequence[BudgetFigure]:
     return out
 
 
-def state_sources(gw: Gateway) -> StateSources:
+def state_sources(gw: Gateway, sources_up: Callable[[], dict[str, bool]]) -> StateSources:
     def newest_checkpoint() -> tuple[int, int] | None:
         latest = gw.ledger.latest_checkpoint()
         return (latest.issued_ms, latest.checkpoint.size) if latest else None
@@ -94,22 +95,24 @@ def state_sources(gw: Gateway) -> StateSources:
         store_rows=gw.stores.probe.rows,
         now_ms=gw.clock_ms,
         lease_held=gw.stores.lease.held,
+        sources_up=sources_up,
     )
 
 
 def start_ops_listener(gw: Gateway) -> OpsListener | None:
     """Start ``/metrics``, ``/healthz``, ``/readyz`` unless ``[listen] ops = "off"``."""
-    gw.metrics.watch_state(state_sources(gw))
+    catalogue = lambda: gw.policy_store.current.catalogue  # noqa: E731
+    probe = SourcesProbe(gw.source, catalogue, gw.served_datasets, gw.config.limits)
+    gw.metrics.watch_state(state_sources(gw, probe.up))
     address = gw.config.listen.ops
     if address == "off":
         return None
-    catalogue = lambda: gw.policy_store.current.catalogue  # noqa: E731
     checks = [
         keys_check(gw.keys, gw.config.key_dir),
         bundle_check(gw.bundle, gw.clock_ms),
         policies_check(catalogue, gw.served_datasets),
         storage_check(gw.stores.probe),
-        sources_check(gw.source, catalogue, gw.served_datasets),
+        sources_check(probe),
     ]
     try:
         listener = OpsListener(

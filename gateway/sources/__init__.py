@@ -63,6 +63,11 @@ class DataSource(Protocol):
         """True if the source enforces at most one row per value of ``column``."""
         ...
 
+    def probe(self, dataset: Dataset) -> None:
+        """Raise ``GatewayError`` if the dataset cannot be read now: one row of its
+        subject column, in no order (no sort of the table), nothing logged."""
+        ...
+
 
 class Sources:
     """Routes each dataset to its source: a mapped database or the SQLite file.
@@ -128,6 +133,9 @@ class Sources:
 
     def guarantees_unique(self, dataset: Dataset, column: str) -> bool:
         return self._for(dataset).guarantees_unique(dataset, column)
+
+    def probe(self, dataset: Dataset) -> None:
+        self._for(dataset).probe(dataset)
 
     def close(self) -> None:
         for src in self._sql.values():

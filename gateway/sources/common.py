@@ -93,7 +93,8 @@ def subject_keys(dataset: Dataset, subject_ids: Sequence[str]) -> list[object]:
 
 
 # What turning a database value into the catalogue's type raises when it does
-# not fit (text in an integer column, a NUMERIC NaN or infinity as an integer).
+# not fit (text in an integer column, a NUMERIC NaN or infinity, or a fraction
+# such as 1.5, as an integer).
 # The exception's text holds the value: it never reaches a caller or a log.
 MISFITS: Final = (ValueError, TypeError, ArithmeticError)
 
@@ -113,7 +114,11 @@ def normalise(value: object, kind: ColumnType) -> object:
     if value is None or type(value) is _NATIVE[kind]:
         return value
     if kind == "integer" and isinstance(value, int | Decimal | float | str):
-        return int(value)
+        number = int(value)  # NaN: ValueError; infinity: OverflowError
+        if isinstance(value, Decimal | float) and number != value:
+            # 1.5 in an integer column: truncating it would release a wrong value.
+            raise ValueError("not a whole number")
+        return number
     if kind == "float" and isinstance(value, int | Decimal | float | str):
         return float(value)
     if isinstance(value, dt.datetime):
@@ -166,6 +171,12 @@ def frame_from_batches(
         exprs = []
         for c in cols:
             e = pl.col(c)
+            if schema[c] == pl.Int64() and (raw.schema[c].is_float() or raw.schema[c].is_decimal()):
+                # Polars truncates (float) or rounds (decimal) 1.5 to an integer:
+                # a wrong value in a statistic. A fraction is a misfit.
+                whole = e.cast(pl.Float64)
+                if raw.select((whole != whole.round(0)).any()).item():
+                    raise misfit(dataset, ValueError("not a whole number"))
             if raw.schema[c] in (pl.Date, pl.Datetime):
                 e = e.dt.strftime("%Y-%m-%d")
             exprs.append(e.cast(schema[c]))

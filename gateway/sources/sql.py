@@ -1,7 +1,10 @@
 """Bureau databases as data sources, through SQLAlchemy Core (2.x), read-only.
 
-Owns: one connection pool per database URL (bounded size, checkout, connect
-and statement timeouts, pre-ping so a restarted server is picked up), the
+Owns: one connection pool per database URL (bounded size, below a server's
+worker count; a short checkout wait; connect and statement timeouts, TCP
+keepalives and user timeout on PostgreSQL, read/write timeouts on
+MySQL/MariaDB, so every query ends within ``source_query_timeout_seconds``;
+pre-ping so a restarted server is picked up), the
 start-up check that each mapped table and column exists, and the four reads
 (named subjects, bulk scan, bulk stream, statistics frame) built as SQLAlchemy
 Core selects over the mapped columns only, every value a bound parameter.
@@ -21,6 +24,7 @@ gateway's database user SELECT rights only.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -74,10 +78,20 @@ def _connect_args(dialect: str, limits: Limits) -> dict[str, Any]:
     timeout = limits.source_connect_timeout_seconds
     query_ms = limits.source_query_timeout_seconds * 1000
     if dialect == "postgresql":
+        keepalive = limits.source_keepalive_seconds
         return {
             "connect_timeout": timeout,
             "options": f"-c statement_timeout={query_ms} -c default_transaction_read_only=on",
             "application_name": "jurisdiction-gateway",
+            # statement_timeout is the server's: a network that drops mid-query
+            # (or a server host that dies) would leave the client reading for
+            # ever. Keepalives probe an idle socket, and the TCP user timeout
+            # drops one whose data or probes go unacknowledged past the bound.
+            "keepalives": 1,
+            "keepalives_idle": keepalive,
+            "keepalives_interval": keepalive,
+            "keepalives_count": 3,
+            "tcp_user_timeout": query_ms,
         }
     if dialect in ("mysql", "mariadb"):
         return {
@@ -118,7 +132,11 @@ class SqlSource:
                 f"({type(exc).__name__}); install the dialect's package"
             ) from exc
         if dialect in ("mysql", "mariadb"):
-            sa.event.listen(self._engine, "connect", _mysql_read_only)
+            sa.event.listen(
+                self._engine,
+                "connect",
+                functools.partial(_mysql_session, limits.source_query_timeout_seconds),
+            )
         self._tables: dict[tuple[str, tuple[str, ...]], sa.TableClause] = {}
         self._frames = FrameCache(limits.source_frame_cache_entries)
 
@@ -237,6 +255,19 @@ class SqlSource:
             )
         return StorageFailure(f"the data source query for dataset {dataset.code} failed ({kind})")
 
+    def probe(self, dataset: Dataset) -> None:
+        """One row of the subject column in no order (readiness): the table need
+        not be sorted. Failures are not logged here (the caller logs a change)."""
+        query = self._select(dataset, [dataset.subject_column]).limit(1)
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(query).fetchall()
+        except sa_exc.SQLAlchemyError as exc:
+            kind = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
+            raise StorageFailure(
+                f"the data source of dataset {dataset.code} is unavailable ({kind})"
+            ) from None
+
     def _rows(self, dataset: Dataset, cols: Sequence[str], query: sa.Select[Any]) -> list[Row]:
         kinds = [dataset.column(c).type for c in cols]
         with self._errors(dataset), self._engine.connect() as conn:
@@ -341,9 +372,16 @@ def _abandon(conn: sa.Connection, result: sa.CursorResult[Any]) -> None:
         result.close()
 
 
-def _mysql_read_only(dbapi_conn: Any, _record: Any) -> None:
+def _mysql_session(query_seconds: int, dbapi_conn: Any, _record: Any) -> None:
+    """A read-only session whose statements the server ends past ``query_seconds``
+    too (the client's read timeout drops the connection, not the server's query)."""
     cur = dbapi_conn.cursor()
     try:
         cur.execute("SET SESSION TRANSACTION READ ONLY")
+        server = str(getattr(dbapi_conn, "get_server_info", lambda: "")())
+        if "mariadb" in server.lower():
+            cur.execute("SET SESSION max_statement_time = %s", (float(query_seconds),))
+        else:
+            cur.execute("SET SESSION max_execution_time = %s", (int(query_seconds) * 1000,))
     finally:
         cur.close()

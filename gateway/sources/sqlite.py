@@ -8,12 +8,16 @@ from a request; values are always bound parameters. The SQLite file is opened
 read-only: a gateway never writes to its source. The bureau may update it
 while the gateway runs, in place (WAL mode included) or by renaming a new file
 over it: every read sees the file as it is now.
+
+Failures: callers (peers included) learn the dataset and that its source is
+unavailable (``StorageFailure``), or that its table is missing (``NotFound``,
+naming the file's name only); the file's path and SQLite's text are logged.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -34,6 +38,8 @@ from gateway.sources.common import (
 
 if TYPE_CHECKING:
     import polars as pl
+
+log = logging.getLogger("gateway.sources")
 
 # SQLite's default SQLITE_MAX_VARIABLE_NUMBER is 32766; stay well below it.
 _IN_CHUNK = 500
@@ -60,31 +66,18 @@ class SqliteSource:
     def path(self) -> Path:
         return self._path
 
-    def _stat(self, path: Path) -> os.stat_result:
-        try:
-            return path.stat()
-        except OSError as exc:
-            raise StorageFailure(
-                f"data source {self._path.name} is unavailable ({type(exc).__name__})"
-            ) from exc
-
     def _conn(self) -> sqlite3.Connection:
         # The file as it is now: a bureau that replaces it (a new file renamed
         # over the old one) is read from the next query on, not from the old
         # file an open connection would keep reading.
-        st = self._stat(self._path)
+        st = self._path.stat()
         identity = (st.st_dev, st.st_ino)
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is not None and self._local.identity != identity:
             conn.close()
             conn = None
         if conn is None:
-            try:
-                conn = sqlite3.connect(
-                    f"file:{self._path}?mode=ro", uri=True, check_same_thread=True
-                )
-            except sqlite3.Error as exc:
-                raise StorageFailure(f"cannot open data source {self._path}: {exc}") from exc
+            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=True)
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
             self._local.identity = identity
@@ -94,7 +87,7 @@ class SqliteSource:
         """Changes whenever the data may have: the file's identity, size and
         modification time, and those of its write-ahead log (a writer in WAL
         mode commits there, leaving the main file untouched until a checkpoint)."""
-        st = self._stat(self._path)
+        st = self._path.stat()
         wal = Path(f"{self._path}-wal")
         try:
             w = wal.stat()
@@ -107,27 +100,43 @@ class SqliteSource:
         return checked_columns(dataset, columns)
 
     @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
+    def _errors(self, dataset: Dataset) -> Iterator[None]:
+        """SQLite and file errors as what a caller (a peer among them) may learn:
+        the dataset and that it is unavailable. The file's path and SQLite's
+        own text go to the operator's log only."""
         try:
             yield
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 raise NotFound(
                     f"dataset is declared but has no table in {self._path.name}"
-                ) from exc
-            raise StorageFailure(f"data source query failed: {exc}") from exc
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"data source query failed: {exc}") from exc
+                ) from None
+            raise self._failure(dataset, exc) from None
+        except (sqlite3.Error, OSError) as exc:
+            raise self._failure(dataset, exc) from None
 
-    def _query(self, sql: str, params: Sequence[object]) -> list[Row]:
-        with self._errors():
+    def _failure(self, dataset: Dataset, exc: BaseException) -> StorageFailure:
+        log.warning(
+            "data source %s failed for %s: %s: %s",
+            self._path,
+            dataset.code,
+            type(exc).__name__,
+            exc,
+        )
+        return StorageFailure(
+            f"the data source of dataset {dataset.code} is unavailable "
+            f"({type(exc).__name__}); retry later"
+        )
+
+    def _query(self, dataset: Dataset, sql: str, params: Sequence[object]) -> list[Row]:
+        with self._errors(dataset):
             cur = self._conn().execute(sql, params)
             return [dict(r) for r in cur.fetchall()]
 
     def guarantees_unique(self, dataset: Dataset, column: str) -> bool:
         """True if the table has a UNIQUE index (or primary key) on exactly ``column``."""
-        conn = self._conn()
-        try:
+        with self._errors(dataset):
+            conn = self._conn()
             for idx in conn.execute(f"PRAGMA index_list({_quote(dataset.code)})").fetchall():
                 if not idx["unique"]:
                     continue
@@ -136,9 +145,15 @@ class SqliteSource:
                 ]
                 if cols == [column]:
                     return True
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"data source {self._path}: {exc}") from exc
         return False
+
+    def probe(self, dataset: Dataset) -> None:
+        """One row of the subject column (readiness)."""
+        self._query(
+            dataset,
+            f"SELECT {_quote(dataset.subject_column)} FROM {_quote(dataset.code)} LIMIT 1",
+            [],
+        )
 
     def fetch(
         self, dataset: Dataset, subject_ids: Sequence[str], columns: Sequence[str], limit: int
@@ -153,6 +168,7 @@ class SqliteSource:
             chunk = ids[i : i + _IN_CHUNK]
             marks = ", ".join("?" for _ in chunk)
             rows += self._query(
+                dataset,
                 f"SELECT {select} FROM {table} WHERE {subject} IN ({marks}) ORDER BY rowid LIMIT ?",
                 [*chunk, limit - len(rows) + 1],
             )
@@ -164,6 +180,7 @@ class SqliteSource:
         cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
         return self._query(
+            dataset,
             f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ?",
             [limit + 1],
         )
@@ -174,12 +191,10 @@ class SqliteSource:
         cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
         # A connection of its own: the generator may be resumed on another thread.
-        try:
+        with self._errors(dataset):
             conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StorageFailure(f"cannot open data source {self._path}: {exc}") from exc
         try:
-            with self._errors():
+            with self._errors(dataset):
                 cur = conn.execute(
                     f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ? OFFSET ?",
                     [limit, start],
@@ -191,7 +206,8 @@ class SqliteSource:
 
     def frame(self, dataset: Dataset, columns: Sequence[str]) -> pl.LazyFrame:
         cols = self._columns(dataset, columns)
-        version = self._version()
+        with self._errors(dataset):
+            version = self._version()
         fresh: Callable[[object], bool] = lambda stamp: stamp == version  # noqa: E731
         cached = self._frames.get(dataset.code, cols, fresh)
         if cached is not None:
@@ -202,7 +218,7 @@ class SqliteSource:
 
     def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:
         select = ", ".join(_quote(c) for c in cols)
-        with self._errors():
+        with self._errors(dataset):
             cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")
             cur.row_factory = None
 

@@ -451,3 +451,24 @@ def test_restore_refuses_when_the_accepted_bundle_version_in_place_is_unreadable
     assert files() == before
     assert not list(data.glob("pre-restore-*")) and not list(data.glob(".*.restoring"))
     fed.gateways.pop(BJ)
+
+
+def test_backup_to_an_existing_file_or_under_one_exits_2_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out naming a file ended in a NotADirectoryError traceback."""
+    from gateway.demo.setup import build_federation
+
+    fed = build_federation(tmp_path / "fed", rows=5)
+    config = fed.sites[BJ].config
+    data_dir = load_config(config).data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "ledger.sqlite").touch()
+    taken = tmp_path / "notes.txt"
+    taken.write_text("keep me\n")
+    for out in (taken, taken / "backup"):
+        assert main(["backup", "--config", str(config), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert str(taken) in err and "folder" in err
+    assert taken.read_text() == "keep me\n"

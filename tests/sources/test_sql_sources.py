@@ -10,6 +10,8 @@ what the SQLite file serves (same values, same types, resumable bulk order).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -330,3 +332,176 @@ def test_statistics_frames_kept_by_a_database_source_stay_bounded(seeded) -> Non
         assert len(statements) == before
     finally:
         db.close()
+
+
+def _hold_lock(url: str, table: str) -> tuple[sa.Engine, sa.Connection]:
+    """Another session holding an exclusive lock on ``table``: every read of it waits."""
+    eng = sa.create_engine(url)
+    locker = eng.connect()
+    if eng.dialect.name == "postgresql":
+        locker.begin()
+        locker.exec_driver_sql(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+    else:
+        locker.exec_driver_sql(f"LOCK TABLES {table} WRITE")
+    return eng, locker
+
+
+def _release_lock(eng: sa.Engine, locker: sa.Connection) -> None:
+    if eng.dialect.name != "postgresql":
+        locker.exec_driver_sql("UNLOCK TABLES")
+    locker.close()
+    eng.dispose()
+
+
+def test_a_hung_database_answers_unavailable_within_the_bound_while_other_datasets_are_served(
+    seeded,  # type: ignore[no-untyped-def]
+) -> None:
+    """A database whose table another session keeps locked (as a stalled disk or
+    a dropped network would) took every one of a server's 8 workers (its pool
+    allowed 4 + 4 connections), so a dataset in another source waited until the
+    hung queries ended: one hung bureau database stopped every dataset."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cat, mappings, sqlite = seeded
+    mapped = _with_source(cat, "si_contributions", mappings["si_contributions"])
+    hung = mapped.dataset("si_contributions")
+    other = mapped.dataset("population_core")  # in the SQLite file
+    query_bound = 3
+    limits = Limits(source_query_timeout_seconds=query_bound, source_connect_timeout_seconds=2)
+    sources = Sources(sqlite, mapped, limits)
+    eng, locker = _hold_lock(str(mappings["si_contributions"]["url"]), str(hung.source.table))  # type: ignore[union-attr]
+    workers = ThreadPoolExecutor(8)  # a gRPC server's workers
+    try:
+        started = time.monotonic()
+        stuck = [
+            workers.submit(sources.scan, hung, ["person_id"], 5)
+            for _ in range(8)  # a burst of requests for the hung dataset
+        ]
+        time.sleep(0.3)
+        asked = time.monotonic()
+        served = workers.submit(sources.scan, other, ["person_id"], 5)
+        assert len(served.result(timeout=30)) == 6
+        assert time.monotonic() - asked < query_bound - 1  # not queued behind the hung ones
+        for f in stuck:
+            with pytest.raises(StorageFailure, match="si_contributions") as err:
+                f.result(timeout=30)
+            assert err.value.grpc_code.name == "UNAVAILABLE"
+        assert time.monotonic() - started < query_bound + 3
+    finally:
+        _release_lock(eng, locker)
+        workers.shutdown()
+        sources.close()
+
+
+def test_database_sessions_end_a_query_the_network_or_server_stops_answering(
+    seeded,  # type: ignore[no-untyped-def]
+) -> None:
+    """PostgreSQL's statement_timeout is enforced by the server: a network that
+    dropped mid-query left the client reading for ever (no keepalive, no TCP
+    user timeout). MariaDB kept running a query the client had given up on."""
+    import socket
+
+    _, mappings, _ = seeded
+    limits = Limits(source_query_timeout_seconds=7, source_keepalive_seconds=4)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), limits)
+    try:
+        with db._engine.connect() as conn:
+            raw = conn.connection.dbapi_connection
+            if db._engine.dialect.name == "postgresql":
+                sock = socket.socket(fileno=os.dup(raw.pgconn.socket))  # type: ignore[union-attr]
+                try:
+                    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 4
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7000
+                finally:
+                    sock.close()
+                shown = conn.exec_driver_sql("SHOW statement_timeout").scalar()
+                assert shown == "7s"
+            else:
+                shown = conn.exec_driver_sql("SELECT @@max_statement_time").scalar()
+                assert float(shown) == 7.0
+    finally:
+        db.close()
+
+
+def test_readiness_probe_reads_one_row_without_sorting_the_table_or_logging(
+    seeded,  # type: ignore[no-untyped-def]
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Readiness ran ``scan(..., 1)``: with no ``order_by`` mapped, a sort of the
+    whole register on the bureau's database per probe, and a WARNING per failing probe."""
+    cat, mappings, _ = seeded
+    ds = _dataset(cat, mappings)
+    db = SqlSource(str(mappings["si_contributions"]["url"]), LIMITS)
+    statements: list[str] = []
+    sa.event.listen(db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2])))
+    try:
+        db.probe(ds)
+        reads = [s for s in statements if "si_contributions" in s.lower()]
+        assert len(reads) == 1 and "ORDER BY" not in reads[0].upper()
+    finally:
+        db.close()
+    down = SqlSource("postgresql+psycopg://reader:pw@127.0.0.1:1/registers", LIMITS)
+    try:
+        with caplog.at_level(logging.INFO, logger="gateway.sources"):
+            with pytest.raises(StorageFailure, match="si_contributions is unavailable"):
+                down.probe(ds)
+        assert not caplog.records  # the readiness probe logs a change, once
+    finally:
+        down.close()
+
+
+@pytest.mark.parametrize("engine", ["postgresql", "mariadb"])
+def test_a_fraction_in_a_catalogue_integer_column_answers_unavailable_instead_of_a_wrong_value(
+    engine: str,
+) -> None:
+    """NUMERIC 1.5 in a column the catalogue calls integer was released as 1
+    (records) or 2 (statistics): a wrong value, silently."""
+    from decimal import Decimal
+
+    from gateway.demo.sqlseed import create_schema
+    from gateway.sources.common import normalise
+
+    with pytest.raises(ValueError):
+        normalise(Decimal("1.5"), "integer")
+    assert normalise(Decimal("2.0"), "integer") == 2 and normalise(3.0, "integer") == 3
+    with scratch_schema(engine) as (url, prefix):
+        schema = f"{prefix}_frac"
+        create_schema(url, schema)
+        eng = sa.create_engine(url)
+        try:
+            with eng.begin() as conn:
+                conn.exec_driver_sql(
+                    f"CREATE TABLE {schema}.reg (person_id VARCHAR(32), "
+                    "months_contributed NUMERIC(10, 1))"
+                )
+                conn.exec_driver_sql(
+                    f"INSERT INTO {schema}.reg VALUES ('{SECRET_ID}', 1.5), ('2', 2.0)"
+                )
+        finally:
+            eng.dispose()
+        ds = load_catalogue(ROOT / "policies" / "110000").dataset("si_contributions")
+        ds = ds.model_copy(
+            update={
+                "columns": tuple(
+                    c for c in ds.columns if c.name in ("person_id", "months_contributed")
+                ),
+                "source": SourceMapping(url=url, table=f"{schema}.reg"),
+            }
+        )
+        assert ds.column("months_contributed").type == "integer"
+        db = SqlSource(url, LIMITS)
+        cols = ["person_id", "months_contributed"]
+        try:
+            for read in (
+                lambda: db.fetch(ds, [SECRET_ID], cols, 5),
+                lambda: db.scan(ds, cols, 5),
+                lambda: [b for b in db.stream(ds, cols, 0, 5, 5)],
+                lambda: db.frame(ds, ["months_contributed"]),
+            ):
+                with pytest.raises(StorageFailure, match="si_contributions") as err:
+                    read()
+                assert err.value.grpc_code.name == "UNAVAILABLE"
+                assert "1.5" not in str(err.value) and SECRET_ID not in str(err.value)
+        finally:
+            db.close()

@@ -106,3 +106,70 @@ def test_statistics_frames_kept_stay_bounded_however_requesters_vary_their_colum
     src.frame(DS, ["status", "gender"]).collect()
     src.frame(DS, ["gender", "status"]).collect()
     assert len(src._frames) <= max(loads, 1) + 1
+
+
+def test_a_peer_asking_a_dataset_whose_sqlite_file_is_broken_learns_no_path(
+    tmp_path: Path,
+) -> None:
+    """SQLite failures answered "data source query failed: <sqlite text>" and
+    "cannot open data source <full path>": the holder's file layout went to every
+    caller, other jurisdictions included. Callers get the dataset and
+    "unavailable"; the operator's log gets the path."""
+    import logging
+
+    import grpc
+    import pytest
+
+    from tests.conftest import start_federation, stop_federation
+
+    rf = start_federation(tmp_path / "fed", rows=20)
+    try:
+        source = rf.site("110000").data_source
+        commuter = rf.commuter()
+        broken = source.with_name("broken.sqlite")
+        broken.write_bytes(b"this is not a database" * 200)
+        os.replace(broken, source)  # the bureau replaced the file with garbage
+        records: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = records.append  # type: ignore[method-assign]
+        logging.getLogger("gateway.sources").addHandler(handler)
+        try:
+            with rf.client("130000", "hebei-housing-fund") as c:
+                with pytest.raises(grpc.RpcError) as err:
+                    c.get_records(
+                        holder_jurisdiction="110000",
+                        dataset="si_contributions",
+                        purpose="housing_fund_transfer",
+                        subject_ids=[commuter],
+                    )
+        finally:
+            logging.getLogger("gateway.sources").removeHandler(handler)
+        message = err.value.details() or ""
+        assert "si_contributions" in message and "unavailable" in message, message
+        assert str(tmp_path) not in message and "sqlite" not in message.lower(), message
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert any(str(source) in r.getMessage() for r in records)  # the operator's log
+    finally:
+        stop_federation(rf)
+
+
+def test_a_source_file_that_cannot_be_opened_is_named_in_the_log_not_the_answer(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from gateway.errors import StorageFailure
+
+    path = tmp_path / "source.sqlite"
+    seed_database(path, CAT, rows=5, seed=1)
+    src = SqliteSource(path)
+    path.write_bytes(b"garbage" * 100)
+    for read in (
+        lambda: src.scan(DS, ["person_id"], 10),
+        lambda: list(src.stream(DS, ["person_id"], 0, 10, 5)),
+        lambda: src.guarantees_unique(DS, "person_id"),
+        lambda: src.frame(DS, ["age_band"]),
+    ):
+        with pytest.raises(StorageFailure, match="si_contributions is unavailable") as err:
+            read()
+        assert str(tmp_path) not in str(err.value) and "not a database" not in str(err.value)
