@@ -366,7 +366,7 @@ def test_a_hung_database_answers_unavailable_within_the_bound_while_other_datase
     mapped = _with_source(cat, "si_contributions", mappings["si_contributions"])
     hung = mapped.dataset("si_contributions")
     other = mapped.dataset("population_core")  # in the SQLite file
-    query_bound = 3
+    query_bound = 5  # the requests that find no free connection fail after 2 s
     limits = Limits(source_query_timeout_seconds=query_bound, source_connect_timeout_seconds=2)
     sources = Sources(sqlite, mapped, limits)
     eng, locker = _hold_lock(str(mappings["si_contributions"]["url"]), str(hung.source.table))  # type: ignore[union-attr]
