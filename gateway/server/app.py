@@ -185,7 +185,7 @@ class Gateway:
             )
             observed_ledger = ObservedLedger(self.ledger, self.metrics)
             self.replay = self.stores.replay
-            self.transport = GrpcPeerTransport(self.keys.tls, limits)
+            self.transport = GrpcPeerTransport(self.keys.tls, limits, wall_ms=lambda: self._clock())
             opened.callback(_close_quietly, self.transport.close, "the peer transport")
             self.seal_keys = SealKeys(
                 self.keys.seal,
@@ -476,7 +476,9 @@ class Gateway:
         in memory (a rotation on disk; peers on this bundle seal to it) is read."""
         self.transport.refresh(bundle)
         held = {k.public_key.raw for k in self.seal_keys.keys}
-        listed = bundle.member(self.me).seal_keys_at(dt.datetime.now(dt.UTC))
+        listed = bundle.member(self.me).seal_keys_at(
+            dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+        )
         if any(k.raw not in held for k in listed):
             self.seal_keys.reload()
 
@@ -587,7 +589,7 @@ class Gateway:
         limits = self.config.limits
         opts = channel_options(limits)
         peer = GatewayServer(
-            annotating(PeerAuthenticator(self.bundle, self.config.limits)),
+            annotating(PeerAuthenticator(self.bundle, lambda: self._clock(), self.config.limits)),
             max_workers=self._max_workers,
             name=f"peer-{self.me}",
             options=opts,

@@ -229,3 +229,42 @@ def test_a_retired_certificate_stops_completing_handshakes_when_its_overlap_ends
     beijing._clock = lambda: system_clock_ms() + 2 * 3600 * 1000  # two hours later
     assert _peer_call(rf, "110000", old) == grpc.StatusCode.UNAVAILABLE  # handshake refused
     assert _peer_call(rf, "110000", new) in answered
+
+
+def test_a_certificate_the_handshake_trusts_by_the_gateways_clock_is_not_refused_by_the_wall_clock(
+    rf: RunningFederation,
+) -> None:
+    """Beijing (and Hebei) run on an injected clock a minute behind the wall clock (within the
+    skew tolerated). Hebei's overlap has just ended by the wall clock, not yet by
+    Beijing's: the peer port's handshake (Beijing's clock) trusts the old certificate,
+    so the caller's identity must be decided on the same clock. It was decided on the
+    wall clock, and the call that completed the handshake was refused UNAUTHENTICATED."""
+    for code in ("110000", "130000"):  # Hebei too: it still presents the old certificate
+        rf.gateways[code]._clock = lambda: system_clock_ms() - 60_000
+    old = rf.gateways["130000"].keys.tls
+    _rotate_tls(rf, "130000", overlap_hours="0")  # by the wall clock: over already
+    answered = {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}
+    assert _peer_call(rf, "110000", old) in answered
+
+
+def test_outbound_channels_trust_the_certificates_valid_by_the_gateways_clock_not_the_wall_clock(
+    federation: RunningFederation,
+) -> None:
+    """The outbound side of the same rule: the gateway's clock, a minute behind, is
+    still inside Beijing's overlap (it ended 30 s ago by the wall clock), so a channel
+    to Beijing trusts both its certificates, as Beijing's peer port does."""
+    bundle = federation.gateways["130000"].bundle()
+    wall = system_clock_ms()
+    t = GrpcPeerTransport(
+        federation.gateways["130000"].keys.tls, Limits(), wall_ms=lambda: wall - 60_000
+    )
+    other = federation.gateways["120000"].keys.tls.cert_pem.decode("ascii")
+    ended = dt.datetime.fromtimestamp((wall - 30_000) / 1000, dt.UTC)
+    beijing = bundle.member("110000")
+    rotated = dataclasses.replace(
+        beijing, retired=(*beijing.retired, RetiredKey("tls", other, not_after=ended))
+    )
+    ch = t._acquire(rotated, rotated.endpoint)
+    assert len(ch.trust) == 2
+    t._release(ch)
+    t.close()
