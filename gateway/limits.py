@@ -135,6 +135,9 @@ class Limits:
     # ops_max_connections at once, new ones are closed unanswered.
     ops_request_timeout_seconds: float = 10.0
     ops_max_connections: int = 32
+    # This gateway's own TLS certificate (issued for 825 days): /readyz warns,
+    # and one warning is logged, once fewer than this many days remain.
+    own_certificate_warn_days: int = 30
     # Streaming bulk transfers
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000

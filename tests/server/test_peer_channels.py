@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -268,3 +269,59 @@ def test_outbound_channels_trust_the_certificates_valid_by_the_gateways_clock_no
     assert len(ch.trust) == 2
     t._release(ch)
     t.close()
+
+
+def test_readyz_says_to_restart_once_the_overlap_ends_while_the_gateway_still_presents_its_retired_certificate(
+    rf: RunningFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hebei rotates its TLS certificate (1-hour overlap) but is not restarted: it keeps
+    presenting the old one. /readyz warns during the overlap; once it ends (Hebei's clock
+    two hours on) peers refuse that certificate, and /readyz is 503 saying to restart,
+    the metric says retired, and one error line says so. Nothing said it before."""
+    import json
+    import logging
+    import urllib.error
+    import urllib.request
+
+    from gateway.config import load_config
+    from gateway.server.app import Gateway
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(rf.site("130000").ops_url + "/readyz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    later = [0]
+    rf.gateways["130000"].stop(grace=0.2)
+    hebei = Gateway(
+        load_config(rf.site("130000").config), clock_ms=lambda: system_clock_ms() + later[0]
+    )
+    hebei.start()
+    rf.gateways["130000"] = hebei
+    _rotate_tls(rf, "130000", overlap_hours="1")
+    status, report = readyz()
+    assert status == 200 and "restart" in report["warnings"]["own_certificate"]
+    later[0] = 2 * 3600 * 1000
+    caplog.set_level(logging.WARNING, logger="gateway")
+    status, report = readyz()
+    assert status == 503
+    problem = report["checks"]["own_certificate"]
+    assert "still presents its retired TLS certificate" in problem and "restart" in problem
+    metrics = urllib.request.urlopen(rf.site("130000").ops_url + "/metrics", timeout=5).read()
+    assert b"gateway_own_certificate_retired 1.0" in metrics
+    deadline = time.monotonic() + 5
+
+    def errors() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if getattr(r, "event", "") == "own_certificate" and r.levelno == logging.ERROR
+        ]
+
+    while not errors():
+        assert time.monotonic() < deadline, "no log line about the retired certificate"
+        time.sleep(0.1)
+    time.sleep(1.5)  # the watcher looks every second: still one line
+    assert len(errors()) == 1 and "restart" in errors()[0].getMessage()
