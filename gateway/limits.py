@@ -150,6 +150,9 @@ class Limits:
     # /readyz and /metrics reuse the result of the sources' readiness check
     # (one row per served dataset) for this long; one check runs at a time.
     ready_check_seconds: float = 1.0
+    # This gateway's own TLS certificate (issued for 825 days): /readyz warns,
+    # and one warning is logged, once fewer than this many days remain.
+    own_certificate_warn_days: int = 30
     # Streaming bulk transfers
     stream_chunk_rows: int = 2_000
     max_stream_rows_per_request: int = 10_000_000

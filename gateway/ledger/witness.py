@@ -19,7 +19,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, peer_pb2
@@ -91,6 +91,17 @@ INSERT_EVIDENCE_SQL = (
 )
 
 
+# The SQLite witness store's tables (also created by a restore merging one in).
+WITNESS_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
+    "size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL, "
+    "updated_ms INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS witness_evidence (id INTEGER PRIMARY KEY, "
+    "origin TEXT NOT NULL, kind TEXT NOT NULL, held_note TEXT NOT NULL, "
+    "shown_note TEXT NOT NULL, detail TEXT NOT NULL, recorded_ms INTEGER NOT NULL)",
+)
+
+
 def state_of(row: Sequence[Any] | None) -> WitnessState | None:
     return (
         None
@@ -122,14 +133,7 @@ class SqliteWitnessStore:
             path,
             what="witness store",
             synchronous="FULL",
-            schema=[
-                "CREATE TABLE IF NOT EXISTS witness_state (origin TEXT PRIMARY KEY, "
-                "size INTEGER NOT NULL, root BLOB NOT NULL, note TEXT NOT NULL, "
-                "updated_ms INTEGER NOT NULL)",
-                "CREATE TABLE IF NOT EXISTS witness_evidence (id INTEGER PRIMARY KEY, "
-                "origin TEXT NOT NULL, kind TEXT NOT NULL, held_note TEXT NOT NULL, "
-                "shown_note TEXT NOT NULL, detail TEXT NOT NULL, recorded_ms INTEGER NOT NULL)",
-            ],
+            schema=list(WITNESS_SCHEMA),
         )
 
     def origins(self) -> list[str]:

@@ -5,9 +5,11 @@ gateway runs, into a new folder with a manifest of SHA-256 digests),
 ``check_backup`` (every listed file present with its digest) and
 ``install_backup`` (every file staged, then each in place by rename; the
 accepted trust-bundle version in place is kept unless the backup's is higher,
-and the replay memory installed is the union of the backup's and the one in
-place: anti-rollback state only grows, so an old backup cannot make a revoked
-bundle or a replayed request acceptable again). Whether a backup's budgets
+the replay memory installed is the union of the backup's and the one in
+place, and the witness store installed keeps, per peer log, the newer cosigned
+checkpoint of the two and every piece of evidence either holds: anti-rollback
+state only grows, so an old backup cannot make a revoked bundle, a replayed
+request or a peer's rolled-back log acceptable again). Whether a backup's budgets
 and quotas cover what a ledger shows as spent is ``gateway.ops.spent``; the
 CLI (``gateway restore``) runs both, and verifies the ledger, before installing.
 
@@ -38,6 +40,7 @@ from typing import Final
 
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
 from gateway.ledger.storage import SqliteLedgerStore
+from gateway.ledger.witness import WITNESS_SCHEMA
 from gateway.ops.spent import COVER_FILE
 from gateway.storage.backend import (
     BUDGET_FILE,
@@ -341,15 +344,85 @@ def _merge_replay(staged: Path, current: Path) -> int:
         ) from exc
 
 
+def _merge_witness(staged: Path, current: Path) -> tuple[list[str], int]:
+    """Bring into the staged copy of the backup's witness store what the one in
+    place knows beyond it: for each log, the state with the larger cosigned size
+    (with its root and signed checkpoint), and every piece of evidence either
+    copy holds. The witness store is anti-rollback memory of the peers' logs:
+    installed older, a peer's rollback or fork to a size cosigned since the
+    backup would go unnoticed. Returns the logs whose state was taken from the
+    one in place, and the pieces of evidence added."""
+    try:
+        conn = sqlite3.connect(staged)
+        try:
+            # As for the replay memory: not mode=ro, so a -wal file is read too.
+            conn.execute("ATTACH DATABASE ? AS current", (str(current),))
+        except sqlite3.Error:
+            conn.close()
+            raise
+        try:
+            with conn:
+                tables = {
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT name FROM current.sqlite_master WHERE type = 'table'"
+                    )
+                }
+                for statement in WITNESS_SCHEMA:  # unqualified: created in main
+                    conn.execute(statement)
+                newer: list[str] = []
+                if "witness_state" in tables:
+                    newer = [
+                        str(r[0])
+                        for r in conn.execute(
+                            "SELECT c.origin FROM current.witness_state AS c"
+                            " LEFT JOIN main.witness_state AS b ON b.origin = c.origin"
+                            " WHERE b.origin IS NULL OR c.size > b.size ORDER BY c.origin"
+                        )
+                    ]
+                    for origin in newer:
+                        conn.execute("DELETE FROM main.witness_state WHERE origin = ?", (origin,))
+                        conn.execute(
+                            "INSERT INTO main.witness_state (origin, size, root, note, updated_ms)"
+                            " SELECT origin, size, root, note, updated_ms"
+                            " FROM current.witness_state WHERE origin = ?",
+                            (origin,),
+                        )
+                added = 0
+                if "witness_evidence" in tables:
+                    cur = conn.execute(
+                        "INSERT INTO main.witness_evidence"
+                        " (origin, kind, held_note, shown_note, detail, recorded_ms)"
+                        " SELECT c.origin, c.kind, c.held_note, c.shown_note, c.detail,"
+                        " c.recorded_ms FROM current.witness_evidence AS c WHERE NOT EXISTS ("
+                        " SELECT 1 FROM main.witness_evidence AS b WHERE b.origin = c.origin"
+                        " AND b.kind = c.kind AND b.held_note = c.held_note"
+                        " AND b.shown_note = c.shown_note AND b.detail = c.detail"
+                        " AND b.recorded_ms = c.recorded_ms) ORDER BY c.id"
+                    )
+                    added = max(0, cur.rowcount)
+                return newer, added
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageFailure(
+            f"{current}: the witness store in place is unreadable ({exc}); a restore keeps its "
+            "newer cosigned checkpoints and its evidence so that no peer's rollback or fork goes "
+            "unnoticed (move it aside to restore the backup's alone)"
+        ) from exc
+
+
 def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path, keep: Path) -> Installed:
     """Put the checked files into ``data_dir``, the replaced ones moved to ``keep``.
 
     Every file is first staged under a temporary name in ``data_dir`` (nothing
     in place changes until all are ready), then the files in place are moved
-    aside and the staged ones renamed in. Two stores only ever grow in
+    aside and the staged ones renamed in. Three stores only ever grow in
     protection: the accepted trust-bundle version in place is kept when it is
-    not lower than the backup's, and the replay memory installed is the union
-    of the backup's and the one in place (see ``notes``)."""
+    not lower than the backup's, the replay memory installed is the union of
+    the backup's and the one in place, and the witness store installed holds,
+    per peer log, the larger cosigned size of the two and all their evidence
+    (see ``notes``)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     names = list(manifest.files)
@@ -369,6 +442,15 @@ def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path, keep:
             notes.append(
                 f"{REPLAY_FILE}: the backup's request ids merged with the ones in place "
                 f"({added} not in the backup): a restore forgets no request id already seen"
+            )
+        if WITNESS_FILE in staged and (data_dir / WITNESS_FILE).is_file():
+            newer, evidence = _merge_witness(staged[WITNESS_FILE], data_dir / WITNESS_FILE)
+            logs = ", ".join(newer) if newer else "none"
+            notes.append(
+                f"{WITNESS_FILE}: the backup's merged with the one in place (newer cosigned "
+                f"checkpoints kept from it for {len(newer)} peer logs: {logs}; {evidence} pieces "
+                "of evidence not in the backup added): a restore forgets no checkpoint already "
+                "cosigned, so a peer's rollback or fork stays detected"
             )
         for tmp in staged.values():
             _fsync(tmp)

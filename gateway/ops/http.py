@@ -2,7 +2,9 @@
 
 Owns: serving ``GET /metrics`` (Prometheus text format), ``GET /healthz``
 (liveness: the process answers) and ``GET /readyz`` (readiness: every named
-check passes; 503 with the failing checks otherwise) on ``[listen] ops``.
+check passes; 503 with the failing checks otherwise; a passing check's
+warning, such as a certificate close to its expiry, under ``warnings``) on
+``[listen] ops``.
 Nothing else is served: other paths are 404, other methods 405. No request
 body is read and no personal data or secret is in any answer. A stalled
 connection is closed after ``ops_request_timeout_seconds`` and at most
@@ -179,21 +181,16 @@ class OpsListener:
         elif path == "/readyz":
             results = self.readiness()
             ready = all(r.ok for r in results)
-            body = (
-                json.dumps(
-                    {
-                        "status": "ready" if ready else "not ready",
-                        "checks": {
-                            # A passing check may still say something (a source down
-                            # while the other datasets are served).
-                            r.name: (r.detail or ("ok" if r.ok else "failed"))
-                            for r in results
-                        },
-                    },
-                    ensure_ascii=False,
-                ).encode()
-                + b"\n"
-            )
+            doc: dict[str, Any] = {
+                "status": "ready" if ready else "not ready",
+                "checks": {r.name: ("ok" if r.ok else r.detail or "failed") for r in results},
+            }
+            # A check that passes with a detail: something to do soon (say, a
+            # certificate close to its expiry), not yet a reason to refuse traffic.
+            warnings = {r.name: r.detail for r in results if r.ok and r.detail}
+            if warnings:
+                doc["warnings"] = warnings
+            body = json.dumps(doc, ensure_ascii=False).encode() + b"\n"
             h._send(200 if ready else 503, body, "application/json", head)
         else:
             h._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain", head)

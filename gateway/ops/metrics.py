@@ -60,6 +60,10 @@ class StateSources:
     entry_ms: Callable[[int], int] = lambda index: 0  # the time entry ``index`` was recorded
     # Served dataset -> whether its source answers (readiness probe, reused briefly).
     sources_up: Callable[[], dict[str, bool]] = lambda: {}
+    # The TLS certificate this process presents: when it expires (POSIX ms; None:
+    # not reported), and whether it is the retired one of a key rotation.
+    own_certificate_not_after_ms: int | None = None
+    own_certificate_retired: Callable[[], bool] = lambda: False
 
 
 class StateCollector(Collector):
@@ -161,6 +165,19 @@ class StateCollector(Collector):
             "1 if this process holds the checkpoint-signing lease (always, on SQLite).",
             value=1 if src.lease_held() else 0,
         )
+        if src.own_certificate_not_after_ms is not None:
+            yield GaugeMetricFamily(
+                "gateway_own_certificate_expiry_seconds",
+                "Seconds until the TLS certificate this gateway presents expires (negative "
+                "once it has).",
+                value=(src.own_certificate_not_after_ms - src.now_ms()) / 1000.0,
+            )
+            yield GaugeMetricFamily(
+                "gateway_own_certificate_retired",
+                "1 if the TLS certificate this gateway presents is the retired one of a key "
+                "rotation (peers trust it only until the overlap ends): restart it.",
+                value=1 if src.own_certificate_retired() else 0,
+            )
 
 
 OTHER: Final = "other"

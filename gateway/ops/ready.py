@@ -1,12 +1,17 @@
-"""Readiness checks of a gateway (``/readyz``): keys, bundle, policies, storage, sources.
+"""Readiness checks of a gateway (``/readyz``): keys, bundle, policies, storage, sources,
+and the TLS certificate this gateway presents.
 
 Owns: one small function per check, each returning a ``CheckResult`` whose
 detail says what is wrong in words an operator can act on, never a path to
-a secret's content or any data; ``SourcesProbe``, which reads one row per
-served dataset (one check at a time, its result reused briefly) and is not
-ready only when no dataset can be served (a down source is named in the
-detail and the ``gateway_dataset_source_up`` metric). Does not own: serving
-them (``gateway.ops.http``).
+a secret's content or any data (a check that passes may carry a warning as
+its detail); ``SourcesProbe``, which reads one row per served dataset (one
+check at a time, its result reused briefly) and is not ready only when no
+dataset can be served (a down source is named in the detail and the
+``gateway_dataset_source_up`` metric); and ``own_certificate_status``, the
+rule for this gateway's own certificate (close to its expiry; still the
+retired one of a key rotation, its overlap running or ended), which the
+readiness check, the metrics and the gateway's once-only log lines share.
+Does not own: serving them (``gateway.ops.http``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway import crypto
@@ -26,7 +32,7 @@ from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.ops.http import Check, CheckResult
 from gateway.sources import DataSource
 from gateway.storage.probe import StoreProbe
-from gateway.trust import TrustBundle, bundle_expired
+from gateway.trust import Member, TrustBundle, bundle_expired
 
 log = logging.getLogger("gateway.ops")
 
@@ -50,6 +56,101 @@ def bundle_check(bundle: Callable[[], TrustBundle], now_ms: Callable[[], int]) -
         return CheckResult("trust_bundle", True)
 
     return trust_bundle
+
+
+def _when(t: dt.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class OwnCertificate:
+    """Where the TLS certificate this gateway presents stands at one instant.
+
+    ``problem``: peers refuse it now (expired, or retired and its rotation's
+    overlap over); ``warning``: they will soon (fewer than
+    ``Limits.own_certificate_warn_days`` left, or retired and trusted only
+    until the overlap ends). Both None: nothing to do."""
+
+    expires_at: dt.datetime
+    seconds_left: float  # until it expires (negative once it has)
+    retired: bool  # the bundle lists another certificate as this member's current one
+    problem: str | None = None
+    warning: str | None = None
+
+
+def own_certificate_status(
+    cert_pem: bytes, member: Member, now: dt.datetime, limits: Limits
+) -> OwnCertificate:
+    """The certificate this process presents (the one it started with) against its
+    validity and the trust bundle's entry for this gateway at ``now``."""
+    expires = crypto.cert_not_after(cert_pem)
+    left = (expires - now).total_seconds()
+    mine = crypto.cert_fingerprint(cert_pem)
+    retired = not crypto.digest_equal(member.tls_fingerprint, mine)
+    restart = "restart the gateway to present the new certificate in its key folder"
+    if left <= 0:
+        return OwnCertificate(
+            expires,
+            left,
+            retired,
+            problem=f"this gateway's TLS certificate expired at {_when(expires)}: peers refuse "
+            "its handshakes (rotate it: `gateway keygen --rotate tls`, the authority's "
+            "`federation rotate-keys`, then restart)",
+        )
+    if retired:
+        overlap_ends = max(
+            (
+                r.not_after
+                for r in member.retired
+                if r.kind == "tls"
+                and crypto.digest_equal(crypto.cert_fingerprint(r.value.encode("ascii")), mine)
+            ),
+            default=None,
+        )
+        if overlap_ends is None or now >= overlap_ends:
+            ended = "" if overlap_ends is None else f" at {_when(overlap_ends)}"
+            return OwnCertificate(
+                expires,
+                left,
+                retired,
+                problem="this gateway still presents its retired TLS certificate, which the "
+                f"trust bundle stopped vouching for{ended} (its key rotation's overlap is over): "
+                f"peers refuse its handshakes; {restart}",
+            )
+        return OwnCertificate(
+            expires,
+            left,
+            retired,
+            warning="this gateway presents its retired TLS certificate, which peers trust only "
+            f"until its key rotation's overlap ends at {_when(overlap_ends)}: {restart} before then",
+        )
+    days = limits.own_certificate_warn_days
+    if left < days * 86_400:
+        return OwnCertificate(
+            expires,
+            left,
+            retired,
+            warning=f"this gateway's TLS certificate expires at {_when(expires)}, in less than "
+            f"{days} days: rotate it (`gateway keygen --rotate tls`, the authority's "
+            "`federation rotate-keys`, then restart) before then",
+        )
+    return OwnCertificate(expires, left, retired)
+
+
+def own_certificate_check(
+    cert_pem: bytes,
+    member: Callable[[], Member],
+    now_ms: Callable[[], int],
+    limits: Limits,
+) -> Check:
+    def own_certificate() -> CheckResult:
+        now = dt.datetime.fromtimestamp(now_ms() / 1000, dt.UTC)
+        status = own_certificate_status(cert_pem, member(), now, limits)
+        if status.problem is not None:
+            return CheckResult("own_certificate", False, status.problem)
+        return CheckResult("own_certificate", True, status.warning or "")
+
+    return own_certificate
 
 
 def policies_check(

@@ -17,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
+from gateway import crypto
 from gateway._proto.dataexchange.gateway.v1 import ledger_pb2, service_pb2, stats_pb2
 from gateway.errors import ConfigurationError
 from gateway.ledger.witness import witnessed_size
@@ -26,6 +27,7 @@ from gateway.ops.ready import (
     SourcesProbe,
     bundle_check,
     keys_check,
+    own_certificate_check,
     policies_check,
     sources_check,
     storage_check,
@@ -74,6 +76,8 @@ def budget_figures(gw: Gateway) -> Sequence[BudgetFigure]:
 
 
 def state_sources(gw: Gateway, sources_up: Callable[[], dict[str, bool]]) -> StateSources:
+    mine = crypto.cert_fingerprint(gw.keys.tls.cert_pem)  # fixed for the process's life
+
     def newest_checkpoint() -> tuple[int, int] | None:
         latest = gw.ledger.latest_checkpoint()
         return (latest.issued_ms, latest.checkpoint.size) if latest else None
@@ -96,6 +100,12 @@ def state_sources(gw: Gateway, sources_up: Callable[[], dict[str, bool]]) -> Sta
         now_ms=gw.clock_ms,
         lease_held=gw.stores.lease.held,
         sources_up=sources_up,
+        own_certificate_not_after_ms=int(
+            crypto.cert_not_after(gw.keys.tls.cert_pem).timestamp() * 1000
+        ),
+        own_certificate_retired=lambda: (
+            not crypto.digest_equal(gw.bundle().member(gw.me).tls_fingerprint, mine)
+        ),
     )
 
 
@@ -110,6 +120,9 @@ def start_ops_listener(gw: Gateway) -> OpsListener | None:
     checks = [
         keys_check(gw.keys, gw.config.key_dir),
         bundle_check(gw.bundle, gw.clock_ms),
+        own_certificate_check(
+            gw.keys.tls.cert_pem, lambda: gw.bundle().member(gw.me), gw.clock_ms, gw.config.limits
+        ),
         policies_check(catalogue, gw.served_datasets),
         storage_check(gw.stores.probe),
         sources_check(probe),

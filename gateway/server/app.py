@@ -53,6 +53,7 @@ from gateway.limits import Limits
 from gateway.ops.http import OpsListener
 from gateway.ops.metrics import GatewayMetrics, KnownLabels
 from gateway.ops.observe import ObservedLedger, ObservedTransport, ObservingWrapper, annotating
+from gateway.ops.ready import own_certificate_status
 from gateway.ops.spent import (
     COVER_FILE,
     POSTGRES_HINT,
@@ -187,7 +188,7 @@ class Gateway:
             )
             observed_ledger = ObservedLedger(self.ledger, self.metrics)
             self.replay = self.stores.replay
-            self.transport = GrpcPeerTransport(self.keys.tls, limits)
+            self.transport = GrpcPeerTransport(self.keys.tls, limits, wall_ms=lambda: self._clock())
             opened.callback(_close_quietly, self.transport.close, "the peer transport")
             self.seal_keys = SealKeys(
                 self.keys.seal,
@@ -446,10 +447,14 @@ class Gateway:
     def _watch_bundle(self) -> None:
         """Pick up a newly distributed trust bundle (members joining or leaving),
         and say once when the one in force expires (peer exchanges are refused
-        from then on, ``gateway.exchange.peer``)."""
+        from then on, ``gateway.exchange.peer``), and once when this gateway's own
+        TLS certificate nears its expiry or is the retired one of a rotation
+        (``gateway.ops.ready.own_certificate_status``)."""
         stamp = self._bundle_stamp()
         expired_logged = ""  # digest of the bundle whose expiry was logged
+        certificate_logged = ""  # what was last said about our own certificate
         while not self._stopping.wait(1.0):
+            certificate_logged = self._log_own_certificate(certificate_logged)
             now = self._bundle_stamp()
             if now != stamp:
                 stamp = now
@@ -467,6 +472,34 @@ class Gateway:
                         problem,
                         extra={"event": "trust_bundle_expired", "bundle_version": bundle.version},
                     )
+
+    def _log_own_certificate(self, logged: str) -> str:
+        """One log line each time what there is to say about the TLS certificate
+        this process presents changes (a warning, or an error once peers refuse
+        it); returns what was said."""
+        try:
+            status = own_certificate_status(
+                self.keys.tls.cert_pem,
+                self._bundle.member(self.me),
+                dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC),
+                self.config.limits,
+            )
+        except GatewayError as exc:
+            log.debug("own certificate not checked: %s", exc)
+            return logged
+        said = status.problem or status.warning or ""
+        if said and said != logged:
+            log.log(
+                logging.ERROR if status.problem else logging.WARNING,
+                "%s",
+                said,
+                extra={
+                    "event": "own_certificate",
+                    "expires_in_days": int(status.seconds_left // 86_400),
+                    "retired": status.retired,
+                },
+            )
+        return said
 
     def reload_bundle(self) -> bool:
         """Load a newer bundle if one is there; keep the current one on any problem."""
@@ -490,7 +523,9 @@ class Gateway:
         in memory (a rotation on disk; peers on this bundle seal to it) is read."""
         self.transport.refresh(bundle)
         held = {k.public_key.raw for k in self.seal_keys.keys}
-        listed = bundle.member(self.me).seal_keys_at(dt.datetime.now(dt.UTC))
+        listed = bundle.member(self.me).seal_keys_at(
+            dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC)
+        )
         if any(k.raw not in held for k in listed):
             self.seal_keys.reload()
 
@@ -601,7 +636,7 @@ class Gateway:
         limits = self.config.limits
         opts = channel_options(limits)
         peer = GatewayServer(
-            annotating(PeerAuthenticator(self.bundle, self.config.limits)),
+            annotating(PeerAuthenticator(self.bundle, lambda: self._clock(), self.config.limits)),
             max_workers=self._max_workers,
             name=f"peer-{self.me}",
             options=opts,

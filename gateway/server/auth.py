@@ -8,6 +8,7 @@ certificates, roles) are matched in ``gateway.server.access``.
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable
 
 import grpc
@@ -53,17 +54,30 @@ class CertFingerprints:
 
 
 class PeerAuthenticator:
-    """Mutual-TLS client certificate -> federation member jurisdiction."""
+    """Mutual-TLS client certificate -> federation member jurisdiction.
 
-    def __init__(self, bundle: Callable[[], TrustBundle], limits: Limits = DEFAULT_LIMITS) -> None:
+    Which of a member's certificates are valid (the current one, and a retired
+    one inside its rotation's overlap) is decided at ``clock_ms`` (POSIX
+    milliseconds): the gateway's one clock, the one its peer port builds its
+    trusted set with, so a certificate that completes the handshake is not
+    then refused (or the reverse) because two clocks disagree."""
+
+    def __init__(
+        self,
+        bundle: Callable[[], TrustBundle],
+        clock_ms: Callable[[], int],
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self._bundle = bundle
+        self._clock_ms = clock_ms
         self.fingerprints = CertFingerprints(limits)
 
     def __call__(self, context: grpc.ServicerContext) -> str:
         fp = self.fingerprints(context)
         if fp is None:
             raise Unauthenticated("peer presented no TLS client certificate")
-        member = self._bundle().member_by_fingerprint(fp)
+        now = _dt.datetime.fromtimestamp(self._clock_ms() / 1000, _dt.UTC)
+        member = self._bundle().member_by_fingerprint(fp, now)
         if member is None:
             raise Unauthenticated(
                 "peer certificate is not pinned in the federation trust bundle; "

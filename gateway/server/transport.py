@@ -115,11 +115,19 @@ class _Channel:
 
 class GrpcPeerTransport:
     def __init__(
-        self, tls: TlsIdentity, limits: Limits, clock: Callable[[], float] = time.monotonic
+        self,
+        tls: TlsIdentity,
+        limits: Limits,
+        clock: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
+        """``clock``: seconds for backoff and channel retirement (monotonic);
+        ``wall_ms``: POSIX milliseconds deciding which certificates are valid
+        (the gateway's injected clock, as its peer port uses)."""
         self._tls = tls
         self._limits = limits
         self._clock = clock
+        self._wall_ms = wall_ms
         self._lock = threading.Lock()
         # Least recently used first.
         self._slots: OrderedDict[Slot, _Channel] = OrderedDict()
@@ -146,13 +154,12 @@ class GrpcPeerTransport:
         if len(member.endpoints) > 1:
             self._down_until[(member.jurisdiction, endpoint)] = self._clock() + DOWN_SECONDS
 
-    @staticmethod
-    def _trust(member: Member) -> tuple[tuple[bytes, str], ...]:
+    def _trust(self, member: Member) -> tuple[tuple[bytes, str], ...]:
         # The member's certificates valid now: its current one and, during a
         # key rotation's overlap, the retired one it may still serve until it
         # restarts. A channel trusting a retired certificate is not used once
         # its overlap ends.
-        return member.tls_certs_at(dt.datetime.now(dt.UTC))
+        return member.tls_certs_at(dt.datetime.fromtimestamp(self._wall_ms() / 1000, dt.UTC))
 
     def _acquire(self, member: Member, endpoint: str) -> _Channel:
         """The channel to use for one call (counted in flight until ``_release``)."""

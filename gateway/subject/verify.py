@@ -6,7 +6,9 @@ never from the answer) and ``verify_answer``, which checks every part of a
 ``SubjectHistoryProofs`` and returns the verified ``AccessItem`` values:
 
 - each checkpoint note carries a valid log signature by the holder's ledger
-  key; cosignatures are checked against the trusted witness keys and named;
+  key; cosignatures are checked against the witness keys the trust bundle
+  lists at each cosignature's time (``gateway.ledger.verify``'s rule, so a
+  witness's retired key still counts for what it cosigned) and named;
 - each entry decodes canonically, sits at the index it claims, is a holder
   entry of that holder, and its leaf is included (RFC 9162) in the tree of the
   checkpoint it names;
@@ -24,7 +26,6 @@ wire types beyond reading them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway import crypto
@@ -33,7 +34,9 @@ from gateway.crypto import AnyVerifyKey
 from gateway.errors import GatewayError, VerificationFailed
 from gateway.ledger.entry import decode_entry, header_of
 from gateway.ledger.merkle import SHA256_TREE, TreeHasher, verify_inclusion
-from gateway.ledger.note import Checkpoint, cosignatures_in, open_checkpoint
+from gateway.ledger.note import Checkpoint, open_checkpoint
+from gateway.ledger.trustkeys import TrustedKeys
+from gateway.ledger.verify import checkpoint_cosignatures
 from gateway.limits import Limits
 from gateway.subject.index import (
     INDEX_LEN,
@@ -55,7 +58,9 @@ class HolderKeys:
     jurisdiction: str
     origin: str
     ledger_keys: tuple[AnyVerifyKey, ...]  # the log keys accepted (across a rotation)
-    witnesses: Mapping[str, AnyVerifyKey]  # witness name -> cosignature key
+    # Every member's keys and names: a cosignature counts when it verifies with a
+    # witness key the trust bundle lists at the cosignature's time.
+    trusted: TrustedKeys
     tree: TreeHasher = SHA256_TREE  # the ledger's RFC 9162 hashing (its suite's hash)
 
 
@@ -72,7 +77,10 @@ def _trees(notes: list[str], keys: HolderKeys, limits: Limits) -> dict[int, _Tre
     for n, note in enumerate(notes):
         try:
             cp = open_checkpoint(note, keys.origin, keys.ledger_keys, limits)
-            cosigners = cosignatures_in(note, keys.witnesses, limits)
+            found, _ = checkpoint_cosignatures(
+                note, keys.origin, keys.ledger_keys, keys.trusted, limits
+            )
+            cosigners = {name for _, name, _ in found}
         except GatewayError as exc:
             raise VerificationFailed(f"checkpoint {n}: {exc}") from exc
         seen = out.get(cp.size)
@@ -162,15 +170,13 @@ def verify_answer(
 
 def holder_keys(bundle: TrustBundle, jurisdiction: str, when_ms: int | None) -> HolderKeys:
     """What the trust bundle pins for ``jurisdiction``'s ledger (its log keys valid
-    at ``when_ms``; None: every key it held) and its witnesses' cosigner keys."""
+    at ``when_ms``; None: every key it held) and every member's keys over time, its
+    witnesses' current and retired ones included."""
     m = bundle.member(jurisdiction)
-    witnesses = {
-        w.witness_name: w.cosigner_key for w in bundle.members if w.jurisdiction != jurisdiction
-    }
     return HolderKeys(
         m.jurisdiction,
         m.origin,
         bundle.keys_valid_at(jurisdiction, "ledger", when_ms),
-        witnesses,
+        TrustedKeys.from_bundle(bundle),
         TreeHasher.for_suite(crypto.suite(m.suite)),
     )

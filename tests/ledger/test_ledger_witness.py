@@ -223,3 +223,54 @@ def test_tampered_cosignature_is_not_stored(new_ledger: NewLedger, log_key, wkey
     with pytest.raises(VerificationFailed):
         apply_witness_response(ledger, req, resp, "120000", WITNESS, wkey.verify_key)
     assert ledger.latest_checkpoint().note.count("\u2014") == 1  # type: ignore[union-attr]
+
+
+def test_restoring_an_old_backup_keeps_the_newer_cosigned_size_so_a_rollback_to_it_is_still_caught(
+    new_ledger: NewLedger, log_key, wkey, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The attack: this gateway, as a witness, cosigned a peer's log at size 8,
+    was backed up, then cosigned it at 21. An operator restores the backup; if
+    its witness.sqlite (size 8) replaced the one in place, the peer could roll
+    its log back to size 8 (or fork after it) and this witness would cosign it
+    again. Restore keeps the newer state per log and every piece of evidence."""
+    import hashlib
+    import shutil
+
+    from gateway.ops.backup import FORMAT, BackupManifest, install_backup
+
+    data, old = tmp_path / "data", tmp_path / "old"
+    data.mkdir()
+    old.mkdir()
+    store = SqliteWitnessStore(data / "witness.sqlite")
+    ledger = new_ledger(n=8, every=8)
+    assert round_trip(ledger, log_key, wkey, store) == 8
+    at_8 = make_witness_request(ledger, header())
+    store.close()
+    shutil.copy2(data / "witness.sqlite", old / "witness.sqlite")  # the backup
+    store = SqliteWitnessStore(data / "witness.sqlite")
+    ledger.append_many(make_event(i) for i in range(8, 21))
+    ledger.checkpoint_now()
+    assert round_trip(ledger, log_key, wkey, store) == 21
+    at_8.old_size = 21  # the rolled-back log claims what the witness last cosigned
+    assert witness(at_8, log_key, wkey, store).status == S.WITNESS_STATUS_ROLLBACK
+    evidence = store.evidence()
+    store.close()
+
+    digest = hashlib.sha256((old / "witness.sqlite").read_bytes()).hexdigest()
+    manifest = BackupManifest(
+        FORMAT, "120000", "2026-01-01T00:00:00Z", 0, {"witness.sqlite": digest}
+    )
+    done = install_backup(old, manifest, data, data / "pre-restore")
+
+    store = SqliteWitnessStore(data / "witness.sqlite")
+    try:
+        assert store.latest(ORIGIN).size == 21  # type: ignore[union-attr]
+        assert store.evidence() == evidence
+        resp = witness(at_8, log_key, wkey, store)
+        assert resp.status == S.WITNESS_STATUS_ROLLBACK and not resp.cosignature
+        assert len(store.evidence()) == len(evidence) + 1
+    finally:
+        store.close()
+    assert any(
+        n.startswith("witness.sqlite: the backup's merged") and ORIGIN in n for n in done.notes
+    ), done.notes

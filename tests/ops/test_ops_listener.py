@@ -150,8 +150,13 @@ def test_healthz_and_readyz_answer_for_a_ready_gateway(federation: RunningFedera
     assert _get(url + "/healthz")[0] == 200
     status, body, ctype = _get(url + "/readyz")
     assert status == 200 and ctype == "application/json"
-    checks = json.loads(body)["checks"]
-    assert checks == {k: "ok" for k in ("keys", "trust_bundle", "policies", "storage", "sources")}
+    report = json.loads(body)
+    names = ("keys", "trust_bundle", "own_certificate", "policies", "storage", "sources")
+    assert report["checks"] == {k: "ok" for k in names}
+    assert "warnings" not in report  # a certificate issued for 825 days: nothing to say
+    samples = _samples(url)
+    assert _value(samples, "gateway_own_certificate_expiry_seconds") > 800 * 86_400
+    assert _value(samples, "gateway_own_certificate_retired") == 0
 
 
 def test_readyz_stays_ready_naming_the_dataset_whose_source_lost_its_table(

@@ -13,6 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -229,3 +230,98 @@ def test_a_retired_certificate_stops_completing_handshakes_when_its_overlap_ends
     beijing._clock = lambda: system_clock_ms() + 2 * 3600 * 1000  # two hours later
     assert _peer_call(rf, "110000", old) == grpc.StatusCode.UNAVAILABLE  # handshake refused
     assert _peer_call(rf, "110000", new) in answered
+
+
+def test_a_certificate_the_handshake_trusts_by_the_gateways_clock_is_not_refused_by_the_wall_clock(
+    rf: RunningFederation,
+) -> None:
+    """Beijing (and Hebei) run on an injected clock a minute behind the wall clock (within the
+    skew tolerated). Hebei's overlap has just ended by the wall clock, not yet by
+    Beijing's: the peer port's handshake (Beijing's clock) trusts the old certificate,
+    so the caller's identity must be decided on the same clock. It was decided on the
+    wall clock, and the call that completed the handshake was refused UNAUTHENTICATED."""
+    for code in ("110000", "130000"):  # Hebei too: it still presents the old certificate
+        rf.gateways[code]._clock = lambda: system_clock_ms() - 60_000
+    old = rf.gateways["130000"].keys.tls
+    _rotate_tls(rf, "130000", overlap_hours="0")  # by the wall clock: over already
+    answered = {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}
+    assert _peer_call(rf, "110000", old) in answered
+
+
+def test_outbound_channels_trust_the_certificates_valid_by_the_gateways_clock_not_the_wall_clock(
+    federation: RunningFederation,
+) -> None:
+    """The outbound side of the same rule: the gateway's clock, a minute behind, is
+    still inside Beijing's overlap (it ended 30 s ago by the wall clock), so a channel
+    to Beijing trusts both its certificates, as Beijing's peer port does."""
+    bundle = federation.gateways["130000"].bundle()
+    wall = system_clock_ms()
+    t = GrpcPeerTransport(
+        federation.gateways["130000"].keys.tls, Limits(), wall_ms=lambda: wall - 60_000
+    )
+    other = federation.gateways["120000"].keys.tls.cert_pem.decode("ascii")
+    ended = dt.datetime.fromtimestamp((wall - 30_000) / 1000, dt.UTC)
+    beijing = bundle.member("110000")
+    rotated = dataclasses.replace(
+        beijing, retired=(*beijing.retired, RetiredKey("tls", other, not_after=ended))
+    )
+    ch = t._acquire(rotated, rotated.endpoint)
+    assert len(ch.trust) == 2
+    t._release(ch)
+    t.close()
+
+
+def test_readyz_says_to_restart_once_the_overlap_ends_while_the_gateway_still_presents_its_retired_certificate(
+    rf: RunningFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hebei rotates its TLS certificate (1-hour overlap) but is not restarted: it keeps
+    presenting the old one. /readyz warns during the overlap; once it ends (Hebei's clock
+    two hours on) peers refuse that certificate, and /readyz is 503 saying to restart,
+    the metric says retired, and one error line says so. Nothing said it before."""
+    import json
+    import logging
+    import urllib.error
+    import urllib.request
+
+    from gateway.config import load_config
+    from gateway.server.app import Gateway
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(rf.site("130000").ops_url + "/readyz", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    later = [0]
+    rf.gateways["130000"].stop(grace=0.2)
+    hebei = Gateway(
+        load_config(rf.site("130000").config), clock_ms=lambda: system_clock_ms() + later[0]
+    )
+    hebei.start()
+    rf.gateways["130000"] = hebei
+    _rotate_tls(rf, "130000", overlap_hours="1")
+    status, report = readyz()
+    assert status == 200 and "restart" in report["warnings"]["own_certificate"]
+    later[0] = 2 * 3600 * 1000
+    caplog.set_level(logging.WARNING, logger="gateway")
+    status, report = readyz()
+    assert status == 503
+    problem = report["checks"]["own_certificate"]
+    assert "still presents its retired TLS certificate" in problem and "restart" in problem
+    metrics = urllib.request.urlopen(rf.site("130000").ops_url + "/metrics", timeout=5).read()
+    assert b"gateway_own_certificate_retired 1.0" in metrics
+    deadline = time.monotonic() + 5
+
+    def errors() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if getattr(r, "event", "") == "own_certificate" and r.levelno == logging.ERROR
+        ]
+
+    while not errors():
+        assert time.monotonic() < deadline, "no log line about the retired certificate"
+        time.sleep(0.1)
+    time.sleep(1.5)  # the watcher looks every second: still one line
+    assert len(errors()) == 1 and "restart" in errors()[0].getMessage()

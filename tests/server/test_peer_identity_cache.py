@@ -26,7 +26,7 @@ class FakeContext:
 class FakeBundle:
     members: dict[str, str] = field(default_factory=dict)  # fingerprint -> jurisdiction
 
-    def member_by_fingerprint(self, fp: str) -> Any:
+    def member_by_fingerprint(self, fp: str, now: Any = None) -> Any:
         j = self.members.get(fp)
         return None if j is None else type("M", (), {"jurisdiction": j})()
 
@@ -37,7 +37,7 @@ OTHER = crypto.make_tls_identity("gw-110000", ["gw-110000"]).cert_pem
 
 def test_second_certificate_is_not_mistaken_for_a_cached_one() -> None:
     bundle = FakeBundle({crypto.cert_fingerprint(PINNED): "110000"})
-    authn = PeerAuthenticator(lambda: bundle)  # type: ignore[arg-type, return-value]
+    authn = PeerAuthenticator(lambda: bundle, lambda: 0)  # type: ignore[arg-type, return-value]
     assert authn(FakeContext(PINNED)) == "110000"  # type: ignore[arg-type]
     with pytest.raises(Unauthenticated):
         authn(FakeContext(OTHER))  # type: ignore[arg-type]  # same name, other key
@@ -45,7 +45,7 @@ def test_second_certificate_is_not_mistaken_for_a_cached_one() -> None:
 
 def test_member_removed_from_bundle_is_refused_despite_cached_fingerprint() -> None:
     bundle = FakeBundle({crypto.cert_fingerprint(PINNED): "110000"})
-    authn = PeerAuthenticator(lambda: bundle)  # type: ignore[arg-type, return-value]
+    authn = PeerAuthenticator(lambda: bundle, lambda: 0)  # type: ignore[arg-type, return-value]
     assert authn(FakeContext(PINNED)) == "110000"  # type: ignore[arg-type]
     assert PINNED in authn.fingerprints
     bundle.members.clear()  # the next bundle version drops it

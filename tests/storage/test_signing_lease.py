@@ -279,3 +279,36 @@ def test_lease_holder_cut_off_by_a_hung_connection_stops_signing_within_the_keep
             lease.stop()
             db.close()
             proxy.cut()
+
+
+def test_a_hung_link_unblocks_the_lease_thread_from_the_client_side_too(tmp_path: Path) -> None:
+    """On a link that goes dead mid-way (no FIN, no RST: a switch or a VM gone), the
+    keep-alive the lease thread sent stays unacknowledged; TCP keepalives never
+    probe such a link, so the thread stayed blocked until the kernel's retransmissions
+    ran out (about 15 minutes) and this replica could not try for the lease again.
+    The server end had a TCP user timeout; the lease's own connection now has one
+    too (libpq's ``tcp_user_timeout``, with keepalives), so the client gives up as
+    soon as the server does. (A loopback proxy cannot drop segments, so this checks
+    the connection the lease opens rather than waiting out a real dead link.)"""
+    from gateway.storage.postgres.db import PgDatabase
+    from gateway.storage.postgres.lease import LINK_TIMEOUT_MS, PgLease
+    from tests.pgtest import fresh_schema, postgres_dsn
+
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "linkto") as schema:
+        db = PgDatabase(dsn, schema=schema, pool_size=2)
+        lease = PgLease(db, interval=KEEPALIVE_CHECK)
+        try:
+            assert lease.poll()
+            conn = lease._conn
+            assert conn is not None
+            params = conn.info.get_parameters()
+            assert params.get("tcp_user_timeout") == str(LINK_TIMEOUT_MS)
+            assert params.get("keepalives") == "1"
+            assert int(params["keepalives_idle"]) * 1000 < LINK_TIMEOUT_MS
+            # Both ends give up on the link within the same bound.
+            row = conn.execute("SHOW tcp_user_timeout").fetchone()
+            assert row is not None and row[0] in (str(LINK_TIMEOUT_MS), f"{LINK_TIMEOUT_MS}ms")
+        finally:
+            lease.stop()
+            db.close()

@@ -21,8 +21,9 @@ from psycopg import sql
 from gateway.config import StorageSettings
 from gateway.crypto import SigningKey
 from gateway.ledger.events import LedgerEvent
-from gateway.ledger.ledger import Ledger
+from gateway.ledger.ledger import Ledger, default_origin
 from gateway.ledger.note import cosign, parse_note
+from gateway.ledger.trustkeys import KeyEntry, Signer, TrustedKeys, witness_name_of
 from gateway.limits import DEFAULT_LIMITS
 from gateway.storage.backend import (
     LEDGER_FILE,
@@ -62,9 +63,18 @@ class Holder:
         return self._raw(store, statement, params)
 
     def keys(self) -> HolderKeys:
-        return HolderKeys(
-            "110000", ORIGIN, (self.log_key.verify_key,), {WITNESS: self.witness_key.verify_key}
+        trusted = TrustedKeys(
+            (
+                Signer("110000", ORIGIN, witness_name_of("110000")),
+                Signer("120000", default_origin("120000"), WITNESS),
+            ),
+            (
+                KeyEntry("110000", "ledger", self.log_key.verify_key),
+                KeyEntry("120000", "witness", self.witness_key.verify_key),
+            ),
+            "test keys",
         )
+        return HolderKeys("110000", ORIGIN, (self.log_key.verify_key,), trusted)
 
     def exchange(self, i: int, concerned: Concerned | None, **kw: object) -> LedgerEvent:
         event = replace(make_event(i, details=(), **kw), request_id=str(uuid.uuid4()))

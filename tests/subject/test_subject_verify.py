@@ -75,6 +75,26 @@ def test_entries_newer_than_the_cosigned_checkpoint_are_proven_against_a_fresh_o
     assert [len(i.cosigned_by) for i in items] == [1, 0]
 
 
+def test_history_counts_a_witness_that_rotated_its_key_since_it_cosigned(
+    holder: Holder, tmp_path: Path
+) -> None:
+    """120000 and 130000 cosigned the checkpoint, then 120000 rotated its witness
+    key: its cosignature verifies with the key the trust bundle lists for that time
+    (the retired one), as the audit report counts it. Only the current key was
+    tried, so `audit subject` and the portal showed one cosigner instead of two."""
+    from gateway.subject.verify import holder_keys
+    from gateway.trust import load_bundle
+    from tests.ledger.ledger_testkit import witness_name, witness_round, write_trust_bundle
+
+    holder.exchange(1, named(ALICE))
+    holder.ledger.checkpoint_now()
+    for j in ("120000", "130000"):
+        witness_round(holder.ledger, j, tmp_path / f"w{j}.db")
+    bundle = load_bundle(write_trust_bundle(tmp_path / "trust", rotated_witnesses=("120000",)))
+    items = verify_answer(_answer(holder), holder_keys(bundle, "110000", None), DEFAULT_LIMITS)
+    assert [i.cosigned_by for i in items] == [(witness_name("120000"), witness_name("130000"))]
+
+
 def _resolved(h: Holder) -> subject_pb2.SubjectHistoryProofs:
     h.exchange(1, named(ALICE))
     h.exchange(2, named(ALICE, BOB))

@@ -131,8 +131,17 @@ class PgDatabase:
         if self._read_only:
             conn.execute("SET default_transaction_read_only = on")
 
-    def connect(self) -> Connection:
-        """A new connection outside the pool (the lease, the probe, migrations)."""
+    def connect(self, tcp_user_timeout_ms: int | None = None) -> Connection:
+        """A new connection outside the pool (the lease, the probe, migrations).
+
+        ``tcp_user_timeout_ms`` (libpq's ``tcp_user_timeout``): how long data
+        this client sent may stay unacknowledged before its kernel drops the
+        connection. Keepalives only probe an idle link; a statement sent on a
+        link that went dead mid-way is otherwise retransmitted for many minutes,
+        and the thread waiting for its answer stays blocked all that time."""
+        extra: dict[str, Any] = (
+            {} if tcp_user_timeout_ms is None else {"tcp_user_timeout": tcp_user_timeout_ms}
+        )
         try:
             conn: Connection = psycopg.connect(
                 self.url,
@@ -142,6 +151,7 @@ class PgDatabase:
                 keepalives_idle=5,
                 keepalives_interval=2,
                 keepalives_count=2,
+                **extra,
             )
         except psycopg.Error as exc:
             raise self._translate(exc, "connecting") from exc

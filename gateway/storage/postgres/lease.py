@@ -6,7 +6,11 @@ rounds; a background thread re-checks the connection every ``interval``
 seconds and tries to take the lock when free. PostgreSQL releases the lock
 the moment the holder's session ends: a killed process closes its socket at
 once; a dead machine is noticed by TCP keepalives within about ten seconds.
-A holder that loses its connection stops acting as holder at its next check.
+A holder that loses its connection stops acting as holder at its next check;
+on a link that hangs (no error, no answer) its own side gives up within
+``LINK_TIMEOUT_MS`` too (libpq's ``tcp_user_timeout`` on the lease's
+connection), so the lease thread is not left blocked until the kernel's
+retransmissions run out, and the replica can take the lease again.
 Its keep-alive (``SELECT 1`` on that connection) runs under a statement timeout
 of ``KEEPALIVE_INTERVALS`` check intervals (2 s): one that times out, fails, or
 answers later counts as losing the lease (logged once; the session is closed,
@@ -45,6 +49,12 @@ log = logging.getLogger("gateway.storage")
 
 # A keep-alive (or a try for the lock) may take this many check intervals.
 KEEPALIVE_INTERVALS: Final = 2.0
+# A dead link on the lease's session is given up within this long, by both
+# ends: the server (tcp_user_timeout and keepalives set on the session), which
+# frees the lock, and this client (libpq's tcp_user_timeout and keepalives),
+# whose lease thread, blocked on a keep-alive sent into the dead link, then gets
+# an error, drops the session and tries for the lease again.
+LINK_TIMEOUT_MS: Final = 10_000
 
 
 class PgLease:
@@ -101,12 +111,17 @@ class PgLease:
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = self._db.connect()
+                    # A hung link unblocks this thread within LINK_TIMEOUT_MS
+                    # (the client's own TCP timeout; keepalives alone never fire
+                    # while a keep-alive sent is unacknowledged).
+                    self._conn = self._db.connect(tcp_user_timeout_ms=LINK_TIMEOUT_MS)
                     # The server notices a dead holder machine (no FIN) by TCP
                     # keepalive on this session, and frees the lease, in ~10 s.
                     self._conn.execute(
-                        "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
-                        " SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000"
+                        sql.SQL(
+                            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                            " SET tcp_keepalives_count = 3; SET tcp_user_timeout = {}"
+                        ).format(sql.Literal(LINK_TIMEOUT_MS))
                     )
                     timeout_ms = max(1, int(self.keepalive_timeout * 1000))
                     self._conn.execute(
