@@ -71,6 +71,7 @@ from gateway.crypto import (
     tls_key_matches_cert,
     unb64,
 )
+from gateway.durable import fsync_path
 from gateway.errors import ConfigurationError, CryptoFailure, InvalidArgument, StorageFailure
 from gateway.identifiers import JurisdictionCode
 from gateway.limits import DEFAULT_LIMITS, Limits
@@ -662,9 +663,9 @@ def rotate_keys(
         for name in files:  # (1)
             data, mode = contents[name]
             write_file_atomic(_staged(key_dir, name), data, mode)
-        _fsync_dir(key_dir)
+        fsync_path(key_dir)
         write_file_atomic(key_dir / ROTATION_JOURNAL, journal.encode(), 0o600)  # (2)
-        _fsync_dir(key_dir)
+        fsync_path(key_dir)
     except OSError as exc:
         _remove_staged(key_dir)
         raise StorageFailure(
@@ -743,14 +744,6 @@ def _remove_staged(key_dir: Path) -> None:
         _staged(key_dir, name).unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _install_rotation(key_dir: Path, journal: _RotationJournal) -> None:
     """Step (3), idempotent (a rerun after a crash repeats it): for each file
     still staged, keep the old one under its retired name (a second link: the
@@ -764,9 +757,9 @@ def _install_rotation(key_dir: Path, journal: _RotationJournal) -> None:
         if name in journal.retire and target.exists() and not retired.exists():
             os.link(target, retired)
         os.replace(staged, target)
-    _fsync_dir(key_dir)
+    fsync_path(key_dir)
     (key_dir / ROTATION_JOURNAL).unlink()
-    _fsync_dir(key_dir)
+    fsync_path(key_dir)
 
 
 def _undo_rotation(key_dir: Path, journal: _RotationJournal, old_public: bytes) -> None:
@@ -786,7 +779,7 @@ def _undo_rotation(key_dir: Path, journal: _RotationJournal, old_public: bytes) 
         else:  # new in this rotation (a witness key for a directory without one)
             target.unlink(missing_ok=True)
     (key_dir / ROTATION_JOURNAL).unlink(missing_ok=True)
-    _fsync_dir(key_dir)
+    fsync_path(key_dir)
 
 
 def finish_rotation(key_dir: Path, limits: Limits = DEFAULT_LIMITS) -> tuple[str, ...] | None:

@@ -27,6 +27,7 @@ secrets).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -34,10 +35,12 @@ import logging
 import os
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from gateway.durable import fsync_path
 from gateway.errors import InvalidArgument, NotFound, StorageFailure, VerificationFailed
 from gateway.ledger.storage import SqliteLedgerStore
 from gateway.ledger.witness import WITNESS_SCHEMA
@@ -308,40 +311,44 @@ def _merge_replay(staged: Path, current: Path) -> int:
     remembered in place (a restore must not forget an id already seen, or a
     replay of that request would be accepted). Returns the ids added."""
     try:
-        conn = sqlite3.connect(staged)
-        try:
-            # Read only, but not opened mode=ro: a replay store left in WAL mode
-            # by a stopped gateway is read with its -wal file.
-            conn.execute("ATTACH DATABASE ? AS current", (str(current),))
-        except sqlite3.Error:
-            conn.close()
-            raise
-        try:
-            with conn:
-                has = conn.execute(
-                    "SELECT 1 FROM current.sqlite_master WHERE type = 'table'"
-                    " AND name = 'seen_requests'"
-                ).fetchone()
-                if has is None:
-                    return 0
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS main.seen_requests ("
-                    " sender TEXT NOT NULL, request_id TEXT NOT NULL,"
-                    " timestamp_ms INTEGER NOT NULL, PRIMARY KEY (sender, request_id))"
-                )
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO main.seen_requests (sender, request_id, timestamp_ms)"
-                    " SELECT sender, request_id, timestamp_ms FROM current.seen_requests"
-                )
-                return max(0, cur.rowcount)
-        finally:
-            conn.close()
+        with _attached(staged, current) as conn:
+            has = conn.execute(
+                "SELECT 1 FROM current.sqlite_master WHERE type = 'table'"
+                " AND name = 'seen_requests'"
+            ).fetchone()
+            if has is None:
+                return 0
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS main.seen_requests ("
+                " sender TEXT NOT NULL, request_id TEXT NOT NULL,"
+                " timestamp_ms INTEGER NOT NULL, PRIMARY KEY (sender, request_id))"
+            )
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO main.seen_requests (sender, request_id, timestamp_ms)"
+                " SELECT sender, request_id, timestamp_ms FROM current.seen_requests"
+            )
+            return max(0, cur.rowcount)
     except sqlite3.Error as exc:
         raise StorageFailure(
             f"{current}: the replay memory in place is unreadable ({exc}); a restore merges it "
             "with the backup's so that no request id already seen is forgotten (move it aside "
             "to restore the backup's alone)"
         ) from exc
+
+
+@contextlib.contextmanager
+def _attached(staged: Path, current: Path) -> Iterator[sqlite3.Connection]:
+    """The staged copy of a backup's store as ``main`` with the one in place
+    attached as ``current``, in one transaction (committed if the block ends
+    normally). Read only, but not opened mode=ro: a store left in WAL mode by a
+    stopped gateway is read with its -wal file."""
+    conn = sqlite3.connect(staged)
+    try:
+        conn.execute("ATTACH DATABASE ? AS current", (str(current),))
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def _merge_witness(staged: Path, current: Path) -> tuple[list[str], int]:
@@ -353,57 +360,45 @@ def _merge_witness(staged: Path, current: Path) -> tuple[list[str], int]:
     backup would go unnoticed. Returns the logs whose state was taken from the
     one in place, and the pieces of evidence added."""
     try:
-        conn = sqlite3.connect(staged)
-        try:
-            # As for the replay memory: not mode=ro, so a -wal file is read too.
-            conn.execute("ATTACH DATABASE ? AS current", (str(current),))
-        except sqlite3.Error:
-            conn.close()
-            raise
-        try:
-            with conn:
-                tables = {
+        with _attached(staged, current) as conn:
+            tables = {
+                str(r[0])
+                for r in conn.execute("SELECT name FROM current.sqlite_master WHERE type = 'table'")
+            }
+            for statement in WITNESS_SCHEMA:  # unqualified: created in main
+                conn.execute(statement)
+            newer: list[str] = []
+            if "witness_state" in tables:
+                newer = [
                     str(r[0])
                     for r in conn.execute(
-                        "SELECT name FROM current.sqlite_master WHERE type = 'table'"
+                        "SELECT c.origin FROM current.witness_state AS c"
+                        " LEFT JOIN main.witness_state AS b ON b.origin = c.origin"
+                        " WHERE b.origin IS NULL OR c.size > b.size ORDER BY c.origin"
                     )
-                }
-                for statement in WITNESS_SCHEMA:  # unqualified: created in main
-                    conn.execute(statement)
-                newer: list[str] = []
-                if "witness_state" in tables:
-                    newer = [
-                        str(r[0])
-                        for r in conn.execute(
-                            "SELECT c.origin FROM current.witness_state AS c"
-                            " LEFT JOIN main.witness_state AS b ON b.origin = c.origin"
-                            " WHERE b.origin IS NULL OR c.size > b.size ORDER BY c.origin"
-                        )
-                    ]
-                    for origin in newer:
-                        conn.execute("DELETE FROM main.witness_state WHERE origin = ?", (origin,))
-                        conn.execute(
-                            "INSERT INTO main.witness_state (origin, size, root, note, updated_ms)"
-                            " SELECT origin, size, root, note, updated_ms"
-                            " FROM current.witness_state WHERE origin = ?",
-                            (origin,),
-                        )
-                added = 0
-                if "witness_evidence" in tables:
-                    cur = conn.execute(
-                        "INSERT INTO main.witness_evidence"
-                        " (origin, kind, held_note, shown_note, detail, recorded_ms)"
-                        " SELECT c.origin, c.kind, c.held_note, c.shown_note, c.detail,"
-                        " c.recorded_ms FROM current.witness_evidence AS c WHERE NOT EXISTS ("
-                        " SELECT 1 FROM main.witness_evidence AS b WHERE b.origin = c.origin"
-                        " AND b.kind = c.kind AND b.held_note = c.held_note"
-                        " AND b.shown_note = c.shown_note AND b.detail = c.detail"
-                        " AND b.recorded_ms = c.recorded_ms) ORDER BY c.id"
+                ]
+                for origin in newer:
+                    conn.execute("DELETE FROM main.witness_state WHERE origin = ?", (origin,))
+                    conn.execute(
+                        "INSERT INTO main.witness_state (origin, size, root, note, updated_ms)"
+                        " SELECT origin, size, root, note, updated_ms"
+                        " FROM current.witness_state WHERE origin = ?",
+                        (origin,),
                     )
-                    added = max(0, cur.rowcount)
-                return newer, added
-        finally:
-            conn.close()
+            added = 0
+            if "witness_evidence" in tables:
+                cur = conn.execute(
+                    "INSERT INTO main.witness_evidence"
+                    " (origin, kind, held_note, shown_note, detail, recorded_ms)"
+                    " SELECT c.origin, c.kind, c.held_note, c.shown_note, c.detail,"
+                    " c.recorded_ms FROM current.witness_evidence AS c WHERE NOT EXISTS ("
+                    " SELECT 1 FROM main.witness_evidence AS b WHERE b.origin = c.origin"
+                    " AND b.kind = c.kind AND b.held_note = c.held_note"
+                    " AND b.shown_note = c.shown_note AND b.detail = c.detail"
+                    " AND b.recorded_ms = c.recorded_ms) ORDER BY c.id"
+                )
+                added = max(0, cur.rowcount)
+            return newer, added
     except sqlite3.Error as exc:
         raise StorageFailure(
             f"{current}: the witness store in place is unreadable ({exc}); a restore keeps its "
@@ -453,7 +448,7 @@ def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path, keep:
                 "cosigned, so a peer's rollback or fork stays detected"
             )
         for tmp in staged.values():
-            _fsync(tmp)
+            fsync_path(tmp)
     except BaseException:
         for tmp in staged.values():
             tmp.unlink(missing_ok=True)
@@ -468,13 +463,5 @@ def install_backup(folder: Path, manifest: BackupManifest, data_dir: Path, keep:
                 moved.append(f.name)
     for name, tmp in staged.items():
         os.replace(tmp, data_dir / name)
-    _fsync(data_dir)
+    fsync_path(data_dir)
     return Installed(list(staged), moved, keep, notes)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
