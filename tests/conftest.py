@@ -84,6 +84,11 @@ def start_federation(
     if source is not None:
         extra |= {"source_url": source[0], "source_schema": source[1]}
     fed = build_federation(root, rows=rows, suite=suite, sm2_user_id=sm2_user_id, **extra)  # type: ignore[arg-type]
+    return start_gateways_of(fed)
+
+
+def start_gateways_of(fed: Federation) -> RunningFederation:
+    """Start, in this process, every gateway of a laid-out federation."""
     gws = {code: Gateway(load_config(site.config)) for code, site in fed.sites.items()}
     for gw in gws.values():
         gw.start()
@@ -93,6 +98,16 @@ def start_federation(
 def stop_federation(rf: RunningFederation) -> None:
     for gw in rf.gateways.values():
         gw.stop(grace=0.2)
+
+
+@contextmanager
+def running(fed: Federation) -> Iterator[RunningFederation]:
+    """Every gateway of ``fed`` running for the block, stopped afterwards."""
+    rf = start_gateways_of(fed)
+    try:
+        yield rf
+    finally:
+        stop_federation(rf)
 
 
 @contextmanager

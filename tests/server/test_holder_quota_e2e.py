@@ -40,7 +40,7 @@ from gateway.limits import DEFAULT_LIMITS
 from gateway.ops.spent import quota_shortfalls
 from gateway.policy.quota import QuotaKey, SqliteQuotaStore, utc_day
 from gateway.server.app import Gateway
-from tests.conftest import RunningFederation
+from tests.conftest import RunningFederation, running
 from tests.dbs import ENGINES, scratch_schema
 from tests.helpers import ledger_events
 
@@ -70,15 +70,8 @@ def _running(fed_root: Path, policies: Path, prepare: Any = None) -> Iterator[Ru
     fed = build_federation(fed_root, rows=ROWS, policies=policies, members=HEBEI)
     if prepare is not None:
         prepare(fed)
-    gws = {c: Gateway(load_config(s.config)) for c, s in fed.sites.items()}
-    rf = RunningFederation(fed, gws)
-    try:
-        for gw in gws.values():
-            gw.start()
+    with running(fed) as rf:
         yield rf
-    finally:
-        for gw in gws.values():
-            gw.stop(grace=0.2)
 
 
 def _ask(rf: RunningFederation, ids: Sequence[str]) -> service_pb2.GetRecordsResponse:

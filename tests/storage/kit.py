@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import RunningFederation
+from tests.conftest import RunningFederation, running
 
 
 def hebei_exchange(rf: RunningFederation) -> str:
@@ -28,18 +28,9 @@ def running_with_one_site_on_postgres(
 ) -> Iterator[RunningFederation]:
     """The three-gateway federation, ``code`` keeping its state in PostgreSQL
     (``schema``), the others on SQLite; every gateway stopped afterwards."""
-    from gateway.config import load_config
     from gateway.demo.setup import build_federation, use_storage
-    from gateway.server.app import Gateway
 
     fed = build_federation(root, rows=rows)
     use_storage(fed.sites[code].config, dsn, schema)
-    gws = {c: Gateway(load_config(site.config)) for c, site in fed.sites.items()}
-    rf = RunningFederation(fed, gws)
-    try:
-        for gw in gws.values():
-            gw.start()
+    with running(fed) as rf:
         yield rf
-    finally:
-        for gw in gws.values():
-            gw.stop(grace=0.2)
