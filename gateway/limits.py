@@ -142,6 +142,9 @@ class Limits:
     # Statistics frames a source keeps (one per dataset and column set; the
     # least recently used is dropped first).
     source_frame_cache_entries: int = 8
+    # A replaced statistics frame's file (gateway.sources.frames) is deleted this
+    # long after, so a query already scanning it finishes on its data.
+    source_frame_file_grace_seconds: float = 300.0
     # The operations listener (/metrics, /healthz, /readyz): a connection that
     # sends no request, or reads no answer, for this long is closed; past
     # ops_max_connections at once, new ones are closed unanswered.

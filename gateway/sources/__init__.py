@@ -141,3 +141,5 @@ class Sources:
         for src in self._sql.values():
             src.close()
         self._sql.clear()
+        if self._default is not None:
+            self._default.close()

@@ -6,16 +6,14 @@ Owns: turning database values into the catalogue's types (so a PostgreSQL
 ``date`` or ``numeric`` releases exactly as the SQLite text or real does), the
 subject ids asked as values of the subject column's type (``subject_keys``),
 assembling a Polars frame from row batches without holding more than one
-batch of Python objects at a time, and the bounded cache of such frames
-(``FrameCache``).
+batch of Python objects at a time (kept between queries by
+``gateway.sources.frames``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Final
@@ -188,51 +186,3 @@ def frame_from_batches(
         return pl.DataFrame(schema=schema)
     # No rechunk: a copy of the whole frame for nothing (Polars reads chunked columns).
     return pl.concat(parts, rechunk=False)
-
-
-class FrameCache:
-    """A source's statistics frames, at most ``entries`` of them.
-
-    Keyed by dataset and column *set* (a query naming the same columns in
-    another order reuses the frame). Each frame carries a stamp (load time,
-    file version) that ``fresh`` judges; stale frames are dropped whenever one
-    is stored, and past ``entries`` the least recently used goes, so requesters
-    varying their columns cannot make a source hold one frame per combination.
-    """
-
-    def __init__(self, entries: int) -> None:
-        self._entries = entries
-        self._frames: OrderedDict[tuple[str, frozenset[str]], tuple[object, pl.DataFrame]] = (
-            OrderedDict()
-        )
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def get(
-        self, dataset: str, cols: Sequence[str], fresh: Callable[[object], bool]
-    ) -> pl.LazyFrame | None:
-        """The cached frame of ``cols`` (in that order) if its stamp is still fresh."""
-        key = (dataset, frozenset(cols))
-        with self._lock:
-            cached = self._frames.get(key)
-            if cached is None or not fresh(cached[0]):
-                return None
-            self._frames.move_to_end(key)
-        return cached[1].lazy().select(list(cols))
-
-    def put(
-        self,
-        dataset: str,
-        cols: Sequence[str],
-        stamp: object,
-        df: pl.DataFrame,
-        fresh: Callable[[object], bool],
-    ) -> None:
-        with self._lock:
-            for key in [k for k, (s, _) in self._frames.items() if not fresh(s)]:
-                del self._frames[key]
-            self._frames[(dataset, frozenset(cols))] = (stamp, df)
-            while len(self._frames) > self._entries:
-                self._frames.popitem(last=False)

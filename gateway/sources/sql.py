@@ -40,7 +40,6 @@ from gateway.errors import PolicyFileError, StorageFailure
 from gateway.limits import Limits
 from gateway.sources.common import (
     MISFITS,
-    FrameCache,
     Row,
     RowBatch,
     checked_columns,
@@ -50,6 +49,7 @@ from gateway.sources.common import (
     normalise_row,
     subject_keys,
 )
+from gateway.sources.frames import FrameCache
 
 if TYPE_CHECKING:
     import polars as pl
@@ -138,10 +138,13 @@ class SqlSource:
                 functools.partial(_mysql_session, limits.source_query_timeout_seconds),
             )
         self._tables: dict[tuple[str, tuple[str, ...]], sa.TableClause] = {}
-        self._frames = FrameCache(limits.source_frame_cache_entries)
+        self._frames = FrameCache(
+            limits.source_frame_cache_entries, limits.source_frame_file_grace_seconds
+        )
 
     def close(self) -> None:
         self._engine.dispose()
+        self._frames.close()
 
     # ------------------------------------------------------------------
     # Mapping and checks
@@ -353,8 +356,7 @@ class SqlSource:
                 self._select(dataset, cols)
             )
             df = frame_from_batches(dataset, cols, result.partitions(batch))
-        self._frames.put(dataset.code, cols, now, df, fresh)
-        return df.lazy()
+        return self._frames.put(dataset.code, cols, now, df, fresh)
 
 
 def _abandon(conn: sa.Connection, result: sa.CursorResult[Any]) -> None:

@@ -28,13 +28,13 @@ from gateway.catalogue import Dataset
 from gateway.errors import NotFound, StorageFailure
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.sources.common import (
-    FrameCache,
     Row,
     RowBatch,
     checked_columns,
     frame_from_batches,
     subject_keys,
 )
+from gateway.sources.frames import FrameCache
 
 if TYPE_CHECKING:
     import polars as pl
@@ -60,11 +60,17 @@ class SqliteSource:
         self._batch = limits.source_batch_rows
         self._local = threading.local()
         # Statistics frames, reused while the file and its WAL are unchanged (_version).
-        self._frames = FrameCache(limits.source_frame_cache_entries)
+        self._frames = FrameCache(
+            limits.source_frame_cache_entries, limits.source_frame_file_grace_seconds
+        )
 
     @property
     def path(self) -> Path:
         return self._path
+
+    def close(self) -> None:
+        """Delete the statistics frames kept (this thread's connection closes with it)."""
+        self._frames.close()
 
     def _conn(self) -> sqlite3.Connection:
         # The file as it is now: a bureau that replaces it (a new file renamed
@@ -213,8 +219,7 @@ class SqliteSource:
         if cached is not None:
             return cached
         df = self._load_frame(dataset, cols)
-        self._frames.put(dataset.code, cols, version, df, fresh)
-        return df.lazy()
+        return self._frames.put(dataset.code, cols, version, df, fresh)
 
     def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:
         select = ", ".join(_quote(c) for c in cols)

@@ -318,24 +318,29 @@ class StatsHolder:
         return replace(answer, receipt_index=receipt.index, receipt_hash=receipt.entry_hash)
 
     def _frame(self, plan: engine.Plan, auth: Authorised) -> pl.LazyFrame:
-        """The source's rows for ``plan``, read once; ConfigurationError (and one
-        operator log line with the counts) if there are more than the agreement's
-        ``max_rows``."""
-        df = self._source.frame(auth.dataset, engine.source_columns(plan)).collect()
+        """The source's rows for ``plan``; ConfigurationError (and one operator log
+        line with the counts) if there are more than the agreement's ``max_rows``.
+        Counted without reading the rows: a source's frame is a scan of a file
+        written once (``gateway.sources.frames``), so the count is of the rows the
+        release reads."""
+        import polars as pl
+
+        frame = self._source.frame(auth.dataset, engine.source_columns(plan))
+        rows = int(frame.select(pl.len()).collect().item())
         try:
-            engine.check_rows(plan, df.height)
+            engine.check_rows(plan, rows)
         except ConfigurationError:
             log.error(
                 "statistics dataset %s: the source holds %d rows, more than the max_rows %d "
                 "declared for it in %s; its statistics are refused (nothing spent) until "
                 "max_rows there is raised to at least the number of rows the source can hold",
                 auth.dataset.code,
-                df.height,
+                rows,
                 auth.terms.max_rows,
                 self._policy.path,
             )
             raise
-        return df.lazy()
+        return frame
 
     def _answer(
         self, release: Release, auth: Authorised, left: tuple[float, float], dry_run: bool

@@ -171,7 +171,8 @@ def run(quick: bool) -> Report:
         "per person_id (for sources that may hold several rows per person)"
     )
     report.notes.append(
-        "both sides scan the same Arrow IPC file; an in-memory frame costs the DP side an extra "
-        "~0.1 s per 10 MB (OpenDP serialises the frame across its FFI)"
+        "both sides scan the same Arrow IPC file, as the gateway's sources hand OpenDP their "
+        "frames (gateway.sources.frames); a frame in memory would cost the DP side about 0.1 s "
+        "more per 10 MB (OpenDP serialises it across its FFI)"
     )
     return report
