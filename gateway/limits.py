@@ -145,6 +145,8 @@ class Limits:
     # A replaced statistics frame's file (gateway.sources.frames) is deleted this
     # long after, so a query already scanning it finishes on its data.
     source_frame_file_grace_seconds: float = 300.0
+    # Rows per file of a statistics frame: what is in memory while one is kept.
+    source_frame_file_rows: int = 100_000
     # The operations listener (/metrics, /healthz, /readyz): a connection that
     # sends no request, or reads no answer, for this long is closed; past
     # ops_max_connections at once, new ones are closed unanswered.

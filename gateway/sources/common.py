@@ -145,18 +145,18 @@ def polars_schema(dataset: Dataset, cols: Sequence[str]) -> dict[str, pl.DataTyp
     return schema
 
 
-def frame_from_batches(
+def frame_parts(
     dataset: Dataset, cols: Sequence[str], batches: Iterable[Sequence[Sequence[object]]]
-) -> pl.DataFrame:
-    """One DataFrame of ``cols`` from row tuples arriving in batches.
+) -> Iterator[pl.DataFrame]:
+    """The frame of ``cols`` from row tuples arriving in batches, one part per batch.
 
-    Each batch becomes a columnar (Arrow-backed) chunk at once, converted to the
+    Each batch becomes a columnar (Arrow-backed) part at once, converted to the
     catalogue's types with vectorised casts, so only one batch of Python objects
-    is alive at a time; the chunks are concatenated at the end, without a copy."""
+    is alive at a time; a source with no rows yields one empty part (the schema)."""
     import polars as pl
 
     schema = polars_schema(dataset, cols)
-    parts: list[pl.DataFrame] = []
+    empty = True
     for batch in batches:
         # Column by column (half the time and memory of building from row tuples).
         columns = list(zip(*batch, strict=True)) if batch else [() for _ in cols]
@@ -179,10 +179,10 @@ def frame_from_batches(
                 e = e.dt.strftime("%Y-%m-%d")
             exprs.append(e.cast(schema[c]))
         try:
-            parts.append(raw.select(exprs))
+            part = raw.select(exprs)
         except (pl.exceptions.PolarsError, pl.exceptions.PanicException) as exc:
             raise misfit(dataset, exc) from None
-    if not parts:
-        return pl.DataFrame(schema=schema)
-    # No rechunk: a copy of the whole frame for nothing (Polars reads chunked columns).
-    return pl.concat(parts, rechunk=False)
+        empty = False
+        yield part
+    if empty:
+        yield pl.DataFrame(schema=schema)

@@ -7,15 +7,17 @@ judges; stale frames are dropped whenever one is stored, and past ``entries``
 the least recently used goes, so requesters varying their columns cannot make
 a source hold one frame per combination.
 
-A frame is kept as an uncompressed Arrow IPC file, written once and never
-changed, and handed out as a lazy scan of it. OpenDP runs its own Polars:
+A frame is kept as uncompressed Arrow IPC files (one folder a frame, each
+file about ``Limits.source_frame_file_rows`` rows, written as the source's
+batches arrive, so the whole frame is never in this process's memory),
+written once and never changed, and handed out as a lazy scan of them. OpenDP runs its own Polars:
 given a frame held in this process's memory it serialises every row across
 its boundary on each query (about four times the query's own cost at a
 million rows), while a scan only names the file, which it maps. The files live
 in one private folder per process (mode 0700), on ``/dev/shm`` where there is
 one (memory, never a disk), removed when the process exits; folders that
 gateway processes killed before they could remove them are removed by the
-next one to start. A replaced frame's file is deleted only
+next one to start. A replaced frame's files are deleted only
 ``Limits.source_frame_file_grace_seconds`` later, so a query already scanning
 it finishes on the data it started with.
 
@@ -34,7 +36,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,10 +92,15 @@ class FrameCache:
     """A source's statistics frames (see the module docstring)."""
 
     def __init__(
-        self, entries: int, grace_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        entries: int,
+        grace_seconds: float,
+        rows_per_file: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._entries = entries
         self._grace = grace_seconds
+        self._rows_per_file = rows_per_file
         self._clock = clock
         self._frames: OrderedDict[tuple[str, frozenset[str]], tuple[object, Path]] = OrderedDict()
         self._retired: list[tuple[float, Path]] = []
@@ -119,51 +126,85 @@ class FrameCache:
         dataset: str,
         cols: Sequence[str],
         stamp: object,
-        df: pl.DataFrame,
+        parts: Iterable[pl.DataFrame],
         fresh: Callable[[object], bool],
     ) -> pl.LazyFrame:
-        """Keep ``df`` (the frame of ``cols``) under ``stamp``; the frame to use."""
-        path = frame_dir() / f"{next(_NAMES)}.arrow"
-        part = path.with_suffix(".part")
-        df.write_ipc(part, compression="uncompressed")
-        os.replace(part, path)  # a scan never sees a file being written
+        """Keep the frame of ``cols`` arriving as ``parts`` under ``stamp``; the
+        frame to use. The parts are written as they arrive, about
+        ``rows_per_file`` rows to a file, so no more than that is in memory."""
+        folder = frame_dir() / str(next(_NAMES))
+        part = folder.with_suffix(".part")
+        part.mkdir()
+        try:
+            names = [f.name for f in _write(part, parts, self._rows_per_file)]
+            os.replace(part, folder)  # a scan never sees a frame being written
+        except BaseException:
+            shutil.rmtree(part, ignore_errors=True)
+            raise
         with self._lock:
             for key in [k for k, (s, _) in self._frames.items() if not fresh(s)]:
                 self._retire(self._frames.pop(key)[1])
             old = self._frames.pop((dataset, frozenset(cols)), None)
             if old is not None:
                 self._retire(old[1])
-            self._frames[(dataset, frozenset(cols))] = (stamp, path)
+            self._frames[(dataset, frozenset(cols))] = (stamp, folder)
             while len(self._frames) > self._entries:
                 self._retire(self._frames.popitem(last=False)[1][1])
             self._sweep()
-        return _scan(path, cols)
+        return _scan(folder, cols, [folder / n for n in names])
 
-    def _retire(self, path: Path) -> None:
-        self._retired.append((self._clock(), path))
+    def _retire(self, folder: Path) -> None:
+        self._retired.append((self._clock(), folder))
 
     def _sweep(self) -> None:
         now = self._clock()
         keep = []
-        for at, path in self._retired:
+        for at, folder in self._retired:
             if now - at >= self._grace:
-                path.unlink(missing_ok=True)
+                shutil.rmtree(folder, ignore_errors=True)
             else:
-                keep.append((at, path))
+                keep.append((at, folder))
         self._retired = keep
 
     def close(self) -> None:
         """Delete every file of this cache (the source is closed: no query runs)."""
         with self._lock:
-            for _, path in self._frames.values():
-                path.unlink(missing_ok=True)
-            for _, path in self._retired:
-                path.unlink(missing_ok=True)
+            for _, folder in [*self._frames.values(), *self._retired]:
+                shutil.rmtree(folder, ignore_errors=True)
             self._frames.clear()
             self._retired.clear()
 
 
-def _scan(path: Path, cols: Sequence[str]) -> pl.LazyFrame:
+def _write(folder: Path, parts: Iterable[pl.DataFrame], rows_per_file: int) -> list[Path]:
+    """``parts`` as Arrow files in ``folder``, about ``rows_per_file`` rows each."""
     import polars as pl
 
-    return pl.scan_ipc(path).select(list(cols))
+    files: list[Path] = []
+    pending: list[pl.DataFrame] = []
+    rows = 0
+
+    def flush() -> None:
+        nonlocal rows
+        path = folder / f"{len(files):06d}.arrow"
+        pl.concat(pending, rechunk=False).write_ipc(path, compression="uncompressed")
+        files.append(path)
+        pending.clear()
+        rows = 0
+
+    for part in parts:
+        pending.append(part)
+        rows += part.height
+        if rows >= rows_per_file:
+            flush()
+    if pending:
+        flush()
+    if not files:  # a frame needs its schema: sources yield at least one (empty) part
+        raise ValueError("a frame needs at least one part")
+    return files
+
+
+def _scan(folder: Path, cols: Sequence[str], files: Sequence[Path] = ()) -> pl.LazyFrame:
+    import polars as pl
+
+    paths = list(files) or sorted(folder.glob("*.arrow"))
+    return pl.scan_ipc(paths).select(list(cols))

@@ -43,7 +43,7 @@ from gateway.sources.common import (
     Row,
     RowBatch,
     checked_columns,
-    frame_from_batches,
+    frame_parts,
     misfit,
     normalise,
     normalise_row,
@@ -139,7 +139,9 @@ class SqlSource:
             )
         self._tables: dict[tuple[str, tuple[str, ...]], sa.TableClause] = {}
         self._frames = FrameCache(
-            limits.source_frame_cache_entries, limits.source_frame_file_grace_seconds
+            limits.source_frame_cache_entries,
+            limits.source_frame_file_grace_seconds,
+            limits.source_frame_file_rows,
         )
 
     def close(self) -> None:
@@ -355,8 +357,8 @@ class SqlSource:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(
                 self._select(dataset, cols)
             )
-            df = frame_from_batches(dataset, cols, result.partitions(batch))
-        return self._frames.put(dataset.code, cols, now, df, fresh)
+            parts = frame_parts(dataset, cols, result.partitions(batch))
+            return self._frames.put(dataset.code, cols, now, parts, fresh)
 
 
 def _abandon(conn: sa.Connection, result: sa.CursorResult[Any]) -> None:

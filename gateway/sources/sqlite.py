@@ -31,7 +31,7 @@ from gateway.sources.common import (
     Row,
     RowBatch,
     checked_columns,
-    frame_from_batches,
+    frame_parts,
     subject_keys,
 )
 from gateway.sources.frames import FrameCache
@@ -61,7 +61,9 @@ class SqliteSource:
         self._local = threading.local()
         # Statistics frames, reused while the file and its WAL are unchanged (_version).
         self._frames = FrameCache(
-            limits.source_frame_cache_entries, limits.source_frame_file_grace_seconds
+            limits.source_frame_cache_entries,
+            limits.source_frame_file_grace_seconds,
+            limits.source_frame_file_rows,
         )
 
     @property
@@ -218,10 +220,6 @@ class SqliteSource:
         cached = self._frames.get(dataset.code, cols, fresh)
         if cached is not None:
             return cached
-        df = self._load_frame(dataset, cols)
-        return self._frames.put(dataset.code, cols, version, df, fresh)
-
-    def _load_frame(self, dataset: Dataset, cols: list[str]) -> pl.DataFrame:
         select = ", ".join(_quote(c) for c in cols)
         with self._errors(dataset):
             cur = self._conn().execute(f"SELECT {select} FROM {_quote(dataset.code)}")
@@ -231,4 +229,5 @@ class SqliteSource:
                 while batch := cur.fetchmany(self._batch):
                     yield batch
 
-            return frame_from_batches(dataset, cols, batches())
+            parts = frame_parts(dataset, cols, batches())
+            return self._frames.put(dataset.code, cols, version, parts, fresh)

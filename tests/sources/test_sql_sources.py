@@ -200,7 +200,7 @@ def test_statistics_read_only_the_needed_columns_in_batches(seeded, monkeypatch)
         db._engine, "before_cursor_execute", lambda *a: statements.append(str(a[2]).lower())
     )
     parts: list[int] = []
-    original = sql_module.frame_from_batches
+    original = sql_module.frame_parts
 
     def counting(dataset, cols, batches):  # type: ignore[no-untyped-def]
         def each():  # type: ignore[no-untyped-def]
@@ -210,7 +210,7 @@ def test_statistics_read_only_the_needed_columns_in_batches(seeded, monkeypatch)
 
         return original(dataset, cols, each())
 
-    monkeypatch.setattr(sql_module, "frame_from_batches", counting)
+    monkeypatch.setattr(sql_module, "frame_parts", counting)
     try:
         df = db.frame(ds, ["age_band", "monthly_base"]).collect()
     finally:
