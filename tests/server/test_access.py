@@ -111,23 +111,30 @@ def test_token_registered_to_two_service_systems_is_refused_not_given_either_rol
         reg(_Call("tok-a"))
 
 
-def test_client_certificate_credential_expires_when_asked_not_when_its_certificate_does(
-    tmp_path: Any,
-) -> None:
-    # `--expires-days 0.5`: the certificate is issued for whole days (one), but the
-    # credential must run out after the twelve hours asked for, not the day.
-    from gateway.config import load_config
+def _bare_gateway(root: Any) -> Any:
+    """Keys and a gateway.toml for Beijing in ``root``: enough for the service-system CLI."""
     from gateway.identity import generate_keys
-    from tests.server.access_testkit import cli
 
-    generate_keys(tmp_path / "keys", "110000", "北京")
-    cfg = tmp_path / "gateway.toml"
+    generate_keys(root / "keys", "110000", "北京")
+    cfg = root / "gateway.toml"
     cfg.write_text(
         'jurisdiction = "110000"\nname = "北京"\nkey_dir = "keys"\ndata_dir = "data"\n'
         'data_source = "data/source.sqlite"\npolicies = "policies"\n'
         'trust_bundle = "bundle.json"\nauthority_key = "authority.pub"\n'
         '[listen]\npeer = "127.0.0.1:7101"\nservice = "127.0.0.1:7201"\n'
     )
+    return cfg
+
+
+def test_client_certificate_credential_expires_when_asked_not_when_its_certificate_does(
+    tmp_path: Any,
+) -> None:
+    # `--expires-days 0.5`: the certificate is issued for whole days (one), but the
+    # credential must run out after the twelve hours asked for, not the day.
+    from gateway.config import load_config
+    from tests.server.access_testkit import cli
+
+    cfg = _bare_gateway(tmp_path)
     before = dt.datetime.now(dt.UTC)
     cli("service-system", "add", "--config", str(cfg), "--id", "bj-short",
         "--cert-out", str(tmp_path / "cc"), "--expires-days", "0.5")  # fmt: skip
@@ -145,17 +152,9 @@ def test_rotating_a_certificate_into_the_folder_of_the_one_still_valid_is_refuse
     # over them left the service system, mid-rollout, with neither.
     from gateway.cli import main
     from gateway.config import load_config
-    from gateway.identity import generate_keys
     from tests.server.access_testkit import cli
 
-    generate_keys(tmp_path / "keys", "110000", "北京")
-    cfg = tmp_path / "gateway.toml"
-    cfg.write_text(
-        'jurisdiction = "110000"\nname = "北京"\nkey_dir = "keys"\ndata_dir = "data"\n'
-        'data_source = "data/source.sqlite"\npolicies = "policies"\n'
-        'trust_bundle = "bundle.json"\nauthority_key = "authority.pub"\n'
-        '[listen]\npeer = "127.0.0.1:7101"\nservice = "127.0.0.1:7201"\n'
-    )
+    cfg = _bare_gateway(tmp_path)
     cc = tmp_path / "cc"
     cli("service-system", "add", "--config", str(cfg), "--id", "bj-proc", "--cert-out", str(cc))
     old = {n: (cc / n).read_bytes() for n in ("client.key", "client.crt")}
