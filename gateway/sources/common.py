@@ -44,6 +44,16 @@ class RowBatch:
         cols = tuple(zip(*rows, strict=True)) if rows else tuple(() for _ in names)
         return cls(tuple(names), cols, len(rows))
 
+    @classmethod
+    def of_source_rows(
+        cls, names: Sequence[str], kinds: Sequence[ColumnType], rows: Sequence[Sequence[object]]
+    ) -> RowBatch:
+        """From database row tuples in ``names`` order, each column turned into its
+        catalogue type (``normalise_column``; one of ``MISFITS`` if a value does not fit)."""
+        batch = cls.of_tuples(names, rows)
+        columns = tuple(normalise_column(c, k) for c, k in zip(batch.columns, kinds, strict=True))
+        return cls(batch.names, columns, batch.size)
+
     def __len__(self) -> int:
         return self.size
 
@@ -129,6 +139,15 @@ def normalise(value: object, kind: ColumnType) -> object:
 
 
 _NATIVE: dict[str, type] = {"integer": int, "float": float, "string": str, "date": str}
+
+
+def normalise_column(values: Sequence[object], kind: ColumnType) -> Sequence[object]:
+    """A column of database values as the catalogue's type (``normalise`` each);
+    ``values`` itself when every one already is (the usual case: one type check
+    per value, made in C, and no copy)."""
+    if set(map(type, values)) <= {_NATIVE[kind], type(None)}:
+        return values
+    return tuple(normalise(v, kind) for v in values)
 
 
 def normalise_row(row: Sequence[object], names: Sequence[str], kinds: Sequence[ColumnType]) -> Row:

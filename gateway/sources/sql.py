@@ -45,7 +45,6 @@ from gateway.sources.common import (
     checked_columns,
     frame_parts,
     misfit,
-    normalise,
     normalise_row,
     subject_keys,
 )
@@ -327,10 +326,7 @@ class SqlSource:
             finished = False
             try:
                 for part in result.partitions(batch_rows):
-                    yield RowBatch.of_tuples(
-                        cols,
-                        [[normalise(v, k) for v, k in zip(r, kinds, strict=True)] for r in part],
-                    )
+                    yield RowBatch.of_source_rows(cols, kinds, part)
                 finished = True
             finally:
                 if not finished:

@@ -7,7 +7,11 @@ Identifiers reaching SQL come from the validated catalogue (``gateway.identifier
 from a request; values are always bound parameters. The SQLite file is opened
 read-only: a gateway never writes to its source. The bureau may update it
 while the gateway runs, in place (WAL mode included) or by renaming a new file
-over it: every read sees the file as it is now.
+over it: every read sees the file as it is now. Values are released in the
+catalogue's types, as the database sources release them
+(``gateway.sources.common.normalise``): an integer stored as text is an
+integer, a whole REAL in an integer column (2.0) is 2, and a value that does
+not fit (1.5 or text in an integer column) is a misfit, never released.
 
 Failures: callers (peers included) learn the dataset and that its source is
 unavailable (``StorageFailure``), or that its table is missing (``NotFound``,
@@ -28,10 +32,13 @@ from gateway.catalogue import Dataset
 from gateway.errors import NotFound, StorageFailure
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.sources.common import (
+    MISFITS,
     Row,
     RowBatch,
     checked_columns,
     frame_parts,
+    misfit,
+    normalise_row,
     subject_keys,
 )
 from gateway.sources.frames import FrameCache
@@ -122,6 +129,17 @@ class SqliteSource:
             raise self._failure(dataset, exc) from None
         except (sqlite3.Error, OSError) as exc:
             raise self._failure(dataset, exc) from None
+        except MISFITS as exc:
+            # A value the catalogue's type cannot hold (text or a fraction in an
+            # integer column): the exception's text is the value, so neither it
+            # nor a traceback goes anywhere; the operator learns the dataset and class.
+            log.warning(
+                "data source %s: values of %s do not fit the catalogue's column types (%s)",
+                self._path,
+                dataset.code,
+                type(exc).__name__,
+            )
+            raise misfit(dataset, exc) from None
 
     def _failure(self, dataset: Dataset, exc: BaseException) -> StorageFailure:
         log.warning(
@@ -140,6 +158,17 @@ class SqliteSource:
         with self._errors(dataset):
             cur = self._conn().execute(sql, params)
             return [dict(r) for r in cur.fetchall()]
+
+    def _rows(
+        self, dataset: Dataset, cols: Sequence[str], sql: str, params: Sequence[object]
+    ) -> list[Row]:
+        """The rows of ``sql`` (selecting ``cols``) in the catalogue's types, as the
+        database sources release them (``normalise``)."""
+        kinds = [dataset.column(c).type for c in cols]
+        with self._errors(dataset):
+            cur = self._conn().execute(sql, params)
+            cur.row_factory = None
+            return [normalise_row(r, cols, kinds) for r in cur.fetchall()]
 
     def guarantees_unique(self, dataset: Dataset, column: str) -> bool:
         """True if the table has a UNIQUE index (or primary key) on exactly ``column``."""
@@ -175,8 +204,9 @@ class SqliteSource:
         for i in range(0, len(ids), _IN_CHUNK):
             chunk = ids[i : i + _IN_CHUNK]
             marks = ", ".join("?" for _ in chunk)
-            rows += self._query(
+            rows += self._rows(
                 dataset,
+                cols,
                 f"SELECT {select} FROM {table} WHERE {subject} IN ({marks}) ORDER BY rowid LIMIT ?",
                 [*chunk, limit - len(rows) + 1],
             )
@@ -187,8 +217,9 @@ class SqliteSource:
     def scan(self, dataset: Dataset, columns: Sequence[str], limit: int) -> list[Row]:
         cols = self._columns(dataset, columns)
         select = ", ".join(_quote(c) for c in cols)
-        return self._query(
+        return self._rows(
             dataset,
+            cols,
             f"SELECT {select} FROM {_quote(dataset.code)} ORDER BY rowid LIMIT ?",
             [limit + 1],
         )
@@ -197,6 +228,7 @@ class SqliteSource:
         self, dataset: Dataset, columns: Sequence[str], start: int, limit: int, batch_rows: int
     ) -> Iterator[RowBatch]:
         cols = self._columns(dataset, columns)
+        kinds = [dataset.column(c).type for c in cols]
         select = ", ".join(_quote(c) for c in cols)
         # A connection of its own: the generator may be resumed on another thread.
         with self._errors(dataset):
@@ -208,7 +240,7 @@ class SqliteSource:
                     [limit, start],
                 )
                 while batch := cur.fetchmany(batch_rows):
-                    yield RowBatch.of_tuples(cols, batch)
+                    yield RowBatch.of_source_rows(cols, kinds, batch)
         finally:
             conn.close()
 

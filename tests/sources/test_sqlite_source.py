@@ -13,6 +13,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.catalogue import load_catalogue
 from gateway.demo.seed import seed_database
 from gateway.sources import SqliteSource
@@ -173,3 +175,61 @@ def test_a_source_file_that_cannot_be_opened_is_named_in_the_log_not_the_answer(
         with pytest.raises(StorageFailure, match="si_contributions is unavailable") as err:
             read()
         assert str(tmp_path) not in str(err.value) and "not a database" not in str(err.value)
+
+
+def test_a_fraction_in_a_catalogue_integer_column_of_sqlite_answers_unavailable_without_the_value(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite released raw values: REAL 1.5 in a column the catalogue calls integer
+    went out as 1.5 (the database sources refuse it), and an integer stored as
+    text went out as text. Values now pass the same normalisation."""
+    import logging
+
+    from gateway.errors import StorageFailure
+
+    secret = "110101199001011234"
+    ds = DS.model_copy(
+        update={
+            "columns": tuple(c for c in DS.columns if c.name in ("person_id", "months_contributed"))
+        }
+    )
+    assert ds.column("months_contributed").type == "integer"
+    cols = ["person_id", "months_contributed"]
+
+    def register(name: str, rows: list[tuple[object, object]]) -> SqliteSource:
+        path = tmp_path / name
+        conn = sqlite3.connect(path)
+        with conn:
+            # No declared types: SQLite keeps each value's own storage class.
+            conn.execute("CREATE TABLE si_contributions (person_id, months_contributed)")
+            conn.executemany("INSERT INTO si_contributions VALUES (?, ?)", rows)
+        conn.close()
+        return SqliteSource(path)
+
+    bad = register("bad.sqlite", [("2", 2), (secret, 1.5)])
+    with caplog.at_level(logging.DEBUG):
+        for read in (
+            lambda: bad.fetch(ds, [secret], cols, 5),
+            lambda: bad.scan(ds, cols, 5),
+            lambda: [b for b in bad.stream(ds, cols, 0, 5, 5)],
+        ):
+            with pytest.raises(StorageFailure, match="si_contributions") as err:
+                read()
+            assert err.value.grpc_code.name == "UNAVAILABLE"
+            assert "1.5" not in str(err.value) and secret not in str(err.value)
+            assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert "do not fit" in caplog.text and "1.5" not in caplog.text
+
+    good = register("good.sqlite", [("2", 2.0), ("3", "7"), ("4", None)])
+    want = [
+        {"person_id": "2", "months_contributed": 2},
+        {"person_id": "3", "months_contributed": 7},
+        {"person_id": "4", "months_contributed": None},
+    ]
+    for rows in (
+        good.scan(ds, cols, 5),
+        good.fetch(ds, ["2", "3", "4"], cols, 5),
+        [r for b in good.stream(ds, cols, 0, 5, 2) for r in b.rows()],
+    ):
+        assert rows == want
+        assert [type(r["months_contributed"]) for r in rows[:2]] == [int, int]
