@@ -79,10 +79,22 @@ class OwnCertificate:
 
 
 def own_certificate_status(
-    cert_pem: bytes, member: Member, now: dt.datetime, limits: Limits
+    cert_pem: bytes,
+    member: Member,
+    now: dt.datetime,
+    limits: Limits,
+    *,
+    bundle: TrustBundle | None = None,
 ) -> OwnCertificate:
     """The certificate this process presents (the one it started with) against its
-    validity and the trust bundle's entry for this gateway at ``now``."""
+    validity and the trust bundle's entry for this gateway at ``now``.
+
+    ``bundle``, the bundle ``member`` is from, tells a retired certificate whose
+    overlap ended while that bundle was in force from one a newer bundle, issued
+    after the overlap (or listing it no more), no longer vouches for: a running
+    gateway adopts such a bundle (it cannot stay on the old one: that would keep
+    trusting what the authority has since changed), and is not ready until a
+    restart presents its rotated certificate."""
     expires = crypto.cert_not_after(cert_pem)
     left = (expires - now).total_seconds()
     mine = crypto.cert_fingerprint(cert_pem)
@@ -108,6 +120,15 @@ def own_certificate_status(
             default=None,
         )
         if overlap_ends is None or now >= overlap_ends:
+            if bundle is not None and (overlap_ends is None or bundle.issued_at >= overlap_ends):
+                return OwnCertificate(
+                    expires,
+                    left,
+                    retired,
+                    problem=f"a newer trust bundle (version {bundle.version}) no longer lists "
+                    "this gateway's certificate: restart the gateway so it presents its "
+                    "rotated certificate",
+                )
             ended = "" if overlap_ends is None else f" at {_when(overlap_ends)}"
             return OwnCertificate(
                 expires,
@@ -139,13 +160,15 @@ def own_certificate_status(
 
 def own_certificate_check(
     cert_pem: bytes,
-    member: Callable[[], Member],
+    bundle: Callable[[], TrustBundle],
+    me: str,
     now_ms: Callable[[], int],
     limits: Limits,
 ) -> Check:
     def own_certificate() -> CheckResult:
         now = dt.datetime.fromtimestamp(now_ms() / 1000, dt.UTC)
-        status = own_certificate_status(cert_pem, member(), now, limits)
+        in_force = bundle()
+        status = own_certificate_status(cert_pem, in_force.member(me), now, limits, bundle=in_force)
         if status.problem is not None:
             return CheckResult("own_certificate", False, status.problem)
         return CheckResult("own_certificate", True, status.warning or "")

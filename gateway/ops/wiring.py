@@ -121,7 +121,7 @@ def start_ops_listener(gw: Gateway) -> OpsListener | None:
         keys_check(gw.keys, gw.config.key_dir),
         bundle_check(gw.bundle, gw.clock_ms),
         own_certificate_check(
-            gw.keys.tls.cert_pem, lambda: gw.bundle().member(gw.me), gw.clock_ms, gw.config.limits
+            gw.keys.tls.cert_pem, gw.bundle, gw.me, gw.clock_ms, gw.config.limits
         ),
         policies_check(catalogue, gw.served_datasets),
         storage_check(gw.stores.probe),

@@ -412,8 +412,17 @@ class Gateway:
                     f"the trust bundle lists no {kind} key of {self.me} valid now that is this "
                     "gateway's key (rotated keys? ask the authority for `federation rotate-keys`)"
                 )
+        # At start-up the certificate read from the key folder must be one the
+        # bundle vouches for now. A running gateway adopts a newer bundle that
+        # no longer does (its TLS key rotated on disk, not restarted, and the
+        # overlap over): staying on the old bundle would keep trusting what the
+        # authority has since changed, while peers refuse the old certificate
+        # either way. /readyz, the log and gateway_own_certificate_retired say
+        # to restart (``gateway.ops.ready.own_certificate_status``).
         mine = crypto.cert_fingerprint(self.keys.tls.cert_pem)
-        if not any(crypto.digest_equal(fp, mine) for _, fp in me.tls_certs_at(now)):
+        if in_force is None and not any(
+            crypto.digest_equal(fp, mine) for _, fp in me.tls_certs_at(now)
+        ):
             raise ConfigurationError(
                 f"the trust bundle's TLS certificate for {self.me} is not this gateway's certificate"
             )
@@ -477,12 +486,14 @@ class Gateway:
         """One log line each time what there is to say about the TLS certificate
         this process presents changes (a warning, or an error once peers refuse
         it); returns what was said."""
+        bundle = self._bundle
         try:
             status = own_certificate_status(
                 self.keys.tls.cert_pem,
-                self._bundle.member(self.me),
+                bundle.member(self.me),
                 dt.datetime.fromtimestamp(self._clock() / 1000, dt.UTC),
                 self.config.limits,
+                bundle=bundle,
             )
         except GatewayError as exc:
             log.debug("own certificate not checked: %s", exc)

@@ -76,3 +76,29 @@ def test_presenting_the_retired_certificate_is_a_warning_in_the_overlap_and_a_pr
     assert "retired" in after.problem and "restart" in after.problem
     # The new certificate, once the gateway restarts with it: nothing to say.
     assert own_certificate_status(new, member, ends, Limits()).problem is None
+
+
+def test_a_newer_bundle_issued_after_the_overlap_says_it_no_longer_lists_the_certificate(
+    tmp_path: Path,
+) -> None:
+    """A running gateway adopts a newer bundle that no longer vouches for the certificate
+    it presents (rotated on disk, not restarted): the problem names that bundle. A
+    bundle whose overlap ended while in force keeps saying the certificate is retired."""
+    old, new = _cert(NOW - dt.timedelta(days=100)), _cert(NOW)
+    ends = NOW - dt.timedelta(hours=1)
+    member = _member(tmp_path, new, (RetiredKey("tls", old.decode("ascii"), not_after=ends),))
+    bundle = load_bundle(write_trust_bundle(tmp_path))
+    later = NOW + dt.timedelta(days=30)
+    newer = dataclasses.replace(bundle, issued_at=NOW - dt.timedelta(minutes=1), expires_at=later)
+    status = own_certificate_status(old, member, NOW, Limits(), bundle=newer)
+    assert status.retired and status.problem == (
+        f"a newer trust bundle (version {newer.version}) no longer lists this gateway's "
+        "certificate: restart the gateway so it presents its rotated certificate"
+    )
+    dropped = dataclasses.replace(member, retired=())
+    assert "no longer lists" in (
+        own_certificate_status(old, dropped, NOW, Limits(), bundle=newer).problem or ""
+    )
+    earlier = dataclasses.replace(bundle, issued_at=ends - dt.timedelta(days=1), expires_at=later)
+    kept = own_certificate_status(old, member, NOW, Limits(), bundle=earlier)
+    assert kept.problem is not None and "retired" in kept.problem

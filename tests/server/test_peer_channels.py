@@ -325,3 +325,48 @@ def test_readyz_says_to_restart_once_the_overlap_ends_while_the_gateway_still_pr
         time.sleep(0.1)
     time.sleep(1.5)  # the watcher looks every second: still one line
     assert len(errors()) == 1 and "restart" in errors()[0].getMessage()
+
+
+def test_a_newer_bundle_dropping_the_certificate_a_running_gateway_presents_is_adopted_and_readyz_says_restart(
+    rf: RunningFederation, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Hebei rotated its TLS key on disk without restarting and first saw a new bundle
+    after the rotation's overlap had ended: every newer bundle was refused ("... is
+    not this gateway's certificate"), so it kept the old one forever (trusting what
+    the authority had since changed) while /readyz said ok. It now adopts the
+    bundle, is not ready, logs one error and sets the metric."""
+    import json
+    import logging
+    import urllib.error
+    import urllib.request
+
+    hebei = rf.gateways["130000"]
+    before = hebei.bundle().version
+    keys = rf.site("130000").root / "keys"
+    cli("keygen", "--rotate", "tls", "--out", str(keys))
+    cli("federation", "rotate-keys", "--bundle", str(rf.fed.bundle),
+        "--authority-key", str(rf.fed.authority_key), "--public", str(keys / "public.json"),
+        "--overlap-hours", "0")  # fmt: skip
+    said = f"a newer trust bundle (version {before + 1}) no longer lists this gateway's certificate"
+    with caplog.at_level(logging.INFO):
+        deadline = time.monotonic() + 5
+        while hebei.bundle().version == before and time.monotonic() < deadline:
+            hebei.reload_bundle()
+            time.sleep(0.1)
+        assert hebei.bundle().version == before + 1, "the newer bundle was refused"
+        time.sleep(2.5)  # the bundle watcher looks every second
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and said in r.getMessage()]
+    assert len(errors) == 1
+    url = rf.site("130000").ops_url
+    try:
+        urllib.request.urlopen(url + "/readyz", timeout=5)
+        raise AssertionError("/readyz said ready")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503
+        report = json.loads(exc.read())
+    assert report["checks"]["own_certificate"] == (
+        f"{said}: restart the gateway so it presents its rotated certificate"
+    )
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert "\ngateway_own_certificate_retired 1.0\n" in metrics
