@@ -281,6 +281,55 @@ def test_lease_holder_cut_off_by_a_hung_connection_stops_signing_within_the_keep
             proxy.cut()
 
 
+def test_a_lease_thread_blocked_on_a_hung_link_returns_once_its_keep_alive_is_overdue(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The link hangs (a frozen proxy: bytes acknowledged, never forwarded, so neither
+    the server's statement timeout nor the client's TCP timeout ever fires): ``held``
+    went False, but the lease thread stayed blocked on the keep-alive until the link
+    recovered, so the replica could not try for the lease again. The lease now shuts
+    the connection's socket down: the thread returns at once and drops the session."""
+    import logging
+
+    import psycopg
+
+    from gateway.storage.postgres.db import PgDatabase
+    from gateway.storage.postgres.lease import PgLease
+    from tests.pgtest import TcpProxy, fresh_schema, postgres_dsn
+
+    dsn = postgres_dsn()
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    with fresh_schema(dsn, "hungthread") as schema:
+        db = PgDatabase(proxy.url_for(dsn), schema=schema, pool_size=2)
+        lease = PgLease(db, interval=KEEPALIVE_CHECK)
+        try:
+            with caplog.at_level(logging.WARNING, "gateway.storage"):
+                assert lease.start().held()
+                hung = lease._conn
+                assert hung is not None
+                proxy.freeze()
+                t0 = time.monotonic()
+                while (lease._conn is hung or not hung.closed) and time.monotonic() - t0 < 5:
+                    time.sleep(0.02)
+                took = time.monotonic() - t0
+                assert hung.closed and lease._conn is not hung, "the lease thread is still blocked"
+                assert took < 3.0, took  # an interval, the keep-alive timeout, a watchdog tick
+                assert not lease.held()
+                proxy.thaw()
+                end = time.monotonic() + 10
+                while not lease.held():
+                    assert time.monotonic() < end, "the lease was not taken again"
+                    time.sleep(0.05)
+            (lost,) = _lease_lost(caplog)  # logged once
+            assert "keep-alive has not answered within 0.5 s" in lost
+        finally:
+            proxy.thaw()
+            lease.stop()
+            db.close()
+            proxy.cut()
+
+
 def test_a_hung_link_unblocks_the_lease_thread_from_the_client_side_too(tmp_path: Path) -> None:
     """On a link that goes dead mid-way (no FIN, no RST: a switch or a VM gone), the
     keep-alive the lease thread sent stays unacknowledged; TCP keepalives never

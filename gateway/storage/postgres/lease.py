@@ -15,8 +15,14 @@ Its keep-alive (``SELECT 1`` on that connection) runs under a statement timeout
 of ``KEEPALIVE_INTERVALS`` check intervals (2 s): one that times out, fails, or
 answers later counts as losing the lease (logged once; the session is closed,
 which frees the lock for the other replicas), and ``held`` says False as soon
-as a keep-alive has run longer than that, even while a hung connection still
-blocks it, so a holder cut off that way stops signing within that time.
+as a keep-alive has run longer than that, so a holder cut off that way stops
+signing within that time. A watchdog then shuts the lease connection's socket
+down (a statement hung on a link that neither errors nor answers never reaches
+the server, so its statement timeout cannot end it; the client's TCP timeout
+does not fire while a middlebox acknowledges the bytes): the lease thread
+blocked on it returns at once, drops the session and tries for the lease again.
+The same bound applies to the lease's other statements (its session settings,
+its tries for the lock).
 
 ``PgCheckpointAsks``: a replica without the lease that is asked for a
 checkpoint newer than the last one (a proof for the newest entries) never
@@ -32,11 +38,14 @@ checkpoints for one size or two roots. The lease keeps the work in one place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import psycopg
@@ -74,20 +83,67 @@ class PgLease:
         self.keepalive_timeout = KEEPALIVE_INTERVALS * interval
         self._conn: Connection | None = None
         self._held = threading.Event()
-        self._probe_since: float | None = None  # monotonic start of the keep-alive in flight
+        # The statement in flight on the lease connection: its monotonic start and
+        # the connection (None once the watchdog has shut it down), under _flight.
+        self._flight = threading.Lock()
+        self._flight_since: float | None = None
+        self._flight_conn: Connection | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one check at a time (the connection)
         self._losing = threading.Lock()  # the held -> lost transition, logged once
         self._thread = threading.Thread(target=self._run, name="storage-lease", daemon=True)
+        self._watchdog = threading.Thread(
+            target=self._watch, name="storage-lease-watchdog", daemon=True
+        )
 
     def held(self) -> bool:
         if not self._held.is_set():
             return False
-        since = self._probe_since
-        if since is not None and time.monotonic() - since > self.keepalive_timeout:
-            self._lose(f"its keep-alive has not answered within {self.keepalive_timeout:g} s")
-            return False
+        return not self._overdue()
+
+    def _overdue(self) -> bool:
+        """Whether the statement in flight on the lease connection has run longer
+        than ``keepalive_timeout``. The first time: the lease is lost (a holder's
+        keep-alive) and the connection's socket shut down, so the thread blocked
+        on it gets an error at once instead of waiting on a link that hangs."""
+        with self._flight:
+            since, conn = self._flight_since, self._flight_conn
+            if since is None or time.monotonic() - since <= self.keepalive_timeout:
+                return False
+            if conn is None:
+                return True  # shut down already; the blocked thread is returning
+            self._flight_conn = None
+            # A duplicate of libpq's socket, taken while the connection is still
+            # open: its descriptor number cannot have been reused by another.
+            try:
+                sock: socket.socket | None = socket.socket(fileno=os.dup(conn.pgconn.socket))
+            except (psycopg.Error, OSError):
+                sock = None  # closed meanwhile: nothing is blocked on it
+        self._lose(f"its keep-alive has not answered within {self.keepalive_timeout:g} s")
+        if sock is not None:
+            with sock:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         return True
+
+    @contextlib.contextmanager
+    def _watched(self, conn: Connection) -> Iterator[None]:
+        """A statement on the lease connection, shut down by ``_overdue`` if it
+        runs longer than ``keepalive_timeout``."""
+        with self._flight:
+            self._flight_since, self._flight_conn = time.monotonic(), conn
+        try:
+            yield
+        finally:
+            with self._flight:
+                self._flight_since = self._flight_conn = None
+
+    def _watch(self) -> None:
+        tick = max(0.01, min(0.25, self._interval / 4))
+        # Until the lease thread has ended: stop() waits for a check in flight.
+        while not self._stop.is_set() or self._thread.is_alive():
+            time.sleep(tick)
+            self._overdue()
 
     def _lose(self, why: str) -> None:
         with self._losing:
@@ -102,6 +158,7 @@ class PgLease:
         )
 
     def start(self) -> PgLease:
+        self._watchdog.start()
         self.poll()
         self._thread.start()
         return self
@@ -114,25 +171,25 @@ class PgLease:
                     # A hung link unblocks this thread within LINK_TIMEOUT_MS
                     # (the client's own TCP timeout; keepalives alone never fire
                     # while a keep-alive sent is unacknowledged).
-                    self._conn = self._db.connect(tcp_user_timeout_ms=LINK_TIMEOUT_MS)
-                    # The server notices a dead holder machine (no FIN) by TCP
-                    # keepalive on this session, and frees the lease, in ~10 s.
-                    self._conn.execute(
-                        sql.SQL(
-                            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
-                            " SET tcp_keepalives_count = 3; SET tcp_user_timeout = {}"
-                        ).format(sql.Literal(LINK_TIMEOUT_MS))
-                    )
+                    self._conn = conn = self._db.connect(tcp_user_timeout_ms=LINK_TIMEOUT_MS)
                     timeout_ms = max(1, int(self.keepalive_timeout * 1000))
-                    self._conn.execute(
-                        sql.SQL("SET statement_timeout = {}").format(sql.Literal(timeout_ms))
-                    )
+                    with self._watched(conn):
+                        # The server notices a dead holder machine (no FIN) by TCP
+                        # keepalive on this session, and frees the lease, in ~10 s.
+                        conn.execute(
+                            sql.SQL(
+                                "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2;"
+                                " SET tcp_keepalives_count = 3; SET tcp_user_timeout = {};"
+                                " SET statement_timeout = {}"
+                            ).format(sql.Literal(LINK_TIMEOUT_MS), sql.Literal(timeout_ms))
+                        )
                 if self._held.is_set():
                     self._keepalive(self._conn)
                 else:
-                    row = self._conn.execute(
-                        "SELECT pg_try_advisory_lock(%s)", (self._key,)
-                    ).fetchone()
+                    with self._watched(self._conn):
+                        row = self._conn.execute(
+                            "SELECT pg_try_advisory_lock(%s)", (self._key,)
+                        ).fetchone()
                     if row and row[0]:
                         self._held.set()
                         log.info("storage: this replica now holds the checkpoint-signing lease")
@@ -147,11 +204,8 @@ class PgLease:
 
     def _keepalive(self, conn: Connection) -> None:
         started = time.monotonic()
-        self._probe_since = started
-        try:
+        with self._watched(conn):
             conn.execute(self.keepalive_sql)
-        finally:
-            self._probe_since = None
         took = time.monotonic() - started
         if took > self.keepalive_timeout or not self._held.is_set():
             # Answered too late: this replica already stopped acting as holder
@@ -175,9 +229,12 @@ class PgLease:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        if self._watchdog.is_alive():
+            self._watchdog.join(timeout=5)
         self._held.clear()
-        # A check stuck on a hung connection keeps the lock: the server ends that
-        # session by itself (TCP keepalive) and frees the lease then.
+        # A check stuck on a hung connection ends within keepalive_timeout (the
+        # watchdog shuts its socket down); if the join gave up first, the server
+        # ends that session by itself (TCP keepalive) and frees the lease then.
         if self._lock.acquire(timeout=5):
             try:
                 self._drop()  # closing the session releases the lock at once
