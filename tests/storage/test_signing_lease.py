@@ -11,7 +11,7 @@ it fails UNAVAILABLE within ``Limits.checkpoint_wait_seconds`` and signs nothing
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -68,6 +68,14 @@ def _signers(ledger: Ledger) -> set[int]:
     return {c.issued_ms for c in ledger.checkpoints()}
 
 
+def _wait_for(cond: Callable[[], object], failure: str, seconds: float = 10.0) -> None:
+    """Poll ``cond`` until it holds; fail with ``failure`` after ``seconds``."""
+    end = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < end, failure
+        time.sleep(0.05)
+
+
 def test_replica_without_the_lease_gets_a_checkpoint_signed_by_the_holder(
     two: tuple[Stores, Ledger, Stores, Ledger],
 ) -> None:
@@ -108,10 +116,7 @@ def test_without_an_answering_holder_the_non_holder_fails_unavailable_and_signs_
     assert lb.checkpoints() == []
     # The holder goes away: the lease moves to the other replica, which then signs itself.
     a.close()
-    end = time.monotonic() + 10
-    while not b.lease.held():
-        assert time.monotonic() < end, "no takeover"
-        time.sleep(0.1)
+    _wait_for(lambda: b.lease.held(), "no takeover")
     cp = lb.checkpoint_now()
     assert cp.checkpoint.size == 1 and cp.issued_ms == OTHER_MS
     assert _signers(lb) == {OTHER_MS}
@@ -220,10 +225,7 @@ def test_lease_holder_whose_keep_alive_blocks_on_the_server_loses_the_lease_and_
             assert result == [False]
         monkeypatch.undo()
         # Its session was closed, so the lock is free: the other replica takes it.
-        end = time.monotonic() + 10
-        while not second.poll():
-            assert time.monotonic() < end, "the lock was not freed"
-            time.sleep(0.05)
+        _wait_for(lambda: second.poll(), "the lock was not freed")
         (lost,) = _lease_lost(caplog)  # logged once
         assert "keep-alive did not answer within 0.5 s" in lost
     finally:
@@ -268,10 +270,7 @@ def test_lease_holder_cut_off_by_a_hung_connection_stops_signing_within_the_keep
                 assert took < 3.0, took
                 assert not lease.held()
                 proxy.thaw()
-                end = time.monotonic() + 10
-                while not lease.held():
-                    assert time.monotonic() < end, "the lease was not taken again"
-                    time.sleep(0.05)
+                _wait_for(lambda: lease.held(), "the lease was not taken again")
             (lost,) = _lease_lost(caplog)
             assert "keep-alive has not answered within 0.5 s" in lost
         finally:
@@ -317,10 +316,7 @@ def test_a_lease_thread_blocked_on_a_hung_link_returns_once_its_keep_alive_is_ov
                 assert took < 3.0, took  # an interval, the keep-alive timeout, a watchdog tick
                 assert not lease.held()
                 proxy.thaw()
-                end = time.monotonic() + 10
-                while not lease.held():
-                    assert time.monotonic() < end, "the lease was not taken again"
-                    time.sleep(0.05)
+                _wait_for(lambda: lease.held(), "the lease was not taken again")
             (lost,) = _lease_lost(caplog)  # logged once
             assert "keep-alive has not answered within 0.5 s" in lost
         finally:
