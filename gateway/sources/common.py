@@ -13,6 +13,7 @@ batch of Python objects at a time (kept between queries by
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -114,6 +115,19 @@ def misfit(dataset: Dataset, exc: BaseException) -> StorageFailure:
         f"dataset {dataset.code}: the source's values do not fit the catalogue's "
         f"column types ({type(exc).__name__})"
     )
+
+
+def reported_misfit(source: object, dataset: Dataset, exc: BaseException) -> StorageFailure:
+    """``misfit``, after one warning for the operator naming the source, the dataset
+    and the exception's class. The exception's text is the value (text or a
+    fraction in an integer column), so neither it nor a traceback goes anywhere."""
+    logging.getLogger("gateway.sources").warning(
+        "data source %s: values of %s do not fit the catalogue's column types (%s)",
+        source,
+        dataset.code,
+        type(exc).__name__,
+    )
+    return misfit(dataset, exc)
 
 
 def normalise(value: object, kind: ColumnType) -> object:

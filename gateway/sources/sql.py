@@ -44,8 +44,8 @@ from gateway.sources.common import (
     RowBatch,
     checked_columns,
     frame_parts,
-    misfit,
     normalise_row,
+    reported_misfit,
     subject_keys,
 )
 from gateway.sources.frames import FrameCache
@@ -237,16 +237,7 @@ class SqlSource:
         except sa_exc.SQLAlchemyError as exc:
             raise self._failure(dataset, exc) from exc
         except MISFITS as exc:
-            # A value the catalogue's type cannot hold (text in an integer
-            # column): the exception's text is the value, so neither it nor a
-            # traceback goes anywhere; the operator learns the dataset and class.
-            log.warning(
-                "data source %s: values of %s do not fit the catalogue's column types (%s)",
-                self.name,
-                dataset.code,
-                type(exc).__name__,
-            )
-            raise misfit(dataset, exc) from None
+            raise reported_misfit(self.name, dataset, exc) from None
 
     def _failure(self, dataset: Dataset, exc: sa_exc.SQLAlchemyError) -> StorageFailure:
         kind = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__

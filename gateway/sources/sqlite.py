@@ -37,8 +37,8 @@ from gateway.sources.common import (
     RowBatch,
     checked_columns,
     frame_parts,
-    misfit,
     normalise_row,
+    reported_misfit,
     subject_keys,
 )
 from gateway.sources.frames import FrameCache
@@ -130,16 +130,7 @@ class SqliteSource:
         except (sqlite3.Error, OSError) as exc:
             raise self._failure(dataset, exc) from None
         except MISFITS as exc:
-            # A value the catalogue's type cannot hold (text or a fraction in an
-            # integer column): the exception's text is the value, so neither it
-            # nor a traceback goes anywhere; the operator learns the dataset and class.
-            log.warning(
-                "data source %s: values of %s do not fit the catalogue's column types (%s)",
-                self._path,
-                dataset.code,
-                type(exc).__name__,
-            )
-            raise misfit(dataset, exc) from None
+            raise reported_misfit(self._path, dataset, exc) from None
 
     def _failure(self, dataset: Dataset, exc: BaseException) -> StorageFailure:
         log.warning(
