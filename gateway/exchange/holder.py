@@ -99,8 +99,8 @@ class _Asked(Protocol):
 @dataclass(frozen=True)
 class _Served:
     """What serving an allowed request did: the quota charge to give back if the
-    exchange then fails, and the normal forms of the subjects whose rows it
-    released (None: no rows were read)."""
+    exchange then fails, and whom its entry names: the normal forms of the ids
+    asked and of the subjects whose rows it released (None: no rows were read)."""
 
     charge: QuotaCharge | None = None
     subjects: tuple[str, ...] | None = None
@@ -110,12 +110,22 @@ def _numeric_subjects(dataset: Dataset) -> bool:
     return dataset.column(dataset.subject_column).type in ("integer", "float")
 
 
-def _check_asked(dataset: Dataset, ids: Sequence[str]) -> None:
-    """InvalidArgument (never quoting it) if an id asked can match nothing in
-    ``dataset``'s subject column (``identifiers.subject_id_in_column``)."""
+def _asked_forms(dataset: Dataset, ids: Sequence[str], strict: bool) -> set[str]:
+    """The normal form of each id asked, as ``dataset``'s subject column matches it
+    (``identifiers.subject_id_in_column``: ``0012345`` against a number column is
+    ``12345``). An id that can match nothing there is InvalidArgument (never
+    quoting it) if ``strict``, else named as given (a refused request still
+    concerns the person asked about)."""
     numeric = _numeric_subjects(dataset)
+    forms: set[str] = set()
     for i in ids:
-        identifiers.subject_id_in_column(i, numeric)
+        try:
+            forms.add(identifiers.subject_id_in_column(i, numeric))
+        except InvalidArgument:
+            if strict:
+                raise
+            forms.add(identifiers.subject_id(i))
+    return forms
 
 
 def _released_subjects(dataset: Dataset, rows: Sequence[Mapping[str, object]]) -> tuple[str, ...]:
@@ -290,14 +300,14 @@ class RecordHolder:
         dataset_code: str,
         ids: tuple[str, ...] | None,
         decision: Decision,
-        released: tuple[str, ...] | None = None,
+        subjects: tuple[str, ...] | None = None,
     ) -> Concerned | None:
         """Whom the entry concerns, for subject access (None: nobody we can name).
         ``ids`` () is a bulk request: the whole dataset or a pseudonymised extract.
-        A named entry names the subjects whose rows it ``released`` (normal forms of
-        the values the source returned) and every id asked, in the normal form the
-        dataset's subject column matches it by (``0012345`` against a number column
-        is ``12345``), so the person subject access looks up finds it either way."""
+        A named entry names ``subjects`` when serving found them (``_Served``: every
+        id asked and every released row's subject, in normal form), else every id
+        asked in the normal form the dataset's subject column matches it by, so the
+        person subject access looks up finds it either way."""
         if ids is None or dataset_code not in self._served():
             return None
         try:
@@ -306,13 +316,7 @@ class RecordHolder:
             return None
         fields = tuple((f.name, f.transform) for f in decision.fields) if decision.allowed else ()
         if ids:
-            numeric = _numeric_subjects(dataset)
-            named = set(released or ())
-            for i in ids:  # valid as given: _open_query
-                try:
-                    named.add(identifiers.subject_id_in_column(i, numeric))
-                except InvalidArgument:  # refused: it could match nobody there
-                    named.add(identifiers.subject_id(i))
+            named = set(subjects) if subjects is not None else _asked_forms(dataset, ids, False)
             return Concerned("named", dataset.code, tuple(sorted(named)), fields)
         coverage = bulk_coverage(dataset.subject_column, fields) if decision.allowed else "dataset"
         return Concerned(coverage, dataset.code, (), fields)
@@ -461,7 +465,7 @@ class RecordHolder:
         # Checked before anything is charged or read: the key to seal to, and that
         # every id asked can match the subject column (a number column: digits).
         reply_key = self._reply_key(requester, msg.reply_seal_key)
-        _check_asked(dataset, ids)
+        asked = _asked_forms(dataset, ids, strict=True)
         limit = min(decision.max_records, self._limits.max_records_per_response)
         columns = [f.name for f in decision.fields]
         if dataset.subject_column not in columns:
@@ -499,4 +503,6 @@ class RecordHolder:
         except BaseException:
             self._refund(charge)
             raise
-        return _Served(charge, _released_subjects(dataset, rows) if ids else None)
+        if not ids:
+            return _Served(charge)
+        return _Served(charge, tuple(sorted(asked.union(_released_subjects(dataset, rows)))))

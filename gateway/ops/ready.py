@@ -78,6 +78,12 @@ class OwnCertificate:
     warning: str | None = None
 
 
+def presents_retired(fingerprint: str, member: Member) -> bool:
+    """Whether the certificate of ``fingerprint``, which this process presents, is no
+    longer the one the bundle's entry for this gateway names as current."""
+    return not crypto.digest_equal(member.tls_fingerprint, fingerprint)
+
+
 def own_certificate_status(
     cert_pem: bytes,
     member: Member,
@@ -98,7 +104,7 @@ def own_certificate_status(
     expires = crypto.cert_not_after(cert_pem)
     left = (expires - now).total_seconds()
     mine = crypto.cert_fingerprint(cert_pem)
-    retired = not crypto.digest_equal(member.tls_fingerprint, mine)
+    retired = presents_retired(mine, member)
     restart = "restart the gateway to present the new certificate in its key folder"
     if left <= 0:
         return OwnCertificate(

@@ -29,6 +29,7 @@ from gateway.ops.ready import (
     keys_check,
     own_certificate_check,
     policies_check,
+    presents_retired,
     sources_check,
     storage_check,
 )
@@ -103,9 +104,7 @@ def state_sources(gw: Gateway, sources_up: Callable[[], dict[str, bool]]) -> Sta
         own_certificate_not_after_ms=int(
             crypto.cert_not_after(gw.keys.tls.cert_pem).timestamp() * 1000
         ),
-        own_certificate_retired=lambda: (
-            not crypto.digest_equal(gw.bundle().member(gw.me).tls_fingerprint, mine)
-        ),
+        own_certificate_retired=lambda: presents_retired(mine, gw.bundle().member(gw.me)),
     )
 
 
