@@ -20,6 +20,12 @@ class Limits:
     # restarted peer is reached again within about this long (gRPC's own
     # default grows to 120 s).
     peer_reconnect_backoff_seconds: float = 1.0
+    # Worker threads of each gRPC server (the service port and the peer port).
+    # A call holds one for its whole length, waits on peers and on the database
+    # included: a requester's service port bounds how many exchanges it has in
+    # flight, a holder's peer port how many it serves at once (replicas on
+    # PostgreSQL need several in flight to share their commits).
+    server_workers: int = 16
     # Outbound channels to peers kept (one per member endpoint; the least
     # recently used is closed past it), and how long a channel replaced after
     # a trust change may finish the calls still on it before it is closed.
@@ -125,7 +131,7 @@ class Limits:
     # so a replica's request still in progress is never settled under it.
     stats_reservation_open_seconds: float = 3600.0
     # Database sources (gateway.sources.sql). One database holds at most
-    # pool_size + overflow connections, fewer than a server's 8 workers, so a
+    # pool_size + overflow connections, fewer than a server's workers, so a
     # database that hangs cannot take every worker; a request that finds no
     # free connection within source_pool_timeout_seconds answers UNAVAILABLE.
     # Every query is bounded by source_query_timeout_seconds (PostgreSQL

@@ -131,14 +131,12 @@ class Gateway:
         *,
         clock_ms: Callable[[], int] = system_clock_ms,
         rng: crypto.Rng = os.urandom,
-        max_workers: int = 8,
     ) -> None:
         self.config = config
         self.me = config.jurisdiction
         limits = config.limits
         self._clock = clock_ms
         self.clock_ms = clock_ms
-        self._max_workers = max_workers
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.keys: GatewayKeys = load_keys(config.key_dir, limits=limits)
         if self.keys.jurisdiction != self.me:
@@ -648,7 +646,7 @@ class Gateway:
         opts = channel_options(limits)
         peer = GatewayServer(
             annotating(PeerAuthenticator(self.bundle, lambda: self._clock(), self.config.limits)),
-            max_workers=self._max_workers,
+            max_workers=limits.server_workers,
             name=f"peer-{self.me}",
             options=opts,
             authorize=authorize_peer,
@@ -658,7 +656,7 @@ class Gateway:
         service = service_server(
             self.service_auth,
             self.config.limits,
-            max_workers=self._max_workers,
+            max_workers=limits.server_workers,
             name=f"svc-{self.me}",
             observe=ObservingWrapper(self.metrics, "service", limits),
         )

@@ -1,12 +1,14 @@
 """``[limits]`` in gateway.toml reaches the servers' readers, not only the library defaults.
 
-Covers: a statistics query larger than the configured bound is refused at the
+Covers: the worker threads of each gRPC server (``server_workers``); a statistics query larger than the configured bound is refused at the
 service API with INVALID_ARGUMENT before anything is asked of a holder (the
 servicer once read the default limits, so a tighter configuration was ignored).
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -50,3 +52,28 @@ def test_configured_stats_filter_limit_refuses_a_larger_query_at_the_service_por
     finally:
         for gw in gws.values():
             gw.stop(grace=0.2)
+
+
+def test_configured_server_workers_bound_the_threads_serving_calls(tmp_path: Path) -> None:
+    # A call holds a worker for its whole length: the configured number, not a
+    # built-in one, is how many calls a port serves at once.
+    fed = build_federation(tmp_path, rows=20)
+    site = fed.sites["120000"]
+    site.config.write_text(
+        site.config.read_text(encoding="utf-8") + "\n[limits]\nserver_workers = 2\n",
+        encoding="utf-8",
+    )
+    gw = Gateway(load_config(site.config))
+    before = set(threading.enumerate())  # another test's idle workers may linger
+    gw.start()
+    try:
+        rf = RunningFederation(fed, {"120000": gw})
+        with rf.client("120000", "tianjin-planning") as c, ThreadPoolExecutor(12) as pool:
+            for _ in range(5):
+                list(pool.map(lambda _: c.list_datasets(), range(24)))
+        serving = [
+            t for t in set(threading.enumerate()) - before if t.name.startswith("svc-120000")
+        ]
+        assert 1 <= len(serving) <= 2
+    finally:
+        gw.stop(grace=0.2)

@@ -13,6 +13,21 @@ stored), any other failure ``StorageFailure`` (nothing of it is stored). Opened 
 nothing, refuses a schema no gateway created or a newer one, and every
 session is read-only.
 
+Covered commits. A write whose durability a later ledger commit provides
+(the holder's replay id, quota charge and refund, subject-index rows: each
+made before the entry of its exchange is appended, and acted on outside only
+once that entry is committed) carries ``COVERED_COMMIT`` in its statement,
+which makes that statement's own transaction commit asynchronously: visible
+to every replica at once (so ids stay unique and quotas exact across them),
+without waiting for its WAL to reach disk. PostgreSQL writes WAL in one
+order and flushes it as a prefix, so the ledger's synchronous commit that
+follows flushes the covered write too; a server crash can lose only covered
+writes of exchanges whose entry was never committed (nothing of them left
+the gateway). It is the counterpart of the SQLite replay and quota stores'
+``synchronous=NORMAL``, and stronger (those are separate files, not one log).
+The setting is transaction-local: the pooled session keeps
+``synchronous_commit`` on for everything else.
+
 Does not own: any table or query (each store module owns its own).
 """
 
@@ -35,6 +50,10 @@ from gateway.errors import CommitUnknown, NotFound, StorageFailure
 from gateway.storage.postgres.schema import MIGRATIONS
 
 SETTING: Final = "[storage] url"
+# A condition (always true) that makes the transaction of the statement it is
+# part of commit asynchronously; only for covered writes (module docstring).
+# Volatile, so evaluated at every row it filters: put it where rows always are.
+COVERED_COMMIT: Final = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
 log = logging.getLogger("gateway.storage")
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -126,6 +145,13 @@ class PgDatabase:
                 sql.Literal(self._idle_ms)
             )
         )
+        # The ledger is durable before any caller is answered, and covered
+        # writes rely on its commit: a server or role whose default turns
+        # synchronous commit off is overridden for the gateway's own sessions
+        # (a stronger default, such as remote_apply, is kept).
+        row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
+        if row is not None and row[0] == "off":
+            conn.execute("SET synchronous_commit = on")
         if self._schema:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
         if self._read_only:

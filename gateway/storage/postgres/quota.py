@@ -10,6 +10,9 @@ policy's early check) answers from this replica's last reading of a key while
 it is at most ``Limits.quota_reading_seconds`` old (refreshed by every
 ``consume``; at most ``Limits.max_quota_readings`` keys remembered);
 only ``consume`` decides, so a stale reading can never release past the quota.
+Charges and refunds are covered commits (``gateway.storage.postgres.db``): a
+charge is durable at the latest with the ledger entry of the exchange that
+released records under it; a refund lost in a server crash over-charges.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from gateway.errors import InvalidArgument, QuotaExceeded
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.policy.quota import QuotaKey, exceeded
-from gateway.storage.postgres.db import PgDatabase
+from gateway.storage.postgres.db import COVERED_COMMIT, PgDatabase
 
 _WHERE = "holder=%s AND dataset=%s AND requester=%s AND service_system=%s AND day=%s"
 
@@ -77,7 +80,7 @@ class PgQuotaStore:
                 row = conn.execute(
                     "INSERT INTO quota_usage AS q"
                     " (holder, dataset, requester, service_system, day, used)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)"
+                    f" SELECT %s, %s, %s, %s, %s, %s WHERE {COVERED_COMMIT}"
                     " ON CONFLICT (holder, dataset, requester, service_system, day)"
                     " DO UPDATE SET used = q.used + EXCLUDED.used"
                     " WHERE q.used + EXCLUDED.used <= %s"
@@ -100,8 +103,8 @@ class PgQuotaStore:
         at = self._clock()
         with self._db.connection("quota store") as conn:
             row = conn.execute(
-                f"UPDATE quota_usage SET used = GREATEST(used - %s, 0) WHERE {_WHERE}"
-                " RETURNING used",
+                "UPDATE quota_usage SET used = GREATEST(used - %s, 0)"
+                f" WHERE {_WHERE} AND {COVERED_COMMIT} RETURNING used",
                 (count, *_args(key)),
             ).fetchone()
         used = int(row[0]) if row else 0

@@ -6,6 +6,8 @@ one insert succeeds; the other is refused as a replay. Ids older than twice
 the timestamp window (which ``gateway.envelope.check_header`` enforces) are
 pruned now and then; a prune that fails is logged and retried later, never
 reported as the failure of the request whose id was just recorded.
+The insert is a covered commit (``gateway.storage.postgres.db``): durable at
+the latest with the ledger entry of the request it admitted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import itertools
 import logging
 
 from gateway.errors import ReplayRejected, StorageFailure
-from gateway.storage.postgres.db import PgDatabase
+from gateway.storage.postgres.db import COVERED_COMMIT, PgDatabase
 
 PRUNE_EVERY = 1000
 log = logging.getLogger("gateway.storage")
@@ -31,7 +33,8 @@ class PgReplayStore:
     ) -> None:
         with self._db.connection("replay store") as conn:
             cur = conn.execute(
-                "INSERT INTO seen_requests (sender, request_id, timestamp_ms) VALUES (%s, %s, %s)"
+                "INSERT INTO seen_requests (sender, request_id, timestamp_ms)"
+                f" SELECT %s, %s, %s WHERE {COVERED_COMMIT}"
                 " ON CONFLICT (sender, request_id) DO NOTHING",
                 (sender, request_id, timestamp_ms),
             )

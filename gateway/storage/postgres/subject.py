@@ -9,6 +9,9 @@ writes the same rows, so a subject-access request answered by any replica sees
 the entries every replica appended. Tables: ``subject_entries`` and
 ``subject_index`` (``gateway.storage.postgres.schema``, migration 2).
 
+The rows are a covered commit (``gateway.storage.postgres.db``): written
+before the ledger append, durable at the latest with the entry they index.
+
 Holds no personal data: blind indexes are MACs under a key not stored here.
 """
 
@@ -19,7 +22,7 @@ from typing import Any
 
 from gateway.errors import StorageFailure
 from gateway.groupcommit import GroupCommit
-from gateway.storage.postgres.db import PgDatabase
+from gateway.storage.postgres.db import COVERED_COMMIT, PgDatabase
 from gateway.subject.store import IndexedEntry, PendingLinks, SqlSubjectReads, fields_text
 
 _WHAT = "subject index store"
@@ -57,7 +60,8 @@ class PgSubjectIndexStore(SqlSubjectReads):
                 " FROM unnest(%s::text[], %s::bigint[]) AS u(r, i) WHERE s.request_id = u.r),"
                 " e AS (INSERT INTO subject_entries (request_id, coverage, dataset,"
                 " fields, recorded_ms, entry_index) SELECT * FROM unnest(%s::text[],"
-                " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]))"
+                " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])"
+                f" WHERE {COVERED_COMMIT})"
                 " INSERT INTO subject_index (blind, request_id)"
                 " SELECT * FROM unnest(%s::bytea[], %s::text[])",
                 (
