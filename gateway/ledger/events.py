@@ -86,6 +86,14 @@ class LedgerWriter(Protocol):
         ...
 
 
+class RiderLedgerWriter(Protocol):
+    def append(self, event: LedgerEvent, rider: object | None = None) -> AppendReceipt:
+        """``LedgerWriter.append``, with ``rider``: rows the store writes in the
+        entry's own transaction, with its index (``gateway.ledger.storage``;
+        only for a store that writes riders)."""
+        ...
+
+
 # --------------------------------------------------------------------------
 # Making text from a peer safe to record (entries refuse control characters
 # and over-long strings; a refusal must still be recordable).

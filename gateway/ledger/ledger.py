@@ -27,6 +27,12 @@ On a replica without the lease, ``checkpoint_now`` asks the holder through
 most ``Limits.checkpoint_wait_seconds``, for a stored checkpoint covering the
 size it saw; none in time is ``StorageFailure`` (UNAVAILABLE). Checkpoints are
 signed under the append lock, so no two are ever stored for one size.
+
+Riders: ``append(event, rider)`` hands the store rows that belong to the entry
+(``gateway.ledger.storage``), written in its transaction with its index. If a
+group commit fails because one rider's rows conflict with stored ones
+(``RiderConflict``), every entry of the group is committed again on its own,
+so only the one that brought the conflict fails.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ from gateway.ledger.storage import (
     EntryRow,
     Head,
     LedgerStore,
+    Rider,
+    RiderConflict,
     SizeConflict,
     SqliteLedgerStore,
 )
@@ -87,13 +95,18 @@ def default_origin(jurisdiction: str) -> str:
 class _Waiter:
     """One caller's event in the group-commit queue."""
 
-    __slots__ = ("done", "error", "event", "receipt")
+    __slots__ = ("done", "error", "event", "receipt", "rider")
 
-    def __init__(self, event: LedgerEvent) -> None:
+    def __init__(self, event: LedgerEvent, rider: object | None = None) -> None:
         self.event = event
+        self.rider = rider
         self.receipt: AppendReceipt | None = None
         self.error: Exception | None = None
         self.done = False
+
+
+def _as_failure(exc: Exception) -> StorageFailure:
+    return exc if isinstance(exc, StorageFailure) else StorageFailure("ledger append failed")
 
 
 def _fail(batch: Sequence[_Waiter], exc: Exception) -> None:
@@ -238,8 +251,9 @@ class Ledger:
 
     # -- appends -------------------------------------------------------------
 
-    def append(self, event: LedgerEvent) -> AppendReceipt:
-        """Durably append one event; returns once it is committed.
+    def append(self, event: LedgerEvent, rider: object | None = None) -> AppendReceipt:
+        """Durably append one event (and its ``rider``, for a store that writes
+        riders); returns once it is committed.
 
         Concurrent callers are group-committed: whoever finds no commit in
         progress writes every queued event in one transaction (one fsync) and
@@ -249,7 +263,7 @@ class Ledger:
         validate_event(event, self._limits)
         if self._signer is None:
             raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
-        me = _Waiter(event)
+        me = _Waiter(event, rider)
         with self._commit:
             self._pending.append(me)
             while not me.done:
@@ -279,29 +293,53 @@ class Ledger:
                     batch, self._pending = self._pending, []
                 self._refresh(head)
                 self._flush(batch)
+        except RiderConflict as exc:  # nothing committed; isolate the offender
+            self._reload()
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:
+                for w in batch:
+                    w.receipt, w.error, w.done = None, None, False
+                    self._commit_alone(w)
         except Exception as exc:  # the lock, the refresh or the commit failed
             with self._commit:
                 if not batch:
                     batch, self._pending = self._pending, []
-            failure = (
-                exc if isinstance(exc, StorageFailure) else StorageFailure("ledger append failed")
-            )
+            failure = _as_failure(exc)
             # Nothing of this batch was committed, unless the failure is
             # CommitUnknown (a lost COMMIT answer): the reload below finds out.
             for w in batch:
                 w.receipt, w.error, w.done = None, failure, True
-            try:
-                self._load_tail()
-            except StorageFailure:
-                pass  # reloaded on the next append (the head will differ)
+            self._reload()
         except BaseException:
             _fail(batch, StorageFailure("ledger append interrupted"))
             raise
 
+    def _commit_alone(self, w: _Waiter) -> None:
+        """Commit one waiter's event in a transaction of its own; it ends done."""
+        try:
+            with self._lock, self.store.exclusive(self.size) as head:
+                self._refresh(head)
+                self._flush([w])
+        except Exception as exc:
+            w.receipt, w.error, w.done = None, _as_failure(exc), True
+            self._reload()
+        except BaseException:
+            _fail([w], StorageFailure("ledger append interrupted"))
+            raise
+
+    def _reload(self) -> None:
+        """After a failed commit: the in-memory tail from the store (it may be
+        ahead of what was committed)."""
+        try:
+            self._load_tail()
+        except StorageFailure:
+            pass  # reloaded on the next append (the head will differ)
+
     def _flush(self, batch: list[_Waiter]) -> None:
         """Commit ``batch`` in one transaction; every waiter ends done."""
         try:
-            receipts = self.append_many([w.event for w in batch])
+            receipts = self.append_many([w.event for w in batch], [w.rider for w in batch])
         except InvalidArgument as exc:
             if len(batch) == 1:
                 _fail(batch, exc)
@@ -319,16 +357,22 @@ class Ledger:
             w.receipt = r
             w.done = True
 
-    def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
+    def append_many(
+        self, events: Iterable[LedgerEvent], riders: Sequence[object | None] = ()
+    ) -> list[AppendReceipt]:
+        """Append ``events`` in one transaction, each with its rider (``riders``
+        in the same order; empty: none)."""
         batch = list(events)
         if not batch:
             return []
+        if riders and len(riders) != len(batch):
+            raise InvalidArgument("one rider (or None) per event")
         if self._signer is None:
             raise InvalidArgument("ledger is open read-only (no checkpoint signer)")
         with self._lock:
             for attempt in range(3):
                 try:
-                    return self._append_locked(batch)
+                    return self._append_locked(batch, riders)
                 except SizeConflict:
                     if attempt == 2:
                         raise
@@ -338,13 +382,17 @@ class Ledger:
                     raise
         raise StorageFailure("ledger append failed")  # pragma: no cover
 
-    def _append_locked(self, batch: Sequence[LedgerEvent]) -> list[AppendReceipt]:
+    def _append_locked(
+        self, batch: Sequence[LedgerEvent], riders: Sequence[object | None]
+    ) -> list[AppendReceipt]:
         assert self._signer is not None
         with self.store.exclusive(self.size) as head:
             self._refresh(head)
-            return self._build_and_append(batch)
+            return self._build_and_append(batch, riders)
 
-    def _build_and_append(self, batch: Sequence[LedgerEvent]) -> list[AppendReceipt]:
+    def _build_and_append(
+        self, batch: Sequence[LedgerEvent], riders: Sequence[object | None] = ()
+    ) -> list[AppendReceipt]:
         assert self._signer is not None
         signing = self._may_sign()
         frontier = self._frontier.copy()
@@ -378,7 +426,12 @@ class Ledger:
         if signing and frontier.size > cp_size and now - cp_time >= self._interval:
             cps.append(self._sign(frontier, now_ms))
             cp_size, cp_time = frontier.size, now
-        self.store.append(start, rows, nodes, cps)
+        carried: list[Rider] = [
+            (row.index, r)
+            for row, r in zip(rows, riders or [None] * len(rows), strict=True)
+            if r is not None
+        ]
+        self.store.append(start, rows, nodes, cps, carried)
         # Committed when the caller's ``exclusive()`` block ends; if that commit
         # fails, append_many reloads the tail from the store.
         self._frontier, self._prev, self._last_ms = frontier, prev, last_ms

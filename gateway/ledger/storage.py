@@ -13,6 +13,12 @@ rewritten for psycopg's ``%s`` (``in_dialect``). The optimistic ``expected_size`
 transaction is what keeps concurrent writers from forking the log: a writer
 that lost the race gets ``SizeConflict`` and reloads the tail.
 
+Riders: rows that belong to one entry and live in another table of the same
+database (PostgreSQL's subject-access index), handed to ``append`` with the
+entry's index and written in the entry's own transaction: both are stored, or
+neither. A store that cannot write them in one transaction (SQLite: separate
+files) is never given any (``gateway.subject.indexer`` writes rows first there).
+
 Node ids: interior node (level, index), level >= 1, is stored under the single
 integer key ``level << 56 | index`` (portable BIGINT, one B-tree, fast bulk
 inserts). Level 0 nodes are the entries' own hashes.
@@ -73,6 +79,16 @@ class SizeConflict(StorageFailure):
     """Another writer appended first; reload the tail and retry."""
 
 
+class RiderConflict(StorageFailure):
+    """A rider's rows conflict with rows already stored (their key is taken):
+    nothing of the transaction was stored. The ledger commits the other
+    entries of the batch without the one that brought it."""
+
+
+# An entry's rider: its ledger index and the rows, opaque to the ledger.
+Rider = tuple[int, object]
+
+
 class LedgerStore(Protocol):
     def size(self) -> int: ...
 
@@ -93,8 +109,10 @@ class LedgerStore(Protocol):
         entries: Sequence[EntryRow],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoints: Sequence[tuple[int, str, int]],
+        riders: Sequence[Rider] = (),
     ) -> None:
-        """Atomically add entries, nodes and (size, note, issued_ms) checkpoints;
+        """Atomically add entries, nodes, (size, note, issued_ms) checkpoints and
+        the entries' riders (only a store that writes riders is given any);
         raise SizeConflict if the stored size is not expected_size."""
         ...
 
@@ -351,7 +369,10 @@ class SqliteLedgerStore(SqlLedgerReads):
         entries: Sequence[EntryRow],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoints: Sequence[tuple[int, str, int]],
+        riders: Sequence[Rider] = (),
     ) -> None:
+        if riders:  # a wiring error: the SQLite index store writes its own rows
+            raise StorageFailure("the SQLite ledger store writes no riders")
         with self._lock:
             db = self._db
             try:

@@ -26,7 +26,7 @@ import grpc
 
 from gateway._proto.dataexchange.gateway.v1 import peer_pb2
 from gateway.exchange.peer import PeerTransport
-from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.ledger.events import AppendReceipt, LedgerEvent, RiderLedgerWriter
 from gateway.limits import DEFAULT_LIMITS, Limits
 from gateway.ops.logs import annotate, rpc_context
 from gateway.ops.metrics import GatewayMetrics
@@ -211,7 +211,7 @@ def annotating(
     return wrapped
 
 
-class BatchLedgerWriter(LedgerWriter, Protocol):
+class BatchLedgerWriter(RiderLedgerWriter, Protocol):
     def append_many(self, events: Iterable[LedgerEvent]) -> list[AppendReceipt]:
         """Durably append events in one transaction."""
         ...
@@ -224,7 +224,7 @@ class ObservedLedger:
         self._inner = inner
         self._metrics = metrics
 
-    def append(self, event: LedgerEvent) -> AppendReceipt:
+    def append(self, event: LedgerEvent, rider: object | None = None) -> AppendReceipt:
         annotate(
             request_id=event.request_id,
             counterparty=event.counterparty,
@@ -233,7 +233,7 @@ class ObservedLedger:
             purpose=event.purpose,
             outcome=event.kind,
         )
-        receipt = self._inner.append(event)
+        receipt = self._inner.append(event) if rider is None else self._inner.append(event, rider)
         self._count(event)
         annotate(ledger_index=receipt.index)
         return receipt

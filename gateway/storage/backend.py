@@ -144,7 +144,7 @@ def open_postgres_stores(
     budget = PgBudgetStore(db)
     subject = PgSubjectIndexStore(db)
     return Stores(
-        ledger=PgLedgerStore(db),
+        ledger=PgLedgerStore(db, riders=subject),  # index rows ride with their entries
         replay=PgReplayStore(db, replay_window_ms),
         quota=PgQuotaStore(db, limits),
         budget=budget,

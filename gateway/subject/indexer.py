@@ -6,10 +6,13 @@ a ``LedgerWriter`` that, before appending, computes the blind indexes, adds
 the commitment to the entry's details, and stores the index rows; after the
 append it links the rows to the entry's index.
 
-Write order: index rows first, then the ledger entry. If the index store
+Write order. A store in the ledger's own database (PostgreSQL) hands the
+rows to the ledger append as the entry's rider: written in the entry's
+transaction with its index, so both are stored or neither. Otherwise (SQLite:
+separate files) index rows first, then the ledger entry: if the index store
 fails nothing is appended and nothing is released (the exchange fails like a
-ledger failure). If the ledger append fails the rows have no entry and are
-never shown (an answer only lists entries found in the ledger). Rows are
+ledger failure); if the ledger append fails the rows have no entry and are
+never shown (an answer only lists entries found in the ledger). Such rows are
 linked to the ledger index afterwards; an unlinked row is found through the
 ledger's request-id index.
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass, replace
 
 from gateway.errors import InvalidArgument, StorageFailure
 from gateway.ledger.entry import validate_event
-from gateway.ledger.events import AppendReceipt, LedgerEvent, LedgerWriter
+from gateway.ledger.events import AppendReceipt, LedgerEvent, RiderLedgerWriter
 from gateway.limits import Limits
 from gateway.subject.index import DETAIL_KEYS, Coverage, blind_index, commit, entry_details
 from gateway.subject.store import IndexedEntry, SubjectIndexStore
@@ -49,7 +52,7 @@ class SubjectIndexer:
     release as covering its dataset, and passes every other event through."""
 
     def __init__(
-        self, ledger: LedgerWriter, store: SubjectIndexStore, key: bytes, limits: Limits
+        self, ledger: RiderLedgerWriter, store: SubjectIndexStore, key: bytes, limits: Limits
     ) -> None:
         self._ledger = ledger
         self._store = store
@@ -70,16 +73,17 @@ class SubjectIndexer:
             raise InvalidArgument("event details already carry subject-access keys")
         event = replace(event, details=tuple(sorted((*event.details, *extra))))
         validate_event(event, self._limits)  # refuse before any row is written
-        self._store.record(
-            IndexedEntry(
-                request_id=event.request_id,
-                coverage=concerned.coverage,
-                dataset=concerned.dataset,
-                fields=concerned.fields,
-                recorded_ms=event.timestamp_ms,
-            ),
-            indexes,
+        entry = IndexedEntry(
+            request_id=event.request_id,
+            coverage=concerned.coverage,
+            dataset=concerned.dataset,
+            fields=concerned.fields,
+            recorded_ms=event.timestamp_ms,
         )
+        rider = self._store.rider(entry, indexes)
+        if rider is not None:  # written with the entry, linked
+            return self._ledger.append(event, rider)
+        self._store.record(entry, indexes)
         receipt = self._ledger.append(event)
         try:
             self._store.link(event.request_id, receipt.index)

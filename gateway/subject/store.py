@@ -44,7 +44,22 @@ class IndexedEntry:
     entry_index: int | None = None  # None until linked (or if the append failed)
 
 
+@dataclass(frozen=True)
+class SubjectRows:
+    """An entry row and its blind indexes, as a ledger rider: written by the
+    ledger append in the entry's own transaction, with its index."""
+
+    entry: IndexedEntry
+    indexes: tuple[bytes, ...]
+
+
 class SubjectIndexStore(Protocol):
+    def rider(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> SubjectRows | None:
+        """The rows as a rider for the ledger append, if this store lives in the
+        ledger's database (they are then written with the entry, atomically and
+        linked); None: ``record`` them before the append, ``link`` them after."""
+        ...
+
     def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
         """Atomically store the entry row and its blind indexes (before the ledger append)."""
         ...
@@ -267,6 +282,9 @@ class SqliteSubjectIndexStore(SqlSubjectReads):
             "UPDATE subject_entries SET entry_index = ? WHERE request_id = ?",
             [(index, rid) for rid, index in links.items()],
         )
+
+    def rider(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
+        return None  # another file than the ledger's: recorded before the append
 
     def record(self, entry: IndexedEntry, indexes: Sequence[bytes]) -> None:
         self._group.submit((entry, indexes))

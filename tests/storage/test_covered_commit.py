@@ -1,7 +1,6 @@
 """Covered commits on PostgreSQL: which writes wait for the disk, and which do not.
 
-The holder's replay id, quota charge and refund and subject-index rows commit
-asynchronously (``COVERED_COMMIT``): the ledger's synchronous commit that
+The holder's replay id, quota charge and refund commit asynchronously (``COVERED_COMMIT``): the ledger's synchronous commit that
 follows them flushes their WAL too. These tests pin the mechanism (such a
 statement's commit does not wait for the flush, the session's own setting is
 untouched, a plain statement's commit does wait) and which statements use it:
@@ -23,7 +22,6 @@ from gateway.ledger.ledger import Ledger
 from gateway.policy.quota import QuotaKey
 from gateway.storage.backend import open_postgres_stores
 from gateway.storage.postgres.db import COVERED_COMMIT, PgDatabase
-from gateway.subject.store import IndexedEntry
 from tests.ledger.ledger_testkit import make_event
 
 WINDOW_MS = 300_000
@@ -108,10 +106,6 @@ def test_the_exchange_writes_are_covered_and_the_ledger_append_is_not(
             "replay id": lambda: stores.replay.check_and_record("120000", "req-1", 1, 1),
             "quota charge": lambda: stores.quota.consume(key, 2, 10),
             "quota refund": lambda: stores.quota.refund(key, 1),
-            "subject index rows": lambda: stores.subject.record(
-                IndexedEntry("req-1", "named", "household_register", (("a", "pass"),), 1),
-                [b"\x01" * 32],
-            ),
         }
         for what, write in writes.items():
             rec.take()

@@ -14,9 +14,9 @@ nothing, refuses a schema no gateway created or a newer one, and every
 session is read-only.
 
 Covered commits. A write whose durability a later ledger commit provides
-(the holder's replay id, quota charge and refund, subject-index rows: each
-made before the entry of its exchange is appended, and acted on outside only
-once that entry is committed) carries ``COVERED_COMMIT`` in its statement,
+(the holder's replay id, quota charge and refund: each made before the entry
+of its exchange is appended, and acted on outside only once that entry is
+committed) carries ``COVERED_COMMIT`` in its statement,
 which makes that statement's own transaction commit asynchronously: visible
 to every replica at once (so ids stay unique and quotas exact across them),
 without waiting for its WAL to reach disk. PostgreSQL writes WAL in one

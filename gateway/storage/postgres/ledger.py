@@ -14,6 +14,11 @@ which the server ends its idle transaction (``PgDatabase.sync`` makes the
 session count as idle, not busy, while the batch is built). Unique indexes on entry index and checkpoint
 size make a fork impossible even for a writer that skipped the lock.
 
+Riders (``gateway.ledger.storage``): a ``RiderWriter`` given at construction
+(the subject-access index store, same database) writes an entry's rider rows
+in the append's transaction, with the entry's index; a conflict it reports
+(its key already stored) is ``RiderConflict``.
+
 Does not own: hashing, encoding or signing (``gateway.ledger.ledger`` computes
 every hash with the ledger's own code; nothing here hashes), verification.
 """
@@ -23,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.errors import StorageFailure
 from gateway.ledger.storage import (
@@ -34,6 +39,8 @@ from gateway.ledger.storage import (
     SIZE_SQL,
     EntryRow,
     Head,
+    Rider,
+    RiderConflict,
     SizeConflict,
     SqlLedgerReads,
     in_dialect,
@@ -51,24 +58,50 @@ _HEAD = (
 )
 
 
+class RiderWriter(Protocol):
+    def write(self, conn: Connection, riders: Sequence[Rider]) -> None:
+        """Queue the riders' rows on ``conn``, inside the append's transaction."""
+        ...
+
+    def conflict(self, exc: BaseException) -> bool:
+        """Whether a failed commit failed on a rider's rows (their key taken),
+        not on the ledger's own."""
+        ...
+
+
 class PgLedgerStore(SqlLedgerReads):
     """``LedgerStore`` on a shared PostgreSQL database (the reads it shares with
     SQLite are ``SqlLedgerReads``'s, in psycopg's ``%s`` placeholder style)."""
 
     PLACEHOLDER = "%s"
 
-    def __init__(self, db: PgDatabase) -> None:
+    def __init__(self, db: PgDatabase, riders: RiderWriter | None = None) -> None:
         self._db = db
+        self._riders = riders
         self._lock_key = db.lock_key("ledger-append")
         self._local = threading.local()
 
     # -- writes ------------------------------------------------------------
 
     @contextmanager
+    def _rider_conflicts(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageFailure as exc:
+            cause = exc.__cause__
+            if self._riders is not None and cause is not None and self._riders.conflict(cause):
+                raise RiderConflict(f"ledger append refused: {exc}") from cause
+            raise
+
+    @contextmanager
     def exclusive(self, since: int) -> Iterator[Head | None]:
         if getattr(self._local, "conn", None) is not None:
             yield None  # inner block: joins the outer transaction
             return
+        with self._rider_conflicts():
+            yield from self._exclusive(since)
+
+    def _exclusive(self, since: int) -> Iterator[Head | None]:
         # Pipelined: BEGIN goes with the lock query, the group's insert with COMMIT.
         with self._db.transaction("ledger append", pipelined=True) as conn:
             # Lock, then the head as committed after the lock was granted, with
@@ -91,11 +124,14 @@ class PgLedgerStore(SqlLedgerReads):
                 None if row[2] is None else tuple(bytes(h) for h in row[2]),
                 int(row[3]),
             )
-            self._local.conn, self._local.size, self._local.failed = conn, head.size, False
+            self._local.conn, self._local.size, self._local.failed = conn, head.size, None
             try:
                 yield head
-                if self._local.failed:  # roll everything back, fail the whole block
-                    raise StorageFailure("ledger append failed; nothing of this batch was stored")
+                failed: BaseException | None = self._local.failed
+                if failed is not None:  # roll everything back, fail the whole block
+                    raise StorageFailure(
+                        "ledger append failed; nothing of this batch was stored"
+                    ) from (failed.__cause__ or failed)
             finally:
                 self._local.conn = None
 
@@ -105,7 +141,10 @@ class PgLedgerStore(SqlLedgerReads):
         entries: Sequence[EntryRow],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoints: Sequence[tuple[int, str, int]],
+        riders: Sequence[Rider] = (),
     ) -> None:
+        if riders and self._riders is None:
+            raise StorageFailure("ledger append: this store was given no rider writer")
         joined: Connection | None = getattr(self._local, "conn", None)
         if joined is not None:
             try:
@@ -114,19 +153,19 @@ class PgLedgerStore(SqlLedgerReads):
                         f"ledger size changed: {expected_size} -> {self._local.size}"
                     )
                 with self._db.errors("ledger append"):
-                    self._write(joined, entries, nodes, checkpoints)
-            except BaseException:
-                self._local.failed = True
+                    self._write(joined, entries, nodes, checkpoints, riders)
+            except BaseException as exc:
+                self._local.failed = exc
                 raise
             self._local.size += len(entries)
             return
-        with self._db.transaction("ledger append") as conn:
+        with self._rider_conflicts(), self._db.transaction("ledger append") as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
             row = conn.execute(SIZE_SQL).fetchone()
             size = int(row[0]) if row else 0
             if size != expected_size:
                 raise SizeConflict(f"ledger size changed: {expected_size} -> {size}")
-            self._write(conn, entries, nodes, checkpoints)
+            self._write(conn, entries, nodes, checkpoints, riders)
 
     def _write(
         self,
@@ -134,6 +173,7 @@ class PgLedgerStore(SqlLedgerReads):
         entries: Sequence[EntryRow],
         nodes: Sequence[tuple[int, int, bytes]],
         checkpoints: Sequence[tuple[int, str, int]],
+        riders: Sequence[Rider],
     ) -> None:
         # Entries and nodes in one statement (arrays unnested server-side).
         if entries or nodes:
@@ -155,6 +195,9 @@ class PgLedgerStore(SqlLedgerReads):
             )
         for size_cp, note, issued_ms in checkpoints:
             conn.execute(in_dialect(INSERT_CHECKPOINT_SQL, "%s"), (size_cp, note, issued_ms))
+        if riders:
+            assert self._riders is not None
+            self._riders.write(conn, riders)
 
     def replace_checkpoint_note(self, seq: int, note: str) -> None:
         with self._db.connection("ledger write") as conn:
