@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config import StorageSettings
 from gateway.storage.backend import Stores, open_postgres_stores, open_sqlite_stores
+from gateway.storage.postgres.db import PgDatabase
 from tests.pgtest import fresh_schema, postgres_dsn
 
 WINDOW_MS = 300_000
@@ -53,3 +54,12 @@ def pg_settings() -> Iterator[StorageSettings]:
     dsn = postgres_dsn()
     with fresh_schema(dsn) as schema:
         yield StorageSettings(url=dsn, schema=schema, pool_size=8)
+
+
+@pytest.fixture
+def pg_db(pg_settings: StorageSettings) -> Iterator[PgDatabase]:
+    """The database layer alone (a pool of two) on a fresh schema."""
+    assert pg_settings.url is not None
+    d = PgDatabase(pg_settings.url, schema=pg_settings.db_schema, pool_size=2)
+    yield d
+    d.close()

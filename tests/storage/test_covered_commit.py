@@ -10,7 +10,6 @@ every per-exchange write of those stores, and nothing of the ledger's.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -29,13 +28,10 @@ ORIGIN = "110000.gateway.dataexchange.cn/ledger"
 
 
 @pytest.fixture
-def db(pg_settings: StorageSettings) -> Iterator[PgDatabase]:
-    assert pg_settings.url is not None
-    d = PgDatabase(pg_settings.url, schema=pg_settings.db_schema, pool_size=2)
-    with d.connection("test") as conn:
+def db(pg_db: PgDatabase) -> PgDatabase:
+    with pg_db.connection("test") as conn:
         conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
-    yield d
-    d.close()
+    return pg_db
 
 
 _keys = itertools.count()

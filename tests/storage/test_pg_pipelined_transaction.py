@@ -8,23 +8,17 @@ connection usable; and that a successful block is committed when it returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from gateway.config import StorageSettings
 from gateway.errors import StorageFailure
 from gateway.storage.postgres.db import PgDatabase
 
 
 @pytest.fixture
-def db(pg_settings: StorageSettings) -> Iterator[PgDatabase]:
-    assert pg_settings.url is not None
-    d = PgDatabase(pg_settings.url, schema=pg_settings.db_schema, pool_size=2)
-    with d.connection("test") as conn:
+def db(pg_db: PgDatabase) -> PgDatabase:
+    with pg_db.connection("test") as conn:
         conn.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)")
-    yield d
-    d.close()
+    return pg_db
 
 
 def _keys(db: PgDatabase) -> list[int]:

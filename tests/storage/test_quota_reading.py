@@ -7,12 +7,10 @@ and that memory stays bounded (``Limits.max_quota_readings``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
-from gateway.config import StorageSettings
 from gateway.limits import DEFAULT_LIMITS
 from gateway.policy.quota import QuotaKey
 from gateway.storage.postgres.db import PgDatabase
@@ -24,11 +22,8 @@ def _key(i: int) -> QuotaKey:
 
 
 @pytest.fixture
-def db(pg_settings: StorageSettings) -> Iterator[PgDatabase]:
-    assert pg_settings.url is not None
-    d = PgDatabase(pg_settings.url, schema=pg_settings.db_schema, pool_size=2)
-    yield d
-    d.close()
+def db(pg_db: PgDatabase) -> PgDatabase:
+    return pg_db
 
 
 def test_reading_older_than_the_limit_is_read_again(db: PgDatabase) -> None:
