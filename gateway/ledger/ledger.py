@@ -300,7 +300,15 @@ class Ledger:
             else:
                 for w in batch:
                     w.receipt, w.error, w.done = None, None, False
-                    self._commit_alone(w)
+                try:
+                    for w in batch:
+                        self._commit_alone(w)
+                except BaseException:  # interrupted: no waiter may be left waiting
+                    _fail(
+                        [w for w in batch if not w.done],
+                        StorageFailure("ledger append interrupted"),
+                    )
+                    raise
         except Exception as exc:  # the lock, the refresh or the commit failed
             with self._commit:
                 if not batch:
@@ -324,9 +332,6 @@ class Ledger:
         except Exception as exc:
             w.receipt, w.error, w.done = None, _as_failure(exc), True
             self._reload()
-        except BaseException:
-            _fail([w], StorageFailure("ledger append interrupted"))
-            raise
 
     def _reload(self) -> None:
         """After a failed commit: the in-memory tail from the store (it may be

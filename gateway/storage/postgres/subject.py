@@ -39,26 +39,25 @@ from gateway.subject.store import (
 _WHAT = "subject index store"
 # The keys whose conflict is a rider's own (the request id indexed already).
 _KEYS: Final = frozenset({"subject_entries_pkey", "subject_index_pkey"})
-# The pending links of earlier rows, the entry rows and their indexes: one
-# statement (arrays, not a row at a time).
-_WRITE: Final = (
-    "WITH l AS (UPDATE subject_entries s SET entry_index = u.i"
-    " FROM unnest(%s::text[], %s::bigint[]) AS u(r, i) WHERE s.request_id = u.r),"
-    " e AS (INSERT INTO subject_entries (request_id, coverage, dataset,"
+# The entry rows and their indexes: one statement (arrays, not a row at a time).
+_INSERT: Final = (
+    "e AS (INSERT INTO subject_entries (request_id, coverage, dataset,"
     " fields, recorded_ms, entry_index) SELECT * FROM unnest(%s::text[],"
     " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[]))"
     " INSERT INTO subject_index (blind, request_id)"
     " SELECT * FROM unnest(%s::bytea[], %s::text[])"
 )
+_RIDERS: Final = "WITH " + _INSERT  # linked already
+# ``record``: with the pending links of earlier rows.
+_WRITE: Final = (
+    "WITH l AS (UPDATE subject_entries s SET entry_index = u.i"
+    " FROM unnest(%s::text[], %s::bigint[]) AS u(r, i) WHERE s.request_id = u.r), " + _INSERT
+)
 
 
-def _params(
-    links: dict[str, int], rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]
-) -> tuple[list[Any], ...]:
+def _params(rows: Sequence[tuple[IndexedEntry, Sequence[bytes]]]) -> tuple[list[Any], ...]:
     blinds = [(b, e.request_id) for e, idx in rows for b in set(idx)]
     return (
-        list(links),
-        list(links.values()),
         [e.request_id for e, _ in rows],
         [e.coverage for e, _ in rows],
         [e.dataset for e, _ in rows],
@@ -89,7 +88,7 @@ class PgSubjectIndexStore(SqlSubjectReads):
             if not isinstance(rider, SubjectRows):
                 raise StorageFailure(f"{_WHAT}: a ledger rider that is not subject rows")
             rows.append((replace(rider.entry, entry_index=index), rider.indexes))
-        conn.execute(_WRITE, _params({}, rows))
+        conn.execute(_RIDERS, _params(rows))
 
     def conflict(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name in _KEYS
@@ -104,7 +103,7 @@ class PgSubjectIndexStore(SqlSubjectReads):
             return
         links = self._links.snapshot()
         with self._db.connection(_WHAT) as conn:  # one statement: one transaction
-            conn.execute(_WRITE, _params(links, rows))
+            conn.execute(_WRITE, (list(links), list(links.values()), *_params(rows)))
         self._links.written(links)
 
     def link(self, request_id: str, entry_index: int) -> None:
@@ -121,7 +120,7 @@ class PgSubjectIndexStore(SqlSubjectReads):
             return
         try:
             with self._db.transaction(_WHAT) as conn:
-                conn.execute(_WRITE, _params(links, []))
+                conn.execute(_WRITE, (list(links), list(links.values()), *_params([])))
             self._links.written(links)
         except StorageFailure:
             pass  # only a cache: the rows are found through the ledger instead
