@@ -82,6 +82,7 @@ def test_a_reused_request_id_fails_alone_in_its_group_commit(pg_holder: Holder) 
     failed = [rid for rid, o in outcomes.items() if isinstance(o, StorageFailure)]
     assert failed == [taken]
     assert "subject_entries_pkey" in str(outcomes[taken].__cause__)  # type: ignore[union-attr]
+    assert "new request id" in str(outcomes[taken])
     assert pg_holder.ledger.size == size + 4
     assert len(pg_holder.ledger.find(taken)) == 1  # only the first exchange's entry
     for e in events[:-1]:

@@ -63,9 +63,9 @@ class RiderWriter(Protocol):
         """Queue the riders' rows on ``conn``, inside the append's transaction."""
         ...
 
-    def conflict(self, exc: BaseException) -> bool:
-        """Whether a failed commit failed on a rider's rows (their key taken),
-        not on the ledger's own."""
+    def conflict(self, exc: BaseException) -> str | None:
+        """If a failed commit failed on a rider's rows (their key taken), not
+        on the ledger's own: what that means to the caller (never a value)."""
         ...
 
 
@@ -89,8 +89,11 @@ class PgLedgerStore(SqlLedgerReads):
             yield
         except StorageFailure as exc:
             cause = exc.__cause__
-            if self._riders is not None and cause is not None and self._riders.conflict(cause):
-                raise RiderConflict(f"ledger append refused: {exc}") from cause
+            meaning = None
+            if self._riders is not None and cause is not None:
+                meaning = self._riders.conflict(cause)
+            if meaning is not None:
+                raise RiderConflict(f"ledger append refused: {meaning}") from cause
             raise
 
     @contextmanager

@@ -90,8 +90,13 @@ class PgSubjectIndexStore(SqlSubjectReads):
             rows.append((replace(rider.entry, entry_index=index), rider.indexes))
         conn.execute(_RIDERS, _params(rows))
 
-    def conflict(self, exc: BaseException) -> bool:
-        return isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name in _KEYS
+    def conflict(self, exc: BaseException) -> str | None:
+        if isinstance(exc, psycopg.errors.UniqueViolation) and exc.diag.constraint_name in _KEYS:
+            return (
+                "the request id is indexed already (another exchange used it); "
+                "send the request again with a new request id"
+            )
+        return None
 
     # -- on its own ---------------------------------------------------------------
 
