@@ -137,6 +137,12 @@ class TcpProxy:
             c.close()  # type: ignore[attr-defined]
         self._flowing.set()  # a frozen pipe wakes, finds its socket closed, and ends
 
+    @classmethod
+    def before(cls, dsn: str) -> TcpProxy:
+        """A proxy in front of the server ``dsn`` names."""
+        info = psycopg.conninfo.conninfo_to_dict(dsn)
+        return cls(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+
     def url_for(self, dsn: str) -> str:
         info = psycopg.conninfo.conninfo_to_dict(dsn)
         user = info.get("user") or "postgres"

@@ -18,6 +18,7 @@ import pytest
 from gateway.catalogue import load_catalogue
 from gateway.demo.seed import seed_database
 from gateway.sources import SqliteSource
+from tests.sources.source_testkit import assert_each_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = load_catalogue(ROOT / "policies" / "110000")
@@ -68,19 +69,16 @@ def test_a_removed_source_file_answers_unavailable_for_statistics_and_records(
     tmp_path: Path,
 ) -> None:
     """Statistics stat()ed the file unguarded: FileNotFoundError, i.e. INTERNAL."""
-    import pytest
-
-    from gateway.errors import StorageFailure
 
     path = tmp_path / "source.sqlite"
     seed_database(path, CAT, rows=5, seed=1)
     src = SqliteSource(path)
     assert len(src.scan(DS, ["person_id"], 10)) == 5
     path.unlink()
-    for read in (lambda: src.frame(DS, ["age_band"]), lambda: src.scan(DS, ["person_id"], 10)):
-        with pytest.raises(StorageFailure, match="unavailable") as err:
-            read()
-        assert err.value.grpc_code.name == "UNAVAILABLE"
+    assert_each_unavailable(
+        (lambda: src.frame(DS, ["age_band"]), lambda: src.scan(DS, ["person_id"], 10)),
+        "unavailable",
+    )
 
 
 def test_statistics_frames_kept_stay_bounded_however_requesters_vary_their_columns(
@@ -185,8 +183,6 @@ def test_a_fraction_in_a_catalogue_integer_column_of_sqlite_answers_unavailable_
     text went out as text. Values now pass the same normalisation."""
     import logging
 
-    from gateway.errors import StorageFailure
-
     secret = "110101199001011234"
     ds = DS.model_copy(
         update={
@@ -208,16 +204,12 @@ def test_a_fraction_in_a_catalogue_integer_column_of_sqlite_answers_unavailable_
 
     bad = register("bad.sqlite", [("2", 2), (secret, 1.5)])
     with caplog.at_level(logging.DEBUG):
-        for read in (
+        reads = (
             lambda: bad.fetch(ds, [secret], cols, 5),
             lambda: bad.scan(ds, cols, 5),
             lambda: [b for b in bad.stream(ds, cols, 0, 5, 5)],
-        ):
-            with pytest.raises(StorageFailure, match="si_contributions") as err:
-                read()
-            assert err.value.grpc_code.name == "UNAVAILABLE"
-            assert "1.5" not in str(err.value) and secret not in str(err.value)
-            assert err.value.__cause__ is None and err.value.__suppress_context__
+        )
+        assert_each_unavailable(reads, "si_contributions", ["1.5", secret], no_cause=True)
     assert "do not fit" in caplog.text and "1.5" not in caplog.text
 
     good = register("good.sqlite", [("2", 2.0), ("3", "7"), ("4", None)])

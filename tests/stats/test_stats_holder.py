@@ -343,15 +343,21 @@ def test_budget_survives_holder_restart(
         restarted.answer(q(epsilon=0.5), new_ctx())
 
 
+def _raises(failure: Exception) -> Callable[..., None]:
+    """A stand-in that fails with ``failure`` however it is called."""
+
+    def fail(*_: object) -> None:
+        raise failure
+
+    return fail
+
+
 def test_failure_after_reservation_keeps_the_spend(
     make_holder: Callable[..., Any], new_ctx: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     holder, ledger, budget = make_holder()
 
-    def boom(*_: object) -> None:
-        raise EnvironmentFailure("OpenDP failed to release")
-
-    monkeypatch.setattr(engine, "execute", boom)
+    monkeypatch.setattr(engine, "execute", _raises(EnvironmentFailure("OpenDP failed to release")))
     with pytest.raises(EnvironmentFailure):
         holder.answer(q(epsilon=0.5), new_ctx())
     (row,) = budget.spends()
@@ -374,10 +380,7 @@ def test_failure_after_reservation_is_a_charged_refusal_on_the_ledger(
     # trail missed a charged refusal. Its text is not recorded (it may hold data).
     holder, ledger, budget = make_holder()
 
-    def boom(*_: object) -> None:
-        raise failure
-
-    monkeypatch.setattr(engine, "execute", boom)
+    monkeypatch.setattr(engine, "execute", _raises(failure))
     with pytest.raises(type(failure)):
         holder.answer(q(epsilon=0.5), new_ctx())
     (row,) = budget.spends()
@@ -401,10 +404,7 @@ def test_source_failure_is_a_refusal_on_the_ledger_that_spends_nothing(
     # hold data), and charged nothing.
     holder, ledger, budget = make_holder()
 
-    def boom(*_: object) -> None:
-        raise failure
-
-    monkeypatch.setattr(holder._source, "frame", boom)
+    monkeypatch.setattr(holder._source, "frame", _raises(failure))
     with pytest.raises(type(failure)):
         holder.answer(q(epsilon=0.5), new_ctx())
     assert budget.spends() == []
@@ -423,13 +423,10 @@ def test_settle_failure_after_a_release_failure_keeps_the_original_error_and_the
     # release's error with its own and skipped the charged refusal's entry.
     holder, ledger, budget = make_holder()
 
-    def boom(*_: object) -> None:
-        raise EnvironmentFailure("OpenDP failed to release")
-
     def settle_down(*_: object) -> None:
         raise StorageFailure("budget store failed: disk I/O error")
 
-    monkeypatch.setattr(engine, "execute", boom)
+    monkeypatch.setattr(engine, "execute", _raises(EnvironmentFailure("OpenDP failed to release")))
     monkeypatch.setattr(budget, "settle", settle_down)
     with caplog.at_level(logging.ERROR, logger="gateway.stats.holder"):
         with pytest.raises(EnvironmentFailure, match="OpenDP failed to release"):

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 
 from gateway.config import StorageSettings
@@ -33,8 +32,7 @@ def _until_ok(fn: Callable[[], object], timeout: float = 20.0) -> object:
 
 def test_database_outage_fails_calls_unavailable_and_recovers_without_a_torn_entry() -> None:
     dsn = postgres_dsn()
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    proxy = TcpProxy.before(dsn)
     with fresh_schema(dsn, "out") as schema:
         stores = open_postgres_stores(
             StorageSettings(url=proxy.url_for(dsn), schema=schema, pool_size=4), 300_000
@@ -146,8 +144,7 @@ def test_connection_lost_at_commit_is_commit_unknown_and_lost_before_it_is_not(
     from gateway.storage.postgres.ledger import PgLedgerStore
 
     dsn = postgres_dsn()
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    proxy = TcpProxy.before(dsn)
     with fresh_schema(dsn, "commit") as schema:
         stores = open_postgres_stores(
             StorageSettings(url=proxy.url_for(dsn), schema=schema, pool_size=2), 300_000

@@ -51,8 +51,7 @@ def _ready(ops_url: str) -> tuple[int, dict[str, str]]:
 
 def test_replicas_report_the_shared_databases_state_and_readiness(tmp_path: Path) -> None:
     dsn = postgres_dsn()
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
+    proxy = TcpProxy.before(dsn)
     with fresh_schema(dsn, "ops") as schema:
         fed = build_federation(tmp_path, rows=60)
         replicas = add_replicas(fed, "110000", proxy.url_for(dsn), schema, 2)

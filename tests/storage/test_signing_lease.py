@@ -10,9 +10,12 @@ it fails UNAVAILABLE within ``Limits.checkpoint_wait_seconds`` and signs nothing
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +27,10 @@ from gateway.errors import StorageFailure
 from gateway.ledger.ledger import Ledger
 from gateway.limits import DEFAULT_LIMITS
 from gateway.storage.backend import Stores, open_postgres_stores
+from gateway.storage.postgres.db import PgDatabase
+from gateway.storage.postgres.lease import LINK_TIMEOUT_MS, PgLease
 from tests.ledger.ledger_testkit import ORIGIN, make_event
+from tests.pgtest import TcpProxy, fresh_schema, postgres_dsn
 from tests.storage.test_store_contracts import KEY
 
 HOLDER_MS, OTHER_MS = 1_000_000, 2_000_000  # each replica's clock: who signed what
@@ -136,7 +142,6 @@ def test_proof_asked_of_a_replica_without_the_lease_is_against_the_holders_check
     from gateway.demo.setup import add_replicas, build_federation
     from gateway.server.app import Gateway
     from tests.conftest import RunningFederation
-    from tests.pgtest import fresh_schema, postgres_dsn
     from tests.storage.kit import hebei_exchange
 
     ahead_ms = 120_000
@@ -191,6 +196,24 @@ def _lease_lost(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "lease lost" in r.getMessage()]
 
 
+@contextmanager
+def _lease_behind_a_proxy(prefix: str) -> Iterator[tuple[PgLease, TcpProxy]]:
+    """A lease (not yet started) whose database link runs through a proxy the
+    test can freeze (bytes acknowledged, never forwarded) and thaw."""
+    dsn = postgres_dsn()
+    proxy = TcpProxy.before(dsn)
+    with fresh_schema(dsn, prefix) as schema:
+        db = PgDatabase(proxy.url_for(dsn), schema=schema, pool_size=2)
+        lease = PgLease(db, interval=KEEPALIVE_CHECK)
+        try:
+            yield lease, proxy
+        finally:
+            proxy.thaw()
+            lease.stop()
+            db.close()
+            proxy.cut()
+
+
 def test_lease_holder_whose_keep_alive_blocks_on_the_server_loses_the_lease_and_frees_it(
     pg_settings: StorageSettings,
     monkeypatch: pytest.MonkeyPatch,
@@ -199,12 +222,6 @@ def test_lease_holder_whose_keep_alive_blocks_on_the_server_loses_the_lease_and_
     """The keep-alive blocks in the server (here a pg_sleep in its place): without a
     statement timeout the holder waited on it indefinitely, still saying it held
     the lease, and kept the lock from every other replica."""
-    import logging
-    import threading
-
-    from gateway.storage.postgres.db import PgDatabase
-    from gateway.storage.postgres.lease import PgLease
-
     url, schema = pg_settings.url or "", pg_settings.db_schema
     db1 = PgDatabase(url, schema=schema, pool_size=2)
     db2 = PgDatabase(url, schema=schema, pool_size=2)
@@ -242,42 +259,25 @@ def test_lease_holder_cut_off_by_a_hung_connection_stops_signing_within_the_keep
     server never sees the keep-alive, so only the holder's own clock can tell.
     It stops saying it holds the lease once the keep-alive is overdue, logs it
     once, and holds the lease again after the link recovers."""
-    import logging
-
-    import psycopg
-
-    from gateway.storage.postgres.db import PgDatabase
-    from gateway.storage.postgres.lease import PgLease
-    from tests.pgtest import TcpProxy, fresh_schema, postgres_dsn
-
-    dsn = postgres_dsn()
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-    with fresh_schema(dsn, "hang") as schema:
-        db = PgDatabase(proxy.url_for(dsn), schema=schema, pool_size=2)
-        lease = PgLease(db, interval=KEEPALIVE_CHECK)
-        try:
-            with caplog.at_level(logging.WARNING, "gateway.storage"):
-                assert lease.start().held()
-                proxy.freeze()
-                t0 = time.monotonic()
-                while lease.held() and time.monotonic() - t0 < 5:
-                    time.sleep(0.02)
-                took = time.monotonic() - t0
-                assert not lease.held(), "the holder still signs on a hung connection"
-                # One check interval until the next keep-alive, then its timeout
-                # (a generous bound: it tells "stopped" from "never stops").
-                assert took < 3.0, took
-                assert not lease.held()
-                proxy.thaw()
-                _wait_for(lambda: lease.held(), "the lease was not taken again")
-            (lost,) = _lease_lost(caplog)
-            assert "keep-alive has not answered within 0.5 s" in lost
-        finally:
-            proxy.thaw()
-            lease.stop()
-            db.close()
-            proxy.cut()
+    with (
+        _lease_behind_a_proxy("hang") as (lease, proxy),
+        caplog.at_level(logging.WARNING, "gateway.storage"),
+    ):
+        assert lease.start().held()
+        proxy.freeze()
+        t0 = time.monotonic()
+        while lease.held() and time.monotonic() - t0 < 5:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        assert not lease.held(), "the holder still signs on a hung connection"
+        # One check interval until the next keep-alive, then its timeout
+        # (a generous bound: it tells "stopped" from "never stops").
+        assert took < 3.0, took
+        assert not lease.held()
+        proxy.thaw()
+        _wait_for(lambda: lease.held(), "the lease was not taken again")
+        (lost,) = _lease_lost(caplog)
+        assert "keep-alive has not answered within 0.5 s" in lost
 
 
 def test_a_lease_thread_blocked_on_a_hung_link_returns_once_its_keep_alive_is_overdue(
@@ -288,42 +288,25 @@ def test_a_lease_thread_blocked_on_a_hung_link_returns_once_its_keep_alive_is_ov
     went False, but the lease thread stayed blocked on the keep-alive until the link
     recovered, so the replica could not try for the lease again. The lease now shuts
     the connection's socket down: the thread returns at once and drops the session."""
-    import logging
-
-    import psycopg
-
-    from gateway.storage.postgres.db import PgDatabase
-    from gateway.storage.postgres.lease import PgLease
-    from tests.pgtest import TcpProxy, fresh_schema, postgres_dsn
-
-    dsn = postgres_dsn()
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    proxy = TcpProxy(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-    with fresh_schema(dsn, "hungthread") as schema:
-        db = PgDatabase(proxy.url_for(dsn), schema=schema, pool_size=2)
-        lease = PgLease(db, interval=KEEPALIVE_CHECK)
-        try:
-            with caplog.at_level(logging.WARNING, "gateway.storage"):
-                assert lease.start().held()
-                hung = lease._conn
-                assert hung is not None
-                proxy.freeze()
-                t0 = time.monotonic()
-                while (lease._conn is hung or not hung.closed) and time.monotonic() - t0 < 5:
-                    time.sleep(0.02)
-                took = time.monotonic() - t0
-                assert hung.closed and lease._conn is not hung, "the lease thread is still blocked"
-                assert took < 3.0, took  # an interval, the keep-alive timeout, a watchdog tick
-                assert not lease.held()
-                proxy.thaw()
-                _wait_for(lambda: lease.held(), "the lease was not taken again")
-            (lost,) = _lease_lost(caplog)  # logged once
-            assert "keep-alive has not answered within 0.5 s" in lost
-        finally:
-            proxy.thaw()
-            lease.stop()
-            db.close()
-            proxy.cut()
+    with (
+        _lease_behind_a_proxy("hungthread") as (lease, proxy),
+        caplog.at_level(logging.WARNING, "gateway.storage"),
+    ):
+        assert lease.start().held()
+        hung = lease._conn
+        assert hung is not None
+        proxy.freeze()
+        t0 = time.monotonic()
+        while (lease._conn is hung or not hung.closed) and time.monotonic() - t0 < 5:
+            time.sleep(0.02)
+        took = time.monotonic() - t0
+        assert hung.closed and lease._conn is not hung, "the lease thread is still blocked"
+        assert took < 3.0, took  # an interval, the keep-alive timeout, a watchdog tick
+        assert not lease.held()
+        proxy.thaw()
+        _wait_for(lambda: lease.held(), "the lease was not taken again")
+        (lost,) = _lease_lost(caplog)  # logged once
+        assert "keep-alive has not answered within 0.5 s" in lost
 
 
 def test_a_hung_link_unblocks_the_lease_thread_from_the_client_side_too(tmp_path: Path) -> None:
@@ -335,10 +318,6 @@ def test_a_hung_link_unblocks_the_lease_thread_from_the_client_side_too(tmp_path
     too (libpq's ``tcp_user_timeout``, with keepalives), so the client gives up as
     soon as the server does. (A loopback proxy cannot drop segments, so this checks
     the connection the lease opens rather than waiting out a real dead link.)"""
-    from gateway.storage.postgres.db import PgDatabase
-    from gateway.storage.postgres.lease import LINK_TIMEOUT_MS, PgLease
-    from tests.pgtest import fresh_schema, postgres_dsn
-
     dsn = postgres_dsn()
     with fresh_schema(dsn, "linkto") as schema:
         db = PgDatabase(dsn, schema=schema, pool_size=2)
