@@ -99,3 +99,49 @@ def test_storage_setting_that_is_not_postgresql_is_refused_on_load(
     )
     with pytest.raises(PolicyFileError, match="storage"):
         load_config(config)
+
+
+def test_a_request_id_another_requester_used_is_refused_unavailable_and_nothing_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A request id is indexed once: the holder's index rows ride with its entry,
+    # so an exchange reusing an id another requester used fails alone, with a
+    # bounded message saying what to do, no entry, no charge kept, no traceback.
+    import logging
+
+    import grpc
+
+    from gateway.demo.setup import build_federation
+    from gateway.exchange import requester
+    import psycopg
+    from psycopg import sql
+    from tests.conftest import running
+
+    dsn = postgres_dsn()
+    with fresh_schema(dsn, "reuse") as schema:
+        fed = build_federation(tmp_path, rows=100)
+        use_storage(fed.sites["110000"].config, dsn, schema)
+        with running(fed) as rf, caplog.at_level(logging.INFO):
+            holder = rf.gateways["110000"]
+            taken = hebei_exchange(rf)
+            monkeypatch.setattr(requester, "new_request_id", lambda: taken)
+            with rf.client("120000", "tianjin-planning") as c, pytest.raises(grpc.RpcError) as err:
+                c.get_records(
+                    holder_jurisdiction="110000",
+                    dataset="si_contributions",
+                    purpose="commuter_planning",
+                    subject_ids=[],
+                )
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            details = err.value.details() or ""
+            assert "new request id" in details and "duplicate key" not in details
+            assert len(details) <= holder.config.limits.max_status_chars
+            events = [e for e in ledger_events(holder) if e.request_id == taken]
+            assert [(e.kind, e.counterparty) for e in events] == [("transfer", "130000")]
+            with psycopg.connect(dsn) as conn:
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+                used = conn.execute(
+                    "SELECT COALESCE(SUM(used), 0) FROM quota_usage WHERE requester = '120000'"
+                ).fetchone()
+            assert used == (0,)  # charged, then given back
+            assert not any(r.exc_info for r in caplog.records)
