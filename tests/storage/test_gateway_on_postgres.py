@@ -110,11 +110,11 @@ def test_a_request_id_another_requester_used_is_refused_unavailable_and_nothing_
     import logging
 
     import grpc
+    import psycopg
+    from psycopg import sql
 
     from gateway.demo.setup import build_federation
     from gateway.exchange import requester
-    import psycopg
-    from psycopg import sql
     from tests.conftest import running
 
     dsn = postgres_dsn()
