@@ -431,11 +431,11 @@ class Ledger:
         if signing and frontier.size > cp_size and now - cp_time >= self._interval:
             cps.append(self._sign(frontier, now_ms))
             cp_size, cp_time = frontier.size, now
-        carried: list[Rider] = [
-            (row.index, r)
-            for row, r in zip(rows, riders or [None] * len(rows), strict=True)
-            if r is not None
-        ]
+        carried: list[Rider] = (
+            [(row.index, r) for row, r in zip(rows, riders, strict=True) if r is not None]
+            if riders
+            else []
+        )
         self.store.append(start, rows, nodes, cps, carried)
         # Committed when the caller's ``exclusive()`` block ends; if that commit
         # fails, append_many reloads the tail from the store.

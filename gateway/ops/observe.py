@@ -233,7 +233,7 @@ class ObservedLedger:
             purpose=event.purpose,
             outcome=event.kind,
         )
-        receipt = self._inner.append(event) if rider is None else self._inner.append(event, rider)
+        receipt = self._inner.append(event, rider)
         self._count(event)
         annotate(ledger_index=receipt.index)
         return receipt

@@ -32,7 +32,7 @@ class MemoryLedger:
         self.events: list[LedgerEvent] = []
         self._lock = threading.Lock()
 
-    def append(self, event: LedgerEvent) -> AppendReceipt:
+    def append(self, event: LedgerEvent, rider: object | None = None) -> AppendReceipt:
         with self._lock:
             self.events.append(event)
             return AppendReceipt(len(self.events) - 1, f"{len(self.events):064x}")

@@ -222,7 +222,7 @@ def test_tampered_release_from_a_peer_is_rejected(federation: Federation) -> Non
 class StrictLedger(MemoryLedger):
     """A memory ledger that refuses what the real one refuses (``validate_event``)."""
 
-    def append(self, event: LedgerEvent) -> AppendReceipt:
+    def append(self, event: LedgerEvent, rider: object | None = None) -> AppendReceipt:
         validate_event(event)
         return super().append(event)
 

@@ -682,7 +682,7 @@ class StrictLedger:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def append(self, event: Any) -> Any:
+    def append(self, event: Any, rider: object | None = None) -> Any:
         validate_event(event)
         return self.inner.append(event)
 

@@ -149,9 +149,10 @@ class PgDatabase:
         # writes rely on its commit: a server or role whose default turns
         # synchronous commit off is overridden for the gateway's own sessions
         # (a stronger default, such as remote_apply, is kept).
-        row = conn.execute("SELECT current_setting('synchronous_commit')").fetchone()
-        if row is not None and row[0] == "off":
-            conn.execute("SET synchronous_commit = on")
+        conn.execute(
+            "SELECT set_config('synchronous_commit', 'on', false)"
+            " WHERE current_setting('synchronous_commit') = 'off'"
+        )
         if self._schema:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
         if self._read_only:
