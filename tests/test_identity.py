@@ -299,7 +299,11 @@ def test_garbage_payloads_from_a_member_never_make_the_holder_read_its_key_files
     mine = crypto.seal(keys.current.public_key, "dom", b"x", b"ctx")
     for i in range(200):
         # Sealed to another key, or ours with its tag broken.
-        blob = crypto.seal(stranger, "dom", b"x", b"ctx") if i % 2 else mine[:-1] + b"\0"
+        blob = (
+            crypto.seal(stranger, "dom", b"x", b"ctx")
+            if i % 2
+            else mine[:-1] + bytes([mine[-1] ^ 1])
+        )
         with pytest.raises(CryptoFailure):
             keys.open("dom", blob, b"ctx")
         clock.now += 0.1  # 20 s of garbage: the directory is looked at every 5 s, never read
